@@ -10,4 +10,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+pub mod dedupe;
+pub mod delivery;
+pub mod event;
+pub mod filter;
+pub mod outbound;
 pub mod signature;
+pub mod time;

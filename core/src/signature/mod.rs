@@ -342,7 +342,11 @@ impl Challenge {
     }
 }
 
-pub(crate) fn digest_in_software(algorithm: DigestAlgorithm, key: &[u8], message: &[u8]) -> [u8; 32] {
+pub(crate) fn digest_in_software(
+    algorithm: DigestAlgorithm,
+    key: &[u8],
+    message: &[u8],
+) -> [u8; 32] {
     match algorithm {
         DigestAlgorithm::Sha256 => Sha256::digest(message).into(),
         DigestAlgorithm::HmacSha256 => hmac_sha256(key, message),
@@ -368,7 +372,12 @@ fn decode_base64_signature(value: &[u8]) -> Result<[u8; 32], SignatureError> {
     // A proxy has been seen turning `+` into a space in this header (HUBSPOT.md §1.7); a space
     // is never valid base64, so reading it back as `+` cannot make a wrong signature match.
     let value: Cow<'_, [u8]> = if value.contains(&b' ') {
-        Cow::Owned(value.iter().map(|&b| if b == b' ' { b'+' } else { b }).collect())
+        Cow::Owned(
+            value
+                .iter()
+                .map(|&b| if b == b' ' { b'+' } else { b })
+                .collect(),
+        )
     } else {
         Cow::Borrowed(value)
     };
