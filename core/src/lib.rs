@@ -10,6 +10,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod dedupe;
 pub mod delivery;
 pub mod event;

@@ -1,1 +1,85 @@
+//! The hubspot-edge Worker: HubSpot webhooks in at the edge, verified, filtered, deduplicated
+//! and forwarded to the user's endpoint through Cloudflare Queues, with a dead-letter store
+//! and an admin API. All decisions are made by `hubspot-edge-core`; this crate does the I/O.
 
+mod admin;
+mod config;
+mod consumer;
+mod crypto;
+mod ingress;
+mod log;
+mod queue;
+mod respond;
+mod store;
+
+use serde_json::json;
+use worker::{event, Context, Date, Env, MessageBatch, Method, Request, Response, Result};
+
+use crate::log::Line;
+
+/// Name of the dead-letter queue whose batches go to the store (wrangler.toml).
+const DEFAULT_DEAD_LETTER_QUEUE: &str = "hubspot-edge-dead-letters";
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let started = Date::now().as_millis();
+    let request_id = log::request_id(req.headers().get("cf-ray").ok().flatten());
+    let path = req.path();
+    let method = req.method();
+    let result = match (path.as_str(), &method) {
+        ("/webhooks/hubspot", Method::Post) => return finish(ingress::handle(req, &env, &request_id).await, &request_id),
+        ("/webhooks/hubspot", _) => respond::error(405, "method_not_allowed", "use POST"),
+        ("/healthz", Method::Get | Method::Head) => respond::json(200, &json!({ "status": "ok" })),
+        ("/healthz", _) => respond::error(405, "method_not_allowed", "use GET"),
+        (p, _) if p == "/admin" || p.starts_with("/admin/") => admin::handle(&req, &env, p, &request_id).await,
+        _ => respond::error(404, "not_found", "no such endpoint"),
+    };
+    let result = finish(result, &request_id);
+    if let Ok(response) = &result {
+        Line::info("request")
+            .field("request_id", request_id.as_str())
+            .field("method", method.to_string())
+            .field("path", route_label(&path))
+            .field("status", response.status_code())
+            .field("duration_ms", Date::now().as_millis().saturating_sub(started))
+            .emit();
+    }
+    result
+}
+
+/// Turns an unexpected error into a logged 500 with a stable code, and tags every response
+/// with the request id.
+fn finish(result: Result<Response>, request_id: &str) -> Result<Response> {
+    let mut response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            Line::error("internal_error").field("request_id", request_id).field("error", e.to_string()).emit();
+            respond::error(500, "internal_error", "internal error")?
+        }
+    };
+    response.headers_mut().set("x-request-id", request_id)?;
+    Ok(response)
+}
+
+/// The path with ids removed, for logs.
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/webhooks/hubspot" => "/webhooks/hubspot",
+        "/healthz" => "/healthz",
+        p if p.starts_with("/admin/dead-letters") => "/admin/dead-letters/*",
+        _ => "other",
+    }
+}
+
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+    let dead_letter_queue = env
+        .var("DEAD_LETTER_QUEUE_NAME")
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| DEFAULT_DEAD_LETTER_QUEUE.into());
+    if batch.queue() == dead_letter_queue {
+        consumer::store_dead_letters(batch, &env).await
+    } else {
+        consumer::forward_batch(batch, &env).await
+    }
+}

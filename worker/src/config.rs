@@ -1,0 +1,145 @@
+//! Configuration, read from the Worker's environment (secrets and `[vars]`; `.dev.vars`
+//! locally). Every key is documented in the README's configuration table and in
+//! `.dev.vars.example`. Each part of the Worker asks only for what it needs, so a missing
+//! forwarding secret does not stop webhooks from being accepted and queued.
+
+use hubspot_edge_core::delivery::RetryPolicy;
+use hubspot_edge_core::filter::Filter;
+use hubspot_edge_core::outbound::WebhookSecret;
+use hubspot_edge_core::signature::{ClientSecret, LegacySignatures, Verifier};
+use worker::Env;
+
+/// A setting is missing or invalid; the message names the key.
+#[derive(Debug)]
+pub(crate) struct ConfigError {
+    pub(crate) key: &'static str,
+    pub(crate) problem: String,
+}
+
+impl ConfigError {
+    pub(crate) fn code(&self) -> &'static str {
+        "config_invalid"
+    }
+
+    pub(crate) fn message(&self) -> String {
+        format!("configuration key {} {}", self.key, self.problem)
+    }
+}
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+fn optional(env: &Env, key: &'static str) -> Option<String> {
+    // Secrets and plain vars are both strings on `env`; `var` reads either.
+    env.var(key).ok().map(|v| v.to_string()).filter(|v| !v.trim().is_empty())
+}
+
+fn required(env: &Env, key: &'static str) -> Result<String> {
+    optional(env, key).ok_or(ConfigError { key, problem: "is missing (set it as a Worker secret, or in .dev.vars locally)".into() })
+}
+
+fn number(env: &Env, key: &'static str, default: u64) -> Result<u64> {
+    match optional(env, key) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError {
+            key,
+            problem: "must be a non-negative integer".into(),
+        }),
+    }
+}
+
+fn boolean(env: &Env, key: &'static str, default: bool) -> Result<bool> {
+    match optional(env, key).as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(_) => Err(ConfigError { key, problem: "must be true or false".into() }),
+    }
+}
+
+/// Everything the webhook ingress needs.
+#[derive(Debug)]
+pub(crate) struct Ingress {
+    pub(crate) verifier: Verifier,
+    pub(crate) public_base_url: Option<String>,
+    pub(crate) max_body_bytes: u64,
+    pub(crate) filter: Filter,
+}
+
+/// Default body limit: 100 events of a few hundred bytes are ~30 KB; a property value can be
+/// up to 64 KB, so 4 MiB leaves room for pathological batches while bounding memory.
+pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+
+impl Ingress {
+    pub(crate) fn from_env(env: &Env) -> Result<Self> {
+        let secret = required(env, "HUBSPOT_CLIENT_SECRET")?;
+        let legacy = if boolean(env, "ALLOW_LEGACY_SIGNATURES", false)? {
+            LegacySignatures::Accept
+        } else {
+            LegacySignatures::Reject
+        };
+        let max_age_secs = number(env, "SIGNATURE_MAX_AGE_SECS", Verifier::DEFAULT_MAX_AGE_MS / 1000)?;
+        let verifier = Verifier::new(ClientSecret::new(secret))
+            .with_legacy(legacy)
+            .with_max_age_ms(max_age_secs.saturating_mul(1000));
+        let public_base_url = optional(env, "PUBLIC_BASE_URL")
+            .map(|u| u.trim().trim_end_matches('/').to_owned());
+        if let Some(u) = &public_base_url {
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                return Err(ConfigError { key: "PUBLIC_BASE_URL", problem: "must start with https://".into() });
+            }
+        }
+        let filter = match optional(env, "FILTER_RULES") {
+            None => Filter::default(),
+            Some(json) => Filter::from_json(&json)
+                .map_err(|e| ConfigError { key: "FILTER_RULES", problem: e.to_string() })?,
+        };
+        Ok(Self {
+            verifier,
+            public_base_url,
+            max_body_bytes: number(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
+            filter,
+        })
+    }
+}
+
+/// Everything the forwarding consumer needs.
+#[derive(Debug)]
+pub(crate) struct Forward {
+    pub(crate) url: String,
+    pub(crate) secret: WebhookSecret,
+    pub(crate) timeout_ms: u64,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) dedupe_ttl_secs: u64,
+}
+
+impl Forward {
+    pub(crate) fn from_env(env: &Env) -> Result<Self> {
+        let url = required(env, "FORWARD_URL")?;
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ConfigError { key: "FORWARD_URL", problem: "must be an http(s) URL".into() });
+        }
+        let secret = WebhookSecret::parse(&required(env, "FORWARD_SECRET")?)
+            .map_err(|e| ConfigError { key: "FORWARD_SECRET", problem: e.to_string() })?;
+        let defaults = RetryPolicy::default();
+        let max_attempts = number(env, "FORWARD_MAX_ATTEMPTS", u64::from(defaults.max_attempts))?;
+        let retry = RetryPolicy {
+            max_attempts: u32::try_from(max_attempts.clamp(1, 100)).unwrap_or(100),
+            base_delay_secs: number(env, "FORWARD_RETRY_BASE_SECS", defaults.base_delay_secs)?,
+            max_delay_secs: number(env, "FORWARD_RETRY_MAX_SECS", defaults.max_delay_secs)?,
+        };
+        // KV's smallest TTL is 60 s. Three days covers HubSpot's 24 h of retries with margin.
+        let dedupe_ttl_secs = number(env, "DEDUPE_TTL_SECS", 3 * 24 * 3600)?.max(60);
+        Ok(Self {
+            url,
+            secret,
+            timeout_ms: number(env, "FORWARD_TIMEOUT_MS", 10_000)?.clamp(100, 120_000),
+            retry,
+            dedupe_ttl_secs,
+        })
+    }
+}
+
+/// The admin token, compared in constant time.
+pub(crate) fn admin_token(env: &Env) -> Result<String> {
+    required(env, "ADMIN_TOKEN")
+}

@@ -1,0 +1,280 @@
+//! `POST /webhooks/hubspot`: read the raw body once, verify, parse, filter, enqueue, answer.
+//!
+//! The ingress waits on nothing but queue sends (and, for the rare unparseable body, one KV
+//! write), so HubSpot's 5-second deadline (HUBSPOT.md §2.5) is never at risk. Dedupe happens
+//! in the consumer: see the README, "Guarantees".
+
+use std::collections::HashSet;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use hubspot_edge_core::dedupe::DedupeKey;
+use hubspot_edge_core::event::{parse_batch, Element};
+use hubspot_edge_core::filter::{Filter, Verdict};
+use hubspot_edge_core::signature::{
+    SignatureError, SignedRequest, HEADER_REQUEST_TIMESTAMP, HEADER_SIGNATURE,
+    HEADER_SIGNATURE_V3, HEADER_SIGNATURE_VERSION,
+};
+use hubspot_edge_core::time::iso8601_ms;
+use serde_json::json;
+use worker::{Date, Env, Request, Response, Result};
+
+use crate::config::{ConfigError, Ingress};
+use crate::log::Line;
+use crate::queue::{self, DeadLetterMessage, EventMessage};
+use crate::respond;
+use crate::store::{self, DeadLetter, Kind};
+
+/// Counts for the response body and the log line.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) events: usize,
+    pub(crate) queued: usize,
+    pub(crate) filtered: usize,
+    pub(crate) duplicates: usize,
+    pub(crate) dead_lettered: usize,
+}
+
+pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Result<Response> {
+    let started = Date::now().as_millis();
+    let log = |outcome: &str, status: u16| {
+        Line::info("webhook")
+            .field("request_id", request_id)
+            .field("outcome", outcome)
+            .field("status", status)
+            .field("duration_ms", Date::now().as_millis().saturating_sub(started))
+    };
+    let config = match Ingress::from_env(env) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e, request_id),
+    };
+
+    // 413 before reading when the sender declares the size; again after reading otherwise.
+    let declared = req.headers().get("content-length")?.and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > config.max_body_bytes) {
+        log("body_too_large", 413).emit();
+        return respond::error(413, "body_too_large", "request body exceeds MAX_BODY_BYTES");
+    }
+    let body = req.bytes().await?;
+    if body.len() as u64 > config.max_body_bytes {
+        log("body_too_large", 413).emit();
+        return respond::error(413, "body_too_large", "request body exceeds MAX_BODY_BYTES");
+    }
+
+    // The URL HubSpot signed: the raw request URL as the runtime received it, or the configured
+    // public base URL with this request's path and query (custom domains, proxies).
+    let raw_url = req.inner().url();
+    let signed_url = match &config.public_base_url {
+        Some(base) => format!("{base}{}", path_and_query(&raw_url)),
+        None => raw_url,
+    };
+    let headers = signature_headers(&req)?;
+    let now_ms = Date::now().as_millis();
+    let signed = SignedRequest { method: "POST", uri: &signed_url, headers: &headers, body: &body };
+    let version = match verify(&config, &signed, now_ms).await {
+        Ok(v) => v,
+        Err(e) => {
+            log("signature_rejected", 401).field("code", e.code()).emit();
+            return respond::error(401, e.public_code(), "request signature rejected");
+        }
+    };
+
+    let received_at = now_ms;
+    let elements = match parse_batch(&body) {
+        Ok(elements) => elements,
+        Err(e) => {
+            // Genuine but unparseable: HubSpot would retry it ten times for nothing, so we keep
+            // it whole and acknowledge it.
+            let letter = DeadLetter {
+                id: store::new_id(now_ms),
+                kind: Kind::Batch,
+                reason: e.code().into(),
+                detail: e.to_string(),
+                attempts: 0,
+                created_at: iso8601_ms(now_ms),
+                key: None,
+                request_id: request_id.into(),
+                received_at,
+                payload: std::str::from_utf8(&body).ok().map(|s| s.into()),
+                payload_base64: std::str::from_utf8(&body).is_err().then(|| {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD.encode(&body)
+                }),
+            };
+            let kv = env.kv(store::STATE)?;
+            if let Err(err) = store::put_dead_letter(&kv, &letter).await {
+                log("store_unavailable", 503).field("error", err.to_string()).emit();
+                return respond::error(503, "store_unavailable", "try again later");
+            }
+            log("dead_lettered", 200).field("code", e.code()).field("dead_letter_id", letter.id.as_str()).emit();
+            return respond::json(
+                200,
+                &json!({ "requestId": request_id, "events": 0, "queued": 0, "filtered": 0,
+                         "duplicates": 0, "deadLettered": 1, "deadLetterId": letter.id }),
+            );
+        }
+    };
+
+    let counts = match enqueue(env, &elements, &config.filter, received_at, request_id).await {
+        Ok(counts) => counts,
+        Err(e) => {
+            // Nothing is lost: HubSpot retries on 5xx, and whatever did get queued is deduped.
+            log("queue_unavailable", 503).field("error", e.to_string()).emit();
+            return respond::error(503, "queue_unavailable", "try again later");
+        }
+    };
+
+    log("accepted", 200)
+        .field("signature_version", version.as_str())
+        .field("body_bytes", body.len())
+        .field("events", counts.events)
+        .field("queued", counts.queued)
+        .field("filtered", counts.filtered)
+        .field("duplicates", counts.duplicates)
+        .field("dead_lettered", counts.dead_lettered)
+        .emit();
+    respond::json(
+        200,
+        &json!({
+            "requestId": request_id,
+            "events": counts.events,
+            "queued": counts.queued,
+            "filtered": counts.filtered,
+            "duplicates": counts.duplicates,
+            "deadLettered": counts.dead_lettered,
+        }),
+    )
+}
+
+/// Filters the parsed elements and hands them to the queues: kept events to `EVENTS`, elements
+/// that are not events to `DEAD_LETTERS`. Used by the ingress and by the admin re-drive.
+pub(crate) async fn enqueue(
+    env: &Env,
+    elements: &[Element<'_>],
+    filter: &Filter,
+    received_at: u64,
+    request_id: &str,
+) -> Result<Counts> {
+    let mut counts = Counts { events: elements.len(), ..Counts::default() };
+    let mut events = Vec::with_capacity(elements.len());
+    let mut dead = Vec::new();
+    let mut seen = HashSet::with_capacity(elements.len());
+    for element in elements {
+        let event = match &element.event {
+            Ok(event) => event,
+            Err(e) => {
+                dead.push(dead_letter_message(e.code(), &e.to_string(), None, received_at, request_id, element.raw));
+                continue;
+            }
+        };
+        if let Verdict::Drop(_) = filter.decide(event) {
+            counts.filtered += 1;
+            continue;
+        }
+        let key = DedupeKey::of(event);
+        // The same event twice in one batch: queue it once.
+        if !seen.insert(key.clone()) {
+            counts.duplicates += 1;
+            continue;
+        }
+        let message = serde_json::to_string(&EventMessage {
+            v: 1,
+            key: key.as_str().into(),
+            attempt: 1,
+            received_at,
+            request_id: request_id.into(),
+            event: element.raw,
+        })?;
+        if message.len() > queue::MAX_MESSAGE_BYTES {
+            dead.push(dead_letter_message("event_too_large", "event exceeds the queue message limit", Some(key.as_str()), received_at, request_id, element.raw));
+            continue;
+        }
+        events.push(message);
+    }
+    counts.queued = events.len();
+    counts.dead_lettered = dead.len();
+
+    if !events.is_empty() {
+        queue::send_all(&env.queue(queue::EVENTS)?, events).await?;
+    }
+    let (too_large, dead): (Vec<_>, Vec<_>) =
+        dead.into_iter().partition(|m| m.len() > queue::MAX_MESSAGE_BYTES);
+    if !dead.is_empty() {
+        queue::send_all(&env.queue(queue::DEAD_LETTERS)?, dead).await?;
+    }
+    // A dead letter too large for a queue message goes straight to the store.
+    for message in too_large {
+        let letter = DeadLetter {
+            id: store::new_id(received_at),
+            kind: Kind::Message,
+            reason: "event_too_large".into(),
+            detail: "event exceeds the queue message limit".into(),
+            attempts: 0,
+            created_at: iso8601_ms(received_at),
+            key: None,
+            request_id: request_id.into(),
+            received_at,
+            payload: Some(message.into()),
+            payload_base64: None,
+        };
+        store::put_dead_letter(&env.kv(store::STATE)?, &letter).await?;
+    }
+    Ok(counts)
+}
+
+async fn verify(
+    config: &Ingress,
+    signed: &SignedRequest<'_>,
+    now_ms: u64,
+) -> std::result::Result<hubspot_edge_core::signature::SignatureVersion, SignatureError> {
+    let challenge = config.verifier.challenge(signed, now_ms)?;
+    match crate::crypto::digest(challenge.algorithm(), challenge.hmac_key(), challenge.message()).await {
+        Ok(digest) => challenge.check(&digest),
+        // WebCrypto is always present on Workers; should it fail, the software path is exact.
+        Err(_) => challenge.check_in_software(),
+    }
+}
+
+fn dead_letter_message(
+    reason: &str,
+    detail: &str,
+    key: Option<&str>,
+    received_at: u64,
+    request_id: &str,
+    raw: &serde_json::value::RawValue,
+) -> String {
+    let message = DeadLetterMessage {
+        v: 1,
+        reason: reason.into(),
+        detail: detail.into(),
+        attempts: 0,
+        key: key.map(Into::into),
+        received_at,
+        request_id: request_id.into(),
+        event: raw,
+    };
+    // Strings, integers and a valid RawValue always serialise.
+    serde_json::to_string(&message).unwrap_or_default()
+}
+
+fn signature_headers(req: &Request) -> Result<HeaderMap> {
+    let mut map = HeaderMap::with_capacity(4);
+    for name in [HEADER_SIGNATURE_V3, HEADER_REQUEST_TIMESTAMP, HEADER_SIGNATURE, HEADER_SIGNATURE_VERSION] {
+        if let Some(value) = req.headers().get(name)? {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                map.insert(HeaderName::from_static(name), value);
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// `/path?query` of an absolute URL string, without re-encoding anything.
+fn path_and_query(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    url[after_scheme..].find('/').map_or("/", |i| &url[after_scheme + i..])
+}
+
+pub(crate) fn config_error(e: &ConfigError, request_id: &str) -> Result<Response> {
+    Line::error("config_invalid").field("request_id", request_id).field("key", e.key).field("error", e.message()).emit();
+    respond::error(500, e.code(), &e.message())
+}

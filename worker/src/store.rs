@@ -1,0 +1,117 @@
+//! The dead-letter store in Workers KV: every event or batch we could not handle, with its
+//! reason, until an operator re-drives or inspects it. Nothing expires.
+//!
+//! Keys (typed prefixes in one namespace, binding `STATE`):
+//! - `dl:{id}`: a dead letter; `id` is `{created ms, 13 digits}-{random}` so lists come oldest
+//!   first; the list metadata carries the summary, so listing needs no extra reads.
+//! - `seen:{dedupe key}`: an event that was forwarded successfully (TTL `DEDUPE_TTL_SECS`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use worker::kv::KvStore;
+
+/// Binding of the KV namespace.
+pub(crate) const STATE: &str = "STATE";
+const DEAD_LETTER_PREFIX: &str = "dl:";
+const SEEN_PREFIX: &str = "seen:";
+
+/// What a dead letter holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Kind {
+    /// One event (`payload` is its JSON).
+    Event,
+    /// A whole webhook body that could not be parsed (`payload` is the body as a string,
+    /// or `payloadBase64` when it is not UTF-8).
+    Batch,
+    /// A queue message in a format we do not know (`payload` is its text).
+    Message,
+}
+
+/// A dead letter as stored and as the admin API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeadLetter {
+    pub(crate) id: String,
+    pub(crate) kind: Kind,
+    pub(crate) reason: String,
+    pub(crate) detail: String,
+    pub(crate) attempts: u32,
+    pub(crate) created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) key: Option<String>,
+    pub(crate) request_id: String,
+    pub(crate) received_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) payload: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) payload_base64: Option<String>,
+}
+
+/// The summary kept in KV list metadata (must stay under 1 KB).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Summary {
+    pub(crate) kind: Kind,
+    pub(crate) reason: String,
+    pub(crate) attempts: u32,
+    pub(crate) created_at: String,
+}
+
+pub(crate) fn new_id(now_ms: u64) -> String {
+    format!("{now_ms:013}-{}", crate::log::random_id())
+}
+
+pub(crate) async fn put_dead_letter(kv: &KvStore, letter: &DeadLetter) -> worker::Result<()> {
+    let summary = Summary {
+        kind: letter.kind,
+        reason: letter.reason.clone(),
+        attempts: letter.attempts,
+        created_at: letter.created_at.clone(),
+    };
+    kv.put(&format!("{DEAD_LETTER_PREFIX}{}", letter.id), serde_json::to_string(letter)?)?
+        .metadata(summary)?
+        .execute()
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn get_dead_letter(kv: &KvStore, id: &str) -> worker::Result<Option<DeadLetter>> {
+    Ok(kv.get(&format!("{DEAD_LETTER_PREFIX}{id}")).json().await?)
+}
+
+pub(crate) async fn delete_dead_letter(kv: &KvStore, id: &str) -> worker::Result<()> {
+    Ok(kv.delete(&format!("{DEAD_LETTER_PREFIX}{id}")).await?)
+}
+
+/// One page of dead letters, oldest first.
+pub(crate) async fn list_dead_letters(
+    kv: &KvStore,
+    limit: u64,
+    cursor: Option<String>,
+) -> worker::Result<(Vec<(String, Option<Summary>)>, Option<String>)> {
+    let mut list = kv.list().prefix(DEAD_LETTER_PREFIX.into()).limit(limit);
+    if let Some(c) = cursor {
+        list = list.cursor(c);
+    }
+    let page = list.execute().await?;
+    let items = page
+        .keys
+        .into_iter()
+        .map(|k| {
+            let id = k.name.trim_start_matches(DEAD_LETTER_PREFIX).to_owned();
+            let summary = k.metadata.and_then(|m| serde_json::from_value(m).ok());
+            (id, summary)
+        })
+        .collect();
+    Ok((items, if page.list_complete { None } else { page.cursor }))
+}
+
+pub(crate) async fn is_seen(kv: &KvStore, key: &str) -> worker::Result<bool> {
+    Ok(kv.get(&format!("{SEEN_PREFIX}{key}")).text().await?.is_some())
+}
+
+pub(crate) async fn mark_seen(kv: &KvStore, key: &str, ttl_secs: u64) -> worker::Result<()> {
+    kv.put(&format!("{SEEN_PREFIX}{key}"), "1")?.expiration_ttl(ttl_secs).execute().await?;
+    Ok(())
+}
