@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The run command: builds the Worker and serves it on local workerd with local KV and Queues.
+# Configuration comes from .dev.vars (see .dev.vars.example); listens on $PORT (default 8787).
+source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
+ensure_build_tools
+cd "$ROOT"
+if [ ! -f .dev.vars ]; then
+  say "no .dev.vars: copy .dev.vars.example to .dev.vars and fill it in (the Worker reports each missing key)"
+fi
+exec wrangler dev --ip "${IP:-127.0.0.1}" --port "${PORT:-8787}" --persist-to "${PERSIST_TO:-.wrangler/state}" "$@"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints (native and wasm32), core tests (native and under
+# wasm32 in Node), and the end-to-end tests on real workerd (wrangler dev). `.ci/run` calls this.
+source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
+ensure_build_tools
+cd "$ROOT"
+
+say "cargo fmt --check"
+cargo fmt --all --check
+
+say "clippy (native, all targets)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "clippy (wasm32: core and worker)"
+cargo clippy -p hubspot-edge-core -p hubspot-edge-worker --all-targets --target wasm32-unknown-unknown --locked -- -D warnings
+
+say "core tests (native)"
+cargo test -p hubspot-edge-core --locked
+
+say "core tests (wasm32 in Node, wasm-bindgen-test)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$WASM_BINDGEN_TEST_RUNNER" \
+  cargo test -p hubspot-edge-core --target wasm32-unknown-unknown --locked
+
+say "building the Worker"
+bash "$ROOT/scripts/build-worker.sh"
+
+say "end-to-end tests (wrangler dev + workerd + loopback destination)"
+cargo test -p hubspot-edge-tests --locked

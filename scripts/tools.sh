@@ -1,0 +1,62 @@
+# shellcheck shell=bash
+# Sourced by the other scripts. Installs, at pinned versions, whatever the build needs and is
+# missing: the wasm32 target, worker-build, wasm-bindgen-cli (the version in Cargo.lock) and the
+# npm packages (wrangler, Node 22, binaryen's wasm-opt, esbuild). Only crates.io and the npm
+# registry are used; nothing is downloaded from anywhere else.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS_DIR="${HUBSPOT_EDGE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/hubspot-edge/tools}"
+WORKER_BUILD_VERSION="0.8.7"
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+ensure_wasm_target() {
+  if ! (cd "$ROOT" && rustup target list --installed | grep -qx wasm32-unknown-unknown); then
+    say "adding the wasm32-unknown-unknown target"
+    (cd "$ROOT" && rustup target add wasm32-unknown-unknown)
+  fi
+}
+
+# cargo_tool NAME VERSION BINARY: installs crate NAME@VERSION (--locked) under TOOLS_DIR once.
+cargo_tool() {
+  local name="$1" version="$2" binary="$3" root="$TOOLS_DIR/$1-$2"
+  if [ ! -x "$root/bin/$binary" ]; then
+    say "installing $name $version (once; a few minutes)"
+    (cd /tmp && cargo install "$name" --version "$version" --locked --root "$root" --quiet) >&2
+  fi
+  printf '%s/bin/%s' "$root" "$binary"
+}
+
+ensure_npm() {
+  local stamp="$ROOT/node_modules/.hubspot-edge-lock"
+  local want
+  want="$(sha256sum "$ROOT/package-lock.json" | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    say "npm ci"
+    # The `node` package fetches its platform binary in a preinstall script; retry once if that
+    # step fails transiently.
+    (cd "$ROOT" && { npm ci --no-audit --no-fund --loglevel=error || npm ci --no-audit --no-fund --loglevel=error; }) >&2
+    "$ROOT/node_modules/.bin/node" --version >/dev/null
+    echo "$want" > "$stamp"
+  fi
+}
+
+# Exports what worker-build needs so it downloads nothing.
+ensure_build_tools() {
+  ensure_wasm_target
+  ensure_npm
+  WORKER_BUILD_BIN="$(cargo_tool worker-build "$WORKER_BUILD_VERSION" worker-build)"
+  WASM_BINDGEN_BIN="$(cargo_tool wasm-bindgen-cli "$(wasm_bindgen_version)" wasm-bindgen)"
+  WASM_BINDGEN_TEST_RUNNER="$(dirname "$WASM_BINDGEN_BIN")/wasm-bindgen-test-runner"
+  export WORKER_BUILD_BIN WASM_BINDGEN_BIN WASM_BINDGEN_TEST_RUNNER
+  export WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
+  export ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild"
+  # wrangler needs Node >= 22.12: the npm package `node` provides it.
+  export PATH="$ROOT/node_modules/.bin:$PATH"
+}

@@ -1,0 +1,235 @@
+//! A small blocking HTTP client for the tests: every status code is an answer, not an error;
+//! only transport failures (refused, reset, timed out) are [`Error`]s.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpStream, ToSocketAddrs as _};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+/// How long one request may take before it is a transport error.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A response, whatever its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lowercase) and values, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy UTF-8).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body parsed as JSON.
+    ///
+    /// # Errors
+    /// When the body is not JSON; the message includes the status and the body.
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::new(format!(
+                "response body is not json ({e}); status {}, body: {}",
+                self.status,
+                self.text()
+            ))
+        })
+    }
+
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Fails unless the status is `expected`, quoting the body (handy with `?` in scenarios).
+    ///
+    /// # Errors
+    /// When the status differs.
+    pub fn expect_status(&self, expected: u16) -> Result<&Self> {
+        if self.status == expected {
+            Ok(self)
+        } else {
+            Err(Error::new(format!(
+                "expected status {expected}, got {}; body: {}",
+                self.status,
+                self.text()
+            )))
+        }
+    }
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        // A fresh connection per request: no stale pooled sockets across Worker reloads.
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
+        .timeout_global(Some(timeout))
+        .allow_non_standard_methods(true)
+        .build()
+        .into()
+}
+
+/// Sends one request. `body` `None` sends no body at all.
+///
+/// # Errors
+/// Transport failures and invalid method/URL/headers; never the status code.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<HttpResponse> {
+    request_with_timeout(method, url, headers, body, DEFAULT_TIMEOUT)
+}
+
+/// Like [`request`], with a time limit for the whole exchange instead of [`DEFAULT_TIMEOUT`].
+///
+/// # Errors
+/// Transport failures (including the timeout) and invalid method/URL/headers.
+pub fn request_with_timeout(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<HttpResponse> {
+    let agent = agent(timeout);
+    let mut builder = ::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let result = match body {
+        Some(bytes) => builder
+            .body(bytes)
+            .map_err(|e| Error::new(format!("invalid request {method} {url}: {e}")))
+            .and_then(|req| agent.run(req).map_err(|e| transport(method, url, &e))),
+        None => builder
+            .body(())
+            .map_err(|e| Error::new(format!("invalid request {method} {url}: {e}")))
+            .and_then(|req| agent.run(req).map_err(|e| transport(method, url, &e))),
+    };
+    let mut response = result?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_vec()
+        .map_err(|e| transport(method, url, &e))?;
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn transport(method: &str, url: &str, e: &ureq::Error) -> Error {
+    Error::new(format!("{method} {url} failed: {e}"))
+}
+
+/// `GET url`, with `Authorization: Bearer <token>` when `bearer` is given.
+///
+/// # Errors
+/// Transport failures only.
+pub fn get(url: &str, bearer: Option<&str>) -> Result<HttpResponse> {
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| ("authorization", a))
+        .into_iter()
+        .collect();
+    request("GET", url, &headers, None)
+}
+
+/// `POST url` with a JSON (`application/json`) body, and a bearer token when given.
+///
+/// # Errors
+/// Transport failures only.
+pub fn post(url: &str, body: &[u8], bearer: Option<&str>) -> Result<HttpResponse> {
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(a) = auth.as_deref() {
+        headers.push(("authorization", a));
+    }
+    request("POST", url, &headers, Some(body))
+}
+
+/// `POST url` with `value` serialised as the JSON body.
+///
+/// # Errors
+/// Transport failures only.
+pub fn post_json(url: &str, value: &Value, bearer: Option<&str>) -> Result<HttpResponse> {
+    post(url, value.to_string().as_bytes(), bearer)
+}
+
+/// Writes `raw` to `host:port` as-is and returns everything the server sends until it closes
+/// the connection or `timeout` passes without data. For malformed requests no client would
+/// send (a lying `Content-Length`, a chunked body, a bad request line). Send
+/// `Connection: close` in `raw` so the server closes after answering.
+///
+/// # Errors
+/// When connecting or writing fails.
+pub fn raw_exchange(host_port: &str, raw: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+    let addr = host_port
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| Error::new(format!("{host_port} resolves to no address")))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(raw)?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                break
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// `host:port` of an `http://host:port/...` URL.
+pub fn host_port(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
