@@ -504,6 +504,30 @@ mod tests {
     }
 
     #[test]
+    fn exit_before_ready_is_an_error_with_output_and_cleans_up() {
+        if !repo_root().join("node_modules/.bin/wrangler").exists() {
+            eprintln!("skipped: no node_modules/.bin/wrangler");
+            return;
+        }
+        let dir = make_work_dir().unwrap();
+        let config = dir.join("wrangler.toml");
+        std::fs::write(&config, "name = [this is not toml\n").unwrap();
+        let opts = WranglerOptions {
+            config: Some(config),
+            ready_timeout: Duration::from_secs(60),
+            ..WranglerOptions::default()
+        };
+        let started = Instant::now();
+        let err = WranglerDev::start(opts).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(60), "{err}");
+        let msg = err.message();
+        assert!(msg.contains("wrangler exited before it was ready"), "{msg}");
+        assert!(msg.contains("--- last wrangler output ---"), "{msg}");
+        assert!(msg.contains("wrangler.toml"), "{msg}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn options_replace_vars() {
         let o = WranglerOptions::default()
             .var("A", "1")

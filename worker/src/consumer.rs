@@ -29,6 +29,7 @@ use crate::store::{self, DeadLetter, Kind};
 /// Consumer of the `EVENTS` queue.
 pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Result<()> {
     let started = Date::now().as_millis();
+    let queue_name = batch.queue();
     let config = match Forward::from_env(env) {
         Ok(c) => c,
         Err(e) => {
@@ -138,13 +139,14 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
             }
         }
     }
-    stats.log("queue_batch", queue::EVENTS, started);
+    stats.log("queue_batch", &queue_name, started);
     Ok(())
 }
 
 /// Consumer of the `DEAD_LETTERS` queue: keeps every message in the store.
 pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -> Result<()> {
     let started = Date::now().as_millis();
+    let queue_name = batch.queue();
     let kv = env.kv(store::STATE)?;
     let mut stats = Stats::default();
     for message in batch.raw_iter() {
@@ -166,7 +168,7 @@ pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -
             }
         }
     }
-    stats.log("queue_batch", queue::DEAD_LETTERS, started);
+    stats.log("queue_batch", &queue_name, started);
     Ok(())
 }
 
