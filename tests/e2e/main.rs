@@ -15,11 +15,14 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use hubspot_edge_tests::{Fixture, FixtureOptions};
+use hubspot_edge_tests::{
+    unique_id, Behavior, Fixture, FixtureOptions, HubSpotEvent, HubSpotRequest, SignatureScheme,
+};
 use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::Value;
 
 /// What a scenario returns: `Err` (or a panic) fails it. Any `Display` error converts with `?`.
 type Outcome = Result<(), Failed>;
@@ -34,7 +37,19 @@ macro_rules! scenarios {
 
 /// Every scenario, by name.
 fn scenarios() -> Vec<(&'static str, Scenario)> {
-    scenarios![healthz_answers_ok]
+    scenarios![
+        healthz_answers_ok,
+        mixed_batch_delivered_once_and_valid,
+        retried_batch_not_delivered_twice,
+        bad_signatures_rejected_nothing_delivered,
+        filtered_events_acknowledged_not_delivered,
+        destination_500_then_200_delivered_once,
+        destination_down_dead_letter_then_redrive,
+        admin_requires_token,
+        malformed_body_acknowledged_and_dead_lettered,
+        invalid_element_dead_lettered_rest_delivered,
+        oversized_body_413_and_wrong_routes,
+    ]
 }
 
 /// The Worker configuration every scenario runs against. Keep retries fast: scenarios wait
@@ -45,6 +60,10 @@ fn fixture_options() -> FixtureOptions {
         ("FORWARD_MAX_ATTEMPTS", "4"),
         ("FORWARD_RETRY_BASE_SECS", "1"),
         ("FORWARD_RETRY_MAX_SECS", "2"),
+        (
+            "FILTER_RULES",
+            r#"{"exclude":[{"changeSources":["IMPORT"]}],"ignoreOwnChanges":{"sourceIds":["app:999"]}}"#,
+        ),
     ])
 }
 
@@ -59,6 +78,414 @@ fn healthz_answers_ok(fx: &Fixture) -> Outcome {
         return Err(format!("unexpected /healthz body: {body}").into());
     }
     Ok(())
+}
+
+/// How long any one asynchronous effect (a delivery, a dead letter) may take.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn schema() -> &'static jsonschema::Validator {
+    static SCHEMA: OnceLock<jsonschema::Validator> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let path = hubspot_edge_tests::repo_root().join("schema/outbound-event.v1.json");
+        let text = std::fs::read_to_string(&path).expect("schema file is readable");
+        let value: Value = serde_json::from_str(&text).expect("schema is JSON");
+        jsonschema::validator_for(&value).expect("schema compiles")
+    })
+}
+
+fn check(cond: bool, what: impl FnOnce() -> String) -> Outcome {
+    if cond {
+        Ok(())
+    } else {
+        Err(what().into())
+    }
+}
+
+/// Every kept event arrives exactly once, signed, schema-valid, carrying HubSpot's event as sent.
+fn mixed_batch_delivered_once_and_valid(fx: &Fixture) -> Outcome {
+    let ids: Vec<u64> = (0..7).map(|_| unique_id()).collect();
+    let events = vec![
+        HubSpotEvent::property_change("contact", ids[0], "lifecyclestage", "customer"),
+        HubSpotEvent::creation("company", ids[1]),
+        HubSpotEvent::deletion("deal", ids[2]),
+        HubSpotEvent::merge("contact", ids[3], &[ids[3] + 1_000_000], ids[3]),
+        HubSpotEvent::association_change("contact", ids[4], 9, "CONTACT_TO_COMPANY", false)
+            .object_id(ids[4]),
+        HubSpotEvent::generic("propertyChange", "0-3", ids[5]).set("propertyName", "amount"),
+        // A subscription type this version does not know is forwarded, not dropped.
+        HubSpotEvent::creation("invoice", ids[6]).set("subscriptionType", "invoice.teleported"),
+    ];
+    let r = fx.send_events(&events)?;
+    r.expect_status(200)?;
+    let body = r.json()?;
+    check(body["queued"] == 7 && body["filtered"] == 0, || {
+        format!("ingress counts: {body}")
+    })?;
+
+    fx.dest.wait_for_ok(&ids, DEADLINE)?;
+    let counts = fx.dest.count_ok_by_webhook_id();
+    for (event, id) in events.iter().zip(&ids) {
+        let key = event.dedupe_key()?;
+        let ok = fx.dest.delivered_ok_for(*id);
+        check(ok.len() == 1 && counts.get(&key) == Some(&1), || {
+            format!("object {id}: {} deliveries", ok.len())
+        })?;
+        let d = &ok[0];
+        check(d.verified, || {
+            format!("object {id}: signature not verified: {:?}", d.verify_error)
+        })?;
+        check(d.webhook_id.as_deref() == Some(key.as_str()), || {
+            format!("webhook-id {:?} != {key}", d.webhook_id)
+        })?;
+        if let Err(e) = schema().validate(&d.body) {
+            return Err(
+                format!("object {id}: payload violates the schema: {e}\n{}", d.body).into(),
+            );
+        }
+        check(d.body["id"] == key.as_str(), || {
+            format!("id {} != {key}", d.body["id"])
+        })?;
+        check(d.body["hubspot"] == event.to_value(), || {
+            format!("hubspot field differs: {}", d.body["hubspot"])
+        })?;
+        check(
+            d.body["type"] == event.get("subscriptionType").cloned().unwrap_or_default(),
+            || "type".into(),
+        )?;
+    }
+    check(
+        fx.dest.delivered_ok_for(ids[5])[0].body["objectType"] == "deal",
+        || "generic 0-3 is a deal".into(),
+    )
+}
+
+/// HubSpot retrying a delivered batch (new timestamp, signature, attemptNumber) forwards nothing.
+fn retried_batch_not_delivered_twice(fx: &Fixture) -> Outcome {
+    let ids: Vec<u64> = (0..3).map(|_| unique_id()).collect();
+    let events: Vec<HubSpotEvent> = ids
+        .iter()
+        .map(|id| HubSpotEvent::property_change("contact", *id, "email", "x@example.com"))
+        .collect();
+    fx.send_events(&events)?.expect_status(200)?;
+    fx.dest.wait_for_ok(&ids, DEADLINE)?;
+
+    let mark = fx.worker.log_mark();
+    for attempt in 1..=3u64 {
+        let retried: Vec<HubSpotEvent> = events
+            .iter()
+            .map(|e| e.clone().attempt_number(attempt))
+            .collect();
+        let r = fx
+            .hubspot_request(HubSpotEvent::batch(&retried))
+            .timestamp_ms(hubspot_edge_tests::now_ms() + attempt)
+            .send()?;
+        r.expect_status(200)?;
+    }
+    // The consumer reports each skipped copy; wait until all nine have been seen.
+    let keys: Vec<String> = events
+        .iter()
+        .map(HubSpotEvent::dedupe_key)
+        .collect::<Result<_, _>>()?;
+    hubspot_edge_tests::poll_until(
+        "9 duplicate_skipped lines",
+        DEADLINE,
+        Duration::from_millis(200),
+        || {
+            let n = fx
+                .worker
+                .json_logs_since(mark)
+                .iter()
+                .filter(|l| {
+                    l["msg"] == "duplicate_skipped" && keys.iter().any(|k| l["key"] == k.as_str())
+                })
+                .count();
+            (n >= 9).then_some(())
+        },
+    )?;
+    for id in &ids {
+        let n = fx.dest.deliveries_for(*id).len();
+        check(n == 1, || format!("object {id} delivered {n} times"))?;
+    }
+    Ok(())
+}
+
+/// Every kind of bad signature is a 401 with a JSON error code, and nothing is queued.
+fn bad_signatures_rejected_nothing_delivered(fx: &Fixture) -> Outcome {
+    let id = unique_id();
+    let body = HubSpotEvent::batch(&[HubSpotEvent::creation("contact", id)]);
+    let now = hubspot_edge_tests::now_ms();
+    let cases: Vec<(&str, HubSpotRequest, &str)> = vec![
+        (
+            "tampered body",
+            fx.hubspot_request(body.clone()).sign_body(b"[]".to_vec()),
+            "signature_invalid",
+        ),
+        (
+            "wrong secret",
+            fx.hubspot_request(body.clone())
+                .secret("zzzzzzzz-0000-0000-0000-000000000000"),
+            "signature_invalid",
+        ),
+        (
+            "stale timestamp",
+            fx.hubspot_request(body.clone())
+                .timestamp_ms(now - 10 * 60 * 1000),
+            "timestamp_out_of_window",
+        ),
+        (
+            "future timestamp",
+            fx.hubspot_request(body.clone())
+                .timestamp_ms(now + 10 * 60 * 1000),
+            "timestamp_out_of_window",
+        ),
+        (
+            "missing headers",
+            fx.hubspot_request(body.clone())
+                .scheme(SignatureScheme::Unsigned),
+            "signature_missing",
+        ),
+        (
+            "v1 only, v1 disallowed",
+            fx.hubspot_request(body.clone()).scheme(SignatureScheme::V1),
+            "signature_invalid",
+        ),
+        (
+            "signed for another URL",
+            fx.hubspot_request(body.clone())
+                .sign_url("https://example.com/webhooks/hubspot"),
+            "signature_invalid",
+        ),
+    ];
+    for (what, request, code) in cases {
+        let r = request.send()?;
+        check(r.status == 401, || format!("{what}: status {}", r.status))?;
+        let json = r.json()?;
+        check(json["error"]["code"] == code, || {
+            format!("{what}: body {json}")
+        })?;
+    }
+    // A good request after them is delivered; none of the rejected ones ever is.
+    let sentinel = unique_id();
+    fx.send_events(&[HubSpotEvent::creation("contact", sentinel)])?
+        .expect_status(200)?;
+    fx.dest.wait_for_ok(&[sentinel], DEADLINE)?;
+    check(fx.dest.deliveries_for(id).is_empty(), || {
+        format!("rejected object {id} was delivered")
+    })
+}
+
+/// Filtered events are acknowledged (200, counted) and never forwarded.
+fn filtered_events_acknowledged_not_delivered(fx: &Fixture) -> Outcome {
+    let kept: Vec<u64> = (0..2).map(|_| unique_id()).collect();
+    let dropped: Vec<u64> = (0..2).map(|_| unique_id()).collect();
+    let events = vec![
+        HubSpotEvent::creation("contact", kept[0]),
+        HubSpotEvent::creation("contact", dropped[0]).change_source("IMPORT"),
+        HubSpotEvent::property_change("deal", kept[1], "amount", "10"),
+        HubSpotEvent::property_change("deal", dropped[1], "amount", "10")
+            .set("sourceId", "app:999"),
+    ];
+    let r = fx.send_events(&events)?;
+    r.expect_status(200)?;
+    let body = r.json()?;
+    check(body["queued"] == 2 && body["filtered"] == 2, || {
+        format!("ingress counts: {body}")
+    })?;
+    fx.dest.wait_for_ok(&kept, DEADLINE)?;
+    for id in dropped {
+        check(fx.dest.deliveries_for(id).is_empty(), || {
+            format!("filtered object {id} was delivered")
+        })?;
+    }
+    Ok(())
+}
+
+/// A destination failing once then succeeding receives the event exactly once successfully.
+fn destination_500_then_200_delivered_once(fx: &Fixture) -> Outcome {
+    let id = unique_id();
+    fx.dest
+        .script(id, vec![Behavior::Status(500), Behavior::Status(200)]);
+    fx.send_events(&[HubSpotEvent::creation("ticket", id)])?
+        .expect_status(200)?;
+    fx.dest.wait_for_ok(&[id], DEADLINE)?;
+    let all = fx.dest.deliveries_for(id);
+    let ok = fx.dest.delivered_ok_for(id);
+    check(all.len() == 2 && ok.len() == 1, || {
+        format!("{} attempts, {} ok", all.len(), ok.len())
+    })?;
+    check(all[0].webhook_id == all[1].webhook_id, || {
+        "webhook-id changed between attempts".into()
+    })
+}
+
+/// Dead letters of a given object, as (id, full record).
+fn dead_letters_for(fx: &Fixture, object_id: u64) -> Result<Vec<(String, Value)>, Failed> {
+    let list = fx.admin_get("/admin/dead-letters?limit=1000")?;
+    list.expect_status(200)?;
+    let mut found = Vec::new();
+    for item in list.json()?["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let id = item["id"].as_str().unwrap_or_default().to_owned();
+        let r = fx.admin_get(&format!("/admin/dead-letters/{id}"))?;
+        if r.status != 200 {
+            continue;
+        }
+        let record = r.json()?;
+        if record["payload"]["objectId"] == object_id {
+            found.push((id, record));
+        }
+    }
+    Ok(found)
+}
+
+/// A destination that is down for good: the event ends in the dead-letter store, and is
+/// delivered once re-driven after the destination is back.
+fn destination_down_dead_letter_then_redrive(fx: &Fixture) -> Outcome {
+    let id = unique_id();
+    // FORWARD_MAX_ATTEMPTS is 4: four dropped connections exhaust it.
+    fx.dest.script(id, vec![Behavior::Drop; 4]);
+    fx.send_events(&[HubSpotEvent::property_change("company", id, "name", "Acme")])?
+        .expect_status(200)?;
+    let (dl_id, record) = hubspot_edge_tests::poll_until(
+        "the dead letter",
+        DEADLINE,
+        Duration::from_millis(500),
+        || {
+            dead_letters_for(fx, id)
+                .ok()
+                .and_then(|v| v.into_iter().next())
+        },
+    )?;
+    check(
+        record["reason"] == "retries_exhausted" && record["attempts"] == 4,
+        || format!("record: {record}"),
+    )?;
+    check(record["kind"] == "event", || {
+        format!("kind: {}", record["kind"])
+    })?;
+    check(fx.dest.delivered_ok_for(id).is_empty(), || {
+        "delivered despite the outage".into()
+    })?;
+    let attempts = fx.dest.deliveries_for(id).len();
+    check(attempts == 4, || {
+        format!("{attempts} attempts reached the destination")
+    })?;
+
+    // The destination is back (its script is used up, so it answers 200); re-drive.
+    let r = fx.admin_post(&format!("/admin/dead-letters/{dl_id}/redrive"), b"")?;
+    check(r.status == 202, || {
+        format!("redrive status {}: {}", r.status, r.text())
+    })?;
+    fx.dest.wait_for_ok(&[id], DEADLINE)?;
+    check(fx.dest.delivered_ok_for(id).len() == 1, || {
+        "not delivered exactly once".into()
+    })?;
+    let gone = fx.admin_get(&format!("/admin/dead-letters/{dl_id}"))?;
+    check(gone.status == 404, || {
+        format!("dead letter still stored: {}", gone.status)
+    })
+}
+
+/// The admin API refuses requests without the right bearer token.
+fn admin_requires_token(fx: &Fixture) -> Outcome {
+    let url = fx.url("/admin/dead-letters");
+    let cases = [
+        hubspot_edge_tests::http::get(&url, None)?,
+        hubspot_edge_tests::http::get(&url, Some("wrong-token"))?,
+        hubspot_edge_tests::http::post(&fx.url("/admin/dead-letters/redrive"), b"", None)?,
+        hubspot_edge_tests::http::post(
+            &fx.url("/admin/dead-letters/x/redrive"),
+            b"",
+            Some("wrong-token"),
+        )?,
+    ];
+    for r in cases {
+        check(r.status == 401, || format!("status {}", r.status))?;
+        check(r.json()?["error"]["code"] == "unauthorized", || r.text())?;
+    }
+    fx.admin_get("/admin/dead-letters")?.expect_status(200)?;
+    Ok(())
+}
+
+/// A correctly signed body that is not a batch is acknowledged and kept whole.
+fn malformed_body_acknowledged_and_dead_lettered(fx: &Fixture) -> Outcome {
+    let body = br#"{"this is":"not an array of events"}"#.to_vec();
+    let r = fx.hubspot_request(body.clone()).send()?;
+    r.expect_status(200)?;
+    let json = r.json()?;
+    let dl_id = json["deadLetterId"]
+        .as_str()
+        .ok_or("no deadLetterId in the response")?
+        .to_owned();
+    let record = fx.admin_get(&format!("/admin/dead-letters/{dl_id}"))?;
+    record.expect_status(200)?;
+    let record = record.json()?;
+    check(
+        record["kind"] == "batch" && record["reason"] == "batch_malformed",
+        || format!("{record}"),
+    )?;
+    check(
+        record["payload"] == String::from_utf8_lossy(&body).as_ref(),
+        || "payload not kept whole".into(),
+    )?;
+    // Re-driving it cannot succeed while it is still not a batch.
+    let r = fx.admin_post(&format!("/admin/dead-letters/{dl_id}/redrive"), b"")?;
+    check(r.status == 409, || {
+        format!("redrive of a malformed batch: {}", r.status)
+    })
+}
+
+/// An element that is not an event is dead-lettered with its reason; the rest is delivered.
+fn invalid_element_dead_lettered_rest_delivered(fx: &Fixture) -> Outcome {
+    let good = unique_id();
+    let bad = unique_id();
+    let events = [
+        HubSpotEvent::creation("contact", good),
+        HubSpotEvent::creation("contact", bad).remove("portalId"),
+    ];
+    let r = fx.send_events(&events)?;
+    r.expect_status(200)?;
+    let json = r.json()?;
+    check(json["queued"] == 1 && json["deadLettered"] == 1, || {
+        format!("{json}")
+    })?;
+    fx.dest.wait_for_ok(&[good], DEADLINE)?;
+    let (_, record) = hubspot_edge_tests::poll_until(
+        "the invalid element's dead letter",
+        DEADLINE,
+        Duration::from_millis(500),
+        || {
+            dead_letters_for(fx, bad)
+                .ok()
+                .and_then(|v| v.into_iter().next())
+        },
+    )?;
+    check(record["reason"] == "event_missing_field", || {
+        format!("{record}")
+    })
+}
+
+/// 413 above MAX_BODY_BYTES; 405 and 404 with JSON codes.
+fn oversized_body_413_and_wrong_routes(fx: &Fixture) -> Outcome {
+    let big = vec![b' '; 1_048_577];
+    let r = fx.hubspot_request(big).send()?;
+    check(
+        r.status == 413 && r.json()?["error"]["code"] == "body_too_large",
+        || format!("{} {}", r.status, r.text()),
+    )?;
+    let r = fx.get("/webhooks/hubspot")?;
+    check(
+        r.status == 405 && r.json()?["error"]["code"] == "method_not_allowed",
+        || format!("{}", r.status),
+    )?;
+    let r = fx.get("/nope")?;
+    check(
+        r.status == 404 && r.json()?["error"]["code"] == "not_found",
+        || format!("{}", r.status),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,7 +23,12 @@ use crate::store::{self, DeadLetter, Kind};
 
 const REDRIVE_ALL_LIMIT: usize = 500;
 
-pub(crate) async fn handle(req: &Request, env: &Env, path: &str, request_id: &str) -> Result<Response> {
+pub(crate) async fn handle(
+    req: &Request,
+    env: &Env,
+    path: &str,
+    request_id: &str,
+) -> Result<Response> {
     let token = match config::admin_token(env) {
         Ok(t) => t,
         Err(e) => return config_error(&e, request_id),
@@ -47,10 +52,14 @@ pub(crate) async fn handle(req: &Request, env: &Env, path: &str, request_id: &st
             };
             match redrive(env, &kv, &letter).await? {
                 Ok(queued) => respond::json(202, &json!({ "redriven": 1, "queued": queued })),
-                Err(code) => respond::error(409, code, "this dead letter cannot be re-driven as it is"),
+                Err(code) => {
+                    respond::error(409, code, "this dead letter cannot be re-driven as it is")
+                }
             }
         }
-        (_, ["dead-letters", ..]) => respond::error(405, "method_not_allowed", "method not allowed"),
+        (_, ["dead-letters", ..]) => {
+            respond::error(405, "method_not_allowed", "method not allowed")
+        }
         _ => respond::error(404, "not_found", "no such admin endpoint"),
     }
 }
@@ -70,7 +79,9 @@ async fn list(req: &Request, kv: &KvStore) -> Result<Response> {
     let items: Vec<Value> = items
         .into_iter()
         .map(|(id, summary)| {
-            let mut v = summary.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)).unwrap_or(json!({}));
+            let mut v = summary
+                .map(|s| serde_json::to_value(s).unwrap_or(Value::Null))
+                .unwrap_or(json!({}));
             if let Value::Object(map) = &mut v {
                 map.insert("id".into(), id.into());
             }
@@ -89,7 +100,9 @@ async fn redrive_all(env: &Env, kv: &KvStore) -> Result<Response> {
         let (items, next) = store::list_dead_letters(kv, 100, cursor).await?;
         for (id, _) in items {
             seen += 1;
-            let Some(letter) = store::get_dead_letter(kv, &id).await? else { continue };
+            let Some(letter) = store::get_dead_letter(kv, &id).await? else {
+                continue;
+            };
             match redrive(env, kv, &letter).await? {
                 Ok(_) => redriven += 1,
                 Err(code) => skipped.push(json!({ "id": id, "code": code })),
@@ -100,17 +113,28 @@ async fn redrive_all(env: &Env, kv: &KvStore) -> Result<Response> {
             break;
         }
     }
-    respond::json(202, &json!({ "redriven": redriven, "skipped": skipped, "remaining": cursor.is_some() }))
+    respond::json(
+        202,
+        &json!({ "redriven": redriven, "skipped": skipped, "remaining": cursor.is_some() }),
+    )
 }
 
 /// Queues a dead letter again and removes it from the store. `Ok(Err(code))` when it cannot be
 /// re-driven as it is (it stays in the store).
-async fn redrive(env: &Env, kv: &KvStore, letter: &DeadLetter) -> Result<std::result::Result<usize, &'static str>> {
+async fn redrive(
+    env: &Env,
+    kv: &KvStore,
+    letter: &DeadLetter,
+) -> Result<std::result::Result<usize, &'static str>> {
     let queued = match letter.kind {
         Kind::Event => {
-            let Some(payload) = &letter.payload else { return Ok(Err("payload_missing")) };
+            let Some(payload) = &letter.payload else {
+                return Ok(Err("payload_missing"));
+            };
             let raw = RawValue::from_string(serde_json::to_string(payload)?)?;
-            let Ok(event) = Event::parse(&raw) else { return Ok(Err("still_invalid")) };
+            let Ok(event) = Event::parse(&raw) else {
+                return Ok(Err("still_invalid"));
+            };
             let message = EventMessage {
                 v: 1,
                 key: DedupeKey::of(&event).as_str().into(),
@@ -119,18 +143,37 @@ async fn redrive(env: &Env, kv: &KvStore, letter: &DeadLetter) -> Result<std::re
                 request_id: letter.request_id.clone(),
                 event: &*raw,
             };
-            queue::send_one(&env.queue(queue::EVENTS)?, serde_json::to_string(&message)?, 0).await?;
+            queue::send_one(
+                &env.queue(queue::EVENTS)?,
+                serde_json::to_string(&message)?,
+                0,
+            )
+            .await?;
             1
         }
         Kind::Batch => {
             let body = match (&letter.payload, &letter.payload_base64) {
                 (Some(Value::String(s)), _) => s.clone().into_bytes(),
-                (_, Some(b64)) => base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_default(),
+                (_, Some(b64)) => base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap_or_default(),
                 _ => return Ok(Err("payload_missing")),
             };
-            let Ok(elements) = parse_batch(&body) else { return Ok(Err("still_invalid")) };
-            let filter = Ingress::from_env(env).map(|c| c.filter).unwrap_or_else(|_| Filter::default());
-            enqueue(env, &elements, &filter, letter.received_at, &letter.request_id).await?.queued
+            let Ok(elements) = parse_batch(&body) else {
+                return Ok(Err("still_invalid"));
+            };
+            let filter = Ingress::from_env(env)
+                .map(|c| c.filter)
+                .unwrap_or_else(|_| Filter::default());
+            enqueue(
+                env,
+                &elements,
+                &filter,
+                letter.received_at,
+                &letter.request_id,
+            )
+            .await?
+            .queued
         }
         Kind::Message => return Ok(Err("not_redrivable")),
     };

@@ -30,11 +30,17 @@ type Result<T> = std::result::Result<T, ConfigError>;
 
 fn optional(env: &Env, key: &'static str) -> Option<String> {
     // Secrets and plain vars are both strings on `env`; `var` reads either.
-    env.var(key).ok().map(|v| v.to_string()).filter(|v| !v.trim().is_empty())
+    env.var(key)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.trim().is_empty())
 }
 
 fn required(env: &Env, key: &'static str) -> Result<String> {
-    optional(env, key).ok_or(ConfigError { key, problem: "is missing (set it as a Worker secret, or in .dev.vars locally)".into() })
+    optional(env, key).ok_or(ConfigError {
+        key,
+        problem: "is missing (set it as a Worker secret, or in .dev.vars locally)".into(),
+    })
 }
 
 fn number(env: &Env, key: &'static str, default: u64) -> Result<u64> {
@@ -52,7 +58,10 @@ fn boolean(env: &Env, key: &'static str, default: bool) -> Result<bool> {
         None => Ok(default),
         Some("true" | "1" | "yes") => Ok(true),
         Some("false" | "0" | "no") => Ok(false),
-        Some(_) => Err(ConfigError { key, problem: "must be true or false".into() }),
+        Some(_) => Err(ConfigError {
+            key,
+            problem: "must be true or false".into(),
+        }),
     }
 }
 
@@ -77,21 +86,30 @@ impl Ingress {
         } else {
             LegacySignatures::Reject
         };
-        let max_age_secs = number(env, "SIGNATURE_MAX_AGE_SECS", Verifier::DEFAULT_MAX_AGE_MS / 1000)?;
+        let max_age_secs = number(
+            env,
+            "SIGNATURE_MAX_AGE_SECS",
+            Verifier::DEFAULT_MAX_AGE_MS / 1000,
+        )?;
         let verifier = Verifier::new(ClientSecret::new(secret))
             .with_legacy(legacy)
             .with_max_age_ms(max_age_secs.saturating_mul(1000));
-        let public_base_url = optional(env, "PUBLIC_BASE_URL")
-            .map(|u| u.trim().trim_end_matches('/').to_owned());
+        let public_base_url =
+            optional(env, "PUBLIC_BASE_URL").map(|u| u.trim().trim_end_matches('/').to_owned());
         if let Some(u) = &public_base_url {
             if !(u.starts_with("https://") || u.starts_with("http://")) {
-                return Err(ConfigError { key: "PUBLIC_BASE_URL", problem: "must start with https://".into() });
+                return Err(ConfigError {
+                    key: "PUBLIC_BASE_URL",
+                    problem: "must start with https://".into(),
+                });
             }
         }
         let filter = match optional(env, "FILTER_RULES") {
             None => Filter::default(),
-            Some(json) => Filter::from_json(&json)
-                .map_err(|e| ConfigError { key: "FILTER_RULES", problem: e.to_string() })?,
+            Some(json) => Filter::from_json(&json).map_err(|e| ConfigError {
+                key: "FILTER_RULES",
+                problem: e.to_string(),
+            })?,
         };
         Ok(Self {
             verifier,
@@ -116,12 +134,22 @@ impl Forward {
     pub(crate) fn from_env(env: &Env) -> Result<Self> {
         let url = required(env, "FORWARD_URL")?;
         if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(ConfigError { key: "FORWARD_URL", problem: "must be an http(s) URL".into() });
+            return Err(ConfigError {
+                key: "FORWARD_URL",
+                problem: "must be an http(s) URL".into(),
+            });
         }
-        let secret = WebhookSecret::parse(&required(env, "FORWARD_SECRET")?)
-            .map_err(|e| ConfigError { key: "FORWARD_SECRET", problem: e.to_string() })?;
+        let secret =
+            WebhookSecret::parse(&required(env, "FORWARD_SECRET")?).map_err(|e| ConfigError {
+                key: "FORWARD_SECRET",
+                problem: e.to_string(),
+            })?;
         let defaults = RetryPolicy::default();
-        let max_attempts = number(env, "FORWARD_MAX_ATTEMPTS", u64::from(defaults.max_attempts))?;
+        let max_attempts = number(
+            env,
+            "FORWARD_MAX_ATTEMPTS",
+            u64::from(defaults.max_attempts),
+        )?;
         let retry = RetryPolicy {
             max_attempts: u32::try_from(max_attempts.clamp(1, 100)).unwrap_or(100),
             base_delay_secs: number(env, "FORWARD_RETRY_BASE_SECS", defaults.base_delay_secs)?,

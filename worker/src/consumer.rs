@@ -13,11 +13,13 @@ use futures_util::future::{join_all, select, Either};
 use hubspot_edge_core::dedupe::DedupeKey;
 use hubspot_edge_core::delivery::{parse_retry_after, Attempt, Decision};
 use hubspot_edge_core::event::Event;
-use hubspot_edge_core::outbound::{self, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP};
+use hubspot_edge_core::outbound::{
+    self, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP,
+};
 use hubspot_edge_core::time::iso8601_ms;
 use serde_json::value::RawValue;
 use worker::{
-    AbortController, Date, Delay, Env, Fetch, Headers, Method, MessageBatch, MessageExt, Queue,
+    AbortController, Date, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method, Queue,
     QueueRetryOptionsBuilder, RawMessage, Request, RequestInit, Result,
 };
 
@@ -34,8 +36,15 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
         Ok(c) => c,
         Err(e) => {
             // Keep everything queued until the configuration is fixed.
-            Line::error("config_invalid").field("key", e.key).field("error", e.message()).emit();
-            batch.retry_all_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(60).build());
+            Line::error("config_invalid")
+                .field("key", e.key)
+                .field("error", e.message())
+                .emit();
+            batch.retry_all_with_options(
+                &QueueRetryOptionsBuilder::new()
+                    .with_delay_seconds(60)
+                    .build(),
+            );
             return Ok(());
         }
     };
@@ -44,15 +53,25 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     let dead_queue = env.queue(queue::DEAD_LETTERS)?;
 
     let messages: Vec<RawMessage> = batch.raw_iter().collect();
-    let mut stats = Stats { messages: messages.len(), ..Stats::default() };
-    let mut pending: Vec<(RawMessage, EventMessage<OwnedEvent>)> = Vec::with_capacity(messages.len());
+    let mut stats = Stats {
+        messages: messages.len(),
+        ..Stats::default()
+    };
+    let mut pending: Vec<(RawMessage, EventMessage<OwnedEvent>)> =
+        Vec::with_capacity(messages.len());
     let mut keys_in_batch = HashSet::new();
     for message in messages {
         let text = message.body().as_string().unwrap_or_default();
         match serde_json::from_str::<EventMessage<OwnedEvent>>(&text) {
-            Ok(envelope) if keys_in_batch.insert(envelope.key.clone()) => pending.push((message, envelope)),
-            Ok(_) => {
+            Ok(envelope) if keys_in_batch.insert(envelope.key.clone()) => {
+                pending.push((message, envelope))
+            }
+            Ok(envelope) => {
                 stats.duplicates += 1;
+                Line::info("duplicate_skipped")
+                    .field("key", envelope.key.as_str())
+                    .field("attempt", envelope.attempt)
+                    .emit();
                 message.ack();
             }
             Err(_) => {
@@ -69,6 +88,10 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     for ((message, envelope), seen) in pending.into_iter().zip(seen) {
         if matches!(seen, Ok(true)) {
             stats.duplicates += 1;
+            Line::info("duplicate_skipped")
+                .field("key", envelope.key.as_str())
+                .field("attempt", envelope.attempt)
+                .emit();
             message.ack();
         } else {
             // A KV read error is treated as "not seen": at-least-once beats losing the event.
@@ -81,14 +104,23 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
         let (decision, detail) = match outcome {
             Ok(attempt) => {
                 let jitter = js_sys::Math::random();
-                (config.retry.decide(envelope.attempt, attempt, jitter), describe(attempt))
+                (
+                    config.retry.decide(envelope.attempt, attempt, jitter),
+                    describe(attempt),
+                )
             }
-            Err(reason) => (Decision::DeadLetter(hubspot_edge_core::delivery::GiveUp::Rejected(0)), reason),
+            Err(reason) => (
+                Decision::DeadLetter(hubspot_edge_core::delivery::GiveUp::Rejected(0)),
+                reason,
+            ),
         };
         match decision {
             Decision::Deliver => {
                 if let Err(e) = store::mark_seen(&kv, &envelope.key, config.dedupe_ttl_secs).await {
-                    Line::warn("dedupe_mark_failed").field("key", envelope.key.as_str()).field("error", e.to_string()).emit();
+                    Line::warn("dedupe_mark_failed")
+                        .field("key", envelope.key.as_str())
+                        .field("error", e.to_string())
+                        .emit();
                 }
                 stats.delivered += 1;
                 message.ack();
@@ -101,7 +133,10 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                     .field("outcome", detail.as_str())
                     .field("delay_secs", delay_secs)
                     .emit();
-                let next = EventMessage { attempt: envelope.attempt + 1, ..envelope };
+                let next = EventMessage {
+                    attempt: envelope.attempt + 1,
+                    ..envelope
+                };
                 let sent = match serde_json::to_string(&next) {
                     Ok(text) => queue::send_one(&events_queue, text, delay_secs).await,
                     Err(e) => Err(e.into()),
@@ -118,7 +153,11 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
             }
             Decision::DeadLetter(give_up) => {
                 stats.dead_lettered += 1;
-                let reason = if detail.starts_with("event_") { detail.clone() } else { give_up.code().to_owned() };
+                let reason = if detail.starts_with("event_") {
+                    detail.clone()
+                } else {
+                    give_up.code().to_owned()
+                };
                 Line::warn("forward_dead_lettered")
                     .field("key", envelope.key.as_str())
                     .field("attempt", envelope.attempt)
@@ -163,7 +202,9 @@ pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -
                 message.ack();
             }
             Err(e) => {
-                Line::error("dead_letter_store_failed").field("error", e.to_string()).emit();
+                Line::error("dead_letter_store_failed")
+                    .field("error", e.to_string())
+                    .emit();
                 message.retry();
             }
         }
@@ -173,30 +214,70 @@ pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -
 }
 
 fn to_record(text: &str, now_ms: u64) -> DeadLetter {
-    let base = |kind, reason: String, detail: String, attempts, key, request_id, received_at, payload| DeadLetter {
-        id: store::new_id(now_ms),
-        kind,
-        reason,
-        detail,
-        attempts,
-        created_at: iso8601_ms(now_ms),
-        key,
-        request_id,
-        received_at,
-        payload: Some(payload),
-        payload_base64: None,
-    };
-    let as_value = |raw: &RawValue| serde_json::from_str(raw.get()).unwrap_or_else(|_| raw.get().into());
+    let base =
+        |kind, reason: String, detail: String, attempts, key, request_id, received_at, payload| {
+            DeadLetter {
+                id: store::new_id(now_ms),
+                kind,
+                reason,
+                detail,
+                attempts,
+                created_at: iso8601_ms(now_ms),
+                key,
+                request_id,
+                received_at,
+                payload: Some(payload),
+                payload_base64: None,
+            }
+        };
+    let as_value =
+        |raw: &RawValue| serde_json::from_str(raw.get()).unwrap_or_else(|_| raw.get().into());
     if let Ok(m) = serde_json::from_str::<DeadLetterMessage<OwnedEvent>>(text) {
-        let kind = if m.reason == "message_invalid" { Kind::Message } else { Kind::Event };
-        let payload = if kind == Kind::Message { serde_json::from_str::<String>(m.event.get()).map_or_else(|_| as_value(&m.event), Into::into) } else { as_value(&m.event) };
-        return base(kind, m.reason, m.detail, m.attempts, m.key, m.request_id, m.received_at, payload);
+        let kind = if m.reason == "message_invalid" {
+            Kind::Message
+        } else {
+            Kind::Event
+        };
+        let payload = if kind == Kind::Message {
+            serde_json::from_str::<String>(m.event.get())
+                .map_or_else(|_| as_value(&m.event), Into::into)
+        } else {
+            as_value(&m.event)
+        };
+        return base(
+            kind,
+            m.reason,
+            m.detail,
+            m.attempts,
+            m.key,
+            m.request_id,
+            m.received_at,
+            payload,
+        );
     }
     if let Ok(m) = serde_json::from_str::<EventMessage<OwnedEvent>>(text) {
         // The queue itself gave up on it (the consumer failed `max_retries` times).
-        return base(Kind::Event, "queue_retries_exhausted".into(), "the queue's max_retries was reached".into(), m.attempt, Some(m.key), m.request_id, m.received_at, as_value(&m.event));
+        return base(
+            Kind::Event,
+            "queue_retries_exhausted".into(),
+            "the queue's max_retries was reached".into(),
+            m.attempt,
+            Some(m.key),
+            m.request_id,
+            m.received_at,
+            as_value(&m.event),
+        );
     }
-    base(Kind::Message, "message_unknown".into(), "not a hubspot-edge queue message".into(), 0, None, String::new(), now_ms, text.into())
+    base(
+        Kind::Message,
+        "message_unknown".into(),
+        "not a hubspot-edge queue message".into(),
+        0,
+        None,
+        String::new(),
+        now_ms,
+        text.into(),
+    )
 }
 
 fn unknown_message(text: &str, reason: &str) -> DeadLetterMessage<OwnedEvent> {
@@ -222,7 +303,9 @@ fn settle(message: &RawMessage, handed_off: Result<()>) {
     match handed_off {
         Ok(()) => message.ack(),
         Err(e) => {
-            Line::error("dead_letter_send_failed").field("error", e.to_string()).emit();
+            Line::error("dead_letter_send_failed")
+                .field("error", e.to_string())
+                .emit();
             message.retry();
         }
     }
@@ -230,7 +313,10 @@ fn settle(message: &RawMessage, handed_off: Result<()>) {
 
 /// One delivery attempt. `Err` carries a dead-letter reason for an event that cannot be
 /// forwarded at all.
-async fn forward_one(config: &Forward, envelope: &EventMessage<OwnedEvent>) -> std::result::Result<Attempt, String> {
+async fn forward_one(
+    config: &Forward,
+    envelope: &EventMessage<OwnedEvent>,
+) -> std::result::Result<Attempt, String> {
     let event = Event::parse(&envelope.event).map_err(|e| e.code().to_owned())?;
     let key = DedupeKey::of(&event);
     let body = outbound::event_body(&event, &key, envelope.received_at);
@@ -240,21 +326,30 @@ async fn forward_one(config: &Forward, envelope: &EventMessage<OwnedEvent>) -> s
     let build = || -> Result<Request> {
         let headers = Headers::new();
         headers.set("content-type", "application/json")?;
-        headers.set("user-agent", concat!("hubspot-edge/", env!("CARGO_PKG_VERSION")))?;
+        headers.set(
+            "user-agent",
+            concat!("hubspot-edge/", env!("CARGO_PKG_VERSION")),
+        )?;
         headers.set(HEADER_WEBHOOK_ID, key.as_str())?;
         headers.set(HEADER_WEBHOOK_TIMESTAMP, &now_secs.to_string())?;
         headers.set(HEADER_WEBHOOK_SIGNATURE, &signature)?;
         let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_headers(headers).with_body(Some(body.clone().into()));
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(body.clone().into()));
         Request::new_with_init(&config.url, &init)
     };
-    let Ok(request) = build() else { return Err("forward_url_invalid".into()) };
+    let Ok(request) = build() else {
+        return Err("forward_url_invalid".into());
+    };
 
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(request);
     let send = Box::pin(fetch.send_with_signal(&signal));
-    let timeout = Box::pin(Delay::from(std::time::Duration::from_millis(config.timeout_ms)));
+    let timeout = Box::pin(Delay::from(std::time::Duration::from_millis(
+        config.timeout_ms,
+    )));
     let raced = match select(send, timeout).await {
         Either::Left((result, _)) => Some(result),
         Either::Right(((), _)) => None,
@@ -267,7 +362,10 @@ async fn forward_one(config: &Forward, envelope: &EventMessage<OwnedEvent>) -> s
                 .ok()
                 .flatten()
                 .and_then(|v| parse_retry_after(&v, now_secs));
-            Attempt::Answered { status: response.status_code(), retry_after_secs: retry_after }
+            Attempt::Answered {
+                status: response.status_code(),
+                retry_after_secs: retry_after,
+            }
         }
         Some(Err(_)) => Attempt::NetworkError,
         None => {
@@ -304,8 +402,10 @@ impl Stats {
             .field("duplicates", self.duplicates)
             .field("retried", self.retried)
             .field("dead_lettered", self.dead_lettered)
-            .field("duration_ms", Date::now().as_millis().saturating_sub(started))
+            .field(
+                "duration_ms",
+                Date::now().as_millis().saturating_sub(started),
+            )
             .emit();
     }
 }
-

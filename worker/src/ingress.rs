@@ -11,8 +11,8 @@ use hubspot_edge_core::dedupe::DedupeKey;
 use hubspot_edge_core::event::{parse_batch, Element};
 use hubspot_edge_core::filter::{Filter, Verdict};
 use hubspot_edge_core::signature::{
-    SignatureError, SignedRequest, HEADER_REQUEST_TIMESTAMP, HEADER_SIGNATURE,
-    HEADER_SIGNATURE_V3, HEADER_SIGNATURE_VERSION,
+    SignatureError, SignedRequest, HEADER_REQUEST_TIMESTAMP, HEADER_SIGNATURE, HEADER_SIGNATURE_V3,
+    HEADER_SIGNATURE_VERSION,
 };
 use hubspot_edge_core::time::iso8601_ms;
 use serde_json::json;
@@ -41,7 +41,10 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
             .field("request_id", request_id)
             .field("outcome", outcome)
             .field("status", status)
-            .field("duration_ms", Date::now().as_millis().saturating_sub(started))
+            .field(
+                "duration_ms",
+                Date::now().as_millis().saturating_sub(started),
+            )
     };
     let config = match Ingress::from_env(env) {
         Ok(c) => c,
@@ -49,7 +52,10 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
     };
 
     // 413 before reading when the sender declares the size; again after reading otherwise.
-    let declared = req.headers().get("content-length")?.and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > config.max_body_bytes) {
         log("body_too_large", 413).emit();
         return respond::error(413, "body_too_large", "request body exceeds MAX_BODY_BYTES");
@@ -69,11 +75,18 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
     };
     let headers = signature_headers(&req)?;
     let now_ms = Date::now().as_millis();
-    let signed = SignedRequest { method: "POST", uri: &signed_url, headers: &headers, body: &body };
+    let signed = SignedRequest {
+        method: "POST",
+        uri: &signed_url,
+        headers: &headers,
+        body: &body,
+    };
     let version = match verify(&config, &signed, now_ms).await {
         Ok(v) => v,
         Err(e) => {
-            log("signature_rejected", 401).field("code", e.code()).emit();
+            log("signature_rejected", 401)
+                .field("code", e.code())
+                .emit();
             return respond::error(401, e.public_code(), "request signature rejected");
         }
     };
@@ -102,10 +115,15 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
             };
             let kv = env.kv(store::STATE)?;
             if let Err(err) = store::put_dead_letter(&kv, &letter).await {
-                log("store_unavailable", 503).field("error", err.to_string()).emit();
+                log("store_unavailable", 503)
+                    .field("error", err.to_string())
+                    .emit();
                 return respond::error(503, "store_unavailable", "try again later");
             }
-            log("dead_lettered", 200).field("code", e.code()).field("dead_letter_id", letter.id.as_str()).emit();
+            log("dead_lettered", 200)
+                .field("code", e.code())
+                .field("dead_letter_id", letter.id.as_str())
+                .emit();
             return respond::json(
                 200,
                 &json!({ "requestId": request_id, "events": 0, "queued": 0, "filtered": 0,
@@ -118,7 +136,9 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
         Ok(counts) => counts,
         Err(e) => {
             // Nothing is lost: HubSpot retries on 5xx, and whatever did get queued is deduped.
-            log("queue_unavailable", 503).field("error", e.to_string()).emit();
+            log("queue_unavailable", 503)
+                .field("error", e.to_string())
+                .emit();
             return respond::error(503, "queue_unavailable", "try again later");
         }
     };
@@ -154,7 +174,10 @@ pub(crate) async fn enqueue(
     received_at: u64,
     request_id: &str,
 ) -> Result<Counts> {
-    let mut counts = Counts { events: elements.len(), ..Counts::default() };
+    let mut counts = Counts {
+        events: elements.len(),
+        ..Counts::default()
+    };
     let mut events = Vec::with_capacity(elements.len());
     let mut dead = Vec::new();
     let mut seen = HashSet::with_capacity(elements.len());
@@ -162,7 +185,14 @@ pub(crate) async fn enqueue(
         let event = match &element.event {
             Ok(event) => event,
             Err(e) => {
-                dead.push(dead_letter_message(e.code(), &e.to_string(), None, received_at, request_id, element.raw));
+                dead.push(dead_letter_message(
+                    e.code(),
+                    &e.to_string(),
+                    None,
+                    received_at,
+                    request_id,
+                    element.raw,
+                ));
                 continue;
             }
         };
@@ -185,7 +215,14 @@ pub(crate) async fn enqueue(
             event: element.raw,
         })?;
         if message.len() > queue::MAX_MESSAGE_BYTES {
-            dead.push(dead_letter_message("event_too_large", "event exceeds the queue message limit", Some(key.as_str()), received_at, request_id, element.raw));
+            dead.push(dead_letter_message(
+                "event_too_large",
+                "event exceeds the queue message limit",
+                Some(key.as_str()),
+                received_at,
+                request_id,
+                element.raw,
+            ));
             continue;
         }
         events.push(message);
@@ -196,8 +233,9 @@ pub(crate) async fn enqueue(
     if !events.is_empty() {
         queue::send_all(&env.queue(queue::EVENTS)?, events).await?;
     }
-    let (too_large, dead): (Vec<_>, Vec<_>) =
-        dead.into_iter().partition(|m| m.len() > queue::MAX_MESSAGE_BYTES);
+    let (too_large, dead): (Vec<_>, Vec<_>) = dead
+        .into_iter()
+        .partition(|m| m.len() > queue::MAX_MESSAGE_BYTES);
     if !dead.is_empty() {
         queue::send_all(&env.queue(queue::DEAD_LETTERS)?, dead).await?;
     }
@@ -227,7 +265,13 @@ async fn verify(
     now_ms: u64,
 ) -> std::result::Result<hubspot_edge_core::signature::SignatureVersion, SignatureError> {
     let challenge = config.verifier.challenge(signed, now_ms)?;
-    match crate::crypto::digest(challenge.algorithm(), challenge.hmac_key(), challenge.message()).await {
+    match crate::crypto::digest(
+        challenge.algorithm(),
+        challenge.hmac_key(),
+        challenge.message(),
+    )
+    .await
+    {
         Ok(digest) => challenge.check(&digest),
         // WebCrypto is always present on Workers; should it fail, the software path is exact.
         Err(_) => challenge.check_in_software(),
@@ -258,7 +302,12 @@ fn dead_letter_message(
 
 fn signature_headers(req: &Request) -> Result<HeaderMap> {
     let mut map = HeaderMap::with_capacity(4);
-    for name in [HEADER_SIGNATURE_V3, HEADER_REQUEST_TIMESTAMP, HEADER_SIGNATURE, HEADER_SIGNATURE_VERSION] {
+    for name in [
+        HEADER_SIGNATURE_V3,
+        HEADER_REQUEST_TIMESTAMP,
+        HEADER_SIGNATURE,
+        HEADER_SIGNATURE_VERSION,
+    ] {
         if let Some(value) = req.headers().get(name)? {
             if let Ok(value) = HeaderValue::from_str(&value) {
                 map.insert(HeaderName::from_static(name), value);
@@ -271,10 +320,16 @@ fn signature_headers(req: &Request) -> Result<HeaderMap> {
 /// `/path?query` of an absolute URL string, without re-encoding anything.
 fn path_and_query(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    url[after_scheme..].find('/').map_or("/", |i| &url[after_scheme + i..])
+    url[after_scheme..]
+        .find('/')
+        .map_or("/", |i| &url[after_scheme + i..])
 }
 
 pub(crate) fn config_error(e: &ConfigError, request_id: &str) -> Result<Response> {
-    Line::error("config_invalid").field("request_id", request_id).field("key", e.key).field("error", e.message()).emit();
+    Line::error("config_invalid")
+        .field("request_id", request_id)
+        .field("key", e.key)
+        .field("error", e.message())
+        .emit();
     respond::error(500, e.code(), &e.message())
 }

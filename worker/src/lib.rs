@@ -27,11 +27,15 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let path = req.path();
     let method = req.method();
     let result = match (path.as_str(), &method) {
-        ("/webhooks/hubspot", Method::Post) => return finish(ingress::handle(req, &env, &request_id).await, &request_id),
+        ("/webhooks/hubspot", Method::Post) => {
+            return finish(ingress::handle(req, &env, &request_id).await, &request_id)
+        }
         ("/webhooks/hubspot", _) => respond::error(405, "method_not_allowed", "use POST"),
         ("/healthz", Method::Get | Method::Head) => respond::json(200, &json!({ "status": "ok" })),
         ("/healthz", _) => respond::error(405, "method_not_allowed", "use GET"),
-        (p, _) if p == "/admin" || p.starts_with("/admin/") => admin::handle(&req, &env, p, &request_id).await,
+        (p, _) if p == "/admin" || p.starts_with("/admin/") => {
+            admin::handle(&req, &env, p, &request_id).await
+        }
         _ => respond::error(404, "not_found", "no such endpoint"),
     };
     let result = finish(result, &request_id);
@@ -41,7 +45,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             .field("method", method.to_string())
             .field("path", route_label(&path))
             .field("status", response.status_code())
-            .field("duration_ms", Date::now().as_millis().saturating_sub(started))
+            .field(
+                "duration_ms",
+                Date::now().as_millis().saturating_sub(started),
+            )
             .emit();
     }
     result
@@ -53,7 +60,10 @@ fn finish(result: Result<Response>, request_id: &str) -> Result<Response> {
     let mut response = match result {
         Ok(r) => r,
         Err(e) => {
-            Line::error("internal_error").field("request_id", request_id).field("error", e.to_string()).emit();
+            Line::error("internal_error")
+                .field("request_id", request_id)
+                .field("error", e.to_string())
+                .emit();
             respond::error(500, "internal_error", "internal error")?
         }
     };

@@ -70,14 +70,22 @@ pub(crate) async fn send_all(queue: &Queue, messages: Vec<String>) -> worker::Re
 }
 
 async fn send_batch(queue: &Queue, messages: Vec<String>) -> worker::Result<()> {
-    let messages = messages
-        .into_iter()
-        .map(|m| MessageBuilder::new(m).content_type(QueueContentType::Text).build());
-    queue.send_batch(BatchMessageBuilder::new().messages(messages).build()).await
+    let messages = messages.into_iter().map(|m| {
+        MessageBuilder::new(m)
+            .content_type(QueueContentType::Text)
+            .build()
+    });
+    queue
+        .send_batch(BatchMessageBuilder::new().messages(messages).build())
+        .await
 }
 
 /// Sends one text message, optionally delayed (Queues caps delays at 12 hours).
-pub(crate) async fn send_one(queue: &Queue, message: String, delay_secs: u64) -> worker::Result<()> {
+pub(crate) async fn send_one(
+    queue: &Queue,
+    message: String,
+    delay_secs: u64,
+) -> worker::Result<()> {
     let delay = u32::try_from(delay_secs.min(hubspot_edge_core::delivery::MAX_QUEUE_DELAY_SECS))
         .unwrap_or(u32::MAX);
     let mut builder = MessageBuilder::new(message).content_type(QueueContentType::Text);

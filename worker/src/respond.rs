@@ -9,5 +9,8 @@ pub(crate) fn json(status: u16, body: &Value) -> Result<Response> {
 
 /// `{"error":{"code":…,"message":…}}` with the given status.
 pub(crate) fn error(status: u16, code: &str, message: &str) -> Result<Response> {
-    json(status, &json!({ "error": { "code": code, "message": message } }))
+    json(
+        status,
+        &json!({ "error": { "code": code, "message": message } }),
+    )
 }

@@ -69,10 +69,13 @@ pub(crate) async fn put_dead_letter(kv: &KvStore, letter: &DeadLetter) -> worker
         attempts: letter.attempts,
         created_at: letter.created_at.clone(),
     };
-    kv.put(&format!("{DEAD_LETTER_PREFIX}{}", letter.id), serde_json::to_string(letter)?)?
-        .metadata(summary)?
-        .execute()
-        .await?;
+    kv.put(
+        &format!("{DEAD_LETTER_PREFIX}{}", letter.id),
+        serde_json::to_string(letter)?,
+    )?
+    .metadata(summary)?
+    .execute()
+    .await?;
     Ok(())
 }
 
@@ -104,14 +107,28 @@ pub(crate) async fn list_dead_letters(
             (id, summary)
         })
         .collect();
-    Ok((items, if page.list_complete { None } else { page.cursor }))
+    Ok((
+        items,
+        if page.list_complete {
+            None
+        } else {
+            page.cursor
+        },
+    ))
 }
 
 pub(crate) async fn is_seen(kv: &KvStore, key: &str) -> worker::Result<bool> {
-    Ok(kv.get(&format!("{SEEN_PREFIX}{key}")).text().await?.is_some())
+    Ok(kv
+        .get(&format!("{SEEN_PREFIX}{key}"))
+        .text()
+        .await?
+        .is_some())
 }
 
 pub(crate) async fn mark_seen(kv: &KvStore, key: &str, ttl_secs: u64) -> worker::Result<()> {
-    kv.put(&format!("{SEEN_PREFIX}{key}"), "1")?.expiration_ttl(ttl_secs).execute().await?;
+    kv.put(&format!("{SEEN_PREFIX}{key}"), "1")?
+        .expiration_ttl(ttl_secs)
+        .execute()
+        .await?;
     Ok(())
 }
