@@ -16,7 +16,7 @@ use thiserror::Error;
 /// One HubSpot webhook event: typed fields plus its original JSON.
 #[derive(Debug, Clone)]
 pub struct Event<'a> {
-    raw: &'a RawValue,
+    raw: &'a str,
     subscription_type: Cow<'a, str>,
     portal_id: u64,
     event_id: u64,
@@ -71,8 +71,8 @@ impl EventError {
 /// One element of a parsed batch: the event, or why it is not one, with its raw JSON either way.
 #[derive(Debug, Clone)]
 pub struct Element<'a> {
-    /// The element's JSON text exactly as received.
-    pub raw: &'a RawValue,
+    /// The element's JSON text exactly as received (always one valid JSON value).
+    pub raw: &'a str,
     /// The parsed event, or why it could not be parsed.
     pub event: Result<Event<'a>, EventError>,
 }
@@ -83,16 +83,76 @@ pub struct Element<'a> {
 /// [`BatchError`] when the body is not a JSON array at all. Elements that are not events come
 /// back as [`Element`]s with an [`EventError`], never dropped.
 pub fn parse_batch(body: &[u8]) -> Result<Vec<Element<'_>>, BatchError> {
-    let raws: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| BatchError {
-        detail: e.to_string(),
-    })?;
-    Ok(raws
-        .into_iter()
-        .map(|raw| Element {
-            raw,
-            event: Event::parse(raw),
-        })
-        .collect())
+    // One pass: each element is read straight into its typed fields, and the span it occupied
+    // becomes its raw text. (Reading `Vec<&RawValue>` first and then each element again costs
+    // a second scan of the whole body.)
+    let err = |detail: &str| BatchError { detail: detail.to_owned() };
+    let mut pos = skip_ws(body, 0);
+    if body.get(pos) != Some(&b'[') {
+        return Err(err("expected `[`"));
+    }
+    pos = skip_ws(body, pos + 1);
+    let mut elements = Vec::new();
+    if body.get(pos) == Some(&b']') {
+        pos += 1;
+    } else {
+        loop {
+            let (element, len) = parse_element(&body[pos..]).map_err(|e| err(&e))?;
+            elements.push(element);
+            pos = skip_ws(body, pos + len);
+            match body.get(pos) {
+                Some(b',') => pos = skip_ws(body, pos + 1),
+                Some(b']') => {
+                    pos += 1;
+                    break;
+                }
+                _ => return Err(err("expected `,` or `]` after an element")),
+            }
+        }
+    }
+    if skip_ws(body, pos) != body.len() {
+        return Err(err("trailing characters after the array"));
+    }
+    Ok(elements)
+}
+
+/// Parses the JSON value at the start of `input`; returns it and the bytes it spans.
+fn parse_element(input: &[u8]) -> Result<(Element<'_>, usize), String> {
+    let mut stream = serde_json::Deserializer::from_slice(input).into_iter::<Wire<'_>>();
+    match stream.next() {
+        Some(Ok(wire)) => {
+            let end = stream.byte_offset();
+            let raw = utf8(&input[..end])?;
+            Ok((Element { raw, event: Event::from_wire(raw, wire) }, end))
+        }
+        // Not an event-shaped object: find the value's extent to keep it whole.
+        Some(Err(wire_error)) => {
+            let mut stream = serde_json::Deserializer::from_slice(input).into_iter::<&RawValue>();
+            match stream.next() {
+                Some(Ok(_)) => {
+                    let end = stream.byte_offset();
+                    let raw = utf8(&input[..end])?;
+                    let event = Err(EventError::WrongType(strip_position(&wire_error)));
+                    Ok((Element { raw, event }, end))
+                }
+                Some(Err(e)) => Err(strip_position(&e)),
+                None => Err("unexpected end of input".into()),
+            }
+        }
+        None => Err("unexpected end of input".into()),
+    }
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, String> {
+    // serde_json has validated the value, strings included, so this cannot fail in practice.
+    std::str::from_utf8(bytes).map_err(|_| "invalid utf-8".to_owned())
+}
+
+fn skip_ws(body: &[u8], mut pos: usize) -> usize {
+    while matches!(body.get(pos), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        pos += 1;
+    }
+    pos
 }
 
 impl<'a> Event<'a> {
@@ -101,8 +161,20 @@ impl<'a> Event<'a> {
     /// # Errors
     /// [`EventError`] when it is not an object or lacks a required field.
     pub fn parse(raw: &'a RawValue) -> Result<Self, EventError> {
-        let wire: Wire<'a> = serde_json::from_str(raw.get())
-            .map_err(|e| EventError::WrongType(strip_position(&e)))?;
+        Self::from_json(raw.get())
+    }
+
+    /// Parses one event from JSON text.
+    ///
+    /// # Errors
+    /// [`EventError`] when it is not an object or lacks a required field.
+    pub fn from_json(json: &'a str) -> Result<Self, EventError> {
+        let wire: Wire<'a> =
+            serde_json::from_str(json).map_err(|e| EventError::WrongType(strip_position(&e)))?;
+        Self::from_wire(json, wire)
+    }
+
+    fn from_wire(raw: &'a str, wire: Wire<'a>) -> Result<Self, EventError> {
         // HubSpot's docs call the type `eventType`, its deliveries `subscriptionType`
         // (HUBSPOT.md §2.2); accept both, preferring the latter.
         let subscription_type = wire
@@ -112,15 +184,9 @@ impl<'a> Event<'a> {
         Ok(Self {
             raw,
             subscription_type,
-            portal_id: wire
-                .portal_id
-                .ok_or(EventError::MissingField("portalId"))?
-                .0,
+            portal_id: wire.portal_id.ok_or(EventError::MissingField("portalId"))?.0,
             event_id: wire.event_id.ok_or(EventError::MissingField("eventId"))?.0,
-            occurred_at_ms: wire
-                .occurred_at
-                .ok_or(EventError::MissingField("occurredAt"))?
-                .0,
+            occurred_at_ms: wire.occurred_at.ok_or(EventError::MissingField("occurredAt"))?.0,
             subscription_id: wire.subscription_id.map(|i| i.0),
             app_id: wire.app_id.map(|i| i.0),
             object_id: wire.object_id.map(|i| i.0),
@@ -133,7 +199,7 @@ impl<'a> Event<'a> {
     }
 
     /// The event's JSON text exactly as HubSpot sent it.
-    pub fn raw(&self) -> &'a RawValue {
+    pub fn raw(&self) -> &'a str {
         self.raw
     }
 
@@ -349,7 +415,7 @@ mod tests {
             (Some(1_160_452), Some(25), Some(0))
         );
         assert_eq!(e.occurred_at_ms(), 1_462_216_307_945);
-        assert!(e.raw().get().contains(r#""propertyValue":"subscriber""#));
+        assert!(e.raw().contains(r#""propertyValue":"subscriber""#));
         assert_eq!(events[1].action(), "creation");
     }
 
@@ -389,7 +455,7 @@ mod tests {
     fn merge_association_and_generic_fields_survive_in_raw() {
         let merge = r#"[{"eventId":1,"portalId":2,"occurredAt":3,"subscriptionType":"contact.merge","objectId":10,"primaryObjectId":10,"mergedObjectIds":[11,12],"newObjectId":13,"numberOfPropertiesMoved":4}]"#;
         let e = one(merge).unwrap();
-        assert!(e.raw().get().contains(r#""mergedObjectIds":[11,12]"#));
+        assert!(e.raw().contains(r#""mergedObjectIds":[11,12]"#));
         let generic = r#"[{"eventId":1,"portalId":2,"occurredAt":3,"subscriptionType":"object.propertyChange","objectTypeId":"0-3","objectId":5,"propertyName":"amount","isSensitive":false}]"#;
         let e = one(generic).unwrap();
         assert_eq!(e.object_type(), "deal");
@@ -406,7 +472,7 @@ mod tests {
         assert_eq!(e.object_type(), "invoice");
         assert_eq!(e.object_id(), None);
         assert_eq!(e.source_id(), Some("userId:47812075"));
-        assert!(e.raw().get().contains(r#""brandNew":{"nested":[1,2]}"#));
+        assert!(e.raw().contains(r#""brandNew":{"nested":[1,2]}"#));
     }
 
     #[test]
@@ -434,7 +500,7 @@ mod tests {
             elements[2].event.as_ref().unwrap_err().code(),
             "event_wrong_type"
         );
-        assert_eq!(elements[2].raw.get(), "7");
+        assert_eq!(elements[2].raw, "7");
         assert_eq!(
             elements[3].event.as_ref().unwrap_err().code(),
             "event_wrong_type"
@@ -444,10 +510,17 @@ mod tests {
 
     #[test]
     fn non_arrays_are_batch_errors() {
-        for body in ["", "{}", "[", "null", r#"{"events":[]}"#, "[1,]"] {
+        for body in ["", "{}", "[", "null", r#"{"events":[]}"#, "[1,]", "[1 2]", "[{}", "[]x", "[{\"a\":}]", "[,]"] {
             let err = parse_batch(body.as_bytes()).unwrap_err();
             assert_eq!(err.code(), "batch_malformed", "{body:?}");
         }
         assert!(parse_batch(b"[]").unwrap().is_empty());
+        assert!(parse_batch(b" \n[ ] \t").unwrap().is_empty());
+        let spaced = parse_batch(b" [ {\"x\":1} , 2 ,\n\"s\" ] ").unwrap();
+        let raws: Vec<&str> = spaced.iter().map(|e| e.raw).collect();
+        assert_eq!(raws, [r#"{"x":1}"#, "2", r#""s""#]);
+        let tight = parse_batch(b"[1,2.5,true,null,[3],{}]").unwrap();
+        let raws: Vec<&str> = tight.iter().map(|e| e.raw).collect();
+        assert_eq!(raws, ["1", "2.5", "true", "null", "[3]", "{}"]);
     }
 }

@@ -47,6 +47,10 @@ pub fn event_body(event: &Event<'_>, key: &DedupeKey, received_at_ms: u64) -> St
         received_at: String,
         hubspot: &'a RawValue,
     }
+    // The event's text was validated when it was parsed; reading it back as a RawValue only
+    // re-checks it (this runs in the consumer, once per event, off the webhook's hot path).
+    #[allow(clippy::expect_used)]
+    let hubspot: &RawValue = serde_json::from_str(event.raw()).expect("event text is valid JSON");
     let body = Body {
         schema: SCHEMA_V1,
         id: key.as_str(),
@@ -56,7 +60,7 @@ pub fn event_body(event: &Event<'_>, key: &DedupeKey, received_at_ms: u64) -> St
         object_id: event.object_id().map(|id| id.to_string()),
         occurred_at: iso8601_ms(event.occurred_at_ms()),
         received_at: iso8601_ms(received_at_ms),
-        hubspot: event.raw(),
+        hubspot,
     };
     // Serialising strings, integers and an already-valid RawValue into a String cannot fail.
     #[allow(clippy::expect_used)]

@@ -20,7 +20,7 @@ use worker::{Date, Env, Request, Response, Result};
 
 use crate::config::{ConfigError, Ingress};
 use crate::log::Line;
-use crate::queue::{self, DeadLetterMessage, EventMessage};
+use crate::queue::{self, DeadLetterMessage};
 use crate::respond;
 use crate::store::{self, DeadLetter, Kind};
 
@@ -206,14 +206,7 @@ pub(crate) async fn enqueue(
             counts.duplicates += 1;
             continue;
         }
-        let message = serde_json::to_string(&EventMessage {
-            v: 1,
-            key: key.as_str().into(),
-            attempt: 1,
-            received_at,
-            request_id: request_id.into(),
-            event: element.raw,
-        })?;
+        let message = queue::event_message_json(key.as_str(), 1, received_at, request_id, element.raw);
         if message.len() > queue::MAX_MESSAGE_BYTES {
             dead.push(dead_letter_message(
                 "event_too_large",
@@ -284,8 +277,12 @@ fn dead_letter_message(
     key: Option<&str>,
     received_at: u64,
     request_id: &str,
-    raw: &serde_json::value::RawValue,
+    raw: &str,
 ) -> String {
+    // Rare path: reading the text back as a RawValue re-checks it, which is fine here.
+    let Ok(raw) = serde_json::from_str::<&serde_json::value::RawValue>(raw) else {
+        return String::new();
+    };
     let message = DeadLetterMessage {
         v: 1,
         reason: reason.into(),
