@@ -86,7 +86,9 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Element<'_>>, BatchError> {
     // One pass: each element is read straight into its typed fields, and the span it occupied
     // becomes its raw text. (Reading `Vec<&RawValue>` first and then each element again costs
     // a second scan of the whole body.)
-    let err = |detail: &str| BatchError { detail: detail.to_owned() };
+    let err = |detail: &str| BatchError {
+        detail: detail.to_owned(),
+    };
     let mut pos = skip_ws(body, 0);
     if body.get(pos) != Some(&b'[') {
         return Err(err("expected `[`"));
@@ -123,7 +125,13 @@ fn parse_element(input: &[u8]) -> Result<(Element<'_>, usize), String> {
         Some(Ok(wire)) => {
             let end = stream.byte_offset();
             let raw = utf8(&input[..end])?;
-            Ok((Element { raw, event: Event::from_wire(raw, wire) }, end))
+            Ok((
+                Element {
+                    raw,
+                    event: Event::from_wire(raw, wire),
+                },
+                end,
+            ))
         }
         // Not an event-shaped object: find the value's extent to keep it whole.
         Some(Err(wire_error)) => {
@@ -184,9 +192,15 @@ impl<'a> Event<'a> {
         Ok(Self {
             raw,
             subscription_type,
-            portal_id: wire.portal_id.ok_or(EventError::MissingField("portalId"))?.0,
+            portal_id: wire
+                .portal_id
+                .ok_or(EventError::MissingField("portalId"))?
+                .0,
             event_id: wire.event_id.ok_or(EventError::MissingField("eventId"))?.0,
-            occurred_at_ms: wire.occurred_at.ok_or(EventError::MissingField("occurredAt"))?.0,
+            occurred_at_ms: wire
+                .occurred_at
+                .ok_or(EventError::MissingField("occurredAt"))?
+                .0,
             subscription_id: wire.subscription_id.map(|i| i.0),
             app_id: wire.app_id.map(|i| i.0),
             object_id: wire.object_id.map(|i| i.0),
@@ -510,7 +524,19 @@ mod tests {
 
     #[test]
     fn non_arrays_are_batch_errors() {
-        for body in ["", "{}", "[", "null", r#"{"events":[]}"#, "[1,]", "[1 2]", "[{}", "[]x", "[{\"a\":}]", "[,]"] {
+        for body in [
+            "",
+            "{}",
+            "[",
+            "null",
+            r#"{"events":[]}"#,
+            "[1,]",
+            "[1 2]",
+            "[{}",
+            "[]x",
+            "[{\"a\":}]",
+            "[,]",
+        ] {
             let err = parse_batch(body.as_bytes()).unwrap_err();
             assert_eq!(err.code(), "batch_malformed", "{body:?}");
         }

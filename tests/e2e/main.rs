@@ -44,6 +44,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         bad_signatures_rejected_nothing_delivered,
         filtered_events_acknowledged_not_delivered,
         destination_500_then_200_delivered_once,
+        slow_and_throttling_destination_retried,
         destination_down_dead_letter_then_redrive,
         admin_requires_token,
         malformed_body_acknowledged_and_dead_lettered,
@@ -59,7 +60,8 @@ fn fixture_options() -> FixtureOptions {
         ("MAX_BODY_BYTES", "1048576"),
         ("FORWARD_MAX_ATTEMPTS", "4"),
         ("FORWARD_RETRY_BASE_SECS", "1"),
-        ("FORWARD_RETRY_MAX_SECS", "2"),
+        ("FORWARD_RETRY_MAX_SECS", "3"),
+        ("FORWARD_TIMEOUT_MS", "1500"),
         (
             "FILTER_RULES",
             r#"{"exclude":[{"changeSources":["IMPORT"]}],"ignoreOwnChanges":{"sourceIds":["app:999"]}}"#,
@@ -315,6 +317,32 @@ fn destination_500_then_200_delivered_once(fx: &Fixture) -> Outcome {
     })?;
     check(all[0].webhook_id == all[1].webhook_id, || {
         "webhook-id changed between attempts".into()
+    })
+}
+
+/// A destination that times out, then throttles with `Retry-After`, then accepts: three
+/// attempts, the second at least `Retry-After` after the first throttle, one delivery.
+fn slow_and_throttling_destination_retried(fx: &Fixture) -> Outcome {
+    let id = unique_id();
+    fx.dest.script(
+        id,
+        vec![
+            Behavior::Hang(Duration::from_secs(4)),
+            Behavior::StatusWithRetryAfter(429, 3),
+            Behavior::Status(200),
+        ],
+    );
+    fx.send_events(&[HubSpotEvent::creation("deal", id)])?
+        .expect_status(200)?;
+    fx.dest.wait_for_ok(&[id], DEADLINE)?;
+    let all = fx.dest.deliveries_for(id);
+    check(
+        all.len() == 3 && fx.dest.delivered_ok_for(id).len() == 1,
+        || format!("{} attempts", all.len()),
+    )?;
+    let waited = all[2].received_at.duration_since(all[1].received_at);
+    check(waited >= Duration::from_secs(3), || {
+        format!("Retry-After 3 s not honoured: retried after {waited:?}")
     })
 }
 

@@ -455,7 +455,7 @@ mod tests {
         let parsed = parse_batch(&body).unwrap();
         assert_eq!(parsed.len(), all.len());
         for el in &parsed {
-            assert!(el.event.is_ok(), "{}", el.raw.get());
+            assert!(el.event.is_ok(), "{}", el.raw);
         }
         assert_eq!(parsed[3].event.as_ref().unwrap().action(), "merge");
         assert_eq!(parsed[4].event.as_ref().unwrap().object_id(), None);

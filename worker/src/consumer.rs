@@ -67,12 +67,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                 pending.push((message, envelope))
             }
             Ok(envelope) => {
-                stats.duplicates += 1;
-                Line::info("duplicate_skipped")
-                    .field("key", envelope.key.as_str())
-                    .field("attempt", envelope.attempt)
-                    .emit();
-                message.ack();
+                stats.skip_duplicate(&message, &envelope);
             }
             Err(_) => {
                 let letter = unknown_message(&text, "message_invalid");
@@ -83,23 +78,22 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     }
 
     // Skip what was already delivered (a HubSpot retry, or a redelivery after success).
+    let dedupe_started = Date::now().as_millis();
     let seen = join_all(pending.iter().map(|(_, e)| store::is_seen(&kv, &e.key))).await;
+    stats.dedupe_ms = Date::now().as_millis().saturating_sub(dedupe_started);
     let mut to_forward = Vec::with_capacity(pending.len());
     for ((message, envelope), seen) in pending.into_iter().zip(seen) {
         if matches!(seen, Ok(true)) {
-            stats.duplicates += 1;
-            Line::info("duplicate_skipped")
-                .field("key", envelope.key.as_str())
-                .field("attempt", envelope.attempt)
-                .emit();
-            message.ack();
+            stats.skip_duplicate(&message, &envelope);
         } else {
             // A KV read error is treated as "not seen": at-least-once beats losing the event.
             to_forward.push((message, envelope));
         }
     }
 
+    let forward_started = Date::now().as_millis();
     let outcomes = join_all(to_forward.iter().map(|(_, e)| forward_one(&config, e))).await;
+    stats.forward_ms = Date::now().as_millis().saturating_sub(forward_started);
     for ((message, envelope), outcome) in to_forward.into_iter().zip(outcomes) {
         let (decision, detail) = match outcome {
             Ok(attempt) => {
@@ -386,6 +380,9 @@ fn describe(attempt: Attempt) -> String {
 
 #[derive(Debug, Default)]
 struct Stats {
+    /// Milliseconds spent on the KV dedupe reads, and on forwarding (all attempts in parallel).
+    dedupe_ms: u64,
+    forward_ms: u64,
     messages: usize,
     delivered: usize,
     duplicates: usize,
@@ -394,8 +391,19 @@ struct Stats {
 }
 
 impl Stats {
+    /// Acknowledges a copy of an event that was already delivered (or is already in hand).
+    fn skip_duplicate(&mut self, message: &RawMessage, envelope: &EventMessage<OwnedEvent>) {
+        self.duplicates += 1;
+        Line::info("duplicate_skipped")
+            .field("key", envelope.key.as_str())
+            .field("attempt", envelope.attempt)
+            .emit();
+        message.ack();
+    }
+
     fn log(&self, msg: &str, queue: &str, started: u64) {
         Line::info(msg)
+            .field("request_id", crate::log::random_id())
             .field("queue", queue)
             .field("messages", self.messages)
             .field("delivered", self.delivered)

@@ -206,7 +206,8 @@ pub(crate) async fn enqueue(
             counts.duplicates += 1;
             continue;
         }
-        let message = queue::event_message_json(key.as_str(), 1, received_at, request_id, element.raw);
+        let message =
+            queue::event_message_json(key.as_str(), 1, received_at, request_id, element.raw);
         if message.len() > queue::MAX_MESSAGE_BYTES {
             dead.push(dead_letter_message(
                 "event_too_large",

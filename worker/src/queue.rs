@@ -51,12 +51,20 @@ pub(crate) type OwnedEvent = Box<RawValue>;
 
 /// The JSON of an [`EventMessage`] whose event is already-validated JSON text, written directly
 /// so the hot path does not scan the event again to make a `RawValue` of it.
-pub(crate) fn event_message_json(key: &str, attempt: u32, received_at: u64, request_id: &str, event: &str) -> String {
+pub(crate) fn event_message_json(
+    key: &str,
+    attempt: u32,
+    received_at: u64,
+    request_id: &str,
+    event: &str,
+) -> String {
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
     let mut out = String::with_capacity(event.len() + key.len() + request_id.len() + 96);
     out.push_str(r#"{"v":1,"key":"#);
     out.push_str(&quote(key));
-    out.push_str(&format!(r#","attempt":{attempt},"receivedAt":{received_at},"requestId":"#));
+    out.push_str(&format!(
+        r#","attempt":{attempt},"receivedAt":{received_at},"requestId":"#
+    ));
     out.push_str(&quote(request_id));
     out.push_str(r#","event":"#);
     out.push_str(event);

@@ -1,0 +1,145 @@
+//! Pipeline benchmark on real workerd: HubSpot-signed 100-event batches into `wrangler dev`,
+//! measured at the ingress (response time) and end to end (POST sent → destination receipt),
+//! with the runtime's floor (`GET /healthz` round trips) measured in the same run as the
+//! baseline. Prints `BENCH name=<id> <metric>=<value>` lines.
+//!
+//! Run: `cargo run --release -p hubspot-edge-tests --bin pipeline-bench [-- BATCHES]`
+//! (the README's tool set-up must have run once: `scripts/test.sh` or `scripts/run.sh`).
+
+// A benchmark reports on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hubspot_edge_tests::{now_ms, unique_id, Fixture, FixtureOptions, HubSpotEvent};
+
+const EVENTS_PER_BATCH: usize = 100;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    // Rounding a small positive index to usize is exact enough for a percentile.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn report(name: &str, mut samples: Vec<f64>) {
+    samples.sort_by(f64::total_cmp);
+    println!(
+        "BENCH name={name} n={} p50_ms={:.1} p99_ms={:.1} max_ms={:.1}",
+        samples.len(),
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99),
+        samples.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let batches: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(30);
+    eprintln!("starting the destination and wrangler dev…");
+    let fx = Fixture::start(FixtureOptions::default())?;
+
+    // Warm-up (isolate start, queue consumer start).
+    let warm: Vec<u64> = (0..10).map(|_| unique_id()).collect();
+    let events: Vec<HubSpotEvent> = warm
+        .iter()
+        .map(|id| HubSpotEvent::creation("contact", *id))
+        .collect();
+    fx.send_events(&events)?.expect_status(200)?;
+    fx.dest.wait_for_ok(&warm, Duration::from_secs(60))?;
+
+    // Baseline: the runtime's own round trip for a trivial request.
+    let mut healthz = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        fx.get("/healthz")?.expect_status(200)?;
+        healthz.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    let mut ingress = Vec::new();
+    let mut sent_at: HashMap<u64, u64> = HashMap::new();
+    let mut ids = Vec::new();
+    let mut body_bytes = 0;
+    for b in 0..batches {
+        let batch_ids: Vec<u64> = (0..EVENTS_PER_BATCH).map(|_| unique_id()).collect();
+        let events: Vec<HubSpotEvent> = batch_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| match i % 4 {
+                0 => HubSpotEvent::creation("contact", *id),
+                1 => HubSpotEvent::property_change(
+                    "contact",
+                    *id,
+                    "lifecyclestage",
+                    "marketingqualifiedlead",
+                ),
+                2 => HubSpotEvent::property_change("deal", *id, "dealstage", "contractsent"),
+                _ => HubSpotEvent::deletion("company", *id),
+            })
+            .collect();
+        let body = HubSpotEvent::batch(&events);
+        body_bytes = body.len();
+        let request = fx.hubspot_request(body);
+        let sent = now_ms();
+        let t = Instant::now();
+        request.send()?.expect_status(200)?;
+        ingress.push(t.elapsed().as_secs_f64() * 1000.0);
+        for id in &batch_ids {
+            sent_at.insert(*id, sent);
+        }
+        ids.extend(batch_ids);
+        // HubSpot sends up to 10 batches concurrently; a steady sequential stream is the
+        // conservative single-connection case.
+        if b % 10 == 9 {
+            eprintln!("sent {} batches", b + 1);
+        }
+    }
+    let delivered = fx.dest.wait_for_ok(&ids, Duration::from_secs(300))?;
+    let mut e2e = Vec::new();
+    for d in delivered.iter().filter(|d| d.is_ok()) {
+        if let Some(sent) = d.object_id.and_then(|id| sent_at.get(&id)) {
+            // Millisecond clocks on one machine: precise enough for p50/p99 in ms.
+            #[allow(clippy::cast_precision_loss)]
+            e2e.push(d.received_at_ms.saturating_sub(*sent) as f64);
+        }
+    }
+
+    // The consumer's own timings, from its structured logs.
+    let mut dedupe = Vec::new();
+    let mut forward = Vec::new();
+    for line in fx.worker.json_logs() {
+        if line["msg"] == "queue_batch" && line["messages"].as_u64().unwrap_or(0) >= 10 {
+            #[allow(clippy::cast_precision_loss)]
+            {
+                dedupe.push(line["dedupe_ms"].as_u64().unwrap_or(0) as f64);
+                forward.push(line["forward_ms"].as_u64().unwrap_or(0) as f64);
+            }
+        }
+    }
+    println!("INFO batches={batches} events_per_batch={EVENTS_PER_BATCH} body_bytes={body_bytes} delivered={}", e2e.len());
+    report("healthz_roundtrip", healthz.clone());
+    report("ingress_100_events", ingress.clone());
+    report("end_to_end_event", e2e);
+    report("consumer_kv_dedupe_per_batch", dedupe);
+    report("consumer_forward_per_batch", forward);
+    let mut h = healthz;
+    let mut i = ingress;
+    h.sort_by(f64::total_cmp);
+    i.sort_by(f64::total_cmp);
+    println!(
+        "RATIO ingress_100_events/healthz_roundtrip p50={:.2}",
+        percentile(&i, 0.5) / percentile(&h, 0.5)
+    );
+    drop(fx);
+    Ok(())
+}
