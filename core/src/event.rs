@@ -89,17 +89,21 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Element<'_>>, BatchError> {
     let err = |detail: &str| BatchError {
         detail: detail.to_owned(),
     };
+    // Validating UTF-8 once up front lets serde_json read from a `str` and skip re-validating
+    // every string, and lets each element's span be sliced without another check.
+    let text = std::str::from_utf8(body).map_err(|_| err("body is not utf-8"))?;
     let mut pos = skip_ws(body, 0);
     if body.get(pos) != Some(&b'[') {
         return Err(err("expected `[`"));
     }
     pos = skip_ws(body, pos + 1);
-    let mut elements = Vec::new();
+    // HubSpot events are a few hundred bytes each; sizing up front avoids regrowing the Vec.
+    let mut elements = Vec::with_capacity(body.len() / 256 + 1);
     if body.get(pos) == Some(&b']') {
         pos += 1;
     } else {
         loop {
-            let (element, len) = parse_element(&body[pos..]).map_err(|e| err(&e))?;
+            let (element, len) = parse_element(&text[pos..]).map_err(|e| err(&e))?;
             elements.push(element);
             pos = skip_ws(body, pos + len);
             match body.get(pos) {
@@ -119,12 +123,12 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Element<'_>>, BatchError> {
 }
 
 /// Parses the JSON value at the start of `input`; returns it and the bytes it spans.
-fn parse_element(input: &[u8]) -> Result<(Element<'_>, usize), String> {
-    let mut stream = serde_json::Deserializer::from_slice(input).into_iter::<Wire<'_>>();
+fn parse_element(input: &str) -> Result<(Element<'_>, usize), String> {
+    let mut stream = serde_json::Deserializer::from_str(input).into_iter::<Wire<'_>>();
     match stream.next() {
         Some(Ok(wire)) => {
             let end = stream.byte_offset();
-            let raw = utf8(&input[..end])?;
+            let raw = &input[..end];
             Ok((
                 Element {
                     raw,
@@ -135,13 +139,18 @@ fn parse_element(input: &[u8]) -> Result<(Element<'_>, usize), String> {
         }
         // Not an event-shaped object: find the value's extent to keep it whole.
         Some(Err(wire_error)) => {
-            let mut stream = serde_json::Deserializer::from_slice(input).into_iter::<&RawValue>();
+            let mut stream = serde_json::Deserializer::from_str(input).into_iter::<&RawValue>();
             match stream.next() {
                 Some(Ok(_)) => {
                     let end = stream.byte_offset();
-                    let raw = utf8(&input[..end])?;
                     let event = Err(EventError::WrongType(strip_position(&wire_error)));
-                    Ok((Element { raw, event }, end))
+                    Ok((
+                        Element {
+                            raw: &input[..end],
+                            event,
+                        },
+                        end,
+                    ))
                 }
                 Some(Err(e)) => Err(strip_position(&e)),
                 None => Err("unexpected end of input".into()),
@@ -149,11 +158,6 @@ fn parse_element(input: &[u8]) -> Result<(Element<'_>, usize), String> {
         }
         None => Err("unexpected end of input".into()),
     }
-}
-
-fn utf8(bytes: &[u8]) -> Result<&str, String> {
-    // serde_json has validated the value, strings included, so this cannot fail in practice.
-    std::str::from_utf8(bytes).map_err(|_| "invalid utf-8".to_owned())
 }
 
 fn skip_ws(body: &[u8], mut pos: usize) -> usize {
@@ -188,7 +192,8 @@ impl<'a> Event<'a> {
         let subscription_type = wire
             .subscription_type
             .or(wire.event_type)
-            .ok_or(EventError::MissingField("subscriptionType"))?;
+            .ok_or(EventError::MissingField("subscriptionType"))?
+            .0;
         Ok(Self {
             raw,
             subscription_type,
@@ -204,10 +209,10 @@ impl<'a> Event<'a> {
             subscription_id: wire.subscription_id.map(|i| i.0),
             app_id: wire.app_id.map(|i| i.0),
             object_id: wire.object_id.map(|i| i.0),
-            object_type_id: wire.object_type_id,
-            property_name: wire.property_name,
-            change_source: wire.change_source,
-            source_id: wire.source_id,
+            object_type_id: wire.object_type_id.map(|t| t.0),
+            property_name: wire.property_name.map(|t| t.0),
+            change_source: wire.change_source.map(|t| t.0),
+            source_id: wire.source_id.map(|t| t.0),
             attempt_number: wire.attempt_number.map(|i| i.0),
         })
     }
@@ -334,9 +339,9 @@ fn strip_position(e: &serde_json::Error) -> String {
 #[serde(rename_all = "camelCase")]
 struct Wire<'a> {
     #[serde(borrow, default)]
-    subscription_type: Option<Cow<'a, str>>,
+    subscription_type: Option<Text<'a>>,
     #[serde(borrow, default)]
-    event_type: Option<Cow<'a, str>>,
+    event_type: Option<Text<'a>>,
     #[serde(default)]
     portal_id: Option<Id>,
     #[serde(default)]
@@ -350,16 +355,21 @@ struct Wire<'a> {
     #[serde(default)]
     object_id: Option<Id>,
     #[serde(borrow, default)]
-    object_type_id: Option<Cow<'a, str>>,
+    object_type_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    property_name: Option<Cow<'a, str>>,
+    property_name: Option<Text<'a>>,
     #[serde(borrow, default)]
-    change_source: Option<Cow<'a, str>>,
+    change_source: Option<Text<'a>>,
     #[serde(borrow, default)]
-    source_id: Option<Cow<'a, str>>,
+    source_id: Option<Text<'a>>,
     #[serde(default)]
     attempt_number: Option<Id>,
 }
+
+/// A string that borrows from the input unless it contains escapes. (`Option<Cow<str>>` would
+/// always allocate: serde borrows only for a bare `Cow` field marked `borrow`.)
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// A non-negative integer sent as a JSON number or as a decimal string.
 struct Id(u64);
