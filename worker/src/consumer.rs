@@ -8,6 +8,8 @@
 //! safety net for a consumer that crashes).
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 
 use futures_util::future::{join_all, select, Either};
 use hubspot_edge_core::dedupe::DedupeKey;
@@ -78,9 +80,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     }
 
     // Skip what was already delivered (a HubSpot retry, or a redelivery after success).
-    let dedupe_started = Date::now().as_millis();
     let seen = join_all(pending.iter().map(|(_, e)| store::is_seen(&kv, &e.key))).await;
-    stats.dedupe_ms = Date::now().as_millis().saturating_sub(dedupe_started);
     let mut to_forward = Vec::with_capacity(pending.len());
     for ((message, envelope), seen) in pending.into_iter().zip(seen) {
         if matches!(seen, Ok(true)) {
@@ -91,9 +91,9 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
         }
     }
 
-    let forward_started = Date::now().as_millis();
     let outcomes = join_all(to_forward.iter().map(|(_, e)| forward_one(&config, e))).await;
-    stats.forward_ms = Date::now().as_millis().saturating_sub(forward_started);
+    let mut effects: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> =
+        Vec::with_capacity(outcomes.len());
     for ((message, envelope), outcome) in to_forward.into_iter().zip(outcomes) {
         let (decision, detail) = match outcome {
             Ok(attempt) => {
@@ -110,14 +110,17 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
         };
         match decision {
             Decision::Deliver => {
-                if let Err(e) = store::mark_seen(&kv, &envelope.key, config.dedupe_ttl_secs).await {
-                    Line::warn("dedupe_mark_failed")
-                        .field("key", envelope.key.as_str())
-                        .field("error", e.to_string())
-                        .emit();
-                }
                 stats.delivered += 1;
-                message.ack();
+                let (kv, ttl) = (&kv, config.dedupe_ttl_secs);
+                effects.push(Box::pin(async move {
+                    if let Err(e) = store::mark_seen(kv, &envelope.key, ttl).await {
+                        Line::warn("dedupe_mark_failed")
+                            .field("key", envelope.key.as_str())
+                            .field("error", e.to_string())
+                            .emit();
+                    }
+                    message.ack();
+                }));
             }
             Decision::Retry { delay_secs } => {
                 stats.retried += 1;
@@ -131,19 +134,22 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                     attempt: envelope.attempt + 1,
                     ..envelope
                 };
-                let sent = match serde_json::to_string(&next) {
-                    Ok(text) => queue::send_one(&events_queue, text, delay_secs).await,
-                    Err(e) => Err(e.into()),
-                };
-                if sent.is_ok() {
-                    message.ack();
-                } else {
-                    message.retry_with_options(
-                        &QueueRetryOptionsBuilder::new()
-                            .with_delay_seconds(u32::try_from(delay_secs).unwrap_or(u32::MAX))
-                            .build(),
-                    );
-                }
+                let events_queue = &events_queue;
+                effects.push(Box::pin(async move {
+                    let sent = match serde_json::to_string(&next) {
+                        Ok(text) => queue::send_one(events_queue, text, delay_secs).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    if sent.is_ok() {
+                        message.ack();
+                    } else {
+                        message.retry_with_options(
+                            &QueueRetryOptionsBuilder::new()
+                                .with_delay_seconds(u32::try_from(delay_secs).unwrap_or(u32::MAX))
+                                .build(),
+                        );
+                    }
+                }));
             }
             Decision::DeadLetter(give_up) => {
                 stats.dead_lettered += 1;
@@ -168,10 +174,15 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                     request_id: envelope.request_id,
                     event: envelope.event,
                 };
-                settle(&message, send_dead(&dead_queue, &letter).await);
+                let dead_queue = &dead_queue;
+                effects.push(Box::pin(async move {
+                    settle(&message, send_dead(dead_queue, &letter).await);
+                }));
             }
         }
     }
+    // The follow-ups (dedupe marks, re-queues, dead letters) run concurrently, not one by one.
+    join_all(effects).await;
     stats.log("queue_batch", &queue_name, started);
     Ok(())
 }
@@ -182,27 +193,34 @@ pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -
     let queue_name = batch.queue();
     let kv = env.kv(store::STATE)?;
     let mut stats = Stats::default();
-    for message in batch.raw_iter() {
-        stats.messages += 1;
-        let text = message.body().as_string().unwrap_or_default();
-        let letter = to_record(&text, Date::now().as_millis());
-        match store::put_dead_letter(&kv, &letter).await {
-            Ok(()) => {
-                stats.dead_lettered += 1;
-                Line::info("dead_letter_stored")
-                    .field("dead_letter_id", letter.id.as_str())
-                    .field("reason", letter.reason.as_str())
-                    .emit();
-                message.ack();
-            }
-            Err(e) => {
-                Line::error("dead_letter_store_failed")
-                    .field("error", e.to_string())
-                    .emit();
-                message.retry();
+    let now = Date::now().as_millis();
+    let stored = join_all(batch.raw_iter().map(|message| {
+        let kv = &kv;
+        async move {
+            let text = message.body().as_string().unwrap_or_default();
+            let letter = to_record(&text, now);
+            match store::put_dead_letter(kv, &letter).await {
+                Ok(()) => {
+                    Line::info("dead_letter_stored")
+                        .field("dead_letter_id", letter.id.as_str())
+                        .field("reason", letter.reason.as_str())
+                        .emit();
+                    message.ack();
+                    true
+                }
+                Err(e) => {
+                    Line::error("dead_letter_store_failed")
+                        .field("error", e.to_string())
+                        .emit();
+                    message.retry();
+                    false
+                }
             }
         }
-    }
+    }))
+    .await;
+    stats.messages = stored.len();
+    stats.dead_lettered = stored.iter().filter(|ok| **ok).count();
     stats.log("queue_batch", &queue_name, started);
     Ok(())
 }
@@ -380,9 +398,6 @@ fn describe(attempt: Attempt) -> String {
 
 #[derive(Debug, Default)]
 struct Stats {
-    /// Milliseconds spent on the KV dedupe reads, and on forwarding (all attempts in parallel).
-    dedupe_ms: u64,
-    forward_ms: u64,
     messages: usize,
     delivered: usize,
     duplicates: usize,
