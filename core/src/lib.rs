@@ -10,11 +10,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod auth;
 pub mod dedupe;
 pub mod delivery;
 pub mod event;
 pub mod filter;
 pub mod outbound;
+pub mod ratelimit;
+pub mod search;
 pub mod signature;
 pub mod time;
