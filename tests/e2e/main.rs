@@ -50,6 +50,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         malformed_body_acknowledged_and_dead_lettered,
         invalid_element_dead_lettered_rest_delivered,
         oversized_body_413_and_wrong_routes,
+        second_worker_legacy_signatures_and_missing_config,
     ]
 }
 
@@ -514,6 +515,82 @@ fn oversized_body_413_and_wrong_routes(fx: &Fixture) -> Outcome {
         r.status == 404 && r.json()?["error"]["code"] == "not_found",
         || format!("{}", r.status),
     )
+}
+
+/// A second Worker, configured differently: v1/v2 signatures allowed, and `FORWARD_SECRET` and
+/// `ADMIN_TOKEN` missing. v1 and v2 requests are accepted and queued; the consumer and the admin
+/// API report the missing keys by name; nothing is delivered (and nothing dropped: the
+/// consumer keeps the messages queued).
+fn second_worker_legacy_signatures_and_missing_config(_: &Fixture) -> Outcome {
+    let config = second_wrangler_config()?;
+    let mut options = FixtureOptions::default()
+        .var("ALLOW_LEGACY_SIGNATURES", "true")
+        .var("FORWARD_SECRET", "")
+        .var("ADMIN_TOKEN", "");
+    options.wrangler.config = Some(config);
+    let fx = Fixture::start(options)?;
+    let id = unique_id();
+    let body = HubSpotEvent::batch(&[HubSpotEvent::creation("contact", id)]);
+    for scheme in [SignatureScheme::V1, SignatureScheme::V2] {
+        let r = fx.hubspot_request(body.clone()).scheme(scheme).send()?;
+        check(r.status == 200 && r.json()?["queued"] == 1, || {
+            format!("{scheme:?}: {} {}", r.status, r.text())
+        })?;
+    }
+    let line = fx.worker.wait_for_json_log(
+        |l| l["msg"] == "config_invalid" && l["key"] == "FORWARD_SECRET",
+        DEADLINE,
+    )?;
+    check(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("FORWARD_SECRET")),
+        || format!("{line}"),
+    )?;
+    let r = fx.admin_get("/admin/dead-letters")?;
+    let json = r.json()?;
+    check(
+        r.status == 500
+            && json["error"]["code"] == "config_invalid"
+            && json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("ADMIN_TOKEN")),
+        || format!("admin without ADMIN_TOKEN: {} {json}", r.status),
+    )?;
+    check(fx.dest.deliveries_for(id).is_empty(), || {
+        "delivered without a forwarding secret".into()
+    })
+}
+
+/// wrangler.toml without its `[build]` step (the first Worker already built it; a second build
+/// would rewrite the bundle under the running one), written under `target/`.
+fn second_wrangler_config() -> Result<std::path::PathBuf, Failed> {
+    let root = hubspot_edge_tests::repo_root();
+    let text = std::fs::read_to_string(root.join("wrangler.toml"))?;
+    let mut out = String::new();
+    let mut in_build = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            in_build = line.trim() == "[build]";
+        }
+        if in_build {
+            continue;
+        }
+        if line.starts_with("main = ") {
+            out.push_str(&format!(
+                "main = {:?}\n",
+                root.join("worker/build/index.js")
+            ));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let dir = root.join("target/e2e");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("wrangler.second.toml");
+    std::fs::write(&path, out)?;
+    Ok(path)
 }
 
 // ---------------------------------------------------------------------------------------------
