@@ -6,6 +6,15 @@
 //! runtime that embeds it.
 //!
 //! - [`signature`]: HubSpot request signatures v1, v2 and v3 (verify and sign).
+//! - [`event`]: the webhook event model, parsed in one pass without copying.
+//! - [`filter`]: declarative include/exclude rules and the own-changes loop guard.
+//! - [`dedupe`]: stable event identities that survive HubSpot's retries.
+//! - [`outbound`]: the forwarded event (`hubspot-edge.event.v1`) and Standard Webhooks signing.
+//! - [`delivery`]: what to do after a forwarding attempt (retry, give up).
+//! - [`auth`]: constant-time bearer-token checks.
+//! - [`time`]: calendar arithmetic on instants the caller passes in.
+//! - [`api`], [`ratelimit`], [`search`]: the HubSpot API client's requests, rate governor and
+//!   search planner (in progress).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
