@@ -1,2 +1,30 @@
 //! HubSpot REST API requests described as values (`http::Request`), and responses interpreted
 //! into typed results and decisions (HUBSPOT.md §4–§6). No I/O: callers execute the requests.
+//!
+//! - [`ApiConfig`] builds every request: CRM objects (read, create, update, archive, batches of
+//!   at most 100 inputs, search, list), associations v4 batches and the OAuth token endpoint.
+//!   Requests carry no `Authorization` header: the executor adds it.
+//! - [`interpret`] turns a status, the headers and the body into a typed value or an
+//!   [`ApiError`] with a stable [`ApiError::code`]; [`RateLimitHeaders`] reads
+//!   `X-HubSpot-RateLimit-*`.
+//! - [`decide`] is the retry policy: a pure function of the outcome, the attempt number, `now`
+//!   and a caller-supplied jitter.
+
+mod config;
+mod request;
+mod response;
+mod retry;
+
+pub use config::{ApiConfig, PathStyle, RequestError, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
+pub use request::{
+    AssociationCategory, AssociationPair, AssociationSpec, BatchReadOptions, CreateInput, Filter,
+    FilterOp, ListOptions, OAuthClient, ReadOptions, SearchRequest, Sort, SortDirection,
+    UpdateInput, MAX_ASSOCIATION_CREATE_INPUTS, MAX_ASSOCIATION_READ_INPUTS, MAX_BATCH_INPUTS,
+    MAX_LIST_LIMIT, MAX_SEARCH_LIMIT,
+};
+pub use response::{
+    interpret, ApiError, AssociationResult, AssociationTarget, AssociationTypeRef, BatchResponse,
+    ErrorBody, ErrorDetail, ObjectRef, Page, RateLimitHeaders, RateLimitPolicy, RetryAfter,
+    SimpleObject, TokenResponse,
+};
+pub use retry::{decide, Decision, GiveUpReason, Outcome, RequestKind, RetryPolicy};

@@ -1,0 +1,656 @@
+//! The API retry policy: a pure function of what happened, table-tested (HUBSPOT.md §4.5, §5.4).
+//!
+//! | outcome | decision |
+//! |---|---|
+//! | 2xx | [`Decision::Accept`] |
+//! | timeout, network error, 5xx (but 501, 505, 522, 525, 526) | exponential backoff with jitter |
+//! | the same, for [`RequestKind::Create`] (timeouts, 504, 524) | give up: `not_idempotent` |
+//! | 423 Locked | after `max(2 s, Retry-After)` |
+//! | 429 `TEN_SECONDLY_ROLLING` | after `Retry-After`, else the interval header, else 10 s |
+//! | 429 secondly (search) | after `Retry-After`, else 1 s |
+//! | 429 unknown policy | as secondly for [`RequestKind::Search`], else as ten-secondly |
+//! | 429 `DAILY` | give up: `daily_limit` |
+//! | 477 | after `Retry-After`; give up (`migration_in_progress`) without one |
+//! | 401 | [`Decision::RefreshToken`] on attempt 1 of a non-OAuth request, then give up |
+//! | 400, 403, 404, 409, other statuses, undecodable 2xx | give up |
+//!
+//! Rate-limit and lock waits are stretched by up to 10 % (`jitter`) so that requests limited
+//! together do not come back together; backoffs are scaled into `[½, 1]` of their nominal value,
+//! as in [`crate::delivery`].
+//!
+//! Choices:
+//! - **`DAILY` is never retried.** It resets "at midnight based on your time zone setting"
+//!   (HUBSPOT.md §5.1): the account's time zone is not known here, so the reset time cannot be
+//!   computed. Pausing until the reset is the rate governor's job ([`crate::ratelimit`]).
+//! - **Creates are not retried when the request may have run** (timeout, network error,
+//!   504/524): a second `POST` would create a duplicate. Updates, upserts, archives and
+//!   associations ([`RequestKind::Write`]) set a state and are safe to repeat.
+//! - **401 → refresh once.** HubSpot warns that a 401 is "not a valid indicator that a new
+//!   access token must be retrieved" (HUBSPOT.md §6): callers should refresh on `expires_in`;
+//!   the single [`Decision::RefreshToken`] covers a token revoked or expired early. Callers
+//!   with a static private-app token treat it as giving up.
+
+use super::response::{ApiError, RateLimitPolicy};
+
+/// What kind of request was attempted; decides what is safe to repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// Reads: single, batch, list, association reads.
+    Read,
+    /// Idempotent writes: update, upsert, archive, associate.
+    Write,
+    /// Non-idempotent writes: create, batch create.
+    Create,
+    /// CRM search (its own per-second limit).
+    Search,
+    /// OAuth token exchange or refresh.
+    OAuth,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A 2xx response that was interpreted successfully.
+    Success,
+    /// HubSpot answered with an error (from [`interpret`](super::interpret)).
+    Failed(ApiError),
+    /// No answer within the timeout: the request may have run.
+    Timeout,
+    /// The connection failed; whether the request was sent is unknown.
+    Network,
+}
+
+/// What to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Done: use the result.
+    Accept,
+    /// Send the same request again later.
+    Retry {
+        /// Delay from `now`.
+        after_ms: u64,
+        /// `now_ms + after_ms`.
+        at_ms: u64,
+    },
+    /// Refresh the OAuth access token, then send the request again.
+    RefreshToken,
+    /// Stop; the request failed.
+    GiveUp {
+        /// Why.
+        reason: GiveUpReason,
+    },
+}
+
+/// Why a request was given up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUpReason {
+    /// 401 again, or on an OAuth request.
+    Unauthorized,
+    /// 403.
+    Forbidden,
+    /// 404.
+    NotFound,
+    /// 409.
+    Conflict,
+    /// 400.
+    Validation,
+    /// 429 `DAILY`.
+    DailyLimit,
+    /// 477 without `Retry-After`.
+    MigrationInProgress,
+    /// A create that may have run (timeout, network error, 504, 524).
+    NotIdempotent,
+    /// A status retrying cannot fix (other 4xx, 501, 505, 522, 525, 526).
+    Rejected,
+    /// A 2xx body of an unexpected shape.
+    Decode,
+    /// The last retryable failure, with no attempts left.
+    RetriesExhausted,
+}
+
+impl GiveUpReason {
+    /// Stable code, usable as a metric label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::Validation => "validation",
+            Self::DailyLimit => "daily_limit",
+            Self::MigrationInProgress => "migration_in_progress",
+            Self::NotIdempotent => "not_idempotent",
+            Self::Rejected => "rejected",
+            Self::Decode => "decode",
+            Self::RetriesExhausted => "retries_exhausted",
+        }
+    }
+}
+
+/// Retry limits. Defaults: 5 attempts; backoff 500 ms doubling to at most 30 s (the Node SDK
+/// waits 200 ms × n on 5xx, HUBSPOT.md §5.4; a little longer spares a struggling HubSpot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts, the first included.
+    pub max_attempts: u32,
+    /// Backoff after the first failure; doubled after each further one.
+    pub base_backoff_ms: u64,
+    /// Largest backoff (does not cap rate-limit, lock or `Retry-After` waits).
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+        }
+    }
+}
+
+/// The lock wait HubSpot asks for (HUBSPOT.md §4.5: "at least 2 seconds").
+const LOCK_WAIT_MS: u64 = 2_000;
+/// The burst window when no header says otherwise (HUBSPOT.md §5.2).
+const TEN_SECONDLY_WAIT_MS: u64 = 10_000;
+/// The search window (HUBSPOT.md §4.4).
+const SECONDLY_WAIT_MS: u64 = 1_000;
+
+/// [`RetryPolicy::decide`] with the default policy.
+pub fn decide(
+    kind: RequestKind,
+    attempt: u32,
+    outcome: &Outcome,
+    now_ms: u64,
+    jitter: f64,
+) -> Decision {
+    RetryPolicy::default().decide(kind, attempt, outcome, now_ms, jitter)
+}
+
+enum Wait {
+    Backoff,
+    AtLeast(u64),
+}
+
+impl RetryPolicy {
+    /// Decides what follows `attempt` (1-based) of a `kind` request that ended in `outcome`.
+    /// `jitter` in `[0, 1)` comes from the caller; out-of-range values are clamped, NaN is 0.
+    pub fn decide(
+        &self,
+        kind: RequestKind,
+        attempt: u32,
+        outcome: &Outcome,
+        now_ms: u64,
+        jitter: f64,
+    ) -> Decision {
+        let give_up = |reason| Decision::GiveUp { reason };
+        let may_have_run = || {
+            if kind == RequestKind::Create {
+                Err(give_up(GiveUpReason::NotIdempotent))
+            } else {
+                Ok(Wait::Backoff)
+            }
+        };
+        let wait = match outcome {
+            Outcome::Success => return Decision::Accept,
+            Outcome::Timeout | Outcome::Network => may_have_run(),
+            Outcome::Failed(err) => match err {
+                ApiError::Unauthorized { .. } if attempt == 1 && kind != RequestKind::OAuth => {
+                    Err(Decision::RefreshToken)
+                }
+                ApiError::Unauthorized { .. } => Err(give_up(GiveUpReason::Unauthorized)),
+                ApiError::Forbidden { .. } => Err(give_up(GiveUpReason::Forbidden)),
+                ApiError::NotFound { .. } => Err(give_up(GiveUpReason::NotFound)),
+                ApiError::Conflict { .. } => Err(give_up(GiveUpReason::Conflict)),
+                ApiError::Validation { .. } => Err(give_up(GiveUpReason::Validation)),
+                ApiError::Other { .. } => Err(give_up(GiveUpReason::Rejected)),
+                ApiError::Decode { .. } => Err(give_up(GiveUpReason::Decode)),
+                ApiError::Server {
+                    status: 501 | 505 | 522 | 525 | 526,
+                    ..
+                } => Err(give_up(GiveUpReason::Rejected)),
+                ApiError::Server {
+                    status: 504 | 524, ..
+                } => may_have_run(),
+                ApiError::Server { .. } => Ok(Wait::Backoff),
+                ApiError::Locked { retry_after, .. } => Ok(Wait::AtLeast(
+                    retry_after
+                        .map_or(0, |r| r.delay_ms(now_ms))
+                        .max(LOCK_WAIT_MS),
+                )),
+                ApiError::MigrationInProgress { retry_after, .. } => match retry_after {
+                    Some(r) => Ok(Wait::AtLeast(r.delay_ms(now_ms))),
+                    None => Err(give_up(GiveUpReason::MigrationInProgress)),
+                },
+                ApiError::RateLimited {
+                    policy,
+                    retry_after,
+                    interval_ms,
+                    ..
+                } => {
+                    let secondly = match policy {
+                        RateLimitPolicy::Daily => return give_up(GiveUpReason::DailyLimit),
+                        RateLimitPolicy::Secondly => true,
+                        RateLimitPolicy::TenSecondlyRolling => false,
+                        RateLimitPolicy::Unknown(_) => kind == RequestKind::Search,
+                    };
+                    let default = if secondly {
+                        SECONDLY_WAIT_MS
+                    } else {
+                        interval_ms.unwrap_or(TEN_SECONDLY_WAIT_MS)
+                    };
+                    Ok(Wait::AtLeast(
+                        retry_after.map_or(default, |r| r.delay_ms(now_ms)),
+                    ))
+                }
+            },
+        };
+        let wait = match wait {
+            Ok(wait) => wait,
+            Err(decision) => return decision,
+        };
+        if attempt >= self.max_attempts {
+            return give_up(GiveUpReason::RetriesExhausted);
+        }
+        let jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        // Precision loss is irrelevant at these magnitudes (milliseconds, at most days).
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let after_ms = match wait {
+            Wait::Backoff => {
+                let exp = attempt.saturating_sub(1).min(32);
+                let nominal = self
+                    .base_backoff_ms
+                    .saturating_mul(1u64 << exp)
+                    .min(self.max_backoff_ms);
+                ((nominal as f64) * (0.5 + jitter / 2.0)).round() as u64
+            }
+            Wait::AtLeast(ms) => ms.saturating_add(((ms as f64) * jitter / 10.0).round() as u64),
+        };
+        Decision::Retry {
+            after_ms,
+            at_ms: now_ms.saturating_add(after_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::api::{ErrorBody, RetryAfter};
+
+    use RequestKind::{Create, OAuth, Read, Search, Write};
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn failed(e: ApiError) -> Outcome {
+        Outcome::Failed(e)
+    }
+    fn body() -> Box<ErrorBody> {
+        Box::default()
+    }
+    fn server(status: u16) -> Outcome {
+        failed(ApiError::Server {
+            status,
+            body: body(),
+        })
+    }
+    fn limited(
+        policy: RateLimitPolicy,
+        retry_after: Option<RetryAfter>,
+        interval_ms: Option<u64>,
+    ) -> Outcome {
+        failed(ApiError::RateLimited {
+            policy,
+            retry_after,
+            interval_ms,
+            body: body(),
+        })
+    }
+    fn retry(after_ms: u64) -> Decision {
+        Decision::Retry {
+            after_ms,
+            at_ms: NOW + after_ms,
+        }
+    }
+    fn give_up(reason: GiveUpReason) -> Decision {
+        Decision::GiveUp { reason }
+    }
+
+    #[test]
+    fn table() {
+        use GiveUpReason as G;
+        use RateLimitPolicy as P;
+        let unauthorized = failed(ApiError::Unauthorized { body: body() });
+        let ten = limited(P::TenSecondlyRolling, None, None);
+        let cases: Vec<(RequestKind, u32, Outcome, f64, Decision)> = vec![
+            // Success.
+            (Read, 1, Outcome::Success, 0.0, Decision::Accept),
+            (Create, 5, Outcome::Success, 0.5, Decision::Accept),
+            // 5xx and timeouts: backoff 500 ms × 2^(n-1) scaled into [½, 1].
+            (Read, 1, server(500), 0.0, retry(250)),
+            (Read, 1, server(503), 0.999_999, retry(500)),
+            (Read, 2, server(502), 0.0, retry(500)),
+            (Write, 3, Outcome::Timeout, 0.0, retry(1_000)),
+            (Search, 4, Outcome::Network, 1.0, retry(4_000)),
+            (OAuth, 1, server(521), 0.5, retry(375)),
+            (Read, 5, server(500), 0.0, give_up(G::RetriesExhausted)),
+            (Read, 9, Outcome::Timeout, 0.0, give_up(G::RetriesExhausted)),
+            (Read, 1, server(501), 0.0, give_up(G::Rejected)),
+            (Read, 1, server(505), 0.0, give_up(G::Rejected)),
+            (Read, 1, server(522), 0.0, give_up(G::Rejected)),
+            (Read, 1, server(525), 0.0, give_up(G::Rejected)),
+            (Read, 1, server(526), 0.0, give_up(G::Rejected)),
+            (Read, 1, server(504), 0.0, retry(250)),
+            (Read, 1, server(524), 0.0, retry(250)),
+            // Creates are not repeated when they may have run.
+            (Create, 1, Outcome::Timeout, 0.0, give_up(G::NotIdempotent)),
+            (Create, 1, Outcome::Network, 0.0, give_up(G::NotIdempotent)),
+            (Create, 1, server(504), 0.0, give_up(G::NotIdempotent)),
+            (Create, 1, server(524), 0.0, give_up(G::NotIdempotent)),
+            (Create, 1, server(500), 0.0, retry(250)),
+            // 423: at least 2 s, stretched by up to 10 %.
+            (
+                Write,
+                1,
+                failed(ApiError::Locked {
+                    retry_after: None,
+                    body: body(),
+                }),
+                0.0,
+                retry(2_000),
+            ),
+            (
+                Write,
+                1,
+                failed(ApiError::Locked {
+                    retry_after: None,
+                    body: body(),
+                }),
+                0.5,
+                retry(2_100),
+            ),
+            (
+                Write,
+                1,
+                failed(ApiError::Locked {
+                    retry_after: Some(RetryAfter::Seconds(1)),
+                    body: body(),
+                }),
+                0.0,
+                retry(2_000),
+            ),
+            (
+                Write,
+                1,
+                failed(ApiError::Locked {
+                    retry_after: Some(RetryAfter::Seconds(5)),
+                    body: body(),
+                }),
+                0.0,
+                retry(5_000),
+            ),
+            (
+                Write,
+                5,
+                failed(ApiError::Locked {
+                    retry_after: None,
+                    body: body(),
+                }),
+                0.0,
+                give_up(G::RetriesExhausted),
+            ),
+            // 429 TEN_SECONDLY_ROLLING: Retry-After, else the interval header, else 10 s.
+            (Read, 1, ten.clone(), 0.0, retry(10_000)),
+            (Read, 1, ten.clone(), 0.5, retry(10_500)),
+            (
+                Write,
+                2,
+                limited(P::TenSecondlyRolling, None, Some(1_000)),
+                0.0,
+                retry(1_000),
+            ),
+            (
+                Write,
+                2,
+                limited(
+                    P::TenSecondlyRolling,
+                    Some(RetryAfter::Seconds(3)),
+                    Some(10_000),
+                ),
+                0.0,
+                retry(3_000),
+            ),
+            (
+                Create,
+                1,
+                limited(
+                    P::TenSecondlyRolling,
+                    Some(RetryAfter::At(NOW / 1000 + 4)),
+                    None,
+                ),
+                0.0,
+                retry(4_000),
+            ),
+            (Read, 5, ten, 0.0, give_up(G::RetriesExhausted)),
+            // Search's secondly limit: about 1 s.
+            (
+                Search,
+                1,
+                limited(P::Secondly, None, None),
+                0.0,
+                retry(1_000),
+            ),
+            (
+                Search,
+                2,
+                limited(P::Secondly, None, None),
+                0.9,
+                retry(1_090),
+            ),
+            (
+                Search,
+                1,
+                limited(P::Secondly, Some(RetryAfter::Seconds(2)), None),
+                0.0,
+                retry(2_000),
+            ),
+            // Unknown policy: by request kind.
+            (
+                Search,
+                1,
+                limited(P::Unknown(String::new()), None, None),
+                0.0,
+                retry(1_000),
+            ),
+            (
+                Read,
+                1,
+                limited(P::Unknown("X".into()), None, None),
+                0.0,
+                retry(10_000),
+            ),
+            (
+                Read,
+                1,
+                limited(P::Unknown("X".into()), None, Some(2_000)),
+                0.0,
+                retry(2_000),
+            ),
+            // DAILY: never retried, even with a Retry-After.
+            (
+                Read,
+                1,
+                limited(P::Daily, None, None),
+                0.0,
+                give_up(G::DailyLimit),
+            ),
+            (
+                Search,
+                1,
+                limited(P::Daily, Some(RetryAfter::Seconds(1)), None),
+                0.0,
+                give_up(G::DailyLimit),
+            ),
+            // 477: Retry-After honoured (uncapped), else give up.
+            (
+                Write,
+                1,
+                failed(ApiError::MigrationInProgress {
+                    retry_after: Some(RetryAfter::Seconds(3_600)),
+                    body: body(),
+                }),
+                0.0,
+                retry(3_600_000),
+            ),
+            (
+                Write,
+                1,
+                failed(ApiError::MigrationInProgress {
+                    retry_after: None,
+                    body: body(),
+                }),
+                0.0,
+                give_up(G::MigrationInProgress),
+            ),
+            // 401: refresh once, never for the token endpoint itself.
+            (Read, 1, unauthorized.clone(), 0.0, Decision::RefreshToken),
+            (Create, 1, unauthorized.clone(), 0.0, Decision::RefreshToken),
+            (Read, 2, unauthorized.clone(), 0.0, give_up(G::Unauthorized)),
+            (OAuth, 1, unauthorized, 0.0, give_up(G::Unauthorized)),
+            // Never retried.
+            (
+                Read,
+                1,
+                failed(ApiError::Forbidden { body: body() }),
+                0.0,
+                give_up(G::Forbidden),
+            ),
+            (
+                Read,
+                1,
+                failed(ApiError::NotFound { body: body() }),
+                0.0,
+                give_up(G::NotFound),
+            ),
+            (
+                Create,
+                1,
+                failed(ApiError::Conflict {
+                    existing_id: Some("1".into()),
+                    body: body(),
+                }),
+                0.0,
+                give_up(G::Conflict),
+            ),
+            (
+                Write,
+                1,
+                failed(ApiError::Validation { body: body() }),
+                0.0,
+                give_up(G::Validation),
+            ),
+            (
+                OAuth,
+                1,
+                failed(ApiError::Validation { body: body() }),
+                0.0,
+                give_up(G::Validation),
+            ),
+            (
+                Read,
+                1,
+                failed(ApiError::Other {
+                    status: 414,
+                    body: body(),
+                }),
+                0.0,
+                give_up(G::Rejected),
+            ),
+            (
+                Read,
+                1,
+                failed(ApiError::Decode {
+                    status: 200,
+                    reason: String::new(),
+                }),
+                0.0,
+                give_up(G::Decode),
+            ),
+        ];
+        for (i, (kind, attempt, outcome, jitter, want)) in cases.into_iter().enumerate() {
+            let got = decide(kind, attempt, &outcome, NOW, jitter);
+            assert_eq!(
+                got, want,
+                "case {i}: {kind:?} attempt {attempt} {outcome:?} jitter {jitter}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_is_capped_and_jitter_sanitised() {
+        let p = RetryPolicy {
+            max_attempts: 100,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            p.decide(Read, 60, &server(500), 0, 1.0),
+            Decision::Retry {
+                after_ms: 30_000,
+                at_ms: 30_000
+            }
+        );
+        assert_eq!(
+            p.decide(Read, 1, &server(500), 0, f64::NAN),
+            Decision::Retry {
+                after_ms: 250,
+                at_ms: 250
+            }
+        );
+        assert_eq!(
+            p.decide(Read, 1, &server(500), 0, -3.0),
+            Decision::Retry {
+                after_ms: 250,
+                at_ms: 250
+            }
+        );
+        // A Retry-After date in the past means "now" (plus the spread).
+        let past = limited(
+            RateLimitPolicy::TenSecondlyRolling,
+            Some(RetryAfter::At(1)),
+            None,
+        );
+        assert_eq!(p.decide(Read, 1, &past, NOW, 0.0), retry(0));
+    }
+
+    #[test]
+    fn codes_are_stable() {
+        use GiveUpReason as G;
+        let all = [
+            (G::Unauthorized, "unauthorized"),
+            (G::Forbidden, "forbidden"),
+            (G::NotFound, "not_found"),
+            (G::Conflict, "conflict"),
+            (G::Validation, "validation"),
+            (G::DailyLimit, "daily_limit"),
+            (G::MigrationInProgress, "migration_in_progress"),
+            (G::NotIdempotent, "not_idempotent"),
+            (G::Rejected, "rejected"),
+            (G::Decode, "decode"),
+            (G::RetriesExhausted, "retries_exhausted"),
+        ];
+        for (reason, code) in all {
+            assert_eq!(reason.code(), code);
+        }
+    }
+}
