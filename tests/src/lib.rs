@@ -26,6 +26,7 @@ pub mod destination;
 pub mod fixture;
 pub mod http;
 pub mod hubspot;
+pub mod mock;
 pub mod process;
 pub mod wrangler;
 

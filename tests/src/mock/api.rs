@@ -1,0 +1,1030 @@
+//! HTTP routing and HubSpot-shaped responses over the store (§4), with auth (§6) and rate
+//! limits (§5).
+
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+
+use super::assoc::{self, AssocType};
+use super::limits::Policy;
+use super::store::{Filter, Kind, Operator, Search, WriteError};
+use super::time::format_iso;
+use super::{lock, Data, Request, Response, Shared};
+use crate::now_ms;
+
+/// "Batch requests to CRM object endpoints are limited to 100 records per request." (§4.1)
+const MAX_BATCH: usize = 100;
+const LIST_DEFAULT_LIMIT: usize = 10;
+const LIST_MAX_LIMIT: usize = 100;
+/// §4.4 limits.
+const SEARCH_DEFAULT_LIMIT: usize = 10;
+const SEARCH_MAX_LIMIT: usize = 200;
+const SEARCH_MAX_RESULTS: usize = 10_000;
+const SEARCH_MAX_GROUPS: usize = 5;
+const SEARCH_MAX_FILTERS_PER_GROUP: usize = 6;
+const SEARCH_MAX_FILTERS: usize = 18;
+const SEARCH_MAX_QUERY_CHARS: usize = 3_000;
+
+/// The 401 text HubSpot sends when the bearer token is missing or unknown.
+pub(super) const AUTH_MESSAGE: &str = "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview";
+
+/// A uuid-shaped id (`a43683b0-5717-4ceb-80b4-104d02915d8c`), unique per mock.
+fn correlation_id(data: &mut Data) -> String {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    data.next_correlation += 1;
+    let a = mix(data.next_correlation ^ now_ms().rotate_left(20));
+    let b = mix(a);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        ((b >> 48) & 0x3fff) | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    Response {
+        status,
+        headers: Vec::new(),
+        body: serde_json::to_vec(body).unwrap_or_default(),
+    }
+}
+
+fn error(data: &mut Data, status: u16, category: &str, message: &str) -> Response {
+    error_with(data, status, category, message, None)
+}
+
+fn error_with(
+    data: &mut Data,
+    status: u16,
+    category: &str,
+    message: &str,
+    errors: Option<Value>,
+) -> Response {
+    let mut body = json!({
+        "status": "error",
+        "message": message,
+        "correlationId": correlation_id(data),
+        "category": category,
+    });
+    if let (Some(e), Some(o)) = (errors, body.as_object_mut()) {
+        o.insert("errors".into(), e);
+    }
+    json_response(status, &body)
+}
+
+fn validation(data: &mut Data, message: &str) -> Response {
+    error(data, 400, "VALIDATION_ERROR", message)
+}
+
+/// Splits `a=1&b=2` into decoded pairs.
+fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The query of one request.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `properties=a,b&properties=c` → `[a, b, c]`.
+    fn properties(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == "properties")
+            .flat_map(|(_, v)| v.split(','))
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn archived(&self) -> bool {
+        self.get("archived") == Some("true")
+    }
+}
+
+/// Where a path points: object type segment and what follows it.
+fn route(path: &str) -> Option<(&str, Vec<&str>)> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["crm", "v3", "objects", t, rest @ ..] => Some((t, rest.to_vec())),
+        // Date-versioned form (§0), e.g. `/crm/objects/2026-03/contacts`.
+        ["crm", "objects", version, t, rest @ ..]
+            if version.len() == 7 && version.as_bytes()[4] == b'-' =>
+        {
+            Some((t, rest.to_vec()))
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
+    let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
+    let query = Query(parse_query(query));
+    let mut data = lock(&shared.data);
+    let data = &mut *data;
+    let token = req
+        .header("authorization")
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(token) = token.filter(|t| *t == shared.token) else {
+        return error(data, 401, "INVALID_AUTHENTICATION", AUTH_MESSAGE);
+    };
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let ["crm", "v4", "objects", from, from_id, "associations", rest @ ..] = segs.as_slice() {
+        let now = now_ms();
+        let outcome = data
+            .limiter
+            .check(token, false, Instant::now(), now / 86_400_000);
+        let mut resp = match outcome.refused {
+            Some(policy) => rate_limited(data, policy),
+            None => {
+                associations_v4(data, req, from, from_id, rest, &query, now).unwrap_or_else(|r| r)
+            }
+        };
+        resp.headers.extend(outcome.headers);
+        return resp;
+    }
+    let routed = route(path);
+    let is_search = req.method == "POST"
+        && routed
+            .as_ref()
+            .is_some_and(|(_, rest)| rest.as_slice() == ["search"]);
+    let now = now_ms();
+    let outcome = data
+        .limiter
+        .check(token, is_search, Instant::now(), now / 86_400_000);
+    let mut resp = match outcome.refused {
+        Some(policy) => rate_limited(data, policy),
+        None => match routed {
+            None => error(data, 404, "OBJECT_NOT_FOUND", "resource not found"),
+            Some((type_seg, rest)) => match Kind::parse(type_seg) {
+                None => validation(
+                    data,
+                    &format!("Unable to infer object type from: {type_seg}"),
+                ),
+                Some(kind) => dispatch(data, req, kind, &rest, &query, now),
+            },
+        },
+    };
+    resp.headers.extend(outcome.headers);
+    resp
+}
+
+fn rate_limited(data: &mut Data, policy: Policy) -> Response {
+    // §5.3.
+    let body = json!({
+        "status": "error",
+        "message": policy.message(),
+        "errorType": "RATE_LIMIT",
+        "correlationId": correlation_id(data),
+        "policyName": policy.name(),
+        "requestId": correlation_id(data),
+    });
+    json_response(429, &body)
+}
+
+fn parse_body(data: &mut Data, req: &Request) -> Result<Value, Response> {
+    serde_json::from_slice(&req.body)
+        .map_err(|e| validation(data, &format!("Invalid input JSON: {e}")))
+}
+
+fn dispatch(
+    data: &mut Data,
+    req: &Request,
+    kind: Kind,
+    rest: &[&str],
+    query: &Query,
+    now: u64,
+) -> Response {
+    let result = match (req.method.as_str(), rest) {
+        ("GET", []) => Ok(list(data, req, kind, query)),
+        ("POST", []) => create(data, req, kind, now),
+        ("POST", ["search"]) => search(data, req, kind),
+        ("POST", ["batch", op]) => batch(data, req, kind, op, query, now),
+        ("GET", [id]) => Ok(read(data, kind, id, query)),
+        ("PATCH", [id]) => update(data, req, kind, id, query, now),
+        ("DELETE", [_]) => {
+            data.store.archive(kind, rest[0], now);
+            Ok(Response {
+                status: 204,
+                headers: Vec::new(),
+                body: Vec::new(),
+            })
+        }
+        _ => Ok(error(data, 404, "OBJECT_NOT_FOUND", "resource not found")),
+    };
+    result.unwrap_or_else(|r| r)
+}
+
+fn read(data: &mut Data, kind: Kind, id: &str, query: &Query) -> Response {
+    let props = query.properties();
+    match data
+        .store
+        .find(kind, id, query.get("idProperty"), query.archived())
+    {
+        Some(rec) => {
+            let mut v = rec.render(kind, &props);
+            add_associations(data, kind, rec.id, &mut v, query);
+            json_response(200, &v)
+        }
+        None => error(data, 404, "OBJECT_NOT_FOUND", "resource not found"),
+    }
+}
+
+fn list(data: &mut Data, req: &Request, kind: Kind, query: &Query) -> Response {
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(LIST_DEFAULT_LIMIT)
+        .clamp(1, LIST_MAX_LIMIT);
+    let after = query
+        .get("after")
+        .and_then(|a| a.parse::<u64>().ok())
+        .unwrap_or(0);
+    let props = query.properties();
+    let (page, next) = data.store.list(kind, after, limit, query.archived());
+    let results: Vec<Value> = page
+        .iter()
+        .map(|r| {
+            let mut v = r.render(kind, &props);
+            add_associations(data, kind, r.id, &mut v, query);
+            v
+        })
+        .collect();
+    let mut body = json!({ "results": results });
+    if let (Some(next), Some(o)) = (next, body.as_object_mut()) {
+        o.insert(
+            "paging".into(),
+            json!({"next": {"after": next.to_string(), "link": next_link(req, query, next)}}),
+        );
+    }
+    json_response(200, &body)
+}
+
+/// The absolute URL of the next page: this request's URL with `after` replaced.
+fn next_link(req: &Request, query: &Query, next: u64) -> String {
+    let path = req.target.split('?').next().unwrap_or("");
+    let host = req.header("host").unwrap_or("127.0.0.1");
+    let mut params: Vec<String> = query
+        .0
+        .iter()
+        .filter(|(k, _)| k != "after")
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect();
+    params.push(format!("after={next}"));
+    format!("http://{host}{path}?{}", params.join("&"))
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~,".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn props_of(v: &Value) -> Map<String, Value> {
+    v.get("properties")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn invalid_message(errors: &[super::store::PropError]) -> String {
+    let list: Vec<Value> = errors
+        .iter()
+        .map(|e| json!({"isValid": false, "message": e.message, "error": e.code, "name": e.name}))
+        .collect();
+    format!("Property values were not valid: {}", Value::Array(list))
+}
+
+/// The single-object answer to a failed write.
+fn write_error(data: &mut Data, kind: Kind, e: WriteError) -> Response {
+    match e {
+        WriteError::Invalid(errors) => {
+            let list = Value::Array(
+                errors
+                    .iter()
+                    .map(super::store::PropError::to_json)
+                    .collect(),
+            );
+            error_with(
+                data,
+                400,
+                "VALIDATION_ERROR",
+                &invalid_message(&errors),
+                Some(list),
+            )
+        }
+        WriteError::Duplicate(id) => error(
+            data,
+            409,
+            "CONFLICT",
+            &format!("{} already exists. Existing ID: {id}", label_word(kind)),
+        ),
+        WriteError::NotFound(_) => error(data, 404, "OBJECT_NOT_FOUND", "resource not found"),
+    }
+}
+
+fn label_word(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Contact => "Contact",
+        _ => "Object",
+    }
+}
+
+fn create(data: &mut Data, req: &Request, kind: Kind, now: u64) -> Result<Response, Response> {
+    let body = parse_body(data, req)?;
+    let props = props_of(&body);
+    let names: Vec<String> = props.keys().cloned().collect();
+    let links = create_associations(data, kind, &body).map_err(|m| validation(data, &m))?;
+    match data.store.create(kind, &props, now) {
+        Ok(rec) => {
+            let v = rec.render(kind, &names);
+            let id = rec.id;
+            for (to, types) in links {
+                data.assoc.add((kind, id), to, &types);
+            }
+            Ok(json_response(201, &v))
+        }
+        Err(e) => Err(write_error(data, kind, e)),
+    }
+}
+
+fn update(
+    data: &mut Data,
+    req: &Request,
+    kind: Kind,
+    id: &str,
+    query: &Query,
+    now: u64,
+) -> Result<Response, Response> {
+    let body = parse_body(data, req)?;
+    let props = props_of(&body);
+    let names: Vec<String> = props.keys().cloned().collect();
+    match data
+        .store
+        .update(kind, id, query.get("idProperty"), &props, now)
+    {
+        Ok(rec) => Ok(json_response(200, &rec.render(kind, &names))),
+        Err(e) => Err(write_error(data, kind, e)),
+    }
+}
+
+/// One entry of a batch response's `errors[]`.
+fn batch_error(data: &mut Data, kind: Kind, e: WriteError, trace: Option<&str>) -> Value {
+    let mut v = match e {
+        WriteError::Invalid(errors) => json!({
+            "status": "error",
+            "category": "VALIDATION_ERROR",
+            "message": invalid_message(&errors),
+            "errors": errors.iter().map(super::store::PropError::to_json).collect::<Vec<_>>(),
+            "context": {},
+        }),
+        WriteError::Duplicate(id) => json!({
+            "status": "error",
+            "category": "CONFLICT",
+            "message": format!("{} already exists. Existing ID: {id}", label_word(kind)),
+            "context": {},
+        }),
+        WriteError::NotFound(id) => json!({
+            "status": "error",
+            "category": "OBJECT_NOT_FOUND",
+            "message": "Object not found.  objectId are usually numeric.",
+            "context": {"id": [id]},
+        }),
+    };
+    if let Some(o) = v.as_object_mut() {
+        o.insert("correlationId".into(), Value::String(correlation_id(data)));
+        if let (Some(t), Some(ctx)) = (trace, o.get_mut("context").and_then(Value::as_object_mut)) {
+            ctx.insert("objectWriteTraceId".into(), json!([t]));
+        }
+    }
+    v
+}
+
+fn batch_response(
+    ok_status: u16,
+    started: u64,
+    results: Vec<Value>,
+    errors: Vec<Value>,
+) -> Response {
+    let now = now_ms();
+    let mut body = json!({
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": format_iso(started),
+        "completedAt": format_iso(now),
+    });
+    let status = if errors.is_empty() { ok_status } else { 207 };
+    if let (false, Some(o)) = (errors.is_empty(), body.as_object_mut()) {
+        o.insert("numErrors".into(), json!(errors.len()));
+        o.insert("errors".into(), Value::Array(errors));
+    }
+    json_response(status, &body)
+}
+
+fn batch(
+    data: &mut Data,
+    req: &Request,
+    kind: Kind,
+    op: &str,
+    query: &Query,
+    now: u64,
+) -> Result<Response, Response> {
+    let body = parse_body(data, req)?;
+    let Some(inputs) = body.get("inputs").and_then(Value::as_array) else {
+        return Err(validation(data, "inputs: must be an array"));
+    };
+    if inputs.len() > MAX_BATCH {
+        return Err(validation(
+            data,
+            &format!(
+                "Batch requests to CRM object endpoints are limited to {MAX_BATCH} records per request (got {}).",
+                inputs.len()
+            ),
+        ));
+    }
+    let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    match op {
+        "read" => {
+            let props: Vec<String> = body
+                .get("properties")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let id_property = str_of(&body, "idProperty");
+            let mut missing = Vec::new();
+            for input in inputs {
+                let id = str_of(input, "id").unwrap_or_default();
+                match data
+                    .store
+                    .find(kind, &id, id_property.as_deref(), query.archived())
+                {
+                    Some(rec) => results.push(rec.render(kind, &props)),
+                    None => missing.push(id),
+                }
+            }
+            if !missing.is_empty() {
+                errors.push(json!({
+                    "status": "error",
+                    "category": "OBJECT_NOT_FOUND",
+                    "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", kind.label()),
+                    "context": {"ids": missing},
+                }));
+            }
+            Ok(batch_response(200, now, results, errors))
+        }
+        "create" => {
+            for input in inputs {
+                let props = props_of(input);
+                let names: Vec<String> = props.keys().cloned().collect();
+                let trace = str_of(input, "objectWriteTraceId");
+                let links = match create_associations(data, kind, input) {
+                    Ok(l) => l,
+                    Err(m) => {
+                        let mut e = json!({
+                            "status": "error",
+                            "category": "VALIDATION_ERROR",
+                            "message": m,
+                            "context": {},
+                            "correlationId": correlation_id(data),
+                        });
+                        if let Some(t) = &trace {
+                            e["context"]["objectWriteTraceId"] = json!([t]);
+                        }
+                        errors.push(e);
+                        continue;
+                    }
+                };
+                match data.store.create(kind, &props, now) {
+                    Ok(rec) => {
+                        let mut v = rec.render(kind, &names);
+                        let id = rec.id;
+                        for (to, types) in links {
+                            data.assoc.add((kind, id), to, &types);
+                        }
+                        if let (Some(t), Some(o)) = (&trace, v.as_object_mut()) {
+                            o.insert("objectWriteTraceId".into(), json!(t));
+                        }
+                        results.push(v);
+                    }
+                    Err(e) => errors.push(batch_error(data, kind, e, trace.as_deref())),
+                }
+            }
+            Ok(batch_response(201, now, results, errors))
+        }
+        "update" => {
+            for input in inputs {
+                let props = props_of(input);
+                let names: Vec<String> = props.keys().cloned().collect();
+                let id = str_of(input, "id").unwrap_or_default();
+                let id_property = str_of(input, "idProperty");
+                let trace = str_of(input, "objectWriteTraceId");
+                match data
+                    .store
+                    .update(kind, &id, id_property.as_deref(), &props, now)
+                {
+                    Ok(rec) => results.push(rec.render(kind, &names)),
+                    Err(e) => errors.push(batch_error(data, kind, e, trace.as_deref())),
+                }
+            }
+            Ok(batch_response(200, now, results, errors))
+        }
+        "upsert" => {
+            for input in inputs {
+                let mut props = props_of(input);
+                let id = str_of(input, "id").unwrap_or_default();
+                let id_property = str_of(input, "idProperty");
+                let trace = str_of(input, "objectWriteTraceId");
+                let exists = data
+                    .store
+                    .find(kind, &id, id_property.as_deref(), false)
+                    .is_some();
+                let names: Vec<String> = props.keys().cloned().collect();
+                let outcome = if exists {
+                    data.store
+                        .update(kind, &id, id_property.as_deref(), &props, now)
+                } else {
+                    if let Some(p) = id_property.as_deref().filter(|p| *p != "hs_object_id") {
+                        props.insert(p.to_owned(), Value::String(id.clone()));
+                    }
+                    data.store.create(kind, &props, now)
+                };
+                match outcome {
+                    Ok(rec) => {
+                        let mut v = rec.render(kind, &names);
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("new".into(), json!(!exists));
+                        }
+                        results.push(v);
+                    }
+                    Err(e) => errors.push(batch_error(data, kind, e, trace.as_deref())),
+                }
+            }
+            Ok(batch_response(200, now, results, errors))
+        }
+        "archive" => {
+            for input in inputs {
+                let id = str_of(input, "id").unwrap_or_default();
+                data.store.archive(kind, &id, now);
+            }
+            Ok(Response {
+                status: 204,
+                headers: Vec::new(),
+                body: Vec::new(),
+            })
+        }
+        _ => Ok(error(data, 404, "OBJECT_NOT_FOUND", "resource not found")),
+    }
+}
+
+fn parse_search(body: &Value) -> Result<(Search, Vec<String>), String> {
+    let groups_json = match body.get("filterGroups") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => return Err("filterGroups: must be an array".into()),
+    };
+    if groups_json.len() > SEARCH_MAX_GROUPS {
+        return Err(format!(
+            "Too many filter groups ({}). A search can contain a maximum of {SEARCH_MAX_GROUPS} filterGroups.",
+            groups_json.len()
+        ));
+    }
+    let mut groups = Vec::new();
+    let mut total_filters = 0;
+    for g in &groups_json {
+        let filters = g
+            .get("filters")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if filters.len() > SEARCH_MAX_FILTERS_PER_GROUP {
+            return Err(format!(
+                "Too many filters in a filterGroup ({}). A filterGroup can contain a maximum of {SEARCH_MAX_FILTERS_PER_GROUP} filters.",
+                filters.len()
+            ));
+        }
+        total_filters += filters.len();
+        let mut group = Vec::new();
+        for f in &filters {
+            let text = |k: &str| match f.get(k) {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                Some(Value::Bool(b)) => Some(b.to_string()),
+                _ => None,
+            };
+            let property = text("propertyName").ok_or("filter: propertyName is required")?;
+            let op = text("operator").unwrap_or_else(|| "EQ".into());
+            let operator =
+                Operator::parse(&op).ok_or_else(|| format!("Unknown filter operator: {op}"))?;
+            let values = f
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            group.push(Filter {
+                property,
+                operator,
+                value: text("value"),
+                high: text("highValue"),
+                values,
+            });
+        }
+        groups.push(group);
+    }
+    if total_filters > SEARCH_MAX_FILTERS {
+        return Err(format!(
+            "Too many filters ({total_filters}). A search can contain a maximum of {SEARCH_MAX_FILTERS} filters in total."
+        ));
+    }
+    let sorts = body
+        .get("sorts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if sorts.len() > 1 {
+        return Err("Only one sorting rule can be applied to any search.".into());
+    }
+    let sort = sorts.first().map(|s| match s {
+        Value::String(p) => (p.clone(), true),
+        _ => (
+            s.get("propertyName")
+                .and_then(Value::as_str)
+                .unwrap_or("hs_object_id")
+                .to_owned(),
+            s.get("direction").and_then(Value::as_str) != Some("DESCENDING"),
+        ),
+    });
+    let query = body.get("query").and_then(Value::as_str).map(str::to_owned);
+    if query
+        .as_deref()
+        .is_some_and(|q| q.chars().count() > SEARCH_MAX_QUERY_CHARS)
+    {
+        return Err(format!(
+            "A query can contain a maximum of {SEARCH_MAX_QUERY_CHARS} characters."
+        ));
+    }
+    let limit = match body.get("limit") {
+        None | Some(Value::Null) => SEARCH_DEFAULT_LIMIT,
+        Some(v) => v
+            .as_u64()
+            .and_then(|l| usize::try_from(l).ok())
+            .ok_or("limit: must be a non-negative integer")?,
+    };
+    if limit > SEARCH_MAX_LIMIT {
+        return Err(format!(
+            "limit: The maximum number of supported objects per page is {SEARCH_MAX_LIMIT}."
+        ));
+    }
+    let offset = match body.get("after") {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(s)) if s.is_empty() => 0,
+        Some(Value::String(s)) => s
+            .parse::<usize>()
+            .map_err(|_| "after: must be formatted as an integer")?,
+        Some(v) => v
+            .as_u64()
+            .and_then(|a| usize::try_from(a).ok())
+            .ok_or("after: must be formatted as an integer")?,
+    };
+    if offset.saturating_add(limit) > SEARCH_MAX_RESULTS {
+        return Err(format!(
+            "Search is limited to {SEARCH_MAX_RESULTS} total results for any given query. Attempting to page beyond {SEARCH_MAX_RESULTS} (after {offset} + limit {limit}) is not supported."
+        ));
+    }
+    let props = body
+        .get("properties")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((
+        Search {
+            groups,
+            sort,
+            query,
+            offset,
+            limit,
+        },
+        props,
+    ))
+}
+
+fn search(data: &mut Data, req: &Request, kind: Kind) -> Result<Response, Response> {
+    let body = parse_body(data, req)?;
+    let (s, props) = parse_search(&body).map_err(|m| validation(data, &m))?;
+    let (total, page) = data.store.search(kind, &s);
+    let results: Vec<Value> = page.iter().map(|r| r.render(kind, &props)).collect();
+    let end = s.offset + results.len();
+    let mut out = json!({ "total": total, "results": results });
+    if let (true, Some(o)) = (end < total, out.as_object_mut()) {
+        o.insert("paging".into(), json!({"next": {"after": end.to_string()}}));
+    }
+    Ok(json_response(200, &out))
+}
+
+/// Parses a create body's `associations` (`[{to: {id}, types: [{associationCategory,
+/// associationTypeId}]}]`), checking that each target exists.
+fn create_associations(data: &Data, kind: Kind, body: &Value) -> Result<assoc::Links, String> {
+    let Some(list) = body.get("associations").and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for a in list {
+        let to_id = a
+            .get("to")
+            .and_then(|t| t.get("id"))
+            .and_then(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            })
+            .ok_or("associations: to.id is required")?;
+        let types = parse_types(a.get("types").unwrap_or(&Value::Null))?;
+        let Some(to_kind) = types.iter().find_map(|t| {
+            (t.category == assoc::HUBSPOT_DEFINED)
+                .then(|| assoc::target_of(kind, t.type_id).map(|(k, _)| k))
+                .flatten()
+        }) else {
+            return Err(format!(
+                "associations: cannot infer the target object type of {to_id} from its types"
+            ));
+        };
+        let rec = data
+            .store
+            .find(to_kind, &to_id, None, false)
+            .ok_or_else(|| {
+                format!(
+                    "associations: {} {to_id} does not exist",
+                    to_kind.singular()
+                )
+            })?;
+        out.push(((to_kind, rec.id), types));
+    }
+    Ok(out)
+}
+
+fn parse_types(v: &Value) -> Result<Vec<AssocType>, String> {
+    let list = v
+        .as_array()
+        .filter(|a| !a.is_empty())
+        .ok_or("association types: a non-empty array is required")?;
+    list.iter()
+        .map(|t| {
+            let category = t
+                .get("associationCategory")
+                .and_then(Value::as_str)
+                .unwrap_or(assoc::HUBSPOT_DEFINED)
+                .to_owned();
+            let type_id = t
+                .get("associationTypeId")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or("association types: associationTypeId is required")?;
+            Ok(AssocType { category, type_id })
+        })
+        .collect()
+}
+
+/// v3 `?associations=companies,deals` on read and list: `"associations": {"companies":
+/// {"results": [{"id", "type"}]}}`, omitted when there are none.
+fn add_associations(data: &Data, kind: Kind, id: u64, v: &mut Value, query: &Query) {
+    let mut out = Map::new();
+    for name in query
+        .0
+        .iter()
+        .filter(|(k, _)| k == "associations")
+        .flat_map(|(_, v)| v.split(','))
+    {
+        let Some(to) = Kind::parse(name) else {
+            continue;
+        };
+        let mut results = Vec::new();
+        for (to_id, types) in data.assoc.list((kind, id), to) {
+            if data
+                .store
+                .find(to, &to_id.to_string(), None, false)
+                .is_none()
+            {
+                continue;
+            }
+            for t in types {
+                results.push(json!({"id": to_id.to_string(), "type": v3_type_name(kind, to, t)}));
+            }
+        }
+        if !results.is_empty() {
+            out.insert(to.plural(), json!({ "results": results }));
+        }
+    }
+    if let (false, Some(o)) = (out.is_empty(), v.as_object_mut()) {
+        o.insert("associations".into(), Value::Object(out));
+    }
+}
+
+/// `contact_to_company` (primary or the only HubSpot type), `contact_to_company_unlabeled` (the
+/// default where a primary type exists), the numeric id for labels.
+fn v3_type_name(from: Kind, to: Kind, t: &AssocType) -> String {
+    let base = format!("{}_to_{}", from.singular(), to.singular());
+    if t.category != assoc::HUBSPOT_DEFINED {
+        return t.type_id.to_string();
+    }
+    let has_primary = assoc::has_primary(from, to);
+    if has_primary && assoc::default_type(from, to) == Some(t.type_id) {
+        format!("{base}_unlabeled")
+    } else {
+        base
+    }
+}
+
+fn association_types_json(types: &[AssocType]) -> Vec<Value> {
+    types
+        .iter()
+        .map(|t| json!({"category": t.category, "typeId": t.type_id, "label": Value::Null}))
+        .collect()
+}
+
+/// `/crm/v4/objects/{from}/{fromId}/associations/…` (§4.3).
+fn associations_v4(
+    data: &mut Data,
+    req: &Request,
+    from: &str,
+    from_id: &str,
+    rest: &[&str],
+    query: &Query,
+    now: u64,
+) -> Result<Response, Response> {
+    let Some(from_kind) = Kind::parse(from) else {
+        return Err(validation(
+            data,
+            &format!("Unable to infer object type from: {from}"),
+        ));
+    };
+    let to_seg = match rest {
+        ["default", t, _] | [t, _] | [t] => *t,
+        _ => return Err(error(data, 404, "OBJECT_NOT_FOUND", "resource not found")),
+    };
+    let Some(to_kind) = Kind::parse(to_seg) else {
+        return Err(validation(
+            data,
+            &format!("Unable to infer object type from: {to_seg}"),
+        ));
+    };
+    let Some(from_rec) = data.store.find(from_kind, from_id, None, false) else {
+        return Err(error(data, 404, "OBJECT_NOT_FOUND", "resource not found"));
+    };
+    let from_end = (from_kind, from_rec.id);
+    let to_end = |data: &mut Data, id: &str| match data.store.find(to_kind, id, None, false) {
+        Some(r) => Ok((to_kind, r.id)),
+        None => Err(error(data, 404, "OBJECT_NOT_FOUND", "resource not found")),
+    };
+    match (req.method.as_str(), rest) {
+        ("PUT", ["default", _, to_id]) => {
+            let to = to_end(data, to_id)?;
+            let Some(d) = assoc::default_type(from_kind, to_kind) else {
+                return Err(validation(
+                    data,
+                    &format!(
+                        "No default association type from {} to {}",
+                        from_kind.object_type_id(),
+                        to_kind.object_type_id()
+                    ),
+                ));
+            };
+            data.assoc.add(from_end, to, &[assoc::hubspot(d)]);
+            let spec = |a: u64, b: u64, t: Option<u32>| {
+                json!({"from": {"id": a.to_string()}, "to": {"id": b.to_string()},
+                       "associationSpec": {"associationCategory": assoc::HUBSPOT_DEFINED, "associationTypeId": t}})
+            };
+            let mut results = vec![spec(from_end.1, to.1, Some(d))];
+            if let Some(r) = assoc::default_type(to_kind, from_kind) {
+                results.push(spec(to.1, from_end.1, Some(r)));
+            }
+            Ok(json_response(
+                200,
+                &json!({"status": "COMPLETE", "results": results,
+                        "startedAt": format_iso(now), "completedAt": format_iso(now_ms())}),
+            ))
+        }
+        ("PUT", [_, to_id]) => {
+            let to = to_end(data, to_id)?;
+            let body = parse_body(data, req)?;
+            let types = parse_types(&body).map_err(|m| validation(data, &m))?;
+            data.assoc.add(from_end, to, &types);
+            Ok(json_response(
+                200,
+                &json!({"fromObjectTypeId": from_kind.object_type_id(), "fromObjectId": from_end.1,
+                        "toObjectTypeId": to_kind.object_type_id(), "toObjectId": to.1, "labels": []}),
+            ))
+        }
+        ("DELETE", [_, to_id]) => {
+            if let Ok(id) = to_id.parse::<u64>() {
+                data.assoc.remove(from_end, (to_kind, id));
+            }
+            Ok(Response {
+                status: 204,
+                headers: Vec::new(),
+                body: Vec::new(),
+            })
+        }
+        ("GET", [_]) => {
+            let limit = query
+                .get("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(500)
+                .clamp(1, 500);
+            let after = query
+                .get("after")
+                .and_then(|a| a.parse::<u64>().ok())
+                .unwrap_or(0);
+            let live: Vec<(u64, &[AssocType])> = data
+                .assoc
+                .list(from_end, to_kind)
+                .into_iter()
+                .filter(|(id, _)| *id >= after)
+                .filter(|(id, _)| {
+                    data.store
+                        .find(to_kind, &id.to_string(), None, false)
+                        .is_some()
+                })
+                .collect();
+            let results: Vec<Value> = live
+                .iter()
+                .take(limit)
+                .map(|(id, types)| json!({"toObjectId": id, "associationTypes": association_types_json(types)}))
+                .collect();
+            let mut body = json!({ "results": results });
+            if let Some((next, _)) = live.get(limit) {
+                body["paging"] = json!({"next": {"after": next.to_string()}});
+            }
+            Ok(json_response(200, &body))
+        }
+        _ => Err(error(data, 404, "OBJECT_NOT_FOUND", "resource not found")),
+    }
+}

@@ -1,0 +1,1118 @@
+//! The in-memory CRM: object types, typed property values (§7), records, seeding and search
+//! (§4.4). Pure data structures; the HTTP layer is in `api.rs`.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use super::time::{format_date, format_iso, format_time_of_day, is_midnight, parse_iso};
+
+/// A CRM object type, parsed from a path segment (`contacts`, `0-1`, `2-123`…; §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Kind {
+    Contact,
+    Company,
+    Deal,
+    Ticket,
+    /// A custom object by objectTypeId `2-N`.
+    Custom(u64),
+}
+
+pub(super) const LIFECYCLE: &[&str] = &[
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
+];
+
+pub(super) const DEAL_STAGES: &[&str] = &[
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+];
+
+impl Kind {
+    pub(super) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "contacts" | "contact" | "0-1" => Some(Self::Contact),
+            "companies" | "company" | "0-2" => Some(Self::Company),
+            "deals" | "deal" | "0-3" => Some(Self::Deal),
+            "tickets" | "ticket" | "0-5" => Some(Self::Ticket),
+            _ => s
+                .strip_prefix("2-")
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse().ok())
+                .map(Self::Custom),
+        }
+    }
+
+    /// `0-1`, `2-123`….
+    pub(super) fn object_type_id(self) -> String {
+        match self {
+            Self::Contact => "0-1".into(),
+            Self::Company => "0-2".into(),
+            Self::Deal => "0-3".into(),
+            Self::Ticket => "0-5".into(),
+            Self::Custom(n) => format!("2-{n}"),
+        }
+    }
+
+    /// `contacts`… (the v3 `associations` response key).
+    pub(super) fn plural(self) -> String {
+        match self {
+            Self::Contact => "contacts".into(),
+            Self::Company => "companies".into(),
+            Self::Deal => "deals".into(),
+            Self::Ticket => "tickets".into(),
+            Self::Custom(_) => self.object_type_id(),
+        }
+    }
+
+    /// `contact`… (v3 association type names such as `contact_to_company`).
+    pub(super) fn singular(self) -> String {
+        match self {
+            Self::Contact => "contact".into(),
+            Self::Company => "company".into(),
+            Self::Deal => "deal".into(),
+            Self::Ticket => "ticket".into(),
+            Self::Custom(_) => self.object_type_id(),
+        }
+    }
+
+    /// Upper-case name used in HubSpot's batch error messages (`CONTACT`).
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Self::Contact => "CONTACT",
+            Self::Company => "COMPANY",
+            Self::Deal => "DEAL",
+            Self::Ticket => "TICKET",
+            Self::Custom(_) => "OBJECT",
+        }
+    }
+
+    fn created_prop(self) -> &'static str {
+        match self {
+            Self::Custom(_) => "hs_createdate",
+            _ => "createdate",
+        }
+    }
+
+    fn modified_props(self) -> &'static [&'static str] {
+        match self {
+            // §4.4: "Contacts use `lastmodifieddate`; most other objects use `hs_lastmodifieddate`."
+            Self::Contact => &["lastmodifieddate", "hs_lastmodifieddate"],
+            _ => &["hs_lastmodifieddate"],
+        }
+    }
+
+    /// Properties returned when the request names none (§4.4 for contacts; the others follow
+    /// HubSpot's observed defaults).
+    fn default_props(self) -> &'static [&'static str] {
+        match self {
+            Self::Contact => &[
+                "createdate",
+                "email",
+                "firstname",
+                "hs_object_id",
+                "lastmodifieddate",
+                "lastname",
+            ],
+            Self::Company => &[
+                "createdate",
+                "domain",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "name",
+            ],
+            Self::Deal => &[
+                "amount",
+                "closedate",
+                "createdate",
+                "dealname",
+                "dealstage",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "pipeline",
+            ],
+            Self::Ticket => &[
+                "content",
+                "createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "hs_pipeline",
+                "hs_pipeline_stage",
+                "subject",
+            ],
+            Self::Custom(_) => &["hs_createdate", "hs_lastmodifieddate", "hs_object_id"],
+        }
+    }
+
+    fn is_read_only(self, name: &str) -> bool {
+        name == "hs_object_id"
+            || name == self.created_prop()
+            || self.modified_props().contains(&name)
+    }
+
+    fn prop_type(self, name: &str) -> PropType {
+        match (self, name) {
+            (_, "createdate" | "hs_createdate" | "hs_lastmodifieddate" | "lastmodifieddate") => {
+                PropType::DateTime
+            }
+            (_, "hs_object_id" | "amount" | "numberofemployees" | "annualrevenue") => {
+                PropType::Number
+            }
+            (Self::Contact, "email") => PropType::Email,
+            (Self::Contact, "lifecyclestage") => PropType::Enum(LIFECYCLE),
+            (Self::Contact, "date_of_birth") => PropType::Date,
+            (Self::Deal, "dealstage") => PropType::Enum(DEAL_STAGES),
+            (Self::Deal, "closedate") => PropType::DateTime,
+            _ => PropType::String,
+        }
+    }
+}
+
+/// The property types the mock models (§7). Properties not listed are strings.
+#[derive(Debug, Clone, Copy)]
+enum PropType {
+    String,
+    Number,
+    Date,
+    DateTime,
+    Email,
+    Enum(&'static [&'static str]),
+}
+
+/// One rejected property value: HubSpot's `errors[]` entry (§4.5).
+#[derive(Debug, Clone)]
+pub(super) struct PropError {
+    pub(super) name: String,
+    pub(super) code: &'static str,
+    pub(super) message: String,
+}
+
+impl PropError {
+    pub(super) fn to_json(&self) -> Value {
+        json!({
+            "message": self.message,
+            "code": self.code,
+            "context": {"propertyName": [self.name]},
+        })
+    }
+}
+
+const MAX_STRING_CHARS: usize = 65_536;
+
+fn is_number(v: &str) -> bool {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    let mut periods = 0;
+    let mut any_digit = false;
+    for b in digits.bytes() {
+        match b {
+            b'0'..=b'9' => any_digit = true,
+            b'.' => periods += 1,
+            _ => return false,
+        }
+    }
+    any_digit && periods <= 1
+}
+
+fn is_email(v: &str) -> bool {
+    let Some((local, domain)) = v.split_once('@') else {
+        return false;
+    };
+    let Some((_, tld)) = domain.rsplit_once('.') else {
+        return false;
+    };
+    !local.is_empty()
+        && !local.contains('"')
+        && !domain.contains('@')
+        && !v.contains(char::is_whitespace)
+        && domain.split('.').all(|l| !l.is_empty())
+        && tld.len() >= 2
+        && tld.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
+/// Normalises one written value to what HubSpot stores, or says why it is invalid (§7).
+/// `existing` is the current value (for the leading-`;` append of multi-value enums).
+fn normalise(
+    kind: Kind,
+    name: &str,
+    value: &str,
+    existing: Option<&str>,
+) -> Result<String, PropError> {
+    let err = |code: &'static str, message: String| PropError {
+        name: name.to_owned(),
+        code,
+        message,
+    };
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    if value.chars().count() > MAX_STRING_CHARS {
+        return Err(err(
+            "INVALID_STRING",
+            format!("{name} is longer than {MAX_STRING_CHARS} characters"),
+        ));
+    }
+    match kind.prop_type(name) {
+        PropType::String => Ok(value.to_owned()),
+        PropType::Number if is_number(value) => Ok(value.to_owned()),
+        PropType::Number => Err(err(
+            "INVALID_INTEGER",
+            format!("{value} was not a valid number."),
+        )),
+        PropType::Email => {
+            let v = value.trim().to_ascii_lowercase();
+            if is_email(&v) {
+                Ok(v)
+            } else {
+                Err(err(
+                    "INVALID_EMAIL",
+                    format!("Email address {value} is invalid"),
+                ))
+            }
+        }
+        PropType::Date => {
+            let ms = if value.bytes().all(|b| b.is_ascii_digit()) {
+                value.parse::<u64>().ok()
+            } else {
+                parse_iso(value)
+            };
+            match ms {
+                Some(ms) if is_midnight(ms) => Ok(format_date(ms)),
+                Some(ms) => Err(err(
+                    "INVALID_DATE",
+                    format!(
+                        "{value} is at {} UTC, not midnight!",
+                        format_time_of_day(ms)
+                    ),
+                )),
+                None => Err(err("INVALID_DATE", format!("{value} is not a valid date"))),
+            }
+        }
+        PropType::DateTime => {
+            let ms = if value.bytes().all(|b| b.is_ascii_digit()) {
+                value.parse::<u64>().ok()
+            } else {
+                parse_iso(value)
+            };
+            ms.map(format_iso).ok_or_else(|| {
+                err(
+                    "INVALID_DATETIME",
+                    format!("{value} is not a valid datetime"),
+                )
+            })
+        }
+        PropType::Enum(options) => {
+            let (append, list) = match value.strip_prefix(';') {
+                Some(rest) => (true, rest),
+                None => (false, value),
+            };
+            for v in list.split(';') {
+                if !options.contains(&v) {
+                    return Err(err(
+                        "INVALID_OPTION",
+                        format!(
+                            "{v} was not one of the allowed options: [{}]",
+                            options.join(", ")
+                        ),
+                    ));
+                }
+            }
+            match existing {
+                Some(old) if append && !old.is_empty() => Ok(format!("{old};{list}")),
+                _ => Ok(list.to_owned()),
+            }
+        }
+    }
+}
+
+/// Property values of one record: a small vec map with shared (interned) names, so that
+/// seeding 100,000s of records allocates only the values.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Props(Vec<(Arc<str>, String)>);
+
+impl Props {
+    pub(super) fn get(&self, name: &str) -> Option<&String> {
+        self.0.iter().find(|(k, _)| &**k == name).map(|(_, v)| v)
+    }
+
+    fn insert(&mut self, name: &Arc<str>, value: String) {
+        match self.0.iter_mut().find(|(k, _)| **k == **name) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((Arc::clone(name), value)),
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.0.retain(|(k, _)| &**k != name);
+    }
+
+    fn values(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(_, v)| v)
+    }
+}
+
+/// The names of the properties the store maintains itself, allocated once per type.
+#[derive(Debug)]
+struct SystemKeys {
+    object_id: Arc<str>,
+    created: Arc<str>,
+    modified: Vec<Arc<str>>,
+    email: Arc<str>,
+}
+
+impl SystemKeys {
+    fn new(kind: Kind) -> Self {
+        Self {
+            object_id: Arc::from("hs_object_id"),
+            created: Arc::from(kind.created_prop()),
+            modified: kind
+                .modified_props()
+                .iter()
+                .map(|p| Arc::from(*p))
+                .collect(),
+            email: Arc::from("email"),
+        }
+    }
+}
+
+/// One stored object.
+#[derive(Debug, Clone)]
+pub(super) struct Record {
+    pub(super) id: u64,
+    pub(super) props: Props,
+    pub(super) created_ms: u64,
+    pub(super) updated_ms: u64,
+    pub(super) archived_ms: Option<u64>,
+}
+
+impl Record {
+    pub(super) fn is_archived(&self) -> bool {
+        self.archived_ms.is_some()
+    }
+
+    fn prop(&self, name: &str) -> Option<&str> {
+        self.props
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// `SimplePublicObject` (§4.1). Requested properties without a value are `null` (the
+    /// contacts guide's reading of §8.11).
+    pub(super) fn render(&self, kind: Kind, requested: &[String]) -> Value {
+        let mut props = Map::new();
+        if requested.is_empty() {
+            for p in kind.default_props() {
+                props.insert((*p).to_owned(), self.value(p));
+            }
+        } else {
+            for p in requested {
+                props.insert(p.clone(), self.value(p));
+            }
+            for p in ["hs_object_id", kind.created_prop()]
+                .into_iter()
+                .chain(kind.modified_props().iter().copied())
+            {
+                props.insert(p.to_owned(), self.value(p));
+            }
+        }
+        let mut obj = json!({
+            "id": self.id.to_string(),
+            "properties": props,
+            "createdAt": format_iso(self.created_ms),
+            "updatedAt": format_iso(self.updated_ms),
+            "archived": self.is_archived(),
+        });
+        if let (Some(at), Some(o)) = (self.archived_ms, obj.as_object_mut()) {
+            o.insert("archivedAt".into(), Value::String(format_iso(at)));
+        }
+        obj
+    }
+
+    fn value(&self, name: &str) -> Value {
+        self.props
+            .get(name)
+            .map_or(Value::Null, |v| Value::String(v.clone()))
+    }
+}
+
+/// Why a write was refused.
+#[derive(Debug, Clone)]
+pub(super) enum WriteError {
+    Invalid(Vec<PropError>),
+    /// A contact with this email exists (409, §4.5).
+    Duplicate(u64),
+    NotFound(String),
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    records: BTreeMap<u64, Record>,
+    /// Lower-case email → id of the live contact (contacts only).
+    emails: HashMap<String, u64>,
+}
+
+/// Every object of every type, with one id sequence.
+#[derive(Debug)]
+pub(super) struct Store {
+    tables: HashMap<Kind, Table>,
+    next_id: u64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            tables: HashMap::new(),
+            next_id: 1,
+        }
+    }
+}
+
+/// A search request, already validated (§4.4).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Search {
+    pub(super) groups: Vec<Vec<Filter>>,
+    pub(super) sort: Option<(String, bool)>,
+    pub(super) query: Option<String>,
+    pub(super) offset: usize,
+    pub(super) limit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Filter {
+    pub(super) property: String,
+    pub(super) operator: Operator,
+    pub(super) value: Option<String>,
+    pub(super) high: Option<String>,
+    pub(super) values: Vec<String>,
+}
+
+/// A filter with its given values parsed once (not once per record).
+#[derive(Debug)]
+struct Compiled<'a> {
+    filter: &'a Filter,
+    value: Given,
+    high: Given,
+    values: Vec<Given>,
+}
+
+#[derive(Debug)]
+struct Given {
+    raw: String,
+    lower: String,
+    num: Option<f64>,
+}
+
+impl Given {
+    fn new(raw: &str) -> Self {
+        Self {
+            raw: raw.to_owned(),
+            lower: raw.to_lowercase(),
+            num: as_number(raw),
+        }
+    }
+
+    /// Numeric when both sides are numbers, else case-insensitive string order ("Values in
+    /// filters are case-insensitive", §4.4).
+    fn compare(&self, stored: &str) -> Ordering {
+        match (self.num.and_then(|_| as_number(stored)), self.num) {
+            (Some(a), Some(b)) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+            _ => stored.to_lowercase().cmp(&self.lower),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Operator {
+    Eq,
+    Neq,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    Between,
+    In,
+    NotIn,
+    HasProperty,
+    NotHasProperty,
+    ContainsToken,
+    NotContainsToken,
+}
+
+impl Operator {
+    pub(super) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "EQ" => Self::Eq,
+            "NEQ" => Self::Neq,
+            "LT" => Self::Lt,
+            "LTE" => Self::Lte,
+            "GT" => Self::Gt,
+            "GTE" => Self::Gte,
+            "BETWEEN" => Self::Between,
+            "IN" => Self::In,
+            "NOT_IN" => Self::NotIn,
+            "HAS_PROPERTY" => Self::HasProperty,
+            "NOT_HAS_PROPERTY" => Self::NotHasProperty,
+            "CONTAINS_TOKEN" => Self::ContainsToken,
+            "NOT_CONTAINS_TOKEN" => Self::NotContainsToken,
+            _ => return None,
+        })
+    }
+}
+
+/// A value as a number when it is one (or an ISO date/datetime, as epoch ms), so that
+/// `"1579514400000"` filters compare with stored ISO datetimes (§7).
+fn as_number(v: &str) -> Option<f64> {
+    v.parse::<f64>().ok().or_else(|| {
+        parse_iso(v).and_then(|ms| {
+            // Epoch ms fit in f64 exactly up to 2^53.
+            u32::try_from(ms / 1000)
+                .ok()
+                .map(|s| f64::from(s) * 1000.0 + f64::from(u32::try_from(ms % 1000).unwrap_or(0)))
+        })
+    })
+}
+
+/// A property value's sort position: numbers (and dates) numerically, then strings
+/// case-insensitively; missing values last when ascending.
+#[derive(Debug, PartialEq, PartialOrd)]
+enum SortKey {
+    Num(f64),
+    Text(String),
+    Missing,
+}
+
+impl SortKey {
+    fn of(v: Option<&str>) -> Self {
+        match v {
+            None => Self::Missing,
+            Some(v) => as_number(v).map_or_else(|| Self::Text(v.to_lowercase()), Self::Num),
+        }
+    }
+
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.partial_cmp(other).unwrap_or(Ordering::Equal)
+    }
+}
+
+fn glob_match(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            text.starts_with(head)
+                && (head.len()..=text.len())
+                    .any(|i| text.is_char_boundary(i) && glob_match(tail, &text[i..]))
+        }
+    }
+}
+
+fn contains_token(stored: &str, token: &str) -> bool {
+    let stored = stored.to_lowercase();
+    let token = token.to_lowercase();
+    glob_match(&token, &stored)
+        || stored
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|word| glob_match(&token, word))
+}
+
+impl<'a> Compiled<'a> {
+    fn new(filter: &'a Filter) -> Self {
+        Self {
+            filter,
+            value: Given::new(filter.value.as_deref().unwrap_or("")),
+            high: Given::new(filter.high.as_deref().unwrap_or("")),
+            values: filter.values.iter().map(|v| Given::new(v)).collect(),
+        }
+    }
+
+    fn matches(&self, rec: &Record) -> bool {
+        let stored = rec.prop(&self.filter.property);
+        let cmp = |s: &str| self.value.compare(s);
+        match (self.filter.operator, stored) {
+            (Operator::HasProperty, s) => s.is_some(),
+            (Operator::NotHasProperty, s) => s.is_none(),
+            // Unset values match only the negative operators.
+            (Operator::Neq | Operator::NotIn | Operator::NotContainsToken, None) => true,
+            (_, None) => false,
+            (Operator::Eq, Some(s)) => cmp(s) == Ordering::Equal,
+            (Operator::Neq, Some(s)) => cmp(s) != Ordering::Equal,
+            (Operator::Lt, Some(s)) => cmp(s) == Ordering::Less,
+            (Operator::Lte, Some(s)) => cmp(s) != Ordering::Greater,
+            (Operator::Gt, Some(s)) => cmp(s) == Ordering::Greater,
+            (Operator::Gte, Some(s)) => cmp(s) != Ordering::Less,
+            (Operator::Between, Some(s)) => {
+                cmp(s) != Ordering::Less && self.high.compare(s) != Ordering::Greater
+            }
+            (Operator::In, Some(s)) => self.values.iter().any(|v| in_matches(s, v)),
+            (Operator::NotIn, Some(s)) => !self.values.iter().any(|v| in_matches(s, v)),
+            (Operator::ContainsToken, Some(s)) => contains_token(s, &self.value.raw),
+            (Operator::NotContainsToken, Some(s)) => !contains_token(s, &self.value.raw),
+        }
+    }
+}
+
+/// `IN`/`NOT_IN`: "string values must be lowercase" (§4.4): the stored value is lowercased
+/// and compared with the given one as sent, so an upper-case value never matches.
+fn in_matches(stored: &str, given: &Given) -> bool {
+    match (given.num.and_then(|_| as_number(stored)), given.num) {
+        (Some(a), Some(b)) => a == b,
+        _ => stored.to_lowercase() == given.raw,
+    }
+}
+
+impl Store {
+    fn table(&mut self, kind: Kind) -> &mut Table {
+        self.tables.entry(kind).or_default()
+    }
+
+    fn alloc_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// A live (or, with `archived`, an archived) record by id or by `id_property` value.
+    pub(super) fn find(
+        &self,
+        kind: Kind,
+        key: &str,
+        id_property: Option<&str>,
+        archived: bool,
+    ) -> Option<&Record> {
+        let table = self.tables.get(&kind)?;
+        let rec = match id_property {
+            None | Some("hs_object_id") => table.records.get(&key.parse::<u64>().ok()?),
+            Some("email") if kind == Kind::Contact && !archived => {
+                let id = table.emails.get(&key.trim().to_ascii_lowercase())?;
+                table.records.get(id)
+            }
+            Some(p) => table.records.values().find(|r| {
+                r.is_archived() == archived
+                    && r.prop(p).is_some_and(|v| v.eq_ignore_ascii_case(key))
+            }),
+        }?;
+        (rec.is_archived() == archived).then_some(rec)
+    }
+
+    fn validate(
+        kind: Kind,
+        props: &Map<String, Value>,
+        existing: Option<&Record>,
+    ) -> Result<Vec<(String, String)>, WriteError> {
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        for (name, v) in props {
+            if kind.is_read_only(name) {
+                continue;
+            }
+            let raw = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                // HubSpot coerces JSON numbers and booleans to their string form.
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => {
+                    errors.push(PropError {
+                        name: name.clone(),
+                        code: "INVALID_PROPERTY_VALUE",
+                        message: format!("Property {name} must be a string"),
+                    });
+                    continue;
+                }
+            };
+            let old = existing.and_then(|r| r.props.get(name)).map(String::as_str);
+            match normalise(kind, name, &raw, old) {
+                Ok(v) => out.push((name.clone(), v)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(WriteError::Invalid(errors))
+        }
+    }
+
+    fn email_owner(&self, kind: Kind, values: &[(String, String)]) -> Option<u64> {
+        if kind != Kind::Contact {
+            return None;
+        }
+        let (_, email) = values.iter().find(|(k, v)| k == "email" && !v.is_empty())?;
+        self.tables.get(&kind)?.emails.get(email).copied()
+    }
+
+    /// Creates a record from `properties` at `now_ms`.
+    pub(super) fn create(
+        &mut self,
+        kind: Kind,
+        props: &Map<String, Value>,
+        now_ms: u64,
+    ) -> Result<&Record, WriteError> {
+        let values = Self::validate(kind, props, None)?;
+        if let Some(existing) = self.email_owner(kind, &values) {
+            return Err(WriteError::Duplicate(existing));
+        }
+        let id = self.alloc_id();
+        let mut map = Props::default();
+        for (k, v) in values.into_iter().filter(|(_, v)| !v.is_empty()) {
+            map.insert(&Arc::from(k.as_str()), v);
+        }
+        let rec = new_record(&SystemKeys::new(kind), id, map, now_ms, now_ms);
+        let table = self.table(kind);
+        if let Some(email) = rec.props.get("email").filter(|_| kind == Kind::Contact) {
+            table.emails.insert(email.clone(), id);
+        }
+        Ok(table.records.entry(id).or_insert(rec))
+    }
+
+    /// Updates the live record `key` (by id or `id_property`); `""` clears a value (§7).
+    pub(super) fn update(
+        &mut self,
+        kind: Kind,
+        key: &str,
+        id_property: Option<&str>,
+        props: &Map<String, Value>,
+        now_ms: u64,
+    ) -> Result<&Record, WriteError> {
+        let Some(current) = self.find(kind, key, id_property, false) else {
+            return Err(WriteError::NotFound(key.to_owned()));
+        };
+        let id = current.id;
+        let values = Self::validate(kind, props, Some(current))?;
+        if let Some(owner) = self.email_owner(kind, &values).filter(|o| *o != id) {
+            return Err(WriteError::Duplicate(owner));
+        }
+        let table = self.table(kind);
+        let Some(rec) = table.records.get_mut(&id) else {
+            return Err(WriteError::NotFound(key.to_owned()));
+        };
+        let mut old_email = None;
+        for (k, v) in values {
+            if k == "email" {
+                old_email = rec.props.get("email").cloned();
+            }
+            if v.is_empty() {
+                rec.props.remove(&k);
+            } else {
+                rec.props.insert(&Arc::from(k.as_str()), v);
+            }
+        }
+        rec.updated_ms = now_ms;
+        for p in kind.modified_props() {
+            rec.props.insert(&Arc::from(*p), format_iso(now_ms));
+        }
+        if kind == Kind::Contact {
+            if let Some(old) = old_email {
+                table.emails.remove(&old);
+            }
+            if let Some(e) = rec.props.get("email") {
+                table.emails.insert(e.clone(), id);
+            }
+        }
+        Ok(rec)
+    }
+
+    /// Soft-deletes; `false` when there is no live record with that id. Like HubSpot, archiving
+    /// does not change `hs_lastmodifieddate` (PEERS.md pain 7).
+    pub(super) fn archive(&mut self, kind: Kind, id: &str, now_ms: u64) -> bool {
+        let Ok(id) = id.parse::<u64>() else {
+            return false;
+        };
+        let table = self.table(kind);
+        let Some(rec) = table.records.get_mut(&id).filter(|r| !r.is_archived()) else {
+            return false;
+        };
+        rec.archived_ms = Some(now_ms);
+        if let Some(e) = rec.props.get("email") {
+            if table.emails.get(e) == Some(&id) {
+                table.emails.remove(e);
+            }
+        }
+        true
+    }
+
+    /// One page of live (or archived) records with id ≥ `after`, and the next cursor.
+    pub(super) fn list(
+        &self,
+        kind: Kind,
+        after: u64,
+        limit: usize,
+        archived: bool,
+    ) -> (Vec<&Record>, Option<u64>) {
+        let Some(table) = self.tables.get(&kind) else {
+            return (Vec::new(), None);
+        };
+        let mut page = Vec::with_capacity(limit);
+        let mut next = None;
+        for rec in table
+            .records
+            .range(after..)
+            .map(|(_, r)| r)
+            .filter(|r| r.is_archived() == archived)
+        {
+            if page.len() == limit {
+                next = Some(rec.id);
+                break;
+            }
+            page.push(rec);
+        }
+        (page, next)
+    }
+
+    /// All matches (for `total`) and the requested page of them.
+    pub(super) fn search(&self, kind: Kind, s: &Search) -> (usize, Vec<&Record>) {
+        let Some(table) = self.tables.get(&kind) else {
+            return (0, Vec::new());
+        };
+        let query = s.query.as_deref().map(str::to_lowercase);
+        let groups: Vec<Vec<Compiled<'_>>> = s
+            .groups
+            .iter()
+            .map(|g| g.iter().map(Compiled::new).collect())
+            .collect();
+        let mut hits: Vec<&Record> = table
+            .records
+            .values()
+            .filter(|r| !r.is_archived())
+            .filter(|r| groups.is_empty() || groups.iter().any(|g| g.iter().all(|f| f.matches(r))))
+            .filter(|r| {
+                query.as_deref().is_none_or(|q| {
+                    q.is_empty() || r.props.values().any(|v| v.to_lowercase().contains(q))
+                })
+            })
+            .collect();
+        if let Some((prop, ascending)) = &s.sort {
+            // Keys computed once: parsing inside the comparator is far too slow for 100k hits.
+            let mut keyed: Vec<(SortKey, &Record)> = hits
+                .into_iter()
+                .map(|r| (SortKey::of(r.prop(prop)), r))
+                .collect();
+            keyed.sort_by(|(ka, a), (kb, b)| {
+                let ord = ka.cmp(kb);
+                let ord = if *ascending { ord } else { ord.reverse() };
+                ord.then(a.id.cmp(&b.id))
+            });
+            hits = keyed.into_iter().map(|(_, r)| r).collect();
+        }
+        let total = hits.len();
+        let page = hits.into_iter().skip(s.offset).take(s.limit).collect();
+        (total, page)
+    }
+
+    /// Adds `n` deterministic records of each kind (`contact{i}@example.com`…), the kinds built
+    /// in parallel so that 100,000s start in seconds even in a debug build.
+    pub(super) fn seed(&mut self, counts: &[(Kind, usize)]) {
+        let mut first = self.next_id;
+        let jobs: Vec<(Kind, usize, u64)> = counts
+            .iter()
+            .map(|&(kind, n)| {
+                let job = (kind, n, first);
+                first += u64::try_from(n).unwrap_or(0);
+                job
+            })
+            .collect();
+        self.next_id = first;
+        let tables: Vec<(Kind, Table)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|&(kind, n, first)| scope.spawn(move || (kind, seed_table(kind, n, first))))
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        for (kind, t) in tables {
+            let table = self.table(kind);
+            table.emails.extend(t.emails);
+            table.records.extend(t.records);
+        }
+    }
+}
+
+fn seed_table(kind: Kind, n: usize, first_id: u64) -> Table {
+    const FIRST: &[&str] = &[
+        "Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy",
+        "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter",
+        "Zoe",
+    ];
+    const LAST: &[&str] = &[
+        "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Robinson",
+        "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall", "Wood",
+        "Jackson", "Clarke",
+    ];
+    let keys = SystemKeys::new(kind);
+    let names: Vec<Arc<str>> = [
+        "firstname",
+        "lastname",
+        "lifecyclestage",
+        "name",
+        "domain",
+        "numberofemployees",
+        "dealname",
+        "amount",
+        "dealstage",
+        "pipeline",
+        "subject",
+    ]
+    .into_iter()
+    .map(Arc::from)
+    .collect();
+    let mut table = Table::default();
+    for (id, i) in (first_id..).zip(0..n) {
+        let (created, updated) = seed_times(i);
+        let mut p = Props(Vec::with_capacity(9));
+        match kind {
+            Kind::Contact => {
+                let email = format!("contact{i}@example.com");
+                table.emails.insert(email.clone(), id);
+                p.insert(&keys.email, email);
+                p.insert(&names[0], FIRST[i % FIRST.len()].into());
+                p.insert(&names[1], LAST[(i / FIRST.len()) % LAST.len()].into());
+                p.insert(&names[2], LIFECYCLE[i % LIFECYCLE.len()].into());
+            }
+            Kind::Company => {
+                p.insert(&names[3], format!("Company {i}"));
+                p.insert(&names[4], format!("company{i}.example.com"));
+                p.insert(&names[5], (i % 500 + 1).to_string());
+            }
+            Kind::Deal => {
+                p.insert(&names[6], format!("Deal {i}"));
+                p.insert(&names[7], (i * 137 % 100_000).to_string());
+                p.insert(&names[8], DEAL_STAGES[i % DEAL_STAGES.len()].into());
+                p.insert(&names[9], "default".into());
+            }
+            Kind::Ticket | Kind::Custom(_) => {
+                p.insert(&names[10], format!("Object {i}"));
+            }
+        }
+        table
+            .records
+            .insert(id, new_record(&keys, id, p, created, updated));
+    }
+    table
+}
+
+fn new_record(
+    keys: &SystemKeys,
+    id: u64,
+    mut props: Props,
+    created_ms: u64,
+    updated_ms: u64,
+) -> Record {
+    props.insert(&keys.object_id, id.to_string());
+    props.insert(&keys.created, format_iso(created_ms));
+    let modified = format_iso(updated_ms);
+    for p in &keys.modified {
+        props.insert(p, modified.clone());
+    }
+    Record {
+        id,
+        props,
+        created_ms,
+        updated_ms,
+        archived_ms: None,
+    }
+}
+
+/// 2024-01-01T00:00:00Z.
+pub(super) const SEED_BASE_MS: u64 = 1_704_067_200_000;
+/// Seeded records come in blocks of this size; every third block was "bulk updated" and shares
+/// one `hs_lastmodifieddate` (PEERS.md pain 5).
+pub(super) const SEED_BULK_BLOCK: usize = 1_000;
+
+/// `(created, updated)` epoch ms of seeded record `i`.
+pub(super) fn seed_times(i: usize) -> (u64, u64) {
+    let i64_ = u64::try_from(i).unwrap_or(u64::MAX / 2);
+    let created = SEED_BASE_MS + i64_ * 60_000;
+    let block = i64_ / u64::try_from(SEED_BULK_BLOCK).unwrap_or(1);
+    let updated = if block % 3 == 0 {
+        // Bulk update: one timestamp for the whole block, after every creation in it.
+        SEED_BASE_MS + 400 * 86_400_000 + block * 3_600_000
+    } else {
+        created + 86_400_000 + (i64_ % 7) * 1000
+    };
+    (created, updated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_property_values_per_section_7() {
+        let ok = |n: &str, v: &str| normalise(Kind::Contact, n, v, None);
+        assert_eq!(ok("date_of_birth", "1430438400000").unwrap(), "2015-05-01");
+        assert_eq!(ok("date_of_birth", "2015-05-01").unwrap(), "2015-05-01");
+        let e = ok("date_of_birth", "1430518735865").unwrap_err();
+        assert_eq!(e.code, "INVALID_DATE");
+        assert!(
+            e.message.contains("22:18:55.865 UTC, not midnight!"),
+            "{}",
+            e.message
+        );
+        assert_eq!(ok("amount", "17.5").unwrap(), "17.5");
+        assert_eq!(ok("amount", "1,000").unwrap_err().code, "INVALID_INTEGER");
+        assert_eq!(ok("amount", "1.0.0").unwrap_err().code, "INVALID_INTEGER");
+        assert_eq!(ok("email", " A@B.com ").unwrap(), "a@b.com");
+        assert_eq!(ok("email", "nope").unwrap_err().code, "INVALID_EMAIL");
+        assert_eq!(
+            ok("lifecyclestage", "Lead").unwrap_err().code,
+            "INVALID_OPTION"
+        );
+        assert_eq!(
+            normalise(Kind::Contact, "lifecyclestage", ";customer", Some("lead")).unwrap(),
+            "lead;customer"
+        );
+        assert_eq!(
+            ok("createdate", "1582947017000").unwrap(),
+            "2020-02-29T03:30:17.000Z"
+        );
+    }
+
+    #[test]
+    fn seed_has_bulk_groups_of_identical_timestamps() {
+        let same = (0..SEED_BULK_BLOCK).map(seed_times).map(|t| t.1);
+        assert!(same.clone().all(|u| u == seed_times(0).1));
+        assert_ne!(
+            seed_times(SEED_BULK_BLOCK).1,
+            seed_times(SEED_BULK_BLOCK + 1).1
+        );
+        let mut store = Store::default();
+        let start = std::time::Instant::now();
+        store.seed(&[(Kind::Contact, 100_000)]);
+        assert!(start.elapsed().as_secs() < 10);
+        let rec = store.find(
+            Kind::Contact,
+            "contact99999@example.com",
+            Some("email"),
+            false,
+        );
+        assert_eq!(rec.unwrap().id, 100_000);
+    }
+
+    #[test]
+    fn operators_compare_numbers_and_strings() {
+        assert_eq!(Given::new("9").compare("10"), Ordering::Greater);
+        assert_eq!(Given::new("A").compare("b"), Ordering::Greater);
+        assert_eq!(
+            Given::new("1582947017000").compare("2020-02-29T03:30:17.000Z"),
+            Ordering::Equal
+        );
+        assert!(glob_match("ali*", "alice"));
+        assert!(!glob_match("ali*x", "alice"));
+        assert!(in_matches("Alice", &Given::new("alice")));
+        assert!(!in_matches("alice", &Given::new("Alice")));
+        assert!(contains_token("Hello big world", "wor*"));
+        assert!(!contains_token("Hello big world", "orl"));
+    }
+}
