@@ -103,22 +103,34 @@ impl RetryPolicy {
             return Decision::DeadLetter(GiveUp::RetriesExhausted);
         }
         let cap = self.max_delay_secs.min(MAX_QUEUE_DELAY_SECS);
-        let exp = attempt.saturating_sub(1).min(32);
-        let nominal = self.base_delay_secs.saturating_mul(1u64 << exp).min(cap);
-        let jitter = if jitter.is_finite() {
-            jitter.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        // Precision loss is irrelevant at these magnitudes (≤ 12 h in seconds).
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
-        let jittered = ((nominal as f64) * (0.5 + jitter / 2.0)).round() as u64;
+        let jittered = backoff(self.base_delay_secs, attempt, cap, jitter);
         let delay = jittered.max(retry_after.unwrap_or(0)).min(cap).max(1);
         Decision::Retry { delay_secs: delay }
+    }
+}
+
+/// Exponential backoff with "equal jitter": `base · 2^(attempt − 1)`, capped at `cap`, then
+/// scaled into `[½, 1]` of itself by `jitter` in `[0, 1)` (out-of-range jitter is clamped,
+/// non-finite jitter counts as 0). Shared by the forwarding and the HubSpot API retry policies.
+pub(crate) fn backoff(base: u64, attempt: u32, cap: u64, jitter: f64) -> u64 {
+    let exp = attempt.saturating_sub(1).min(32);
+    let nominal = base.saturating_mul(1u64 << exp).min(cap);
+    // Precision loss is irrelevant at these magnitudes (delays of at most days).
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let jittered = ((nominal as f64) * (0.5 + clamp_jitter(jitter) / 2.0)).round() as u64;
+    jittered
+}
+
+/// Jitter in `[0, 1]`; NaN and infinities count as 0.
+pub(crate) fn clamp_jitter(jitter: f64) -> f64 {
+    if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
     }
 }
 

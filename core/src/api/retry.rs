@@ -252,11 +252,7 @@ impl RetryPolicy {
         if attempt >= self.max_attempts {
             return give_up(GiveUpReason::RetriesExhausted);
         }
-        let jitter = if jitter.is_finite() {
-            jitter.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
+        let jitter = crate::delivery::clamp_jitter(jitter);
         // Precision loss is irrelevant at these magnitudes (milliseconds, at most days).
         #[allow(
             clippy::cast_possible_truncation,
@@ -265,12 +261,7 @@ impl RetryPolicy {
         )]
         let after_ms = match wait {
             Wait::Backoff => {
-                let exp = attempt.saturating_sub(1).min(32);
-                let nominal = self
-                    .base_backoff_ms
-                    .saturating_mul(1u64 << exp)
-                    .min(self.max_backoff_ms);
-                ((nominal as f64) * (0.5 + jitter / 2.0)).round() as u64
+                crate::delivery::backoff(self.base_backoff_ms, attempt, self.max_backoff_ms, jitter)
             }
             Wait::AtLeast(ms) => ms.saturating_add(((ms as f64) * jitter / 10.0).round() as u64),
         };
