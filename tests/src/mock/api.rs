@@ -7,8 +7,10 @@ use serde_json::{json, Map, Value};
 
 use super::assoc::{self, AssocType};
 use super::limits::Policy;
+use super::oauth::{expired_message, TokenState};
 use super::store::{Filter, Kind, Operator, Search, WriteError};
 use super::time::format_iso;
+use super::webhooks;
 use super::{lock, Data, Request, Response, Shared};
 use crate::now_ms;
 
@@ -49,7 +51,7 @@ fn correlation_id(data: &mut Data) -> String {
     )
 }
 
-fn json_response(status: u16, body: &Value) -> Response {
+pub(super) fn json_response(status: u16, body: &Value) -> Response {
     Response {
         status,
         headers: Vec::new(),
@@ -85,7 +87,7 @@ fn validation(data: &mut Data, message: &str) -> Response {
 }
 
 /// Splits `a=1&b=2` into decoded pairs.
-fn parse_query(q: &str) -> Vec<(String, String)> {
+pub(super) fn parse_query(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -173,8 +175,20 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
                 .or_else(|| h.strip_prefix("bearer "))
         })
         .map(str::trim);
-    let Some(token) = token.filter(|t| *t == shared.token) else {
-        return error(data, 401, "INVALID_AUTHENTICATION", AUTH_MESSAGE);
+    let token = match token {
+        Some(t) if t == shared.token => t,
+        Some(t) => match data.oauth.check(t, Instant::now()) {
+            // One limiter bucket for every OAuth token: the limit is per installing account
+            // (§5.1), and refreshed tokens must not reset it.
+            TokenState::Valid => "oauth",
+            TokenState::Expired(secs) => {
+                return error(data, 401, "EXPIRED_AUTHENTICATION", &expired_message(secs));
+            }
+            TokenState::Unknown => {
+                return error(data, 401, "INVALID_AUTHENTICATION", AUTH_MESSAGE);
+            }
+        },
+        None => return error(data, 401, "INVALID_AUTHENTICATION", AUTH_MESSAGE),
     };
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     if let ["crm", "v4", "objects", from, from_id, "associations", rest @ ..] = segs.as_slice() {
@@ -218,6 +232,7 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
 }
 
 fn rate_limited(data: &mut Data, policy: Policy) -> Response {
+    *data.stats.rate_limited.entry(policy.name()).or_default() += 1;
     // §5.3.
     let body = json!({
         "status": "error",
@@ -251,7 +266,9 @@ fn dispatch(
         ("GET", [id]) => Ok(read(data, kind, id, query)),
         ("PATCH", [id]) => update(data, req, kind, id, query, now),
         ("DELETE", [_]) => {
-            data.store.archive(kind, rest[0], now);
+            if data.store.archive(kind, rest[0], now) {
+                emit_deletion(data, kind, rest[0], now);
+            }
             Ok(Response {
                 status: 204,
                 headers: Vec::new(),
@@ -396,6 +413,7 @@ fn create(data: &mut Data, req: &Request, kind: Kind, now: u64) -> Result<Respon
             for (to, types) in links {
                 data.assoc.add((kind, id), to, &types);
             }
+            emit(data, kind, "creation", id, now, None);
             Ok(json_response(201, &v))
         }
         Err(e) => Err(write_error(data, kind, e)),
@@ -413,11 +431,17 @@ fn update(
     let body = parse_body(data, req)?;
     let props = props_of(&body);
     let names: Vec<String> = props.keys().cloned().collect();
+    let before = snapshot(data, kind, id, query.get("idProperty"));
     match data
         .store
         .update(kind, id, query.get("idProperty"), &props, now)
     {
-        Ok(rec) => Ok(json_response(200, &rec.render(kind, &names))),
+        Ok(rec) => {
+            let v = rec.render(kind, &names);
+            let after = rec.props.clone();
+            emit_changes(data, kind, before, &after, &names, now);
+            Ok(json_response(200, &v))
+        }
         Err(e) => Err(write_error(data, kind, e)),
     }
 }
@@ -562,6 +586,7 @@ fn batch(
                         for (to, types) in links {
                             data.assoc.add((kind, id), to, &types);
                         }
+                        emit(data, kind, "creation", id, now, None);
                         if let (Some(t), Some(o)) = (&trace, v.as_object_mut()) {
                             o.insert("objectWriteTraceId".into(), json!(t));
                         }
@@ -579,11 +604,16 @@ fn batch(
                 let id = str_of(input, "id").unwrap_or_default();
                 let id_property = str_of(input, "idProperty");
                 let trace = str_of(input, "objectWriteTraceId");
+                let before = snapshot(data, kind, &id, id_property.as_deref());
                 match data
                     .store
                     .update(kind, &id, id_property.as_deref(), &props, now)
                 {
-                    Ok(rec) => results.push(rec.render(kind, &names)),
+                    Ok(rec) => {
+                        results.push(rec.render(kind, &names));
+                        let after = rec.props.clone();
+                        emit_changes(data, kind, before, &after, &names, now);
+                    }
                     Err(e) => errors.push(batch_error(data, kind, e, trace.as_deref())),
                 }
             }
@@ -595,6 +625,7 @@ fn batch(
                 let id = str_of(input, "id").unwrap_or_default();
                 let id_property = str_of(input, "idProperty");
                 let trace = str_of(input, "objectWriteTraceId");
+                let before = snapshot(data, kind, &id, id_property.as_deref());
                 let exists = data
                     .store
                     .find(kind, &id, id_property.as_deref(), false)
@@ -612,10 +643,16 @@ fn batch(
                 match outcome {
                     Ok(rec) => {
                         let mut v = rec.render(kind, &names);
+                        let (rid, after) = (rec.id, rec.props.clone());
                         if let Some(o) = v.as_object_mut() {
                             o.insert("new".into(), json!(!exists));
                         }
                         results.push(v);
+                        if exists {
+                            emit_changes(data, kind, before, &after, &names, now);
+                        } else {
+                            emit(data, kind, "creation", rid, now, None);
+                        }
                     }
                     Err(e) => errors.push(batch_error(data, kind, e, trace.as_deref())),
                 }
@@ -625,7 +662,9 @@ fn batch(
         "archive" => {
             for input in inputs {
                 let id = str_of(input, "id").unwrap_or_default();
-                data.store.archive(kind, &id, now);
+                if data.store.archive(kind, &id, now) {
+                    emit_deletion(data, kind, &id, now);
+                }
             }
             Ok(Response {
                 status: 204,
@@ -1026,5 +1065,106 @@ fn associations_v4(
             Ok(json_response(200, &body))
         }
         _ => Err(error(data, 404, "OBJECT_NOT_FOUND", "resource not found")),
+    }
+}
+
+/// An injected fault's answer (§4.5 status codes; §5.3 body for 429).
+pub(super) fn injected(
+    shared: &Shared,
+    status: u16,
+    policy: Option<&str>,
+    retry_after: Option<u64>,
+) -> Response {
+    let mut data = lock(&shared.data);
+    let data = &mut *data;
+    data.stats.injected += 1;
+    let mut resp = if status == 429 {
+        let policy = match policy {
+            Some("DAILY") => Policy::Daily,
+            Some("SECONDLY") => Policy::Secondly,
+            _ => Policy::TenSecondlyRolling,
+        };
+        rate_limited(data, policy)
+    } else {
+        let (category, message) = match status {
+            423 => (
+                "LOCKED",
+                "This record is locked by another request. Locks will last for 2 seconds.",
+            ),
+            477 => ("MIGRATION_IN_PROGRESS", "Migration in progress."),
+            500 => (
+                "INTERNAL_ERROR",
+                "Internal error (injected by hubspot-mock).",
+            ),
+            _ => ("ERROR", "Injected by hubspot-mock."),
+        };
+        error(data, status, category, message)
+    };
+    let retry_after = retry_after.or((status == 477).then_some(60));
+    if let Some(secs) = retry_after {
+        resp.headers.push(("Retry-After", secs.to_string()));
+    }
+    resp
+}
+
+/// The live record's properties before a write, if it exists.
+fn snapshot(
+    data: &Data,
+    kind: Kind,
+    key: &str,
+    id_property: Option<&str>,
+) -> Option<(u64, super::store::Props)> {
+    if !data.webhooks_on {
+        return None;
+    }
+    data.store
+        .find(kind, key, id_property, false)
+        .map(|r| (r.id, r.props.clone()))
+}
+
+fn emit(
+    data: &mut Data,
+    kind: Kind,
+    what: &str,
+    object_id: u64,
+    now: u64,
+    property: Option<(&str, &str)>,
+) {
+    if !data.webhooks_on {
+        return;
+    }
+    data.next_event_id += 1;
+    let e = webhooks::event(data.next_event_id, kind, what, object_id, now, property);
+    data.outbox.push(e);
+}
+
+/// One `*.propertyChange` per written property whose value changed (§2.2); the maintained
+/// modification dates are not subscribable (§2.3).
+fn emit_changes(
+    data: &mut Data,
+    kind: Kind,
+    before: Option<(u64, super::store::Props)>,
+    after: &super::store::Props,
+    names: &[String],
+    now: u64,
+) {
+    let Some((id, before)) = before else { return };
+    for name in names {
+        if matches!(
+            name.as_str(),
+            "hs_lastmodifieddate" | "lastmodifieddate" | "hs_object_id" | "createdate"
+        ) {
+            continue;
+        }
+        let new = after.get(name).map_or("", String::as_str);
+        if before.get(name).map_or("", String::as_str) != new {
+            emit(data, kind, "propertyChange", id, now, Some((name, new)));
+        }
+    }
+}
+
+fn emit_deletion(data: &mut Data, kind: Kind, id: &str, now: u64) {
+    if let Ok(id) = id.parse::<u64>() {
+        emit(data, kind, "deletion", id, now, None);
     }
 }

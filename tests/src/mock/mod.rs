@@ -18,20 +18,33 @@
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
 
 use crate::Result;
 
 mod api;
 mod assoc;
+mod faults;
 mod limits;
+mod oauth;
 mod store;
 mod time;
+mod webhooks;
+
+pub use faults::{parse_next_list, Fault, FaultConfig};
+pub use oauth::TEST_CODE;
+pub use webhooks::WebhookConfig;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ops;
 
 use limits::{Limiter, Limits};
 use store::{Kind, Store};
@@ -63,6 +76,20 @@ pub struct MockConfig {
     pub daily: u64,
     /// Search requests allowed per second (§4.4: 5).
     pub search_per_second: u32,
+    /// OAuth app `client_id` for `POST /oauth/v1/token` (§6).
+    pub client_id: String,
+    /// OAuth app `client_secret`.
+    pub client_secret: String,
+    /// A refresh token valid from the start (besides those issued for codes).
+    pub refresh_token: String,
+    /// An authorization code accepted besides [`TEST_CODE`].
+    pub auth_code: String,
+    /// Lifetime of issued access tokens (`expires_in`; §6: 1800 s).
+    pub token_ttl: Duration,
+    /// Faults active from the start (more through `POST /__mock/faults`).
+    pub faults: FaultConfig,
+    /// Deliver webhooks for API writes (§2) when set.
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl Default for MockConfig {
@@ -77,6 +104,13 @@ impl Default for MockConfig {
             window: Duration::from_secs(10),
             daily: 250_000,
             search_per_second: 5,
+            client_id: "mock-client-id".into(),
+            client_secret: "mock-client-secret".into(),
+            refresh_token: "mock-refresh-token".into(),
+            auth_code: String::new(),
+            token_ttl: Duration::from_secs(1800),
+            faults: FaultConfig::default(),
+            webhook: None,
         }
     }
 }
@@ -87,6 +121,13 @@ struct Data {
     assoc: assoc::Associations,
     limiter: Limiter,
     next_correlation: u64,
+    oauth: oauth::OAuth,
+    faults: faults::Faults,
+    stats: faults::Stats,
+    /// Webhook events produced by the current request (drained after it).
+    outbox: Vec<Value>,
+    next_event_id: u64,
+    webhooks_on: bool,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +143,7 @@ struct Shared {
     token: String,
     data: Mutex<Data>,
     conns: Mutex<Conns>,
+    webhook_tx: Mutex<Option<Sender<Value>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -115,6 +157,8 @@ pub struct MockHubSpot {
     shared: Arc<Shared>,
     addr: SocketAddr,
     accept: Option<JoinHandle<()>>,
+    emitter: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl MockHubSpot {
@@ -144,9 +188,36 @@ impl MockHubSpot {
                 assoc: assoc::Associations::default(),
                 limiter,
                 next_correlation: 0,
+                oauth: oauth::OAuth::new(
+                    &config.client_id,
+                    &config.client_secret,
+                    &config.refresh_token,
+                    &config.auth_code,
+                    config.token_ttl,
+                ),
+                faults: faults::Faults::new(&config.faults),
+                stats: faults::Stats::default(),
+                outbox: Vec::new(),
+                next_event_id: 1_000,
+                webhooks_on: config.webhook.is_some(),
             }),
             conns: Mutex::new(Conns::default()),
+            webhook_tx: Mutex::new(None),
         });
+        let stop = Arc::new(AtomicBool::new(false));
+        let emitter = match config.webhook {
+            None => None,
+            Some(wh) => {
+                let (tx, rx) = mpsc::channel();
+                *lock(&shared.webhook_tx) = Some(tx);
+                let (s, st) = (Arc::clone(&shared), Arc::clone(&stop));
+                Some(
+                    thread::Builder::new()
+                        .name("hubspot-mock-webhooks".into())
+                        .spawn(move || webhooks::run(&wh, &rx, &s, &st))?,
+                )
+            }
+        };
         let accept_shared = Arc::clone(&shared);
         let accept = thread::Builder::new()
             .name("hubspot-mock-accept".into())
@@ -155,6 +226,8 @@ impl MockHubSpot {
             shared,
             addr,
             accept: Some(accept),
+            emitter,
+            stop,
         })
     }
 
@@ -202,6 +275,11 @@ impl Drop for MockHubSpot {
         let late = std::mem::take(&mut lock(&self.shared.conns).workers);
         for w in late {
             let _ = w.join();
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        drop(lock(&self.shared.webhook_tx).take());
+        if let Some(e) = self.emitter.take() {
+            let _ = e.join();
         }
     }
 }
@@ -281,7 +359,11 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 return;
             }
         };
-        let resp = api::handle(shared, &req);
+        let Some(resp) = respond(shared, &req) else {
+            // An injected dropped connection.
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        };
         if write_response(&mut writer, &resp, req.keep_alive).is_err() || !req.keep_alive {
             let _ = writer.shutdown(Shutdown::Both);
             return;
@@ -413,7 +495,13 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
+        423 => "Locked",
         429 => "Too Many Requests",
+        477 => "Migration in Progress",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         _ => "Unknown",
     }
 }
@@ -440,4 +528,84 @@ fn write_response(w: &mut TcpStream, resp: &Response, keep_alive: bool) -> std::
     }
     w.write_all(&out)?;
     w.flush()
+}
+
+/// Routes one request: admin endpoints, injected faults, OAuth, then the API. `None` means
+/// "drop the connection".
+fn respond(shared: &Shared, req: &Request) -> Option<Response> {
+    let path = req.target.split('?').next().unwrap_or("");
+    if let Some(admin) = path.strip_prefix("/__mock/") {
+        return Some(admin_endpoint(shared, req, admin));
+    }
+    let (fault, latency) = {
+        let mut data = lock(&shared.data);
+        data.stats.count(&req.method, path);
+        (data.faults.pick(), data.faults.latency)
+    };
+    if !latency.is_zero() {
+        thread::sleep(latency);
+    }
+    let resp = match fault {
+        Some(Fault::Drop) => {
+            lock(&shared.data).stats.dropped += 1;
+            return None;
+        }
+        Some(Fault::Status {
+            status,
+            policy,
+            retry_after,
+        }) => api::injected(shared, status, policy.as_deref(), retry_after),
+        None if path == "/oauth/v1/token" => {
+            let (status, body) = if req.method == "POST" {
+                lock(&shared.data).oauth.token(&req.body, Instant::now())
+            } else {
+                (405, json!({"status": "error", "message": "POST only"}))
+            };
+            api::json_response(status, &body)
+        }
+        None => api::handle(shared, req),
+    };
+    let events = std::mem::take(&mut lock(&shared.data).outbox);
+    if !events.is_empty() {
+        if let Some(tx) = lock(&shared.webhook_tx).as_ref() {
+            for e in events {
+                let _ = tx.send(e);
+            }
+        }
+    }
+    Some(resp)
+}
+
+/// `/__mock/faults` (GET, POST), `/__mock/stats` (GET), `/__mock/reset-stats` (POST).
+fn admin_endpoint(shared: &Shared, req: &Request, what: &str) -> Response {
+    let mut data = lock(&shared.data);
+    let data = &mut *data;
+    match (req.method.as_str(), what) {
+        ("GET", "stats") => api::json_response(
+            200,
+            &data
+                .stats
+                .to_json(data.oauth.refreshes, data.oauth.code_exchanges),
+        ),
+        ("POST", "reset-stats") => {
+            data.stats = faults::Stats::default();
+            data.oauth.refreshes = 0;
+            data.oauth.code_exchanges = 0;
+            api::json_response(200, &json!({"ok": true}))
+        }
+        ("GET", "faults") => api::json_response(200, &data.faults.to_json()),
+        ("POST", "faults") => {
+            let applied = serde_json::from_slice::<Value>(&req.body)
+                .map_err(|e| e.to_string())
+                .and_then(|v| data.faults.apply(&v));
+            match applied {
+                Ok(()) => api::json_response(200, &data.faults.to_json()),
+                Err(e) => api::json_response(400, &json!({"status": "error", "message": e})),
+            }
+        }
+        _ => api::json_response(
+            404,
+            &json!({"status": "error", "message": "unknown admin endpoint"}),
+        ),
+    }
 }
