@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use hubspot_edge_tests::mock::MockConfig;
 use hubspot_edge_tests::{
     unique_id, Behavior, Fixture, FixtureOptions, HubSpotEvent, HubSpotRequest, SignatureScheme,
 };
@@ -51,13 +52,22 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         invalid_element_dead_lettered_rest_delivered,
         oversized_body_413_and_wrong_routes,
         second_worker_legacy_signatures_and_missing_config,
+        hubspot_objects_created_and_read_through_mock,
+        hubspot_search_returns_mock_data,
+        hubspot_invalid_token_is_a_clear_error,
+        hubspot_injected_503_and_423_retried,
     ]
 }
 
 /// The Worker configuration every scenario runs against. Keep retries fast: scenarios wait
-/// for them in real time.
+/// for them in real time. A mock HubSpot API (20 seeded contacts) answers its HubSpot calls.
 fn fixture_options() -> FixtureOptions {
-    FixtureOptions::default().vars([
+    FixtureOptions::default()
+        .hubspot_mock(MockConfig {
+            seed_contacts: 20,
+            ..MockConfig::default()
+        })
+        .vars([
         ("MAX_BODY_BYTES", "1048576"),
         ("FORWARD_MAX_ATTEMPTS", "4"),
         ("FORWARD_RETRY_BASE_SECS", "1"),
@@ -522,7 +532,7 @@ fn oversized_body_413_and_wrong_routes(fx: &Fixture) -> Outcome {
 /// API report the missing keys by name; nothing is delivered (and nothing dropped: the
 /// consumer keeps the messages queued).
 fn second_worker_legacy_signatures_and_missing_config(_: &Fixture) -> Outcome {
-    let config = second_wrangler_config()?;
+    let config = extra_wrangler_config("wrangler.second.toml")?;
     let mut options = FixtureOptions::default()
         .var("ALLOW_LEGACY_SIGNATURES", "true")
         .var("FORWARD_SECRET", "")
@@ -563,8 +573,8 @@ fn second_worker_legacy_signatures_and_missing_config(_: &Fixture) -> Outcome {
 }
 
 /// wrangler.toml without its `[build]` step (the first Worker already built it; a second build
-/// would rewrite the bundle under the running one), written under `target/`.
-fn second_wrangler_config() -> Result<std::path::PathBuf, Failed> {
+/// would rewrite the bundle under the running one), written under `target/e2e/{name}`.
+fn extra_wrangler_config(name: &str) -> Result<std::path::PathBuf, Failed> {
     let root = hubspot_edge_tests::repo_root();
     let text = std::fs::read_to_string(root.join("wrangler.toml"))?;
     let mut out = String::new();
@@ -588,9 +598,198 @@ fn second_wrangler_config() -> Result<std::path::PathBuf, Failed> {
     }
     let dir = root.join("target/e2e");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("wrangler.second.toml");
+    let path = dir.join(name);
     std::fs::write(&path, out)?;
     Ok(path)
+}
+
+// ---------------------------------------------------------------------------------------------
+// HubSpot API calls (the executor, through `/admin/hubspot/…` and the mock HubSpot)
+
+fn admin_post_json(fx: &Fixture, path: &str, body: &Value) -> Result<(u16, Value), Failed> {
+    let r = fx.admin_post(path, body.to_string().as_bytes())?;
+    let json = r.json()?;
+    Ok((r.status, json))
+}
+
+/// A contact created through the Worker is read back singly and in a batch; an unknown id is a
+/// 404 with HubSpot's code; each HubSpot call is logged with its path template, no ids.
+fn hubspot_objects_created_and_read_through_mock(fx: &Fixture) -> Outcome {
+    let uid = unique_id();
+    let email = format!("e2e-{uid}@example.com");
+    let (status, created) = admin_post_json(
+        fx,
+        "/admin/hubspot/objects/contacts",
+        &serde_json::json!({ "properties": { "email": email, "firstname": "Ada" } }),
+    )?;
+    check(status == 201 && created["id"].is_string(), || {
+        format!("create: {status} {created}")
+    })?;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+
+    let r = fx.admin_get(&format!(
+        "/admin/hubspot/objects/contacts/{id}?properties=email,firstname"
+    ))?;
+    let read = r.json()?;
+    check(
+        r.status == 200
+            && read["id"] == id.as_str()
+            && read["properties"]["email"] == email.as_str()
+            && read["properties"]["firstname"] == "Ada",
+        || format!("read: {} {read}", r.status),
+    )?;
+
+    let (status, batch) = admin_post_json(
+        fx,
+        "/admin/hubspot/objects/contacts/batch-read",
+        &serde_json::json!({ "ids": [id, "1"], "properties": ["email"] }),
+    )?;
+    let ids: Vec<&str> = batch["results"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|o| o["id"].as_str()).collect())
+        .unwrap_or_default();
+    check(
+        status == 200 && ids.contains(&id.as_str()) && ids.contains(&"1"),
+        || format!("batch read: {status} {batch}"),
+    )?;
+
+    let missing = uid % 1_000_000_000 + 5_000_000_000;
+    let r = fx.admin_get(&format!("/admin/hubspot/objects/contacts/{missing}"))?;
+    let json = r.json()?;
+    check(
+        r.status == 404 && json["error"]["code"] == "not_found",
+        || format!("unknown id: {} {json}", r.status),
+    )?;
+
+    let line = fx.worker.wait_for_json_log(
+        |l| l["msg"] == "hubspot_call" && l["status"] == 404,
+        DEADLINE,
+    )?;
+    check(
+        line["path"] == "/crm/objects/2026-03/contacts/{id}"
+            && line["method"] == "GET"
+            && line["attempt"].is_u64()
+            && line["duration_ms"].is_u64()
+            && !line.to_string().contains(&missing.to_string()),
+        || format!("call log line: {line}"),
+    )
+}
+
+/// A search through the Worker finds the contact it just created, and pages seeded data.
+fn hubspot_search_returns_mock_data(fx: &Fixture) -> Outcome {
+    let email = format!("e2e-search-{}@example.com", unique_id());
+    let (status, created) = admin_post_json(
+        fx,
+        "/admin/hubspot/objects/contacts",
+        &serde_json::json!({ "properties": { "email": email } }),
+    )?;
+    check(status == 201, || format!("create: {status} {created}"))?;
+    let (status, found) = admin_post_json(
+        fx,
+        "/admin/hubspot/objects/contacts/search",
+        &serde_json::json!({
+            "filterGroups": [{ "filters": [
+                { "propertyName": "email", "operator": "EQ", "value": email }
+            ]}],
+            "properties": ["email"],
+            "limit": 10
+        }),
+    )?;
+    check(
+        status == 200
+            && found["total"] == 1
+            && found["results"][0]["id"] == created["id"]
+            && found["results"][0]["properties"]["email"] == email.as_str(),
+        || format!("search: {status} {found}"),
+    )?;
+    let (status, seeded) = admin_post_json(
+        fx,
+        "/admin/hubspot/objects/contacts/search",
+        &serde_json::json!({
+            "filterGroups": [{ "filters": [
+                { "propertyName": "email", "operator": "HAS_PROPERTY" }
+            ]}],
+            "limit": 5
+        }),
+    )?;
+    check(
+        status == 200
+            && seeded["total"].as_u64().is_some_and(|t| t >= 20)
+            && seeded["results"].as_array().is_some_and(|r| r.len() == 5)
+            && seeded["paging"]["next"]["after"].is_string(),
+        || format!("seeded search: {status} {seeded}"),
+    )
+}
+
+/// A Worker whose HubSpot token is wrong answers 502 `hubspot_unauthorized` (not the admin
+/// API's own 401), after one attempt, and never logs the token.
+fn hubspot_invalid_token_is_a_clear_error(_: &Fixture) -> Outcome {
+    let config = extra_wrangler_config("wrangler.badtoken.toml")?;
+    let bad_token = "pat-na1-not-the-right-token";
+    // Its own mock, so that faults injected into the shared one cannot reach this Worker.
+    let mut options = FixtureOptions::default()
+        .hubspot_mock(MockConfig::default())
+        .var("HUBSPOT_ACCESS_TOKEN", bad_token);
+    options.wrangler.config = Some(config);
+    let other = Fixture::start(options)?;
+    let r = other.admin_get("/admin/hubspot/objects/contacts/1")?;
+    let json = r.json()?;
+    check(
+        r.status == 502
+            && json["error"]["code"] == "hubspot_unauthorized"
+            && json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("HUBSPOT_ACCESS_TOKEN")),
+        || format!("bad token: {} {json}", r.status),
+    )?;
+    other.worker.wait_for_json_log(
+        |l| l["msg"] == "hubspot_call" && l["status"] == 401,
+        DEADLINE,
+    )?;
+    let leaked = other
+        .worker
+        .logs_since(0)
+        .iter()
+        .filter(|l| l.contains("\"msg\""))
+        .any(|l| l.contains(bad_token));
+    check(!leaked, || "the access token appeared in a log line".into())
+}
+
+/// HubSpot answering 503, then 423 (injected into the mock): the executor retries (backoff,
+/// then the 2 s lock wait) and the read succeeds. Faults are global to the mock, so a parallel
+/// HubSpot scenario may draw one instead; it is retried there the same way.
+fn hubspot_injected_503_and_423_retried(fx: &Fixture) -> Outcome {
+    let Some(mock) = &fx.hubspot else {
+        return Err("the shared fixture has no mock HubSpot".into());
+    };
+    let mark = fx.worker.log_mark();
+    let r = hubspot_edge_tests::http::post_json(
+        &format!("{}/__mock/faults", mock.base_url()),
+        &serde_json::json!({ "next": [{ "status": 503 }, { "status": 423 }] }),
+        None,
+    )?;
+    check(r.is_success(), || {
+        format!("fault injection: {} {}", r.status, r.text())
+    })?;
+    let r = fx.admin_get("/admin/hubspot/objects/contacts/2?properties=email")?;
+    let json = r.json()?;
+    check(r.status == 200 && json["id"] == "2", || {
+        format!("read after faults: {} {json}", r.status)
+    })?;
+    for status in [503, 423] {
+        let line = fx.worker.wait_for_json_log_since(
+            mark,
+            |l| l["msg"] == "hubspot_call" && l["status"] == status,
+            DEADLINE,
+        )?;
+        check(
+            line["decision"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("retry_after_")),
+            || format!("{status} not retried: {line}"),
+        )?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

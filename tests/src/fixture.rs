@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::http::{self, HttpResponse};
 use crate::hubspot::{HubSpotEvent, HubSpotRequest};
+use crate::mock::{MockConfig, MockHubSpot};
 use crate::{Destination, Result, WranglerDev, WranglerOptions};
 
 /// `HUBSPOT_CLIENT_SECRET` of the test Worker (HubSpot shows client secrets as UUIDs).
@@ -44,6 +45,9 @@ pub struct FixtureOptions {
     pub vars: Vec<(String, String)>,
     /// Everything else about `wrangler dev` (its `vars` are replaced by the ones above).
     pub wrangler: WranglerOptions,
+    /// Start a mock HubSpot API with this configuration, and point the Worker at it
+    /// (`HUBSPOT_API_BASE_URL`, `HUBSPOT_ACCESS_TOKEN` = the mock's token; `vars` may override).
+    pub hubspot_mock: Option<MockConfig>,
 }
 
 impl Default for FixtureOptions {
@@ -54,6 +58,7 @@ impl Default for FixtureOptions {
             admin_token: ADMIN_TOKEN.into(),
             vars: Vec::new(),
             wrangler: WranglerOptions::default(),
+            hubspot_mock: None,
         }
     }
 }
@@ -77,6 +82,13 @@ impl FixtureOptions {
         vars.into_iter().fold(self, |o, (k, v)| o.var(k, v))
     }
 
+    /// Starts a mock HubSpot API with `config` for the Worker to call.
+    #[must_use]
+    pub fn hubspot_mock(mut self, config: MockConfig) -> Self {
+        self.hubspot_mock = Some(config);
+        self
+    }
+
     /// Sets `FILTER_RULES` to this JSON.
     #[must_use]
     pub fn filter_rules(self, rules: &Value) -> Self {
@@ -93,6 +105,8 @@ pub struct Fixture {
     pub worker: WranglerDev,
     /// The user's endpoint.
     pub dest: Destination,
+    /// The mock HubSpot API the Worker calls, when [`FixtureOptions::hubspot_mock`] was set.
+    pub hubspot: Option<MockHubSpot>,
     /// `HUBSPOT_CLIENT_SECRET` the Worker runs with.
     pub client_secret: String,
     /// `FORWARD_SECRET` the Worker runs with.
@@ -109,21 +123,28 @@ impl Fixture {
     /// # Errors
     /// When either fails to start (the destination is stopped again).
     pub fn start(opts: FixtureOptions) -> Result<Self> {
+        let hubspot = opts.hubspot_mock.map(MockHubSpot::start).transpose()?;
         let dest = Destination::start(&opts.forward_secret)?;
-        let wrangler_opts = WranglerOptions {
+        let mut wrangler_opts = WranglerOptions {
             vars: Vec::new(),
             ..opts.wrangler
         }
         .var("HUBSPOT_CLIENT_SECRET", &opts.client_secret)
         .var("FORWARD_URL", dest.url())
         .var("FORWARD_SECRET", &opts.forward_secret)
-        .var("ADMIN_TOKEN", &opts.admin_token)
-        .vars(opts.vars);
+        .var("ADMIN_TOKEN", &opts.admin_token);
+        if let Some(mock) = &hubspot {
+            wrangler_opts = wrangler_opts
+                .var("HUBSPOT_API_BASE_URL", mock.base_url())
+                .var("HUBSPOT_ACCESS_TOKEN", mock.token());
+        }
+        let wrangler_opts = wrangler_opts.vars(opts.vars);
         let vars = wrangler_opts.vars.clone();
         let worker = WranglerDev::start(wrangler_opts)?;
         Ok(Self {
             worker,
             dest,
+            hubspot,
             client_secret: opts.client_secret,
             forward_secret: opts.forward_secret,
             admin_token: opts.admin_token,

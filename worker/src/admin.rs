@@ -5,6 +5,7 @@
 //! - `POST /admin/dead-letters/{id}/redrive`: queue it again and remove it from the store.
 //! - `POST /admin/dead-letters/redrive`: the same for all (up to 500 per call; call again
 //!   while `remaining` is true).
+//! - `/admin/hubspot/…`: HubSpot API calls through the executor (see [`crate::hubspot`]).
 
 use base64::Engine as _;
 use hubspot_edge_core::auth::bearer_matches;
@@ -24,7 +25,7 @@ use crate::store::{self, DeadLetter, Kind};
 const REDRIVE_ALL_LIMIT: usize = 500;
 
 pub(crate) async fn handle(
-    req: &Request,
+    req: &mut Request,
     env: &Env,
     path: &str,
     request_id: &str,
@@ -36,6 +37,10 @@ pub(crate) async fn handle(
     let authorization = req.headers().get("authorization")?;
     if !bearer_matches(authorization.as_deref(), &token) {
         return respond::error(401, "unauthorized", "missing or invalid admin token");
+    }
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
+    if let ["hubspot", rest @ ..] = segments.as_slice() {
+        return crate::hubspot::handle(req, env, rest, request_id).await;
     }
     let kv = env.kv(store::STATE)?;
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();

@@ -171,3 +171,95 @@ impl Forward {
 pub(crate) fn admin_token(env: &Env) -> Result<String> {
     required(env, "ADMIN_TOKEN")
 }
+
+/// Everything the HubSpot API executor needs (`/admin/hubspot/*`).
+#[derive(Debug)]
+pub(crate) struct HubSpotApi {
+    /// Base URL and path style of every request.
+    pub(crate) api: hubspot_edge_core::api::ApiConfig,
+    /// Private-app access token (`HUBSPOT_ACCESS_TOKEN`). Not printed by `Debug`.
+    pub(crate) token: AccessToken,
+    /// Per-attempt timeout (headers and body).
+    pub(crate) timeout_ms: u64,
+    /// The account's limits, for the (per-isolate) rate governor.
+    pub(crate) governor: hubspot_edge_core::ratelimit::GovernorConfig,
+}
+
+/// A HubSpot access token; `Debug` prints `[redacted]`.
+#[derive(Clone)]
+pub(crate) struct AccessToken(String);
+
+impl AccessToken {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+impl HubSpotApi {
+    pub(crate) fn from_env(env: &Env) -> Result<Self> {
+        use hubspot_edge_core::api::{ApiConfig, PathStyle, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
+        use hubspot_edge_core::ratelimit::{GovernorConfig, Tier};
+
+        let token = AccessToken(required(env, "HUBSPOT_ACCESS_TOKEN")?.trim().to_owned());
+        let base_url = optional(env, "HUBSPOT_API_BASE_URL")
+            .map_or_else(|| DEFAULT_BASE_URL.to_owned(), |u| u.trim().to_owned());
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            return Err(ConfigError {
+                key: "HUBSPOT_API_BASE_URL",
+                problem: "must be an http(s) URL".into(),
+            });
+        }
+        let path_style = match optional(env, "HUBSPOT_API_VERSION")
+            .as_deref()
+            .map(str::trim)
+        {
+            None => PathStyle::DateVersioned(DEFAULT_API_VERSION.to_owned()),
+            Some("legacy" | "v3") => PathStyle::Legacy,
+            Some(v) if is_date_version(v) => PathStyle::DateVersioned(v.to_owned()),
+            Some(_) => {
+                return Err(ConfigError {
+                    key: "HUBSPOT_API_VERSION",
+                    problem: "must be a date version like 2026-03, or legacy".into(),
+                })
+            }
+        };
+        let tier = match optional(env, "HUBSPOT_TIER").as_deref().map(str::trim) {
+            None | Some("free") => Tier::Free,
+            Some("starter") => Tier::Starter,
+            Some("professional") => Tier::Professional,
+            Some("enterprise") => Tier::Enterprise,
+            Some("api-add-on") => Tier::ApiAddOn,
+            Some(_) => {
+                return Err(ConfigError {
+                    key: "HUBSPOT_TIER",
+                    problem: "must be free, starter, professional, enterprise or api-add-on".into(),
+                })
+            }
+        };
+        Ok(Self {
+            api: ApiConfig {
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                path_style,
+            },
+            token,
+            timeout_ms: number(env, "HUBSPOT_TIMEOUT_MS", 10_000)?.clamp(100, 60_000),
+            governor: GovernorConfig::for_tier(tier),
+        })
+    }
+}
+
+/// `YYYY-MM`.
+fn is_date_version(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 7
+        && b[4] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || c.is_ascii_digit())
+}

@@ -6,6 +6,7 @@ mod admin;
 mod config;
 mod consumer;
 mod crypto;
+mod hubspot;
 mod ingress;
 mod log;
 mod queue;
@@ -21,7 +22,7 @@ use crate::log::Line;
 const DEFAULT_DEAD_LETTER_QUEUE: &str = "hubspot-edge-dead-letters";
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let started = Date::now().as_millis();
     let request_id = log::request_id(req.headers().get("cf-ray").ok().flatten());
     let path = req.path();
@@ -34,7 +35,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         ("/healthz", Method::Get | Method::Head) => respond::json(200, &json!({ "status": "ok" })),
         ("/healthz", _) => respond::error(405, "method_not_allowed", "use GET"),
         (p, _) if p == "/admin" || p.starts_with("/admin/") => {
-            admin::handle(&req, &env, p, &request_id).await
+            admin::handle(&mut req, &env, p, &request_id).await
         }
         _ => respond::error(404, "not_found", "no such endpoint"),
     };
@@ -77,6 +78,7 @@ fn route_label(path: &str) -> &'static str {
         "/webhooks/hubspot" => "/webhooks/hubspot",
         "/healthz" => "/healthz",
         p if p.starts_with("/admin/dead-letters") => "/admin/dead-letters/*",
+        p if p.starts_with("/admin/hubspot") => "/admin/hubspot/*",
         _ => "other",
     }
 }

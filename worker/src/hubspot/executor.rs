@@ -1,0 +1,316 @@
+//! Runs core-built HubSpot requests: rate governor, `fetch` with a timeout, interpretation and
+//! the core retry policy, one log line per call.
+//!
+//! The governor lives in this isolate's memory (see the README, "HubSpot API"): each isolate
+//! paces itself, and HubSpot's `X-HubSpot-RateLimit-*` headers, fed to
+//! [`Governor::observe`], keep it near the account-wide state.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use hubspot_edge_core::api::{
+    self, interpret, ApiError, Decision, GiveUpReason, Outcome, RateLimitHeaders, RateLimitPolicy,
+    RequestKind,
+};
+use hubspot_edge_core::ratelimit::{
+    Acquire, Budget, Governor, GovernorConfig, LimitPolicy, RateLimitObservation,
+};
+use serde::de::DeserializeOwned;
+use worker::{AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit};
+
+use crate::config::HubSpotApi;
+use crate::log::Line;
+
+/// The longest this Worker waits for the governor or a retry within one call; beyond it the
+/// call fails with [`CallError::Throttled`] and the caller retries later.
+pub(crate) const MAX_WAIT_MS: u64 = 15_000;
+
+thread_local! {
+    /// This isolate's rate governor (Workers run one thread per isolate).
+    static GOVERNOR: RefCell<Option<Governor>> = const { RefCell::new(None) };
+}
+
+fn with_governor<R>(config: GovernorConfig, f: impl FnOnce(&mut Governor) -> R) -> R {
+    GOVERNOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let governor = slot.get_or_insert_with(|| Governor::new(config));
+        f(governor)
+    })
+}
+
+/// A call failed for good.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The retry policy gave up after `attempts`; `last` is how the last attempt ended.
+    GaveUp {
+        reason: GiveUpReason,
+        last: Outcome,
+        attempts: u32,
+    },
+    /// Sending (or retrying) would mean waiting more than [`MAX_WAIT_MS`].
+    Throttled { wait_ms: u64 },
+    /// The request could not be built (bad `HUBSPOT_API_BASE_URL`).
+    Build(String),
+}
+
+/// Sends `request` until the retry policy accepts or gives up, and interprets the body as `T`.
+pub(crate) async fn execute<T: DeserializeOwned>(
+    config: &HubSpotApi,
+    kind: RequestKind,
+    request: &http::Request<Vec<u8>>,
+) -> Result<T, CallError> {
+    let budget = if kind == RequestKind::Search {
+        Budget::Search
+    } else {
+        Budget::General
+    };
+    let template = path_template(request.uri().path());
+    let mut attempt = 1u32;
+    loop {
+        // Ask the governor, waiting when told to (bounded).
+        loop {
+            let now = Date::now().as_millis();
+            match with_governor(config.governor, |g| g.acquire(budget, now)) {
+                Acquire::Permit => break,
+                Acquire::Wait { until_ms } => {
+                    let wait_ms = until_ms.saturating_sub(now).max(1);
+                    if wait_ms > MAX_WAIT_MS {
+                        return Err(CallError::Throttled { wait_ms });
+                    }
+                    Delay::from(Duration::from_millis(wait_ms)).await;
+                }
+            }
+        }
+
+        let started = Date::now().as_millis();
+        let sent = send(config, request).await;
+        let now = Date::now().as_millis();
+        let (status, value, outcome, correlation_id) = match sent {
+            Err(e) => (None, None, e, None),
+            Ok((status, headers, body)) => {
+                if budget == Budget::General {
+                    let observed = observation(&RateLimitHeaders::from_headers(&headers));
+                    with_governor(config.governor, |g| g.observe(&observed, now));
+                }
+                match interpret::<T>(status, &headers, &body) {
+                    Ok(v) => (Some(status), Some(v), Outcome::Success, None),
+                    Err(e) => {
+                        if let ApiError::RateLimited {
+                            policy,
+                            retry_after,
+                            ..
+                        } = &e
+                        {
+                            let policy = limit_policy(policy, kind);
+                            let retry_ms = retry_after.map(|r| r.delay_ms(now));
+                            with_governor(config.governor, |g| {
+                                g.on_rate_limited(policy, retry_ms, now);
+                            });
+                        }
+                        let correlation = e.body().and_then(|b| b.correlation_id.clone());
+                        (Some(status), None, Outcome::Failed(e), correlation)
+                    }
+                }
+            }
+        };
+        let decision = api::decide(kind, attempt, &outcome, now, js_sys::Math::random());
+        log_call(
+            request,
+            &template,
+            status,
+            &outcome,
+            attempt,
+            now.saturating_sub(started),
+            correlation_id,
+            decision,
+        );
+        match decision {
+            Decision::Accept => {
+                if let Some(v) = value {
+                    return Ok(v);
+                }
+                // `Accept` only follows `Outcome::Success`, which always carries a value.
+                return Err(CallError::GaveUp {
+                    reason: GiveUpReason::Decode,
+                    last: outcome,
+                    attempts: attempt,
+                });
+            }
+            Decision::Retry { after_ms, .. } => {
+                if after_ms > MAX_WAIT_MS {
+                    return Err(CallError::Throttled { wait_ms: after_ms });
+                }
+                Delay::from(Duration::from_millis(after_ms)).await;
+            }
+            // A private-app token cannot be refreshed: a second 401 would say the same.
+            Decision::RefreshToken => {
+                return Err(CallError::GaveUp {
+                    reason: GiveUpReason::Unauthorized,
+                    last: outcome,
+                    attempts: attempt,
+                })
+            }
+            Decision::GiveUp { reason } => {
+                return Err(CallError::GaveUp {
+                    reason,
+                    last: outcome,
+                    attempts: attempt,
+                })
+            }
+        }
+        attempt += 1;
+    }
+}
+
+/// One attempt: `Ok((status, headers, body))`, or `Err(Outcome::Timeout | Outcome::Network)`.
+async fn send(
+    config: &HubSpotApi,
+    request: &http::Request<Vec<u8>>,
+) -> Result<(u16, http::HeaderMap, Vec<u8>), Outcome> {
+    let Ok(js_request) = to_worker_request(config, request) else {
+        return Err(Outcome::Network);
+    };
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let exchange = Box::pin(async {
+        let mut response = Fetch::Request(js_request).send_with_signal(&signal).await?;
+        let status = response.status_code();
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in response.headers().entries() {
+            if let (Ok(n), Ok(v)) = (
+                http::header::HeaderName::from_bytes(name.as_bytes()),
+                http::header::HeaderValue::from_str(&value),
+            ) {
+                headers.append(n, v);
+            }
+        }
+        let body = response.bytes().await?;
+        Ok::<_, worker::Error>((status, headers, body))
+    });
+    let timeout = Box::pin(Delay::from(Duration::from_millis(config.timeout_ms)));
+    let raced = match select(exchange, timeout).await {
+        Either::Left((Ok(answer), _)) => Ok(answer),
+        Either::Left((Err(_), _)) => Err(Outcome::Network),
+        Either::Right(((), _)) => {
+            controller.abort();
+            Err(Outcome::Timeout)
+        }
+    };
+    raced
+}
+
+fn to_worker_request(
+    config: &HubSpotApi,
+    request: &http::Request<Vec<u8>>,
+) -> worker::Result<Request> {
+    let headers = Headers::new();
+    for (name, value) in request.headers() {
+        if let Ok(v) = value.to_str() {
+            headers.set(name.as_str(), v)?;
+        }
+    }
+    headers.set(
+        "authorization",
+        &format!("Bearer {}", config.token.as_str()),
+    )?;
+    headers.set(
+        "user-agent",
+        concat!("hubspot-edge/", env!("CARGO_PKG_VERSION")),
+    )?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::from(request.method().as_str().to_owned()))
+        .with_headers(headers);
+    if !request.body().is_empty() {
+        init.with_body(Some(
+            js_sys::Uint8Array::from(request.body().as_slice()).into(),
+        ));
+    }
+    Request::new_with_init(&request.uri().to_string(), &init)
+}
+
+fn observation(h: &RateLimitHeaders) -> RateLimitObservation {
+    let small = |v: Option<u64>| v.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+    RateLimitObservation {
+        max: small(h.max),
+        remaining: small(h.remaining),
+        interval_ms: h.interval_ms,
+        daily: h.daily,
+        daily_remaining: h.daily_remaining,
+    }
+}
+
+fn limit_policy(policy: &RateLimitPolicy, kind: RequestKind) -> LimitPolicy {
+    match policy {
+        RateLimitPolicy::Daily => LimitPolicy::Daily,
+        RateLimitPolicy::Secondly => LimitPolicy::Secondly,
+        RateLimitPolicy::TenSecondlyRolling => LimitPolicy::TenSecondly,
+        RateLimitPolicy::Unknown(_) if kind == RequestKind::Search => LimitPolicy::Secondly,
+        RateLimitPolicy::Unknown(_) => LimitPolicy::TenSecondly,
+    }
+}
+
+/// The path with record ids (all-digit segments) and anything percent-encoded replaced by
+/// `{id}`: no ids or values in logs.
+pub(crate) fn path_template(path: &str) -> String {
+    path.split('/')
+        .map(|s| {
+            if (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                || s.contains('%')
+                || s.contains('@')
+            {
+                "{id}"
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The outcome as a short label: `ok`, an [`ApiError::code`], `timeout` or `network_error`.
+pub(crate) fn outcome_code(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Success => "ok",
+        Outcome::Failed(e) => e.code(),
+        Outcome::Timeout => "timeout",
+        Outcome::Network => "network_error",
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // One log line's fields; a struct would only rename them.
+fn log_call(
+    request: &http::Request<Vec<u8>>,
+    template: &str,
+    status: Option<u16>,
+    outcome: &Outcome,
+    attempt: u32,
+    duration_ms: u64,
+    correlation_id: Option<String>,
+    decision: Decision,
+) {
+    let (line, decided) = match decision {
+        Decision::Accept => (Line::info("hubspot_call"), "accept".to_owned()),
+        Decision::Retry { after_ms, .. } => (
+            Line::warn("hubspot_call"),
+            format!("retry_after_{after_ms}ms"),
+        ),
+        Decision::RefreshToken => (Line::warn("hubspot_call"), "refresh_token".to_owned()),
+        Decision::GiveUp { reason } => (Line::warn("hubspot_call"), reason.code().to_owned()),
+    };
+    let mut line = line
+        .field("method", request.method().as_str())
+        .field("path", template)
+        .field("attempt", attempt)
+        .field("duration_ms", duration_ms)
+        .field("outcome", outcome_code(outcome))
+        .field("decision", decided);
+    line = match status {
+        Some(s) => line.field("status", s),
+        None => line.field("status", serde_json::Value::Null),
+    };
+    if let Some(c) = correlation_id {
+        line = line.field("correlationId", c);
+    }
+    line.emit();
+}

@@ -1,0 +1,396 @@
+//! HubSpot API calls from the Worker: the executor (governor, fetch, retries) and the admin
+//! routes under `/admin/hubspot/` that exercise it.
+//!
+//! - `GET  /admin/hubspot/objects/{type}/{id}?properties=a,b`: read one record.
+//! - `POST /admin/hubspot/objects/{type}`: create one (`{"properties":{…}}`).
+//! - `POST /admin/hubspot/objects/{type}/batch-read`: `{"ids":[…],"properties":[…]}`.
+//! - `POST /admin/hubspot/objects/{type}/search`: a subset of HubSpot's search body.
+
+mod executor;
+
+use std::collections::BTreeMap;
+
+use hubspot_edge_core::api::{
+    ApiError, BatchReadOptions, BatchResponse, CreateInput, ErrorDetail, Filter, FilterOp,
+    GiveUpReason, Outcome, Page, ReadOptions, RequestKind, SearchRequest, SimpleObject, Sort,
+    SortDirection,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{Env, Method, Request, Response, Result};
+
+use crate::config::HubSpotApi;
+use crate::ingress::config_error;
+use crate::respond;
+
+pub(crate) use executor::{execute, CallError};
+
+/// Routes `/admin/hubspot/…`; `segments` start after `hubspot`. The admin token is checked.
+pub(crate) async fn handle(
+    req: &mut Request,
+    env: &Env,
+    segments: &[&str],
+    request_id: &str,
+) -> Result<Response> {
+    let config = match HubSpotApi::from_env(env) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e, request_id),
+    };
+    match (req.method(), segments) {
+        (Method::Get, ["objects", object_type, id]) => {
+            let mut options = ReadOptions::default();
+            for (k, v) in req.url()?.query_pairs() {
+                if k == "properties" {
+                    options.properties.extend(list(&v));
+                }
+            }
+            let built = config.api.read_object(object_type, id, &options);
+            let result = run::<SimpleObject>(&config, RequestKind::Read, built).await;
+            answer(result, 200, |o| object_json(&o))
+        }
+        (Method::Post, ["objects", object_type]) => {
+            let Some(body) = body::<CreateBody>(req).await else {
+                return bad_body(r#"expected {"properties":{"name":"value"}}"#);
+            };
+            let input = CreateInput {
+                properties: body.properties,
+                ..CreateInput::default()
+            };
+            let built = config.api.create_object(object_type, &input);
+            let result = run::<SimpleObject>(&config, RequestKind::Create, built).await;
+            answer(result, 201, |o| object_json(&o))
+        }
+        (Method::Post, ["objects", object_type, "batch-read"]) => {
+            let Some(body) = body::<BatchReadBody>(req).await else {
+                return bad_body(r#"expected {"ids":["1"],"properties":["email"]}"#);
+            };
+            if body.ids.is_empty() || body.ids.len() > hubspot_edge_core::api::MAX_BATCH_INPUTS {
+                return bad_body("ids must hold 1 to 100 record ids");
+            }
+            let options = BatchReadOptions {
+                properties: body.properties,
+                ..BatchReadOptions::default()
+            };
+            let built = config
+                .api
+                .batch_read(object_type, &body.ids, &options)
+                .map(|mut requests| requests.remove(0));
+            let result = run::<BatchResponse>(&config, RequestKind::Read, built).await;
+            answer(result, 200, |b| {
+                json!({
+                    "status": b.status,
+                    "results": b.results.iter().map(object_json).collect::<Vec<_>>(),
+                    "errors": b.errors.iter().map(detail_json).collect::<Vec<_>>(),
+                })
+            })
+        }
+        (Method::Post, ["objects", object_type, "search"]) => {
+            let Some(body) = body::<SearchBody>(req).await else {
+                return bad_body("expected a HubSpot search body (filterGroups, sorts, …)");
+            };
+            let search = match body.into_request() {
+                Ok(s) => s,
+                Err(msg) => return bad_body(&msg),
+            };
+            let built = config.api.search(object_type, &search);
+            let result = run::<Page>(&config, RequestKind::Search, built).await;
+            answer(result, 200, |p| {
+                json!({
+                    "total": p.total,
+                    "results": p.results.iter().map(object_json).collect::<Vec<_>>(),
+                    "paging": p.next_after.map(|a| json!({ "next": { "after": a } })),
+                })
+            })
+        }
+        (_, ["objects", ..]) => respond::error(405, "method_not_allowed", "method not allowed"),
+        _ => respond::error(404, "not_found", "no such admin endpoint"),
+    }
+}
+
+async fn run<T: serde::de::DeserializeOwned>(
+    config: &HubSpotApi,
+    kind: RequestKind,
+    built: std::result::Result<http::Request<Vec<u8>>, hubspot_edge_core::api::RequestError>,
+) -> std::result::Result<T, CallError> {
+    match built {
+        Ok(request) => execute(config, kind, &request).await,
+        Err(e) => Err(CallError::Build(e.to_string())),
+    }
+}
+
+fn answer<T>(
+    result: std::result::Result<T, CallError>,
+    status: u16,
+    to_json: impl FnOnce(T) -> Value,
+) -> Result<Response> {
+    match result {
+        Ok(v) => respond::json(status, &to_json(v)),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The one place where a failed HubSpot call becomes an HTTP answer. HubSpot's credential and
+/// server problems are 502 (the admin caller did nothing wrong); what the caller can fix keeps
+/// HubSpot's status (400, 404, 409); limits are 503 with `Retry-After` when known.
+fn error_response(error: &CallError) -> Result<Response> {
+    let (status, code, message, extra) = match error {
+        CallError::Throttled { wait_ms } => {
+            let mut r = respond::error(
+                503,
+                "rate_limited",
+                "the HubSpot rate limit is reached; retry later",
+            )?;
+            r.headers_mut()
+                .set("retry-after", &wait_ms.div_ceil(1000).to_string())?;
+            return Ok(r);
+        }
+        CallError::Build(msg) => (500, "config_invalid", msg.clone(), json!({})),
+        CallError::GaveUp {
+            reason,
+            last,
+            attempts,
+        } => {
+            let hubspot_message = match last {
+                Outcome::Failed(e) => e.body().and_then(|b| b.message.clone()),
+                _ => None,
+            };
+            let correlation = match last {
+                Outcome::Failed(e) => e.body().and_then(|b| b.correlation_id.clone()),
+                _ => None,
+            };
+            let (status, code, message) = match (reason, last) {
+                (GiveUpReason::Unauthorized, _) => (
+                    502,
+                    "hubspot_unauthorized",
+                    "HubSpot rejected the access token (HUBSPOT_ACCESS_TOKEN)".to_owned(),
+                ),
+                (GiveUpReason::Forbidden, _) => (
+                    502,
+                    "hubspot_forbidden",
+                    "the access token lacks a scope for this call".to_owned(),
+                ),
+                (GiveUpReason::NotFound, _) => {
+                    (404, "not_found", "no such HubSpot record".to_owned())
+                }
+                (GiveUpReason::Conflict, _) => (409, "conflict", "the record exists".to_owned()),
+                (GiveUpReason::Validation, _) => (
+                    400,
+                    "validation",
+                    hubspot_message.unwrap_or_else(|| "HubSpot rejected the request".into()),
+                ),
+                (GiveUpReason::DailyLimit, _) => (
+                    503,
+                    "daily_limit",
+                    "HubSpot's daily API limit is reached".to_owned(),
+                ),
+                (GiveUpReason::MigrationInProgress, _) => (
+                    503,
+                    "migration_in_progress",
+                    "the HubSpot account is being migrated".to_owned(),
+                ),
+                (GiveUpReason::NotIdempotent, _) => (
+                    504,
+                    "not_idempotent",
+                    "the create may or may not have happened; check before retrying".to_owned(),
+                ),
+                (GiveUpReason::RetriesExhausted, Outcome::Failed(ApiError::RateLimited { .. })) => {
+                    (503, "rate_limited", "HubSpot kept rate limiting".to_owned())
+                }
+                (GiveUpReason::RetriesExhausted, Outcome::Failed(ApiError::Locked { .. })) => {
+                    (503, "locked", "the record stayed locked".to_owned())
+                }
+                (GiveUpReason::RetriesExhausted, Outcome::Timeout) => {
+                    (504, "timeout", "HubSpot did not answer in time".to_owned())
+                }
+                (GiveUpReason::RetriesExhausted, _) => (
+                    502,
+                    "hubspot_unavailable",
+                    "HubSpot kept failing".to_owned(),
+                ),
+                (GiveUpReason::Decode, _) => {
+                    (502, "decode", "unexpected HubSpot response body".to_owned())
+                }
+                (GiveUpReason::Rejected, _) => (
+                    502,
+                    "hubspot_rejected",
+                    "HubSpot refused the request".to_owned(),
+                ),
+            };
+            let mut extra = json!({
+                "attempts": attempts,
+                "hubspot": executor::outcome_code(last),
+            });
+            if let Some(c) = correlation {
+                extra["correlationId"] = json!(c);
+            }
+            if let Outcome::Failed(ApiError::Conflict {
+                existing_id: Some(id),
+                ..
+            }) = last
+            {
+                extra["existingId"] = json!(id);
+            }
+            if let Outcome::Failed(ApiError::Validation { body }) = last {
+                extra["errors"] = json!(body.errors.iter().map(detail_json).collect::<Vec<_>>());
+            }
+            (status, code, message, extra)
+        }
+    };
+    let mut error = json!({ "code": code, "message": message });
+    if let (Value::Object(e), Value::Object(x)) = (&mut error, extra) {
+        e.extend(x);
+    }
+    respond::json(status, &json!({ "error": error }))
+}
+
+fn object_json(o: &SimpleObject) -> Value {
+    json!({
+        "id": o.id,
+        "properties": o.properties,
+        "createdAt": o.created_at,
+        "updatedAt": o.updated_at,
+        "archived": o.archived,
+    })
+}
+
+fn detail_json(d: &ErrorDetail) -> Value {
+    json!({
+        "category": d.category,
+        "code": d.code,
+        "message": d.message,
+        "context": d.context,
+    })
+}
+
+fn list(v: &str) -> impl Iterator<Item = String> + '_ {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+async fn body<T: serde::de::DeserializeOwned>(req: &mut Request) -> Option<T> {
+    let bytes = req.bytes().await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn bad_body(message: &str) -> Result<Response> {
+    respond::error(400, "invalid_body", message)
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    properties: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct BatchReadBody {
+    ids: Vec<String>,
+    #[serde(default)]
+    properties: Vec<String>,
+}
+
+/// HubSpot's search body, the parts the core's [`SearchRequest`] models.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchBody {
+    #[serde(default)]
+    filter_groups: Vec<FilterGroupBody>,
+    #[serde(default)]
+    sorts: Vec<SortBody>,
+    #[serde(default)]
+    properties: Vec<String>,
+    query: Option<String>,
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FilterGroupBody {
+    #[serde(default)]
+    filters: Vec<FilterBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FilterBody {
+    property_name: String,
+    operator: String,
+    value: Option<Value>,
+    high_value: Option<Value>,
+    #[serde(default)]
+    values: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SortBody {
+    property_name: String,
+    #[serde(default)]
+    direction: Option<String>,
+}
+
+/// A JSON string or number as HubSpot's string form.
+fn scalar(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl SearchBody {
+    fn into_request(self) -> std::result::Result<SearchRequest, String> {
+        let mut groups = Vec::with_capacity(self.filter_groups.len());
+        for g in self.filter_groups {
+            let mut filters = Vec::with_capacity(g.filters.len());
+            for f in g.filters {
+                let value = || {
+                    scalar(f.value.as_ref())
+                        .ok_or_else(|| format!("filter on {} needs a value", f.property_name))
+                };
+                let values = || f.values.iter().filter_map(|v| scalar(Some(v))).collect();
+                let op = match f.operator.as_str() {
+                    "EQ" => FilterOp::Eq(value()?),
+                    "NEQ" => FilterOp::Neq(value()?),
+                    "LT" => FilterOp::Lt(value()?),
+                    "LTE" => FilterOp::Lte(value()?),
+                    "GT" => FilterOp::Gt(value()?),
+                    "GTE" => FilterOp::Gte(value()?),
+                    "BETWEEN" => FilterOp::Between {
+                        low: value()?,
+                        high: scalar(f.high_value.as_ref())
+                            .ok_or_else(|| "BETWEEN needs a highValue".to_owned())?,
+                    },
+                    "IN" => FilterOp::In(values()),
+                    "NOT_IN" => FilterOp::NotIn(values()),
+                    "HAS_PROPERTY" => FilterOp::HasProperty,
+                    "NOT_HAS_PROPERTY" => FilterOp::NotHasProperty,
+                    other => return Err(format!("unsupported operator {other}")),
+                };
+                filters.push(Filter {
+                    property: f.property_name,
+                    op,
+                });
+            }
+            groups.push(filters);
+        }
+        let sort = self.sorts.into_iter().next().map(|s| Sort {
+            property: s.property_name,
+            direction: if s.direction.as_deref() == Some("DESCENDING") {
+                SortDirection::Descending
+            } else {
+                SortDirection::Ascending
+            },
+        });
+        Ok(SearchRequest {
+            filter_groups: groups,
+            sort,
+            properties: self.properties,
+            query: self.query,
+            limit: self.limit,
+            after: self.after,
+        })
+    }
+}
