@@ -56,6 +56,10 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         hubspot_search_returns_mock_data,
         hubspot_invalid_token_is_a_clear_error,
         hubspot_injected_503_and_423_retried,
+        hubspot_oauth_tokens_refreshed_on_expiry,
+        hubspot_oauth_bad_refresh_token_not_retried_hot,
+        hubspot_daily_limit_not_retried,
+        hubspot_search_all_walks_past_the_cap,
     ]
 }
 
@@ -790,6 +794,233 @@ fn hubspot_injected_503_and_423_retried(fx: &Fixture) -> Outcome {
         )?;
     }
     Ok(())
+}
+
+/// The mock's `/__mock/stats`.
+fn mock_stats(mock: &hubspot_edge_tests::mock::MockHubSpot) -> Result<Value, Failed> {
+    let r = hubspot_edge_tests::http::get(&format!("{}/__mock/stats", mock.base_url()), None)?;
+    check(r.status == 200, || format!("mock stats: {}", r.status))?;
+    Ok(r.json()?)
+}
+
+/// A Worker with OAuth credentials (no `HUBSPOT_ACCESS_TOKEN`) against its own mock, whose
+/// access tokens live `token_ttl`; refresh margin 0.
+fn oauth_worker(
+    config_name: &str,
+    refresh_token: Option<&str>,
+    token_ttl: Duration,
+) -> Result<Fixture, Failed> {
+    let config = extra_wrangler_config(config_name)?;
+    let mock = MockConfig {
+        seed_contacts: 5,
+        token_ttl,
+        ..MockConfig::default()
+    };
+    let refresh = refresh_token.map_or_else(|| mock.refresh_token.clone(), str::to_owned);
+    let mut options = FixtureOptions {
+        client_secret: mock.client_secret.clone(),
+        ..FixtureOptions::default()
+    }
+    .var("HUBSPOT_CLIENT_ID", mock.client_id.clone())
+    .var("HUBSPOT_REFRESH_TOKEN", refresh)
+    .var("HUBSPOT_TOKEN_REFRESH_MARGIN_SECS", "0")
+    .unset("HUBSPOT_ACCESS_TOKEN")
+    .hubspot_mock(mock);
+    options.wrangler.config = Some(config);
+    Ok(Fixture::start(options)?)
+}
+
+/// No secret (refresh token, client secret) in any of the Worker's log lines.
+fn no_secrets_logged(fx: &Fixture, secrets: &[&str]) -> Outcome {
+    let leaked = fx
+        .worker
+        .logs_since(0)
+        .iter()
+        .filter(|l| l.contains("\"msg\""))
+        .any(|l| secrets.iter().any(|s| l.contains(s)));
+    check(!leaked, || "a secret appeared in a log line".into())
+}
+
+/// OAuth: the first read obtains an access token (one refresh); with a 2 s token lifetime and
+/// margin 0, reads keep succeeding while the Worker refreshes the expired token.
+fn hubspot_oauth_tokens_refreshed_on_expiry(_: &Fixture) -> Outcome {
+    let fx = oauth_worker("wrangler.oauth.toml", None, Duration::from_secs(2))?;
+    let Some(mock) = &fx.hubspot else {
+        return Err("no mock".into());
+    };
+    let read = |fx: &Fixture| -> Outcome {
+        let r = fx.admin_get("/admin/hubspot/objects/contacts/1?properties=email")?;
+        let json = r.json()?;
+        check(r.status == 200 && json["id"] == "1", || {
+            format!("OAuth read: {} {json}", r.status)
+        })
+    };
+    read(&fx)?;
+    let stats = mock_stats(mock)?;
+    check(stats["tokenRefreshes"] == 1, || {
+        format!("after the first read: {stats}")
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        read(&fx)?;
+        let stats = mock_stats(mock)?;
+        if stats["tokenRefreshes"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        check(Instant::now() < deadline, || {
+            format!("the expired token was never refreshed: {stats}")
+        })?;
+        // Poll pacing (stays under the mock's burst limit), not a wait for the expiry.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fx.worker.wait_for_json_log(
+        |l| l["msg"] == "hubspot_oauth_refresh" && l["outcome"] == "ok",
+        DEADLINE,
+    )?;
+    let mock_config = MockConfig::default();
+    no_secrets_logged(
+        &fx,
+        &[&mock_config.refresh_token, &mock_config.client_secret],
+    )
+}
+
+/// OAuth with a refresh token HubSpot rejects: a clear 502, and the failure is remembered, so
+/// three reads make one refresh attempt.
+fn hubspot_oauth_bad_refresh_token_not_retried_hot(_: &Fixture) -> Outcome {
+    let bad = "bad-refresh-token-4c1d";
+    let fx = oauth_worker(
+        "wrangler.oauth-bad.toml",
+        Some(bad),
+        Duration::from_secs(1800),
+    )?;
+    let Some(mock) = &fx.hubspot else {
+        return Err("no mock".into());
+    };
+    for _ in 0..3 {
+        let r = fx.admin_get("/admin/hubspot/objects/contacts/1")?;
+        let json = r.json()?;
+        check(
+            r.status == 502
+                && json["error"]["code"] == "hubspot_oauth_refresh_failed"
+                && json["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("BAD_REFRESH_TOKEN") && !m.contains(bad)),
+            || format!("bad refresh token: {} {json}", r.status),
+        )?;
+    }
+    let stats = mock_stats(mock)?;
+    check(
+        stats["byPath"]["POST /oauth/v1/token"] == 1
+            && stats["tokenRefreshes"] == 0
+            && stats["requests"] == 1,
+        || format!("refresh attempts: {stats}"),
+    )?;
+    no_secrets_logged(&fx, &[bad, &MockConfig::default().client_secret])
+}
+
+/// A 429 with policy DAILY is not retried: 503 `daily_limit` after one HubSpot request, and
+/// the next read does not reach HubSpot either. Its own Worker and mock: the governor then
+/// holds this isolate until the daily reset, which would starve the shared fixture's
+/// scenarios, and a fault in the shared mock could be drawn by a parallel scenario.
+fn hubspot_daily_limit_not_retried(_: &Fixture) -> Outcome {
+    let config = extra_wrangler_config("wrangler.daily.toml")?;
+    let mut options = FixtureOptions::default().hubspot_mock(MockConfig {
+        seed_contacts: 5,
+        ..MockConfig::default()
+    });
+    options.wrangler.config = Some(config);
+    let fx = Fixture::start(options)?;
+    let Some(mock) = &fx.hubspot else {
+        return Err("no mock".into());
+    };
+    let r = hubspot_edge_tests::http::post_json(
+        &format!("{}/__mock/faults", mock.base_url()),
+        &serde_json::json!({ "next": [{ "status": 429, "policy": "DAILY" }] }),
+        None,
+    )?;
+    check(r.is_success(), || {
+        format!("fault injection: {} {}", r.status, r.text())
+    })?;
+    let r = fx.admin_get("/admin/hubspot/objects/contacts/3")?;
+    let json = r.json()?;
+    check(
+        r.status == 503 && json["error"]["code"] == "daily_limit",
+        || format!("daily limit: {} {json}", r.status),
+    )?;
+    let stats = mock_stats(mock)?;
+    let for_path: u64 = stats["byPath"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.starts_with("GET ") && k.ends_with("/contacts/3"))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    check(for_path == 1 && stats["requests"] == 1, || {
+        format!("requests after the daily 429: {stats}")
+    })?;
+    // The governor now holds calls until the reset: no further request reaches HubSpot.
+    let r = fx.admin_get("/admin/hubspot/objects/contacts/3")?;
+    check(r.status == 503, || format!("second read: {}", r.status))?;
+    let stats = mock_stats(mock)?;
+    check(stats["requests"] == 1, || {
+        format!("a request reached HubSpot after the daily limit: {stats}")
+    })
+}
+
+/// Contacts seeded for the search walk: past HubSpot's 10,000-result cap per query. 12,000
+/// rather than 25,000: at the 5/s search limit, 200 per page, 25,000 would take ~28 s of
+/// walking alone (60 pages here, ~13 s).
+const SEARCH_ALL_CONTACTS: usize = 12_000;
+
+/// `search-all` walks every seeded contact by id (core's `SearchPlan`, one-page keyset windows)
+/// through the executor: each id exactly once, past the 10,000 cap, paced to the 5/s search limit.
+fn hubspot_search_all_walks_past_the_cap(_: &Fixture) -> Outcome {
+    let config = extra_wrangler_config("wrangler.searchall.toml")?;
+    let mut options = FixtureOptions::default().hubspot_mock(MockConfig {
+        seed_contacts: SEARCH_ALL_CONTACTS,
+        ..MockConfig::default()
+    });
+    options.wrangler.config = Some(config);
+    let fx = Fixture::start(options)?;
+    let auth = format!("Bearer {}", fx.admin_token);
+    let r = hubspot_edge_tests::http::request_with_timeout(
+        "POST",
+        &fx.url("/admin/hubspot/objects/contacts/search-all"),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        Some(b"{}"),
+        Duration::from_secs(120),
+    )?;
+    let json = r.json()?;
+    check(r.status == 200, || {
+        format!("search-all: {} {json}", r.status)
+    })?;
+    let ids: Vec<u64> = json["ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    check(
+        json["count"] == SEARCH_ALL_CONTACTS
+            && ids.len() == SEARCH_ALL_CONTACTS
+            && unique.len() == SEARCH_ALL_CONTACTS
+            && ids.windows(2).all(|w| w[0] < w[1]),
+        || {
+            format!(
+                "search-all: count {} ids {} unique {} pages {}",
+                json["count"],
+                ids.len(),
+                unique.len(),
+                json["pages"]
+            )
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

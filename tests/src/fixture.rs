@@ -48,6 +48,9 @@ pub struct FixtureOptions {
     /// Start a mock HubSpot API with this configuration, and point the Worker at it
     /// (`HUBSPOT_API_BASE_URL`, `HUBSPOT_ACCESS_TOKEN` = the mock's token; `vars` may override).
     pub hubspot_mock: Option<MockConfig>,
+    /// Worker variables not to set at all (e.g. `HUBSPOT_ACCESS_TOKEN` for an OAuth Worker),
+    /// even when set above.
+    pub unset: Vec<String>,
 }
 
 impl Default for FixtureOptions {
@@ -59,6 +62,7 @@ impl Default for FixtureOptions {
             vars: Vec::new(),
             wrangler: WranglerOptions::default(),
             hubspot_mock: None,
+            unset: Vec::new(),
         }
     }
 }
@@ -80,6 +84,13 @@ impl FixtureOptions {
         vars: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
         vars.into_iter().fold(self, |o, (k, v)| o.var(k, v))
+    }
+
+    /// Leaves the Worker variable `key` unset (even one the fixture sets by default).
+    #[must_use]
+    pub fn unset(mut self, key: impl Into<String>) -> Self {
+        self.unset.push(key.into());
+        self
     }
 
     /// Starts a mock HubSpot API with `config` for the Worker to call.
@@ -138,7 +149,8 @@ impl Fixture {
                 .var("HUBSPOT_API_BASE_URL", mock.base_url())
                 .var("HUBSPOT_ACCESS_TOKEN", mock.token());
         }
-        let wrangler_opts = wrangler_opts.vars(opts.vars);
+        let mut wrangler_opts = wrangler_opts.vars(opts.vars);
+        wrangler_opts.vars.retain(|(k, _)| !opts.unset.contains(k));
         let vars = wrangler_opts.vars.clone();
         let worker = WranglerDev::start(wrangler_opts)?;
         Ok(Self {

@@ -177,12 +177,29 @@ pub(crate) fn admin_token(env: &Env) -> Result<String> {
 pub(crate) struct HubSpotApi {
     /// Base URL and path style of every request.
     pub(crate) api: hubspot_edge_core::api::ApiConfig,
-    /// Private-app access token (`HUBSPOT_ACCESS_TOKEN`). Not printed by `Debug`.
-    pub(crate) token: AccessToken,
+    /// How calls authenticate: a private-app token or an OAuth refresh token.
+    pub(crate) auth: HubSpotAuth,
     /// Per-attempt timeout (headers and body).
     pub(crate) timeout_ms: u64,
     /// The account's limits, for the (per-isolate) rate governor.
     pub(crate) governor: hubspot_edge_core::ratelimit::GovernorConfig,
+}
+
+/// How the executor authenticates to HubSpot.
+#[derive(Debug, Clone)]
+pub(crate) enum HubSpotAuth {
+    /// `HUBSPOT_ACCESS_TOKEN`: a private-app (or otherwise static) token.
+    Static(AccessToken),
+    /// `HUBSPOT_CLIENT_ID` + `HUBSPOT_CLIENT_SECRET` + `HUBSPOT_REFRESH_TOKEN`: access tokens
+    /// are obtained (and refreshed) with the refresh token.
+    OAuth {
+        /// The app's client id and secret (`Debug` redacts the secret).
+        client: hubspot_edge_core::api::OAuthClient,
+        /// The long-lived refresh token.
+        refresh_token: AccessToken,
+        /// Refresh this long before the access token expires (`HUBSPOT_TOKEN_REFRESH_MARGIN_SECS`).
+        margin_ms: u64,
+    },
 }
 
 /// A HubSpot access token; `Debug` prints `[redacted]`.
@@ -190,6 +207,10 @@ pub(crate) struct HubSpotApi {
 pub(crate) struct AccessToken(String);
 
 impl AccessToken {
+    pub(crate) fn new(token: String) -> Self {
+        Self(token)
+    }
+
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
@@ -206,7 +227,33 @@ impl HubSpotApi {
         use hubspot_edge_core::api::{ApiConfig, PathStyle, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
         use hubspot_edge_core::ratelimit::{GovernorConfig, Tier};
 
-        let token = AccessToken(required(env, "HUBSPOT_ACCESS_TOKEN")?.trim().to_owned());
+        let auth = match optional(env, "HUBSPOT_ACCESS_TOKEN") {
+            Some(token) => HubSpotAuth::Static(AccessToken(token.trim().to_owned())),
+            None => match (
+                optional(env, "HUBSPOT_CLIENT_ID"),
+                optional(env, "HUBSPOT_CLIENT_SECRET"),
+                optional(env, "HUBSPOT_REFRESH_TOKEN"),
+            ) {
+                (Some(id), Some(secret), Some(refresh)) => HubSpotAuth::OAuth {
+                    client: hubspot_edge_core::api::OAuthClient {
+                        client_id: id.trim().to_owned(),
+                        client_secret: secret.trim().to_owned(),
+                    },
+                    refresh_token: AccessToken(refresh.trim().to_owned()),
+                    margin_ms: number(env, "HUBSPOT_TOKEN_REFRESH_MARGIN_SECS", 300)?
+                        .min(1500)
+                        .saturating_mul(1000),
+                },
+                _ => {
+                    return Err(ConfigError {
+                        key: "HUBSPOT_ACCESS_TOKEN",
+                        problem: "is not set (nor HUBSPOT_CLIENT_ID, HUBSPOT_CLIENT_SECRET and \
+                                  HUBSPOT_REFRESH_TOKEN for OAuth)"
+                            .into(),
+                    })
+                }
+            },
+        };
         let base_url = optional(env, "HUBSPOT_API_BASE_URL")
             .map_or_else(|| DEFAULT_BASE_URL.to_owned(), |u| u.trim().to_owned());
         if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
@@ -247,7 +294,7 @@ impl HubSpotApi {
                 base_url: base_url.trim_end_matches('/').to_owned(),
                 path_style,
             },
-            token,
+            auth,
             timeout_ms: number(env, "HUBSPOT_TIMEOUT_MS", 10_000)?.clamp(100, 60_000),
             governor: GovernorConfig::for_tier(tier),
         })

@@ -17,9 +17,9 @@ use hubspot_edge_core::ratelimit::{
     Acquire, Budget, Governor, GovernorConfig, LimitPolicy, RateLimitObservation,
 };
 use serde::de::DeserializeOwned;
-use worker::{AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{AbortController, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
 
-use crate::config::HubSpotApi;
+use crate::config::{AccessToken, HubSpotApi, HubSpotAuth};
 use crate::log::Line;
 
 /// The longest this Worker waits for the governor or a retry within one call; beyond it the
@@ -52,11 +52,14 @@ pub(crate) enum CallError {
     Throttled { wait_ms: u64 },
     /// The request could not be built (bad `HUBSPOT_API_BASE_URL`).
     Build(String),
+    /// No OAuth access token: the refresh failed (message safe to show).
+    OAuthRefresh(String),
 }
 
 /// Sends `request` until the retry policy accepts or gives up, and interprets the body as `T`.
 pub(crate) async fn execute<T: DeserializeOwned>(
     config: &HubSpotApi,
+    env: &Env,
     kind: RequestKind,
     request: &http::Request<Vec<u8>>,
 ) -> Result<T, CallError> {
@@ -67,6 +70,10 @@ pub(crate) async fn execute<T: DeserializeOwned>(
     };
     let template = path_template(request.uri().path());
     let mut attempt = 1u32;
+    let mut token = super::oauth::access_token(config, env, None)
+        .await
+        .map_err(|e| CallError::OAuthRefresh(e.message))?;
+    let mut refreshed = false;
     loop {
         // Ask the governor, waiting when told to (bounded).
         loop {
@@ -84,7 +91,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
         }
 
         let started = Date::now().as_millis();
-        let sent = send(config, request).await;
+        let sent = send(config, request, Some(&token)).await;
         let now = Date::now().as_millis();
         let (status, value, outcome, correlation_id) = match sent {
             Err(e) => (None, None, e, None),
@@ -143,7 +150,16 @@ pub(crate) async fn execute<T: DeserializeOwned>(
                 }
                 Delay::from(Duration::from_millis(after_ms)).await;
             }
-            // A private-app token cannot be refreshed: a second 401 would say the same.
+            // OAuth: refresh once and retry once. A private-app token cannot be refreshed: a
+            // second 401 would say the same.
+            Decision::RefreshToken
+                if matches!(config.auth, HubSpotAuth::OAuth { .. }) && !refreshed =>
+            {
+                refreshed = true;
+                token = super::oauth::access_token(config, env, Some(token.as_str()))
+                    .await
+                    .map_err(|e| CallError::OAuthRefresh(e.message))?;
+            }
             Decision::RefreshToken => {
                 return Err(CallError::GaveUp {
                     reason: GiveUpReason::Unauthorized,
@@ -164,11 +180,13 @@ pub(crate) async fn execute<T: DeserializeOwned>(
 }
 
 /// One attempt: `Ok((status, headers, body))`, or `Err(Outcome::Timeout | Outcome::Network)`.
-async fn send(
+/// `token`: the bearer token, if any.
+pub(crate) async fn send(
     config: &HubSpotApi,
     request: &http::Request<Vec<u8>>,
+    token: Option<&AccessToken>,
 ) -> Result<(u16, http::HeaderMap, Vec<u8>), Outcome> {
-    let Ok(js_request) = to_worker_request(config, request) else {
+    let Ok(js_request) = to_worker_request(request, token) else {
         return Err(Outcome::Network);
     };
     let controller = AbortController::default();
@@ -201,8 +219,8 @@ async fn send(
 }
 
 fn to_worker_request(
-    config: &HubSpotApi,
     request: &http::Request<Vec<u8>>,
+    token: Option<&AccessToken>,
 ) -> worker::Result<Request> {
     let headers = Headers::new();
     for (name, value) in request.headers() {
@@ -210,10 +228,9 @@ fn to_worker_request(
             headers.set(name.as_str(), v)?;
         }
     }
-    headers.set(
-        "authorization",
-        &format!("Bearer {}", config.token.as_str()),
-    )?;
+    if let Some(token) = token {
+        headers.set("authorization", &format!("Bearer {}", token.as_str()))?;
+    }
     headers.set(
         "user-agent",
         concat!("hubspot-edge/", env!("CARGO_PKG_VERSION")),

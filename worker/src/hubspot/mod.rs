@@ -5,8 +5,11 @@
 //! - `POST /admin/hubspot/objects/{type}`: create one (`{"properties":{…}}`).
 //! - `POST /admin/hubspot/objects/{type}/batch-read`: `{"ids":[…],"properties":[…]}`.
 //! - `POST /admin/hubspot/objects/{type}/search`: a subset of HubSpot's search body.
+//! - `POST /admin/hubspot/objects/{type}/search-all`: every record's id, walked with core's
+//!   [`SearchPlan::by_object_id`] past the 10,000-result cap.
 
 mod executor;
+mod oauth;
 
 use std::collections::BTreeMap;
 
@@ -45,7 +48,7 @@ pub(crate) async fn handle(
                 }
             }
             let built = config.api.read_object(object_type, id, &options);
-            let result = run::<SimpleObject>(&config, RequestKind::Read, built).await;
+            let result = run::<SimpleObject>(&config, env, RequestKind::Read, built).await;
             answer(result, 200, |o| object_json(&o))
         }
         (Method::Post, ["objects", object_type]) => {
@@ -57,7 +60,7 @@ pub(crate) async fn handle(
                 ..CreateInput::default()
             };
             let built = config.api.create_object(object_type, &input);
-            let result = run::<SimpleObject>(&config, RequestKind::Create, built).await;
+            let result = run::<SimpleObject>(&config, env, RequestKind::Create, built).await;
             answer(result, 201, |o| object_json(&o))
         }
         (Method::Post, ["objects", object_type, "batch-read"]) => {
@@ -75,7 +78,7 @@ pub(crate) async fn handle(
                 .api
                 .batch_read(object_type, &body.ids, &options)
                 .map(|mut requests| requests.remove(0));
-            let result = run::<BatchResponse>(&config, RequestKind::Read, built).await;
+            let result = run::<BatchResponse>(&config, env, RequestKind::Read, built).await;
             answer(result, 200, |b| {
                 json!({
                     "status": b.status,
@@ -93,7 +96,7 @@ pub(crate) async fn handle(
                 Err(msg) => return bad_body(&msg),
             };
             let built = config.api.search(object_type, &search);
-            let result = run::<Page>(&config, RequestKind::Search, built).await;
+            let result = run::<Page>(&config, env, RequestKind::Search, built).await;
             answer(result, 200, |p| {
                 json!({
                     "total": p.total,
@@ -102,18 +105,112 @@ pub(crate) async fn handle(
                 })
             })
         }
+        (Method::Post, ["objects", object_type, "search-all"]) => {
+            search_all(&config, env, object_type).await
+        }
         (_, ["objects", ..]) => respond::error(405, "method_not_allowed", "method not allowed"),
         _ => respond::error(404, "not_found", "no such admin endpoint"),
     }
 }
 
+/// Up to this many ids are returned as a list; beyond, only a count and checksums.
+const SEARCH_ALL_MAX_IDS: u64 = 50_000;
+
+/// Walks every record of `object_type` by id: `{"count","pages","ids"}` (or, past
+/// [`SEARCH_ALL_MAX_IDS`], `{"count","pages","idSum","idXor"}`).
+async fn search_all(config: &HubSpotApi, env: &Env, object_type: &str) -> Result<Response> {
+    use hubspot_edge_core::search::{Operator, SearchHit, SearchPage, SearchPlan, OBJECT_ID};
+
+    let mut plan =
+        match SearchPlan::by_object_id(Vec::new(), hubspot_edge_core::search::MAX_PAGE_SIZE) {
+            Ok(p) => p,
+            Err(e) => return bad_body(&e.to_string()),
+        };
+    let mut ids: Vec<u64> = Vec::new();
+    let (mut count, mut sum, mut xor) = (0u64, 0u64, 0u64);
+    while let Some(query) = plan.next_request() {
+        let search = SearchRequest {
+            filter_groups: query
+                .filter_groups
+                .into_iter()
+                .map(|g| {
+                    g.into_iter()
+                        .map(|f| Filter {
+                            op: match f.operator {
+                                Operator::Eq => FilterOp::Eq(f.value),
+                                Operator::Neq => FilterOp::Neq(f.value),
+                                Operator::Lt => FilterOp::Lt(f.value),
+                                Operator::Lte => FilterOp::Lte(f.value),
+                                Operator::Gt => FilterOp::Gt(f.value),
+                                Operator::Gte => FilterOp::Gte(f.value),
+                            },
+                            property: f.property,
+                        })
+                        .collect()
+                })
+                .collect(),
+            sort: query.sorts.into_iter().next().map(|s| Sort {
+                property: s.property,
+                direction: match s.direction {
+                    hubspot_edge_core::search::Direction::Ascending => SortDirection::Ascending,
+                    hubspot_edge_core::search::Direction::Descending => SortDirection::Descending,
+                },
+            }),
+            properties: vec![OBJECT_ID.to_owned()],
+            query: None,
+            limit: Some(query.limit),
+            after: query.after,
+        };
+        let built = config.api.search(object_type, &search);
+        let page = match run::<Page>(config, env, RequestKind::Search, built).await {
+            Ok(p) => p,
+            Err(e) => return error_response(&e),
+        };
+        let mut results = Vec::with_capacity(page.results.len());
+        for o in &page.results {
+            let Ok(id) = o.id.parse::<u64>() else {
+                return respond::error(502, "decode", "a search result had a non-numeric id");
+            };
+            results.push(SearchHit {
+                id,
+                sort_value: None,
+            });
+        }
+        let yielded = match plan.on_page(&SearchPage {
+            results,
+            next_after: page.next_after.clone(),
+            total: page.total,
+        }) {
+            Ok(y) => y,
+            Err(e) => return respond::error(502, "decode", &e.to_string()),
+        };
+        for id in yielded {
+            count += 1;
+            sum = sum.wrapping_add(id);
+            xor ^= id;
+            if count <= SEARCH_ALL_MAX_IDS {
+                ids.push(id);
+            }
+        }
+    }
+    let mut body = json!({ "count": count, "pages": plan.pages() });
+    if count <= SEARCH_ALL_MAX_IDS {
+        body["ids"] = json!(ids);
+    } else {
+        body["idSum"] = json!(sum);
+        body["idXor"] = json!(xor);
+    }
+    respond::json(200, &body)
+}
+
 async fn run<T: serde::de::DeserializeOwned>(
     config: &HubSpotApi,
+    env: &Env,
     kind: RequestKind,
     built: std::result::Result<http::Request<Vec<u8>>, hubspot_edge_core::api::RequestError>,
 ) -> std::result::Result<T, CallError> {
     match built {
-        Ok(request) => execute(config, kind, &request).await,
+        Ok(request) => execute(config, env, kind, &request).await,
         Err(e) => Err(CallError::Build(e.to_string())),
     }
 }
@@ -145,6 +242,12 @@ fn error_response(error: &CallError) -> Result<Response> {
             return Ok(r);
         }
         CallError::Build(msg) => (500, "config_invalid", msg.clone(), json!({})),
+        CallError::OAuthRefresh(msg) => (
+            502,
+            "hubspot_oauth_refresh_failed",
+            format!("could not obtain a HubSpot OAuth access token: {msg}"),
+            json!({}),
+        ),
         CallError::GaveUp {
             reason,
             last,
@@ -162,7 +265,8 @@ fn error_response(error: &CallError) -> Result<Response> {
                 (GiveUpReason::Unauthorized, _) => (
                     502,
                     "hubspot_unauthorized",
-                    "HubSpot rejected the access token (HUBSPOT_ACCESS_TOKEN)".to_owned(),
+                    "HubSpot rejected the access token (HUBSPOT_ACCESS_TOKEN or the OAuth token)"
+                        .to_owned(),
                 ),
                 (GiveUpReason::Forbidden, _) => (
                     502,
