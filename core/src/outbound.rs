@@ -186,10 +186,13 @@ mod tests {
     use super::*;
     use crate::event::parse_batch;
 
+    /// The public example secret of the Standard Webhooks reference test suites (not a secret).
+    const EXAMPLE_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
     #[test]
     fn standard_webhooks_known_answer() {
         // The example from the Standard Webhooks reference libraries' test suites.
-        let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let secret = WebhookSecret::parse(EXAMPLE_SECRET).unwrap();
         let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
         let body = br#"{"test": 2432232314}"#;
         let sig = secret.sign(id, 1_614_265_330, body);
@@ -232,7 +235,7 @@ mod tests {
         assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
         assert!(WebhookSecret::parse("whsec_!!!").is_err());
         assert!(WebhookSecret::parse("whsec_c2hvcnQ=").is_err());
-        let s = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let s = WebhookSecret::parse(EXAMPLE_SECRET).unwrap();
         assert_eq!(format!("{s:?}"), "WebhookSecret([redacted])");
     }
 
