@@ -181,7 +181,7 @@ pub(crate) struct HubSpotApi {
     pub(crate) auth: HubSpotAuth,
     /// Per-attempt timeout (headers and body).
     pub(crate) timeout_ms: u64,
-    /// The account's limits, for the (per-isolate) rate governor.
+    /// The account's limits, for the rate governor (in the gate, shared by all isolates).
     pub(crate) governor: hubspot_edge_core::ratelimit::GovernorConfig,
 }
 

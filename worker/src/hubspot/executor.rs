@@ -1,11 +1,7 @@
-//! Runs core-built HubSpot requests: rate governor, `fetch` with a timeout, interpretation and
-//! the core retry policy, one log line per call.
-//!
-//! The governor lives in this isolate's memory (see the README, "HubSpot API"): each isolate
-//! paces itself, and HubSpot's `X-HubSpot-RateLimit-*` headers, fed to
-//! [`Governor::observe`], keep it near the account-wide state.
+//! Runs core-built HubSpot requests: a permit from the gate (the shared rate governor and OAuth
+//! token, [`super::gate`]), `fetch` with a timeout, interpretation and the core retry policy,
+//! one log line per attempt.
 
-use std::cell::RefCell;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
@@ -13,31 +9,17 @@ use hubspot_edge_core::api::{
     self, interpret, ApiError, Decision, GiveUpReason, Outcome, RateLimitHeaders, RateLimitPolicy,
     RequestKind,
 };
-use hubspot_edge_core::ratelimit::{
-    Acquire, Budget, Governor, GovernorConfig, LimitPolicy, RateLimitObservation,
-};
+use hubspot_edge_core::ratelimit::{Budget, LimitPolicy, RateLimitObservation};
 use serde::de::DeserializeOwned;
 use worker::{AbortController, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
 
+use super::gate;
 use crate::config::{AccessToken, HubSpotApi, HubSpotAuth};
 use crate::log::Line;
 
 /// The longest this Worker waits for the governor or a retry within one call; beyond it the
 /// call fails with [`CallError::Throttled`] and the caller retries later.
 pub(crate) const MAX_WAIT_MS: u64 = 15_000;
-
-thread_local! {
-    /// This isolate's rate governor (Workers run one thread per isolate).
-    static GOVERNOR: RefCell<Option<Governor>> = const { RefCell::new(None) };
-}
-
-fn with_governor<R>(config: GovernorConfig, f: impl FnOnce(&mut Governor) -> R) -> R {
-    GOVERNOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let governor = slot.get_or_insert_with(|| Governor::new(config));
-        f(governor)
-    })
-}
 
 /// A call failed for good.
 #[derive(Debug)]
@@ -54,6 +36,8 @@ pub(crate) enum CallError {
     Build(String),
     /// No OAuth access token: the refresh failed (message safe to show).
     OAuthRefresh(String),
+    /// The gate (Durable Object) could not be reached or answered nonsense.
+    Gate(String),
 }
 
 /// Sends `request` until the retry policy accepts or gives up, and interprets the body as `T`.
@@ -70,26 +54,10 @@ pub(crate) async fn execute<T: DeserializeOwned>(
     };
     let template = path_template(request.uri().path());
     let mut attempt = 1u32;
-    let mut token = super::oauth::access_token(config, env, None)
-        .await
-        .map_err(|e| CallError::OAuthRefresh(e.message))?;
+    let mut rejected: Option<AccessToken> = None;
     let mut refreshed = false;
     loop {
-        // Ask the governor, waiting when told to (bounded).
-        loop {
-            let now = Date::now().as_millis();
-            match with_governor(config.governor, |g| g.acquire(budget, now)) {
-                Acquire::Permit => break,
-                Acquire::Wait { until_ms } => {
-                    let wait_ms = until_ms.saturating_sub(now).max(1);
-                    if wait_ms > MAX_WAIT_MS {
-                        return Err(CallError::Throttled { wait_ms });
-                    }
-                    Delay::from(Duration::from_millis(wait_ms)).await;
-                }
-            }
-        }
-
+        let token = gate::permit(config, env, budget, rejected.take().as_ref()).await?;
         let started = Date::now().as_millis();
         let sent = send(config, request, Some(&token)).await;
         let now = Date::now().as_millis();
@@ -97,8 +65,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
             Err(e) => (None, None, e, None),
             Ok((status, headers, body)) => {
                 if budget == Budget::General {
-                    let observed = observation(&RateLimitHeaders::from_headers(&headers));
-                    with_governor(config.governor, |g| g.observe(&observed, now));
+                    gate::note(observation(&RateLimitHeaders::from_headers(&headers)));
                 }
                 match interpret::<T>(status, &headers, &body) {
                     Ok(v) => (Some(status), Some(v), Outcome::Success, None),
@@ -111,9 +78,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
                         {
                             let policy = limit_policy(policy, kind);
                             let retry_ms = retry_after.map(|r| r.delay_ms(now));
-                            with_governor(config.governor, |g| {
-                                g.on_rate_limited(policy, retry_ms, now);
-                            });
+                            gate::report_rate_limited(env, policy, retry_ms).await?;
                         }
                         let correlation = e.body().and_then(|b| b.correlation_id.clone());
                         (Some(status), None, Outcome::Failed(e), correlation)
@@ -156,9 +121,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
                 if matches!(config.auth, HubSpotAuth::OAuth { .. }) && !refreshed =>
             {
                 refreshed = true;
-                token = super::oauth::access_token(config, env, Some(token.as_str()))
-                    .await
-                    .map_err(|e| CallError::OAuthRefresh(e.message))?;
+                rejected = Some(token);
             }
             Decision::RefreshToken => {
                 return Err(CallError::GaveUp {

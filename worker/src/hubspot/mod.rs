@@ -9,6 +9,7 @@
 //!   [`SearchPlan::by_object_id`] past the 10,000-result cap.
 
 mod executor;
+mod gate;
 mod oauth;
 
 use std::collections::BTreeMap;
@@ -119,68 +120,22 @@ const SEARCH_ALL_MAX_IDS: u64 = 50_000;
 /// Walks every record of `object_type` by id: `{"count","pages","ids"}` (or, past
 /// [`SEARCH_ALL_MAX_IDS`], `{"count","pages","idSum","idXor"}`).
 async fn search_all(config: &HubSpotApi, env: &Env, object_type: &str) -> Result<Response> {
-    use hubspot_edge_core::search::{Operator, SearchHit, SearchPage, SearchPlan, OBJECT_ID};
+    use hubspot_edge_core::api::MAX_SEARCH_LIMIT;
+    use hubspot_edge_core::search::SearchPlan;
 
-    let mut plan =
-        match SearchPlan::by_object_id(Vec::new(), hubspot_edge_core::search::MAX_PAGE_SIZE) {
-            Ok(p) => p,
-            Err(e) => return bad_body(&e.to_string()),
-        };
+    let mut plan = match SearchPlan::by_object_id(Vec::new(), MAX_SEARCH_LIMIT) {
+        Ok(p) => p,
+        Err(e) => return bad_body(&e.to_string()),
+    };
     let mut ids: Vec<u64> = Vec::new();
     let (mut count, mut sum, mut xor) = (0u64, 0u64, 0u64);
-    while let Some(query) = plan.next_request() {
-        let search = SearchRequest {
-            filter_groups: query
-                .filter_groups
-                .into_iter()
-                .map(|g| {
-                    g.into_iter()
-                        .map(|f| Filter {
-                            op: match f.operator {
-                                Operator::Eq => FilterOp::Eq(f.value),
-                                Operator::Neq => FilterOp::Neq(f.value),
-                                Operator::Lt => FilterOp::Lt(f.value),
-                                Operator::Lte => FilterOp::Lte(f.value),
-                                Operator::Gt => FilterOp::Gt(f.value),
-                                Operator::Gte => FilterOp::Gte(f.value),
-                            },
-                            property: f.property,
-                        })
-                        .collect()
-                })
-                .collect(),
-            sort: query.sorts.into_iter().next().map(|s| Sort {
-                property: s.property,
-                direction: match s.direction {
-                    hubspot_edge_core::search::Direction::Ascending => SortDirection::Ascending,
-                    hubspot_edge_core::search::Direction::Descending => SortDirection::Descending,
-                },
-            }),
-            properties: vec![OBJECT_ID.to_owned()],
-            query: None,
-            limit: Some(query.limit),
-            after: query.after,
-        };
+    while let Some(search) = plan.next_request() {
         let built = config.api.search(object_type, &search);
         let page = match run::<Page>(config, env, RequestKind::Search, built).await {
             Ok(p) => p,
             Err(e) => return error_response(&e),
         };
-        let mut results = Vec::with_capacity(page.results.len());
-        for o in &page.results {
-            let Ok(id) = o.id.parse::<u64>() else {
-                return respond::error(502, "decode", "a search result had a non-numeric id");
-            };
-            results.push(SearchHit {
-                id,
-                sort_value: None,
-            });
-        }
-        let yielded = match plan.on_page(&SearchPage {
-            results,
-            next_after: page.next_after.clone(),
-            total: page.total,
-        }) {
+        let yielded = match plan.on_page(&page) {
             Ok(y) => y,
             Err(e) => return respond::error(502, "decode", &e.to_string()),
         };
@@ -242,6 +197,12 @@ fn error_response(error: &CallError) -> Result<Response> {
             return Ok(r);
         }
         CallError::Build(msg) => (500, "config_invalid", msg.clone(), json!({})),
+        CallError::Gate(msg) => (
+            503,
+            "hubspot_gate_unavailable",
+            format!("the HubSpot gate (Durable Object {}) failed: {msg}", gate::BINDING),
+            json!({}),
+        ),
         CallError::OAuthRefresh(msg) => (
             502,
             "hubspot_oauth_refresh_failed",

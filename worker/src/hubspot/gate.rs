@@ -1,0 +1,403 @@
+//! The HubSpot gate: one Durable Object per deployment (`HUBSPOT_GATE`, instance `default`)
+//! holding the state that every isolate of the Worker must share.
+//!
+//! - **The rate governor** (core's [`Governor`]). HubSpot's limits are per account (and app),
+//!   not per isolate (HUBSPOT.md §5.1); a governor per isolate lets N isolates send N times the
+//!   limit, the 429 storm PEERS.md describes. Every attempt asks the gate for a permit first; the
+//!   gate answers "send" or "wait this long", and the isolate waits (the gate never sleeps).
+//! - **The OAuth access token** (HUBSPOT.md §6). Cached in the object's memory and storage,
+//!   refreshed `margin_ms` before it expires and after a 401, by one call at a time across all
+//!   isolates (the others wait for that refresh), and a failed refresh is remembered for a
+//!   while so that nothing retries it in a hot loop. Tokens are never logged.
+//!
+//! Cost: one Durable Object round trip per HubSpot attempt (BENCHMARKS.md, "executor
+//! overhead"). HubSpot's `X-HubSpot-RateLimit-*` headers ride along with the isolate's next
+//! permit request (the gate's own count already covers what it granted, so a late correction
+//! only matters when something else spends the same budget); a 429 is reported at once.
+//!
+//! The Durable Object is single-threaded, but it interleaves requests while it awaits a fetch;
+//! the `refreshing` flag, not the runtime, makes the refresh single-flight.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use hubspot_edge_core::ratelimit::{
+    Acquire, Budget, Governor, LimitPolicy, RateLimitObservation,
+};
+use serde::{Deserialize, Serialize};
+use worker::{
+    durable_object, Date, Delay, DurableObject, Env, Method, Request, RequestInit, Response,
+    Result, State,
+};
+
+use super::executor::{CallError, MAX_WAIT_MS};
+use super::oauth::{self, Cached, Failure};
+use crate::config::{AccessToken, HubSpotApi, HubSpotAuth};
+
+/// The Durable Object binding (wrangler.toml).
+pub(crate) const BINDING: &str = "HUBSPOT_GATE";
+/// The one instance every isolate talks to.
+const INSTANCE: &str = "default";
+/// Storage key of the cached OAuth access token.
+const TOKEN_KEY: &str = "oauth";
+/// The longest a permit request waits inside the gate for another call's token refresh.
+const WAIT_FOR_REFRESH_MS: u64 = 15_000;
+
+/// A request to the gate.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Ask {
+    /// Draw on the search budget instead of the general one.
+    #[serde(default)]
+    search: bool,
+    /// Also return the OAuth access token.
+    #[serde(default)]
+    token: bool,
+    /// The token HubSpot just answered 401 to: return a newer one, refreshing if needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rejected: Option<String>,
+    /// Rate-limit headers of an earlier response from this isolate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    observed: Option<Observed>,
+    /// A 429 just received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limited: Option<Limited>,
+    /// Only record `observed`/`limited`; no permit.
+    #[serde(default)]
+    report_only: bool,
+}
+
+/// [`RateLimitObservation`] on the wire.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(crate) struct Observed {
+    max: Option<u32>,
+    remaining: Option<u32>,
+    interval_ms: Option<u64>,
+    daily: Option<u64>,
+    daily_remaining: Option<u64>,
+}
+
+impl From<RateLimitObservation> for Observed {
+    fn from(o: RateLimitObservation) -> Self {
+        Self {
+            max: o.max,
+            remaining: o.remaining,
+            interval_ms: o.interval_ms,
+            daily: o.daily,
+            daily_remaining: o.daily_remaining,
+        }
+    }
+}
+
+impl From<Observed> for RateLimitObservation {
+    fn from(o: Observed) -> Self {
+        Self {
+            max: o.max,
+            remaining: o.remaining,
+            interval_ms: o.interval_ms,
+            daily: o.daily,
+            daily_remaining: o.daily_remaining,
+        }
+    }
+}
+
+/// A 429 on the wire.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Limited {
+    policy: Policy,
+    retry_after_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Policy {
+    TenSecondly,
+    Secondly,
+    Daily,
+}
+
+/// The gate's answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+enum Answer {
+    /// Send now (counted); `token` when asked for.
+    Permit { token: Option<String> },
+    /// Ask again in `wait_ms`; nothing was counted.
+    Wait { wait_ms: u64 },
+    /// The report was recorded.
+    Noted,
+    /// No access token: the refresh failed (`error` is safe to show).
+    Failed { error: String },
+}
+
+thread_local! {
+    /// The latest rate-limit headers this isolate saw, not yet passed to the gate.
+    static PENDING: RefCell<Option<Observed>> = const { RefCell::new(None) };
+}
+
+/// Remembers `observed` for this isolate's next permit request.
+pub(crate) fn note(observed: RateLimitObservation) {
+    PENDING.with(|p| *p.borrow_mut() = Some(observed.into()));
+}
+
+/// Waits for a permit on `budget` and returns the bearer token to send with it. `rejected`:
+/// the token HubSpot just answered 401 to (OAuth only; a newer one is returned).
+pub(crate) async fn permit(
+    config: &HubSpotApi,
+    env: &Env,
+    budget: Budget,
+    rejected: Option<&AccessToken>,
+) -> std::result::Result<AccessToken, CallError> {
+    let oauth = matches!(config.auth, HubSpotAuth::OAuth { .. });
+    let started = Date::now().as_millis();
+    loop {
+        let ask = Ask {
+            search: budget == Budget::Search,
+            token: oauth,
+            rejected: rejected.map(|t| t.as_str().to_owned()),
+            observed: PENDING.with(|p| p.borrow_mut().take()),
+            ..Ask::default()
+        };
+        match call(env, &ask).await? {
+            Answer::Permit { token } => {
+                return match (token, &config.auth) {
+                    (Some(t), _) => Ok(AccessToken::new(t)),
+                    (None, HubSpotAuth::Static(t)) => Ok(t.clone()),
+                    (None, HubSpotAuth::OAuth { .. }) => Err(CallError::Gate(
+                        "the gate granted a permit without a token".into(),
+                    )),
+                };
+            }
+            Answer::Wait { wait_ms } => {
+                let waited = Date::now().as_millis().saturating_sub(started);
+                if waited.saturating_add(wait_ms) > MAX_WAIT_MS {
+                    return Err(CallError::Throttled { wait_ms });
+                }
+                Delay::from(Duration::from_millis(wait_ms.max(1))).await;
+            }
+            Answer::Failed { error } => return Err(CallError::OAuthRefresh(error)),
+            Answer::Noted => {
+                return Err(CallError::Gate("unexpected gate answer".into()));
+            }
+        }
+    }
+}
+
+/// Tells the gate about a 429 at once, so that no isolate sends into the exhausted window.
+pub(crate) async fn report_rate_limited(
+    env: &Env,
+    policy: LimitPolicy,
+    retry_after_ms: Option<u64>,
+) -> std::result::Result<(), CallError> {
+    let policy = match policy {
+        LimitPolicy::TenSecondly => Policy::TenSecondly,
+        LimitPolicy::Secondly => Policy::Secondly,
+        LimitPolicy::Daily => Policy::Daily,
+    };
+    let ask = Ask {
+        limited: Some(Limited {
+            policy,
+            retry_after_ms,
+        }),
+        report_only: true,
+        ..Ask::default()
+    };
+    call(env, &ask).await.map(|_| ())
+}
+
+async fn call(env: &Env, ask: &Ask) -> std::result::Result<Answer, CallError> {
+    let unavailable = |e: worker::Error| CallError::Gate(e.to_string());
+    let stub = env
+        .durable_object(BINDING)
+        .and_then(|ns| ns.id_from_name(INSTANCE)?.get_stub())
+        .map_err(unavailable)?;
+    let body = serde_json::to_string(ask).map_err(|e| CallError::Gate(e.to_string()))?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let request = Request::new_with_init("https://gate/permit", &init).map_err(unavailable)?;
+    let mut response = stub.fetch_with_request(request).await.map_err(unavailable)?;
+    if response.status_code() != 200 {
+        return Err(CallError::Gate(format!(
+            "the gate answered {}",
+            response.status_code()
+        )));
+    }
+    response.json::<Answer>().await.map_err(unavailable)
+}
+
+/// The Durable Object. See the [module docs](self).
+#[durable_object]
+pub struct HubSpotGate {
+    state: State,
+    env: Env,
+    inner: RefCell<Inner>,
+}
+
+impl std::fmt::Debug for HubSpotGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubSpotGate").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    governor: Option<Governor>,
+    token: Option<Cached>,
+    /// The stored token has been read (once per object lifetime).
+    loaded: bool,
+    refreshing: bool,
+    failure: Option<Failure>,
+}
+
+impl DurableObject for HubSpotGate {
+    fn new(state: State, env: Env) -> Self {
+        Self {
+            state,
+            env,
+            inner: RefCell::new(Inner::default()),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let Ok(ask) = req.json::<Ask>().await else {
+            return Response::error("bad gate request", 400);
+        };
+        let config = match HubSpotApi::from_env(&self.env) {
+            Ok(c) => c,
+            Err(e) => {
+                return Response::from_json(&Answer::Failed {
+                    error: e.message(),
+                })
+            }
+        };
+        let now = Date::now().as_millis();
+        self.with_governor(&config, |g| {
+            if let Some(o) = ask.observed {
+                g.observe(&o.into(), now);
+            }
+            if let Some(l) = ask.limited {
+                let policy = match l.policy {
+                    Policy::TenSecondly => LimitPolicy::TenSecondly,
+                    Policy::Secondly => LimitPolicy::Secondly,
+                    Policy::Daily => LimitPolicy::Daily,
+                };
+                g.on_rate_limited(policy, l.retry_after_ms, now);
+            }
+        });
+        if ask.report_only {
+            return Response::from_json(&Answer::Noted);
+        }
+        let token = if ask.token {
+            match self.token(&config, ask.rejected.as_deref()).await {
+                Ok(t) => Some(t),
+                Err(error) => return Response::from_json(&Answer::Failed { error }),
+            }
+        } else {
+            None
+        };
+        let budget = if ask.search {
+            Budget::Search
+        } else {
+            Budget::General
+        };
+        let now = Date::now().as_millis();
+        let answer = match self.with_governor(&config, |g| g.acquire(budget, now)) {
+            Acquire::Permit => Answer::Permit { token },
+            Acquire::Wait { until_ms } => Answer::Wait {
+                wait_ms: until_ms.saturating_sub(now).max(1),
+            },
+        };
+        Response::from_json(&answer)
+    }
+}
+
+impl HubSpotGate {
+    fn with_governor<R>(&self, config: &HubSpotApi, f: impl FnOnce(&mut Governor) -> R) -> R {
+        let mut inner = self.inner.borrow_mut();
+        let governor = inner
+            .governor
+            .get_or_insert_with(|| Governor::new(config.governor));
+        f(governor)
+    }
+
+    /// A usable access token, refreshed by one call at a time.
+    async fn token(
+        &self,
+        config: &HubSpotApi,
+        rejected: Option<&str>,
+    ) -> std::result::Result<String, String> {
+        let HubSpotAuth::OAuth { margin_ms, .. } = &config.auth else {
+            return Err("OAuth is not configured".into());
+        };
+        let usable = |c: &Cached, now: u64| {
+            c.expires_at_ms.saturating_sub(*margin_ms) > now && Some(c.token.as_str()) != rejected
+        };
+        if !self.inner.borrow().loaded {
+            // Storage reads hold the object's input gate: nothing interleaves here.
+            let stored = self.state.storage().get::<Cached>(TOKEN_KEY).await;
+            let mut inner = self.inner.borrow_mut();
+            if !inner.loaded {
+                inner.loaded = true;
+                if inner.token.is_none() {
+                    inner.token = stored.ok().flatten();
+                }
+            }
+        }
+        let started = Date::now().as_millis();
+        loop {
+            let now = Date::now().as_millis();
+            {
+                let inner = self.inner.borrow();
+                if let Some(c) = inner.token.as_ref().filter(|c| usable(c, now)) {
+                    return Ok(c.token.clone());
+                }
+                if let Some(f) = inner.failure.as_ref().filter(|f| f.until_ms > now) {
+                    return Err(f.message.clone());
+                }
+                if !inner.refreshing {
+                    break;
+                }
+            }
+            if now.saturating_sub(started) > WAIT_FOR_REFRESH_MS {
+                return Err("timed out waiting for the OAuth token refresh".into());
+            }
+            Delay::from(Duration::from_millis(20)).await;
+        }
+        let flight = Flight::start(&self.inner);
+        let result = oauth::refresh(config).await;
+        drop(flight);
+        match result {
+            Ok(cached) => {
+                if self.state.storage().put(TOKEN_KEY, &cached).await.is_err() {
+                    crate::log::Line::warn("hubspot_oauth_cache_write_failed").emit();
+                }
+                let token = cached.token.clone();
+                let mut inner = self.inner.borrow_mut();
+                inner.token = Some(cached);
+                inner.failure = None;
+                Ok(token)
+            }
+            Err(failure) => {
+                let message = failure.message.clone();
+                self.inner.borrow_mut().failure = Some(failure);
+                Err(message)
+            }
+        }
+    }
+}
+
+/// Marks a refresh in flight; clears the mark when dropped, also when the request is cancelled
+/// mid-refresh (so waiting calls never wait for a refresh that is gone).
+struct Flight<'a>(&'a RefCell<Inner>);
+
+impl<'a> Flight<'a> {
+    fn start(inner: &'a RefCell<Inner>) -> Self {
+        inner.borrow_mut().refreshing = true;
+        Self(inner)
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.0.borrow_mut().refreshing = false;
+    }
+}
