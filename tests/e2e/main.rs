@@ -13,11 +13,14 @@
 
 // The harness reports through libtest-mimic and eprintln!; nothing prints to stdout directly.
 
+mod api_limits;
+
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use api_limits::{hubspot_burst_of_1000_reads_paced_without_429, hubspot_oauth_401_refreshed_once};
 use hubspot_edge_tests::mock::MockConfig;
 use hubspot_edge_tests::{
     unique_id, Behavior, Fixture, FixtureOptions, HubSpotEvent, HubSpotRequest, SignatureScheme,
@@ -60,6 +63,8 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         hubspot_oauth_bad_refresh_token_not_retried_hot,
         hubspot_daily_limit_not_retried,
         hubspot_search_all_walks_past_the_cap,
+        hubspot_burst_of_1000_reads_paced_without_429,
+        hubspot_oauth_401_refreshed_once,
     ]
 }
 
@@ -969,10 +974,9 @@ fn hubspot_daily_limit_not_retried(_: &Fixture) -> Outcome {
     })
 }
 
-/// Contacts seeded for the search walk: past HubSpot's 10,000-result cap per query. 12,000
-/// rather than 25,000: at the 5/s search limit, 200 per page, 25,000 would take ~28 s of
-/// walking alone (60 pages here, ~13 s).
-const SEARCH_ALL_CONTACTS: usize = 12_000;
+/// Contacts seeded for the search walk: two and a half times HubSpot's 10,000-result cap per
+/// query (125 pages of 200 at the governed 4 searches/s: ~31 s of walking).
+const SEARCH_ALL_CONTACTS: usize = 25_000;
 
 /// `search-all` walks every seeded contact by id (core's `SearchPlan`, one-page keyset windows)
 /// through the executor: each id exactly once, past the 10,000 cap, paced to the 5/s search limit.

@@ -576,7 +576,8 @@ fn respond(shared: &Shared, req: &Request) -> Option<Response> {
     Some(resp)
 }
 
-/// `/__mock/faults` (GET, POST), `/__mock/stats` (GET), `/__mock/reset-stats` (POST).
+/// `/__mock/faults` (GET, POST), `/__mock/stats` (GET), `/__mock/reset-stats` (POST),
+/// `/__mock/expire-tokens` (POST: every issued OAuth access token expires now).
 fn admin_endpoint(shared: &Shared, req: &Request, what: &str) -> Response {
     let mut data = lock(&shared.data);
     let data = &mut *data;
@@ -592,6 +593,10 @@ fn admin_endpoint(shared: &Shared, req: &Request, what: &str) -> Response {
             data.oauth.refreshes = 0;
             data.oauth.code_exchanges = 0;
             api::json_response(200, &json!({"ok": true}))
+        }
+        ("POST", "expire-tokens") => {
+            let expired = data.oauth.expire_all(Instant::now());
+            api::json_response(200, &json!({ "expired": expired }))
         }
         ("GET", "faults") => api::json_response(200, &data.faults.to_json()),
         ("POST", "faults") => {

@@ -74,6 +74,15 @@ impl OAuth {
         }
     }
 
+    /// Makes every issued access token expire at `now` (as if its lifetime had run out): the
+    /// next call with it gets HubSpot's 401. Returns how many there were.
+    pub(super) fn expire_all(&mut self, now: Instant) -> usize {
+        for expiry in self.access.values_mut() {
+            *expiry = (*expiry).min(now);
+        }
+        self.access.len()
+    }
+
     fn mint(&mut self, prefix: &str) -> String {
         self.next += 1;
         // Shaped loosely like HubSpot's opaque tokens (`CJSP5qf1KhICAQEYs-gDIIGOBii1`…).
