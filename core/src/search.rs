@@ -3,8 +3,26 @@
 //!
 //! HubSpot search returns at most 200 records per page, at most 10,000 per query (paging beyond
 //! gives a 400), and accepts only one sort (HUBSPOT.md §4.4). [`SearchPlan`] is a sans-I/O state
-//! machine: [`SearchPlan::next_request`] says which query to send, [`SearchPlan::on_page`] takes
-//! the page back and returns the ids it yields, in order, each exactly once.
+//! machine that speaks the [`api`](crate::api) types: [`SearchPlan::next_request`] gives the
+//! [`SearchRequest`] to send (build it with [`ApiConfig::search`](crate::api::ApiConfig::search)),
+//! [`SearchPlan::on_page`] takes the [`Page`] it answered (as [`interpret`](crate::api::interpret)
+//! returns it) and returns the ids it yields, in order, each exactly once.
+//!
+//! ```
+//! use hubspot_edge_core::api::{ApiConfig, Page, MAX_SEARCH_LIMIT};
+//! use hubspot_edge_core::search::SearchPlan;
+//!
+//! let api = ApiConfig::default();
+//! let mut plan = SearchPlan::by_object_id(vec![], MAX_SEARCH_LIMIT).unwrap();
+//! while let Some(search) = plan.next_request() {
+//!     let request = api.search("contacts", &search).unwrap();
+//!     // … send `request`, then `interpret` the answer …
+//!     let page = Page { results: vec![], next_after: None, total: Some(0) };
+//!     for id in plan.on_page(&page).unwrap() {
+//!         // … each id exactly once …
+//!     }
+//! }
+//! ```
 //!
 //! # Keyset windows, one page each
 //!
@@ -42,13 +60,17 @@
 //! yielded again when the walk reaches it, which is what an incremental sync wants.
 //! Re-reading the boundary group costs about one record per page when dates are mostly distinct.
 //!
+//! Dates are read from each record's properties as HubSpot returns them: ISO 8601 UTC
+//! (`2024-05-01T12:00:00.123Z`, or a date alone) or Unix milliseconds; filters send Unix
+//! milliseconds (HUBSPOT.md §4.4).
+//!
 //! Search is eventually consistent near "now" (PEERS.md pain 6): a caller syncing incrementally
 //! should bound the walk with a `date LT now - lag` filter and re-walk from an earlier cursor.
 
 use std::collections::HashSet;
 
-/// HubSpot's largest page (HUBSPOT.md §4.4).
-pub const MAX_PAGE_SIZE: u32 = 200;
+use crate::api::{Filter, FilterOp, Page, SearchRequest, Sort, SortDirection, MAX_SEARCH_LIMIT};
+
 /// Most results one query can page through (HUBSPOT.md §4.4).
 pub const MAX_RESULTS_PER_QUERY: u32 = 10_000;
 /// Most filter groups per request (HUBSPOT.md §4.4; the spec's "up to 6" is not trusted).
@@ -62,112 +84,6 @@ pub const OBJECT_ID: &str = "hs_object_id";
 /// Filters the plan adds to every group at most (date EQ and id GT).
 const PLAN_FILTERS: usize = 2;
 
-/// A comparison operator (a subset of HubSpot's, HUBSPOT.md §4.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operator {
-    /// `EQ`
-    Eq,
-    /// `NEQ`
-    Neq,
-    /// `LT`
-    Lt,
-    /// `LTE`
-    Lte,
-    /// `GT`
-    Gt,
-    /// `GTE`
-    Gte,
-}
-
-impl Operator {
-    /// The name HubSpot uses in `filters[].operator`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Eq => "EQ",
-            Self::Neq => "NEQ",
-            Self::Lt => "LT",
-            Self::Lte => "LTE",
-            Self::Gt => "GT",
-            Self::Gte => "GTE",
-        }
-    }
-}
-
-/// One search filter: `property operator value`. Values are strings on the wire; dates are Unix
-/// milliseconds (HUBSPOT.md §4.4).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Filter {
-    /// Property name, e.g. `hs_object_id`.
-    pub property: String,
-    /// Comparison.
-    pub operator: Operator,
-    /// Value, as sent.
-    pub value: String,
-}
-
-impl Filter {
-    /// Builds a filter.
-    pub fn new(property: impl Into<String>, operator: Operator, value: impl ToString) -> Self {
-        Self {
-            property: property.into(),
-            operator,
-            value: value.to_string(),
-        }
-    }
-}
-
-/// Sort direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// `ASCENDING`
-    Ascending,
-    /// `DESCENDING`
-    Descending,
-}
-
-/// The one sort HubSpot allows per search (HUBSPOT.md §4.4).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sort {
-    /// Property to sort by.
-    pub property: String,
-    /// Direction.
-    pub direction: Direction,
-}
-
-/// One search request to send, as data. Filter groups are ORed; filters in a group are ANDed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SearchQuery {
-    /// `filterGroups`.
-    pub filter_groups: Vec<Vec<Filter>>,
-    /// `sorts` (one entry).
-    pub sorts: Vec<Sort>,
-    /// `after`: paging cursor; the plan never pages by offset, so this is always `None`.
-    pub after: Option<String>,
-    /// `limit`: page size, 1–200.
-    pub limit: u32,
-}
-
-/// One record of a search response page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SearchHit {
-    /// `hs_object_id`.
-    pub id: u64,
-    /// The value of the plan's date property in Unix ms; required by
-    /// [`SearchPlan::modified_since`] plans, ignored by [`SearchPlan::by_object_id`] plans.
-    pub sort_value: Option<u64>,
-}
-
-/// One search response page, in the order HubSpot returned it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SearchPage {
-    /// `results`.
-    pub results: Vec<SearchHit>,
-    /// `paging.next.after`: `Some` when HubSpot has more results for this query.
-    pub next_after: Option<String>,
-    /// `total`, when sent (informational).
-    pub total: Option<u64>,
-}
-
 /// Why a plan could not be built or a page not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SearchPlanError {
@@ -175,21 +91,28 @@ pub enum SearchPlanError {
     /// HubSpot's limits (5 groups, 6 filters per group, 18 in total).
     #[error("too many filters: at most {MAX_FILTER_GROUPS} groups of 4 filters and 18 in total, the plan adds 2 per group")]
     TooManyFilters,
-    /// A page of a date-ordered walk held a record without the date (a bug in the caller's
-    /// response parsing, or the property was not requested).
+    /// A page of a date-ordered walk held a record whose date property is absent, `null` or
+    /// not a date (the property was not requested, or is not a date).
     #[error("search hit {id} has no value for the sort property")]
     MissingSortValue {
         /// The record's id.
         id: u64,
     },
+    /// A page held a record whose id is not a number (not an answer to a CRM search).
+    #[error("a search result had a non-numeric id")]
+    NonNumericId {
+        /// The id as sent.
+        id: String,
+    },
 }
 
 impl SearchPlanError {
-    /// Stable code: `too_many_filters` or `missing_sort_value`.
+    /// Stable code: `too_many_filters`, `missing_sort_value` or `non_numeric_id`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::TooManyFilters => "too_many_filters",
             Self::MissingSortValue { .. } => "missing_sort_value",
+            Self::NonNumericId { .. } => "non_numeric_id",
         }
     }
 }
@@ -207,6 +130,14 @@ enum Phase {
     Done,
 }
 
+/// One record of a page, as the plan reads it.
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    id: u64,
+    /// The date, on date walks; `None` when absent or not a date.
+    date: Option<u64>,
+}
+
 /// A walk over every record matching some filters. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct SearchPlan {
@@ -222,7 +153,8 @@ pub struct SearchPlan {
 
 impl SearchPlan {
     /// Every record matching `filter_groups` (ORed groups of ANDed filters; empty for all
-    /// records), in ascending `hs_object_id` order. `page_size` is clamped to 1–200.
+    /// records), in ascending `hs_object_id` order. `page_size` is clamped to 1–200
+    /// ([`MAX_SEARCH_LIMIT`]).
     ///
     /// # Errors
     ///
@@ -241,8 +173,9 @@ impl SearchPlan {
     }
 
     /// Every record matching `filter_groups` whose `date_property` (e.g. `hs_lastmodifieddate`)
-    /// is at or after `since_ms`, in ascending date order, ties in no particular order. Each
-    /// [`SearchHit`] must carry the date as `sort_value`. `page_size` is clamped to 1–200.
+    /// is at or after `since_ms`, in ascending date order, ties in no particular order. The
+    /// requests ask for `date_property`, and every record on a page must carry it (see the
+    /// [module docs](self) for the formats read). `page_size` is clamped to 1–200.
     ///
     /// # Errors
     ///
@@ -285,7 +218,7 @@ impl SearchPlan {
         Ok(Self {
             groups,
             date_property,
-            page_size: page_size.clamp(1, MAX_PAGE_SIZE),
+            page_size: page_size.clamp(1, MAX_SEARCH_LIMIT),
             phase,
             boundary: HashSet::new(),
             yielded: 0,
@@ -293,30 +226,35 @@ impl SearchPlan {
         })
     }
 
-    /// The query to send next, or `None` when the walk is complete. Calling it again without
-    /// [`on_page`](Self::on_page) returns the same query (send it again after a failure).
-    pub fn next_request(&self) -> Option<SearchQuery> {
+    /// The search to send next, or `None` when the walk is complete. Calling it again without
+    /// [`on_page`](Self::on_page) returns the same search (send it again after a failure).
+    ///
+    /// It has the filter groups, one ascending sort, `limit` and, in `properties`, what the plan
+    /// reads (`hs_object_id`, and the date property on date walks); never `after` or `query`.
+    /// Add properties before sending to get more of each record.
+    pub fn next_request(&self) -> Option<SearchRequest> {
         let date = self.date_property.as_deref().unwrap_or(OBJECT_ID);
         let (bounds, sort) = match self.phase {
             Phase::Done => return None,
             Phase::Ids { after_id } => (
                 after_id
-                    .map(|id| Filter::new(OBJECT_ID, Operator::Gt, id))
+                    .map(|id| filter(OBJECT_ID, FilterOp::Gt(id.to_string())))
                     .into_iter()
                     .collect::<Vec<_>>(),
                 OBJECT_ID,
             ),
             Phase::Range { from, inclusive } => {
+                let from = from.to_string();
                 let op = if inclusive {
-                    Operator::Gte
+                    FilterOp::Gte(from)
                 } else {
-                    Operator::Gt
+                    FilterOp::Gt(from)
                 };
-                (vec![Filter::new(date, op, from)], date)
+                (vec![filter(date, op)], date)
             }
             Phase::Ties { at, after_id } => {
-                let mut f = vec![Filter::new(date, Operator::Eq, at)];
-                f.extend(after_id.map(|id| Filter::new(OBJECT_ID, Operator::Gt, id)));
+                let mut f = vec![filter(date, FilterOp::Eq(at.to_string()))];
+                f.extend(after_id.map(|id| filter(OBJECT_ID, FilterOp::Gt(id.to_string()))));
                 (f, OBJECT_ID)
             }
         };
@@ -326,14 +264,18 @@ impl SearchPlan {
             .iter()
             .map(|g| g.iter().chain(&bounds).cloned().collect())
             .collect();
-        Some(SearchQuery {
+        let mut properties = vec![OBJECT_ID.to_owned()];
+        properties.extend(self.date_property.clone());
+        Some(SearchRequest {
             filter_groups,
-            sorts: vec![Sort {
+            sort: Some(Sort {
                 property: sort.to_owned(),
-                direction: Direction::Ascending,
-            }],
+                direction: SortDirection::Ascending,
+            }),
+            properties,
+            query: None,
+            limit: Some(self.page_size),
             after: None,
-            limit: self.page_size,
         })
     }
 
@@ -345,15 +287,20 @@ impl SearchPlan {
     ///
     /// # Errors
     ///
-    /// [`SearchPlanError::MissingSortValue`] when a date walk gets a hit without a date; the
+    /// [`SearchPlanError::NonNumericId`] when a record's id is not a number, and
+    /// [`SearchPlanError::MissingSortValue`] when a date walk gets a record without a date; the
     /// plan is unchanged and the same request is due again.
-    pub fn on_page(&mut self, page: &SearchPage) -> Result<Vec<u64>, SearchPlanError> {
-        let more = page.next_after.is_some() && !page.results.is_empty();
-        let mut out = Vec::with_capacity(page.results.len());
+    pub fn on_page(&mut self, page: &Page) -> Result<Vec<u64>, SearchPlanError> {
+        if self.phase == Phase::Done {
+            return Ok(Vec::new());
+        }
+        let hits = self.hits(page)?;
+        let more = page.next_after.is_some() && !hits.is_empty();
+        let mut out = Vec::with_capacity(hits.len());
         match self.phase {
             Phase::Done => return Ok(out),
             Phase::Ids { after_id } => {
-                let next = walk_ids(page, after_id, |_| true, &mut out);
+                let next = walk_ids(&hits, after_id, |_| true, &mut out);
                 self.phase = match next {
                     Some(id) if more => Phase::Ids { after_id: Some(id) },
                     _ => Phase::Done,
@@ -361,7 +308,7 @@ impl SearchPlan {
             }
             Phase::Ties { at, after_id } => {
                 let boundary = &self.boundary;
-                let next = walk_ids(page, after_id, |id| !boundary.contains(&id), &mut out);
+                let next = walk_ids(&hits, after_id, |id| !boundary.contains(&id), &mut out);
                 self.phase = match next {
                     Some(id) if more => Phase::Ties {
                         at,
@@ -377,14 +324,13 @@ impl SearchPlan {
                 };
             }
             Phase::Range { from, inclusive } => {
-                if let Some(hit) = page.results.iter().find(|h| h.sort_value.is_none()) {
+                if let Some(hit) = hits.iter().find(|h| h.date.is_none()) {
                     return Err(SearchPlanError::MissingSortValue { id: hit.id });
                 }
                 let in_range = |v: u64| v > from || (inclusive && v == from);
                 let dated = || {
-                    page.results
-                        .iter()
-                        .filter_map(|h| Some((h.id, h.sort_value?)))
+                    hits.iter()
+                        .filter_map(|h| Some((h.id, h.date?)))
                         .filter(|&(_, v)| in_range(v))
                 };
                 let Some(max) = dated().map(|(_, v)| v).max() else {
@@ -439,19 +385,53 @@ impl SearchPlan {
     pub fn pages(&self) -> u64 {
         self.requests
     }
+
+    /// The page's records as ids and (on date walks) dates.
+    fn hits(&self, page: &Page) -> Result<Vec<Hit>, SearchPlanError> {
+        page.results
+            .iter()
+            .map(|o| {
+                let id =
+                    o.id.parse()
+                        .map_err(|_| SearchPlanError::NonNumericId { id: o.id.clone() })?;
+                let date = self
+                    .date_property
+                    .as_ref()
+                    .and_then(|p| o.properties.get(p)?.as_deref())
+                    .and_then(date_ms);
+                Ok(Hit { id, date })
+            })
+            .collect()
+    }
+}
+
+fn filter(property: &str, op: FilterOp) -> Filter {
+    Filter {
+        property: property.to_owned(),
+        op,
+    }
+}
+
+/// A date property's value in Unix ms: Unix milliseconds, or ISO 8601 UTC as HubSpot returns
+/// datetime (and date) properties.
+fn date_ms(value: &str) -> Option<u64> {
+    value
+        .parse()
+        .ok()
+        .or_else(|| crate::time::parse_iso8601_ms(value))
 }
 
 /// Pushes the ids of an id-sorted page above `after_id` that pass `keep`; returns the largest id
 /// above `after_id`, or `None` if the page made no progress.
 fn walk_ids(
-    page: &SearchPage,
+    hits: &[Hit],
     after_id: Option<u64>,
     keep: impl Fn(u64) -> bool,
     out: &mut Vec<u64>,
 ) -> Option<u64> {
     let above = |id: u64| after_id.is_none_or(|a| id > a);
     let mut max = None;
-    for hit in &page.results {
+    for hit in hits {
         if above(hit.id) {
             if keep(hit.id) {
                 out.push(hit.id);
@@ -467,28 +447,61 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use super::*;
+    use std::collections::BTreeMap;
 
-    fn hit(id: u64, date: u64) -> SearchHit {
-        SearchHit {
-            id,
-            sort_value: Some(date),
+    use super::*;
+    use crate::api::SimpleObject;
+
+    /// A record as HubSpot returns it, with its date in property `d` (Unix ms as a string).
+    fn hit(id: u64, date: u64) -> SimpleObject {
+        record(id, "d", Some(date.to_string()))
+    }
+
+    fn record(id: impl ToString, property: &str, value: Option<String>) -> SimpleObject {
+        SimpleObject {
+            id: id.to_string(),
+            properties: BTreeMap::from([(property.to_owned(), value)]),
+            created_at: None,
+            updated_at: None,
+            archived: false,
+            object_write_trace_id: None,
+            new: None,
         }
     }
 
-    fn page(results: Vec<SearchHit>, more: bool) -> SearchPage {
-        SearchPage {
+    fn page(results: Vec<SimpleObject>, more: bool) -> Page {
+        Page {
             results,
             next_after: more.then(|| "x".to_owned()),
             total: None,
         }
     }
 
-    fn bounds(q: &SearchQuery) -> Vec<(String, &'static str, String)> {
+    /// A filter's operator name and value (the ones the planner and the fake engine use).
+    fn op(f: &Filter) -> (&'static str, &str) {
+        match &f.op {
+            FilterOp::Eq(v) => ("EQ", v),
+            FilterOp::Neq(v) => ("NEQ", v),
+            FilterOp::Lt(v) => ("LT", v),
+            FilterOp::Lte(v) => ("LTE", v),
+            FilterOp::Gt(v) => ("GT", v),
+            FilterOp::Gte(v) => ("GTE", v),
+            other => panic!("operator {other:?} not used here"),
+        }
+    }
+
+    fn bounds(q: &SearchRequest) -> Vec<(String, &'static str, String)> {
         q.filter_groups[0]
             .iter()
-            .map(|f| (f.property.clone(), f.operator.as_str(), f.value.clone()))
+            .map(|f| {
+                let (name, value) = op(f);
+                (f.property.clone(), name, value.to_owned())
+            })
             .collect()
+    }
+
+    fn sort_property(q: &SearchRequest) -> &str {
+        &q.sort.as_ref().expect("one sort").property
     }
 
     fn f(p: &str, op: &'static str, v: &str) -> (String, &'static str, String) {
@@ -499,10 +512,11 @@ mod tests {
     fn by_id_walk() {
         let mut plan = SearchPlan::by_object_id(vec![], 2).unwrap();
         let q = plan.next_request().unwrap();
-        assert_eq!(q.limit, 2);
-        assert_eq!(q.after, None);
-        assert_eq!(q.sorts[0].property, "hs_object_id");
-        assert_eq!(q.sorts[0].direction, Direction::Ascending);
+        assert_eq!(q.limit, Some(2));
+        assert_eq!((&q.after, &q.query), (&None, &None));
+        assert_eq!(q.properties, ["hs_object_id"]);
+        assert_eq!(sort_property(&q), "hs_object_id");
+        assert_eq!(q.sort.as_ref().unwrap().direction, SortDirection::Ascending);
         assert!(bounds(&q).is_empty());
         // Idempotent until a page is fed back.
         assert_eq!(plan.next_request(), Some(q));
@@ -541,20 +555,23 @@ mod tests {
     #[test]
     fn user_filters_are_anded_into_every_group() {
         let groups = vec![
-            vec![Filter::new("lifecyclestage", Operator::Eq, "lead")],
-            vec![Filter::new("hs_lead_status", Operator::Neq, "NEW")],
+            vec![filter("lifecyclestage", FilterOp::Eq("lead".into()))],
+            vec![filter("hs_lead_status", FilterOp::Neq("NEW".into()))],
         ];
-        let mut plan = SearchPlan::modified_since("hs_lastmodifieddate", 100, groups, 500).unwrap();
+        let p = "hs_lastmodifieddate";
+        let mut plan = SearchPlan::modified_since(p, 100, groups, 500).unwrap();
         let q = plan.next_request().unwrap();
-        assert_eq!(q.limit, 200);
+        assert_eq!(q.limit, Some(200));
+        assert_eq!(q.properties, ["hs_object_id", p]);
         assert_eq!(q.filter_groups.len(), 2);
         for g in &q.filter_groups {
             assert_eq!(g.len(), 2);
-            assert_eq!(g[1], Filter::new("hs_lastmodifieddate", Operator::Gte, 100));
+            assert_eq!(g[1], filter(p, FilterOp::Gte("100".into())));
         }
-        plan.on_page(&page(vec![hit(1, 100)], true)).unwrap();
+        plan.on_page(&page(vec![record(1, p, Some("100".into()))], true))
+            .unwrap();
         let q = plan.next_request().unwrap();
-        assert_eq!(q.sorts[0].property, "hs_object_id");
+        assert_eq!(sort_property(&q), "hs_object_id");
         for g in &q.filter_groups {
             assert_eq!(g.len(), 2);
         }
@@ -562,11 +579,12 @@ mod tests {
 
     #[test]
     fn too_many_filters() {
-        let four = || vec![Filter::new("a", Operator::Eq, 1); 4];
+        let eq = || filter("a", FilterOp::Eq("1".into()));
+        let four = || vec![eq(); 4];
         let cases = [
             (vec![], true),
             (vec![four()], true),
-            (vec![vec![Filter::new("a", Operator::Eq, 1); 5]], false),
+            (vec![vec![eq(); 5]], false),
             (vec![four(), four(), four()], true),
             // 4 groups of 4 + 2 = 24 filters > 18.
             (vec![four(), four(), four(), four()], false),
@@ -584,7 +602,7 @@ mod tests {
 
     #[test]
     fn date_walk_rereads_boundary_group() {
-        let p = "hs_lastmodifieddate";
+        let p = "d";
         let mut plan = SearchPlan::modified_since(p, 0, vec![], 3).unwrap();
         assert_eq!(bounds(&plan.next_request().unwrap()), [f(p, "GTE", "0")]);
         let ids = plan.on_page(&page(vec![hit(1, 10), hit(2, 20), hit(3, 20)], true));
@@ -595,10 +613,7 @@ mod tests {
         // Only 4 is new, and the page is all one date: walk the group by id.
         assert_eq!(ids.unwrap(), [4]);
         assert_eq!(bounds(&plan.next_request().unwrap()), [f(p, "EQ", "20")],);
-        assert_eq!(
-            plan.next_request().unwrap().sorts[0].property,
-            "hs_object_id"
-        );
+        assert_eq!(sort_property(&plan.next_request().unwrap()), "hs_object_id");
         let ids = plan.on_page(&page(vec![hit(2, 20), hit(3, 20), hit(4, 20)], true));
         assert_eq!(ids.unwrap(), [0u64; 0]);
         assert_eq!(
@@ -618,23 +633,62 @@ mod tests {
     fn date_walk_missing_value_is_an_error_and_retryable() {
         let mut plan = SearchPlan::modified_since("d", 0, vec![], 10).unwrap();
         let before = plan.next_request();
-        let bad = page(
-            vec![SearchHit {
-                id: 9,
-                sort_value: None,
-            }],
-            false,
+        // Absent, null, or not a date.
+        for bad in [
+            record(9, "other", Some("1".into())),
+            record(9, "d", None),
+            record(9, "d", Some("yesterday".into())),
+        ] {
+            let err = plan
+                .on_page(&page(vec![hit(1, 5), bad], false))
+                .unwrap_err();
+            assert_eq!(err, SearchPlanError::MissingSortValue { id: 9 });
+            assert_eq!(err.code(), "missing_sort_value");
+            assert_eq!(plan.next_request(), before);
+        }
+    }
+
+    #[test]
+    fn non_numeric_id_is_an_error_and_retryable() {
+        for mut plan in [
+            SearchPlan::by_object_id(vec![], 10).unwrap(),
+            SearchPlan::modified_since("d", 0, vec![], 10).unwrap(),
+        ] {
+            let before = plan.next_request();
+            let bad = page(vec![hit(1, 5), record("x1", "d", Some("5".into()))], true);
+            let err = plan.on_page(&bad).unwrap_err();
+            assert_eq!(err, SearchPlanError::NonNumericId { id: "x1".into() });
+            assert_eq!(err.code(), "non_numeric_id");
+            assert_eq!(err.to_string(), "a search result had a non-numeric id");
+            assert_eq!(plan.next_request(), before);
+            assert_eq!(plan.pages(), 0);
+        }
+    }
+
+    #[test]
+    fn date_walk_reads_hubspot_dates() {
+        // HubSpot returns datetime properties as ISO 8601; filters carry Unix ms.
+        let p = "hs_lastmodifieddate";
+        let mut plan = SearchPlan::modified_since(p, 0, vec![], 2).unwrap();
+        let iso = |id, s: &str| record(id, p, Some(s.to_owned()));
+        let ids = plan.on_page(&page(
+            vec![
+                iso(1, "2024-05-01T12:00:00Z"),
+                iso(2, "2024-05-01T12:00:00.123Z"),
+            ],
+            true,
+        ));
+        assert_eq!(ids.unwrap(), [1, 2]);
+        assert_eq!(
+            bounds(&plan.next_request().unwrap()),
+            [f(p, "GTE", "1714564800123")]
         );
-        let err = plan.on_page(&bad).unwrap_err();
-        assert_eq!(err, SearchPlanError::MissingSortValue { id: 9 });
-        assert_eq!(err.code(), "missing_sort_value");
-        assert_eq!(plan.next_request(), before);
     }
 
     #[test]
     fn date_walk_empty() {
         let mut plan = SearchPlan::modified_since("d", 0, vec![], 10).unwrap();
-        assert_eq!(plan.on_page(&SearchPage::default()).unwrap(), [0u64; 0]);
+        assert_eq!(plan.on_page(&page(vec![], false)).unwrap(), [0u64; 0]);
         assert!(plan.is_done());
     }
 
@@ -673,19 +727,20 @@ mod tests {
         }
 
         fn matches(filter: &Filter, id: u64, d: u64) -> bool {
-            let value: u64 = filter.value.parse().expect("numeric filter value");
+            let (name, value) = op(filter);
+            let value: u64 = value.parse().expect("numeric filter value");
             let x = match filter.property.as_str() {
                 OBJECT_ID => id,
                 "d" => d,
                 other => panic!("unknown property {other}"),
             };
-            match filter.operator {
-                Operator::Eq => x == value,
-                Operator::Neq => x != value,
-                Operator::Lt => x < value,
-                Operator::Lte => x <= value,
-                Operator::Gt => x > value,
-                Operator::Gte => x >= value,
+            match name {
+                "EQ" => x == value,
+                "NEQ" => x != value,
+                "LT" => x < value,
+                "LTE" => x <= value,
+                "GT" => x > value,
+                _ => x >= value,
             }
         }
 
@@ -695,10 +750,11 @@ mod tests {
                 .iter()
                 .filter(|f| f.property == property)
                 .filter_map(|f| {
-                    let v: u64 = f.value.parse().ok()?;
-                    match f.operator {
-                        Operator::Eq | Operator::Gte => Some(v),
-                        Operator::Gt => Some(v.saturating_add(1)),
+                    let (name, value) = op(f);
+                    let v: u64 = value.parse().ok()?;
+                    match name {
+                        "EQ" | "GTE" => Some(v),
+                        "GT" => Some(v.saturating_add(1)),
                         _ => None,
                     }
                 })
@@ -706,12 +762,16 @@ mod tests {
                 .unwrap_or(0)
         }
 
-        pub(super) fn search(&mut self, q: &SearchQuery) -> Result<SearchPage, String> {
+        pub(super) fn search(&mut self, q: &SearchRequest) -> Result<Page, String> {
             self.queries += 1;
-            if q.limit == 0 || q.limit > MAX_PAGE_SIZE {
-                return Err(format!("limit {} out of range", q.limit));
+            let limit = q.limit.unwrap_or(10);
+            if limit == 0 || limit > MAX_SEARCH_LIMIT {
+                return Err(format!("limit {limit} out of range"));
             }
-            if q.sorts.len() != 1 || q.sorts[0].direction != Direction::Ascending {
+            let Some(sort) = q.sort.as_ref() else {
+                return Err("exactly one ascending sort supported".into());
+            };
+            if sort.direction != SortDirection::Ascending {
                 return Err("exactly one ascending sort supported".into());
             }
             if q.filter_groups.len() > MAX_FILTER_GROUPS
@@ -726,10 +786,10 @@ mod tests {
                 None => 0,
                 Some(a) => a.parse().map_err(|_| "after must be an integer")?,
             };
-            if offset + u64::from(q.limit) > u64::from(MAX_RESULTS_PER_QUERY) {
+            if offset + u64::from(limit) > u64::from(MAX_RESULTS_PER_QUERY) {
                 return Err("400: cannot page beyond 10,000 results".into());
             }
-            let want = usize::try_from(offset).unwrap() + q.limit as usize + 1;
+            let want = usize::try_from(offset).unwrap() + limit as usize + 1;
             let group_match = |id, d| {
                 q.filter_groups.is_empty()
                     || q.filter_groups
@@ -738,7 +798,7 @@ mod tests {
             };
             let single = (q.filter_groups.len() == 1).then(|| &q.filter_groups[0]);
             // Candidates in sort order, starting at an index seek when there is one group.
-            let hits: Vec<SearchHit> = match q.sorts[0].property.as_str() {
+            let hits: Vec<(u64, u64)> = match sort.property.as_str() {
                 "d" => {
                     let lo = single.map_or(0, |g| Self::lower(g, "d"));
                     let start = self.by_date.partition_point(|&(d, _, _)| d < lo);
@@ -746,14 +806,14 @@ mod tests {
                         .iter()
                         .filter(|&&(d, _, id)| group_match(id, d))
                         .take(want)
-                        .map(|&(d, _, id)| hit(id, d))
+                        .map(|&(d, _, id)| (id, d))
                         .collect()
                 }
                 OBJECT_ID => {
                     let eq_date = single.and_then(|g| {
                         g.iter()
-                            .find(|f| f.property == "d" && f.operator == Operator::Eq)
-                            .map(|f| f.value.parse::<u64>().unwrap())
+                            .find(|f| f.property == "d" && op(f).0 == "EQ")
+                            .map(|f| op(f).1.parse::<u64>().unwrap())
                     });
                     let lo = single.map_or(0, |g| Self::lower(g, OBJECT_ID));
                     match eq_date {
@@ -764,7 +824,7 @@ mod tests {
                                 .take_while(|&&(d, _)| d == d0)
                                 .filter(|&&(d, id)| group_match(id, d))
                                 .take(want)
-                                .map(|&(d, id)| hit(id, d))
+                                .map(|&(d, id)| (id, d))
                                 .collect()
                         }
                         None => {
@@ -773,7 +833,7 @@ mod tests {
                                 .iter()
                                 .filter(|&&(id, d)| group_match(id, d))
                                 .take(want)
-                                .map(|&(id, d)| hit(id, d))
+                                .map(|&(id, d)| (id, d))
                                 .collect()
                         }
                     }
@@ -781,11 +841,22 @@ mod tests {
                 other => return Err(format!("cannot sort by {other}")),
             };
             let offset = usize::try_from(offset).unwrap();
-            let end = (offset + q.limit as usize).min(hits.len());
-            let results = hits.get(offset..end).unwrap_or_default().to_vec();
+            let end = (offset + limit as usize).min(hits.len());
+            let results = hits.get(offset..end).unwrap_or_default();
             let next_after = (hits.len() > end).then(|| end.to_string());
-            Ok(SearchPage {
-                results,
+            // Properties only when requested; datetimes as ISO 8601, as HubSpot returns them.
+            let with_d = q.properties.iter().any(|p| p == "d");
+            Ok(Page {
+                results: results
+                    .iter()
+                    .map(|&(id, d)| {
+                        if with_d {
+                            record(id, "d", Some(crate::time::iso8601_ms(d)))
+                        } else {
+                            record(id, OBJECT_ID, Some(id.to_string()))
+                        }
+                    })
+                    .collect(),
                 next_after,
                 total: None,
             })
@@ -845,9 +916,9 @@ mod tests {
     #[cfg(not(target_arch = "wasm32"))]
     fn planner_100k() {
         let records: Vec<_> = (1..=100_000u64).map(|id| (id, id / 50)).collect();
-        let pages: Vec<SearchPage> = records
+        let pages: Vec<Page> = records
             .chunks(200)
-            .map(|c| SearchPage {
+            .map(|c| Page {
                 results: c.iter().map(|&(id, d)| hit(id, d)).collect(),
                 next_after: Some(String::new()),
                 total: None,
