@@ -13,6 +13,10 @@
 //! - [`delivery`]: what to do after a forwarding attempt (retry, give up).
 //! - [`auth`]: constant-time bearer-token checks.
 //! - [`time`]: calendar arithmetic on instants the caller passes in.
+//! - [`mapping`]: declarative field maps between HubSpot properties and destination records,
+//!   normalising values both ways.
+//! - [`diff`]: type-aware changes between two mapped records, and the echo guard for our own
+//!   writes.
 //! - [`api`], [`ratelimit`], [`search`]: the HubSpot API client's requests, rate governor and
 //!   search planner (in progress).
 
@@ -23,8 +27,10 @@ pub mod api;
 pub mod auth;
 pub mod dedupe;
 pub mod delivery;
+pub mod diff;
 pub mod event;
 pub mod filter;
+pub mod mapping;
 pub mod outbound;
 pub mod ratelimit;
 pub mod search;
