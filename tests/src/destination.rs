@@ -18,10 +18,8 @@
 //! per object id: give each scenario its own ids ([`unique_id`](crate::unique_id)).
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hubspot_edge_core::outbound::{
@@ -29,14 +27,14 @@ use hubspot_edge_core::outbound::{
 };
 use serde_json::Value;
 
+use crate::server::{Request, Responder, Response, Server};
 use crate::{now_ms, now_secs, poll_until, verbose, Error, Result};
+
+/// The largest request body the destination reads.
+pub use crate::server::MAX_BODY_BYTES;
 
 /// How far `webhook-timestamp` may be from now (the Standard Webhooks default).
 pub const TIMESTAMP_TOLERANCE_SECS: u64 = 300;
-/// The largest request body the destination reads.
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
 
 /// How the destination answers one delivery.
@@ -134,18 +132,11 @@ struct State {
     deliveries: Vec<Delivery>,
     scripts: HashMap<u64, VecDeque<Behavior>>,
     default: Behavior,
-    stopping: bool,
-    /// Clones of open connections, shut down on drop so no thread stays blocked in a read.
-    open: HashMap<u64, TcpStream>,
-    next_conn: u64,
-    workers: Vec<JoinHandle<()>>,
 }
 
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    /// Signalled when `stopping` is set (wakes hanging connections).
-    stop: Condvar,
     secret: WebhookSecret,
 }
 
@@ -163,8 +154,7 @@ impl Shared {
 #[derive(Debug)]
 pub struct Destination {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    accept: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl Destination {
@@ -175,40 +165,30 @@ impl Destination {
     pub fn start(secret: &str) -> Result<Self> {
         let secret = WebhookSecret::parse(secret)
             .map_err(|e| Error::new(format!("destination secret: {e}")))?;
-        let listener = TcpListener::bind(("127.0.0.1", 0))?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 deliveries: Vec::new(),
                 scripts: HashMap::new(),
                 default: Behavior::Status(200),
-                stopping: false,
-                open: HashMap::new(),
-                next_conn: 0,
-                workers: Vec::new(),
             }),
-            stop: Condvar::new(),
             secret,
         });
-        let accept_shared = Arc::clone(&shared);
-        let accept = thread::Builder::new()
-            .name("destination-accept".into())
-            .spawn(move || accept_loop(&listener, &accept_shared))?;
-        Ok(Self {
-            shared,
-            addr,
-            accept: Some(accept),
-        })
+        let handler_shared = Arc::clone(&shared);
+        // One request per connection, closed after it (answered or not).
+        let server = Server::start("destination", 0, false, move |request, responder| {
+            serve(&handler_shared, request, responder);
+        })?;
+        Ok(Self { shared, server })
     }
 
     /// `http://127.0.0.1:PORT/hook`.
     pub fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
+        format!("http://{}/hook", self.addr())
     }
 
     /// The listening address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Sets how requests for `object_id` are answered, one behaviour per request in order
@@ -350,90 +330,11 @@ impl Destination {
     }
 }
 
-impl Drop for Destination {
-    fn drop(&mut self) {
-        let workers = {
-            let mut state = self.shared.lock();
-            state.stopping = true;
-            for stream in state.open.values() {
-                let _ = stream.shutdown(Shutdown::Both);
-            }
-            std::mem::take(&mut state.workers)
-        };
-        self.shared.stop.notify_all();
-        // Wake the blocking accept() so the loop sees `stopping`.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-        for w in workers {
-            let _ = w.join();
-        }
-        // Connections accepted between taking `workers` and the accept loop ending.
-        let late = std::mem::take(&mut self.shared.lock().workers);
-        for w in late {
-            let _ = w.join();
-        }
-    }
-}
-
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    for conn in listener.incoming() {
-        let mut state = shared.lock();
-        if state.stopping {
-            return;
-        }
-        let Ok(stream) = conn else { continue };
-        let id = state.next_conn;
-        state.next_conn += 1;
-        if let Ok(clone) = stream.try_clone() {
-            state.open.insert(id, clone);
-        }
-        state.workers.retain(|w| !w.is_finished());
-        let conn_shared = Arc::clone(shared);
-        let spawned = thread::Builder::new()
-            .name("destination-conn".into())
-            .spawn(move || {
-                serve(stream, &conn_shared);
-                conn_shared.lock().open.remove(&id);
-            });
-        if let Ok(handle) = spawned {
-            state.workers.push(handle);
-        }
-    }
-}
-
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-fn serve(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let request = match read_request(&mut reader) {
-        Ok(Some(r)) => r,
-        Ok(None) => return, // closed before a request (e.g. the shutdown wake-up connect)
-        Err(e) => {
-            let _ = write_response(&stream, 400, None, e.message());
-            return;
-        }
-    };
+/// Records, verifies and answers one delivery as scripted.
+fn serve(shared: &Shared, request: Request, responder: &mut Responder<'_>) {
     let received_at = Instant::now();
     let received_at_ms = now_ms();
-    let header = |name: &str| {
-        request
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
+    let header = |name: &str| request.header(name).map(str::to_owned);
     let webhook_id = header(HEADER_WEBHOOK_ID);
     let webhook_timestamp = header(HEADER_WEBHOOK_TIMESTAMP);
     let signature = header(HEADER_WEBHOOK_SIGNATURE);
@@ -473,7 +374,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
         state.deliveries.push(Delivery {
             seq,
             method: request.method,
-            path: request.path,
+            path: request.target,
             headers: request.headers,
             webhook_id,
             webhook_timestamp,
@@ -496,26 +397,34 @@ fn serve(stream: TcpStream, shared: &Shared) {
         }
     }
 
+    // Waits end early when the destination stops.
     let answer = match behavior {
         Behavior::Status(s) => Some((s, None)),
         Behavior::StatusWithRetryAfter(s, secs) => Some((s, Some(secs))),
         Behavior::Drop => None,
         Behavior::Hang(d) => {
-            wait_unless_stopping(shared, d);
+            responder.pause(d);
             None
         }
-        Behavior::Delayed(d, s) => wait_unless_stopping(shared, d).then_some((s, None)),
+        Behavior::Delayed(d, s) => responder.pause(d).then_some((s, None)),
     };
     if let Some((status, retry_after)) = answer {
+        let mut headers = vec![("content-type", "text/plain".to_owned())];
+        headers.extend(retry_after.map(|secs| ("retry-after", secs.to_string())));
+        let response = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
         // Recorded before the write, so a client that has the response also sees it here;
         // taken back if the write fails.
         set_answered(shared, seq, Some(status));
-        if write_response(&stream, status, retry_after, "").is_err() {
+        if responder.send(&response).is_err() {
             set_answered(shared, seq, None);
         }
     }
-    // Close (without answering: abruptly) so the client sees the connection end, not a stall.
-    let _ = stream.shutdown(Shutdown::Both);
+    // The server then closes the connection (without an answer: abruptly), so the client sees
+    // it end rather than a stall.
 }
 
 fn set_answered(shared: &Shared, seq: usize, status: Option<u16>) {
@@ -524,174 +433,10 @@ fn set_answered(shared: &Shared, seq: usize, status: Option<u16>) {
     }
 }
 
-/// Waits `d` unless the destination stops first; true when the full time passed.
-fn wait_unless_stopping(shared: &Shared, d: Duration) -> bool {
-    let deadline = Instant::now() + d;
-    let mut state = shared.lock();
-    loop {
-        if state.stopping {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        state = match shared.stop.wait_timeout(state, deadline - now) {
-            Ok((s, _)) => s,
-            Err(poisoned) => poisoned.into_inner().0,
-        };
-    }
-}
-
-fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<Request>> {
-    let mut head_len = 0usize;
-    let mut line = String::new();
-    // Request line (tolerating leading empty lines, RFC 9112 §2.2).
-    let request_line = loop {
-        line.clear();
-        let n = reader.read_line(&mut line)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        head_len += n;
-        if head_len > MAX_HEAD_BYTES {
-            return Err(Error::new("request head too large"));
-        }
-        let trimmed = line.trim_end_matches(['\r', '\n']);
-        if !trimmed.is_empty() {
-            break trimmed.to_owned();
-        }
-    };
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
-        return Err(Error::new("malformed request line"));
-    };
-    let (method, path) = (method.to_owned(), path.to_owned());
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line)?;
-        if n == 0 {
-            return Err(Error::new("connection closed inside the request head"));
-        }
-        head_len += n;
-        if head_len > MAX_HEAD_BYTES {
-            return Err(Error::new("request head too large"));
-        }
-        let trimmed = line.trim_end_matches(['\r', '\n']);
-        if trimmed.is_empty() {
-            break;
-        }
-        let (k, v) = trimmed
-            .split_once(':')
-            .ok_or_else(|| Error::new("malformed header line"))?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-    }
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let chunked =
-        get("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked {
-        read_chunked(reader)?
-    } else if let Some(len) = get("content-length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| Error::new("invalid content-length"))?;
-        if len > MAX_BODY_BYTES {
-            return Err(Error::new("body too large"));
-        }
-        let mut body = vec![0; len];
-        reader.read_exact(&mut body)?;
-        body
-    } else {
-        Vec::new()
-    };
-    Ok(Some(Request {
-        method,
-        path,
-        headers,
-        body,
-    }))
-}
-
-fn read_chunked(reader: &mut BufReader<TcpStream>) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        let size_hex = line.trim().split(';').next().unwrap_or("");
-        let size =
-            usize::from_str_radix(size_hex, 16).map_err(|_| Error::new("invalid chunk size"))?;
-        if size == 0 {
-            // Trailers, up to the empty line.
-            loop {
-                line.clear();
-                let n = reader.read_line(&mut line)?;
-                if n == 0 || line.trim().is_empty() {
-                    return Ok(body);
-                }
-            }
-        }
-        if body.len() + size > MAX_BODY_BYTES {
-            return Err(Error::new("body too large"));
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..])?;
-        let mut crlf = [0u8; 2];
-        reader.read_exact(&mut crlf)?;
-    }
-}
-
-fn write_response(
-    mut stream: &TcpStream,
-    status: u16,
-    retry_after: Option<u64>,
-    body: &str,
-) -> std::io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n",
-        reason(status),
-        body.len()
-    );
-    if let Some(secs) = retry_after {
-        head.push_str(&format!("retry-after: {secs}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
-    stream.flush()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        410 => "Gone",
-        413 => "Content Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Status",
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::thread;
+
     use super::*;
     use crate::http;
 

@@ -28,6 +28,7 @@ pub mod http;
 pub mod hubspot;
 pub mod mock;
 pub mod process;
+mod server;
 pub mod wrangler;
 
 pub use destination::{Behavior, Delivery, Destination};

@@ -15,9 +15,7 @@
 //!
 //! What it reproduces, and what not yet: `tests/src/mock/BEHAVIOURS.md`.
 
-use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::server::{Request, Responder, Response, Server};
 use crate::Result;
 
 mod api;
@@ -48,12 +47,6 @@ mod tests_ops;
 
 use limits::{Limiter, Limits};
 use store::{Kind, Store};
-
-/// The largest request body read.
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Idle keep-alive connections are closed after this.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the mock is set up. Defaults follow §5.1 for a Free/Starter private app.
 #[derive(Debug, Clone)]
@@ -130,19 +123,10 @@ struct Data {
     webhooks_on: bool,
 }
 
-#[derive(Debug, Default)]
-struct Conns {
-    stopping: bool,
-    open: HashMap<u64, TcpStream>,
-    next: u64,
-    workers: Vec<JoinHandle<()>>,
-}
-
 #[derive(Debug)]
 struct Shared {
     token: String,
     data: Mutex<Data>,
-    conns: Mutex<Conns>,
     webhook_tx: Mutex<Option<Sender<Value>>>,
 }
 
@@ -156,7 +140,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct MockHubSpot {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    accept: Option<JoinHandle<()>>,
+    /// `None` once stopped (it stops before the emitter).
+    server: Option<Server>,
     emitter: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
@@ -179,8 +164,6 @@ impl MockHubSpot {
             daily: config.daily,
             search_per_second: config.search_per_second,
         });
-        let listener = TcpListener::bind(("127.0.0.1", config.port))?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             token: config.token,
             data: Mutex::new(Data {
@@ -201,15 +184,22 @@ impl MockHubSpot {
                 next_event_id: 1_000,
                 webhooks_on: config.webhook.is_some(),
             }),
-            conns: Mutex::new(Conns::default()),
             webhook_tx: Mutex::new(None),
         });
+        // Events queue in the channel until the emitter starts.
+        let webhook = config.webhook.map(|wh| {
+            let (tx, rx) = mpsc::channel();
+            *lock(&shared.webhook_tx) = Some(tx);
+            (wh, rx)
+        });
+        let handler_shared = Arc::clone(&shared);
+        let server = Server::start("hubspot-mock", config.port, true, move |req, responder| {
+            serve(&handler_shared, &req, responder);
+        })?;
         let stop = Arc::new(AtomicBool::new(false));
-        let emitter = match config.webhook {
+        let emitter = match webhook {
             None => None,
-            Some(wh) => {
-                let (tx, rx) = mpsc::channel();
-                *lock(&shared.webhook_tx) = Some(tx);
+            Some((wh, rx)) => {
                 let (s, st) = (Arc::clone(&shared), Arc::clone(&stop));
                 Some(
                     thread::Builder::new()
@@ -218,14 +208,10 @@ impl MockHubSpot {
                 )
             }
         };
-        let accept_shared = Arc::clone(&shared);
-        let accept = thread::Builder::new()
-            .name("hubspot-mock-accept".into())
-            .spawn(move || accept_loop(&listener, &accept_shared))?;
         Ok(Self {
             shared,
-            addr,
-            accept: Some(accept),
+            addr: server.addr(),
+            server: Some(server),
             emitter,
             stop,
         })
@@ -256,26 +242,8 @@ impl MockHubSpot {
 
 impl Drop for MockHubSpot {
     fn drop(&mut self) {
-        let workers = {
-            let mut c = lock(&self.shared.conns);
-            c.stopping = true;
-            for s in c.open.values() {
-                let _ = s.shutdown(Shutdown::Both);
-            }
-            std::mem::take(&mut c.workers)
-        };
-        // Wake the blocking accept() so the loop sees `stopping`.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(a) = self.accept.take() {
-            let _ = a.join();
-        }
-        for w in workers {
-            let _ = w.join();
-        }
-        let late = std::mem::take(&mut lock(&self.shared.conns).workers);
-        for w in late {
-            let _ = w.join();
-        }
+        // Stop serving first, so no request queues a webhook event after the emitter is gone.
+        drop(self.server.take());
         self.stop.store(true, Ordering::Relaxed);
         drop(lock(&self.shared.webhook_tx).take());
         if let Some(e) = self.emitter.take() {
@@ -284,250 +252,16 @@ impl Drop for MockHubSpot {
     }
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    for conn in listener.incoming() {
-        let mut c = lock(&shared.conns);
-        if c.stopping {
-            return;
-        }
-        let Ok(stream) = conn else { continue };
-        let id = c.next;
-        c.next += 1;
-        if let Ok(clone) = stream.try_clone() {
-            c.open.insert(id, clone);
-        }
-        c.workers.retain(|w| !w.is_finished());
-        let conn_shared = Arc::clone(shared);
-        let spawned = thread::Builder::new()
-            .name("hubspot-mock-conn".into())
-            .spawn(move || {
-                serve(stream, &conn_shared);
-                lock(&conn_shared.conns).open.remove(&id);
-            });
-        if let Ok(h) = spawned {
-            c.workers.push(h);
-        }
-    }
-}
-
-/// One parsed HTTP request.
-#[derive(Debug)]
-struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    keep_alive: bool,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One HTTP response.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
-}
-
-fn serve(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
-    let Ok(read_half) = stream.try_clone() else {
+/// Answers one request ([`respond`]); a dropped connection is no answer.
+fn serve(shared: &Shared, req: &Request, responder: &mut Responder<'_>) {
+    let Some(mut resp) = respond(shared, req) else {
         return;
     };
-    let mut reader = BufReader::new(read_half);
-    let mut writer = stream;
-    loop {
-        let req = match read_request(&mut reader) {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(msg) => {
-                let resp = Response {
-                    status: 400,
-                    headers: Vec::new(),
-                    body: msg.into_bytes(),
-                };
-                let _ = write_response(&mut writer, &resp, false);
-                return;
-            }
-        };
-        let Some(resp) = respond(shared, &req) else {
-            // An injected dropped connection.
-            let _ = writer.shutdown(Shutdown::Both);
-            return;
-        };
-        if write_response(&mut writer, &resp, req.keep_alive).is_err() || !req.keep_alive {
-            let _ = writer.shutdown(Shutdown::Both);
-            return;
-        }
+    if resp.status != 204 && !resp.body.is_empty() {
+        resp.headers
+            .push(("Content-Type", "application/json;charset=utf-8".into()));
     }
-}
-
-/// Reads one request; `Ok(None)` on a clean end of stream between requests.
-fn read_request(reader: &mut BufReader<TcpStream>) -> std::result::Result<Option<Request>, String> {
-    let mut line = String::new();
-    let mut head_bytes = 0;
-    // Tolerate blank lines before the request line (RFC 9112 §2.2).
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Ok(None);
-        }
-        head_bytes += n;
-        if !line.trim().is_empty() {
-            break;
-        }
-    }
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target), version) = (parts.next(), parts.next(), parts.next()) else {
-        return Err("bad request line".into());
-    };
-    let (method, target) = (method.to_owned(), target.to_owned());
-    let http10 = version == Some("HTTP/1.0");
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).map_err(|e| e.to_string())?;
-        head_bytes += n;
-        if n == 0 || head_bytes > MAX_HEAD_BYTES {
-            return Err("truncated or oversized head".into());
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-    }
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let connection = get("connection").map(str::to_ascii_lowercase);
-    let keep_alive = match connection.as_deref() {
-        Some(c) if c.contains("close") => false,
-        Some(c) if c.contains("keep-alive") => true,
-        _ => !http10,
-    };
-    if get("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
-        // curl waits a second for this before sending bodies over 1 KiB.
-        let w = reader.get_mut();
-        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .and_then(|()| w.flush())
-            .map_err(|e| e.to_string())?;
-    }
-    let chunked =
-        get("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked {
-        read_chunked(reader)?
-    } else {
-        let len: usize = match get("content-length") {
-            Some(v) => v.parse().map_err(|_| "bad content-length".to_owned())?,
-            None => 0,
-        };
-        if len > MAX_BODY_BYTES {
-            return Err("body too large".into());
-        }
-        let mut body = vec![0; len];
-        reader.read_exact(&mut body).map_err(|e| e.to_string())?;
-        body
-    };
-    Ok(Some(Request {
-        method,
-        target,
-        headers,
-        body,
-        keep_alive,
-    }))
-}
-
-fn read_chunked(reader: &mut BufReader<TcpStream>) -> std::result::Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        reader.read_line(&mut line).map_err(|e| e.to_string())?;
-        let size_hex = line.trim().split(';').next().unwrap_or("");
-        let size = usize::from_str_radix(size_hex, 16).map_err(|_| "bad chunk size".to_owned())?;
-        if size == 0 {
-            // Trailers, up to the blank line.
-            loop {
-                line.clear();
-                let n = reader.read_line(&mut line).map_err(|e| e.to_string())?;
-                if n == 0 || line.trim().is_empty() {
-                    return Ok(body);
-                }
-            }
-        }
-        if body.len() + size > MAX_BODY_BYTES {
-            return Err("body too large".into());
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader
-            .read_exact(&mut body[start..])
-            .map_err(|e| e.to_string())?;
-        let mut crlf = [0; 2];
-        reader.read_exact(&mut crlf).map_err(|e| e.to_string())?;
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        207 => "Multi-Status",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        423 => "Locked",
-        429 => "Too Many Requests",
-        477 => "Migration in Progress",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
-    }
-}
-
-fn write_response(w: &mut TcpStream, resp: &Response, keep_alive: bool) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
-    for (k, v) in &resp.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if resp.status != 204 {
-        if !resp.body.is_empty() {
-            head.push_str("Content-Type: application/json;charset=utf-8\r\n");
-        }
-        head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
-    }
-    head.push_str(if keep_alive {
-        "Connection: keep-alive\r\n\r\n"
-    } else {
-        "Connection: close\r\n\r\n"
-    });
-    let mut out = head.into_bytes();
-    if resp.status != 204 {
-        out.extend_from_slice(&resp.body);
-    }
-    w.write_all(&out)?;
-    w.flush()
+    let _ = responder.send(&resp);
 }
 
 /// Routes one request: admin endpoints, injected faults, OAuth, then the API. `None` means

@@ -309,7 +309,7 @@ fn receiver(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<Received>>>) {
             let Ok(stream) = stream else { return };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut writer = stream;
-            if let Ok(Some(req)) = super::read_request(&mut reader) {
+            if let Ok(Some(req)) = crate::server::read_request(&mut reader) {
                 let mut headers = http::HeaderMap::new();
                 for (k, v) in &req.headers {
                     headers.append(
