@@ -415,10 +415,13 @@ fn filter(property: &str, op: FilterOp) -> Filter {
 /// A date property's value in Unix ms: Unix milliseconds, or ISO 8601 UTC as HubSpot returns
 /// datetime (and date) properties.
 fn date_ms(value: &str) -> Option<u64> {
-    value
-        .parse()
-        .ok()
-        .or_else(|| crate::time::parse_iso8601_ms(value))
+    use crate::mapping::calendar;
+    value.parse().ok().or_else(|| {
+        let ms = calendar::parse_datetime(value)
+            .or_else(|_| calendar::parse_date(value).map(calendar::days_to_ms))
+            .ok()?;
+        u64::try_from(ms).ok()
+    })
 }
 
 /// Pushes the ids of an id-sorted page above `after_id` that pass `keep`; returns the largest id

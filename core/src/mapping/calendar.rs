@@ -75,7 +75,7 @@ pub(super) fn midnight_days(ms: i64) -> Result<i64, MapErrorKind> {
 }
 
 /// Midnight UTC of a day, in milliseconds.
-pub(super) fn days_to_ms(days: i64) -> i64 {
+pub(crate) fn days_to_ms(days: i64) -> i64 {
     days.saturating_mul(DAY_MS)
 }
 
@@ -99,7 +99,7 @@ pub(super) fn is_epoch_ms(s: &str) -> bool {
 }
 
 /// `YYYY-MM-DD` into days since 1970-01-01.
-pub(super) fn parse_date(s: &str) -> Result<i64, MapErrorKind> {
+pub(crate) fn parse_date(s: &str) -> Result<i64, MapErrorKind> {
     let b = s.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return Err(MapErrorKind::Malformed);
@@ -116,7 +116,7 @@ pub(super) fn parse_date(s: &str) -> Result<i64, MapErrorKind> {
 /// fraction of 1–9 digits, then `Z`/`z` or an offset `±HH`, `±HHMM`, `±HH:MM`. A time without an
 /// offset is ambiguous and rejected. Digits beyond the millisecond are dropped (HubSpot stores
 /// milliseconds), which rounds toward the past.
-pub(super) fn parse_datetime(s: &str) -> Result<i64, MapErrorKind> {
+pub(crate) fn parse_datetime(s: &str) -> Result<i64, MapErrorKind> {
     let b = s.as_bytes();
     if b.len() < 16 || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' {
         return Err(MapErrorKind::Malformed);

@@ -81,7 +81,7 @@
 //! [`MapError`] names the object type, field, property, field type, direction and the JSON type
 //! of the offending value, never the value: the message is safe to log.
 
-mod calendar;
+pub(crate) mod calendar;
 mod config;
 mod number;
 mod record;
