@@ -17,6 +17,8 @@
 //!   normalising values both ways.
 //! - [`diff`]: type-aware changes between two mapped records, and the echo guard for our own
 //!   writes.
+//! - [`enrich`]: what to read, forward and store for the webhook events about one object
+//!   (grouping, ordering, create/change/delete/merge, echoes, objects gone in between).
 //! - [`api`], [`ratelimit`], [`search`]: the HubSpot API client's requests, rate governor and
 //!   search planner (in progress).
 
@@ -28,6 +30,7 @@ pub mod auth;
 pub mod dedupe;
 pub mod delivery;
 pub mod diff;
+pub mod enrich;
 pub mod event;
 pub mod filter;
 pub mod mapping;
