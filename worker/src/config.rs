@@ -5,6 +5,7 @@
 
 use hubspot_edge_core::delivery::RetryPolicy;
 use hubspot_edge_core::filter::Filter;
+use hubspot_edge_core::mapping::Mapping;
 use hubspot_edge_core::outbound::WebhookSecret;
 use hubspot_edge_core::signature::{ClientSecret, LegacySignatures, Verifier};
 use worker::Env;
@@ -128,6 +129,9 @@ pub(crate) struct Forward {
     pub(crate) timeout_ms: u64,
     pub(crate) retry: RetryPolicy,
     pub(crate) dedupe_ttl_secs: u64,
+    /// `ENRICHMENT_MAP`: object types to enrich (read, map, diff) before forwarding; `None`
+    /// forwards every event thin.
+    pub(crate) enrichment: Option<Mapping>,
 }
 
 impl Forward {
@@ -163,8 +167,22 @@ impl Forward {
             timeout_ms: number(env, "FORWARD_TIMEOUT_MS", 10_000)?.clamp(100, 120_000),
             retry,
             dedupe_ttl_secs,
+            enrichment: enrichment(env)?,
         })
     }
+}
+
+/// `ENRICHMENT_MAP`, compiled: `None` when unset. The message of an invalid map names the entry
+/// and carries core's code (`mapping_config_invalid`), never a value.
+pub(crate) fn enrichment(env: &Env) -> Result<Option<Mapping>> {
+    optional(env, "ENRICHMENT_MAP")
+        .map(|json| {
+            Mapping::from_json(&json).map_err(|e| ConfigError {
+                key: "ENRICHMENT_MAP",
+                problem: format!("is invalid ({}): {e}", e.code()),
+            })
+        })
+        .transpose()
 }
 
 /// The admin token, compared in constant time.

@@ -33,6 +33,7 @@ use crate::store::{self, DeadLetter, Kind};
 /// Consumer of the `EVENTS` queue.
 pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Result<()> {
     let started = Date::now().as_millis();
+    let batch_id = crate::log::random_id();
     let queue_name = batch.queue();
     let config = match Forward::from_env(env) {
         Ok(c) => c,
@@ -91,100 +92,202 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
         }
     }
 
-    let outcomes = join_all(to_forward.iter().map(|(_, e)| forward_one(&config, e))).await;
+    // Object types with a field map are enriched (read, mapped, diffed); the rest go thin.
+    let jobs = match &config.enrichment {
+        None => to_forward.into_iter().map(Job::thin).collect(),
+        Some(mapping) => {
+            crate::enrich::jobs(mapping, env, &kv, to_forward, &batch_id, &mut stats.enrich).await
+        }
+    };
+    let verdicts = join_all(jobs.iter().map(|job| run_job(&config, job))).await;
     let mut effects: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> =
-        Vec::with_capacity(outcomes.len());
-    for ((message, envelope), outcome) in to_forward.into_iter().zip(outcomes) {
-        let (decision, detail) = match outcome {
-            Ok(attempt) => {
-                let jitter = js_sys::Math::random();
-                (
-                    config.retry.decide(envelope.attempt, attempt, jitter),
-                    describe(attempt),
-                )
-            }
-            Err(reason) => (
-                Decision::DeadLetter(hubspot_edge_core::delivery::GiveUp::Rejected(0)),
-                reason,
-            ),
-        };
+        Vec::with_capacity(verdicts.len());
+    for (job, (decision, reason, detail)) in jobs.into_iter().zip(verdicts) {
+        let Job { members, after, .. } = job;
+        let attempt = members.iter().map(|(_, e)| e.attempt).max().unwrap_or(1);
         match decision {
             Decision::Deliver => {
-                stats.delivered += 1;
+                stats.delivered += members.len();
                 let (kv, ttl) = (&kv, config.dedupe_ttl_secs);
                 effects.push(Box::pin(async move {
-                    if let Err(e) = store::mark_seen(kv, &envelope.key, ttl).await {
-                        Line::warn("dedupe_mark_failed")
-                            .field("key", envelope.key.as_str())
-                            .field("error", e.to_string())
-                            .emit();
+                    // The snapshot first: a message acknowledged with a stale snapshot would
+                    // make the next change diff against old values.
+                    for write in after {
+                        if let Err(e) = write.apply(kv).await {
+                            Line::warn("snapshot_write_failed")
+                                .field("error", e.to_string())
+                                .emit();
+                        }
                     }
-                    message.ack();
+                    join_all(members.into_iter().map(|(message, envelope)| async move {
+                        if let Err(e) = store::mark_seen(kv, &envelope.key, ttl).await {
+                            Line::warn("dedupe_mark_failed")
+                                .field("key", envelope.key.as_str())
+                                .field("error", e.to_string())
+                                .emit();
+                        }
+                        message.ack();
+                    }))
+                    .await;
                 }));
             }
             Decision::Retry { delay_secs } => {
-                stats.retried += 1;
+                stats.retried += members.len();
                 Line::warn("forward_retry")
-                    .field("key", envelope.key.as_str())
-                    .field("attempt", envelope.attempt)
+                    .field(
+                        "keys",
+                        members
+                            .iter()
+                            .map(|(_, e)| e.key.clone())
+                            .collect::<Vec<_>>(),
+                    )
+                    .field("attempt", attempt)
                     .field("outcome", detail.as_str())
                     .field("delay_secs", delay_secs)
                     .emit();
-                let next = EventMessage {
-                    attempt: envelope.attempt + 1,
-                    ..envelope
-                };
                 let events_queue = &events_queue;
-                effects.push(Box::pin(async move {
-                    let sent = match serde_json::to_string(&next) {
-                        Ok(text) => queue::send_one(events_queue, text, delay_secs).await,
-                        Err(e) => Err(e.into()),
+                for (message, envelope) in members {
+                    let next = EventMessage {
+                        attempt: envelope.attempt + 1,
+                        ..envelope
                     };
-                    if sent.is_ok() {
-                        message.ack();
-                    } else {
-                        message.retry_with_options(
-                            &QueueRetryOptionsBuilder::new()
-                                .with_delay_seconds(u32::try_from(delay_secs).unwrap_or(u32::MAX))
-                                .build(),
-                        );
-                    }
-                }));
+                    effects.push(Box::pin(async move {
+                        let sent = match serde_json::to_string(&next) {
+                            Ok(text) => queue::send_one(events_queue, text, delay_secs).await,
+                            Err(e) => Err(e.into()),
+                        };
+                        if sent.is_ok() {
+                            message.ack();
+                        } else {
+                            message.retry_with_options(
+                                &QueueRetryOptionsBuilder::new()
+                                    .with_delay_seconds(
+                                        u32::try_from(delay_secs).unwrap_or(u32::MAX),
+                                    )
+                                    .build(),
+                            );
+                        }
+                    }));
+                }
             }
             Decision::DeadLetter(give_up) => {
-                stats.dead_lettered += 1;
-                let reason = if detail.starts_with("event_") {
-                    detail.clone()
-                } else {
-                    give_up.code().to_owned()
-                };
-                Line::warn("forward_dead_lettered")
-                    .field("key", envelope.key.as_str())
-                    .field("attempt", envelope.attempt)
-                    .field("reason", reason.as_str())
-                    .field("outcome", detail.as_str())
-                    .emit();
-                let letter = DeadLetterMessage {
-                    v: 1,
-                    reason,
-                    detail,
-                    attempts: envelope.attempt,
-                    key: Some(envelope.key),
-                    received_at: envelope.received_at,
-                    request_id: envelope.request_id,
-                    event: envelope.event,
-                };
-                let dead_queue = &dead_queue;
-                effects.push(Box::pin(async move {
-                    settle(&message, send_dead(dead_queue, &letter).await);
-                }));
+                stats.dead_lettered += members.len();
+                let reason = reason.unwrap_or_else(|| give_up.code().to_owned());
+                for (message, envelope) in members {
+                    Line::warn("forward_dead_lettered")
+                        .field("key", envelope.key.as_str())
+                        .field("attempt", envelope.attempt)
+                        .field("reason", reason.as_str())
+                        .field("outcome", detail.as_str())
+                        .emit();
+                    let letter = DeadLetterMessage {
+                        v: 1,
+                        reason: reason.clone(),
+                        detail: detail.clone(),
+                        attempts: envelope.attempt,
+                        key: Some(envelope.key),
+                        received_at: envelope.received_at,
+                        request_id: envelope.request_id,
+                        event: envelope.event,
+                    };
+                    let dead_queue = &dead_queue;
+                    effects.push(Box::pin(async move {
+                        settle(&message, send_dead(dead_queue, &letter).await);
+                    }));
+                }
             }
         }
     }
     // The follow-ups (dedupe marks, re-queues, dead letters) run concurrently, not one by one.
     join_all(effects).await;
-    stats.log("queue_batch", &queue_name, started);
+    stats.log("queue_batch", &queue_name, &batch_id, started);
     Ok(())
+}
+
+/// One forward (or none) and the queue messages it settles: one message for a thin event,
+/// every message about one object for an enriched one.
+pub(crate) struct Job {
+    pub(crate) members: Vec<Pending>,
+    pub(crate) action: JobAction,
+    /// KV writes once the forward succeeded (at once when there is nothing to forward).
+    pub(crate) after: Vec<KvWrite>,
+}
+
+/// A queue message and its decoded envelope.
+pub(crate) type Pending = (RawMessage, EventMessage<OwnedEvent>);
+
+pub(crate) enum JobAction {
+    /// Forward the one member's event as the thin event.
+    Thin,
+    /// Forward this body with this `webhook-id`.
+    Send { id: String, body: String },
+    /// Nothing to forward: acknowledge (an unmapped change, an unchanged record, our echo).
+    Nothing,
+    /// The events cannot be forwarded: dead-letter them with this stable reason.
+    Fail { reason: String, detail: String },
+    /// A step before the forward failed (the HubSpot read): retry like a failed forward.
+    Retry { attempt: Attempt, detail: String },
+}
+
+/// A KV write that follows a successful forward.
+pub(crate) enum KvWrite {
+    Put { key: String, value: String },
+    Delete { key: String },
+}
+
+impl KvWrite {
+    async fn apply(self, kv: &worker::kv::KvStore) -> Result<()> {
+        match self {
+            Self::Put { key, value } => store::put_text(kv, &key, value, None).await,
+            Self::Delete { key } => store::delete(kv, &key).await,
+        }
+    }
+}
+
+impl Job {
+    fn thin(pending: Pending) -> Self {
+        Self {
+            members: vec![pending],
+            action: JobAction::Thin,
+            after: Vec::new(),
+        }
+    }
+}
+
+/// Runs a job's forward: the decision, an explicit dead-letter reason when there is one, and
+/// a detail for logs.
+async fn run_job(config: &Forward, job: &Job) -> (Decision, Option<String>, String) {
+    let attempt = job
+        .members
+        .iter()
+        .map(|(_, e)| e.attempt)
+        .max()
+        .unwrap_or(1);
+    let jitter = js_sys::Math::random();
+    let rejected = Decision::DeadLetter(hubspot_edge_core::delivery::GiveUp::Rejected(0));
+    match &job.action {
+        JobAction::Thin => match job.members.first() {
+            Some((_, envelope)) => match forward_one(config, envelope).await {
+                Ok(a) => (config.retry.decide(attempt, a, jitter), None, describe(a)),
+                Err(reason) => (rejected, Some(reason.clone()), reason),
+            },
+            None => (Decision::Deliver, None, "empty".into()),
+        },
+        JobAction::Send { id, body } => {
+            let a = send_signed(config, id, body).await;
+            (config.retry.decide(attempt, a, jitter), None, describe(a))
+        }
+        JobAction::Nothing => (Decision::Deliver, None, "nothing_to_forward".into()),
+        JobAction::Fail { reason, detail } => (rejected, Some(reason.clone()), detail.clone()),
+        JobAction::Retry { attempt: a, detail } => {
+            let decision = match config.retry.decide(attempt, *a, jitter) {
+                // A failed read is never a delivery.
+                Decision::Deliver => Decision::Retry { delay_secs: 1 },
+                d => d,
+            };
+            (decision, None, detail.clone())
+        }
+    }
 }
 
 /// Consumer of the `DEAD_LETTERS` queue: keeps every message in the store.
@@ -221,7 +324,12 @@ pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -
     .await;
     stats.messages = stored.len();
     stats.dead_lettered = stored.iter().filter(|ok| **ok).count();
-    stats.log("queue_batch", &queue_name, started);
+    stats.log(
+        "queue_batch",
+        &queue_name,
+        &crate::log::random_id(),
+        started,
+    );
     Ok(())
 }
 
@@ -332,8 +440,13 @@ async fn forward_one(
     let event = Event::parse(&envelope.event).map_err(|e| e.code().to_owned())?;
     let key = DedupeKey::of(&event);
     let body = outbound::event_body(&event, &key, envelope.received_at);
+    Ok(send_signed(config, key.as_str(), &body).await)
+}
+
+/// One Standard Webhooks POST of `body` to `FORWARD_URL` with `webhook-id` `id`.
+async fn send_signed(config: &Forward, id: &str, body: &str) -> Attempt {
     let now_secs = Date::now().as_millis() / 1000;
-    let signature = config.secret.sign(key.as_str(), now_secs, body.as_bytes());
+    let signature = config.secret.sign(id, now_secs, body.as_bytes());
 
     let build = || -> Result<Request> {
         let headers = Headers::new();
@@ -342,17 +455,19 @@ async fn forward_one(
             "user-agent",
             concat!("hubspot-edge/", env!("CARGO_PKG_VERSION")),
         )?;
-        headers.set(HEADER_WEBHOOK_ID, key.as_str())?;
+        headers.set(HEADER_WEBHOOK_ID, id)?;
         headers.set(HEADER_WEBHOOK_TIMESTAMP, &now_secs.to_string())?;
         headers.set(HEADER_WEBHOOK_SIGNATURE, &signature)?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_headers(headers)
-            .with_body(Some(body.clone().into()));
+            .with_body(Some(body.to_owned().into()));
         Request::new_with_init(&config.url, &init)
     };
     let Ok(request) = build() else {
-        return Err("forward_url_invalid".into());
+        // FORWARD_URL was checked to be http(s) with the configuration; a URL the runtime
+        // still refuses is a destination that cannot be reached.
+        return Attempt::NetworkError;
     };
 
     let controller = AbortController::default();
@@ -385,10 +500,10 @@ async fn forward_one(
             Attempt::TimedOut
         }
     };
-    Ok(attempt)
+    attempt
 }
 
-fn describe(attempt: Attempt) -> String {
+pub(crate) fn describe(attempt: Attempt) -> String {
     match attempt {
         Attempt::Answered { status, .. } => format!("status_{status}"),
         Attempt::TimedOut => "timeout".into(),
@@ -398,6 +513,7 @@ fn describe(attempt: Attempt) -> String {
 
 #[derive(Debug, Default)]
 struct Stats {
+    enrich: crate::enrich::Counts,
     messages: usize,
     delivered: usize,
     duplicates: usize,
@@ -416,9 +532,9 @@ impl Stats {
         message.ack();
     }
 
-    fn log(&self, msg: &str, queue: &str, started: u64) {
-        Line::info(msg)
-            .field("request_id", crate::log::random_id())
+    fn log(&self, msg: &str, queue: &str, batch_id: &str, started: u64) {
+        let mut line = Line::info(msg)
+            .field("request_id", batch_id)
             .field("queue", queue)
             .field("messages", self.messages)
             .field("delivered", self.delivered)
@@ -428,7 +544,10 @@ impl Stats {
             .field(
                 "duration_ms",
                 Date::now().as_millis().saturating_sub(started),
-            )
-            .emit();
+            );
+        if self.enrich.objects > 0 || self.enrich.associations > 0 {
+            line = self.enrich.fields(line);
+        }
+        line.emit();
     }
 }

@@ -6,6 +6,7 @@ mod admin;
 mod config;
 mod consumer;
 mod crypto;
+mod enrich;
 mod hubspot;
 mod ingress;
 mod log;

@@ -5,6 +5,10 @@
 //! - `dl:{id}`: a dead letter; `id` is `{created ms, 13 digits}-{random}` so lists come oldest
 //!   first; the list metadata carries the summary, so listing needs no extra reads.
 //! - `seen:{dedupe key}`: an event that was forwarded successfully (TTL `DEDUPE_TTL_SECS`).
+//! - `snap:{portal}:{objectType}:{id}`: the mapped record as last forwarded (enrichment; compact
+//!   JSON from core's `Record::to_snapshot`, no expiry, dropped on deletion and merge).
+//! - `echo:{objectType}:{id}`: core's `EchoGuard` for this integration's latest write to a
+//!   record (TTL [`ECHO_TTL_SECS`]). No portal: the Worker's API credentials address one account.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,6 +18,12 @@ use worker::kv::KvStore;
 pub(crate) const STATE: &str = "STATE";
 const DEAD_LETTER_PREFIX: &str = "dl:";
 const SEEN_PREFIX: &str = "seen:";
+const SNAPSHOT_PREFIX: &str = "snap:";
+const ECHO_PREFIX: &str = "echo:";
+/// How long an echo guard is kept: long enough for HubSpot's notification of our write to
+/// arrive and be consumed, short enough that a person setting the same values later is not
+/// taken for our echo (KV's smallest TTL is 60 s).
+pub(crate) const ECHO_TTL_SECS: u64 = 600;
 
 /// What a dead letter holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,4 +141,37 @@ pub(crate) async fn mark_seen(kv: &KvStore, key: &str, ttl_secs: u64) -> worker:
         .execute()
         .await?;
     Ok(())
+}
+
+/// The KV key of a snapshot.
+pub(crate) fn snapshot_key(portal: u64, object_type: &str, id: &str) -> String {
+    format!("{SNAPSHOT_PREFIX}{portal}:{object_type}:{id}")
+}
+
+/// The KV key of an echo guard.
+pub(crate) fn echo_key(object_type: &str, id: &str) -> String {
+    format!("{ECHO_PREFIX}{object_type}:{id}")
+}
+
+pub(crate) async fn get_text(kv: &KvStore, key: &str) -> worker::Result<Option<String>> {
+    Ok(kv.get(key).text().await?)
+}
+
+/// Stores `value` under `key`, with an expiry when `ttl_secs` is given.
+pub(crate) async fn put_text(
+    kv: &KvStore,
+    key: &str,
+    value: String,
+    ttl_secs: Option<u64>,
+) -> worker::Result<()> {
+    let mut put = kv.put(key, value)?;
+    if let Some(ttl) = ttl_secs {
+        put = put.expiration_ttl(ttl);
+    }
+    put.execute().await?;
+    Ok(())
+}
+
+pub(crate) async fn delete(kv: &KvStore, key: &str) -> worker::Result<()> {
+    Ok(kv.delete(key).await?)
 }

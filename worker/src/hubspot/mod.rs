@@ -3,6 +3,8 @@
 //!
 //! - `GET  /admin/hubspot/objects/{type}/{id}?properties=a,b`: read one record.
 //! - `POST /admin/hubspot/objects/{type}`: create one (`{"properties":{…}}`).
+//! - `PATCH /admin/hubspot/objects/{type}/{id}`: update one (`{"properties":{…}}`); with an
+//!   `ENRICHMENT_MAP` for the type, the write's echo guard is stored first ([`update`]).
 //! - `POST /admin/hubspot/objects/{type}/batch-read`: `{"ids":[…],"properties":[…]}`.
 //! - `POST /admin/hubspot/objects/{type}/search`: a subset of HubSpot's search body.
 //! - `POST /admin/hubspot/objects/{type}/search-all`: every record's id, walked with core's
@@ -109,9 +111,41 @@ pub(crate) async fn handle(
         (Method::Post, ["objects", object_type, "search-all"]) => {
             search_all(&config, env, object_type).await
         }
+        (Method::Patch, ["objects", object_type, id]) => {
+            update(req, &config, env, object_type, id, request_id).await
+        }
         (_, ["objects", ..]) => respond::error(405, "method_not_allowed", "method not allowed"),
         _ => respond::error(404, "not_found", "no such admin endpoint"),
     }
+}
+
+/// Updates one record. Before the write, when `ENRICHMENT_MAP` maps the type, an echo guard of
+/// the written mapped properties goes to KV, so that the consumer does not forward HubSpot's
+/// notifications of this write back to the destination (the notification can arrive before
+/// this call returns, hence before, not after); it is dropped again if the write fails.
+async fn update(
+    req: &mut Request,
+    config: &HubSpotApi,
+    env: &Env,
+    object_type: &str,
+    id: &str,
+    request_id: &str,
+) -> Result<Response> {
+    let Some(body) = body::<CreateBody>(req).await else {
+        return bad_body(r#"expected {"properties":{"name":"value"}}"#);
+    };
+    let guard = match crate::enrich::guard_write(env, object_type, id, &body.properties).await {
+        Ok(g) => g,
+        Err(e) => return config_error(&e, request_id),
+    };
+    let built = config
+        .api
+        .update_object(object_type, id, None, &body.properties);
+    let result = run::<SimpleObject>(config, env, RequestKind::Write, built).await;
+    if let (Err(_), Some(key)) = (&result, &guard) {
+        crate::enrich::drop_guard(env, key).await;
+    }
+    answer(result, 200, |o| object_json(&o))
 }
 
 /// Up to this many ids are returned as a list; beyond, only a count and checksums.

@@ -1,0 +1,598 @@
+//! The enrichment step of the forwarding consumer (`ENRICHMENT_MAP`): the events of a queue
+//! batch become at most one forward per object, with the object read from HubSpot, mapped and
+//! diffed against the snapshot last forwarded. Every decision is core's
+//! ([`hubspot_edge_core::enrich`]); this module does the I/O: batch reads through the HubSpot
+//! executor, snapshot and echo-guard reads from KV, and it hands [`Job`]s back to the consumer,
+//! which forwards them and writes the snapshots after a successful forward.
+//!
+//! Logs carry ids, counts and codes only: never a property value.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures_util::future::{join, join_all};
+use hubspot_edge_core::api::{BatchReadOptions, BatchResponse, RequestKind};
+use hubspot_edge_core::delivery::Attempt;
+use hubspot_edge_core::diff::EchoGuard;
+use hubspot_edge_core::enrich::{
+    self, Association, Current, Decision, Forward, Need, Plan, SnapshotWrite,
+};
+use hubspot_edge_core::event::Event;
+use hubspot_edge_core::mapping::{Mapping, Record};
+use hubspot_edge_core::outbound::{self, RecordEvent, RecordEventKind};
+use worker::kv::KvStore;
+use worker::Env;
+
+use crate::config::HubSpotApi;
+use crate::consumer::{Job, JobAction, KvWrite, Pending};
+use crate::hubspot::{execute, CallError};
+use crate::log::Line;
+use crate::store;
+
+/// What enrichment did in one batch, for the batch's log line.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    /// Objects (groups of events) enriched.
+    pub(crate) objects: usize,
+    /// Association changes forwarded.
+    pub(crate) associations: usize,
+    /// Batch-read requests sent.
+    reads: usize,
+    /// Objects not returned by the read.
+    missing: usize,
+    unchanged: usize,
+    echo: usize,
+    unmapped: usize,
+    failed: usize,
+}
+
+impl Counts {
+    pub(crate) fn fields(&self, line: Line) -> Line {
+        line.field("enriched_objects", self.objects)
+            .field("enriched_associations", self.associations)
+            .field("hubspot_reads", self.reads)
+            .field("enrich_missing", self.missing)
+            .field("enrich_unchanged", self.unchanged)
+            .field("enrich_echo", self.echo)
+            .field("enrich_unmapped", self.unmapped)
+            .field("enrich_failed", self.failed)
+    }
+}
+
+/// The object a group of events is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct ObjectKey {
+    portal: u64,
+    /// In the vocabulary of webhook events (`contact`, `2-123`).
+    object_type: String,
+    id: String,
+}
+
+/// A group waiting for its read.
+struct Reading {
+    key: ObjectKey,
+    members: Vec<Pending>,
+    need: Need,
+}
+
+/// The jobs for `items` (events not yet delivered): thin jobs for types without a map, one job
+/// per object or association change otherwise.
+pub(crate) async fn jobs(
+    mapping: &Mapping,
+    env: &Env,
+    kv: &KvStore,
+    items: Vec<Pending>,
+    batch_id: &str,
+    counts: &mut Counts,
+) -> Vec<Job> {
+    let mut jobs = Vec::with_capacity(items.len());
+    let mut groups: BTreeMap<ObjectKey, Vec<Pending>> = BTreeMap::new();
+    for item in items {
+        let routed = Event::parse(&item.1.event).ok().map(|event| {
+            let object_type = event.object_type().to_owned();
+            match enrich::route(mapping, &event) {
+                enrich::Route::Thin => None,
+                enrich::Route::Association => Some(Err(association_job_parts(&event, &item))),
+                enrich::Route::Object(id) => Some(Ok(ObjectKey {
+                    portal: event.portal_id(),
+                    object_type,
+                    id,
+                })),
+            }
+        });
+        match routed.flatten() {
+            // Unparseable events go thin too: the thin path dead-letters them with their code.
+            None => jobs.push(thin(item)),
+            Some(Err((id, body))) => {
+                counts.associations += 1;
+                jobs.push(Job {
+                    members: vec![item],
+                    action: JobAction::Send { id, body },
+                    after: Vec::new(),
+                });
+            }
+            Some(Ok(key)) => groups.entry(key).or_default().push(item),
+        }
+    }
+
+    let mut reading = Vec::new();
+    for (key, members) in groups {
+        counts.objects += 1;
+        let Some(map) = mapping.object(&key.object_type) else {
+            jobs.extend(members.into_iter().map(thin));
+            continue;
+        };
+        let plan = {
+            let events = parse_all(&members);
+            let refs: Vec<&Event<'_>> = events.iter().collect();
+            enrich::plan(map, &key.id, &refs)
+        };
+        match plan {
+            Plan::Ignore => {
+                counts.unmapped += 1;
+                skipped(batch_id, &key, "unmapped");
+                jobs.push(Job {
+                    members,
+                    action: JobAction::Nothing,
+                    after: Vec::new(),
+                });
+            }
+            Plan::Delete { privacy } => {
+                let forward = Forward::Deleted { privacy };
+                let action = send(&members, &key.id, &forward);
+                let snapshot = store::snapshot_key(key.portal, &key.object_type, &key.id);
+                jobs.push(Job {
+                    members,
+                    action,
+                    after: vec![KvWrite::Delete { key: snapshot }],
+                });
+            }
+            Plan::Read(need) => reading.push(Reading { key, members, need }),
+        }
+    }
+    if reading.is_empty() {
+        return jobs;
+    }
+
+    let api = match HubSpotApi::from_env(env) {
+        Ok(api) => api,
+        Err(e) => {
+            Line::error("config_invalid")
+                .field("key", e.key)
+                .field("error", e.message())
+                .emit();
+            counts.failed += reading.len();
+            jobs.extend(reading.into_iter().map(|r| Job {
+                members: r.members,
+                action: JobAction::Retry {
+                    attempt: Attempt::NetworkError,
+                    detail: "config_invalid".into(),
+                },
+                after: Vec::new(),
+            }));
+            return jobs;
+        }
+    };
+    let (reads, stored) = join(
+        read_all(mapping, &api, env, &reading, batch_id, counts),
+        join_all(reading.iter().map(|r| stored_state(kv, r))),
+    )
+    .await;
+
+    for (r, (snapshot, echo)) in reading.into_iter().zip(stored) {
+        let Reading { key, members, need } = r;
+        let Some(map) = mapping.object(&key.object_type) else {
+            continue;
+        };
+        let current = match reads.get(&(key.object_type.clone(), key.id.clone())) {
+            Some(ReadResult::Found(properties)) => Current::Found(properties),
+            Some(ReadResult::Failed { attempt, detail }) => {
+                counts.failed += 1;
+                jobs.push(Job {
+                    members,
+                    action: JobAction::Retry {
+                        attempt: *attempt,
+                        detail: detail.clone(),
+                    },
+                    after: Vec::new(),
+                });
+                continue;
+            }
+            Some(ReadResult::Missing) | None => Current::Missing,
+        };
+        let decision = match enrich::decide(
+            map,
+            &key.id,
+            &need,
+            snapshot.as_ref(),
+            current,
+            echo.as_ref(),
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                counts.failed += 1;
+                Line::warn("enrich_map_failed")
+                    .field("request_id", batch_id)
+                    .field("object_type", key.object_type.as_str())
+                    .field("object_id", key.id.as_str())
+                    .field("reason", e.code())
+                    .emit();
+                jobs.push(Job {
+                    members,
+                    action: JobAction::Fail {
+                        reason: e.code().to_owned(),
+                        detail: e.to_string(),
+                    },
+                    after: Vec::new(),
+                });
+                continue;
+            }
+        };
+        jobs.push(job_of(decision, members, &key, batch_id, counts));
+    }
+    jobs
+}
+
+fn thin(item: Pending) -> Job {
+    Job {
+        members: vec![item],
+        action: JobAction::Thin,
+        after: Vec::new(),
+    }
+}
+
+fn parse_all(members: &[Pending]) -> Vec<Event<'_>> {
+    // Each was parsed when it was routed.
+    members
+        .iter()
+        .filter_map(|(_, m)| Event::parse(&m.event).ok())
+        .collect()
+}
+
+/// The `webhook-id` and body of an association change.
+fn association_job_parts(event: &Event<'_>, item: &Pending) -> (String, String) {
+    let association = Association::of(event);
+    let object_id = event
+        .object_id()
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    let sources = [item.1.key.as_str()];
+    let id = outbound::group_id(&sources);
+    let body = outbound::record_event_body(&RecordEvent {
+        id: &id,
+        source_ids: &sources,
+        latest: event,
+        received_at_ms: item.1.received_at,
+        object_id: &object_id,
+        what: RecordEventKind::Association(&association),
+    });
+    (id, body)
+}
+
+/// The forward of `forward` for a group: `webhook-id` from all the members' keys, the latest
+/// event (by `occurredAt`) as `hubspot`.
+fn send(members: &[Pending], object_id: &str, forward: &Forward) -> JobAction {
+    let events = parse_all(members);
+    let mut refs: Vec<&Event<'_>> = events.iter().collect();
+    enrich::sort_events(&mut refs);
+    let Some(latest) = refs.last() else {
+        return JobAction::Nothing;
+    };
+    let keys: Vec<&str> = members.iter().map(|(_, m)| m.key.as_str()).collect();
+    let received_at_ms = members
+        .iter()
+        .map(|(_, m)| m.received_at)
+        .max()
+        .unwrap_or(0);
+    let id = outbound::group_id(&keys);
+    let body = outbound::record_event_body(&RecordEvent {
+        id: &id,
+        source_ids: &keys,
+        latest,
+        received_at_ms,
+        object_id,
+        what: RecordEventKind::Record(forward),
+    });
+    JobAction::Send { id, body }
+}
+
+fn job_of(
+    decision: Decision,
+    members: Vec<Pending>,
+    key: &ObjectKey,
+    batch_id: &str,
+    counts: &mut Counts,
+) -> Job {
+    let snapshot_key = |id: &str| store::snapshot_key(key.portal, &key.object_type, id);
+    let after = match decision.snapshot {
+        SnapshotWrite::Keep => Vec::new(),
+        SnapshotWrite::Put(value) => vec![KvWrite::Put {
+            key: snapshot_key(&key.id),
+            value,
+        }],
+        SnapshotWrite::Delete => vec![KvWrite::Delete {
+            key: snapshot_key(&key.id),
+        }],
+        SnapshotWrite::Merge {
+            snapshot,
+            merged_ids,
+        } => std::iter::once(KvWrite::Put {
+            key: snapshot_key(&key.id),
+            value: snapshot,
+        })
+        .chain(merged_ids.iter().map(|id| KvWrite::Delete {
+            key: snapshot_key(id),
+        }))
+        .collect(),
+    };
+    let action = match (&decision.forward, decision.skip) {
+        (Some(forward), _) => send(&members, &key.id, forward),
+        (None, skip) => {
+            let reason = skip.map_or("none", |s| s.code());
+            match skip {
+                Some(enrich::Skip::Missing) => counts.missing += 1,
+                Some(enrich::Skip::Echo) => counts.echo += 1,
+                Some(enrich::Skip::Unchanged) | None => counts.unchanged += 1,
+            }
+            skipped(batch_id, key, reason);
+            JobAction::Nothing
+        }
+    };
+    Job {
+        members,
+        action,
+        after,
+    }
+}
+
+/// One line per object for which nothing is forwarded (ids and a code only).
+fn skipped(batch_id: &str, key: &ObjectKey, reason: &str) {
+    Line::info("enrich_skipped")
+        .field("request_id", batch_id)
+        .field("object_type", key.object_type.as_str())
+        .field("object_id", key.id.as_str())
+        .field("reason", reason)
+        .emit();
+}
+
+/// The snapshot and, for a change, the echo guard of a group's object. A snapshot or guard that
+/// cannot be read counts as none (logged): the record is then forwarded as if never seen.
+async fn stored_state(kv: &KvStore, r: &Reading) -> (Option<Record>, Option<EchoGuard>) {
+    let snapshot_key = store::snapshot_key(r.key.portal, &r.key.object_type, &r.key.id);
+    let snapshot = async {
+        match store::get_text(kv, &snapshot_key).await {
+            Ok(Some(text)) => match Record::from_snapshot(&text) {
+                Ok(record) => Some(record),
+                Err(e) => {
+                    Line::warn(e.code())
+                        .field("object_type", r.key.object_type.as_str())
+                        .field("object_id", r.key.id.as_str())
+                        .emit();
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                Line::warn("snapshot_read_failed")
+                    .field("error", e.to_string())
+                    .emit();
+                None
+            }
+        }
+    };
+    let echo = async {
+        if !matches!(r.need, Need::Change { .. }) {
+            return None;
+        }
+        let key = store::echo_key(&r.key.object_type, &r.key.id);
+        let text = store::get_text(kv, &key).await.ok().flatten()?;
+        serde_json::from_str(&text).ok()
+    };
+    join(snapshot, echo).await
+}
+
+enum ReadResult {
+    Found(BTreeMap<String, Option<String>>),
+    Missing,
+    Failed { attempt: Attempt, detail: String },
+}
+
+/// Reads every object of `reading` in batches of up to 100 per type (HUBSPOT.md §4.1), the
+/// mapped properties only, all at once (the executor's gate paces them).
+async fn read_all(
+    mapping: &Mapping,
+    api: &HubSpotApi,
+    env: &Env,
+    reading: &[Reading],
+    batch_id: &str,
+    counts: &mut Counts,
+) -> HashMap<(String, String), ReadResult> {
+    let mut ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for r in reading {
+        let list = ids.entry(r.key.object_type.as_str()).or_default();
+        if !list.contains(&r.key.id) {
+            list.push(r.key.id.clone());
+        }
+    }
+    let mut calls = Vec::new();
+    let mut results = HashMap::new();
+    for (object_type, ids) in &ids {
+        let Some(map) = mapping.object(object_type) else {
+            continue;
+        };
+        let options = BatchReadOptions {
+            properties: map.properties().to_vec(),
+            ..BatchReadOptions::default()
+        };
+        let chunks = ids.chunks(hubspot_edge_core::api::MAX_BATCH_INPUTS);
+        match api
+            .api
+            .batch_read(&api_object_type(object_type), ids, &options)
+        {
+            Ok(requests) => calls.extend(
+                requests
+                    .into_iter()
+                    .zip(chunks)
+                    .map(|(request, chunk)| (*object_type, chunk, request)),
+            ),
+            Err(e) => {
+                for id in ids {
+                    results.insert(
+                        ((*object_type).to_owned(), id.clone()),
+                        ReadResult::Failed {
+                            attempt: Attempt::NetworkError,
+                            detail: format!("hubspot_read_failed: {e}"),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    counts.reads += calls.len();
+    let answers = join_all(
+        calls
+            .iter()
+            .map(|(_, _, request)| execute::<BatchResponse>(api, env, RequestKind::Read, request)),
+    )
+    .await;
+    for ((object_type, chunk, _), answer) in calls.iter().zip(answers) {
+        let line = Line::info("enrich_read")
+            .field("request_id", batch_id)
+            .field("object_type", *object_type)
+            .field("ids", chunk.len());
+        match answer {
+            Ok(response) => {
+                line.field("found", response.results.len()).emit();
+                let mut found: HashMap<String, BTreeMap<String, Option<String>>> = response
+                    .results
+                    .into_iter()
+                    .map(|o| (o.id, o.properties))
+                    .collect();
+                for id in *chunk {
+                    let result = match found.remove(id) {
+                        Some(properties) => ReadResult::Found(properties),
+                        None => ReadResult::Missing,
+                    };
+                    results.insert(((*object_type).to_owned(), id.clone()), result);
+                }
+            }
+            Err(e) => {
+                let (attempt, code) = failure(&e);
+                line.field("error", code.as_str()).emit();
+                for id in *chunk {
+                    results.insert(
+                        ((*object_type).to_owned(), id.clone()),
+                        ReadResult::Failed {
+                            attempt,
+                            detail: format!("hubspot_read_failed: {code}"),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    results
+}
+
+/// A failed read as a forwarding attempt (for the retry policy) and a stable code.
+fn failure(e: &CallError) -> (Attempt, String) {
+    match e {
+        CallError::Throttled { wait_ms } => (
+            Attempt::Answered {
+                status: 429,
+                retry_after_secs: Some(wait_ms.div_ceil(1000)),
+            },
+            "rate_limited".into(),
+        ),
+        CallError::GaveUp { reason, .. } => (Attempt::NetworkError, reason.code().to_owned()),
+        CallError::Build(_) => (Attempt::NetworkError, "config_invalid".into()),
+        CallError::OAuthRefresh(_) => {
+            (Attempt::NetworkError, "hubspot_oauth_refresh_failed".into())
+        }
+        CallError::Gate(_) => (Attempt::NetworkError, "hubspot_gate_unavailable".into()),
+    }
+}
+
+/// The API path segment of an object type in the events' vocabulary (HUBSPOT.md §4.1):
+/// `contact` → `contacts`; custom object ids (`2-123`) as they are.
+fn api_object_type(object_type: &str) -> String {
+    match object_type {
+        "contact" => "contacts".into(),
+        "company" => "companies".into(),
+        "deal" => "deals".into(),
+        "ticket" => "tickets".into(),
+        "product" => "products".into(),
+        "line_item" => "line_items".into(),
+        other => other.into(),
+    }
+}
+
+/// The object type of an API path segment in the events' vocabulary (`contacts`, `0-1` →
+/// `contact`), the inverse of [`api_object_type`].
+fn event_object_type(object_type: &str) -> &str {
+    match object_type {
+        "contacts" | "contact" | "0-1" => "contact",
+        "companies" | "company" | "0-2" => "company",
+        "deals" | "deal" | "0-3" => "deal",
+        "tickets" | "ticket" | "0-5" => "ticket",
+        "products" | "product" | "0-7" => "product",
+        "line_items" | "line_item" | "0-8" => "line_item",
+        other => other,
+    }
+}
+
+/// Before this integration writes `properties` to a record: stores the echo guard of the mapped
+/// ones, when `ENRICHMENT_MAP` maps the type, so that the consumer recognises HubSpot's
+/// notifications of the write. Returns the guard's key (to drop it if the write fails).
+///
+/// # Errors
+/// An invalid `ENRICHMENT_MAP`; a failed KV write is logged and returns `Ok(None)`.
+pub(crate) async fn guard_write(
+    env: &Env,
+    object_type: &str,
+    id: &str,
+    properties: &BTreeMap<String, String>,
+) -> Result<Option<String>, crate::config::ConfigError> {
+    let Some(mapping) = crate::config::enrichment(env)? else {
+        return Ok(None);
+    };
+    let Some(map) = mapping.object(object_type) else {
+        return Ok(None);
+    };
+    let written: BTreeMap<String, String> = properties
+        .iter()
+        .filter(|(name, _)| map.is_mapped(name))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if written.is_empty() {
+        return Ok(None);
+    }
+    let guard = EchoGuard::new(map, id, &written);
+    let key = store::echo_key(event_object_type(object_type), id);
+    let stored = match (env.kv(store::STATE), serde_json::to_string(&guard)) {
+        (Ok(kv), Ok(text)) => store::put_text(&kv, &key, text, Some(store::ECHO_TTL_SECS))
+            .await
+            .map_err(|e| e.to_string()),
+        (Err(e), _) => Err(e.to_string()),
+        (_, Err(e)) => Err(e.to_string()),
+    };
+    match stored {
+        Ok(()) => Ok(Some(key)),
+        Err(e) => {
+            Line::warn("echo_guard_write_failed")
+                .field("error", e)
+                .emit();
+            Ok(None)
+        }
+    }
+}
+
+/// Drops an echo guard stored by [`guard_write`] for a write that failed.
+pub(crate) async fn drop_guard(env: &Env, key: &str) {
+    if let Ok(kv) = env.kv(store::STATE) {
+        if let Err(e) = store::delete(&kv, key).await {
+            Line::warn("echo_guard_delete_failed")
+                .field("error", e.to_string())
+                .emit();
+        }
+    }
+}
