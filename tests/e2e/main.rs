@@ -584,32 +584,7 @@ fn second_worker_legacy_signatures_and_missing_config(_: &Fixture) -> Outcome {
 /// wrangler.toml without its `[build]` step (the first Worker already built it; a second build
 /// would rewrite the bundle under the running one), written under `target/e2e/{name}`.
 fn extra_wrangler_config(name: &str) -> Result<std::path::PathBuf, Failed> {
-    let root = hubspot_edge_tests::repo_root();
-    let text = std::fs::read_to_string(root.join("wrangler.toml"))?;
-    let mut out = String::new();
-    let mut in_build = false;
-    for line in text.lines() {
-        if line.starts_with('[') {
-            in_build = line.trim() == "[build]";
-        }
-        if in_build {
-            continue;
-        }
-        if line.starts_with("main = ") {
-            out.push_str(&format!(
-                "main = {:?}\n",
-                root.join("worker/build/index.js")
-            ));
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    let dir = root.join("target/e2e");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(name);
-    std::fs::write(&path, out)?;
-    Ok(path)
+    Ok(hubspot_edge_tests::wrangler::prebuilt_config(name)?)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -31,6 +31,65 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(240);
 const ERROR_TAIL_LINES: usize = 60;
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Builds the Worker bundle (`scripts/build-worker.sh`, what wrangler.toml's `[build]` runs).
+///
+/// # Errors
+/// When the build fails (its output is in the message).
+pub fn build_worker() -> Result<()> {
+    let root = repo_root();
+    let out = Command::new("bash")
+        .arg(root.join("scripts/build-worker.sh"))
+        .current_dir(&root)
+        .output()
+        .map_err(|e| Error::new(format!("cannot run scripts/build-worker.sh: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::new(format!(
+            "scripts/build-worker.sh failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}
+
+/// wrangler.toml without its `[build]` step, `main` pointing at the built bundle, written as
+/// `target/e2e/{name}`: for Workers started once the bundle exists. Without `[build]`, a
+/// second Worker does not rebuild the bundle under a running one, and no Worker restarts when
+/// a source file changes during a long run (wrangler watches `[build]`'s `watch_dir`).
+///
+/// # Errors
+/// When wrangler.toml cannot be read or the copy written.
+pub fn prebuilt_config(name: &str) -> Result<PathBuf> {
+    let root = repo_root();
+    let io = |e: std::io::Error| Error::new(format!("prebuilt wrangler config {name}: {e}"));
+    let text = std::fs::read_to_string(root.join("wrangler.toml")).map_err(io)?;
+    let mut out = String::new();
+    let mut in_build = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            in_build = line.trim() == "[build]";
+        }
+        if in_build {
+            continue;
+        }
+        if line.starts_with("main = ") {
+            out.push_str(&format!(
+                "main = {:?}\n",
+                root.join("worker/build/index.js")
+            ));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let dir = root.join("target/e2e");
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let path = dir.join(name);
+    std::fs::write(&path, out).map_err(io)?;
+    Ok(path)
+}
+
 /// How to start `wrangler dev`.
 #[derive(Debug, Clone)]
 pub struct WranglerOptions {

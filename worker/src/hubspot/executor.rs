@@ -65,7 +65,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
             Err(e) => (None, None, e, None),
             Ok((status, headers, body)) => {
                 if budget == Budget::General {
-                    gate::note(observation(&RateLimitHeaders::from_headers(&headers)));
+                    gate::note(observation(&RateLimitHeaders::from_headers(&headers)), now);
                 }
                 match interpret::<T>(status, &headers, &body) {
                     Ok(v) => (Some(status), Some(v), Outcome::Success, None),

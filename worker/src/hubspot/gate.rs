@@ -12,8 +12,10 @@
 //!
 //! Cost: one Durable Object round trip per HubSpot attempt (BENCHMARKS.md, "executor
 //! overhead"). HubSpot's `X-HubSpot-RateLimit-*` headers ride along with the isolate's next
-//! permit request (the gate's own count already covers what it granted, so a late correction
-//! only matters when something else spends the same budget); a 429 is reported at once.
+//! permit request, stamped with when they arrived; the governor judges them against its window
+//! as it was then and ignores them when they are too old (`OBSERVATION_GRACE_MS`). Its own count
+//! already covers what it granted, so they only matter when something else spends the same
+//! budget. A 429 is reported at once.
 //!
 //! The Durable Object is single-threaded, but it interleaves requests while it awaits a fetch;
 //! the `refreshing` flag, not the runtime, makes the refresh single-flight.
@@ -21,9 +23,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-use hubspot_edge_core::ratelimit::{
-    Acquire, Budget, Governor, LimitPolicy, RateLimitObservation,
-};
+use hubspot_edge_core::ratelimit::{Acquire, Budget, Governor, LimitPolicy, RateLimitObservation};
 use serde::{Deserialize, Serialize};
 use worker::{
     durable_object, Date, Delay, DurableObject, Env, Method, Request, RequestInit, Response,
@@ -66,9 +66,10 @@ struct Ask {
     report_only: bool,
 }
 
-/// [`RateLimitObservation`] on the wire.
+/// [`RateLimitObservation`] on the wire, with when the response arrived.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub(crate) struct Observed {
+    at_ms: u64,
     max: Option<u32>,
     remaining: Option<u32>,
     interval_ms: Option<u64>,
@@ -76,9 +77,10 @@ pub(crate) struct Observed {
     daily_remaining: Option<u64>,
 }
 
-impl From<RateLimitObservation> for Observed {
-    fn from(o: RateLimitObservation) -> Self {
+impl Observed {
+    fn new(o: RateLimitObservation, at_ms: u64) -> Self {
         Self {
+            at_ms,
             max: o.max,
             remaining: o.remaining,
             interval_ms: o.interval_ms,
@@ -134,9 +136,10 @@ thread_local! {
     static PENDING: RefCell<Option<Observed>> = const { RefCell::new(None) };
 }
 
-/// Remembers `observed` for this isolate's next permit request.
-pub(crate) fn note(observed: RateLimitObservation) {
-    PENDING.with(|p| *p.borrow_mut() = Some(observed.into()));
+/// Remembers `observed` (a response received at `at_ms`) for this isolate's next permit
+/// request. The governor ignores it if that comes more than `OBSERVATION_GRACE_MS` later.
+pub(crate) fn note(observed: RateLimitObservation, at_ms: u64) {
+    PENDING.with(|p| *p.borrow_mut() = Some(Observed::new(observed, at_ms)));
 }
 
 /// Waits for a permit on `budget` and returns the bearer token to send with it. `rejected`:
@@ -214,7 +217,10 @@ async fn call(env: &Env, ask: &Ask) -> std::result::Result<Answer, CallError> {
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(body.into()));
     let request = Request::new_with_init("https://gate/permit", &init).map_err(unavailable)?;
-    let mut response = stub.fetch_with_request(request).await.map_err(unavailable)?;
+    let mut response = stub
+        .fetch_with_request(request)
+        .await
+        .map_err(unavailable)?;
     if response.status_code() != 200 {
         return Err(CallError::Gate(format!(
             "the gate answered {}",
@@ -229,6 +235,9 @@ async fn call(env: &Env, ask: &Ask) -> std::result::Result<Answer, CallError> {
 pub struct HubSpotGate {
     state: State,
     env: Env,
+    /// Read from `env` on the first valid request (vars change only with a deploy, which
+    /// restarts the object).
+    config: std::cell::OnceCell<HubSpotApi>,
     inner: RefCell<Inner>,
 }
 
@@ -253,6 +262,7 @@ impl DurableObject for HubSpotGate {
         Self {
             state,
             env,
+            config: std::cell::OnceCell::new(),
             inner: RefCell::new(Inner::default()),
         }
     }
@@ -261,18 +271,18 @@ impl DurableObject for HubSpotGate {
         let Ok(ask) = req.json::<Ask>().await else {
             return Response::error("bad gate request", 400);
         };
-        let config = match HubSpotApi::from_env(&self.env) {
-            Ok(c) => c,
-            Err(e) => {
-                return Response::from_json(&Answer::Failed {
-                    error: e.message(),
-                })
-            }
+        let config = match self.config.get() {
+            Some(c) => c,
+            None => match HubSpotApi::from_env(&self.env) {
+                Ok(c) => self.config.get_or_init(|| c),
+                Err(e) => return Response::from_json(&Answer::Failed { error: e.message() }),
+            },
         };
         let now = Date::now().as_millis();
-        self.with_governor(&config, |g| {
+        self.with_governor(config, |g| {
             if let Some(o) = ask.observed {
-                g.observe(&o.into(), now);
+                // The isolate's clock and ours may differ a little: never in the future.
+                g.observe(&o.into(), o.at_ms.min(now));
             }
             if let Some(l) = ask.limited {
                 let policy = match l.policy {
@@ -287,7 +297,7 @@ impl DurableObject for HubSpotGate {
             return Response::from_json(&Answer::Noted);
         }
         let token = if ask.token {
-            match self.token(&config, ask.rejected.as_deref()).await {
+            match self.token(config, ask.rejected.as_deref()).await {
                 Ok(t) => Some(t),
                 Err(error) => return Response::from_json(&Answer::Failed { error }),
             }
@@ -300,7 +310,7 @@ impl DurableObject for HubSpotGate {
             Budget::General
         };
         let now = Date::now().as_millis();
-        let answer = match self.with_governor(&config, |g| g.acquire(budget, now)) {
+        let answer = match self.with_governor(config, |g| g.acquire(budget, now)) {
             Acquire::Permit => Answer::Permit { token },
             Acquire::Wait { until_ms } => Answer::Wait {
                 wait_ms: until_ms.saturating_sub(now).max(1),

@@ -9,7 +9,10 @@
 //! - `POST /admin/hubspot/objects/{type}/search`: a subset of HubSpot's search body.
 //! - `POST /admin/hubspot/objects/{type}/search-all`: every record's id, walked with core's
 //!   [`SearchPlan::by_object_id`] past the 10,000-result cap.
+//! - `GET  /admin/hubspot/diagnostics/overhead?type=contacts&id=1&n=10`: the executor's added
+//!   cost per call versus a bare `fetch`, measured in place ([`diagnostics`]).
 
+mod diagnostics;
 mod executor;
 mod gate;
 mod oauth;
@@ -110,6 +113,9 @@ pub(crate) async fn handle(
         }
         (Method::Post, ["objects", object_type, "search-all"]) => {
             search_all(&config, env, object_type).await
+        }
+        (Method::Get, ["diagnostics", "overhead"]) => {
+            diagnostics::overhead(req, &config, env).await
         }
         (Method::Patch, ["objects", object_type, id]) => {
             update(req, &config, env, object_type, id, request_id).await
@@ -234,7 +240,10 @@ fn error_response(error: &CallError) -> Result<Response> {
         CallError::Gate(msg) => (
             503,
             "hubspot_gate_unavailable",
-            format!("the HubSpot gate (Durable Object {}) failed: {msg}", gate::BINDING),
+            format!(
+                "the HubSpot gate (Durable Object {}) failed: {msg}",
+                gate::BINDING
+            ),
             json!({}),
         ),
         CallError::OAuthRefresh(msg) => (
