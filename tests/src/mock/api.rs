@@ -262,6 +262,7 @@ fn dispatch(
         ("GET", []) => Ok(list(data, req, kind, query)),
         ("POST", []) => create(data, req, kind, now),
         ("POST", ["search"]) => search(data, req, kind),
+        ("POST", ["merge"]) => merge(data, req, kind, now),
         ("POST", ["batch", op]) => batch(data, req, kind, op, query, now),
         ("GET", [id]) => Ok(read(data, kind, id, query)),
         ("PATCH", [id]) => update(data, req, kind, id, query, now),
@@ -278,6 +279,78 @@ fn dispatch(
         _ => Ok(error(data, 404, "OBJECT_NOT_FOUND", "resource not found")),
     };
     result.unwrap_or_else(|r| r)
+}
+
+/// `POST …/{type}/merge` `{"primaryObjectId","objectIdToMerge"}` (HUBSPOT.md §4.1): the record
+/// to merge is archived, values the primary lacks move to it, `hs_merged_object_ids` lists the
+/// merged ids, and one `*.merge` event is emitted (§2.2: `primaryObjectId`, `mergedObjectIds`,
+/// `newObjectId` = the primary, `numberOfPropertiesMoved`), without `propertyChange` events for
+/// the moved values (PEERS.md pain 8) and without a deletion for the merged record.
+fn merge(data: &mut Data, req: &Request, kind: Kind, now: u64) -> Result<Response, Response> {
+    let body = parse_body(data, req)?;
+    let id_of = |key: &str| match body.get(key) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let (Some(primary), Some(other)) = (id_of("primaryObjectId"), id_of("objectIdToMerge")) else {
+        return Err(validation(
+            data,
+            "primaryObjectId and objectIdToMerge are required",
+        ));
+    };
+    if primary == other {
+        return Err(validation(data, "Cannot merge an object with itself"));
+    }
+    let found = |data: &Data, id: &str| {
+        data.store
+            .find(kind, id, None, false)
+            .map(|r| (r.id, r.props.clone()))
+    };
+    let (Some((primary_id, primary_props)), Some((other_id, other_props))) =
+        (found(data, &primary), found(data, &other))
+    else {
+        return Err(error(data, 404, "OBJECT_NOT_FOUND", "resource not found"));
+    };
+    let mut moved = Map::new();
+    for (name, value) in other_props.iter() {
+        let system = kind.is_read_only(name) || name == "hs_merged_object_ids";
+        if !system && primary_props.get(name).is_none_or(String::is_empty) {
+            moved.insert(name.to_owned(), json!(value));
+        }
+    }
+    let moved_count = moved.len();
+    let merged_ids: Vec<String> = primary_props
+        .get("hs_merged_object_ids")
+        .map(|v| {
+            v.split(';')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .chain(std::iter::once(other_id.to_string()))
+        .collect();
+    moved.insert("hs_merged_object_ids".into(), json!(merged_ids.join(";")));
+    // Archive first: the merged record's email must be free for the primary.
+    data.store.archive(kind, &other, now);
+    let rendered = match data.store.update(kind, &primary, None, &moved, now) {
+        Ok(rec) => rec.render(kind, &[]),
+        Err(e) => return Err(write_error(data, kind, e)),
+    };
+    if data.webhooks_on {
+        data.next_event_id += 1;
+        let mut e = webhooks::event(data.next_event_id, kind, "merge", primary_id, now, None);
+        if let Some(o) = e.as_object_mut() {
+            o.insert("primaryObjectId".into(), json!(primary_id));
+            o.insert("mergedObjectIds".into(), json!([other_id]));
+            o.insert("newObjectId".into(), json!(primary_id));
+            o.insert("numberOfPropertiesMoved".into(), json!(moved_count));
+        }
+        data.outbox.push(e);
+    }
+    Ok(json_response(200, &rendered))
 }
 
 fn read(data: &mut Data, kind: Kind, id: &str, query: &Query) -> Response {

@@ -121,6 +121,8 @@ struct Data {
     outbox: Vec<Value>,
     next_event_id: u64,
     webhooks_on: bool,
+    /// Replaces [`WebhookConfig::url`] once set (`POST /__mock/webhook`).
+    webhook_url: Option<String>,
 }
 
 #[derive(Debug)]
@@ -183,6 +185,7 @@ impl MockHubSpot {
                 outbox: Vec::new(),
                 next_event_id: 1_000,
                 webhooks_on: config.webhook.is_some(),
+                webhook_url: None,
             }),
             webhook_tx: Mutex::new(None),
         });
@@ -230,6 +233,12 @@ impl MockHubSpot {
     /// The valid bearer token.
     pub fn token(&self) -> &str {
         &self.shared.token
+    }
+
+    /// Points webhook deliveries at `url` from now on (also `POST /__mock/webhook`): the target
+    /// usually starts after the mock (a Worker that is given the mock's URL).
+    pub fn set_webhook_target(&self, url: &str) {
+        lock(&self.shared.data).webhook_url = Some(url.to_owned());
     }
 
     /// Blocks until the process is killed (for the `hubspot-mock` binary).
@@ -311,7 +320,8 @@ fn respond(shared: &Shared, req: &Request) -> Option<Response> {
 }
 
 /// `/__mock/faults` (GET, POST), `/__mock/stats` (GET), `/__mock/reset-stats` (POST),
-/// `/__mock/expire-tokens` (POST: every issued OAuth access token expires now).
+/// `/__mock/expire-tokens` (POST: every issued OAuth access token expires now), `/__mock/webhook`
+/// (POST `{"url":…}`: the webhook target from now on).
 fn admin_endpoint(shared: &Shared, req: &Request, what: &str) -> Response {
     let mut data = lock(&shared.data);
     let data = &mut *data;
@@ -331,6 +341,21 @@ fn admin_endpoint(shared: &Shared, req: &Request, what: &str) -> Response {
         ("POST", "expire-tokens") => {
             let expired = data.oauth.expire_all(Instant::now());
             api::json_response(200, &json!({ "expired": expired }))
+        }
+        ("POST", "webhook") => {
+            let url = serde_json::from_slice::<Value>(&req.body)
+                .ok()
+                .and_then(|v| v["url"].as_str().map(str::to_owned));
+            match url {
+                Some(url) => {
+                    data.webhook_url = Some(url.clone());
+                    api::json_response(200, &json!({ "url": url }))
+                }
+                None => api::json_response(
+                    400,
+                    &json!({"status": "error", "message": "expected {\"url\":\"…\"}"}),
+                ),
+            }
         }
         ("GET", "faults") => api::json_response(200, &data.faults.to_json()),
         ("POST", "faults") => {

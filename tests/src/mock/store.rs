@@ -157,7 +157,7 @@ impl Kind {
         }
     }
 
-    fn is_read_only(self, name: &str) -> bool {
+    pub(super) fn is_read_only(self, name: &str) -> bool {
         name == "hs_object_id"
             || name == self.created_prop()
             || self.modified_props().contains(&name)
@@ -356,6 +356,11 @@ impl Props {
 
     fn remove(&mut self, name: &str) {
         self.0.retain(|(k, _)| &**k != name);
+    }
+
+    /// Every (name, value) pair.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, v.as_str()))
     }
 
     fn values(&self) -> impl Iterator<Item = &String> {

@@ -75,7 +75,9 @@ fn subscription_id(kind: Kind, event: &str) -> u64 {
     base + match event {
         "creation" => 1,
         "deletion" => 2,
-        _ => 3,
+        "propertyChange" => 3,
+        "merge" => 4,
+        _ => 9,
     }
 }
 
@@ -162,6 +164,11 @@ fn deliver(
 ) {
     lock(&shared.data).stats.webhook_events += batch.len() as u64;
     for attempt in 0..=config.max_retries {
+        // Read per attempt: the target may be set (or moved) after the mock started.
+        let url = lock(&shared.data)
+            .webhook_url
+            .clone()
+            .unwrap_or_else(|| config.url.clone());
         if stop.load(Ordering::Relaxed) {
             return;
         }
@@ -171,10 +178,10 @@ fn deliver(
         let body = serde_json::to_vec(&*batch).unwrap_or_default();
         let timestamp = crate::now_ms().to_string();
         let v1 = sign_v1(secret, &body);
-        let v3 = sign_v3(secret, "POST", &config.url, &body, &timestamp);
+        let v3 = sign_v3(secret, "POST", &url, &body, &timestamp);
         let result = crate::http::request_with_timeout(
             "POST",
-            &config.url,
+            &url,
             &[
                 ("content-type", "application/json"),
                 ("x-hubspot-signature", v1.as_str()),
