@@ -14,6 +14,7 @@
 // The harness reports through libtest-mimic and eprintln!; nothing prints to stdout directly.
 
 mod api_limits;
+mod enrichment;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
@@ -21,6 +22,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use api_limits::{hubspot_burst_of_1000_reads_paced_without_429, hubspot_oauth_401_refreshed_once};
+use enrichment::{
+    enrich_burst_one_read_per_batch_state_matches, enrich_date_never_leaves_as_timestamp,
+    enrich_echo_of_own_write_not_forwarded, enrich_mapped_change_arrives_with_old_and_new,
+    enrich_merge_and_delete_arrive_with_right_ids, enrich_same_value_forwards_nothing,
+    enrich_unmapped_change_forwards_nothing,
+};
 use hubspot_edge_tests::mock::MockConfig;
 use hubspot_edge_tests::{
     unique_id, Behavior, Fixture, FixtureOptions, HubSpotEvent, HubSpotRequest, SignatureScheme,
@@ -65,6 +72,13 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         hubspot_search_all_walks_past_the_cap,
         hubspot_burst_of_1000_reads_paced_without_429,
         hubspot_oauth_401_refreshed_once,
+        enrich_mapped_change_arrives_with_old_and_new,
+        enrich_same_value_forwards_nothing,
+        enrich_unmapped_change_forwards_nothing,
+        enrich_date_never_leaves_as_timestamp,
+        enrich_merge_and_delete_arrive_with_right_ids,
+        enrich_echo_of_own_write_not_forwarded,
+        enrich_burst_one_read_per_batch_state_matches,
     ]
 }
 
@@ -1065,6 +1079,7 @@ fn main() -> ExitCode {
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
 
+    enrichment::shutdown();
     // Stop the Worker even if a scenario leaked a clone of the Arc, then drop everything.
     if let Some(fx) = fixture {
         fx.stop_worker();

@@ -1,0 +1,611 @@
+//! Enrichment (`ENRICHMENT_MAP`) end to end: writes made on the mock HubSpot become webhooks
+//! from its emitter, the Worker reads, maps and diffs the objects, and the destination receives
+//! mapped records and changes. One Worker and mock serve every scenario here (started by the
+//! first one that runs, stopped by [`shutdown`]); each scenario creates its own records.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hubspot_edge_core::mapping::Mapping;
+use hubspot_edge_tests::mock::{MockConfig, WebhookConfig};
+use hubspot_edge_tests::{poll_until, Delivery, Fixture, FixtureOptions, HubSpotEvent};
+use libtest_mimic::Failed;
+use serde_json::{json, Value};
+
+use super::{check, extra_wrangler_config, mock_stats, schema, Outcome};
+
+/// The field map of the enrichment Worker.
+const MAP: &str = r#"{"objects":{
+  "contacts":{"fields":[
+    {"hubspot":"email","type":"email"},
+    {"hubspot":"firstname","field":"first_name"},
+    {"hubspot":"numberofemployees","field":"employees","type":"number"},
+    {"hubspot":"date_of_birth","field":"birthday","type":"date"}]},
+  "companies":{"fields":[
+    {"hubspot":"name"},
+    {"hubspot":"numberofemployees","field":"employees","type":"number"}]}
+}}"#;
+
+/// The mock's portal id (its webhook default).
+const PORTAL: u64 = 33;
+const DEADLINE: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(100);
+
+static FIXTURE: Mutex<Option<Result<Arc<Fixture>, String>>> = Mutex::new(None);
+
+/// The shared enrichment Worker, started on first use (scenarios wait for each other here).
+fn fixture() -> Result<Arc<Fixture>, Failed> {
+    let mut slot = FIXTURE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if slot.is_none() {
+        *slot = Some(
+            start()
+                .map(Arc::new)
+                .map_err(|e| e.message().unwrap_or("failed").to_owned()),
+        );
+    }
+    match slot.as_ref() {
+        Some(Ok(fx)) => Ok(Arc::clone(fx)),
+        Some(Err(e)) => Err(format!("enrichment Worker did not start: {e}").into()),
+        None => Err("unreachable".into()),
+    }
+}
+
+fn start() -> Result<Fixture, Failed> {
+    let config = extra_wrangler_config("wrangler.enrich.toml")?;
+    let mut options = FixtureOptions::default()
+        .hubspot_mock(MockConfig {
+            // The test's own writes share the mock's limit with the Worker's reads.
+            burst: 100_000,
+            webhook: Some(WebhookConfig {
+                secret: hubspot_edge_tests::fixture::CLIENT_SECRET.into(),
+                retry_delay: Duration::from_millis(500),
+                ..WebhookConfig::default()
+            }),
+            ..MockConfig::default()
+        })
+        .vars([
+            ("ENRICHMENT_MAP", MAP),
+            ("FORWARD_MAX_ATTEMPTS", "4"),
+            ("FORWARD_RETRY_BASE_SECS", "1"),
+            ("FORWARD_RETRY_MAX_SECS", "3"),
+        ]);
+    options.wrangler.config = Some(config);
+    let fx = Fixture::start(options)?;
+    let Some(mock) = &fx.hubspot else {
+        return Err("no mock".into());
+    };
+    mock.set_webhook_target(&fx.url("/webhooks/hubspot"));
+    Ok(fx)
+}
+
+/// Stops the shared Worker and mock (called by the harness after the run).
+pub(super) fn shutdown() {
+    let taken = FIXTURE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(Ok(fx)) = taken {
+        fx.stop_worker();
+    }
+}
+
+/// A call to the mock's HubSpot API with its token: `(status, body)`.
+fn hubspot(fx: &Fixture, method: &str, path: &str, body: &Value) -> Result<(u16, Value), Failed> {
+    let mock = fx.hubspot.as_ref().ok_or("no mock")?;
+    let auth = format!("Bearer {}", mock.token());
+    let bytes = body.to_string();
+    let r = hubspot_edge_tests::http::request(
+        method,
+        &format!("{}{path}", mock.base_url()),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        (method != "GET" && method != "DELETE").then_some(bytes.as_bytes()),
+    )?;
+    let json = if r.body.is_empty() {
+        Value::Null
+    } else {
+        r.json()?
+    };
+    Ok((r.status, json))
+}
+
+fn create(fx: &Fixture, object_type: &str, properties: Value) -> Result<u64, Failed> {
+    let (status, body) = hubspot(
+        fx,
+        "POST",
+        &format!("/crm/v3/objects/{object_type}"),
+        &json!({ "properties": properties }),
+    )?;
+    check(status == 201, || {
+        format!("create {object_type}: {status} {body}")
+    })?;
+    body["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| format!("create {object_type}: no id in {body}").into())
+}
+
+fn patch(fx: &Fixture, object_type: &str, id: u64, properties: Value) -> Outcome {
+    let (status, body) = hubspot(
+        fx,
+        "PATCH",
+        &format!("/crm/v3/objects/{object_type}/{id}"),
+        &json!({ "properties": properties }),
+    )?;
+    check(status == 200, || {
+        format!("patch {object_type}/{id}: {status} {body}")
+    })
+}
+
+/// The verified, accepted deliveries for `id`, every one checked against the schema and its
+/// `webhook-id`.
+fn delivered(fx: &Fixture, id: u64) -> Result<Vec<Delivery>, Failed> {
+    let ds = fx.dest.delivered_ok_for(id);
+    for d in &ds {
+        if let Err(e) = schema().validate(&d.body) {
+            return Err(
+                format!("object {id}: payload violates the schema: {e}\n{}", d.body).into(),
+            );
+        }
+        check(d.webhook_id.as_deref() == d.body["id"].as_str(), || {
+            format!(
+                "webhook-id {:?} is not the body's id: {}",
+                d.webhook_id, d.body
+            )
+        })?;
+    }
+    Ok(ds)
+}
+
+/// Waits until `id` has `n` accepted deliveries; returns them in arrival order.
+fn wait_deliveries(fx: &Fixture, id: u64, n: usize) -> Result<Vec<Delivery>, Failed> {
+    poll_until(&format!("{n} deliveries for {id}"), DEADLINE, POLL, || {
+        (fx.dest.delivered_ok_for(id).len() >= n).then_some(())
+    })
+    .map_err(|e| format!("{e}\n{}", fx.dest.describe(&[id])))?;
+    delivered(fx, id)
+}
+
+/// The Worker's JSON log lines with `msg`.
+fn log_lines(fx: &Fixture, msg: &str) -> Vec<Value> {
+    let needle = format!("\"msg\":\"{msg}\"");
+    fx.worker
+        .logs_since(0)
+        .iter()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok()))
+        .collect()
+}
+
+/// Waits for the consumer's `enrich_skipped` line for `id` with `reason`: the events were
+/// consumed and nothing was forwarded for them.
+fn wait_skipped(fx: &Fixture, id: u64, reason: &str) -> Outcome {
+    let id = id.to_string();
+    poll_until(
+        &format!("enrich_skipped {reason} for {id}"),
+        DEADLINE,
+        POLL,
+        || {
+            log_lines(fx, "enrich_skipped")
+                .iter()
+                .any(|l| l["object_id"] == id.as_str() && l["reason"] == reason)
+                .then_some(())
+        },
+    )?;
+    Ok(())
+}
+
+/// A property change of a mapped field arrives as a mapped change with its old and new value;
+/// the creation before it as the whole mapped record.
+pub(super) fn enrich_mapped_change_arrives_with_old_and_new(_: &Fixture) -> Outcome {
+    let fx = fixture()?;
+    let email = format!("enrich-a-{}@example.com", hubspot_edge_tests::unique_id());
+    let id = create(
+        &fx,
+        "contacts",
+        json!({"email": email, "firstname": "Ann", "numberofemployees": "17"}),
+    )?;
+    let ds = wait_deliveries(&fx, id, 1)?;
+    let created = &ds[0].body;
+    check(
+        created["type"] == "hubspot-edge.record.created"
+            && created["record"]["email"] == email.as_str()
+            && created["record"]["first_name"] == "Ann"
+            && created["record"]["employees"] == 17
+            && created["objectId"].as_str() == Some(id.to_string().as_str()),
+        || format!("creation: {created}"),
+    )?;
+    patch(&fx, "contacts", id, json!({"firstname": "Bea"}))?;
+    let ds = wait_deliveries(&fx, id, 2)?;
+    let changed = &ds[1].body;
+    check(
+        changed["type"] == "hubspot-edge.record.changed"
+            && changed["changes"] == json!([{"field": "first_name", "old": "Ann", "new": "Bea"}])
+            && changed["hubspot"]["propertyName"] == "firstname",
+        || format!("change: {changed}"),
+    )
+}
+
+/// A change notification for a value the record already has (HubSpot re-announcing it, or a
+/// write of the same number in another spelling) forwards nothing.
+pub(super) fn enrich_same_value_forwards_nothing(_: &Fixture) -> Outcome {
+    let fx = fixture()?;
+    let id = create(
+        &fx,
+        "contacts",
+        json!({"firstname": "Cy", "numberofemployees": "17"}),
+    )?;
+    wait_deliveries(&fx, id, 1)?;
+    // "17.0" is 17: HubSpot stores the new text and notifies, the mapped value is the same.
+    patch(&fx, "contacts", id, json!({"numberofemployees": "17.0"}))?;
+    wait_skipped(&fx, id, "unchanged")?;
+    // The same value announced again, straight to the Worker.
+    let event = HubSpotEvent::property_change("contact", id, "firstname", "Cy").portal_id(PORTAL);
+    fx.send_events(&[event])?.expect_status(200)?;
+    poll_until("two unchanged lines", DEADLINE, POLL, || {
+        (log_lines(&fx, "enrich_skipped")
+            .iter()
+            .filter(|l| l["object_id"] == id.to_string().as_str() && l["reason"] == "unchanged")
+            .count()
+            >= 2)
+            .then_some(())
+    })?;
+    let ds = delivered(&fx, id)?;
+    check(ds.len() == 1, || {
+        format!("same values were forwarded:\n{}", fx.dest.describe(&[id]))
+    })
+}
+
+/// A change to a property the map does not read forwards nothing; a type without a map
+/// (deals) is still forwarded thin.
+pub(super) fn enrich_unmapped_change_forwards_nothing(_: &Fixture) -> Outcome {
+    let fx = fixture()?;
+    let id = create(&fx, "contacts", json!({"firstname": "Dee"}))?;
+    wait_deliveries(&fx, id, 1)?;
+    patch(&fx, "contacts", id, json!({"jobtitle": "CTO"}))?;
+    wait_skipped(&fx, id, "unmapped")?;
+    patch(&fx, "contacts", id, json!({"firstname": "Dot"}))?;
+    let ds = wait_deliveries(&fx, id, 2)?;
+    check(
+        ds.len() == 2
+            && ds[1].body["changes"]
+                == json!([{"field": "first_name", "old": "Dee", "new": "Dot"}])
+            && !ds.iter().any(|d| d.body.to_string().contains("CTO")),
+        || format!("unmapped change forwarded:\n{}", fx.dest.describe(&[id])),
+    )?;
+    let deal = create(&fx, "deals", json!({"dealname": "Thin"}))?;
+    let ds = wait_deliveries(&fx, deal, 1)?;
+    check(ds[0].body["type"] == "deal.creation", || {
+        format!("a deal (no map) is not thin: {}", ds[0].body)
+    })
+}
+
+/// A date property leaves as `YYYY-MM-DD`, whatever form it was written in; a non-midnight
+/// timestamp is refused by HubSpot and never forwarded.
+pub(super) fn enrich_date_never_leaves_as_timestamp(_: &Fixture) -> Outcome {
+    let fx = fixture()?;
+    let id = create(
+        &fx,
+        "contacts",
+        json!({"firstname": "Eve", "date_of_birth": "1430438400000"}),
+    )?;
+    let ds = wait_deliveries(&fx, id, 1)?;
+    check(ds[0].body["record"]["birthday"] == "2015-05-01", || {
+        format!("creation: {}", ds[0].body)
+    })?;
+    patch(&fx, "contacts", id, json!({"date_of_birth": "2016-02-29"}))?;
+    let ds = wait_deliveries(&fx, id, 2)?;
+    check(
+        ds[1].body["changes"]
+            == json!([{"field": "birthday", "old": "2015-05-01", "new": "2016-02-29"}]),
+        || format!("date change: {}", ds[1].body),
+    )?;
+    let (status, body) = hubspot(
+        &fx,
+        "PATCH",
+        &format!("/crm/v3/objects/contacts/{id}"),
+        &json!({"properties": {"date_of_birth": "1430470800000"}}),
+    )?;
+    check(status == 400, || {
+        format!("non-midnight date accepted: {status} {body}")
+    })?;
+    // No delivery of the shared destination carries a birthday that is not a plain date.
+    let is_date = |v: &Value| {
+        v.is_null()
+            || v.as_str().is_some_and(|s| {
+                s.len() == 10
+                    && s.bytes().enumerate().all(|(i, b)| {
+                        if i == 4 || i == 7 {
+                            b == b'-'
+                        } else {
+                            b.is_ascii_digit()
+                        }
+                    })
+            })
+    };
+    for d in fx.dest.deliveries() {
+        let b = &d.body;
+        let mut values = vec![&b["record"]["birthday"]];
+        if let Some(changes) = b["changes"].as_array() {
+            for c in changes.iter().filter(|c| c["field"] == "birthday") {
+                values.extend([&c["old"], &c["new"]]);
+            }
+        }
+        check(values.into_iter().all(is_date), || {
+            format!("a birthday left as something else than a date: {b}")
+        })?;
+    }
+    Ok(())
+}
+
+/// A merge arrives once, for the surviving id with the merged-away id, carrying the values the
+/// merge moved (HubSpot sends no propertyChange for them); a deletion arrives for its id.
+pub(super) fn enrich_merge_and_delete_arrive_with_right_ids(_: &Fixture) -> Outcome {
+    let fx = fixture()?;
+    let primary = create(&fx, "contacts", json!({"firstname": "Fay"}))?;
+    let merged = create(
+        &fx,
+        "contacts",
+        json!({"firstname": "Gil", "numberofemployees": "5"}),
+    )?;
+    wait_deliveries(&fx, primary, 1)?;
+    wait_deliveries(&fx, merged, 1)?;
+    let (status, body) = hubspot(
+        &fx,
+        "POST",
+        "/crm/v3/objects/contacts/merge",
+        &json!({"primaryObjectId": primary.to_string(), "objectIdToMerge": merged.to_string()}),
+    )?;
+    check(status == 200, || format!("merge: {status} {body}"))?;
+    let ds = wait_deliveries(&fx, primary, 2)?;
+    let m = &ds[1].body;
+    check(
+        m["type"] == "hubspot-edge.record.merged"
+            && m["objectId"].as_str() == Some(primary.to_string().as_str())
+            && m["mergedIds"] == json!([merged.to_string()])
+            && m["record"]["first_name"] == "Fay"
+            && m["record"]["employees"] == 5
+            && m["changes"] == json!([{"field": "employees", "old": null, "new": 5}]),
+        || format!("merge: {m}"),
+    )?;
+    let (status, _) = hubspot(
+        &fx,
+        "DELETE",
+        &format!("/crm/v3/objects/contacts/{primary}"),
+        &Value::Null,
+    )?;
+    check(status == 204, || format!("delete: {status}"))?;
+    let ds = wait_deliveries(&fx, primary, 3)?;
+    let d = &ds[2].body;
+    check(
+        d["type"] == "hubspot-edge.record.deleted"
+            && d["objectId"].as_str() == Some(primary.to_string().as_str())
+            && d["privacy"] == false,
+        || format!("deletion: {d}"),
+    )?;
+    check(delivered(&fx, merged)?.len() == 1, || {
+        format!(
+            "the merged-away record got more: {}",
+            fx.dest.describe(&[merged])
+        )
+    })
+}
+
+/// A write made through this integration (`PATCH /admin/hubspot/objects/…`) comes back from
+/// HubSpot as a propertyChange and is not forwarded; the next real change diffs against it.
+pub(super) fn enrich_echo_of_own_write_not_forwarded(_: &Fixture) -> Outcome {
+    let fx = fixture()?;
+    let id = create(&fx, "contacts", json!({"firstname": "Hal"}))?;
+    wait_deliveries(&fx, id, 1)?;
+    let auth = format!("Bearer {}", fx.admin_token);
+    let r = hubspot_edge_tests::http::request(
+        "PATCH",
+        &fx.url(&format!("/admin/hubspot/objects/contacts/{id}")),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        Some(br#"{"properties":{"firstname":"Echo"}}"#),
+    )?;
+    check(r.status == 200, || {
+        format!("admin patch: {} {}", r.status, r.text())
+    })?;
+    wait_skipped(&fx, id, "echo")?;
+    patch(&fx, "contacts", id, json!({"firstname": "Ivy"}))?;
+    let ds = wait_deliveries(&fx, id, 2)?;
+    check(
+        ds.len() == 2
+            && ds[1].body["changes"]
+                == json!([{"field": "first_name", "old": "Echo", "new": "Ivy"}]),
+        || {
+            format!(
+                "echo forwarded, or the snapshot missed it:\n{}",
+                fx.dest.describe(&[id])
+            )
+        },
+    )
+}
+
+/// Companies in the burst, and changes per company.
+const BURST_OBJECTS: usize = 50;
+const BURST_ROUNDS: usize = 4;
+
+/// 200 changes to 50 companies in one burst: each consumer batch reads each type at most once
+/// per 100 objects (and HubSpot sees exactly those reads), and each company's state at the
+/// destination (created record, then every change in arrival order) equals HubSpot's.
+pub(super) fn enrich_burst_one_read_per_batch_state_matches(_: &Fixture) -> Outcome {
+    let fx = fixture()?;
+    let mock = fx.hubspot.as_ref().ok_or("no mock")?;
+    let tag = hubspot_edge_tests::unique_id();
+    let inputs: Vec<Value> = (0..BURST_OBJECTS)
+        .map(|i| json!({"properties": {"name": format!("Burst {tag} {i}"), "numberofemployees": "0"}}))
+        .collect();
+    let (status, body) = hubspot(
+        &fx,
+        "POST",
+        "/crm/v3/objects/companies/batch/create",
+        &json!({ "inputs": inputs }),
+    )?;
+    check(status == 201, || format!("batch create: {status} {body}"))?;
+    let ids: Vec<u64> = body["results"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["id"].as_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    check(ids.len() == BURST_OBJECTS, || {
+        format!("created {} companies", ids.len())
+    })?;
+    for &id in &ids {
+        wait_deliveries(&fx, id, 1)?;
+    }
+    let reads_of = |stats: &Value| -> u64 {
+        stats["byPath"].as_object().map_or(0, |m| {
+            m.iter()
+                // The Worker's date-versioned path, not the test's own /crm/v3 reads.
+                .filter(|(k, _)| {
+                    k.starts_with("POST /crm/objects/") && k.ends_with("/companies/batch/read")
+                })
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        })
+    };
+    let reads_before = reads_of(&mock_stats(mock)?);
+    let mark = fx.worker.log_mark();
+
+    // The burst: four rounds of one change per company, eight writers at once.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= BURST_OBJECTS * BURST_ROUNDS {
+                    break;
+                }
+                let (round, i) = (n / BURST_OBJECTS, n % BURST_OBJECTS);
+                let mut props = json!({"numberofemployees": (round * 100 + i + 1).to_string()});
+                if round == 2 {
+                    props["name"] = json!(format!("Burst {tag} {i} renamed"));
+                }
+                if let Err(e) = patch(&fx, "companies", ids[i], props) {
+                    failures
+                        .lock()
+                        .map(|mut f| f.push(e.message().unwrap_or("failed").to_owned()))
+                        .ok();
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap_or_default();
+    check(failures.is_empty(), || {
+        format!("burst writes failed: {failures:?}")
+    })?;
+
+    // HubSpot's final state, mapped.
+    let mapping = Mapping::from_json(MAP).map_err(|e| e.to_string())?;
+    let map = mapping.object("companies").ok_or("no company map")?;
+    let (status, body) = hubspot(
+        &fx,
+        "POST",
+        "/crm/v3/objects/companies/batch/read",
+        &json!({"inputs": ids.iter().map(|id| json!({"id": id.to_string()})).collect::<Vec<_>>(),
+                "properties": map.properties()}),
+    )?;
+    check(status == 200, || format!("final read: {status} {body}"))?;
+    let mut want: BTreeMap<u64, Value> = BTreeMap::new();
+    for r in body["results"].as_array().into_iter().flatten() {
+        let props: BTreeMap<String, Option<String>> =
+            serde_json::from_value(r["properties"].clone()).map_err(|e| e.to_string())?;
+        let record = map.to_destination(&props).map_err(|e| e.to_string())?;
+        let id: u64 = r["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or("bad id")?;
+        want.insert(id, Value::Object(record.into()));
+    }
+    let folded = |id: u64| -> Value {
+        let mut state = json!({});
+        for d in fx.dest.delivered_ok_for(id) {
+            if let Some(r) = d.body["record"].as_object() {
+                state = Value::Object(r.clone());
+            }
+            for c in d.body["changes"].as_array().into_iter().flatten() {
+                if let (Some(o), Some(f)) = (state.as_object_mut(), c["field"].as_str()) {
+                    o.insert(f.to_owned(), c["new"].clone());
+                }
+            }
+        }
+        state
+    };
+    let settled = poll_until(
+        "every company's state at the destination",
+        Duration::from_secs(120),
+        POLL,
+        || {
+            ids.iter()
+                .all(|&id| Some(&folded(id)) == want.get(&id))
+                .then_some(())
+        },
+    );
+    if settled.is_err() {
+        let wrong: Vec<String> = ids
+            .iter()
+            .filter(|&&id| Some(&folded(id)) != want.get(&id))
+            .take(3)
+            .map(|&id| format!("{id}: have {} want {:?}", folded(id), want.get(&id)))
+            .collect();
+        return Err(format!("destination state differs from HubSpot's: {wrong:?}").into());
+    }
+    for &id in &ids {
+        delivered(&fx, id)?;
+    }
+
+    // Reads: at most one per consumer batch per 100 companies, and HubSpot saw exactly those.
+    let lines: Vec<Value> = fx
+        .worker
+        .logs_since(mark)
+        .iter()
+        .filter(|l| {
+            l.contains("\"msg\":\"enrich_read\"") && l.contains("\"object_type\":\"company\"")
+        })
+        .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok()))
+        .collect();
+    let mut per_batch: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for l in &lines {
+        let entry = per_batch
+            .entry(l["request_id"].as_str().unwrap_or_default().to_owned())
+            .or_default();
+        entry.0 += 1;
+        entry.1 += l["ids"].as_u64().unwrap_or(0);
+    }
+    let reads_after = reads_of(&mock_stats(mock)?);
+    let over: Vec<_> = per_batch
+        .iter()
+        .filter(|(_, (reads, ids))| *reads > ids.div_ceil(100).max(1))
+        .collect();
+    check(
+        over.is_empty()
+            && !lines.is_empty()
+            && reads_after - reads_before == lines.len() as u64
+            && lines
+                .iter()
+                .all(|l| l["ids"].as_u64().is_some_and(|n| n <= 100)),
+        || {
+            format!(
+                "{} company reads logged in {} batches (over the limit: {over:?}); HubSpot saw {}",
+                lines.len(),
+                per_batch.len(),
+                reads_after - reads_before
+            )
+        },
+    )?;
+    Ok(())
+}
