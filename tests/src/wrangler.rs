@@ -61,6 +61,38 @@ pub fn build_worker() -> Result<()> {
 /// # Errors
 /// When wrangler.toml cannot be read or the copy written.
 pub fn prebuilt_config(name: &str) -> Result<PathBuf> {
+    write_config(name, &repo_root().join("worker/build"))
+}
+
+/// Like [`prebuilt_config`], with a private copy of the built bundle (under
+/// `target/e2e/{name}.bundle/`): a long run (a benchmark) keeps the code it started with even
+/// if the bundle is rebuilt meanwhile (wrangler reloads when `main` changes).
+///
+/// # Errors
+/// When the bundle cannot be copied or the config written.
+pub fn prebuilt_config_with_own_bundle(name: &str) -> Result<PathBuf> {
+    let root = repo_root();
+    let bundle = root.join("target/e2e").join(format!("{name}.bundle"));
+    copy_dir(&root.join("worker/build"), &bundle)
+        .map_err(|e| Error::new(format!("copying the Worker bundle for {name}: {e}")))?;
+    write_config(name, &bundle)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_config(name: &str, bundle: &Path) -> Result<PathBuf> {
     let root = repo_root();
     let io = |e: std::io::Error| Error::new(format!("prebuilt wrangler config {name}: {e}"));
     let text = std::fs::read_to_string(root.join("wrangler.toml")).map_err(io)?;
@@ -74,10 +106,7 @@ pub fn prebuilt_config(name: &str) -> Result<PathBuf> {
             continue;
         }
         if line.starts_with("main = ") {
-            out.push_str(&format!(
-                "main = {:?}\n",
-                root.join("worker/build/index.js")
-            ));
+            out.push_str(&format!("main = {:?}\n", bundle.join("index.js")));
         } else {
             out.push_str(line);
             out.push('\n');

@@ -56,10 +56,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         burst: LIMIT_PER_10S,
         ..MockConfig::default()
     });
-    // No `[build]`: an edit to the sources during the run must not restart the Worker.
-    options.wrangler.config = Some(hubspot_edge_tests::wrangler::prebuilt_config(
-        "wrangler.api-bench.toml",
-    )?);
+    // No `[build]` and a private bundle: neither an edit to the sources nor a rebuild during
+    // the run may restart the Worker.
+    options.wrangler.config = Some(
+        hubspot_edge_tests::wrangler::prebuilt_config_with_own_bundle("wrangler.api-bench.toml")?,
+    );
     let fx = Fixture::start(options)?;
     let mock_url = fx
         .hubspot
