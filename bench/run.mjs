@@ -16,7 +16,7 @@ import path from 'node:path';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
-const { Bench } = require(path.join(here, 'pkg', 'hubspot_edge_bench.js'));
+const { Bench, EnrichBench } = require(path.join(here, 'pkg', 'hubspot_edge_bench.js'));
 
 const quick = process.argv.includes('--quick');
 const SCALE = quick ? 10 : 1;
@@ -182,11 +182,22 @@ run('js_baseline', () => jsBaseline(body, signature, timestamp));
 run('js_verify_only', () => { jsVerify(body, signature, timestamp); return 1; });
 run('js_parse_filter_keys', () => jsParseFilterKeys(body));
 
+// Enrichment of one 100-record batch read (bench/native/src/enrich.rs): JSON decode alone,
+// then decode + map + snapshot + diff. Checked once before timing.
+const enrich = new EnrichBench();
+if (enrich.full() !== 34 || enrich.decodeOnly() !== 1200) {
+  console.error(`enrich cross-check failed: ${enrich.full()} fields, ${enrich.decodeOnly()} properties`);
+  process.exit(1);
+}
+run('wasm_enrich_decode', () => enrich.decodeOnly());
+run('wasm_enrich_full', () => enrich.full());
+
 for (const [a, b] of [
   ['wasm_software_hmac', 'js_baseline'],
   ['wasm_host_hmac', 'js_baseline'],
   ['wasm_verify_only', 'js_verify_only'],
   ['wasm_parse_filter_keys', 'js_parse_filter_keys'],
+  ['wasm_enrich_full', 'wasm_enrich_decode'],
 ]) {
   console.log(`RATIO ${a}/${b}=${(results[a] / results[b]).toFixed(2)}`);
 }

@@ -80,7 +80,7 @@ trap 'rm -f "$OUT"' EXIT
 awk '
   /^BENCH / { split($2, n, "="); split($3, v, "="); ns[n[2]] = v[2] }
   END {
-    split("wasm_host_hmac/native_full wasm_software_hmac/native_full js_baseline/native_full", pairs, " ")
+    split("wasm_host_hmac/native_full wasm_software_hmac/native_full js_baseline/native_full native_enrich_full/native_enrich_decode wasm_enrich_full/native_enrich_full", pairs, " ")
     for (i in pairs) {
       split(pairs[i], p, "/")
       if ((p[1] in ns) && (p[2] in ns) && ns[p[2]] > 0) printf "RATIO %s=%.2f\n", pairs[i], ns[p[1]] / ns[p[2]]

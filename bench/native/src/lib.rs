@@ -18,6 +18,7 @@ use hubspot_edge_core::signature::{
 };
 
 pub mod batch;
+pub mod enrich;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 

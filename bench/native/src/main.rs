@@ -57,6 +57,30 @@ fn run(quick: bool) -> Result<(), hubspot_edge_bench::BenchError> {
         pipeline.parse_filter_keys(black_box(body)).map(digest)
     });
     report("native_parse_filter_keys", &rest?);
+
+    // Enrichment of one 100-record batch read: the JSON decode alone (baseline) and the whole
+    // step (decode, map, snapshot, diff).
+    let enrich = hubspot_edge_bench::enrich::Enrich::new();
+    let s = enrich.full();
+    println!(
+        "INFO native enrich records={} changed={} fields={} snapshot_bytes={}",
+        hubspot_edge_bench::enrich::RECORDS,
+        s.changed,
+        s.fields,
+        s.snapshot_bytes
+    );
+    let decode = measure(scale, || {
+        Ok::<_, hubspot_edge_bench::BenchError>(
+            u32::try_from(black_box(&enrich).decode_only()).unwrap_or(0),
+        )
+    });
+    report("native_enrich_decode", &decode?);
+    let full = measure(scale, || {
+        Ok::<_, hubspot_edge_bench::BenchError>(
+            u32::try_from(black_box(&enrich).full().fields).unwrap_or(0),
+        )
+    });
+    report("native_enrich_full", &full?);
     Ok(())
 }
 

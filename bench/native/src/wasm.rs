@@ -137,3 +137,38 @@ impl Bench {
 fn kept(s: Summary) -> u32 {
     s.kept
 }
+
+/// The enrichment benchmark (see [`crate::enrich`]).
+#[wasm_bindgen]
+#[derive(Debug)]
+pub struct EnrichBench {
+    inner: crate::enrich::Enrich,
+}
+
+#[wasm_bindgen]
+impl EnrichBench {
+    /// Builds the map and the 100-record batch.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> EnrichBench {
+        Self {
+            inner: crate::enrich::Enrich::new(),
+        }
+    }
+
+    /// The baseline: decode every record's properties; returns the number of properties.
+    #[wasm_bindgen(js_name = decodeOnly)]
+    pub fn decode_only(&self) -> u32 {
+        u32::try_from(self.inner.decode_only()).unwrap_or(0)
+    }
+
+    /// Decode, map, snapshot, diff; returns the number of changed fields.
+    pub fn full(&self) -> u32 {
+        u32::try_from(self.inner.full().fields).unwrap_or(0)
+    }
+}
+
+impl Default for EnrichBench {
+    fn default() -> Self {
+        Self::new()
+    }
+}
