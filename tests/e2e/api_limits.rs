@@ -8,7 +8,7 @@ use std::time::Duration;
 use hubspot_edge_tests::mock::MockConfig;
 use hubspot_edge_tests::{Fixture, FixtureOptions};
 
-use super::{check, extra_wrangler_config, mock_stats, oauth_worker, Outcome};
+use super::{check, extra_wrangler_config, mock_stats, oauth_worker, requests_where, Outcome};
 
 /// Reads in the burst scenario.
 const BURST_READS: usize = 1_000;
@@ -78,15 +78,9 @@ pub(super) fn hubspot_burst_of_1000_reads_paced_without_429(_: &Fixture) -> Outc
         )
     })?;
     let stats = mock_stats(mock)?;
-    let reads: u64 = stats["byPath"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| k.starts_with("GET ") && k.contains("/contacts/"))
-                .filter_map(|(_, v)| v.as_u64())
-                .sum()
-        })
-        .unwrap_or(0);
+    let reads = requests_where(&stats, |k| {
+        k.starts_with("GET ") && k.contains("/contacts/")
+    });
     check(
         stats["rateLimited"] == 0 && reads == BURST_READS as u64,
         || format!("HubSpot saw {reads} reads (want {BURST_READS}) and these limits: {stats}"),

@@ -13,7 +13,7 @@ use hubspot_edge_tests::{poll_until, Delivery, Fixture, FixtureOptions, HubSpotE
 use libtest_mimic::Failed;
 use serde_json::{json, Value};
 
-use super::{check, extra_wrangler_config, mock_stats, schema, Outcome};
+use super::{check, extra_wrangler_config, mock_stats, requests_where, schema, Outcome};
 
 /// The field map of the enrichment Worker.
 const MAP: &str = r#"{"objects":{
@@ -467,14 +467,9 @@ pub(super) fn enrich_burst_one_read_per_batch_state_matches(_: &Fixture) -> Outc
         wait_deliveries(&fx, id, 1)?;
     }
     let reads_of = |stats: &Value| -> u64 {
-        stats["byPath"].as_object().map_or(0, |m| {
-            m.iter()
-                // The Worker's date-versioned path, not the test's own /crm/v3 reads.
-                .filter(|(k, _)| {
-                    k.starts_with("POST /crm/objects/") && k.ends_with("/companies/batch/read")
-                })
-                .filter_map(|(_, v)| v.as_u64())
-                .sum()
+        // The Worker's date-versioned path, not the test's own /crm/v3 reads.
+        requests_where(stats, |k| {
+            k.starts_with("POST /crm/objects/") && k.ends_with("/companies/batch/read")
         })
     };
     let reads_before = reads_of(&mock_stats(mock)?);

@@ -797,6 +797,16 @@ fn mock_stats(mock: &hubspot_edge_tests::mock::MockHubSpot) -> Result<Value, Fai
     Ok(r.json()?)
 }
 
+/// Requests the mock counted (`byPath` of its stats) on the paths `"METHOD /path"` that `keep`.
+fn requests_where(stats: &Value, keep: impl Fn(&str) -> bool) -> u64 {
+    stats["byPath"].as_object().map_or(0, |m| {
+        m.iter()
+            .filter(|(k, _)| keep(k))
+            .filter_map(|(_, v)| v.as_u64())
+            .sum()
+    })
+}
+
 /// A Worker with OAuth credentials (no `HUBSPOT_ACCESS_TOKEN`) against its own mock, whose
 /// access tokens live `token_ttl`; refresh margin 0.
 fn oauth_worker(
@@ -942,15 +952,9 @@ fn hubspot_daily_limit_not_retried(_: &Fixture) -> Outcome {
         || format!("daily limit: {} {json}", r.status),
     )?;
     let stats = mock_stats(mock)?;
-    let for_path: u64 = stats["byPath"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| k.starts_with("GET ") && k.ends_with("/contacts/3"))
-                .filter_map(|(_, v)| v.as_u64())
-                .sum()
-        })
-        .unwrap_or(0);
+    let for_path = requests_where(&stats, |k| {
+        k.starts_with("GET ") && k.ends_with("/contacts/3")
+    });
     check(for_path == 1 && stats["requests"] == 1, || {
         format!("requests after the daily 429: {stats}")
     })?;

@@ -22,6 +22,7 @@
 
 use std::time::{Duration, Instant};
 
+use hubspot_edge_tests::bench::report_ms;
 use hubspot_edge_tests::mock::MockConfig;
 use hubspot_edge_tests::{now_ms, Fixture, FixtureOptions, HubSpotEvent};
 use serde_json::{json, Value};
@@ -42,31 +43,6 @@ const CONTACTS: u64 = 800;
 const COMPANIES: u64 = 200;
 const DEALS: u64 = 100;
 const BATCHES: u64 = 10;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
-}
-
-fn report(name: &str, mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let p50 = percentile(&samples, 0.5);
-    println!(
-        "BENCH name={name} n={} p50_ms={p50:.1} p99_ms={:.1} max_ms={:.1}",
-        samples.len(),
-        percentile(&samples, 0.99),
-        samples.last().copied().unwrap_or(f64::NAN)
-    );
-    p50
-}
 
 /// Sums `field` over the consumer's `queue_batch` lines for the events queue since `mark`.
 fn consumer_sum(fx: &Fixture, mark: usize, field: &str) -> u64 {
@@ -291,8 +267,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             thin.push(d.received_at_ms.saturating_sub(sent) as f64);
         }
     }
-    let e = report("enriched_webhook_to_destination", enriched);
-    let t = report("thin_webhook_to_destination", thin);
+    let e = report_ms("enriched_webhook_to_destination", enriched);
+    let t = report_ms("thin_webhook_to_destination", thin);
     println!("RATIO enriched/thin_p50={:.2}", e / t);
     Ok(())
 }

@@ -12,34 +12,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use hubspot_edge_tests::bench::{percentile, report_ms};
 use hubspot_edge_tests::{now_ms, unique_id, Fixture, FixtureOptions, HubSpotEvent};
 
 const EVENTS_PER_BATCH: usize = 100;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    // Rounding a small positive index to usize is exact enough for a percentile.
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
-}
-
-fn report(name: &str, mut samples: Vec<f64>) {
-    samples.sort_by(f64::total_cmp);
-    println!(
-        "BENCH name={name} n={} p50_ms={:.1} p99_ms={:.1} max_ms={:.1}",
-        samples.len(),
-        percentile(&samples, 0.5),
-        percentile(&samples, 0.99),
-        samples.last().copied().unwrap_or(f64::NAN)
-    );
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batches: usize = std::env::args()
@@ -156,12 +132,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "BENCH name=throughput_events_per_s value={rate:.0} events={} seconds={drained:.1}",
         ids.len()
     );
-    report("end_to_end_event_unloaded", unloaded);
-    report("healthz_roundtrip", healthz.clone());
-    report("ingress_100_events", ingress.clone());
-    report("end_to_end_event_under_backlog", e2e);
-    report("ingress_100_events_in_worker", ingress_server);
-    report("consumer_batch_in_worker", consumer_batch);
+    report_ms("end_to_end_event_unloaded", unloaded);
+    report_ms("healthz_roundtrip", healthz.clone());
+    report_ms("ingress_100_events", ingress.clone());
+    report_ms("end_to_end_event_under_backlog", e2e);
+    report_ms("ingress_100_events_in_worker", ingress_server);
+    report_ms("consumer_batch_in_worker", consumer_batch);
     let mut h = healthz;
     let mut i = ingress;
     h.sort_by(f64::total_cmp);
