@@ -13,7 +13,9 @@ use hubspot_edge_tests::{poll_until, Delivery, Fixture, FixtureOptions, HubSpotE
 use libtest_mimic::Failed;
 use serde_json::{json, Value};
 
-use super::{check, extra_wrangler_config, mock_stats, requests_where, schema, Outcome};
+use super::{
+    check, dead_letters_for, extra_wrangler_config, mock_stats, requests_where, schema, Outcome,
+};
 
 /// The field map of the enrichment Worker.
 const MAP: &str = r#"{"objects":{
@@ -21,7 +23,8 @@ const MAP: &str = r#"{"objects":{
     {"hubspot":"email","type":"email"},
     {"hubspot":"firstname","field":"first_name"},
     {"hubspot":"numberofemployees","field":"employees","type":"number"},
-    {"hubspot":"date_of_birth","field":"birthday","type":"date"}]},
+    {"hubspot":"date_of_birth","field":"birthday","type":"date"},
+    {"hubspot":"lead_score","field":"score","type":"number"}]},
   "companies":{"fields":[
     {"hubspot":"name"},
     {"hubspot":"numberofemployees","field":"employees","type":"number"}]}
@@ -603,4 +606,74 @@ pub(super) fn enrich_burst_one_read_per_batch_state_matches(_: &Fixture) -> Outc
         },
     )?;
     Ok(())
+}
+
+/// A change for an object HubSpot no longer returns (deleted between the event and the read)
+/// is consumed once: nothing forwarded, no retry, no dead letter, one `missing` line.
+pub(super) fn enrich_object_gone_in_between_is_skipped_not_retried(_: &Fixture) -> Outcome {
+    let fx = fixture()?;
+    // Never created in the mock: the batch read answers without it.
+    let id = 7_000_000_000 + hubspot_edge_tests::unique_id() % 1_000_000_000;
+    let event =
+        HubSpotEvent::property_change("contact", id, "firstname", "Ghost").portal_id(PORTAL);
+    fx.send_events(&[event])?.expect_status(200)?;
+    wait_skipped(&fx, id, "missing")?;
+    let skip = log_lines(&fx, "enrich_skipped")
+        .into_iter()
+        .find(|l| l["object_id"] == id.to_string().as_str() && l["reason"] == "missing")
+        .ok_or("the skip line vanished")?;
+    let batch = poll_until("the batch's queue_batch line", DEADLINE, POLL, || {
+        log_lines(&fx, "queue_batch")
+            .into_iter()
+            .find(|l| l["request_id"] == skip["request_id"])
+    })?;
+    check(
+        batch["retried"] == 0 && batch["dead_lettered"] == 0 && batch["enrich_missing"] == 1,
+        || format!("the batch of a gone object: {batch}"),
+    )?;
+    check(fx.dest.deliveries_for(id).is_empty(), || {
+        format!("forwarded a gone object:\n{}", fx.dest.describe(&[id]))
+    })
+}
+
+/// A record whose value does not fit the map (a text property mapped as a number) is not
+/// dropped: its events go to the dead-letter store with the mapping error's code, and the
+/// message names the field and the value's type, never the value.
+pub(super) fn enrich_unmappable_record_dead_lettered_with_code(_: &Fixture) -> Outcome {
+    let fx = fixture()?;
+    let secret = format!("very-high-{}", hubspot_edge_tests::unique_id());
+    let id = create(
+        &fx,
+        "contacts",
+        json!({"firstname": "Gus", "lead_score": secret}),
+    )?;
+    let (_, letter) = poll_until(
+        "the dead letter",
+        DEADLINE,
+        Duration::from_millis(500),
+        || {
+            dead_letters_for(&fx, id)
+                .ok()
+                .and_then(|v| v.into_iter().next())
+        },
+    )?;
+    let reason = letter["reason"].as_str().unwrap_or_default();
+    let detail = letter["detail"].as_str().unwrap_or_default();
+    check(
+        reason.starts_with("mapping_")
+            && detail.contains("score")
+            && !detail.contains(&secret)
+            && letter["payload"]["subscriptionType"] == "contact.creation",
+        || format!("dead letter: {letter}"),
+    )?;
+    check(delivered(&fx, id)?.is_empty(), || {
+        format!(
+            "an unmappable record was forwarded:\n{}",
+            fx.dest.describe(&[id])
+        )
+    })?;
+    let logged = fx.worker.logs_since(0).iter().any(|l| l.contains(&secret));
+    check(!logged, || {
+        "the unmappable value appeared in a log line".into()
+    })
 }
