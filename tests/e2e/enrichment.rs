@@ -677,3 +677,44 @@ pub(super) fn enrich_unmappable_record_dead_lettered_with_code(_: &Fixture) -> O
         "the unmappable value appeared in a log line".into()
     })
 }
+
+/// An association added and then removed on HubSpot's side arrives as
+/// `hubspot-edge.association.changed` for both objects (HubSpot notifies both sides), with
+/// from, to, type and `removed`, without a read.
+pub(super) fn enrich_association_change_forwarded_both_sides(_: &Fixture) -> Outcome {
+    let fx = fixture()?;
+    let contact = create(&fx, "contacts", json!({"firstname": "Hal"}))?;
+    let company = create(&fx, "companies", json!({"name": "Hal Inc"}))?;
+    wait_deliveries(&fx, contact, 1)?;
+    wait_deliveries(&fx, company, 1)?;
+    let path =
+        format!("/crm/v4/objects/contacts/{contact}/associations/default/companies/{company}");
+    let (status, body) = hubspot(&fx, "PUT", &path, &json!({}))?;
+    check(status == 200, || format!("associate: {status} {body}"))?;
+    let association = |d: &Delivery| d.body["association"].clone();
+    let ds = wait_deliveries(&fx, contact, 2)?;
+    check(
+        ds[1].body["type"] == "hubspot-edge.association.changed"
+            && association(&ds[1])
+                == json!({"fromId": contact.to_string(), "toId": company.to_string(),
+                          "type": "CONTACT_TO_COMPANY", "removed": false}),
+        || format!("contact side: {}", ds[1].body),
+    )?;
+    let ds = wait_deliveries(&fx, company, 2)?;
+    check(
+        ds[1].body["type"] == "hubspot-edge.association.changed"
+            && association(&ds[1])
+                == json!({"fromId": company.to_string(), "toId": contact.to_string(),
+                          "type": "COMPANY_TO_CONTACT", "removed": false}),
+        || format!("company side: {}", ds[1].body),
+    )?;
+    let path = format!("/crm/v4/objects/contacts/{contact}/associations/companies/{company}");
+    let (status, body) = hubspot(&fx, "DELETE", &path, &json!({}))?;
+    check(status == 204, || format!("dissociate: {status} {body}"))?;
+    let ds = wait_deliveries(&fx, contact, 3)?;
+    check(
+        association(&ds[2])["removed"] == true
+            && association(&ds[2])["toId"] == company.to_string().as_str(),
+        || format!("removal: {}", ds[2].body),
+    )
+}

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use api_limits::{hubspot_burst_of_1000_reads_paced_without_429, hubspot_oauth_401_refreshed_once};
 use enrichment::{
-    enrich_burst_one_read_per_batch_state_matches, enrich_date_never_leaves_as_timestamp,
-    enrich_echo_of_own_write_not_forwarded, enrich_mapped_change_arrives_with_old_and_new,
-    enrich_merge_and_delete_arrive_with_right_ids,
+    enrich_association_change_forwarded_both_sides, enrich_burst_one_read_per_batch_state_matches,
+    enrich_date_never_leaves_as_timestamp, enrich_echo_of_own_write_not_forwarded,
+    enrich_mapped_change_arrives_with_old_and_new, enrich_merge_and_delete_arrive_with_right_ids,
     enrich_object_gone_in_between_is_skipped_not_retried, enrich_same_value_forwards_nothing,
     enrich_unmappable_record_dead_lettered_with_code, enrich_unmapped_change_forwards_nothing,
 };
@@ -82,6 +82,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         enrich_burst_one_read_per_batch_state_matches,
         enrich_object_gone_in_between_is_skipped_not_retried,
         enrich_unmappable_record_dead_lettered_with_code,
+        enrich_association_change_forwarded_both_sides,
     ]
 }
 

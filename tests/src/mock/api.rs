@@ -1070,6 +1070,7 @@ fn associations_v4(
                 ));
             };
             data.assoc.add(from_end, to, &[assoc::hubspot(d)]);
+            emit_association(data, from_end, to, false, now);
             let spec = |a: u64, b: u64, t: Option<u32>| {
                 json!({"from": {"id": a.to_string()}, "to": {"id": b.to_string()},
                        "associationSpec": {"associationCategory": assoc::HUBSPOT_DEFINED, "associationTypeId": t}})
@@ -1089,6 +1090,7 @@ fn associations_v4(
             let body = parse_body(data, req)?;
             let types = parse_types(&body).map_err(|m| validation(data, &m))?;
             data.assoc.add(from_end, to, &types);
+            emit_association(data, from_end, to, false, now);
             Ok(json_response(
                 200,
                 &json!({"fromObjectTypeId": from_kind.object_type_id(), "fromObjectId": from_end.1,
@@ -1097,7 +1099,9 @@ fn associations_v4(
         }
         ("DELETE", [_, to_id]) => {
             if let Ok(id) = to_id.parse::<u64>() {
-                data.assoc.remove(from_end, (to_kind, id));
+                if data.assoc.remove(from_end, (to_kind, id)) {
+                    emit_association(data, from_end, (to_kind, id), true, now);
+                }
             }
             Ok(Response {
                 status: 204,
@@ -1233,6 +1237,53 @@ fn emit_changes(
         if before.get(name).map_or("", String::as_str) != new {
             emit(data, kind, "propertyChange", id, now, Some((name, new)));
         }
+    }
+}
+
+/// `*.associationChange` for both sides of an association added or removed (HUBSPOT.md §2.2:
+/// "These events fire for both sides of the association"), with `associationType` as
+/// `FROM_TO_TO`. Custom objects (generic `object.associationChange`) emit nothing.
+fn emit_association(data: &mut Data, a: (Kind, u64), b: (Kind, u64), removed: bool, now: u64) {
+    if !data.webhooks_on {
+        return;
+    }
+    let (Some(a_name), Some(b_name)) = (association_name(a.0), association_name(b.0)) else {
+        return;
+    };
+    for ((from, from_id), (to_name, to_id), from_name) in
+        [(a, (b_name, b.1), a_name), (b, (a_name, a.1), b_name)]
+    {
+        data.next_event_id += 1;
+        let mut e = webhooks::event(
+            data.next_event_id,
+            from,
+            "associationChange",
+            from_id,
+            now,
+            None,
+        );
+        if let Some(o) = e.as_object_mut() {
+            o.insert(
+                "associationType".into(),
+                json!(format!("{from_name}_TO_{to_name}")),
+            );
+            o.insert("fromObjectId".into(), json!(from_id));
+            o.insert("toObjectId".into(), json!(to_id));
+            o.insert("associationRemoved".into(), json!(removed));
+            o.insert("isPrimaryAssociation".into(), json!(false));
+        }
+        data.outbox.push(e);
+    }
+}
+
+/// The object's name in `associationType` values (HUBSPOT.md §2.2).
+fn association_name(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::Contact => Some("CONTACT"),
+        Kind::Company => Some("COMPANY"),
+        Kind::Deal => Some("DEAL"),
+        Kind::Ticket => Some("TICKET"),
+        Kind::Custom(_) => None,
     }
 }
 

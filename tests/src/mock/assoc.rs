@@ -113,13 +113,17 @@ impl Associations {
     }
 
     /// Removes every association between the two records, both ways.
-    pub(super) fn remove(&mut self, a: End, b: End) {
-        if let Some(m) = self.edges.get_mut(&a) {
-            m.remove(&(kind_key(b.0), b.1));
-        }
-        if let Some(m) = self.edges.get_mut(&b) {
-            m.remove(&(kind_key(a.0), a.1));
-        }
+    /// Removes the association both ways; `true` if there was one.
+    pub(super) fn remove(&mut self, a: End, b: End) -> bool {
+        let forward = self
+            .edges
+            .get_mut(&a)
+            .is_some_and(|m| m.remove(&(kind_key(b.0), b.1)).is_some());
+        let backward = self
+            .edges
+            .get_mut(&b)
+            .is_some_and(|m| m.remove(&(kind_key(a.0), a.1)).is_some());
+        forward || backward
     }
 
     /// `(to id, types)` from `from` to records of kind `to`, by id.
