@@ -6,9 +6,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hubspot_edge_tests::mock::MockConfig;
-use hubspot_edge_tests::{Fixture, FixtureOptions};
+use hubspot_edge_tests::Fixture;
 
-use super::{check, extra_wrangler_config, mock_stats, oauth_worker, requests_where, Outcome};
+use super::{check, mock_of, mock_stats, oauth_worker, own_worker, requests_where, Outcome};
 
 /// Reads in the burst scenario.
 const BURST_READS: usize = 1_000;
@@ -18,16 +18,9 @@ const BURST_CLIENTS: usize = 10;
 /// `GET path` with the admin token and a time limit above the executor's longest wait for a
 /// permit (15 s), so that a paced request is not mistaken for a hung one.
 fn admin_get_paced(fx: &Fixture, path: &str) -> Result<(u16, String), String> {
-    let auth = format!("Bearer {}", fx.admin_token);
-    hubspot_edge_tests::http::request_with_timeout(
-        "GET",
-        &fx.url(path),
-        &[("authorization", &auth)],
-        None,
-        Duration::from_secs(40),
-    )
-    .map(|r| (r.status, r.text()))
-    .map_err(|e| e.to_string())
+    fx.admin_request("GET", path, None, Duration::from_secs(40))
+        .map(|r| (r.status, r.text()))
+        .map_err(|e| e.to_string())
 }
 
 /// 1,000 reads, ten at a time, against the mock's 100-per-10-s rolling limit (HUBSPOT.md §5.1):
@@ -35,16 +28,14 @@ fn admin_get_paced(fx: &Fixture, path: &str) -> Result<(u16, String), String> {
 /// request is sent into a window the governor knows is exhausted. Own Worker and mock: the
 /// burst spends the budget for ~2 minutes, which would starve the shared fixture's scenarios.
 pub(super) fn hubspot_burst_of_1000_reads_paced_without_429(_: &Fixture) -> Outcome {
-    let config = extra_wrangler_config("wrangler.burst.toml")?;
-    let mut options = FixtureOptions::default().hubspot_mock(MockConfig {
-        seed_contacts: 50,
-        ..MockConfig::default()
-    });
-    options.wrangler.config = Some(config);
-    let fx = Fixture::start(options)?;
-    let Some(mock) = &fx.hubspot else {
-        return Err("no mock".into());
-    };
+    let fx = own_worker(
+        "wrangler.burst.toml",
+        MockConfig {
+            seed_contacts: 50,
+            ..MockConfig::default()
+        },
+    )?;
+    let mock = mock_of(&fx)?;
     let next = AtomicUsize::new(0);
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -92,9 +83,7 @@ pub(super) fn hubspot_burst_of_1000_reads_paced_without_429(_: &Fixture) -> Outc
 /// token exactly once: the gate makes the refresh single-flight across requests.
 pub(super) fn hubspot_oauth_401_refreshed_once(_: &Fixture) -> Outcome {
     let fx = oauth_worker("wrangler.oauth401.toml", None, Duration::from_secs(1800))?;
-    let Some(mock) = &fx.hubspot else {
-        return Err("no mock".into());
-    };
+    let mock = mock_of(&fx)?;
     let (status, body) = admin_get_paced(&fx, "/admin/hubspot/objects/contacts/1")?;
     check(status == 200, || format!("first read: {status} {body}"))?;
     check(mock_stats(mock)?["tokenRefreshes"] == 1, || {

@@ -14,7 +14,8 @@ use libtest_mimic::Failed;
 use serde_json::{json, Value};
 
 use super::{
-    check, dead_letters_for, extra_wrangler_config, mock_stats, requests_where, schema, Outcome,
+    check, dead_letters_for, extra_wrangler_config, mock_of, mock_stats, requests_where, schema,
+    Outcome,
 };
 
 /// The field map of the enrichment Worker.
@@ -77,9 +78,7 @@ fn start() -> Result<Fixture, Failed> {
         ]);
     options.wrangler.config = Some(config);
     let fx = Fixture::start(options)?;
-    let Some(mock) = &fx.hubspot else {
-        return Err("no mock".into());
-    };
+    let mock = mock_of(&fx)?;
     mock.set_webhook_target(&fx.url("/webhooks/hubspot"));
     Ok(fx)
 }

@@ -605,6 +605,18 @@ fn extra_wrangler_config(name: &str) -> Result<std::path::PathBuf, Failed> {
     Ok(hubspot_edge_tests::wrangler::prebuilt_config(name)?)
 }
 
+/// A Worker of its own (config `target/e2e/{config_name}`) calling a mock HubSpot of its own.
+fn own_worker(config_name: &str, mock: MockConfig) -> Result<Fixture, Failed> {
+    let mut options = FixtureOptions::default().hubspot_mock(mock);
+    options.wrangler.config = Some(extra_wrangler_config(config_name)?);
+    Ok(Fixture::start(options)?)
+}
+
+/// The fixture's mock HubSpot.
+fn mock_of(fx: &Fixture) -> Result<&hubspot_edge_tests::mock::MockHubSpot, Failed> {
+    fx.hubspot.as_ref().ok_or_else(|| "no mock".into())
+}
+
 // ---------------------------------------------------------------------------------------------
 // HubSpot API calls (the executor, through `/admin/hubspot/…` and the mock HubSpot)
 
@@ -853,9 +865,7 @@ fn no_secrets_logged(fx: &Fixture, secrets: &[&str]) -> Outcome {
 /// margin 0, reads keep succeeding while the Worker refreshes the expired token.
 fn hubspot_oauth_tokens_refreshed_on_expiry(_: &Fixture) -> Outcome {
     let fx = oauth_worker("wrangler.oauth.toml", None, Duration::from_secs(2))?;
-    let Some(mock) = &fx.hubspot else {
-        return Err("no mock".into());
-    };
+    let mock = mock_of(&fx)?;
     let read = |fx: &Fixture| -> Outcome {
         let r = fx.admin_get("/admin/hubspot/objects/contacts/1?properties=email")?;
         let json = r.json()?;
@@ -901,9 +911,7 @@ fn hubspot_oauth_bad_refresh_token_not_retried_hot(_: &Fixture) -> Outcome {
         Some(bad),
         Duration::from_secs(1800),
     )?;
-    let Some(mock) = &fx.hubspot else {
-        return Err("no mock".into());
-    };
+    let mock = mock_of(&fx)?;
     for _ in 0..3 {
         let r = fx.admin_get("/admin/hubspot/objects/contacts/1")?;
         let json = r.json()?;
@@ -931,16 +939,14 @@ fn hubspot_oauth_bad_refresh_token_not_retried_hot(_: &Fixture) -> Outcome {
 /// holds this isolate until the daily reset, which would starve the shared fixture's
 /// scenarios, and a fault in the shared mock could be drawn by a parallel scenario.
 fn hubspot_daily_limit_not_retried(_: &Fixture) -> Outcome {
-    let config = extra_wrangler_config("wrangler.daily.toml")?;
-    let mut options = FixtureOptions::default().hubspot_mock(MockConfig {
-        seed_contacts: 5,
-        ..MockConfig::default()
-    });
-    options.wrangler.config = Some(config);
-    let fx = Fixture::start(options)?;
-    let Some(mock) = &fx.hubspot else {
-        return Err("no mock".into());
-    };
+    let fx = own_worker(
+        "wrangler.daily.toml",
+        MockConfig {
+            seed_contacts: 5,
+            ..MockConfig::default()
+        },
+    )?;
+    let mock = mock_of(&fx)?;
     let r = hubspot_edge_tests::http::post_json(
         &format!("{}/__mock/faults", mock.base_url()),
         &serde_json::json!({ "next": [{ "status": 429, "policy": "DAILY" }] }),
@@ -978,21 +984,16 @@ const SEARCH_ALL_CONTACTS: usize = 25_000;
 /// `search-all` walks every seeded contact by id (core's `SearchPlan`, one-page keyset windows)
 /// through the executor: each id exactly once, past the 10,000 cap, paced to the 5/s search limit.
 fn hubspot_search_all_walks_past_the_cap(_: &Fixture) -> Outcome {
-    let config = extra_wrangler_config("wrangler.searchall.toml")?;
-    let mut options = FixtureOptions::default().hubspot_mock(MockConfig {
-        seed_contacts: SEARCH_ALL_CONTACTS,
-        ..MockConfig::default()
-    });
-    options.wrangler.config = Some(config);
-    let fx = Fixture::start(options)?;
-    let auth = format!("Bearer {}", fx.admin_token);
-    let r = hubspot_edge_tests::http::request_with_timeout(
+    let fx = own_worker(
+        "wrangler.searchall.toml",
+        MockConfig {
+            seed_contacts: SEARCH_ALL_CONTACTS,
+            ..MockConfig::default()
+        },
+    )?;
+    let r = fx.admin_request(
         "POST",
-        &fx.url("/admin/hubspot/objects/contacts/search-all"),
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
+        "/admin/hubspot/objects/contacts/search-all",
         Some(b"{}"),
         Duration::from_secs(120),
     )?;

@@ -219,4 +219,25 @@ impl Fixture {
     pub fn admin_post(&self, path: &str, body: &[u8]) -> Result<HttpResponse> {
         http::post(&self.url(path), body, Some(&self.admin_token))
     }
+
+    /// `method {path}` (JSON body when given) with the admin bearer token and a time limit of
+    /// its own: for calls that may legitimately wait (the executor paces a call for up to 15 s;
+    /// a search walk takes minutes).
+    ///
+    /// # Errors
+    /// Transport failures, including the time limit.
+    pub fn admin_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        timeout: std::time::Duration,
+    ) -> Result<HttpResponse> {
+        let auth = format!("Bearer {}", self.admin_token);
+        let mut headers = vec![("authorization", auth.as_str())];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        http::request_with_timeout(method, &self.url(path), &headers, body, timeout)
+    }
 }

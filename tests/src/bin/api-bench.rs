@@ -29,17 +29,10 @@ const CLIENTS: usize = 10;
 const LIMIT_PER_10S: u32 = 100;
 
 fn get(fx: &Fixture, path: &str) -> Result<(u16, Value), String> {
-    let auth = format!("Bearer {}", fx.admin_token);
-    let r = hubspot_edge_tests::http::request_with_timeout(
-        "GET",
-        &fx.url(path),
-        &[("authorization", &auth)],
-        None,
-        Duration::from_secs(40),
-    )
-    .map_err(|e| e.to_string())?;
-    let json = r.json().unwrap_or(Value::Null);
-    Ok((r.status, json))
+    let r = fx
+        .admin_request("GET", path, None, Duration::from_secs(40))
+        .map_err(|e| e.to_string())?;
+    Ok((r.status, r.json().unwrap_or(Value::Null)))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -424,6 +424,19 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+/// A body's `properties` list of names (batch read, search); empty when absent.
+fn property_names(v: &Value) -> Vec<String> {
+    v.get("properties")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn props_of(v: &Value) -> Map<String, Value> {
     v.get("properties")
         .and_then(Value::as_object)
@@ -598,16 +611,7 @@ fn batch(
     let mut errors = Vec::new();
     match op {
         "read" => {
-            let props: Vec<String> = body
-                .get("properties")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let props = property_names(&body);
             let id_property = str_of(&body, "idProperty");
             let mut missing = Vec::new();
             for input in inputs {
@@ -867,16 +871,7 @@ fn parse_search(body: &Value) -> Result<(Search, Vec<String>), String> {
             "Search is limited to {SEARCH_MAX_RESULTS} total results for any given query. Attempting to page beyond {SEARCH_MAX_RESULTS} (after {offset} + limit {limit}) is not supported."
         ));
     }
-    let props = body
-        .get("properties")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let props = property_names(body);
     Ok((
         Search {
             groups,

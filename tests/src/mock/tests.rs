@@ -7,9 +7,11 @@ use serde_json::{json, Value};
 use super::{MockConfig, MockHubSpot};
 use crate::http::{request, HttpResponse};
 
-const TOKEN: &str = "pat-na1-test";
+/// The fixed private-app token of the mock in these tests (and `tests_ops`).
+pub(super) const TOKEN: &str = "pat-na1-test";
 
-fn start(config: MockConfig) -> MockHubSpot {
+/// A mock with `config`, [`TOKEN`] and limits high enough not to get in a test's way.
+pub(super) fn start(config: MockConfig) -> MockHubSpot {
     MockHubSpot::start(MockConfig {
         token: TOKEN.into(),
         // Tests send many requests quickly; the rate-limit test lowers these itself.

@@ -14,17 +14,7 @@ use serde_json::{json, Value};
 use super::{FaultConfig, MockConfig, MockHubSpot, WebhookConfig, TEST_CODE};
 use crate::http::{request, HttpResponse};
 
-const TOKEN: &str = "pat-na1-test";
-
-fn start(config: MockConfig) -> MockHubSpot {
-    MockHubSpot::start(MockConfig {
-        token: TOKEN.into(),
-        burst: 100_000,
-        search_per_second: 100_000,
-        ..config
-    })
-    .unwrap()
-}
+use super::tests::{start, TOKEN};
 
 fn form(mock: &MockHubSpot, body: &str) -> HttpResponse {
     request(
