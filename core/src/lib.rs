@@ -27,6 +27,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod config;
 pub mod dedupe;
 pub mod delivery;
 pub mod diff;

@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 
+use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use hubspot_edge_core::dedupe::DedupeKey;
 use hubspot_edge_core::event::{parse_batch, Element};
@@ -51,7 +52,9 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
         Err(e) => return config_error(&e, request_id),
     };
 
-    // 413 before reading when the sender declares the size; again after reading otherwise.
+    // 413 before reading when the sender declares the size; otherwise (a chunked body) the
+    // body is read chunk by chunk and reading stops at the limit, so an unauthenticated sender
+    // cannot make the isolate buffer more than MAX_BODY_BYTES (its memory is 128 MB).
     let declared = req
         .headers()
         .get("content-length")?
@@ -60,11 +63,10 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
         log("body_too_large", 413).emit();
         return respond::error(413, "body_too_large", "request body exceeds MAX_BODY_BYTES");
     }
-    let body = req.bytes().await?;
-    if body.len() as u64 > config.max_body_bytes {
+    let Some(body) = read_body(&mut req, declared, config.max_body_bytes).await? else {
         log("body_too_large", 413).emit();
         return respond::error(413, "body_too_large", "request body exceeds MAX_BODY_BYTES");
-    }
+    };
 
     // The URL HubSpot signed: the raw request URL as the runtime received it, or the configured
     // public base URL with this request's path and query (custom domains, proxies).
@@ -163,6 +165,29 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
             "deadLettered": counts.dead_lettered,
         }),
     )
+}
+
+/// The request body, read as a stream; `None` as soon as it exceeds `limit` bytes (the rest is
+/// never read). `declared`: the `Content-Length`, if any, to size the buffer.
+async fn read_body(
+    req: &mut Request,
+    declared: Option<u64>,
+    limit: u64,
+) -> Result<Option<Vec<u8>>> {
+    if req.inner().body().is_none() {
+        return Ok(Some(Vec::new()));
+    }
+    let capacity = usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0);
+    let mut body = Vec::with_capacity(capacity);
+    let mut stream = req.stream()?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if (body.len() as u64).saturating_add(chunk.len() as u64) > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// Filters the parsed elements and hands them to the queues: kept events to `EVENTS`, elements
@@ -323,11 +348,32 @@ fn path_and_query(url: &str) -> &str {
         .map_or("/", |i| &url[after_scheme + i..])
 }
 
+/// A configuration error answered to a caller who is not authenticated (the webhook endpoint,
+/// an admin request before its token is checked): the stable code only; the detail (key,
+/// accepted range) goes to the log. The one exception names no value or range: an unset
+/// `ADMIN_TOKEN` tells an admin caller that the admin API is disabled.
 pub(crate) fn config_error(e: &ConfigError, request_id: &str) -> Result<Response> {
+    log_config_error(e, request_id);
+    let message = if e.missing && e.key == "ADMIN_TOKEN" {
+        "the admin API is disabled: ADMIN_TOKEN is not set"
+    } else {
+        "the Worker's configuration is invalid; its log names the key"
+    };
+    respond::error(500, e.code(), message)
+}
+
+/// A configuration error answered to an authenticated operator (a valid admin token): the
+/// detail too.
+pub(crate) fn config_error_for_operator(e: &ConfigError, request_id: &str) -> Result<Response> {
+    log_config_error(e, request_id);
+    respond::error(500, e.code(), &e.message())
+}
+
+fn log_config_error(e: &ConfigError, request_id: &str) {
     Line::error("config_invalid")
         .field("request_id", request_id)
         .field("key", e.key)
+        .field("code", e.kind)
         .field("error", e.message())
         .emit();
-    respond::error(500, e.code(), &e.message())
 }

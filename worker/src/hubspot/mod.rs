@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use worker::{Env, Method, Request, Response, Result};
 
 use crate::config::HubSpotApi;
-use crate::ingress::config_error;
+use crate::ingress::config_error_for_operator as config_error;
 use crate::respond;
 
 pub(crate) use executor::{execute, CallError};

@@ -1,0 +1,940 @@
+//! The deployment's configuration, parsed once from a key lookup (the Worker's environment,
+//! a test table, anything that maps a key to a string).
+//!
+//! Parse, don't clamp: a value out of its accepted range is an error naming the key and the
+//! range ([`ConfigError`]), never silently replaced by the nearest bound. Every numeric key's
+//! range is a documented constant ([`NumberKey`], listed in [`NUMBER_KEYS`]). URLs must be
+//! `https://`; plain `http://` is accepted only for loopback hosts (`127.0.0.0/8`,
+//! `localhost`, `[::1]`), for local development and tests.
+//!
+//! The configuration is read in parts ([`Ingress`], [`Forward`], [`HubSpotApi`],
+//! [`admin_token`]) so that one part's problem does not stop another: a missing forwarding
+//! secret still lets webhooks be accepted and queued.
+//!
+//! Error details name keys and ranges but never echo a value that could be a secret (only
+//! numbers that parsed are quoted). Their [`ConfigError::public_code`] (`config_invalid`) is
+//! what unauthenticated callers may see; the message is for logs and authenticated operators.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::api::{ApiConfig, OAuthClient, PathStyle, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
+use crate::delivery::{RetryPolicy, MAX_QUEUE_DELAY_SECS};
+use crate::filter::Filter;
+use crate::mapping::Mapping;
+use crate::outbound::WebhookSecret;
+use crate::ratelimit::{GovernorConfig, Tier};
+use crate::signature::{ClientSecret, LegacySignatures, Verifier};
+
+/// A numeric key, its default and its accepted range (both bounds included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumberKey {
+    /// The environment key.
+    pub key: &'static str,
+    /// Used when the key is unset or blank.
+    pub default: u64,
+    /// Smallest accepted value.
+    pub min: u64,
+    /// Largest accepted value.
+    pub max: u64,
+}
+
+/// `SIGNATURE_MAX_AGE_SECS`: oldest accepted v3 timestamp. HubSpot asks to reject requests
+/// older than 5 minutes (HUBSPOT.md §1.4), the default; up to an hour tolerates a skewed clock,
+/// beyond that a captured request could be replayed for too long.
+pub const SIGNATURE_MAX_AGE_SECS: NumberKey = NumberKey {
+    key: "SIGNATURE_MAX_AGE_SECS",
+    default: Verifier::DEFAULT_MAX_AGE_MS / 1000,
+    min: 1,
+    max: 3600,
+};
+
+/// `MAX_BODY_BYTES`: largest accepted webhook body. A HubSpot batch is at most 100 events of a
+/// few hundred bytes, a property value up to 64 KB; 4 MiB by default. At most 16 MiB: the body
+/// is held once, parsed in place and copied into queue messages inside an isolate's 128 MB.
+pub const MAX_BODY_BYTES: NumberKey = NumberKey {
+    key: "MAX_BODY_BYTES",
+    default: 4 * 1024 * 1024,
+    min: 1024,
+    max: 16 * 1024 * 1024,
+};
+
+/// `FORWARD_TIMEOUT_MS`: per-attempt timeout of a forward (100 ms to 2 minutes).
+pub const FORWARD_TIMEOUT_MS: NumberKey = NumberKey {
+    key: "FORWARD_TIMEOUT_MS",
+    default: 10_000,
+    min: 100,
+    max: 120_000,
+};
+
+/// `FORWARD_MAX_ATTEMPTS`: attempts per event before it is dead-lettered. At most 100, the
+/// largest `max_retries` Cloudflare Queues accept.
+pub const FORWARD_MAX_ATTEMPTS: NumberKey = NumberKey {
+    key: "FORWARD_MAX_ATTEMPTS",
+    default: 8,
+    min: 1,
+    max: 100,
+};
+
+/// `FORWARD_RETRY_BASE_SECS`: first retry delay; at most Queues' 12-hour delay cap.
+pub const FORWARD_RETRY_BASE_SECS: NumberKey = NumberKey {
+    key: "FORWARD_RETRY_BASE_SECS",
+    default: 10,
+    min: 1,
+    max: MAX_QUEUE_DELAY_SECS,
+};
+
+/// `FORWARD_RETRY_MAX_SECS`: largest retry delay, `Retry-After` included; at most Queues'
+/// 12-hour delay cap, and not below `FORWARD_RETRY_BASE_SECS`.
+pub const FORWARD_RETRY_MAX_SECS: NumberKey = NumberKey {
+    key: "FORWARD_RETRY_MAX_SECS",
+    default: 30 * 60,
+    min: 1,
+    max: MAX_QUEUE_DELAY_SECS,
+};
+
+/// `DEDUPE_TTL_SECS`: how long a delivered event's key is remembered. At least 60 s (KV's
+/// smallest TTL); 3 days by default (HubSpot retries for up to 24 h); at most 30 days.
+pub const DEDUPE_TTL_SECS: NumberKey = NumberKey {
+    key: "DEDUPE_TTL_SECS",
+    default: 3 * 24 * 3600,
+    min: 60,
+    max: 30 * 24 * 3600,
+};
+
+/// `HUBSPOT_TIMEOUT_MS`: per-attempt timeout of a HubSpot API call (100 ms to 1 minute).
+pub const HUBSPOT_TIMEOUT_MS: NumberKey = NumberKey {
+    key: "HUBSPOT_TIMEOUT_MS",
+    default: 10_000,
+    min: 100,
+    max: 60_000,
+};
+
+/// `HUBSPOT_TOKEN_REFRESH_MARGIN_SECS`: refresh an OAuth access token this long before it
+/// expires. Access tokens live 30 minutes (HUBSPOT.md §6), so at most 25 minutes.
+pub const HUBSPOT_TOKEN_REFRESH_MARGIN_SECS: NumberKey = NumberKey {
+    key: "HUBSPOT_TOKEN_REFRESH_MARGIN_SECS",
+    default: 300,
+    min: 0,
+    max: 1500,
+};
+
+/// Every numeric key.
+pub const NUMBER_KEYS: [NumberKey; 9] = [
+    SIGNATURE_MAX_AGE_SECS,
+    MAX_BODY_BYTES,
+    FORWARD_TIMEOUT_MS,
+    FORWARD_MAX_ATTEMPTS,
+    FORWARD_RETRY_BASE_SECS,
+    FORWARD_RETRY_MAX_SECS,
+    DEDUPE_TTL_SECS,
+    HUBSPOT_TIMEOUT_MS,
+    HUBSPOT_TOKEN_REFRESH_MARGIN_SECS,
+];
+
+/// A configuration key is missing or invalid. The operator's fault; every variant names the
+/// key, and the message never contains the value unless it is a number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required key is unset or blank.
+    #[error(
+        "configuration key {key} is missing (set it as a Worker secret, or in .dev.vars locally)"
+    )]
+    Missing {
+        /// The key.
+        key: &'static str,
+    },
+    /// A numeric key is not a non-negative integer.
+    #[error("configuration key {} must be an integer from {} to {}", .0.key, .0.min, .0.max)]
+    NotAnInteger(NumberKey),
+    /// A numeric key is outside its accepted range.
+    #[error("configuration key {} must be from {} to {} (got {value})", .key.key, .key.min, .key.max)]
+    OutOfRange {
+        /// The key and its range.
+        key: NumberKey,
+        /// The value given.
+        value: u64,
+    },
+    /// `FORWARD_RETRY_MAX_SECS` is below `FORWARD_RETRY_BASE_SECS` (or a similar pair).
+    #[error("configuration key {key} must not be below {other}")]
+    Below {
+        /// The key that is too small.
+        key: &'static str,
+        /// The key it must not be below.
+        other: &'static str,
+    },
+    /// A boolean key is not `true`/`false` (or `1`/`0`, `yes`/`no`).
+    #[error("configuration key {key} must be true or false")]
+    NotABoolean {
+        /// The key.
+        key: &'static str,
+    },
+    /// A URL key is not an absolute `https://` URL with a host.
+    #[error("configuration key {key} must be an absolute https:// URL")]
+    NotAUrl {
+        /// The key.
+        key: &'static str,
+    },
+    /// A URL key is `http://` to a host that is not loopback.
+    #[error(
+        "configuration key {key} must use https:// (plain http:// only for 127.0.0.0/8, \
+         localhost or [::1])"
+    )]
+    PlainHttp {
+        /// The key.
+        key: &'static str,
+    },
+    /// A key takes one of a few words and has another.
+    #[error("configuration key {key} must be {accepted}")]
+    NotAccepted {
+        /// The key.
+        key: &'static str,
+        /// The accepted values, in words.
+        accepted: &'static str,
+    },
+    /// A structured key (filter rules, enrichment map, signing secret) does not parse.
+    #[error("configuration key {key} is invalid ({code}): {detail}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// The parser's stable code.
+        code: &'static str,
+        /// The parser's message (names entries, never values).
+        detail: String,
+    },
+}
+
+impl ConfigError {
+    /// Stable code of this kind of problem: `config_missing`, `config_not_an_integer`,
+    /// `config_out_of_range`, `config_below`, `config_not_a_boolean`, `config_not_a_url`,
+    /// `config_plain_http`, `config_not_accepted`, or the structured parser's own code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing { .. } => "config_missing",
+            Self::NotAnInteger(_) => "config_not_an_integer",
+            Self::OutOfRange { .. } => "config_out_of_range",
+            Self::Below { .. } => "config_below",
+            Self::NotABoolean { .. } => "config_not_a_boolean",
+            Self::NotAUrl { .. } => "config_not_a_url",
+            Self::PlainHttp { .. } => "config_plain_http",
+            Self::NotAccepted { .. } => "config_not_accepted",
+            Self::Invalid { code, .. } => code,
+        }
+    }
+
+    /// What a caller who is not an operator may see: always `config_invalid`.
+    pub fn public_code(&self) -> &'static str {
+        "config_invalid"
+    }
+
+    /// The key at fault.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::NotAnInteger(k) | Self::OutOfRange { key: k, .. } => k.key,
+            Self::Missing { key }
+            | Self::Below { key, .. }
+            | Self::NotABoolean { key }
+            | Self::NotAUrl { key }
+            | Self::PlainHttp { key }
+            | Self::NotAccepted { key, .. }
+            | Self::Invalid { key, .. } => key,
+        }
+    }
+}
+
+/// A key lookup: the raw value of a key, `None` when unset. Blank values count as unset.
+#[derive(Clone, Copy)]
+pub struct Lookup<F>(F);
+
+impl<F> fmt::Debug for Lookup<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Lookup")
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Lookup<F> {
+    /// Wraps `f`.
+    pub fn new(f: F) -> Self {
+        Self(f)
+    }
+
+    /// The trimmed value of `key`; `None` when unset or blank.
+    pub fn optional(&self, key: &str) -> Option<String> {
+        (self.0)(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The trimmed value of `key`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Missing`] when unset or blank.
+    pub fn required(&self, key: &'static str) -> Result<String, ConfigError> {
+        self.optional(key).ok_or(ConfigError::Missing { key })
+    }
+
+    /// `key`'s number, its default when unset.
+    ///
+    /// # Errors
+    /// [`ConfigError::NotAnInteger`], [`ConfigError::OutOfRange`].
+    pub fn number(&self, key: NumberKey) -> Result<u64, ConfigError> {
+        key.parse(self.optional(key.key).as_deref())
+    }
+
+    /// `key` as a boolean (`true`/`1`/`yes`, `false`/`0`/`no`), `default` when unset.
+    ///
+    /// # Errors
+    /// [`ConfigError::NotABoolean`].
+    pub fn boolean(&self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.optional(key).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(_) => Err(ConfigError::NotABoolean { key }),
+        }
+    }
+
+    /// `key` as a URL (see [`check_url`]), without a trailing slash; `None` when unset.
+    ///
+    /// # Errors
+    /// [`ConfigError::NotAUrl`], [`ConfigError::PlainHttp`].
+    pub fn url(&self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        self.optional(key)
+            .map(|u| check_url(key, &u).map(|()| u.trim_end_matches('/').to_owned()))
+            .transpose()
+    }
+}
+
+impl NumberKey {
+    /// Parses a raw value (`None`: unset, the default).
+    ///
+    /// # Errors
+    /// [`ConfigError::NotAnInteger`] when `raw` is not a non-negative integer,
+    /// [`ConfigError::OutOfRange`] when it is outside `min..=max`.
+    pub fn parse(self, raw: Option<&str>) -> Result<u64, ConfigError> {
+        let Some(raw) = raw.map(str::trim) else {
+            return Ok(self.default);
+        };
+        let value: u64 = raw.parse().map_err(|_| ConfigError::NotAnInteger(self))?;
+        if (self.min..=self.max).contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::OutOfRange { key: self, value })
+        }
+    }
+}
+
+/// Checks that `url` is an absolute `https://` URL with a host, or `http://` to a loopback
+/// host (`127.0.0.0/8`, `localhost`, `[::1]`).
+///
+/// # Errors
+/// [`ConfigError::NotAUrl`], [`ConfigError::PlainHttp`] (naming `key`).
+pub fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
+    let uri: http::Uri = url.parse().map_err(|_| ConfigError::NotAUrl { key })?;
+    let host = uri.host().filter(|h| !h.is_empty());
+    match (uri.scheme_str(), host) {
+        (Some("https"), Some(_)) => Ok(()),
+        (Some("http"), Some(host)) if is_loopback(host) => Ok(()),
+        (Some("http"), Some(_)) => Err(ConfigError::PlainHttp { key }),
+        _ => Err(ConfigError::NotAUrl { key }),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback());
+    }
+    host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// Everything the webhook ingress needs.
+#[derive(Debug)]
+pub struct Ingress {
+    /// Verifies HubSpot's signatures (`HUBSPOT_CLIENT_SECRET`, `ALLOW_LEGACY_SIGNATURES`,
+    /// `SIGNATURE_MAX_AGE_SECS`).
+    pub verifier: Verifier,
+    /// `PUBLIC_BASE_URL`, without a trailing slash.
+    pub public_base_url: Option<String>,
+    /// `MAX_BODY_BYTES`.
+    pub max_body_bytes: u64,
+    /// `FILTER_RULES`, compiled.
+    pub filter: Filter,
+}
+
+impl Ingress {
+    /// Reads the ingress keys.
+    ///
+    /// # Errors
+    /// The first missing or invalid key.
+    pub fn from_lookup<F: Fn(&str) -> Option<String>>(
+        lookup: &Lookup<F>,
+    ) -> Result<Self, ConfigError> {
+        let secret = lookup.required("HUBSPOT_CLIENT_SECRET")?;
+        let legacy = if lookup.boolean("ALLOW_LEGACY_SIGNATURES", false)? {
+            LegacySignatures::Accept
+        } else {
+            LegacySignatures::Reject
+        };
+        let max_age_secs = lookup.number(SIGNATURE_MAX_AGE_SECS)?;
+        let verifier = Verifier::new(ClientSecret::new(secret))
+            .with_legacy(legacy)
+            .with_max_age_ms(max_age_secs * 1000);
+        let public_base_url = lookup.url("PUBLIC_BASE_URL")?;
+        let filter = match lookup.optional("FILTER_RULES") {
+            None => Filter::default(),
+            Some(json) => Filter::from_json(&json).map_err(|e| ConfigError::Invalid {
+                key: "FILTER_RULES",
+                code: e.code(),
+                detail: e.to_string(),
+            })?,
+        };
+        Ok(Self {
+            verifier,
+            public_base_url,
+            max_body_bytes: lookup.number(MAX_BODY_BYTES)?,
+            filter,
+        })
+    }
+}
+
+/// Everything the forwarding consumer needs.
+#[derive(Debug)]
+pub struct Forward {
+    /// `FORWARD_URL`.
+    pub url: String,
+    /// `FORWARD_SECRET`.
+    pub secret: WebhookSecret,
+    /// `FORWARD_TIMEOUT_MS`.
+    pub timeout_ms: u64,
+    /// `FORWARD_MAX_ATTEMPTS`, `FORWARD_RETRY_BASE_SECS`, `FORWARD_RETRY_MAX_SECS`.
+    pub retry: RetryPolicy,
+    /// `DEDUPE_TTL_SECS`.
+    pub dedupe_ttl_secs: u64,
+    /// `ENRICHMENT_MAP`: object types to enrich before forwarding; `None` forwards every event
+    /// thin.
+    pub enrichment: Option<Mapping>,
+}
+
+impl Forward {
+    /// Reads the forwarding keys.
+    ///
+    /// # Errors
+    /// The first missing or invalid key.
+    pub fn from_lookup<F: Fn(&str) -> Option<String>>(
+        lookup: &Lookup<F>,
+    ) -> Result<Self, ConfigError> {
+        let url = lookup
+            .url("FORWARD_URL")?
+            .ok_or(ConfigError::Missing { key: "FORWARD_URL" })?;
+        let secret = WebhookSecret::parse(&lookup.required("FORWARD_SECRET")?).map_err(|e| {
+            ConfigError::Invalid {
+                key: "FORWARD_SECRET",
+                code: "forward_secret_invalid",
+                detail: e.to_string(),
+            }
+        })?;
+        let max_attempts = lookup.number(FORWARD_MAX_ATTEMPTS)?;
+        let base_delay_secs = lookup.number(FORWARD_RETRY_BASE_SECS)?;
+        let max_delay_secs = lookup.number(FORWARD_RETRY_MAX_SECS)?;
+        if max_delay_secs < base_delay_secs {
+            return Err(ConfigError::Below {
+                key: FORWARD_RETRY_MAX_SECS.key,
+                other: FORWARD_RETRY_BASE_SECS.key,
+            });
+        }
+        Ok(Self {
+            url,
+            secret,
+            timeout_ms: lookup.number(FORWARD_TIMEOUT_MS)?,
+            retry: RetryPolicy {
+                // In range: at most FORWARD_MAX_ATTEMPTS.max (100).
+                max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+                base_delay_secs,
+                max_delay_secs,
+            },
+            dedupe_ttl_secs: lookup.number(DEDUPE_TTL_SECS)?,
+            enrichment: enrichment(lookup)?,
+        })
+    }
+}
+
+/// `ENRICHMENT_MAP`, compiled: `None` when unset.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] with the mapping's code (`mapping_config_invalid`), naming the
+/// entry, never a value.
+pub fn enrichment<F: Fn(&str) -> Option<String>>(
+    lookup: &Lookup<F>,
+) -> Result<Option<Mapping>, ConfigError> {
+    lookup
+        .optional("ENRICHMENT_MAP")
+        .map(|json| {
+            Mapping::from_json(&json).map_err(|e| ConfigError::Invalid {
+                key: "ENRICHMENT_MAP",
+                code: e.code(),
+                detail: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+/// `ADMIN_TOKEN`, the admin API's bearer token.
+///
+/// # Errors
+/// [`ConfigError::Missing`].
+pub fn admin_token<F: Fn(&str) -> Option<String>>(
+    lookup: &Lookup<F>,
+) -> Result<String, ConfigError> {
+    lookup.required("ADMIN_TOKEN")
+}
+
+/// A HubSpot access or refresh token; `Debug` prints `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    /// Wraps a token.
+    pub fn new(token: String) -> Self {
+        Self(token)
+    }
+
+    /// The token, for the `Authorization` header.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+/// How API calls authenticate to HubSpot.
+#[derive(Debug, Clone)]
+pub enum HubSpotAuth {
+    /// `HUBSPOT_ACCESS_TOKEN`: a private-app (or otherwise static) token.
+    Static(AccessToken),
+    /// `HUBSPOT_CLIENT_ID` + `HUBSPOT_CLIENT_SECRET` + `HUBSPOT_REFRESH_TOKEN`: access tokens
+    /// are obtained (and refreshed) with the refresh token.
+    OAuth {
+        /// The app's client id and secret (`Debug` redacts the secret).
+        client: OAuthClient,
+        /// The long-lived refresh token.
+        refresh_token: AccessToken,
+        /// Refresh this long before the access token expires
+        /// (`HUBSPOT_TOKEN_REFRESH_MARGIN_SECS`).
+        margin_ms: u64,
+    },
+}
+
+/// Everything the HubSpot API client needs.
+#[derive(Debug)]
+pub struct HubSpotApi {
+    /// `HUBSPOT_API_BASE_URL`, `HUBSPOT_API_VERSION`.
+    pub api: ApiConfig,
+    /// How calls authenticate.
+    pub auth: HubSpotAuth,
+    /// `HUBSPOT_TIMEOUT_MS`: per-attempt timeout (headers and body).
+    pub timeout_ms: u64,
+    /// `HUBSPOT_TIER`: the account's published limits, the rate governor's starting point.
+    pub governor: GovernorConfig,
+}
+
+impl HubSpotApi {
+    /// Reads the HubSpot API keys.
+    ///
+    /// # Errors
+    /// The first missing or invalid key.
+    pub fn from_lookup<F: Fn(&str) -> Option<String>>(
+        lookup: &Lookup<F>,
+    ) -> Result<Self, ConfigError> {
+        let auth = match lookup.optional("HUBSPOT_ACCESS_TOKEN") {
+            Some(token) => HubSpotAuth::Static(AccessToken(token)),
+            None => match (
+                lookup.optional("HUBSPOT_CLIENT_ID"),
+                lookup.optional("HUBSPOT_CLIENT_SECRET"),
+                lookup.optional("HUBSPOT_REFRESH_TOKEN"),
+            ) {
+                (Some(client_id), Some(client_secret), Some(refresh)) => HubSpotAuth::OAuth {
+                    client: OAuthClient {
+                        client_id,
+                        client_secret,
+                    },
+                    refresh_token: AccessToken(refresh),
+                    margin_ms: lookup.number(HUBSPOT_TOKEN_REFRESH_MARGIN_SECS)? * 1000,
+                },
+                _ => {
+                    return Err(ConfigError::Missing {
+                        key: "HUBSPOT_ACCESS_TOKEN",
+                    })
+                }
+            },
+        };
+        let base_url = lookup
+            .url("HUBSPOT_API_BASE_URL")?
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let path_style = match lookup.optional("HUBSPOT_API_VERSION").as_deref() {
+            None => PathStyle::DateVersioned(DEFAULT_API_VERSION.to_owned()),
+            Some("legacy" | "v3") => PathStyle::Legacy,
+            Some(v) if is_date_version(v) => PathStyle::DateVersioned(v.to_owned()),
+            Some(_) => {
+                return Err(ConfigError::NotAccepted {
+                    key: "HUBSPOT_API_VERSION",
+                    accepted: "a date version like 2026-03, or legacy",
+                })
+            }
+        };
+        let tier = match lookup.optional("HUBSPOT_TIER").as_deref() {
+            None | Some("free") => Tier::Free,
+            Some("starter") => Tier::Starter,
+            Some("professional") => Tier::Professional,
+            Some("enterprise") => Tier::Enterprise,
+            Some("api-add-on") => Tier::ApiAddOn,
+            Some(_) => {
+                return Err(ConfigError::NotAccepted {
+                    key: "HUBSPOT_TIER",
+                    accepted: "free, starter, professional, enterprise or api-add-on",
+                })
+            }
+        };
+        Ok(Self {
+            api: ApiConfig {
+                base_url,
+                path_style,
+            },
+            auth,
+            timeout_ms: lookup.number(HUBSPOT_TIMEOUT_MS)?,
+            governor: GovernorConfig::for_tier(tier),
+        })
+    }
+}
+
+/// `YYYY-MM`.
+fn is_date_version(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 7
+        && b[4] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn table(pairs: &[(&str, &str)]) -> Lookup<impl Fn(&str) -> Option<String>> {
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Lookup::new(move |k: &str| {
+            owned
+                .iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    fn forward(extra: &[(&'static str, &'static str)]) -> Result<Forward, ConfigError> {
+        let mut pairs = vec![
+            ("FORWARD_URL", "https://example.com/hook"),
+            ("FORWARD_SECRET", SECRET),
+        ];
+        // Later entries win: `table` finds the first, so put the extras first.
+        let mut all = extra.to_vec();
+        all.append(&mut pairs);
+        Forward::from_lookup(&table(&all))
+    }
+
+    #[test]
+    fn numbers_at_and_beyond_their_bounds() {
+        for key in NUMBER_KEYS {
+            assert_eq!(key.parse(None), Ok(key.default), "{}", key.key);
+            assert!(
+                (key.min..=key.max).contains(&key.default),
+                "{} default out of range",
+                key.key
+            );
+            assert_eq!(key.parse(Some(&key.min.to_string())), Ok(key.min));
+            assert_eq!(key.parse(Some(&format!(" {} ", key.max))), Ok(key.max));
+            assert_eq!(
+                key.parse(Some(&(key.max + 1).to_string())),
+                Err(ConfigError::OutOfRange {
+                    key,
+                    value: key.max + 1
+                })
+            );
+            if key.min > 0 {
+                assert_eq!(
+                    key.parse(Some(&(key.min - 1).to_string())),
+                    Err(ConfigError::OutOfRange {
+                        key,
+                        value: key.min - 1
+                    })
+                );
+            }
+            for bad in ["-1", "1.5", "ten", "1e3", "99999999999999999999999"] {
+                assert_eq!(
+                    key.parse(Some(bad)),
+                    Err(ConfigError::NotAnInteger(key)),
+                    "{} {bad}",
+                    key.key
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_names_key_and_range() {
+        let e = SIGNATURE_MAX_AGE_SECS.parse(Some("999999")).unwrap_err();
+        assert_eq!(e.code(), "config_out_of_range");
+        assert_eq!(e.public_code(), "config_invalid");
+        assert_eq!(e.key(), "SIGNATURE_MAX_AGE_SECS");
+        assert_eq!(
+            e.to_string(),
+            "configuration key SIGNATURE_MAX_AGE_SECS must be from 1 to 3600 (got 999999)"
+        );
+        let e = MAX_BODY_BYTES.parse(Some("lots")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "configuration key MAX_BODY_BYTES must be an integer from 1024 to 16777216"
+        );
+    }
+
+    #[test]
+    fn urls_https_or_loopback_http() {
+        let cases: &[(&str, Result<(), &str>)] = &[
+            ("https://example.com/hook", Ok(())),
+            ("https://example.com:8443", Ok(())),
+            ("http://127.0.0.1:8787/hook", Ok(())),
+            ("http://127.1.2.3/x", Ok(())),
+            ("http://localhost:9000/", Ok(())),
+            ("http://LOCALHOST/", Ok(())),
+            ("http://[::1]:9000/x", Ok(())),
+            ("http://example.com/hook", Err("config_plain_http")),
+            ("http://128.0.0.1/", Err("config_plain_http")),
+            ("http://10.0.0.1/", Err("config_plain_http")),
+            ("http://[::2]/", Err("config_plain_http")),
+            ("http://localhost.example.com/", Err("config_plain_http")),
+            ("http://127.0.0.1.example.com/", Err("config_plain_http")),
+            ("ftp://example.com/", Err("config_not_a_url")),
+            ("example.com/hook", Err("config_not_a_url")),
+            ("/hook", Err("config_not_a_url")),
+            ("https://", Err("config_not_a_url")),
+            ("not a url", Err("config_not_a_url")),
+        ];
+        for (url, expected) in cases {
+            let got = check_url("FORWARD_URL", url).map_err(|e| e.code());
+            assert_eq!(got, *expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn forward_table() {
+        let ok = forward(&[]).unwrap();
+        assert_eq!(ok.url, "https://example.com/hook");
+        assert_eq!(ok.timeout_ms, 10_000);
+        assert_eq!(ok.retry, RetryPolicy::default());
+        assert_eq!(ok.dedupe_ttl_secs, 259_200);
+        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+            (
+                &[("FORWARD_URL", "http://example.com")],
+                "FORWARD_URL",
+                "config_plain_http",
+            ),
+            (&[("FORWARD_URL", " ")], "FORWARD_URL", "config_missing"),
+            (
+                &[("FORWARD_SECRET", "nope")],
+                "FORWARD_SECRET",
+                "forward_secret_invalid",
+            ),
+            (
+                &[("FORWARD_TIMEOUT_MS", "99")],
+                "FORWARD_TIMEOUT_MS",
+                "config_out_of_range",
+            ),
+            (
+                &[("FORWARD_TIMEOUT_MS", "120001")],
+                "FORWARD_TIMEOUT_MS",
+                "config_out_of_range",
+            ),
+            (
+                &[("FORWARD_MAX_ATTEMPTS", "0")],
+                "FORWARD_MAX_ATTEMPTS",
+                "config_out_of_range",
+            ),
+            (
+                &[("FORWARD_MAX_ATTEMPTS", "101")],
+                "FORWARD_MAX_ATTEMPTS",
+                "config_out_of_range",
+            ),
+            (
+                &[("FORWARD_RETRY_BASE_SECS", "0")],
+                "FORWARD_RETRY_BASE_SECS",
+                "config_out_of_range",
+            ),
+            (
+                &[("FORWARD_RETRY_MAX_SECS", "43201")],
+                "FORWARD_RETRY_MAX_SECS",
+                "config_out_of_range",
+            ),
+            (
+                &[
+                    ("FORWARD_RETRY_BASE_SECS", "60"),
+                    ("FORWARD_RETRY_MAX_SECS", "30"),
+                ],
+                "FORWARD_RETRY_MAX_SECS",
+                "config_below",
+            ),
+            (
+                &[("DEDUPE_TTL_SECS", "59")],
+                "DEDUPE_TTL_SECS",
+                "config_out_of_range",
+            ),
+            (
+                &[("DEDUPE_TTL_SECS", "x")],
+                "DEDUPE_TTL_SECS",
+                "config_not_an_integer",
+            ),
+            (
+                &[("ENRICHMENT_MAP", "{")],
+                "ENRICHMENT_MAP",
+                "mapping_config_invalid",
+            ),
+        ];
+        for (extra, key, code) in cases {
+            let e = forward(extra).unwrap_err();
+            assert_eq!((e.key(), e.code()), (*key, *code), "{extra:?}: {e}");
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let bounds = forward(&[
+            ("FORWARD_TIMEOUT_MS", "100"),
+            ("FORWARD_MAX_ATTEMPTS", "100"),
+            ("FORWARD_RETRY_BASE_SECS", "43200"),
+            ("FORWARD_RETRY_MAX_SECS", "43200"),
+            ("DEDUPE_TTL_SECS", "60"),
+            ("FORWARD_URL", "http://127.0.0.1:9/hook/"),
+        ])
+        .unwrap();
+        assert_eq!(bounds.url, "http://127.0.0.1:9/hook");
+        assert_eq!(bounds.timeout_ms, 100);
+        assert_eq!(bounds.retry.max_attempts, 100);
+        assert_eq!(bounds.retry.base_delay_secs, 43_200);
+        assert_eq!(bounds.dedupe_ttl_secs, 60);
+    }
+
+    #[test]
+    fn ingress_table() {
+        let base = [("HUBSPOT_CLIENT_SECRET", "s")];
+        let ok = Ingress::from_lookup(&table(&base)).unwrap();
+        assert_eq!(ok.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(ok.public_base_url, None);
+        let with = |extra: (&'static str, &'static str)| {
+            Ingress::from_lookup(&table(&[extra, base[0]])).map_err(|e| (e.key(), e.code()))
+        };
+        let cases = [
+            (("SIGNATURE_MAX_AGE_SECS", "999999"), "config_out_of_range"),
+            (("SIGNATURE_MAX_AGE_SECS", "0"), "config_out_of_range"),
+            (("MAX_BODY_BYTES", "1023"), "config_out_of_range"),
+            (("MAX_BODY_BYTES", "16777217"), "config_out_of_range"),
+            (("ALLOW_LEGACY_SIGNATURES", "maybe"), "config_not_a_boolean"),
+            (
+                ("PUBLIC_BASE_URL", "http://hooks.example.com"),
+                "config_plain_http",
+            ),
+            (("PUBLIC_BASE_URL", "hooks.example.com"), "config_not_a_url"),
+            (("FILTER_RULES", "{"), "filter_config_invalid"),
+        ];
+        for ((key, value), code) in cases {
+            assert_eq!(
+                with((key, value)).unwrap_err(),
+                (key, code),
+                "{key}={value}"
+            );
+        }
+        let ok = Ingress::from_lookup(&table(&[
+            ("PUBLIC_BASE_URL", "https://hooks.example.com/"),
+            ("MAX_BODY_BYTES", "1024"),
+            base[0],
+        ]))
+        .unwrap();
+        assert_eq!(
+            ok.public_base_url.as_deref(),
+            Some("https://hooks.example.com")
+        );
+        assert_eq!(ok.max_body_bytes, 1024);
+        assert_eq!(
+            Ingress::from_lookup(&table(&[])).unwrap_err(),
+            ConfigError::Missing {
+                key: "HUBSPOT_CLIENT_SECRET"
+            }
+        );
+    }
+
+    #[test]
+    fn hubspot_table() {
+        let token = [("HUBSPOT_ACCESS_TOKEN", "pat-x")];
+        let ok = HubSpotApi::from_lookup(&table(&token)).unwrap();
+        assert_eq!(ok.api, ApiConfig::default());
+        assert_eq!(ok.timeout_ms, 10_000);
+        assert!(matches!(ok.auth, HubSpotAuth::Static(ref t) if t.as_str() == "pat-x"));
+        assert_eq!(format!("{:?}", ok.auth), "Static(AccessToken([redacted]))");
+        let oauth = [
+            ("HUBSPOT_CLIENT_ID", "id"),
+            ("HUBSPOT_CLIENT_SECRET", "secret"),
+            ("HUBSPOT_REFRESH_TOKEN", "refresh"),
+        ];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut all = vec![extra];
+            all.extend_from_slice(&oauth);
+            HubSpotApi::from_lookup(&table(&all)).map_err(|e| (e.key(), e.code()))
+        };
+        let ok = with(("HUBSPOT_TOKEN_REFRESH_MARGIN_SECS", "1500")).unwrap();
+        assert!(matches!(
+            ok.auth,
+            HubSpotAuth::OAuth {
+                margin_ms: 1_500_000,
+                ..
+            }
+        ));
+        let cases = [
+            (
+                ("HUBSPOT_TOKEN_REFRESH_MARGIN_SECS", "1501"),
+                "config_out_of_range",
+            ),
+            (("HUBSPOT_TIMEOUT_MS", "60001"), "config_out_of_range"),
+            (("HUBSPOT_TIMEOUT_MS", "99"), "config_out_of_range"),
+            (
+                ("HUBSPOT_API_BASE_URL", "http://api.hubapi.com"),
+                "config_plain_http",
+            ),
+            (("HUBSPOT_API_VERSION", "2026-3"), "config_not_accepted"),
+            (("HUBSPOT_TIER", "gold"), "config_not_accepted"),
+        ];
+        for ((key, value), code) in cases {
+            assert_eq!(
+                with((key, value)).unwrap_err(),
+                (key, code),
+                "{key}={value}"
+            );
+        }
+        let local = with(("HUBSPOT_API_BASE_URL", "http://127.0.0.1:8090/")).unwrap();
+        assert_eq!(local.api.base_url, "http://127.0.0.1:8090");
+        assert_eq!(
+            HubSpotApi::from_lookup(&table(&oauth[..2]))
+                .unwrap_err()
+                .code(),
+            "config_missing"
+        );
+    }
+}
