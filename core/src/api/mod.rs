@@ -27,4 +27,7 @@ pub use response::{
     ErrorBody, ErrorDetail, ObjectRef, Page, RateLimitHeaders, RateLimitPolicy, RetryAfter,
     SimpleObject, TokenResponse,
 };
-pub use retry::{decide, Decision, GiveUpReason, Outcome, RequestKind, RetryPolicy};
+pub use retry::{
+    decide, Decision, GiveUpReason, OnRefused, Outcome, RequestKind, RetryPolicy, TokenOrigin,
+    TokenState,
+};

@@ -29,6 +29,12 @@
 //!   access token must be retrieved" (HUBSPOT.md §6): callers should refresh on `expires_in`;
 //!   the single [`Decision::RefreshToken`] covers a token revoked or expired early. Callers
 //!   with a static private-app token treat it as giving up.
+//! - **Once per token, not once per call.** Whoever holds the shared OAuth token (the Worker's
+//!   gate) asks [`TokenState::on_refused`] before refreshing: a token that was itself obtained
+//!   because its predecessor was refused, and is refused too, is an authorization problem
+//!   (revoked install, missing scope) that a refresh will not fix. It is reported once
+//!   ([`OnRefused::Unauthorized`]`{ first: true }`) and not refreshed again before it expires,
+//!   however many calls it fails.
 
 use super::response::{ApiError, RateLimitPolicy};
 
@@ -268,6 +274,124 @@ impl RetryPolicy {
         Decision::Retry {
             after_ms,
             at_ms: now_ms.saturating_add(after_ms),
+        }
+    }
+}
+
+/// How the current OAuth access token was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOrigin {
+    /// The first token, or a refresh before expiry (`expires_in` minus the margin).
+    Scheduled,
+    /// A refresh because HubSpot answered 401 to the previous token.
+    AfterRefusal,
+}
+
+/// What to do when HubSpot answers 401 to an OAuth access token; see [`TokenState::on_refused`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum OnRefused {
+    /// A newer token than the refused one is already there: send with it.
+    UseCurrent,
+    /// Refresh, and record the new token with this origin.
+    Refresh(TokenOrigin),
+    /// The token obtained after a refusal is refused too: an authorization error, not a reason
+    /// to refresh again. `first`: the first report of this token's refusal (log it then only).
+    Unauthorized {
+        /// This is the first report for this token.
+        first: bool,
+    },
+}
+
+/// The shared OAuth access token as its holder sees it: the token, its expiry, how it was
+/// obtained and whether HubSpot has refused it. Pure: the caller passes `now`. `Debug`
+/// redacts the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenState {
+    token: String,
+    expires_at_ms: u64,
+    origin: TokenOrigin,
+    refused: bool,
+}
+
+impl std::fmt::Debug for TokenState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenState")
+            .field("token", &"[redacted]")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("origin", &self.origin)
+            .field("refused", &self.refused)
+            .finish()
+    }
+}
+
+impl TokenState {
+    /// A token just obtained (or restored from storage with its flags).
+    pub fn new(token: String, expires_at_ms: u64, origin: TokenOrigin) -> Self {
+        Self {
+            token,
+            expires_at_ms,
+            origin,
+            refused: false,
+        }
+    }
+
+    /// The same, remembering that HubSpot refused it (restored from storage).
+    pub fn with_refused(mut self, refused: bool) -> Self {
+        self.refused = refused;
+        self
+    }
+
+    /// The bearer token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// When the token expires (ms since the epoch).
+    pub fn expires_at_ms(&self) -> u64 {
+        self.expires_at_ms
+    }
+
+    /// How it was obtained.
+    pub fn origin(&self) -> TokenOrigin {
+        self.origin
+    }
+
+    /// Whether HubSpot has refused it after a refresh for a refusal (it is still handed out:
+    /// HubSpot decides each call, and a refusal that ends needs no refresh).
+    pub fn is_refused(&self) -> bool {
+        self.refused
+    }
+
+    /// Whether to keep sending it at `now_ms`: not within `margin_ms` of its expiry. A refused
+    /// token stays usable until then; only a refresh on schedule replaces it.
+    pub fn is_usable(&self, margin_ms: u64, now_ms: u64) -> bool {
+        self.expires_at_ms.saturating_sub(margin_ms) > now_ms
+    }
+
+    /// HubSpot answered 401 to `refused` at `now_ms`. Decides between using a newer token,
+    /// refreshing (once per token), and reporting an authorization error; records the refusal.
+    ///
+    /// - `refused` is not the current token: [`OnRefused::UseCurrent`].
+    /// - the current token has expired (the 401 is explained): refresh on schedule.
+    /// - the current token was obtained on schedule: refresh once, the new token marked
+    ///   [`TokenOrigin::AfterRefusal`].
+    /// - the current token was obtained after a refusal: [`OnRefused::Unauthorized`], `first`
+    ///   only the first time.
+    pub fn on_refused(&mut self, refused: &str, now_ms: u64) -> OnRefused {
+        if refused != self.token {
+            return OnRefused::UseCurrent;
+        }
+        if self.expires_at_ms <= now_ms {
+            return OnRefused::Refresh(TokenOrigin::Scheduled);
+        }
+        match self.origin {
+            TokenOrigin::Scheduled => OnRefused::Refresh(TokenOrigin::AfterRefusal),
+            TokenOrigin::AfterRefusal => {
+                let first = !self.refused;
+                self.refused = true;
+                OnRefused::Unauthorized { first }
+            }
         }
     }
 }
@@ -643,5 +767,101 @@ mod tests {
         for (reason, code) in all {
             assert_eq!(reason.code(), code);
         }
+    }
+
+    #[test]
+    fn token_refused_refreshes_once_per_token() {
+        use OnRefused::{Refresh, Unauthorized, UseCurrent};
+        use TokenOrigin::{AfterRefusal, Scheduled};
+        let exp = NOW + 1_800_000;
+        // (token state, refused token, now, decision, refused afterwards)
+        let cases: Vec<(TokenState, &str, u64, OnRefused, bool)> = vec![
+            // A token obtained on schedule: refresh once.
+            (
+                TokenState::new("a".into(), exp, Scheduled),
+                "a",
+                NOW,
+                Refresh(AfterRefusal),
+                false,
+            ),
+            // A stale token reported after a refresh: use the current one.
+            (
+                TokenState::new("b".into(), exp, AfterRefusal),
+                "a",
+                NOW,
+                UseCurrent,
+                false,
+            ),
+            (
+                TokenState::new("b".into(), exp, AfterRefusal).with_refused(true),
+                "a",
+                NOW,
+                UseCurrent,
+                true,
+            ),
+            // The token from that refresh refused too: an authorization error, reported once.
+            (
+                TokenState::new("b".into(), exp, AfterRefusal),
+                "b",
+                NOW,
+                Unauthorized { first: true },
+                true,
+            ),
+            (
+                TokenState::new("b".into(), exp, AfterRefusal).with_refused(true),
+                "b",
+                NOW + 60_000,
+                Unauthorized { first: false },
+                true,
+            ),
+            // Expired: the 401 is explained; refresh on schedule, whatever the origin.
+            (
+                TokenState::new("b".into(), exp, AfterRefusal).with_refused(true),
+                "b",
+                exp,
+                Refresh(Scheduled),
+                true,
+            ),
+            (
+                TokenState::new("a".into(), exp, Scheduled),
+                "a",
+                exp + 1,
+                Refresh(Scheduled),
+                false,
+            ),
+        ];
+        for (i, (mut state, refused, now, decision, after)) in cases.into_iter().enumerate() {
+            assert_eq!(state.on_refused(refused, now), decision, "case {i}");
+            assert_eq!(state.is_refused(), after, "case {i}");
+        }
+    }
+
+    #[test]
+    fn token_sequence_under_permanent_refusal() {
+        // Every token refused: N calls make exactly one refresh and one first report.
+        let mut state = TokenState::new("t1".into(), NOW + 1_800_000, TokenOrigin::Scheduled);
+        let mut refreshes = 0;
+        let mut reports = 0;
+        for call in 0..20u64 {
+            let now = NOW + call * 1000;
+            let token = state.token().to_owned();
+            match state.on_refused(&token, now) {
+                OnRefused::Refresh(origin) => {
+                    refreshes += 1;
+                    state = TokenState::new(format!("t{}", refreshes + 1), now + 1_800_000, origin);
+                    // The retry with the new token is refused too.
+                    let fresh = state.token().to_owned();
+                    if state.on_refused(&fresh, now) == (OnRefused::Unauthorized { first: true }) {
+                        reports += 1;
+                    }
+                }
+                OnRefused::Unauthorized { first: true } => reports += 1,
+                OnRefused::Unauthorized { first: false } | OnRefused::UseCurrent => {}
+            }
+        }
+        assert_eq!((refreshes, reports), (1, 1));
+        assert!(state.is_usable(0, NOW + 20_000));
+        assert!(!state.is_usable(300_000, NOW + 1_500_000));
+        assert_eq!(format!("{state:?}").contains("t2"), false);
     }
 }

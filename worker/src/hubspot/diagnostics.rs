@@ -43,7 +43,7 @@ pub(super) async fn overhead(req: &Request, config: &HubSpotApi, env: &Env) -> R
         Err(e) => return error_response(&CallError::Build(e.to_string())),
     };
     // One permit for the token the bare fetches use (OAuth: the gate's current token).
-    let token = match gate::permit(config, env, Budget::General, None).await {
+    let token = match gate::permit(config, env, Budget::General).await {
         Ok(t) => t,
         Err(e) => return error_response(&e),
     };

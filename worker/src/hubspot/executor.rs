@@ -53,11 +53,14 @@ pub(crate) async fn execute<T: DeserializeOwned>(
         Budget::General
     };
     let template = path_template(request.uri().path());
+    let oauth = matches!(config.auth, HubSpotAuth::OAuth { .. });
     let mut attempt = 1u32;
-    let mut rejected: Option<AccessToken> = None;
-    let mut refreshed = false;
+    let mut next: Option<AccessToken> = None;
     loop {
-        let token = gate::permit(config, env, budget, rejected.take().as_ref()).await?;
+        let token = match next.take() {
+            Some(t) => t,
+            None => gate::permit(config, env, budget).await?,
+        };
         let started = Date::now().as_millis();
         let sent = send(config, request, Some(&token)).await;
         let now = Date::now().as_millis();
@@ -115,20 +118,43 @@ pub(crate) async fn execute<T: DeserializeOwned>(
                 }
                 Delay::from(Duration::from_millis(after_ms)).await;
             }
-            // OAuth: refresh once and retry once. A private-app token cannot be refreshed: a
-            // second 401 would say the same.
-            Decision::RefreshToken
-                if matches!(config.auth, HubSpotAuth::OAuth { .. }) && !refreshed =>
-            {
-                refreshed = true;
-                rejected = Some(token);
+            // OAuth: the gate's token state (core's `TokenState::on_refused`) decides between a
+            // newer token, one refresh per token, and "refused": a token obtained after a 401
+            // that gets one too is an authorization error, not a reason to refresh per call.
+            Decision::RefreshToken if oauth => {
+                match gate::after_refusal(config, env, budget, &token).await? {
+                    Some(newer) => next = Some(newer),
+                    None => {
+                        return Err(CallError::GaveUp {
+                            reason: GiveUpReason::Unauthorized,
+                            last: outcome,
+                            attempts: attempt,
+                        })
+                    }
+                }
             }
+            // A private-app token cannot be refreshed: a second 401 would say the same.
             Decision::RefreshToken => {
                 return Err(CallError::GaveUp {
                     reason: GiveUpReason::Unauthorized,
                     last: outcome,
                     attempts: attempt,
                 })
+            }
+            // A 401 after the refresh: the gate records it (and logs it once).
+            Decision::GiveUp {
+                reason: GiveUpReason::Unauthorized,
+            } if oauth => {
+                if let Err(e) = gate::report_refused(env, &token).await {
+                    Line::warn("hubspot_gate_report_failed")
+                        .field("error", format!("{e:?}"))
+                        .emit();
+                }
+                return Err(CallError::GaveUp {
+                    reason: GiveUpReason::Unauthorized,
+                    last: outcome,
+                    attempts: attempt,
+                });
             }
             Decision::GiveUp { reason } => {
                 return Err(CallError::GaveUp {

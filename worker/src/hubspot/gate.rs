@@ -8,7 +8,11 @@
 //! - **The OAuth access token** (HUBSPOT.md §6). Cached in the object's memory and storage,
 //!   refreshed `margin_ms` before it expires and after a 401, by one call at a time across all
 //!   isolates (the others wait for that refresh), and a failed refresh is remembered for a
-//!   while so that nothing retries it in a hot loop. Tokens are never logged.
+//!   while so that nothing retries it in a hot loop. Whether a 401 calls for a refresh is
+//!   core's [`TokenState::on_refused`]: once per token; a token obtained after a 401 that is
+//!   refused too is an authorization error, logged once (`hubspot_token_refused`), and every
+//!   call with it answers `hubspot_unauthorized` without refreshing again before it expires.
+//!   Tokens are never logged.
 //!
 //! Cost: one Durable Object round trip per HubSpot attempt (BENCHMARKS.md, "executor
 //! overhead"). HubSpot's `X-HubSpot-RateLimit-*` headers ride along with the isolate's next
@@ -23,6 +27,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
+use hubspot_edge_core::api::{OnRefused, TokenOrigin, TokenState};
 use hubspot_edge_core::ratelimit::{Acquire, Budget, Governor, LimitPolicy, RateLimitObservation};
 use serde::{Deserialize, Serialize};
 use worker::{
@@ -61,7 +66,8 @@ struct Ask {
     /// A 429 just received.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     limited: Option<Limited>,
-    /// Only record `observed`/`limited`; no permit.
+    /// Only record `observed`/`limited`/`rejected` (a second 401, after a refresh); no permit,
+    /// no refresh.
     #[serde(default)]
     report_only: bool,
 }
@@ -129,6 +135,8 @@ enum Answer {
     Noted,
     /// No access token: the refresh failed (`error` is safe to show).
     Failed { error: String },
+    /// The rejected token was obtained after a 401 and is refused too: no refresh.
+    Refused,
 }
 
 thread_local! {
@@ -142,14 +150,49 @@ pub(crate) fn note(observed: RateLimitObservation, at_ms: u64) {
     PENDING.with(|p| *p.borrow_mut() = Some(Observed::new(observed, at_ms)));
 }
 
-/// Waits for a permit on `budget` and returns the bearer token to send with it. `rejected`:
-/// the token HubSpot just answered 401 to (OAuth only; a newer one is returned).
+/// Waits for a permit on `budget` and returns the bearer token to send with it.
 pub(crate) async fn permit(
     config: &HubSpotApi,
     env: &Env,
     budget: Budget,
-    rejected: Option<&AccessToken>,
 ) -> std::result::Result<AccessToken, CallError> {
+    permit_or_refused(config, env, budget, None)
+        .await?
+        .ok_or_else(|| CallError::Gate("the gate refused a token it was not asked about".into()))
+}
+
+/// HubSpot answered 401 to `rejected` (OAuth): waits for a permit with a newer token
+/// (refreshed if core's [`TokenState::on_refused`] says so), or `None` when the token is known
+/// to be refused (an authorization error: give up, do not refresh).
+pub(crate) async fn after_refusal(
+    config: &HubSpotApi,
+    env: &Env,
+    budget: Budget,
+    rejected: &AccessToken,
+) -> std::result::Result<Option<AccessToken>, CallError> {
+    permit_or_refused(config, env, budget, Some(rejected)).await
+}
+
+/// HubSpot answered 401 to `rejected` again, after the refresh of [`after_refusal`], and the
+/// call gives up: the gate records it (and logs it, the first time). No permit, no refresh.
+pub(crate) async fn report_refused(
+    env: &Env,
+    rejected: &AccessToken,
+) -> std::result::Result<(), CallError> {
+    let ask = Ask {
+        rejected: Some(rejected.as_str().to_owned()),
+        report_only: true,
+        ..Ask::default()
+    };
+    call(env, &ask).await.map(|_| ())
+}
+
+async fn permit_or_refused(
+    config: &HubSpotApi,
+    env: &Env,
+    budget: Budget,
+    rejected: Option<&AccessToken>,
+) -> std::result::Result<Option<AccessToken>, CallError> {
     let oauth = matches!(config.auth, HubSpotAuth::OAuth { .. });
     let started = Date::now().as_millis();
     loop {
@@ -163,8 +206,8 @@ pub(crate) async fn permit(
         match call(env, &ask).await? {
             Answer::Permit { token } => {
                 return match (token, &config.auth) {
-                    (Some(t), _) => Ok(AccessToken::new(t)),
-                    (None, HubSpotAuth::Static(t)) => Ok(t.clone()),
+                    (Some(t), _) => Ok(Some(AccessToken::new(t))),
+                    (None, HubSpotAuth::Static(t)) => Ok(Some(t.clone())),
                     (None, HubSpotAuth::OAuth { .. }) => Err(CallError::Gate(
                         "the gate granted a permit without a token".into(),
                     )),
@@ -178,6 +221,7 @@ pub(crate) async fn permit(
                 Delay::from(Duration::from_millis(wait_ms.max(1))).await;
             }
             Answer::Failed { error } => return Err(CallError::OAuthRefresh(error)),
+            Answer::Refused => return Ok(None),
             Answer::Noted => {
                 return Err(CallError::Gate("unexpected gate answer".into()));
             }
@@ -250,7 +294,7 @@ impl std::fmt::Debug for HubSpotGate {
 #[derive(Default)]
 struct Inner {
     governor: Option<Governor>,
-    token: Option<Cached>,
+    token: Option<TokenState>,
     /// The stored token has been read (once per object lifetime).
     loaded: bool,
     refreshing: bool,
@@ -294,12 +338,18 @@ impl DurableObject for HubSpotGate {
             }
         });
         if ask.report_only {
+            if let Some(rejected) = ask.rejected.as_deref() {
+                self.refused_again(rejected).await;
+            }
             return Response::from_json(&Answer::Noted);
         }
         let token = if ask.token {
             match self.token(config, ask.rejected.as_deref()).await {
                 Ok(t) => Some(t),
-                Err(error) => return Response::from_json(&Answer::Failed { error }),
+                Err(TokenError::Refused) => return Response::from_json(&Answer::Refused),
+                Err(TokenError::Failed(error)) => {
+                    return Response::from_json(&Answer::Failed { error })
+                }
             }
         } else {
             None
@@ -329,70 +379,146 @@ impl HubSpotGate {
         f(governor)
     }
 
-    /// A usable access token, refreshed by one call at a time.
+    /// A usable access token, refreshed by one call at a time. `rejected`: the token HubSpot
+    /// just answered 401 to; core's [`TokenState::on_refused`] decides what that means.
     async fn token(
         &self,
         config: &HubSpotApi,
         rejected: Option<&str>,
-    ) -> std::result::Result<String, String> {
+    ) -> std::result::Result<String, TokenError> {
         let HubSpotAuth::OAuth { margin_ms, .. } = &config.auth else {
-            return Err("OAuth is not configured".into());
+            return Err(TokenError::Failed("OAuth is not configured".into()));
         };
-        let usable = |c: &Cached, now: u64| {
-            c.expires_at_ms.saturating_sub(*margin_ms) > now && Some(c.token.as_str()) != rejected
-        };
-        if !self.inner.borrow().loaded {
-            // Storage reads hold the object's input gate: nothing interleaves here.
-            let stored = self.state.storage().get::<Cached>(TOKEN_KEY).await;
-            let mut inner = self.inner.borrow_mut();
-            if !inner.loaded {
-                inner.loaded = true;
-                if inner.token.is_none() {
-                    inner.token = stored.ok().flatten();
-                }
-            }
-        }
+        self.load().await;
         let started = Date::now().as_millis();
-        loop {
+        let origin = loop {
             let now = Date::now().as_millis();
             {
-                let inner = self.inner.borrow();
-                if let Some(c) = inner.token.as_ref().filter(|c| usable(c, now)) {
-                    return Ok(c.token.clone());
-                }
-                if let Some(f) = inner.failure.as_ref().filter(|f| f.until_ms > now) {
-                    return Err(f.message.clone());
-                }
+                let mut inner = self.inner.borrow_mut();
                 if !inner.refreshing {
-                    break;
+                    let decision = match (rejected, inner.token.as_mut()) {
+                        (Some(r), Some(state)) => state.on_refused(r, now),
+                        (Some(_), None) => OnRefused::Refresh(TokenOrigin::Scheduled),
+                        (None, _) => OnRefused::UseCurrent,
+                    };
+                    let origin = match decision {
+                        OnRefused::Unauthorized { first } => {
+                            let stored = inner.token.as_ref().map(Cached::of);
+                            drop(inner);
+                            if first {
+                                self.report_refused(stored).await;
+                            }
+                            return Err(TokenError::Refused);
+                        }
+                        OnRefused::Refresh(origin) => origin,
+                        OnRefused::UseCurrent => {
+                            if let Some(c) = inner
+                                .token
+                                .as_ref()
+                                .filter(|c| c.is_usable(*margin_ms, now))
+                            {
+                                return Ok(c.token().to_owned());
+                            }
+                            TokenOrigin::Scheduled
+                        }
+                    };
+                    if let Some(f) = inner.failure.as_ref().filter(|f| f.until_ms > now) {
+                        return Err(TokenError::Failed(f.message.clone()));
+                    }
+                    break origin;
                 }
             }
             if now.saturating_sub(started) > WAIT_FOR_REFRESH_MS {
-                return Err("timed out waiting for the OAuth token refresh".into());
+                return Err(TokenError::Failed(
+                    "timed out waiting for the OAuth token refresh".into(),
+                ));
             }
             Delay::from(Duration::from_millis(20)).await;
-        }
+        };
         let flight = Flight::start(&self.inner);
-        let result = oauth::refresh(config).await;
+        let result = oauth::refresh(config, origin).await;
         drop(flight);
         match result {
-            Ok(cached) => {
-                if self.state.storage().put(TOKEN_KEY, &cached).await.is_err() {
-                    crate::log::Line::warn("hubspot_oauth_cache_write_failed").emit();
-                }
-                let token = cached.token.clone();
+            Ok(state) => {
+                self.store(&Cached::of(&state)).await;
+                let token = state.token().to_owned();
                 let mut inner = self.inner.borrow_mut();
-                inner.token = Some(cached);
+                inner.token = Some(state);
                 inner.failure = None;
                 Ok(token)
             }
             Err(failure) => {
                 let message = failure.message.clone();
                 self.inner.borrow_mut().failure = Some(failure);
-                Err(message)
+                Err(TokenError::Failed(message))
             }
         }
     }
+
+    /// A call gave up after a second 401 with `rejected`: record it in the token state (no
+    /// refresh), and log it the first time.
+    async fn refused_again(&self, rejected: &str) {
+        self.load().await;
+        let now = Date::now().as_millis();
+        let (first, stored) = {
+            let mut inner = self.inner.borrow_mut();
+            let Some(state) = inner.token.as_mut() else {
+                return;
+            };
+            let first =
+                state.on_refused(rejected, now) == (OnRefused::Unauthorized { first: true });
+            (first, Cached::of(state))
+        };
+        if first {
+            self.report_refused(Some(stored)).await;
+        }
+    }
+
+    /// Logs, once per token, that a token obtained after a 401 was refused too, and stores the
+    /// mark so that a restarted gate does not refresh it again either.
+    async fn report_refused(&self, stored: Option<Cached>) {
+        crate::log::Line::error("hubspot_token_refused")
+            .field("code", "hubspot_unauthorized")
+            .field(
+                "error",
+                "HubSpot refused the OAuth access token obtained after a 401; not refreshing \
+                 again before it expires (check the app's install and scopes)",
+            )
+            .emit();
+        if let Some(c) = stored {
+            self.store(&c).await;
+        }
+    }
+
+    /// Reads the stored token once per object lifetime.
+    async fn load(&self) {
+        if self.inner.borrow().loaded {
+            return;
+        }
+        // Storage reads hold the object's input gate: nothing interleaves here.
+        let stored = self.state.storage().get::<Cached>(TOKEN_KEY).await;
+        let mut inner = self.inner.borrow_mut();
+        if !inner.loaded {
+            inner.loaded = true;
+            if inner.token.is_none() {
+                inner.token = stored.ok().flatten().map(|c| c.state());
+            }
+        }
+    }
+
+    async fn store(&self, cached: &Cached) {
+        if self.state.storage().put(TOKEN_KEY, cached).await.is_err() {
+            crate::log::Line::warn("hubspot_oauth_cache_write_failed").emit();
+        }
+    }
+}
+
+/// Why the gate has no token to give.
+enum TokenError {
+    /// The refresh failed (message safe to show).
+    Failed(String),
+    /// The token is known to be refused (see [`OnRefused::Unauthorized`]).
+    Refused,
 }
 
 /// Marks a refresh in flight; clears the mark when dropped, also when the request is cancelled

@@ -5,7 +5,7 @@
 //!
 //! [`ApiConfig::oauth_refresh`]: hubspot_edge_core::api::ApiConfig::oauth_refresh
 
-use hubspot_edge_core::api::TokenResponse;
+use hubspot_edge_core::api::{TokenOrigin, TokenResponse, TokenState};
 use serde::{Deserialize, Serialize};
 use worker::Date;
 
@@ -17,11 +17,38 @@ const FAILURE_MEMO_MS: u64 = 30_000;
 /// How long a refresh that failed otherwise (5xx, network) is remembered.
 const TRANSIENT_FAILURE_MEMO_MS: u64 = 5_000;
 
-/// An access token and when it expires (also the gate's stored value).
+/// An access token and when it expires (also the gate's stored value, with what core's
+/// [`TokenState`] knows about it).
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Cached {
     pub(crate) token: String,
     pub(crate) expires_at_ms: u64,
+    /// Obtained because HubSpot refused the previous token.
+    #[serde(default)]
+    pub(crate) after_refusal: bool,
+    /// Refused too: reported, not refreshed again before it expires.
+    #[serde(default)]
+    pub(crate) refused: bool,
+}
+
+impl Cached {
+    pub(crate) fn state(&self) -> TokenState {
+        let origin = if self.after_refusal {
+            TokenOrigin::AfterRefusal
+        } else {
+            TokenOrigin::Scheduled
+        };
+        TokenState::new(self.token.clone(), self.expires_at_ms, origin).with_refused(self.refused)
+    }
+
+    pub(crate) fn of(state: &TokenState) -> Self {
+        Self {
+            token: state.token().to_owned(),
+            expires_at_ms: state.expires_at_ms(),
+            after_refusal: state.origin() == TokenOrigin::AfterRefusal,
+            refused: state.is_refused(),
+        }
+    }
 }
 
 /// A failed refresh: `message` is safe to show; no new attempt before `until_ms`.
@@ -31,8 +58,11 @@ pub(crate) struct Failure {
     pub(crate) message: String,
 }
 
-/// Obtains a new access token with the configured refresh token.
-pub(crate) async fn refresh(config: &HubSpotApi) -> Result<Cached, Failure> {
+/// Obtains a new access token with the configured refresh token; `origin`: why.
+pub(crate) async fn refresh(
+    config: &HubSpotApi,
+    origin: TokenOrigin,
+) -> Result<TokenState, Failure> {
     let HubSpotAuth::OAuth {
         client,
         refresh_token,
@@ -96,13 +126,21 @@ pub(crate) async fn refresh(config: &HubSpotApi) -> Result<Cached, Failure> {
             TRANSIENT_FAILURE_MEMO_MS,
         );
     };
-    let cached = Cached {
-        token: token.access_token,
-        expires_at_ms: started.saturating_add(token.expires_in.saturating_mul(1000)),
-    };
+    let state = TokenState::new(
+        token.access_token,
+        started.saturating_add(token.expires_in.saturating_mul(1000)),
+        origin,
+    );
     Line::info("hubspot_oauth_refresh")
         .field("outcome", "ok")
+        .field(
+            "reason",
+            match origin {
+                TokenOrigin::Scheduled => "expiry",
+                TokenOrigin::AfterRefusal => "refused",
+            },
+        )
         .field("expires_in", token.expires_in)
         .emit();
-    Ok(cached)
+    Ok(state)
 }
