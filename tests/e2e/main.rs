@@ -15,6 +15,7 @@
 
 mod api_limits;
 mod enrichment;
+mod hardening;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
@@ -28,6 +29,11 @@ use enrichment::{
     enrich_mapped_change_arrives_with_old_and_new, enrich_merge_and_delete_arrive_with_right_ids,
     enrich_object_gone_in_between_is_skipped_not_retried, enrich_same_value_forwards_nothing,
     enrich_unmappable_record_dead_lettered_with_code, enrich_unmapped_change_forwards_nothing,
+};
+use hardening::{
+    config_out_of_range_fails_detail_only_in_log,
+    hubspot_oauth_refused_token_refreshed_once_not_per_call,
+    ingress_chunked_body_over_limit_413_before_its_end,
 };
 use hubspot_edge_tests::mock::MockConfig;
 use hubspot_edge_tests::{
@@ -83,6 +89,9 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         enrich_object_gone_in_between_is_skipped_not_retried,
         enrich_unmappable_record_dead_lettered_with_code,
         enrich_association_change_forwarded_both_sides,
+        ingress_chunked_body_over_limit_413_before_its_end,
+        hubspot_oauth_refused_token_refreshed_once_not_per_call,
+        config_out_of_range_fails_detail_only_in_log,
     ]
 }
 

@@ -233,3 +233,141 @@ pub fn host_port(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.split('/').next().unwrap_or(rest)
 }
+
+/// Sends `POST`-style `method url` with `Transfer-Encoding: chunked` (no `Content-Length`):
+/// `chunks` are written as HTTP/1.1 chunks from a thread of their own while the response is
+/// read. With `finish` false the terminating chunk is never sent, so the body stays open: a
+/// server that answers anyway did not wait for the whole body. Returns as soon as the response
+/// is complete (by `Content-Length`, chunked framing, or the server closing).
+///
+/// # Errors
+/// Connecting fails, or no complete response arrives within `timeout`.
+pub fn chunked_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    chunks: Vec<Vec<u8>>,
+    finish: bool,
+    timeout: Duration,
+) -> Result<HttpResponse> {
+    let host_port = host_port(url);
+    let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
+    let addr = host_port
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| Error::new(format!("{host_port} resolves to no address")))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {host_port}\r\ntransfer-encoding: chunked\r\n\
+         connection: close\r\n"
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut writer = stream.try_clone()?;
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        writer.write_all(head.as_bytes())?;
+        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+            writer.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+            writer.write_all(chunk)?;
+            writer.write_all(b"\r\n")?;
+        }
+        if finish {
+            writer.write_all(b"0\r\n\r\n")?;
+        }
+        writer.flush()
+    });
+    let read = read_response(&mut stream, method, url);
+    // Ends the sender if it is still writing (a server that stopped reading).
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
+    read
+}
+
+/// Reads one HTTP/1.1 response from `stream`.
+fn read_response(stream: &mut TcpStream, method: &str, url: &str) -> Result<HttpResponse> {
+    let fail = |what: &str| Error::new(format!("{method} {url}: {what}"));
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    let mut more = |buf: &mut Vec<u8>| -> Result<bool> {
+        match stream.read(&mut tmp) {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                buf.extend_from_slice(&tmp[..n]);
+                Ok(true)
+            }
+            Err(e) => Err(fail(&format!("reading the response: {e}"))),
+        }
+    };
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if !more(&mut buf)? {
+            return Err(fail("connection closed before a response"));
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| fail("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = buf.split_off(head_end);
+    if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        while body.len() < len {
+            if !more(&mut body)? {
+                return Err(fail("connection closed inside the body"));
+            }
+        }
+        body.truncate(len);
+    } else if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut decoded = Vec::new();
+        let mut at = 0;
+        loop {
+            let Some(eol) = body[at..].windows(2).position(|w| w == b"\r\n") else {
+                if !more(&mut body)? {
+                    return Err(fail("connection closed inside a chunk size"));
+                }
+                continue;
+            };
+            let size_text = String::from_utf8_lossy(&body[at..at + eol]).into_owned();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| fail("bad chunk size"))?;
+            let start = at + eol + 2;
+            while body.len() < start + size + 2 {
+                if !more(&mut body)? {
+                    return Err(fail("connection closed inside a chunk"));
+                }
+            }
+            if size == 0 {
+                break;
+            }
+            decoded.extend_from_slice(&body[start..start + size]);
+            at = start + size + 2;
+        }
+        body = decoded;
+    } else {
+        while more(&mut body)? {}
+    }
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}

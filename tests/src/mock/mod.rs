@@ -320,7 +320,9 @@ fn respond(shared: &Shared, req: &Request) -> Option<Response> {
 }
 
 /// `/__mock/faults` (GET, POST), `/__mock/stats` (GET), `/__mock/reset-stats` (POST),
-/// `/__mock/expire-tokens` (POST: every issued OAuth access token expires now), `/__mock/webhook`
+/// `/__mock/expire-tokens` (POST: every issued OAuth access token expires now),
+/// `/__mock/refuse-tokens` (POST `{"refuse":bool}`: every OAuth access token, issued or to be
+/// issued, gets 401 while set), `/__mock/webhook`
 /// (POST `{"url":…}`: the webhook target from now on).
 fn admin_endpoint(shared: &Shared, req: &Request, what: &str) -> Response {
     let mut data = lock(&shared.data);
@@ -341,6 +343,21 @@ fn admin_endpoint(shared: &Shared, req: &Request, what: &str) -> Response {
         ("POST", "expire-tokens") => {
             let expired = data.oauth.expire_all(Instant::now());
             api::json_response(200, &json!({ "expired": expired }))
+        }
+        ("POST", "refuse-tokens") => {
+            let refuse = serde_json::from_slice::<Value>(&req.body)
+                .ok()
+                .and_then(|v| v["refuse"].as_bool());
+            match refuse {
+                Some(refuse) => {
+                    data.oauth.refuse_all = refuse;
+                    api::json_response(200, &json!({ "refuse": refuse }))
+                }
+                None => api::json_response(
+                    400,
+                    &json!({"status": "error", "message": "expected {\"refuse\":true|false}"}),
+                ),
+            }
         }
         ("POST", "webhook") => {
             let url = serde_json::from_slice::<Value>(&req.body)

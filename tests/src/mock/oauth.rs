@@ -32,6 +32,9 @@ pub(super) struct OAuth {
     next: u64,
     pub(super) refreshes: u64,
     pub(super) code_exchanges: u64,
+    /// Every issued access token is refused (401 `INVALID_AUTHENTICATION`), also those issued
+    /// later: an install whose tokens HubSpot no longer accepts (`/__mock/refuse-tokens`).
+    pub(super) refuse_all: bool,
 }
 
 /// A form answer: status and JSON body.
@@ -63,12 +66,14 @@ impl OAuth {
             next: 0,
             refreshes: 0,
             code_exchanges: 0,
+            refuse_all: false,
         }
     }
 
     pub(super) fn check(&self, token: &str, now: Instant) -> TokenState {
         match self.access.get(token) {
             None => TokenState::Unknown,
+            Some(_) if self.refuse_all => TokenState::Unknown,
             Some(exp) if *exp > now => TokenState::Valid,
             Some(exp) => TokenState::Expired(now.duration_since(*exp).as_secs()),
         }
@@ -183,4 +188,29 @@ impl OAuth {
 /// the `EXPIRED_AUTHENTICATION` category).
 pub(super) fn expired_message(secs: u64) -> String {
     format!("The OAuth token used to make this call expired {secs} second(s) ago.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuse_all_refuses_issued_and_later_tokens_until_cleared() {
+        let now = Instant::now();
+        let mut oauth = OAuth::new("id", "secret", "r", "", Duration::from_secs(1800));
+        let form = b"grant_type=refresh_token&refresh_token=r&client_id=id&client_secret=secret";
+        let first = oauth.token(form, now).1["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(oauth.check(&first, now), TokenState::Valid);
+        oauth.refuse_all = true;
+        assert_eq!(oauth.check(&first, now), TokenState::Unknown);
+        let (status, body) = oauth.token(form, now);
+        let second = body["access_token"].as_str().unwrap_or_default().to_owned();
+        assert_eq!((status, oauth.refreshes), (200, 2));
+        assert_eq!(oauth.check(&second, now), TokenState::Unknown);
+        oauth.refuse_all = false;
+        assert_eq!(oauth.check(&second, now), TokenState::Valid);
+    }
 }
