@@ -746,7 +746,9 @@ mod tests {
         assert_eq!(ok.timeout_ms, 10_000);
         assert_eq!(ok.retry, RetryPolicy::default());
         assert_eq!(ok.dedupe_ttl_secs, 259_200);
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        // (extra keys, key at fault, code)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
             (
                 &[("FORWARD_URL", "http://example.com")],
                 "FORWARD_URL",

@@ -862,6 +862,6 @@ mod tests {
         assert_eq!((refreshes, reports), (1, 1));
         assert!(state.is_usable(0, NOW + 20_000));
         assert!(!state.is_usable(300_000, NOW + 1_500_000));
-        assert_eq!(format!("{state:?}").contains("t2"), false);
+        assert!(!format!("{state:?}").contains("t2"));
     }
 }

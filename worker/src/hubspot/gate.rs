@@ -393,40 +393,17 @@ impl HubSpotGate {
         let started = Date::now().as_millis();
         let origin = loop {
             let now = Date::now().as_millis();
-            {
-                let mut inner = self.inner.borrow_mut();
-                if !inner.refreshing {
-                    let decision = match (rejected, inner.token.as_mut()) {
-                        (Some(r), Some(state)) => state.on_refused(r, now),
-                        (Some(_), None) => OnRefused::Refresh(TokenOrigin::Scheduled),
-                        (None, _) => OnRefused::UseCurrent,
-                    };
-                    let origin = match decision {
-                        OnRefused::Unauthorized { first } => {
-                            let stored = inner.token.as_ref().map(Cached::of);
-                            drop(inner);
-                            if first {
-                                self.report_refused(stored).await;
-                            }
-                            return Err(TokenError::Refused);
-                        }
-                        OnRefused::Refresh(origin) => origin,
-                        OnRefused::UseCurrent => {
-                            if let Some(c) = inner
-                                .token
-                                .as_ref()
-                                .filter(|c| c.is_usable(*margin_ms, now))
-                            {
-                                return Ok(c.token().to_owned());
-                            }
-                            TokenOrigin::Scheduled
-                        }
-                    };
-                    if let Some(f) = inner.failure.as_ref().filter(|f| f.until_ms > now) {
-                        return Err(TokenError::Failed(f.message.clone()));
+            match self.next_step(rejected, *margin_ms, now) {
+                Step::Use(token) => return Ok(token),
+                Step::Refresh(origin) => break origin,
+                Step::Fail(e) => return Err(e),
+                Step::Refused { first, stored } => {
+                    if first {
+                        self.report_refused(stored).await;
                     }
-                    break origin;
+                    return Err(TokenError::Refused);
                 }
+                Step::Wait => {}
             }
             if now.saturating_sub(started) > WAIT_FOR_REFRESH_MS {
                 return Err(TokenError::Failed(
@@ -452,6 +429,39 @@ impl HubSpotGate {
                 self.inner.borrow_mut().failure = Some(failure);
                 Err(TokenError::Failed(message))
             }
+        }
+    }
+
+    /// What [`Self::token`] does next at `now`, decided on the in-memory state (no await
+    /// while it is borrowed).
+    fn next_step(&self, rejected: Option<&str>, margin_ms: u64, now: u64) -> Step {
+        let mut inner = self.inner.borrow_mut();
+        if inner.refreshing {
+            return Step::Wait;
+        }
+        let decision = match (rejected, inner.token.as_mut()) {
+            (Some(r), Some(state)) => state.on_refused(r, now),
+            (Some(_), None) => OnRefused::Refresh(TokenOrigin::Scheduled),
+            (None, _) => OnRefused::UseCurrent,
+        };
+        let origin = match decision {
+            OnRefused::Unauthorized { first } => {
+                return Step::Refused {
+                    first,
+                    stored: inner.token.as_ref().map(Cached::of),
+                }
+            }
+            OnRefused::Refresh(origin) => origin,
+            OnRefused::UseCurrent => {
+                if let Some(c) = inner.token.as_ref().filter(|c| c.is_usable(margin_ms, now)) {
+                    return Step::Use(c.token().to_owned());
+                }
+                TokenOrigin::Scheduled
+            }
+        };
+        match inner.failure.as_ref().filter(|f| f.until_ms > now) {
+            Some(f) => Step::Fail(TokenError::Failed(f.message.clone())),
+            None => Step::Refresh(origin),
         }
     }
 
@@ -511,6 +521,20 @@ impl HubSpotGate {
             crate::log::Line::warn("hubspot_oauth_cache_write_failed").emit();
         }
     }
+}
+
+/// The next step of [`HubSpotGate::token`].
+enum Step {
+    /// Send with this token.
+    Use(String),
+    /// Refresh now; the new token has this origin.
+    Refresh(TokenOrigin),
+    /// Another call is refreshing: wait for it.
+    Wait,
+    /// No token (a remembered refresh failure).
+    Fail(TokenError),
+    /// The rejected token is known to be refused; `first`: report it (and store the mark).
+    Refused { first: bool, stored: Option<Cached> },
 }
 
 /// Why the gate has no token to give.
