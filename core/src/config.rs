@@ -39,8 +39,10 @@ pub struct NumberKey {
     pub max: u64,
 }
 
-/// `SIGNATURE_MAX_AGE_SECS`: oldest accepted v3 timestamp. HubSpot asks to reject requests
-/// older than 5 minutes (HUBSPOT.md §1.4), the default; up to an hour tolerates a skewed clock,
+/// `SIGNATURE_MAX_AGE_SECS`: oldest accepted v3 timestamp. HubSpot: "Reject the request if the
+/// timestamp is older than 5 minutes" (HUBSPOT.md §1.4 step 1,
+/// <https://developers.hubspot.com/docs/apps/legacy-apps/authentication/validating-requests>),
+/// the default; up to an hour tolerates a skewed clock,
 /// beyond that a captured request could be replayed for too long.
 pub const SIGNATURE_MAX_AGE_SECS: NumberKey = NumberKey {
     key: "SIGNATURE_MAX_AGE_SECS",
@@ -111,7 +113,9 @@ pub const HUBSPOT_TIMEOUT_MS: NumberKey = NumberKey {
 };
 
 /// `HUBSPOT_TOKEN_REFRESH_MARGIN_SECS`: refresh an OAuth access token this long before it
-/// expires. Access tokens live 30 minutes (HUBSPOT.md §6), so at most 25 minutes.
+/// expires. Access tokens live 30 minutes (HUBSPOT.md §6,
+/// <https://developers.hubspot.com/docs/api-reference/legacy/authentication/manage-oauth-tokens>),
+/// so at most 25 minutes.
 pub const HUBSPOT_TOKEN_REFRESH_MARGIN_SECS: NumberKey = NumberKey {
     key: "HUBSPOT_TOKEN_REFRESH_MARGIN_SECS",
     default: 300,
