@@ -10,7 +10,9 @@
 //! - [`filter`]: declarative include/exclude rules and the own-changes loop guard.
 //! - [`dedupe`]: stable event identities that survive HubSpot's retries.
 //! - [`outbound`]: the forwarded event (`hubspot-edge.event.v1`) and Standard Webhooks signing.
-//! - [`delivery`]: what to do after a forwarding attempt (retry, give up).
+//! - [`delivery`]: what to do after a forwarding attempt (retry, give up), how many forwards
+//!   run at once and when the rest of a batch goes back to the queue.
+//! - [`records`]: the record store's compare-and-set rules and the ids of enriched changes.
 //! - [`auth`]: constant-time bearer-token checks.
 //! - [`time`]: calendar arithmetic on instants the caller passes in.
 //! - [`mapping`]: declarative field maps between HubSpot properties and destination records,
@@ -36,6 +38,7 @@ pub mod filter;
 pub mod mapping;
 pub mod outbound;
 pub mod ratelimit;
+pub mod records;
 pub mod search;
 pub mod signature;
 pub mod time;
