@@ -146,6 +146,7 @@ async fn redrive(
                 attempt: 1,
                 received_at: letter.received_at,
                 request_id: letter.request_id.clone(),
+                event_ref: None,
                 event: &*raw,
             };
             queue::send_one(

@@ -129,6 +129,9 @@ pub(crate) struct Forward {
     pub(crate) timeout_ms: u64,
     pub(crate) retry: RetryPolicy,
     pub(crate) dedupe_ttl_secs: u64,
+    /// `FORWARD_BATCH_BUDGET_SECS`, in ms: how long one queue batch may spend forwarding before
+    /// the forwards not yet started go back to the queue.
+    pub(crate) batch_budget_ms: u64,
     /// `ENRICHMENT_MAP`: object types to enrich (read, map, diff) before forwarding; `None`
     /// forwards every event thin.
     pub(crate) enrichment: Option<Mapping>,
@@ -167,6 +170,7 @@ impl Forward {
             timeout_ms: number(env, "FORWARD_TIMEOUT_MS", 10_000)?.clamp(100, 120_000),
             retry,
             dedupe_ttl_secs,
+            batch_budget_ms: number(env, "FORWARD_BATCH_BUDGET_SECS", 30)?.saturating_mul(1000),
             enrichment: enrichment(env)?,
         })
     }

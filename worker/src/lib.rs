@@ -11,6 +11,7 @@ mod hubspot;
 mod ingress;
 mod log;
 mod queue;
+mod records;
 mod respond;
 mod store;
 

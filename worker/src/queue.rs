@@ -27,7 +27,29 @@ pub(crate) struct EventMessage<E> {
     pub(crate) attempt: u32,
     pub(crate) received_at: u64,
     pub(crate) request_id: String,
+    /// Set when the event is too large for a queue message (Queues: 128 KB per message): the
+    /// event's JSON is in KV under this key ([`crate::store::put_event_body`]) and `event` is
+    /// `null` on the queue. The consumer loads it before anything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) event_ref: Option<String>,
     pub(crate) event: E,
+}
+
+impl EventMessage<OwnedEvent> {
+    /// The message as it goes back on the queue: by reference when it came by reference.
+    pub(crate) fn to_queue_json(&self) -> serde_json::Result<String> {
+        match &self.event_ref {
+            Some(event_ref) => Ok(event_message_json(
+                &self.key,
+                self.attempt,
+                self.received_at,
+                &self.request_id,
+                "null",
+                Some(event_ref),
+            )),
+            None => serde_json::to_string(self),
+        }
+    }
 }
 
 /// One dead letter on the `DEAD_LETTERS` queue.
@@ -44,19 +66,24 @@ pub(crate) struct DeadLetterMessage<E> {
     pub(crate) key: Option<String>,
     pub(crate) received_at: u64,
     pub(crate) request_id: String,
+    /// As in [`EventMessage::event_ref`]: the event is in KV, `event` is `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) event_ref: Option<String>,
     pub(crate) event: E,
 }
 
 pub(crate) type OwnedEvent = Box<RawValue>;
 
 /// The JSON of an [`EventMessage`] whose event is already-validated JSON text, written directly
-/// so the hot path does not scan the event again to make a `RawValue` of it.
+/// so the hot path does not scan the event again to make a `RawValue` of it. With `event_ref`,
+/// the event is in KV under that key and `event` is `null`.
 pub(crate) fn event_message_json(
     key: &str,
     attempt: u32,
     received_at: u64,
     request_id: &str,
     event: &str,
+    event_ref: Option<&str>,
 ) -> String {
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
     let mut out = String::with_capacity(event.len() + key.len() + request_id.len() + 96);
@@ -66,6 +93,13 @@ pub(crate) fn event_message_json(
         r#","attempt":{attempt},"receivedAt":{received_at},"requestId":"#
     ));
     out.push_str(&quote(request_id));
+    if let Some(r) = event_ref {
+        out.push_str(r#","eventRef":"#);
+        out.push_str(&quote(r));
+        out.push_str(r#","event":null"#);
+        out.push('}');
+        return out;
+    }
     out.push_str(r#","event":"#);
     out.push_str(event);
     out.push('}');

@@ -5,8 +5,8 @@
 //! - `dl:{id}`: a dead letter; `id` is `{created ms, 13 digits}-{random}` so lists come oldest
 //!   first; the list metadata carries the summary, so listing needs no extra reads.
 //! - `seen:{dedupe key}`: an event that was forwarded successfully (TTL `DEDUPE_TTL_SECS`).
-//! - `snap:{portal}:{objectType}:{id}`: the mapped record as last forwarded (enrichment; compact
-//!   JSON from core's `Record::to_snapshot`, no expiry, dropped on deletion and merge).
+//! - `evt:{dedupe key}`: an event too large for a queue message (Queues: 128 KB), carried by
+//!   reference: the queue message holds this key (TTL [`EVENT_BODY_TTL_SECS`]).
 //! - `echo:{objectType}:{id}`: core's `EchoGuard` for this integration's latest write to a
 //!   record (TTL [`ECHO_TTL_SECS`]). No portal: the Worker's API credentials address one account.
 
@@ -18,8 +18,11 @@ use worker::kv::KvStore;
 pub(crate) const STATE: &str = "STATE";
 const DEAD_LETTER_PREFIX: &str = "dl:";
 const SEEN_PREFIX: &str = "seen:";
-const SNAPSHOT_PREFIX: &str = "snap:";
 const ECHO_PREFIX: &str = "echo:";
+const EVENT_BODY_PREFIX: &str = "evt:";
+/// How long an event carried by reference is kept: Queues' longest message retention (14 days)
+/// and a day, so it outlives every message that can name it. Dead letters keep their own copy.
+pub(crate) const EVENT_BODY_TTL_SECS: u64 = 15 * 24 * 60 * 60;
 /// How long an echo guard is kept: long enough for HubSpot's notification of our write to
 /// arrive and be consumed, short enough that a person setting the same values later is not
 /// taken for our echo (KV's smallest TTL is 60 s).
@@ -143,11 +146,6 @@ pub(crate) async fn mark_seen(kv: &KvStore, key: &str, ttl_secs: u64) -> worker:
     Ok(())
 }
 
-/// The KV key of a snapshot.
-pub(crate) fn snapshot_key(portal: u64, object_type: &str, id: &str) -> String {
-    format!("{SNAPSHOT_PREFIX}{portal}:{object_type}:{id}")
-}
-
 /// The KV key of an echo guard.
 pub(crate) fn echo_key(object_type: &str, id: &str) -> String {
     format!("{ECHO_PREFIX}{object_type}:{id}")
@@ -174,4 +172,15 @@ pub(crate) async fn put_text(
 
 pub(crate) async fn delete(kv: &KvStore, key: &str) -> worker::Result<()> {
     Ok(kv.delete(key).await?)
+}
+
+/// Stores an event too large for a queue message; returns the key the message carries.
+pub(crate) async fn put_event_body(
+    kv: &KvStore,
+    dedupe_key: &str,
+    event: &str,
+) -> worker::Result<String> {
+    let key = format!("{EVENT_BODY_PREFIX}{dedupe_key}");
+    put_text(kv, &key, event.to_owned(), Some(EVENT_BODY_TTL_SECS)).await?;
+    Ok(key)
 }
