@@ -12,6 +12,7 @@
 //! - [`outbound`]: the forwarded event (`hubspot-edge.event.v1`) and Standard Webhooks signing.
 //! - [`delivery`]: what to do after a forwarding attempt (retry, give up), how many forwards
 //!   run at once and when the rest of a batch goes back to the queue.
+//! - [`queue`]: the queue message and dead-letter formats, one serialisation for every host.
 //! - [`records`]: the record store's compare-and-set rules and the ids of enriched changes.
 //! - [`auth`]: constant-time bearer-token checks.
 //! - [`time`]: calendar arithmetic on instants the caller passes in.
@@ -37,6 +38,7 @@ pub mod event;
 pub mod filter;
 pub mod mapping;
 pub mod outbound;
+pub mod queue;
 pub mod ratelimit;
 pub mod records;
 pub mod search;

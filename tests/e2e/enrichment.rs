@@ -32,14 +32,14 @@ const MAP: &str = r#"{"objects":{
 }}"#;
 
 /// The mock's portal id (its webhook default).
-const PORTAL: u64 = 33;
+pub(super) const PORTAL: u64 = 33;
 const DEADLINE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
 
 static FIXTURE: Mutex<Option<Result<Arc<Fixture>, String>>> = Mutex::new(None);
 
 /// The shared enrichment Worker, started on first use (scenarios wait for each other here).
-fn fixture() -> Result<Arc<Fixture>, Failed> {
+pub(super) fn fixture() -> Result<Arc<Fixture>, Failed> {
     let mut slot = FIXTURE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -116,7 +116,7 @@ fn hubspot(fx: &Fixture, method: &str, path: &str, body: &Value) -> Result<(u16,
     Ok((r.status, json))
 }
 
-fn create(fx: &Fixture, object_type: &str, properties: Value) -> Result<u64, Failed> {
+pub(super) fn create(fx: &Fixture, object_type: &str, properties: Value) -> Result<u64, Failed> {
     let (status, body) = hubspot(
         fx,
         "POST",
@@ -132,7 +132,7 @@ fn create(fx: &Fixture, object_type: &str, properties: Value) -> Result<u64, Fai
         .ok_or_else(|| format!("create {object_type}: no id in {body}").into())
 }
 
-fn patch(fx: &Fixture, object_type: &str, id: u64, properties: Value) -> Outcome {
+pub(super) fn patch(fx: &Fixture, object_type: &str, id: u64, properties: Value) -> Outcome {
     let (status, body) = hubspot(
         fx,
         "PATCH",
@@ -165,7 +165,7 @@ fn delivered(fx: &Fixture, id: u64) -> Result<Vec<Delivery>, Failed> {
 }
 
 /// Waits until `id` has `n` accepted deliveries; returns them in arrival order.
-fn wait_deliveries(fx: &Fixture, id: u64, n: usize) -> Result<Vec<Delivery>, Failed> {
+pub(super) fn wait_deliveries(fx: &Fixture, id: u64, n: usize) -> Result<Vec<Delivery>, Failed> {
     poll_until(&format!("{n} deliveries for {id}"), DEADLINE, POLL, || {
         (fx.dest.delivered_ok_for(id).len() >= n).then_some(())
     })
@@ -174,7 +174,7 @@ fn wait_deliveries(fx: &Fixture, id: u64, n: usize) -> Result<Vec<Delivery>, Fai
 }
 
 /// The Worker's JSON log lines with `msg`.
-fn log_lines(fx: &Fixture, msg: &str) -> Vec<Value> {
+pub(super) fn log_lines(fx: &Fixture, msg: &str) -> Vec<Value> {
     let needle = format!("\"msg\":\"{msg}\"");
     fx.worker
         .logs_since(0)

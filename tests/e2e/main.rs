@@ -14,6 +14,7 @@
 // The harness reports through libtest-mimic and eprintln!; nothing prints to stdout directly.
 
 mod api_limits;
+mod delivery;
 mod enrichment;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -22,6 +23,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use api_limits::{hubspot_burst_of_1000_reads_paced_without_429, hubspot_oauth_401_refreshed_once};
+use delivery::{
+    enrich_privacy_deletion_drops_snapshot_even_if_dead_lettered,
+    enrich_regrouped_retry_keeps_its_id, oversized_event_delivered_by_reference,
+    redirecting_destination_dead_lettered_not_followed, serial_slow_destination_each_event_once,
+};
 use enrichment::{
     enrich_association_change_forwarded_both_sides, enrich_burst_one_read_per_batch_state_matches,
     enrich_date_never_leaves_as_timestamp, enrich_echo_of_own_write_not_forwarded,
@@ -83,6 +89,11 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         enrich_object_gone_in_between_is_skipped_not_retried,
         enrich_unmappable_record_dead_lettered_with_code,
         enrich_association_change_forwarded_both_sides,
+        redirecting_destination_dead_lettered_not_followed,
+        oversized_event_delivered_by_reference,
+        serial_slow_destination_each_event_once,
+        enrich_regrouped_retry_keeps_its_id,
+        enrich_privacy_deletion_drops_snapshot_even_if_dead_lettered,
     ]
 }
 

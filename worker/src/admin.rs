@@ -5,6 +5,8 @@
 //! - `POST /admin/dead-letters/{id}/redrive`: queue it again and remove it from the store.
 //! - `POST /admin/dead-letters/redrive`: the same for all (up to 500 per call; call again
 //!   while `remaining` is true).
+//! - `GET  /admin/records/{portal}/{objectType}/{id}`: an object's record-store version and
+//!   whether a snapshot is kept (never its values).
 //! - `/admin/hubspot/…`: HubSpot API calls through the executor (see [`crate::hubspot`]).
 
 use base64::Engine as _;
@@ -61,6 +63,9 @@ pub(crate) async fn handle(
                     respond::error(409, code, "this dead letter cannot be re-driven as it is")
                 }
             }
+        }
+        (Method::Get, ["records", portal, object_type, id]) => {
+            crate::records::admin_get(env, portal, object_type, id).await
         }
         (_, ["dead-letters", ..]) => {
             respond::error(405, "method_not_allowed", "method not allowed")

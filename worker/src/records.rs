@@ -276,3 +276,28 @@ impl DurableObject for RecordStore {
         Response::from_json(&answer)
     }
 }
+
+/// `GET /admin/records/{portal}/{objectType}/{id}`: an object's stored version and whether a
+/// snapshot is kept (never the snapshot itself: it holds personal data).
+pub(crate) async fn admin_get(
+    env: &Env,
+    portal: &str,
+    object_type: &str,
+    id: &str,
+) -> Result<Response> {
+    let Ok(portal) = portal.parse::<u64>() else {
+        return crate::respond::error(400, "portal_invalid", "the portal id is a number");
+    };
+    let found = get(env, portal, object_type, vec![id.to_owned()]).await?;
+    let stored = found.get(id).cloned().unwrap_or_else(Stored::absent);
+    crate::respond::json(
+        200,
+        &serde_json::json!({
+            "portalId": portal,
+            "objectType": object_type,
+            "id": id,
+            "version": stored.version,
+            "snapshot": stored.snapshot.is_some(),
+        }),
+    )
+}
