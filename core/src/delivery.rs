@@ -204,6 +204,72 @@ impl BatchBudget {
     }
 }
 
+/// What became of the state a delivered job writes after its forward (the enriched record's
+/// snapshot, committed by compare-and-set on the version the job read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Nothing to write, or written.
+    Ok,
+    /// Another consumer wrote the object first: the job's events must be processed again
+    /// against the newer state.
+    Conflict,
+    /// The store could not be reached.
+    Failed,
+}
+
+/// How a job's queue messages are settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Delivered and recorded: mark delivered, acknowledge.
+    Ack,
+    /// Back on the queue as the same attempt after this delay: not a failure (a record
+    /// conflict, or the batch's budget).
+    Requeue {
+        /// Delay before it is taken again.
+        delay_secs: u64,
+    },
+    /// Back on the queue as the next attempt after this delay.
+    Retry {
+        /// Delay before the next attempt.
+        delay_secs: u64,
+    },
+    /// Give up: the dead-letter store.
+    DeadLetter(GiveUp),
+}
+
+impl RetryPolicy {
+    /// Settles a job whose forward was decided `decision` (see [`RetryPolicy::decide`]) and
+    /// whose state write then ended `recorded`, at `attempt`.
+    ///
+    /// A delivered change whose record was not written is never acknowledged: with a conflict
+    /// it is processed again at once (the same attempt); with a failed store it is retried like
+    /// a failed forward, and since the stored version did not move, the same change goes out
+    /// under the same id (the receiver dedupes on it).
+    pub fn settle(
+        &self,
+        attempt: u32,
+        decision: Decision,
+        recorded: Recorded,
+        jitter: f64,
+    ) -> Settle {
+        match (decision, recorded) {
+            (Decision::Deliver, Recorded::Ok) => Settle::Ack,
+            (Decision::Deliver, Recorded::Conflict) => Settle::Requeue {
+                delay_secs: DEFERRED_DELAY_SECS,
+            },
+            (Decision::Deliver, Recorded::Failed) => {
+                match self.decide(attempt, Attempt::NetworkError, jitter) {
+                    Decision::Retry { delay_secs } => Settle::Retry { delay_secs },
+                    Decision::DeadLetter(give_up) => Settle::DeadLetter(give_up),
+                    Decision::Deliver => Settle::Retry { delay_secs: 1 },
+                }
+            }
+            (Decision::Retry { delay_secs }, _) => Settle::Retry { delay_secs },
+            (Decision::DeadLetter(give_up), _) => Settle::DeadLetter(give_up),
+        }
+    }
+}
+
 /// Parses a `Retry-After` value: delta-seconds, or an IMF-fixdate
 /// (`Sun, 06 Nov 1994 08:49:37 GMT`) read against `now_secs`. `None` when invalid.
 pub fn parse_retry_after(value: &str, now_secs: u64) -> Option<u64> {
@@ -327,6 +393,63 @@ mod tests {
             huge.decide(60, Attempt::TimedOut, 1.0),
             retry(MAX_QUEUE_DELAY_SECS)
         );
+    }
+
+    #[test]
+    fn settle_table() {
+        let p = RetryPolicy {
+            max_attempts: 3,
+            base_delay_secs: 10,
+            max_delay_secs: 600,
+        };
+        let retry = |delay_secs| Decision::Retry { delay_secs };
+        let cases = [
+            (1, Decision::Deliver, Recorded::Ok, Settle::Ack),
+            // Another consumer won the object: again, same attempt, no failure counted.
+            (
+                1,
+                Decision::Deliver,
+                Recorded::Conflict,
+                Settle::Requeue {
+                    delay_secs: DEFERRED_DELAY_SECS,
+                },
+            ),
+            (
+                3,
+                Decision::Deliver,
+                Recorded::Conflict,
+                Settle::Requeue {
+                    delay_secs: DEFERRED_DELAY_SECS,
+                },
+            ),
+            // Delivered, not recorded: never acknowledged.
+            (
+                1,
+                Decision::Deliver,
+                Recorded::Failed,
+                Settle::Retry { delay_secs: 10 },
+            ),
+            (
+                3,
+                Decision::Deliver,
+                Recorded::Failed,
+                Settle::DeadLetter(GiveUp::RetriesExhausted),
+            ),
+            (2, retry(7), Recorded::Ok, Settle::Retry { delay_secs: 7 }),
+            (
+                1,
+                Decision::DeadLetter(GiveUp::Redirected(302)),
+                Recorded::Ok,
+                Settle::DeadLetter(GiveUp::Redirected(302)),
+            ),
+        ];
+        for (attempt, decision, recorded, expected) in cases {
+            assert_eq!(
+                p.settle(attempt, decision, recorded, 1.0),
+                expected,
+                "{attempt} {decision:?} {recorded:?}"
+            );
+        }
     }
 
     #[test]

@@ -15,8 +15,8 @@ use futures_util::future::{join_all, select, Either};
 use futures_util::stream::{self, StreamExt};
 use hubspot_edge_core::dedupe::DedupeKey;
 use hubspot_edge_core::delivery::{
-    parse_retry_after, Admit, Attempt, BatchBudget, Decision, DEFERRED_DELAY_SECS,
-    MAX_CONCURRENT_FORWARDS,
+    parse_retry_after, Admit, Attempt, BatchBudget, Decision, Recorded, Settle,
+    DEFERRED_DELAY_SECS, MAX_CONCURRENT_FORWARDS,
 };
 use hubspot_edge_core::event::Event;
 use hubspot_edge_core::outbound::{
@@ -150,33 +150,39 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     for ((job, verdict), commit) in jobs.into_iter().zip(verdicts).zip(committed) {
         let Job { members, .. } = job;
         let attempt = members.iter().map(|(_, e)| e.attempt).max().unwrap_or(1);
-        let verdict = match (verdict, commit) {
-            (Verdict::Decided(Decision::Deliver, ..), Committed::Conflict) => {
-                // Another consumer committed this object in between: process the events again
-                // against its snapshot (the same attempt; nothing was lost or failed).
-                Line::info("record_conflict")
-                    .field("request_id", batch_id.as_str())
-                    .field("keys", keys_of(&members))
-                    .emit();
-                Verdict::Deferred
-            }
-            (Verdict::Decided(Decision::Deliver, ..), Committed::Failed(code)) => {
-                // Delivered but not recorded: not acknowledged, so the change is forwarded again
-                // under the same id (the stored version did not move) and the receiver dedupes.
-                let decision = match config.retry.decide(
-                    attempt,
-                    Attempt::NetworkError,
-                    js_sys::Math::random(),
-                ) {
-                    Decision::Deliver => Decision::Retry { delay_secs: 1 },
-                    d => d,
+        let jitter = js_sys::Math::random();
+        let (next, reason, detail) = match verdict {
+            Verdict::Deferred => (
+                Settle::Requeue {
+                    delay_secs: DEFERRED_DELAY_SECS,
+                },
+                None,
+                "deferred".to_owned(),
+            ),
+            Verdict::Decided(decision, reason, detail) => {
+                let recorded = match &commit {
+                    Committed::Nothing | Committed::Done => Recorded::Ok,
+                    Committed::Conflict => Recorded::Conflict,
+                    Committed::Failed(_) => Recorded::Failed,
                 };
-                Verdict::Decided(decision, Some(code.clone()), code)
+                let next = config.retry.settle(attempt, decision, recorded, jitter);
+                match commit {
+                    Committed::Conflict => {
+                        // Another consumer committed this object in between: the events are
+                        // processed again against its snapshot.
+                        Line::info("record_conflict")
+                            .field("request_id", batch_id.as_str())
+                            .field("keys", keys_of(&members))
+                            .emit();
+                        (next, reason, detail)
+                    }
+                    Committed::Failed(code) => (next, Some(code.clone()), code),
+                    Committed::Nothing | Committed::Done => (next, reason, detail),
+                }
             }
-            (v, _) => v,
         };
-        match verdict {
-            Verdict::Decided(Decision::Deliver, ..) => {
+        match next {
+            Settle::Ack => {
                 stats.delivered += members.len();
                 let (kv, ttl) = (&kv, config.dedupe_ttl_secs);
                 effects.push(Box::pin(async move {
@@ -192,18 +198,18 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                     .await;
                 }));
             }
-            Verdict::Deferred => {
+            Settle::Requeue { delay_secs } => {
                 stats.deferred += members.len();
                 for (message, envelope) in members {
                     effects.push(Box::pin(requeue(
                         &events_queue,
                         message,
                         envelope,
-                        DEFERRED_DELAY_SECS,
+                        delay_secs,
                     )));
                 }
             }
-            Verdict::Decided(Decision::Retry { delay_secs }, _, detail) => {
+            Settle::Retry { delay_secs } => {
                 stats.retried += members.len();
                 Line::warn("forward_retry")
                     .field("keys", keys_of(&members))
@@ -219,7 +225,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                     effects.push(Box::pin(requeue(&events_queue, message, next, delay_secs)));
                 }
             }
-            Verdict::Decided(Decision::DeadLetter(give_up), reason, detail) => {
+            Settle::DeadLetter(give_up) => {
                 stats.dead_lettered += members.len();
                 let reason = reason.unwrap_or_else(|| give_up.code().to_owned());
                 for (message, envelope) in members {
