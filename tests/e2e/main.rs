@@ -14,6 +14,7 @@
 // The harness reports through libtest-mimic and eprintln!; nothing prints to stdout directly.
 
 mod api_limits;
+mod dead_letters;
 mod enrichment;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -22,6 +23,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use api_limits::{hubspot_burst_of_1000_reads_paced_without_429, hubspot_oauth_401_refreshed_once};
+use dead_letters::{
+    dead_letter_store_failing_then_recovering_loses_nothing,
+    redrive_all_1200_mixed_letters_resumable_exactly_once,
+};
 use enrichment::{
     enrich_association_change_forwarded_both_sides, enrich_burst_one_read_per_batch_state_matches,
     enrich_date_never_leaves_as_timestamp, enrich_echo_of_own_write_not_forwarded,
@@ -83,6 +88,8 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         enrich_object_gone_in_between_is_skipped_not_retried,
         enrich_unmappable_record_dead_lettered_with_code,
         enrich_association_change_forwarded_both_sides,
+        dead_letter_store_failing_then_recovering_loses_nothing,
+        redrive_all_1200_mixed_letters_resumable_exactly_once,
     ]
 }
 
