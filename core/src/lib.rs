@@ -30,6 +30,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dead_letter;
 pub mod dedupe;
 pub mod delivery;
 pub mod diff;

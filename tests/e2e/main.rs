@@ -14,6 +14,7 @@
 // The harness reports through libtest-mimic and eprintln!; nothing prints to stdout directly.
 
 mod api_limits;
+mod dead_letters;
 mod delivery;
 mod enrichment;
 
@@ -23,6 +24,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use api_limits::{hubspot_burst_of_1000_reads_paced_without_429, hubspot_oauth_401_refreshed_once};
+use dead_letters::{
+    dead_letter_store_failing_then_recovering_loses_nothing,
+    redrive_all_1200_mixed_letters_resumable_exactly_once,
+};
 use delivery::{
     enrich_privacy_deletion_drops_snapshot_even_if_dead_lettered,
     enrich_regrouped_retry_keeps_its_id, oversized_event_delivered_by_reference,
@@ -94,6 +99,8 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         serial_slow_destination_each_event_once,
         enrich_regrouped_retry_keeps_its_id,
         enrich_privacy_deletion_drops_snapshot_even_if_dead_lettered,
+        dead_letter_store_failing_then_recovering_loses_nothing,
+        redrive_all_1200_mixed_letters_resumable_exactly_once,
     ]
 }
 

@@ -332,3 +332,25 @@ fn is_date_version(v: &str) -> bool {
             .enumerate()
             .all(|(i, c)| i == 4 || c.is_ascii_digit())
 }
+
+/// `DEAD_LETTER_RETENTION_DAYS`: how long a dead letter is kept (default 14, 1..=365).
+pub(crate) fn dead_letter_retention(
+    env: &Env,
+) -> Result<hubspot_edge_core::dead_letter::Retention> {
+    use hubspot_edge_core::dead_letter::Retention;
+    const KEY: &str = "DEAD_LETTER_RETENTION_DAYS";
+    let days = number(env, KEY, u64::from(Retention::DEFAULT_DAYS)).map_err(|_| ConfigError {
+        key: KEY,
+        problem: "must be a whole number of days from 1 to 365".into(),
+    })?;
+    Retention::from_days(days).map_err(|e| ConfigError {
+        key: KEY,
+        problem: e.to_string(),
+    })
+}
+
+/// `FAULT_INJECTION`: test only, off by default. When `true`, `POST /admin/faults/…` (behind
+/// the admin token) can make the Worker's own dependencies fail on purpose.
+pub(crate) fn fault_injection(env: &Env) -> Result<bool> {
+    boolean(env, "FAULT_INJECTION", false)
+}

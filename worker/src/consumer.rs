@@ -23,7 +23,6 @@ use hubspot_edge_core::outbound::{
     self, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP,
 };
 use hubspot_edge_core::records::{Commit, Outcome};
-use hubspot_edge_core::time::iso8601_ms;
 use serde_json::value::RawValue;
 use worker::{
     AbortController, Date, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method, Queue,
@@ -33,7 +32,7 @@ use worker::{
 use crate::config::Forward;
 use crate::log::Line;
 use crate::queue::{self, DeadLetterMessage, EventMessage, OwnedEvent};
-use crate::store::{self, DeadLetter, Kind};
+use crate::store;
 
 /// Consumer of the `EVENTS` queue.
 ///
@@ -491,116 +490,6 @@ async fn run_job(config: &Forward, job: &Job, budget: &BatchBudget) -> Verdict {
             Verdict::Decided(decision, Some(code.clone()), detail.clone())
         }
     }
-}
-
-/// Consumer of the `DEAD_LETTERS` queue: keeps every message in the store.
-pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -> Result<()> {
-    let started = Date::now().as_millis();
-    let queue_name = batch.queue();
-    let kv = env.kv(store::STATE)?;
-    let mut stats = Stats::default();
-    let now = Date::now().as_millis();
-    let stored = join_all(batch.raw_iter().map(|message| {
-        let kv = &kv;
-        async move {
-            let text = message.body().as_string().unwrap_or_default();
-            let letter = to_record(&text, now);
-            match store::put_dead_letter(kv, &letter).await {
-                Ok(()) => {
-                    Line::info("dead_letter_stored")
-                        .field("dead_letter_id", letter.id.as_str())
-                        .field("reason", letter.reason.as_str())
-                        .emit();
-                    message.ack();
-                    true
-                }
-                Err(e) => {
-                    Line::error("dead_letter_store_failed")
-                        .field("error", e.to_string())
-                        .emit();
-                    message.retry();
-                    false
-                }
-            }
-        }
-    }))
-    .await;
-    stats.messages = stored.len();
-    stats.dead_lettered = stored.iter().filter(|ok| **ok).count();
-    stats.log(
-        "queue_batch",
-        &queue_name,
-        &crate::log::random_id(),
-        started,
-    );
-    Ok(())
-}
-
-fn to_record(text: &str, now_ms: u64) -> DeadLetter {
-    let base =
-        |kind, reason: String, detail: String, attempts, key, request_id, received_at, payload| {
-            DeadLetter {
-                id: store::new_id(now_ms),
-                kind,
-                reason,
-                detail,
-                attempts,
-                created_at: iso8601_ms(now_ms),
-                key,
-                request_id,
-                received_at,
-                payload: Some(payload),
-                payload_base64: None,
-            }
-        };
-    let as_value =
-        |raw: &RawValue| serde_json::from_str(raw.get()).unwrap_or_else(|_| raw.get().into());
-    if let Ok(m) = serde_json::from_str::<DeadLetterMessage<OwnedEvent>>(text) {
-        let kind = if m.reason == "message_invalid" {
-            Kind::Message
-        } else {
-            Kind::Event
-        };
-        let payload = if kind == Kind::Message {
-            serde_json::from_str::<String>(m.event.get())
-                .map_or_else(|_| as_value(&m.event), Into::into)
-        } else {
-            as_value(&m.event)
-        };
-        return base(
-            kind,
-            m.reason,
-            m.detail,
-            m.attempts,
-            m.key,
-            m.request_id,
-            m.received_at,
-            payload,
-        );
-    }
-    if let Ok(m) = serde_json::from_str::<EventMessage<OwnedEvent>>(text) {
-        // The queue itself gave up on it (the consumer failed `max_retries` times).
-        return base(
-            Kind::Event,
-            "queue_retries_exhausted".into(),
-            "the queue's max_retries was reached".into(),
-            m.attempt,
-            Some(m.key),
-            m.request_id,
-            m.received_at,
-            as_value(&m.event),
-        );
-    }
-    base(
-        Kind::Message,
-        "message_unknown".into(),
-        "not a hubspot-edge queue message".into(),
-        0,
-        None,
-        String::new(),
-        now_ms,
-        text.into(),
-    )
 }
 
 fn unknown_message(text: &str, reason: &str) -> DeadLetterMessage<OwnedEvent> {
