@@ -245,6 +245,54 @@ pub(super) fn enrich_privacy_deletion_drops_snapshot_even_if_dead_lettered(_: &F
     })
 }
 
+/// The record store cannot commit after a change was forwarded: the messages are not
+/// acknowledged, the change goes out again under the same `webhook-id` (the stored version did
+/// not move), and once committed the next change diffs against it (its `old` is the value the
+/// first change set, not a stale one). Nothing is lost; the repeat is recognisable by id.
+pub(super) fn enrich_record_commit_failure_redelivers_same_id(_: &Fixture) -> Outcome {
+    let fx = enrichment::start_with(
+        "wrangler.enrich-faults.toml",
+        &[("FAULT_INJECTION", "true")],
+    )?;
+    let email = format!("commit-{}@example.com", unique_id());
+    let id = enrichment::create(&fx, "contacts", json!({ "email": email, "firstname": "A" }))?;
+    enrichment::wait_deliveries(&fx, id, 1)?;
+    let r = fx.admin_post("/admin/faults/record-store", br#"{"failNext":1}"#)?;
+    r.expect_status(200)?;
+    enrichment::patch(&fx, "contacts", id, json!({ "firstname": "B" }))?;
+    let ok = enrichment::wait_deliveries(&fx, id, 3)?;
+    check(
+        ok[1].webhook_id.is_some() && ok[1].webhook_id == ok[2].webhook_id,
+        || {
+            format!(
+                "the repeated change has another id: {}",
+                fx.dest.describe(&[id])
+            )
+        },
+    )?;
+    check(ok[2].body["changes"][0]["new"] == "B", || {
+        format!("{}", ok[2].body)
+    })?;
+    let stored = fx
+        .admin_get(&format!(
+            "/admin/records/{}/contact/{id}",
+            enrichment::PORTAL
+        ))?
+        .json()?;
+    check(stored["version"] == 2, || {
+        format!("record after create and change: {stored}")
+    })?;
+    enrichment::patch(&fx, "contacts", id, json!({ "firstname": "C" }))?;
+    let ok = enrichment::wait_deliveries(&fx, id, 4)?;
+    let change = &ok[3].body["changes"][0];
+    check(change["old"] == "B" && change["new"] == "C", || {
+        format!(
+            "the next change diffed against a stale snapshot: {}",
+            ok[3].body
+        )
+    })
+}
+
 /// A destination that serves one connection at a time (HTTP/1.0, `Connection: close`),
 /// answering 200 after `delay`: a stand-in for a plain single-threaded server.
 struct SerialDestination {

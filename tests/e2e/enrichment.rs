@@ -58,7 +58,16 @@ pub(super) fn fixture() -> Result<Arc<Fixture>, Failed> {
 }
 
 fn start() -> Result<Fixture, Failed> {
-    let config = extra_wrangler_config("wrangler.enrich.toml")?;
+    start_with("wrangler.enrich.toml", &[])
+}
+
+/// An enrichment Worker and mock of their own (config `target/e2e/{config_name}`), with
+/// `extra` variables: for scenarios that change the Worker's state for everyone (faults).
+pub(super) fn start_with(
+    config_name: &str,
+    extra: &[(&'static str, &'static str)],
+) -> Result<Fixture, Failed> {
+    let config = extra_wrangler_config(config_name)?;
     let mut options = FixtureOptions::default()
         .hubspot_mock(MockConfig {
             // The test's own writes share the mock's limit with the Worker's reads.
@@ -75,7 +84,8 @@ fn start() -> Result<Fixture, Failed> {
             ("FORWARD_MAX_ATTEMPTS", "4"),
             ("FORWARD_RETRY_BASE_SECS", "1"),
             ("FORWARD_RETRY_MAX_SECS", "3"),
-        ]);
+        ])
+        .vars(extra.iter().copied());
     options.wrangler.config = Some(config);
     let fx = Fixture::start(options)?;
     let mock = mock_of(&fx)?;

@@ -30,8 +30,9 @@ use dead_letters::{
 };
 use delivery::{
     enrich_privacy_deletion_drops_snapshot_even_if_dead_lettered,
-    enrich_regrouped_retry_keeps_its_id, oversized_event_delivered_by_reference,
-    redirecting_destination_dead_lettered_not_followed, serial_slow_destination_each_event_once,
+    enrich_record_commit_failure_redelivers_same_id, enrich_regrouped_retry_keeps_its_id,
+    oversized_event_delivered_by_reference, redirecting_destination_dead_lettered_not_followed,
+    serial_slow_destination_each_event_once,
 };
 use enrichment::{
     enrich_association_change_forwarded_both_sides, enrich_burst_one_read_per_batch_state_matches,
@@ -99,6 +100,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         serial_slow_destination_each_event_once,
         enrich_regrouped_retry_keeps_its_id,
         enrich_privacy_deletion_drops_snapshot_even_if_dead_lettered,
+        enrich_record_commit_failure_redelivers_same_id,
         dead_letter_store_failing_then_recovering_loses_nothing,
         redrive_all_1200_mixed_letters_resumable_exactly_once,
     ]

@@ -7,7 +7,8 @@
 //! - `POST /admin/dead-letters/redrive?cursor=&reason=&limit=`: the same for all, resumable:
 //!   a bounded slice per call (core's [`plan_redrive`]), then call again with the returned
 //!   `cursor` until it is `null`. What cannot be re-driven is skipped, reported and left in place.
-//! - `POST /admin/faults/dead-letter-store`: only with `FAULT_INJECTION=true` (tests).
+//! - `POST /admin/faults/dead-letter-store`, `POST /admin/faults/record-store`: only with
+//!   `FAULT_INJECTION=true` (tests): the next N store writes (dead letters, record commits) fail.
 //! - `GET  /admin/records/{portal}/{objectType}/{id}`: an object's record-store version and
 //!   whether a snapshot is kept (never its values).
 //! - `/admin/hubspot/…`: HubSpot API calls through the executor (see [`crate::hubspot`]).
@@ -86,6 +87,7 @@ pub(crate) async fn handle(
                 Ok(ready) => {
                     let queued = match ready {
                         Ready::Event(message) => {
+                            let message = by_reference_if_large(&kv, message).await?;
                             queue::send_one(&env.queue(queue::EVENTS)?, message, 0).await?;
                             1
                         }
@@ -232,7 +234,7 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
             Err(skip) => skipped.push(json!({ "id": id, "code": skip.code() })),
             Ok(Ready::Event(message)) => {
                 event_ids.push(letter.id.clone());
-                event_messages.push(message);
+                event_messages.push(by_reference_if_large(kv, message).await?);
             }
             Ok(Ready::Batch(body)) => batches.push((letter, body)),
         }
@@ -341,6 +343,24 @@ async fn enqueue_batch(env: &Env, letter: &DeadLetter, body: &[u8]) -> Result<us
 /// `POST /admin/faults/dead-letter-store` `{"failNext": N}`: the next N dead-letter store writes
 /// fail. Only with `FAULT_INJECTION=true` (a test-only setting); otherwise there is no such
 /// endpoint.
+/// An event message too large for a queue message, carried by reference instead (its event in
+/// KV, as the ingress does): a re-driven large event is delivered like any other.
+async fn by_reference_if_large(kv: &KvStore, message: String) -> Result<String> {
+    if message.len() <= queue::MAX_MESSAGE_BYTES {
+        return Ok(message);
+    }
+    let m: EventMessage<queue::OwnedEvent> = serde_json::from_str(&message)?;
+    let event_ref = store::put_event_body(kv, &m.key, m.event.get()).await?;
+    Ok(queue::event_message_json(
+        &m.key,
+        m.attempt,
+        m.received_at,
+        &m.request_id,
+        "null",
+        Some(&event_ref),
+    ))
+}
+
 async fn faults(req: &mut Request, env: &Env, rest: &[&str]) -> Result<Response> {
     if !config::fault_injection(env).unwrap_or(false) {
         return respond::error(404, "not_found", "no such admin endpoint");
@@ -355,6 +375,17 @@ async fn faults(req: &mut Request, env: &Env, rest: &[&str]) -> Result<Response>
                 return respond::error(400, "fault_invalid", "expected {\"failNext\": N}");
             };
             crate::dead_letters::inject_store_failures(n);
+            respond::json(200, &json!({ "failNext": n }))
+        }
+        (Method::Post, ["record-store"]) => {
+            let body: Value = req.json().await.unwrap_or(Value::Null);
+            let Some(n) = body["failNext"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+            else {
+                return respond::error(400, "fault_invalid", "expected {\"failNext\": N}");
+            };
+            crate::records::inject_commit_failures(n);
             respond::json(200, &json!({ "failNext": n }))
         }
         _ => respond::error(404, "not_found", "no such fault"),

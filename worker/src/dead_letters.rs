@@ -80,7 +80,10 @@ pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -
             let text = message.body().as_string().unwrap_or_default();
             let (letter, failed_before) = match serde_json::from_str::<StoreRetry>(&text) {
                 Ok(retry) => (retry.letter, retry.store_attempts),
-                Err(_) => (to_record(&text, now), 0),
+                Err(_) => {
+                    let loaded = referenced_event(kv, &text).await;
+                    (to_record(&text, now, loaded.as_deref()), 0)
+                }
             };
             store_one(
                 &message,
@@ -187,7 +190,29 @@ async fn store_one(
     false
 }
 
-fn to_record(text: &str, now_ms: u64) -> DeadLetter {
+/// The event a message carries by reference ([`EventMessage::event_ref`]), loaded from KV:
+/// the dead letter keeps the event itself, not a key that expires.
+async fn referenced_event(kv: &worker::kv::KvStore, text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Ref {
+        event_ref: Option<String>,
+    }
+    let key = serde_json::from_str::<Ref>(text).ok()?.event_ref?;
+    match store::get_text(kv, &key).await {
+        Ok(found) => found,
+        Err(e) => {
+            Line::warn("event_body_unavailable")
+                .field("key", key.as_str())
+                .field("error", e.to_string())
+                .emit();
+            None
+        }
+    }
+}
+
+/// The record of a dead-letter queue message; `loaded` is the event it carried by reference.
+fn to_record(text: &str, now_ms: u64, loaded: Option<&str>) -> DeadLetter {
     let base =
         |kind, reason: String, detail: String, attempts, key, request_id, received_at, payload| {
             DeadLetter {
@@ -204,8 +229,10 @@ fn to_record(text: &str, now_ms: u64) -> DeadLetter {
                 payload_base64: None,
             }
         };
-    let as_value =
-        |raw: &RawValue| serde_json::from_str(raw.get()).unwrap_or_else(|_| raw.get().into());
+    let as_value = |raw: &RawValue| {
+        let text = loaded.unwrap_or(raw.get());
+        serde_json::from_str(text).unwrap_or_else(|_| text.into())
+    };
     if let Ok(m) = serde_json::from_str::<DeadLetterMessage<OwnedEvent>>(text) {
         let kind = if m.reason == "message_invalid" {
             Kind::Message

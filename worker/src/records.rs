@@ -10,6 +10,7 @@
 //! Cost: one round trip per object type per queue batch to read, one to commit.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use hubspot_edge_core::records::{self, Commit, Outcome, Stored, Write};
 use serde::{Deserialize, Serialize};
@@ -108,6 +109,15 @@ pub(crate) async fn get(
     }
 }
 
+/// Commits still to fail on purpose (`FAULT_INJECTION` only; per isolate, as `wrangler dev` runs
+/// one). See `POST /admin/faults/record-store`.
+static FAIL_NEXT_COMMITS: AtomicU32 = AtomicU32::new(0);
+
+/// Makes the next `n` record-store commits of this isolate fail (test only).
+pub(crate) fn inject_commit_failures(n: u32) {
+    FAIL_NEXT_COMMITS.store(n, Ordering::SeqCst);
+}
+
 /// Commits `commits`; one outcome per commit, in order.
 pub(crate) async fn commit(
     env: &Env,
@@ -115,6 +125,14 @@ pub(crate) async fn commit(
     object_type: &str,
     commits: &[Commit],
 ) -> Result<Vec<(String, Outcome)>> {
+    if FAIL_NEXT_COMMITS
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return Err(worker::Error::RustError(
+            "injected record store failure".into(),
+        ));
+    }
     let wire = commits
         .iter()
         .map(|c| WireCommit {
