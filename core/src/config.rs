@@ -19,6 +19,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::api::{ApiConfig, OAuthClient, PathStyle, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
+use crate::dead_letter::Retention;
 use crate::delivery::{RetryPolicy, MAX_QUEUE_DELAY_SECS};
 use crate::filter::Filter;
 use crate::mapping::Mapping;
@@ -95,6 +96,25 @@ pub const FORWARD_RETRY_MAX_SECS: NumberKey = NumberKey {
     max: MAX_QUEUE_DELAY_SECS,
 };
 
+/// `FORWARD_BATCH_BUDGET_SECS`: how long one queue batch may spend starting forwards before
+/// the rest goes back to the queue. At most 10 minutes: a queue consumer invocation may run 15
+/// minutes of wall time, and the last forwards started need their timeout after the budget.
+pub const FORWARD_BATCH_BUDGET_SECS: NumberKey = NumberKey {
+    key: "FORWARD_BATCH_BUDGET_SECS",
+    default: 30,
+    min: 1,
+    max: 600,
+};
+
+/// `DEAD_LETTER_RETENTION_DAYS`: how long a dead letter is kept ([`Retention`]'s bounds; 14
+/// days by default, Queues' longest retention).
+pub const DEAD_LETTER_RETENTION_DAYS: NumberKey = NumberKey {
+    key: "DEAD_LETTER_RETENTION_DAYS",
+    default: Retention::DEFAULT_DAYS as u64,
+    min: Retention::MIN_DAYS as u64,
+    max: Retention::MAX_DAYS as u64,
+};
+
 /// `DEDUPE_TTL_SECS`: how long a delivered event's key is remembered. At least 60 s (KV's
 /// smallest TTL); 3 days by default (HubSpot retries for up to 24 h); at most 30 days.
 pub const DEDUPE_TTL_SECS: NumberKey = NumberKey {
@@ -124,13 +144,15 @@ pub const HUBSPOT_TOKEN_REFRESH_MARGIN_SECS: NumberKey = NumberKey {
 };
 
 /// Every numeric key.
-pub const NUMBER_KEYS: [NumberKey; 9] = [
+pub const NUMBER_KEYS: [NumberKey; 11] = [
     SIGNATURE_MAX_AGE_SECS,
     MAX_BODY_BYTES,
     FORWARD_TIMEOUT_MS,
     FORWARD_MAX_ATTEMPTS,
     FORWARD_RETRY_BASE_SECS,
     FORWARD_RETRY_MAX_SECS,
+    FORWARD_BATCH_BUDGET_SECS,
+    DEAD_LETTER_RETENTION_DAYS,
     DEDUPE_TTL_SECS,
     HUBSPOT_TIMEOUT_MS,
     HUBSPOT_TOKEN_REFRESH_MARGIN_SECS,
@@ -417,6 +439,9 @@ pub struct Forward {
     pub retry: RetryPolicy,
     /// `DEDUPE_TTL_SECS`.
     pub dedupe_ttl_secs: u64,
+    /// `FORWARD_BATCH_BUDGET_SECS`, in ms: how long one queue batch may spend forwarding before
+    /// the forwards not yet started go back to the queue.
+    pub batch_budget_ms: u64,
     /// `ENRICHMENT_MAP`: object types to enrich before forwarding; `None` forwards every event
     /// thin.
     pub enrichment: Option<Mapping>,
@@ -460,6 +485,7 @@ impl Forward {
                 max_delay_secs,
             },
             dedupe_ttl_secs: lookup.number(DEDUPE_TTL_SECS)?,
+            batch_budget_ms: lookup.number(FORWARD_BATCH_BUDGET_SECS)? * 1000,
             enrichment: enrichment(lookup)?,
         })
     }
@@ -483,6 +509,31 @@ pub fn enrichment<F: Fn(&str) -> Option<String>>(
             })
         })
         .transpose()
+}
+
+/// `DEAD_LETTER_RETENTION_DAYS`.
+///
+/// # Errors
+/// [`ConfigError::NotAnInteger`], [`ConfigError::OutOfRange`].
+pub fn dead_letter_retention<F: Fn(&str) -> Option<String>>(
+    lookup: &Lookup<F>,
+) -> Result<Retention, ConfigError> {
+    let days = lookup.number(DEAD_LETTER_RETENTION_DAYS)?;
+    // In range (the key's bounds are Retention's), so this cannot fail; map it anyway.
+    Retention::from_days(days).map_err(|_| ConfigError::OutOfRange {
+        key: DEAD_LETTER_RETENTION_DAYS,
+        value: days,
+    })
+}
+
+/// `FAULT_INJECTION`: tests only, `false` by default.
+///
+/// # Errors
+/// [`ConfigError::NotABoolean`].
+pub fn fault_injection<F: Fn(&str) -> Option<String>>(
+    lookup: &Lookup<F>,
+) -> Result<bool, ConfigError> {
+    lookup.boolean("FAULT_INJECTION", false)
 }
 
 /// `ADMIN_TOKEN`, the admin API's bearer token.
@@ -750,6 +801,21 @@ mod tests {
         assert_eq!(ok.timeout_ms, 10_000);
         assert_eq!(ok.retry, RetryPolicy::default());
         assert_eq!(ok.dedupe_ttl_secs, 259_200);
+        assert_eq!(ok.batch_budget_ms, 30_000);
+        let days = |v: &str| {
+            dead_letter_retention(&table(&[("DEAD_LETTER_RETENTION_DAYS", v)]))
+                .map_err(|e| e.code())
+        };
+        assert_eq!(days("14"), Ok(Retention::from_days(14).unwrap()));
+        assert_eq!(days("365"), Ok(Retention::from_days(365).unwrap()));
+        assert_eq!(days("0"), Err("config_out_of_range"));
+        assert_eq!(days("366"), Err("config_out_of_range"));
+        assert_eq!(days("two weeks"), Err("config_not_an_integer"));
+        assert_eq!(fault_injection(&table(&[])), Ok(false));
+        assert_eq!(
+            fault_injection(&table(&[("FAULT_INJECTION", "on")])).map_err(|e| e.code()),
+            Err("config_not_a_boolean")
+        );
         // (extra keys, key at fault, code)
         type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
         let cases: &[Case] = &[

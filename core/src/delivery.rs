@@ -1,8 +1,14 @@
 //! What to do after trying to forward an event: a pure policy, table-tested.
 //!
 //! 2xx: delivered. 429, 5xx (and 408), a timeout or a network error: retry with exponential
-//! backoff, never sooner than the destination's `Retry-After`. Any other status: the destination
-//! refuses this event, so retrying cannot help; dead-letter it. Retries exhausted: dead-letter.
+//! backoff, never sooner than the destination's `Retry-After`. A 3xx: the destination moved, and
+//! the body (signed, personal data included) is never re-sent to wherever `Location` points, nor
+//! turned into a bodiless GET that would count as delivered: dead-letter it with its own code so
+//! an operator can fix `FORWARD_URL` and re-drive. Any other status: the destination refuses this
+//! event, so retrying cannot help; dead-letter it. Retries exhausted: dead-letter.
+//!
+//! How many forwards one invocation runs at once ([`MAX_CONCURRENT_FORWARDS`]) and when the rest
+//! of a batch goes back to the queue instead of waiting ([`BatchBudget`]) are decided here too.
 
 /// What happened on one delivery attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,15 +46,20 @@ pub enum Decision {
 pub enum GiveUp {
     /// The destination rejected it with a status retrying cannot fix (4xx other than 408/429).
     Rejected(u16),
+    /// The destination answered with a redirect (3xx). Redirects are never followed: a
+    /// 301/302/303 would become a bodiless GET whose 2xx looks like a delivery, a 307/308 would
+    /// re-send the signed body to wherever `Location` points.
+    Redirected(u16),
     /// The last attempt failed and no attempts are left.
     RetriesExhausted,
 }
 
 impl GiveUp {
-    /// Stable code: `destination_rejected` or `retries_exhausted`.
+    /// Stable code: `destination_rejected`, `destination_redirected` or `retries_exhausted`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Rejected(_) => "destination_rejected",
+            Self::Redirected(_) => "destination_redirected",
             Self::RetriesExhausted => "retries_exhausted",
         }
     }
@@ -94,6 +105,10 @@ impl RetryPolicy {
                 status: 408 | 429 | 500..=599,
                 retry_after_secs,
             } => retry_after_secs,
+            Attempt::Answered {
+                status: status @ 300..=399,
+                ..
+            } => return Decision::DeadLetter(GiveUp::Redirected(status)),
             Attempt::Answered { status, .. } => {
                 return Decision::DeadLetter(GiveUp::Rejected(status))
             }
@@ -131,6 +146,127 @@ pub(crate) fn clamp_jitter(jitter: f64) -> f64 {
         jitter.clamp(0.0, 1.0)
     } else {
         0.0
+    }
+}
+
+/// The most forwards one invocation has in flight at once.
+///
+/// Cloudflare lets an invocation have 6 connections waiting for response headers at once
+/// (<https://developers.cloudflare.com/workers/platform/limits/#simultaneous-open-connections>);
+/// a seventh `fetch` waits inside the runtime, its timeout already running. So the consumer
+/// starts at most this many forwards, each one's timer started when it is sent, and runs no other
+/// I/O while they are in flight.
+pub const MAX_CONCURRENT_FORWARDS: usize = 6;
+
+/// How long one queue batch may spend forwarding before the forwards not yet started go back to
+/// the queue (as the same attempt, not a failure) instead of waiting.
+///
+/// A slow destination (one connection at a time, a second per request) takes 100 s for a batch
+/// of 100; a consumer invocation may run for minutes, but holding a whole batch that long delays
+/// every later event and risks the invocation being cut off with the batch half done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchBudget {
+    started_ms: u64,
+    budget_ms: u64,
+}
+
+/// What [`BatchBudget::admit`] says about the next forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Send it now.
+    Send,
+    /// The budget is spent: put it back on the queue as the same attempt, after
+    /// [`DEFERRED_DELAY_SECS`].
+    Defer,
+}
+
+/// The delay of a forward deferred by [`BatchBudget`]: a little, so that the next batch does
+/// not start on the same slow destination at once.
+pub const DEFERRED_DELAY_SECS: u64 = 1;
+
+impl BatchBudget {
+    /// A budget of `budget_ms` for a batch that started at `started_ms`.
+    pub fn new(started_ms: u64, budget_ms: u64) -> Self {
+        Self {
+            started_ms,
+            budget_ms,
+        }
+    }
+
+    /// Whether a forward may start at `now_ms`. One that started inside the budget finishes
+    /// (it has its own timeout); none starts after it.
+    pub fn admit(&self, now_ms: u64) -> Admit {
+        if now_ms.saturating_sub(self.started_ms) < self.budget_ms {
+            Admit::Send
+        } else {
+            Admit::Defer
+        }
+    }
+}
+
+/// What became of the state a delivered job writes after its forward (the enriched record's
+/// snapshot, committed by compare-and-set on the version the job read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Nothing to write, or written.
+    Ok,
+    /// Another consumer wrote the object first: the job's events must be processed again
+    /// against the newer state.
+    Conflict,
+    /// The store could not be reached.
+    Failed,
+}
+
+/// How a job's queue messages are settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Delivered and recorded: mark delivered, acknowledge.
+    Ack,
+    /// Back on the queue as the same attempt after this delay: not a failure (a record
+    /// conflict, or the batch's budget).
+    Requeue {
+        /// Delay before it is taken again.
+        delay_secs: u64,
+    },
+    /// Back on the queue as the next attempt after this delay.
+    Retry {
+        /// Delay before the next attempt.
+        delay_secs: u64,
+    },
+    /// Give up: the dead-letter store.
+    DeadLetter(GiveUp),
+}
+
+impl RetryPolicy {
+    /// Settles a job whose forward was decided `decision` (see [`RetryPolicy::decide`]) and
+    /// whose state write then ended `recorded`, at `attempt`.
+    ///
+    /// A delivered change whose record was not written is never acknowledged: with a conflict
+    /// it is processed again at once (the same attempt); with a failed store it is retried like
+    /// a failed forward, and since the stored version did not move, the same change goes out
+    /// under the same id (the receiver dedupes on it).
+    pub fn settle(
+        &self,
+        attempt: u32,
+        decision: Decision,
+        recorded: Recorded,
+        jitter: f64,
+    ) -> Settle {
+        match (decision, recorded) {
+            (Decision::Deliver, Recorded::Ok) => Settle::Ack,
+            (Decision::Deliver, Recorded::Conflict) => Settle::Requeue {
+                delay_secs: DEFERRED_DELAY_SECS,
+            },
+            (Decision::Deliver, Recorded::Failed) => {
+                match self.decide(attempt, Attempt::NetworkError, jitter) {
+                    Decision::Retry { delay_secs } => Settle::Retry { delay_secs },
+                    Decision::DeadLetter(give_up) => Settle::DeadLetter(give_up),
+                    Decision::Deliver => Settle::Retry { delay_secs: 1 },
+                }
+            }
+            (Decision::Retry { delay_secs }, _) => Settle::Retry { delay_secs },
+            (Decision::DeadLetter(give_up), _) => Settle::DeadLetter(give_up),
+        }
     }
 }
 
@@ -220,7 +356,17 @@ mod tests {
             (1, answered(400, None), 0.5, dead(GiveUp::Rejected(400))),
             (1, answered(404, None), 0.5, dead(GiveUp::Rejected(404))),
             (1, answered(410, None), 0.5, dead(GiveUp::Rejected(410))),
-            (1, answered(301, None), 0.5, dead(GiveUp::Rejected(301))),
+            // Redirects are never followed, and never retried.
+            (1, answered(301, None), 0.5, dead(GiveUp::Redirected(301))),
+            (1, answered(302, None), 0.5, dead(GiveUp::Redirected(302))),
+            (1, answered(303, None), 0.5, dead(GiveUp::Redirected(303))),
+            (
+                1,
+                answered(307, Some(1)),
+                0.5,
+                dead(GiveUp::Redirected(307)),
+            ),
+            (1, answered(308, None), 0.5, dead(GiveUp::Redirected(308))),
             // Bad jitter cannot produce a zero or huge delay.
             (1, answered(500, None), f64::NAN, retry(5)),
             (1, answered(500, None), 7.0, retry(10)),
@@ -247,6 +393,75 @@ mod tests {
             huge.decide(60, Attempt::TimedOut, 1.0),
             retry(MAX_QUEUE_DELAY_SECS)
         );
+    }
+
+    #[test]
+    fn settle_table() {
+        let p = RetryPolicy {
+            max_attempts: 3,
+            base_delay_secs: 10,
+            max_delay_secs: 600,
+        };
+        let retry = |delay_secs| Decision::Retry { delay_secs };
+        let cases = [
+            (1, Decision::Deliver, Recorded::Ok, Settle::Ack),
+            // Another consumer won the object: again, same attempt, no failure counted.
+            (
+                1,
+                Decision::Deliver,
+                Recorded::Conflict,
+                Settle::Requeue {
+                    delay_secs: DEFERRED_DELAY_SECS,
+                },
+            ),
+            (
+                3,
+                Decision::Deliver,
+                Recorded::Conflict,
+                Settle::Requeue {
+                    delay_secs: DEFERRED_DELAY_SECS,
+                },
+            ),
+            // Delivered, not recorded: never acknowledged.
+            (
+                1,
+                Decision::Deliver,
+                Recorded::Failed,
+                Settle::Retry { delay_secs: 10 },
+            ),
+            (
+                3,
+                Decision::Deliver,
+                Recorded::Failed,
+                Settle::DeadLetter(GiveUp::RetriesExhausted),
+            ),
+            (2, retry(7), Recorded::Ok, Settle::Retry { delay_secs: 7 }),
+            (
+                1,
+                Decision::DeadLetter(GiveUp::Redirected(302)),
+                Recorded::Ok,
+                Settle::DeadLetter(GiveUp::Redirected(302)),
+            ),
+        ];
+        for (attempt, decision, recorded, expected) in cases {
+            assert_eq!(
+                p.settle(attempt, decision, recorded, 1.0),
+                expected,
+                "{attempt} {decision:?} {recorded:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn budget_admits_until_spent() {
+        let b = BatchBudget::new(1_000, 30_000);
+        assert_eq!(b.admit(1_000), Admit::Send);
+        assert_eq!(b.admit(30_999), Admit::Send);
+        assert_eq!(b.admit(31_000), Admit::Defer);
+        assert_eq!(b.admit(90_000), Admit::Defer);
+        // A clock that goes back never defers.
+        assert_eq!(b.admit(0), Admit::Send);
+        assert_eq!(BatchBudget::new(5, 0).admit(5), Admit::Defer);
     }
 
     #[test]

@@ -270,6 +270,26 @@ pub enum Forward {
 }
 
 impl Forward {
+    /// What is forwarded, as compact JSON, without anything about when or how it was grouped:
+    /// the content half of the change's identity ([`crate::records::change_id`]).
+    pub fn content(&self) -> String {
+        let value = match self {
+            Self::Created(record) | Self::Restored(record) => {
+                serde_json::json!({ "record": record })
+            }
+            Self::Changed(changes) => serde_json::json!({ "changes": changes }),
+            Self::Merged {
+                record,
+                changes,
+                merged_ids,
+            } => {
+                serde_json::json!({ "record": record, "changes": changes, "mergedIds": merged_ids })
+            }
+            Self::Deleted { privacy } => serde_json::json!({ "privacy": privacy }),
+        };
+        value.to_string()
+    }
+
     /// The outbound `type`.
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -415,6 +435,76 @@ pub fn decide(
     })
 }
 
+/// What a batch read said about one requested id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Returned, with these properties.
+    Found(BTreeMap<String, Option<String>>),
+    /// HubSpot says it does not exist (`OBJECT_NOT_FOUND`): archived or merged away since the
+    /// events. Its deletion or merge event follows; skip it once.
+    Missing,
+    /// HubSpot named it in another error (validation, a temporary error…), or did not account
+    /// for it at all. Retry, then dead-letter with [`Self::code`].
+    Failed {
+        /// Stable code: `hubspot_read_` and HubSpot's error category in lower case
+        /// (`hubspot_read_validation_error`), or `hubspot_read_incomplete` for an id the answer
+        /// neither returned nor named.
+        code: String,
+    },
+}
+
+/// Reads a batch-read answer (200 or 207) for the requested `ids` (HUBSPOT.md §4.1: a 207
+/// carries `errors[]` whose `context.ids` name the inputs they concern).
+///
+/// Only an `OBJECT_NOT_FOUND` error makes an id [`ReadOutcome::Missing`]; any other error is a
+/// failure of that id's read, never "gone". An error that names no input concerns every id the
+/// answer did not return. Returns one outcome per requested id, in `ids` order.
+pub fn classify_read(
+    ids: &[String],
+    response: crate::api::BatchResponse,
+) -> Vec<(String, ReadOutcome)> {
+    const NOT_FOUND: &str = "OBJECT_NOT_FOUND";
+    let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (matched, unmatched) = response.errors_by_input(&keys);
+    let code_of = |category: Option<&str>| match category {
+        Some(NOT_FOUND) => None,
+        Some(c) if !c.is_empty() => Some(format!("hubspot_read_{}", c.to_ascii_lowercase())),
+        _ => Some("hubspot_read_error".to_owned()),
+    };
+    let mut error_of: Vec<Option<Option<String>>> = vec![None; ids.len()];
+    for (index, error) in matched {
+        let code = code_of(error.category.as_deref());
+        // A failure wins over not-found when an id is named twice.
+        let slot = &mut error_of[index];
+        if slot.as_ref().is_none_or(|c| c.is_none()) {
+            *slot = Some(code);
+        }
+    }
+    let blanket = unmatched
+        .iter()
+        .map(|e| code_of(e.category.as_deref()))
+        .reduce(|a, b| a.or(b));
+    let mut found: std::collections::HashMap<String, BTreeMap<String, Option<String>>> = response
+        .results
+        .into_iter()
+        .map(|o| (o.id, o.properties))
+        .collect();
+    ids.iter()
+        .zip(error_of)
+        .map(|(id, error)| {
+            let outcome = match (found.remove(id), error.or_else(|| blanket.clone())) {
+                (Some(properties), _) => ReadOutcome::Found(properties),
+                (None, Some(None)) => ReadOutcome::Missing,
+                (None, Some(Some(code))) => ReadOutcome::Failed { code },
+                (None, None) => ReadOutcome::Failed {
+                    code: "hubspot_read_incomplete".into(),
+                },
+            };
+            (id.clone(), outcome)
+        })
+        .collect()
+}
+
 /// The association of an `associationChange` event (HUBSPOT.md §2.2), as forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Association {
@@ -458,6 +548,59 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn batch_read_errors_are_not_all_missing() {
+        let ids: Vec<String> = ["1", "2", "3", "4", "5"].map(String::from).to_vec();
+        let body = r#"{"status":"COMPLETE","results":[{"id":"1","properties":{"email":"a@b.c"}}],
+            "errors":[
+              {"status":"error","category":"OBJECT_NOT_FOUND","message":"Could not get some CONTACT objects","context":{"ids":["2"]}},
+              {"status":"error","category":"VALIDATION_ERROR","message":"bad","context":{"ids":["3"]}},
+              {"status":"error","category":"RATE_LIMITS","message":"later","context":{"ids":["4"]}}
+            ]}"#;
+        let response: crate::api::BatchResponse = serde_json::from_str(body).unwrap();
+        let got = classify_read(&ids, response);
+        let outcome = |i: usize| got[i].1.clone();
+        assert!(
+            matches!(outcome(0), ReadOutcome::Found(ref p) if p["email"].as_deref() == Some("a@b.c"))
+        );
+        assert_eq!(outcome(1), ReadOutcome::Missing);
+        assert_eq!(
+            outcome(2),
+            ReadOutcome::Failed {
+                code: "hubspot_read_validation_error".into()
+            }
+        );
+        assert_eq!(
+            outcome(3),
+            ReadOutcome::Failed {
+                code: "hubspot_read_rate_limits".into()
+            }
+        );
+        // Neither returned nor named: not "gone".
+        assert_eq!(
+            outcome(4),
+            ReadOutcome::Failed {
+                code: "hubspot_read_incomplete".into()
+            }
+        );
+
+        // An error naming no input concerns every id not returned.
+        let body = r#"{"status":"COMPLETE","results":[{"id":"1","properties":{}}],
+            "errors":[{"status":"error","category":"OBJECT_NOT_FOUND","message":"x"}]}"#;
+        let got = classify_read(&ids[..2], serde_json::from_str(body).unwrap());
+        assert!(matches!(got[0].1, ReadOutcome::Found(_)));
+        assert_eq!(got[1].1, ReadOutcome::Missing);
+        let body =
+            r#"{"status":"COMPLETE","results":[],"errors":[{"status":"error","message":"x"}]}"#;
+        let got = classify_read(&ids[..1], serde_json::from_str(body).unwrap());
+        assert_eq!(
+            got[0].1,
+            ReadOutcome::Failed {
+                code: "hubspot_read_error".into()
+            }
+        );
+    }
 
     const CONFIG: &str = r#"{"objects":{"contacts":{"fields":[
         {"hubspot":"email","type":"email"},

@@ -10,7 +10,10 @@
 //! - [`filter`]: declarative include/exclude rules and the own-changes loop guard.
 //! - [`dedupe`]: stable event identities that survive HubSpot's retries.
 //! - [`outbound`]: the forwarded event (`hubspot-edge.event.v1`) and Standard Webhooks signing.
-//! - [`delivery`]: what to do after a forwarding attempt (retry, give up).
+//! - [`delivery`]: what to do after a forwarding attempt (retry, give up), how many forwards
+//!   run at once and when the rest of a batch goes back to the queue.
+//! - [`queue`]: the queue message and dead-letter formats, one serialisation for every host.
+//! - [`records`]: the record store's compare-and-set rules and the ids of enriched changes.
 //! - [`auth`]: constant-time bearer-token checks.
 //! - [`time`]: calendar arithmetic on instants the caller passes in.
 //! - [`mapping`]: declarative field maps between HubSpot properties and destination records,
@@ -28,6 +31,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dead_letter;
 pub mod dedupe;
 pub mod delivery;
 pub mod diff;
@@ -36,7 +40,9 @@ pub mod event;
 pub mod filter;
 pub mod mapping;
 pub mod outbound;
+pub mod queue;
 pub mod ratelimit;
+pub mod records;
 pub mod search;
 pub mod signature;
 pub mod time;

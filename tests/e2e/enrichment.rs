@@ -32,14 +32,14 @@ const MAP: &str = r#"{"objects":{
 }}"#;
 
 /// The mock's portal id (its webhook default).
-const PORTAL: u64 = 33;
+pub(super) const PORTAL: u64 = 33;
 const DEADLINE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
 
 static FIXTURE: Mutex<Option<Result<Arc<Fixture>, String>>> = Mutex::new(None);
 
 /// The shared enrichment Worker, started on first use (scenarios wait for each other here).
-fn fixture() -> Result<Arc<Fixture>, Failed> {
+pub(super) fn fixture() -> Result<Arc<Fixture>, Failed> {
     let mut slot = FIXTURE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -58,7 +58,16 @@ fn fixture() -> Result<Arc<Fixture>, Failed> {
 }
 
 fn start() -> Result<Fixture, Failed> {
-    let config = extra_wrangler_config("wrangler.enrich.toml")?;
+    start_with("wrangler.enrich.toml", &[])
+}
+
+/// An enrichment Worker and mock of their own (config `target/e2e/{config_name}`), with
+/// `extra` variables: for scenarios that change the Worker's state for everyone (faults).
+pub(super) fn start_with(
+    config_name: &str,
+    extra: &[(&'static str, &'static str)],
+) -> Result<Fixture, Failed> {
+    let config = extra_wrangler_config(config_name)?;
     let mut options = FixtureOptions::default()
         .hubspot_mock(MockConfig {
             // The test's own writes share the mock's limit with the Worker's reads.
@@ -75,7 +84,8 @@ fn start() -> Result<Fixture, Failed> {
             ("FORWARD_MAX_ATTEMPTS", "4"),
             ("FORWARD_RETRY_BASE_SECS", "1"),
             ("FORWARD_RETRY_MAX_SECS", "3"),
-        ]);
+        ])
+        .vars(extra.iter().copied());
     options.wrangler.config = Some(config);
     let fx = Fixture::start(options)?;
     let mock = mock_of(&fx)?;
@@ -116,7 +126,7 @@ fn hubspot(fx: &Fixture, method: &str, path: &str, body: &Value) -> Result<(u16,
     Ok((r.status, json))
 }
 
-fn create(fx: &Fixture, object_type: &str, properties: Value) -> Result<u64, Failed> {
+pub(super) fn create(fx: &Fixture, object_type: &str, properties: Value) -> Result<u64, Failed> {
     let (status, body) = hubspot(
         fx,
         "POST",
@@ -132,7 +142,7 @@ fn create(fx: &Fixture, object_type: &str, properties: Value) -> Result<u64, Fai
         .ok_or_else(|| format!("create {object_type}: no id in {body}").into())
 }
 
-fn patch(fx: &Fixture, object_type: &str, id: u64, properties: Value) -> Outcome {
+pub(super) fn patch(fx: &Fixture, object_type: &str, id: u64, properties: Value) -> Outcome {
     let (status, body) = hubspot(
         fx,
         "PATCH",
@@ -165,7 +175,7 @@ fn delivered(fx: &Fixture, id: u64) -> Result<Vec<Delivery>, Failed> {
 }
 
 /// Waits until `id` has `n` accepted deliveries; returns them in arrival order.
-fn wait_deliveries(fx: &Fixture, id: u64, n: usize) -> Result<Vec<Delivery>, Failed> {
+pub(super) fn wait_deliveries(fx: &Fixture, id: u64, n: usize) -> Result<Vec<Delivery>, Failed> {
     poll_until(&format!("{n} deliveries for {id}"), DEADLINE, POLL, || {
         (fx.dest.delivered_ok_for(id).len() >= n).then_some(())
     })
@@ -174,7 +184,7 @@ fn wait_deliveries(fx: &Fixture, id: u64, n: usize) -> Result<Vec<Delivery>, Fai
 }
 
 /// The Worker's JSON log lines with `msg`.
-fn log_lines(fx: &Fixture, msg: &str) -> Vec<Value> {
+pub(super) fn log_lines(fx: &Fixture, msg: &str) -> Vec<Value> {
     let needle = format!("\"msg\":\"{msg}\"");
     fx.worker
         .logs_since(0)

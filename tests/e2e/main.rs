@@ -14,6 +14,8 @@
 // The harness reports through libtest-mimic and eprintln!; nothing prints to stdout directly.
 
 mod api_limits;
+mod dead_letters;
+mod delivery;
 mod enrichment;
 mod hardening;
 
@@ -23,6 +25,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use api_limits::{hubspot_burst_of_1000_reads_paced_without_429, hubspot_oauth_401_refreshed_once};
+use dead_letters::{
+    dead_letter_store_failing_then_recovering_loses_nothing,
+    redrive_all_1200_mixed_letters_resumable_exactly_once,
+};
+use delivery::{
+    enrich_privacy_deletion_drops_snapshot_even_if_dead_lettered,
+    enrich_record_commit_failure_redelivers_same_id, enrich_regrouped_retry_keeps_its_id,
+    oversized_event_delivered_by_reference, redirecting_destination_dead_lettered_not_followed,
+    serial_slow_destination_each_event_once,
+};
 use enrichment::{
     enrich_association_change_forwarded_both_sides, enrich_burst_one_read_per_batch_state_matches,
     enrich_date_never_leaves_as_timestamp, enrich_echo_of_own_write_not_forwarded,
@@ -89,6 +101,14 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         enrich_object_gone_in_between_is_skipped_not_retried,
         enrich_unmappable_record_dead_lettered_with_code,
         enrich_association_change_forwarded_both_sides,
+        redirecting_destination_dead_lettered_not_followed,
+        oversized_event_delivered_by_reference,
+        serial_slow_destination_each_event_once,
+        enrich_regrouped_retry_keeps_its_id,
+        enrich_privacy_deletion_drops_snapshot_even_if_dead_lettered,
+        enrich_record_commit_failure_redelivers_same_id,
+        dead_letter_store_failing_then_recovering_loses_nothing,
+        redrive_all_1200_mixed_letters_resumable_exactly_once,
         ingress_chunked_body_over_limit_413_before_its_end,
         hubspot_oauth_refused_token_refreshed_once_not_per_call,
         config_out_of_range_fails_detail_only_in_log,

@@ -50,13 +50,22 @@ pub enum Behavior {
     Hang(Duration),
     /// Wait this long, then answer with this status (a slow endpoint).
     Delayed(Duration, u16),
+    /// Answer with this (3xx) status and `Location: `[`REDIRECT_PATH`] (relative: this destination), so
+    /// a client that follows the redirect shows up as a request to that path.
+    Redirect(u16),
 }
+
+/// Where [`Behavior::Redirect`] points.
+pub const REDIRECT_PATH: &str = "/moved-here";
 
 impl Behavior {
     /// The status this behaviour answers with, if it answers.
     pub fn status(self) -> Option<u16> {
         match self {
-            Self::Status(s) | Self::StatusWithRetryAfter(s, _) | Self::Delayed(_, s) => Some(s),
+            Self::Status(s)
+            | Self::StatusWithRetryAfter(s, _)
+            | Self::Delayed(_, s)
+            | Self::Redirect(s) => Some(s),
             Self::Drop | Self::Hang(_) => None,
         }
     }
@@ -398,6 +407,7 @@ fn serve(shared: &Shared, request: Request, responder: &mut Responder<'_>) {
     }
 
     // Waits end early when the destination stops.
+    let mut location = None;
     let answer = match behavior {
         Behavior::Status(s) => Some((s, None)),
         Behavior::StatusWithRetryAfter(s, secs) => Some((s, Some(secs))),
@@ -407,10 +417,15 @@ fn serve(shared: &Shared, request: Request, responder: &mut Responder<'_>) {
             None
         }
         Behavior::Delayed(d, s) => responder.pause(d).then_some((s, None)),
+        Behavior::Redirect(s) => {
+            location = Some(REDIRECT_PATH.to_owned());
+            Some((s, None))
+        }
     };
     if let Some((status, retry_after)) = answer {
         let mut headers = vec![("content-type", "text/plain".to_owned())];
         headers.extend(retry_after.map(|secs| ("retry-after", secs.to_string())));
+        headers.extend(location.map(|l| ("location", l)));
         let response = Response {
             status,
             headers,

@@ -1,14 +1,24 @@
 //! Operator endpoints under `/admin`, all behind `Authorization: Bearer $ADMIN_TOKEN`.
 //!
-//! - `GET  /admin/dead-letters?limit=&cursor=`: list (oldest first), summaries only.
+//! - `GET  /admin/dead-letters?limit=&cursor=&reason=`: list (oldest first), summaries only.
 //! - `GET  /admin/dead-letters/{id}`: one dead letter with its payload.
+//! - `DELETE /admin/dead-letters/{id}`: remove one.
 //! - `POST /admin/dead-letters/{id}/redrive`: queue it again and remove it from the store.
-//! - `POST /admin/dead-letters/redrive`: the same for all (up to 500 per call; call again
-//!   while `remaining` is true).
+//! - `POST /admin/dead-letters/redrive?cursor=&reason=&limit=`: the same for all, resumable:
+//!   a bounded slice per call (core's [`plan_redrive`]), then call again with the returned
+//!   `cursor` until it is `null`. What cannot be re-driven is skipped, reported and left in place.
+//! - `POST /admin/faults/dead-letter-store`, `POST /admin/faults/record-store`: only with
+//!   `FAULT_INJECTION=true` (tests): the next N store writes (dead letters, record commits) fail.
+//! - `GET  /admin/records/{portal}/{objectType}/{id}`: an object's record-store version and
+//!   whether a snapshot is kept (never its values).
 //! - `/admin/hubspot/…`: HubSpot API calls through the executor (see [`crate::hubspot`]).
 
 use base64::Engine as _;
+use futures_util::future::join_all;
 use hubspot_edge_core::auth::bearer_matches;
+use hubspot_edge_core::dead_letter::{
+    plan_redrive, Listed, RedriveCursor, RedriveLimits, SkipReason,
+};
 use hubspot_edge_core::dedupe::DedupeKey;
 use hubspot_edge_core::event::{parse_batch, Event};
 use hubspot_edge_core::filter::Filter;
@@ -22,7 +32,10 @@ use crate::queue::{self, EventMessage};
 use crate::respond;
 use crate::store::{self, DeadLetter, Kind};
 
-const REDRIVE_ALL_LIMIT: usize = 500;
+/// Keys listed per re-drive call: KV's largest page, one operation.
+const REDRIVE_LIST_PAGE: u64 = 1000;
+/// KV reads and deletes in flight at once (a Worker invocation keeps at most 6 connections).
+const KV_CONCURRENCY: usize = 6;
 
 pub(crate) async fn handle(
     req: &mut Request,
@@ -42,25 +55,51 @@ pub(crate) async fn handle(
     if let ["hubspot", rest @ ..] = segments.as_slice() {
         return crate::hubspot::handle(req, env, rest, request_id).await;
     }
+    if let ["faults", rest @ ..] = segments.as_slice() {
+        return faults(req, env, rest).await;
+    }
     let kv = env.kv(store::STATE)?;
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
     match (req.method(), segments.as_slice()) {
         (Method::Get, ["dead-letters"]) => list(req, &kv).await,
-        (Method::Post, ["dead-letters", "redrive"]) => redrive_all(env, &kv).await,
+        (Method::Post, ["dead-letters", "redrive"]) => redrive_all(req, env, &kv).await,
         (Method::Get, ["dead-letters", id]) => match store::get_dead_letter(&kv, id).await? {
             Some(letter) => respond::json(200, &serde_json::to_value(letter)?),
-            None => respond::error(404, "dead_letter_not_found", "no dead letter with this id"),
+            None => not_found(),
         },
+        (Method::Delete, ["dead-letters", id]) => {
+            // One read, so that a wrong id is a 404 rather than a silent no-op.
+            if store::get_dead_letter(&kv, id).await?.is_none() {
+                return not_found();
+            }
+            store::delete_dead_letter(&kv, id).await?;
+            respond::json(200, &json!({ "deleted": id }))
+        }
         (Method::Post, ["dead-letters", id, "redrive"]) => {
             let Some(letter) = store::get_dead_letter(&kv, id).await? else {
-                return respond::error(404, "dead_letter_not_found", "no dead letter with this id");
+                return not_found();
             };
-            match redrive(env, &kv, &letter).await? {
-                Ok(queued) => respond::json(202, &json!({ "redriven": 1, "queued": queued })),
-                Err(code) => {
-                    respond::error(409, code, "this dead letter cannot be re-driven as it is")
+            match prepare(&letter)? {
+                Err(skip) => respond::error(
+                    409,
+                    skip.code(),
+                    "this dead letter cannot be re-driven as it is",
+                ),
+                Ok(ready) => {
+                    let queued = match ready {
+                        Ready::Event(message) => {
+                            let message = by_reference_if_large(&kv, message).await?;
+                            queue::send_one(&env.queue(queue::EVENTS)?, message, 0).await?;
+                            1
+                        }
+                        Ready::Batch(body) => enqueue_batch(env, &letter, &body).await?,
+                    };
+                    store::delete_dead_letter(&kv, &letter.id).await?;
+                    respond::json(202, &json!({ "redriven": 1, "queued": queued }))
                 }
             }
+        }
+        (Method::Get, ["records", portal, object_type, id]) => {
+            crate::records::admin_get(env, portal, object_type, id).await
         }
         (_, ["dead-letters", ..]) => {
             respond::error(405, "method_not_allowed", "method not allowed")
@@ -69,20 +108,41 @@ pub(crate) async fn handle(
     }
 }
 
+fn not_found() -> Result<Response> {
+    respond::error(404, "dead_letter_not_found", "no dead letter with this id")
+}
+
+/// The query parameters as pairs.
+fn query(req: &Request) -> Result<Vec<(String, String)>> {
+    Ok(req
+        .url()?
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
+}
+
 async fn list(req: &Request, kv: &KvStore) -> Result<Response> {
-    let url = req.url()?;
     let mut limit = 100;
     let mut cursor = None;
-    for (k, v) in url.query_pairs() {
-        match k.as_ref() {
+    let mut reason = None;
+    for (k, v) in query(req)? {
+        match k.as_str() {
             "limit" => limit = v.parse::<u64>().unwrap_or(100).clamp(1, 1000),
-            "cursor" if !v.is_empty() => cursor = Some(v.into_owned()),
+            "cursor" if !v.is_empty() => cursor = Some(v),
+            "reason" if !v.is_empty() => reason = Some(v),
             _ => {}
         }
     }
+    // One KV list per call; with `reason`, a page may hold fewer (or no) items: follow the
+    // cursor until it is null.
     let (items, next) = store::list_dead_letters(kv, limit, cursor).await?;
     let items: Vec<Value> = items
         .into_iter()
+        .filter(|(_, summary)| {
+            reason
+                .as_deref()
+                .is_none_or(|r| summary.as_ref().is_some_and(|s| s.reason == r))
+        })
         .map(|(id, summary)| {
             let mut v = summary
                 .map(|s| serde_json::to_value(s).unwrap_or(Value::Null))
@@ -96,65 +156,153 @@ async fn list(req: &Request, kv: &KvStore) -> Result<Response> {
     respond::json(200, &json!({ "items": items, "cursor": next }))
 }
 
-async fn redrive_all(env: &Env, kv: &KvStore) -> Result<Response> {
-    let mut redriven = 0;
-    let mut skipped = Vec::new();
-    let mut cursor = None;
-    let mut seen = 0;
-    loop {
-        let (items, next) = store::list_dead_letters(kv, 100, cursor).await?;
-        for (id, _) in items {
-            seen += 1;
-            let Some(letter) = store::get_dead_letter(kv, &id).await? else {
-                continue;
-            };
-            match redrive(env, kv, &letter).await? {
-                Ok(_) => redriven += 1,
-                Err(code) => skipped.push(json!({ "id": id, "code": code })),
+/// One bounded slice of "re-drive all".
+///
+/// KV operations per call (an invocation may make 1,000): 1 list (≤ 1,000 keys) + ≤ 100 gets +
+/// ≤ 100 deletes = ≤ 201. Queue sends: the event letters go out together, ≤ 100 messages and
+/// 256 KB per `sendBatch` (core's 1 MiB budget per call: ≤ ~5 calls), plus the sends of each
+/// whole webhook body re-driven (usually one).
+///
+/// Order per letter: queued first, deleted after. A failure in between leaves a letter that was
+/// queued still in the store; re-driving it again queues it again under the same dedupe key
+/// (the event's own: [`DedupeKey::of`], kept from the original message), and the consumer's
+/// `seen:` check delivers it once.
+async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response> {
+    let mut cursor = RedriveCursor::default();
+    let mut reason = None;
+    let mut limits = RedriveLimits::DEFAULT;
+    for (k, v) in query(req)? {
+        match k.as_str() {
+            "cursor" if !v.is_empty() => match RedriveCursor::parse(&v) {
+                Ok(c) => cursor = c,
+                Err(e) => return respond::error(400, e.code(), &e.to_string()),
+            },
+            "reason" if !v.is_empty() => reason = Some(v),
+            "limit" => {
+                limits.max_letters = v
+                    .parse::<usize>()
+                    .unwrap_or(RedriveLimits::MAX_LETTERS)
+                    .clamp(1, RedriveLimits::MAX_LETTERS);
             }
+            _ => {}
         }
-        cursor = next;
-        if cursor.is_none() || seen >= REDRIVE_ALL_LIMIT {
-            break;
+    }
+    let (items, next_page) =
+        store::list_dead_letters(kv, REDRIVE_LIST_PAGE, cursor.page.clone()).await?;
+    let listed: Vec<Listed<'_>> = items
+        .iter()
+        .map(|(id, summary)| Listed {
+            id,
+            kind: summary.as_ref().map(|s| s.kind.into()),
+            reason: summary.as_ref().map(|s| s.reason.as_str()),
+            bytes: summary.as_ref().and_then(|s| s.bytes),
+        })
+        .collect();
+    let plan = plan_redrive(
+        &listed,
+        cursor.page.as_deref(),
+        next_page.as_deref(),
+        cursor.after.as_deref(),
+        reason.as_deref(),
+        limits,
+    );
+    let mut skipped: Vec<Value> = plan
+        .skip
+        .iter()
+        .map(|(id, why)| json!({ "id": id, "code": why.code() }))
+        .collect();
+
+    // Read what the plan takes, a few at a time, and prepare each.
+    let mut letters = Vec::with_capacity(plan.take.len());
+    for chunk in plan.take.chunks(KV_CONCURRENCY) {
+        let read = join_all(chunk.iter().map(|id| store::get_dead_letter(kv, id))).await;
+        for letter in read {
+            letters.push(letter?);
+        }
+    }
+    let mut gone = 0usize;
+    let mut event_ids = Vec::new();
+    let mut event_messages = Vec::new();
+    let mut batches = Vec::new();
+    for (id, letter) in plan.take.iter().zip(letters) {
+        let Some(letter) = letter else {
+            // Deleted or expired since the listing.
+            gone += 1;
+            continue;
+        };
+        match prepare(&letter)? {
+            Err(skip) => skipped.push(json!({ "id": id, "code": skip.code() })),
+            Ok(Ready::Event(message)) => {
+                event_ids.push(letter.id.clone());
+                event_messages.push(by_reference_if_large(kv, message).await?);
+            }
+            Ok(Ready::Batch(body)) => batches.push((letter, body)),
+        }
+    }
+
+    // Queue, then delete.
+    let mut queued = event_messages.len();
+    if !event_messages.is_empty() {
+        queue::send_all(&env.queue(queue::EVENTS)?, event_messages).await?;
+    }
+    let mut redriven_ids = event_ids;
+    for (letter, body) in batches {
+        queued += enqueue_batch(env, &letter, &body).await?;
+        redriven_ids.push(letter.id);
+    }
+    for chunk in redriven_ids.chunks(KV_CONCURRENCY) {
+        for deleted in join_all(chunk.iter().map(|id| store::delete_dead_letter(kv, id))).await {
+            deleted?;
         }
     }
     respond::json(
         202,
-        &json!({ "redriven": redriven, "skipped": skipped, "remaining": cursor.is_some() }),
+        &json!({
+            "redriven": redriven_ids.len(),
+            "queued": queued,
+            "skipped": skipped,
+            "gone": gone,
+            "remaining": plan.remaining,
+            "cursor": plan.next.map(|c| c.encode()),
+        }),
     )
 }
 
-/// Queues a dead letter again and removes it from the store. `Ok(Err(code))` when it cannot be
-/// re-driven as it is (it stays in the store).
-async fn redrive(
-    env: &Env,
-    kv: &KvStore,
-    letter: &DeadLetter,
-) -> Result<std::result::Result<usize, &'static str>> {
-    let queued = match letter.kind {
+/// A letter ready to be queued again.
+enum Ready {
+    /// The `EVENTS` message of one event.
+    Event(String),
+    /// A whole webhook body to enqueue like the ingress does.
+    Batch(Vec<u8>),
+}
+
+/// What re-driving `letter` takes, or why it cannot be re-driven as it is.
+fn prepare(letter: &DeadLetter) -> Result<std::result::Result<Ready, SkipReason>> {
+    Ok(Ok(match letter.kind {
         Kind::Event => {
             let Some(payload) = &letter.payload else {
-                return Ok(Err("payload_missing"));
+                return Ok(Err(SkipReason::PayloadMissing));
             };
             let raw = RawValue::from_string(serde_json::to_string(payload)?)?;
             let Ok(event) = Event::parse(&raw) else {
-                return Ok(Err("still_invalid"));
+                return Ok(Err(SkipReason::StillInvalid));
             };
+            // The event's own dedupe key, as on its first trip (the `webhook-id` the
+            // destination sees): re-driving it twice delivers it once.
+            let key = letter
+                .key
+                .clone()
+                .unwrap_or_else(|| DedupeKey::of(&event).as_str().to_owned());
             let message = EventMessage {
                 v: 1,
-                key: DedupeKey::of(&event).as_str().into(),
+                key,
                 attempt: 1,
                 received_at: letter.received_at,
                 request_id: letter.request_id.clone(),
+                event_ref: None,
                 event: &*raw,
             };
-            queue::send_one(
-                &env.queue(queue::EVENTS)?,
-                serde_json::to_string(&message)?,
-                0,
-            )
-            .await?;
-            1
+            Ready::Event(serde_json::to_string(&message)?)
         }
         Kind::Batch => {
             let body = match (&letter.payload, &letter.payload_base64) {
@@ -162,26 +310,84 @@ async fn redrive(
                 (_, Some(b64)) => base64::engine::general_purpose::STANDARD
                     .decode(b64)
                     .unwrap_or_default(),
-                _ => return Ok(Err("payload_missing")),
+                _ => return Ok(Err(SkipReason::PayloadMissing)),
             };
-            let Ok(elements) = parse_batch(&body) else {
-                return Ok(Err("still_invalid"));
-            };
-            let filter = Ingress::from_env(env)
-                .map(|c| c.filter)
-                .unwrap_or_else(|_| Filter::default());
-            enqueue(
-                env,
-                &elements,
-                &filter,
-                letter.received_at,
-                &letter.request_id,
-            )
-            .await?
-            .queued
+            if parse_batch(&body).is_err() {
+                return Ok(Err(SkipReason::StillInvalid));
+            }
+            Ready::Batch(body)
         }
-        Kind::Message => return Ok(Err("not_redrivable")),
+        Kind::Message => return Ok(Err(SkipReason::NotRedrivable)),
+    }))
+}
+
+/// Enqueues a re-driven webhook body like the ingress does; the number of events queued.
+async fn enqueue_batch(env: &Env, letter: &DeadLetter, body: &[u8]) -> Result<usize> {
+    let Ok(elements) = parse_batch(body) else {
+        return Ok(0);
     };
-    store::delete_dead_letter(kv, &letter.id).await?;
-    Ok(Ok(queued))
+    let filter = Ingress::from_env(env)
+        .map(|c| c.filter)
+        .unwrap_or_else(|_| Filter::default());
+    Ok(enqueue(
+        env,
+        &elements,
+        &filter,
+        letter.received_at,
+        &letter.request_id,
+    )
+    .await?
+    .queued)
+}
+
+/// `POST /admin/faults/dead-letter-store` `{"failNext": N}`: the next N dead-letter store writes
+/// fail. Only with `FAULT_INJECTION=true` (a test-only setting); otherwise there is no such
+/// endpoint.
+/// An event message too large for a queue message, carried by reference instead (its event in
+/// KV, as the ingress does): a re-driven large event is delivered like any other.
+async fn by_reference_if_large(kv: &KvStore, message: String) -> Result<String> {
+    if message.len() <= queue::MAX_MESSAGE_BYTES {
+        return Ok(message);
+    }
+    let m: EventMessage<queue::OwnedEvent> = serde_json::from_str(&message)?;
+    let event_ref = store::put_event_body(kv, &m.key, m.event.get()).await?;
+    Ok(queue::event_message_json(
+        &m.key,
+        m.attempt,
+        m.received_at,
+        &m.request_id,
+        "null",
+        Some(&event_ref),
+    ))
+}
+
+async fn faults(req: &mut Request, env: &Env, rest: &[&str]) -> Result<Response> {
+    if !config::fault_injection(env).unwrap_or(false) {
+        return respond::error(404, "not_found", "no such admin endpoint");
+    }
+    match (req.method(), rest) {
+        (Method::Post, ["dead-letter-store"]) => {
+            let body: Value = req.json().await.unwrap_or(Value::Null);
+            let Some(n) = body["failNext"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+            else {
+                return respond::error(400, "fault_invalid", "expected {\"failNext\": N}");
+            };
+            crate::dead_letters::inject_store_failures(n);
+            respond::json(200, &json!({ "failNext": n }))
+        }
+        (Method::Post, ["record-store"]) => {
+            let body: Value = req.json().await.unwrap_or(Value::Null);
+            let Some(n) = body["failNext"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+            else {
+                return respond::error(400, "fault_invalid", "expected {\"failNext\": N}");
+            };
+            crate::records::inject_commit_failures(n);
+            respond::json(200, &json!({ "failNext": n }))
+        }
+        _ => respond::error(404, "not_found", "no such fault"),
+    }
 }

@@ -124,3 +124,16 @@ pub(crate) fn enrichment(env: &Env) -> Result<Option<Mapping>> {
 pub(crate) fn admin_token(env: &Env) -> Result<String> {
     Ok(core_config::admin_token(&lookup(env))?)
 }
+
+/// `DEAD_LETTER_RETENTION_DAYS`: how long a dead letter is kept (default 14, 1..=365).
+pub(crate) fn dead_letter_retention(
+    env: &Env,
+) -> Result<hubspot_edge_core::dead_letter::Retention> {
+    Ok(core_config::dead_letter_retention(&lookup(env))?)
+}
+
+/// `FAULT_INJECTION`: test only, off by default. When `true`, `POST /admin/faults/…` (behind
+/// the admin token) can make the Worker's own dependencies fail on purpose.
+pub(crate) fn fault_injection(env: &Env) -> Result<bool> {
+    Ok(core_config::fault_injection(&lookup(env))?)
+}

@@ -7,30 +7,39 @@
 //! and the backoff are ours (the queue's own `max_retries` and dead-letter queue remain the
 //! safety net for a consumer that crashes).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 
 use futures_util::future::{join_all, select, Either};
+use futures_util::stream::{self, StreamExt};
 use hubspot_edge_core::dedupe::DedupeKey;
-use hubspot_edge_core::delivery::{parse_retry_after, Attempt, Decision};
+use hubspot_edge_core::delivery::{
+    parse_retry_after, Admit, Attempt, BatchBudget, Decision, Recorded, Settle,
+    DEFERRED_DELAY_SECS, MAX_CONCURRENT_FORWARDS,
+};
 use hubspot_edge_core::event::Event;
 use hubspot_edge_core::outbound::{
     self, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP,
 };
-use hubspot_edge_core::time::iso8601_ms;
+use hubspot_edge_core::records::{Commit, Outcome};
 use serde_json::value::RawValue;
 use worker::{
     AbortController, Date, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method, Queue,
-    QueueRetryOptionsBuilder, RawMessage, Request, RequestInit, Result,
+    QueueRetryOptionsBuilder, RawMessage, Request, RequestInit, RequestRedirect, Result,
 };
 
 use crate::config::Forward;
 use crate::log::Line;
 use crate::queue::{self, DeadLetterMessage, EventMessage, OwnedEvent};
-use crate::store::{self, DeadLetter, Kind};
+use crate::store;
 
 /// Consumer of the `EVENTS` queue.
+///
+/// Four phases, so that no other I/O competes with the forwards for the invocation's
+/// connections: decode and dedupe (KV reads), build the jobs (enrichment's reads), forward (at
+/// most [`MAX_CONCURRENT_FORWARDS`] at once, each timed from when it is sent, none started once
+/// the batch's budget is spent), then commit the record store and settle every message.
 pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Result<()> {
     let started = Date::now().as_millis();
     let batch_id = crate::log::random_id();
@@ -82,13 +91,36 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
 
     // Skip what was already delivered (a HubSpot retry, or a redelivery after success).
     let seen = join_all(pending.iter().map(|(_, e)| store::is_seen(&kv, &e.key))).await;
-    let mut to_forward = Vec::with_capacity(pending.len());
+    let mut to_load = Vec::with_capacity(pending.len());
     for ((message, envelope), seen) in pending.into_iter().zip(seen) {
         if matches!(seen, Ok(true)) {
             stats.skip_duplicate(&message, &envelope);
         } else {
             // A KV read error is treated as "not seen": at-least-once beats losing the event.
-            to_forward.push((message, envelope));
+            to_load.push((message, envelope));
+        }
+    }
+
+    // Events carried by reference (too large for a queue message) are loaded from KV.
+    let loaded = join_all(to_load.into_iter().map(|item| load_event(&kv, item))).await;
+    let mut to_forward = Vec::with_capacity(loaded.len());
+    for item in loaded {
+        match item {
+            Ok(item) => to_forward.push(item),
+            Err((message, key)) => {
+                // Not readable yet (KV lag or an error): the queue redelivers it later.
+                Line::warn("event_body_unavailable")
+                    .field("key", key.as_str())
+                    .emit();
+                stats.retried += 1;
+                message.retry_with_options(
+                    &QueueRetryOptionsBuilder::new()
+                        .with_delay_seconds(
+                            u32::try_from(config.retry.base_delay_secs).unwrap_or(60),
+                        )
+                        .build(),
+                );
+            }
         }
     }
 
@@ -99,26 +131,60 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
             crate::enrich::jobs(mapping, env, &kv, to_forward, &batch_id, &mut stats.enrich).await
         }
     };
-    let verdicts = join_all(jobs.iter().map(|job| run_job(&config, job))).await;
+
+    // The forwards: in order, at most MAX_CONCURRENT_FORWARDS in flight (the runtime's
+    // simultaneous-connection limit), none started after the batch's budget.
+    let budget = BatchBudget::new(started, config.batch_budget_ms);
+    let verdicts: Vec<Verdict> =
+        stream::iter(jobs.iter().map(|job| run_job(&config, job, &budget)))
+            .buffered(MAX_CONCURRENT_FORWARDS)
+            .collect()
+            .await;
+
+    // Delivered jobs commit their record-store writes: one call per portal and object type.
+    let committed = commit_all(env, &jobs, &verdicts).await;
+
     let mut effects: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> =
         Vec::with_capacity(verdicts.len());
-    for (job, (decision, reason, detail)) in jobs.into_iter().zip(verdicts) {
-        let Job { members, after, .. } = job;
+    for ((job, verdict), commit) in jobs.into_iter().zip(verdicts).zip(committed) {
+        let Job { members, .. } = job;
         let attempt = members.iter().map(|(_, e)| e.attempt).max().unwrap_or(1);
-        match decision {
-            Decision::Deliver => {
+        let jitter = js_sys::Math::random();
+        let (next, reason, detail) = match verdict {
+            Verdict::Deferred => (
+                Settle::Requeue {
+                    delay_secs: DEFERRED_DELAY_SECS,
+                },
+                None,
+                "deferred".to_owned(),
+            ),
+            Verdict::Decided(decision, reason, detail) => {
+                let recorded = match &commit {
+                    Committed::Nothing | Committed::Done => Recorded::Ok,
+                    Committed::Conflict => Recorded::Conflict,
+                    Committed::Failed(_) => Recorded::Failed,
+                };
+                let next = config.retry.settle(attempt, decision, recorded, jitter);
+                match commit {
+                    Committed::Conflict => {
+                        // Another consumer committed this object in between: the events are
+                        // processed again against its snapshot.
+                        Line::info("record_conflict")
+                            .field("request_id", batch_id.as_str())
+                            .field("keys", keys_of(&members))
+                            .emit();
+                        (next, reason, detail)
+                    }
+                    Committed::Failed(code) => (next, Some(code.clone()), code),
+                    Committed::Nothing | Committed::Done => (next, reason, detail),
+                }
+            }
+        };
+        match next {
+            Settle::Ack => {
                 stats.delivered += members.len();
                 let (kv, ttl) = (&kv, config.dedupe_ttl_secs);
                 effects.push(Box::pin(async move {
-                    // The snapshot first: a message acknowledged with a stale snapshot would
-                    // make the next change diff against old values.
-                    for write in after {
-                        if let Err(e) = write.apply(kv).await {
-                            Line::warn("snapshot_write_failed")
-                                .field("error", e.to_string())
-                                .emit();
-                        }
-                    }
                     join_all(members.into_iter().map(|(message, envelope)| async move {
                         if let Err(e) = store::mark_seen(kv, &envelope.key, ttl).await {
                             Line::warn("dedupe_mark_failed")
@@ -131,46 +197,34 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                     .await;
                 }));
             }
-            Decision::Retry { delay_secs } => {
+            Settle::Requeue { delay_secs } => {
+                stats.deferred += members.len();
+                for (message, envelope) in members {
+                    effects.push(Box::pin(requeue(
+                        &events_queue,
+                        message,
+                        envelope,
+                        delay_secs,
+                    )));
+                }
+            }
+            Settle::Retry { delay_secs } => {
                 stats.retried += members.len();
                 Line::warn("forward_retry")
-                    .field(
-                        "keys",
-                        members
-                            .iter()
-                            .map(|(_, e)| e.key.clone())
-                            .collect::<Vec<_>>(),
-                    )
+                    .field("keys", keys_of(&members))
                     .field("attempt", attempt)
                     .field("outcome", detail.as_str())
                     .field("delay_secs", delay_secs)
                     .emit();
-                let events_queue = &events_queue;
                 for (message, envelope) in members {
                     let next = EventMessage {
                         attempt: envelope.attempt + 1,
                         ..envelope
                     };
-                    effects.push(Box::pin(async move {
-                        let sent = match serde_json::to_string(&next) {
-                            Ok(text) => queue::send_one(events_queue, text, delay_secs).await,
-                            Err(e) => Err(e.into()),
-                        };
-                        if sent.is_ok() {
-                            message.ack();
-                        } else {
-                            message.retry_with_options(
-                                &QueueRetryOptionsBuilder::new()
-                                    .with_delay_seconds(
-                                        u32::try_from(delay_secs).unwrap_or(u32::MAX),
-                                    )
-                                    .build(),
-                            );
-                        }
-                    }));
+                    effects.push(Box::pin(requeue(&events_queue, message, next, delay_secs)));
                 }
             }
-            Decision::DeadLetter(give_up) => {
+            Settle::DeadLetter(give_up) => {
                 stats.dead_lettered += members.len();
                 let reason = reason.unwrap_or_else(|| give_up.code().to_owned());
                 for (message, envelope) in members {
@@ -180,6 +234,11 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                         .field("reason", reason.as_str())
                         .field("outcome", detail.as_str())
                         .emit();
+                    let event = if envelope.event_ref.is_some() {
+                        RawValue::NULL.to_owned()
+                    } else {
+                        envelope.event
+                    };
                     let letter = DeadLetterMessage {
                         v: 1,
                         reason: reason.clone(),
@@ -188,7 +247,8 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                         key: Some(envelope.key),
                         received_at: envelope.received_at,
                         request_id: envelope.request_id,
-                        event: envelope.event,
+                        event_ref: envelope.event_ref,
+                        event,
                     };
                     let dead_queue = &dead_queue;
                     effects.push(Box::pin(async move {
@@ -204,13 +264,133 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     Ok(())
 }
 
+fn keys_of(members: &[Pending]) -> Vec<String> {
+    members.iter().map(|(_, e)| e.key.clone()).collect()
+}
+
+/// Puts `envelope` back on the queue after `delay_secs` and acknowledges the original; if the
+/// send fails the queue redelivers the original instead.
+async fn requeue(
+    queue: &Queue,
+    message: RawMessage,
+    envelope: EventMessage<OwnedEvent>,
+    delay_secs: u64,
+) {
+    let sent = match envelope.to_queue_json() {
+        Ok(text) => queue::send_one(queue, text, delay_secs).await,
+        Err(e) => Err(e.into()),
+    };
+    if sent.is_ok() {
+        message.ack();
+    } else {
+        message.retry_with_options(
+            &QueueRetryOptionsBuilder::new()
+                .with_delay_seconds(u32::try_from(delay_secs).unwrap_or(u32::MAX))
+                .build(),
+        );
+    }
+}
+
+/// Loads an event carried by reference. `Err` gives the message back with its key when the body
+/// cannot be read now.
+async fn load_event(
+    kv: &worker::kv::KvStore,
+    (message, mut envelope): Pending,
+) -> std::result::Result<Pending, (RawMessage, String)> {
+    let Some(event_ref) = envelope.event_ref.as_deref() else {
+        return Ok((message, envelope));
+    };
+    let text = match store::get_text(kv, event_ref).await {
+        Ok(Some(text)) => text,
+        Ok(None) | Err(_) => return Err((message, envelope.key)),
+    };
+    match RawValue::from_string(text) {
+        Ok(event) => {
+            envelope.event = event;
+            Ok((message, envelope))
+        }
+        Err(_) => Err((message, envelope.key)),
+    }
+}
+
+/// What became of a job's record-store writes.
+#[derive(Debug)]
+enum Committed {
+    /// Nothing to write, or not delivered (nothing written).
+    Nothing,
+    /// Written.
+    Done,
+    /// Another consumer wrote the object first.
+    Conflict,
+    /// The store could not be reached; the code says so.
+    Failed(String),
+}
+
+/// Commits the writes of every delivered job, one record-store call per portal and object type.
+async fn commit_all(env: &Env, jobs: &[Job], verdicts: &[Verdict]) -> Vec<Committed> {
+    let mut by_store: BTreeMap<(u64, &str), Vec<(usize, &Commit)>> = BTreeMap::new();
+    for (index, (job, verdict)) in jobs.iter().zip(verdicts).enumerate() {
+        if !matches!(verdict, Verdict::Decided(Decision::Deliver, ..)) {
+            continue;
+        }
+        for write in &job.after {
+            by_store
+                .entry((write.portal, write.object_type.as_str()))
+                .or_default()
+                .push((index, &write.commit));
+        }
+    }
+    let mut out: Vec<Committed> = jobs
+        .iter()
+        .zip(verdicts)
+        .map(|(job, verdict)| {
+            if job.after.is_empty() || !matches!(verdict, Verdict::Decided(Decision::Deliver, ..)) {
+                Committed::Nothing
+            } else {
+                Committed::Done
+            }
+        })
+        .collect();
+    let answers = join_all(
+        by_store
+            .into_iter()
+            .map(|((portal, object_type), items)| async move {
+                let commits: Vec<Commit> = items.iter().map(|(_, c)| (*c).clone()).collect();
+                let answer = crate::records::commit(env, portal, object_type, &commits).await;
+                (items, answer)
+            }),
+    )
+    .await;
+    for (items, answer) in answers {
+        match answer {
+            Ok(outcomes) => {
+                for ((index, _), (_, outcome)) in items.iter().zip(outcomes) {
+                    if matches!(outcome, Outcome::Conflict { .. }) {
+                        out[*index] = Committed::Conflict;
+                    }
+                }
+            }
+            Err(e) => {
+                Line::error("record_store_failed")
+                    .field("error", e.to_string())
+                    .emit();
+                for (index, _) in items {
+                    out[index] = Committed::Failed("record_store_unavailable".into());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// One forward (or none) and the queue messages it settles: one message for a thin event,
 /// every message about one object for an enriched one.
 pub(crate) struct Job {
     pub(crate) members: Vec<Pending>,
     pub(crate) action: JobAction,
-    /// KV writes once the forward succeeded (at once when there is nothing to forward).
-    pub(crate) after: Vec<KvWrite>,
+    /// Record-store writes once the forward succeeded (at once when there is nothing to
+    /// forward), compare-and-set on the version the decision read.
+    pub(crate) after: Vec<StoreWrite>,
 }
 
 /// A queue message and its decoded envelope.
@@ -225,23 +405,20 @@ pub(crate) enum JobAction {
     Nothing,
     /// The events cannot be forwarded: dead-letter them with this stable reason.
     Fail { reason: String, detail: String },
-    /// A step before the forward failed (the HubSpot read): retry like a failed forward.
-    Retry { attempt: Attempt, detail: String },
+    /// A step before the forward failed (the HubSpot read, the record store): retry like a
+    /// failed forward, and dead-letter with `code` once the attempts are spent.
+    Retry {
+        attempt: Attempt,
+        code: String,
+        detail: String,
+    },
 }
 
-/// A KV write that follows a successful forward.
-pub(crate) enum KvWrite {
-    Put { key: String, value: String },
-    Delete { key: String },
-}
-
-impl KvWrite {
-    async fn apply(self, kv: &worker::kv::KvStore) -> Result<()> {
-        match self {
-            Self::Put { key, value } => store::put_text(kv, &key, value, None).await,
-            Self::Delete { key } => store::delete(kv, &key).await,
-        }
-    }
+/// A record-store write that follows a successful forward.
+pub(crate) struct StoreWrite {
+    pub(crate) portal: u64,
+    pub(crate) object_type: String,
+    pub(crate) commit: Commit,
 }
 
 impl Job {
@@ -254,9 +431,16 @@ impl Job {
     }
 }
 
-/// Runs a job's forward: the decision, an explicit dead-letter reason when there is one, and
-/// a detail for logs.
-async fn run_job(config: &Forward, job: &Job) -> (Decision, Option<String>, String) {
+/// What became of a job's forward.
+enum Verdict {
+    /// The decision, an explicit dead-letter reason when there is one, and a detail for logs.
+    Decided(Decision, Option<String>, String),
+    /// Not sent: the batch's budget was spent. Back on the queue as the same attempt.
+    Deferred,
+}
+
+/// Runs a job's forward, unless the batch's budget is spent.
+async fn run_job(config: &Forward, job: &Job, budget: &BatchBudget) -> Verdict {
     let attempt = job
         .members
         .iter()
@@ -265,139 +449,47 @@ async fn run_job(config: &Forward, job: &Job) -> (Decision, Option<String>, Stri
         .unwrap_or(1);
     let jitter = js_sys::Math::random();
     let rejected = Decision::DeadLetter(hubspot_edge_core::delivery::GiveUp::Rejected(0));
+    let sends = matches!(job.action, JobAction::Thin | JobAction::Send { .. });
+    if sends && budget.admit(Date::now().as_millis()) == Admit::Defer {
+        return Verdict::Deferred;
+    }
+    let sent = |(a, location): (Attempt, Option<String>)| {
+        let decision = config.retry.decide(attempt, a, jitter);
+        let detail = match location {
+            // The Location is recorded, the body is not re-sent anywhere.
+            Some(l) => format!("{} location={l}", describe(a)),
+            None => describe(a),
+        };
+        Verdict::Decided(decision, None, detail)
+    };
     match &job.action {
         JobAction::Thin => match job.members.first() {
             Some((_, envelope)) => match forward_one(config, envelope).await {
-                Ok(a) => (config.retry.decide(attempt, a, jitter), None, describe(a)),
-                Err(reason) => (rejected, Some(reason.clone()), reason),
+                Ok(answer) => sent(answer),
+                Err(reason) => Verdict::Decided(rejected, Some(reason.clone()), reason),
             },
-            None => (Decision::Deliver, None, "empty".into()),
+            None => Verdict::Decided(Decision::Deliver, None, "empty".into()),
         },
-        JobAction::Send { id, body } => {
-            let a = send_signed(config, id, body).await;
-            (config.retry.decide(attempt, a, jitter), None, describe(a))
+        JobAction::Send { id, body } => sent(send_signed(config, id, body).await),
+        JobAction::Nothing => {
+            Verdict::Decided(Decision::Deliver, None, "nothing_to_forward".into())
         }
-        JobAction::Nothing => (Decision::Deliver, None, "nothing_to_forward".into()),
-        JobAction::Fail { reason, detail } => (rejected, Some(reason.clone()), detail.clone()),
-        JobAction::Retry { attempt: a, detail } => {
+        JobAction::Fail { reason, detail } => {
+            Verdict::Decided(rejected, Some(reason.clone()), detail.clone())
+        }
+        JobAction::Retry {
+            attempt: a,
+            code,
+            detail,
+        } => {
             let decision = match config.retry.decide(attempt, *a, jitter) {
                 // A failed read is never a delivery.
                 Decision::Deliver => Decision::Retry { delay_secs: 1 },
                 d => d,
             };
-            (decision, None, detail.clone())
+            Verdict::Decided(decision, Some(code.clone()), detail.clone())
         }
     }
-}
-
-/// Consumer of the `DEAD_LETTERS` queue: keeps every message in the store.
-pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -> Result<()> {
-    let started = Date::now().as_millis();
-    let queue_name = batch.queue();
-    let kv = env.kv(store::STATE)?;
-    let mut stats = Stats::default();
-    let now = Date::now().as_millis();
-    let stored = join_all(batch.raw_iter().map(|message| {
-        let kv = &kv;
-        async move {
-            let text = message.body().as_string().unwrap_or_default();
-            let letter = to_record(&text, now);
-            match store::put_dead_letter(kv, &letter).await {
-                Ok(()) => {
-                    Line::info("dead_letter_stored")
-                        .field("dead_letter_id", letter.id.as_str())
-                        .field("reason", letter.reason.as_str())
-                        .emit();
-                    message.ack();
-                    true
-                }
-                Err(e) => {
-                    Line::error("dead_letter_store_failed")
-                        .field("error", e.to_string())
-                        .emit();
-                    message.retry();
-                    false
-                }
-            }
-        }
-    }))
-    .await;
-    stats.messages = stored.len();
-    stats.dead_lettered = stored.iter().filter(|ok| **ok).count();
-    stats.log(
-        "queue_batch",
-        &queue_name,
-        &crate::log::random_id(),
-        started,
-    );
-    Ok(())
-}
-
-fn to_record(text: &str, now_ms: u64) -> DeadLetter {
-    let base =
-        |kind, reason: String, detail: String, attempts, key, request_id, received_at, payload| {
-            DeadLetter {
-                id: store::new_id(now_ms),
-                kind,
-                reason,
-                detail,
-                attempts,
-                created_at: iso8601_ms(now_ms),
-                key,
-                request_id,
-                received_at,
-                payload: Some(payload),
-                payload_base64: None,
-            }
-        };
-    let as_value =
-        |raw: &RawValue| serde_json::from_str(raw.get()).unwrap_or_else(|_| raw.get().into());
-    if let Ok(m) = serde_json::from_str::<DeadLetterMessage<OwnedEvent>>(text) {
-        let kind = if m.reason == "message_invalid" {
-            Kind::Message
-        } else {
-            Kind::Event
-        };
-        let payload = if kind == Kind::Message {
-            serde_json::from_str::<String>(m.event.get())
-                .map_or_else(|_| as_value(&m.event), Into::into)
-        } else {
-            as_value(&m.event)
-        };
-        return base(
-            kind,
-            m.reason,
-            m.detail,
-            m.attempts,
-            m.key,
-            m.request_id,
-            m.received_at,
-            payload,
-        );
-    }
-    if let Ok(m) = serde_json::from_str::<EventMessage<OwnedEvent>>(text) {
-        // The queue itself gave up on it (the consumer failed `max_retries` times).
-        return base(
-            Kind::Event,
-            "queue_retries_exhausted".into(),
-            "the queue's max_retries was reached".into(),
-            m.attempt,
-            Some(m.key),
-            m.request_id,
-            m.received_at,
-            as_value(&m.event),
-        );
-    }
-    base(
-        Kind::Message,
-        "message_unknown".into(),
-        "not a hubspot-edge queue message".into(),
-        0,
-        None,
-        String::new(),
-        now_ms,
-        text.into(),
-    )
 }
 
 fn unknown_message(text: &str, reason: &str) -> DeadLetterMessage<OwnedEvent> {
@@ -410,6 +502,7 @@ fn unknown_message(text: &str, reason: &str) -> DeadLetterMessage<OwnedEvent> {
         key: None,
         received_at: Date::now().as_millis(),
         request_id: String::new(),
+        event_ref: None,
         event,
     }
 }
@@ -436,15 +529,16 @@ fn settle(message: &RawMessage, handed_off: Result<()>) {
 async fn forward_one(
     config: &Forward,
     envelope: &EventMessage<OwnedEvent>,
-) -> std::result::Result<Attempt, String> {
+) -> std::result::Result<(Attempt, Option<String>), String> {
     let event = Event::parse(&envelope.event).map_err(|e| e.code().to_owned())?;
     let key = DedupeKey::of(&event);
     let body = outbound::event_body(&event, &key, envelope.received_at);
     Ok(send_signed(config, key.as_str(), &body).await)
 }
 
-/// One Standard Webhooks POST of `body` to `FORWARD_URL` with `webhook-id` `id`.
-async fn send_signed(config: &Forward, id: &str, body: &str) -> Attempt {
+/// One Standard Webhooks POST of `body` to `FORWARD_URL` with `webhook-id` `id`, redirects not
+/// followed: the attempt, and the `Location` of a 3xx answer.
+async fn send_signed(config: &Forward, id: &str, body: &str) -> (Attempt, Option<String>) {
     let now_secs = Date::now().as_millis() / 1000;
     let signature = config.secret.sign(id, now_secs, body.as_bytes());
 
@@ -461,13 +555,15 @@ async fn send_signed(config: &Forward, id: &str, body: &str) -> Attempt {
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_headers(headers)
+            // A 3xx is an answer, not an instruction: core dead-letters it.
+            .with_redirect(RequestRedirect::Manual)
             .with_body(Some(body.to_owned().into()));
         Request::new_with_init(&config.url, &init)
     };
     let Ok(request) = build() else {
         // FORWARD_URL was checked to be http(s) with the configuration; a URL the runtime
         // still refuses is a destination that cannot be reached.
-        return Attempt::NetworkError;
+        return (Attempt::NetworkError, None);
     };
 
     let controller = AbortController::default();
@@ -481,26 +577,32 @@ async fn send_signed(config: &Forward, id: &str, body: &str) -> Attempt {
         Either::Left((result, _)) => Some(result),
         Either::Right(((), _)) => None,
     };
-    let attempt = match raced {
+    match raced {
         Some(Ok(response)) => {
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .ok()
-                .flatten()
-                .and_then(|v| parse_retry_after(&v, now_secs));
-            Attempt::Answered {
-                status: response.status_code(),
-                retry_after_secs: retry_after,
-            }
+            let header = |name: &str| response.headers().get(name).ok().flatten();
+            let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now_secs));
+            let status = response.status_code();
+            let location = if (300..400).contains(&status) {
+                // Kept for the operator (a URL, never a body); bounded so a hostile one cannot
+                // bloat the dead letter.
+                header("location").map(|l| l.chars().take(512).collect())
+            } else {
+                None
+            };
+            (
+                Attempt::Answered {
+                    status,
+                    retry_after_secs: retry_after,
+                },
+                location,
+            )
         }
-        Some(Err(_)) => Attempt::NetworkError,
+        Some(Err(_)) => (Attempt::NetworkError, None),
         None => {
             controller.abort();
-            Attempt::TimedOut
+            (Attempt::TimedOut, None)
         }
-    };
-    attempt
+    }
 }
 
 pub(crate) fn describe(attempt: Attempt) -> String {
@@ -518,6 +620,8 @@ struct Stats {
     delivered: usize,
     duplicates: usize,
     retried: usize,
+    /// Put back on the queue unsent (the batch's budget was spent, or a record conflict).
+    deferred: usize,
     dead_lettered: usize,
 }
 
@@ -540,6 +644,7 @@ impl Stats {
             .field("delivered", self.delivered)
             .field("duplicates", self.duplicates)
             .field("retried", self.retried)
+            .field("deferred", self.deferred)
             .field("dead_lettered", self.dead_lettered)
             .field(
                 "duration_ms",

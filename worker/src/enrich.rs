@@ -14,16 +14,17 @@ use hubspot_edge_core::api::{BatchReadOptions, BatchResponse, RequestKind};
 use hubspot_edge_core::delivery::Attempt;
 use hubspot_edge_core::diff::EchoGuard;
 use hubspot_edge_core::enrich::{
-    self, Association, Current, Decision, Forward, Need, Plan, SnapshotWrite,
+    self, Association, Current, Decision, Forward, Need, Plan, ReadOutcome, SnapshotWrite,
 };
 use hubspot_edge_core::event::Event;
 use hubspot_edge_core::mapping::{Mapping, Record};
 use hubspot_edge_core::outbound::{self, RecordEvent, RecordEventKind};
+use hubspot_edge_core::records::{change_id, Commit, Stored, Write};
 use worker::kv::KvStore;
 use worker::Env;
 
 use crate::config::HubSpotApi;
-use crate::consumer::{Job, JobAction, KvWrite, Pending};
+use crate::consumer::{Job, JobAction, Pending, StoreWrite};
 use crate::hubspot::{execute, CallError};
 use crate::log::Line;
 use crate::store;
@@ -72,6 +73,26 @@ struct Reading {
     key: ObjectKey,
     members: Vec<Pending>,
     need: Need,
+}
+
+/// The record store's writes for `key`'s object (and, for a merge, the merged-away ids).
+fn store_writes(key: &ObjectKey, commits: Vec<Commit>) -> Vec<StoreWrite> {
+    commits
+        .into_iter()
+        .map(|commit| StoreWrite {
+            portal: key.portal,
+            object_type: key.object_type.clone(),
+            commit,
+        })
+        .collect()
+}
+
+fn delete(id: &str) -> Commit {
+    Commit {
+        id: id.to_owned(),
+        expect: None,
+        write: Write::Delete,
+    }
 }
 
 /// The jobs for `items` (events not yet delivered): thin jobs for types without a map, one job
@@ -136,14 +157,44 @@ pub(crate) async fn jobs(
                     after: Vec::new(),
                 });
             }
-            Plan::Delete { privacy } => {
-                let forward = Forward::Deleted { privacy };
-                let action = send(&members, &key.id, &forward);
-                let snapshot = store::snapshot_key(key.portal, &key.object_type, &key.id);
+            Plan::Delete { privacy: true } => {
+                // A privacy deletion drops the snapshot now, whether or not the forward succeeds
+                // (it may end as a dead letter): personal data is not kept for it.
+                let dropped = crate::records::commit(
+                    env,
+                    key.portal,
+                    &key.object_type,
+                    std::slice::from_ref(&delete(&key.id)),
+                )
+                .await;
+                let action = match dropped {
+                    Ok(_) => send_grouped(&members, &key.id, &Forward::Deleted { privacy: true }),
+                    Err(e) => {
+                        counts.failed += 1;
+                        Line::warn("record_store_failed")
+                            .field("request_id", batch_id)
+                            .field("error", e.to_string())
+                            .emit();
+                        JobAction::Retry {
+                            attempt: Attempt::NetworkError,
+                            code: "record_store_unavailable".into(),
+                            detail: "record_store_unavailable".into(),
+                        }
+                    }
+                };
                 jobs.push(Job {
                     members,
                     action,
-                    after: vec![KvWrite::Delete { key: snapshot }],
+                    after: Vec::new(),
+                });
+            }
+            Plan::Delete { privacy: false } => {
+                let action = send_grouped(&members, &key.id, &Forward::Deleted { privacy: false });
+                let after = store_writes(&key, vec![delete(&key.id)]);
+                jobs.push(Job {
+                    members,
+                    action,
+                    after,
                 });
             }
             Plan::Read(need) => reading.push(Reading { key, members, need }),
@@ -165,6 +216,7 @@ pub(crate) async fn jobs(
                 members: r.members,
                 action: JobAction::Retry {
                     attempt: Attempt::NetworkError,
+                    code: "config_invalid".into(),
                     detail: "config_invalid".into(),
                 },
                 after: Vec::new(),
@@ -172,32 +224,80 @@ pub(crate) async fn jobs(
             return jobs;
         }
     };
-    let (reads, stored) = join(
+    let (reads, (stored, echoes)) = join(
         read_all(mapping, &api, env, &reading, batch_id, counts),
-        join_all(reading.iter().map(|r| stored_state(kv, r))),
+        join(
+            stored_snapshots(env, &reading),
+            join_all(reading.iter().map(|r| echo_guard(kv, r))),
+        ),
     )
     .await;
 
-    for (r, (snapshot, echo)) in reading.into_iter().zip(stored) {
+    for (r, echo) in reading.into_iter().zip(echoes) {
         let Reading { key, members, need } = r;
         let Some(map) = mapping.object(&key.object_type) else {
             continue;
         };
+        // Without the stored version no change can be named or committed: retry the group.
+        let Some(stored) = stored.get(&(key.portal, key.object_type.clone(), key.id.clone()))
+        else {
+            counts.failed += 1;
+            jobs.push(Job {
+                members,
+                action: JobAction::Retry {
+                    attempt: Attempt::NetworkError,
+                    code: "record_store_unavailable".into(),
+                    detail: "record_store_unavailable".into(),
+                },
+                after: Vec::new(),
+            });
+            continue;
+        };
+        let snapshot = match stored.snapshot.as_deref().map(Record::from_snapshot) {
+            Some(Ok(record)) => Some(record),
+            Some(Err(e)) => {
+                // Unreadable: diff as if never seen (logged); the commit replaces it.
+                Line::warn(e.code())
+                    .field("object_type", key.object_type.as_str())
+                    .field("object_id", key.id.as_str())
+                    .emit();
+                None
+            }
+            None => None,
+        };
         let current = match reads.get(&(key.object_type.clone(), key.id.clone())) {
             Some(ReadResult::Found(properties)) => Current::Found(properties),
-            Some(ReadResult::Failed { attempt, detail }) => {
+            Some(ReadResult::Failed {
+                attempt,
+                code,
+                detail,
+            }) => {
                 counts.failed += 1;
                 jobs.push(Job {
                     members,
                     action: JobAction::Retry {
                         attempt: *attempt,
+                        code: code.clone(),
                         detail: detail.clone(),
                     },
                     after: Vec::new(),
                 });
                 continue;
             }
-            Some(ReadResult::Missing) | None => Current::Missing,
+            Some(ReadResult::Missing) => Current::Missing,
+            None => {
+                counts.failed += 1;
+                jobs.push(Job {
+                    members,
+                    action: JobAction::Retry {
+                        attempt: Attempt::NetworkError,
+                        code: "hubspot_read_incomplete".into(),
+                        detail: "hubspot_read_incomplete".into(),
+                    },
+                    after: Vec::new(),
+                });
+                continue;
+            }
         };
         let decision = match enrich::decide(
             map,
@@ -227,7 +327,14 @@ pub(crate) async fn jobs(
                 continue;
             }
         };
-        jobs.push(job_of(decision, members, &key, batch_id, counts));
+        jobs.push(job_of(
+            decision,
+            members,
+            &key,
+            stored.version,
+            batch_id,
+            counts,
+        ));
     }
     jobs
 }
@@ -268,9 +375,16 @@ fn association_job_parts(event: &Event<'_>, item: &Pending) -> (String, String) 
     (id, body)
 }
 
-/// The forward of `forward` for a group: `webhook-id` from all the members' keys, the latest
-/// event (by `occurredAt`) as `hubspot`.
-fn send(members: &[Pending], object_id: &str, forward: &Forward) -> JobAction {
+/// The forward of a deletion: `webhook-id` from all the members' keys (the deletion events
+/// are what it is), the latest event (by `occurredAt`) as `hubspot`.
+fn send_grouped(members: &[Pending], object_id: &str, forward: &Forward) -> JobAction {
+    let keys: Vec<&str> = members.iter().map(|(_, m)| m.key.as_str()).collect();
+    send(members, object_id, forward, outbound::group_id(&keys))
+}
+
+/// The forward of `forward` for a group, under `id`, with the latest event (by `occurredAt`)
+/// as `hubspot`.
+fn send(members: &[Pending], object_id: &str, forward: &Forward, id: String) -> JobAction {
     let events = parse_all(members);
     let mut refs: Vec<&Event<'_>> = events.iter().collect();
     enrich::sort_events(&mut refs);
@@ -283,7 +397,6 @@ fn send(members: &[Pending], object_id: &str, forward: &Forward) -> JobAction {
         .map(|(_, m)| m.received_at)
         .max()
         .unwrap_or(0);
-    let id = outbound::group_id(&keys);
     let body = outbound::record_event_body(&RecordEvent {
         id: &id,
         source_ids: &keys,
@@ -295,37 +408,49 @@ fn send(members: &[Pending], object_id: &str, forward: &Forward) -> JobAction {
     JobAction::Send { id, body }
 }
 
+/// The job of a decided group. `base_version` is the stored version the decision was made
+/// against: the commit expects it, and it names the change
+/// ([`hubspot_edge_core::records::change_id`]), so a retry is the same `webhook-id`.
 fn job_of(
     decision: Decision,
     members: Vec<Pending>,
     key: &ObjectKey,
+    base_version: u64,
     batch_id: &str,
     counts: &mut Counts,
 ) -> Job {
-    let snapshot_key = |id: &str| store::snapshot_key(key.portal, &key.object_type, id);
-    let after = match decision.snapshot {
+    let put = |snapshot: String| Commit {
+        id: key.id.clone(),
+        expect: Some(base_version),
+        write: Write::Put(snapshot),
+    };
+    let commits = match decision.snapshot {
         SnapshotWrite::Keep => Vec::new(),
-        SnapshotWrite::Put(value) => vec![KvWrite::Put {
-            key: snapshot_key(&key.id),
-            value,
-        }],
-        SnapshotWrite::Delete => vec![KvWrite::Delete {
-            key: snapshot_key(&key.id),
+        SnapshotWrite::Put(snapshot) => vec![put(snapshot)],
+        SnapshotWrite::Delete => vec![Commit {
+            expect: Some(base_version),
+            ..delete(&key.id)
         }],
         SnapshotWrite::Merge {
             snapshot,
             merged_ids,
-        } => std::iter::once(KvWrite::Put {
-            key: snapshot_key(&key.id),
-            value: snapshot,
-        })
-        .chain(merged_ids.iter().map(|id| KvWrite::Delete {
-            key: snapshot_key(id),
-        }))
-        .collect(),
+        } => std::iter::once(put(snapshot))
+            .chain(merged_ids.iter().map(|id| delete(id)))
+            .collect(),
     };
+    let after = store_writes(key, commits);
     let action = match (&decision.forward, decision.skip) {
-        (Some(forward), _) => send(&members, &key.id, forward),
+        (Some(forward), _) => {
+            let id = change_id(
+                key.portal,
+                &key.object_type,
+                &key.id,
+                base_version,
+                forward.event_type(),
+                &forward.content(),
+            );
+            send(&members, &key.id, forward, id)
+        }
         (None, skip) => {
             let reason = skip.map_or("none", |s| s.code());
             match skip {
@@ -354,46 +479,69 @@ fn skipped(batch_id: &str, key: &ObjectKey, reason: &str) {
         .emit();
 }
 
-/// The snapshot and, for a change, the echo guard of a group's object. A snapshot or guard that
-/// cannot be read counts as none (logged): the record is then forwarded as if never seen.
-async fn stored_state(kv: &KvStore, r: &Reading) -> (Option<Record>, Option<EchoGuard>) {
-    let snapshot_key = store::snapshot_key(r.key.portal, &r.key.object_type, &r.key.id);
-    let snapshot = async {
-        match store::get_text(kv, &snapshot_key).await {
-            Ok(Some(text)) => match Record::from_snapshot(&text) {
-                Ok(record) => Some(record),
-                Err(e) => {
-                    Line::warn(e.code())
-                        .field("object_type", r.key.object_type.as_str())
-                        .field("object_id", r.key.id.as_str())
-                        .emit();
-                    None
+/// The stored state of every object read, by (portal, object type, id): one record store call
+/// per portal and object type. An object type whose store cannot be reached is absent (its
+/// groups are retried).
+async fn stored_snapshots(
+    env: &Env,
+    reading: &[Reading],
+) -> HashMap<(u64, String, String), Stored> {
+    let mut by_store: BTreeMap<(u64, &str), Vec<String>> = BTreeMap::new();
+    for r in reading {
+        by_store
+            .entry((r.key.portal, r.key.object_type.as_str()))
+            .or_default()
+            .push(r.key.id.clone());
+    }
+    let answers = join_all(
+        by_store
+            .into_iter()
+            .map(|((portal, object_type), ids)| async move {
+                (
+                    portal,
+                    object_type,
+                    crate::records::get(env, portal, object_type, ids).await,
+                )
+            }),
+    )
+    .await;
+    let mut out = HashMap::new();
+    for (portal, object_type, answer) in answers {
+        match answer {
+            Ok(found) => {
+                for (id, stored) in found {
+                    out.insert((portal, object_type.to_owned(), id), stored);
                 }
-            },
-            Ok(None) => None,
-            Err(e) => {
-                Line::warn("snapshot_read_failed")
-                    .field("error", e.to_string())
-                    .emit();
-                None
             }
+            Err(e) => Line::warn("record_store_failed")
+                .field("object_type", object_type)
+                .field("error", e.to_string())
+                .emit(),
         }
-    };
-    let echo = async {
-        if !matches!(r.need, Need::Change { .. }) {
-            return None;
-        }
-        let key = store::echo_key(&r.key.object_type, &r.key.id);
-        let text = store::get_text(kv, &key).await.ok().flatten()?;
-        serde_json::from_str(&text).ok()
-    };
-    join(snapshot, echo).await
+    }
+    out
+}
+
+/// The echo guard of a changed object, if any (KV: a short-lived mark, not state that must be
+/// exact). One that cannot be read counts as none.
+async fn echo_guard(kv: &KvStore, r: &Reading) -> Option<EchoGuard> {
+    if !matches!(r.need, Need::Change { .. }) {
+        return None;
+    }
+    let key = store::echo_key(&r.key.object_type, &r.key.id);
+    let text = store::get_text(kv, &key).await.ok().flatten()?;
+    serde_json::from_str(&text).ok()
 }
 
 enum ReadResult {
     Found(BTreeMap<String, Option<String>>),
     Missing,
-    Failed { attempt: Attempt, detail: String },
+    Failed {
+        attempt: Attempt,
+        /// The dead-letter reason once retries are exhausted.
+        code: String,
+        detail: String,
+    },
 }
 
 /// Reads every object of `reading` in batches of up to 100 per type (HUBSPOT.md §4.1), the
@@ -440,6 +588,7 @@ async fn read_all(
                         ((*object_type).to_owned(), id.clone()),
                         ReadResult::Failed {
                             attempt: Attempt::NetworkError,
+                            code: "hubspot_read_failed".into(),
                             detail: format!("hubspot_read_failed: {e}"),
                         },
                     );
@@ -461,18 +610,22 @@ async fn read_all(
             .field("ids", chunk.len());
         match answer {
             Ok(response) => {
-                line.field("found", response.results.len()).emit();
-                let mut found: HashMap<String, BTreeMap<String, Option<String>>> = response
-                    .results
-                    .into_iter()
-                    .map(|o| (o.id, o.properties))
-                    .collect();
-                for id in *chunk {
-                    let result = match found.remove(id) {
-                        Some(properties) => ReadResult::Found(properties),
-                        None => ReadResult::Missing,
+                line.field("found", response.results.len())
+                    .field("errors", response.errors.len())
+                    .emit();
+                // A 207's errors say which ids are gone (not found) and which failed for another
+                // reason: only the former are skipped; the others are retried (core decides).
+                for (id, outcome) in enrich::classify_read(chunk, response) {
+                    let result = match outcome {
+                        ReadOutcome::Found(properties) => ReadResult::Found(properties),
+                        ReadOutcome::Missing => ReadResult::Missing,
+                        ReadOutcome::Failed { code } => ReadResult::Failed {
+                            attempt: Attempt::NetworkError,
+                            detail: code.clone(),
+                            code,
+                        },
                     };
-                    results.insert(((*object_type).to_owned(), id.clone()), result);
+                    results.insert(((*object_type).to_owned(), id), result);
                 }
             }
             Err(e) => {
@@ -484,6 +637,7 @@ async fn read_all(
                         ReadResult::Failed {
                             attempt,
                             detail: format!("hubspot_read_failed: {code}"),
+                            code: code.clone(),
                         },
                     );
                 }

@@ -33,6 +33,8 @@ pub(crate) struct Counts {
     pub(crate) filtered: usize,
     pub(crate) duplicates: usize,
     pub(crate) dead_lettered: usize,
+    /// Queued by reference (too large for a queue message).
+    pub(crate) by_reference: usize,
 }
 
 pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Result<Response> {
@@ -153,6 +155,7 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
         .field("filtered", counts.filtered)
         .field("duplicates", counts.duplicates)
         .field("dead_lettered", counts.dead_lettered)
+        .field("by_reference", counts.by_reference)
         .emit();
     respond::json(
         200,
@@ -231,18 +234,23 @@ pub(crate) async fn enqueue(
             counts.duplicates += 1;
             continue;
         }
-        let message =
-            queue::event_message_json(key.as_str(), 1, received_at, request_id, element.raw);
+        let mut message =
+            queue::event_message_json(key.as_str(), 1, received_at, request_id, element.raw, None);
         if message.len() > queue::MAX_MESSAGE_BYTES {
-            dead.push(dead_letter_message(
-                "event_too_large",
-                "event exceeds the queue message limit",
-                Some(key.as_str()),
+            // Too large for a queue message (one long multi-byte text property is enough):
+            // carried by reference, the event in KV and its key on the queue. Rare, so the KV
+            // write is awaited here; if it fails the request fails and HubSpot retries.
+            let kv = env.kv(store::STATE)?;
+            let event_ref = store::put_event_body(&kv, key.as_str(), element.raw).await?;
+            counts.by_reference += 1;
+            message = queue::event_message_json(
+                key.as_str(),
+                1,
                 received_at,
                 request_id,
-                element.raw,
-            ));
-            continue;
+                "null",
+                Some(&event_ref),
+            );
         }
         events.push(message);
     }
@@ -317,6 +325,7 @@ fn dead_letter_message(
         key: key.map(Into::into),
         received_at,
         request_id: request_id.into(),
+        event_ref: None,
         event: raw,
     };
     // Strings, integers and a valid RawValue always serialise.

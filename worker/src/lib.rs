@@ -6,11 +6,13 @@ mod admin;
 mod config;
 mod consumer;
 mod crypto;
+mod dead_letters;
 mod enrich;
 mod hubspot;
 mod ingress;
 mod log;
 mod queue;
+mod records;
 mod respond;
 mod store;
 
@@ -91,7 +93,7 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
         .map(|v| v.to_string())
         .unwrap_or_else(|_| DEFAULT_DEAD_LETTER_QUEUE.into());
     if batch.queue() == dead_letter_queue {
-        consumer::store_dead_letters(batch, &env).await
+        dead_letters::store_dead_letters(batch, &env).await
     } else {
         consumer::forward_batch(batch, &env).await
     }

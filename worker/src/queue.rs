@@ -1,8 +1,9 @@
-//! Queue hand-off: the message formats on our queues and batched sends within Cloudflare
-//! Queues' limits.
+//! Queue hand-off: batched sends within Cloudflare Queues' limits. The message formats are
+//! core's ([`hubspot_edge_core::queue`]).
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+pub(crate) use hubspot_edge_core::queue::{
+    event_message_json, DeadLetterMessage, EventMessage, OwnedEvent, MAX_MESSAGE_BYTES,
+};
 use worker::{BatchMessageBuilder, MessageBuilder, Queue, QueueContentType};
 
 /// Binding of the queue that carries accepted events to the forwarding consumer.
@@ -13,64 +14,6 @@ pub(crate) const DEAD_LETTERS: &str = "DEAD_LETTERS";
 /// Cloudflare Queues: at most 100 messages and 256 KB per `sendBatch`, 128 KB per message.
 const MAX_BATCH_MESSAGES: usize = 100;
 const MAX_BATCH_BYTES: usize = 250 * 1024;
-pub(crate) const MAX_MESSAGE_BYTES: usize = 127 * 1024;
-
-/// One accepted event on the `EVENTS` queue. `E` is `&RawValue` when sending and
-/// `Box<RawValue>` when receiving: the event's JSON is carried verbatim.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct EventMessage<E> {
-    pub(crate) v: u8,
-    /// The core's dedupe key (also the outbound `webhook-id`).
-    pub(crate) key: String,
-    /// 1 for the first delivery attempt; re-sent with +1 after each retryable failure.
-    pub(crate) attempt: u32,
-    pub(crate) received_at: u64,
-    pub(crate) request_id: String,
-    pub(crate) event: E,
-}
-
-/// One dead letter on the `DEAD_LETTERS` queue.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct DeadLetterMessage<E> {
-    pub(crate) v: u8,
-    /// Stable reason code (`event_missing_field`, `destination_rejected`, `retries_exhausted`…).
-    pub(crate) reason: String,
-    /// Human-readable detail without property values (a status code, a field name).
-    pub(crate) detail: String,
-    pub(crate) attempts: u32,
-    #[serde(default)]
-    pub(crate) key: Option<String>,
-    pub(crate) received_at: u64,
-    pub(crate) request_id: String,
-    pub(crate) event: E,
-}
-
-pub(crate) type OwnedEvent = Box<RawValue>;
-
-/// The JSON of an [`EventMessage`] whose event is already-validated JSON text, written directly
-/// so the hot path does not scan the event again to make a `RawValue` of it.
-pub(crate) fn event_message_json(
-    key: &str,
-    attempt: u32,
-    received_at: u64,
-    request_id: &str,
-    event: &str,
-) -> String {
-    let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
-    let mut out = String::with_capacity(event.len() + key.len() + request_id.len() + 96);
-    out.push_str(r#"{"v":1,"key":"#);
-    out.push_str(&quote(key));
-    out.push_str(&format!(
-        r#","attempt":{attempt},"receivedAt":{received_at},"requestId":"#
-    ));
-    out.push_str(&quote(request_id));
-    out.push_str(r#","event":"#);
-    out.push_str(event);
-    out.push('}');
-    out
-}
 
 /// Sends text messages in as few `sendBatch` calls as the limits allow.
 pub(crate) async fn send_all(queue: &Queue, messages: Vec<String>) -> worker::Result<()> {

@@ -1,15 +1,18 @@
 //! The dead-letter store in Workers KV: every event or batch we could not handle, with its
-//! reason, until an operator re-drives or inspects it. Nothing expires.
+//! reason, until an operator re-drives or deletes it, or it expires (`DEAD_LETTER_RETENTION_DAYS`,
+//! 14 days by default: a letter may hold personal data).
 //!
 //! Keys (typed prefixes in one namespace, binding `STATE`):
 //! - `dl:{id}`: a dead letter; `id` is `{created ms, 13 digits}-{random}` so lists come oldest
-//!   first; the list metadata carries the summary, so listing needs no extra reads.
+//!   first; the list metadata carries the summary (kind, reason, size), so listing, filtering
+//!   by reason and planning a re-drive need no extra reads.
 //! - `seen:{dedupe key}`: an event that was forwarded successfully (TTL `DEDUPE_TTL_SECS`).
-//! - `snap:{portal}:{objectType}:{id}`: the mapped record as last forwarded (enrichment; compact
-//!   JSON from core's `Record::to_snapshot`, no expiry, dropped on deletion and merge).
+//! - `evt:{dedupe key}`: an event too large for a queue message (Queues: 128 KB), carried by
+//!   reference: the queue message holds this key (TTL [`EVENT_BODY_TTL_SECS`]).
 //! - `echo:{objectType}:{id}`: core's `EchoGuard` for this integration's latest write to a
 //!   record (TTL [`ECHO_TTL_SECS`]). No portal: the Worker's API credentials address one account.
 
+use hubspot_edge_core::dead_letter::{LetterKind, Retention};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use worker::kv::KvStore;
@@ -18,8 +21,11 @@ use worker::kv::KvStore;
 pub(crate) const STATE: &str = "STATE";
 const DEAD_LETTER_PREFIX: &str = "dl:";
 const SEEN_PREFIX: &str = "seen:";
-const SNAPSHOT_PREFIX: &str = "snap:";
 const ECHO_PREFIX: &str = "echo:";
+const EVENT_BODY_PREFIX: &str = "evt:";
+/// How long an event carried by reference is kept: Queues' longest message retention (14 days)
+/// and a day, so it outlives every message that can name it. Dead letters keep their own copy.
+pub(crate) const EVENT_BODY_TTL_SECS: u64 = 15 * 24 * 60 * 60;
 /// How long an echo guard is kept: long enough for HubSpot's notification of our write to
 /// arrive and be consumed, short enough that a person setting the same values later is not
 /// taken for our echo (KV's smallest TTL is 60 s).
@@ -36,6 +42,16 @@ pub(crate) enum Kind {
     Batch,
     /// A queue message in a format we do not know (`payload` is its text).
     Message,
+}
+
+impl From<Kind> for LetterKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Event => Self::Event,
+            Kind::Batch => Self::Batch,
+            Kind::Message => Self::Message,
+        }
+    }
 }
 
 /// A dead letter as stored and as the admin API shows it.
@@ -66,26 +82,39 @@ pub(crate) struct Summary {
     pub(crate) reason: String,
     pub(crate) attempts: u32,
     pub(crate) created_at: String,
+    /// Size of the stored JSON (absent on letters stored before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) bytes: Option<u64>,
 }
 
 pub(crate) fn new_id(now_ms: u64) -> String {
     format!("{now_ms:013}-{}", crate::log::random_id())
 }
 
+/// Stores a letter for the default retention (14 days).
 pub(crate) async fn put_dead_letter(kv: &KvStore, letter: &DeadLetter) -> worker::Result<()> {
+    put_dead_letter_for(kv, letter, Retention::default()).await
+}
+
+/// Stores a letter (again: the same id overwrites) until `retention` has passed.
+pub(crate) async fn put_dead_letter_for(
+    kv: &KvStore,
+    letter: &DeadLetter,
+    retention: Retention,
+) -> worker::Result<()> {
+    let text = serde_json::to_string(letter)?;
     let summary = Summary {
         kind: letter.kind,
         reason: letter.reason.clone(),
         attempts: letter.attempts,
         created_at: letter.created_at.clone(),
+        bytes: u64::try_from(text.len()).ok(),
     };
-    kv.put(
-        &format!("{DEAD_LETTER_PREFIX}{}", letter.id),
-        serde_json::to_string(letter)?,
-    )?
-    .metadata(summary)?
-    .execute()
-    .await?;
+    kv.put(&format!("{DEAD_LETTER_PREFIX}{}", letter.id), text)?
+        .metadata(summary)?
+        .expiration_ttl(retention.ttl_secs())
+        .execute()
+        .await?;
     Ok(())
 }
 
@@ -97,7 +126,7 @@ pub(crate) async fn delete_dead_letter(kv: &KvStore, id: &str) -> worker::Result
     Ok(kv.delete(&format!("{DEAD_LETTER_PREFIX}{id}")).await?)
 }
 
-/// One page of dead letters, oldest first.
+/// One page of dead letters, oldest first (`limit` ≤ 1,000: KV's largest page, one operation).
 pub(crate) async fn list_dead_letters(
     kv: &KvStore,
     limit: u64,
@@ -143,11 +172,6 @@ pub(crate) async fn mark_seen(kv: &KvStore, key: &str, ttl_secs: u64) -> worker:
     Ok(())
 }
 
-/// The KV key of a snapshot.
-pub(crate) fn snapshot_key(portal: u64, object_type: &str, id: &str) -> String {
-    format!("{SNAPSHOT_PREFIX}{portal}:{object_type}:{id}")
-}
-
 /// The KV key of an echo guard.
 pub(crate) fn echo_key(object_type: &str, id: &str) -> String {
     format!("{ECHO_PREFIX}{object_type}:{id}")
@@ -174,4 +198,15 @@ pub(crate) async fn put_text(
 
 pub(crate) async fn delete(kv: &KvStore, key: &str) -> worker::Result<()> {
     Ok(kv.delete(key).await?)
+}
+
+/// Stores an event too large for a queue message; returns the key the message carries.
+pub(crate) async fn put_event_body(
+    kv: &KvStore,
+    dedupe_key: &str,
+    event: &str,
+) -> worker::Result<String> {
+    let key = format!("{EVENT_BODY_PREFIX}{dedupe_key}");
+    put_text(kv, &key, event.to_owned(), Some(EVENT_BODY_TTL_SECS)).await?;
+    Ok(key)
 }

@@ -1,0 +1,280 @@
+//! The record store's rules: each object's last forwarded snapshot with a version, changed only
+//! by compare-and-set, so that there is one truth per object however many consumers run.
+//!
+//! The store itself is the host's (the Worker keeps it in a Durable Object per portal and object
+//! type, SQLite storage: strongly consistent, one writer at a time). This module decides what a
+//! write does to the stored state, and the identity of what is forwarded:
+//!
+//! - Every object has a version: 0 before anything was stored, incremented by every committed
+//!   write, deletes included. A deletion keeps a tombstone (the version, no snapshot, so no
+//!   personal data) so that a later write that read the object before the deletion cannot
+//!   resurrect it: its expected version no longer matches.
+//! - A consumer reads the snapshot and its version, diffs, forwards, and then commits with
+//!   [`Commit::expect`] = the version it read. If another consumer committed in between, the
+//!   commit is refused ([`Outcome::Conflict`]) and the first consumer's events are processed
+//!   again against the newer snapshot: no change is lost, and none is diffed against a stale
+//!   snapshot.
+//! - What is forwarded is named by [`change_id`]: the object, the version it was diffed
+//!   against and the content. A retry after a failed forward or a failed commit reads the same
+//!   version, so the same change goes out under the same `webhook-id` however the queue
+//!   regrouped its events, and a receiver that dedupes on `webhook-id` sees it once.
+
+use sha2::{Digest, Sha256};
+
+/// An object's stored state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The version: 0 when nothing was ever stored.
+    pub version: u64,
+    /// The snapshot ([`crate::mapping::Record::to_snapshot`]); `None` for a tombstone or an
+    /// object never stored.
+    pub snapshot: Option<String>,
+}
+
+impl Stored {
+    /// The state of an object the store has never seen.
+    pub fn absent() -> Self {
+        Self {
+            version: 0,
+            snapshot: None,
+        }
+    }
+}
+
+/// What a commit writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Store this snapshot.
+    Put(String),
+    /// Drop the snapshot, keeping a tombstone.
+    Delete,
+}
+
+/// One write to one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// The object id.
+    pub id: String,
+    /// The version the writer read; `None` writes whatever is stored (the merged-away ids of a
+    /// merge, a privacy deletion: those must happen whatever another consumer did).
+    pub expect: Option<u64>,
+    /// What to write.
+    pub write: Write,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written; the object is now at this version.
+    Committed {
+        /// The new version.
+        version: u64,
+    },
+    /// Refused: the object is at this version, not the one expected.
+    Conflict {
+        /// The version stored.
+        current: u64,
+    },
+}
+
+/// Applies `commit` to `current`: the new state (when written) and the outcome.
+pub fn apply(current: &Stored, commit: &Commit) -> (Option<Stored>, Outcome) {
+    if let Some(expected) = commit.expect {
+        if expected != current.version {
+            return (
+                None,
+                Outcome::Conflict {
+                    current: current.version,
+                },
+            );
+        }
+    }
+    let version = current.version.saturating_add(1);
+    let snapshot = match &commit.write {
+        Write::Put(s) => Some(s.clone()),
+        Write::Delete => None,
+    };
+    (
+        Some(Stored { version, snapshot }),
+        Outcome::Committed { version },
+    )
+}
+
+/// The `webhook-id` of an enriched record event: `hsc1_` and 40 hex digits of SHA-256 over the
+/// object (portal, object type, id), the version its diff was made against, the outbound type and
+/// the forwarded content (`content`: the record, changes and merged ids as JSON).
+///
+/// The same change is the same id however its events were grouped, retried or re-delivered;
+/// the same content diffed against another version (a value that went back and forth) is another
+/// id, so it is not taken for a duplicate.
+pub fn change_id(
+    portal: u64,
+    object_type: &str,
+    object_id: &str,
+    base_version: u64,
+    event_type: &str,
+    content: &str,
+) -> String {
+    let mut hash = Sha256::new();
+    for part in [
+        portal.to_string().as_str(),
+        object_type,
+        object_id,
+        base_version.to_string().as_str(),
+        event_type,
+    ] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    hash.update(content.as_bytes());
+    let digest = hash.finalize();
+    let mut id = String::with_capacity(45);
+    id.push_str("hsc1_");
+    for byte in &digest[..20] {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn put(id: &str, expect: Option<u64>, s: &str) -> Commit {
+        Commit {
+            id: id.into(),
+            expect,
+            write: Write::Put(s.into()),
+        }
+    }
+
+    #[test]
+    fn compare_and_set() {
+        let absent = Stored::absent();
+        let (state, outcome) = apply(&absent, &put("1", Some(0), "a"));
+        assert_eq!(outcome, Outcome::Committed { version: 1 });
+        let state = state.unwrap();
+        assert_eq!(state.snapshot.as_deref(), Some("a"));
+        // A writer that read version 0 is refused once version 1 is stored.
+        let (none, outcome) = apply(&state, &put("1", Some(0), "stale"));
+        assert!(none.is_none());
+        assert_eq!(outcome, Outcome::Conflict { current: 1 });
+        // Unconditional writes always land.
+        let (deleted, outcome) = apply(
+            &state,
+            &Commit {
+                id: "1".into(),
+                expect: None,
+                write: Write::Delete,
+            },
+        );
+        assert_eq!(outcome, Outcome::Committed { version: 2 });
+        let deleted = deleted.unwrap();
+        assert_eq!(deleted.snapshot, None);
+        // The tombstone keeps the version: a writer from before the deletion cannot resurrect.
+        assert_eq!(
+            apply(&deleted, &put("1", Some(1), "b")).1,
+            Outcome::Conflict { current: 2 }
+        );
+        assert_eq!(
+            apply(&deleted, &put("1", Some(2), "b")).1,
+            Outcome::Committed { version: 3 }
+        );
+    }
+
+    /// Two consumers race on one object: both read version v and diff; one commits first.
+    /// The loser's commit is refused, so the stored snapshot is never the older one, and the
+    /// loser re-diffs against the winner's snapshot: every change that reached the store is
+    /// in exactly one committed snapshot, and a forward repeated by the loser before it lost has
+    /// the same id as the winner's when the content is the same.
+    #[test]
+    fn racing_writers_never_leave_a_stale_snapshot() {
+        let v1 = Stored {
+            version: 1,
+            snapshot: Some("old".into()),
+        };
+        let a = put("9", Some(1), "new-a");
+        let b = put("9", Some(1), "new-b");
+        let (after_a, _) = apply(&v1, &a);
+        let after_a = after_a.unwrap();
+        assert_eq!(apply(&after_a, &b).1, Outcome::Conflict { current: 2 });
+        assert_eq!(after_a.snapshot.as_deref(), Some("new-a"));
+        let same = change_id(1, "contact", "9", 1, "t", "{\"x\":1}");
+        assert_eq!(same, change_id(1, "contact", "9", 1, "t", "{\"x\":1}"));
+    }
+
+    #[test]
+    fn change_ids() {
+        let id = change_id(
+            62515,
+            "contact",
+            "5",
+            3,
+            "hubspot-edge.record.changed",
+            "[1]",
+        );
+        assert!(id.starts_with("hsc1_") && id.len() == 45, "{id}");
+        assert!(id[5..].bytes().all(|b| b.is_ascii_hexdigit()));
+        // Every input matters.
+        for other in [
+            change_id(
+                62516,
+                "contact",
+                "5",
+                3,
+                "hubspot-edge.record.changed",
+                "[1]",
+            ),
+            change_id(
+                62515,
+                "company",
+                "5",
+                3,
+                "hubspot-edge.record.changed",
+                "[1]",
+            ),
+            change_id(
+                62515,
+                "contact",
+                "6",
+                3,
+                "hubspot-edge.record.changed",
+                "[1]",
+            ),
+            change_id(
+                62515,
+                "contact",
+                "5",
+                4,
+                "hubspot-edge.record.changed",
+                "[1]",
+            ),
+            change_id(
+                62515,
+                "contact",
+                "5",
+                3,
+                "hubspot-edge.record.created",
+                "[1]",
+            ),
+            change_id(
+                62515,
+                "contact",
+                "5",
+                3,
+                "hubspot-edge.record.changed",
+                "[2]",
+            ),
+        ] {
+            assert_ne!(id, other);
+        }
+        // Parts cannot run into each other.
+        assert_ne!(
+            change_id(1, "ab", "c", 0, "t", ""),
+            change_id(1, "a", "bc", 0, "t", "")
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! Consumer of the `DEAD_LETTERS` queue: keeps every message in the dead-letter store.
+//!
+//! A dead letter is never dropped. When the store write fails, the letter (already made into
+//! its record, so its id stays the same and a repeated write is harmless) is queued again as a
+//! [`StoreRetry`] with a delay from core's [`after_store_failure`]: doubling from 2 s up to
+//! Queues' 12-hour maximum, where it stays (the last resort) with an error line on every
+//! attempt until the store takes it. Each retry is a new queue message, so neither the
+//! queue's `max_retries` nor its retention period ends it. Only when that send fails too is
+//! the original message retried in place by the queue (after the same delay).
+//!
+//! `FAULT_INJECTION=true` (tests only) lets `POST /admin/faults/dead-letter-store` make the next
+//! N store writes fail, so the end-to-end tests can prove the above.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use futures_util::future::join_all;
+use hubspot_edge_core::dead_letter::{after_store_failure, Retention};
+use hubspot_edge_core::time::iso8601_ms;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use worker::{Date, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage, Result};
+
+use crate::log::Line;
+use crate::queue::{self, DeadLetterMessage, EventMessage, OwnedEvent};
+use crate::store::{self, DeadLetter, Kind};
+
+/// A dead letter whose store write failed, queued again: its record (same id on every attempt)
+/// and how many store attempts have failed so far.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StoreRetry {
+    v: u8,
+    store_attempts: u32,
+    letter: DeadLetter,
+}
+
+/// Store writes still to fail on purpose (`FAULT_INJECTION` only). Per isolate: `wrangler dev`
+/// runs one, so the admin request that sets it and the consumer that reads it share it.
+static FAIL_NEXT_STORES: AtomicU32 = AtomicU32::new(0);
+
+/// Makes the next `n` dead-letter store writes of this isolate fail (test only).
+pub(crate) fn inject_store_failures(n: u32) {
+    FAIL_NEXT_STORES.store(n, Ordering::SeqCst);
+}
+
+/// Takes one injected failure, if any are left.
+fn injected_failure() -> bool {
+    FAIL_NEXT_STORES
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+/// Consumer of the `DEAD_LETTERS` queue: keeps every message in the store.
+pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -> Result<()> {
+    let started = Date::now().as_millis();
+    let queue_name = batch.queue();
+    let retention = match crate::config::dead_letter_retention(env) {
+        Ok(r) => r,
+        Err(e) => {
+            // Keep everything queued until the configuration is fixed.
+            Line::error("config_invalid")
+                .field("key", e.key)
+                .field("error", e.message())
+                .emit();
+            batch.retry_all_with_options(
+                &QueueRetryOptionsBuilder::new()
+                    .with_delay_seconds(60)
+                    .build(),
+            );
+            return Ok(());
+        }
+    };
+    let faults = crate::config::fault_injection(env).unwrap_or(false);
+    let kv = env.kv(store::STATE)?;
+    let dead_queue = env.queue(queue::DEAD_LETTERS)?;
+    let now = Date::now().as_millis();
+    let stored = join_all(batch.raw_iter().map(|message| {
+        let (kv, dead_queue) = (&kv, &dead_queue);
+        async move {
+            let text = message.body().as_string().unwrap_or_default();
+            let (letter, failed_before) = match serde_json::from_str::<StoreRetry>(&text) {
+                Ok(retry) => (retry.letter, retry.store_attempts),
+                Err(_) => {
+                    let loaded = referenced_event(kv, &text).await;
+                    (to_record(&text, now, loaded.as_deref()), 0)
+                }
+            };
+            store_one(
+                &message,
+                kv,
+                dead_queue,
+                letter,
+                failed_before,
+                retention,
+                faults,
+            )
+            .await
+        }
+    }))
+    .await;
+    Line::info("queue_batch")
+        .field("request_id", crate::log::random_id())
+        .field("queue", queue_name.as_str())
+        .field("messages", stored.len())
+        .field("delivered", 0)
+        .field("duplicates", 0)
+        .field("retried", stored.iter().filter(|ok| !**ok).count())
+        .field("dead_lettered", stored.iter().filter(|ok| **ok).count())
+        .field(
+            "duration_ms",
+            Date::now().as_millis().saturating_sub(started),
+        )
+        .emit();
+    Ok(())
+}
+
+/// Writes one letter; on failure queues it again with a backoff. `true` when stored.
+async fn store_one(
+    message: &RawMessage,
+    kv: &worker::kv::KvStore,
+    dead_queue: &worker::Queue,
+    letter: DeadLetter,
+    failed_before: u32,
+    retention: Retention,
+    faults: bool,
+) -> bool {
+    let attempt = failed_before.saturating_add(1);
+    let injected = faults && injected_failure();
+    let written = if injected {
+        Err(worker::Error::RustError(
+            "injected fault (FAULT_INJECTION)".into(),
+        ))
+    } else {
+        store::put_dead_letter_for(kv, &letter, retention).await
+    };
+    let error = match written {
+        Ok(()) => {
+            Line::info("dead_letter_stored")
+                .field("dead_letter_id", letter.id.as_str())
+                .field("reason", letter.reason.as_str())
+                .field("store_attempt", attempt)
+                .emit();
+            message.ack();
+            return true;
+        }
+        Err(e) => e.to_string(),
+    };
+    let next = after_store_failure(attempt);
+    let delay_secs = next.delay_secs();
+    // One error line per failed attempt; the last resort (held at the longest delay) says so,
+    // for an alert on `last_resort`.
+    Line::error("dead_letter_store_failed")
+        .field("dead_letter_id", letter.id.as_str())
+        .field("reason", letter.reason.as_str())
+        .field("store_attempt", attempt)
+        .field("delay_secs", delay_secs)
+        .field("last_resort", next.is_last_resort())
+        .field("injected", injected)
+        .field("error", error)
+        .emit();
+    let retry = StoreRetry {
+        v: 1,
+        store_attempts: attempt,
+        letter,
+    };
+    let requeued = match serde_json::to_string(&retry) {
+        Ok(text) if text.len() <= queue::MAX_MESSAGE_BYTES => {
+            queue::send_one(dead_queue, text, delay_secs).await
+        }
+        Ok(_) => Err(worker::Error::RustError(
+            "the letter with its record exceeds a queue message".into(),
+        )),
+        Err(e) => Err(e.into()),
+    };
+    match requeued {
+        Ok(()) => message.ack(),
+        Err(e) => {
+            Line::error("dead_letter_requeue_failed")
+                .field("dead_letter_id", retry.letter.id.as_str())
+                .field("delay_secs", delay_secs)
+                .field("error", e.to_string())
+                .emit();
+            message.retry_with_options(
+                &QueueRetryOptionsBuilder::new()
+                    .with_delay_seconds(u32::try_from(delay_secs).unwrap_or(u32::MAX))
+                    .build(),
+            );
+        }
+    }
+    false
+}
+
+/// The event a message carries by reference ([`EventMessage::event_ref`]), loaded from KV:
+/// the dead letter keeps the event itself, not a key that expires.
+async fn referenced_event(kv: &worker::kv::KvStore, text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Ref {
+        event_ref: Option<String>,
+    }
+    let key = serde_json::from_str::<Ref>(text).ok()?.event_ref?;
+    match store::get_text(kv, &key).await {
+        Ok(found) => found,
+        Err(e) => {
+            Line::warn("event_body_unavailable")
+                .field("key", key.as_str())
+                .field("error", e.to_string())
+                .emit();
+            None
+        }
+    }
+}
+
+/// The record of a dead-letter queue message; `loaded` is the event it carried by reference.
+fn to_record(text: &str, now_ms: u64, loaded: Option<&str>) -> DeadLetter {
+    let base =
+        |kind, reason: String, detail: String, attempts, key, request_id, received_at, payload| {
+            DeadLetter {
+                id: store::new_id(now_ms),
+                kind,
+                reason,
+                detail,
+                attempts,
+                created_at: iso8601_ms(now_ms),
+                key,
+                request_id,
+                received_at,
+                payload: Some(payload),
+                payload_base64: None,
+            }
+        };
+    let as_value = |raw: &RawValue| {
+        let text = loaded.unwrap_or(raw.get());
+        serde_json::from_str(text).unwrap_or_else(|_| text.into())
+    };
+    if let Ok(m) = serde_json::from_str::<DeadLetterMessage<OwnedEvent>>(text) {
+        let kind = if m.reason == "message_invalid" {
+            Kind::Message
+        } else {
+            Kind::Event
+        };
+        let payload = if kind == Kind::Message {
+            serde_json::from_str::<String>(m.event.get())
+                .map_or_else(|_| as_value(&m.event), Into::into)
+        } else {
+            as_value(&m.event)
+        };
+        return base(
+            kind,
+            m.reason,
+            m.detail,
+            m.attempts,
+            m.key,
+            m.request_id,
+            m.received_at,
+            payload,
+        );
+    }
+    if let Ok(m) = serde_json::from_str::<EventMessage<OwnedEvent>>(text) {
+        // The queue itself gave up on it (the consumer failed `max_retries` times).
+        return base(
+            Kind::Event,
+            "queue_retries_exhausted".into(),
+            "the queue's max_retries was reached".into(),
+            m.attempt,
+            Some(m.key),
+            m.request_id,
+            m.received_at,
+            as_value(&m.event),
+        );
+    }
+    base(
+        Kind::Message,
+        "message_unknown".into(),
+        "not a hubspot-edge queue message".into(),
+        0,
+        None,
+        String::new(),
+        now_ms,
+        text.into(),
+    )
+}
