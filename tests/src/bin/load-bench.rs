@@ -83,6 +83,7 @@ struct Args {
     timeout_ms: Option<u64>,
     budget_secs: u64,
     max_events: usize,
+    build: bool,
 }
 
 impl Default for Args {
@@ -91,7 +92,7 @@ impl Default for Args {
             rates: vec![10.0, 20.0, 40.0, 80.0],
             search: true,
             secs: 60,
-            drain_secs: 90,
+            drain_secs: 60,
             quiet_secs: 0,
             batch: 10,
             concurrency: 10,
@@ -110,6 +111,7 @@ impl Default for Args {
             timeout_ms: None,
             budget_secs: 600,
             max_events: 50_000,
+            build: true,
         }
     }
 }
@@ -120,7 +122,7 @@ const USAGE: &str = "load-bench: signed HubSpot batches into wrangler dev at a f
   --search            search over --rates (the default)
   --rates A,B,…       the search's rates in events/s, increasing (default 10,20,40,80)
   --secs S            send phase of each step (default 60)
-  --drain-secs S      deadline after the send phase for every event to arrive (default 90)
+  --drain-secs S      deadline after the send phase for every event to arrive (default 60)
   --quiet-secs S      then no request at the destination and no Worker log line for S
                       seconds, to catch late duplicates (default FORWARD_RETRY_MAX_SECS + 4)
   --batch N           events per HubSpot POST (default 10; HubSpot sends up to 100)
@@ -140,7 +142,8 @@ const USAGE: &str = "load-bench: signed HubSpot batches into wrangler dev at a f
   --max-attempts N    FORWARD_MAX_ATTEMPTS (default 20)
   --timeout-ms MS     FORWARD_TIMEOUT_MS (default: the Worker's default)
   --budget-secs S     the whole run stops starting steps that would end after S (default 600)
-  --max-events N      events per step at most (default 50000)";
+  --max-events N      events per step at most (default 50000)
+  --no-build          run worker/build as it is (default: scripts/build-worker.sh first)";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args::default();
@@ -152,6 +155,10 @@ fn parse_args() -> Result<Args, String> {
         }
         if flag == "--search" {
             a.search = true;
+            continue;
+        }
+        if flag == "--no-build" {
+            a.build = false;
             continue;
         }
         let value = it
@@ -336,6 +343,9 @@ struct StepResult {
     first_try: usize,
     first_try_p50_ms: f64,
     first_try_p99_ms: f64,
+    outside_outage: usize,
+    outside_outage_p50_ms: f64,
+    outside_outage_p99_ms: f64,
     drained_after_s: Option<f64>,
     worker: BTreeMap<String, u64>,
     pass: bool,
@@ -362,8 +372,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     let run_started = Instant::now();
     let machine = machine();
-    eprintln!("building the Worker…");
-    hubspot_edge_tests::wrangler::build_worker()?;
+    if args.build {
+        eprintln!("building the Worker…");
+        hubspot_edge_tests::wrangler::build_worker()?;
+    }
     eprintln!("starting the destination and wrangler dev…");
     let mut options = FixtureOptions::default()
         .var("FORWARD_RETRY_BASE_SECS", args.retry_base.to_string())
@@ -432,13 +444,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Report.
     println!();
-    println!("| events/s | sent | events | HubSpot retries | delivered | lost | duplicates | dead letters | p50 ms | p99 ms | p50 / p99 ms, first try | drained after | result |");
+    println!("| events/s | sent | events | HubSpot retries | delivered | lost | duplicates | dead letters | p50 / p99 ms | p50 / p99 ms, sent outside the outage | p50 / p99 ms, first try | drained after | result |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut sorted = results.clone();
     sorted.sort_by(|a, b| a.rate.total_cmp(&b.rate));
     for r in &sorted {
         println!(
-            "| {} | {:.1}/s | {} | {} + {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} / {:.0} | {} | {} |",
+            "| {} | {:.1}/s | {} | {} + {} | {} | {} | {} | {} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {} | {} |",
             r.rate,
             r.sent_rate,
             r.events,
@@ -454,6 +466,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.dead_letters,
             r.p50_ms,
             r.p99_ms,
+            r.outside_outage_p50_ms,
+            r.outside_outage_p99_ms,
             r.first_try_p50_ms,
             r.first_try_p99_ms,
             r.drained_after_s
@@ -478,6 +492,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let first_fail = sorted.iter().find(|r| !r.pass);
     let mut line = String::from("LOAD");
     match best {
+        _ if !args.search => {}
         Some(b) => {
             let _ = write!(line, " max_sustained_events_per_s={b}");
         }
@@ -494,8 +509,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(h) => {
             let _ = write!(
                 line,
-                " at_half_rate={} p50_ms={:.0} p99_ms={:.0} first_try_p50_ms={:.0} first_try_p99_ms={:.0}",
-                h.rate, h.p50_ms, h.p99_ms, h.first_try_p50_ms, h.first_try_p99_ms
+                " at_half_rate={} p50_ms={:.0} p99_ms={:.0} outside_outage_p50_ms={:.0} outside_outage_p99_ms={:.0} first_try_p50_ms={:.0} first_try_p99_ms={:.0}",
+                h.rate, h.p50_ms, h.p99_ms, h.outside_outage_p50_ms, h.outside_outage_p99_ms, h.first_try_p50_ms, h.first_try_p99_ms
             );
         }
         None if !args.search => {
@@ -513,8 +528,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let _ = write!(
         line,
-        " dead_letters={total_dead} run_s={:.0} {}",
+        " dead_letters={total_dead} run_s={:.0} load_average_at_end={} {}",
         run_started.elapsed().as_secs_f64(),
+        load_average(),
         args.settings()
     );
     println!("{line}");
@@ -871,6 +887,7 @@ fn run_step(
 
     let mut latencies = Vec::new();
     let mut first_try = Vec::new();
+    let mut outside_outage = Vec::new();
     let mut lost = Vec::new();
     let mut duplicated = Vec::new();
     let mut duplicate_deliveries = 0;
@@ -888,6 +905,11 @@ fn run_step(
                 #[allow(clippy::cast_precision_loss)]
                 let ms = first_ok.at_ms.saturating_sub(sent_ms) as f64;
                 latencies.push(ms);
+                let sent_in_outage = outage_window
+                    .is_some_and(|(s, e)| batch.first_sent.is_some_and(|t| s <= t && t < e));
+                if !sent_in_outage {
+                    outside_outage.push(ms);
+                }
                 if seen
                     .first()
                     .is_some_and(|s| s.ok && s.behavior == Behavior::Status(200))
@@ -954,6 +976,8 @@ fn run_step(
     let (p50_ms, p99_ms) = p50_p99(latencies);
     let first_try_n = first_try.len();
     let (first_try_p50_ms, first_try_p99_ms) = p50_p99(first_try);
+    let outside_outage_n = outside_outage.len();
+    let (outside_outage_p50_ms, outside_outage_p99_ms) = p50_p99(outside_outage);
     let drained_after_s = drained_at.map(|t| t.saturating_duration_since(send_end).as_secs_f64());
     let kept_rate = sent_rate >= rate * 0.95;
     let pass = lost.is_empty()
@@ -988,13 +1012,16 @@ fn run_step(
         first_try: first_try_n,
         first_try_p50_ms,
         first_try_p99_ms,
+        outside_outage: outside_outage_n,
+        outside_outage_p50_ms,
+        outside_outage_p99_ms,
         drained_after_s,
         worker,
         pass,
         elapsed_s: step_started.elapsed().as_secs_f64(),
     };
     println!(
-        "STEP rate={} events={} batches={} sent_rate={:.1} max_send_lag_ms={} hubspot_retries={} ingress_retries={} ingress_gave_up={} ingress_p50_ms={:.0} ingress_p99_ms={:.0} requests={} answers={:?} delivered={} lost={} duplicates={} duplicate_deliveries={} duplicates_same_webhook_id={} dead_letters={} dead_letters_other={} unknown_requests={} p50_ms={:.0} p99_ms={:.0} first_try={} first_try_p50_ms={:.0} first_try_p99_ms={:.0} drained_after_s={} step_s={:.0} pass={}",
+        "STEP rate={} events={} batches={} sent_rate={:.1} max_send_lag_ms={} hubspot_retries={} ingress_retries={} ingress_gave_up={} ingress_p50_ms={:.0} ingress_p99_ms={:.0} requests={} answers={:?} delivered={} lost={} duplicates={} duplicate_deliveries={} duplicates_same_webhook_id={} dead_letters={} dead_letters_other={} unknown_requests={} p50_ms={:.0} p99_ms={:.0} first_try={} first_try_p50_ms={:.0} first_try_p99_ms={:.0} outside_outage={} outside_outage_p50_ms={:.0} outside_outage_p99_ms={:.0} drained_after_s={} step_s={:.0} pass={}",
         r.rate,
         r.events,
         r.batches,
@@ -1020,6 +1047,9 @@ fn run_step(
         r.first_try,
         r.first_try_p50_ms,
         r.first_try_p99_ms,
+        r.outside_outage,
+        r.outside_outage_p50_ms,
+        r.outside_outage_p99_ms,
         r.drained_after_s.map_or_else(|| "none".to_owned(), |s| format!("{s:.1}")),
         r.elapsed_s,
         r.pass
@@ -1138,9 +1168,16 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
-    let load = std::fs::read_to_string("/proc/loadavg")
+    format!(
+        "{cpu}, {cores} cores, load average at start {}",
+        load_average()
+    )
+}
+
+/// The 1, 5 and 15 minute load averages, comma-separated.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
         .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    format!("{cpu}, {cores} cores, load average at start {load}")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
 }
