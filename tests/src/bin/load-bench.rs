@@ -517,8 +517,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if let Some(r) = results.first() {
                 let _ = write!(
                     line,
-                    " at_rate={} pass={} p50_ms={:.0} p99_ms={:.0} first_try_p50_ms={:.0} first_try_p99_ms={:.0}",
-                    r.rate, r.pass, r.p50_ms, r.p99_ms, r.first_try_p50_ms, r.first_try_p99_ms
+                    " at_rate={} pass={} lost={} duplicates={} p50_ms={:.0} p99_ms={:.0} outside_outage_p50_ms={:.0} outside_outage_p99_ms={:.0} first_try_p50_ms={:.0} first_try_p99_ms={:.0}",
+                    r.rate, r.pass, r.lost, r.duplicates, r.p50_ms, r.p99_ms, r.outside_outage_p50_ms, r.outside_outage_p99_ms, r.first_try_p50_ms, r.first_try_p99_ms
                 );
             }
         }
