@@ -347,6 +347,9 @@ struct StepResult {
     outside_outage_p50_ms: f64,
     outside_outage_p99_ms: f64,
     drained_after_s: Option<f64>,
+    /// Whether the Worker went quiet before the end (else undelivered events may still be
+    /// on their way: late, not provably lost).
+    worker_idle: bool,
     worker: BTreeMap<String, u64>,
     pass: bool,
     elapsed_s: f64,
@@ -457,7 +460,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.hubspot_retries,
             r.ingress_retries,
             r.delivered,
-            r.lost,
+            if r.lost > 0 && !r.worker_idle {
+                format!("{} undelivered, Worker still busy", r.lost)
+            } else {
+                r.lost.to_string()
+            },
             if r.duplicates == 0 {
                 "0".to_owned()
             } else {
@@ -501,8 +508,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(f) = first_fail {
         let _ = write!(
             line,
-            " first_failing={} (lost={} duplicates={} dead_letters={})",
-            f.rate, f.lost, f.duplicates, f.dead_letters
+            " first_failing={} (undelivered={} worker_idle={} duplicates={} dead_letters={} drained_in_time={})",
+            f.rate,
+            f.lost,
+            f.worker_idle,
+            f.duplicates,
+            f.dead_letters,
+            f.drained_after_s.is_some()
         );
     }
     match &at_half {
@@ -808,12 +820,14 @@ fn run_step(
         fx.worker.log_mark(),
         Instant::now(),
     );
+    let mut worker_idle = false;
     while Instant::now() < quiet_deadline {
         thread::sleep(POLL); // Poll interval of the quiet window.
         let now = (fx.dest.request_count(), fx.worker.log_mark());
         if now != (last.0, last.1) {
             last = (now.0, now.1, Instant::now());
         } else if last.2.elapsed() >= quiet {
+            worker_idle = true;
             break;
         }
     }
@@ -937,6 +951,26 @@ fn run_step(
     // The Worker's side, from its logs.
     let logs = fx.worker.logs_since(log_mark);
     let mut worker: BTreeMap<String, u64> = BTreeMap::new();
+    // What the runtime itself reports (uncaught errors, exceeded limits, cancelled
+    // invocations): the lines that are not the Worker's JSON.
+    let runtime_problems: Vec<&String> = logs
+        .iter()
+        .filter(|l| hubspot_edge_tests::wrangler::json_object_in(l).is_none())
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            [
+                "error", "exceed", "cancel", "hung", "uncaught", "panick", "limit",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .collect();
+    if !runtime_problems.is_empty() {
+        worker.insert(
+            "runtime_problem_lines".into(),
+            runtime_problems.len() as u64,
+        );
+    }
     for line in fx.worker.json_logs_since(log_mark) {
         let msg = line["msg"].as_str().unwrap_or("-");
         let level = line["level"].as_str().unwrap_or("-");
@@ -1016,12 +1050,13 @@ fn run_step(
         outside_outage_p50_ms,
         outside_outage_p99_ms,
         drained_after_s,
+        worker_idle,
         worker,
         pass,
         elapsed_s: step_started.elapsed().as_secs_f64(),
     };
     println!(
-        "STEP rate={} events={} batches={} sent_rate={:.1} max_send_lag_ms={} hubspot_retries={} ingress_retries={} ingress_gave_up={} ingress_p50_ms={:.0} ingress_p99_ms={:.0} requests={} answers={:?} delivered={} lost={} duplicates={} duplicate_deliveries={} duplicates_same_webhook_id={} dead_letters={} dead_letters_other={} unknown_requests={} p50_ms={:.0} p99_ms={:.0} first_try={} first_try_p50_ms={:.0} first_try_p99_ms={:.0} outside_outage={} outside_outage_p50_ms={:.0} outside_outage_p99_ms={:.0} drained_after_s={} step_s={:.0} pass={}",
+        "STEP rate={} events={} batches={} sent_rate={:.1} max_send_lag_ms={} hubspot_retries={} ingress_retries={} ingress_gave_up={} ingress_p50_ms={:.0} ingress_p99_ms={:.0} requests={} answers={:?} delivered={} lost={} duplicates={} duplicate_deliveries={} duplicates_same_webhook_id={} dead_letters={} dead_letters_other={} unknown_requests={} p50_ms={:.0} p99_ms={:.0} first_try={} first_try_p50_ms={:.0} first_try_p99_ms={:.0} outside_outage={} outside_outage_p50_ms={:.0} outside_outage_p99_ms={:.0} drained_after_s={} worker_idle={} step_s={:.0} pass={}",
         r.rate,
         r.events,
         r.batches,
@@ -1051,10 +1086,22 @@ fn run_step(
         r.outside_outage_p50_ms,
         r.outside_outage_p99_ms,
         r.drained_after_s.map_or_else(|| "none".to_owned(), |s| format!("{s:.1}")),
+        r.worker_idle,
         r.elapsed_s,
         r.pass
     );
     println!("STEP rate={} worker={:?}", r.rate, r.worker);
+    for l in runtime_problems.iter().take(DESCRIBE_LIMIT) {
+        let l: String = l.chars().take(400).collect();
+        println!("PROBLEM rate={} runtime: {l}", r.rate);
+    }
+    // The Worker's whole log of the step, for a post-mortem.
+    let log_path = hubspot_edge_tests::repo_root()
+        .join("target/e2e")
+        .join(format!("load-bench-step{step_index}-{rate}.log"));
+    if std::fs::write(&log_path, logs.join("\n")).is_ok() {
+        println!("INFO rate={} Worker log: {}", r.rate, log_path.display());
+    }
     if !kept_rate {
         println!(
             "PROBLEM rate={} the sender fell behind: {:.1} events/s sent (max lag {} ms)",
@@ -1134,7 +1181,14 @@ fn run_step(
         describe("duplicate", o);
     }
     for &o in lost.iter().take(DESCRIBE_LIMIT) {
-        describe("lost", o);
+        describe(
+            if worker_idle {
+                "lost"
+            } else {
+                "undelivered_worker_busy"
+            },
+            o,
+        );
     }
     for &o in dead_by_object.keys().take(DESCRIBE_LIMIT) {
         describe("dead_letter", o);
