@@ -71,6 +71,90 @@ impl Behavior {
     }
 }
 
+/// A seeded share of failing answers, for load runs ([`Destination::set_faults`]).
+///
+/// Each request draws its answer from `(seed, object, attempt)`: the object is the body's
+/// `objectId` (else a hash of the `webhook-id`), the attempt is how many requests that
+/// `webhook-id` had before. The same run (seed, objects, order of attempts per id) therefore
+/// gets the same failures, whatever the interleaving of requests across connections. Shares
+/// are per mille of requests; the rest get the default answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Faults {
+    /// Seed of the draw.
+    pub seed: u64,
+    /// Answered 500, 502, 503 or 504 (drawn too).
+    pub server_error_per_mille: u32,
+    /// Answered 429 with `Retry-After: retry_after_secs`.
+    pub too_many_requests_per_mille: u32,
+    /// The `Retry-After` of those 429s, in seconds.
+    pub retry_after_secs: u64,
+    /// Answered 200 after `slow`.
+    pub slow_per_mille: u32,
+    /// How long a slow answer takes.
+    pub slow: Duration,
+}
+
+impl Faults {
+    /// The failing answer request number `nth` (from 0) for `object` gets, or `None` for the
+    /// default answer.
+    #[must_use]
+    pub fn pick(&self, object: u64, nth: u32) -> Option<Behavior> {
+        let h = splitmix64(self.seed ^ splitmix64(object ^ splitmix64(u64::from(nth))));
+        // The low bits pick the kind, the high bits the 5xx status.
+        let r = u32::try_from(h % 1000).unwrap_or(0);
+        let server_error = self.server_error_per_mille;
+        let too_many = server_error + self.too_many_requests_per_mille;
+        let slow = too_many + self.slow_per_mille;
+        if r < server_error {
+            let status = [500, 502, 503, 504][usize::try_from(h >> 62).unwrap_or(0)];
+            Some(Behavior::Status(status))
+        } else if r < too_many {
+            Some(Behavior::StatusWithRetryAfter(429, self.retry_after_secs))
+        } else if r < slow {
+            Some(Behavior::Delayed(self.slow, 200))
+        } else {
+            None
+        }
+    }
+}
+
+/// A window in which every verified request gets the same answer (an outage of the
+/// endpoint), whatever its script or [`Faults`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    /// When it starts.
+    pub start: Instant,
+    /// When it ends (exclusive).
+    pub end: Instant,
+    /// The answer meanwhile (e.g. `Status(503)` or `Drop`).
+    pub behavior: Behavior,
+}
+
+impl Outage {
+    /// The outage's answer for a request read at `at`, if the outage covers it.
+    #[must_use]
+    pub fn behavior_at(&self, at: Instant) -> Option<Behavior> {
+        (self.start <= at && at < self.end).then_some(self.behavior)
+    }
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit hash of `x` (Steele, Lea, Flood 2014), for
+/// seeded draws without a random-number crate.
+#[must_use]
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// FNV-1a of `s`: a stable 64-bit key for a `webhook-id` without an object.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// One request the destination received.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -141,6 +225,13 @@ struct State {
     deliveries: Vec<Delivery>,
     scripts: HashMap<u64, VecDeque<Behavior>>,
     default: Behavior,
+    /// Seeded failures for requests with no (remaining) script ([`Destination::set_faults`]).
+    faults: Option<Faults>,
+    /// A window in which every verified request gets one answer ([`Destination::schedule_outage`]).
+    outage: Option<Outage>,
+    /// How many requests each `webhook-id` has had so far (the attempt index the seeded
+    /// failures are drawn for).
+    requests_by_id: HashMap<String, u32>,
 }
 
 #[derive(Debug)]
@@ -179,6 +270,9 @@ impl Destination {
                 deliveries: Vec::new(),
                 scripts: HashMap::new(),
                 default: Behavior::Status(200),
+                faults: None,
+                outage: None,
+                requests_by_id: HashMap::new(),
             }),
             secret,
         });
@@ -213,6 +307,38 @@ impl Destination {
     /// Shared by all scenarios: prefer [`script`](Self::script).
     pub fn set_default(&self, behavior: Behavior) {
         self.shared.lock().default = behavior;
+    }
+
+    /// Answers a seeded share of requests with failures (see [`Faults`]); requests with a
+    /// script are answered as scripted. `None` turns it off.
+    pub fn set_faults(&self, faults: Option<Faults>) {
+        self.shared.lock().faults = faults;
+    }
+
+    /// From `start`, for `duration`, answers every verified request with `behavior` (an
+    /// outage), replacing any earlier one. Scripts and [`Faults`] are not consumed meanwhile.
+    pub fn schedule_outage(&self, start: Instant, duration: Duration, behavior: Behavior) {
+        self.shared.lock().outage = Some(Outage {
+            start,
+            end: start + duration,
+            behavior,
+        });
+    }
+
+    /// Cancels the outage, if any.
+    pub fn clear_outage(&self) {
+        self.shared.lock().outage = None;
+    }
+
+    /// How many requests arrived so far (the `seq` the next one gets).
+    pub fn request_count(&self) -> usize {
+        self.shared.lock().deliveries.len()
+    }
+
+    /// Runs `f` over every request so far, in arrival order, without copying them (for
+    /// polling a long run); the destination waits meanwhile, so keep `f` short.
+    pub fn with_deliveries<R>(&self, f: impl FnOnce(&[Delivery]) -> R) -> R {
+        f(&self.shared.lock().deliveries)
     }
 
     /// Every request so far, in arrival order.
@@ -370,13 +496,25 @@ fn serve(shared: &Shared, request: Request, responder: &mut Responder<'_>) {
 
     let (seq, behavior) = {
         let mut state = shared.lock();
+        let nth = webhook_id.as_ref().map_or(0, |id| {
+            let n = state.requests_by_id.entry(id.clone()).or_insert(0);
+            *n += 1;
+            *n - 1
+        });
         let behavior = if verify.is_err() {
             Behavior::Status(401)
+        } else if let Some(b) = state.outage.and_then(|o| o.behavior_at(received_at)) {
+            b
         } else {
             let default = state.default;
+            let faults = state.faults;
             object_id
                 .and_then(|id| state.scripts.get_mut(&id))
                 .and_then(VecDeque::pop_front)
+                .or_else(|| {
+                    let key = object_id.unwrap_or_else(|| webhook_id.as_deref().map_or(0, fnv1a));
+                    faults.and_then(|f| f.pick(key, nth))
+                })
                 .unwrap_or(default)
         };
         let seq = state.deliveries.len();
@@ -578,6 +716,111 @@ mod tests {
         assert_eq!(ds[0].answered, None);
         assert_eq!(ds[1].answered, None);
         assert!(ds[2].is_ok());
+    }
+
+    #[test]
+    fn seeded_faults_are_reproducible_and_in_proportion() {
+        let faults = Faults {
+            seed: 7,
+            server_error_per_mille: 50,
+            too_many_requests_per_mille: 30,
+            retry_after_secs: 2,
+            slow_per_mille: 20,
+            slow: Duration::from_millis(300),
+        };
+        let draws: Vec<_> = (0..20_000u64)
+            .map(|o| faults.pick(1_000 + o, u32::try_from(o % 3).unwrap()))
+            .collect();
+        let again: Vec<_> = (0..20_000u64)
+            .map(|o| faults.pick(1_000 + o, u32::try_from(o % 3).unwrap()))
+            .collect();
+        assert_eq!(draws, again);
+        let share = |f: &dyn Fn(&Behavior) -> bool| {
+            draws.iter().flatten().filter(|b| f(b)).count() as f64 / draws.len() as f64
+        };
+        let server = share(&|b| matches!(b, Behavior::Status(500..=504)));
+        let too_many = share(&|b| *b == Behavior::StatusWithRetryAfter(429, 2));
+        let slow = share(&|b| *b == Behavior::Delayed(Duration::from_millis(300), 200));
+        assert!((0.04..0.06).contains(&server), "{server}");
+        assert!((0.02..0.04).contains(&too_many), "{too_many}");
+        assert!((0.013..0.027).contains(&slow), "{slow}");
+        // All four 5xx statuses occur; another seed draws other requests; a later attempt of
+        // the same object is drawn afresh.
+        for status in [500, 502, 503, 504] {
+            assert!(draws.contains(&Some(Behavior::Status(status))), "{status}");
+        }
+        let other = Faults { seed: 8, ..faults };
+        assert!((0..1_000u64).any(|o| other.pick(o, 0) != faults.pick(o, 0)));
+        assert!((0..1_000u64).any(|o| faults.pick(o, 1) != faults.pick(o, 0)));
+        let none = Faults {
+            server_error_per_mille: 0,
+            too_many_requests_per_mille: 0,
+            slow_per_mille: 0,
+            ..faults
+        };
+        assert!((0..1_000u64).all(|o| none.pick(o, 0).is_none()));
+    }
+
+    #[test]
+    fn faults_count_attempts_per_webhook_id_and_an_outage_overrides_everything() {
+        let dest = Destination::start(SECRET).unwrap();
+        // Every request fails: the first with 5xx, whatever the draw.
+        dest.set_faults(Some(Faults {
+            seed: 1,
+            server_error_per_mille: 1000,
+            too_many_requests_per_mille: 0,
+            retry_after_secs: 1,
+            slow_per_mille: 0,
+            slow: Duration::ZERO,
+        }));
+        let body = r#"{"objectId":"11"}"#;
+        let first = deliver(&dest, "f", body, SECRET).status;
+        assert!((500..=504).contains(&first), "{first}");
+        // A script still wins over the faults.
+        dest.script(11, vec![Behavior::Status(202)]);
+        assert_eq!(deliver(&dest, "f", body, SECRET).status, 202);
+        dest.set_faults(None);
+        assert_eq!(deliver(&dest, "f", body, SECRET).status, 200);
+
+        dest.script(11, vec![Behavior::Status(201)]);
+        dest.schedule_outage(
+            Instant::now(),
+            Duration::from_secs(60),
+            Behavior::Status(503),
+        );
+        assert_eq!(deliver(&dest, "g", body, SECRET).status, 503);
+        // Unverified requests are still refused as such.
+        assert_eq!(
+            deliver(&dest, "g", body, "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").status,
+            401
+        );
+        dest.clear_outage();
+        // The script was not consumed by the outage.
+        assert_eq!(deliver(&dest, "g", body, SECRET).status, 201);
+        // An outage in the future does not apply yet.
+        dest.schedule_outage(
+            Instant::now() + Duration::from_secs(60),
+            Duration::from_secs(1),
+            Behavior::Drop,
+        );
+        assert_eq!(deliver(&dest, "g", body, SECRET).status, 200);
+
+        assert_eq!(dest.request_count(), 7);
+        let answers = dest.with_deliveries(|ds| ds.iter().map(|d| d.answered).collect::<Vec<_>>());
+        assert_eq!(
+            answers[1..],
+            [
+                Some(202),
+                Some(200),
+                Some(503),
+                Some(401),
+                Some(201),
+                Some(200)
+            ]
+        );
+        let counts = dest.shared.lock().requests_by_id.clone();
+        assert_eq!(counts.get("f"), Some(&3));
+        assert_eq!(counts.get("g"), Some(&4));
     }
 
     #[test]
