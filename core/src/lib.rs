@@ -12,6 +12,10 @@
 //! - [`outbound`]: the forwarded event (`hubspot-edge.event.v1`) and Standard Webhooks signing.
 //! - [`delivery`]: what to do after a forwarding attempt (retry, give up), how many forwards
 //!   run at once and when the rest of a batch goes back to the queue.
+//! - [`config`]: the Worker's configuration keys parsed from any key lookup, with documented
+//!   ranges and errors that name the key.
+//! - [`dead_letter`]: what the dead-letter store does when it fails, how long letters are kept,
+//!   and resumable, bounded re-drive planning.
 //! - [`queue`]: the queue message and dead-letter formats, one serialisation for every host.
 //! - [`records`]: the record store's compare-and-set rules and the ids of enriched changes.
 //! - [`auth`]: constant-time bearer-token checks.

@@ -118,7 +118,10 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
                 }),
             };
             let kv = env.kv(store::STATE)?;
-            if let Err(err) = store::put_dead_letter(&kv, &letter).await {
+            // An invalid retention is the operator's to fix; until then the default applies
+            // here rather than losing the body.
+            let retention = crate::config::dead_letter_retention(env).unwrap_or_default();
+            if let Err(err) = store::put_dead_letter_for(&kv, &letter, retention).await {
                 log("store_unavailable", 503)
                     .field("error", err.to_string())
                     .emit();
@@ -281,7 +284,8 @@ pub(crate) async fn enqueue(
             payload: Some(message.into()),
             payload_base64: None,
         };
-        store::put_dead_letter(&env.kv(store::STATE)?, &letter).await?;
+        let retention = crate::config::dead_letter_retention(env).unwrap_or_default();
+        store::put_dead_letter_for(&env.kv(store::STATE)?, &letter, retention).await?;
     }
     Ok(counts)
 }

@@ -91,11 +91,6 @@ pub(crate) fn new_id(now_ms: u64) -> String {
     format!("{now_ms:013}-{}", crate::log::random_id())
 }
 
-/// Stores a letter for the default retention (14 days).
-pub(crate) async fn put_dead_letter(kv: &KvStore, letter: &DeadLetter) -> worker::Result<()> {
-    put_dead_letter_for(kv, letter, Retention::default()).await
-}
-
 /// Stores a letter (again: the same id overwrites) until `retention` has passed.
 pub(crate) async fn put_dead_letter_for(
     kv: &KvStore,
