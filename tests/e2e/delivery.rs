@@ -293,6 +293,51 @@ pub(super) fn enrich_record_commit_failure_redelivers_same_id(_: &Fixture) -> Ou
     })
 }
 
+/// HubSpot's 207 batch-read answer names one object with an error other than not-found (a
+/// validation error): its change is not taken for "object gone" and acknowledged, it is
+/// retried and then dead-lettered with `hubspot_read_validation_error`.
+pub(super) fn enrich_read_error_other_than_not_found_retried_then_dead_lettered(
+    _: &Fixture,
+) -> Outcome {
+    let fx = enrichment::fixture()?;
+    let fx = fx.as_ref();
+    let email = format!("readerr-{}@example.com", unique_id());
+    let id = enrichment::create(fx, "contacts", json!({ "email": email, "firstname": "A" }))?;
+    enrichment::wait_deliveries(fx, id, 1)?;
+    let mock = fx.hubspot.as_ref().ok_or("no mock")?;
+    let faults = |category: Value| -> Outcome {
+        let body = json!({ "readErrors": { id.to_string(): category } }).to_string();
+        let r = hubspot_edge_tests::http::post(
+            &format!("{}/__mock/faults", mock.base_url()),
+            body.as_bytes(),
+            None,
+        )?;
+        check(r.status == 200, || {
+            format!("mock faults: {} {}", r.status, r.text())
+        })
+    };
+    faults(json!("VALIDATION_ERROR"))?;
+    let outcome = (|| -> Outcome {
+        enrichment::patch(fx, "contacts", id, json!({ "firstname": "B" }))?;
+        let letters = poll_until(&format!("dead letter for {id}"), DEADLINE, POLL, || {
+            dead_letters_for(fx, id).ok().filter(|l| !l.is_empty())
+        })?;
+        let (_, letter) = &letters[0];
+        check(letter["reason"] == "hubspot_read_validation_error", || {
+            format!("reason {}: {letter}", letter["reason"])
+        })?;
+        check(fx.dest.delivered_ok_for(id).len() == 1, || {
+            format!("a change was forwarded: {}", fx.dest.describe(&[id]))
+        })?;
+        let skipped_missing = enrichment::log_lines(fx, "enrich_skipped")
+            .iter()
+            .any(|l| l["object_id"] == id.to_string().as_str() && l["reason"] == "missing");
+        check(!skipped_missing, || "the object was taken for gone".into())
+    })();
+    faults(Value::Null)?;
+    outcome
+}
+
 /// A destination that serves one connection at a time (HTTP/1.0, `Connection: close`),
 /// answering 200 after `delay`: a stand-in for a plain single-threaded server.
 struct SerialDestination {

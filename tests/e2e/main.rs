@@ -31,6 +31,7 @@ use dead_letters::{
 };
 use delivery::{
     enrich_privacy_deletion_drops_snapshot_even_if_dead_lettered,
+    enrich_read_error_other_than_not_found_retried_then_dead_lettered,
     enrich_record_commit_failure_redelivers_same_id, enrich_regrouped_retry_keeps_its_id,
     oversized_event_delivered_by_reference, redirecting_destination_dead_lettered_not_followed,
     serial_slow_destination_each_event_once,
@@ -107,6 +108,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         enrich_regrouped_retry_keeps_its_id,
         enrich_privacy_deletion_drops_snapshot_even_if_dead_lettered,
         enrich_record_commit_failure_redelivers_same_id,
+        enrich_read_error_other_than_not_found_retried_then_dead_lettered,
         dead_letter_store_failing_then_recovering_loses_nothing,
         redrive_all_1200_mixed_letters_resumable_exactly_once,
         ingress_chunked_body_over_limit_413_before_its_end,

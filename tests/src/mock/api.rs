@@ -1,6 +1,7 @@
 //! HTTP routing and HubSpot-shaped responses over the store (§4), with auth (§6) and rate
 //! limits (§5).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
@@ -614,8 +615,13 @@ fn batch(
             let props = property_names(&body);
             let id_property = str_of(&body, "idProperty");
             let mut missing = Vec::new();
+            let mut injected: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for input in inputs {
                 let id = str_of(input, "id").unwrap_or_default();
+                if let Some(category) = data.faults.read_errors.get(&id) {
+                    injected.entry(category.clone()).or_default().push(id);
+                    continue;
+                }
                 match data
                     .store
                     .find(kind, &id, id_property.as_deref(), query.archived())
@@ -630,6 +636,14 @@ fn batch(
                     "category": "OBJECT_NOT_FOUND",
                     "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", kind.label()),
                     "context": {"ids": missing},
+                }));
+            }
+            for (category, ids) in injected {
+                errors.push(json!({
+                    "status": "error",
+                    "category": category,
+                    "message": "Injected error (POST /__mock/faults readErrors).",
+                    "context": {"ids": ids},
                 }));
             }
             Ok(batch_response(200, now, results, errors))

@@ -38,6 +38,10 @@ pub struct FaultConfig {
 
 #[derive(Debug)]
 pub(super) struct Faults {
+    /// Batch-read inputs answered with an error of this category in the 207's `errors[]`
+    /// instead of their record (HUBSPOT.md §4.1: errors name their inputs in `context.ids`),
+    /// until cleared.
+    pub(super) read_errors: BTreeMap<String, String>,
     next: VecDeque<Fault>,
     rate: f64,
     rate_status: u16,
@@ -53,6 +57,7 @@ fn seed_state(seed: u64) -> u64 {
 impl Faults {
     pub(super) fn new(c: &FaultConfig) -> Self {
         Self {
+            read_errors: BTreeMap::new(),
             next: c.next.iter().cloned().collect(),
             rate: c.rate,
             rate_status: if c.rate_status == 0 {
@@ -119,6 +124,22 @@ impl Faults {
             self.rate = rate;
             self.rate_status = status_of(v.get("status"))?.unwrap_or(500);
         }
+        if let Some(map) = v.get("readErrors") {
+            let map = map
+                .as_object()
+                .ok_or("readErrors: must be an object of id → category")?;
+            for (id, category) in map {
+                match category {
+                    Value::String(c) => {
+                        self.read_errors.insert(id.clone(), c.clone());
+                    }
+                    Value::Null => {
+                        self.read_errors.remove(id);
+                    }
+                    _ => return Err("readErrors: each category is a string (null removes)".into()),
+                }
+            }
+        }
         if let Some(seed) = v.get("seed") {
             self.rng = seed_state(seed.as_u64().ok_or("seed: must be an integer")?);
         }
@@ -131,6 +152,7 @@ impl Faults {
     pub(super) fn to_json(&self) -> Value {
         json!({
             "pending": self.next.len(),
+            "readErrors": self.read_errors,
             "rate": self.rate,
             "rateStatus": self.rate_status,
             "latencyMs": u64::try_from(self.latency.as_millis()).unwrap_or(u64::MAX),
