@@ -308,7 +308,9 @@ fn parse_imf_fixdate(s: &str) -> Option<u64> {
         return None;
     }
     let days = crate::time::days_from_civil(year, month, day)?;
-    Some(days * 86_400 + h * 3600 + m * 60 + sec)
+    // Checked: a far-future year must be invalid, not an overflow.
+    days.checked_mul(86_400)?
+        .checked_add(h * 3600 + m * 60 + sec)
 }
 
 #[cfg(test)]

@@ -29,7 +29,9 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (y, m, d)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (inverse of `civil_from_days`).
+/// Days since 1970-01-01 of a proleptic Gregorian date (inverse of `civil_from_days`); `None`
+/// before 1970 or when the day count does not fit a `u64` (a year of 17 digits, from outside
+/// text: found by the `retry_after` fuzz target).
 pub(crate) fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
     let y = if m <= 2 { y.checked_sub(1)? } else { y };
     let era = y / 400;
@@ -37,7 +39,9 @@ pub(crate) fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
     let mp = if m > 2 { m - 3 } else { m + 9 };
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe).checked_sub(719_468)
+    era.checked_mul(146_097)?
+        .checked_add(doe)?
+        .checked_sub(719_468)
 }
 
 #[cfg(test)]
