@@ -7,29 +7,20 @@
 #   scripts/fuzz.sh run TARGET [libFuzzer options…]   one target, your options
 #   scripts/fuzz.sh list             the targets
 #
-# Installs what it needs when missing: a nightly toolchain (minimal profile; used for fuzzing
-# only, the project builds on the pinned stable) and cargo-fuzz (pinned, in the tools cache).
+# Installs what it needs when missing (ensure_fuzz_tools in tools.sh): a nightly toolchain
+# (minimal profile; fuzzing only, the project builds on the pinned stable) and cargo-fuzz
+# (pinned, in the tools cache).
 # Every run is bounded: -timeout (a hang), -rss_limit_mb and -malloc_limit_mb (unbounded
 # allocation). Crashes land in fuzz/artifacts/TARGET/; the committed seeds in fuzz/corpus/TARGET
 # are only read, the corpus a run grows goes to fuzz/corpus-run/TARGET (not committed).
 source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
 
-FUZZ_TOOLCHAIN="${HUBSPOT_EDGE_FUZZ_TOOLCHAIN:-nightly}"
-CARGO_FUZZ_VERSION="0.13.2"
 FUZZ_DIR="$ROOT/fuzz"
 SMOKE_SECONDS="${HUBSPOT_EDGE_FUZZ_SMOKE_SECONDS:-4}"
 LONG_RUNS="${HUBSPOT_EDGE_FUZZ_RUNS:-1000000}"
 # Per input: 10 s is a hang (a normal input takes microseconds). 2 GB RSS and 512 MB in one
 # allocation are far above anything a 128 MB Worker isolate could hold.
 LIMITS=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512)
-
-ensure_fuzz_tools() {
-  if ! rustup run "$FUZZ_TOOLCHAIN" rustc --version >/dev/null 2>&1; then
-    say "installing the $FUZZ_TOOLCHAIN toolchain (minimal profile; fuzzing only)"
-    rustup toolchain install "$FUZZ_TOOLCHAIN" --profile minimal >&2
-  fi
-  CARGO_FUZZ="$(cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz)"
-}
 
 targets() {
   sed -n 's/^name = "\([a-z0-9_]*\)"$/\1/p' "$FUZZ_DIR/Cargo.toml" | grep -v '^hubspot-edge-fuzz$'

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: formatting, lints (native and wasm32), core tests (native and under
-# wasm32 in Node), and the end-to-end tests on real workerd (wrangler dev). `.ci/run` calls this.
+# wasm32 in Node), the dependency audit (cargo deny), a fuzz smoke run (cargo-fuzz), and the
+# end-to-end tests on real workerd (wrangler dev). `.ci/run` calls this.
 source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
 ensure_build_tools
 cd "$ROOT"
@@ -16,6 +17,13 @@ cargo clippy -p hubspot-edge-core -p hubspot-edge-worker --all-targets --target 
 
 say "core tests (native)"
 cargo test -p hubspot-edge-core --locked
+
+say "dependency audit: cargo deny check licenses bans sources (deny.toml)"
+ensure_deny
+"$CARGO_DENY" check licenses bans sources
+
+say "fuzz smoke: each cargo-fuzz target for a few seconds (FUZZING.md)"
+bash "$ROOT/scripts/fuzz.sh" smoke
 
 say "core tests (wasm32 in Node, wasm-bindgen-test)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$WASM_BINDGEN_TEST_RUNNER" \

@@ -60,3 +60,24 @@ ensure_build_tools() {
   # wrangler needs Node >= 22.12: the npm package `node` provides it.
   export PATH="$ROOT/node_modules/.bin:$PATH"
 }
+
+# Fuzzing (scripts/fuzz.sh, FUZZING.md): cargo-fuzz needs a nightly toolchain (libFuzzer and
+# sanitizer flags). Nightly is used for the fuzz targets only; the project builds on the pinned
+# stable. RUSTUP_AUTO_INSTALL=0 on these machines: install it explicitly when missing.
+FUZZ_TOOLCHAIN="${HUBSPOT_EDGE_FUZZ_TOOLCHAIN:-nightly}"
+CARGO_FUZZ_VERSION="0.13.2"
+ensure_fuzz_tools() {
+  if ! rustup run "$FUZZ_TOOLCHAIN" rustc --version >/dev/null 2>&1; then
+    say "installing the $FUZZ_TOOLCHAIN toolchain (minimal profile; fuzzing only)"
+    rustup toolchain install "$FUZZ_TOOLCHAIN" --profile minimal >&2
+  fi
+  CARGO_FUZZ="$(cargo_tool cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz)"
+  export CARGO_FUZZ FUZZ_TOOLCHAIN
+}
+
+# The dependency audit (deny.toml): cargo-deny, pinned.
+CARGO_DENY_VERSION="0.20.2"
+ensure_deny() {
+  CARGO_DENY="$(cargo_tool cargo-deny "$CARGO_DENY_VERSION" cargo-deny)"
+  export CARGO_DENY
+}
