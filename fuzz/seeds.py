@@ -103,6 +103,13 @@ API = [
     (524, b"", b""),
 ]
 
+QUEUE_MESSAGES = [
+    b'{"v":1,"key":"hs1_1","attempt":2,"receivedAt":3,"requestId":"r\\"q","event":{"a":[1,"\xc3\xa9"]}}',
+    b'{"v":1,"key":"hs1_1","attempt":1,"receivedAt":3,"requestId":"r","eventRef":"evt:hs1_1","event":null}',
+    b'{"v":1,"reason":"destination_rejected","detail":"status 400","attempts":1,"key":"hs1_1","receivedAt":3,"requestId":"r","event":{"eventId":1}}',
+    b'{"v":1,"reason":"event_missing_field","detail":"portalId","attempts":0,"key":null,"receivedAt":3,"requestId":"r","eventRef":"evt:x","event":null}',
+]
+
 RETRY_AFTER = [b"120", b" 0 ", b"Fri, 31 Dec 9999 23:59:59 GMT", b"Sun, 06 Nov 99999999999999999 08:49:37 GMT", b"Sun, 06 Nov 1994 08:49:37 GMT", b"Wed, 21 Oct 2015 07:28:00 GMT", b"Thu, 29 Feb 2024 23:59:60 GMT", b"-1", b"1.5"]
 
 
@@ -169,6 +176,15 @@ def main():
                 + b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\0msg_p5jXN8AQM9LWM0D4loKWxJek\0" + b"1614265330\0"
                 + b"v1,AAAA v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=\0" + b'{"test": 2432232314}')
         write("standard_webhooks", f"vec{part}", data)
+
+    # queue_message: attempt (4), received_at (8), flags (bit 0: by reference), then
+    # key\0request id\0event ref\0event JSON; and whole messages as read from a queue.
+    for i, b in enumerate(BATCHES[:3]):
+        event = b[b.index(b"{"):b.rindex(b"}") + 1] if i else b"{\"a\":[1,\"\xc3\xa9\"]}"
+        data = struct.pack("<I", 1 + i) + u64(1_700_000_000_000) + bytes([i % 2]) + b"hs1_" + str(i).encode() + b"\0r\"q\0evt:hs1_1\0" + event
+        write("queue_message", f"vec{i}", data)
+    for i, m in enumerate(QUEUE_MESSAGES):
+        write("queue_message", f"msg{i}", m)
 
 
 if __name__ == "__main__":
