@@ -134,6 +134,9 @@ def main():
         for j, p in enumerate(PROPERTIES):
             write("mapping", f"vec{i}-{j}", m + b"\0" + p + b"\0" + RECORDS[(i + j) % len(RECORDS)])
 
+    # Found by the mapping target: a number that did not survive its own snapshot text.
+    write("mapping", "crash-float", b'{"co0ubspotd":1000000000000000000000000069729164372184594}')
+
     for i, v in enumerate(RETRY_AFTER):
         write("retry_after", f"vec{i}", u64(1_445_412_480 if i % 2 else 0) + v)
 
