@@ -36,7 +36,10 @@ fn snapshot_numbers_survive_their_own_text() {
         .expect("a JSON object");
     assert_eq!(Record::from_snapshot(&read.to_snapshot()), Ok(read.clone()));
     // The nearest float to that integer is 1e42.
-    assert_eq!(read.get("n").and_then(serde_json::Value::as_f64), Some(1e42));
+    assert_eq!(
+        read.get("n").and_then(serde_json::Value::as_f64),
+        Some(1e42)
+    );
     // The shortest text of a float reads back as that float.
     let text = r#"{"n":9.999999999999999e+41}"#;
     let r = Record::from_snapshot(text).expect("a JSON object");
