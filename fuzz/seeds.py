@@ -110,6 +110,13 @@ QUEUE_MESSAGES = [
     b'{"v":1,"reason":"event_missing_field","detail":"portalId","attempts":0,"key":null,"receivedAt":3,"requestId":"r","eventRef":"evt:x","event":null}',
 ]
 
+CONFIGS = [
+    b"HUBSPOT_CLIENT_SECRET=your-hubspot-app-client-secret\nFORWARD_URL=https://example.com/hubspot-events\nFORWARD_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\nADMIN_TOKEN=replace-with-a-long-random-token\n",
+    b"HUBSPOT_CLIENT_SECRET=s\nFORWARD_URL=http://127.0.0.1:8091/\nFORWARD_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\nSIGNATURE_MAX_AGE_SECS=300\nMAX_BODY_BYTES=1048576\nFORWARD_TIMEOUT_MS=10000\nFORWARD_MAX_ATTEMPTS=5\nDEAD_LETTER_RETENTION_DAYS=14\nALLOW_LEGACY_SIGNATURES=true\nFAULT_INJECTION=false\n",
+    b"FORWARD_URL=http://example.com/\nSIGNATURE_MAX_AGE_SECS=99999999999999999999\nENRICHMENT_MAP={\"objects\":{\"contacts\":{\"fields\":[{\"hubspot\":\"email\",\"type\":\"email\"}]}}}\n",
+    b"FORWARD_URL=https://[::1]/x\nHUBSPOT_TIMEOUT_MS=-1\nDEDUPE_TTL_SECS= 86400 \n",
+]
+
 RETRY_AFTER = [b"120", b" 0 ", b"Fri, 31 Dec 9999 23:59:59 GMT", b"Sun, 06 Nov 99999999999999999 08:49:37 GMT", b"Sun, 06 Nov 1994 08:49:37 GMT", b"Wed, 21 Oct 2015 07:28:00 GMT", b"Thu, 29 Feb 2024 23:59:60 GMT", b"-1", b"1.5"]
 
 
@@ -188,6 +195,10 @@ def main():
         write("queue_message", f"vec{i}", data)
     for i, m in enumerate(QUEUE_MESSAGES):
         write("queue_message", f"msg{i}", m)
+
+    # config: KEY=VALUE lines, as in .dev.vars.example and the documented ranges.
+    for i, c in enumerate(CONFIGS):
+        write("config", f"vec{i}", c)
 
 
 if __name__ == "__main__":
