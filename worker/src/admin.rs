@@ -365,29 +365,18 @@ async fn faults(req: &mut Request, env: &Env, rest: &[&str]) -> Result<Response>
     if !config::fault_injection(env).unwrap_or(false) {
         return respond::error(404, "not_found", "no such admin endpoint");
     }
-    match (req.method(), rest) {
-        (Method::Post, ["dead-letter-store"]) => {
-            let body: Value = req.json().await.unwrap_or(Value::Null);
-            let Some(n) = body["failNext"]
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-            else {
-                return respond::error(400, "fault_invalid", "expected {\"failNext\": N}");
-            };
-            crate::dead_letters::inject_store_failures(n);
-            respond::json(200, &json!({ "failNext": n }))
-        }
-        (Method::Post, ["record-store"]) => {
-            let body: Value = req.json().await.unwrap_or(Value::Null);
-            let Some(n) = body["failNext"]
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-            else {
-                return respond::error(400, "fault_invalid", "expected {\"failNext\": N}");
-            };
-            crate::records::inject_commit_failures(n);
-            respond::json(200, &json!({ "failNext": n }))
-        }
-        _ => respond::error(404, "not_found", "no such fault"),
-    }
+    let inject: fn(u32) = match (req.method(), rest) {
+        (Method::Post, ["dead-letter-store"]) => crate::dead_letters::inject_store_failures,
+        (Method::Post, ["record-store"]) => crate::records::inject_commit_failures,
+        _ => return respond::error(404, "not_found", "no such fault"),
+    };
+    let body: Value = req.json().await.unwrap_or(Value::Null);
+    let Some(n) = body["failNext"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+    else {
+        return respond::error(400, "fault_invalid", "expected {\"failNext\": N}");
+    };
+    inject(n);
+    respond::json(200, &json!({ "failNext": n }))
 }

@@ -137,3 +137,17 @@ pub(crate) fn dead_letter_retention(
 pub(crate) fn fault_injection(env: &Env) -> Result<bool> {
     Ok(core_config::fault_injection(&lookup(env))?)
 }
+
+/// Keeps a whole queue batch queued (retried in 60 s) because configuration key `e.key` is
+/// invalid: nothing is lost while the operator fixes it, and the log says which key.
+pub(crate) fn hold_batch(batch: &worker::MessageBatch<String>, e: &ConfigError) {
+    crate::log::Line::error("config_invalid")
+        .field("key", e.key)
+        .field("error", e.message())
+        .emit();
+    batch.retry_all_with_options(
+        &worker::QueueRetryOptionsBuilder::new()
+            .with_delay_seconds(60)
+            .build(),
+    );
+}

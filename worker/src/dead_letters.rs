@@ -58,15 +58,7 @@ pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -
         Ok(r) => r,
         Err(e) => {
             // Keep everything queued until the configuration is fixed.
-            Line::error("config_invalid")
-                .field("key", e.key)
-                .field("error", e.message())
-                .emit();
-            batch.retry_all_with_options(
-                &QueueRetryOptionsBuilder::new()
-                    .with_delay_seconds(60)
-                    .build(),
-            );
+            crate::config::hold_batch(&batch, &e);
             return Ok(());
         }
     };
