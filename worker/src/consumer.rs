@@ -127,11 +127,18 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     // The forwards: in order, at most MAX_CONCURRENT_FORWARDS in flight (the runtime's
     // simultaneous-connection limit), none started after the batch's budget.
     let budget = BatchBudget::new(started, config.batch_budget_ms);
-    let verdicts: Vec<Verdict> =
-        stream::iter(jobs.iter().map(|job| run_job(&config, job, &budget)))
-            .buffered(MAX_CONCURRENT_FORWARDS)
-            .collect()
-            .await;
+    // Unordered: a slow answer holds one slot, not the whole batch (an ordered buffer would
+    // start nothing new until the slow head finished). Results are put back in job order.
+    let mut indexed: Vec<(usize, Verdict)> =
+        stream::iter(jobs.iter().enumerate().map(|(index, job)| {
+            let (config, budget) = (&config, &budget);
+            async move { (index, run_job(config, job, budget).await) }
+        }))
+        .buffer_unordered(MAX_CONCURRENT_FORWARDS)
+        .collect()
+        .await;
+    indexed.sort_unstable_by_key(|(index, _)| *index);
+    let verdicts: Vec<Verdict> = indexed.into_iter().map(|(_, v)| v).collect();
 
     // Delivered jobs commit their record-store writes: one call per portal and object type.
     let committed = commit_all(env, &jobs, &verdicts).await;
