@@ -45,18 +45,24 @@ fn admin(
     Ok((r.status, json))
 }
 
+/// `base` (which has a query already) with `&reason=` and `&cursor=` when given.
+fn with_query(base: &str, reason: Option<&str>, cursor: Option<&str>) -> String {
+    let mut path = base.to_owned();
+    if let Some(r) = reason {
+        path.push_str(&format!("&reason={r}"));
+    }
+    if let Some(c) = cursor {
+        path.push_str(&format!("&cursor={}", urlencode(c)));
+    }
+    path
+}
+
 /// Every stored letter's list entry (following the cursor), optionally for one reason.
 fn list_all(fx: &Fixture, reason: Option<&str>) -> Result<Vec<Value>, Failed> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut path = "/admin/dead-letters?limit=1000".to_owned();
-        if let Some(r) = reason {
-            path.push_str(&format!("&reason={r}"));
-        }
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={}", urlencode(c)));
-        }
+        let path = with_query("/admin/dead-letters?limit=1000", reason, cursor.as_deref());
         let (status, page) = admin(fx, "GET", &path, None)?;
         check(status == 200, || format!("list: {status} {page}"))?;
         items.extend(page["items"].as_array().cloned().unwrap_or_default());
@@ -451,13 +457,7 @@ fn redrive_until_done(fx: &Fixture, reason: Option<&str>) -> Result<RedriveRun, 
     let mut run = RedriveRun::default();
     let mut cursor: Option<String> = None;
     loop {
-        let mut path = "/admin/dead-letters/redrive?x=1".to_owned();
-        if let Some(r) = reason {
-            path.push_str(&format!("&reason={r}"));
-        }
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={}", urlencode(c)));
-        }
+        let path = with_query("/admin/dead-letters/redrive?x=1", reason, cursor.as_deref());
         let (status, body) = admin(fx, "POST", &path, None)?;
         check(status == 202, || format!("redrive-all: {status} {body}"))?;
         run.calls += 1;
