@@ -685,6 +685,7 @@ mod tests {
 
     use super::*;
 
+    /// The public example secret of the Standard Webhooks test suites (not a secret).
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
     fn table(pairs: &[(&str, &str)]) -> Lookup<impl Fn(&str) -> Option<String>> {

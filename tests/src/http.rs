@@ -198,13 +198,7 @@ pub fn post_json(url: &str, value: &Value, bearer: Option<&str>) -> Result<HttpR
 /// # Errors
 /// When connecting or writing fails.
 pub fn raw_exchange(host_port: &str, raw: &[u8], timeout: Duration) -> Result<Vec<u8>> {
-    let addr = host_port
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| Error::new(format!("{host_port} resolves to no address")))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
+    let mut stream = connect(host_port, timeout)?;
     stream.write_all(raw)?;
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
@@ -226,6 +220,18 @@ pub fn raw_exchange(host_port: &str, raw: &[u8], timeout: Duration) -> Result<Ve
         }
     }
     Ok(out)
+}
+
+/// A connection to `host_port` whose connect, reads and writes time out after `timeout`.
+fn connect(host_port: &str, timeout: Duration) -> Result<TcpStream> {
+    let addr = host_port
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| Error::new(format!("{host_port} resolves to no address")))?;
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    Ok(stream)
 }
 
 /// `host:port` of an `http://host:port/...` URL.
@@ -253,13 +259,7 @@ pub fn chunked_request(
     let host_port = host_port(url);
     let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
     let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
-    let addr = host_port
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| Error::new(format!("{host_port} resolves to no address")))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
+    let mut stream = connect(host_port, timeout)?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nhost: {host_port}\r\ntransfer-encoding: chunked\r\n\
          connection: close\r\n"

@@ -145,13 +145,13 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     let verdicts: Vec<Verdict> = indexed.into_iter().map(|(_, v)| v).collect();
 
     // Delivered jobs commit their record-store writes: one call per portal and object type.
-    let committed = commit_all(env, &jobs, &verdicts).await;
+    let recorded = commit_all(env, &jobs, &verdicts).await;
 
     let mut effects: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> =
         Vec::with_capacity(verdicts.len());
-    for ((job, verdict), commit) in jobs.into_iter().zip(verdicts).zip(committed) {
+    for ((job, verdict), recorded) in jobs.into_iter().zip(verdicts).zip(recorded) {
         let Job { members, .. } = job;
-        let attempt = members.iter().map(|(_, e)| e.attempt).max().unwrap_or(1);
+        let attempt = attempt_of(&members);
         let jitter = js_sys::Math::random();
         let (next, reason, detail) = match verdict {
             Verdict::Deferred => (
@@ -162,14 +162,9 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                 "deferred".to_owned(),
             ),
             Verdict::Decided(decision, reason, detail) => {
-                let recorded = match &commit {
-                    Committed::Nothing | Committed::Done => Recorded::Ok,
-                    Committed::Conflict => Recorded::Conflict,
-                    Committed::Failed(_) => Recorded::Failed,
-                };
                 let next = config.retry.settle(attempt, decision, recorded, jitter);
-                match commit {
-                    Committed::Conflict => {
+                match recorded {
+                    Recorded::Conflict => {
                         // Another consumer committed this object in between: the events are
                         // processed again against its snapshot.
                         Line::info("record_conflict")
@@ -178,8 +173,12 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                             .emit();
                         (next, reason, detail)
                     }
-                    Committed::Failed(code) => (next, Some(code.clone()), code),
-                    Committed::Nothing | Committed::Done => (next, reason, detail),
+                    Recorded::Failed => (
+                        next,
+                        Some(RECORD_STORE_UNAVAILABLE.to_owned()),
+                        RECORD_STORE_UNAVAILABLE.to_owned(),
+                    ),
+                    Recorded::Ok => (next, reason, detail),
                 }
             }
         };
@@ -316,24 +315,16 @@ async fn load_event(
     }
 }
 
-/// What became of a job's record-store writes.
-#[derive(Debug)]
-enum Committed {
-    /// Nothing to write, or not delivered (nothing written).
-    Nothing,
-    /// Written.
-    Done,
-    /// Another consumer wrote the object first.
-    Conflict,
-    /// The store could not be reached; the code says so.
-    Failed(String),
-}
+/// The dead-letter reason of events whose record-store writes could not be made.
+const RECORD_STORE_UNAVAILABLE: &str = "record_store_unavailable";
 
-/// Commits the writes of every delivered job, one record-store call per portal and object type.
-async fn commit_all(env: &Env, jobs: &[Job], verdicts: &[Verdict]) -> Vec<Committed> {
+/// Commits the writes of every delivered job, one record-store call per portal and object type:
+/// per job, what became of them ([`Recorded::Ok`] when there were none).
+async fn commit_all(env: &Env, jobs: &[Job], verdicts: &[Verdict]) -> Vec<Recorded> {
+    let delivered = |verdict: &Verdict| matches!(verdict, Verdict::Decided(Decision::Deliver, ..));
     let mut by_store: BTreeMap<(u64, &str), Vec<(usize, &Commit)>> = BTreeMap::new();
     for (index, (job, verdict)) in jobs.iter().zip(verdicts).enumerate() {
-        if !matches!(verdict, Verdict::Decided(Decision::Deliver, ..)) {
+        if !delivered(verdict) {
             continue;
         }
         for write in &job.after {
@@ -343,17 +334,7 @@ async fn commit_all(env: &Env, jobs: &[Job], verdicts: &[Verdict]) -> Vec<Commit
                 .push((index, &write.commit));
         }
     }
-    let mut out: Vec<Committed> = jobs
-        .iter()
-        .zip(verdicts)
-        .map(|(job, verdict)| {
-            if job.after.is_empty() || !matches!(verdict, Verdict::Decided(Decision::Deliver, ..)) {
-                Committed::Nothing
-            } else {
-                Committed::Done
-            }
-        })
-        .collect();
+    let mut out = vec![Recorded::Ok; jobs.len()];
     let answers = join_all(
         by_store
             .into_iter()
@@ -369,7 +350,7 @@ async fn commit_all(env: &Env, jobs: &[Job], verdicts: &[Verdict]) -> Vec<Commit
             Ok(outcomes) => {
                 for ((index, _), (_, outcome)) in items.iter().zip(outcomes) {
                     if matches!(outcome, Outcome::Conflict { .. }) {
-                        out[*index] = Committed::Conflict;
+                        out[*index] = Recorded::Conflict;
                     }
                 }
             }
@@ -378,12 +359,17 @@ async fn commit_all(env: &Env, jobs: &[Job], verdicts: &[Verdict]) -> Vec<Commit
                     .field("error", e.to_string())
                     .emit();
                 for (index, _) in items {
-                    out[index] = Committed::Failed("record_store_unavailable".into());
+                    out[index] = Recorded::Failed;
                 }
             }
         }
     }
     out
+}
+
+/// The attempt of a job: the highest of its messages'.
+fn attempt_of(members: &[Pending]) -> u32 {
+    members.iter().map(|(_, e)| e.attempt).max().unwrap_or(1)
 }
 
 /// One forward (or none) and the queue messages it settles: one message for a thin event,
@@ -444,12 +430,7 @@ enum Verdict {
 
 /// Runs a job's forward, unless the batch's budget is spent.
 async fn run_job(config: &Forward, job: &Job, budget: &BatchBudget) -> Verdict {
-    let attempt = job
-        .members
-        .iter()
-        .map(|(_, e)| e.attempt)
-        .max()
-        .unwrap_or(1);
+    let attempt = attempt_of(&job.members);
     let jitter = js_sys::Math::random();
     let rejected = Decision::DeadLetter(hubspot_edge_core::delivery::GiveUp::Rejected(0));
     let sends = matches!(job.action, JobAction::Thin | JobAction::Send { .. });

@@ -173,8 +173,9 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
     )
 }
 
-/// The request body, read as a stream; `None` as soon as it exceeds `limit` bytes (the rest is
-/// never read). `declared`: the `Content-Length`, if any, to size the buffer.
+/// The request body; `None` as soon as a body without `Content-Length` exceeds `limit` bytes
+/// (it is read as a stream, and the rest is never read). `declared`: the `Content-Length`,
+/// already checked against `limit`.
 async fn read_body(
     req: &mut Request,
     declared: Option<u64>,
@@ -183,8 +184,12 @@ async fn read_body(
     if req.inner().body().is_none() {
         return Ok(Some(Vec::new()));
     }
-    let capacity = usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0);
-    let mut body = Vec::with_capacity(capacity);
+    if declared.is_some() {
+        // Framed by a Content-Length already checked against the limit: the runtime reads no
+        // more than that, so the hot path keeps its single read.
+        return Ok(Some(req.bytes().await?));
+    }
+    let mut body = Vec::new();
     let mut stream = req.stream()?;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
@@ -270,6 +275,7 @@ pub(crate) async fn enqueue(
         queue::send_all(&env.queue(queue::DEAD_LETTERS)?, dead).await?;
     }
     // A dead letter too large for a queue message goes straight to the store.
+    let retention = crate::config::dead_letter_retention(env).unwrap_or_default();
     for message in too_large {
         let letter = DeadLetter {
             id: store::new_id(received_at),
@@ -284,7 +290,6 @@ pub(crate) async fn enqueue(
             payload: Some(message.into()),
             payload_base64: None,
         };
-        let retention = crate::config::dead_letter_retention(env).unwrap_or_default();
         store::put_dead_letter_for(&env.kv(store::STATE)?, &letter, retention).await?;
     }
     Ok(counts)
