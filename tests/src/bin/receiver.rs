@@ -178,8 +178,10 @@ fn render(d: &Delivery) -> String {
             if removed { " (removed)" } else { "" }
         ));
     }
-    // A thin event: HubSpot's own property change, as sent.
-    let hubspot = body.get("hubspot");
+    // A thin event: HubSpot's own property change, as sent (an enriched event's `hubspot` is
+    // only its latest source event; its changes are printed above).
+    let thin = !text(body.get("type")).starts_with("hubspot-edge.");
+    let hubspot = body.get("hubspot").filter(|_| thin);
     if let Some(name) = hubspot.and_then(|h| h.get("propertyName")) {
         let value = hubspot
             .and_then(|h| h.get("propertyValue"))
@@ -222,7 +224,8 @@ mod tests {
         let d = delivery(
             json!({"type":"hubspot-edge.record.changed","objectType":"contact","objectId":"1",
                    "changes":[{"field":"first_name","old":"Grace","new":"Ada"},
-                              {"field":"birthday","new":"1815-12-10"}]}),
+                              {"field":"birthday","new":"1815-12-10"}],
+                   "hubspot":{"propertyName":"firstname","propertyValue":"Ada"}}),
             true,
         );
         assert_eq!(
