@@ -31,6 +31,13 @@ const MAP: &str = r#"{"objects":{
     {"hubspot":"numberofemployees","field":"employees","type":"number"}]}
 }}"#;
 
+/// Contacts seeded in the mock (ids 1 to 20, no creation webhook): each scenario that needs
+/// one uses its own id, once.
+const SEEDED_CONTACTS: usize = 20;
+/// Seeded contacts of the first-change scenarios.
+const SEEDED_FIRST_CHANGE: u64 = 11;
+const SEEDED_NO_HISTORY: u64 = 12;
+
 /// The mock's portal id (its webhook default).
 pub(super) const PORTAL: u64 = 33;
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -70,6 +77,8 @@ pub(super) fn start_with(
     let config = extra_wrangler_config(config_name)?;
     let mut options = FixtureOptions::default()
         .hubspot_mock(MockConfig {
+            // Contacts the Worker never saw created (first changes; ids 1 to SEEDED_CONTACTS).
+            seed_contacts: SEEDED_CONTACTS,
             // The test's own writes share the mock's limit with the Worker's reads.
             burst: 100_000,
             webhook: Some(WebhookConfig {
@@ -726,4 +735,89 @@ pub(super) fn enrich_association_change_forwarded_both_sides(_: &Fixture) -> Out
             && association(&ds[2])["toId"] == company.to_string().as_str(),
         || format!("removal: {}", ds[2].body),
     )
+}
+
+/// Withholds (`true`) or serves again (`false`) the property history of `id` in the mock's
+/// answers (`POST /__mock/faults` `noHistory`), as HubSpot does for properties an object lacks.
+fn withhold_history(fx: &Fixture, id: u64, withhold: bool) -> Outcome {
+    let mock = mock_of(fx)?;
+    let value = if withhold { json!(true) } else { Value::Null };
+    let r = hubspot_edge_tests::http::post_json(
+        &format!("{}/__mock/faults", mock.base_url()),
+        &json!({ "noHistory": { id.to_string(): value } }),
+        None,
+    )?;
+    check(r.status == 200, || {
+        format!("mock faults: {} {}", r.status, r.text())
+    })
+}
+
+/// A seeded contact's first name, as the mock has it.
+fn seeded_first_name(fx: &Fixture, id: u64) -> Result<String, Failed> {
+    let (status, body) = hubspot(
+        fx,
+        "GET",
+        &format!("/crm/v3/objects/contacts/{id}?properties=firstname,email"),
+        &Value::Null,
+    )?;
+    check(
+        status == 200 && body["properties"]["email"].is_string(),
+        || format!("seeded contact {id}: {status} {body}"),
+    )?;
+    body["properties"]["firstname"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("seeded contact {id} has no first name: {body}").into())
+}
+
+/// The first change of a contact the Worker never forwarded (seeded, no creation event, so no
+/// snapshot) carries only the changed field, with its true old value from HubSpot's property
+/// history (not email and the other fields with `old: null`); the next change diffs against
+/// the snapshot the first one stored (shown by withholding the history: `old` is still known).
+pub(super) fn enrich_first_change_carries_true_old_value(_: &Fixture) -> Outcome {
+    let fx = fixture()?;
+    let id = SEEDED_FIRST_CHANGE;
+    let old = seeded_first_name(&fx, id)?;
+    patch(&fx, "contacts", id, json!({"firstname": "Ada"}))?;
+    let ds = wait_deliveries(&fx, id, 1)?;
+    check(
+        ds[0].body["type"] == "hubspot-edge.record.changed"
+            && ds[0].body["changes"] == json!([{"field": "first_name", "old": old, "new": "Ada"}]),
+        || format!("first change of seeded contact {id}: {}", ds[0].body),
+    )?;
+    withhold_history(&fx, id, true)?;
+    let outcome = (|| -> Outcome {
+        patch(&fx, "contacts", id, json!({"firstname": "Bea"}))?;
+        let ds = wait_deliveries(&fx, id, 2)?;
+        check(
+            ds.len() == 2
+                && ds[1].body["changes"]
+                    == json!([{"field": "first_name", "old": "Ada", "new": "Bea"}]),
+            || format!("second change: {}", fx.dest.describe(&[id])),
+        )
+    })();
+    withhold_history(&fx, id, false)?;
+    outcome
+}
+
+/// A first change whose property HubSpot returns no history for is still forwarded, alone,
+/// with `old` absent (unknown), never `old: null` (which says "had no value").
+pub(super) fn enrich_first_change_without_history_has_no_old(_: &Fixture) -> Outcome {
+    let fx = fixture()?;
+    let id = SEEDED_NO_HISTORY;
+    seeded_first_name(&fx, id)?;
+    withhold_history(&fx, id, true)?;
+    let outcome = (|| -> Outcome {
+        patch(&fx, "contacts", id, json!({"firstname": "Cyd"}))?;
+        let ds = wait_deliveries(&fx, id, 1)?;
+        let changes = &ds[0].body["changes"];
+        check(
+            ds[0].body["type"] == "hubspot-edge.record.changed"
+                && *changes == json!([{"field": "first_name", "new": "Cyd"}])
+                && changes[0].get("old").is_none(),
+            || format!("first change without history: {}", ds[0].body),
+        )
+    })();
+    withhold_history(&fx, id, false)?;
+    outcome
 }

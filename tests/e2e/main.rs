@@ -40,6 +40,7 @@ use delivery::{
 use enrichment::{
     enrich_association_change_forwarded_both_sides, enrich_burst_one_read_per_batch_state_matches,
     enrich_date_never_leaves_as_timestamp, enrich_echo_of_own_write_not_forwarded,
+    enrich_first_change_carries_true_old_value, enrich_first_change_without_history_has_no_old,
     enrich_mapped_change_arrives_with_old_and_new, enrich_merge_and_delete_arrive_with_right_ids,
     enrich_object_gone_in_between_is_skipped_not_retried, enrich_same_value_forwards_nothing,
     enrich_unmappable_record_dead_lettered_with_code, enrich_unmapped_change_forwards_nothing,
@@ -104,6 +105,8 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         enrich_object_gone_in_between_is_skipped_not_retried,
         enrich_unmappable_record_dead_lettered_with_code,
         enrich_association_change_forwarded_both_sides,
+        enrich_first_change_carries_true_old_value,
+        enrich_first_change_without_history_has_no_old,
         redirecting_destination_dead_lettered_not_followed,
         oversized_event_delivered_by_reference,
         serial_slow_destination_each_event_once,
