@@ -1,7 +1,7 @@
-//! `hubspot-mock`: a loopback stand-in for HubSpot's CRM API (see `tests/src/mock/`).
+//! `hubspot-mock`: a loopback stand-in for HubSpot's CRM API (see `tests/mock/`).
 //!
 //! ```text
-//! cargo run -p hubspot-edge-tests --bin hubspot-mock -- --port 0 --token T \
+//! cargo run -p hubspot-mock -- --port 0 --token T \
 //!     [--seed-contacts N --seed-companies N --seed-deals N] \
 //!     [--burst 100 --window-ms 10000 --daily 250000 --search-per-second 5] \
 //!     [--client-id ID --client-secret S --refresh-token R --auth-code C --token-ttl-secs 1800] \
@@ -20,7 +20,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hubspot_edge_tests::mock::{parse_next_list, MockConfig, MockHubSpot, WebhookConfig};
+use hubspot_mock::{parse_next_list, MockConfig, MockHubSpot, WebhookConfig};
 
 const USAGE: &str = "usage: hubspot-mock [--port P] [--token T] [--seed-contacts N] \
 [--seed-companies N] [--seed-deals N] [--burst N] [--window-ms MS] [--daily N] \

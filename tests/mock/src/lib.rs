@@ -2,8 +2,8 @@
 //! §4–§7): a drop-in base URL for any HubSpot client in tests.
 //!
 //! ```no_run
-//! use hubspot_edge_tests::mock::{MockConfig, MockHubSpot};
-//! # fn demo() -> hubspot_edge_tests::Result<()> {
+//! use hubspot_mock::{MockConfig, MockHubSpot};
+//! # fn demo() -> hubspot_mock::Result<()> {
 //! let hubspot = MockHubSpot::start(MockConfig {
 //!     seed_contacts: 1_000,
 //!     ..MockConfig::default()
@@ -13,19 +13,23 @@
 //! # let _ = url; Ok(()) }
 //! ```
 //!
-//! What it reproduces, and what not yet: `tests/src/mock/BEHAVIOURS.md`.
+//! What it reproduces, and what not yet: `tests/mock/BEHAVIOURS.md`.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
 use crate::server::{Request, Responder, Response, Server};
-use crate::Result;
+
+pub mod http;
+#[doc(hidden)]
+pub mod server;
 
 mod api;
 mod assoc;
@@ -47,6 +51,54 @@ mod tests_ops;
 
 use limits::{Limiter, Limits};
 use store::{Kind, Store};
+
+/// What went wrong in the mock or its HTTP plumbing (not an assertion failure in a scenario).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(String);
+
+impl Error {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Self(format!("i/o error: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Self(format!("json error: {e}"))
+    }
+}
+
+/// `Result` with the infrastructure [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Milliseconds since the Unix epoch (the unit of HubSpot's `occurredAt` and
+/// `X-HubSpot-Request-Timestamp`).
+pub(crate) fn now_ms() -> u64 {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// How the mock is set up. Defaults follow §5.1 for a Free/Starter private app.
 #[derive(Debug, Clone)]
