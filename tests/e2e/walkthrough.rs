@@ -197,6 +197,13 @@ pub(super) fn walkthrough_from_the_readme(_fx: &Fixture) -> Outcome {
         "walkthrough-worker",
     )?;
     wait_line(&worker, "the Worker", "Ready on http://127.0.0.1:8787")?;
+    check(
+        !worker
+            .lines()
+            .iter()
+            .any(|l| l.contains("Unable to fetch the `Request.cf` object")),
+        || "wrangler tried to fetch Request.cf (run.sh should turn it off)".to_owned(),
+    )?;
     poll_until("the Worker answers /healthz", START_DEADLINE, POLL, || {
         hubspot_edge_tests::http::get("http://127.0.0.1:8787/healthz", None)
             .ok()
