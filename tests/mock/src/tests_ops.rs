@@ -623,10 +623,15 @@ fn webhook_occurred_at_and_signature_timestamp_come_from_the_clock() {
 
 #[test]
 fn property_history_recorded_served_and_limited() {
-    let mock = start(MockConfig {
-        seed_contacts: 3,
-        ..MockConfig::default()
-    });
+    // 2026-01-01, after the seeded records' creation.
+    let clock = Arc::new(ManualClock::new(1_767_225_600_000));
+    let mock = start_with_clock(
+        MockConfig {
+            seed_contacts: 3,
+            ..MockConfig::default()
+        },
+        clock.clone(),
+    );
     let history = |v: &Value, p: &str| -> Vec<(String, String)> {
         v["propertiesWithHistory"][p]
             .as_array()
@@ -666,7 +671,7 @@ fn property_history_recorded_served_and_limited() {
         let body = json!({"properties": {"firstname": name}});
         let r = call(&mock, "PATCH", "/crm/v3/objects/contacts/1", Some(&body));
         assert_eq!(r.status, 200, "{}", r.text());
-        thread::sleep(Duration::from_millis(2));
+        clock.advance(Duration::from_millis(2));
     }
     let body = json!({"inputs": [{"id": "1"}, {"id": "2"}], "properties": ["firstname"],
         "propertiesWithHistory": ["firstname"]});
