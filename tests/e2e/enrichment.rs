@@ -821,3 +821,36 @@ pub(super) fn enrich_first_change_without_history_has_no_old(_: &Fixture) -> Out
     withhold_history(&fx, id, false)?;
     outcome
 }
+
+/// HubSpot refuses the history read (here a mock allowing no object per history read: a
+/// HubSpot stricter than the 50 assumed): the Worker reads the object again without history
+/// and forwards the first change with `old` absent, instead of retrying it into a dead letter.
+/// A Worker and mock of its own: the limit is the mock's, for every reader.
+pub(super) fn enrich_refused_history_read_falls_back_to_old_unknown(_: &Fixture) -> Outcome {
+    let fx = start_with("wrangler.enrich-history.toml", &[])?;
+    let mock = mock_of(&fx)?;
+    let r = hubspot_edge_tests::http::post_json(
+        &format!("{}/__mock/faults", mock.base_url()),
+        &json!({ "historyLimit": 0 }),
+        None,
+    )?;
+    check(r.status == 200, || {
+        format!("mock faults: {} {}", r.status, r.text())
+    })?;
+    let id = SEEDED_FIRST_CHANGE;
+    seeded_first_name(&fx, id)?;
+    patch(&fx, "contacts", id, json!({"firstname": "Dora"}))?;
+    let ds = wait_deliveries(&fx, id, 1)?;
+    check(
+        ds[0].body["changes"] == json!([{"field": "first_name", "new": "Dora"}]),
+        || format!("first change after a refused history read: {}", ds[0].body),
+    )?;
+    let batch = poll_until("a queue_batch line with a fallback", DEADLINE, POLL, || {
+        log_lines(&fx, "queue_batch")
+            .into_iter()
+            .find(|l| l["hubspot_history_fallbacks"].as_u64() >= Some(1))
+    })?;
+    check(batch["retried"] == 0 && batch["dead_lettered"] == 0, || {
+        format!("the batch of the fallback: {batch}")
+    })
+}

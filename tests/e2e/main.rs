@@ -42,7 +42,8 @@ use enrichment::{
     enrich_date_never_leaves_as_timestamp, enrich_echo_of_own_write_not_forwarded,
     enrich_first_change_carries_true_old_value, enrich_first_change_without_history_has_no_old,
     enrich_mapped_change_arrives_with_old_and_new, enrich_merge_and_delete_arrive_with_right_ids,
-    enrich_object_gone_in_between_is_skipped_not_retried, enrich_same_value_forwards_nothing,
+    enrich_object_gone_in_between_is_skipped_not_retried,
+    enrich_refused_history_read_falls_back_to_old_unknown, enrich_same_value_forwards_nothing,
     enrich_unmappable_record_dead_lettered_with_code, enrich_unmapped_change_forwards_nothing,
 };
 use hardening::{
@@ -107,6 +108,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         enrich_association_change_forwarded_both_sides,
         enrich_first_change_carries_true_old_value,
         enrich_first_change_without_history_has_no_old,
+        enrich_refused_history_read_falls_back_to_old_unknown,
         redirecting_destination_dead_lettered_not_followed,
         oversized_event_delivered_by_reference,
         serial_slow_destination_each_event_once,

@@ -18,8 +18,9 @@ const MAX_BATCH: usize = 100;
 /// Objects per request when `propertiesWithHistory` is asked (batch read, list page). HubSpot:
 /// history "will reduce the maximum number of objects that can be read by a single request"
 /// without a number (§4.1, §8 item 10); 50 is the figure integrators report, and the one
-/// hubspot-edge assumes (`hubspot_edge_core::api::MAX_HISTORY_BATCH_INPUTS`).
-const MAX_HISTORY_OBJECTS: usize = 50;
+/// hubspot-edge assumes (`hubspot_edge_core::api::MAX_HISTORY_BATCH_INPUTS`). `POST
+/// /__mock/faults` `historyLimit` lowers it (a HubSpot stricter than assumed).
+pub(super) const MAX_HISTORY_OBJECTS: usize = 50;
 const LIST_DEFAULT_LIMIT: usize = 10;
 const LIST_MAX_LIMIT: usize = 100;
 /// §4.4 limits.
@@ -379,10 +380,11 @@ fn add_history(data: &Data, rec: &Record, v: &mut Value, names: &[String]) {
 
 /// The 400 for asking history of more objects than a request may hold.
 fn too_many_with_history(data: &mut Data, n: usize) -> Response {
+    let max = data.faults.history_limit;
     validation(
         data,
         &format!(
-            "Requests with propertiesWithHistory are limited to {MAX_HISTORY_OBJECTS} records per request (got {n})."
+            "Requests with propertiesWithHistory are limited to {max} records per request (got {n})."
         ),
     )
 }
@@ -416,7 +418,7 @@ fn list(data: &mut Data, req: &Request, kind: Kind, query: &Query) -> Response {
         .unwrap_or(0);
     let props = query.properties();
     let history = query.properties_with_history();
-    if !history.is_empty() && limit > MAX_HISTORY_OBJECTS {
+    if !history.is_empty() && limit > data.faults.history_limit {
         return too_many_with_history(data, limit);
     }
     let (page, next) = data.store.list(kind, after, limit, query.archived());
@@ -659,7 +661,7 @@ fn batch(
         "read" => {
             let props = property_names(&body);
             let history = names_at(&body, "propertiesWithHistory");
-            if !history.is_empty() && inputs.len() > MAX_HISTORY_OBJECTS {
+            if !history.is_empty() && inputs.len() > data.faults.history_limit {
                 return Err(too_many_with_history(data, inputs.len()));
             }
             let id_property = str_of(&body, "idProperty");

@@ -44,6 +44,9 @@ pub(super) struct Faults {
     pub(super) read_errors: BTreeMap<String, String>,
     /// Ids whose property history is withheld (`propertiesWithHistory` answers `{}` for them).
     pub(super) no_history: std::collections::BTreeSet<String>,
+    /// Objects per request that asks for history; more is a 400 (`historyLimit`, default
+    /// [`super::api::MAX_HISTORY_OBJECTS`]).
+    pub(super) history_limit: usize,
     next: VecDeque<Fault>,
     rate: f64,
     rate_status: u16,
@@ -61,6 +64,7 @@ impl Faults {
         Self {
             read_errors: BTreeMap::new(),
             no_history: std::collections::BTreeSet::new(),
+            history_limit: super::api::MAX_HISTORY_OBJECTS,
             next: c.next.iter().cloned().collect(),
             rate: c.rate,
             rate_status: if c.rate_status == 0 {
@@ -159,6 +163,15 @@ impl Faults {
                 }
             }
         }
+        if let Some(limit) = v.get("historyLimit") {
+            self.history_limit = match limit {
+                Value::Null => super::api::MAX_HISTORY_OBJECTS,
+                n => n
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or("historyLimit: must be a non-negative integer (null resets)")?,
+            };
+        }
         if let Some(seed) = v.get("seed") {
             self.rng = seed_state(seed.as_u64().ok_or("seed: must be an integer")?);
         }
@@ -173,6 +186,7 @@ impl Faults {
             "pending": self.next.len(),
             "readErrors": self.read_errors,
             "noHistory": self.no_history,
+            "historyLimit": self.history_limit,
             "rate": self.rate,
             "rateStatus": self.rate_status,
             "latencyMs": u64::try_from(self.latency.as_millis()).unwrap_or(u64::MAX),

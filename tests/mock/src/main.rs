@@ -28,7 +28,8 @@ Runtime endpoints (no auth, not counted, never faulted):
   POST /__mock/faults          more faults: {\"next\":[{\"status\":503},{\"drop\":true}]},
                                {\"rate\":0.1,\"status\":500,\"seed\":42}, {\"latencyMs\":200},
                                {\"readErrors\":{\"123\":\"VALIDATION_ERROR\"}},
-                               {\"noHistory\":{\"123\":true}}, {\"clear\":true}
+                               {\"noHistory\":{\"123\":true}}, {\"historyLimit\":0},
+                               {\"clear\":true}
   GET  /__mock/faults          the fault state
   GET  /__mock/stats           request, 429, fault, token and webhook counters
   POST /__mock/reset-stats     zero the counters

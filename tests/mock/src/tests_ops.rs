@@ -775,4 +775,29 @@ fn property_history_recorded_served_and_limited() {
         None,
     );
     assert_eq!(r.status, 400, "{}", r.text());
+    // A stricter HubSpot: `historyLimit` lowers the limit (0 refuses every history read).
+    admin(&mock, "POST", "faults", Some(&json!({"historyLimit": 0})));
+    let path = "/crm/v3/objects/contacts/1?propertiesWithHistory=firstname";
+    let body = json!({"inputs": [{"id": "1"}], "propertiesWithHistory": ["firstname"]});
+    let r = call(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts/batch/read",
+        Some(&body),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(call(&mock, "GET", path, None).status, 200);
+    admin(
+        &mock,
+        "POST",
+        "faults",
+        Some(&json!({"historyLimit": null})),
+    );
+    let r = call(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts/batch/read",
+        Some(&body),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
 }
