@@ -18,6 +18,7 @@ mod dead_letters;
 mod delivery;
 mod enrichment;
 mod hardening;
+mod walkthrough;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
@@ -54,6 +55,7 @@ use hubspot_edge_tests::{
 use hubspot_mock::MockConfig;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
+use walkthrough::walkthrough_from_the_readme;
 
 /// What a scenario returns: `Err` (or a panic) fails it. Any `Display` error converts with `?`.
 type Outcome = Result<(), Failed>;
@@ -114,6 +116,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         ingress_chunked_body_over_limit_413_before_its_end,
         hubspot_oauth_refused_token_refreshed_once_not_per_call,
         config_out_of_range_fails_detail_only_in_log,
+        walkthrough_from_the_readme,
     ]
 }
 
