@@ -1,0 +1,214 @@
+//! Misconfiguration is loud and loses nothing (issue 9, point 5): `/healthz` answers 503 with
+//! every problem by key, code and part (never a value); the run command's reporter prints them;
+//! webhooks whose forwarding (or enrichment) configuration is broken are still verified and
+//! queued, retried with the forwarding backoff and then kept in the dead-letter store as
+//! `config_invalid` naming the key, ready to re-drive. Each scenario runs a Worker of its own.
+
+use std::process::Command;
+use std::time::Duration;
+
+use hubspot_edge_tests::mock::MockConfig;
+use hubspot_edge_tests::{poll_until, repo_root, unique_id, Fixture, FixtureOptions, HubSpotEvent};
+use libtest_mimic::Failed;
+use serde_json::{json, Value};
+
+use super::{check, extra_wrangler_config, Outcome, DEADLINE};
+
+/// Fast attempts, so the dead letter comes within the deadline: 2 attempts, 1 s apart.
+const FAST_RETRIES: [(&str, &str); 3] = [
+    ("FORWARD_MAX_ATTEMPTS", "2"),
+    ("FORWARD_RETRY_BASE_SECS", "1"),
+    ("FORWARD_RETRY_MAX_SECS", "1"),
+];
+
+/// A Worker of its own with `FORWARD_URL` unset: `/healthz` is 503 and names `FORWARD_URL`
+/// (part `forwarding`, `config_missing`) and nothing else, with no value of any variable in the
+/// body; the reporter of `scripts/run.sh` prints it; a webhook is still verified and queued
+/// (200); the event is attempted twice (`FORWARD_MAX_ATTEMPTS=2`) and then kept in the
+/// dead-letter store with reason `config_invalid`, `FORWARD_URL: config_missing` in its detail,
+/// found with `?reason=config_invalid`, re-drivable. On main's Worker `/healthz` said
+/// `{"status":"ok"}` (the start itself failed: readiness waited for 200) and the messages were
+/// retried by the queue until its `max_retries` sent them on as `queue_retries_exhausted`.
+pub(super) fn config_forward_url_missing_loud_then_dead_lettered(_: &Fixture) -> Outcome {
+    let mut options = FixtureOptions::default()
+        .vars(FAST_RETRIES)
+        .unset("FORWARD_URL");
+    options.wrangler.config = Some(extra_wrangler_config("wrangler.config-missing.toml")?);
+    let fx = Fixture::start(options)?;
+
+    let problems = misconfigured(&fx)?;
+    check(
+        problems
+            == json!([{ "key": "FORWARD_URL", "code": "config_missing", "part": "forwarding" }]),
+        || format!("/healthz problems: {problems}"),
+    )?;
+    let out = report(&fx.worker.base_url())?;
+    check(
+        out.status == Some(1)
+            && out.stdout.contains("1 problem")
+            && out.stdout.lines().any(|l| {
+                l.contains("forwarding")
+                    && l.contains("FORWARD_URL")
+                    && l.contains("config_missing")
+            }),
+        || format!("reporter: {out:?}"),
+    )?;
+    no_values_in(&fx, &out.stdout, "the reporter's output")?;
+
+    let mark = fx.worker.log_mark();
+    let id = unique_id();
+    let r = fx.send_events(&[HubSpotEvent::creation("contact", id)])?;
+    check(r.status == 200 && r.json()?["queued"] == 1, || {
+        format!("webhook with FORWARD_URL unset: {} {}", r.status, r.text())
+    })?;
+    let record = config_dead_letter(&fx, id)?;
+    check(
+        record["attempts"] == 2
+            && record["kind"] == "event"
+            && record["detail"] == "FORWARD_URL: config_missing",
+        || format!("dead letter: {record}"),
+    )?;
+    let line = fx.worker.wait_for_json_log_since(
+        mark,
+        |l| l["msg"] == "config_invalid" && l["key"] == "FORWARD_URL",
+        DEADLINE,
+    )?;
+    check(line["code"] == "config_missing", || {
+        format!("log line: {line}")
+    })?;
+    // Re-drivable: it goes back on the queue (and, the configuration still broken, is held
+    // again rather than lost).
+    let dl_id = record["id"].as_str().unwrap_or_default();
+    let r = fx.admin_post(&format!("/admin/dead-letters/{dl_id}/redrive"), b"")?;
+    check(r.status == 202, || {
+        format!("re-drive: {} {}", r.status, r.text())
+    })?;
+    check(fx.dest.deliveries_for(id).is_empty(), || {
+        "delivered without a FORWARD_URL".into()
+    })
+}
+
+/// A Worker of its own with an `ENRICHMENT_MAP` that does not parse (an unknown type):
+/// `/healthz` is 503 and names `ENRICHMENT_MAP` (part `enrichment`,
+/// `mapping_config_invalid`) without the map; a webhook is queued (200), and the event ends in
+/// the dead-letter store as `config_invalid` with `ENRICHMENT_MAP: mapping_config_invalid`.
+pub(super) fn config_enrichment_map_invalid_loud_then_dead_lettered(_: &Fixture) -> Outcome {
+    let mut options = FixtureOptions::default()
+        .hubspot_mock(MockConfig {
+            seed_contacts: 2,
+            ..MockConfig::default()
+        })
+        .vars(FAST_RETRIES)
+        .var(
+            "ENRICHMENT_MAP",
+            r#"{"objects":{"contacts":{"fields":[{"hubspot":"email","type":"colour"}]}}}"#,
+        );
+    options.wrangler.config = Some(extra_wrangler_config("wrangler.config-map.toml")?);
+    let fx = Fixture::start(options)?;
+
+    let problems = misconfigured(&fx)?;
+    check(
+        problems
+            == json!([{ "key": "ENRICHMENT_MAP", "code": "mapping_config_invalid", "part": "enrichment" }]),
+        || format!("/healthz problems: {problems}"),
+    )?;
+    let id = unique_id();
+    let r = fx.send_events(&[HubSpotEvent::property_change(
+        "contact",
+        id,
+        "email",
+        "x@example.com",
+    )])?;
+    check(r.status == 200 && r.json()?["queued"] == 1, || {
+        format!("webhook with an invalid map: {} {}", r.status, r.text())
+    })?;
+    let record = config_dead_letter(&fx, id)?;
+    check(
+        record["attempts"] == 2 && record["detail"] == "ENRICHMENT_MAP: mapping_config_invalid",
+        || format!("dead letter: {record}"),
+    )?;
+    check(fx.dest.deliveries_for(id).is_empty(), || {
+        "forwarded with an invalid map".into()
+    })
+}
+
+/// The run command's reporter against the shared, fully configured Worker: "configuration ok",
+/// exit 0.
+pub(super) fn config_report_ok_for_a_configured_worker(fx: &Fixture) -> Outcome {
+    let out = report(&fx.worker.base_url())?;
+    check(
+        out.status == Some(0) && out.stdout.trim() == "==> configuration ok",
+        || format!("reporter: {out:?}"),
+    )
+}
+
+/// `GET /healthz`, which must be 503 `misconfigured` with no variable's value in it: its
+/// `problems`.
+fn misconfigured(fx: &Fixture) -> Result<Value, Failed> {
+    let r = fx.get("/healthz")?;
+    let text = r.text();
+    let json = r.json()?;
+    check(r.status == 503 && json["status"] == "misconfigured", || {
+        format!("/healthz: {} {text}", r.status)
+    })?;
+    no_values_in(fx, &text, "/healthz")?;
+    Ok(json["problems"].clone())
+}
+
+/// No value of the Worker's variables (those long enough to be told apart from a code) in
+/// `text`.
+fn no_values_in(fx: &Fixture, text: &str, what: &str) -> Outcome {
+    for (key, value) in &fx.vars {
+        if value.len() >= 4 {
+            check(!text.contains(value.as_str()), || {
+                format!("{what} carries the value of {key}: {text}")
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The `config_invalid` dead letter of object `id`, listed with `?reason=config_invalid`.
+fn config_dead_letter(fx: &Fixture, id: u64) -> Result<Value, Failed> {
+    let found = poll_until(
+        "the config_invalid dead letter",
+        DEADLINE,
+        Duration::from_millis(500),
+        || {
+            let list = fx
+                .admin_get("/admin/dead-letters?limit=100&reason=config_invalid")
+                .ok()?;
+            let items = list.json().ok()?["items"].as_array().cloned()?;
+            items.iter().find_map(|item| {
+                let dl_id = item["id"].as_str()?;
+                let r = fx.admin_get(&format!("/admin/dead-letters/{dl_id}")).ok()?;
+                let record = r.json().ok()?;
+                (record["payload"]["objectId"] == id).then_some(record)
+            })
+        },
+    )?;
+    check(found["reason"] == "config_invalid", || {
+        format!("dead letter: {found}")
+    })?;
+    Ok(found)
+}
+
+/// What `scripts/config-report.mjs` (the run command's reporter) printed and its exit status.
+#[derive(Debug)]
+struct Report {
+    status: Option<i32>,
+    stdout: String,
+}
+
+fn report(base_url: &str) -> Result<Report, Failed> {
+    let root = repo_root();
+    let out = Command::new(root.join("node_modules/.bin/node"))
+        .arg(root.join("scripts/config-report.mjs"))
+        .args([base_url, "30"])
+        .output()
+        .map_err(|e| format!("running scripts/config-report.mjs: {e}"))?;
+    Ok(Report {
+        status: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    })
+}
