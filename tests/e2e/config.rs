@@ -8,7 +8,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use hubspot_edge_tests::mock::MockConfig;
-use hubspot_edge_tests::{poll_until, repo_root, unique_id, Fixture, FixtureOptions, HubSpotEvent};
+use hubspot_edge_tests::{
+    free_port, poll_until, repo_root, unique_id, Fixture, FixtureOptions, HubSpotEvent,
+    ProcessGroup,
+};
 use libtest_mimic::Failed;
 use serde_json::{json, Value};
 
@@ -140,6 +143,102 @@ pub(super) fn config_report_ok_for_a_configured_worker(fx: &Fixture) -> Outcome 
         out.status == Some(0) && out.stdout.trim() == "==> configuration ok",
         || format!("reporter: {out:?}"),
     )
+}
+
+/// The run command itself: `scripts/run.sh` with a secrets file lacking `FORWARD_URL` (through
+/// wrangler's `--env-file`, so the repository's `.dev.vars` is not touched) prints the
+/// configuration report once the Worker answers: the problem by part, key and code, and no
+/// secret's value. A SIGTERM to it (wrangler, after its `exec`) then leaves no process of its
+/// group behind (no orphaned workerd, no reporter still polling). On main `run.sh` printed
+/// nothing about the configuration.
+pub(super) fn config_run_command_prints_problems_and_stops_clean(_: &Fixture) -> Outcome {
+    const SECRETS: [(&str, &str); 3] = [
+        ("HUBSPOT_CLIENT_SECRET", "run-sh-client-secret-4f2a"),
+        ("FORWARD_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("ADMIN_TOKEN", "run-sh-admin-token-9c1e"),
+    ];
+    let dir = TempDir::new()?;
+    let vars = dir.0.join("vars");
+    let text: String = SECRETS.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    std::fs::write(&vars, text).map_err(|e| format!("writing {}: {e}", vars.display()))?;
+    let root = repo_root();
+    let port = free_port()?;
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(&root)
+        .arg(root.join("scripts/run.sh"))
+        .arg("--config")
+        .arg(extra_wrangler_config("wrangler.run-sh.toml")?)
+        .arg("--env-file")
+        .arg(&vars)
+        .args(["--inspector-port", &free_port()?.to_string()])
+        .arg("--show-interactive-dev-session=false")
+        .env("PORT", port.to_string())
+        .env("PERSIST_TO", dir.0.join("state"))
+        .env("CONFIG_REPORT_TIMEOUT_SECS", "120")
+        .env("CI", "true")
+        .env("NO_COLOR", "1")
+        .env("WRANGLER_SEND_METRICS", "false");
+    let run = ProcessGroup::spawn(cmd, "run.sh")?;
+    let report = poll_until(
+        "run.sh's configuration report",
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || {
+            let lines = run.lines();
+            let start = lines
+                .iter()
+                .position(|l| l.starts_with("==> configuration"))?;
+            let end = lines[start..]
+                .iter()
+                .position(|l| l.contains("log lines give"))?;
+            Some(lines[start..=start + end].to_vec())
+        },
+    )?;
+    check(
+        report[0].contains("1 problem")
+            && report.iter().any(|l| {
+                l.contains("forwarding")
+                    && l.contains("FORWARD_URL")
+                    && l.contains("config_missing")
+            }),
+        || format!("report: {report:#?}"),
+    )?;
+    for line in run.lines() {
+        for (key, value) in SECRETS {
+            check(!line.contains(value), || {
+                format!("run.sh printed {key}'s value: {line}")
+            })?;
+        }
+    }
+    // SIGTERM to wrangler alone (what a supervisor sends): it must take its group down.
+    std::process::Command::new("kill")
+        .args(["-TERM", &run.pgid().to_string()])
+        .status()
+        .map_err(|e| format!("kill: {e}"))?;
+    poll_until(
+        "run.sh's process group to be gone after SIGTERM",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || (!run.group_alive()).then_some(()),
+    )?;
+    Ok(())
+}
+
+/// A temporary directory, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self, Failed> {
+        let dir = std::env::temp_dir().join(format!("hubspot-edge-run-sh-{}", unique_id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// `GET /healthz`, which must be 503 `misconfigured` with no variable's value in it: its

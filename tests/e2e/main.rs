@@ -29,6 +29,7 @@ use api_limits::{hubspot_burst_of_1000_reads_paced_without_429, hubspot_oauth_40
 use config::{
     config_enrichment_map_invalid_loud_then_dead_lettered,
     config_forward_url_missing_loud_then_dead_lettered, config_report_ok_for_a_configured_worker,
+    config_run_command_prints_problems_and_stops_clean,
 };
 use dead_letters::{
     dead_letter_store_failing_then_recovering_loses_nothing,
@@ -122,6 +123,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         config_forward_url_missing_loud_then_dead_lettered,
         config_enrichment_map_invalid_loud_then_dead_lettered,
         config_report_ok_for_a_configured_worker,
+        config_run_command_prints_problems_and_stops_clean,
     ]
 }
 
