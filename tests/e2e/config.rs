@@ -135,6 +135,50 @@ pub(super) fn config_enrichment_map_invalid_loud_then_dead_lettered(_: &Fixture)
     })
 }
 
+/// A Worker of its own with `DEAD_LETTER_RETENTION_DAYS=0` (range 1 to 365): `/healthz` names
+/// it (part `dead_letters`); an event the destination refuses is dead-lettered, and the
+/// dead-letter consumer, which cannot write with the configured expiry, holds the letter like a
+/// failed store write: queued again as a new message after 2 s, 4 s, … (one
+/// `dead_letter_store_failed` error line per attempt, naming the key), nothing written. On main
+/// the batch was handed back to the queue every 60 s until its `max_retries` (100) dropped it;
+/// within this test's deadline there was no second attempt.
+pub(super) fn config_dead_letter_retention_invalid_holds_letters(_: &Fixture) -> Outcome {
+    let mut options = FixtureOptions::default().var("DEAD_LETTER_RETENTION_DAYS", "0");
+    options.wrangler.config = Some(extra_wrangler_config("wrangler.config-retention.toml")?);
+    let fx = Fixture::start(options)?;
+    let problems = misconfigured(&fx)?;
+    check(
+        problems
+            == json!([{ "key": "DEAD_LETTER_RETENTION_DAYS", "code": "config_out_of_range", "part": "dead_letters" }]),
+        || format!("/healthz problems: {problems}"),
+    )?;
+    let id = unique_id();
+    fx.dest
+        .script(id, vec![hubspot_edge_tests::Behavior::Status(400)]);
+    let mark = fx.worker.log_mark();
+    fx.send_events(&[HubSpotEvent::creation("contact", id)])?
+        .expect_status(200)?;
+    let second = fx.worker.wait_for_json_log_since(
+        mark,
+        |l| l["msg"] == "dead_letter_store_failed" && l["store_attempt"] == 2,
+        DEADLINE,
+    )?;
+    check(
+        second["reason"] == "destination_rejected"
+            && second["delay_secs"] == 4
+            && second["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("DEAD_LETTER_RETENTION_DAYS")),
+        || format!("second store attempt: {second}"),
+    )?;
+    let r = fx.admin_get("/admin/dead-letters?limit=100")?;
+    let json = r.json()?;
+    check(
+        r.status == 200 && json["items"].as_array().is_some_and(Vec::is_empty),
+        || format!("a letter was written with an invalid retention: {json}"),
+    )
+}
+
 /// The run command's reporter against the shared, fully configured Worker: "configuration ok",
 /// exit 0.
 pub(super) fn config_report_ok_for_a_configured_worker(fx: &Fixture) -> Outcome {

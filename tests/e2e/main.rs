@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use api_limits::{hubspot_burst_of_1000_reads_paced_without_429, hubspot_oauth_401_refreshed_once};
 use config::{
+    config_dead_letter_retention_invalid_holds_letters,
     config_enrichment_map_invalid_loud_then_dead_lettered,
     config_forward_url_missing_loud_then_dead_lettered, config_report_ok_for_a_configured_worker,
     config_run_command_prints_problems_and_stops_clean,
@@ -124,6 +125,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         config_enrichment_map_invalid_loud_then_dead_lettered,
         config_report_ok_for_a_configured_worker,
         config_run_command_prints_problems_and_stops_clean,
+        config_dead_letter_retention_invalid_holds_letters,
     ]
 }
 
