@@ -9,7 +9,8 @@
 //!
 //! The configuration is read in parts ([`Ingress`], [`Forward`], [`HubSpotApi`],
 //! [`admin_token`]) so that one part's problem does not stop another: a missing forwarding
-//! secret still lets webhooks be accepted and queued.
+//! secret still lets webhooks be accepted and queued. [`check`] reads every part and reports
+//! every problem of the deployment by key, code and [`Part`] (the Worker's `/healthz`).
 //!
 //! Error details name keys and ranges but never echo a value that could be a secret (only
 //! numbers that parsed are quoted). Their [`ConfigError::public_code`] (`config_invalid`) is
