@@ -7,11 +7,11 @@
 use std::process::Command;
 use std::time::Duration;
 
-use hubspot_edge_tests::mock::MockConfig;
 use hubspot_edge_tests::{
     free_port, poll_until, repo_root, unique_id, Fixture, FixtureOptions, HubSpotEvent,
     ProcessGroup,
 };
+use hubspot_mock::MockConfig;
 use libtest_mimic::Failed;
 use serde_json::{json, Value};
 
