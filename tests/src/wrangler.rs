@@ -284,6 +284,9 @@ impl WranglerDev {
         .env("NO_COLOR", "1")
         .env("FORCE_COLOR", "0")
         .env("WRANGLER_SEND_METRICS", "false")
+        // As scripts/run.sh: the Worker does not use Request.cf; offline, fetching it only
+        // prints an error stack.
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
         .env("WRANGLER_LOG_PATH", &log_dir);
         // The test binary runs with cargo's per-package variables; the Worker's build command
         // runs cargo again and must not see them.
