@@ -7,4 +7,7 @@ cd "$ROOT"
 if [ ! -f .dev.vars ]; then
   say "no .dev.vars: copy .dev.vars.example to .dev.vars and fill it in (the Worker reports each missing key)"
 fi
+# Request.cf (the caller's location) is not used by the Worker; without this, wrangler fetches a
+# sample from workers.cloudflare.com at start and prints an error stack when offline.
+export CLOUDFLARE_CF_FETCH_ENABLED="${CLOUDFLARE_CF_FETCH_ENABLED:-false}"
 exec wrangler dev --ip "${IP:-127.0.0.1}" --port "${PORT:-8787}" --persist-to "${PERSIST_TO:-.wrangler/state}" "$@"

@@ -18,6 +18,9 @@ cargo clippy -p hubspot-edge-core -p hubspot-edge-worker --all-targets --target 
 say "core tests (native)"
 cargo test -p hubspot-edge-core --locked
 
+say "hubspot-mock tests (the HubSpot stand-in's own unit tests)"
+cargo test -p hubspot-mock --locked
+
 say "dependency audit: cargo deny check licenses bans sources (deny.toml)"
 ensure_deny
 "$CARGO_DENY" check licenses bans sources

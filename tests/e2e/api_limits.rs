@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use hubspot_edge_tests::mock::MockConfig;
 use hubspot_edge_tests::Fixture;
+use hubspot_mock::MockConfig;
 
 use super::{check, mock_of, mock_stats, oauth_worker, own_worker, requests_where, Outcome};
 

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hubspot_edge_core::mapping::Mapping;
-use hubspot_edge_tests::mock::{MockConfig, WebhookConfig};
 use hubspot_edge_tests::{poll_until, Delivery, Fixture, FixtureOptions, HubSpotEvent};
+use hubspot_mock::{MockConfig, WebhookConfig};
 use libtest_mimic::Failed;
 use serde_json::{json, Value};
 

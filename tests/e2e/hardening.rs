@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use hubspot_edge_tests::mock::MockConfig;
 use hubspot_edge_tests::{unique_id, Fixture, FixtureOptions, HubSpotEvent, HubSpotRequest};
+use hubspot_mock::MockConfig;
 use serde_json::Value;
 
 use super::{check, extra_wrangler_config, mock_of, mock_stats, oauth_worker, Outcome, DEADLINE};

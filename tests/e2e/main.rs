@@ -18,6 +18,7 @@ mod dead_letters;
 mod delivery;
 mod enrichment;
 mod hardening;
+mod walkthrough;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
@@ -48,12 +49,13 @@ use hardening::{
     hubspot_oauth_refused_token_refreshed_once_not_per_call,
     ingress_chunked_body_over_limit_413_before_its_end,
 };
-use hubspot_edge_tests::mock::MockConfig;
 use hubspot_edge_tests::{
     unique_id, Behavior, Fixture, FixtureOptions, HubSpotEvent, HubSpotRequest, SignatureScheme,
 };
+use hubspot_mock::MockConfig;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
+use walkthrough::walkthrough_from_the_readme;
 
 /// What a scenario returns: `Err` (or a panic) fails it. Any `Display` error converts with `?`.
 type Outcome = Result<(), Failed>;
@@ -114,6 +116,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         ingress_chunked_body_over_limit_413_before_its_end,
         hubspot_oauth_refused_token_refreshed_once_not_per_call,
         config_out_of_range_fails_detail_only_in_log,
+        walkthrough_from_the_readme,
     ]
 }
 
@@ -644,7 +647,7 @@ fn own_worker(config_name: &str, mock: MockConfig) -> Result<Fixture, Failed> {
 }
 
 /// The fixture's mock HubSpot.
-fn mock_of(fx: &Fixture) -> Result<&hubspot_edge_tests::mock::MockHubSpot, Failed> {
+fn mock_of(fx: &Fixture) -> Result<&hubspot_mock::MockHubSpot, Failed> {
     fx.hubspot.as_ref().ok_or_else(|| "no mock".into())
 }
 
@@ -838,7 +841,7 @@ fn hubspot_injected_503_and_423_retried(fx: &Fixture) -> Outcome {
 }
 
 /// The mock's `/__mock/stats`.
-fn mock_stats(mock: &hubspot_edge_tests::mock::MockHubSpot) -> Result<Value, Failed> {
+fn mock_stats(mock: &hubspot_mock::MockHubSpot) -> Result<Value, Failed> {
     let r = hubspot_edge_tests::http::get(&format!("{}/__mock/stats", mock.base_url()), None)?;
     check(r.status == 200, || format!("mock stats: {}", r.status))?;
     Ok(r.json()?)

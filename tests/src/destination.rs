@@ -234,10 +234,23 @@ struct State {
     requests_by_id: HashMap<String, u32>,
 }
 
-#[derive(Debug)]
+/// Called with each request once it has been answered (or left unanswered), in arrival order
+/// per connection; the `receiver` binary prints deliveries with it.
+pub type Observer = Arc<dyn Fn(&Delivery) + Send + Sync>;
+
 struct Shared {
     state: Mutex<State>,
     secret: WebhookSecret,
+    observer: Option<Observer>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("state", &self.state)
+            .field("observer", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -263,6 +276,15 @@ impl Destination {
     /// # Errors
     /// When the secret is not `whsec_<base64>` or no socket can be bound.
     pub fn start(secret: &str) -> Result<Self> {
+        Self::start_on(0, secret, None)
+    }
+
+    /// Starts on `127.0.0.1:port` (0: a random port), verifying with `secret`, and calls
+    /// `observer` with each request once it is answered.
+    ///
+    /// # Errors
+    /// When the secret is not `whsec_<base64>` or the port cannot be bound.
+    pub fn start_on(port: u16, secret: &str, observer: Option<Observer>) -> Result<Self> {
         let secret = WebhookSecret::parse(secret)
             .map_err(|e| Error::new(format!("destination secret: {e}")))?;
         let shared = Arc::new(Shared {
@@ -275,10 +297,11 @@ impl Destination {
                 requests_by_id: HashMap::new(),
             }),
             secret,
+            observer,
         });
         let handler_shared = Arc::clone(&shared);
         // One request per connection, closed after it (answered or not).
-        let server = Server::start("destination", 0, false, move |request, responder| {
+        let server = Server::start("destination", port, false, move |request, responder| {
             serve(&handler_shared, request, responder);
         })?;
         Ok(Self { shared, server })
@@ -574,6 +597,12 @@ fn serve(shared: &Shared, request: Request, responder: &mut Responder<'_>) {
         set_answered(shared, seq, Some(status));
         if responder.send(&response).is_err() {
             set_answered(shared, seq, None);
+        }
+    }
+    if let Some(observer) = &shared.observer {
+        let delivery = shared.lock().deliveries.get(seq).cloned();
+        if let Some(d) = delivery {
+            observer(&d);
         }
     }
     // The server then closes the connection (without an answer: abruptly), so the client sees

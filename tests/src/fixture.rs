@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use crate::http::{self, HttpResponse};
 use crate::hubspot::{HubSpotEvent, HubSpotRequest};
-use crate::mock::{MockConfig, MockHubSpot};
 use crate::{Destination, Result, WranglerDev, WranglerOptions};
+use hubspot_mock::{MockConfig, MockHubSpot};
 
 /// `HUBSPOT_CLIENT_SECRET` of the test Worker (HubSpot shows client secrets as UUIDs).
 pub const CLIENT_SECRET: &str = "3f1b6c2e-8d4a-4e7b-9c5f-0a1b2c3d4e5f";

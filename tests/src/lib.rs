@@ -25,12 +25,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub mod bench;
 pub mod destination;
 pub mod fixture;
-pub mod http;
 pub mod hubspot;
-pub mod mock;
 pub mod process;
-mod server;
 pub mod wrangler;
+
+// The blocking client, the HTTP server under the test doubles, and the infrastructure error
+// live in the mock's crate (the mock needs them and this crate depends on it).
+pub use hubspot_mock::http;
+use hubspot_mock::server;
+pub use hubspot_mock::{Error, Result};
 
 pub use destination::{Behavior, Delivery, Destination};
 pub use fixture::{Fixture, FixtureOptions};
@@ -38,45 +41,6 @@ pub use http::HttpResponse;
 pub use hubspot::{HubSpotEvent, HubSpotRequest, SignatureScheme};
 pub use process::{kill_all, ProcessGroup};
 pub use wrangler::{WranglerDev, WranglerOptions};
-
-/// What went wrong in the test infrastructure (not an assertion failure in a scenario).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(String);
-
-impl Error {
-    /// An error with this message.
-    pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-
-    /// The message.
-    pub fn message(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Self(format!("i/o error: {e}"))
-    }
-}
-
-impl From<serde_json::Error> for Error {
-    fn from(e: serde_json::Error) -> Self {
-        Self(format!("json error: {e}"))
-    }
-}
-
-/// `Result` with the infrastructure [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Calls `check` every `interval` until it returns `Some`, or fails once `timeout` has passed.
 ///

@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hubspot_edge_tests::mock::MockConfig;
 use hubspot_edge_tests::{Fixture, FixtureOptions};
+use hubspot_mock::MockConfig;
 use serde_json::Value;
 
 const CLIENTS: usize = 10;

@@ -23,8 +23,8 @@
 use std::time::{Duration, Instant};
 
 use hubspot_edge_tests::bench::report_ms;
-use hubspot_edge_tests::mock::MockConfig;
 use hubspot_edge_tests::{now_ms, Fixture, FixtureOptions, HubSpotEvent};
+use hubspot_mock::MockConfig;
 use serde_json::{json, Value};
 
 const MAP: &str = r#"{"objects":{

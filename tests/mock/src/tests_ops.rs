@@ -11,10 +11,13 @@ use hubspot_edge_core::signature::{
 };
 use serde_json::{json, Value};
 
-use super::{FaultConfig, MockConfig, MockHubSpot, WebhookConfig, TEST_CODE};
+use super::{
+    Clock as _, FaultConfig, ManualClock, MockConfig, MockHubSpot, SystemClock, WebhookConfig,
+    TEST_CODE,
+};
 use crate::http::{request, HttpResponse};
 
-use super::tests::{start, TOKEN};
+use super::tests::{start, start_with_clock, TOKEN};
 
 fn form(mock: &MockHubSpot, body: &str) -> HttpResponse {
     request(
@@ -66,12 +69,16 @@ fn admin(mock: &MockHubSpot, method: &str, what: &str, body: Option<&Value>) -> 
 
 #[test]
 fn oauth_code_exchange_expiry_and_refresh() {
-    let mock = start(MockConfig {
-        client_id: "cid".into(),
-        client_secret: "csecret".into(),
-        token_ttl: Duration::from_secs(1),
-        ..MockConfig::default()
-    });
+    let clock = Arc::new(ManualClock::new(1_767_225_600_000));
+    let mock = start_with_clock(
+        MockConfig {
+            client_id: "cid".into(),
+            client_secret: "csecret".into(),
+            token_ttl: Duration::from_secs(1),
+            ..MockConfig::default()
+        },
+        clock.clone(),
+    );
     // Wrong secret.
     let r = form(
         &mock,
@@ -104,7 +111,7 @@ fn oauth_code_exchange_expiry_and_refresh() {
     // The fixed private-app token still works.
     assert_eq!(get_contacts(&mock, TOKEN).unwrap().status, 200);
 
-    thread::sleep(Duration::from_millis(1_100));
+    clock.advance(Duration::from_millis(1_100));
     let r = get_contacts(&mock, &access).unwrap();
     assert_eq!(r.status, 401);
     let body = r.json().unwrap();
@@ -388,7 +395,7 @@ fn webhooks_are_batched_signed_and_retried() {
             body: &r.body,
         };
         assert_eq!(
-            verifier.verify(&signed, crate::now_ms()).unwrap(),
+            verifier.verify(&signed, SystemClock.now_ms()).unwrap(),
             SignatureVersion::V3
         );
         // v1 alone (as a legacy receiver would check it).
@@ -401,7 +408,7 @@ fn webhooks_are_batched_signed_and_retried() {
             ..signed
         };
         assert_eq!(
-            verifier.verify(&signed, crate::now_ms()).unwrap(),
+            verifier.verify(&signed, SystemClock.now_ms()).unwrap(),
             SignatureVersion::V1
         );
         let events: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
@@ -563,4 +570,53 @@ fn webhooks_for_batch_update_upsert_and_archive() {
             ("deal.deletion", None),
         ]
     );
+}
+
+#[test]
+fn webhook_occurred_at_and_signature_timestamp_come_from_the_clock() {
+    // 2026-01-01T00:00:00Z: far enough from the wall clock that a v3 signature made at wall
+    // time would be outside the verifier's 5-minute window at this instant.
+    const T: u64 = 1_767_225_600_000;
+    let (url, got) = receiver(Vec::new());
+    let secret = "clock-secret";
+    let mock = start_with_clock(
+        MockConfig {
+            webhook: Some(WebhookConfig {
+                url: url.clone(),
+                secret: secret.into(),
+                batch_window: Duration::from_millis(10),
+                ..WebhookConfig::default()
+            }),
+            ..MockConfig::default()
+        },
+        Arc::new(ManualClock::new(T)),
+    );
+    let created = call(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts",
+        Some(&json!({"properties": {"email": "c@example.com"}})),
+    );
+    assert_eq!(created.status, 201);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.lock().unwrap().is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let r = &got[0];
+    assert_eq!(
+        r.headers["x-hubspot-request-timestamp"],
+        T.to_string().as_str()
+    );
+    let events: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(events[0]["occurredAt"], T);
+    let verifier = Verifier::new(ClientSecret::new(secret));
+    let signed = SignedRequest {
+        method: "POST",
+        uri: &url,
+        headers: &r.headers,
+        body: &r.body,
+    };
+    assert_eq!(verifier.verify(&signed, T).unwrap(), SignatureVersion::V3);
 }

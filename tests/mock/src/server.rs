@@ -1,5 +1,5 @@
-//! The small HTTP/1.1 server under the test doubles (the HubSpot [`mock`](crate::mock) and the
-//! [`Destination`](crate::Destination)).
+//! The small HTTP/1.1 server under the test doubles (the HubSpot [mock](crate::MockHubSpot) and
+//! hubspot-edge-tests' loopback `Destination`). Shared infrastructure, not a stable API.
 //!
 //! [`Server::start`] binds `127.0.0.1`, accepts on a thread and serves each connection on a
 //! thread of its own: it reads a request (`Content-Length` or chunked body, answering
@@ -26,21 +26,21 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One request as read.
 #[derive(Debug)]
-pub(crate) struct Request {
-    pub(crate) method: String,
+pub struct Request {
+    pub method: String,
     /// The request target: path and query, as sent.
-    pub(crate) target: String,
+    pub target: String,
     /// Header names (lowercase) and values, in the order received.
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
     /// Whether the client lets the connection stay open (HTTP/1.1 unless `Connection: close`;
     /// HTTP/1.0 only with `Connection: keep-alive`).
-    pub(crate) keep_alive: bool,
+    pub keep_alive: bool,
 }
 
 impl Request {
     /// The first value of header `name` (case-insensitive).
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -51,10 +51,10 @@ impl Request {
 /// One response. `Content-Length` and `Connection` are added when it is written; a 204 is
 /// written without a body.
 #[derive(Debug)]
-pub(crate) struct Response {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(&'static str, String)>,
-    pub(crate) body: Vec<u8>,
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
 }
 
 type Handler = dyn Fn(Request, &mut Responder<'_>) + Send + Sync;
@@ -88,7 +88,7 @@ impl Shared {
 }
 
 /// A running server. Stops on drop.
-pub(crate) struct Server {
+pub struct Server {
     shared: Arc<Shared>,
     addr: SocketAddr,
     accept: Option<JoinHandle<()>>,
@@ -110,7 +110,7 @@ impl Server {
     ///
     /// # Errors
     /// When the socket cannot be bound or the accept thread cannot be spawned.
-    pub(crate) fn start(
+    pub fn start(
         name: &str,
         port: u16,
         keep_alive: bool,
@@ -137,7 +137,7 @@ impl Server {
     }
 
     /// The listening address.
-    pub(crate) fn addr(&self) -> SocketAddr {
+    pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 }
@@ -170,7 +170,7 @@ impl Drop for Server {
 }
 
 /// How a handler answers the request it was given. Not answering closes the connection.
-pub(crate) struct Responder<'a> {
+pub struct Responder<'a> {
     stream: &'a TcpStream,
     shared: &'a Shared,
     keep_alive: bool,
@@ -178,19 +178,28 @@ pub(crate) struct Responder<'a> {
     answered: bool,
 }
 
+impl fmt::Debug for Responder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("keep_alive", &self.keep_alive)
+            .field("answered", &self.answered)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Responder<'_> {
     /// Writes `response` (once per request).
     ///
     /// # Errors
     /// When the write fails (the client went away); the connection is then closed.
-    pub(crate) fn send(&mut self, response: &Response) -> std::io::Result<()> {
+    pub fn send(&mut self, response: &Response) -> std::io::Result<()> {
         write_response(self.stream, response, self.keep_alive)?;
         self.answered = true;
         Ok(())
     }
 
     /// Waits `d` unless the server stops first; true when the full time passed.
-    pub(crate) fn pause(&self, d: Duration) -> bool {
+    pub fn pause(&self, d: Duration) -> bool {
         let deadline = Instant::now() + d;
         let mut conns = self.shared.conns();
         loop {
@@ -276,7 +285,7 @@ fn serve(stream: &TcpStream, shared: &Shared) {
 ///
 /// # Errors
 /// On a malformed or oversized request, and on read failures.
-pub(crate) fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<Request>> {
+pub fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Option<Request>> {
     let mut head_len = 0usize;
     let mut line = String::new();
     // The request line, tolerating empty lines before it (RFC 9112 §2.2).

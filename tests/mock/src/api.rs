@@ -2,7 +2,6 @@
 //! limits (§5).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
@@ -13,7 +12,6 @@ use super::store::{Filter, Kind, Operator, Search, WriteError};
 use super::time::format_iso;
 use super::webhooks;
 use super::{lock, Data, Request, Response, Shared};
-use crate::now_ms;
 
 /// "Batch requests to CRM object endpoints are limited to 100 records per request." (§4.1)
 const MAX_BATCH: usize = 100;
@@ -40,7 +38,7 @@ fn correlation_id(data: &mut Data) -> String {
         z ^ (z >> 31)
     }
     data.next_correlation += 1;
-    let a = mix(data.next_correlation ^ now_ms().rotate_left(20));
+    let a = mix(data.next_correlation ^ data.now_ms().rotate_left(20));
     let b = mix(a);
     format!(
         "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
@@ -178,7 +176,7 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
         .map(str::trim);
     let token = match token {
         Some(t) if t == shared.token => t,
-        Some(t) => match data.oauth.check(t, Instant::now()) {
+        Some(t) => match data.oauth.check(t, data.now_ms()) {
             // One limiter bucket for every OAuth token: the limit is per installing account
             // (§5.1), and refreshed tokens must not reset it.
             TokenState::Valid => "oauth",
@@ -193,10 +191,8 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
     };
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     if let ["crm", "v4", "objects", from, from_id, "associations", rest @ ..] = segs.as_slice() {
-        let now = now_ms();
-        let outcome = data
-            .limiter
-            .check(token, false, Instant::now(), now / 86_400_000);
+        let now = data.now_ms();
+        let outcome = data.limiter.check(token, false, now);
         let mut resp = match outcome.refused {
             Some(policy) => rate_limited(data, policy),
             None => {
@@ -211,10 +207,8 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
         && routed
             .as_ref()
             .is_some_and(|(_, rest)| rest.as_slice() == ["search"]);
-    let now = now_ms();
-    let outcome = data
-        .limiter
-        .check(token, is_search, Instant::now(), now / 86_400_000);
+    let now = data.now_ms();
+    let outcome = data.limiter.check(token, is_search, now);
     let mut resp = match outcome.refused {
         Some(policy) => rate_limited(data, policy),
         None => match routed {
@@ -565,18 +559,18 @@ fn batch_error(data: &mut Data, kind: Kind, e: WriteError, trace: Option<&str>) 
     v
 }
 
+/// A batch answer; `started` and `completed` are ms since the epoch (the mock's clock).
 fn batch_response(
     ok_status: u16,
-    started: u64,
+    (started, completed): (u64, u64),
     results: Vec<Value>,
     errors: Vec<Value>,
 ) -> Response {
-    let now = now_ms();
     let mut body = json!({
         "status": "COMPLETE",
         "results": results,
         "startedAt": format_iso(started),
-        "completedAt": format_iso(now),
+        "completedAt": format_iso(completed),
     });
     let status = if errors.is_empty() { ok_status } else { 207 };
     if let (false, Some(o)) = (errors.is_empty(), body.as_object_mut()) {
@@ -646,7 +640,7 @@ fn batch(
                     "context": {"ids": ids},
                 }));
             }
-            Ok(batch_response(200, now, results, errors))
+            Ok(batch_response(200, (now, data.now_ms()), results, errors))
         }
         "create" => {
             for input in inputs {
@@ -686,7 +680,7 @@ fn batch(
                     Err(e) => errors.push(batch_error(data, kind, e, trace.as_deref())),
                 }
             }
-            Ok(batch_response(201, now, results, errors))
+            Ok(batch_response(201, (now, data.now_ms()), results, errors))
         }
         "update" => {
             for input in inputs {
@@ -708,7 +702,7 @@ fn batch(
                     Err(e) => errors.push(batch_error(data, kind, e, trace.as_deref())),
                 }
             }
-            Ok(batch_response(200, now, results, errors))
+            Ok(batch_response(200, (now, data.now_ms()), results, errors))
         }
         "upsert" => {
             for input in inputs {
@@ -748,7 +742,7 @@ fn batch(
                     Err(e) => errors.push(batch_error(data, kind, e, trace.as_deref())),
                 }
             }
-            Ok(batch_response(200, now, results, errors))
+            Ok(batch_response(200, (now, data.now_ms()), results, errors))
         }
         "archive" => {
             for input in inputs {
@@ -1091,7 +1085,7 @@ fn associations_v4(
             Ok(json_response(
                 200,
                 &json!({"status": "COMPLETE", "results": results,
-                        "startedAt": format_iso(now), "completedAt": format_iso(now_ms())}),
+                        "startedAt": format_iso(now), "completedAt": format_iso(data.now_ms())}),
             ))
         }
         ("PUT", [_, to_id]) => {

@@ -2,8 +2,8 @@
 //! §4–§7): a drop-in base URL for any HubSpot client in tests.
 //!
 //! ```no_run
-//! use hubspot_edge_tests::mock::{MockConfig, MockHubSpot};
-//! # fn demo() -> hubspot_edge_tests::Result<()> {
+//! use hubspot_mock::{MockConfig, MockHubSpot};
+//! # fn demo() -> hubspot_mock::Result<()> {
 //! let hubspot = MockHubSpot::start(MockConfig {
 //!     seed_contacts: 1_000,
 //!     ..MockConfig::default()
@@ -13,22 +13,27 @@
 //! # let _ = url; Ok(()) }
 //! ```
 //!
-//! What it reproduces, and what not yet: `tests/src/mock/BEHAVIOURS.md`.
+//! What it reproduces, and what not yet: `tests/mock/BEHAVIOURS.md`.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::server::{Request, Responder, Response, Server};
-use crate::Result;
+
+pub mod http;
+#[doc(hidden)]
+pub mod server;
 
 mod api;
 mod assoc;
+mod clock;
 mod faults;
 mod limits;
 mod oauth;
@@ -36,6 +41,7 @@ mod store;
 mod time;
 mod webhooks;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use faults::{parse_next_list, Fault, FaultConfig};
 pub use oauth::TEST_CODE;
 pub use webhooks::WebhookConfig;
@@ -43,10 +49,51 @@ pub use webhooks::WebhookConfig;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_clock;
+#[cfg(test)]
 mod tests_ops;
 
 use limits::{Limiter, Limits};
 use store::{Kind, Store};
+
+/// What went wrong in the mock or its HTTP plumbing (not an assertion failure in a scenario).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(String);
+
+impl Error {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Self(format!("i/o error: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Self(format!("json error: {e}"))
+    }
+}
+
+/// `Result` with the infrastructure [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How the mock is set up. Defaults follow §5.1 for a Free/Starter private app.
 #[derive(Debug, Clone)]
@@ -110,6 +157,8 @@ impl Default for MockConfig {
 
 #[derive(Debug)]
 struct Data {
+    /// Every "now" the mock uses (never the wall clock directly).
+    clock: Arc<dyn Clock>,
     store: Store,
     assoc: assoc::Associations,
     limiter: Limiter,
@@ -132,6 +181,13 @@ struct Shared {
     webhook_tx: Mutex<Option<Sender<Value>>>,
 }
 
+impl Data {
+    /// Milliseconds since the Unix epoch, from the mock's [`Clock`].
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking handler cannot leave the store half-written in a way that matters to a test.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -149,11 +205,33 @@ pub struct MockHubSpot {
 }
 
 impl MockHubSpot {
-    /// Seeds the store, binds `127.0.0.1:port` and starts serving.
+    /// Seeds the store, binds `127.0.0.1:port` and starts serving, on the system clock.
     ///
     /// # Errors
     /// When the socket cannot be bound or a thread cannot be spawned.
     pub fn start(config: MockConfig) -> Result<Self> {
+        Self::start_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Like [`start`](Self::start), with every "now" read from `clock`: rate-limit windows,
+    /// the daily reset, OAuth token expiry, record timestamps, webhook `occurredAt` and
+    /// signature timestamps. With a [`ManualClock`] a test moves time on instead of sleeping.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use hubspot_mock::{ManualClock, MockConfig, MockHubSpot};
+    /// # fn demo() -> hubspot_mock::Result<()> {
+    /// let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    /// let hubspot = MockHubSpot::start_with_clock(MockConfig::default(), clock.clone())?;
+    /// // … 100 requests use up the 10-second window …
+    /// clock.advance(Duration::from_secs(10)); // … and it is full again.
+    /// # drop(hubspot); Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// When the socket cannot be bound or a thread cannot be spawned.
+    pub fn start_with_clock(config: MockConfig, clock: Arc<dyn Clock>) -> Result<Self> {
         let mut store = Store::default();
         store.seed(&[
             (Kind::Contact, config.seed_contacts),
@@ -169,6 +247,7 @@ impl MockHubSpot {
         let shared = Arc::new(Shared {
             token: config.token,
             data: Mutex::new(Data {
+                clock,
                 store,
                 assoc: assoc::Associations::default(),
                 limiter,
@@ -300,7 +379,9 @@ fn respond(shared: &Shared, req: &Request) -> Option<Response> {
         }) => api::injected(shared, status, policy.as_deref(), retry_after),
         None if path == "/oauth/v1/token" => {
             let (status, body) = if req.method == "POST" {
-                lock(&shared.data).oauth.token(&req.body, Instant::now())
+                let mut data = lock(&shared.data);
+                let now = data.now_ms();
+                data.oauth.token(&req.body, now)
             } else {
                 (405, json!({"status": "error", "message": "POST only"}))
             };
@@ -341,7 +422,8 @@ fn admin_endpoint(shared: &Shared, req: &Request, what: &str) -> Response {
             api::json_response(200, &json!({"ok": true}))
         }
         ("POST", "expire-tokens") => {
-            let expired = data.oauth.expire_all(Instant::now());
+            let now = data.now_ms();
+            let expired = data.oauth.expire_all(now);
             api::json_response(200, &json!({ "expired": expired }))
         }
         ("POST", "refuse-tokens") => {

@@ -1,10 +1,11 @@
 //! The mock driven over real HTTP (ureq), as a HubSpot client would.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{MockConfig, MockHubSpot};
+use super::{Clock, ManualClock, MockConfig, MockHubSpot, SystemClock};
 use crate::http::{request, HttpResponse};
 
 /// The fixed private-app token of the mock in these tests (and `tests_ops`).
@@ -12,13 +13,21 @@ pub(super) const TOKEN: &str = "pat-na1-test";
 
 /// A mock with `config`, [`TOKEN`] and limits high enough not to get in a test's way.
 pub(super) fn start(config: MockConfig) -> MockHubSpot {
-    MockHubSpot::start(MockConfig {
-        token: TOKEN.into(),
-        // Tests send many requests quickly; the rate-limit test lowers these itself.
-        burst: 100_000,
-        search_per_second: 100_000,
-        ..config
-    })
+    start_with_clock(config, Arc::new(SystemClock))
+}
+
+/// Like [`start`], on `clock`.
+pub(super) fn start_with_clock(config: MockConfig, clock: Arc<dyn Clock>) -> MockHubSpot {
+    MockHubSpot::start_with_clock(
+        MockConfig {
+            token: TOKEN.into(),
+            // Tests send many requests quickly; the rate-limit test lowers these itself.
+            burst: 100_000,
+            search_per_second: 100_000,
+            ..config
+        },
+        clock,
+    )
     .unwrap()
 }
 
@@ -99,7 +108,8 @@ fn auth_is_required_with_hubspot_error_shape() {
 
 #[test]
 fn crud_round_trip_on_both_path_styles() {
-    let mock = start(MockConfig::default());
+    let clock = Arc::new(ManualClock::new(1_767_225_600_000));
+    let mock = start_with_clock(MockConfig::default(), clock.clone());
     let c = Client::v3(&mock);
     let created = c.json(
         "POST",
@@ -135,7 +145,7 @@ fn crud_round_trip_on_both_path_styles() {
     );
     assert_eq!(by_email["id"], id.as_str());
 
-    std::thread::sleep(Duration::from_millis(5));
+    clock.advance(Duration::from_millis(5));
     let updated = d.json(
         "PATCH",
         &format!("/contacts/{id}"),

@@ -201,7 +201,7 @@ pub fn parse_next_list(s: &str) -> Result<Vec<Fault>, String> {
             };
             let status = status
                 .parse::<u16>()
-                .map_err(|_| format!("--fault-next: bad entry {p}"))?;
+                .map_err(|_| format!("bad entry {p} (STATUS, STATUS:POLICY or drop)"))?;
             Ok(Fault::Status {
                 status,
                 policy,

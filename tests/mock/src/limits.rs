@@ -2,7 +2,7 @@
 //! own per-second limit. Pure: callers pass `now`.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Which limit a request hit (§5.3 `policyName`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +51,9 @@ pub(super) struct Outcome {
 
 #[derive(Debug, Default)]
 struct TokenState {
-    window: VecDeque<Instant>,
-    search: VecDeque<Instant>,
+    /// When the requests in the rolling window were counted (ms since the epoch).
+    window: VecDeque<u64>,
+    search: VecDeque<u64>,
 }
 
 /// Per-token limiter state.
@@ -65,10 +66,14 @@ pub(super) struct Limiter {
     day: u64,
 }
 
-fn prune(q: &mut VecDeque<Instant>, now: Instant, window: Duration) {
+const MS_PER_DAY: u64 = 86_400_000;
+
+fn prune(q: &mut VecDeque<u64>, now_ms: u64, window: Duration) {
+    let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    // Saturating: a clock set backwards keeps the entries (refusing longer, never more).
     while q
         .front()
-        .is_some_and(|t| now.saturating_duration_since(*t) >= window)
+        .is_some_and(|t| now_ms.saturating_sub(*t) >= window)
     {
         q.pop_front();
     }
@@ -84,8 +89,10 @@ impl Limiter {
         }
     }
 
-    /// Counts one request by `token` (refused requests are not counted).
-    pub(super) fn check(&mut self, token: &str, search: bool, now: Instant, day: u64) -> Outcome {
+    /// Counts one request by `token` at `now_ms` (ms since the epoch; refused requests are
+    /// not counted).
+    pub(super) fn check(&mut self, token: &str, search: bool, now_ms: u64) -> Outcome {
+        let day = now_ms / MS_PER_DAY;
         if day != self.day {
             self.day = day;
             self.daily_used = 0;
@@ -94,7 +101,7 @@ impl Limiter {
         let state = self.tokens.entry(token.to_owned()).or_default();
         if search {
             // Search: its own limit, no rate-limit headers (§4.4, §5.2).
-            prune(&mut state.search, now, Duration::from_secs(1));
+            prune(&mut state.search, now_ms, Duration::from_secs(1));
             let refused = if self.daily_used >= limits.daily {
                 Some(Policy::Daily)
             } else if state.search.len()
@@ -102,7 +109,7 @@ impl Limiter {
             {
                 Some(Policy::Secondly)
             } else {
-                state.search.push_back(now);
+                state.search.push_back(now_ms);
                 self.daily_used += 1;
                 None
             };
@@ -111,14 +118,14 @@ impl Limiter {
                 refused,
             };
         }
-        prune(&mut state.window, now, limits.window);
+        prune(&mut state.window, now_ms, limits.window);
         let burst = usize::try_from(limits.burst).unwrap_or(usize::MAX);
         let refused = if self.daily_used >= limits.daily {
             Some(Policy::Daily)
         } else if state.window.len() >= burst {
             Some(Policy::TenSecondlyRolling)
         } else {
-            state.window.push_back(now);
+            state.window.push_back(now_ms);
             self.daily_used += 1;
             None
         };
@@ -164,13 +171,13 @@ mod tests {
     #[test]
     fn rolling_window_refuses_then_recovers() {
         let mut l = limiter(3, 1000);
-        let t0 = Instant::now();
+        let t0: u64 = 1_700_000_000_000;
         for left in ["2", "1", "0"] {
-            let o = l.check("t", false, t0, 0);
+            let o = l.check("t", false, t0);
             assert_eq!(o.refused, None);
             assert_eq!(header(&o, "X-HubSpot-RateLimit-Remaining"), left);
         }
-        let o = l.check("t", false, t0 + Duration::from_secs(9), 0);
+        let o = l.check("t", false, t0 + 9_000);
         assert_eq!(o.refused, Some(Policy::TenSecondlyRolling));
         assert_eq!(header(&o, "X-HubSpot-RateLimit-Max"), "3");
         assert_eq!(
@@ -178,8 +185,8 @@ mod tests {
             "10000"
         );
         // Another token has its own window.
-        assert_eq!(l.check("u", false, t0, 0).refused, None);
-        let o = l.check("t", false, t0 + Duration::from_secs(10), 0);
+        assert_eq!(l.check("u", false, t0).refused, None);
+        let o = l.check("t", false, t0 + 10_000);
         assert_eq!(o.refused, None);
         assert_eq!(header(&o, "X-HubSpot-RateLimit-Daily-Remaining"), "995");
     }
@@ -187,20 +194,17 @@ mod tests {
     #[test]
     fn daily_and_search_limits() {
         let mut l = limiter(100, 7);
-        let t0 = Instant::now();
+        let t0: u64 = 1_700_000_000_000;
         for _ in 0..5 {
-            let o = l.check("t", true, t0, 0);
+            let o = l.check("t", true, t0);
             assert_eq!(o.refused, None);
             assert!(o.headers.is_empty());
         }
-        assert_eq!(l.check("t", true, t0, 0).refused, Some(Policy::Secondly));
-        assert_eq!(
-            l.check("t", true, t0 + Duration::from_secs(1), 0).refused,
-            None
-        );
-        assert_eq!(l.check("t", false, t0, 0).refused, None);
-        assert_eq!(l.check("t", false, t0, 0).refused, Some(Policy::Daily));
+        assert_eq!(l.check("t", true, t0).refused, Some(Policy::Secondly));
+        assert_eq!(l.check("t", true, t0 + 1_000).refused, None);
+        assert_eq!(l.check("t", false, t0).refused, None);
+        assert_eq!(l.check("t", false, t0).refused, Some(Policy::Daily));
         // The daily counter resets with the day.
-        assert_eq!(l.check("t", false, t0, 1).refused, None);
+        assert_eq!(l.check("t", false, t0 + MS_PER_DAY).refused, None);
     }
 }

@@ -2,7 +2,7 @@
 //! refresh-token grants, expiring access tokens, and the 401/400 answers around them.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -27,7 +27,8 @@ pub(super) struct OAuth {
     client_secret: String,
     codes: HashSet<String>,
     refresh_tokens: HashSet<String>,
-    access: HashMap<String, Instant>,
+    /// Access token → its expiry (ms since the epoch).
+    access: HashMap<String, u64>,
     ttl: Duration,
     next: u64,
     pub(super) refreshes: u64,
@@ -70,38 +71,41 @@ impl OAuth {
         }
     }
 
-    pub(super) fn check(&self, token: &str, now: Instant) -> TokenState {
+    /// What `token` is at `now_ms` (ms since the epoch).
+    pub(super) fn check(&self, token: &str, now_ms: u64) -> TokenState {
         match self.access.get(token) {
             None => TokenState::Unknown,
             Some(_) if self.refuse_all => TokenState::Unknown,
-            Some(exp) if *exp > now => TokenState::Valid,
-            Some(exp) => TokenState::Expired(now.duration_since(*exp).as_secs()),
+            Some(exp) if *exp > now_ms => TokenState::Valid,
+            Some(exp) => TokenState::Expired((now_ms - exp) / 1000),
         }
     }
 
     /// Makes every issued access token expire at `now` (as if its lifetime had run out): the
     /// next call with it gets HubSpot's 401. Returns how many there were.
-    pub(super) fn expire_all(&mut self, now: Instant) -> usize {
+    pub(super) fn expire_all(&mut self, now_ms: u64) -> usize {
         for expiry in self.access.values_mut() {
-            *expiry = (*expiry).min(now);
+            *expiry = (*expiry).min(now_ms);
         }
         self.access.len()
     }
 
-    fn mint(&mut self, prefix: &str) -> String {
+    fn mint(&mut self, prefix: &str, now_ms: u64) -> String {
         self.next += 1;
         // Shaped loosely like HubSpot's opaque tokens (`CJSP5qf1KhICAQEYs-gDIIGOBii1`…).
         let mut z = self
             .next
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(crate::now_ms());
+            .wrapping_add(now_ms);
         z ^= z >> 29;
         format!("{prefix}-{:04}-{z:016x}", self.next)
     }
 
-    fn issue(&mut self, refresh_token: String, now: Instant) -> Answer {
-        let access = self.mint("CMock");
-        self.access.insert(access.clone(), now + self.ttl);
+    fn issue(&mut self, refresh_token: String, now_ms: u64) -> Answer {
+        let access = self.mint("CMock", now_ms);
+        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        self.access
+            .insert(access.clone(), now_ms.saturating_add(ttl_ms));
         (
             200,
             json!({
@@ -113,8 +117,8 @@ impl OAuth {
         )
     }
 
-    /// `POST /oauth/v1/token` with a form body.
-    pub(super) fn token(&mut self, body: &[u8], now: Instant) -> Answer {
+    /// `POST /oauth/v1/token` with a form body, at `now_ms` (ms since the epoch).
+    pub(super) fn token(&mut self, body: &[u8], now_ms: u64) -> Answer {
         let form = parse_query(&String::from_utf8_lossy(body));
         let get = |k: &str| {
             form.iter()
@@ -159,9 +163,9 @@ impl OAuth {
                     );
                 }
                 self.code_exchanges += 1;
-                let refresh = self.mint("mock-refresh");
+                let refresh = self.mint("mock-refresh", now_ms);
                 self.refresh_tokens.insert(refresh.clone());
-                self.issue(refresh, now)
+                self.issue(refresh, now_ms)
             }
             "refresh_token" => {
                 let refresh = get("refresh_token").to_owned();
@@ -173,7 +177,7 @@ impl OAuth {
                     );
                 }
                 self.refreshes += 1;
-                self.issue(refresh, now)
+                self.issue(refresh, now_ms)
             }
             other => fail(
                 "BAD_GRANT_TYPE",
@@ -196,7 +200,7 @@ mod tests {
 
     #[test]
     fn refuse_all_refuses_issued_and_later_tokens_until_cleared() {
-        let now = Instant::now();
+        let now: u64 = 1_700_000_000_000;
         let mut oauth = OAuth::new("id", "secret", "r", "", Duration::from_secs(1800));
         let form = b"grant_type=refresh_token&refresh_token=r&client_id=id&client_secret=secret";
         let first = oauth.token(form, now).1["access_token"]

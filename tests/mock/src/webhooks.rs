@@ -176,7 +176,7 @@ fn deliver(
             e["attemptNumber"] = json!(attempt);
         }
         let body = serde_json::to_vec(&*batch).unwrap_or_default();
-        let timestamp = crate::now_ms().to_string();
+        let timestamp = lock(&shared.data).now_ms().to_string();
         let v1 = sign_v1(secret, &body);
         let v3 = sign_v3(secret, "POST", &url, &body, &timestamp);
         let result = crate::http::request_with_timeout(
