@@ -10,8 +10,7 @@
 // the token's burst window at the end.
 //
 // Prints one JSON summary on stdout ({client, version, ok, checks[], created}) and exits 1 when
-// any check failed, 2 on a setup error. Progress goes to stderr. Section numbers (§) refer to the
-// project's HubSpot fact sheet; the behaviours are those of
+// any check failed, 2 on a setup error. Progress goes to stderr. The behaviours are those of
 // https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines (rate limits)
 // and https://developers.hubspot.com/docs/api-reference/error-handling (errors, 207).
 
@@ -64,7 +63,8 @@ const isDigits = (s) => typeof s === 'string' && /^[0-9]+$/.test(s);
 const validDate = (d) => d instanceof Date && !Number.isNaN(d.getTime());
 const RL = 'x-hubspot-ratelimit-';
 
-// Retries are off unless `numberOfApiCallRetries` is set (§5.4), so each call is one request.
+// Retries are off unless `numberOfApiCallRetries` is set (the client's RetryDecorator), so each
+// call is one request.
 const client = new hubspot.Client({ accessToken: token, basePath: baseUrl });
 const contacts = client.crm.contacts;
 const lastname = 'Officialnode';
@@ -200,7 +200,7 @@ await step('injected_429_surfaced', async () => {
   };
 });
 
-// 4b. The client's own retry on the search limit (§5.4: it matches the body's message
+// 4b. The client's own retry on the search limit (its RetryDecorator matches the body's message
 // "You have reached your secondly limit." and waits 1 s): the mock's search 429 must be
 // recognised, so the search succeeds on the second request.
 await step('search_429_retried_by_client', async () => {
@@ -216,7 +216,8 @@ await step('search_429_retried_by_client', async () => {
 });
 
 // 4c. A real 429 from the burst limiter: read the window from the headers of a success,
-// spend what remains, and the next call is refused with the headers at 0 (§5.2, §5.3).
+// spend what remains, and the next call is refused with the headers at 0 and the documented
+// 429 body (usage guidelines above).
 let max = 0;
 let remaining = -1;
 await step('rate_limit_headers_on_success', async () => {
