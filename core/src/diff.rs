@@ -13,7 +13,7 @@
 //! The result is [`Diff::Unchanged`] or [`Diff::Changed`] with a minimal [`Patch`]: one
 //! [`Change`] per differing field, in the map's field order, then fields outside the map in name
 //! order. Each change carries the old and new values as they appear in the two records (`null`
-//! for absent).
+//! for absent); a [`Change`] built elsewhere may leave `old` unknown ([`crate::enrich`]).
 //!
 //! ```
 //! # use hubspot_edge_core::{diff::{diff, Diff}, mapping::{Mapping, Record}};
@@ -87,15 +87,28 @@ pub struct Patch {
     changes: Vec<Change>,
 }
 
-/// One changed field.
+/// One changed field. Serialises as `{"field", "old", "new"}`, without `old` when the old value
+/// is unknown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     /// The destination field.
     pub field: String,
-    /// Its value in the snapshot; `null` when it had none or was absent.
-    pub old: Value,
+    /// Its value before: `Some(null)` when it had none (or was absent); `None` when it is not
+    /// known (a first change whose previous value HubSpot's history does not give:
+    /// [`crate::enrich`]). [`diff`] always knows it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub old: Option<Value>,
     /// Its value now; `null` when it has none or is absent.
     pub new: Value,
+}
+
+/// A present `old`, `null` included, is known; only an absent one is not (`default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 impl Patch {
@@ -130,7 +143,7 @@ pub fn diff(map: &ObjectMap, old: &Record, new: &Record) -> Diff {
             let (a, b) = (old.get(field), new.get(field));
             (!map.same_value(field, a, b)).then(|| Change {
                 field: field.to_owned(),
-                old: a.cloned().unwrap_or(Value::Null),
+                old: Some(a.cloned().unwrap_or(Value::Null)),
                 new: b.cloned().unwrap_or(Value::Null),
             })
         })
@@ -414,6 +427,31 @@ mod tests {
             ])
         );
         assert!(!d.is_unchanged());
+    }
+
+    #[test]
+    fn unknown_old_is_absent_and_null_is_kept() {
+        let known = Change {
+            field: "first_name".into(),
+            old: Some(Value::Null),
+            new: json!("Ada"),
+        };
+        let unknown = Change {
+            old: None,
+            ..known.clone()
+        };
+        assert_eq!(
+            serde_json::to_string(&known).unwrap(),
+            r#"{"field":"first_name","old":null,"new":"Ada"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&unknown).unwrap(),
+            r#"{"field":"first_name","new":"Ada"}"#
+        );
+        for change in [known, unknown] {
+            let text = serde_json::to_string(&change).unwrap();
+            assert_eq!(serde_json::from_str::<Change>(&text).unwrap(), change);
+        }
     }
 
     #[test]

@@ -11,22 +11,39 @@
 //! 2. [`plan`] each group (its events in `occurredAt` order): [`Plan::Ignore`] (only changes to
 //!    unmapped properties), [`Plan::Delete`] (the last lifecycle event is a deletion or privacy
 //!    deletion) or [`Plan::Read`] with the reason for the read.
-//! 3. Read the objects of each type in batches of up to 100 (HUBSPOT.md §4.1), the mapped
-//!    properties only ([`ObjectMap::properties`]).
+//! 3. Read the objects of each type ([`read_plan`]): the mapped properties only
+//!    ([`ObjectMap::properties`]), in batches of up to 100 (HUBSPOT.md §4.1); a changed object
+//!    without a snapshot also asks for the history of the properties its events name
+//!    ([`Need::history`]), in batches of up to [`MAX_HISTORY_BATCH_INPUTS`].
 //! 4. [`decide`] each group with its snapshot, its current HubSpot properties (or
-//!    [`Current::Missing`] when the batch read did not return it) and the echo guard, if any.
-//!    The [`Decision`] says what to forward (at most one message per object) and what to do
-//!    with the snapshot once the forward succeeded.
+//!    [`Current::Missing`] when the batch read did not return it), their history and the echo
+//!    guard, if any. The [`Decision`] says what to forward (at most one message per object) and
+//!    what to do with the snapshot once the forward succeeded.
 //!
 //! A group with a creation and later changes forwards one `created` with the current record; a
 //! deletion followed by a restore forwards the restore. An object HubSpot no longer returns was
 //! deleted in between: nothing is forwarded for it (its deletion event follows).
+//!
+//! # A first change: `old` from HubSpot's history
+//!
+//! A change to an object with no snapshot yet (never forwarded, or its snapshot unreadable) has
+//! nothing to diff against. Its previous values come from HubSpot's property history instead:
+//! for each property its events name, [`value_before`] that property's first change in the
+//! batch. The changes forwarded are then those of these properties only, against these values:
+//! a field nobody changed is not reported (it used to be, with `old: null`).
+//!
+//! When the history does not give a previous value (HubSpot returned none for the property, its
+//! timestamps do not read, two entries tie, the old value does not map, or the read fell back to
+//! one without history), the change is still forwarded, with `old` **absent**: unknown. `old:
+//! null` always means the field had no value. See [`Before`].
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use crate::api::MAX_HISTORY_BATCH_INPUTS;
+use crate::api::{HistoryValue, SimpleObject, MAX_BATCH_INPUTS};
 use crate::diff::{diff, Change, Diff, EchoGuard};
 use crate::event::Event;
 use crate::mapping::{MapError, Mapping, ObjectMap, Record};
@@ -80,6 +97,7 @@ struct Extra {
     association_type: Option<Value>,
     association_type_id: Option<Value>,
     association_removed: Option<bool>,
+    property_value: Option<Value>,
 }
 
 impl Extra {
@@ -149,11 +167,34 @@ pub enum Need {
         /// created), without the survivor, sorted, each once.
         merged_ids: Vec<String>,
     },
-    /// Mapped properties changed: forward the diff against the snapshot.
+    /// Mapped properties changed: forward the diff against the snapshot (or, without one,
+    /// against the values before, from HubSpot's history).
     Change {
-        /// The mapped properties the events name, sorted, each once.
-        properties: Vec<String>,
+        /// The mapped properties the events name, each once, with its first change in the batch.
+        properties: BTreeMap<String, FirstChange>,
     },
+}
+
+impl Need {
+    /// The properties whose history the read asks for (`propertiesWithHistory`): those a
+    /// [`Need::Change`] names when the object has no snapshot to diff against; none otherwise
+    /// (a creation, restore or merge forwards the whole record; a snapshot is the old value).
+    pub fn history(&self, has_snapshot: bool) -> Vec<String> {
+        match self {
+            Self::Change { properties } if !has_snapshot => properties.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The first `propertyChange` of a property among a group's events (by `occurredAt`, then
+/// `eventId`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstChange {
+    /// Its `occurredAt`, Unix milliseconds.
+    pub at_ms: u64,
+    /// Its `propertyValue` (the value set), when the event carries one.
+    pub value: Option<String>,
 }
 
 /// Orders events as they happened: by `occurredAt`, then `eventId`.
@@ -171,7 +212,7 @@ pub fn plan(map: &ObjectMap, survivor: &str, events: &[&Event<'_>]) -> Plan {
     let mut created = false;
     let mut restored = false;
     let mut merged: Vec<String> = Vec::new();
-    let mut properties: Vec<String> = Vec::new();
+    let mut properties: BTreeMap<String, FirstChange> = BTreeMap::new();
     for event in &sorted {
         match action(event) {
             Some(a @ (Action::Deletion | Action::PrivacyDeletion)) => {
@@ -205,7 +246,18 @@ pub fn plan(map: &ObjectMap, survivor: &str, events: &[&Event<'_>]) -> Plan {
             }
             Some(Action::PropertyChange) => {
                 if let Some(p) = event.property_name().filter(|p| map.is_mapped(p)) {
-                    properties.push(p.to_owned());
+                    // Sorted: the first seen is the first made.
+                    properties
+                        .entry(p.to_owned())
+                        .or_insert_with(|| FirstChange {
+                            at_ms: event.occurred_at_ms(),
+                            value: match Extra::of(event).property_value {
+                                Some(Value::String(s)) => Some(s),
+                                Some(Value::Number(n)) => Some(n.to_string()),
+                                Some(Value::Bool(b)) => Some(b.to_string()),
+                                _ => None,
+                            },
+                        });
                 }
             }
             Some(Action::AssociationChange) | None => {}
@@ -214,8 +266,6 @@ pub fn plan(map: &ObjectMap, survivor: &str, events: &[&Event<'_>]) -> Plan {
     merged.retain(|id| id != survivor);
     merged.sort_unstable();
     merged.dedup();
-    properties.sort_unstable();
-    properties.dedup();
     match lifecycle {
         Some(Action::Deletion) => return Plan::Delete { privacy: false },
         Some(Action::PrivacyDeletion) => return Plan::Delete { privacy: true },
@@ -232,6 +282,199 @@ pub fn plan(map: &ObjectMap, survivor: &str, events: &[&Event<'_>]) -> Plan {
     } else {
         Plan::Read(Need::Change { properties })
     }
+}
+
+/// The most enrichment batch reads in flight at once. Cloudflare lets an invocation have 6
+/// connections waiting for response headers at once (see
+/// [`crate::delivery::MAX_CONCURRENT_FORWARDS`]); each read holds one at a time (the rate
+/// gate's permit, then the request), and nothing else runs while the reads do.
+pub const MAX_CONCURRENT_READS: usize = 6;
+
+/// One batch-read request of the objects of one type ([`read_plan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadChunk {
+    /// The ids to read: at most [`MAX_BATCH_INPUTS`], or [`MAX_HISTORY_BATCH_INPUTS`] when
+    /// [`Self::history`] is not empty.
+    pub ids: Vec<String>,
+    /// `propertiesWithHistory`: what its objects need ([`Need::history`]), sorted, each once;
+    /// empty for a plain read.
+    pub history: Vec<String>,
+}
+
+impl ReadChunk {
+    /// The read to send instead when HubSpot refused this one: the same ids without history,
+    /// when this one asked for history and HubSpot answered 400 (HubSpot does not say how many
+    /// objects a history read may hold: [`MAX_HISTORY_BATCH_INPUTS`] is an assumption). The
+    /// objects are then forwarded with their old values unknown. `None` otherwise: the failure
+    /// is the read's.
+    pub fn fallback(&self, refused: crate::api::GiveUpReason) -> Option<Self> {
+        (!self.history.is_empty() && refused == crate::api::GiveUpReason::Validation).then(|| {
+            Self {
+                ids: self.ids.clone(),
+                history: Vec::new(),
+            }
+        })
+    }
+}
+
+/// Plans the batch reads of the objects of one type (step 3): `objects` are `(id, history)`
+/// pairs, `history` from [`Need::history`] (an id given twice is read once, with both
+/// histories).
+///
+/// Objects that need history go first, [`MAX_HISTORY_BATCH_INPUTS`] per request, each request
+/// asking for the history its objects need; the others fill the last of those requests, then
+/// go [`MAX_BATCH_INPUTS`] per request. So a batch with history costs
+/// `ceil(h / 50)` requests, plus `ceil(rest / 100)` for the plain objects that did not fit: at
+/// most one more than without history for a queue batch of 100 messages.
+pub fn read_plan<'a>(objects: impl IntoIterator<Item = (&'a str, Vec<String>)>) -> Vec<ReadChunk> {
+    let mut order: Vec<(&str, std::collections::BTreeSet<String>)> = Vec::new();
+    for (id, history) in objects {
+        match order.iter_mut().find(|(seen, _)| *seen == id) {
+            Some((_, set)) => set.extend(history),
+            None => order.push((id, history.into_iter().collect())),
+        }
+    }
+    let (with, plain): (Vec<_>, Vec<_>) = order.into_iter().partition(|(_, h)| !h.is_empty());
+    let mut plain = plain.into_iter().map(|(id, _)| id.to_owned());
+    let mut chunks: Vec<ReadChunk> = with
+        .chunks(MAX_HISTORY_BATCH_INPUTS)
+        .map(|chunk| {
+            let mut history: std::collections::BTreeSet<&String> = Default::default();
+            for (_, h) in chunk {
+                history.extend(h);
+            }
+            ReadChunk {
+                ids: chunk.iter().map(|(id, _)| (*id).to_owned()).collect(),
+                history: history.into_iter().cloned().collect(),
+            }
+        })
+        .collect();
+    if let Some(last) = chunks.last_mut() {
+        let room = MAX_HISTORY_BATCH_INPUTS - last.ids.len();
+        last.ids.extend(plain.by_ref().take(room));
+    }
+    let rest: Vec<String> = plain.collect();
+    chunks.extend(rest.chunks(MAX_BATCH_INPUTS).map(|ids| ReadChunk {
+        ids: ids.to_vec(),
+        history: Vec::new(),
+    }));
+    chunks
+}
+
+/// A property's value before its first change in the batch, as HubSpot's history tells it
+/// ([`value_before`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Before {
+    /// It had this value (`None`: no value, forwarded as `old: null`).
+    Known(Option<String>),
+    /// The history does not say (forwarded without `old`).
+    Unknown,
+}
+
+/// The value of a property just before `first` (its first change in the batch), from its
+/// history as HubSpot returned it (`propertiesWithHistory`, HUBSPOT.md §4.1).
+///
+/// HubSpot documents no order for the history: entries are sorted by timestamp here. Entries
+/// after `first.at_ms` are later changes (of this batch or the next). Entries at exactly
+/// `first.at_ms` are the change itself; when there is none, the last entry before it that set
+/// the value the event reports (`propertyValue`) is taken for the change itself, since HubSpot's
+/// history clock and the event's `occurredAt` may differ by a few milliseconds. The value
+/// before is the latest remaining entry's (`""` read as no value).
+///
+/// [`Before::Unknown`] when HubSpot returned no history for the property (it ignores properties
+/// an object does not have), when a timestamp does not read, or when the latest entries tie
+/// with different values. [`Before::Known`]`(None)` when the history starts with this change:
+/// the property had no value before.
+pub fn value_before(history: &[HistoryValue], first: &FirstChange) -> Before {
+    let Ok(at) = i64::try_from(first.at_ms) else {
+        return Before::Unknown;
+    };
+    if history.is_empty() {
+        return Before::Unknown;
+    }
+    let mut entries = Vec::with_capacity(history.len());
+    for entry in history {
+        let Some(ms) = entry.timestamp_ms() else {
+            return Before::Unknown;
+        };
+        entries.push((ms, no_empty(entry.value.as_deref())));
+    }
+    entries.sort_by_key(|&(ms, _)| ms);
+    let mut past: Vec<(i64, Option<&str>)> =
+        entries.into_iter().filter(|&(ms, _)| ms <= at).collect();
+    let own = past.iter().filter(|&&(ms, _)| ms == at).count();
+    if own > 0 {
+        past.truncate(past.len() - own);
+    } else if let (Some(&(_, value)), Some(set)) = (past.last(), first.value.as_deref()) {
+        if value == no_empty(Some(set)) {
+            past.pop();
+        }
+    }
+    let Some(&(ms, value)) = past.last() else {
+        return Before::Known(None);
+    };
+    if past.iter().any(|&(t, v)| t == ms && v != value) {
+        return Before::Unknown;
+    }
+    Before::Known(value.map(str::to_owned))
+}
+
+/// `""` is no value, like `null` (HUBSPOT.md §7: clearing sends `""`).
+fn no_empty(v: Option<&str>) -> Option<&str> {
+    v.filter(|s| !s.is_empty())
+}
+
+/// The changes of a first change (no snapshot): the properties `changed` names, against their
+/// values before ([`value_before`]); `old` absent where those are unknown. In map order.
+fn first_changes(
+    map: &ObjectMap,
+    properties: &BTreeMap<String, Option<String>>,
+    current: &Record,
+    changed: &BTreeMap<String, FirstChange>,
+    history: &BTreeMap<String, Vec<HistoryValue>>,
+) -> Vec<Change> {
+    let mut known: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut unknown: Vec<String> = Vec::new();
+    for (property, first) in changed {
+        match history
+            .get(property)
+            .map_or(Before::Unknown, |h| value_before(h, first))
+        {
+            Before::Known(value) => {
+                known.insert(property.clone(), value);
+            }
+            Before::Unknown => unknown.push(property.clone()),
+        }
+    }
+    // The record before: now, with the known old values. An old value that does not map is
+    // unknown rather than an error (the record now maps, so this ends).
+    let previous = loop {
+        let mut before = properties.clone();
+        before.extend(known.iter().map(|(k, v)| (k.clone(), v.clone())));
+        match map.to_destination(&before) {
+            Ok(record) => break record,
+            Err(e) => match known.remove_entry(e.property()) {
+                Some((property, _)) => unknown.push(property),
+                None => {
+                    unknown.extend(std::mem::take(&mut known).into_keys());
+                }
+            },
+        }
+    };
+    let mut changes = match diff(map, &previous, current) {
+        Diff::Changed(patch) => patch.changes().to_vec(),
+        Diff::Unchanged => Vec::new(),
+    };
+    changes.extend(unknown.iter().filter_map(|property| {
+        let field = map.field_of_property(property)?;
+        Some(Change {
+            field: field.to_owned(),
+            old: None,
+            new: current.get(field).cloned().unwrap_or(Value::Null),
+        })
+    }));
+    changes.sort_by_key(|c| map.field_position(&c.field));
+    changes
 }
 
 /// The object's current HubSpot properties, from the batch read.
@@ -374,7 +617,13 @@ impl Decision {
 
 /// Decides a planned group (step 4): `id` is the object read, `snapshot` its last forwarded
 /// record (`None` when there is none, or it could not be read), `current` its HubSpot
-/// properties now, `echo` the guard of this integration's latest write to it, if any.
+/// properties now, `history` their history as the read returned it (empty when none was asked
+/// for), `echo` the guard of this integration's latest write to it, if any.
+///
+/// A change without a snapshot is diffed against the values before its events, from `history`
+/// (see the module docs): only the properties its events name are forwarded, `old` absent where
+/// the history does not tell. A change with a snapshot diffs against the snapshot; `history` is
+/// not used.
 ///
 /// A change whose properties were all written by this integration, and whose current values
 /// are still exactly those written, is an echo: nothing is forwarded, but the snapshot is
@@ -389,6 +638,7 @@ pub fn decide(
     need: &Need,
     snapshot: Option<&Record>,
     current: Current<'_>,
+    history: &BTreeMap<String, Vec<HistoryValue>>,
     echo: Option<&EchoGuard>,
 ) -> Result<Decision, MapError> {
     let Current::Found(properties) = current else {
@@ -396,8 +646,6 @@ pub fn decide(
     };
     let record = map.to_destination(properties)?;
     let put = SnapshotWrite::Put(record.to_snapshot());
-    let empty = Record::new();
-    let old = snapshot.unwrap_or(&empty);
     Ok(match need {
         Need::Create => Decision::forward(Forward::Created(record), put),
         Need::Restore => Decision::forward(Forward::Restored(record), put),
@@ -421,15 +669,23 @@ pub fn decide(
         }
         Need::Change { properties: names } => {
             let is_echo = echo
-                .is_some_and(|guard| names.iter().all(|p| guard.is_echo(map, id, p, properties)));
+                .is_some_and(|guard| names.keys().all(|p| guard.is_echo(map, id, p, properties)));
             if is_echo {
                 return Ok(Decision::skip(Skip::Echo, put));
             }
-            match diff(map, old, &record) {
-                Diff::Unchanged => Decision::skip(Skip::Unchanged, SnapshotWrite::Keep),
-                Diff::Changed(patch) => {
-                    Decision::forward(Forward::Changed(patch.changes().to_vec()), put)
-                }
+            match snapshot {
+                Some(old) => match diff(map, old, &record) {
+                    Diff::Unchanged => Decision::skip(Skip::Unchanged, SnapshotWrite::Keep),
+                    Diff::Changed(patch) => {
+                        Decision::forward(Forward::Changed(patch.changes().to_vec()), put)
+                    }
+                },
+                // Nothing to diff against: the values before, from the history. Unchanged
+                // (changed and changed back) still stores the snapshot, for the next change.
+                None => match first_changes(map, properties, &record, names, history) {
+                    changes if changes.is_empty() => Decision::skip(Skip::Unchanged, put),
+                    changes => Decision::forward(Forward::Changed(changes), put),
+                },
             }
         }
     })
@@ -438,8 +694,8 @@ pub fn decide(
 /// What a batch read said about one requested id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadOutcome {
-    /// Returned, with these properties.
-    Found(BTreeMap<String, Option<String>>),
+    /// Returned: its properties, and their history when it was asked for.
+    Found(SimpleObject),
     /// HubSpot says it does not exist (`OBJECT_NOT_FOUND`): archived or merged away since the
     /// events. Its deletion or merge event follows; skip it once.
     Missing,
@@ -484,16 +740,16 @@ pub fn classify_read(
         .iter()
         .map(|e| code_of(e.category.as_deref()))
         .reduce(|a, b| a.or(b));
-    let mut found: std::collections::HashMap<String, BTreeMap<String, Option<String>>> = response
+    let mut found: std::collections::HashMap<String, SimpleObject> = response
         .results
         .into_iter()
-        .map(|o| (o.id, o.properties))
+        .map(|o| (o.id.clone(), o))
         .collect();
     ids.iter()
         .zip(error_of)
         .map(|(id, error)| {
             let outcome = match (found.remove(id), error.or_else(|| blanket.clone())) {
-                (Some(properties), _) => ReadOutcome::Found(properties),
+                (Some(object), _) => ReadOutcome::Found(object),
                 (None, Some(None)) => ReadOutcome::Missing,
                 (None, Some(Some(code))) => ReadOutcome::Failed { code },
                 (None, None) => ReadOutcome::Failed {
@@ -562,7 +818,7 @@ mod tests {
         let got = classify_read(&ids, response);
         let outcome = |i: usize| got[i].1.clone();
         assert!(
-            matches!(outcome(0), ReadOutcome::Found(ref p) if p["email"].as_deref() == Some("a@b.c"))
+            matches!(outcome(0), ReadOutcome::Found(ref o) if o.properties["email"].as_deref() == Some("a@b.c"))
         );
         assert_eq!(outcome(1), ReadOutcome::Missing);
         assert_eq!(
@@ -709,7 +965,22 @@ mod tests {
                 "5"
             ),
             Plan::Read(Need::Change {
-                properties: vec!["email".into(), "firstname".into()]
+                properties: BTreeMap::from([
+                    (
+                        "email".into(),
+                        FirstChange {
+                            at_ms: 1,
+                            value: None
+                        }
+                    ),
+                    (
+                        "firstname".into(),
+                        FirstChange {
+                            at_ms: 2,
+                            value: None
+                        }
+                    ),
+                ])
             })
         );
         assert_eq!(
@@ -756,8 +1027,15 @@ mod tests {
         let mapping = mapping();
         let map = mapping.object("contact").unwrap();
         let change = Need::Change {
-            properties: vec!["numberofemployees".into()],
+            properties: BTreeMap::from([(
+                "numberofemployees".into(),
+                FirstChange {
+                    at_ms: 1,
+                    value: None,
+                },
+            )]),
         };
+        let none = BTreeMap::new();
         let snapshot = Record::from_snapshot(r#"{"email":"a@b.c","employees":17}"#).unwrap();
         let now = props(&[("email", "A@b.c"), ("numberofemployees", "17.0")]);
 
@@ -768,6 +1046,7 @@ mod tests {
             &change,
             Some(&snapshot),
             Current::Found(&now),
+            &none,
             None,
         )
         .unwrap();
@@ -782,6 +1061,7 @@ mod tests {
             &change,
             Some(&snapshot),
             Current::Found(&now),
+            &none,
             None,
         )
         .unwrap();
@@ -789,7 +1069,7 @@ mod tests {
             d.forward,
             Some(Forward::Changed(vec![Change {
                 field: "employees".into(),
-                old: json!(17),
+                old: Some(json!(17)),
                 new: json!(18)
             }]))
         );
@@ -807,6 +1087,7 @@ mod tests {
             &change,
             Some(&snapshot),
             Current::Found(&now),
+            &none,
             Some(&guard),
         )
         .unwrap();
@@ -823,6 +1104,7 @@ mod tests {
             &change,
             Some(&snapshot),
             Current::Found(&later),
+            &none,
             Some(&guard),
         )
         .unwrap();
@@ -839,13 +1121,23 @@ mod tests {
             &change,
             Some(&snapshot),
             Current::Found(&now),
+            &none,
             Some(&other),
         )
         .unwrap();
         assert!(matches!(d.forward, Some(Forward::Changed(_))));
 
         // Gone in between.
-        let d = decide(map, "5", &change, Some(&snapshot), Current::Missing, None).unwrap();
+        let d = decide(
+            map,
+            "5",
+            &change,
+            Some(&snapshot),
+            Current::Missing,
+            &none,
+            None,
+        )
+        .unwrap();
         assert_eq!(
             (d.forward, d.skip, d.snapshot),
             (None, Some(Skip::Missing), SnapshotWrite::Keep)
@@ -853,7 +1145,16 @@ mod tests {
 
         // Created: the whole record, dates as dates.
         let born = props(&[("email", "a@b.c"), ("date_of_birth", "1430438400000")]);
-        let d = decide(map, "5", &Need::Create, None, Current::Found(&born), None).unwrap();
+        let d = decide(
+            map,
+            "5",
+            &Need::Create,
+            None,
+            Current::Found(&born),
+            &none,
+            None,
+        )
+        .unwrap();
         let Some(Forward::Created(record)) = d.forward else {
             panic!("not created: {d:?}")
         };
@@ -861,7 +1162,16 @@ mod tests {
 
         // A value that does not map is the record's fault, with a code and no value.
         let bad = props(&[("date_of_birth", "2015-05-01T10:00:00Z")]);
-        let err = decide(map, "5", &Need::Create, None, Current::Found(&bad), None).unwrap_err();
+        let err = decide(
+            map,
+            "5",
+            &Need::Create,
+            None,
+            Current::Found(&bad),
+            &none,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "mapping_not_midnight");
 
         // Merge: survivor record, its changes, merged ids' snapshots dropped.
@@ -879,6 +1189,7 @@ mod tests {
             &merged,
             Some(&snapshot),
             Current::Found(&now),
+            &none,
             None,
         )
         .unwrap();
@@ -894,6 +1205,382 @@ mod tests {
         assert_eq!(changes[0].field, "first_name");
         assert_eq!(merged_ids, &vec!["6".to_owned()]);
         assert!(matches!(d.snapshot, SnapshotWrite::Merge { .. }));
+    }
+
+    fn first(at_ms: u64, value: Option<&str>) -> FirstChange {
+        FirstChange {
+            at_ms,
+            value: value.map(str::to_owned),
+        }
+    }
+
+    /// A history entry as `(value, timestamp)`.
+    type Entry<'a> = (Option<&'a str>, &'a str);
+    /// Requests as `(ids, history)`.
+    type Shape = Vec<(usize, Vec<String>)>;
+
+    fn entries(list: &[Entry<'_>]) -> Vec<HistoryValue> {
+        list.iter()
+            .map(|(value, timestamp)| HistoryValue {
+                value: value.map(str::to_owned),
+                timestamp: Some((*timestamp).to_owned()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plans_keep_each_property_first_change() {
+        let pc = |p: &str, v: &str, at: u64, id: u64| {
+            event(
+                &json!({"subscriptionType":"contact.propertyChange","objectId":5,
+                "propertyName":p,"propertyValue":v,"occurredAt":at,"eventId":id}),
+            )
+        };
+        // Out of order; the same instant ordered by eventId.
+        let got = plan_of(
+            &[
+                pc("firstname", "C", 9, 1),
+                pc("firstname", "B", 4, 3),
+                pc("firstname", "A", 4, 2),
+                pc("email", "x@y.z", 7, 4),
+            ],
+            "5",
+        );
+        assert_eq!(
+            got,
+            Plan::Read(Need::Change {
+                properties: BTreeMap::from([
+                    ("email".into(), first(7, Some("x@y.z"))),
+                    ("firstname".into(), first(4, Some("A"))),
+                ])
+            })
+        );
+        let Plan::Read(need) = got else { panic!() };
+        assert_eq!(need.history(false), ["email", "firstname"]);
+        assert!(need.history(true).is_empty());
+        assert!(Need::Create.history(false).is_empty());
+    }
+
+    #[test]
+    fn history_reads_are_planned() {
+        let ids: Vec<String> = (0..300).map(|i| i.to_string()).collect();
+        let h = |p: &str| vec![p.to_owned()];
+        let shape = |chunks: &[ReadChunk]| -> Shape {
+            chunks
+                .iter()
+                .map(|c| (c.ids.len(), c.history.clone()))
+                .collect()
+        };
+        let hist = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        // (objects with history, plain objects) -> (ids per request, history per request)
+        let cases: [(usize, usize, Shape); 7] = [
+            (0, 0, vec![]),
+            (0, 100, vec![(100, vec![])]),
+            (0, 101, vec![(100, vec![]), (1, vec![])]),
+            (1, 0, vec![(1, hist(&["firstname"]))]),
+            // Plain objects fill the history request, up to 50.
+            (10, 40, vec![(50, hist(&["firstname"]))]),
+            (10, 41, vec![(50, hist(&["firstname"])), (1, vec![])]),
+            (
+                99,
+                1,
+                vec![(50, hist(&["firstname"])), (50, hist(&["firstname"]))],
+            ),
+        ];
+        for (with, plain, want) in cases {
+            let objects = ids[..with]
+                .iter()
+                .map(|id| (id.as_str(), h("firstname")))
+                .chain(ids[100..100 + plain].iter().map(|id| (id.as_str(), vec![])));
+            assert_eq!(shape(&read_plan(objects)), want, "{with} + {plain}");
+        }
+        // Each request asks for the union of its objects' needs; an id given twice is read once.
+        let chunks = read_plan([
+            ("1", h("firstname")),
+            ("2", vec![]),
+            ("1", h("email")),
+            ("3", h("date_of_birth")),
+        ]);
+        assert_eq!(
+            chunks,
+            vec![ReadChunk {
+                ids: vec!["1".into(), "3".into(), "2".into()],
+                history: hist(&["date_of_birth", "email", "firstname"]),
+            }]
+        );
+        // HubSpot refused the history read: the same ids, plainly; no fallback otherwise.
+        use crate::api::GiveUpReason;
+        assert_eq!(
+            chunks[0].fallback(GiveUpReason::Validation),
+            Some(ReadChunk {
+                ids: chunks[0].ids.clone(),
+                history: vec![]
+            })
+        );
+        assert_eq!(chunks[0].fallback(GiveUpReason::RetriesExhausted), None);
+        let plain = read_plan([("2", vec![])]);
+        assert_eq!(plain[0].fallback(GiveUpReason::Validation), None);
+    }
+
+    #[test]
+    fn values_before_a_change() {
+        use Before::{Known, Unknown};
+        let ada = |v: &str| Known(Some(v.to_owned()));
+        // 1000 ms = 1970-01-01T00:00:01.000Z.
+        let cases: Vec<(Vec<Entry<'_>>, FirstChange, Before)> = vec![
+            // Newest first, as HubSpot often sends it; sorted here.
+            (
+                vec![(Some("Bo"), "1000"), (Some("Ada"), "500")],
+                first(1000, Some("Bo")),
+                ada("Ada"),
+            ),
+            // ISO timestamps, oldest first.
+            (
+                vec![
+                    (Some("Ada"), "1970-01-01T00:00:00.500Z"),
+                    (Some("Bo"), "1970-01-01T00:00:01.000Z"),
+                ],
+                first(1000, Some("Bo")),
+                ada("Ada"),
+            ),
+            // Several changes in the batch: the value before the first one.
+            (
+                vec![
+                    (Some("Ada"), "100"),
+                    (Some("Bo"), "1000"),
+                    (Some("Cy"), "2000"),
+                ],
+                first(1000, Some("Bo")),
+                ada("Ada"),
+            ),
+            // A later change (next batch) is not "before".
+            (
+                vec![(Some("Ada"), "100"), (Some("Zed"), "5000")],
+                first(1000, Some("Bo")),
+                ada("Ada"),
+            ),
+            // History clock a little ahead of occurredAt: its entry is the change itself.
+            (
+                vec![(Some("Ada"), "100"), (Some("Bo"), "990")],
+                first(1000, Some("Bo")),
+                ada("Ada"),
+            ),
+            // ... but without the event's value nothing says so.
+            (
+                vec![(Some("Ada"), "100"), (Some("Bo"), "990")],
+                first(1000, None),
+                ada("Bo"),
+            ),
+            // The entry at the change's instant is the change, whatever its value.
+            (
+                vec![(Some("Bo"), "100"), (Some("Bo"), "1000")],
+                first(1000, Some("Bo")),
+                ada("Bo"),
+            ),
+            // The history starts with this change: there was no value.
+            (
+                vec![(Some("Bo"), "1000")],
+                first(1000, Some("Bo")),
+                Known(None),
+            ),
+            // Cleared before: "" and null are no value.
+            (
+                vec![(Some("Ada"), "10"), (Some(""), "20"), (Some("Bo"), "1000")],
+                first(1000, Some("Bo")),
+                Known(None),
+            ),
+            (
+                vec![(None, "20"), (Some("Bo"), "1000")],
+                first(1000, Some("Bo")),
+                Known(None),
+            ),
+            // A clearing change: the value before is the last one set.
+            (
+                vec![(Some("Ada"), "10"), (Some(""), "1000")],
+                first(1000, Some("")),
+                ada("Ada"),
+            ),
+            // Two values at one instant: which came last is unknown.
+            (
+                vec![
+                    (Some("Ada"), "10"),
+                    (Some("Al"), "10"),
+                    (Some("Bo"), "1000"),
+                ],
+                first(1000, Some("Bo")),
+                Unknown,
+            ),
+            // ... unless they agree.
+            (
+                vec![
+                    (Some("Ada"), "10"),
+                    (Some("Ada"), "10"),
+                    (Some("Bo"), "1000"),
+                ],
+                first(1000, Some("Bo")),
+                ada("Ada"),
+            ),
+            // No history returned; an unreadable timestamp.
+            (vec![], first(1000, Some("Bo")), Unknown),
+            (
+                vec![(Some("Ada"), "yesterday"), (Some("Bo"), "1000")],
+                first(1000, Some("Bo")),
+                Unknown,
+            ),
+        ];
+        for (list, change, want) in cases {
+            assert_eq!(
+                value_before(&entries(&list), &change),
+                want,
+                "{list:?} {change:?}"
+            );
+        }
+        // A timestamp-less entry is unreadable too.
+        let mut no_time = entries(&[(Some("Ada"), "10")]);
+        no_time[0].timestamp = None;
+        assert_eq!(value_before(&no_time, &first(1000, None)), Unknown);
+    }
+
+    #[test]
+    fn a_first_change_carries_the_true_old_value() {
+        let mapping = mapping();
+        let map = mapping.object("contact").unwrap();
+        let change = |props: &[(&str, FirstChange)]| Need::Change {
+            properties: props
+                .iter()
+                .map(|(p, f)| ((*p).to_owned(), f.clone()))
+                .collect(),
+        };
+        let now = props(&[
+            ("email", "a@b.c"),
+            ("firstname", "Bo"),
+            ("numberofemployees", "12"),
+            ("date_of_birth", "1430438400000"),
+        ]);
+        let history = |list: &[(&str, &[Entry<'_>])]| {
+            list.iter()
+                .map(|(p, e)| ((*p).to_owned(), entries(e)))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let forwarded = |need: &Need, history: &BTreeMap<String, Vec<HistoryValue>>| {
+            let d = decide(map, "5", need, None, Current::Found(&now), history, None).unwrap();
+            assert!(
+                matches!(d.snapshot, SnapshotWrite::Put(_)),
+                "the snapshot is stored: {d:?}"
+            );
+            match d.forward {
+                Some(Forward::Changed(changes)) => serde_json::to_value(changes).unwrap(),
+                None => json!(d.skip.map(|s| s.code())),
+                other => panic!("{other:?}"),
+            }
+        };
+
+        // Only the changed property, with its value before; email etc. are not reported.
+        let firstname = change(&[("firstname", first(1000, Some("Bo")))]);
+        let h = history(&[(
+            "firstname",
+            &[
+                (Some("Bo"), "1000"),
+                (Some("Ada"), "1970-01-01T00:00:00.001Z"),
+            ],
+        )]);
+        assert_eq!(
+            forwarded(&firstname, &h),
+            json!([{"field": "first_name", "old": "Ada", "new": "Bo"}])
+        );
+        // No value before: old is null.
+        let h = history(&[("firstname", &[(Some("Bo"), "1000")])]);
+        assert_eq!(
+            forwarded(&firstname, &h),
+            json!([{"field": "first_name", "old": null, "new": "Bo"}])
+        );
+        // No history for it: old is absent (unknown), not null.
+        assert_eq!(
+            forwarded(&firstname, &BTreeMap::new()),
+            json!([{"field": "first_name", "new": "Bo"}])
+        );
+        // Old values are mapped like new ones (type-aware), in map order; one that does not map
+        // is unknown; one equal to now (changed and changed back) is not a change.
+        let several = change(&[
+            ("firstname", first(1000, Some("Bo"))),
+            ("numberofemployees", first(900, Some("12"))),
+            ("date_of_birth", first(800, None)),
+            ("email", first(700, Some("a@b.c"))),
+        ]);
+        let h = history(&[
+            ("firstname", &[(Some("Bo"), "1000"), (Some("Bo"), "50")]),
+            (
+                "numberofemployees",
+                &[(Some("12"), "900"), (Some("11.0"), "60")],
+            ),
+            (
+                "date_of_birth",
+                &[
+                    (Some("1430438400000"), "800"),
+                    (Some("2015-05-01T10:00:00Z"), "70"),
+                ],
+            ),
+            ("email", &[(Some("a@b.c"), "700"), (Some("old@b.c"), "80")]),
+        ]);
+        assert_eq!(
+            forwarded(&several, &h),
+            json!([
+                {"field": "email", "old": "old@b.c", "new": "a@b.c"},
+                {"field": "birthday", "new": "2015-05-01"},
+                {"field": "employees", "old": 11, "new": 12},
+            ])
+        );
+        // Changed and changed back within the batch: nothing to forward, snapshot stored.
+        let h = history(&[(
+            "firstname",
+            &[
+                (Some("Bo"), "10"),
+                (Some("Al"), "1000"),
+                (Some("Bo"), "1100"),
+            ],
+        )]);
+        assert_eq!(
+            forwarded(&change(&[("firstname", first(1000, Some("Al")))]), &h),
+            json!("unchanged")
+        );
+
+        // With a snapshot the history is not used: the snapshot is the old value.
+        let snapshot = Record::from_snapshot(r#"{"email":"a@b.c","first_name":"Cy"}"#).unwrap();
+        let h = history(&[("firstname", &[(Some("Ada"), "1"), (Some("Bo"), "1000")])]);
+        let d = decide(
+            map,
+            "5",
+            &firstname,
+            Some(&snapshot),
+            Current::Found(&now),
+            &h,
+            None,
+        )
+        .unwrap();
+        let Some(Forward::Changed(changes)) = d.forward else {
+            panic!("{d:?}")
+        };
+        assert_eq!(changes[0].field, "first_name");
+        assert_eq!(changes[0].old, Some(json!("Cy")));
+    }
+
+    #[test]
+    fn reads_keep_the_history() {
+        let body = r#"{"status":"COMPLETE","results":[{"id":"1","properties":{"firstname":"Bo"},
+            "propertiesWithHistory":{"firstname":[
+              {"value":"Bo","timestamp":"2024-09-11T18:21:50.012Z","sourceType":"CRM_UI","sourceId":"userId:1","updatedByUserId":1},
+              {"value":"Ada","timestamp":"2024-09-11T18:00:00.000Z","sourceType":"IMPORT"}]}}]}"#;
+        let got = classify_read(&["1".to_owned()], serde_json::from_str(body).unwrap());
+        let ReadOutcome::Found(object) = &got[0].1 else {
+            panic!("{got:?}")
+        };
+        let history = &object.properties_with_history["firstname"];
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].timestamp_ms(), Some(1_726_078_910_012));
+        assert_eq!(
+            value_before(history, &first(1_726_078_910_012, Some("Bo"))),
+            Before::Known(Some("Ada".into()))
+        );
     }
 
     #[test]

@@ -377,7 +377,7 @@ mod tests {
         let id = group_id(&sources);
         let changed = Forward::Changed(vec![Change {
             field: "email".into(),
-            old: json!("a@b.c"),
+            old: Some(json!("a@b.c")),
             new: json!("x@y.z"),
         }]);
         let body = record_event_body(&RecordEvent {

@@ -464,6 +464,7 @@ mod tests {
         SimpleObject {
             id: id.to_string(),
             properties: BTreeMap::from([(property.to_owned(), value)]),
+            properties_with_history: BTreeMap::new(),
             created_at: None,
             updated_at: None,
             archived: false,

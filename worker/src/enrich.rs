@@ -1,6 +1,7 @@
 //! The enrichment step of the forwarding consumer (`ENRICHMENT_MAP`): the events of a queue
 //! batch become at most one forward per object, with the object read from HubSpot, mapped and
-//! diffed against the snapshot last forwarded. Every decision is core's
+//! diffed against the snapshot last forwarded (or, for a first change, against the values
+//! before it from HubSpot's property history). Every decision is core's
 //! ([`hubspot_edge_core::enrich`]); this module does the I/O: batch reads through the HubSpot
 //! executor, snapshot and echo-guard reads from KV, and it hands [`Job`]s back to the consumer,
 //! which forwards them and writes the snapshots after a successful forward.
@@ -10,11 +11,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use futures_util::future::{join, join_all};
-use hubspot_edge_core::api::{BatchReadOptions, BatchResponse, RequestKind};
+use futures_util::stream::{self, StreamExt};
+use hubspot_edge_core::api::{BatchReadOptions, BatchResponse, RequestKind, SimpleObject};
 use hubspot_edge_core::delivery::Attempt;
 use hubspot_edge_core::diff::EchoGuard;
 use hubspot_edge_core::enrich::{
-    self, Association, Current, Decision, Forward, Need, Plan, ReadOutcome, SnapshotWrite,
+    self, Association, Current, Decision, Forward, Need, Plan, ReadChunk, ReadOutcome,
+    SnapshotWrite, MAX_CONCURRENT_READS,
 };
 use hubspot_edge_core::event::Event;
 use hubspot_edge_core::mapping::{Mapping, Record};
@@ -36,8 +39,12 @@ pub(crate) struct Counts {
     pub(crate) objects: usize,
     /// Association changes forwarded.
     pub(crate) associations: usize,
-    /// Batch-read requests sent.
+    /// Batch-read requests sent (history reads and fallbacks included).
     reads: usize,
+    /// Of those, the ones asking for property history (first changes).
+    history_reads: usize,
+    /// History reads HubSpot refused (400), read again without history.
+    history_fallbacks: usize,
     /// Objects not returned by the read.
     missing: usize,
     unchanged: usize,
@@ -51,6 +58,8 @@ impl Counts {
         line.field("enriched_objects", self.objects)
             .field("enriched_associations", self.associations)
             .field("hubspot_reads", self.reads)
+            .field("hubspot_history_reads", self.history_reads)
+            .field("hubspot_history_fallbacks", self.history_fallbacks)
             .field("enrich_missing", self.missing)
             .field("enrich_unchanged", self.unchanged)
             .field("enrich_echo", self.echo)
@@ -214,26 +223,63 @@ pub(crate) async fn jobs(
             counts.failed += reading.len();
             jobs.extend(reading.into_iter().map(|r| Job {
                 members: r.members,
+                // Retried with the forwarding backoff, then dead-lettered as `config_invalid`
+                // naming the key (`KEY: code`, as core's `config::summary`).
                 action: JobAction::Retry {
                     attempt: Attempt::NetworkError,
                     code: "config_invalid".into(),
-                    detail: "config_invalid".into(),
+                    detail: format!("{}: {}", e.key, e.kind),
                 },
                 after: Vec::new(),
             }));
             return jobs;
         }
     };
-    let (reads, (stored, echoes)) = join(
-        read_all(mapping, &api, env, &reading, batch_id, counts),
-        join(
-            stored_snapshots(env, &reading),
-            join_all(reading.iter().map(|r| echo_guard(kv, r))),
-        ),
+    // The snapshots first: whether an object has one decides whether its read asks for history.
+    let (stored, echoes) = join(
+        stored_snapshots(env, &reading),
+        join_all(reading.iter().map(|r| echo_guard(kv, r))),
     )
     .await;
+    let snapshots: Vec<Option<Record>> = reading
+        .iter()
+        .map(|r| {
+            let key = &r.key;
+            let text = stored
+                .get(&(key.portal, key.object_type.clone(), key.id.clone()))?
+                .snapshot
+                .as_deref()?;
+            match Record::from_snapshot(text) {
+                Ok(record) => Some(record),
+                Err(e) => {
+                    // Unreadable: diff as if never seen (logged); the commit replaces it.
+                    Line::warn(e.code())
+                        .field("object_type", key.object_type.as_str())
+                        .field("object_id", key.id.as_str())
+                        .emit();
+                    None
+                }
+            }
+        })
+        .collect();
+    // Objects whose stored state could not be read are retried below: not read.
+    let to_read: Vec<(&str, &str, Vec<String>)> = reading
+        .iter()
+        .zip(&snapshots)
+        .filter(|(r, _)| {
+            stored.contains_key(&(r.key.portal, r.key.object_type.clone(), r.key.id.clone()))
+        })
+        .map(|(r, snapshot)| {
+            (
+                r.key.object_type.as_str(),
+                r.key.id.as_str(),
+                r.need.history(snapshot.is_some()),
+            )
+        })
+        .collect();
+    let reads = read_all(mapping, &api, env, &to_read, batch_id, counts).await;
 
-    for (r, echo) in reading.into_iter().zip(echoes) {
+    for ((r, echo), snapshot) in reading.into_iter().zip(echoes).zip(snapshots) {
         let Reading { key, members, need } = r;
         let Some(map) = mapping.object(&key.object_type) else {
             continue;
@@ -253,20 +299,12 @@ pub(crate) async fn jobs(
             });
             continue;
         };
-        let snapshot = match stored.snapshot.as_deref().map(Record::from_snapshot) {
-            Some(Ok(record)) => Some(record),
-            Some(Err(e)) => {
-                // Unreadable: diff as if never seen (logged); the commit replaces it.
-                Line::warn(e.code())
-                    .field("object_type", key.object_type.as_str())
-                    .field("object_id", key.id.as_str())
-                    .emit();
-                None
-            }
-            None => None,
-        };
-        let current = match reads.get(&(key.object_type.clone(), key.id.clone())) {
-            Some(ReadResult::Found(properties)) => Current::Found(properties),
+        let no_history = BTreeMap::new();
+        let (current, history) = match reads.get(&(key.object_type.clone(), key.id.clone())) {
+            Some(ReadResult::Found(object)) => (
+                Current::Found(&object.properties),
+                &object.properties_with_history,
+            ),
             Some(ReadResult::Failed {
                 attempt,
                 code,
@@ -284,7 +322,7 @@ pub(crate) async fn jobs(
                 });
                 continue;
             }
-            Some(ReadResult::Missing) => Current::Missing,
+            Some(ReadResult::Missing) => (Current::Missing, &no_history),
             None => {
                 counts.failed += 1;
                 jobs.push(Job {
@@ -305,6 +343,7 @@ pub(crate) async fn jobs(
             &need,
             snapshot.as_ref(),
             current,
+            history,
             echo.as_ref(),
         ) {
             Ok(d) => d,
@@ -534,7 +573,7 @@ async fn echo_guard(kv: &KvStore, r: &Reading) -> Option<EchoGuard> {
 }
 
 enum ReadResult {
-    Found(BTreeMap<String, Option<String>>),
+    Found(SimpleObject),
     Missing,
     Failed {
         attempt: Attempt,
@@ -544,107 +583,134 @@ enum ReadResult {
     },
 }
 
-/// Reads every object of `reading` in batches of up to 100 per type (HUBSPOT.md §4.1), the
-/// mapped properties only, all at once (the executor's gate paces them).
+/// Reads every object of `objects` (`(object type, id, history)`, history from core's
+/// [`Need::history`]) as core's [`enrich::read_plan`] groups them: up to 100 per request, up to
+/// 50 when asking for history, the mapped properties only. At most [`MAX_CONCURRENT_READS`] in
+/// flight (the invocation's connection limit; the executor's gate paces them). A history read
+/// HubSpot refuses is read again without history when core says so ([`ReadChunk::fallback`]):
+/// those objects' first changes go out with `old` unknown.
 async fn read_all(
     mapping: &Mapping,
     api: &HubSpotApi,
     env: &Env,
-    reading: &[Reading],
+    objects: &[(&str, &str, Vec<String>)],
     batch_id: &str,
     counts: &mut Counts,
 ) -> HashMap<(String, String), ReadResult> {
-    let mut ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for r in reading {
-        let list = ids.entry(r.key.object_type.as_str()).or_default();
-        if !list.contains(&r.key.id) {
-            list.push(r.key.id.clone());
-        }
+    let mut by_type: BTreeMap<&str, Vec<(&str, Vec<String>)>> = BTreeMap::new();
+    for (object_type, id, history) in objects {
+        by_type
+            .entry(object_type)
+            .or_default()
+            .push((id, history.clone()));
     }
-    let mut calls = Vec::new();
     let mut results = HashMap::new();
-    for (object_type, ids) in &ids {
-        let Some(map) = mapping.object(object_type) else {
-            continue;
-        };
-        let options = BatchReadOptions {
-            properties: map.properties().to_vec(),
-            ..BatchReadOptions::default()
-        };
-        let chunks = ids.chunks(hubspot_edge_core::api::MAX_BATCH_INPUTS);
-        match api
-            .api
-            .batch_read(&api_object_type(object_type), ids, &options)
-        {
-            Ok(requests) => calls.extend(
-                requests
+    let mut calls: Vec<(&str, ReadChunk)> = Vec::new();
+    for (object_type, list) in by_type {
+        if mapping.object(object_type).is_some() {
+            calls.extend(
+                enrich::read_plan(list)
                     .into_iter()
-                    .zip(chunks)
-                    .map(|(request, chunk)| (*object_type, chunk, request)),
-            ),
-            Err(e) => {
-                for id in ids {
-                    results.insert(
-                        ((*object_type).to_owned(), id.clone()),
-                        ReadResult::Failed {
-                            attempt: Attempt::NetworkError,
-                            code: "hubspot_read_failed".into(),
-                            detail: format!("hubspot_read_failed: {e}"),
-                        },
-                    );
-                }
-            }
+                    .map(|chunk| (object_type, chunk)),
+            );
         }
     }
-    counts.reads += calls.len();
-    let answers = join_all(
-        calls
-            .iter()
-            .map(|(_, _, request)| execute::<BatchResponse>(api, env, RequestKind::Read, request)),
-    )
-    .await;
-    for ((object_type, chunk, _), answer) in calls.iter().zip(answers) {
-        let line = Line::info("enrich_read")
-            .field("request_id", batch_id)
-            .field("object_type", *object_type)
-            .field("ids", chunk.len());
-        match answer {
-            Ok(response) => {
-                line.field("found", response.results.len())
-                    .field("errors", response.errors.len())
-                    .emit();
-                // A 207's errors say which ids are gone (not found) and which failed for another
-                // reason: only the former are skipped; the others are retried (core decides).
-                for (id, outcome) in enrich::classify_read(chunk, response) {
-                    let result = match outcome {
-                        ReadOutcome::Found(properties) => ReadResult::Found(properties),
-                        ReadOutcome::Missing => ReadResult::Missing,
-                        ReadOutcome::Failed { code } => ReadResult::Failed {
-                            attempt: Attempt::NetworkError,
-                            detail: code.clone(),
-                            code,
-                        },
-                    };
-                    results.insert(((*object_type).to_owned(), id), result);
+    // Two waves at most: the planned reads, then the fallbacks of refused history reads.
+    while !calls.is_empty() {
+        counts.reads += calls.len();
+        counts.history_reads += calls.iter().filter(|(_, c)| !c.history.is_empty()).count();
+        let answers: Vec<_> = stream::iter(
+            calls
+                .iter()
+                .map(|(object_type, chunk)| read_chunk(mapping, api, env, object_type, chunk)),
+        )
+        .buffered(MAX_CONCURRENT_READS)
+        .collect()
+        .await;
+        let mut fallbacks = Vec::new();
+        for ((object_type, chunk), answer) in calls.into_iter().zip(answers) {
+            let line = Line::info("enrich_read")
+                .field("request_id", batch_id)
+                .field("object_type", object_type)
+                .field("ids", chunk.ids.len())
+                .field("history", chunk.history.len());
+            match answer {
+                Ok(response) => {
+                    line.field("found", response.results.len())
+                        .field("errors", response.errors.len())
+                        .emit();
+                    // A 207's errors say which ids are gone (not found) and which failed for
+                    // another reason: only the former are skipped; the others are retried (core
+                    // decides).
+                    for (id, outcome) in enrich::classify_read(&chunk.ids, response) {
+                        let result = match outcome {
+                            ReadOutcome::Found(object) => ReadResult::Found(object),
+                            ReadOutcome::Missing => ReadResult::Missing,
+                            ReadOutcome::Failed { code } => ReadResult::Failed {
+                                attempt: Attempt::NetworkError,
+                                detail: code.clone(),
+                                code,
+                            },
+                        };
+                        results.insert((object_type.to_owned(), id), result);
+                    }
                 }
-            }
-            Err(e) => {
-                let (attempt, code) = failure(&e);
-                line.field("error", code.as_str()).emit();
-                for id in *chunk {
-                    results.insert(
-                        ((*object_type).to_owned(), id.clone()),
-                        ReadResult::Failed {
-                            attempt,
-                            detail: format!("hubspot_read_failed: {code}"),
-                            code: code.clone(),
-                        },
-                    );
+                Err(e) => {
+                    let (attempt, code) = failure(&e);
+                    line.field("error", code.as_str()).emit();
+                    let fallback = match &e {
+                        CallError::GaveUp { reason, .. } => chunk.fallback(*reason),
+                        _ => None,
+                    };
+                    if let Some(plain) = fallback {
+                        counts.history_fallbacks += 1;
+                        fallbacks.push((object_type, plain));
+                        continue;
+                    }
+                    for id in chunk.ids {
+                        results.insert(
+                            (object_type.to_owned(), id),
+                            ReadResult::Failed {
+                                attempt,
+                                detail: format!("hubspot_read_failed: {code}"),
+                                code: code.clone(),
+                            },
+                        );
+                    }
                 }
             }
         }
+        calls = fallbacks;
     }
     results
+}
+
+/// One planned batch read.
+async fn read_chunk(
+    mapping: &Mapping,
+    api: &HubSpotApi,
+    env: &Env,
+    object_type: &str,
+    chunk: &ReadChunk,
+) -> Result<BatchResponse, CallError> {
+    let properties = mapping
+        .object(object_type)
+        .map(|map| map.properties().to_vec())
+        .unwrap_or_default();
+    let options = BatchReadOptions {
+        properties,
+        properties_with_history: chunk.history.clone(),
+        ..BatchReadOptions::default()
+    };
+    // The plan keeps each chunk within one request's limit: one request.
+    let request = api
+        .api
+        .batch_read(&api_object_type(object_type), &chunk.ids, &options)
+        .map_err(|e| CallError::Build(e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| CallError::Build("empty read".into()))?;
+    execute::<BatchResponse>(api, env, RequestKind::Read, &request).await
 }
 
 /// A failed read as a forwarding attempt (for the retry policy) and a stable code.

@@ -20,12 +20,12 @@ pub use request::{
     AssociationCategory, AssociationPair, AssociationSpec, BatchReadOptions, CreateInput, Filter,
     FilterOp, ListOptions, OAuthClient, ReadOptions, SearchRequest, Sort, SortDirection,
     UpdateInput, MAX_ASSOCIATION_CREATE_INPUTS, MAX_ASSOCIATION_READ_INPUTS, MAX_BATCH_INPUTS,
-    MAX_LIST_LIMIT, MAX_SEARCH_LIMIT,
+    MAX_HISTORY_BATCH_INPUTS, MAX_LIST_LIMIT, MAX_SEARCH_LIMIT,
 };
 pub use response::{
     interpret, ApiError, AssociationResult, AssociationTarget, AssociationTypeRef, BatchResponse,
-    ErrorBody, ErrorDetail, ObjectRef, Page, RateLimitHeaders, RateLimitPolicy, RetryAfter,
-    SimpleObject, TokenResponse,
+    ErrorBody, ErrorDetail, HistoryValue, ObjectRef, Page, RateLimitHeaders, RateLimitPolicy,
+    RetryAfter, SimpleObject, TokenResponse,
 };
 pub use retry::{
     decide, Decision, GiveUpReason, OnRefused, Outcome, RequestKind, RetryPolicy, TokenOrigin,

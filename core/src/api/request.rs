@@ -14,6 +14,15 @@ use super::config::{encode, ApiConfig, Query, RequestError};
 
 /// HubSpot rejects CRM object batches of more than 100 inputs (HUBSPOT.md §4.1).
 pub const MAX_BATCH_INPUTS: usize = 100;
+/// Objects per batch read that asks for `propertiesWithHistory`.
+///
+/// HubSpot's CRM objects spec says `propertiesWithHistory` "will reduce the maximum number of
+/// objects that can be read by a single request" without saying to what
+/// (<https://github.com/HubSpot/HubSpot-public-api-spec-collection/blob/main/PublicApiSpecs/CRM/Objects/Rollouts/424/v3/objects.json>,
+/// HUBSPOT.md §4.1, §8 item 10). 50 is the figure integrators report (a list page with history
+/// returns at most 50): an assumption, not a documented limit. A history read HubSpot refuses
+/// anyway (400) is read again without history by the enrichment consumer.
+pub const MAX_HISTORY_BATCH_INPUTS: usize = 50;
 /// Associations v4 batch read: at most 1,000 inputs per request (HUBSPOT.md §4.3).
 pub const MAX_ASSOCIATION_READ_INPUTS: usize = 1_000;
 /// Associations v4 batch create: at most 2,000 inputs per request (HUBSPOT.md §4.3).
@@ -56,6 +65,9 @@ pub struct ListOptions {
 pub struct BatchReadOptions {
     /// Properties to return.
     pub properties: Vec<String>,
+    /// Properties to return with their past values (`propertiesWithHistory`); when not empty,
+    /// requests hold at most [`MAX_HISTORY_BATCH_INPUTS`] ids.
+    pub properties_with_history: Vec<String>,
     /// The unique property the ids refer to; the record ID when `None`.
     pub id_property: Option<String>,
     /// Read archived objects (`?archived=true`).
@@ -395,7 +407,8 @@ impl ApiConfig {
         self.build(Method::DELETE, &path, &Query::default(), None)
     }
 
-    /// `POST …/{type}/batch/read`, one request per [`MAX_BATCH_INPUTS`] ids (none for no ids).
+    /// `POST …/{type}/batch/read`, one request per [`MAX_BATCH_INPUTS`] ids, or per
+    /// [`MAX_HISTORY_BATCH_INPUTS`] ids when history is asked for (none for no ids).
     ///
     /// # Errors
     /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
@@ -410,10 +423,18 @@ impl ApiConfig {
         if options.archived {
             q.push("archived", "true");
         }
-        ids.chunks(MAX_BATCH_INPUTS)
+        let size = if options.properties_with_history.is_empty() {
+            MAX_BATCH_INPUTS
+        } else {
+            MAX_HISTORY_BATCH_INPUTS
+        };
+        ids.chunks(size)
             .map(|chunk| {
                 let inputs: Vec<Value> = chunk.iter().map(|id| json!({ "id": id })).collect();
                 let mut body = json!({ "inputs": inputs, "properties": options.properties });
+                if !options.properties_with_history.is_empty() {
+                    body["propertiesWithHistory"] = json!(options.properties_with_history);
+                }
                 if let Some(p) = &options.id_property {
                     body["idProperty"] = json!(p);
                 }
@@ -845,6 +866,25 @@ mod tests {
                 assert_eq!(got, sizes, "batch of {n}");
             }
         }
+        // Asking for history: at most 50 ids per request, `propertiesWithHistory` in each.
+        let history = BatchReadOptions {
+            properties: vec!["email".into()],
+            properties_with_history: vec!["firstname".into()],
+            ..BatchReadOptions::default()
+        };
+        for (n, sizes) in [(50, vec![50]), (51, vec![50, 1]), (120, vec![50, 50, 20])] {
+            let reqs = legacy().batch_read("contacts", &ids(n), &history).unwrap();
+            let bodies: Vec<Value> = reqs.iter().map(|r| parts(r).4).collect();
+            let got: Vec<usize> = bodies
+                .iter()
+                .map(|b| b["inputs"].as_array().unwrap().len())
+                .collect();
+            assert_eq!(got, sizes, "history read of {n}");
+            assert!(bodies
+                .iter()
+                .all(|b| b["propertiesWithHistory"] == json!(["firstname"])
+                    && b["properties"] == json!(["email"])));
+        }
         // Order is preserved across chunks.
         let reqs = legacy().batch_archive("contacts", &ids(101)).unwrap();
         assert_eq!(parts(&reqs[1]).4, json!({"inputs":[{"id":"100"}]}));
@@ -856,6 +896,7 @@ mod tests {
             properties: vec!["email".into()],
             id_property: Some("email".into()),
             archived: true,
+            ..BatchReadOptions::default()
         };
         let reqs = legacy()
             .batch_read("contacts", &["a@b.com".into()], &opts)

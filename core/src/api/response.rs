@@ -21,6 +21,11 @@ pub struct SimpleObject {
     /// Property values, all strings.
     #[serde(default)]
     pub properties: BTreeMap<String, Option<String>>,
+    /// The history of the properties asked for with `propertiesWithHistory` (HUBSPOT.md §4.1),
+    /// by property, in the order HubSpot sent them: HubSpot documents no order, so sort by
+    /// [`HistoryValue::timestamp_ms`] before relying on one. Empty when none was asked for.
+    #[serde(default)]
+    pub properties_with_history: BTreeMap<String, Vec<HistoryValue>>,
     /// ISO 8601 creation time.
     #[serde(default)]
     pub created_at: Option<String>,
@@ -36,6 +41,30 @@ pub struct SimpleObject {
     /// Upsert only: `true` when the record was created.
     #[serde(default)]
     pub new: Option<bool>,
+}
+
+/// One past value of a property (`ValueWithTimestamp`, HUBSPOT.md §4.1): the value it took and
+/// when. The source fields (`sourceType`, `sourceId`, `sourceLabel`, `updatedByUserId`) are not
+/// kept: nothing here needs them, and they may name people.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct HistoryValue {
+    /// The value it took (`null` or `""` when it was cleared).
+    #[serde(default)]
+    pub value: Option<String>,
+    /// When, as HubSpot sent it: ISO 8601 (the spec's `date-time`), or Unix milliseconds.
+    #[serde(default, deserialize_with = "optional_text")]
+    pub timestamp: Option<String>,
+}
+
+impl HistoryValue {
+    /// [`Self::timestamp`] in Unix milliseconds; `None` when absent or unreadable.
+    pub fn timestamp_ms(&self) -> Option<i64> {
+        let text = self.timestamp.as_deref()?.trim();
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return text.parse().ok();
+        }
+        crate::mapping::calendar::parse_datetime(text).ok()
+    }
 }
 
 /// A batch response: 200/201, or 207 when some inputs failed (HUBSPOT.md §4.1).
@@ -547,6 +576,15 @@ fn existing_id(message: &str) -> Option<String> {
 }
 
 /// Accepts an ID sent as a string or as a number.
+/// A string, or a number kept as its text; `null` as `None`.
+fn optional_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
 fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     match Value::deserialize(d)? {
         Value::String(s) => Ok(s),

@@ -297,6 +297,18 @@ impl ObjectMap {
         self.fields.iter().map(|f| f.name.as_str())
     }
 
+    /// The destination field `property` feeds, if it is mapped.
+    pub(crate) fn field_of_property(&self, property: &str) -> Option<&str> {
+        self.by_property
+            .get(property)
+            .map(|&i| self.fields[i].name.as_str())
+    }
+
+    /// Where `field` comes in map order (fields outside the map after all of them).
+    pub(crate) fn field_position(&self, field: &str) -> usize {
+        self.by_field.get(field).copied().unwrap_or(usize::MAX)
+    }
+
     /// Whether the map has a destination field of this name.
     pub(crate) fn has_field(&self, field: &str) -> bool {
         self.by_field.contains_key(field)

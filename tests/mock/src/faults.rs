@@ -42,6 +42,8 @@ pub(super) struct Faults {
     /// instead of their record (HUBSPOT.md §4.1: errors name their inputs in `context.ids`),
     /// until cleared.
     pub(super) read_errors: BTreeMap<String, String>,
+    /// Ids whose property history is withheld (`propertiesWithHistory` answers `{}` for them).
+    pub(super) no_history: std::collections::BTreeSet<String>,
     next: VecDeque<Fault>,
     rate: f64,
     rate_status: u16,
@@ -58,6 +60,7 @@ impl Faults {
     pub(super) fn new(c: &FaultConfig) -> Self {
         Self {
             read_errors: BTreeMap::new(),
+            no_history: std::collections::BTreeSet::new(),
             next: c.next.iter().cloned().collect(),
             rate: c.rate,
             rate_status: if c.rate_status == 0 {
@@ -140,6 +143,22 @@ impl Faults {
                 }
             }
         }
+        if let Some(map) = v.get("noHistory") {
+            let map = map
+                .as_object()
+                .ok_or("noHistory: must be an object of id → true (false or null removes)")?;
+            for (id, on) in map {
+                match on {
+                    Value::Bool(true) => {
+                        self.no_history.insert(id.clone());
+                    }
+                    Value::Bool(false) | Value::Null => {
+                        self.no_history.remove(id);
+                    }
+                    _ => return Err("noHistory: each value is true, false or null".into()),
+                }
+            }
+        }
         if let Some(seed) = v.get("seed") {
             self.rng = seed_state(seed.as_u64().ok_or("seed: must be an integer")?);
         }
@@ -153,6 +172,7 @@ impl Faults {
         json!({
             "pending": self.next.len(),
             "readErrors": self.read_errors,
+            "noHistory": self.no_history,
             "rate": self.rate,
             "rateStatus": self.rate_status,
             "latencyMs": u64::try_from(self.latency.as_millis()).unwrap_or(u64::MAX),

@@ -400,6 +400,12 @@ pub(super) struct Record {
     pub(super) created_ms: u64,
     pub(super) updated_ms: u64,
     pub(super) archived_ms: Option<u64>,
+    /// Property history (`propertiesWithHistory`, §4.1) of the properties written since the
+    /// record was created, as `(name, value, ms)` in write order; the value a property had at
+    /// creation is its first entry, at `created_ms`. A property never written since has one
+    /// implied entry, its value at creation (see [`Record::history_of`]): seeded records keep
+    /// no list until written.
+    history: Vec<(Arc<str>, String, u64)>,
 }
 
 impl Record {
@@ -450,6 +456,62 @@ impl Record {
         self.props
             .get(name)
             .map_or(Value::Null, |v| Value::String(v.clone()))
+    }
+
+    /// Remembers the write of `value` to `name` at `now_ms`, when it changes the value: the
+    /// value at creation first, if this is the property's first write since.
+    fn record_write(&mut self, name: &Arc<str>, value: &str, now_ms: u64) {
+        let old = self.props.get(name).map_or("", String::as_str);
+        if old == value {
+            return;
+        }
+        if !old.is_empty() && !self.history.iter().any(|(n, _, _)| n == name) {
+            let at_creation = (Arc::clone(name), old.to_owned(), self.created_ms);
+            self.history.push(at_creation);
+        }
+        self.history
+            .push((Arc::clone(name), value.to_owned(), now_ms));
+    }
+
+    /// The history of `name`, newest first (HubSpot documents no order: clients must sort), as
+    /// `(value, ms)`; empty when the property never had a value.
+    pub(super) fn history_of(&self, name: &str) -> Vec<(&str, u64)> {
+        let mut entries: Vec<(&str, u64)> = self
+            .history
+            .iter()
+            .filter(|(n, _, _)| &**n == name)
+            .map(|(_, v, at)| (v.as_str(), *at))
+            .collect();
+        if entries.is_empty() {
+            if let Some(v) = self.prop(name) {
+                entries.push((v, self.created_ms));
+            }
+        }
+        entries.reverse();
+        entries
+    }
+
+    /// Adds `propertiesWithHistory` for `names` to a rendered record: each property with a
+    /// history gets `[{value, timestamp, sourceType}]`, newest first; properties without one
+    /// are left out (HubSpot ignores properties an object does not have). Maintained properties
+    /// (`hs_lastmodifieddate`…) have none.
+    pub(super) fn add_history(&self, rendered: &mut Value, names: &[String]) {
+        let mut out = Map::new();
+        for name in names {
+            let entries: Vec<Value> = self
+                .history_of(name)
+                .into_iter()
+                .map(|(value, at)| {
+                    json!({"value": value, "timestamp": format_iso(at), "sourceType": "API"})
+                })
+                .collect();
+            if !entries.is_empty() {
+                out.insert(name.clone(), Value::Array(entries));
+            }
+        }
+        if let Some(o) = rendered.as_object_mut() {
+            o.insert("propertiesWithHistory".into(), Value::Object(out));
+        }
     }
 }
 
@@ -808,10 +870,12 @@ impl Store {
             if k == "email" {
                 old_email = rec.props.get("email").cloned();
             }
+            let name = Arc::from(k.as_str());
+            rec.record_write(&name, &v, now_ms);
             if v.is_empty() {
                 rec.props.remove(&k);
             } else {
-                rec.props.insert(&Arc::from(k.as_str()), v);
+                rec.props.insert(&name, v);
             }
         }
         rec.updated_ms = now_ms;
@@ -1026,6 +1090,7 @@ fn new_record(
         created_ms,
         updated_ms,
         archived_ms: None,
+        history: Vec::new(),
     }
 }
 

@@ -620,3 +620,154 @@ fn webhook_occurred_at_and_signature_timestamp_come_from_the_clock() {
     };
     assert_eq!(verifier.verify(&signed, T).unwrap(), SignatureVersion::V3);
 }
+
+#[test]
+fn property_history_recorded_served_and_limited() {
+    let mock = start(MockConfig {
+        seed_contacts: 3,
+        ..MockConfig::default()
+    });
+    let history = |v: &Value, p: &str| -> Vec<(String, String)> {
+        v["propertiesWithHistory"][p]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["value"].as_str().unwrap().to_owned(),
+                            e["timestamp"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // A seeded contact: one entry per property with a value, at its creation.
+    let r = call(
+        &mock,
+        "GET",
+        "/crm/v3/objects/contacts/1?properties=firstname&propertiesWithHistory=firstname,lastname,phone",
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seeded = r.json().unwrap();
+    let created = seeded["createdAt"].as_str().unwrap().to_owned();
+    assert_eq!(
+        history(&seeded, "firstname"),
+        [("Alice".to_owned(), created.clone())]
+    );
+    assert_eq!(history(&seeded, "lastname").len(), 1);
+    // A property it never had is left out (HubSpot ignores it).
+    assert!(seeded["propertiesWithHistory"].get("phone").is_none());
+
+    // Writes add entries (the value at creation first), newest first; an unchanged value adds
+    // none; clearing is an entry with "".
+    for name in ["Ann", "Ann", "Bea", ""] {
+        let body = json!({"properties": {"firstname": name}});
+        let r = call(&mock, "PATCH", "/crm/v3/objects/contacts/1", Some(&body));
+        assert_eq!(r.status, 200, "{}", r.text());
+        thread::sleep(Duration::from_millis(2));
+    }
+    let body = json!({"inputs": [{"id": "1"}, {"id": "2"}], "properties": ["firstname"],
+        "propertiesWithHistory": ["firstname"]});
+    let r = call(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts/batch/read",
+        Some(&body),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let read = r.json().unwrap();
+    let first = &read["results"][0];
+    let values: Vec<String> = history(first, "firstname")
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    assert_eq!(values, ["", "Bea", "Ann", "Alice"]);
+    let stamps: Vec<String> = history(first, "firstname")
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert!(stamps.windows(2).all(|w| w[0] > w[1]), "{stamps:?}");
+    assert_eq!(stamps[3], created);
+    assert_eq!(history(&read["results"][1], "firstname").len(), 1);
+
+    // The webhook of a write and its history entry share the instant (occurredAt = timestamp):
+    // checked through updatedAt, which the write sets to the same `now`.
+    let r = call(
+        &mock,
+        "PATCH",
+        "/crm/v3/objects/contacts/2",
+        Some(&json!({"properties": {"firstname": "Cy"}})),
+    );
+    let updated = r.json().unwrap()["updatedAt"].as_str().unwrap().to_owned();
+    let r = call(
+        &mock,
+        "GET",
+        "/crm/v3/objects/contacts/2?propertiesWithHistory=firstname",
+        None,
+    );
+    assert_eq!(
+        history(&r.json().unwrap(), "firstname")[0],
+        ("Cy".to_owned(), updated)
+    );
+
+    // Withheld for an id: `{}`; served again once removed.
+    admin(
+        &mock,
+        "POST",
+        "faults",
+        Some(&json!({"noHistory": {"2": true}})),
+    );
+    let r = call(
+        &mock,
+        "GET",
+        "/crm/v3/objects/contacts/2?propertiesWithHistory=firstname",
+        None,
+    );
+    assert_eq!(r.json().unwrap()["propertiesWithHistory"], json!({}));
+    admin(
+        &mock,
+        "POST",
+        "faults",
+        Some(&json!({"noHistory": {"2": null}})),
+    );
+    let r = call(
+        &mock,
+        "GET",
+        "/crm/v3/objects/contacts?limit=50&propertiesWithHistory=firstname",
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        history(&r.json().unwrap()["results"][1], "firstname").len(),
+        2
+    );
+
+    // More than 50 objects with history: 400 VALIDATION_ERROR; without history 100 is fine.
+    let inputs: Vec<Value> = (1..=51).map(|i| json!({"id": i.to_string()})).collect();
+    let body = json!({"inputs": inputs, "propertiesWithHistory": ["firstname"]});
+    let r = call(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts/batch/read",
+        Some(&body),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json().unwrap()["category"], "VALIDATION_ERROR");
+    let body = json!({"inputs": inputs});
+    let r = call(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts/batch/read",
+        Some(&body),
+    );
+    assert_eq!(r.status, 207, "{}", r.text());
+    let r = call(
+        &mock,
+        "GET",
+        "/crm/v3/objects/contacts?limit=51&propertiesWithHistory=firstname",
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+}

@@ -120,8 +120,9 @@ fn interpreter(env: &str) -> Option<PathBuf> {
         panic!(
             "{env} is not set. The official-client tests need Node (>= 22) with \
              @hubspot/api-client and a Python venv with hubspot-api-client: run them through \
-             scripts/test.sh, or `source scripts/tools.sh && ensure_npm && ensure_python_clients` \
-             and run cargo test in that shell; set {SKIP_ENV}=1 to skip them on purpose."
+             scripts/test.sh, or `bash -c 'source scripts/tools.sh && ensure_npm && \
+             ensure_python_clients && cargo test -p hubspot-mock --test official_clients'`; \
+             set {SKIP_ENV}=1 to skip them on purpose."
         );
     };
     let path = PathBuf::from(path);
