@@ -18,6 +18,12 @@ cargo clippy -p hubspot-edge-core -p hubspot-edge-worker --all-targets --target 
 say "core tests (native)"
 cargo test -p hubspot-edge-core --locked
 
+say "official HubSpot clients against the mock (Node @hubspot/api-client, Python hubspot-api-client)"
+ensure_python_clients
+cargo test -p hubspot-mock --locked --test official_clients
+# They ran just now; the crate's other tests follow.
+export HUBSPOT_MOCK_SKIP_OFFICIAL_CLIENTS=1
+
 say "hubspot-mock tests (the HubSpot stand-in's own unit tests)"
 cargo test -p hubspot-mock --locked
 

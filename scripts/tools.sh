@@ -81,3 +81,23 @@ ensure_deny() {
   CARGO_DENY="$(cargo_tool cargo-deny "$CARGO_DENY_VERSION" cargo-deny)"
   export CARGO_DENY
 }
+
+# HubSpot's official clients run against the mock (tests/mock/clients/, the hubspot-mock
+# crate's official_clients test): the Node client comes with `npm ci` (root package.json); the
+# Python client goes into a venv from PyPI, pinned by requirements.txt, recreated only when that
+# file or the Python version changes. Exports the interpreters the test reads.
+ensure_python_clients() {
+  local req="$ROOT/tests/mock/clients/python/requirements.txt"
+  local venv="${XDG_CACHE_HOME:-$HOME/.cache}/hubspot-edge/python-clients"
+  local stamp="$venv/.hubspot-edge-requirements" want
+  want="$(python3 --version 2>&1) $(sha256sum "$req" | cut -d' ' -f1)"
+  if [ ! -x "$venv/bin/python" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    say "python venv for HubSpot's official Python client (pip install -r requirements.txt)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2
+    echo "$want" > "$stamp"
+  fi
+  export HUBSPOT_MOCK_PYTHON="$venv/bin/python"
+  export HUBSPOT_MOCK_NODE="$ROOT/node_modules/.bin/node"
+}

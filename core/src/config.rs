@@ -9,7 +9,8 @@
 //!
 //! The configuration is read in parts ([`Ingress`], [`Forward`], [`HubSpotApi`],
 //! [`admin_token`]) so that one part's problem does not stop another: a missing forwarding
-//! secret still lets webhooks be accepted and queued.
+//! secret still lets webhooks be accepted and queued. [`check`] reads every part and reports
+//! every problem of the deployment by key, code and [`Part`] (the Worker's `/healthz`).
 //!
 //! Error details name keys and ranges but never echo a value that could be a secret (only
 //! numbers that parsed are quoted). Their [`ConfigError::public_code`] (`config_invalid`) is
@@ -394,35 +395,66 @@ impl Ingress {
     /// Reads the ingress keys.
     ///
     /// # Errors
-    /// The first missing or invalid key.
+    /// The first missing or invalid key (see [`Ingress::read`] for all of them).
     pub fn from_lookup<F: Fn(&str) -> Option<String>>(
         lookup: &Lookup<F>,
     ) -> Result<Self, ConfigError> {
-        let secret = lookup.required("HUBSPOT_CLIENT_SECRET")?;
-        let legacy = if lookup.boolean("ALLOW_LEGACY_SIGNATURES", false)? {
-            LegacySignatures::Accept
-        } else {
-            LegacySignatures::Reject
-        };
-        let max_age_secs = lookup.number(SIGNATURE_MAX_AGE_SECS)?;
-        let verifier = Verifier::new(ClientSecret::new(secret))
-            .with_legacy(legacy)
-            .with_max_age_ms(max_age_secs * 1000);
-        let public_base_url = lookup.url("PUBLIC_BASE_URL")?;
-        let filter = match lookup.optional("FILTER_RULES") {
-            None => Filter::default(),
+        Self::read(lookup).map_err(first)
+    }
+
+    /// Reads the ingress keys, reporting every problem.
+    ///
+    /// # Errors
+    /// Every missing or invalid key, in key order (never empty).
+    pub fn read<F: Fn(&str) -> Option<String>>(
+        lookup: &Lookup<F>,
+    ) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = Errors::default();
+        let secret = errors.take(lookup.required("HUBSPOT_CLIENT_SECRET"));
+        let legacy = errors.take(lookup.boolean("ALLOW_LEGACY_SIGNATURES", false));
+        let max_age_secs = errors.take(lookup.number(SIGNATURE_MAX_AGE_SECS));
+        let public_base_url = errors.take(lookup.url("PUBLIC_BASE_URL"));
+        let max_body_bytes = errors.take(lookup.number(MAX_BODY_BYTES));
+        let filter = errors.take(match lookup.optional("FILTER_RULES") {
+            None => Ok(Filter::default()),
             Some(json) => Filter::from_json(&json).map_err(|e| ConfigError::Invalid {
                 key: "FILTER_RULES",
                 code: e.code(),
                 detail: e.to_string(),
-            })?,
-        };
-        Ok(Self {
-            verifier,
+            }),
+        });
+        match (
+            secret,
+            legacy,
+            max_age_secs,
             public_base_url,
-            max_body_bytes: lookup.number(MAX_BODY_BYTES)?,
+            max_body_bytes,
             filter,
-        })
+        ) {
+            (
+                Some(secret),
+                Some(legacy),
+                Some(max_age_secs),
+                Some(public_base_url),
+                Some(max_body_bytes),
+                Some(filter),
+            ) => {
+                let legacy = if legacy {
+                    LegacySignatures::Accept
+                } else {
+                    LegacySignatures::Reject
+                };
+                Ok(Self {
+                    verifier: Verifier::new(ClientSecret::new(secret))
+                        .with_legacy(legacy)
+                        .with_max_age_ms(max_age_secs * 1000),
+                    public_base_url,
+                    max_body_bytes,
+                    filter,
+                })
+            }
+            _ => Err(errors.into_vec()),
+        }
     }
 }
 
@@ -451,44 +483,111 @@ impl Forward {
     /// Reads the forwarding keys.
     ///
     /// # Errors
-    /// The first missing or invalid key.
+    /// The first missing or invalid key (see [`Forward::read`] for all of them).
     pub fn from_lookup<F: Fn(&str) -> Option<String>>(
         lookup: &Lookup<F>,
     ) -> Result<Self, ConfigError> {
-        let url = lookup
-            .url("FORWARD_URL")?
-            .ok_or(ConfigError::Missing { key: "FORWARD_URL" })?;
-        let secret = WebhookSecret::parse(&lookup.required("FORWARD_SECRET")?).map_err(|e| {
-            ConfigError::Invalid {
+        Self::read(lookup).map_err(first)
+    }
+
+    /// Reads the forwarding keys (`ENRICHMENT_MAP` included), reporting every problem.
+    ///
+    /// # Errors
+    /// Every missing or invalid key, in key order (never empty).
+    pub fn read<F: Fn(&str) -> Option<String>>(
+        lookup: &Lookup<F>,
+    ) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = Errors::default();
+        let url = errors.take(
+            lookup
+                .url("FORWARD_URL")
+                .and_then(|u| u.ok_or(ConfigError::Missing { key: "FORWARD_URL" })),
+        );
+        let secret = errors.take(lookup.required("FORWARD_SECRET").and_then(|s| {
+            WebhookSecret::parse(&s).map_err(|e| ConfigError::Invalid {
                 key: "FORWARD_SECRET",
                 code: "forward_secret_invalid",
                 detail: e.to_string(),
+            })
+        }));
+        let retry = match read_retry_policy(lookup) {
+            Ok(policy) => Some(policy),
+            Err(more) => {
+                errors.0.extend(more);
+                None
             }
-        })?;
-        let max_attempts = lookup.number(FORWARD_MAX_ATTEMPTS)?;
-        let base_delay_secs = lookup.number(FORWARD_RETRY_BASE_SECS)?;
-        let max_delay_secs = lookup.number(FORWARD_RETRY_MAX_SECS)?;
-        if max_delay_secs < base_delay_secs {
-            return Err(ConfigError::Below {
-                key: FORWARD_RETRY_MAX_SECS.key,
-                other: FORWARD_RETRY_BASE_SECS.key,
-            });
-        }
-        Ok(Self {
+        };
+        let timeout_ms = errors.take(lookup.number(FORWARD_TIMEOUT_MS));
+        let dedupe_ttl_secs = errors.take(lookup.number(DEDUPE_TTL_SECS));
+        let batch_budget_secs = errors.take(lookup.number(FORWARD_BATCH_BUDGET_SECS));
+        let enrichment = errors.take(enrichment(lookup));
+        match (
             url,
             secret,
-            timeout_ms: lookup.number(FORWARD_TIMEOUT_MS)?,
-            retry: RetryPolicy {
-                // In range: at most FORWARD_MAX_ATTEMPTS.max (100).
-                max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
-                base_delay_secs,
-                max_delay_secs,
-            },
-            dedupe_ttl_secs: lookup.number(DEDUPE_TTL_SECS)?,
-            batch_budget_ms: lookup.number(FORWARD_BATCH_BUDGET_SECS)? * 1000,
-            enrichment: enrichment(lookup)?,
-        })
+            retry,
+            timeout_ms,
+            dedupe_ttl_secs,
+            batch_budget_secs,
+            enrichment,
+        ) {
+            (
+                Some(url),
+                Some(secret),
+                Some(retry),
+                Some(timeout_ms),
+                Some(dedupe_ttl_secs),
+                Some(batch_budget_secs),
+                Some(enrichment),
+            ) => Ok(Self {
+                url,
+                secret,
+                timeout_ms,
+                retry,
+                dedupe_ttl_secs,
+                batch_budget_ms: batch_budget_secs * 1000,
+                enrichment,
+            }),
+            _ => Err(errors.into_vec()),
+        }
     }
+}
+
+/// `FORWARD_MAX_ATTEMPTS`, `FORWARD_RETRY_BASE_SECS`, `FORWARD_RETRY_MAX_SECS`: the forwarding
+/// retry policy, on its own so that a consumer whose other forwarding keys are broken still
+/// retries with the operator's policy (see [`RetryPolicy::settle_config_invalid`]).
+///
+/// # Errors
+/// The first invalid key; [`ConfigError::Below`] when the maximum is below the base.
+pub fn retry_policy<F: Fn(&str) -> Option<String>>(
+    lookup: &Lookup<F>,
+) -> Result<RetryPolicy, ConfigError> {
+    read_retry_policy(lookup).map_err(first)
+}
+
+fn read_retry_policy<F: Fn(&str) -> Option<String>>(
+    lookup: &Lookup<F>,
+) -> Result<RetryPolicy, Vec<ConfigError>> {
+    let mut errors = Errors::default();
+    let max_attempts = errors.take(lookup.number(FORWARD_MAX_ATTEMPTS));
+    let base_delay_secs = errors.take(lookup.number(FORWARD_RETRY_BASE_SECS));
+    let max_delay_secs = errors.take(lookup.number(FORWARD_RETRY_MAX_SECS));
+    let (Some(max_attempts), Some(base_delay_secs), Some(max_delay_secs)) =
+        (max_attempts, base_delay_secs, max_delay_secs)
+    else {
+        return Err(errors.into_vec());
+    };
+    if max_delay_secs < base_delay_secs {
+        return Err(vec![ConfigError::Below {
+            key: FORWARD_RETRY_MAX_SECS.key,
+            other: FORWARD_RETRY_BASE_SECS.key,
+        }]);
+    }
+    Ok(RetryPolicy {
+        // In range: at most FORWARD_MAX_ATTEMPTS.max (100).
+        max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+        base_delay_secs,
+        max_delay_secs,
+    })
 }
 
 /// `ENRICHMENT_MAP`, compiled: `None` when unset.
@@ -603,69 +702,256 @@ impl HubSpotApi {
     /// Reads the HubSpot API keys.
     ///
     /// # Errors
-    /// The first missing or invalid key.
+    /// The first missing or invalid key (see [`HubSpotApi::read`] for all of them).
     pub fn from_lookup<F: Fn(&str) -> Option<String>>(
         lookup: &Lookup<F>,
     ) -> Result<Self, ConfigError> {
-        let auth = match lookup.optional("HUBSPOT_ACCESS_TOKEN") {
-            Some(token) => HubSpotAuth::Static(AccessToken(token)),
-            None => match (
-                lookup.optional("HUBSPOT_CLIENT_ID"),
-                lookup.optional("HUBSPOT_CLIENT_SECRET"),
-                lookup.optional("HUBSPOT_REFRESH_TOKEN"),
-            ) {
-                (Some(client_id), Some(client_secret), Some(refresh)) => HubSpotAuth::OAuth {
-                    client: OAuthClient {
-                        client_id,
-                        client_secret,
-                    },
-                    refresh_token: AccessToken(refresh),
-                    margin_ms: lookup.number(HUBSPOT_TOKEN_REFRESH_MARGIN_SECS)? * 1000,
-                },
-                _ => {
-                    return Err(ConfigError::Missing {
-                        key: "HUBSPOT_ACCESS_TOKEN",
-                    })
-                }
-            },
-        };
-        let base_url = lookup
-            .url("HUBSPOT_API_BASE_URL")?
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        let path_style = match lookup.optional("HUBSPOT_API_VERSION").as_deref() {
-            None => PathStyle::DateVersioned(DEFAULT_API_VERSION.to_owned()),
-            Some("legacy" | "v3") => PathStyle::Legacy,
-            Some(v) if is_date_version(v) => PathStyle::DateVersioned(v.to_owned()),
-            Some(_) => {
-                return Err(ConfigError::NotAccepted {
-                    key: "HUBSPOT_API_VERSION",
-                    accepted: "a date version like 2026-03, or legacy",
-                })
-            }
-        };
-        let tier = match lookup.optional("HUBSPOT_TIER").as_deref() {
-            None | Some("free") => Tier::Free,
-            Some("starter") => Tier::Starter,
-            Some("professional") => Tier::Professional,
-            Some("enterprise") => Tier::Enterprise,
-            Some("api-add-on") => Tier::ApiAddOn,
-            Some(_) => {
-                return Err(ConfigError::NotAccepted {
-                    key: "HUBSPOT_TIER",
-                    accepted: "free, starter, professional, enterprise or api-add-on",
-                })
-            }
-        };
-        Ok(Self {
-            api: ApiConfig {
-                base_url,
-                path_style,
-            },
-            auth,
-            timeout_ms: lookup.number(HUBSPOT_TIMEOUT_MS)?,
-            governor: GovernorConfig::for_tier(tier),
-        })
+        Self::read(lookup).map_err(first)
     }
+
+    /// Reads the HubSpot API keys, reporting every problem. Credentials: `HUBSPOT_ACCESS_TOKEN`,
+    /// else OAuth (`HUBSPOT_CLIENT_ID`, `HUBSPOT_CLIENT_SECRET`, `HUBSPOT_REFRESH_TOKEN`). With
+    /// none of them, the problem is `HUBSPOT_ACCESS_TOKEN` missing; with OAuth begun (a client id
+    /// or a refresh token set), each missing OAuth key is named.
+    ///
+    /// # Errors
+    /// Every missing or invalid key (never empty).
+    pub fn read<F: Fn(&str) -> Option<String>>(
+        lookup: &Lookup<F>,
+    ) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = Errors::default();
+        let margin_secs = errors.take(lookup.number(HUBSPOT_TOKEN_REFRESH_MARGIN_SECS));
+        let auth = match lookup.optional("HUBSPOT_ACCESS_TOKEN") {
+            Some(token) => Some(HubSpotAuth::Static(AccessToken(token))),
+            None => {
+                let client_id = lookup.optional("HUBSPOT_CLIENT_ID");
+                let refresh = lookup.optional("HUBSPOT_REFRESH_TOKEN");
+                let oauth_begun = client_id.is_some() || refresh.is_some();
+                let client_id = errors.take(client_id.ok_or(ConfigError::Missing {
+                    key: if oauth_begun {
+                        "HUBSPOT_CLIENT_ID"
+                    } else {
+                        "HUBSPOT_ACCESS_TOKEN"
+                    },
+                }));
+                let (client_secret, refresh) = if oauth_begun {
+                    (
+                        errors.take(lookup.required("HUBSPOT_CLIENT_SECRET")),
+                        errors.take(lookup.required("HUBSPOT_REFRESH_TOKEN")),
+                    )
+                } else {
+                    (None, None)
+                };
+                match (client_id, client_secret, refresh, margin_secs) {
+                    (Some(client_id), Some(client_secret), Some(refresh), Some(margin_secs)) => {
+                        Some(HubSpotAuth::OAuth {
+                            client: OAuthClient {
+                                client_id,
+                                client_secret,
+                            },
+                            refresh_token: AccessToken(refresh),
+                            margin_ms: margin_secs * 1000,
+                        })
+                    }
+                    _ => None,
+                }
+            }
+        };
+        let base_url = errors.take(lookup.url("HUBSPOT_API_BASE_URL"));
+        let path_style = errors.take(match lookup.optional("HUBSPOT_API_VERSION").as_deref() {
+            None => Ok(PathStyle::DateVersioned(DEFAULT_API_VERSION.to_owned())),
+            Some("legacy" | "v3") => Ok(PathStyle::Legacy),
+            Some(v) if is_date_version(v) => Ok(PathStyle::DateVersioned(v.to_owned())),
+            Some(_) => Err(ConfigError::NotAccepted {
+                key: "HUBSPOT_API_VERSION",
+                accepted: "a date version like 2026-03, or legacy",
+            }),
+        });
+        let tier = errors.take(match lookup.optional("HUBSPOT_TIER").as_deref() {
+            None | Some("free") => Ok(Tier::Free),
+            Some("starter") => Ok(Tier::Starter),
+            Some("professional") => Ok(Tier::Professional),
+            Some("enterprise") => Ok(Tier::Enterprise),
+            Some("api-add-on") => Ok(Tier::ApiAddOn),
+            Some(_) => Err(ConfigError::NotAccepted {
+                key: "HUBSPOT_TIER",
+                accepted: "free, starter, professional, enterprise or api-add-on",
+            }),
+        });
+        let timeout_ms = errors.take(lookup.number(HUBSPOT_TIMEOUT_MS));
+        match (auth, base_url, path_style, tier, timeout_ms) {
+            (Some(auth), Some(base_url), Some(path_style), Some(tier), Some(timeout_ms))
+                if errors.0.is_empty() =>
+            {
+                Ok(Self {
+                    api: ApiConfig {
+                        base_url: base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
+                        path_style,
+                    },
+                    auth,
+                    timeout_ms,
+                    governor: GovernorConfig::for_tier(tier),
+                })
+            }
+            _ => Err(errors.into_vec()),
+        }
+    }
+}
+
+/// The part of the deployment a configuration problem breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Part {
+    /// The webhook endpoint: it cannot verify HubSpot's signatures, so it answers 503 and
+    /// HubSpot retries (`HUBSPOT_CLIENT_SECRET`, `ALLOW_LEGACY_SIGNATURES`,
+    /// `SIGNATURE_MAX_AGE_SECS`, `PUBLIC_BASE_URL`, `MAX_BODY_BYTES`, `FILTER_RULES`).
+    Ingress,
+    /// The forwarding consumer: events stay queued, then are dead-lettered with
+    /// `config_invalid` (`FORWARD_*`, `DEDUPE_TTL_SECS`).
+    Forwarding,
+    /// Enrichment before forwarding (`ENRICHMENT_MAP`, and the HubSpot credentials it needs):
+    /// like [`Part::Forwarding`].
+    Enrichment,
+    /// The HubSpot API client (`HUBSPOT_*` other than the client secret): `/admin/hubspot` and
+    /// enrichment's reads.
+    HubSpotApi,
+    /// The dead-letter store (`DEAD_LETTER_RETENTION_DAYS`): letters stay queued until it is
+    /// fixed.
+    DeadLetters,
+    /// The admin API (`ADMIN_TOKEN`, `FAULT_INJECTION`): without it dead letters can be
+    /// neither listed nor re-driven.
+    Admin,
+}
+
+impl Part {
+    /// Stable name: `ingress`, `forwarding`, `enrichment`, `hubspot_api`, `dead_letters`,
+    /// `admin`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ingress => "ingress",
+            Self::Forwarding => "forwarding",
+            Self::Enrichment => "enrichment",
+            Self::HubSpotApi => "hubspot_api",
+            Self::DeadLetters => "dead_letters",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// One configuration problem: the part it breaks and the error, which names the key. What may
+/// be shown to anyone is [`Problem::key`], [`Problem::code`] and the part's name; the error's
+/// message (ranges, parsed numbers) is for logs and operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The part of the deployment it breaks.
+    pub part: Part,
+    /// The problem itself.
+    pub error: ConfigError,
+}
+
+impl Problem {
+    /// The key at fault.
+    pub fn key(&self) -> &'static str {
+        self.error.key()
+    }
+
+    /// The specific code (`config_missing`, `config_out_of_range`, …).
+    pub fn code(&self) -> &'static str {
+        self.error.code()
+    }
+}
+
+/// Checks the whole deployment's configuration: every problem, once per key, grouped by the
+/// part it breaks (in [`Part`]'s order). Empty when the deployment is fully configured.
+///
+/// Missing optional keys are not problems. The HubSpot credentials are optional unless
+/// `ENRICHMENT_MAP` is set (enrichment reads HubSpot): then a missing token is a problem of
+/// [`Part::Enrichment`]. Keys that are set are always checked, whether or not a part uses them
+/// yet.
+pub fn check<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<Problem> {
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut add = |part: Part, errors: Vec<ConfigError>| {
+        for error in errors {
+            if !problems.iter().any(|p| p.key() == error.key()) {
+                problems.push(Problem { part, error });
+            }
+        }
+    };
+    add(
+        Part::Ingress,
+        Ingress::read(lookup).err().unwrap_or_default(),
+    );
+    let forward = Forward::read(lookup).err().unwrap_or_default();
+    let (enrichment, forwarding): (Vec<_>, Vec<_>) = forward
+        .into_iter()
+        .partition(|e| e.key() == "ENRICHMENT_MAP");
+    add(Part::Forwarding, forwarding);
+    add(Part::Enrichment, enrichment);
+    let enriching = lookup.optional("ENRICHMENT_MAP").is_some();
+    let (no_credentials, api): (Vec<_>, Vec<_>) = HubSpotApi::read(lookup)
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .partition(|e| {
+            *e == ConfigError::Missing {
+                key: "HUBSPOT_ACCESS_TOKEN",
+            }
+        });
+    if enriching {
+        add(Part::Enrichment, no_credentials);
+    }
+    add(Part::HubSpotApi, api);
+    add(
+        Part::DeadLetters,
+        dead_letter_retention(lookup).err().into_iter().collect(),
+    );
+    add(
+        Part::Admin,
+        [admin_token(lookup).err(), fault_injection(lookup).err()]
+            .into_iter()
+            .flatten()
+            .collect(),
+    );
+    problems.sort_by_key(|p| p.part);
+    problems
+}
+
+/// `KEY: code` of each error, joined with `; `: what a dead letter's detail and a log line say
+/// about the configuration that stopped it. Keys and codes only, never values.
+pub fn summary(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.key(), e.code()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Collects the errors of several keys read one after another.
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn take<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.0.push(e);
+                None
+            }
+        }
+    }
+
+    /// The errors; a caller that found one value missing always has at least one.
+    fn into_vec(self) -> Vec<ConfigError> {
+        self.0
+    }
+}
+
+/// The first of the errors of a part (the one-error API of `from_lookup`).
+fn first(errors: Vec<ConfigError>) -> ConfigError {
+    errors.into_iter().next().unwrap_or(ConfigError::Missing {
+        // Unreachable: a part that fails has at least one error.
+        key: "configuration",
+    })
 }
 
 /// `YYYY-MM`.
@@ -951,6 +1237,214 @@ mod tests {
             ConfigError::Missing {
                 key: "HUBSPOT_CLIENT_SECRET"
             }
+        );
+    }
+
+    #[test]
+    fn check_reports_every_problem_by_key_and_part() {
+        const REQUIRED: [(&str, &str); 4] = [
+            ("HUBSPOT_CLIENT_SECRET", "s"),
+            ("FORWARD_URL", "https://example.com/hook"),
+            ("FORWARD_SECRET", SECRET),
+            ("ADMIN_TOKEN", "t"),
+        ];
+        const MAP: &str = r#"{"objects":{"contacts":{"fields":[{"hubspot":"email"}]}}}"#;
+        // The required keys, with `extra` first (it wins) and `drop`ped keys left out.
+        let check_with = |extra: &[(&'static str, &'static str)], drop: &[&str]| {
+            let mut all = extra.to_vec();
+            all.extend(REQUIRED.iter().filter(|(k, _)| !drop.contains(k)));
+            check(&table(&all))
+                .iter()
+                .map(|p| (p.part.name(), p.key(), p.code()))
+                .collect::<Vec<_>>()
+        };
+        type Case<'a> = (
+            &'a [(&'static str, &'static str)],
+            &'a [&'a str],
+            &'a [(&'a str, &'a str, &'a str)],
+        );
+        let cases: &[Case] = &[
+            // Fully configured, optional keys unset: nothing to report.
+            (&[], &[], &[]),
+            (
+                &[("HUBSPOT_ACCESS_TOKEN", "pat"), ("ENRICHMENT_MAP", MAP)],
+                &[],
+                &[],
+            ),
+            (
+                &[],
+                &["FORWARD_URL"],
+                &[("forwarding", "FORWARD_URL", "config_missing")],
+            ),
+            (
+                &[],
+                &[
+                    "HUBSPOT_CLIENT_SECRET",
+                    "FORWARD_URL",
+                    "FORWARD_SECRET",
+                    "ADMIN_TOKEN",
+                ],
+                &[
+                    ("ingress", "HUBSPOT_CLIENT_SECRET", "config_missing"),
+                    ("forwarding", "FORWARD_URL", "config_missing"),
+                    ("forwarding", "FORWARD_SECRET", "config_missing"),
+                    ("admin", "ADMIN_TOKEN", "config_missing"),
+                ],
+            ),
+            // Every problem of one part, not only the first.
+            (
+                &[
+                    ("FORWARD_URL", "http://example.com/hook"),
+                    ("FORWARD_TIMEOUT_MS", "99"),
+                    ("DEDUPE_TTL_SECS", "x"),
+                    ("FORWARD_RETRY_BASE_SECS", "0"),
+                ],
+                &[],
+                &[
+                    ("forwarding", "FORWARD_URL", "config_plain_http"),
+                    (
+                        "forwarding",
+                        "FORWARD_RETRY_BASE_SECS",
+                        "config_out_of_range",
+                    ),
+                    ("forwarding", "FORWARD_TIMEOUT_MS", "config_out_of_range"),
+                    ("forwarding", "DEDUPE_TTL_SECS", "config_not_an_integer"),
+                ],
+            ),
+            (
+                &[
+                    ("FORWARD_RETRY_BASE_SECS", "60"),
+                    ("FORWARD_RETRY_MAX_SECS", "30"),
+                ],
+                &[],
+                &[("forwarding", "FORWARD_RETRY_MAX_SECS", "config_below")],
+            ),
+            (
+                &[
+                    ("SIGNATURE_MAX_AGE_SECS", "0"),
+                    ("FILTER_RULES", "{"),
+                    ("PUBLIC_BASE_URL", "nope"),
+                ],
+                &[],
+                &[
+                    ("ingress", "SIGNATURE_MAX_AGE_SECS", "config_out_of_range"),
+                    ("ingress", "PUBLIC_BASE_URL", "config_not_a_url"),
+                    ("ingress", "FILTER_RULES", "filter_config_invalid"),
+                ],
+            ),
+            // The map is enrichment's problem, not forwarding's.
+            (
+                &[("HUBSPOT_ACCESS_TOKEN", "pat"), ("ENRICHMENT_MAP", "{")],
+                &[],
+                &[("enrichment", "ENRICHMENT_MAP", "mapping_config_invalid")],
+            ),
+            // Enrichment needs HubSpot credentials; without a map they are optional.
+            (
+                &[("ENRICHMENT_MAP", MAP)],
+                &[],
+                &[("enrichment", "HUBSPOT_ACCESS_TOKEN", "config_missing")],
+            ),
+            (
+                &[("ENRICHMENT_MAP", "{")],
+                &[],
+                &[
+                    ("enrichment", "ENRICHMENT_MAP", "mapping_config_invalid"),
+                    ("enrichment", "HUBSPOT_ACCESS_TOKEN", "config_missing"),
+                ],
+            ),
+            // Set HubSpot keys are checked even when nothing uses them yet.
+            (
+                &[("HUBSPOT_TIER", "gold"), ("HUBSPOT_TIMEOUT_MS", "5")],
+                &[],
+                &[
+                    ("hubspot_api", "HUBSPOT_TIER", "config_not_accepted"),
+                    ("hubspot_api", "HUBSPOT_TIMEOUT_MS", "config_out_of_range"),
+                ],
+            ),
+            // OAuth begun: the missing OAuth key by name.
+            (
+                &[("HUBSPOT_CLIENT_ID", "id")],
+                &[],
+                &[("hubspot_api", "HUBSPOT_REFRESH_TOKEN", "config_missing")],
+            ),
+            (
+                &[
+                    ("HUBSPOT_REFRESH_TOKEN", "r"),
+                    ("HUBSPOT_TOKEN_REFRESH_MARGIN_SECS", "1501"),
+                ],
+                &[],
+                &[
+                    (
+                        "hubspot_api",
+                        "HUBSPOT_TOKEN_REFRESH_MARGIN_SECS",
+                        "config_out_of_range",
+                    ),
+                    ("hubspot_api", "HUBSPOT_CLIENT_ID", "config_missing"),
+                ],
+            ),
+            // One key, once: the client secret is the ingress's and OAuth's.
+            (
+                &[("HUBSPOT_CLIENT_ID", "id"), ("HUBSPOT_REFRESH_TOKEN", "r")],
+                &["HUBSPOT_CLIENT_SECRET"],
+                &[("ingress", "HUBSPOT_CLIENT_SECRET", "config_missing")],
+            ),
+            (
+                &[
+                    ("DEAD_LETTER_RETENTION_DAYS", "0"),
+                    ("FAULT_INJECTION", "on"),
+                ],
+                &["ADMIN_TOKEN"],
+                &[
+                    (
+                        "dead_letters",
+                        "DEAD_LETTER_RETENTION_DAYS",
+                        "config_out_of_range",
+                    ),
+                    ("admin", "ADMIN_TOKEN", "config_missing"),
+                    ("admin", "FAULT_INJECTION", "config_not_a_boolean"),
+                ],
+            ),
+        ];
+        for (extra, drop, expected) in cases {
+            assert_eq!(
+                check_with(extra, drop),
+                *expected,
+                "{extra:?} without {drop:?}"
+            );
+        }
+        // The summary names keys and codes, never a value.
+        let e = Forward::read(&table(&[
+            ("FORWARD_SECRET", "whsec_not-base64-secret-value"),
+            ("FORWARD_TIMEOUT_MS", "123456789"),
+        ]))
+        .unwrap_err();
+        let text = summary(&e);
+        assert_eq!(
+            text,
+            "FORWARD_URL: config_missing; FORWARD_SECRET: forward_secret_invalid; \
+             FORWARD_TIMEOUT_MS: config_out_of_range"
+        );
+        assert!(!text.contains("not-base64") && !text.contains("123456789"));
+    }
+
+    #[test]
+    fn retry_policy_on_its_own() {
+        assert_eq!(retry_policy(&table(&[])), Ok(RetryPolicy::default()));
+        assert_eq!(
+            retry_policy(&table(&[
+                ("FORWARD_MAX_ATTEMPTS", "2"),
+                ("FORWARD_RETRY_BASE_SECS", "1"),
+                ("FORWARD_URL", "not checked here"),
+            ])),
+            Ok(RetryPolicy {
+                max_attempts: 2,
+                base_delay_secs: 1,
+                ..RetryPolicy::default()
+            })
+        );
+        assert_eq!(
+            retry_policy(&table(&[("FORWARD_MAX_ATTEMPTS", "0")])).map_err(|e| e.key()),
+            Err("FORWARD_MAX_ATTEMPTS")
         );
     }
 

@@ -52,15 +52,20 @@ pub enum GiveUp {
     Redirected(u16),
     /// The last attempt failed and no attempts are left.
     RetriesExhausted,
+    /// The configuration this event needs (forwarding, enrichment, the HubSpot API) stayed
+    /// invalid for all its attempts: not the destination's fault. Re-drive it once fixed.
+    ConfigInvalid,
 }
 
 impl GiveUp {
-    /// Stable code: `destination_rejected`, `destination_redirected` or `retries_exhausted`.
+    /// Stable code: `destination_rejected`, `destination_redirected`, `retries_exhausted` or
+    /// `config_invalid`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Rejected(_) => "destination_rejected",
             Self::Redirected(_) => "destination_redirected",
             Self::RetriesExhausted => "retries_exhausted",
+            Self::ConfigInvalid => "config_invalid",
         }
     }
 }
@@ -270,6 +275,24 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// Settles a message at `attempt` that could not be handled because the configuration it
+    /// needs is invalid (a missing `FORWARD_URL`, an invalid `ENRICHMENT_MAP`…). Nothing was
+    /// sent, so it is not the destination's fault and nothing is lost: it goes back on the
+    /// queue as the next attempt with this policy's backoff (bounded by `max_delay_secs` and
+    /// Queues' 12 h), giving the operator the event's whole retry budget to fix the
+    /// configuration, and then to the dead-letter store as [`GiveUp::ConfigInvalid`], from
+    /// where it is re-driven once the configuration is fixed.
+    pub fn settle_config_invalid(&self, attempt: u32, jitter: f64) -> Settle {
+        match self.decide(attempt, Attempt::NetworkError, jitter) {
+            Decision::Retry { delay_secs } => Settle::Retry { delay_secs },
+            Decision::Deliver | Decision::DeadLetter(_) => {
+                Settle::DeadLetter(GiveUp::ConfigInvalid)
+            }
+        }
+    }
+}
+
 /// Parses a `Retry-After` value: delta-seconds, or an IMF-fixdate
 /// (`Sun, 06 Nov 1994 08:49:37 GMT`) read against `now_secs`. `None` when invalid.
 pub fn parse_retry_after(value: &str, now_secs: u64) -> Option<u64> {
@@ -452,6 +475,48 @@ mod tests {
                 "{attempt} {decision:?} {recorded:?}"
             );
         }
+    }
+
+    #[test]
+    fn config_invalid_retried_with_backoff_then_dead_lettered() {
+        let p = RetryPolicy {
+            max_attempts: 3,
+            base_delay_secs: 10,
+            max_delay_secs: 25,
+        };
+        let cases = [
+            (1, 1.0, Settle::Retry { delay_secs: 10 }),
+            (1, 0.0, Settle::Retry { delay_secs: 5 }),
+            (2, 1.0, Settle::Retry { delay_secs: 20 }),
+            (3, 1.0, Settle::DeadLetter(GiveUp::ConfigInvalid)),
+            // An attempt count beyond the policy (the policy was lowered meanwhile).
+            (9, 1.0, Settle::DeadLetter(GiveUp::ConfigInvalid)),
+        ];
+        for (attempt, jitter, expected) in cases {
+            assert_eq!(
+                p.settle_config_invalid(attempt, jitter),
+                expected,
+                "{attempt} {jitter}"
+            );
+        }
+        let long = RetryPolicy {
+            max_attempts: 10,
+            base_delay_secs: 10,
+            max_delay_secs: 25,
+        };
+        assert_eq!(
+            long.settle_config_invalid(5, 1.0),
+            Settle::Retry { delay_secs: 25 }
+        );
+        let once = RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            once.settle_config_invalid(1, 0.5),
+            Settle::DeadLetter(GiveUp::ConfigInvalid)
+        );
+        assert_eq!(GiveUp::ConfigInvalid.code(), "config_invalid");
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! - [`delivery`]: what to do after a forwarding attempt (retry, give up), how many forwards
 //!   run at once and when the rest of a batch goes back to the queue.
 //! - [`config`]: the Worker's configuration keys parsed from any key lookup, with documented
-//!   ranges and errors that name the key.
+//!   ranges and errors that name the key, and the whole deployment's check (every problem by
+//!   key, code and part).
 //! - [`dead_letter`]: what the dead-letter store does when it fails, how long letters are kept,
 //!   and resumable, bounded re-drive planning.
 //! - [`queue`]: the queue message and dead-letter formats, one serialisation for every host.

@@ -2,7 +2,7 @@
 //! (`Ingress`, `Forward`, enrichment, dead-letter retention, fault injection, admin token) or a
 //! typed `ConfigError` whose public code is `config_invalid` and which names its key; a number
 //! key accepts only values inside its documented range; `check_url` accepts only `https://`, or
-//! `http://` to loopback.
+//! `http://` to loopback; `check` reports each problem key once, in agreement with the parts.
 //!
 //! Input: `KEY=VALUE` lines (a value may contain anything but a newline).
 #![no_main]
@@ -31,6 +31,22 @@ fuzz_target!(|data: &[u8]| {
     check(config::dead_letter_retention(&lookup));
     check(config::fault_injection(&lookup));
     check(config::admin_token(&lookup));
+    // The whole-deployment check: a part fails exactly when `check` reports a key of it, each
+    // key at most once, and no problem's key or code carries a value.
+    let problems = config::check(&lookup);
+    let mut keys: Vec<&str> = problems.iter().map(|p| p.key()).collect();
+    keys.sort_unstable();
+    let n = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "a key reported twice: {problems:?}");
+    assert_eq!(
+        config::Ingress::from_lookup(&lookup).is_ok(),
+        !problems.iter().any(|p| p.part == config::Part::Ingress)
+    );
+    for p in &problems {
+        assert!(p.key().bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+        assert!(p.code().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+    }
     for key in NUMBER_KEYS {
         let raw = env.get(key.key).copied();
         match key.parse(raw) {

@@ -141,10 +141,11 @@ pub(super) fn hubspot_oauth_refused_token_refreshed_once_not_per_call(_: &Fixtur
 
 /// A Worker of its own with `FORWARD_URL=http://example.com` (plain http to a host that is not
 /// loopback), `SIGNATURE_MAX_AGE_SECS=999999` (range 1 to 3600) and `HUBSPOT_TIMEOUT_MS=5`
-/// (range 100 to 60000): a webhook answers 500 `config_invalid` with no key, range or value in
-/// the body; the log names the key and the range; an admin caller with the valid token sees
-/// the detail of the HubSpot key. Before the fix the values were clamped and the webhook was
-/// accepted.
+/// (range 100 to 60000): a webhook answers 503 `config_invalid` with no key, range or value in
+/// the body (HubSpot retries it); `/healthz` answers 503 naming all three keys with their codes
+/// and parts, no value or range; the log names the key and the range; an admin caller with the
+/// valid token sees the detail of the HubSpot key. Before the fix the values were clamped and
+/// the webhook was accepted.
 pub(super) fn config_out_of_range_fails_detail_only_in_log(_: &Fixture) -> Outcome {
     let mut options = FixtureOptions::default()
         .hubspot_mock(MockConfig {
@@ -161,7 +162,7 @@ pub(super) fn config_out_of_range_fails_detail_only_in_log(_: &Fixture) -> Outco
     let r = fx.send_events(&[HubSpotEvent::creation("contact", id)])?;
     let text = r.text();
     check(
-        (500..600).contains(&r.status) && r.json()?["error"]["code"] == "config_invalid",
+        r.status == 503 && r.json()?["error"]["code"] == "config_invalid",
         || format!("webhook with invalid config: {} {text}", r.status),
     )?;
     for leak in [
@@ -173,6 +174,24 @@ pub(super) fn config_out_of_range_fails_detail_only_in_log(_: &Fixture) -> Outco
     ] {
         check(!text.contains(leak), || {
             format!("the webhook answer carries {leak:?}: {text}")
+        })?;
+    }
+    // /healthz names every problem by key and code, never the values or ranges.
+    let r = fx.get("/healthz")?;
+    let health = r.text();
+    check(
+        r.status == 503
+            && r.json()?["problems"]
+                == serde_json::json!([
+                    { "key": "SIGNATURE_MAX_AGE_SECS", "code": "config_out_of_range", "part": "ingress" },
+                    { "key": "FORWARD_URL", "code": "config_plain_http", "part": "forwarding" },
+                    { "key": "HUBSPOT_TIMEOUT_MS", "code": "config_out_of_range", "part": "hubspot_api" },
+                ]),
+        || format!("/healthz: {} {health}", r.status),
+    )?;
+    for leak in ["3600", "999999", "example.com", "60000"] {
+        check(!health.contains(leak), || {
+            format!("/healthz carries {leak:?}: {health}")
         })?;
     }
     let line = fx.worker.wait_for_json_log_since(

@@ -14,6 +14,7 @@
 // The harness reports through libtest-mimic and eprintln!; nothing prints to stdout directly.
 
 mod api_limits;
+mod config;
 mod dead_letters;
 mod delivery;
 mod enrichment;
@@ -26,6 +27,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use api_limits::{hubspot_burst_of_1000_reads_paced_without_429, hubspot_oauth_401_refreshed_once};
+use config::{
+    config_dead_letter_retention_invalid_holds_letters,
+    config_enrichment_map_invalid_loud_then_dead_lettered,
+    config_forward_url_missing_loud_then_dead_lettered, config_report_ok_for_a_configured_worker,
+    config_run_command_prints_problems_and_stops_clean,
+};
 use dead_letters::{
     dead_letter_store_failing_then_recovering_loses_nothing,
     redrive_all_1200_mixed_letters_resumable_exactly_once,
@@ -121,6 +128,11 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         ingress_chunked_body_over_limit_413_before_its_end,
         hubspot_oauth_refused_token_refreshed_once_not_per_call,
         config_out_of_range_fails_detail_only_in_log,
+        config_forward_url_missing_loud_then_dead_lettered,
+        config_enrichment_map_invalid_loud_then_dead_lettered,
+        config_report_ok_for_a_configured_worker,
+        config_run_command_prints_problems_and_stops_clean,
+        config_dead_letter_retention_invalid_holds_letters,
         walkthrough_from_the_readme,
     ]
 }

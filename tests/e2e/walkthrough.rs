@@ -197,6 +197,11 @@ pub(super) fn walkthrough_from_the_readme(_fx: &Fixture) -> Outcome {
         "walkthrough-worker",
     )?;
     wait_line(&worker, "the Worker", "Ready on http://127.0.0.1:8787")?;
+    wait_line(
+        &worker,
+        "run.sh's configuration report",
+        "==> configuration ok",
+    )?;
     check(
         !worker
             .lines()

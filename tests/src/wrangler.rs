@@ -125,7 +125,7 @@ pub struct WranglerOptions {
     /// Worker variables, passed as `--var KEY:VALUE` (they override wrangler.toml's `[vars]`
     /// and `.dev.vars`).
     pub vars: Vec<(String, String)>,
-    /// How long to wait for `GET {ready_path}` to answer 200.
+    /// How long to wait for `GET {ready_path}` to answer (see [`is_ready`]).
     pub ready_timeout: Duration,
     /// The readiness path (default `/healthz`).
     pub ready_path: String,
@@ -205,8 +205,9 @@ pub struct WranglerDev {
 }
 
 impl WranglerDev {
-    /// Starts `wrangler dev` from the repository root and waits until it answers
-    /// `GET {ready_path}` with 200.
+    /// Starts `wrangler dev` from the repository root and waits until the Worker answers
+    /// `GET {ready_path}` ([`is_ready`]: 200, or `/healthz`'s 503 for a misconfigured Worker,
+    /// which is running and is what a misconfiguration test starts).
     ///
     /// # Errors
     /// When wrangler or its configuration is missing, it cannot be spawned, it exits before
@@ -283,6 +284,9 @@ impl WranglerDev {
         .env("NO_COLOR", "1")
         .env("FORCE_COLOR", "0")
         .env("WRANGLER_SEND_METRICS", "false")
+        // As scripts/run.sh: the Worker does not use Request.cf; offline, fetching it only
+        // prints an error stack.
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
         .env("WRANGLER_LOG_PATH", &log_dir);
         // The test binary runs with cargo's per-package variables; the Worker's build command
         // runs cargo again and must not see them.
@@ -323,7 +327,8 @@ impl WranglerDev {
     fn wait_ready(&self, opts: &WranglerOptions) -> Result<()> {
         let url = format!("{}{}", self.base_url(), opts.ready_path);
         let started = Instant::now();
-        let what = format!("wrangler dev to answer GET {url} with 200");
+        let what =
+            format!("wrangler dev to answer GET {url} (200, or the Worker's 503 misconfigured)");
         let mut last = String::from("no attempt yet");
         let outcome = poll_until(&what, opts.ready_timeout, POLL_INTERVAL, || {
             if let Some(status) = self.group.exit_status() {
@@ -332,7 +337,7 @@ impl WranglerDev {
                 )));
             }
             match http::request_with_timeout("GET", &url, &[], None, Duration::from_secs(5)) {
-                Ok(r) if r.status == 200 => Some(Ok(())),
+                Ok(r) if is_ready(r.status, &r.body) => Some(Ok(())),
                 Ok(r) => {
                     last = format!("status {} body {}", r.status, r.text());
                     None
@@ -569,6 +574,15 @@ pub fn json_object_in(line: &str) -> Option<Value> {
     }
 }
 
+/// Whether a readiness answer means the Worker is up: 200, or the Worker's own 503
+/// `{"status":"misconfigured",…}` from `/healthz` (a misconfigured Worker is running; a 503
+/// from wrangler itself while it starts is not this body).
+pub fn is_ready(status: u16, body: &[u8]) -> bool {
+    status == 200
+        || (status == 503
+            && serde_json::from_slice::<Value>(body).is_ok_and(|v| v["status"] == "misconfigured"))
+}
+
 /// Whether the repository has a wrangler configuration (the Worker can be started).
 pub fn wrangler_config_present(root: &Path) -> bool {
     ["wrangler.toml", "wrangler.json", "wrangler.jsonc"]
@@ -613,6 +627,20 @@ mod tests {
         assert!(msg.contains("--- last wrangler output ---"), "{msg}");
         assert!(msg.contains("wrangler.toml"), "{msg}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ready_on_200_or_the_workers_misconfigured_503() {
+        assert!(is_ready(200, b"{\"status\":\"ok\"}"));
+        assert!(is_ready(200, b""));
+        assert!(is_ready(
+            503,
+            br#"{"status":"misconfigured","problems":[{"key":"FORWARD_URL"}]}"#
+        ));
+        assert!(!is_ready(503, b"Service Unavailable"));
+        assert!(!is_ready(503, br#"{"status":"ok"}"#));
+        assert!(!is_ready(500, br#"{"status":"misconfigured"}"#));
+        assert!(!is_ready(404, b""));
     }
 
     #[test]

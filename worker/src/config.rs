@@ -105,10 +105,26 @@ impl Ingress {
     }
 }
 
-part!(
-    /// Everything the forwarding consumer needs.
-    Forward
-);
+/// Everything the forwarding consumer needs (core's [`core_config::Forward`], dereferencing to
+/// it).
+#[derive(Debug)]
+pub(crate) struct Forward(core_config::Forward);
+
+impl Forward {
+    /// The forwarding consumer's configuration (`ENRICHMENT_MAP` included), or every problem
+    /// that stops it.
+    pub(crate) fn from_env(env: &Env) -> std::result::Result<Self, Vec<core_config::ConfigError>> {
+        core_config::Forward::read(&lookup(env)).map(Self)
+    }
+}
+
+impl std::ops::Deref for Forward {
+    type Target = core_config::Forward;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
 part!(
     /// Everything the HubSpot API executor needs (`/admin/hubspot/*`).
     HubSpotApi
@@ -138,16 +154,28 @@ pub(crate) fn fault_injection(env: &Env) -> Result<bool> {
     Ok(core_config::fault_injection(&lookup(env))?)
 }
 
-/// Keeps a whole queue batch queued (retried in 60 s) because configuration key `e.key` is
-/// invalid: nothing is lost while the operator fixes it, and the log says which key.
-pub(crate) fn hold_batch(batch: &worker::MessageBatch<String>, e: &ConfigError) {
-    crate::log::Line::error("config_invalid")
-        .field("key", e.key)
-        .field("error", e.message())
-        .emit();
-    batch.retry_all_with_options(
-        &worker::QueueRetryOptionsBuilder::new()
-            .with_delay_seconds(60)
-            .build(),
-    );
+/// Every configuration problem of the deployment (core's [`core_config::check`]): what
+/// `/healthz` reports.
+pub(crate) fn problems(env: &Env) -> Vec<core_config::Problem> {
+    core_config::check(&lookup(env))
+}
+
+/// The forwarding retry policy on its own (`FORWARD_MAX_ATTEMPTS`, `FORWARD_RETRY_*`): the
+/// operator's when those keys are valid, else the default. Used while the rest of the
+/// forwarding configuration is broken.
+pub(crate) fn retry_policy(env: &Env) -> hubspot_edge_core::delivery::RetryPolicy {
+    core_config::retry_policy(&lookup(env)).unwrap_or_default()
+}
+
+/// Logs one `config_invalid` error line per problem: the key, core's code and the message
+/// (the accepted range; never a value other than a parsed number).
+pub(crate) fn log_problems(errors: &[core_config::ConfigError], request_id: &str) {
+    for e in errors {
+        crate::log::Line::error("config_invalid")
+            .field("request_id", request_id)
+            .field("key", e.key())
+            .field("code", e.code())
+            .field("error", e.to_string())
+            .emit();
+    }
 }

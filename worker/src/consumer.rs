@@ -15,7 +15,7 @@ use futures_util::future::{join_all, select, Either};
 use futures_util::stream::{self, StreamExt};
 use hubspot_edge_core::dedupe::DedupeKey;
 use hubspot_edge_core::delivery::{
-    parse_retry_after, Admit, Attempt, BatchBudget, Decision, Recorded, Settle,
+    parse_retry_after, Admit, Attempt, BatchBudget, Decision, GiveUp, Recorded, Settle,
     DEFERRED_DELAY_SECS, MAX_CONCURRENT_FORWARDS,
 };
 use hubspot_edge_core::event::Event;
@@ -48,17 +48,18 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     let started = Date::now().as_millis();
     let batch_id = crate::log::random_id();
     let queue_name = batch.queue();
+    let events_queue = env.queue(queue::EVENTS)?;
+    let dead_queue = env.queue(queue::DEAD_LETTERS)?;
     let config = match Forward::from_env(env) {
         Ok(c) => c,
-        Err(e) => {
-            // Keep everything queued until the configuration is fixed.
-            crate::config::hold_batch(&batch, &e);
+        Err(problems) => {
+            let queues = (&events_queue, &dead_queue);
+            let stats = hold_for_config(&batch, env, &problems, queues, &batch_id).await;
+            stats.log("queue_batch", &queue_name, &batch_id, started);
             return Ok(());
         }
     };
     let kv = env.kv(store::STATE)?;
-    let events_queue = env.queue(queue::EVENTS)?;
-    let dead_queue = env.queue(queue::DEAD_LETTERS)?;
 
     let messages: Vec<RawMessage> = batch.raw_iter().collect();
     let mut stats = Stats {
@@ -236,22 +237,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                         .field("reason", reason.as_str())
                         .field("outcome", detail.as_str())
                         .emit();
-                    let event = if envelope.event_ref.is_some() {
-                        RawValue::NULL.to_owned()
-                    } else {
-                        envelope.event
-                    };
-                    let letter = DeadLetterMessage {
-                        v: 1,
-                        reason: reason.clone(),
-                        detail: detail.clone(),
-                        attempts: envelope.attempt,
-                        key: Some(envelope.key),
-                        received_at: envelope.received_at,
-                        request_id: envelope.request_id,
-                        event_ref: envelope.event_ref,
-                        event,
-                    };
+                    let letter = dead_letter_of(envelope, reason.clone(), detail.clone());
                     let dead_queue = &dead_queue;
                     effects.push(Box::pin(async move {
                         settle(&message, send_dead(dead_queue, &letter).await);
@@ -264,6 +250,97 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     join_all(effects).await;
     stats.log("queue_batch", &queue_name, &batch_id, started);
     Ok(())
+}
+
+/// The forwarding configuration (or `ENRICHMENT_MAP`) is invalid, so nothing can be sent:
+/// `problems` are logged, and each message is settled by core's
+/// [`RetryPolicy::settle_config_invalid`](hubspot_edge_core::delivery::RetryPolicy::settle_config_invalid):
+/// back on the queue as its next attempt with the forwarding backoff (the operator's
+/// `FORWARD_*` policy if those keys are valid, else the default), and once its attempts are
+/// spent to the dead-letter store with reason `config_invalid` and the keys in its detail
+/// (`FORWARD_URL: config_missing`), to be re-driven once fixed. Each retry is a new message,
+/// so the queue's own `max_retries` never ends it.
+async fn hold_for_config(
+    batch: &MessageBatch<String>,
+    env: &Env,
+    problems: &[hubspot_edge_core::config::ConfigError],
+    (events_queue, dead_queue): (&Queue, &Queue),
+    batch_id: &str,
+) -> Stats {
+    crate::config::log_problems(problems, batch_id);
+    let policy = crate::config::retry_policy(env);
+    let detail = hubspot_edge_core::config::summary(problems);
+    let messages: Vec<RawMessage> = batch.raw_iter().collect();
+    let mut stats = Stats {
+        messages: messages.len(),
+        ..Stats::default()
+    };
+    let mut effects: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> =
+        Vec::with_capacity(messages.len());
+    for message in messages {
+        let text = message.body().as_string().unwrap_or_default();
+        let Ok(envelope) = serde_json::from_str::<EventMessage<OwnedEvent>>(&text) else {
+            stats.dead_lettered += 1;
+            let letter = unknown_message(&text, "message_invalid");
+            effects.push(Box::pin(async move {
+                settle(&message, send_dead(dead_queue, &letter).await);
+            }));
+            continue;
+        };
+        let settled = policy.settle_config_invalid(envelope.attempt, js_sys::Math::random());
+        if let Settle::Retry { delay_secs } = settled {
+            stats.retried += 1;
+            let next = EventMessage {
+                attempt: envelope.attempt + 1,
+                ..envelope
+            };
+            effects.push(Box::pin(requeue(events_queue, message, next, delay_secs)));
+            continue;
+        }
+        // The only other answer: the attempts are spent.
+        let reason = match settled {
+            Settle::DeadLetter(give_up) => give_up.code(),
+            _ => GiveUp::ConfigInvalid.code(),
+        };
+        stats.dead_lettered += 1;
+        Line::warn("forward_dead_lettered")
+            .field("key", envelope.key.as_str())
+            .field("attempt", envelope.attempt)
+            .field("reason", reason)
+            .field("outcome", detail.as_str())
+            .emit();
+        let letter = dead_letter_of(envelope, reason.to_owned(), detail.clone());
+        effects.push(Box::pin(async move {
+            settle(&message, send_dead(dead_queue, &letter).await);
+        }));
+    }
+    join_all(effects).await;
+    stats
+}
+
+/// The dead letter of an event message; an event carried by reference stays a reference (the
+/// dead-letter consumer loads it).
+fn dead_letter_of(
+    envelope: EventMessage<OwnedEvent>,
+    reason: String,
+    detail: String,
+) -> DeadLetterMessage<OwnedEvent> {
+    let event = if envelope.event_ref.is_some() {
+        RawValue::NULL.to_owned()
+    } else {
+        envelope.event
+    };
+    DeadLetterMessage {
+        v: 1,
+        reason,
+        detail,
+        attempts: envelope.attempt,
+        key: Some(envelope.key),
+        received_at: envelope.received_at,
+        request_id: envelope.request_id,
+        event_ref: envelope.event_ref,
+        event,
+    }
 }
 
 fn keys_of(members: &[Pending]) -> Vec<String> {

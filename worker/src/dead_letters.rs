@@ -54,20 +54,23 @@ fn injected_failure() -> bool {
 pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -> Result<()> {
     let started = Date::now().as_millis();
     let queue_name = batch.queue();
-    let retention = match crate::config::dead_letter_retention(env) {
-        Ok(r) => r,
-        Err(e) => {
-            // Keep everything queued until the configuration is fixed.
-            crate::config::hold_batch(&batch, &e);
-            return Ok(());
-        }
-    };
+    // An invalid retention cannot be written: every letter takes the failed-write path below
+    // (queued again with a backoff, never dropped) until the key is fixed.
+    let retention = crate::config::dead_letter_retention(env).map_err(|e| {
+        let problem = e.message();
+        crate::log::Line::error("config_invalid")
+            .field("key", e.key)
+            .field("code", e.kind)
+            .field("error", problem.as_str())
+            .emit();
+        problem
+    });
     let faults = crate::config::fault_injection(env).unwrap_or(false);
     let kv = env.kv(store::STATE)?;
     let dead_queue = env.queue(queue::DEAD_LETTERS)?;
     let now = Date::now().as_millis();
     let stored = join_all(batch.raw_iter().map(|message| {
-        let (kv, dead_queue) = (&kv, &dead_queue);
+        let (kv, dead_queue, retention) = (&kv, &dead_queue, &retention);
         async move {
             let text = message.body().as_string().unwrap_or_default();
             let (letter, failed_before) = match serde_json::from_str::<StoreRetry>(&text) {
@@ -83,7 +86,7 @@ pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -
                 dead_queue,
                 letter,
                 failed_before,
-                retention,
+                retention.as_ref().map(|r| *r).map_err(String::as_str),
                 faults,
             )
             .await
@@ -106,24 +109,27 @@ pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -
     Ok(())
 }
 
-/// Writes one letter; on failure queues it again with a backoff. `true` when stored.
+/// Writes one letter (`retention` is the configured expiry, or the configuration problem that
+/// stops writes); on failure queues it again with a backoff. `true` when stored.
 async fn store_one(
     message: &RawMessage,
     kv: &worker::kv::KvStore,
     dead_queue: &worker::Queue,
     letter: DeadLetter,
     failed_before: u32,
-    retention: Retention,
+    retention: std::result::Result<Retention, &str>,
     faults: bool,
 ) -> bool {
     let attempt = failed_before.saturating_add(1);
-    let injected = faults && injected_failure();
-    let written = if injected {
-        Err(worker::Error::RustError(
+    let injected = faults && retention.is_ok() && injected_failure();
+    let written = match retention {
+        // `DEAD_LETTER_RETENTION_DAYS` is invalid: the letter cannot be written with an expiry
+        // the operator chose, so it is held like any failed write.
+        Err(problem) => Err(worker::Error::RustError(problem.to_owned())),
+        Ok(_) if injected => Err(worker::Error::RustError(
             "injected fault (FAULT_INJECTION)".into(),
-        ))
-    } else {
-        store::put_dead_letter_for(kv, &letter, retention).await
+        )),
+        Ok(retention) => store::put_dead_letter_for(kv, &letter, retention).await,
     };
     let error = match written {
         Ok(()) => {

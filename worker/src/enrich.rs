@@ -223,10 +223,12 @@ pub(crate) async fn jobs(
             counts.failed += reading.len();
             jobs.extend(reading.into_iter().map(|r| Job {
                 members: r.members,
+                // Retried with the forwarding backoff, then dead-lettered as `config_invalid`
+                // naming the key (`KEY: code`, as core's `config::summary`).
                 action: JobAction::Retry {
                     attempt: Attempt::NetworkError,
                     code: "config_invalid".into(),
-                    detail: "config_invalid".into(),
+                    detail: format!("{}: {}", e.key, e.kind),
                 },
                 after: Vec::new(),
             }));

@@ -51,7 +51,13 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
     };
     let config = match Ingress::from_env(env) {
         Ok(c) => c,
-        Err(e) => return config_error(&e, request_id),
+        // Nothing can be verified, so nothing is accepted: 503, and HubSpot re-sends the batch
+        // (up to 10 times over 24 hours, HUBSPOT.md §2.5,
+        // <https://developers.hubspot.com/docs/api/webhooks>) until the configuration is fixed.
+        Err(e) => {
+            log("config_invalid", 503).emit();
+            return config_error(&e, request_id).map(|r| r.with_status(503));
+        }
     };
 
     // 413 before reading when the sender declares the size; otherwise (a chunked body) the

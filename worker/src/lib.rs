@@ -35,7 +35,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
             return finish(ingress::handle(req, &env, &request_id).await, &request_id)
         }
         ("/webhooks/hubspot", _) => respond::error(405, "method_not_allowed", "use POST"),
-        ("/healthz", Method::Get | Method::Head) => respond::json(200, &json!({ "status": "ok" })),
+        ("/healthz", Method::Get | Method::Head) => health(&env),
         ("/healthz", _) => respond::error(405, "method_not_allowed", "use GET"),
         (p, _) if p == "/admin" || p.starts_with("/admin/") => {
             admin::handle(&mut req, &env, p, &request_id).await
@@ -56,6 +56,26 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
             .emit();
     }
     result
+}
+
+/// `GET /healthz`: 200 `{"status":"ok"}` when the configuration is complete and valid; else 503
+/// `{"status":"misconfigured","problems":[{"key","code","part"}]}`, every problem by key and
+/// code (core's `config::check`), never a value or range: the endpoint is unauthenticated. A
+/// monitor or the run command (`scripts/run.sh`) sees what to fix; the log and an admin caller
+/// see the detail.
+fn health(env: &Env) -> Result<Response> {
+    let problems = config::problems(env);
+    if problems.is_empty() {
+        return respond::json(200, &json!({ "status": "ok" }));
+    }
+    let problems: Vec<serde_json::Value> = problems
+        .iter()
+        .map(|p| json!({ "key": p.key(), "code": p.code(), "part": p.part.name() }))
+        .collect();
+    respond::json(
+        503,
+        &json!({ "status": "misconfigured", "problems": problems }),
+    )
 }
 
 /// Turns an unexpected error into a logged 500 with a stable code, and tags every response

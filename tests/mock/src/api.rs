@@ -102,13 +102,28 @@ pub(super) fn parse_query(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Decodes a query key or value (`application/x-www-form-urlencoded`: `+` is a space).
 fn percent_decode(s: &str) -> String {
+    decode(s, true)
+}
+
+/// Splits a request path into percent-decoded segments, as any HTTP server routes: the official
+/// clients encode path parameters (`contacts/a%40b.com?idProperty=email`). A `+` stays a `+`
+/// in a path, and an encoded `/` (`%2F`) stays inside its segment.
+fn path_segments(path: &str) -> Vec<String> {
+    path.trim_matches('/')
+        .split('/')
+        .map(|s| decode(s, false))
+        .collect()
+}
+
+fn decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
                 let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
@@ -163,9 +178,8 @@ impl Query {
 }
 
 /// Where a path points: object type segment and what follows it.
-fn route(path: &str) -> Option<(&str, Vec<&str>)> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segs.as_slice() {
+fn route<'a>(segs: &[&'a str]) -> Option<(&'a str, Vec<&'a str>)> {
+    match segs {
         ["crm", "v3", "objects", t, rest @ ..] => Some((t, rest.to_vec())),
         // Date-versioned form (§0), e.g. `/crm/objects/2026-03/contacts`.
         ["crm", "objects", version, t, rest @ ..]
@@ -204,7 +218,8 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
         },
         None => return error(data, 401, "INVALID_AUTHENTICATION", AUTH_MESSAGE),
     };
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let decoded = path_segments(path);
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     if let ["crm", "v4", "objects", from, from_id, "associations", rest @ ..] = segs.as_slice() {
         let now = data.now_ms();
         let outcome = data.limiter.check(token, false, now);
@@ -217,7 +232,7 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
         resp.headers.extend(outcome.headers);
         return resp;
     }
-    let routed = route(path);
+    let routed = route(&segs);
     let is_search = req.method == "POST"
         && routed
             .as_ref()
@@ -1155,8 +1170,10 @@ fn associations_v4(
             let types = parse_types(&body).map_err(|m| validation(data, &m))?;
             data.assoc.add(from_end, to, &types);
             emit_association(data, from_end, to, false, now);
+            // 201, the spec's status for this PUT (the official clients, generated from it,
+            // take only 201 as success; the default PUT above answers 200).
             Ok(json_response(
-                200,
+                201,
                 &json!({"fromObjectTypeId": from_kind.object_type_id(), "fromObjectId": from_end.1,
                         "toObjectTypeId": to_kind.object_type_id(), "toObjectId": to.1, "labels": []}),
             ))

@@ -13,7 +13,8 @@
 //! # let _ = url; Ok(()) }
 //! ```
 //!
-//! What it reproduces, and what not yet: `tests/mock/BEHAVIOURS.md`.
+//! What it serves, its flags, faults, webhook emitter and clock: `tests/mock/README.md`; each
+//! behaviour it reproduces, and what not yet: `tests/mock/BEHAVIOURS.md`.
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -144,6 +144,14 @@ fn crud_round_trip_on_both_path_styles() {
         200,
     );
     assert_eq!(by_email["id"], id.as_str());
+    // Clients percent-encode path parameters (the official Node and Python clients send `%40`).
+    let encoded = c.json(
+        "GET",
+        "/contacts/ada%40example.com?idProperty=email",
+        None,
+        200,
+    );
+    assert_eq!(encoded["id"], id.as_str());
 
     clock.advance(Duration::from_millis(5));
     let updated = d.json(
@@ -232,6 +240,43 @@ fn duplicate_email_is_409_with_existing_id() {
             existing["id"].as_str().unwrap()
         )
     );
+}
+
+#[test]
+fn path_segments_are_percent_decoded_with_plus_kept() {
+    let mock = start(MockConfig::default());
+    let c = Client::v3(&mock);
+    let created = c.json(
+        "POST",
+        "/contacts",
+        Some(&json!({"properties": {"email": "a+b@example.com"}})),
+        201,
+    );
+    let id = created["id"].as_str().unwrap();
+    // Encoded as the official clients encode a path parameter (encodeURIComponent, quote).
+    for path in [
+        "/contacts/a%2Bb%40example.com?idProperty=email",
+        "/contacts/a+b%40example.com?idProperty=email",
+        "/contacts/a+b@example.com?idProperty=email",
+    ] {
+        assert_eq!(c.json("GET", path, None, 200)["id"], id, "{path}");
+    }
+    // In a path `+` is not a space (that is a query's form encoding only).
+    c.json(
+        "GET",
+        "/contacts/a%20b%40example.com?idProperty=email",
+        None,
+        404,
+    );
+    // Object types decode too, and the date-versioned form routes on decoded segments.
+    c.json("GET", &format!("/contact%73/{id}"), None, 200);
+    let dated = Client::dated(&mock).json(
+        "GET",
+        "/0-1/a%2Bb%40example.com?idProperty=email",
+        None,
+        200,
+    );
+    assert_eq!(dated["id"], id);
 }
 
 #[test]
@@ -719,7 +764,7 @@ fn associations_v4_and_v3_reads() {
         "PUT",
         &format!("/0-1/{contact}/associations/0-2/{}", companies[1]),
         Some(&json!([{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}])),
-        200,
+        201,
     );
     let list = v4.json(
         "GET",

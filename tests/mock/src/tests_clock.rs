@@ -224,3 +224,50 @@ fn record_timestamps_are_the_clock_time_of_each_write() {
     // Archiving does not bump updatedAt (HubSpot's soft delete, BEHAVIOURS.md).
     assert_eq!(archived["updatedAt"], "2026-01-01T00:01:30.500Z");
 }
+
+#[test]
+fn property_history_timestamps_are_the_clock_time_of_each_write() {
+    let (mock, clock) = start(MockConfig::default());
+    let created = call(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts",
+        Some(&json!({"properties": {"firstname": "Tim"}})),
+    )
+    .json()
+    .unwrap();
+    let path = format!(
+        "/crm/v3/objects/contacts/{}",
+        created["id"].as_str().unwrap()
+    );
+    clock.advance(Duration::from_secs(60));
+    let patch = json!({"properties": {"firstname": "Tom"}});
+    assert_eq!(call(&mock, "PATCH", &path, Some(&patch)).status, 200);
+    clock.advance(Duration::from_secs(3_600));
+    let read = call(
+        &mock,
+        "GET",
+        &format!("{path}?propertiesWithHistory=firstname"),
+        None,
+    )
+    .json()
+    .unwrap();
+    let entries: Vec<(&str, &str)> = read["propertiesWithHistory"]["firstname"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["value"].as_str().unwrap(),
+                e["timestamp"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("Tom", "2026-01-01T00:01:00.000Z"),
+            ("Tim", "2026-01-01T00:00:00.000Z")
+        ]
+    );
+}

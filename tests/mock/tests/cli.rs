@@ -84,3 +84,22 @@ fn bad_flags_exit_2_with_an_error_on_stderr() {
         assert!(stdout.is_empty(), "{args:?} printed {stdout}");
     }
 }
+
+#[test]
+fn readme_documents_every_flag_of_help() {
+    let (_, help, _) = run(&["--help"]);
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read tests/mock/README.md");
+    let flags: Vec<&str> = help
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .filter(|w| !matches!(*w, "--help" | "--version"))
+        .collect();
+    assert!(flags.len() >= 27, "{flags:?}");
+    for flag in flags {
+        assert!(
+            readme.contains(&format!("`{flag} ")) || readme.contains(&format!("`{flag}`")),
+            "README.md does not document {flag}"
+        );
+    }
+}
