@@ -31,7 +31,7 @@ fn call(mock: &MockHubSpot, method: &str, path: &str, body: Option<&Value>) -> H
     call_as(mock, TOKEN, method, path, body)
 }
 
-fn call_as(
+pub(super) fn call_as(
     mock: &MockHubSpot,
     token: &str,
     method: &str,

@@ -40,18 +40,7 @@ fn get_contacts(mock: &MockHubSpot, token: &str) -> crate::Result<HttpResponse> 
 }
 
 fn call(mock: &MockHubSpot, method: &str, path: &str, body: Option<&Value>) -> HttpResponse {
-    let auth = format!("Bearer {TOKEN}");
-    let bytes = body.map(|b| serde_json::to_vec(b).unwrap());
-    request(
-        method,
-        &format!("{}{path}", mock.base_url()),
-        &[
-            ("authorization", auth.as_str()),
-            ("content-type", "application/json"),
-        ],
-        bytes.as_deref(),
-    )
-    .unwrap()
+    super::tests_clock::call_as(mock, TOKEN, method, path, body)
 }
 
 fn admin(mock: &MockHubSpot, method: &str, what: &str, body: Option<&Value>) -> Value {
