@@ -27,6 +27,7 @@
 //!   writes.
 //! - [`enrich`]: what to read, forward and store for the webhook events about one object
 //!   (grouping, ordering, create/change/delete/merge, echoes, objects gone in between).
+//! - [`sync`]: sync with the user's system ([`sync::inbound`]: its writes into HubSpot).
 //! - [`api`], [`ratelimit`], [`search`]: the HubSpot API client's requests, rate governor and
 //!   search planner (in progress).
 
@@ -50,4 +51,5 @@ pub mod ratelimit;
 pub mod records;
 pub mod search;
 pub mod signature;
+pub mod sync;
 pub mod time;

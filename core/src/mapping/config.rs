@@ -8,7 +8,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::value::{Canon, FieldType};
-use super::{canonical_object_type, Field, ObjectMap, Property, Source, ValueMap};
+use super::{canonical_object_type, Field, FieldDirection, ObjectMap, Property, Source, ValueMap};
 
 /// The field map configuration is not valid; the message names the entry
 /// (`objects.contacts.fields[2] (stage): …`). The operator's fault: fix the setting.
@@ -62,6 +62,8 @@ struct FieldConfig {
     constant: Option<Value>,
     #[serde(default)]
     read_only: bool,
+    #[serde(default)]
+    direction: Option<FieldDirection>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +154,7 @@ fn compile_field(c: FieldConfig) -> Result<Field, String> {
                 || c.unmapped_values.is_some()
                 || c.default.is_some()
                 || c.read_only
+                || c.direction.is_some()
             {
                 return Err("a `constant` entry takes only `field`".to_owned());
             }
@@ -170,6 +173,16 @@ fn compile_field(c: FieldConfig) -> Result<Field, String> {
             let name = c.field.unwrap_or_else(|| property.clone());
             check_field_name(&name)?;
             let ty = c.ty.unwrap_or(FieldType::String);
+            // `readOnly: true` is the older spelling of `direction: from_hubspot`.
+            let direction = match (c.read_only, c.direction) {
+                (false, d) => d.unwrap_or_default(),
+                (true, None | Some(FieldDirection::FromHubSpot)) => FieldDirection::FromHubSpot,
+                (true, Some(_)) => {
+                    return Err(
+                        "`readOnly: true` needs `direction` `from_hubspot` or none".to_owned()
+                    )
+                }
+            };
             let values = match (c.values, c.unmapped_values) {
                 (None, None) => None,
                 (None, Some(_)) => return Err("`unmappedValues` needs `values`".to_owned()),
@@ -186,7 +199,7 @@ fn compile_field(c: FieldConfig) -> Result<Field, String> {
                     ty,
                     values,
                     default,
-                    read_only: c.read_only,
+                    direction,
                 }),
             })
         }

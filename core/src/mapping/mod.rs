@@ -44,7 +44,8 @@
 //! | `unmappedValues` | with `values`: `reject` (default) makes an option missing from `values` an error; `keep` passes it through unchanged |
 //! | `default` | destination value used when HubSpot has none (absent, `null` or `""`) |
 //! | `constant` | instead of `hubspot`: a JSON value the destination field always has; never written to HubSpot |
-//! | `readOnly` | `true` for properties HubSpot computes (`createdate`): read, never written |
+//! | `readOnly` | `true` for properties HubSpot computes (`createdate`): read, never written; the same as `direction: from_hubspot` |
+//! | `direction` | who owns the field in a two-way sync ([`FieldDirection`]): `both` (default), `to_hubspot` or `from_hubspot` |
 //!
 //! A HubSpot property and a destination field may each appear once per object.
 //!
@@ -157,7 +158,28 @@ struct Property {
     values: Option<ValueMap>,
     /// In the destination's vocabulary.
     default: Option<Canon>,
-    read_only: bool,
+    direction: FieldDirection,
+}
+
+/// Which way a field is synchronised (the `direction` key of a field, see the module docs).
+///
+/// Webhook enrichment (HubSpot → destination) maps every field whatever its direction, as it
+/// did before directions existed: the default, `both`, keeps today's behaviour. The direction
+/// decides inbound writes ([`crate::sync::inbound`]): a `from_hubspot` field is never written to
+/// HubSpot, and it decides who wins a conflict (a `to_hubspot` field is the destination's, so
+/// the destination's value always wins; a `both` field follows the configured rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldDirection {
+    /// Both sides write the field; conflicts follow the configured rule.
+    #[default]
+    Both,
+    /// The destination owns the field: written to HubSpot, the destination wins conflicts.
+    #[serde(rename = "to_hubspot")]
+    ToHubSpot,
+    /// HubSpot owns the field: read, never written (`readOnly: true`).
+    #[serde(rename = "from_hubspot")]
+    FromHubSpot,
 }
 
 /// A one-to-one map of option values (see `unmappedValues` in the module docs).
@@ -272,7 +294,10 @@ impl ObjectMap {
             let Source::Property(p) = &field.source else {
                 continue;
             };
-            let Some(value) = record.get(&field.name).filter(|_| !p.read_only) else {
+            let Some(value) = record
+                .get(&field.name)
+                .filter(|_| p.direction != FieldDirection::FromHubSpot)
+            else {
                 continue;
             };
             let error = |kind| self.error(field, p, Direction::ToHubSpot, json_kind(value), kind);
@@ -290,6 +315,17 @@ impl ObjectMap {
             out.insert(p.name.clone(), text);
         }
         Ok(out)
+    }
+
+    /// The direction of destination field `field`: `None` when the map has no such field or it is
+    /// a `constant` (never written).
+    pub fn field_direction(&self, field: &str) -> Option<FieldDirection> {
+        self.property_of(field).map(|p| p.direction)
+    }
+
+    /// The HubSpot property that destination field `field` maps to, if it is a property field.
+    pub fn property_of_field(&self, field: &str) -> Option<&str> {
+        self.property_of(field).map(|p| p.name.as_str())
     }
 
     /// Field names in map order.

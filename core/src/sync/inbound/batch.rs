@@ -1,0 +1,476 @@
+//! From pending updates to batch upserts, and from HubSpot's answer to per-record outcomes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{ConflictRule, InboundConfig, PendingUpdate, SourceRef};
+use crate::api::{
+    interpret, ApiConfig, ApiError, BatchResponse, ErrorDetail, RequestError, UpdateInput,
+};
+use crate::diff::EchoGuard;
+use crate::mapping::{FieldDirection, ObjectMap, Record};
+use crate::records::{Commit, Stored, Write};
+
+/// What the store knows of one record, looked up by the update's key through the host's id map
+/// (normalised `idProperty` value → HubSpot id). A record the store has never seen is
+/// `Known::default()` (or simply absent from the map given to [`plan`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Known {
+    /// The HubSpot id, when known.
+    pub hubspot_id: Option<String>,
+    /// The record's stored state ([`crate::records`]: the snapshot enrichment and sync share).
+    pub stored: Stored,
+    /// Per destination field, when HubSpot changed it (Unix ms) since the last inbound write of
+    /// that field: what the host records when it commits a change read from HubSpot (webhook
+    /// enrichment, outbound sync), and clears for the fields of a [`Written`]. A field without
+    /// an entry is taken as unchanged in HubSpot since the last sync.
+    pub hubspot_changed_at: BTreeMap<String, i64>,
+}
+
+impl Default for Stored {
+    fn default() -> Self {
+        Self::absent()
+    }
+}
+
+/// Which side's value won a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// HubSpot's value was kept: the user's value was not written.
+    #[serde(rename = "hubspot")]
+    HubSpot,
+    /// The user's value was written over HubSpot's.
+    User,
+}
+
+/// Both sides changed one field since the last sync. Reported in the receipt, so the losing
+/// value is not silently dropped. The values are the user's data: store them with the receipt,
+/// never log them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conflict {
+    /// The destination field.
+    pub field: String,
+    /// Who won.
+    pub winner: Side,
+    /// HubSpot's value (destination form).
+    pub hubspot_value: Value,
+    /// When HubSpot changed it (Unix ms).
+    pub hubspot_changed_at: i64,
+    /// The user's value.
+    pub user_value: Value,
+    /// When the user's system changed it (Unix ms).
+    pub user_changed_at: i64,
+}
+
+/// A record that needs no write: nothing changed, or every change lost a conflict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unchanged {
+    /// The normalised `idProperty` value.
+    pub key: String,
+    /// The request records it answers.
+    pub sources: Vec<SourceRef>,
+    /// Conflicts HubSpot won.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// One upsert input of a [`Batch`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedInput {
+    /// Its `objectWriteTraceId`, unique in the batch.
+    pub trace_id: String,
+    /// The properties to write, in HubSpot's formats: only the changed ones.
+    pub properties: BTreeMap<String, String>,
+    /// The conflicts met (the user won those written; HubSpot those left out).
+    pub conflicts: Vec<Conflict>,
+    /// The update it comes from (put back on [`BatchResult::Retry`]).
+    pub update: PendingUpdate,
+}
+
+/// At most [`InboundConfig::batch_size`] upserts by `idProperty`, one HubSpot call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The inputs, one per record, keys unique.
+    pub inputs: Vec<PlannedInput>,
+}
+
+/// What [`plan`] decided.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    /// The writes, in batches.
+    pub batches: Vec<Batch>,
+    /// The records that need no write.
+    pub unchanged: Vec<Unchanged>,
+}
+
+/// Diffs each update against what the store knows (`known`, by key) and cuts the writes into
+/// batches (see the module docs of [`super`]).
+///
+/// Per field given: equal to the stored value (compared by field type, so `1.0` equals `1` and
+/// a date in milliseconds equals the same date as text) → not written. Different, and HubSpot
+/// changed the field since the last sync ([`Known::hubspot_changed_at`]) → a conflict: a
+/// `to_hubspot` field is the user's, so the user wins; a `both` field follows
+/// `config.conflict_rule` (by default the newer change wins, HubSpot on a tie). Lost fields are
+/// not written; every conflict is reported.
+pub fn plan(
+    map: &ObjectMap,
+    config: &InboundConfig,
+    updates: Vec<PendingUpdate>,
+    known: &BTreeMap<String, Known>,
+) -> Plan {
+    let absent = Known::default();
+    let mut writes = Vec::new();
+    let mut unchanged = Vec::new();
+    for update in updates {
+        let known = known.get(&update.key).unwrap_or(&absent);
+        let current = known
+            .stored
+            .snapshot
+            .as_deref()
+            .and_then(|s| Record::from_snapshot(s).ok())
+            .unwrap_or_default();
+        let mut patch = Record::new();
+        let mut conflicts = Vec::new();
+        for (field, value) in update.fields.as_map() {
+            let Some(direction) = map.field_direction(field) else {
+                continue;
+            };
+            if direction == FieldDirection::FromHubSpot
+                || map.same_value(field, current.get(field), Some(value))
+            {
+                continue;
+            }
+            if let Some(&hubspot_at) = known.hubspot_changed_at.get(field) {
+                let user_at = update.changed_at.get(field).copied().unwrap_or(i64::MIN);
+                let winner = match (direction, config.conflict_rule) {
+                    (FieldDirection::ToHubSpot, _) | (_, ConflictRule::UserWins) => Side::User,
+                    (_, ConflictRule::HubSpotWins) => Side::HubSpot,
+                    (_, ConflictRule::NewerWins) if user_at > hubspot_at => Side::User,
+                    (_, ConflictRule::NewerWins) => Side::HubSpot,
+                };
+                conflicts.push(Conflict {
+                    field: field.clone(),
+                    winner,
+                    hubspot_value: current.get(field).cloned().unwrap_or(Value::Null),
+                    hubspot_changed_at: hubspot_at,
+                    user_value: value.clone(),
+                    user_changed_at: user_at,
+                });
+                if winner == Side::HubSpot {
+                    continue;
+                }
+            }
+            patch.insert(field.clone(), value.clone());
+        }
+        // Validated when the request was parsed; a map changed since then may refuse a value:
+        // such a field is left out rather than failing the whole record.
+        let properties = map.to_hubspot(&patch).unwrap_or_else(|_| {
+            let mut ok = BTreeMap::new();
+            for (field, value) in patch.as_map() {
+                let mut one = Record::new();
+                one.insert(field.clone(), value.clone());
+                if let Ok(p) = map.to_hubspot(&one) {
+                    ok.extend(p);
+                }
+            }
+            ok
+        });
+        if properties.is_empty() {
+            unchanged.push(Unchanged {
+                key: update.key,
+                sources: update.sources,
+                conflicts,
+            });
+        } else {
+            writes.push((properties, conflicts, update));
+        }
+    }
+    let size = config.batch_size.clamp(1, crate::api::MAX_BATCH_INPUTS);
+    let mut batches: Vec<Batch> = Vec::new();
+    for (n, (properties, conflicts, update)) in writes.into_iter().enumerate() {
+        if n % size == 0 {
+            batches.push(Batch {
+                inputs: Vec::with_capacity(size),
+            });
+        }
+        if let Some(batch) = batches.last_mut() {
+            batch.inputs.push(PlannedInput {
+                trace_id: format!("in-{}", n % size),
+                properties,
+                conflicts,
+                update,
+            });
+        }
+    }
+    Plan { batches, unchanged }
+}
+
+/// One record HubSpot accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// The normalised `idProperty` value (map it to [`Self::hubspot_id`] in the id map).
+    pub key: String,
+    /// The record's HubSpot id, from the response.
+    pub hubspot_id: String,
+    /// Whether the upsert created the record (`new`).
+    pub created: bool,
+    /// The destination fields written, in canonical form: what [`Self::commit`] puts in the
+    /// snapshot; clear their [`Known::hubspot_changed_at`] entries.
+    pub patch: Record,
+    /// The echo guard of this write (keep it with a short expiry, as enrichment's): HubSpot's
+    /// webhook for it is recognised and not forwarded back. Made from the values HubSpot
+    /// returned where it returned them, since HubSpot may store another spelling than the one
+    /// written (phone numbers).
+    pub echo: EchoGuard,
+    /// The request records it answers.
+    pub sources: Vec<SourceRef>,
+    /// Conflicts met.
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Written {
+    /// The commit that records this write in the store: the snapshot stored at
+    /// [`Self::hubspot_id`] now (`current`), patched with the written fields, expecting its
+    /// version. On [`crate::records::Outcome::Conflict`] read the record again and call this
+    /// again: the patch is re-applied to the newer snapshot, nothing is lost.
+    pub fn commit(&self, current: &Stored) -> Commit {
+        let mut record = current
+            .snapshot
+            .as_deref()
+            .and_then(|s| Record::from_snapshot(s).ok())
+            .unwrap_or_default();
+        for (field, value) in self.patch.as_map() {
+            record.insert(field.clone(), value.clone());
+        }
+        Commit {
+            id: self.hubspot_id.clone(),
+            expect: Some(current.version),
+            write: Write::Put(record.to_snapshot()),
+        }
+    }
+}
+
+/// One record HubSpot refused: a dead letter, re-drivable by sending the record again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failed {
+    /// The normalised `idProperty` value.
+    pub key: String,
+    /// HubSpot's code (`INVALID_OPTION`, `PROPERTY_DOESNT_EXIST`…), else its category
+    /// (`VALIDATION_ERROR`), else `inbound_no_result` when HubSpot said nothing of the input.
+    pub code: String,
+    /// The properties HubSpot named (`context.propertyName`); never values.
+    pub properties: Vec<String>,
+    /// The request records it answers.
+    pub sources: Vec<SourceRef>,
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchResult {
+    /// HubSpot decided every input (200, 207, or a 4xx that will not pass by retrying).
+    Done {
+        /// The accepted inputs.
+        written: Vec<Written>,
+        /// The refused inputs.
+        failed: Vec<Failed>,
+    },
+    /// Nothing was decided and the same batch may pass later (429, 5xx, 423, 477, 401, or an
+    /// unreadable 2xx: an upsert is safe to repeat). Put `updates` back
+    /// ([`super::Coalescer::put_back`]); the gate's retry policy says when
+    /// ([`crate::api::decide`]).
+    Retry {
+        /// What HubSpot answered.
+        error: ApiError,
+        /// The batch's updates.
+        updates: Vec<PendingUpdate>,
+    },
+}
+
+impl Batch {
+    /// The `POST …/{objectType}/batch/upsert` request: every input with `idProperty`, `id` =
+    /// its key, its changed properties and its `objectWriteTraceId`.
+    ///
+    /// # Errors
+    /// [`RequestError`] when the API base URL is invalid.
+    pub fn request(
+        &self,
+        api: &ApiConfig,
+        object_type: &str,
+        id_property: &str,
+    ) -> Result<http::Request<Vec<u8>>, RequestError> {
+        let inputs: Vec<UpdateInput> = self
+            .inputs
+            .iter()
+            .map(|i| UpdateInput {
+                id: i.update.key.clone(),
+                properties: i.properties.clone(),
+                object_write_trace_id: Some(i.trace_id.clone()),
+            })
+            .collect();
+        // A batch is at most MAX_BATCH_INPUTS inputs (plan), so this is one request.
+        let mut requests = api.batch_upsert(object_type, id_property, &inputs)?;
+        Ok(requests.swap_remove(0))
+    }
+
+    /// Interprets HubSpot's answer to [`Self::request`] (see [`BatchResult`]).
+    ///
+    /// Results are matched to inputs by `objectWriteTraceId`, else by the `idProperty` value
+    /// they carry; errors by `context.objectWriteTraceId`, else `context.ids`/`id` (the
+    /// `idProperty` values). An input neither result nor error names fails with the code of an
+    /// error that names no input (HubSpot does not always say which input failed), else
+    /// `inbound_no_result`.
+    pub fn complete(
+        self,
+        map: &ObjectMap,
+        id_property: &str,
+        status: u16,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> BatchResult {
+        let (results, errors) = match interpret::<BatchResponse>(status, headers, body) {
+            Ok(response) => (response.results, response.errors),
+            Err(error) => match &error {
+                ApiError::Validation { body }
+                | ApiError::Conflict { body, .. }
+                | ApiError::Forbidden { body }
+                | ApiError::NotFound { body }
+                | ApiError::Other { body, .. } => {
+                    let mut errors = body.errors.clone();
+                    // The whole call was refused: inputs it does not name fail with its category.
+                    errors.push(ErrorDetail {
+                        category: Some(
+                            body.category
+                                .clone()
+                                .unwrap_or_else(|| error.code().to_owned()),
+                        ),
+                        ..ErrorDetail::default()
+                    });
+                    (Vec::new(), errors)
+                }
+                _ => {
+                    return BatchResult::Retry {
+                        error,
+                        updates: self.inputs.into_iter().map(|i| i.update).collect(),
+                    }
+                }
+            },
+        };
+        let key_of = |value: &str| map.normalise_hubspot(id_property, Some(value));
+        let index_of = |trace: Option<&str>, ids: &[&str]| -> Option<usize> {
+            trace
+                .and_then(|t| self.inputs.iter().position(|i| i.trace_id == t))
+                .or_else(|| {
+                    ids.iter().find_map(|id| {
+                        let key = key_of(id);
+                        self.inputs.iter().position(|i| i.update.key == key)
+                    })
+                })
+        };
+        let mut outcome: Vec<Option<Result<Written, Failed>>> = vec![None; self.inputs.len()];
+        for result in &results {
+            let ids: Vec<&str> = result
+                .properties
+                .get(id_property)
+                .and_then(Option::as_deref)
+                .into_iter()
+                .collect();
+            let Some(i) = index_of(result.object_write_trace_id.as_deref(), &ids) else {
+                continue;
+            };
+            let input = &self.inputs[i];
+            let mut echoed = input.properties.clone();
+            for (name, value) in echoed.iter_mut() {
+                if let Some(Some(returned)) = result.properties.get(name) {
+                    value.clone_from(returned);
+                }
+            }
+            outcome[i] = Some(Ok(Written {
+                key: input.update.key.clone(),
+                hubspot_id: result.id.clone(),
+                created: result.new.unwrap_or(false),
+                patch: canonical_patch(map, &input.properties),
+                echo: EchoGuard::new(map, &result.id, &echoed),
+                sources: input.update.sources.clone(),
+                conflicts: input.conflicts.clone(),
+            }));
+        }
+        let mut unnamed: Option<&ErrorDetail> = None;
+        for error in &errors {
+            let traces = error.context_values("objectWriteTraceId");
+            let mut ids = error.context_values("ids");
+            ids.extend(error.context_values("id"));
+            let mut named = Vec::new();
+            for trace in &traces {
+                named.extend(index_of(Some(trace), &[]));
+            }
+            if named.is_empty() {
+                for id in &ids {
+                    named.extend(index_of(None, &[id]));
+                }
+            }
+            if named.is_empty() {
+                unnamed = unnamed.or(Some(error));
+            }
+            for i in named {
+                if outcome[i].is_none() {
+                    outcome[i] = Some(Err(failed(&self.inputs[i], Some(error))));
+                }
+            }
+        }
+        let mut written = Vec::new();
+        let mut refused = Vec::new();
+        for (i, o) in outcome.into_iter().enumerate() {
+            match o.unwrap_or_else(|| Err(failed(&self.inputs[i], unnamed))) {
+                Ok(w) => written.push(w),
+                Err(f) => refused.push(f),
+            }
+        }
+        BatchResult::Done {
+            written,
+            failed: refused,
+        }
+    }
+}
+
+fn failed(input: &PlannedInput, error: Option<&ErrorDetail>) -> Failed {
+    let code = error
+        .and_then(|e| e.code.clone().or_else(|| e.category.clone()))
+        .unwrap_or_else(|| "inbound_no_result".to_owned());
+    let properties = error
+        .map(|e| {
+            e.context_values("propertyName")
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Failed {
+        key: input.update.key.clone(),
+        code,
+        properties,
+        sources: input.update.sources.clone(),
+    }
+}
+
+/// The destination form of the written properties (what enrichment would store for them),
+/// only for the properties written: defaults and constants are not invented.
+fn canonical_patch(map: &ObjectMap, properties: &BTreeMap<String, String>) -> Record {
+    let as_read: BTreeMap<String, Option<String>> = properties
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    let full = map.to_destination(&as_read).unwrap_or_default();
+    let mut patch = Record::new();
+    for property in properties.keys() {
+        if let Some(field) = map.field_of_property(property) {
+            if let Some(value) = full.get(field) {
+                patch.insert(field, value.clone());
+            }
+        }
+    }
+    patch
+}
