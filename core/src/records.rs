@@ -41,6 +41,13 @@ impl Stored {
     }
 }
 
+/// [`Stored::absent`].
+impl Default for Stored {
+    fn default() -> Self {
+        Self::absent()
+    }
+}
+
 /// What a commit writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {

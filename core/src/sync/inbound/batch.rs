@@ -29,12 +29,6 @@ pub struct Known {
     pub hubspot_changed_at: BTreeMap<String, i64>,
 }
 
-impl Default for Stored {
-    fn default() -> Self {
-        Self::absent()
-    }
-}
-
 /// Which side's value won a conflict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

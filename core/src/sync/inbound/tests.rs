@@ -15,6 +15,7 @@ const MAP: &str = r#"{"objects":{"contacts":{"fields":[
     {"hubspot":"firstname","field":"first_name"},
     {"hubspot":"closedate","field":"close_date","type":"date"},
     {"hubspot":"score","type":"number"},
+    {"hubspot":"phone"},
     {"hubspot":"createdate","field":"created_at","type":"datetime","direction":"from_hubspot"},
     {"hubspot":"external_ref","field":"ref","direction":"to_hubspot"},
     {"field":"source","constant":"hubspot"}
@@ -598,6 +599,34 @@ fn partial_failures_map_to_their_records() {
     assert_eq!(failed[0].properties, ["firstname"]);
     assert_eq!(failed[0].sources[0].external_id, "e1");
 
+    // Matched by trace id alone: results without the idProperty, two errors with their codes.
+    let response = json!({"status": "COMPLETE",
+        "results": [{"id": "11", "objectWriteTraceId": "in-1", "properties": {}}],
+        "errors": [{"code": "INVALID_EMAIL", "context": {"objectWriteTraceId": ["in-2"]}},
+                   {"code": "INVALID_OPTION", "context": {"objectWriteTraceId": ["in-0"]}}]});
+    let BatchResult::Done { written, failed } = three_input_batch(map).complete(
+        map,
+        "email",
+        207,
+        &headers,
+        response.to_string().as_bytes(),
+    ) else {
+        panic!("not done");
+    };
+    assert_eq!(written.len(), 1);
+    assert_eq!(
+        (written[0].key.as_str(), written[0].hubspot_id.as_str()),
+        ("a1@x.io", "11")
+    );
+    let codes: Vec<(&str, &str)> = failed
+        .iter()
+        .map(|f| (f.key.as_str(), f.code.as_str()))
+        .collect();
+    assert_eq!(
+        codes,
+        [("a0@x.io", "INVALID_OPTION"), ("a2@x.io", "INVALID_EMAIL")]
+    );
+
     // An error naming its input by id; one naming nobody fails the inputs left over.
     let response = json!({"status": "COMPLETE", "results": [ok("in-0", "10", "a0@x.io")],
         "errors": [{"code": "PROPERTY_DOESNT_EXIST", "context": {"ids": ["A1@X.IO"]}},
@@ -708,7 +737,15 @@ impl FakeHubSpot {
     fn new() -> Self {
         Self {
             contacts: BTreeMap::new(),
-            properties: ["email", "firstname", "closedate", "score", "createdate"].into(),
+            properties: [
+                "email",
+                "firstname",
+                "closedate",
+                "score",
+                "phone",
+                "createdate",
+            ]
+            .into(),
             calls: 0,
             next_id: 100,
         }
@@ -748,7 +785,12 @@ impl FakeHubSpot {
                 )
             });
             for (k, v) in props {
-                entry.1.insert(k.clone(), v.as_str().unwrap().to_owned());
+                let mut v = v.as_str().unwrap().to_owned();
+                if k == "phone" {
+                    // HubSpot rewrites phone numbers (SYNC-ACTIONS-OPS B2, bruin-data/ingestr#1203).
+                    v = format!("+31 {}", v.trim_start_matches('0'));
+                }
+                entry.1.insert(k.clone(), v);
             }
             entry.2 += 1;
             results.push(
@@ -893,7 +935,7 @@ fn inbound_path_against_a_fake_hubspot() {
     let mut host = Host::default();
     let record = |i: usize, name: &str| {
         let mut fields = json!({"email": format!("c{i}@example.com"), "first_name": name,
-                                "close_date": "2026-01-15", "score": i});
+                                "close_date": "2026-01-15", "score": i, "phone": "0612345678"});
         if i == 7 {
             // `external_ref` is mapped but the portal has no such property.
             fields["ref"] = json!("R7");
@@ -953,8 +995,10 @@ fn inbound_path_against_a_fake_hubspot() {
 
     // HubSpot's webhook for our write is our echo: not forwarded.
     let (id, current) = hubspot.read("c3@example.com");
+    assert_eq!(current["phone"].as_deref(), Some("+31 612345678"));
     let guard = &host.guards[&id];
     assert!(guard.is_echo(map, &id, "firstname", &current));
+    assert!(guard.is_echo(map, &id, "phone", &current));
     // A real change made in HubSpot afterwards is not.
     hubspot
         .contacts
