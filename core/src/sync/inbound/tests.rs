@@ -1035,3 +1035,64 @@ fn inbound_path_against_a_fake_hubspot() {
     assert_eq!(stored.get("first_name"), Some(&json!("Newer")));
     assert_eq!(stored.get("close_date"), Some(&json!("2026-01-15")));
 }
+
+/// Issue 10 §7's inbound case, counted in core: 10,000 records of which 30 % are unchanged
+/// plan 70 batch upserts of at most 100 inputs, every key once.
+#[test]
+fn ten_thousand_records_thirty_percent_unchanged_make_70_calls() {
+    let m = mapping();
+    let map = m.object("contacts").unwrap();
+    let cfg = config();
+    let mut known = BTreeMap::new();
+    let records: Vec<Value> = (0..10_000)
+        .map(|i| {
+            let email = format!("p{i}@example.com");
+            let fields = json!({"email": email, "first_name": format!("N{i}"), "score": i});
+            if i % 10 < 3 {
+                known.insert(email, known_record(&fields));
+            }
+            rec(&format!("e{i}"), fields)
+        })
+        .collect();
+    let parsed = parse_request(
+        map,
+        &InboundConfig {
+            max_records: 10_000,
+            ..cfg.clone()
+        },
+        &body(&records),
+    )
+    .unwrap();
+    let mut c = Coalescer::new();
+    c.add("r", parsed, 0);
+    let due = c.take_due(
+        cfg.coalesce_window_ms,
+        cfg.coalesce_window_ms,
+        cfg.batch_size,
+    );
+    assert!(c.is_empty());
+    let p = plan(map, &cfg, due, &known);
+    assert_eq!(p.unchanged.len(), 3_000);
+    assert_eq!(p.batches.len(), 70);
+    let mut keys = BTreeSet::new();
+    for batch in &p.batches {
+        assert!(batch.inputs.len() <= 100);
+        let traces: BTreeSet<&str> = batch.inputs.iter().map(|i| i.trace_id.as_str()).collect();
+        assert_eq!(traces.len(), batch.inputs.len());
+        for input in &batch.inputs {
+            assert!(keys.insert(input.update.key.clone()));
+        }
+    }
+    assert_eq!(keys.len(), 7_000);
+}
+
+fn known_record(fields: &Value) -> Known {
+    Known {
+        hubspot_id: Some("1".into()),
+        stored: Stored {
+            version: 1,
+            snapshot: Some(fields.to_string()),
+        },
+        hubspot_changed_at: BTreeMap::new(),
+    }
+}
