@@ -4,7 +4,9 @@
 //! The path of one request, and who does what:
 //!
 //! 1. **Verify** the Standard Webhooks signature with `INBOUND_SECRET`
-//!    ([`crate::outbound`]'s verifier; bad signature: 401).
+//!    ([`crate::outbound::WebhookSecret::verify`] over `webhook-id`, `webhook-timestamp`,
+//!    `webhook-signature` and the raw body; bad signature: 401). The `webhook-id` is signed, so
+//!    the idempotency key below cannot be forged.
 //! 2. **Parse** the body with [`parse_request`]: every record in the user's field names (the
 //!    field map's destination names) with its `externalId`, mapped back to HubSpot's property
 //!    formats (HUBSPOT.md §7: a date becomes midnight-UTC milliseconds, and so on). One
@@ -14,7 +16,10 @@
 //!    sender's retries of one message carry the same id). [`receipt_id`] derives the receipt id
 //!    from it; a request whose receipt exists is answered 202 with that receipt and not
 //!    processed again. A different `webhook-id` with the same content is processed, and writes
-//!    nothing: every record diffs as unchanged against the state the first request committed.
+//!    nothing: every record diffs as unchanged against the state the first request committed
+//!    (records that failed are tried again: that is how a dead letter is re-driven). A sender
+//!    that reuses a `webhook-id` for another body gets the first receipt and its new body is
+//!    ignored, as Standard Webhooks ids name one message.
 //! 4. **Coalesce** ([`Coalescer`], kept in the Durable Object): updates to one record (one
 //!    normalised `idProperty` value) within [`InboundConfig::coalesce_window_ms`] merge into
 //!    one write, field by field, the newer change winning. [`Coalescer::take_due`] says what to
@@ -41,6 +46,8 @@
 //!
 //! - A request carries at most [`InboundConfig::max_records`] records (default 1,000): parsed
 //!   whole, its records must stay far inside a Worker's 128 MB.
+//! - After [`Coalescer::take_due`], fewer than `batch_size` updates stay pending (full batches
+//!   never wait), so the pending state the Durable Object keeps is small whatever the load.
 //! - A batch is at most 100 inputs: "Batch requests to CRM object endpoints are limited to 100
 //!   records per request" (<https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines>).
 //! - `email` as `idProperty` (the default for contacts): HubSpot does not support partial
