@@ -284,7 +284,7 @@ impl ObjectMap {
 
     /// Maps a destination record back to HubSpot property values, ready for an update or create
     /// body. Fields the record lacks are not written; `null` clears (`""`). Constant and
-    /// `readOnly` fields, and fields the map does not know, are skipped.
+    /// `from_hubspot` (`readOnly`) fields, and fields the map does not know, are skipped.
     ///
     /// # Errors
     /// [`MapError`] for the first field, in field order, whose value is not valid for its type.

@@ -62,6 +62,11 @@ mod receipt;
 #[cfg(test)]
 mod tests;
 
+// Two attributes, not `all(test, …)`: clippy's test-code allowances look for `cfg(test)`.
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))]
+mod proptests;
+
 use thiserror::Error;
 
 use crate::api::MAX_BATCH_INPUTS;
