@@ -219,6 +219,12 @@ pub struct Written {
     /// returned where it returned them, since HubSpot may store another spelling than the one
     /// written (phone numbers).
     pub echo: EchoGuard,
+    /// The written properties HubSpot returned with another value than the one written, after
+    /// normalisation by field type: HubSpot rewrote it (a phone number's format) or did not take
+    /// it (`lifecyclestage` only moves forward:
+    /// <https://developers.hubspot.com/docs/api/crm/contacts>). The snapshot keeps the user's
+    /// value, so sending it again is no change; the receipt reports these names.
+    pub rewritten: Vec<String>,
     /// The request records it answers.
     pub sources: Vec<SourceRef>,
     /// Conflicts met.
@@ -377,9 +383,16 @@ impl Batch {
             };
             let input = &self.inputs[i];
             let mut echoed = input.properties.clone();
+            let mut rewritten = Vec::new();
             for (name, value) in echoed.iter_mut() {
-                if let Some(Some(returned)) = result.properties.get(name) {
-                    value.clone_from(returned);
+                if let Some(returned) = result.properties.get(name) {
+                    let returned = returned.as_deref().unwrap_or("");
+                    if map.normalise_hubspot(name, Some(returned))
+                        != map.normalise_hubspot(name, Some(value))
+                    {
+                        rewritten.push(name.clone());
+                    }
+                    returned.clone_into(value);
                 }
             }
             outcome[i] = Some(Ok(Written {
@@ -388,6 +401,7 @@ impl Batch {
                 created: result.new.unwrap_or(false),
                 patch: canonical_patch(map, &input.properties),
                 echo: EchoGuard::new(map, &result.id, &echoed),
+                rewritten,
                 sources: input.update.sources.clone(),
                 conflicts: input.conflicts.clone(),
             }));

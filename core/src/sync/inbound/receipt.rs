@@ -38,6 +38,9 @@ pub enum RecordStatus {
         hubspot_id: String,
         /// Whether the write created the record.
         created: bool,
+        /// Properties HubSpot stored with another value ([`super::Written::rewritten`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rewritten: Vec<String>,
     },
     /// Nothing to write: HubSpot already had these values (or won every conflict).
     Unchanged,
@@ -130,6 +133,7 @@ impl Receipt {
                 let status = RecordStatus::Written {
                     hubspot_id: w.hubspot_id.clone(),
                     created: w.created,
+                    rewritten: w.rewritten.clone(),
                 };
                 self.record(&w.sources, &status, &w.conflicts);
             }

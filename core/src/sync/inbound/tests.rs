@@ -996,6 +996,11 @@ fn inbound_path_against_a_fake_hubspot() {
     // HubSpot's webhook for our write is our echo: not forwarded.
     let (id, current) = hubspot.read("c3@example.com");
     assert_eq!(current["phone"].as_deref(), Some("+31 612345678"));
+    // The receipt says HubSpot stored another value than the one written.
+    match &host.receipts[&receipt].records[103].status {
+        RecordStatus::Written { rewritten, .. } => assert_eq!(rewritten, &["phone"]),
+        other => panic!("{other:?}"),
+    }
     let guard = &host.guards[&id];
     assert!(guard.is_echo(map, &id, "firstname", &current));
     assert!(guard.is_echo(map, &id, "phone", &current));
