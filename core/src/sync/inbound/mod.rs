@@ -58,6 +58,7 @@ mod batch;
 mod coalesce;
 mod parse;
 mod receipt;
+mod settings;
 
 #[cfg(test)]
 mod tests;
@@ -78,6 +79,7 @@ pub use batch::{
 pub use coalesce::{Coalescer, PendingUpdate, SourceRef};
 pub use parse::{parse_request, InboundError, InboundErrorKind, InboundRecord};
 pub use receipt::{receipt_id, Receipt, RecordOutcome, RecordStatus};
+pub use settings::{InboundSettings, MAX_RECORDS, MAX_WINDOW_MS};
 
 /// Who wins when both sides changed a `both` field since the last sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -1101,3 +1101,38 @@ fn known_record(fields: &Value) -> Known {
         hubspot_changed_at: BTreeMap::new(),
     }
 }
+
+#[test]
+fn settings_from_json() {
+    let m = mapping();
+    let s = InboundSettings::from_json(
+        r#"{"contacts": {"batchSize": 50, "conflictRule": "hubspot_wins", "coalesceWindowMs": 0}}"#,
+        &m,
+    )
+    .unwrap();
+    let c = s.get(&m, "0-1").unwrap();
+    assert_eq!(c.id_property, "email");
+    assert_eq!((c.batch_size, c.coalesce_window_ms), (50, 0));
+    assert_eq!(c.conflict_rule, ConflictRule::HubSpotWins);
+    assert_eq!(c.max_records, InboundConfig::DEFAULT_MAX_RECORDS);
+    assert!(s.get(&m, "companies").is_none());
+    assert!(InboundSettings::from_json("{}", &m)
+        .unwrap()
+        .get(&m, "contacts")
+        .is_none());
+    for bad in [
+        "[]",
+        r#"{"contacts": {"batchSize": 101}}"#,
+        r#"{"contacts": {"batchsize": 10}}"#,
+        r#"{"contacts": {"coalesceWindowMs": 60001}}"#,
+        r#"{"contacts": {"maxRecords": 10001}}"#,
+        r#"{"contacts": {"maxRecords": 0}}"#,
+        r#"{"contacts": {"conflictRule": "coin_flip"}}"#,
+        r#"{"contacts": {"idProperty": "hs_unknown"}}"#,
+        r#"{"contacts": {}, "contact": {}}"#,
+        r#"{"deals": {"idProperty": "email"}}"#,
+    ] {
+        let err = InboundSettings::from_json(bad, &m).unwrap_err();
+        assert_eq!(err.code(), "inbound_config_invalid", "{bad}");
+    }
+}
