@@ -1,0 +1,477 @@
+//! A run: the coordinator's state for one (portal, object type), kept by its Durable Object.
+//!
+//! [`Run::start`] makes a full run (backfill and reconcile) or an incremental one. A full run
+//! first finds the id span ([`Run::probe`]: the smallest and largest id, two searches), then
+//! splits it into [`SyncConfig::initial_units`] ranges, some read by list and some by search
+//! ([`SyncConfig::list_share_percent`]), plus the archived records. An incremental run is one
+//! walk by last-modified date and the archived records since the cursor.
+//!
+//! Units travel as [`UnitMessage`]s; a consumer reads up to [`SyncConfig::pages_per_unit`]
+//! pages, delivers, commits, and reports the unit's new state ([`UnitReport`]). The run answers
+//! with the messages to queue next: the continuation, split in two when its range is still wide
+//! ([`RangeUnit::split`](super::RangeUnit::split)). A report whose sequence number is not the
+//! unit's current one (a duplicate queue delivery, a re-queued unit) is ignored.
+//!
+//! When every unit is done, the reconcile's missing candidates are re-read
+//! ([`Unit::Verify`]); then the run is done and [`Run::next_cursor`] is the incremental cursor:
+//! `run start − lag`. It never moves past a change not yet delivered: units advance only past
+//! pages whose deliveries are settled, the run is done only when every unit is, and a change
+//! made after `run start − lag` is read by the next run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::SyncConfig;
+use super::unit::{ArchivedUnit, ModifiedUnit, Path, RangeUnit, Unit, VerifyUnit};
+use super::SyncError;
+use crate::api::{Filter, FilterOp, Page, SearchRequest, Sort, SortDirection, MAX_SEARCH_LIMIT};
+use crate::queue::MAX_MESSAGE_BYTES;
+use crate::search::{SearchPlan, OBJECT_ID};
+
+/// Ids per verify unit: 20 batch reads, and at most ~14 KB of ids in its message.
+const VERIFY_IDS_PER_UNIT: usize = 2_000;
+/// Missing ids listed in a report (the rest are counted).
+const REPORTED_MISSING: usize = 100;
+
+/// What a run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Every record (backfill), the archived ones, and the reconcile against the store.
+    Full,
+    /// The records modified since the cursor, and those archived since.
+    Incremental,
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Full run: waiting for the id span ([`Run::probe`]).
+    Probe,
+    /// Units are out.
+    Units,
+    /// Re-reading the missing candidates.
+    Verify,
+    /// Finished.
+    Done,
+}
+
+/// Counters of a unit's work, summed over the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    /// Live records read.
+    pub read: u64,
+    /// Records delivered as `upsert`.
+    pub upserted: u64,
+    /// Records read and found unchanged.
+    pub unchanged: u64,
+    /// Records delivered as `delete`.
+    pub deleted: u64,
+    /// Records delivered as `merge`.
+    pub merged: u64,
+    /// Records dead-lettered (mapping errors, too large).
+    pub rejected: u64,
+    /// Delivery requests made (retries not counted).
+    pub batches: u64,
+    /// HubSpot requests made (retries not counted).
+    pub hubspot_calls: u64,
+    /// List ranges switched to search.
+    pub fallbacks: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.read += o.read;
+        self.upserted += o.upserted;
+        self.unchanged += o.unchanged;
+        self.deleted += o.deleted;
+        self.merged += o.merged;
+        self.rejected += o.rejected;
+        self.batches += o.batches;
+        self.hubspot_calls += o.hubspot_calls;
+        self.fallbacks += o.fallbacks;
+    }
+}
+
+/// A unit on its way to a consumer (one queue message, under [`MAX_MESSAGE_BYTES`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitMessage {
+    /// Format version (1).
+    pub v: u8,
+    /// The run.
+    pub run_id: String,
+    /// The unit within the run.
+    pub unit_id: u32,
+    /// The unit's sequence number: its report must carry it.
+    pub seq: u32,
+    /// The unit's state.
+    pub unit: Unit,
+}
+
+impl UnitMessage {
+    /// The message's JSON.
+    ///
+    /// # Errors
+    /// [`SyncError::MessageTooLarge`] when it exceeds [`MAX_MESSAGE_BYTES`] (it cannot: a unit
+    /// holds at most a page of ids or [`VERIFY_IDS_PER_UNIT`] ids).
+    pub fn to_json(&self) -> Result<String, SyncError> {
+        let json = serde_json::to_string(self).map_err(|_| SyncError::Internal("serialise"))?;
+        if json.len() > MAX_MESSAGE_BYTES {
+            return Err(SyncError::MessageTooLarge { bytes: json.len() });
+        }
+        Ok(json)
+    }
+}
+
+/// What a consumer reports after working on a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitReport {
+    /// The run.
+    pub run_id: String,
+    /// The unit.
+    pub unit_id: u32,
+    /// The sequence number of the message worked on.
+    pub seq: u32,
+    /// The unit's state now (done, or where to continue).
+    pub unit: Unit,
+    /// What was done.
+    pub counts: Counts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Slot {
+    seq: u32,
+    unit: Unit,
+}
+
+/// One run. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    id: String,
+    mode: Mode,
+    started_ms: u64,
+    horizon_ms: u64,
+    since_ms: Option<u64>,
+    phase: Phase,
+    units: BTreeMap<u32, Slot>,
+    next_unit: u32,
+    missing: BTreeSet<u64>,
+    missing_overflow: u64,
+    found_missing: Vec<String>,
+    found_missing_count: u64,
+    counts: Counts,
+}
+
+/// What a finished (or running) run did, for the admin API and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    /// The run.
+    pub run_id: String,
+    /// Full or incremental.
+    pub mode: Mode,
+    /// Where it is.
+    pub phase: Phase,
+    /// When it started (Unix ms).
+    pub started_ms: u64,
+    /// Its counters.
+    pub counts: Counts,
+    /// Units not yet done.
+    pub units_open: usize,
+    /// Reconcile: records stored but no longer in HubSpot (deleted while no webhook arrived),
+    /// delivered as `delete` (`missing`): how many.
+    pub missing_found: u64,
+    /// The first of them (ids only).
+    pub missing_ids: Vec<String>,
+    /// Reconcile: candidates beyond [`SyncConfig::max_missing`], left to the next reconcile.
+    pub missing_overflow: u64,
+    /// The cursor to store once done.
+    pub next_cursor_ms: Option<u64>,
+}
+
+impl Run {
+    /// Starts a run at `now_ms`. An incremental run without a cursor (never synced) is a full
+    /// run. `id` names the run in messages (say `{objectType}:{now_ms}`).
+    pub fn start(
+        config: &SyncConfig,
+        id: impl Into<String>,
+        mode: Mode,
+        cursor_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Self, SyncError> {
+        let mode = if cursor_ms.is_none() {
+            Mode::Full
+        } else {
+            mode
+        };
+        let horizon_ms = now_ms.saturating_sub(config.lag_ms);
+        let since_ms = match mode {
+            Mode::Full => None,
+            Mode::Incremental => cursor_ms.map(|c| c.saturating_sub(config.overlap_ms)),
+        };
+        let mut run = Self {
+            id: id.into(),
+            mode,
+            started_ms: now_ms,
+            horizon_ms,
+            since_ms,
+            phase: Phase::Probe,
+            units: BTreeMap::new(),
+            next_unit: 0,
+            missing: BTreeSet::new(),
+            missing_overflow: 0,
+            found_missing: Vec::new(),
+            found_missing_count: 0,
+            counts: Counts::default(),
+        };
+        if mode == Mode::Incremental {
+            let since = since_ms.unwrap_or(0);
+            let date = config.modified_property.as_str();
+            // Changes up to the horizon only: later ones are the next run's (search is
+            // eventually consistent near now, PEERS.md pain 6).
+            let bound = vec![vec![Filter {
+                property: date.to_owned(),
+                op: FilterOp::Lt(horizon_ms.to_string()),
+            }]];
+            let plan = SearchPlan::modified_since(date, since, bound, MAX_SEARCH_LIMIT)?;
+            run.phase = Phase::Units;
+            run.add_unit(Unit::Modified(ModifiedUnit { plan }));
+            run.add_unit(Unit::Archived(ArchivedUnit {
+                since_ms: Some(since),
+                after: None,
+                done: false,
+            }));
+        }
+        Ok(run)
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Full or incremental.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Where it is.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the run is finished.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// A full run's id span searches: the smallest id and the largest (two search calls, one
+    /// record each). `None` once known.
+    pub fn probe(&self) -> Option<[SearchRequest; 2]> {
+        if self.phase != Phase::Probe {
+            return None;
+        }
+        let one = |direction| SearchRequest {
+            filter_groups: Vec::new(),
+            sort: Some(Sort {
+                property: OBJECT_ID.to_owned(),
+                direction,
+            }),
+            properties: vec![OBJECT_ID.to_owned()],
+            query: None,
+            limit: Some(1),
+            after: None,
+        };
+        Some([
+            one(SortDirection::Ascending),
+            one(SortDirection::Descending),
+        ])
+    }
+
+    /// Feeds back the answers to [`probe`](Self::probe): the first record of each. Returns the
+    /// units to queue.
+    ///
+    /// # Errors
+    /// [`SyncError::NonNumericId`] when an answer's id is not a number.
+    pub fn on_probe(
+        &mut self,
+        config: &SyncConfig,
+        smallest: &Page,
+        largest: &Page,
+    ) -> Result<Vec<UnitMessage>, SyncError> {
+        if self.phase != Phase::Probe {
+            return Ok(Vec::new());
+        }
+        let first = |p: &Page| -> Result<Option<u64>, SyncError> {
+            p.results
+                .first()
+                .map(|o| {
+                    o.id.parse()
+                        .map_err(|_| SyncError::NonNumericId { id: o.id.clone() })
+                })
+                .transpose()
+        };
+        let (lo, hi) = (first(smallest)?, first(largest)?);
+        self.counts.hubspot_calls += 2;
+        self.phase = Phase::Units;
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            let (lo, end) = (lo.min(hi), lo.max(hi).saturating_add(1));
+            let n = u64::from(config.initial_units.max(1));
+            let span = end - lo;
+            let width = span.div_ceil(n).max(1);
+            let lists = n * u64::from(config.list_share_percent.min(100)) / 100;
+            let mut start = lo;
+            let mut k = 0;
+            while start < end {
+                let stop = start.saturating_add(width).min(end);
+                // Spread the list ranges among the search ones (every other one at 50 %).
+                let path = if (k + 1) * lists / n > k * lists / n {
+                    Path::List
+                } else {
+                    Path::Search
+                };
+                self.add_unit(Unit::Range(RangeUnit::new(start, stop, path)));
+                start = stop;
+                k += 1;
+            }
+        }
+        self.add_unit(Unit::Archived(ArchivedUnit {
+            since_ms: None,
+            after: None,
+            done: false,
+        }));
+        Ok(self.outstanding())
+    }
+
+    fn add_unit(&mut self, unit: Unit) -> u32 {
+        let id = self.next_unit;
+        self.next_unit += 1;
+        self.units.insert(id, Slot { seq: 0, unit });
+        id
+    }
+
+    fn message(&self, unit_id: u32, slot: &Slot) -> UnitMessage {
+        UnitMessage {
+            v: 1,
+            run_id: self.id.clone(),
+            unit_id,
+            seq: slot.seq,
+            unit: slot.unit.clone(),
+        }
+    }
+
+    /// Every unit not yet done, as messages: what to queue again after an interruption (a
+    /// consumer that died, a lost message). Re-queued units carry their last reported state; a
+    /// late report of a copy that was already superseded is ignored.
+    pub fn outstanding(&self) -> Vec<UnitMessage> {
+        self.units
+            .iter()
+            .map(|(&id, slot)| self.message(id, slot))
+            .collect()
+    }
+
+    /// Adds the reconcile's missing candidates of one window ([`super::missing_in_window`]).
+    /// Beyond [`SyncConfig::max_missing`] they are counted, not kept: the next reconcile finds
+    /// them.
+    pub fn add_missing(&mut self, config: &SyncConfig, ids: impl IntoIterator<Item = u64>) {
+        for id in ids {
+            if self.missing.len() < config.max_missing || self.missing.contains(&id) {
+                self.missing.insert(id);
+            } else {
+                self.missing_overflow += 1;
+            }
+        }
+    }
+
+    /// Records the deletions a verify unit delivered (for the report).
+    pub fn note_missing_deleted(&mut self, ids: &[String]) {
+        self.found_missing_count += ids.len() as u64;
+        for id in ids {
+            if self.found_missing.len() < REPORTED_MISSING {
+                self.found_missing.push(id.clone());
+            }
+        }
+    }
+
+    /// Takes a consumer's report; returns the messages to queue (the continuation, a split-off
+    /// range, the verify units once all others are done). A stale report (not the unit's
+    /// current sequence number, or an unknown unit) changes nothing and returns nothing.
+    pub fn on_report(&mut self, config: &SyncConfig, report: UnitReport) -> Vec<UnitMessage> {
+        if report.run_id != self.id {
+            return Vec::new();
+        }
+        let Some(slot) = self.units.get_mut(&report.unit_id) else {
+            return Vec::new();
+        };
+        if slot.seq != report.seq {
+            return Vec::new();
+        }
+        self.counts.add(&report.counts);
+        let mut out = Vec::new();
+        if report.unit.is_done() {
+            self.units.remove(&report.unit_id);
+        } else {
+            let mut unit = report.unit;
+            let split = match &mut unit {
+                Unit::Range(r) => r.split(config.min_split_span),
+                _ => None,
+            };
+            slot.seq += 1;
+            slot.unit = unit;
+            let slot = slot.clone();
+            out.push(self.message(report.unit_id, &slot));
+            if let Some(upper) = split {
+                let id = self.add_unit(Unit::Range(upper));
+                let slot = self.units[&id].clone();
+                out.push(self.message(id, &slot));
+            }
+        }
+        if self.units.is_empty() {
+            out.extend(self.advance());
+        }
+        out
+    }
+
+    /// All units done: verify the missing candidates, or finish.
+    fn advance(&mut self) -> Vec<UnitMessage> {
+        if self.phase == Phase::Units && !self.missing.is_empty() {
+            self.phase = Phase::Verify;
+            let ids: Vec<u64> = std::mem::take(&mut self.missing).into_iter().collect();
+            for chunk in ids.chunks(VERIFY_IDS_PER_UNIT) {
+                self.add_unit(Unit::Verify(VerifyUnit {
+                    ids: chunk.to_vec(),
+                }));
+            }
+            return self.outstanding();
+        }
+        self.phase = Phase::Done;
+        Vec::new()
+    }
+
+    /// The incremental cursor to store once the run is done: `run start − lag`. `None` before.
+    pub fn next_cursor(&self) -> Option<u64> {
+        self.is_done().then_some(self.horizon_ms)
+    }
+
+    /// The run's report.
+    pub fn report(&self) -> RunReport {
+        RunReport {
+            run_id: self.id.clone(),
+            mode: self.mode,
+            phase: self.phase,
+            started_ms: self.started_ms,
+            counts: self.counts,
+            units_open: self.units.len(),
+            missing_found: self.found_missing_count,
+            missing_ids: self.found_missing.clone(),
+            missing_overflow: self.missing_overflow,
+            next_cursor_ms: self.next_cursor(),
+        }
+    }
+}

@@ -1,0 +1,928 @@
+//! A whole outbound sync, in memory: a fake HubSpot (search with HubSpot's semantics and its
+//! 10,000 cap, list live and archived with `after`, batch read, merges, archives, restores), a
+//! fake record store with the real compare-and-set ([`crate::records::apply`]) and a fake
+//! destination that dedupes on `webhook-id`, driven through runs, units and batches exactly as
+//! the Worker drives them.
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use super::*;
+use crate::api::{FilterOp, Page, SearchRequest, SimpleObject, SortDirection};
+use crate::mapping::{Mapping, ObjectMap, Record};
+use crate::records::{apply, Commit, Outcome, Stored, Write};
+use crate::time::iso8601_ms;
+
+const MAP: &str = r#"{"objects":{"contacts":{"fields":[
+    {"hubspot":"email","type":"email"},
+    {"hubspot":"firstname","field":"first_name"},
+    {"hubspot":"score","type":"number"}]}}}"#;
+const DATE: &str = "lastmodifieddate";
+const MAX_RESULTS: usize = 10_000;
+
+#[derive(Debug, Clone)]
+struct Rec {
+    props: BTreeMap<String, String>,
+    modified: u64,
+    merged: Vec<u64>,
+}
+
+/// HubSpot, in memory (HUBSPOT.md §4).
+#[derive(Default)]
+struct FakeHubSpot {
+    now: u64,
+    live: BTreeMap<u64, Rec>,
+    archived: BTreeMap<u64, (Rec, u64)>,
+    /// List cursors are opaque tokens and a numeric `after` is refused (HubSpot's spec calls
+    /// `after` an opaque token).
+    opaque_list_cursors: bool,
+    searches: u64,
+    lists: u64,
+    batch_reads: u64,
+}
+
+fn props(email: &str, name: &str, score: u32) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("email".to_owned(), email.to_owned()),
+        ("firstname".to_owned(), name.to_owned()),
+        ("score".to_owned(), score.to_string()),
+    ])
+}
+
+impl FakeHubSpot {
+    /// A second between two changes.
+    fn tick(&mut self) -> u64 {
+        self.now += 1_000;
+        self.now
+    }
+
+    fn create(&mut self, id: u64, p: BTreeMap<String, String>) {
+        let modified = self.tick();
+        self.live.insert(
+            id,
+            Rec {
+                props: p,
+                modified,
+                merged: Vec::new(),
+            },
+        );
+    }
+
+    fn update(&mut self, id: u64, key: &str, value: &str) {
+        let at = self.tick();
+        let r = self.live.get_mut(&id).expect("live");
+        r.props.insert(key.to_owned(), value.to_owned());
+        r.modified = at;
+    }
+
+    /// A bulk update: every record stamped with one last-modified date (PEERS.md pain 5).
+    fn bulk_update(&mut self, ids: &[u64], key: &str, value: &str) {
+        let at = self.tick();
+        for id in ids {
+            let r = self.live.get_mut(id).expect("live");
+            r.props.insert(key.to_owned(), value.to_owned());
+            r.modified = at;
+        }
+    }
+
+    fn archive(&mut self, id: u64) {
+        let at = self.tick();
+        let r = self.live.remove(&id).expect("live");
+        self.archived.insert(id, (r, at));
+    }
+
+    fn restore(&mut self, id: u64) {
+        let at = self.tick();
+        let (mut r, _) = self.archived.remove(&id).expect("archived");
+        r.modified = at;
+        self.live.insert(id, r);
+    }
+
+    /// `loser` merged into `survivor`: the survivor keeps its values, fills its empty ones from
+    /// the loser, lists the loser in `hs_merged_object_ids`; the loser is gone (not archived).
+    fn merge(&mut self, survivor: u64, loser: u64) {
+        let at = self.tick();
+        let l = self.live.remove(&loser).expect("loser live");
+        let s = self.live.get_mut(&survivor).expect("survivor live");
+        for (k, v) in l.props {
+            s.props.entry(k).or_insert(v);
+        }
+        s.merged.push(loser);
+        s.merged.extend(l.merged);
+        s.modified = at;
+    }
+
+    /// Gone without a trace (a privacy deletion, or the recycling bin emptied).
+    fn erase(&mut self, id: u64) {
+        self.live.remove(&id);
+        self.archived.remove(&id);
+    }
+
+    fn object(id: u64, r: &Rec, want: &[String], archived_at: Option<u64>) -> SimpleObject {
+        let mut properties = BTreeMap::new();
+        for p in want {
+            let value = match p.as_str() {
+                "hs_object_id" => Some(id.to_string()),
+                DATE => Some(iso8601_ms(r.modified)),
+                MERGED_IDS_PROPERTY if !r.merged.is_empty() => Some(
+                    r.merged
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                ),
+                other => r.props.get(other).cloned(),
+            };
+            if let Some(v) = value {
+                properties.insert(p.clone(), Some(v));
+            }
+        }
+        SimpleObject {
+            id: id.to_string(),
+            properties,
+            properties_with_history: BTreeMap::new(),
+            created_at: None,
+            updated_at: Some(iso8601_ms(r.modified)),
+            archived: archived_at.is_some(),
+            archived_at: archived_at.map(iso8601_ms),
+            object_write_trace_id: None,
+            new: None,
+        }
+    }
+
+    fn matches(f: &crate::api::Filter, id: u64, r: &Rec) -> bool {
+        let x = match f.property.as_str() {
+            "hs_object_id" => id,
+            DATE => r.modified,
+            other => panic!("unexpected filter on {other}"),
+        };
+        let v = |s: &String| s.parse::<u64>().expect("numeric filter");
+        match &f.op {
+            FilterOp::Eq(s) => x == v(s),
+            FilterOp::Gt(s) => x > v(s),
+            FilterOp::Gte(s) => x >= v(s),
+            FilterOp::Lt(s) => x < v(s),
+            FilterOp::Lte(s) => x <= v(s),
+            other => panic!("unexpected operator {other:?}"),
+        }
+    }
+
+    fn search(&mut self, q: &SearchRequest) -> Result<Page, String> {
+        self.searches += 1;
+        let limit = q.limit.unwrap_or(10) as usize;
+        assert!((1..=200).contains(&limit), "limit {limit}");
+        assert!(q.filter_groups.len() <= 5);
+        assert!(q.filter_groups.iter().all(|g| g.len() <= 6));
+        let offset: usize = q.after.as_deref().map_or(0, |a| a.parse().expect("int"));
+        if offset + limit > MAX_RESULTS {
+            return Err("400: cannot page beyond 10,000 results".into());
+        }
+        let mut hits: Vec<(u64, &Rec)> = self
+            .live
+            .iter()
+            .filter(|(&id, r)| {
+                q.filter_groups.is_empty()
+                    || q.filter_groups
+                        .iter()
+                        .any(|g| g.iter().all(|f| Self::matches(f, id, r)))
+            })
+            .map(|(&id, r)| (id, r))
+            .collect();
+        let sort = q.sort.as_ref().expect("one sort");
+        // Records sharing a date come out in an order unrelated to their ids.
+        let scramble = |id: u64| id.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+        match sort.property.as_str() {
+            "hs_object_id" => hits.sort_by_key(|&(id, _)| id),
+            DATE => hits.sort_by_key(|&(id, r)| (r.modified, scramble(id))),
+            other => panic!("sort by {other}"),
+        }
+        if sort.direction == SortDirection::Descending {
+            hits.reverse();
+        }
+        let end = (offset + limit).min(hits.len());
+        let results = hits
+            .get(offset..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|&(id, r)| Self::object(id, r, &q.properties, None))
+            .collect();
+        Ok(Page {
+            results,
+            next_after: (hits.len() > end).then(|| end.to_string()),
+            total: Some(hits.len() as u64),
+        })
+    }
+
+    fn list(&mut self, o: &crate::api::ListOptions) -> Result<Page, String> {
+        self.lists += 1;
+        let limit = o.limit.unwrap_or(10).min(100) as usize;
+        let from = match &o.after {
+            None => 0,
+            Some(a) if self.opaque_list_cursors => match a.strip_prefix('c') {
+                Some(n) => n.parse().map_err(|_| "400: bad after")?,
+                None => return Err("400: VALIDATION_ERROR after".into()),
+            },
+            // The contacts guide: `after` is the id of the next record (inclusive).
+            Some(a) => a.parse().map_err(|_| "400: bad after")?,
+        };
+        let cursor = |id: u64| {
+            if self.opaque_list_cursors {
+                format!("c{id}")
+            } else {
+                id.to_string()
+            }
+        };
+        let (results, next): (Vec<SimpleObject>, Option<u64>) = if o.archived {
+            let mut it = self.archived.range(from..);
+            let page: Vec<_> = it
+                .by_ref()
+                .take(limit)
+                .map(|(&id, (r, at))| Self::object(id, r, &o.properties, Some(*at)))
+                .collect();
+            (page, it.next().map(|(&id, _)| id))
+        } else {
+            let mut it = self.live.range(from..);
+            let page: Vec<_> = it
+                .by_ref()
+                .take(limit)
+                .map(|(&id, r)| Self::object(id, r, &o.properties, None))
+                .collect();
+            (page, it.next().map(|(&id, _)| id))
+        };
+        Ok(Page {
+            results,
+            next_after: next.map(cursor),
+            total: None,
+        })
+    }
+
+    fn batch_read(&mut self, ids: &[String], properties: &[String]) -> Page {
+        self.batch_reads += 1;
+        assert!(ids.len() <= 100);
+        let results = ids
+            .iter()
+            .filter_map(|id| {
+                let n: u64 = id.parse().ok()?;
+                self.live
+                    .get(&n)
+                    .map(|r| Self::object(n, r, properties, None))
+            })
+            .collect();
+        Page {
+            results,
+            next_after: None,
+            total: None,
+        }
+    }
+
+    /// Every call takes 200 ms: a run lasts long enough for changes made during it to fall
+    /// between its start and its end.
+    fn perform(&mut self, read: &Read) -> Result<Page, String> {
+        self.now += 200;
+        match read {
+            Read::Search(q) => self.search(q),
+            Read::List(o) => self.list(o),
+            Read::BatchRead { ids, properties } => Ok(self.batch_read(ids, properties)),
+        }
+    }
+
+    /// Every live record, mapped: what the destination must hold.
+    fn mapped(&self, map: &ObjectMap) -> BTreeMap<String, Record> {
+        self.live
+            .iter()
+            .map(|(&id, r)| {
+                let p = r
+                    .props
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Some(v.clone())))
+                    .collect();
+                (id.to_string(), map.to_destination(&p).expect("maps"))
+            })
+            .collect()
+    }
+}
+
+/// The record store (a Durable Object in the Worker): the real compare-and-set.
+#[derive(Default)]
+struct FakeStore {
+    objects: BTreeMap<u64, Stored>,
+}
+
+impl FakeStore {
+    fn get(&self, ids: &[String]) -> HashMap<String, Stored> {
+        ids.iter()
+            .filter_map(|id| {
+                let s = self.objects.get(&id.parse().ok()?)?;
+                Some((id.clone(), s.clone()))
+            })
+            .collect()
+    }
+
+    fn commit(&mut self, commits: &[Commit]) -> Vec<(String, Outcome)> {
+        commits
+            .iter()
+            .map(|c| {
+                let key: u64 = c.id.parse().expect("numeric");
+                let current = self
+                    .objects
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(Stored::absent);
+                let (next, outcome) = apply(&current, c);
+                if let Some(next) = next {
+                    self.objects.insert(key, next);
+                }
+                (c.id.clone(), outcome)
+            })
+            .collect()
+    }
+
+    fn live_ids(&self, from: u64, to: u64) -> Vec<u64> {
+        self.objects
+            .range(from..to)
+            .filter(|(_, s)| s.snapshot.is_some())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+}
+
+/// The user's system: applies batches, dedupes on `webhook-id`.
+#[derive(Default)]
+struct FakeDestination {
+    records: BTreeMap<String, Record>,
+    seen: HashSet<String>,
+    duplicates: u64,
+    /// Records applied per id and op, since the last `clear_counts`.
+    applied: BTreeMap<(String, Op), u64>,
+    /// (op, id, mergedIds) of every record applied, in order.
+    log: Vec<(Op, String, Vec<String>, Option<DeleteReason>)>,
+    batches: u64,
+    largest_body: usize,
+}
+
+impl FakeDestination {
+    fn receive(&mut self, config: &SyncConfig, webhook_id: &str, body: &str) {
+        self.batches += 1;
+        self.largest_body = self.largest_body.max(body.len());
+        assert!(
+            body.len() <= config.batch_max_bytes,
+            "body within the limit"
+        );
+        let b: SyncBatchBody = serde_json::from_str(body).expect("body parses");
+        assert_eq!(b.schema, SCHEMA_SYNC_BATCH_V1);
+        assert_eq!(b.kind, TYPE_SYNC_BATCH);
+        assert_eq!(b.id, webhook_id);
+        assert_eq!(b.portal_id, config.portal_id);
+        assert!(!b.records.is_empty() && b.records.len() <= config.batch_records);
+        if !self.seen.insert(webhook_id.to_owned()) {
+            self.duplicates += 1;
+            return;
+        }
+        for r in b.records {
+            *self.applied.entry((r.id.clone(), r.op)).or_default() += 1;
+            self.log
+                .push((r.op, r.id.clone(), r.merged_ids.clone(), r.reason));
+            match r.op {
+                Op::Upsert => {
+                    self.records.insert(r.id, r.fields.expect("fields"));
+                }
+                Op::Merge => {
+                    for m in &r.merged_ids {
+                        self.records.remove(m);
+                    }
+                    self.records.insert(r.id, r.fields.expect("fields"));
+                }
+                Op::Delete => {
+                    self.records.remove(&r.id);
+                }
+            }
+        }
+    }
+
+    fn clear_counts(&mut self) {
+        self.applied.clear();
+        self.log.clear();
+    }
+
+    fn count(&self, op: Op) -> u64 {
+        self.applied
+            .iter()
+            .filter(|((_, o), _)| *o == op)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// What to do at a point of a run (changes made while it runs, interruptions).
+type Hook = Box<dyn FnMut(&mut World, u64)>;
+
+struct World {
+    hs: FakeHubSpot,
+    store: FakeStore,
+    dest: FakeDestination,
+    mapping: Mapping,
+    config: SyncConfig,
+    /// Crash the next unit after its first delivery, before the commit (simulated).
+    crash_after_delivery: bool,
+    crashes: u64,
+    /// (batch id, record ids) of the delivery made just before a crash.
+    crashed_batch: Option<String>,
+}
+
+impl World {
+    fn new(config: SyncConfig) -> Self {
+        Self {
+            hs: FakeHubSpot {
+                now: 1_700_000_000_000,
+                ..FakeHubSpot::default()
+            },
+            store: FakeStore::default(),
+            dest: FakeDestination::default(),
+            mapping: Mapping::from_json(MAP).expect("map"),
+            config,
+            crash_after_delivery: false,
+            crashes: 0,
+            crashed_batch: None,
+        }
+    }
+
+    fn map(&self) -> ObjectMap {
+        self.mapping.object("contacts").expect("contacts").clone()
+    }
+
+    /// Decides a step, delivers and commits; conflicts are decided again. Returns the counts,
+    /// or `None` when the unit "crashed" after a delivery (nothing committed).
+    fn settle(&mut self, step: &Step, counts: &mut Counts) -> Option<Vec<String>> {
+        let map = self.map();
+        let mut todo = step.clone();
+        let mut missing_deleted = Vec::new();
+        for _ in 0..10 {
+            let stored = self.store.get(&lookups(&todo));
+            let decided = decide(&self.config, &map, &todo, &stored);
+            counts.unchanged += decided.unchanged;
+            counts.rejected += decided.rejected.len() as u64;
+            let (batches, too_large) = batches(&self.config, decided.pending);
+            counts.rejected += too_large.len() as u64;
+            let mut conflicts = Vec::new();
+            for b in batches {
+                self.dest.receive(&self.config, &b.id, &b.body);
+                counts.batches += 1;
+                if self.crash_after_delivery {
+                    self.crash_after_delivery = false;
+                    self.crashes += 1;
+                    self.crashed_batch = Some(b.id.clone());
+                    return None;
+                }
+                let body: SyncBatchBody = serde_json::from_str(&b.body).expect("body");
+                let outcomes = self.store.commit(&b.commits);
+                let refused = Batch::conflicts(&outcomes);
+                for r in &body.records {
+                    if refused.contains(&r.id) {
+                        continue;
+                    }
+                    match r.op {
+                        Op::Upsert => counts.upserted += 1,
+                        Op::Merge => counts.merged += 1,
+                        Op::Delete => {
+                            counts.deleted += 1;
+                            if r.reason == Some(DeleteReason::Missing) {
+                                missing_deleted.push(r.id.clone());
+                            }
+                        }
+                    }
+                }
+                conflicts.extend(refused);
+            }
+            if conflicts.is_empty() {
+                return Some(missing_deleted);
+            }
+            todo = todo.only(&conflicts);
+        }
+        panic!("conflicts do not settle");
+    }
+
+    /// One consumer invocation on one unit message: up to `pages_per_unit` pages. `None` when
+    /// it crashed (the queue redelivers the same message).
+    fn work(&mut self, run: &mut Run, msg: &UnitMessage, hook: &mut Hook) -> Option<UnitReport> {
+        let properties = self.config.read_properties(&self.map());
+        let mut unit = msg.unit.clone();
+        let mut counts = Counts::default();
+        for _ in 0..self.config.pages_per_unit {
+            let Some(read) = unit.next_read(&properties).expect("read") else {
+                break;
+            };
+            counts.hubspot_calls += 1;
+            let page = match self.hs.perform(&read) {
+                Ok(page) => page,
+                Err(e) => {
+                    assert!(e.starts_with("400"), "{e}");
+                    assert!(unit.on_refused(), "only a list range may be refused");
+                    counts.fallbacks += 1;
+                    continue;
+                }
+            };
+            let mut next = unit.clone();
+            let step = next.on_page(&page).expect("page");
+            counts.fallbacks += u64::from(step.fell_back);
+            counts.read += step.live.len() as u64;
+            let missing_deleted = self.settle(&step, &mut counts)?;
+            run.note_missing_deleted(&missing_deleted);
+            if let Some((window, seen)) = &step.window {
+                if run.mode() == Mode::Full {
+                    let stored = self.store.live_ids(window.from, window.to);
+                    run.add_missing(&self.config, missing_in_window(seen, stored));
+                }
+            }
+            unit = next;
+            hook(self, self.hs.searches + self.hs.lists);
+        }
+        Some(UnitReport {
+            run_id: msg.run_id.clone(),
+            unit_id: msg.unit_id,
+            seq: msg.seq,
+            unit,
+            counts,
+        })
+    }
+
+    /// Runs a run to completion with its units interleaved as parallel consumers would.
+    /// `interrupt_at`: after that many messages, the run and the queue are serialised and
+    /// read back, as a restarted Worker would (the Durable Object's state, the queue's
+    /// messages).
+    fn run(
+        &mut self,
+        mode: Mode,
+        cursor: Option<u64>,
+        mut hook: Hook,
+        interrupt_at: Option<usize>,
+    ) -> Run {
+        let now = self.hs.now + self.config.lag_ms + 1;
+        self.hs.now = now;
+        let mut run =
+            Run::start(&self.config, format!("contacts:{now}"), mode, cursor, now).expect("start");
+        let mut queue: VecDeque<UnitMessage> = VecDeque::new();
+        if let Some([lo, hi]) = run.probe() {
+            let a = self.hs.search(&lo).expect("probe");
+            let b = self.hs.search(&hi).expect("probe");
+            queue.extend(run.on_probe(&self.config, &a, &b).expect("probe"));
+        } else {
+            queue.extend(run.outstanding());
+        }
+        let mut handled = 0;
+        while let Some(msg) = queue.pop_front() {
+            // Every message fits a queue message.
+            let json = msg.to_json().expect("fits");
+            let msg: UnitMessage = serde_json::from_str(&json).expect("round trip");
+            handled += 1;
+            match self.work(&mut run, &msg, &mut hook) {
+                Some(report) => queue.extend(run.on_report(&self.config, report)),
+                // The consumer died: the queue delivers the message again.
+                None => queue.push_back(msg),
+            }
+            if interrupt_at == Some(handled) {
+                let state = serde_json::to_string(&run).expect("run state");
+                let messages: Vec<String> =
+                    queue.iter().map(|m| m.to_json().expect("fits")).collect();
+                drop(run);
+                queue.clear();
+                run = serde_json::from_str(&state).expect("run state reads");
+                for m in messages {
+                    queue.push_back(serde_json::from_str(&m).expect("message reads"));
+                }
+            }
+            assert!(handled < 100_000, "the run does not end");
+        }
+        assert!(run.is_done(), "{:?}", run.report());
+        run
+    }
+
+    fn assert_equal(&self) {
+        let want = self.hs.mapped(&self.map());
+        assert_eq!(self.dest.records.len(), want.len());
+        assert!(self.dest.records == want, "destination equals HubSpot");
+        let stored: Vec<u64> = self.store.live_ids(0, u64::MAX);
+        let live: Vec<u64> = self.hs.live.keys().copied().collect();
+        assert_eq!(stored, live, "the store holds exactly the live records");
+    }
+}
+
+fn no_hook() -> Hook {
+    Box::new(|_, _| {})
+}
+
+fn seed(w: &mut World, n: u64) -> Vec<u64> {
+    let ids: Vec<u64> = (0..n).map(|i| 1_000 + i * 7 + (i % 5) * (i % 3)).collect();
+    for (i, &id) in ids.iter().enumerate() {
+        w.hs.create(
+            id,
+            props(&format!("P{i}@Example.com"), &format!("n{i}"), 10),
+        );
+    }
+    ids
+}
+
+fn small_config() -> SyncConfig {
+    SyncConfig {
+        initial_units: 4,
+        pages_per_unit: 2,
+        min_split_span: 500,
+        batch_records: 100,
+        lag_ms: 2_000,
+        overlap_ms: 3_000,
+        ..SyncConfig::new(62_515, "contacts")
+    }
+}
+
+#[test]
+fn a_whole_outbound_sync() {
+    let mut w = World::new(small_config());
+    let ids = seed(&mut w, 3_000);
+    // 1,200 records share one last-modified date before the backfill (a bulk import).
+    w.hs.bulk_update(&ids[600..1_800], "score", "11");
+
+    // Backfill, with changes made while it runs: to records already read and not yet read,
+    // a creation, and a bulk update stamping 1,000 records with one date.
+    let changed: Vec<u64> = vec![ids[0], ids[1_500], ids[2_999]];
+    let bulk: Vec<u64> = ids[100..1_100].to_vec();
+    let hook: Hook = {
+        let changed = changed.clone();
+        let bulk = bulk.clone();
+        let mut done = false;
+        Box::new(move |w: &mut World, calls: u64| {
+            if !done && calls >= 12 {
+                done = true;
+                for &id in &changed {
+                    w.hs.update(id, "firstname", "changed-during-run");
+                }
+                w.hs.create(99_999, props("new@example.com", "late", 1));
+                w.hs.bulk_update(&bulk, "score", "42");
+            }
+        })
+    };
+    let run = w.run(Mode::Full, None, hook, None);
+    let report = run.report();
+    // Every record existing at the start was delivered exactly once.
+    for id in &ids {
+        assert_eq!(
+            w.dest
+                .applied
+                .get(&(id.to_string(), Op::Upsert))
+                .copied()
+                .unwrap_or(0),
+            1,
+            "record {id} delivered once"
+        );
+    }
+    assert_eq!(report.counts.rejected, 0);
+    assert!(report.counts.fallbacks == 0);
+    assert!(w.hs.lists > 0 && w.hs.searches > 0, "both budgets used");
+    assert_eq!(w.dest.duplicates, 0);
+    let cursor = run.next_cursor().expect("cursor");
+
+    // The next incremental run delivers every change made during the backfill, the 1,000
+    // records sharing one date included, and nothing else.
+    w.dest.clear_counts();
+    let run = w.run(Mode::Incremental, Some(cursor), no_hook(), None);
+    w.assert_equal();
+    let upserts = w.dest.count(Op::Upsert);
+    // Some changes made during the backfill came after the backfill read their record: only
+    // the incremental run delivers them.
+    assert!(upserts > 0);
+    // At most the changed records: those the backfill read after their change are unchanged.
+    assert!(
+        upserts <= (changed.len() + 1 + bulk.len()) as u64,
+        "{upserts}"
+    );
+    assert_eq!(run.report().counts.rejected, 0);
+    let mut cursor = run.next_cursor().expect("cursor");
+
+    // Thousands of records with one date, after the cursor: all delivered, each once.
+    w.dest.clear_counts();
+    let hot: Vec<u64> = ids[200..2_700].to_vec();
+    w.hs.bulk_update(&hot, "firstname", "bulk");
+    let run = w.run(Mode::Incremental, Some(cursor), no_hook(), None);
+    assert_eq!(w.dest.count(Op::Upsert), hot.len() as u64);
+    for id in &hot {
+        assert_eq!(w.dest.applied[&(id.to_string(), Op::Upsert)], 1);
+    }
+    w.assert_equal();
+    cursor = run.next_cursor().expect("cursor");
+
+    // A delete, a merge, a restore.
+    w.dest.clear_counts();
+    let (deleted, survivor, loser) = (ids[10], ids[20], ids[21]);
+    w.hs.archive(deleted);
+    w.hs.merge(survivor, loser);
+    let restored = ids[30];
+    w.hs.archive(restored);
+    let run = w.run(Mode::Incremental, Some(cursor), no_hook(), None);
+    w.assert_equal();
+    assert_eq!(
+        w.dest
+            .log
+            .iter()
+            .filter(|e| e.0 == Op::Delete)
+            .map(|e| e.1.clone())
+            .collect::<Vec<_>>(),
+        [deleted.to_string(), restored.to_string()]
+    );
+    let merges: Vec<_> = w.dest.log.iter().filter(|e| e.0 == Op::Merge).collect();
+    assert_eq!(merges.len(), 1);
+    assert_eq!(merges[0].1, survivor.to_string());
+    assert_eq!(merges[0].2, [loser.to_string()]);
+    cursor = run.next_cursor().expect("cursor");
+    w.dest.clear_counts();
+    w.hs.restore(restored);
+    let run = w.run(Mode::Incremental, Some(cursor), no_hook(), None);
+    assert_eq!(w.dest.log.len(), 1);
+    assert_eq!(
+        (w.dest.log[0].0, w.dest.log[0].1.clone()),
+        (Op::Upsert, restored.to_string())
+    );
+    w.assert_equal();
+    cursor = run.next_cursor().expect("cursor");
+
+    // A change already delivered by webhook enrichment (it stored the snapshot after its
+    // forward) is not delivered again by sync.
+    w.dest.clear_counts();
+    let enriched = ids[40];
+    w.hs.update(enriched, "firstname", "via-webhook");
+    let map = w.map();
+    let p = w.hs.live[&enriched]
+        .props
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    let record = map.to_destination(&p).expect("maps");
+    let version = w.store.objects[&enriched].version;
+    w.dest.records.insert(enriched.to_string(), record.clone());
+    w.store.commit(&[Commit {
+        id: enriched.to_string(),
+        expect: Some(version),
+        write: Write::Put(record.to_snapshot()),
+    }]);
+    let other = ids[41];
+    w.hs.update(other, "firstname", "not-via-webhook");
+    let run = w.run(Mode::Incremental, Some(cursor), no_hook(), None);
+    assert_eq!(w.dest.log.len(), 1, "{:?}", w.dest.log);
+    assert_eq!(w.dest.log[0].1, other.to_string());
+    assert!(run.report().counts.unchanged >= 1);
+    w.assert_equal();
+
+    // Deleted while no webhook arrived and gone from the recycling bin: only the reconcile
+    // can find it. An incremental run does not; a full run does, and says so.
+    let erased = ids[50];
+    w.hs.erase(erased);
+    w.dest.clear_counts();
+    let run = w.run(Mode::Incremental, run.next_cursor(), no_hook(), None);
+    assert!(w.dest.log.is_empty());
+    let cursor = run.next_cursor();
+    let run = w.run(Mode::Full, cursor, no_hook(), None);
+    let report = run.report();
+    assert_eq!(report.missing_found, 1);
+    assert_eq!(report.missing_ids, [erased.to_string()]);
+    assert_eq!(
+        w.dest.log,
+        [(
+            Op::Delete,
+            erased.to_string(),
+            vec![],
+            Some(DeleteReason::Missing)
+        )]
+    );
+    assert_eq!(report.counts.unchanged, w.hs.live.len() as u64);
+    w.assert_equal();
+    assert_eq!(w.dest.duplicates, 0);
+}
+
+#[test]
+fn an_interrupted_run_resumes_without_loss_or_repeats() {
+    let mut w = World::new(small_config());
+    let ids = seed(&mut w, 2_000);
+    // The Worker restarts mid-backfill (state read back from storage), and a consumer dies
+    // between a delivery and its commit.
+    let hook: Hook = Box::new(|w: &mut World, calls: u64| {
+        if calls == 9 {
+            w.crash_after_delivery = true;
+        }
+    });
+    let run = w.run(Mode::Full, None, hook, Some(5));
+    assert_eq!(w.crashes, 1);
+    w.assert_equal();
+    // The batch delivered before the crash went out again under the same webhook-id (the
+    // destination dropped it as a duplicate): nothing applied twice, nothing missing.
+    assert_eq!(w.dest.duplicates, 1);
+    assert!(w
+        .dest
+        .seen
+        .contains(w.crashed_batch.as_ref().expect("crashed")));
+    for id in &ids {
+        assert_eq!(w.dest.applied[&(id.to_string(), Op::Upsert)], 1, "{id}");
+    }
+    assert_eq!(
+        run.report().counts.read,
+        run.report().counts.upserted + run.report().counts.unchanged
+    );
+}
+
+#[test]
+fn list_cursors_that_are_not_ids_fall_back_to_search() {
+    let mut w = World::new(small_config());
+    w.hs.opaque_list_cursors = true;
+    let ids = seed(&mut w, 1_500);
+    let run = w.run(Mode::Full, None, no_hook(), None);
+    w.assert_equal();
+    assert!(run.report().counts.fallbacks > 0);
+    for id in &ids {
+        assert_eq!(w.dest.applied[&(id.to_string(), Op::Upsert)], 1);
+    }
+}
+
+#[test]
+fn batches_keep_their_ids_and_respect_the_limits() {
+    let mut config = small_config();
+    config.batch_records = 7;
+    config.batch_max_bytes = 1_200;
+    let mut w = World::new(config.clone());
+    seed(&mut w, 40);
+    let map = w.map();
+    let properties = config.read_properties(&map);
+    let page = w.hs.list(&crate::api::ListOptions {
+        limit: Some(100),
+        after: None,
+        properties,
+        archived: false,
+    });
+    let step = Step {
+        live: page.expect("page").results,
+        ..Step::default()
+    };
+    let decided = decide(&config, &map, &step, &HashMap::new());
+    let (first, rejected) = batches(&config, decided.pending.clone());
+    assert!(rejected.is_empty());
+    assert!(first.len() >= 40 / 7);
+    for b in &first {
+        assert!(b.body.len() <= 1_200, "{}", b.body.len());
+        assert!(b.ids.len() <= 7);
+        let body: SyncBatchBody = serde_json::from_str(&b.body).expect("body");
+        assert_eq!(body.id, b.id);
+        assert!(b.id.starts_with("hsb1_") && b.id.len() == 45);
+    }
+    // The same records against the same stored versions: the same ids and bodies.
+    let (again, _) = batches(
+        &config,
+        decide(&config, &map, &step, &HashMap::new()).pending,
+    );
+    assert_eq!(first, again);
+    // Another stored version: another id.
+    let stored: HashMap<String, Stored> = step
+        .live
+        .iter()
+        .map(|o| {
+            (
+                o.id.clone(),
+                Stored {
+                    version: 3,
+                    snapshot: None,
+                },
+            )
+        })
+        .collect();
+    let (other, _) = batches(&config, decide(&config, &map, &step, &stored).pending);
+    assert_ne!(first[0].id, other[0].id);
+    // A record that cannot fit alone is rejected, not sent.
+    let mut tiny = config.clone();
+    tiny.batch_max_bytes = 150;
+    let (none, rejected) = batches(&tiny, decided.pending);
+    assert!(none.is_empty());
+    assert_eq!(rejected.len(), 40);
+    assert_eq!(rejected[0].code, "record_too_large");
+}
+
+#[test]
+fn unmappable_records_are_rejected_with_their_code() {
+    let config = small_config();
+    let mut w = World::new(config.clone());
+    w.hs.create(5, props("not-an-email", "x", 1));
+    w.hs.create(6, props("ok@example.com", "y", 1));
+    let map = w.map();
+    let page =
+        w.hs.list(&crate::api::ListOptions {
+            limit: Some(100),
+            after: None,
+            properties: config.read_properties(&map),
+            archived: false,
+        })
+        .expect("page");
+    let step = Step {
+        live: page.results,
+        ..Step::default()
+    };
+    let decided = decide(&config, &map, &step, &HashMap::new());
+    assert_eq!(decided.pending.len(), 1);
+    assert_eq!(decided.rejected.len(), 1);
+    assert_eq!(decided.rejected[0].id, "5");
+    assert!(decided.rejected[0].code.starts_with("mapping_"));
+}
