@@ -198,6 +198,10 @@ pub struct RunReport {
 impl Run {
     /// Starts a run at `now_ms`. An incremental run without a cursor (never synced) is a full
     /// run. `id` names the run in messages (say `{objectType}:{now_ms}`).
+    ///
+    /// # Errors
+    /// [`SyncError::Search`] if the incremental walk cannot be planned (it always can: it adds
+    /// one filter to HubSpot's limits of 6 per group).
     pub fn start(
         config: &SyncConfig,
         id: impl Into<String>,

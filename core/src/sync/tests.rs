@@ -38,6 +38,8 @@ struct FakeHubSpot {
     /// List cursors are opaque tokens and a numeric `after` is refused (HubSpot's spec calls
     /// `after` an opaque token).
     opaque_list_cursors: bool,
+    /// A numeric `after` returns the records after that id (exclusive), not from it.
+    exclusive_list_after: bool,
     searches: u64,
     lists: u64,
     batch_reads: u64,
@@ -225,11 +227,16 @@ impl FakeHubSpot {
                 None => return Err("400: VALIDATION_ERROR after".into()),
             },
             // The contacts guide: `after` is the id of the next record (inclusive).
-            Some(a) => a.parse().map_err(|_| "400: bad after")?,
+            Some(a) => {
+                let n: u64 = a.parse().map_err(|_| "400: bad after")?;
+                n + u64::from(self.exclusive_list_after)
+            }
         };
         let cursor = |id: u64| {
             if self.opaque_list_cursors {
                 format!("c{id}")
+            } else if self.exclusive_list_after {
+                (id - 1).to_string()
             } else {
                 id.to_string()
             }
@@ -348,6 +355,17 @@ impl FakeStore {
     }
 }
 
+/// `schema/sync-batch.v1.json`, compiled once.
+#[cfg(not(target_arch = "wasm32"))]
+fn schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let text = include_str!("../../../schema/sync-batch.v1.json");
+        let value: serde_json::Value = serde_json::from_str(text).expect("schema is JSON");
+        jsonschema::validator_for(&value).expect("schema compiles")
+    })
+}
+
 /// The user's system: applies batches, dedupes on `webhook-id`.
 #[derive(Default)]
 struct FakeDestination {
@@ -370,6 +388,13 @@ impl FakeDestination {
             body.len() <= config.batch_max_bytes,
             "body within the limit"
         );
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let value: serde_json::Value = serde_json::from_str(body).expect("json");
+            if let Err(e) = schema().validate(&value) {
+                panic!("body does not match schema/sync-batch.v1.json: {e}");
+            }
+        }
         let b: SyncBatchBody = serde_json::from_str(body).expect("body parses");
         assert_eq!(b.schema, SCHEMA_SYNC_BATCH_V1);
         assert_eq!(b.kind, TYPE_SYNC_BATCH);
@@ -925,4 +950,220 @@ fn unmappable_records_are_rejected_with_their_code() {
     assert_eq!(decided.rejected.len(), 1);
     assert_eq!(decided.rejected[0].id, "5");
     assert!(decided.rejected[0].code.starts_with("mapping_"));
+}
+
+/// The schema refuses what the serde type never produces: its negative twins.
+#[test]
+#[cfg(not(target_arch = "wasm32"))]
+fn the_schema_refuses_malformed_batches() {
+    let id = format!("hsb1_{}", "0".repeat(40));
+    let change = format!("hsc1_{}", "0".repeat(40));
+    let body = |id: &str, record: serde_json::Value| {
+        serde_json::json!({"schema": SCHEMA_SYNC_BATCH_V1, "id": id, "type": TYPE_SYNC_BATCH,
+            "portalId": 1, "objectType": "contacts", "records": [record]})
+    };
+    let good = body(
+        &id,
+        serde_json::json!({"op": "upsert", "id": "1", "changeId": change, "fields": {}}),
+    );
+    assert!(schema().validate(&good).is_ok());
+    for bad in [
+        body(
+            "x",
+            serde_json::json!({"op": "upsert", "id": "1", "changeId": change, "fields": {}}),
+        ),
+        body(
+            &id,
+            serde_json::json!({"op": "nope", "id": "1", "changeId": change, "fields": {}}),
+        ),
+        body(
+            &id,
+            serde_json::json!({"op": "upsert", "id": "1", "changeId": change}),
+        ),
+        body(
+            &id,
+            serde_json::json!({"op": "delete", "id": "1", "changeId": change}),
+        ),
+        body(
+            &id,
+            serde_json::json!({"op": "merge", "id": "1", "changeId": change, "fields": {}}),
+        ),
+        body(
+            &id,
+            serde_json::json!({"op": "upsert", "id": "a1", "changeId": change, "fields": {}}),
+        ),
+    ] {
+        assert!(schema().validate(&bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn list_after_read_as_exclusive_loses_nothing() {
+    let mut w = World::new(small_config());
+    w.hs.exclusive_list_after = true;
+    let ids = seed(&mut w, 1_500);
+    let run = w.run(Mode::Full, None, no_hook(), None);
+    w.assert_equal();
+    assert_eq!(run.report().counts.fallbacks, 0);
+    for id in &ids {
+        assert_eq!(w.dest.applied[&(id.to_string(), Op::Upsert)], 1);
+    }
+}
+
+#[test]
+fn a_tie_group_past_the_search_cap_and_an_interrupted_incremental_run() {
+    let config = SyncConfig {
+        pages_per_unit: 3,
+        ..small_config()
+    };
+    let mut w = World::new(config);
+    let ids = seed(&mut w, 12_500);
+    let run = w.run(Mode::Full, None, no_hook(), None);
+    let cursor = run.next_cursor();
+    // 12,000 records stamped with one date: more than one search query can page through.
+    w.dest.clear_counts();
+    w.hs.bulk_update(&ids[250..12_250], "score", "7");
+    w.hs.update(ids[0], "firstname", "after-the-bulk");
+    // The Worker restarts twice during the walk (the walk's state is read back each time).
+    let searches = w.hs.searches;
+    let run = w.run(Mode::Incremental, cursor, no_hook(), Some(3));
+    assert_eq!(w.dest.count(Op::Upsert), 12_001);
+    assert!(w.dest.applied.values().all(|&n| n == 1));
+    assert_eq!(w.dest.duplicates, 0);
+    w.assert_equal();
+    // Keyset windows: about one search per 200 records, far from paging past 10,000.
+    assert!(w.hs.searches - searches < 12_001 / 200 + 10);
+    assert_eq!(run.report().counts.upserted, 12_001);
+}
+
+#[test]
+fn stale_and_foreign_reports_change_nothing() {
+    let config = small_config();
+    let mut run = Run::start(
+        &config,
+        "r1",
+        Mode::Incremental,
+        Some(10_000_000),
+        20_000_000,
+    )
+    .expect("start");
+    let out = run.outstanding();
+    assert_eq!(out.len(), 2);
+    let done = |m: &UnitMessage| {
+        let mut unit = m.unit.clone();
+        match &mut unit {
+            Unit::Modified(_) => {
+                let page = Page {
+                    results: Vec::new(),
+                    next_after: None,
+                    total: None,
+                };
+                unit.on_page(&page).expect("page");
+            }
+            Unit::Archived(a) => a.done = true,
+            other => panic!("{other:?}"),
+        }
+        assert!(unit.is_done());
+        UnitReport {
+            run_id: m.run_id.clone(),
+            unit_id: m.unit_id,
+            seq: m.seq,
+            unit,
+            counts: Counts {
+                read: 1,
+                ..Counts::default()
+            },
+        }
+    };
+    let before = run.clone();
+    let mut stale = done(&out[0]);
+    stale.seq += 1;
+    assert!(run.on_report(&config, stale).is_empty());
+    let mut foreign = done(&out[0]);
+    foreign.run_id = "r0".into();
+    assert!(run.on_report(&config, foreign).is_empty());
+    assert_eq!(run, before);
+    assert!(run.on_report(&config, done(&out[0])).is_empty());
+    // A duplicate of a report already taken.
+    assert!(run.on_report(&config, done(&out[0])).is_empty());
+    assert!(!run.is_done());
+    assert!(run.on_report(&config, done(&out[1])).is_empty());
+    assert!(run.is_done());
+    assert_eq!(run.report().counts.read, 2);
+    // `run start − lag`, never later.
+    assert_eq!(run.next_cursor(), Some(20_000_000 - config.lag_ms));
+}
+
+#[test]
+fn probe_splits_the_id_span_between_list_and_search() {
+    let config = SyncConfig {
+        initial_units: 6,
+        list_share_percent: 50,
+        ..small_config()
+    };
+    let mut run = Run::start(&config, "r", Mode::Full, None, 1_000_000).expect("start");
+    assert_eq!(run.mode(), Mode::Full);
+    let [asc, desc] = run.probe().expect("probe");
+    assert_eq!(asc.limit, Some(1));
+    assert_eq!(
+        desc.sort.as_ref().map(|s| s.direction),
+        Some(SortDirection::Descending)
+    );
+    let one = |id: u64| Page {
+        results: vec![FakeHubSpot::object(
+            id,
+            &Rec {
+                props: BTreeMap::new(),
+                modified: 0,
+                merged: Vec::new(),
+            },
+            &[],
+            None,
+        )],
+        next_after: None,
+        total: None,
+    };
+    let messages = run.on_probe(&config, &one(100), &one(699)).expect("probe");
+    assert!(run.probe().is_none());
+    let ranges: Vec<(u64, u64, Path)> = messages
+        .iter()
+        .filter_map(|m| match &m.unit {
+            Unit::Range(r) => Some((r.lo, r.hi, r.path)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            (100, 200, Path::Search),
+            (200, 300, Path::List),
+            (300, 400, Path::Search),
+            (400, 500, Path::List),
+            (500, 600, Path::Search),
+            (600, 700, Path::List),
+        ]
+    );
+    assert!(matches!(
+        messages.last().map(|m| &m.unit),
+        Some(Unit::Archived(_))
+    ));
+    // A wide continuation splits; a narrow one does not.
+    let mut wide = RangeUnit::new(0, 10_000, Path::List);
+    let upper = wide.split(1_000).expect("split");
+    assert_eq!(
+        (wide.pos, wide.hi, upper.lo, upper.hi),
+        (0, 5_000, 5_000, 10_000)
+    );
+    assert_eq!(upper.path, Path::List);
+    let mut narrow = RangeUnit::new(0, 1_999, Path::Search);
+    assert!(narrow.split(1_000).is_none());
+    // No records: only the archived walk.
+    let mut empty = Run::start(&config, "e", Mode::Full, None, 1_000_000).expect("start");
+    let none = Page {
+        results: Vec::new(),
+        next_after: None,
+        total: None,
+    };
+    let messages = empty.on_probe(&config, &none, &none).expect("probe");
+    assert_eq!(messages.len(), 1);
 }

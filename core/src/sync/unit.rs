@@ -110,6 +110,17 @@ pub enum Read {
     },
 }
 
+impl Read {
+    /// The HubSpot budget the read draws on ([`crate::ratelimit::Governor::acquire`]): search
+    /// for a search, the burst window for a list page or a batch read (HUBSPOT.md §5.1).
+    pub fn budget(&self) -> crate::ratelimit::Budget {
+        match self {
+            Self::Search(_) => crate::ratelimit::Budget::Search,
+            Self::List(_) | Self::BatchRead { .. } => crate::ratelimit::Budget::General,
+        }
+    }
+}
+
 /// An id interval `[from, to)` a range unit has read completely: the reconcile compares the ids
 /// read in it with the store's ([`super::missing_in_window`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
