@@ -7,7 +7,7 @@ use crate::mapping::ObjectMap;
 use crate::search::OBJECT_ID;
 
 /// The property HubSpot sets on a merge's survivor: the ids merged into it, `;`-separated
-/// (<https://developers.hubspot.com/docs/api/crm/contacts>, HUBSPOT.md §4.1).
+/// (<https://developers.hubspot.com/docs/api-reference/latest/crm/objects/contacts/guide>).
 pub const MERGED_IDS_PROPERTY: &str = "hs_merged_object_ids";
 
 /// The default records per delivery (issue 10: "up to a configurable number of records, default
@@ -19,8 +19,7 @@ pub const DEFAULT_BATCH_RECORDS: usize = 100;
 pub const DEFAULT_BATCH_MAX_BYTES: usize = 1024 * 1024;
 
 /// The last-modified property of an object type: contacts use `lastmodifieddate`, the other
-/// types `hs_lastmodifieddate` (<https://developers.hubspot.com/docs/api/crm/search>,
-/// HUBSPOT.md §4.4). `object_type` in any spelling (`contacts`, `contact`, `0-1`).
+/// types `hs_lastmodifieddate` (<https://developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm>). `object_type` in any spelling (`contacts`, `contact`, `0-1`).
 pub fn modified_property(object_type: &str) -> &'static str {
     match object_type {
         "contacts" | "contact" | "0-1" => "lastmodifieddate",

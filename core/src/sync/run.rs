@@ -168,6 +168,53 @@ pub struct Run {
     counts: Counts,
 }
 
+/// Cuts `[lo, end)` into `initial_units` ranges: `list_share_percent` of the ids in list ranges
+/// and the rest in search ranges, so that both budgets finish together when ids are spread
+/// evenly (docs/sync.md, "Read path"); list and search ranges alternate, so that a dense
+/// stretch of ids is shared by both.
+fn split_span(lo: u64, end: u64, config: &SyncConfig) -> Vec<(u64, u64, Path)> {
+    let n = u128::from(config.initial_units.max(1));
+    let share = u128::from(config.list_share_percent.min(100));
+    let span = u128::from(end - lo);
+    // At least one range of a budget that has a share.
+    let mut lists = (n * share + 50) / 100;
+    if share > 0 && lists == 0 {
+        lists = 1;
+    }
+    if share < 100 && lists == n && n > 1 {
+        lists = n - 1;
+    }
+    let searches = n - lists;
+    let list_ids = span * share / 100;
+    let mut out = Vec::new();
+    let (mut start, mut l, mut s) = (u128::from(lo), 0u128, 0u128);
+    let end = u128::from(end);
+    while l + s < n && start < end {
+        // Alternate, keeping the proportion: list next when behind its share of the units.
+        let list = l < lists && (s >= searches || l * n <= (l + s) * lists);
+        let width = if list {
+            l += 1;
+            list_ids / lists
+        } else {
+            s += 1;
+            (span - list_ids) / searches.max(1)
+        };
+        let stop = if l + s == n {
+            end
+        } else {
+            (start + width.max(1)).min(end)
+        };
+        // Both bounds are within [lo, end], which fit in u64.
+        let (a, b) = (
+            u64::try_from(start).unwrap_or(u64::MAX),
+            u64::try_from(stop).unwrap_or(u64::MAX),
+        );
+        out.push((a, b, if list { Path::List } else { Path::Search }));
+        start = stop;
+    }
+    out
+}
+
 /// What a finished (or running) run did, for the admin API and logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -326,23 +373,8 @@ impl Run {
         self.phase = Phase::Units;
         if let (Some(lo), Some(hi)) = (lo, hi) {
             let (lo, end) = (lo.min(hi), lo.max(hi).saturating_add(1));
-            let n = u64::from(config.initial_units.max(1));
-            let span = end - lo;
-            let width = span.div_ceil(n).max(1);
-            let lists = n * u64::from(config.list_share_percent.min(100)) / 100;
-            let mut start = lo;
-            let mut k = 0;
-            while start < end {
-                let stop = start.saturating_add(width).min(end);
-                // Spread the list ranges among the search ones (every other one at 50 %).
-                let path = if (k + 1) * lists / n > k * lists / n {
-                    Path::List
-                } else {
-                    Path::Search
-                };
+            for (start, stop, path) in split_span(lo, end, config) {
                 self.add_unit(Unit::Range(RangeUnit::new(start, stop, path)));
-                start = stop;
-                k += 1;
             }
         }
         self.add_unit(Unit::Archived(ArchivedUnit {
@@ -423,7 +455,7 @@ impl Run {
         } else {
             let mut unit = report.unit;
             let split = match &mut unit {
-                Unit::Range(r) => r.split(config.min_split_span),
+                Unit::Range(r) => r.split(config.min_split_span, config.pages_per_unit),
                 _ => None,
             };
             slot.seq += 1;

@@ -1135,28 +1135,62 @@ fn probe_splits_the_id_span_between_list_and_search() {
     assert_eq!(
         ranges,
         [
-            (100, 200, Path::Search),
-            (200, 300, Path::List),
-            (300, 400, Path::Search),
-            (400, 500, Path::List),
-            (500, 600, Path::Search),
-            (600, 700, Path::List),
+            (100, 200, Path::List),
+            (200, 300, Path::Search),
+            (300, 400, Path::List),
+            (400, 500, Path::Search),
+            (500, 600, Path::List),
+            (600, 700, Path::Search),
         ]
     );
+    // The default share (66 %) over 12 ranges: the list ranges hold 66 % of the ids.
+    let config = SyncConfig {
+        initial_units: 12,
+        ..small_config()
+    };
+    let mut run = Run::start(&config, "d", Mode::Full, None, 1_000_000).expect("start");
+    let messages = run
+        .on_probe(&config, &one(1), &one(1_200_000))
+        .expect("probe");
+    let (mut list_ids, mut all) = (0, 0);
+    let mut next = 1;
+    for m in &messages {
+        if let Unit::Range(r) = &m.unit {
+            assert_eq!(r.lo, next, "contiguous");
+            next = r.hi;
+            all += r.hi - r.lo;
+            if r.path == Path::List {
+                list_ids += r.hi - r.lo;
+            }
+        }
+    }
+    assert_eq!(next, 1_200_001, "covers the span");
+    assert_eq!(list_ids * 100 / all, 66);
+    assert_eq!(messages.len(), 13);
     assert!(matches!(
         messages.last().map(|m| &m.unit),
         Some(Unit::Archived(_))
     ));
     // A wide continuation splits; a narrow one does not.
     let mut wide = RangeUnit::new(0, 10_000, Path::List);
-    let upper = wide.split(1_000).expect("split");
+    let upper = wide.split(1_000, 5).expect("split");
     assert_eq!(
         (wide.pos, wide.hi, upper.lo, upper.hi),
         (0, 5_000, 5_000, 10_000)
     );
     assert_eq!(upper.path, Path::List);
     let mut narrow = RangeUnit::new(0, 1_999, Path::Search);
-    assert!(narrow.split(1_000).is_none());
+    assert!(narrow.split(1_000, 5).is_none());
+    // Half read, 600 records found: 600 more expected, fewer than two invocations of 5 list
+    // pages (1,000): not split. 1,000 found: split.
+    let mut sparse = RangeUnit {
+        pos: 5_000,
+        read: 600,
+        ..RangeUnit::new(0, 10_000, Path::List)
+    };
+    assert!(sparse.split(1_000, 5).is_none());
+    sparse.read = 1_000;
+    assert!(sparse.split(1_000, 5).is_some());
     // No records: only the archived walk.
     let mut empty = Run::start(&config, "e", Mode::Full, None, 1_000_000).expect("start");
     let none = Page {
@@ -1166,4 +1200,38 @@ fn probe_splits_the_id_span_between_list_and_search() {
     };
     let messages = empty.on_probe(&config, &none, &none).expect("probe");
     assert_eq!(messages.len(), 1);
+}
+
+/// A 100,000-record backfill in memory: HubSpot calls by budget, the rate-limit bound they
+/// imply at Professional private-app limits, and the time the core takes. Run with
+/// `cargo test -p hubspot-edge-core --release --lib -- --ignored --nocapture sync_100k`.
+#[test]
+#[ignore = "benchmark; run explicitly"]
+#[cfg(not(target_arch = "wasm32"))]
+fn sync_100k() {
+    let config = SyncConfig::new(62_515, "contacts");
+    let mut w = World::new(config.clone());
+    let ids = seed(&mut w, 100_000);
+    let started = std::time::Instant::now();
+    let run = w.run(Mode::Full, None, no_hook(), None);
+    let elapsed = started.elapsed();
+    w.assert_equal();
+    assert_eq!(w.dest.count(Op::Upsert), ids.len() as u64);
+    let (lists, searches) = (w.hs.lists, w.hs.searches);
+    let bound_ms = (lists * 10_000)
+        .div_ceil(190)
+        .max((searches * 1_000).div_ceil(5));
+    eprintln!(
+        "sync_100k: {} list + {} search calls (incl. 2 probes, archived walk), {} batches, \
+         largest body {} bytes; rate-limit bound {:.1} s (predicted {:.1} s); in-memory run \
+         (core + fakes) {:?}",
+        lists,
+        searches,
+        w.dest.batches,
+        w.dest.largest_body,
+        bound_ms as f64 / 1000.0,
+        backfill_bound_ms(100_000, config.list_share_percent, 190, 5) as f64 / 1000.0,
+        elapsed
+    );
+    assert_eq!(run.report().counts.read, 100_000);
 }

@@ -63,6 +63,9 @@ pub struct RangeUnit {
     pub list_after: Option<String>,
     /// The range is read.
     pub done: bool,
+    /// Records read so far: with `pos − lo`, the range's density, to judge what is left.
+    #[serde(default)]
+    pub read: u64,
 }
 
 /// An incremental run's walk by last-modified date with id tie-break ([`SearchPlan`]).
@@ -188,7 +191,16 @@ impl RangeUnit {
             path,
             list_after: None,
             done: lo >= hi,
+            read: 0,
         }
+    }
+
+    /// Records per page on this range's path.
+    fn page_size(&self) -> u64 {
+        u64::from(match self.path {
+            Path::Search => MAX_SEARCH_LIMIT,
+            Path::List => MAX_LIST_LIMIT,
+        })
     }
 
     /// The one-page id walk of the rest of the range (`hs_object_id` in `[pos, hi)`).
@@ -201,11 +213,23 @@ impl RangeUnit {
     }
 
     /// Splits off the upper half of the rest of the range when it is at least `2 × min_span`
-    /// ids wide: `self` keeps `[pos, mid)`, the new unit (same path) takes `[mid, hi)`.
-    pub fn split(&mut self, min_span: u64) -> Option<RangeUnit> {
+    /// ids wide and, at the density read so far, still holds at least two invocations' worth of
+    /// records (`2 × pages × page size`): `self` keeps `[pos, mid)`, the new unit (same path)
+    /// takes `[mid, hi)`. Every split costs one partly filled page, so a range that one more
+    /// invocation finishes is not split.
+    pub fn split(&mut self, min_span: u64, pages: u32) -> Option<RangeUnit> {
         let span = self.hi.saturating_sub(self.pos);
         if self.done || span < min_span.max(1).saturating_mul(2) {
             return None;
+        }
+        let covered = self.pos.saturating_sub(self.lo);
+        if covered > 0 {
+            // Records left at the density read so far, in u128: ids go up to u64::MAX.
+            let left = u128::from(self.read) * u128::from(span) / u128::from(covered);
+            let worth = u128::from(self.page_size()) * u128::from(pages.max(1)) * 2;
+            if left < worth {
+                return None;
+            }
         }
         let mid = self.pos + span / 2;
         let upper = RangeUnit::new(mid, self.hi, self.path);
@@ -279,6 +303,7 @@ impl RangeUnit {
                 }
             }
         }
+        self.read += ids.len() as u64;
         let to = if self.done { self.hi } else { self.pos };
         Ok(Step {
             live,
