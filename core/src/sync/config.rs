@@ -18,6 +18,12 @@ pub const DEFAULT_BATCH_RECORDS: usize = 100;
 /// frameworks accept by default (larger bodies are refused by, e.g., a default nginx).
 pub const DEFAULT_BATCH_MAX_BYTES: usize = 1024 * 1024;
 
+/// The longest `properties=` list a list request sends, in characters. List requests carry the
+/// properties in the URL, and a long list gets a 414 (PEERS.md pain 13; Airbyte chunks at
+/// 15,000 characters); search sends them in the body. Beyond this the sync reads by search only
+/// ([`SyncConfig::for_map`]).
+pub const MAX_LIST_PROPERTIES_CHARS: usize = 8_000;
+
 /// The last-modified property of an object type: contacts use `lastmodifieddate`, the other
 /// types `hs_lastmodifieddate` (<https://developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm>). `object_type` in any spelling (`contacts`, `contact`, `0-1`).
 pub fn modified_property(object_type: &str) -> &'static str {
@@ -61,8 +67,9 @@ pub struct SyncConfig {
     /// Incremental runs start `overlap` before the cursor: a change indexed late by search
     /// (up to `lag + overlap`) is still read. Re-read records are unchanged, not re-delivered.
     pub overlap_ms: u64,
-    /// Most ids a reconcile keeps as missing candidates in one run (the run state lives in a
-    /// Durable Object); more are counted and found by the next reconcile.
+    /// Most ids a reconcile keeps as missing candidates in one run; more are counted and found
+    /// by the next reconcile. Bounds the run's state (about 13 bytes of JSON per id: 65 KB at
+    /// the default 5,000), which its Durable Object stores.
     pub max_missing: usize,
 }
 
@@ -82,8 +89,23 @@ impl SyncConfig {
             batch_max_bytes: DEFAULT_BATCH_MAX_BYTES,
             lag_ms: 60_000,
             overlap_ms: 5 * 60_000,
-            max_missing: 10_000,
+            max_missing: 5_000,
         }
+    }
+
+    /// This configuration for reading `map`'s records: by search only
+    /// (`list_share_percent = 0`) when the properties would make a list URL longer than
+    /// [`MAX_LIST_PROPERTIES_CHARS`].
+    pub fn for_map(mut self, map: &ObjectMap) -> Self {
+        let chars: usize = self
+            .read_properties(map)
+            .iter()
+            .map(|p| p.len() * 3 + 1)
+            .sum();
+        if chars > MAX_LIST_PROPERTIES_CHARS {
+            self.list_share_percent = 0;
+        }
+        self
     }
 
     /// The properties every sync read asks for: the map's, then `hs_object_id`, the
@@ -186,6 +208,36 @@ mod tests {
         assert_eq!(backfill_bound_ms(100_000, 66, 190, 5), 34_737);
         assert_eq!(delivery_requests(100_000, 100), 1_000);
         assert_eq!(delivery_requests(0, 100), 0);
+    }
+
+    #[test]
+    fn long_property_lists_read_by_search_only() {
+        let map = |n: usize| {
+            let fields: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"hubspot":"custom_property_number_{i}"}}"#))
+                .collect();
+            let json = format!(
+                r#"{{"objects":{{"contacts":{{"fields":[{}]}}}}}}"#,
+                fields.join(",")
+            );
+            crate::mapping::Mapping::from_json(&json).expect("map")
+        };
+        let few = map(10);
+        let many = map(400);
+        let config = SyncConfig::new(1, "contacts");
+        assert_eq!(
+            config
+                .clone()
+                .for_map(few.object("contacts").expect("map"))
+                .list_share_percent,
+            66
+        );
+        assert_eq!(
+            config
+                .for_map(many.object("contacts").expect("map"))
+                .list_share_percent,
+            0
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! [`Run::start`] makes a full run (backfill and reconcile) or an incremental one. A full run
 //! first finds the id span ([`Run::probe`]: the smallest and largest id, two searches), then
 //! splits it into [`SyncConfig::initial_units`] ranges, some read by list and some by search
-//! ([`SyncConfig::list_share_percent`]), plus the archived records. An incremental run is one
-//! walk by last-modified date and the archived records since the cursor.
+//! ([`SyncConfig::list_share_percent`]). An incremental run is one walk by last-modified date.
+//! Once the live records are read, the archived records are (all of them, or those archived
+//! since the cursor): after, so that a record read live and archived meanwhile ends deleted.
 //!
 //! Units travel as [`UnitMessage`]s; a consumer reads up to [`SyncConfig::pages_per_unit`]
 //! pages, delivers, commits, and reports the unit's new state ([`UnitReport`]). The run answers
@@ -50,8 +51,10 @@ pub enum Mode {
 pub enum Phase {
     /// Full run: waiting for the id span ([`Run::probe`]).
     Probe,
-    /// Units are out.
+    /// The live records' units are out (ranges, or the modified walk).
     Units,
+    /// The archived walk is out.
+    Archived,
     /// Re-reading the missing candidates.
     Verify,
     /// Finished.
@@ -293,11 +296,6 @@ impl Run {
             let plan = SearchPlan::modified_since(date, since, bound, MAX_SEARCH_LIMIT)?;
             run.phase = Phase::Units;
             run.add_unit(Unit::Modified(ModifiedUnit { plan }));
-            run.add_unit(Unit::Archived(ArchivedUnit {
-                since_ms: Some(since),
-                after: None,
-                done: false,
-            }));
         }
         Ok(run)
     }
@@ -377,11 +375,9 @@ impl Run {
                 self.add_unit(Unit::Range(RangeUnit::new(start, stop, path)));
             }
         }
-        self.add_unit(Unit::Archived(ArchivedUnit {
-            since_ms: None,
-            after: None,
-            done: false,
-        }));
+        if self.units.is_empty() {
+            return Ok(self.advance());
+        }
         Ok(self.outstanding())
     }
 
@@ -476,7 +472,18 @@ impl Run {
 
     /// All units done: verify the missing candidates, or finish.
     fn advance(&mut self) -> Vec<UnitMessage> {
-        if self.phase == Phase::Units && !self.missing.is_empty() {
+        if self.phase == Phase::Units {
+            // After the live records: a record read live, then archived, then tombstoned by
+            // this walk cannot be brought back by a live read decided after the tombstone.
+            self.phase = Phase::Archived;
+            self.add_unit(Unit::Archived(ArchivedUnit {
+                since_ms: self.since_ms,
+                after: None,
+                done: false,
+            }));
+            return self.outstanding();
+        }
+        if self.phase == Phase::Archived && !self.missing.is_empty() {
             self.phase = Phase::Verify;
             let ids: Vec<u64> = std::mem::take(&mut self.missing).into_iter().collect();
             for chunk in ids.chunks(VERIFY_IDS_PER_UNIT) {

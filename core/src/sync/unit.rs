@@ -104,7 +104,8 @@ pub enum Read {
     /// A list page (burst budget).
     List(ListOptions),
     /// A batch read of these ids (at most 100; burst budget). Feed the answer's results back as
-    /// a [`Page`] without `next_after`.
+    /// a [`Page`] without `next_after`. HubSpot answers 207 when some ids are not found
+    /// (HUBSPOT.md §4.1): that is an answer, its `results` are the ids still there.
     BatchRead {
         /// The ids.
         ids: Vec<String>,
