@@ -40,6 +40,9 @@ struct FakeHubSpot {
     opaque_list_cursors: bool,
     /// A numeric `after` returns the records after that id (exclusive), not from it.
     exclusive_list_after: bool,
+    /// `after` is an offset into the list (the spec's opaque token read another way): numeric,
+    /// accepted, and wrong as an id.
+    offset_list_after: bool,
     searches: u64,
     lists: u64,
     batch_reads: u64,
@@ -241,6 +244,25 @@ impl FakeHubSpot {
                 id.to_string()
             }
         };
+        if self.offset_list_after && !o.archived {
+            let offset: usize = o
+                .after
+                .as_deref()
+                .map_or(Ok(0), str::parse)
+                .map_err(|_| "400")?;
+            let all: Vec<(u64, &Rec)> = self.live.iter().map(|(&id, r)| (id, r)).collect();
+            let end = (offset + limit).min(all.len());
+            return Ok(Page {
+                results: all
+                    .get(offset..end)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|&(id, r)| Self::object(id, r, &o.properties, None))
+                    .collect(),
+                next_after: (all.len() > end).then(|| end.to_string()),
+                total: None,
+            });
+        }
         let (results, next): (Vec<SimpleObject>, Option<u64>) = if o.archived {
             let mut it = self.archived.range(from..);
             let page: Vec<_> = it
@@ -1247,4 +1269,17 @@ fn sync_100k() {
         elapsed
     );
     assert_eq!(run.report().counts.read, 100_000);
+}
+
+#[test]
+fn list_after_read_as_an_offset_is_detected_and_loses_nothing() {
+    let mut w = World::new(small_config());
+    w.hs.offset_list_after = true;
+    let ids = seed(&mut w, 1_500);
+    let run = w.run(Mode::Full, None, no_hook(), None);
+    w.assert_equal();
+    assert!(run.report().counts.fallbacks > 0);
+    for id in &ids {
+        assert_eq!(w.dest.applied[&(id.to_string(), Op::Upsert)], 1);
+    }
 }

@@ -266,24 +266,31 @@ impl RangeUnit {
                 }
             }
             Path::List => {
-                let first = self.list_after.is_none();
-                let mut beyond = false;
-                let mut prev: Option<u64> = None;
+                // The first page of a range that does not start the list came from our own
+                // `after = pos − 1`; later ones from HubSpot's `paging.next.after`.
+                let synthetic = self.list_after.is_none() && self.pos > 0;
+                let mut page_ids = Vec::with_capacity(page.results.len());
                 for o in &page.results {
-                    let id = parse_id(o)?;
-                    // The synthetic first `after` is `lo − 1`: an inclusive reading returns it.
-                    if first && self.pos > 0 && id == self.pos - 1 && prev.is_none() {
-                        continue;
-                    }
-                    if id < from || prev.is_some_and(|p| id <= p) {
-                        // Not an id-ordered page from our position: `after` is not an id here.
-                        self.fall_back();
-                        return Ok(Step {
-                            fell_back: true,
-                            ..Step::default()
-                        });
-                    }
-                    prev = Some(id);
+                    page_ids.push(parse_id(o)?);
+                }
+                // An inclusive reading of `pos − 1` returns that record first: not ours.
+                let skip = usize::from(synthetic && page_ids.first() == Some(&(self.pos - 1)));
+                if !list_page_is_ids(
+                    &page_ids[skip..],
+                    from,
+                    page.next_after.as_deref(),
+                    synthetic,
+                ) {
+                    // `after` is not an id here: nothing of this page is used, and the rest of
+                    // the range, from the same position, is read by search.
+                    self.fall_back();
+                    return Ok(Step {
+                        fell_back: true,
+                        ..Step::default()
+                    });
+                }
+                let mut beyond = false;
+                for (o, &id) in page.results.iter().zip(&page_ids).skip(skip) {
                     if id >= self.hi {
                         beyond = true;
                         break;
@@ -296,9 +303,9 @@ impl RangeUnit {
                         self.pos = last + 1;
                         self.list_after = Some(next.clone());
                     }
-                    (Some(_), None) if !beyond && !page.results.is_empty() => {
-                        // Only the `lo − 1` record: continue after it.
-                        self.list_after = page.next_after.clone();
+                    (Some(next), None) if !beyond => {
+                        // Only the `pos − 1` record: continue after it.
+                        self.list_after = Some(next.clone());
                     }
                     _ => self.done = true,
                 }
@@ -462,6 +469,21 @@ impl Unit {
             _ => false,
         }
     }
+}
+
+/// Whether a list page reads as HubSpot's contacts guide describes `after` ("the Record ID of
+/// the next contact"): ids strictly ascending from `from`, and a next cursor that is an id at
+/// or past the page's last (an offset or an opaque token is not). A page answering our own
+/// `after` must carry a cursor to be trusted: without one, a skip past the range's records (an
+/// offset read as an id) would look like the end of the list.
+fn list_page_is_ids(ids: &[u64], from: u64, next: Option<&str>, synthetic: bool) -> bool {
+    let ordered = ids.windows(2).all(|w| w[0] < w[1]) && ids.first().is_none_or(|&f| f >= from);
+    let cursor = match (next, ids.last()) {
+        (Some(n), Some(&last)) => n.parse::<u64>().is_ok_and(|n| n >= last),
+        (Some(_), None) => false,
+        (None, _) => !synthetic,
+    };
+    ordered && cursor
 }
 
 /// `a`, then the items of `b` not in `a`.
