@@ -150,6 +150,9 @@ pub struct UnitReport {
 struct Slot {
     seq: u32,
     unit: Unit,
+    /// When it was last queued or reported (Unix ms).
+    #[serde(default)]
+    active_ms: u64,
 }
 
 /// One run. See the [module docs](self).
@@ -169,6 +172,9 @@ pub struct Run {
     found_missing: Vec<String>,
     found_missing_count: u64,
     counts: Counts,
+    /// The latest `now` the run was given.
+    #[serde(default)]
+    clock_ms: u64,
 }
 
 /// Cuts `[lo, end)` into `initial_units` ranges: `list_share_percent` of the ids in list ranges
@@ -283,6 +289,7 @@ impl Run {
             found_missing: Vec::new(),
             found_missing_count: 0,
             counts: Counts::default(),
+            clock_ms: now_ms,
         };
         if mode == Mode::Incremental {
             let since = since_ms.unwrap_or(0);
@@ -344,7 +351,7 @@ impl Run {
     }
 
     /// Feeds back the answers to [`probe`](Self::probe): the first record of each. Returns the
-    /// units to queue.
+    /// units to queue; `now_ms` is when.
     ///
     /// # Errors
     /// [`SyncError::NonNumericId`] when an answer's id is not a number.
@@ -353,10 +360,12 @@ impl Run {
         config: &SyncConfig,
         smallest: &Page,
         largest: &Page,
+        now_ms: u64,
     ) -> Result<Vec<UnitMessage>, SyncError> {
         if self.phase != Phase::Probe {
             return Ok(Vec::new());
         }
+        self.clock_ms = self.clock_ms.max(now_ms);
         let first = |p: &Page| -> Result<Option<u64>, SyncError> {
             p.results
                 .first()
@@ -384,7 +393,14 @@ impl Run {
     fn add_unit(&mut self, unit: Unit) -> u32 {
         let id = self.next_unit;
         self.next_unit += 1;
-        self.units.insert(id, Slot { seq: 0, unit });
+        self.units.insert(
+            id,
+            Slot {
+                seq: 0,
+                unit,
+                active_ms: self.clock_ms,
+            },
+        );
         id
     }
 
@@ -406,6 +422,32 @@ impl Run {
             .iter()
             .map(|(&id, slot)| self.message(id, slot))
             .collect()
+    }
+
+    /// The units queued or reported last more than `lease_ms` before `now_ms`, as messages to
+    /// queue again: their consumer died, or their message was lost (Queues deliver at least
+    /// once, but a message whose retries ran out is gone). Call it from the coordinator's alarm.
+    /// Each is re-queued at most once per lease; the copy keeps the sequence number, so
+    /// whichever copy reports first is taken and the other's report is stale. A lease longer
+    /// than a unit invocation can last (Queues: 15 minutes of wall time) re-queues only dead
+    /// units.
+    pub fn overdue(&mut self, now_ms: u64, lease_ms: u64) -> Vec<UnitMessage> {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        let due: Vec<u32> = self
+            .units
+            .iter()
+            .filter(|(_, slot)| now_ms.saturating_sub(slot.active_ms) > lease_ms)
+            .map(|(&id, _)| id)
+            .collect();
+        let mut out = Vec::with_capacity(due.len());
+        for id in due {
+            if let Some(slot) = self.units.get_mut(&id) {
+                slot.active_ms = now_ms;
+                let slot = slot.clone();
+                out.push(self.message(id, &slot));
+            }
+        }
+        out
     }
 
     /// Adds the reconcile's missing candidates of one window ([`super::missing_in_window`]).
@@ -434,10 +476,17 @@ impl Run {
     /// Takes a consumer's report; returns the messages to queue (the continuation, a split-off
     /// range, the verify units once all others are done). A stale report (not the unit's
     /// current sequence number, or an unknown unit) changes nothing and returns nothing.
-    pub fn on_report(&mut self, config: &SyncConfig, report: UnitReport) -> Vec<UnitMessage> {
+    /// `now_ms` is when the report arrived.
+    pub fn on_report(
+        &mut self,
+        config: &SyncConfig,
+        report: UnitReport,
+        now_ms: u64,
+    ) -> Vec<UnitMessage> {
         if report.run_id != self.id {
             return Vec::new();
         }
+        let now_ms = self.clock_ms.max(now_ms);
         let Some(slot) = self.units.get_mut(&report.unit_id) else {
             return Vec::new();
         };
@@ -445,6 +494,7 @@ impl Run {
             return Vec::new();
         }
         self.counts.add(&report.counts);
+        self.clock_ms = now_ms;
         let mut out = Vec::new();
         if report.unit.is_done() {
             self.units.remove(&report.unit_id);
@@ -456,6 +506,7 @@ impl Run {
             };
             slot.seq += 1;
             slot.unit = unit;
+            slot.active_ms = now_ms;
             let slot = slot.clone();
             out.push(self.message(report.unit_id, &slot));
             if let Some(upper) = split {

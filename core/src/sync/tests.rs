@@ -474,9 +474,16 @@ struct World {
     /// Crash the next unit after its first delivery, before the commit (simulated).
     crash_after_delivery: bool,
     crashes: u64,
-    /// (batch id, record ids) of the delivery made just before a crash.
+    /// The batch id of the delivery made just before a crash.
     crashed_batch: Option<String>,
+    /// Unit messages still to lose (every 3rd message handled is lost while this is not 0).
+    lose_messages: u32,
+    /// Messages the coordinator queued again after their lease ran out.
+    requeued: u64,
 }
+
+/// The coordinator's lease on a unit message.
+const LEASE_MS: u64 = 15 * 60_000;
 
 impl World {
     fn new(config: SyncConfig) -> Self {
@@ -492,6 +499,8 @@ impl World {
             crash_after_delivery: false,
             crashes: 0,
             crashed_batch: None,
+            lose_messages: 0,
+            requeued: 0,
         }
     }
 
@@ -614,18 +623,39 @@ impl World {
         if let Some([lo, hi]) = run.probe() {
             let a = self.hs.search(&lo).expect("probe");
             let b = self.hs.search(&hi).expect("probe");
-            queue.extend(run.on_probe(&self.config, &a, &b).expect("probe"));
+            queue.extend(
+                run.on_probe(&self.config, &a, &b, self.hs.now)
+                    .expect("probe"),
+            );
         } else {
             queue.extend(run.outstanding());
         }
         let mut handled = 0;
-        while let Some(msg) = queue.pop_front() {
+        loop {
+            let Some(msg) = queue.pop_front() else {
+                if run.is_done() {
+                    break;
+                }
+                // Units are out but nothing is queued: messages were lost. The coordinator's
+                // alarm queues them again once their lease ran out.
+                self.hs.now += LEASE_MS + 1;
+                let again = run.overdue(self.hs.now, LEASE_MS);
+                assert!(!again.is_empty(), "a run with open units re-queues them");
+                self.requeued += again.len() as u64;
+                queue.extend(again);
+                continue;
+            };
             // Every message fits a queue message.
             let json = msg.to_json().expect("fits");
             let msg: UnitMessage = serde_json::from_str(&json).expect("round trip");
             handled += 1;
+            if self.lose_messages > 0 && handled % 3 == 0 {
+                // Lost: its retries ran out, or its consumer died and the queue gave up.
+                self.lose_messages -= 1;
+                continue;
+            }
             match self.work(&mut run, &msg, &mut hook) {
-                Some(report) => queue.extend(run.on_report(&self.config, report)),
+                Some(report) => queue.extend(run.on_report(&self.config, report, self.hs.now)),
                 // The consumer died: the queue delivers the message again.
                 None => queue.push_back(msg),
             }
@@ -883,6 +913,28 @@ fn an_interrupted_run_resumes_without_loss_or_repeats() {
 }
 
 #[test]
+fn lost_unit_messages_are_queued_again_after_their_lease() {
+    let mut w = World::new(small_config());
+    let ids = seed(&mut w, 2_000);
+    w.lose_messages = 3;
+    w.run(Mode::Full, None, no_hook(), None);
+    assert_eq!(w.lose_messages, 0);
+    assert!(w.requeued >= 3, "{}", w.requeued);
+    w.assert_equal();
+    for id in &ids {
+        assert_eq!(w.dest.applied[&(id.to_string(), Op::Upsert)], 1, "{id}");
+    }
+    // Nothing is overdue within its lease.
+    let config = small_config();
+    let mut run = Run::start(&config, "r", Mode::Incremental, Some(1), 1_000).expect("start");
+    assert!(run.overdue(1_000 + LEASE_MS, LEASE_MS).is_empty());
+    let again = run.overdue(1_001 + LEASE_MS, LEASE_MS);
+    assert_eq!(again, run.outstanding());
+    // Re-queued once per lease.
+    assert!(run.overdue(1_002 + LEASE_MS, LEASE_MS).is_empty());
+}
+
+#[test]
 fn list_cursors_that_are_not_ids_fall_back_to_search() {
     let mut w = World::new(small_config());
     w.hs.opaque_list_cursors = true;
@@ -1108,13 +1160,13 @@ fn stale_and_foreign_reports_change_nothing() {
     let before = run.clone();
     let mut stale = done(&out[0]);
     stale.seq += 1;
-    assert!(run.on_report(&config, stale).is_empty());
+    assert!(run.on_report(&config, stale, 20_000_100).is_empty());
     let mut foreign = done(&out[0]);
     foreign.run_id = "r0".into();
-    assert!(run.on_report(&config, foreign).is_empty());
+    assert!(run.on_report(&config, foreign, 20_000_100).is_empty());
     assert_eq!(run, before);
     // The modified walk done: the archived walk follows it, since the same instant.
-    let next = run.on_report(&config, done(&out[0]));
+    let next = run.on_report(&config, done(&out[0]), 20_000_100);
     assert_eq!(run.phase(), Phase::Archived);
     assert_eq!(next.len(), 1);
     match &next[0].unit {
@@ -1122,10 +1174,12 @@ fn stale_and_foreign_reports_change_nothing() {
         other => panic!("{other:?}"),
     }
     // A duplicate of a report already taken.
-    assert!(run.on_report(&config, done(&out[0])).is_empty());
+    assert!(run.on_report(&config, done(&out[0]), 20_000_100).is_empty());
     assert!(!run.is_done());
     assert_eq!(run.next_cursor(), None);
-    assert!(run.on_report(&config, done(&next[0])).is_empty());
+    assert!(run
+        .on_report(&config, done(&next[0]), 20_000_100)
+        .is_empty());
     assert!(run.is_done());
     assert_eq!(run.report().counts.read, 2);
     // `run start − lag`, never later.
@@ -1161,7 +1215,9 @@ fn probe_splits_the_id_span_between_list_and_search() {
         next_after: None,
         total: None,
     };
-    let messages = run.on_probe(&config, &one(100), &one(699)).expect("probe");
+    let messages = run
+        .on_probe(&config, &one(100), &one(699), 1_000_000)
+        .expect("probe");
     assert!(run.probe().is_none());
     let ranges: Vec<(u64, u64, Path)> = messages
         .iter()
@@ -1188,7 +1244,7 @@ fn probe_splits_the_id_span_between_list_and_search() {
     };
     let mut run = Run::start(&config, "d", Mode::Full, None, 1_000_000).expect("start");
     let messages = run
-        .on_probe(&config, &one(1), &one(1_200_000))
+        .on_probe(&config, &one(1), &one(1_200_000), 1_000_000)
         .expect("probe");
     let (mut list_ids, mut all) = (0, 0);
     let mut next = 1;
@@ -1233,7 +1289,9 @@ fn probe_splits_the_id_span_between_list_and_search() {
         next_after: None,
         total: None,
     };
-    let messages = empty.on_probe(&config, &none, &none).expect("probe");
+    let messages = empty
+        .on_probe(&config, &none, &none, 1_000_000)
+        .expect("probe");
     assert_eq!(messages.len(), 1);
 }
 
