@@ -14,8 +14,9 @@
 //! 3. groups them into [`batches`], delivers each (Standard Webhooks, `webhook-id` = the batch
 //!    id), and after a 2xx commits its writes; a refused commit ([`Batch::conflicts`]) is
 //!    decided again against the newer state ([`Step::only`]);
-//! 4. on a full run, gives the step's window to the store, which answers the stored live ids
-//!    in it; [`missing_in_window`] gives the reconcile's candidates ([`Run::add_missing`]);
+//! 4. when the step has a window (range units, full runs), asks the store for its live ids in
+//!    it; [`missing_in_window`] gives the reconcile's candidates, carried by the report
+//!    ([`UnitReport::add_missing`]);
 //! 5. keeps the advanced unit, and after [`SyncConfig::pages_per_unit`] pages (or when done)
 //!    reports it ([`UnitReport`]); the run answers with the messages to queue next.
 //!
@@ -40,7 +41,7 @@ pub use config::{
 pub use detect::{
     decide, lookups, missing_in_window, Decided, DeleteReason, Op, Pending, Rejection, SyncRecord,
 };
-pub use run::{Counts, Mode, Phase, Run, RunReport, UnitMessage, UnitReport};
+pub use run::{Counts, Mode, Phase, Run, RunReport, UnitMessage, UnitReport, MAX_REPORTED_MISSING};
 pub use unit::{
     ArchivedUnit, IdWindow, ModifiedUnit, Path, RangeUnit, Read, Step, Unit, VerifyUnit,
 };

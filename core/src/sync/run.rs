@@ -32,8 +32,10 @@ use crate::search::{SearchPlan, OBJECT_ID};
 
 /// Ids per verify unit: 20 batch reads, and at most ~14 KB of ids in its message.
 const VERIFY_IDS_PER_UNIT: usize = 2_000;
-/// Missing ids listed in a report (the rest are counted).
+/// Missing ids listed in a run's report (the rest are counted).
 const REPORTED_MISSING: usize = 100;
+/// Missing candidates one unit report carries (about 52 KB of JSON); more are counted.
+pub const MAX_REPORTED_MISSING: usize = 4_000;
 
 /// What a run reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +146,30 @@ pub struct UnitReport {
     pub unit: Unit,
     /// What was done.
     pub counts: Counts,
+    /// Full runs: the reconcile's missing candidates its windows gave
+    /// ([`super::missing_in_window`]), at most [`MAX_REPORTED_MISSING`]; more are counted in
+    /// `missing_overflow`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<u64>,
+    /// Candidates beyond [`MAX_REPORTED_MISSING`].
+    #[serde(default)]
+    pub missing_overflow: u64,
+    /// Verify units: the ids delivered as `delete` (`missing`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_deleted: Vec<String>,
+}
+
+impl UnitReport {
+    /// Adds a window's missing candidates, within [`MAX_REPORTED_MISSING`].
+    pub fn add_missing(&mut self, ids: impl IntoIterator<Item = u64>) {
+        for id in ids {
+            if self.missing.len() < MAX_REPORTED_MISSING {
+                self.missing.push(id);
+            } else {
+                self.missing_overflow += 1;
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -450,10 +476,9 @@ impl Run {
         out
     }
 
-    /// Adds the reconcile's missing candidates of one window ([`super::missing_in_window`]).
-    /// Beyond [`SyncConfig::max_missing`] they are counted, not kept: the next reconcile finds
-    /// them.
-    pub fn add_missing(&mut self, config: &SyncConfig, ids: impl IntoIterator<Item = u64>) {
+    /// Adds the reconcile's missing candidates (what reports carry). Beyond
+    /// [`SyncConfig::max_missing`] they are counted, not kept: the next reconcile finds them.
+    fn add_missing(&mut self, config: &SyncConfig, ids: impl IntoIterator<Item = u64>) {
         for id in ids {
             if self.missing.len() < config.max_missing || self.missing.contains(&id) {
                 self.missing.insert(id);
@@ -464,7 +489,7 @@ impl Run {
     }
 
     /// Records the deletions a verify unit delivered (for the report).
-    pub fn note_missing_deleted(&mut self, ids: &[String]) {
+    fn note_missing_deleted(&mut self, ids: &[String]) {
         self.found_missing_count += ids.len() as u64;
         for id in ids {
             if self.found_missing.len() < REPORTED_MISSING {
@@ -487,14 +512,18 @@ impl Run {
             return Vec::new();
         }
         let now_ms = self.clock_ms.max(now_ms);
-        let Some(slot) = self.units.get_mut(&report.unit_id) else {
-            return Vec::new();
-        };
-        if slot.seq != report.seq {
+        if self.units.get(&report.unit_id).map(|slot| slot.seq) != Some(report.seq) {
             return Vec::new();
         }
         self.counts.add(&report.counts);
         self.clock_ms = now_ms;
+        self.missing_overflow += report.missing_overflow;
+        let (missing, deleted) = (report.missing, report.missing_deleted);
+        self.add_missing(config, missing);
+        self.note_missing_deleted(&deleted);
+        let Some(slot) = self.units.get_mut(&report.unit_id) else {
+            return Vec::new(); // Checked above.
+        };
         let mut out = Vec::new();
         if report.unit.is_done() {
             self.units.remove(&report.unit_id);

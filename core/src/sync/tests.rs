@@ -561,10 +561,20 @@ impl World {
 
     /// One consumer invocation on one unit message: up to `pages_per_unit` pages. `None` when
     /// it crashed (the queue redelivers the same message).
-    fn work(&mut self, run: &mut Run, msg: &UnitMessage, hook: &mut Hook) -> Option<UnitReport> {
+    fn work(&mut self, msg: &UnitMessage, hook: &mut Hook) -> Option<UnitReport> {
         let properties = self.config.read_properties(&self.map());
         let mut unit = msg.unit.clone();
         let mut counts = Counts::default();
+        let mut report = UnitReport {
+            run_id: msg.run_id.clone(),
+            unit_id: msg.unit_id,
+            seq: msg.seq,
+            unit: msg.unit.clone(),
+            counts: Counts::default(),
+            missing: Vec::new(),
+            missing_overflow: 0,
+            missing_deleted: Vec::new(),
+        };
         for _ in 0..self.config.pages_per_unit {
             let Some(read) = unit.next_read(&properties).expect("read") else {
                 break;
@@ -586,22 +596,17 @@ impl World {
             // Changes made between HubSpot's answer and the decision: the page is already stale.
             hook(self, self.hs.searches + self.hs.lists);
             let missing_deleted = self.settle(&step, &mut counts)?;
-            run.note_missing_deleted(&missing_deleted);
+            report.missing_deleted.extend(missing_deleted);
+            // Range units (full runs only) give windows: the reconcile's merge-join.
             if let Some((window, seen)) = &step.window {
-                if run.mode() == Mode::Full {
-                    let stored = self.store.live_ids(window.from, window.to);
-                    run.add_missing(&self.config, missing_in_window(seen, stored));
-                }
+                let stored = self.store.live_ids(window.from, window.to);
+                report.add_missing(missing_in_window(seen, stored));
             }
             unit = next;
         }
-        Some(UnitReport {
-            run_id: msg.run_id.clone(),
-            unit_id: msg.unit_id,
-            seq: msg.seq,
-            unit,
-            counts,
-        })
+        report.unit = unit;
+        report.counts = counts;
+        Some(report)
     }
 
     /// Runs a run to completion with its units interleaved as parallel consumers would.
@@ -654,7 +659,7 @@ impl World {
                 self.lose_messages -= 1;
                 continue;
             }
-            match self.work(&mut run, &msg, &mut hook) {
+            match self.work(&msg, &mut hook) {
                 Some(report) => queue.extend(run.on_report(&self.config, report, self.hs.now)),
                 // The consumer died: the queue delivers the message again.
                 None => queue.push_back(msg),
@@ -1155,6 +1160,9 @@ fn stale_and_foreign_reports_change_nothing() {
                 read: 1,
                 ..Counts::default()
             },
+            missing: Vec::new(),
+            missing_overflow: 0,
+            missing_deleted: Vec::new(),
         }
     };
     let before = run.clone();

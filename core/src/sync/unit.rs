@@ -144,7 +144,9 @@ pub struct Step {
     pub archived: Vec<SimpleObject>,
     /// Verify: ids HubSpot no longer returns.
     pub gone: Vec<String>,
-    /// Range walks: the interval this page covered completely, and the ids read in it.
+    /// Range walks (full runs only): the interval this page covered completely, and the ids
+    /// read in it, ascending: give it to the reconcile's merge-join
+    /// ([`super::missing_in_window`]) with the store's live ids in the interval.
     pub window: Option<(IdWindow, Vec<u64>)>,
     /// The list path was given up for search on this page.
     pub fell_back: bool,
