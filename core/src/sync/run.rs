@@ -122,7 +122,7 @@ impl UnitMessage {
     ///
     /// # Errors
     /// [`SyncError::MessageTooLarge`] when it exceeds [`MAX_MESSAGE_BYTES`] (it cannot: a unit
-    /// holds at most a page of ids or [`VERIFY_IDS_PER_UNIT`] ids).
+    /// holds at most a page of ids, or 2,000 ids to verify).
     pub fn to_json(&self) -> Result<String, SyncError> {
         let json = serde_json::to_string(self).map_err(|_| SyncError::Internal("serialise"))?;
         if json.len() > MAX_MESSAGE_BYTES {
@@ -181,7 +181,7 @@ struct Slot {
     active_ms: u64,
 }
 
-/// One run. See the [module docs](self).
+/// One run. See the [`sync`](super) module docs and docs/sync.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Run {

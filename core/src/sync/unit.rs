@@ -26,13 +26,13 @@ pub enum Path {
     Search,
     /// `GET …/{type}?after=…`, 100 per page: the burst budget (HUBSPOT.md §4.1, §5.1). The first
     /// page of a range starts at `after = lo − 1`: the contacts guide says `after` is "the
-    /// Record ID of the next contact", the spec calls it an opaque token [UNCONFIRMED]. Every
+    /// Record ID of the next contact", the spec calls it an opaque token (unconfirmed). Every
     /// page is checked (ids ascending, none below the range); a page that is not, or a refused
     /// `after`, switches the unit to [`Path::Search`] for the rest of its range.
     List,
 }
 
-/// One unit of a run. See the [module docs](self).
+/// One unit of a run: its state between invocations (see [`Unit::next_read`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Unit {
