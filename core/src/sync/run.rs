@@ -30,12 +30,14 @@ use crate::api::{Filter, FilterOp, Page, SearchRequest, Sort, SortDirection, MAX
 use crate::queue::MAX_MESSAGE_BYTES;
 use crate::search::{SearchPlan, OBJECT_ID};
 
-/// Ids per verify unit: 20 batch reads, and at most ~14 KB of ids in its message.
-const VERIFY_IDS_PER_UNIT: usize = 2_000;
+/// Ids per verify unit: 10 batch reads, and at most 21 KB of ids in its message (20-digit ids).
+const VERIFY_IDS_PER_UNIT: usize = 1_000;
 /// Missing ids listed in a run's report (the rest are counted).
 const REPORTED_MISSING: usize = 100;
-/// Missing candidates one unit report carries (about 52 KB of JSON); more are counted.
-pub const MAX_REPORTED_MISSING: usize = 4_000;
+/// Missing candidates one unit report carries (at most 42 KB of JSON with 20-digit ids; a
+/// report also carries its unit and up to 1,000 deleted ids, and must fit a 128 KB queue
+/// message); more are counted.
+pub const MAX_REPORTED_MISSING: usize = 2_000;
 
 /// What a run reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +124,7 @@ impl UnitMessage {
     ///
     /// # Errors
     /// [`SyncError::MessageTooLarge`] when it exceeds [`MAX_MESSAGE_BYTES`] (it cannot: a unit
-    /// holds at most a page of ids, or 2,000 ids to verify).
+    /// holds at most a page of ids, or 1,000 ids to verify).
     pub fn to_json(&self) -> Result<String, SyncError> {
         let json = serde_json::to_string(self).map_err(|_| SyncError::Internal("serialise"))?;
         if json.len() > MAX_MESSAGE_BYTES {
@@ -160,6 +162,20 @@ pub struct UnitReport {
 }
 
 impl UnitReport {
+    /// The report's JSON, for a queue message or a Durable Object request.
+    ///
+    /// # Errors
+    /// [`SyncError::MessageTooLarge`] beyond [`MAX_MESSAGE_BYTES`] (it cannot: the unit is as
+    /// small as in its message, the ids are bounded by [`MAX_REPORTED_MISSING`] and a verify
+    /// unit's 1,000).
+    pub fn to_json(&self) -> Result<String, SyncError> {
+        let json = serde_json::to_string(self).map_err(|_| SyncError::Internal("serialise"))?;
+        if json.len() > MAX_MESSAGE_BYTES {
+            return Err(SyncError::MessageTooLarge { bytes: json.len() });
+        }
+        Ok(json)
+    }
+
     /// Adds a window's missing candidates, within [`MAX_REPORTED_MISSING`].
     pub fn add_missing(&mut self, ids: impl IntoIterator<Item = u64>) {
         for id in ids {

@@ -606,7 +606,8 @@ impl World {
         }
         report.unit = unit;
         report.counts = counts;
-        Some(report)
+        let json = report.to_json().expect("fits");
+        Some(serde_json::from_str(&json).expect("round trip"))
     }
 
     /// Runs a run to completion with its units interleaved as parallel consumers would.
@@ -1348,4 +1349,30 @@ fn list_after_read_as_an_offset_is_detected_and_loses_nothing() {
     for id in &ids {
         assert_eq!(w.dest.applied[&(id.to_string(), Op::Upsert)], 1);
     }
+}
+
+#[test]
+fn the_largest_unit_report_fits_a_queue_message() {
+    // The largest ids HubSpot can have, the most of them a report carries.
+    let mut report = UnitReport {
+        run_id: "contacts:1700000000000".into(),
+        unit_id: u32::MAX,
+        seq: u32::MAX,
+        unit: Unit::Verify(VerifyUnit {
+            ids: vec![u64::MAX; 1_000],
+        }),
+        counts: Counts::default(),
+        missing: Vec::new(),
+        missing_overflow: 0,
+        missing_deleted: vec![u64::MAX.to_string(); 1_000],
+    };
+    report.add_missing(std::iter::repeat_n(u64::MAX, MAX_REPORTED_MISSING + 10));
+    assert_eq!(report.missing.len(), MAX_REPORTED_MISSING);
+    assert_eq!(report.missing_overflow, 10);
+    let json = report.to_json().expect("fits");
+    assert!(
+        json.len() < crate::queue::MAX_MESSAGE_BYTES,
+        "{}",
+        json.len()
+    );
 }
