@@ -11,6 +11,7 @@
 //! | live | other values, none, or a tombstone | `upsert` | snapshot, expecting the version read |
 //! | live, `hs_merged_object_ids` naming stored live ids | any | `merge` with those ids | survivor's snapshot; the merged ids' tombstones |
 //! | archived | live snapshot | `delete` (`archived`) | tombstone, expecting the version read |
+//! | archived, `hs_merged_object_ids` naming stored live ids | those | `delete` (`archived`) for each | tombstones |
 //! | archived | tombstone or none | nothing | none |
 //! | gone (reconcile, re-read) | live snapshot | `delete` (`missing`) | tombstone |
 
@@ -122,7 +123,10 @@ pub fn lookups(step: &Step) -> Vec<String> {
         out.push(o.id.clone());
         out.extend(merged_ids(o));
     }
-    out.extend(step.archived.iter().map(|o| o.id.clone()));
+    for o in &step.archived {
+        out.push(o.id.clone());
+        out.extend(merged_ids(o));
+    }
     out.extend(step.gone.iter().cloned());
     out.sort_unstable();
     out.dedup();
@@ -238,21 +242,41 @@ pub fn decide(
             vec![put],
         ));
     }
+    // An archived record takes the records merged into it along: they are gone too.
+    let archived_merged: Vec<(String, Option<String>)> = step
+        .archived
+        .iter()
+        .flat_map(|o| {
+            merged_ids(o)
+                .into_iter()
+                .map(|id| (id, o.archived_at.clone()))
+        })
+        .collect();
     let deletions = step
         .archived
         .iter()
         .map(|o| (o.id.as_str(), o.archived_at.clone(), DeleteReason::Archived))
         .chain(
+            archived_merged
+                .iter()
+                .map(|(id, at)| (id.as_str(), at.clone(), DeleteReason::Archived)),
+        )
+        .chain(
             step.gone
                 .iter()
                 .map(|id| (id.as_str(), None, DeleteReason::Missing)),
         );
+    let mut deleting: Vec<&str> = Vec::new();
     for (id, version, reason) in deletions {
         let current = state(id);
-        // A merged-away id is the merge's, not a deletion.
-        if current.snapshot.is_none() || merged_now.iter().any(|m| m == id) {
+        // A merged-away id is the merge's, not a deletion; an id named twice is deleted once.
+        if current.snapshot.is_none()
+            || merged_now.iter().any(|m| m == id)
+            || deleting.contains(&id)
+        {
             continue;
         }
+        deleting.push(id);
         out.pending.push(pending(
             config,
             current.version,

@@ -41,7 +41,9 @@ pub use config::{
 pub use detect::{
     decide, lookups, missing_in_window, Decided, DeleteReason, Op, Pending, Rejection, SyncRecord,
 };
-pub use run::{Counts, Mode, Phase, Run, RunReport, UnitMessage, UnitReport, MAX_REPORTED_MISSING};
+pub use run::{
+    Counts, Mode, Phase, Run, RunReport, UnitMessage, UnitReport, ID_END, MAX_REPORTED_MISSING,
+};
 pub use unit::{
     ArchivedUnit, IdWindow, ModifiedUnit, Path, RangeUnit, Read, Step, Unit, VerifyUnit,
 };

@@ -32,6 +32,9 @@ use crate::search::{SearchPlan, OBJECT_ID};
 
 /// Ids per verify unit: 10 batch reads, and at most 21 KB of ids in its message (20-digit ids).
 const VERIFY_IDS_PER_UNIT: usize = 1_000;
+/// The end of the id space: HubSpot record ids are 64-bit signed integers in its API (the spec
+/// types `hs_object_id` filters as strings; a larger filter value could not be a record id).
+pub const ID_END: u64 = i64::MAX as u64;
 /// Missing ids listed in a run's report (the rest are counted).
 const REPORTED_MISSING: usize = 100;
 /// Missing candidates one unit report carries (at most 42 KB of JSON with 20-digit ids; a
@@ -420,14 +423,31 @@ impl Run {
         let (lo, hi) = (first(smallest)?, first(largest)?);
         self.counts.hubspot_calls += 2;
         self.phase = Phase::Units;
-        if let (Some(lo), Some(hi)) = (lo, hi) {
-            let (lo, end) = (lo.min(hi), lo.max(hi).saturating_add(1));
-            for (start, stop, path) in split_span(lo, end, config) {
-                self.add_unit(Unit::Range(RangeUnit::new(start, stop, path)));
+        // The ranges cover every possible id, not only the span found: the reconcile compares
+        // every stored id, and records created meanwhile above the span are read too. Ids
+        // outside the span are read by open ranges that never split (usually one empty search).
+        let open = |lo, hi| {
+            Unit::Range(RangeUnit {
+                open: true,
+                ..RangeUnit::new(lo, hi, Path::Search)
+            })
+        };
+        match (lo, hi) {
+            (Some(lo), Some(hi)) => {
+                let (lo, end) = (lo.min(hi), lo.max(hi).saturating_add(1).min(ID_END));
+                if lo > 0 {
+                    self.add_unit(open(0, lo));
+                }
+                for (start, stop, path) in split_span(lo, end, config) {
+                    self.add_unit(Unit::Range(RangeUnit::new(start, stop, path)));
+                }
+                if end < ID_END {
+                    self.add_unit(open(end, ID_END));
+                }
             }
-        }
-        if self.units.is_empty() {
-            return Ok(self.advance());
+            _ => {
+                self.add_unit(open(0, ID_END));
+            }
         }
         Ok(self.outstanding())
     }

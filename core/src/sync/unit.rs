@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::config::MERGED_IDS_PROPERTY;
 use super::SyncError;
 use crate::api::{Filter, FilterOp, ListOptions, Page, SearchRequest, SimpleObject};
 use crate::api::{MAX_BATCH_INPUTS, MAX_LIST_LIMIT, MAX_SEARCH_LIMIT};
@@ -66,6 +67,10 @@ pub struct RangeUnit {
     /// Records read so far: with `pos − lo`, the range's density, to judge what is left.
     #[serde(default)]
     pub read: u64,
+    /// Outside the id span the run found (below the smallest id, above the largest): never
+    /// split, since its density says nothing about its width.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open: bool,
 }
 
 /// An incremental run's walk by last-modified date with id tie-break ([`SearchPlan`]).
@@ -195,6 +200,7 @@ impl RangeUnit {
             list_after: None,
             done: lo >= hi,
             read: 0,
+            open: false,
         }
     }
 
@@ -222,7 +228,7 @@ impl RangeUnit {
     /// invocation finishes is not split.
     pub fn split(&mut self, min_span: u64, pages: u32) -> Option<RangeUnit> {
         let span = self.hi.saturating_sub(self.pos);
-        if self.done || span < min_span.max(1).saturating_mul(2) {
+        if self.done || self.open || span < min_span.max(1).saturating_mul(2) {
             return None;
         }
         let covered = self.pos.saturating_sub(self.lo);
@@ -372,11 +378,11 @@ impl Unit {
                 q.properties = merge(&q.properties, properties);
                 Read::Search(q)
             }
-            // Only the id and `archivedAt` are needed: no properties.
+            // The id, `archivedAt`, and the ids merged into it (gone with it): no mapped values.
             Self::Archived(a) => Read::List(ListOptions {
                 limit: Some(MAX_LIST_LIMIT),
                 after: a.after.clone(),
-                properties: vec![OBJECT_ID.to_owned()],
+                properties: vec![OBJECT_ID.to_owned(), MERGED_IDS_PROPERTY.to_owned()],
                 archived: true,
             }),
             Self::Verify(v) => Read::BatchRead {
