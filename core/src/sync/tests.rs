@@ -1360,7 +1360,7 @@ fn sync_100k() {
         .div_ceil(190)
         .max((searches * 1_000).div_ceil(5));
     eprintln!(
-        "sync_100k: {} list + {} search calls (incl. 2 probes, archived walk), {} batches, \
+        "sync_100k: {} list + {} search calls (incl. probes, open ranges, archived walk), {} batches, \
          largest body {} bytes; rate-limit bound {:.1} s (predicted {:.1} s); in-memory run \
          (core + fakes) {:?}",
         lists,
