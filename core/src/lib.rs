@@ -29,6 +29,8 @@
 //!   (grouping, ordering, create/change/delete/merge, echoes, objects gone in between).
 //! - [`api`], [`ratelimit`], [`search`]: the HubSpot API client's requests, rate governor and
 //!   search planner (in progress).
+//! - [`sync`]: the outbound sync (backfill, incremental runs, deletes, merges, reconcile) as
+//!   work units and delivery batches (`docs/sync.md`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
@@ -50,4 +52,5 @@ pub mod ratelimit;
 pub mod records;
 pub mod search;
 pub mod signature;
+pub mod sync;
 pub mod time;
