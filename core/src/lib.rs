@@ -27,9 +27,11 @@
 //!   writes.
 //! - [`enrich`]: what to read, forward and store for the webhook events about one object
 //!   (grouping, ordering, create/change/delete/merge, echoes, objects gone in between).
-//! - [`sync`]: sync with the user's system ([`sync::inbound`]: its writes into HubSpot).
 //! - [`api`], [`ratelimit`], [`search`]: the HubSpot API client's requests, rate governor and
 //!   search planner (in progress).
+//! - [`sync`]: the outbound sync (backfill, incremental runs, deletes, merges, reconcile) as
+//!   work units and delivery batches (`docs/sync.md`), and the inbound sync
+//!   ([`sync::inbound`]: the user's writes into HubSpot).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]

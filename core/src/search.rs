@@ -69,6 +69,8 @@
 
 use std::collections::HashSet;
 
+use serde::{Deserialize, Serialize};
+
 use crate::api::{Filter, FilterOp, Page, SearchRequest, Sort, SortDirection, MAX_SEARCH_LIMIT};
 
 /// Most results one query can page through (HUBSPOT.md §4.4).
@@ -118,7 +120,7 @@ impl SearchPlanError {
 }
 
 /// Where the walk is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum Phase {
     /// `hs_object_id GT after_id`, sorted by id.
     Ids { after_id: Option<u64> },
@@ -139,7 +141,10 @@ struct Hit {
 }
 
 /// A walk over every record matching some filters. See the [module docs](self).
-#[derive(Debug, Clone)]
+///
+/// Serialisable: a walk interrupted between pages resumes from its stored state (the sync's
+/// incremental run, [`crate::sync`]); the state holds at most one page of ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchPlan {
     groups: Vec<Vec<Filter>>,
     date_property: Option<String>,
@@ -468,6 +473,7 @@ mod tests {
             created_at: None,
             updated_at: None,
             archived: false,
+            archived_at: None,
             object_write_trace_id: None,
             new: None,
         }

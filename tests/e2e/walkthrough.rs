@@ -120,12 +120,21 @@ fn tail(lines: &[String]) -> String {
 }
 
 /// Whether the lines of `expected` appear in `output` as consecutive lines, `…` in an expected
-/// line matching any text.
+/// line matching any text, and as a whole block: the line after them is not one more indented
+/// line of the same event (a change the README does not show).
 fn shows(output: &[String], expected: &str) -> bool {
     let want: Vec<&str> = expected.lines().collect();
-    output
-        .windows(want.len())
-        .any(|w| w.iter().zip(&want).all(|(got, want)| matches(got, want)))
+    (0..=output.len().saturating_sub(want.len())).any(|at| {
+        let window = &output[at..(at + want.len()).min(output.len())];
+        window.len() == want.len()
+            && window
+                .iter()
+                .zip(&want)
+                .all(|(got, want)| matches(got, want))
+            && output
+                .get(at + want.len())
+                .is_none_or(|next| !next.starts_with(' '))
+    })
 }
 
 fn matches(got: &str, want: &str) -> bool {

@@ -159,8 +159,9 @@ pub struct SearchRequest {
     pub after: Option<String>,
 }
 
-/// One search filter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One search filter. Serialisable so that a search walk's state can be stored and resumed
+/// ([`crate::search::SearchPlan`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Filter {
     /// Property name (or `associations.contact`).
     pub property: String,
@@ -169,7 +170,7 @@ pub struct Filter {
 }
 
 /// A search operator with its operands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FilterOp {
     /// `EQ value`.
     Eq(String),

@@ -35,6 +35,10 @@ pub struct SimpleObject {
     /// Whether the record is archived.
     #[serde(default)]
     pub archived: bool,
+    /// ISO 8601 time the record was archived (list with `archived=true`, HUBSPOT.md §4.1:
+    /// `SimplePublicObject.archivedAt`); `None` for live records.
+    #[serde(default)]
+    pub archived_at: Option<String>,
     /// The input's trace ID, echoed on batch writes.
     #[serde(default)]
     pub object_write_trace_id: Option<String>,
