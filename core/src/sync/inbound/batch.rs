@@ -253,7 +253,10 @@ impl Written {
     }
 }
 
-/// One record HubSpot refused: a dead letter, re-drivable by sending the record again.
+/// One record HubSpot refused: a dead letter (serialisable; it holds the user's values, so it
+/// is kept like any dead letter, never logged). Re-drive it by putting [`Self::update`] back
+/// ([`super::Coalescer::put_back`]) once the cause is fixed, or by the user sending the record
+/// again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Failed {
@@ -264,8 +267,8 @@ pub struct Failed {
     pub code: String,
     /// The properties HubSpot named (`context.propertyName`); never values.
     pub properties: Vec<String>,
-    /// The request records it answers.
-    pub sources: Vec<SourceRef>,
+    /// The update that failed, with the request records it answers (`update.sources`).
+    pub update: PendingUpdate,
 }
 
 /// What became of a batch.
@@ -460,7 +463,7 @@ fn failed(input: &PlannedInput, error: Option<&ErrorDetail>) -> Failed {
         key: input.update.key.clone(),
         code,
         properties,
-        sources: input.update.sources.clone(),
+        update: input.update.clone(),
     }
 }
 

@@ -141,7 +141,7 @@ impl Receipt {
                 let status = RecordStatus::Failed {
                     code: f.code.clone(),
                 };
-                self.record(&f.sources, &status, &[]);
+                self.record(&f.update.sources, &status, &[]);
             }
         }
     }

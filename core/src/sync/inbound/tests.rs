@@ -597,7 +597,7 @@ fn partial_failures_map_to_their_records() {
         ("a1@x.io", "INVALID_OPTION")
     );
     assert_eq!(failed[0].properties, ["firstname"]);
-    assert_eq!(failed[0].sources[0].external_id, "e1");
+    assert_eq!(failed[0].update.sources[0].external_id, "e1");
 
     // Matched by trace id alone: results without the idProperty, two errors with their codes.
     let response = json!({"status": "COMPLETE",
@@ -974,7 +974,7 @@ fn inbound_path_against_a_fake_hubspot() {
         }
     );
     assert_eq!(host.dead_letters.len(), 1);
-    assert_eq!(host.dead_letters[0].sources[0].external_id, "ext-7");
+    assert_eq!(host.dead_letters[0].update.sources[0].external_id, "ext-7");
     assert_eq!(host.dead_letters[0].properties, ["external_ref"]);
     assert!(!hubspot.contacts.contains_key("c7@example.com"));
     assert_eq!(hubspot.contacts.len(), 249);
@@ -992,6 +992,19 @@ fn inbound_path_against_a_fake_hubspot() {
     assert_eq!(hubspot.calls, 3);
     assert!(hubspot.contacts.values().all(|(_, _, writes)| *writes == 1));
     assert_eq!(status_counts(&host.receipts[&again])["unchanged"], 249);
+
+    // Re-drive: the portal gets the missing property; the dead letter's update is put back.
+    hubspot.properties.insert("external_ref");
+    let letter = host.dead_letters.pop().unwrap();
+    assert_eq!(letter.update.sources[0].receipt, again);
+    host.coalescer.put_back(vec![letter.update]);
+    host.flush(map, &mut hubspot, 70_000);
+    assert_eq!(hubspot.calls, 4);
+    assert_eq!(hubspot.contacts["c7@example.com"].1["external_ref"], "R7");
+    assert!(matches!(
+        host.receipts[&again].records[107].status,
+        RecordStatus::Written { .. }
+    ));
 
     // HubSpot's webhook for our write is our echo: not forwarded.
     let (id, current) = hubspot.read("c3@example.com");
@@ -1014,27 +1027,59 @@ fn inbound_path_against_a_fake_hubspot() {
     let (_, current) = hubspot.read("c3@example.com");
     assert!(!guard.is_echo(map, &id, "firstname", &current));
 
-    // The next real change from the user diffs against what we wrote: one property, one call.
-    let changed = body(&[rec(
-        "ext-3",
-        json!({"email": "c3@example.com", "first_name": "New",
-        "close_date": 1_768_435_200_000_i64, "score": "3", "ref": null}),
-    )]);
-    let r = host.accept(map, "msg-3", &changed, 70_000).unwrap();
+    // Enrichment forwards that change and records it in the store, with when HubSpot made it.
+    let v = host.store[&id].clone();
+    let mut snapshot = Record::from_snapshot(v.snapshot.as_deref().unwrap()).unwrap();
+    snapshot.insert("first_name", json!("Edited"));
+    let (state, _) = apply(
+        &v,
+        &crate::records::Commit {
+            id: id.clone(),
+            expect: Some(v.version),
+            write: crate::records::Write::Put(snapshot.to_snapshot()),
+        },
+    );
+    host.store.insert(id.clone(), state.unwrap());
+    host.stamps
+        .entry(id.clone())
+        .or_default()
+        .insert("first_name".into(), 75_000);
+
+    // The user's older change to the same field loses (newer wins): no call, the loss reported.
+    let changed = body(
+        &[json!({"externalId": "ext-3", "updatedAt": 74_000, "fields":
+        {"email": "c3@example.com", "first_name": "Stale", "close_date": 1_768_435_200_000_i64,
+         "score": "3", "ref": null}})],
+    );
+    let r = host.accept(map, "msg-3", &changed, 76_000).unwrap();
     host.flush(map, &mut hubspot, 80_000);
-    // Only `ref: null` differs... and it had no value: nothing at all to write.
-    assert_eq!(hubspot.calls, 3);
-    assert_eq!(status_counts(&host.receipts[&r])["unchanged"], 1);
-    let changed = body(&[rec(
-        "ext-3",
-        json!({"email": "c3@example.com", "first_name": "Newer"}),
-    )]);
-    host.accept(map, "msg-4", &changed, 90_000).unwrap();
-    host.flush(map, &mut hubspot, 100_000);
     assert_eq!(hubspot.calls, 4);
+    let line = &host.receipts[&r].records[0];
+    assert_eq!(line.status, RecordStatus::Unchanged);
+    assert_eq!(line.conflicts.len(), 1);
+    assert_eq!(
+        (
+            line.conflicts[0].winner,
+            &line.conflicts[0].user_value,
+            &line.conflicts[0].hubspot_value
+        ),
+        (Side::HubSpot, &json!("Stale"), &json!("Edited"))
+    );
+    // A newer change wins: one property written, one call, the overwritten value reported.
+    let changed = body(&[json!({"externalId": "ext-3", "updatedAt": 95_000,
+        "fields": {"email": "c3@example.com", "first_name": "Newer"}})]);
+    let r = host.accept(map, "msg-4", &changed, 96_000).unwrap();
+    host.flush(map, &mut hubspot, 100_000);
+    assert_eq!(hubspot.calls, 5);
     let (_, current) = hubspot.read("c3@example.com");
     assert_eq!(current["firstname"].as_deref(), Some("Newer"));
     assert_eq!(hubspot.contacts["c3@example.com"].2, 2);
+    let line = &host.receipts[&r].records[0];
+    assert!(matches!(line.status, RecordStatus::Written { .. }));
+    assert_eq!(line.conflicts[0].winner, Side::User);
+    assert_eq!(line.conflicts[0].hubspot_value, json!("Edited"));
+    // The stamp of the written field is cleared: the next change is no conflict.
+    assert!(host.stamps[&id].is_empty());
     // The stored snapshot holds the user's values in canonical form.
     let stored = Record::from_snapshot(host.store[&id].snapshot.as_deref().unwrap()).unwrap();
     assert_eq!(stored.get("first_name"), Some(&json!("Newer")));
