@@ -373,7 +373,7 @@ impl Batch {
                     })
                 })
         };
-        let mut outcome: Vec<Option<Result<Written, Failed>>> = vec![None; self.inputs.len()];
+        let mut outcome: Vec<Option<Decided>> = vec![None; self.inputs.len()];
         for result in &results {
             let ids: Vec<&str> = result
                 .properties
@@ -398,7 +398,7 @@ impl Batch {
                     returned.clone_into(value);
                 }
             }
-            outcome[i] = Some(Ok(Written {
+            outcome[i] = Some(Decided::Written(Written {
                 key: input.update.key.clone(),
                 hubspot_id: result.id.clone(),
                 created: result.new.unwrap_or(false),
@@ -428,16 +428,16 @@ impl Batch {
             }
             for i in named {
                 if outcome[i].is_none() {
-                    outcome[i] = Some(Err(failed(&self.inputs[i], Some(error))));
+                    outcome[i] = Some(Decided::Failed(failed(&self.inputs[i], Some(error))));
                 }
             }
         }
         let mut written = Vec::new();
         let mut refused = Vec::new();
         for (i, o) in outcome.into_iter().enumerate() {
-            match o.unwrap_or_else(|| Err(failed(&self.inputs[i], unnamed))) {
-                Ok(w) => written.push(w),
-                Err(f) => refused.push(f),
+            match o.unwrap_or_else(|| Decided::Failed(failed(&self.inputs[i], unnamed))) {
+                Decided::Written(w) => written.push(w),
+                Decided::Failed(f) => refused.push(f),
             }
         }
         BatchResult::Done {
@@ -445,6 +445,13 @@ impl Batch {
             failed: refused,
         }
     }
+}
+
+/// What became of one input.
+#[derive(Clone)]
+enum Decided {
+    Written(Written),
+    Failed(Failed),
 }
 
 fn failed(input: &PlannedInput, error: Option<&ErrorDetail>) -> Failed {
