@@ -339,7 +339,9 @@ fn merge(data: &mut Data, req: &Request, kind: Kind, now: u64) -> Result<Respons
     };
     let mut moved = Map::new();
     for (name, value) in other_props.iter() {
-        let system = kind.is_read_only(name) || name == "hs_merged_object_ids";
+        let system = kind.is_read_only(name)
+            || name == "hs_merged_object_ids"
+            || name == "hs_additional_emails";
         if !system && primary_props.get(name).is_none_or(String::is_empty) {
             moved.insert(name.to_owned(), json!(value));
         }
@@ -358,8 +360,8 @@ fn merge(data: &mut Data, req: &Request, kind: Kind, now: u64) -> Result<Respons
         .chain(std::iter::once(other_id.to_string()))
         .collect();
     moved.insert("hs_merged_object_ids".into(), json!(merged_ids.join(";")));
-    // Archive first: the merged record's email must be free for the primary.
-    data.store.archive(kind, &other, now);
+    // First: the merged record's e-mail must name the primary before the primary is written.
+    data.store.merge_away(kind, other_id, primary_id, now);
     let rendered = match data.store.update(kind, &primary, None, &moved, now) {
         Ok(rec) => rec.render(kind, &[]),
         Err(e) => return Err(write_error(data, kind, e)),
@@ -404,13 +406,24 @@ fn too_many_with_history(data: &mut Data, n: usize) -> Response {
     )
 }
 
+/// Whether an `idProperty` (absent or `hs_object_id`) means the key is a record id.
+fn by_record_id(id_property: Option<&str>) -> bool {
+    matches!(id_property, None | Some("hs_object_id"))
+}
+
 fn read(data: &mut Data, kind: Kind, id: &str, query: &Query) -> Response {
     let props = query.properties();
     let history = query.properties_with_history();
-    match data
+    let id_property = query.get("idProperty");
+    let found = data
         .store
-        .find(kind, id, query.get("idProperty"), query.archived())
-    {
+        .find(kind, id, id_property, query.archived())
+        .or_else(|| {
+            by_record_id(id_property)
+                .then(|| data.store.survivor_of(kind, id))
+                .flatten()
+        });
+    match found {
         Some(rec) => {
             let mut v = rec.render(kind, &props);
             add_history(data, rec, &mut v, &history);
@@ -580,6 +593,11 @@ fn update(
     let body = parse_body(data, req)?;
     let props = props_of(&body);
     let names: Vec<String> = props.keys().cloned().collect();
+    // A merged-away id reaches its survivor (HUBSPOT.md §4.1); batch update does not do this.
+    let survivor = by_record_id(query.get("idProperty"))
+        .then(|| data.store.survivor_of(kind, id).map(|r| r.id.to_string()))
+        .flatten();
+    let id = survivor.as_deref().unwrap_or(id);
     let before = snapshot(data, kind, id, query.get("idProperty"));
     match data
         .store
@@ -670,6 +688,11 @@ fn batch(
         ));
     }
     let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+    if op == "update" || op == "upsert" {
+        if let Err(message) = check_write_inputs(&data.store, kind, op, inputs) {
+            return Err(validation(data, &message));
+        }
+    }
     let mut results = Vec::new();
     let mut errors = Vec::new();
     match op {
@@ -771,7 +794,11 @@ fn batch(
                     .update(kind, &id, id_property.as_deref(), &props, now)
                 {
                     Ok(rec) => {
-                        results.push(rec.render(kind, &names));
+                        let mut v = rec.render(kind, &names);
+                        if let (Some(t), Some(o)) = (&trace, v.as_object_mut()) {
+                            o.insert("objectWriteTraceId".into(), json!(t));
+                        }
+                        results.push(v);
                         let after = rec.props.clone();
                         emit_changes(data, kind, before, &after, &names, now);
                     }
@@ -791,7 +818,13 @@ fn batch(
                     .store
                     .find(kind, &id, id_property.as_deref(), false)
                     .is_some();
-                let names: Vec<String> = props.keys().cloned().collect();
+                let mut names: Vec<String> = props.keys().cloned().collect();
+                if let Some(p) = id_property
+                    .as_deref()
+                    .filter(|p| !names.iter().any(|n| n == p))
+                {
+                    names.push(p.to_owned());
+                }
                 let outcome = if exists {
                     data.store
                         .update(kind, &id, id_property.as_deref(), &props, now)
@@ -807,6 +840,9 @@ fn batch(
                         let (rid, after) = (rec.id, rec.props.clone());
                         if let Some(o) = v.as_object_mut() {
                             o.insert("new".into(), json!(!exists));
+                            if let Some(t) = &trace {
+                                o.insert("objectWriteTraceId".into(), json!(t));
+                            }
                         }
                         results.push(v);
                         if exists {
@@ -834,6 +870,53 @@ fn batch(
             })
         }
         _ => Ok(error(data, 404, "OBJECT_NOT_FOUND", "resource not found")),
+    }
+}
+
+/// The whole-batch 400s of a batch update or upsert, before anything is written (SYNC-ACTIONS-OPS
+/// §B2, from HubSpot's answers quoted in segmentio/action-destinations#3957 and #3969 and
+/// HubSpot/hubspot-api-nodejs#548): `idProperty: hs_object_id` (it must be omitted), a batch
+/// update by `email` (batch update needs record ids), and two inputs that resolve to one
+/// record (the same id twice, an e-mail spelt twice, a record named by id and by e-mail).
+fn check_write_inputs(
+    store: &super::store::Store,
+    kind: Kind,
+    op: &str,
+    inputs: &[Value],
+) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut duplicates = Vec::new();
+    for input in inputs {
+        let id = input.get("id").and_then(Value::as_str).unwrap_or_default();
+        let id_property = input.get("idProperty").and_then(Value::as_str);
+        if let Some(p) = id_property.filter(|p| {
+            *p == "hs_object_id" || (op == "update" && kind == Kind::Contact && *p == "email")
+        }) {
+            return Err(format!(
+                "Unable to perform update/upsert by non-unique {} property {p}",
+                kind.object_type_id()
+            ));
+        }
+        let key = match store.find(kind, id, id_property, false) {
+            Some(rec) => format!("#{}", rec.id),
+            None if op == "upsert" => format!(
+                "{}={}",
+                id_property.unwrap_or_default(),
+                id.trim().to_lowercase()
+            ),
+            None => continue,
+        };
+        if !seen.insert(key) {
+            duplicates.push(id.trim().to_owned());
+        }
+    }
+    if duplicates.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "Duplicate IDs found in batch input: [{}]. IDs must be unique",
+            duplicates.join(", ")
+        ))
     }
 }
 

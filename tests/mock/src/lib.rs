@@ -53,6 +53,8 @@ mod tests;
 mod tests_clock;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_sync;
 
 use limits::{Limiter, Limits};
 use store::{Kind, Store};

@@ -400,6 +400,9 @@ pub(super) struct Record {
     pub(super) created_ms: u64,
     pub(super) updated_ms: u64,
     pub(super) archived_ms: Option<u64>,
+    /// The record this one was merged into (`POST …/merge`): it is then archived but listed
+    /// nowhere, and single reads and PATCHes by its id reach the survivor.
+    pub(super) merged_into: Option<u64>,
     /// Property history (`propertiesWithHistory`, §4.1) of the properties written since the
     /// record was created, as `(name, value, ms)` in write order; the value a property had at
     /// creation is its first entry, at `created_ms`. A property never written since has one
@@ -770,7 +773,65 @@ impl Store {
                     && r.prop(p).is_some_and(|v| v.eq_ignore_ascii_case(key))
             }),
         }?;
-        (rec.is_archived() == archived).then_some(rec)
+        (rec.is_archived() == archived && rec.merged_into.is_none()).then_some(rec)
+    }
+
+    /// The live record that the merged-away id `key` now names, following merges of merges:
+    /// HubSpot answers a single read or PATCH by a merged id with the survivor (HUBSPOT.md
+    /// §4.1: "the basic `PATCH` accepts IDs stored in `hs_merged_object_ids`").
+    pub(super) fn survivor_of(&self, kind: Kind, key: &str) -> Option<&Record> {
+        let table = self.tables.get(&kind)?;
+        let mut rec = table.records.get(&key.parse::<u64>().ok()?)?;
+        // Bounded by the number of records: a merge never points back at a merged record.
+        for _ in 0..table.records.len() {
+            match rec.merged_into {
+                Some(next) => rec = table.records.get(&next)?,
+                None => return (!rec.is_archived()).then_some(rec),
+            }
+        }
+        None
+    }
+
+    /// Merges the live record `merged` into the live record `primary` (ids checked by the
+    /// caller): `merged` is archived with [`Record::merged_into`] set, and its e-mail becomes
+    /// one of the survivor's `hs_additional_emails`, which stay unique identifiers (§4.1).
+    pub(super) fn merge_away(&mut self, kind: Kind, merged: u64, primary: u64, now_ms: u64) {
+        let table = self.table(kind);
+        let Some(rec) = table.records.get_mut(&merged) else {
+            return;
+        };
+        rec.archived_ms = Some(now_ms);
+        rec.merged_into = Some(primary);
+        let mut emails: Vec<String> = Vec::new();
+        if kind == Kind::Contact {
+            for key in ["email", "hs_additional_emails"] {
+                if let Some(v) = rec.props.get(key) {
+                    emails.extend(v.split(';').filter(|e| !e.is_empty()).map(str::to_owned));
+                }
+            }
+        }
+        // A survivor without an e-mail takes the merged one as its own (a moved value).
+        let survivor_has_email = table
+            .records
+            .get(&primary)
+            .is_some_and(|r| r.props.get("email").is_some());
+        if emails.is_empty() || !survivor_has_email {
+            return;
+        }
+        for e in &emails {
+            table.emails.insert(e.clone(), primary);
+        }
+        if let Some(survivor) = table.records.get_mut(&primary) {
+            let name: Arc<str> = Arc::from("hs_additional_emails");
+            let mut all: Vec<String> = survivor
+                .props
+                .get(&name)
+                .map(|v| v.split(';').map(str::to_owned).collect())
+                .unwrap_or_default();
+            all.extend(emails);
+            all.retain(|e| !e.is_empty());
+            survivor.props.insert(&name, all.join(";"));
+        }
     }
 
     fn validate(
@@ -904,9 +965,11 @@ impl Store {
             return false;
         };
         rec.archived_ms = Some(now_ms);
-        if let Some(e) = rec.props.get("email") {
-            if table.emails.get(e) == Some(&id) {
-                table.emails.remove(e);
+        for key in ["email", "hs_additional_emails"] {
+            for e in rec.props.get(key).map_or("", String::as_str).split(';') {
+                if table.emails.get(e) == Some(&id) {
+                    table.emails.remove(e);
+                }
             }
         }
         true
@@ -929,7 +992,7 @@ impl Store {
             .records
             .range(after..)
             .map(|(_, r)| r)
-            .filter(|r| r.is_archived() == archived)
+            .filter(|r| r.is_archived() == archived && r.merged_into.is_none())
         {
             if page.len() == limit {
                 next = Some(rec.id);
@@ -1090,6 +1153,7 @@ fn new_record(
         created_ms,
         updated_ms,
         archived_ms: None,
+        merged_into: None,
         history: Vec::new(),
     }
 }
