@@ -234,7 +234,7 @@ fn merge_lists_merged_ids_bumps_modified_dates_and_hides_the_merged_record() {
     // The merged records are in neither the live nor the archived list: their ids now name
     // the survivor, they were not deleted.
     let live = json(&mock, "GET", "/crm/v3/objects/contacts", None, 200);
-    assert_eq!(ids(&live), [primary.clone()]);
+    assert_eq!(ids(&live), std::slice::from_ref(&primary));
     let archived = json(
         &mock,
         "GET",
