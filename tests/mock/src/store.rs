@@ -416,6 +416,23 @@ impl Record {
         self.archived_ms.is_some()
     }
 
+    /// The numeric value of a property the store maintains from the record's own fields (the id,
+    /// the created and the last-modified dates as epoch ms), without parsing its string: search
+    /// filters and sorts on these run over every record (a 100k backfill windows on them).
+    fn system_number(&self, name: &str) -> Option<f64> {
+        let ms = match name {
+            "hs_object_id" => self.id,
+            "createdate" | "hs_createdate" => self.created_ms,
+            "lastmodifieddate" | "hs_lastmodifieddate" => self.updated_ms,
+            _ => return None,
+        };
+        // The stored string is the source of truth: only when the property is set.
+        self.props.get(name)?;
+        // Ids and epoch ms are far below 2^53: exact in f64.
+        #[allow(clippy::cast_precision_loss)]
+        Some(ms as f64)
+    }
+
     fn prop(&self, name: &str) -> Option<&str> {
         self.props
             .get(name)
@@ -708,6 +725,23 @@ impl<'a> Compiled<'a> {
     }
 
     fn matches(&self, rec: &Record) -> bool {
+        if let (Some(given), Some(stored)) =
+            (self.value.num, rec.system_number(&self.filter.property))
+        {
+            let cmp = stored.partial_cmp(&given).unwrap_or(Ordering::Equal);
+            match self.filter.operator {
+                Operator::Eq => return cmp == Ordering::Equal,
+                Operator::Neq => return cmp != Ordering::Equal,
+                Operator::Lt => return cmp == Ordering::Less,
+                Operator::Lte => return cmp != Ordering::Greater,
+                Operator::Gt => return cmp == Ordering::Greater,
+                Operator::Gte => return cmp != Ordering::Less,
+                Operator::Between if self.high.num.is_some() => {
+                    return cmp != Ordering::Less && self.high.num.is_some_and(|h| stored <= h);
+                }
+                _ => {}
+            }
+        }
         let stored = rec.prop(&self.filter.property);
         let cmp = |s: &str| self.value.compare(s);
         match (self.filter.operator, stored) {
@@ -740,6 +774,38 @@ fn in_matches(stored: &str, given: &Given) -> bool {
         (Some(a), Some(b)) => a == b,
         _ => stored.to_lowercase() == given.raw,
     }
+}
+
+/// The ids a search can match at most, from `hs_object_id` comparisons in its only filter
+/// group (ANDed there, so each one bounds every hit): windowing a backfill by id, the usual way
+/// past the 10,000-result cap (§4.4), then scans only the window, not the whole table.
+/// `None`: no id can match.
+fn id_bounds(groups: &[Vec<Filter>]) -> Option<(u64, u64)> {
+    let (mut low, mut high) = (0, u64::MAX);
+    let [group] = groups else {
+        return Some((low, high));
+    };
+    let num = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<u64>().ok());
+    for f in group.iter().filter(|f| f.property == "hs_object_id") {
+        let (value, high_value) = (num(&f.value), num(&f.high));
+        match f.operator {
+            Operator::Eq => {
+                low = low.max(value.unwrap_or(0));
+                high = high.min(value.unwrap_or(u64::MAX));
+            }
+            Operator::Gt => low = low.max(value.map_or(0, |v| v.saturating_add(1))),
+            Operator::Gte => low = low.max(value.unwrap_or(0)),
+            Operator::Lt => high = high.min(value.map_or(u64::MAX, |v| v.saturating_sub(1))),
+            Operator::Lte => high = high.min(value.unwrap_or(u64::MAX)),
+            Operator::Between => {
+                low = low.max(value.unwrap_or(0));
+                high = high.min(high_value.unwrap_or(u64::MAX));
+            }
+            _ => {}
+        }
+    }
+    // An empty window is `None`: `range` panics on a reversed range.
+    (low <= high).then_some((low, high))
 }
 
 impl Store {
@@ -1014,29 +1080,73 @@ impl Store {
             .iter()
             .map(|g| g.iter().map(Compiled::new).collect())
             .collect();
-        let mut hits: Vec<&Record> = table
-            .records
-            .values()
-            .filter(|r| !r.is_archived())
-            .filter(|r| groups.is_empty() || groups.iter().any(|g| g.iter().all(|f| f.matches(r))))
-            .filter(|r| {
-                query.as_deref().is_none_or(|q| {
+        let Some((low, high)) = id_bounds(&s.groups) else {
+            return (0, Vec::new());
+        };
+        let matches = |r: &&Record| {
+            !r.is_archived()
+                && (groups.is_empty() || groups.iter().any(|g| g.iter().all(|f| f.matches(r))))
+                && query.as_deref().is_none_or(|q| {
                     q.is_empty() || r.props.values().any(|v| v.to_lowercase().contains(q))
                 })
-            })
-            .collect();
+        };
+        let window = table.records.range(low..=high).map(|(_, r)| r);
+        // In id order (no sort, or a sort on `hs_object_id`) the table's own order is the
+        // answer: one pass counts `total` and keeps the page, nothing is collected or sorted.
+        let id_order = match &s.sort {
+            None => Some(true),
+            Some((prop, ascending)) if prop == "hs_object_id" => Some(*ascending),
+            Some(_) => None,
+        };
+        if let Some(ascending) = id_order {
+            let in_order: Box<dyn Iterator<Item = &Record>> = if ascending {
+                Box::new(window)
+            } else {
+                Box::new(window.rev())
+            };
+            let mut total = 0;
+            let mut page = Vec::with_capacity(s.limit.min(200));
+            for rec in in_order.filter(matches) {
+                if total >= s.offset && page.len() < s.limit {
+                    page.push(rec);
+                }
+                total += 1;
+            }
+            return (total, page);
+        }
+        let hits: Vec<&Record> = window.filter(matches).collect();
         if let Some((prop, ascending)) = &s.sort {
             // Keys computed once: parsing inside the comparator is far too slow for 100k hits.
             let mut keyed: Vec<(SortKey, &Record)> = hits
                 .into_iter()
-                .map(|r| (SortKey::of(r.prop(prop)), r))
+                .map(|r| {
+                    let key = r
+                        .system_number(prop)
+                        .map_or_else(|| SortKey::of(r.prop(prop)), SortKey::Num);
+                    (key, r)
+                })
                 .collect();
-            keyed.sort_by(|(ka, a), (kb, b)| {
+            let order = |(ka, a): &(SortKey, &Record), (kb, b): &(SortKey, &Record)| {
                 let ord = ka.cmp(kb);
                 let ord = if *ascending { ord } else { ord.reverse() };
                 ord.then(a.id.cmp(&b.id))
-            });
-            hits = keyed.into_iter().map(|(_, r)| r).collect();
+            };
+            let total = keyed.len();
+            // Only the first `after + limit` (≤ 10,000) need sorting: select them in linear
+            // time, then sort those, instead of sorting every hit of a 100k table per page.
+            let wanted = s.offset.saturating_add(s.limit);
+            if wanted < keyed.len() {
+                keyed.select_nth_unstable_by(wanted, order);
+                keyed.truncate(wanted);
+            }
+            keyed.sort_by(order);
+            let page = keyed
+                .into_iter()
+                .map(|(_, r)| r)
+                .skip(s.offset)
+                .take(s.limit)
+                .collect();
+            return (total, page);
         }
         let total = hits.len();
         let page = hits.into_iter().skip(s.offset).take(s.limit).collect();

@@ -475,3 +475,52 @@ fn batch_update_refuses_non_unique_id_properties() {
         200,
     );
 }
+
+#[test]
+fn search_windows_on_hs_object_id_match_a_full_scan() {
+    // The id-range shortcut of search must answer what filtering every record answers.
+    let mock = MockHubSpot::start(MockConfig {
+        token: TOKEN.into(),
+        seed_contacts: 500,
+        search_per_second: 1_000,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let search = |filters: Value| {
+        json(
+            &mock,
+            "POST",
+            "/crm/v3/objects/contacts/search",
+            Some(
+                &json!({"filterGroups": [{"filters": filters}], "limit": 200,
+                         "sorts": [{"propertyName": "hs_object_id", "direction": "DESCENDING"}]}),
+            ),
+            200,
+        )
+    };
+    let f = |op: &str, v: &str| json!({"propertyName": "hs_object_id", "operator": op, "value": v});
+    let gt = search(json!([f("GT", "100")]));
+    assert_eq!(gt["total"], 400);
+    assert_eq!(gt["results"][0]["id"], "500");
+    let window = search(json!([f("GTE", "100"), f("LT", "150")]));
+    assert_eq!(window["total"], 50);
+    let between = search(
+        json!([{"propertyName": "hs_object_id", "operator": "BETWEEN", "value": "10", "highValue": "19"}]),
+    );
+    assert_eq!(between["total"], 10);
+    assert_eq!(search(json!([f("EQ", "7")]))["total"], 1);
+    // An empty window, and a reversed one, match nothing (and do not panic).
+    assert_eq!(search(json!([f("GT", "500")]))["total"], 0);
+    assert_eq!(search(json!([f("GT", "300"), f("LT", "200")]))["total"], 0);
+    // With two groups (ORed) the bounds of one do not limit the other.
+    let either = json(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts/search",
+        Some(
+            &json!({"filterGroups": [{"filters": [f("LT", "3")]}, {"filters": [f("GT", "498")]}]}),
+        ),
+        200,
+    );
+    assert_eq!(either["total"], 4);
+}
