@@ -252,6 +252,32 @@ fn merge_lists_merged_ids_bumps_modified_dates_and_hides_the_merged_record() {
         Some(&json!({"properties": {"email": "b@example.com"}})),
     );
     assert_eq!(dup.status, 409, "{}", String::from_utf8_lossy(&dup.body));
+    assert!(String::from_utf8_lossy(&dup.body).contains(&format!("Existing ID: {primary}")));
+    // … and an upsert by it updates the survivor (`hs_additional_emails` are identifiers).
+    let up = json(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts/batch/upsert",
+        Some(
+            &json!({"inputs": [{"id": "B@example.com", "idProperty": "email",
+                                 "properties": {"firstname": "ByOldEmail"}}]}),
+        ),
+        200,
+    );
+    assert_eq!(up["results"][0]["id"], primary.as_str());
+    assert_eq!(up["results"][0]["new"], false);
+    let survivor = json(
+        &mock,
+        "GET",
+        &format!("/crm/v3/objects/contacts/{primary}?properties=hs_additional_emails,email"),
+        None,
+        200,
+    );
+    assert_eq!(
+        survivor["properties"]["hs_additional_emails"],
+        "b@example.com;c@example.com"
+    );
+    assert_eq!(survivor["properties"]["email"], "p@example.com");
 }
 
 #[test]
