@@ -1363,6 +1363,36 @@ fn snapshot(
         .map(|r| (r.id, r.props.clone()))
 }
 
+/// `POST /__mock/restore` `{"objectType","id"}`: restores an archived record as HubSpot's
+/// recycling bin does (no objects-API endpoint exists, HUBSPOT.md §4.1) and emits `*.restore`
+/// (§2.2). 200 with the record, 404 when no archived record has that id, 409 when a live
+/// contact has its e-mail since, 400 on a bad body.
+pub(super) fn restore(data: &mut Data, body: &[u8]) -> Response {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let kind = v["objectType"].as_str().and_then(Kind::parse);
+    let id = match &v["id"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let (Some(kind), Some(id)) = (kind, id) else {
+        return validation(data, "expected {\"objectType\":\"contacts\",\"id\":\"…\"}");
+    };
+    match data.store.restore(kind, &id) {
+        Ok(num) => {
+            let now = data.now_ms();
+            emit(data, kind, "restore", num, now, None);
+            let rendered = data
+                .store
+                .find(kind, &id, None, false)
+                .map_or(Value::Null, |r| r.render(kind, &[]));
+            json_response(200, &rendered)
+        }
+        Err(WriteError::NotFound(_)) => error(data, 404, "OBJECT_NOT_FOUND", "resource not found"),
+        Err(e) => write_error(data, kind, e),
+    }
+}
+
 fn emit(
     data: &mut Data,
     kind: Kind,

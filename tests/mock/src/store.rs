@@ -1041,6 +1041,41 @@ impl Store {
         true
     }
 
+    /// Restores the archived record `id` (what HubSpot's recycling bin does, HUBSPOT.md §4.1;
+    /// the objects API has no restore endpoint). Its dates stay as they were (HubSpot does not
+    /// document whether a restore moves `hs_lastmodifieddate`). Errors: no archived record with
+    /// that id (merged ones included) → `NotFound`; a live contact has its e-mail since →
+    /// `Duplicate` naming it.
+    pub(super) fn restore(&mut self, kind: Kind, id: &str) -> Result<u64, WriteError> {
+        let not_found = || WriteError::NotFound(id.to_owned());
+        let num = id.parse::<u64>().map_err(|_| not_found())?;
+        let table = self.table(kind);
+        let rec = table
+            .records
+            .get(&num)
+            .filter(|r| r.is_archived() && r.merged_into.is_none())
+            .ok_or_else(not_found)?;
+        let emails: Vec<String> = if kind == Kind::Contact {
+            ["email", "hs_additional_emails"]
+                .iter()
+                .filter_map(|k| rec.props.get(k))
+                .flat_map(|v| v.split(';').filter(|e| !e.is_empty()).map(str::to_owned))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if let Some(owner) = emails.iter().find_map(|e| table.emails.get(e)) {
+            return Err(WriteError::Duplicate(*owner));
+        }
+        for e in emails {
+            table.emails.insert(e, num);
+        }
+        if let Some(rec) = table.records.get_mut(&num) {
+            rec.archived_ms = None;
+        }
+        Ok(num)
+    }
+
     /// One page of live (or archived) records with id ≥ `after`, and the next cursor.
     pub(super) fn list(
         &self,

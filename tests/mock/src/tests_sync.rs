@@ -550,3 +550,127 @@ fn search_windows_on_hs_object_id_match_a_full_scan() {
     );
     assert_eq!(either["total"], 4);
 }
+
+#[test]
+fn restore_brings_an_archived_record_back_with_its_webhook() {
+    let (url, got) = super::tests_ops::receiver(vec![]);
+    let clock = Arc::new(ManualClock::new(T0));
+    let mock = MockHubSpot::start_with_clock(
+        MockConfig {
+            token: TOKEN.into(),
+            webhook: Some(super::WebhookConfig {
+                url,
+                secret: "s".into(),
+                batch_window: Duration::from_millis(50),
+                ..super::WebhookConfig::default()
+            }),
+            ..MockConfig::default()
+        },
+        clock.clone(),
+    )
+    .unwrap();
+    let admin = |body: &Value| {
+        crate::http::request(
+            "POST",
+            &format!("{}/__mock/restore", mock.base_url()),
+            &[("content-type", "application/json")],
+            Some(&serde_json::to_vec(body).unwrap()),
+        )
+        .unwrap()
+    };
+    let a = create_contact(&mock, "a@example.com", &json!({}));
+    let b = create_contact(&mock, "b@example.com", &json!({}));
+    let c = create_contact(&mock, "c@example.com", &json!({}));
+    json(
+        &mock,
+        "DELETE",
+        &format!("/crm/v3/objects/contacts/{a}"),
+        None,
+        204,
+    );
+    json(
+        &mock,
+        "DELETE",
+        &format!("/crm/v3/objects/contacts/{b}"),
+        None,
+        204,
+    );
+    // While archived, its e-mail is free: a new contact takes b's.
+    let b2 = create_contact(&mock, "b@example.com", &json!({}));
+    json(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts/merge",
+        Some(&json!({"primaryObjectId": b2, "objectIdToMerge": c})),
+        200,
+    );
+    clock.advance(Duration::from_secs(10));
+    let restored = admin(&json!({"objectType": "contacts", "id": a}));
+    assert_eq!(restored.status, 200, "{}", restored.text());
+    assert_eq!(restored.json().unwrap()["archived"], false);
+    let live = json(&mock, "GET", "/crm/v3/objects/contacts", None, 200);
+    assert_eq!(ids(&live), [a.clone(), b2.clone()]);
+    let archived = json(
+        &mock,
+        "GET",
+        "/crm/v3/objects/contacts?archived=true",
+        None,
+        200,
+    );
+    assert_eq!(ids(&archived), std::slice::from_ref(&b));
+    // Its e-mail names it again.
+    let by_email = json(
+        &mock,
+        "GET",
+        "/crm/v3/objects/contacts/a@example.com?idProperty=email",
+        None,
+        200,
+    );
+    assert_eq!(by_email["id"], a.as_str());
+    // b's e-mail belongs to b2 now: 409 naming it. A merged id, a live one, an unknown one:
+    // 404. A bad body: 400.
+    let conflict = admin(&json!({"objectType": "contacts", "id": b}));
+    assert_eq!(conflict.status, 409, "{}", conflict.text());
+    assert!(conflict.text().contains(&format!("Existing ID: {b2}")));
+    for id in [c.as_str(), a.as_str(), "999999"] {
+        assert_eq!(
+            admin(&json!({"objectType": "contacts", "id": id})).status,
+            404
+        );
+    }
+    assert_eq!(admin(&json!({"id": a})).status, 400);
+    // Webhooks: …, the merge, then one contact.restore for a (only), with the clock's time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let events = loop {
+        let events: Vec<Value> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| serde_json::from_slice::<Vec<Value>>(&r.body).unwrap())
+            .collect();
+        let done = events
+            .iter()
+            .any(|e| e["subscriptionType"] == "contact.restore");
+        if done || std::time::Instant::now() > deadline {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let restores: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["subscriptionType"] == "contact.restore")
+        .collect();
+    assert_eq!(restores.len(), 1, "{events:?}");
+    assert_eq!(restores[0]["objectId"], a.parse::<u64>().unwrap());
+    assert_eq!(restores[0]["occurredAt"], T0 + 10_000);
+    let merges: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["subscriptionType"] == "contact.merge")
+        .collect();
+    assert_eq!(merges.len(), 1);
+    assert_eq!(
+        merges[0]["mergedObjectIds"],
+        json!([c.parse::<u64>().unwrap()])
+    );
+    assert_eq!(merges[0]["primaryObjectId"], b2.parse::<u64>().unwrap());
+}
