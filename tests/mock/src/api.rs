@@ -358,6 +358,18 @@ fn merge(data: &mut Data, req: &Request, kind: Kind, now: u64) -> Result<Respons
         .unwrap_or_default()
         .into_iter()
         .chain(std::iter::once(other_id.to_string()))
+        // The merged record's own merged ids now name the primary too.
+        .chain(
+            other_props
+                .get("hs_merged_object_ids")
+                .map(|v| {
+                    v.split(';')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+        )
         .collect();
     moved.insert("hs_merged_object_ids".into(), json!(merged_ids.join(";")));
     // First: the merged record's e-mail must name the primary before the primary is written.

@@ -330,15 +330,53 @@ fn a_merged_id_reads_and_patches_the_survivor_but_batch_update_refuses_it() {
     );
     assert_eq!(batch["numErrors"], 1);
     assert_eq!(batch["errors"][0]["category"], "OBJECT_NOT_FOUND");
+    // Merging the survivor into a third record carries its merged ids along, and a read by
+    // the first merged id follows both merges.
+    let third = create_contact(&mock, "t@example.com", &json!({}));
+    let m = json(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts/merge",
+        Some(&json!({"primaryObjectId": third, "objectIdToMerge": primary})),
+        200,
+    );
+    assert_eq!(m["id"], third.as_str());
+    let t = json(
+        &mock,
+        "GET",
+        &format!("/crm/v3/objects/contacts/{b}?properties=hs_merged_object_ids"),
+        None,
+        200,
+    );
+    assert_eq!(t["id"], third.as_str());
+    assert_eq!(
+        t["properties"]["hs_merged_object_ids"],
+        format!("{primary};{b}")
+    );
     // A merged id cannot be merged again, nor archived.
     let again = call_as(
         &mock,
         TOKEN,
         "POST",
         "/crm/v3/objects/contacts/merge",
-        Some(&json!({"primaryObjectId": primary, "objectIdToMerge": b})),
+        Some(&json!({"primaryObjectId": third, "objectIdToMerge": b})),
     );
     assert_eq!(again.status, 404);
+    json(
+        &mock,
+        "DELETE",
+        &format!("/crm/v3/objects/contacts/{b}"),
+        None,
+        204,
+    );
+    let still = json(
+        &mock,
+        "GET",
+        &format!("/crm/v3/objects/contacts/{third}"),
+        None,
+        200,
+    );
+    assert_eq!(still["archived"], false);
 }
 
 #[test]
