@@ -842,6 +842,25 @@ impl Store {
         (rec.is_archived() == archived && rec.merged_into.is_none()).then_some(rec)
     }
 
+    /// Live records by their ASCII-lower-cased value of `property` (the lowest id for a value
+    /// several hold, as [`Store::find`] picks): one pass, for a batch's lookups.
+    pub(super) fn index_of(&self, kind: Kind, property: &str) -> HashMap<String, u64> {
+        let mut index = HashMap::new();
+        let Some(table) = self.tables.get(&kind) else {
+            return index;
+        };
+        for rec in table
+            .records
+            .values()
+            .filter(|r| !r.is_archived() && r.merged_into.is_none())
+        {
+            if let Some(v) = rec.prop(property) {
+                index.entry(v.to_ascii_lowercase()).or_insert(rec.id);
+            }
+        }
+        index
+    }
+
     /// The live record that the merged-away id `key` now names, following merges of merges:
     /// HubSpot answers a single read or PATCH by a merged id with the survivor (HUBSPOT.md
     /// §4.1: "the basic `PATCH` accepts IDs stored in `hs_merged_object_ids`").

@@ -712,3 +712,44 @@ fn restore_brings_an_archived_record_back_with_its_webhook() {
     );
     assert_eq!(merges[0]["primaryObjectId"], b2.parse::<u64>().unwrap());
 }
+
+#[test]
+fn upsert_by_a_custom_property_updates_the_record_holding_it() {
+    let (mock, _clock) = start();
+    let up = |value: &str, name: &str, status: u16| {
+        json(
+            &mock,
+            "POST",
+            "/crm/v3/objects/contacts/batch/upsert",
+            Some(&json!({"inputs": [{"id": value, "idProperty": "ext_id",
+                                     "properties": {"firstname": name}}]})),
+            status,
+        )
+    };
+    let first = up("EXT-1", "A", 200);
+    assert_eq!(first["results"][0]["new"], true);
+    let id = first["results"][0]["id"].clone();
+    // The same value (any ASCII case) names the same record.
+    let second = up("ext-1", "B", 200);
+    assert_eq!(second["results"][0]["new"], false);
+    assert_eq!(second["results"][0]["id"], id);
+    assert_eq!(second["results"][0]["properties"]["firstname"], "B");
+    // Batch update by the custom property too; an unknown value is a per-input 404.
+    let upd = json(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts/batch/update",
+        Some(&json!({"inputs": [
+            {"id": "EXT-1", "idProperty": "ext_id", "properties": {"lastname": "L"}},
+            {"id": "EXT-404", "idProperty": "ext_id", "objectWriteTraceId": "t",
+             "properties": {"lastname": "L"}}]})),
+        207,
+    );
+    assert_eq!(upd["results"][0]["id"], id);
+    assert_eq!(upd["errors"][0]["category"], "OBJECT_NOT_FOUND");
+    assert_eq!(upd["errors"][0]["context"]["id"], json!(["EXT-404"]));
+    assert_eq!(
+        upd["errors"][0]["context"]["objectWriteTraceId"],
+        json!(["t"])
+    );
+}
