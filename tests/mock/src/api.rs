@@ -1,7 +1,7 @@
 //! HTTP routing and HubSpot-shaped responses over the store (§4), with auth (§6) and rate
 //! limits (§5).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Map, Value};
 
@@ -339,7 +339,9 @@ fn merge(data: &mut Data, req: &Request, kind: Kind, now: u64) -> Result<Respons
     };
     let mut moved = Map::new();
     for (name, value) in other_props.iter() {
-        let system = kind.is_read_only(name) || name == "hs_merged_object_ids";
+        let system = kind.is_read_only(name)
+            || name == "hs_merged_object_ids"
+            || name == "hs_additional_emails";
         if !system && primary_props.get(name).is_none_or(String::is_empty) {
             moved.insert(name.to_owned(), json!(value));
         }
@@ -356,10 +358,22 @@ fn merge(data: &mut Data, req: &Request, kind: Kind, now: u64) -> Result<Respons
         .unwrap_or_default()
         .into_iter()
         .chain(std::iter::once(other_id.to_string()))
+        // The merged record's own merged ids now name the primary too.
+        .chain(
+            other_props
+                .get("hs_merged_object_ids")
+                .map(|v| {
+                    v.split(';')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+        )
         .collect();
     moved.insert("hs_merged_object_ids".into(), json!(merged_ids.join(";")));
-    // Archive first: the merged record's email must be free for the primary.
-    data.store.archive(kind, &other, now);
+    // First: the merged record's e-mail must name the primary before the primary is written.
+    data.store.merge_away(kind, other_id, primary_id, now);
     let rendered = match data.store.update(kind, &primary, None, &moved, now) {
         Ok(rec) => rec.render(kind, &[]),
         Err(e) => return Err(write_error(data, kind, e)),
@@ -404,13 +418,24 @@ fn too_many_with_history(data: &mut Data, n: usize) -> Response {
     )
 }
 
+/// Whether an `idProperty` (absent or `hs_object_id`) means the key is a record id.
+fn by_record_id(id_property: Option<&str>) -> bool {
+    matches!(id_property, None | Some("hs_object_id"))
+}
+
 fn read(data: &mut Data, kind: Kind, id: &str, query: &Query) -> Response {
     let props = query.properties();
     let history = query.properties_with_history();
-    match data
+    let id_property = query.get("idProperty");
+    let found = data
         .store
-        .find(kind, id, query.get("idProperty"), query.archived())
-    {
+        .find(kind, id, id_property, query.archived())
+        .or_else(|| {
+            by_record_id(id_property)
+                .then(|| data.store.survivor_of(kind, id))
+                .flatten()
+        });
+    match found {
         Some(rec) => {
             let mut v = rec.render(kind, &props);
             add_history(data, rec, &mut v, &history);
@@ -580,6 +605,11 @@ fn update(
     let body = parse_body(data, req)?;
     let props = props_of(&body);
     let names: Vec<String> = props.keys().cloned().collect();
+    // A merged-away id reaches its survivor (HUBSPOT.md §4.1); batch update does not do this.
+    let survivor = by_record_id(query.get("idProperty"))
+        .then(|| data.store.survivor_of(kind, id).map(|r| r.id.to_string()))
+        .flatten();
+    let id = survivor.as_deref().unwrap_or(id);
     let before = snapshot(data, kind, id, query.get("idProperty"));
     match data
         .store
@@ -670,6 +700,15 @@ fn batch(
         ));
     }
     let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+    let resolved = if op == "update" || op == "upsert" {
+        let resolved = resolve_inputs(&data.store, kind, inputs);
+        if let Err(message) = check_write_inputs(kind, op, inputs, &resolved) {
+            return Err(validation(data, &message));
+        }
+        resolved
+    } else {
+        Vec::new()
+    };
     let mut results = Vec::new();
     let mut errors = Vec::new();
     match op {
@@ -759,19 +798,24 @@ fn batch(
             Ok(batch_response(201, (now, data.now_ms()), results, errors))
         }
         "update" => {
-            for input in inputs {
+            for (input, found) in inputs.iter().zip(resolved) {
                 let props = props_of(input);
                 let names: Vec<String> = props.keys().cloned().collect();
-                let id = str_of(input, "id").unwrap_or_default();
-                let id_property = str_of(input, "idProperty");
                 let trace = str_of(input, "objectWriteTraceId");
-                let before = snapshot(data, kind, &id, id_property.as_deref());
-                match data
-                    .store
-                    .update(kind, &id, id_property.as_deref(), &props, now)
-                {
+                let Some(found) = found.map(|id| id.to_string()) else {
+                    let id = str_of(input, "id").unwrap_or_default();
+                    let e = WriteError::NotFound(id);
+                    errors.push(batch_error(data, kind, e, trace.as_deref()));
+                    continue;
+                };
+                let before = snapshot(data, kind, &found, None);
+                match data.store.update(kind, &found, None, &props, now) {
                     Ok(rec) => {
-                        results.push(rec.render(kind, &names));
+                        let mut v = rec.render(kind, &names);
+                        if let (Some(t), Some(o)) = (&trace, v.as_object_mut()) {
+                            o.insert("objectWriteTraceId".into(), json!(t));
+                        }
+                        results.push(v);
                         let after = rec.props.clone();
                         emit_changes(data, kind, before, &after, &names, now);
                     }
@@ -781,20 +825,23 @@ fn batch(
             Ok(batch_response(200, (now, data.now_ms()), results, errors))
         }
         "upsert" => {
-            for input in inputs {
+            for (input, found) in inputs.iter().zip(resolved) {
                 let mut props = props_of(input);
                 let id = str_of(input, "id").unwrap_or_default();
                 let id_property = str_of(input, "idProperty");
                 let trace = str_of(input, "objectWriteTraceId");
-                let before = snapshot(data, kind, &id, id_property.as_deref());
-                let exists = data
-                    .store
-                    .find(kind, &id, id_property.as_deref(), false)
-                    .is_some();
-                let names: Vec<String> = props.keys().cloned().collect();
-                let outcome = if exists {
-                    data.store
-                        .update(kind, &id, id_property.as_deref(), &props, now)
+                let found = found.map(|id| id.to_string());
+                let before = found.as_deref().and_then(|f| snapshot(data, kind, f, None));
+                let exists = found.is_some();
+                let mut names: Vec<String> = props.keys().cloned().collect();
+                if let Some(p) = id_property
+                    .as_deref()
+                    .filter(|p| !names.iter().any(|n| n == p))
+                {
+                    names.push(p.to_owned());
+                }
+                let outcome = if let Some(found) = &found {
+                    data.store.update(kind, found, None, &props, now)
                 } else {
                     if let Some(p) = id_property.as_deref().filter(|p| *p != "hs_object_id") {
                         props.insert(p.to_owned(), Value::String(id.clone()));
@@ -807,6 +854,9 @@ fn batch(
                         let (rid, after) = (rec.id, rec.props.clone());
                         if let Some(o) = v.as_object_mut() {
                             o.insert("new".into(), json!(!exists));
+                            if let Some(t) = &trace {
+                                o.insert("objectWriteTraceId".into(), json!(t));
+                            }
                         }
                         results.push(v);
                         if exists {
@@ -834,6 +884,77 @@ fn batch(
             })
         }
         _ => Ok(error(data, 404, "OBJECT_NOT_FOUND", "resource not found")),
+    }
+}
+
+/// The live record each batch update/upsert input names (by id, e-mail or another
+/// `idProperty`), looked up once per request: a property other than the id and e-mail is
+/// indexed in one pass over the table, not scanned per input (a 100k inbound upsert by a
+/// custom unique property would otherwise take seconds per batch).
+fn resolve_inputs(store: &super::store::Store, kind: Kind, inputs: &[Value]) -> Vec<Option<u64>> {
+    let mut indexes: HashMap<String, HashMap<String, u64>> = HashMap::new();
+    inputs
+        .iter()
+        .map(|input| {
+            let id = input.get("id").and_then(Value::as_str).unwrap_or_default();
+            match input.get("idProperty").and_then(Value::as_str) {
+                p @ (None | Some("hs_object_id" | "email")) => {
+                    store.find(kind, id, p, false).map(|r| r.id)
+                }
+                Some(p) => indexes
+                    .entry(p.to_owned())
+                    .or_insert_with(|| store.index_of(kind, p))
+                    .get(&id.to_ascii_lowercase())
+                    .copied(),
+            }
+        })
+        .collect()
+}
+
+/// The whole-batch 400s of a batch update or upsert, before anything is written (SYNC-ACTIONS-OPS
+/// §B2, from HubSpot's answers quoted in segmentio/action-destinations#3957 and #3969 and
+/// HubSpot/hubspot-api-nodejs#548): `idProperty: hs_object_id` (it must be omitted), a batch
+/// update by `email` (batch update needs record ids), and two inputs that resolve to one
+/// record (the same id twice, an e-mail spelt twice, a record named by id and by e-mail).
+fn check_write_inputs(
+    kind: Kind,
+    op: &str,
+    inputs: &[Value],
+    resolved: &[Option<u64>],
+) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut duplicates = Vec::new();
+    for (input, found) in inputs.iter().zip(resolved) {
+        let id = input.get("id").and_then(Value::as_str).unwrap_or_default();
+        let id_property = input.get("idProperty").and_then(Value::as_str);
+        if let Some(p) = id_property.filter(|p| {
+            *p == "hs_object_id" || (op == "update" && kind == Kind::Contact && *p == "email")
+        }) {
+            return Err(format!(
+                "Unable to perform update/upsert by non-unique {} property {p}",
+                kind.object_type_id()
+            ));
+        }
+        let key = match found {
+            Some(rec) => format!("#{rec}"),
+            None if op == "upsert" => format!(
+                "{}={}",
+                id_property.unwrap_or_default(),
+                id.trim().to_lowercase()
+            ),
+            None => continue,
+        };
+        if !seen.insert(key) {
+            duplicates.push(id.trim().to_owned());
+        }
+    }
+    if duplicates.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "Duplicate IDs found in batch input: [{}]. IDs must be unique",
+            duplicates.join(", ")
+        ))
     }
 }
 
@@ -1278,6 +1399,36 @@ fn snapshot(
     data.store
         .find(kind, key, id_property, false)
         .map(|r| (r.id, r.props.clone()))
+}
+
+/// `POST /__mock/restore` `{"objectType","id"}`: restores an archived record as HubSpot's
+/// recycling bin does (no objects-API endpoint exists, HUBSPOT.md §4.1) and emits `*.restore`
+/// (§2.2). 200 with the record, 404 when no archived record has that id, 409 when a live
+/// contact has its e-mail since, 400 on a bad body.
+pub(super) fn restore(data: &mut Data, body: &[u8]) -> Response {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let kind = v["objectType"].as_str().and_then(Kind::parse);
+    let id = match &v["id"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let (Some(kind), Some(id)) = (kind, id) else {
+        return validation(data, "expected {\"objectType\":\"contacts\",\"id\":\"…\"}");
+    };
+    match data.store.restore(kind, &id) {
+        Ok(num) => {
+            let now = data.now_ms();
+            emit(data, kind, "restore", num, now, None);
+            let rendered = data
+                .store
+                .find(kind, &id, None, false)
+                .map_or(Value::Null, |r| r.render(kind, &[]));
+            json_response(200, &rendered)
+        }
+        Err(WriteError::NotFound(_)) => error(data, 404, "OBJECT_NOT_FOUND", "resource not found"),
+        Err(e) => write_error(data, kind, e),
+    }
 }
 
 fn emit(

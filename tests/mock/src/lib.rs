@@ -53,6 +53,8 @@ mod tests;
 mod tests_clock;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_sync;
 
 use limits::{Limiter, Limits};
 use store::{Kind, Store};
@@ -358,7 +360,9 @@ fn serve(shared: &Shared, req: &Request, responder: &mut Responder<'_>) {
 fn respond(shared: &Shared, req: &Request) -> Option<Response> {
     let path = req.target.split('?').next().unwrap_or("");
     if let Some(admin) = path.strip_prefix("/__mock/") {
-        return Some(admin_endpoint(shared, req, admin));
+        let resp = admin_endpoint(shared, req, admin);
+        flush_outbox(shared);
+        return Some(resp);
     }
     let (fault, latency) = {
         let mut data = lock(&shared.data);
@@ -390,6 +394,12 @@ fn respond(shared: &Shared, req: &Request) -> Option<Response> {
         }
         None => api::handle(shared, req),
     };
+    flush_outbox(shared);
+    Some(resp)
+}
+
+/// Hands the webhook events a request queued to the emitter thread.
+fn flush_outbox(shared: &Shared) {
     let events = std::mem::take(&mut lock(&shared.data).outbox);
     if !events.is_empty() {
         if let Some(tx) = lock(&shared.webhook_tx).as_ref() {
@@ -398,13 +408,13 @@ fn respond(shared: &Shared, req: &Request) -> Option<Response> {
             }
         }
     }
-    Some(resp)
 }
 
 /// `/__mock/faults` (GET, POST), `/__mock/stats` (GET), `/__mock/reset-stats` (POST),
 /// `/__mock/expire-tokens` (POST: every issued OAuth access token expires now),
 /// `/__mock/refuse-tokens` (POST `{"refuse":bool}`: every OAuth access token, issued or to be
-/// issued, gets 401 while set), `/__mock/webhook`
+/// issued, gets 401 while set), `/__mock/restore` (POST `{"objectType","id"}`: the recycling
+/// bin's restore, with its `*.restore` webhook), `/__mock/webhook`
 /// (POST `{"url":…}`: the webhook target from now on).
 fn admin_endpoint(shared: &Shared, req: &Request, what: &str) -> Response {
     let mut data = lock(&shared.data);
@@ -457,6 +467,7 @@ fn admin_endpoint(shared: &Shared, req: &Request, what: &str) -> Response {
                 ),
             }
         }
+        ("POST", "restore") => api::restore(data, &req.body),
         ("GET", "faults") => api::json_response(200, &data.faults.to_json()),
         ("POST", "faults") => {
             let applied = serde_json::from_slice::<Value>(&req.body)

@@ -36,6 +36,8 @@ Runtime endpoints (no auth, not counted, never faulted):
   POST /__mock/webhook         {\"url\":\"http://…\"}: send webhooks there from now on
   POST /__mock/expire-tokens   every issued OAuth access token expires now
   POST /__mock/refuse-tokens   {\"refuse\":true|false}: refuse every OAuth access token
+  POST /__mock/restore         {\"objectType\":\"contacts\",\"id\":\"1\"}: restore an archived
+                               record (the recycling bin; emits *.restore)
 
 Examples:
   # 1,000 contacts on a fixed port, token pat-local

@@ -400,6 +400,9 @@ pub(super) struct Record {
     pub(super) created_ms: u64,
     pub(super) updated_ms: u64,
     pub(super) archived_ms: Option<u64>,
+    /// The record this one was merged into (`POST …/merge`): it is then archived but listed
+    /// nowhere, and single reads and PATCHes by its id reach the survivor.
+    pub(super) merged_into: Option<u64>,
     /// Property history (`propertiesWithHistory`, §4.1) of the properties written since the
     /// record was created, as `(name, value, ms)` in write order; the value a property had at
     /// creation is its first entry, at `created_ms`. A property never written since has one
@@ -411,6 +414,23 @@ pub(super) struct Record {
 impl Record {
     pub(super) fn is_archived(&self) -> bool {
         self.archived_ms.is_some()
+    }
+
+    /// The numeric value of a property the store maintains from the record's own fields (the id,
+    /// the created and the last-modified dates as epoch ms), without parsing its string: search
+    /// filters and sorts on these run over every record (a 100k backfill windows on them).
+    fn system_number(&self, name: &str) -> Option<f64> {
+        let ms = match name {
+            "hs_object_id" => self.id,
+            "createdate" | "hs_createdate" => self.created_ms,
+            "lastmodifieddate" | "hs_lastmodifieddate" => self.updated_ms,
+            _ => return None,
+        };
+        // The stored string is the source of truth: only when the property is set.
+        self.props.get(name)?;
+        // Ids and epoch ms are far below 2^53: exact in f64.
+        #[allow(clippy::cast_precision_loss)]
+        Some(ms as f64)
     }
 
     fn prop(&self, name: &str) -> Option<&str> {
@@ -705,6 +725,23 @@ impl<'a> Compiled<'a> {
     }
 
     fn matches(&self, rec: &Record) -> bool {
+        if let (Some(given), Some(stored)) =
+            (self.value.num, rec.system_number(&self.filter.property))
+        {
+            let cmp = stored.partial_cmp(&given).unwrap_or(Ordering::Equal);
+            match self.filter.operator {
+                Operator::Eq => return cmp == Ordering::Equal,
+                Operator::Neq => return cmp != Ordering::Equal,
+                Operator::Lt => return cmp == Ordering::Less,
+                Operator::Lte => return cmp != Ordering::Greater,
+                Operator::Gt => return cmp == Ordering::Greater,
+                Operator::Gte => return cmp != Ordering::Less,
+                Operator::Between if self.high.num.is_some() => {
+                    return cmp != Ordering::Less && self.high.num.is_some_and(|h| stored <= h);
+                }
+                _ => {}
+            }
+        }
         let stored = rec.prop(&self.filter.property);
         let cmp = |s: &str| self.value.compare(s);
         match (self.filter.operator, stored) {
@@ -739,6 +776,38 @@ fn in_matches(stored: &str, given: &Given) -> bool {
     }
 }
 
+/// The ids a search can match at most, from `hs_object_id` comparisons in its only filter
+/// group (ANDed there, so each one bounds every hit): windowing a backfill by id, the usual way
+/// past the 10,000-result cap (§4.4), then scans only the window, not the whole table.
+/// `None`: no id can match.
+fn id_bounds(groups: &[Vec<Filter>]) -> Option<(u64, u64)> {
+    let (mut low, mut high) = (0, u64::MAX);
+    let [group] = groups else {
+        return Some((low, high));
+    };
+    let num = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<u64>().ok());
+    for f in group.iter().filter(|f| f.property == "hs_object_id") {
+        let (value, high_value) = (num(&f.value), num(&f.high));
+        match f.operator {
+            Operator::Eq => {
+                low = low.max(value.unwrap_or(0));
+                high = high.min(value.unwrap_or(u64::MAX));
+            }
+            Operator::Gt => low = low.max(value.map_or(0, |v| v.saturating_add(1))),
+            Operator::Gte => low = low.max(value.unwrap_or(0)),
+            Operator::Lt => high = high.min(value.map_or(u64::MAX, |v| v.saturating_sub(1))),
+            Operator::Lte => high = high.min(value.unwrap_or(u64::MAX)),
+            Operator::Between => {
+                low = low.max(value.unwrap_or(0));
+                high = high.min(high_value.unwrap_or(u64::MAX));
+            }
+            _ => {}
+        }
+    }
+    // An empty window is `None`: `range` panics on a reversed range.
+    (low <= high).then_some((low, high))
+}
+
 impl Store {
     fn table(&mut self, kind: Kind) -> &mut Table {
         self.tables.entry(kind).or_default()
@@ -770,7 +839,84 @@ impl Store {
                     && r.prop(p).is_some_and(|v| v.eq_ignore_ascii_case(key))
             }),
         }?;
-        (rec.is_archived() == archived).then_some(rec)
+        (rec.is_archived() == archived && rec.merged_into.is_none()).then_some(rec)
+    }
+
+    /// Live records by their ASCII-lower-cased value of `property` (the lowest id for a value
+    /// several hold, as [`Store::find`] picks): one pass, for a batch's lookups.
+    pub(super) fn index_of(&self, kind: Kind, property: &str) -> HashMap<String, u64> {
+        let mut index = HashMap::new();
+        let Some(table) = self.tables.get(&kind) else {
+            return index;
+        };
+        for rec in table
+            .records
+            .values()
+            .filter(|r| !r.is_archived() && r.merged_into.is_none())
+        {
+            if let Some(v) = rec.prop(property) {
+                index.entry(v.to_ascii_lowercase()).or_insert(rec.id);
+            }
+        }
+        index
+    }
+
+    /// The live record that the merged-away id `key` now names, following merges of merges:
+    /// HubSpot answers a single read or PATCH by a merged id with the survivor (HUBSPOT.md
+    /// §4.1: "the basic `PATCH` accepts IDs stored in `hs_merged_object_ids`").
+    pub(super) fn survivor_of(&self, kind: Kind, key: &str) -> Option<&Record> {
+        let table = self.tables.get(&kind)?;
+        let mut rec = table.records.get(&key.parse::<u64>().ok()?)?;
+        // Bounded by the number of records: a merge never points back at a merged record.
+        for _ in 0..table.records.len() {
+            match rec.merged_into {
+                Some(next) => rec = table.records.get(&next)?,
+                None => return (!rec.is_archived()).then_some(rec),
+            }
+        }
+        None
+    }
+
+    /// Merges the live record `merged` into the live record `primary` (ids checked by the
+    /// caller): `merged` is archived with [`Record::merged_into`] set, and its e-mail becomes
+    /// one of the survivor's `hs_additional_emails`, which stay unique identifiers (§4.1).
+    pub(super) fn merge_away(&mut self, kind: Kind, merged: u64, primary: u64, now_ms: u64) {
+        let table = self.table(kind);
+        let Some(rec) = table.records.get_mut(&merged) else {
+            return;
+        };
+        rec.archived_ms = Some(now_ms);
+        rec.merged_into = Some(primary);
+        let mut emails: Vec<String> = Vec::new();
+        if kind == Kind::Contact {
+            for key in ["email", "hs_additional_emails"] {
+                if let Some(v) = rec.props.get(key) {
+                    emails.extend(v.split(';').filter(|e| !e.is_empty()).map(str::to_owned));
+                }
+            }
+        }
+        // A survivor without an e-mail takes the merged one as its own (a moved value).
+        let survivor_has_email = table
+            .records
+            .get(&primary)
+            .is_some_and(|r| r.props.get("email").is_some());
+        if emails.is_empty() || !survivor_has_email {
+            return;
+        }
+        for e in &emails {
+            table.emails.insert(e.clone(), primary);
+        }
+        if let Some(survivor) = table.records.get_mut(&primary) {
+            let name: Arc<str> = Arc::from("hs_additional_emails");
+            let mut all: Vec<String> = survivor
+                .props
+                .get(&name)
+                .map(|v| v.split(';').map(str::to_owned).collect())
+                .unwrap_or_default();
+            all.extend(emails);
+            all.retain(|e| !e.is_empty());
+            survivor.props.insert(&name, all.join(";"));
+        }
     }
 
     fn validate(
@@ -904,12 +1050,49 @@ impl Store {
             return false;
         };
         rec.archived_ms = Some(now_ms);
-        if let Some(e) = rec.props.get("email") {
-            if table.emails.get(e) == Some(&id) {
-                table.emails.remove(e);
+        for key in ["email", "hs_additional_emails"] {
+            for e in rec.props.get(key).map_or("", String::as_str).split(';') {
+                if table.emails.get(e) == Some(&id) {
+                    table.emails.remove(e);
+                }
             }
         }
         true
+    }
+
+    /// Restores the archived record `id` (what HubSpot's recycling bin does, HUBSPOT.md §4.1;
+    /// the objects API has no restore endpoint). Its dates stay as they were (HubSpot does not
+    /// document whether a restore moves `hs_lastmodifieddate`). Errors: no archived record with
+    /// that id (merged ones included) → `NotFound`; a live contact has its e-mail since →
+    /// `Duplicate` naming it.
+    pub(super) fn restore(&mut self, kind: Kind, id: &str) -> Result<u64, WriteError> {
+        let not_found = || WriteError::NotFound(id.to_owned());
+        let num = id.parse::<u64>().map_err(|_| not_found())?;
+        let table = self.table(kind);
+        let rec = table
+            .records
+            .get(&num)
+            .filter(|r| r.is_archived() && r.merged_into.is_none())
+            .ok_or_else(not_found)?;
+        let emails: Vec<String> = if kind == Kind::Contact {
+            ["email", "hs_additional_emails"]
+                .iter()
+                .filter_map(|k| rec.props.get(k))
+                .flat_map(|v| v.split(';').filter(|e| !e.is_empty()).map(str::to_owned))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if let Some(owner) = emails.iter().find_map(|e| table.emails.get(e)) {
+            return Err(WriteError::Duplicate(*owner));
+        }
+        for e in emails {
+            table.emails.insert(e, num);
+        }
+        if let Some(rec) = table.records.get_mut(&num) {
+            rec.archived_ms = None;
+        }
+        Ok(num)
     }
 
     /// One page of live (or archived) records with id ≥ `after`, and the next cursor.
@@ -929,7 +1112,7 @@ impl Store {
             .records
             .range(after..)
             .map(|(_, r)| r)
-            .filter(|r| r.is_archived() == archived)
+            .filter(|r| r.is_archived() == archived && r.merged_into.is_none())
         {
             if page.len() == limit {
                 next = Some(rec.id);
@@ -951,29 +1134,73 @@ impl Store {
             .iter()
             .map(|g| g.iter().map(Compiled::new).collect())
             .collect();
-        let mut hits: Vec<&Record> = table
-            .records
-            .values()
-            .filter(|r| !r.is_archived())
-            .filter(|r| groups.is_empty() || groups.iter().any(|g| g.iter().all(|f| f.matches(r))))
-            .filter(|r| {
-                query.as_deref().is_none_or(|q| {
+        let Some((low, high)) = id_bounds(&s.groups) else {
+            return (0, Vec::new());
+        };
+        let matches = |r: &&Record| {
+            !r.is_archived()
+                && (groups.is_empty() || groups.iter().any(|g| g.iter().all(|f| f.matches(r))))
+                && query.as_deref().is_none_or(|q| {
                     q.is_empty() || r.props.values().any(|v| v.to_lowercase().contains(q))
                 })
-            })
-            .collect();
+        };
+        let window = table.records.range(low..=high).map(|(_, r)| r);
+        // In id order (no sort, or a sort on `hs_object_id`) the table's own order is the
+        // answer: one pass counts `total` and keeps the page, nothing is collected or sorted.
+        let id_order = match &s.sort {
+            None => Some(true),
+            Some((prop, ascending)) if prop == "hs_object_id" => Some(*ascending),
+            Some(_) => None,
+        };
+        if let Some(ascending) = id_order {
+            let in_order: Box<dyn Iterator<Item = &Record>> = if ascending {
+                Box::new(window)
+            } else {
+                Box::new(window.rev())
+            };
+            let mut total = 0;
+            let mut page = Vec::with_capacity(s.limit.min(200));
+            for rec in in_order.filter(matches) {
+                if total >= s.offset && page.len() < s.limit {
+                    page.push(rec);
+                }
+                total += 1;
+            }
+            return (total, page);
+        }
+        let hits: Vec<&Record> = window.filter(matches).collect();
         if let Some((prop, ascending)) = &s.sort {
             // Keys computed once: parsing inside the comparator is far too slow for 100k hits.
             let mut keyed: Vec<(SortKey, &Record)> = hits
                 .into_iter()
-                .map(|r| (SortKey::of(r.prop(prop)), r))
+                .map(|r| {
+                    let key = r
+                        .system_number(prop)
+                        .map_or_else(|| SortKey::of(r.prop(prop)), SortKey::Num);
+                    (key, r)
+                })
                 .collect();
-            keyed.sort_by(|(ka, a), (kb, b)| {
+            let order = |(ka, a): &(SortKey, &Record), (kb, b): &(SortKey, &Record)| {
                 let ord = ka.cmp(kb);
                 let ord = if *ascending { ord } else { ord.reverse() };
                 ord.then(a.id.cmp(&b.id))
-            });
-            hits = keyed.into_iter().map(|(_, r)| r).collect();
+            };
+            let total = keyed.len();
+            // Only the first `after + limit` (≤ 10,000) need sorting: select them in linear
+            // time, then sort those, instead of sorting every hit of a 100k table per page.
+            let wanted = s.offset.saturating_add(s.limit);
+            if wanted < keyed.len() {
+                keyed.select_nth_unstable_by(wanted, order);
+                keyed.truncate(wanted);
+            }
+            keyed.sort_by(order);
+            let page = keyed
+                .into_iter()
+                .map(|(_, r)| r)
+                .skip(s.offset)
+                .take(s.limit)
+                .collect();
+            return (total, page);
         }
         let total = hits.len();
         let page = hits.into_iter().skip(s.offset).take(s.limit).collect();
@@ -1090,6 +1317,7 @@ fn new_record(
         created_ms,
         updated_ms,
         archived_ms: None,
+        merged_into: None,
         history: Vec::new(),
     }
 }

@@ -278,13 +278,13 @@ fn faults_latency_and_drop() {
 
 /// One webhook POST as received.
 #[derive(Debug, Clone)]
-struct Received {
+pub(super) struct Received {
     headers: http::HeaderMap,
-    body: Vec<u8>,
+    pub(super) body: Vec<u8>,
 }
 
 /// A minimal receiver: records every POST, answers `statuses` in order, then 200.
-fn receiver(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<Received>>>) {
+pub(super) fn receiver(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<Received>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hubspot/webhook", listener.local_addr().unwrap());
     let got = Arc::new(Mutex::new(Vec::new()));

@@ -77,6 +77,7 @@ fn subscription_id(kind: Kind, event: &str) -> u64 {
         "deletion" => 2,
         "propertyChange" => 3,
         "merge" => 4,
+        "restore" => 5,
         _ => 9,
     }
 }
