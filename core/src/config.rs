@@ -162,10 +162,21 @@ pub const SYNC_FULL_HOURS: NumberKey = NumberKey {
     max: 720,
 };
 
+/// `SYNC_LAG_SECS`: incremental runs read changes up to `run start − lag` (search is eventually
+/// consistent near now, docs/sync.md "Incremental runs"): 60 by default, 0 (a test against a
+/// consistent mock) to 3,600.
+pub const SYNC_LAG_SECS: NumberKey = NumberKey {
+    key: "SYNC_LAG_SECS",
+    default: 60,
+    min: 0,
+    max: 3600,
+};
+
 /// Every numeric key.
-pub const NUMBER_KEYS: [NumberKey; 13] = [
+pub const NUMBER_KEYS: [NumberKey; 14] = [
     SYNC_INCREMENTAL_MINUTES,
     SYNC_FULL_HOURS,
+    SYNC_LAG_SECS,
     SIGNATURE_MAX_AGE_SECS,
     MAX_BODY_BYTES,
     FORWARD_TIMEOUT_MS,
@@ -678,6 +689,8 @@ pub struct Sync {
     pub incremental_ms: u64,
     /// `SYNC_FULL_HOURS`, in ms.
     pub full_ms: u64,
+    /// `SYNC_LAG_SECS`, in ms (core's [`crate::sync::SyncConfig::lag_ms`]).
+    pub lag_ms: u64,
 }
 
 /// The run a coordinator should start now, if any ([`Sync::due`]).
@@ -744,13 +757,17 @@ impl Sync {
         let portal_id = errors.take(portal);
         let incremental = errors.take(lookup.number(SYNC_INCREMENTAL_MINUTES));
         let full = errors.take(lookup.number(SYNC_FULL_HOURS));
-        match (portal_id, incremental, full) {
-            (Some(portal_id), Some(inc), Some(full)) if errors.0.is_empty() => Ok(Some(Self {
-                portal_id,
-                object_types,
-                incremental_ms: inc * 60_000,
-                full_ms: full * 3_600_000,
-            })),
+        let lag = errors.take(lookup.number(SYNC_LAG_SECS));
+        match (portal_id, incremental, full, lag) {
+            (Some(portal_id), Some(inc), Some(full), Some(lag)) if errors.0.is_empty() => {
+                Ok(Some(Self {
+                    portal_id,
+                    object_types,
+                    incremental_ms: inc * 60_000,
+                    full_ms: full * 3_600_000,
+                    lag_ms: lag * 1000,
+                }))
+            }
             _ => Err(errors.0),
         }
     }

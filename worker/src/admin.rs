@@ -55,6 +55,9 @@ pub(crate) async fn handle(
     if let ["hubspot", rest @ ..] = segments.as_slice() {
         return crate::hubspot::handle(req, env, rest, request_id).await;
     }
+    if let ["sync", rest @ ..] = segments.as_slice() {
+        return crate::sync::admin(req, env, rest).await;
+    }
     if let ["faults", rest @ ..] = segments.as_slice() {
         return faults(req, env, rest).await;
     }
