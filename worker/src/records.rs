@@ -92,7 +92,7 @@ async fn call(env: &Env, portal: u64, object_type: &str, ask: &Ask) -> Result<An
             response.status_code()
         )));
     }
-    response.json::<Answer>().await
+    Ok(serde_json::from_str(&response.text().await?)?)
 }
 
 /// The stored state of `ids` (absent ones at version 0).
@@ -375,7 +375,9 @@ impl DurableObject for RecordStore {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let Ok(ask) = req.json::<Ask>().await else {
+        // Parsed by serde_json from the text: ids up to 2^63 − 1 (core's ID_END) are not exact
+        // as JS numbers, which `Request::json` would go through.
+        let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
             return Response::error("bad record store request", 400);
         };
         let answer = match ask {

@@ -138,17 +138,20 @@ impl std::fmt::Debug for SyncCoordinator {
 }
 
 impl SyncCoordinator {
+    /// The state is stored as JSON text: ids up to 2^63 − 1 (the run's open range) are not JS
+    /// numbers, which a structured value would need.
     async fn load(&self) -> Result<Coordinated> {
-        Ok(self
-            .state
-            .storage()
-            .get::<Coordinated>(STATE_KEY)
-            .await?
-            .unwrap_or_default())
+        match self.state.storage().get::<String>(STATE_KEY).await? {
+            Some(text) => Ok(serde_json::from_str(&text)?),
+            None => Ok(Coordinated::default()),
+        }
     }
 
     async fn save(&self, c: &Coordinated) -> Result<()> {
-        self.state.storage().put(STATE_KEY, c).await
+        self.state
+            .storage()
+            .put(STATE_KEY, serde_json::to_string(c)?)
+            .await
     }
 
     async fn queue(&self, messages: Vec<UnitMessage>) -> Result<()> {
@@ -370,10 +373,12 @@ impl DurableObject for SyncCoordinator {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let Ok(ask) = req.json::<Ask>().await else {
+        // Parsed by serde_json from the text: ids up to 2^63 − 1 (core's ID_END) are not exact
+        // as JS numbers, which `Request::json` would go through.
+        let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
             return Response::error("bad coordinator request", 400);
         };
-        match ask {
+        let result = match ask {
             Ask::Start { object_type, mode } => self.start(object_type, mode).await,
             Ask::Report { report } => self.report(report).await,
             Ask::Status { object_type } => self.status(object_type).await,
@@ -381,7 +386,14 @@ impl DurableObject for SyncCoordinator {
                 object_type,
                 paused,
             } => self.pause(object_type, paused).await,
-        }
+        };
+        // Storage or queue failures: a stable code, the detail in the log.
+        result.or_else(|e| {
+            Line::error("sync_coordinator_failed")
+                .field("error", e.to_string())
+                .emit();
+            crate::respond::error(503, "sync_coordinator_failed", &e.to_string())
+        })
     }
 
     async fn alarm(&self) -> Result<Response> {
