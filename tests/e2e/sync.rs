@@ -250,7 +250,10 @@ pub(super) fn sync_backfill_then_incremental_delivers_each_change_once(_: &Fixtu
         Failed::from(format!(
             "{}\nWorker log (errors and sync lines, newest first):\n{}",
             e.message().unwrap_or("failed"),
-            tail.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n")
+            tail.iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
         ))
     });
     fx.stop_worker();
@@ -333,14 +336,31 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
         .cloned()
         .collect();
     let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
-    for id in [a, b] {
-        hubspot(
-            fx,
-            "PATCH",
-            &format!("/crm/v3/objects/contacts/{id}"),
-            Some(&json!({"properties": {"firstname": format!("Missed{id}")}})),
-        )?;
-    }
+    // One batch update: both webhooks leave in one batch, to the dead target.
+    let inputs: Vec<Value> = [a, b]
+        .iter()
+        .map(|id| json!({"id": id, "properties": {"firstname": format!("Missed{id}")}}))
+        .collect();
+    hubspot(
+        fx,
+        "POST",
+        "/crm/v3/objects/contacts/batch/update",
+        Some(&json!({ "inputs": inputs })),
+    )?;
+    poll_until(
+        "the mock's webhooks to the dead target failed",
+        RUN_DEADLINE,
+        POLL,
+        || {
+            let w = hubspot(fx, "GET", "/__mock/stats", None).ok()?["webhooks"].clone();
+            let (events, attempts, failed) = (
+                w["events"].as_u64()?,
+                w["attempts"].as_u64()?,
+                w["failedAttempts"].as_u64()?,
+            );
+            (events >= 2 && attempts >= 1 && failed == attempts).then_some(())
+        },
+    )?;
     let mark = fx.dest.deliveries().len();
     mock_of(fx)?.set_webhook_target(&fx.url("/webhooks/hubspot"));
     hubspot(
@@ -381,7 +401,10 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
     }
     let last = &after["contacts"]["last"];
     check(
-        last["mode"] == "incremental" && last["counts"]["upserted"] == 2,
+        // The hooked change was read too, and found unchanged (enrichment stored it).
+        last["mode"] == "incremental"
+            && last["counts"]["upserted"] == 2
+            && last["counts"]["unchanged"].as_u64() >= Some(1),
         || format!("incremental counts: {last}"),
     )?;
     Ok(())
