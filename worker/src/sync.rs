@@ -90,13 +90,13 @@ fn type_config(
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Ask {
-    /// Start a run (admin, cron). `force`: the admin asked; otherwise only when due.
+    /// Start a run: of `mode` (the admin), or what is due (`None`: the cron).
     Start {
         object_type: String,
         mode: Option<Mode>,
     },
     Report {
-        report: UnitReport,
+        report: Box<UnitReport>,
     },
     Status {
         object_type: String,
@@ -380,7 +380,7 @@ impl DurableObject for SyncCoordinator {
         };
         let result = match ask {
             Ask::Start { object_type, mode } => self.start(object_type, mode).await,
-            Ask::Report { report } => self.report(report).await,
+            Ask::Report { report } => self.report(*report).await,
             Ask::Status { object_type } => self.status(object_type).await,
             Ask::Pause {
                 object_type,
@@ -688,7 +688,9 @@ async fn work(message: &Message<String>, env: &Env) {
         retry();
         return;
     }
-    let ask = Ask::Report { report };
+    let ask = Ask::Report {
+        report: Box::new(report),
+    };
     match coordinator(env, config.portal_id, &object_type, &ask).await {
         Ok(r) if r.status_code() == 200 => message.ack(),
         Ok(r) => {
