@@ -20,7 +20,8 @@ const MAP: &str = r#"{"objects":{
   "contacts":{"fields":[
     {"hubspot":"email","type":"email"},
     {"hubspot":"firstname","field":"first_name"},
-    {"hubspot":"lastname","field":"last_name"}]},
+    {"hubspot":"lastname","field":"last_name"},
+    {"hubspot":"lead_score","field":"score","type":"number"}]},
   "companies":{"fields":[
     {"hubspot":"name"},
     {"hubspot":"domain"}]}
@@ -33,6 +34,7 @@ const FIELDS: &[(&str, &[(&str, &str)])] = &[
             ("email", "email"),
             ("firstname", "first_name"),
             ("lastname", "last_name"),
+            ("lead_score", "score"),
         ],
     ),
     ("companies", &[("name", "name"), ("domain", "domain")]),
@@ -234,7 +236,8 @@ fn wait_done(
 
 /// A full backfill of 2,000 contacts and 300 companies: the destination ends with exactly the
 /// mock's records (mapped fields compared), each delivered once (by id and by changeId), every
-/// batch signed, valid and with `webhook-id` = its id. Then changes HubSpot's webhooks missed
+/// batch signed, valid and with `webhook-id` = its id; a record that does not map is
+/// dead-lettered with its code (no value). Then changes HubSpot's webhooks missed
 /// and an incremental run: only those are delivered; a change webhook enrichment delivered is
 /// not delivered again.
 pub(super) fn sync_backfill_then_incremental_delivers_each_change_once(_: &Fixture) -> Outcome {
@@ -268,6 +271,19 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
         || format!("GET /admin/sync: {status} {body}"),
     )?;
 
+    // One contact whose score does not map (not a number): dead-lettered with its code, the
+    // rest delivered.
+    let secret = format!("lots-{}", hubspot_edge_tests::unique_id());
+    let bad = hubspot(
+        fx,
+        "POST",
+        "/crm/v3/objects/contacts",
+        Some(&json!({"properties": {"email": "bad@example.com", "lead_score": secret}})),
+    )?["id"]
+        .as_str()
+        .ok_or("id")?
+        .to_owned();
+
     let started = Instant::now();
     let mut runs = HashMap::new();
     for t in ["contacts", "companies"] {
@@ -292,7 +308,10 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
     let batches = sync_batches(fx, 0)?;
     let mut calls = 0;
     for (t, n) in [("contacts", CONTACTS), ("companies", COMPANIES)] {
-        let expected = mock_records(fx, t)?;
+        let mut expected = mock_records(fx, t)?;
+        if t == "contacts" {
+            expected.remove(&bad);
+        }
         check(expected.len() == n, || {
             format!("the mock has {} {t}", expected.len())
         })?;
@@ -310,17 +329,54 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
         })?;
         for (id, fields) in &expected {
             let r = &got[id];
-            check(r["op"] == "upsert" && &r["fields"] == fields, || {
+            let same = fields.as_object().is_some_and(|f| {
+                f.iter()
+                    .all(|(k, v)| r["fields"].get(k).unwrap_or(&Value::Null) == v)
+            });
+            check(r["op"] == "upsert" && same, || {
                 format!("{t} {id}: delivered {r}, the mock has {fields}")
             })?;
         }
         let last = &status_after[t]["last"];
+        let rejected = u64::from(t == "contacts");
         check(
-            last["counts"]["upserted"] == n && last["counts"]["read"] == n,
+            last["counts"]["upserted"] == n
+                && last["counts"]["read"].as_u64() == Some(n as u64 + rejected)
+                && last["counts"]["rejected"] == rejected,
             || format!("{t} counts: {last}"),
         )?;
         calls += last["counts"]["hubspotCalls"].as_u64().unwrap_or(0);
     }
+    let letter = poll_until(
+        "the unmappable record's dead letter",
+        RUN_DEADLINE,
+        POLL,
+        || {
+            let list = fx.admin_get("/admin/dead-letters?limit=100").ok()?;
+            let items = list.json().ok()?["items"].as_array().cloned()?;
+            items.iter().find_map(|item| {
+                let dl_id = item["id"].as_str()?;
+                let record = fx
+                    .admin_get(&format!("/admin/dead-letters/{dl_id}"))
+                    .ok()?
+                    .json()
+                    .ok()?;
+                (record["payload"]["objectId"] == bad.as_str()).then_some(record)
+            })
+        },
+    )?;
+    check(
+        letter["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("mapping_"))
+            && !letter.to_string().contains(&secret)
+            && letter["payload"]["source"] == "sync",
+        || format!("dead letter: {letter}"),
+    )?;
+    check(
+        !fx.worker.logs_since(0).iter().any(|l| l.contains(&secret)),
+        || "the unmappable value appeared in a log line".into(),
+    )?;
     eprintln!(
         "sync backfill: {CONTACTS} contacts + {COMPANIES} companies in {:.1} s, {calls} HubSpot \
          calls, {} batches",
