@@ -455,6 +455,31 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
             || format!("{id}: {}", got[id]),
         )?;
     }
+    // Pause: no run starts (409 paused) until resumed; the state says so.
+    let (status, _) = admin_json(fx, "POST", "/admin/sync/contacts/pause")?;
+    check(status == 200, || format!("pause: {status}"))?;
+    let (status, body) = admin_json(fx, "POST", "/admin/sync/contacts/run?mode=full")?;
+    check(status == 409 && body["reason"] == "paused", || {
+        format!("run while paused: {status} {body}")
+    })?;
+    let (_, body) = admin_json(fx, "GET", "/admin/sync")?;
+    check(body["types"][0]["state"] == "paused", || body.to_string())?;
+    let (status, _) = admin_json(fx, "POST", "/admin/sync/contacts/resume")?;
+    check(status == 200, || format!("resume: {status}"))?;
+    let (_, body) = admin_json(fx, "GET", "/admin/sync")?;
+    check(body["types"][0]["state"] == "idle", || body.to_string())?;
+    // Unknown types and modes are clear errors.
+    let (status, body) = admin_json(fx, "POST", "/admin/sync/deals/run")?;
+    check(
+        status == 404 && body["error"]["code"] == "sync_type_unknown",
+        || format!("unknown type: {status} {body}"),
+    )?;
+    let (status, body) = admin_json(fx, "POST", "/admin/sync/contacts/run?mode=sometimes")?;
+    check(
+        status == 400 && body["error"]["code"] == "mode_invalid",
+        || format!("bad mode: {status} {body}"),
+    )?;
+
     let last = &after["contacts"]["last"];
     check(
         // The hooked change was read too, and found unchanged (enrichment stored it).

@@ -174,6 +174,9 @@ impl SyncCoordinator {
                 "started": false, "reason": "already_running", "runId": run.id(),
             }));
         }
+        if c.paused {
+            return Response::from_json(&json!({"started": false, "reason": "paused"}));
+        }
         let mode = match mode {
             Some(m) => m,
             None => {
@@ -529,7 +532,7 @@ pub(crate) async fn admin(req: &Request, env: &Env, segments: &[&str]) -> Result
             let mut r = coordinator(env, portal, t, &ask).await?;
             let status = r.status_code();
             let body = r.json::<serde_json::Value>().await?;
-            let status = if body["reason"] == "already_running" {
+            let status = if body["reason"] == "already_running" || body["reason"] == "paused" {
                 409
             } else if status == 200 {
                 202
