@@ -76,6 +76,8 @@ fn start() -> Result<Fixture, Failed> {
             ("SYNC_LAG_SECS", "0"),
         ]);
     options.wrangler.config = Some(extra_wrangler_config("wrangler.sync.toml")?);
+    // `GET /__scheduled` runs the cron trigger's handler (wrangler dev's test hook).
+    options.wrangler.extra_args.push("--test-scheduled".into());
     let fx = Fixture::start(options)?;
     // Webhooks go nowhere until the test says (a closed port: refused at once).
     let dead = format!("http://127.0.0.1:{}/", hubspot_edge_tests::free_port()?);
@@ -284,11 +286,32 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
         .ok_or("id")?
         .to_owned();
 
+    // The cron trigger starts the first runs: never synced, so full ones.
     let started = Instant::now();
+    let r = fx.get("/__scheduled?cron=*/5+*+*+*+*")?;
+    check(r.status == 200, || format!("/__scheduled: {}", r.status))?;
+    let (_, body) = admin_json(fx, "GET", "/admin/sync")?;
     let mut runs = HashMap::new();
-    for t in ["contacts", "companies"] {
-        runs.insert(t, start_run(fx, t, "full")?);
+    for (i, t) in ["contacts", "companies"].into_iter().enumerate() {
+        let ty = &body["types"][i];
+        let run = if ty["current"].is_object() {
+            &ty["current"]
+        } else {
+            &ty["last"]
+        };
+        check(ty["objectType"] == t && run["mode"] == "full", || {
+            format!("after the cron: {body}")
+        })?;
+        runs.insert(t, run["runId"].as_str().ok_or("runId")?.to_owned());
     }
+    // A second poke right away starts nothing (a run is going, or none is due for 5 minutes).
+    let r = fx.get("/__scheduled?cron=*/5+*+*+*+*")?;
+    check(r.status == 200, || format!("/__scheduled: {}", r.status))?;
+    let (_, again) = admin_json(fx, "GET", "/admin/sync")?;
+    check(
+        again["types"][0]["lastStartedMs"] == body["types"][0]["lastStartedMs"],
+        || format!("a second poke started a run: {again}"),
+    )?;
     // One run per type at a time: a second start answers 409 (or, if the first run already
     // finished on a fast machine, starts a new one, which the wait below then awaits).
     let (status, body) = admin_json(fx, "POST", "/admin/sync/contacts/run?mode=full")?;
