@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use hubspot_edge_tests::{poll_until, Fixture, FixtureOptions};
+use hubspot_edge_tests::{poll_until, Behavior, Fixture, FixtureOptions};
 use hubspot_mock::{MockConfig, WebhookConfig};
 use libtest_mimic::Failed;
 use serde_json::{json, Value};
@@ -240,8 +240,9 @@ fn wait_done(
 /// mock's records (mapped fields compared), each delivered once (by id and by changeId), every
 /// batch signed, valid and with `webhook-id` = its id; a record that does not map is
 /// dead-lettered with its code (no value). Then changes HubSpot's webhooks missed
-/// and an incremental run: only those are delivered; a change webhook enrichment delivered is
-/// not delivered again.
+/// and an incremental run against a destination that refuses the first attempt: only those are
+/// delivered, once accepted, the retry under the same webhook-id; a change webhook enrichment
+/// delivered is not delivered again.
 pub(super) fn sync_backfill_then_incremental_delivers_each_change_once(_: &Fixture) -> Outcome {
     let fx = start()?;
     let result = backfill_then_incremental(&fx).map_err(|e| {
@@ -463,10 +464,32 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
         })?;
     }
 
+    // The destination fails the first attempt (503): the unit is retried from the same state,
+    // and the batch goes out again under the same webhook-id.
     let before = fx.dest.deliveries().len();
+    fx.dest.set_default(Behavior::Status(503));
     let mut runs = HashMap::new();
     runs.insert("contacts", start_run(fx, "contacts", "incremental")?);
+    let refused = poll_until("a refused sync batch", RUN_DEADLINE, POLL, || {
+        fx.dest.deliveries().into_iter().find(|d| {
+            d.seq >= before
+                && d.body["type"] == "hubspot-edge.sync.batch"
+                && d.answered == Some(503)
+        })
+    });
+    fx.dest.set_default(Behavior::Status(200));
+    let refused = refused?;
     let after = wait_done(fx, &runs)?;
+    let retried = sync_batches(fx, before)?;
+    check(
+        retried.len() == 1 && retried[0]["id"] == refused.body["id"],
+        || {
+            format!(
+                "the retried batch kept its id: {:?}",
+                retried.iter().map(|b| &b["id"]).collect::<Vec<_>>()
+            )
+        },
+    )?;
     let got = records_of(&sync_batches(fx, before.max(mark))?, "contacts")?;
     let keys: Vec<&String> = got.keys().collect();
     check(keys == vec![a, b], || {
