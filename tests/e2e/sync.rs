@@ -102,6 +102,9 @@ fn hubspot(fx: &Fixture, method: &str, path: &str, body: Option<&Value>) -> Resu
     check((200..300).contains(&r.status), || {
         format!("{method} {path}: {}", r.status)
     })?;
+    if r.body.is_empty() {
+        return Ok(Value::Null);
+    }
     Ok(r.json()?)
 }
 
@@ -241,7 +244,8 @@ fn wait_done(
 /// batch signed, valid and with `webhook-id` = its id; a record that does not map is
 /// dead-lettered with its code (no value). Then changes HubSpot's webhooks missed
 /// and an incremental run against a destination that refuses the first attempt: only those are
-/// delivered, once accepted, the retry under the same webhook-id; a change webhook enrichment
+/// delivered, once accepted, the retry under the same webhook-id, a record archived meanwhile
+/// as `delete` (`archived`); a change webhook enrichment
 /// delivered is not delivered again.
 pub(super) fn sync_backfill_then_incremental_delivers_each_change_once(_: &Fixture) -> Outcome {
     let fx = start()?;
@@ -412,10 +416,10 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
     // Worker, and 7's change is delivered by enrichment.
     let ids: Vec<String> = mock_records(fx, "contacts")?
         .keys()
-        .take(3)
+        .take(4)
         .cloned()
         .collect();
-    let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
+    let (a, b, c, d) = (&ids[0], &ids[1], &ids[2], &ids[3]);
     // One batch update: both webhooks leave in one batch, to the dead target.
     let inputs: Vec<Value> = [a, b]
         .iter()
@@ -427,6 +431,8 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
         "/crm/v3/objects/contacts/batch/update",
         Some(&json!({ "inputs": inputs })),
     )?;
+    // And one archived (its deletion webhook lost too).
+    hubspot(fx, "DELETE", &format!("/crm/v3/objects/contacts/{d}"), None)?;
     poll_until(
         "the mock's webhooks to the dead target failed",
         RUN_DEADLINE,
@@ -438,7 +444,7 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
                 w["attempts"].as_u64()?,
                 w["failedAttempts"].as_u64()?,
             );
-            (events >= 2 && attempts >= 1 && failed == attempts).then_some(())
+            (events >= 3 && attempts >= 1 && failed == attempts).then_some(())
         },
     )?;
     let mark = fx.dest.deliveries().len();
@@ -457,7 +463,7 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
         || (!fx.dest.delivered_ok_for(c_num).is_empty()).then_some(()),
     )?;
     // The missed changes were not delivered by webhook.
-    for id in [a, b] {
+    for id in [a, b, d] {
         let n: u64 = id.parse()?;
         check(fx.dest.delivered_ok_for(n).is_empty(), || {
             format!("{id} was delivered by webhook; the test expected its webhook lost")
@@ -482,7 +488,8 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
     let after = wait_done(fx, &runs)?;
     let retried = sync_batches(fx, before)?;
     check(
-        retried.len() == 1 && retried[0]["id"] == refused.body["id"],
+        // The modified walk's batch (refused once, then accepted) and the archived walk's.
+        retried.len() == 2 && retried.iter().any(|b| b["id"] == refused.body["id"]),
         || {
             format!(
                 "the retried batch kept its id: {:?}",
@@ -491,10 +498,15 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
         },
     )?;
     let got = records_of(&sync_batches(fx, before.max(mark))?, "contacts")?;
-    let keys: Vec<&String> = got.keys().collect();
-    check(keys == vec![a, b], || {
-        format!("incremental run delivered {keys:?}, expected [{a}, {b}] only")
+    let mut keys: Vec<&String> = got.keys().collect();
+    keys.sort_by_key(|k| k.parse::<u64>().unwrap_or(0));
+    check(keys == vec![a, b, d], || {
+        format!("incremental run delivered {keys:?}, expected [{a}, {b}, {d}] only")
     })?;
+    check(
+        got[d]["op"] == "delete" && got[d]["reason"] == "archived",
+        || format!("the archived record: {}", got[d]),
+    )?;
     for id in [a, b] {
         check(
             got[id]["fields"]["first_name"] == format!("Missed{id}").as_str(),
@@ -531,6 +543,7 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
         // The hooked change was read too, and found unchanged (enrichment stored it).
         last["mode"] == "incremental"
             && last["counts"]["upserted"] == 2
+            && last["counts"]["deleted"] == 1
             && last["counts"]["unchanged"].as_u64() >= Some(1),
         || format!("incremental counts: {last}"),
     )?;
