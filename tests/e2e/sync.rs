@@ -245,7 +245,7 @@ fn wait_done(
 /// dead-lettered with its code (no value). Then changes HubSpot's webhooks missed
 /// and an incremental run against a destination that refuses the first attempt: only those are
 /// delivered, once accepted, the retry under the same webhook-id, a record archived meanwhile
-/// as `delete` (`archived`); a change webhook enrichment
+/// as `delete` (`archived`), a merge as `merge`; a change webhook enrichment
 /// delivered is not delivered again.
 pub(super) fn sync_backfill_then_incremental_delivers_each_change_once(_: &Fixture) -> Outcome {
     let fx = start()?;
@@ -416,10 +416,12 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
     // Worker, and 7's change is delivered by enrichment.
     let ids: Vec<String> = mock_records(fx, "contacts")?
         .keys()
-        .take(4)
+        .take(6)
         .cloned()
         .collect();
     let (a, b, c, d) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    // f survives a merge of e into it.
+    let (e, f) = (&ids[4], &ids[5]);
     // One batch update: both webhooks leave in one batch, to the dead target.
     let inputs: Vec<Value> = [a, b]
         .iter()
@@ -433,6 +435,12 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
     )?;
     // And one archived (its deletion webhook lost too).
     hubspot(fx, "DELETE", &format!("/crm/v3/objects/contacts/{d}"), None)?;
+    hubspot(
+        fx,
+        "POST",
+        "/crm/v3/objects/contacts/merge",
+        Some(&json!({"primaryObjectId": f, "objectIdToMerge": e})),
+    )?;
     poll_until(
         "the mock's webhooks to the dead target failed",
         RUN_DEADLINE,
@@ -444,7 +452,7 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
                 w["attempts"].as_u64()?,
                 w["failedAttempts"].as_u64()?,
             );
-            (events >= 3 && attempts >= 1 && failed == attempts).then_some(())
+            (events >= 4 && attempts >= 1 && failed == attempts).then_some(())
         },
     )?;
     let mark = fx.dest.deliveries().len();
@@ -463,7 +471,7 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
         || (!fx.dest.delivered_ok_for(c_num).is_empty()).then_some(()),
     )?;
     // The missed changes were not delivered by webhook.
-    for id in [a, b, d] {
+    for id in [a, b, d, e, f] {
         let n: u64 = id.parse()?;
         check(fx.dest.delivered_ok_for(n).is_empty(), || {
             format!("{id} was delivered by webhook; the test expected its webhook lost")
@@ -500,9 +508,13 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
     let got = records_of(&sync_batches(fx, before.max(mark))?, "contacts")?;
     let mut keys: Vec<&String> = got.keys().collect();
     keys.sort_by_key(|k| k.parse::<u64>().unwrap_or(0));
-    check(keys == vec![a, b, d], || {
-        format!("incremental run delivered {keys:?}, expected [{a}, {b}, {d}] only")
+    check(keys == vec![a, b, d, f], || {
+        format!("incremental run delivered {keys:?}, expected [{a}, {b}, {d}, {f}] only")
     })?;
+    check(
+        got[f]["op"] == "merge" && got[f]["mergedIds"] == json!([e]),
+        || format!("the merge: {}", got[f]),
+    )?;
     check(
         got[d]["op"] == "delete" && got[d]["reason"] == "archived",
         || format!("the archived record: {}", got[d]),
@@ -544,6 +556,7 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
         last["mode"] == "incremental"
             && last["counts"]["upserted"] == 2
             && last["counts"]["deleted"] == 1
+            && last["counts"]["merged"] == 1
             && last["counts"]["unchanged"].as_u64() >= Some(1),
         || format!("incremental counts: {last}"),
     )?;
