@@ -538,6 +538,23 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
     check(status == 200, || format!("resume: {status}"))?;
     let (_, body) = admin_json(fx, "GET", "/admin/sync")?;
     check(body["types"][0]["state"] == "idle", || body.to_string())?;
+    // A second full run (the reconcile, now against a filled store) delivers nothing: every
+    // record is unchanged, none is missing.
+    let before = fx.dest.deliveries().len();
+    let mut runs = HashMap::new();
+    runs.insert("contacts", start_run(fx, "contacts", "full")?);
+    let again = wait_done(fx, &runs)?;
+    let last = &again["contacts"]["last"];
+    check(
+        last["counts"]["upserted"] == 0
+            && last["counts"]["deleted"] == 0
+            && last["counts"]["unchanged"] == CONTACTS - 2
+            && last["missingFound"] == 0,
+        || format!("second full run: {last}"),
+    )?;
+    check(sync_batches(fx, before)?.is_empty(), || {
+        "the second full run delivered something".into()
+    })?;
     // Unknown types and modes are clear errors.
     let (status, body) = admin_json(fx, "POST", "/admin/sync/deals/run")?;
     check(
