@@ -172,11 +172,23 @@ pub const SYNC_LAG_SECS: NumberKey = NumberKey {
     max: 3600,
 };
 
+/// `SYNC_LEASE_SECS`: a work unit not reported within this long is queued again by its run's
+/// coordinator (its consumer died, or its message was lost): 900 by default and at most, Queues'
+/// 15 minutes of wall time per consumer invocation, so only dead units are re-queued; at least
+/// 10 (tests).
+pub const SYNC_LEASE_SECS: NumberKey = NumberKey {
+    key: "SYNC_LEASE_SECS",
+    default: 900,
+    min: 10,
+    max: 900,
+};
+
 /// Every numeric key.
-pub const NUMBER_KEYS: [NumberKey; 14] = [
+pub const NUMBER_KEYS: [NumberKey; 15] = [
     SYNC_INCREMENTAL_MINUTES,
     SYNC_FULL_HOURS,
     SYNC_LAG_SECS,
+    SYNC_LEASE_SECS,
     SIGNATURE_MAX_AGE_SECS,
     MAX_BODY_BYTES,
     FORWARD_TIMEOUT_MS,
@@ -691,6 +703,8 @@ pub struct Sync {
     pub full_ms: u64,
     /// `SYNC_LAG_SECS`, in ms (core's [`crate::sync::SyncConfig::lag_ms`]).
     pub lag_ms: u64,
+    /// `SYNC_LEASE_SECS`, in ms ([`crate::sync::Run::overdue`]'s lease).
+    pub lease_ms: u64,
 }
 
 /// The run a coordinator should start now, if any ([`Sync::due`]).
@@ -758,14 +772,18 @@ impl Sync {
         let incremental = errors.take(lookup.number(SYNC_INCREMENTAL_MINUTES));
         let full = errors.take(lookup.number(SYNC_FULL_HOURS));
         let lag = errors.take(lookup.number(SYNC_LAG_SECS));
-        match (portal_id, incremental, full, lag) {
-            (Some(portal_id), Some(inc), Some(full), Some(lag)) if errors.0.is_empty() => {
+        let lease = errors.take(lookup.number(SYNC_LEASE_SECS));
+        match (portal_id, incremental, full, lag, lease) {
+            (Some(portal_id), Some(inc), Some(full), Some(lag), Some(lease))
+                if errors.0.is_empty() =>
+            {
                 Ok(Some(Self {
                     portal_id,
                     object_types,
                     incremental_ms: inc * 60_000,
                     full_ms: full * 3_600_000,
                     lag_ms: lag * 1000,
+                    lease_ms: lease * 1000,
                 }))
             }
             _ => Err(errors.0),

@@ -579,3 +579,61 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
     )?;
     Ok(())
 }
+
+/// Lost unit messages (dropped by `FAULT_INJECTION` before any work, as a consumer that died or
+/// a message whose retries ran out) are queued again by the coordinator's alarm once their
+/// lease (`SYNC_LEASE_SECS`, 10 s here) ran out: the backfill still ends with every record,
+/// each delivered once.
+pub(super) fn sync_lost_units_requeued_after_their_lease(_: &Fixture) -> Outcome {
+    const N: usize = 500;
+    let mut options = FixtureOptions::default()
+        .hubspot_mock(MockConfig {
+            seed_contacts: N,
+            burst: 100_000,
+            ..MockConfig::default()
+        })
+        .vars([
+            ("ENRICHMENT_MAP", MAP),
+            ("SYNC_OBJECT_TYPES", "contacts"),
+            ("SYNC_PORTAL_ID", "33"),
+            ("SYNC_LEASE_SECS", "10"),
+            ("FAULT_INJECTION", "true"),
+        ]);
+    options.wrangler.config = Some(extra_wrangler_config("wrangler.sync-lease.toml")?);
+    let fx = Fixture::start(options)?;
+    let result = (|| -> Outcome {
+        let r = fx.admin_post("/admin/faults/sync-unit", br#"{"failNext": 3}"#)?;
+        check(r.status == 200, || format!("fault: {}", r.status))?;
+        let started = Instant::now();
+        let mut runs = HashMap::new();
+        runs.insert("contacts", start_run(&fx, "contacts", "full")?);
+        wait_done(&fx, &runs)?;
+        let got = records_of(&sync_batches(&fx, 0)?, "contacts")?;
+        let expected = mock_records(&fx, "contacts")?;
+        check(
+            got.len() == N && expected.keys().all(|k| got.contains_key(k)),
+            || format!("{} of {N} contacts delivered", got.len()),
+        )?;
+        let dropped = fx
+            .worker
+            .logs_since(0)
+            .iter()
+            .filter(|l| l.contains("sync_unit_dropped_by_fault"))
+            .count();
+        let requeued = fx
+            .worker
+            .logs_since(0)
+            .iter()
+            .any(|l| l.contains("sync_units_requeued"));
+        check(dropped == 3 && requeued, || {
+            format!("dropped {dropped}, requeued {requeued}")
+        })?;
+        eprintln!(
+            "sync lease: {N} contacts with 3 lost units in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    })();
+    fx.stop_worker();
+    result
+}

@@ -3,7 +3,7 @@
 //!
 //! - [`SyncCoordinator`]: one Durable Object per `{portalId}:{objectType}` (SQLite-backed),
 //!   holding the [`Run`], the incremental cursor, the last run's report and the paused flag. At
-//!   most one run per type. Its `alarm()` queues the units overdue by a lease again
+//!   most one run per type. Its `alarm()` queues the units overdue by a lease (`SYNC_LEASE_SECS`) again
 //!   ([`Run::overdue`]).
 //! - The sync queue (`SYNC`, `hubspot-edge-sync`): one message per work unit
 //!   ([`UnitMessage`]); [`consume`] works each unit for up to `pagesPerUnit` pages, then reports
@@ -41,11 +41,26 @@ pub(crate) const COORDINATOR: &str = "SYNC_COORDINATOR";
 pub(crate) const QUEUE: &str = "SYNC";
 /// The sync queue's name, by default (`SYNC_QUEUE_NAME` overrides, as the tests' configs do).
 pub(crate) const DEFAULT_QUEUE_NAME: &str = "hubspot-edge-sync";
-/// A unit not reported within this long is queued again: Queues give a consumer invocation at
-/// most 15 minutes of wall time, so a unit still silent after that died or was lost.
-const LEASE_MS: u64 = 15 * 60_000;
-/// The coordinator's alarm period while a run is going (checks the leases).
-const ALARM_MS: i64 = 60_000;
+/// The coordinator's alarm period while a run is going (checks the leases, `SYNC_LEASE_SECS`):
+/// a minute, or half the lease when shorter.
+const ALARM_MS: u64 = 60_000;
+
+fn alarm_ms(env: &Env) -> i64 {
+    let lease = settings(env)
+        .ok()
+        .flatten()
+        .map_or(ALARM_MS * 2, |s| s.lease_ms);
+    i64::try_from(ALARM_MS.min(lease / 2)).unwrap_or(60_000)
+}
+
+/// Unit messages still to drop on purpose (`FAULT_INJECTION` only, per isolate): a lost
+/// message, which the coordinator's lease must re-queue. `POST /admin/faults/sync-unit`.
+static DROP_NEXT_UNITS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Makes the next `n` sync unit messages of this isolate vanish unworked (test only).
+pub(crate) fn inject_lost_units(n: u32) {
+    DROP_NEXT_UNITS.store(n, std::sync::atomic::Ordering::SeqCst);
+}
 /// Record-store commit conflicts decided again per step before the unit gives up for now.
 const MAX_SETTLE_ROUNDS: usize = 10;
 /// Delay before a unit that failed without progress is tried again (a HubSpot limit, a
@@ -218,7 +233,7 @@ impl SyncCoordinator {
         }
         c.run = Some(run);
         self.save(&c).await?;
-        self.state.storage().set_alarm(ALARM_MS).await?;
+        self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
         Line::info("sync_run_started")
             .field("object_type", object_type.as_str())
             .field("run_id", run_id.as_str())
@@ -340,7 +355,7 @@ impl SyncCoordinator {
         if resumed {
             if let Some(run) = &c.run {
                 self.queue(run.outstanding()).await?;
-                self.state.storage().set_alarm(ALARM_MS).await?;
+                self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
             }
         }
         Response::from_json(&json!({"paused": paused}))
@@ -407,7 +422,11 @@ impl DurableObject for SyncCoordinator {
         if c.paused {
             return Response::ok("paused");
         }
-        let again = run.overdue(Date::now().as_millis(), LEASE_MS);
+        let lease = settings(&self.env)
+            .ok()
+            .flatten()
+            .map_or(900_000, |s| s.lease_ms);
+        let again = run.overdue(Date::now().as_millis(), lease);
         let n = again.len();
         self.save(&c).await?;
         if n > 0 {
@@ -417,7 +436,7 @@ impl DurableObject for SyncCoordinator {
                 .emit();
         }
         self.queue(again).await?;
-        self.state.storage().set_alarm(ALARM_MS).await?;
+        self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
         Response::ok("checked")
     }
 }
@@ -647,6 +666,18 @@ async fn work(message: &Message<String>, env: &Env) {
                 .build(),
         );
     };
+    if DROP_NEXT_UNITS
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok()
+    {
+        Line::warn("sync_unit_dropped_by_fault").emit();
+        message.ack();
+        return;
+    }
     let Ok(msg) = serde_json::from_str::<UnitMessage>(message.body()) else {
         Line::error("sync_message_invalid").emit();
         message.ack();
