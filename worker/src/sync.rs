@@ -3,8 +3,8 @@
 //!
 //! - [`SyncCoordinator`]: one Durable Object per `{portalId}:{objectType}` (SQLite-backed),
 //!   holding the [`Run`], the incremental cursor, the last run's report and the paused flag. At
-//!   most one run per type. Its `alarm()` queues the units overdue by a lease (`SYNC_LEASE_SECS`) again
-//!   ([`Run::overdue`]).
+//!   most one run per type. Its `alarm()` queues the units overdue by a lease
+//!   (`SYNC_LEASE_SECS`) again ([`Run::overdue`]).
 //! - The sync queue (`SYNC`, `hubspot-edge-sync`): one message per work unit
 //!   ([`UnitMessage`]); [`consume`] works each unit for up to `pagesPerUnit` pages, then reports
 //!   to the coordinator, which queues the continuation.
