@@ -208,7 +208,7 @@ impl SyncCoordinator {
                 }
             }
         };
-        let (config, map) = match self.config(&object_type) {
+        let (config, _) = match self.config(&object_type) {
             Ok(c) => c,
             Err(e) => {
                 return crate::respond::error(503, "config_invalid", &e);
@@ -272,7 +272,6 @@ impl SyncCoordinator {
             }
             None => c.run.as_ref().map(Run::outstanding).unwrap_or_default(),
         };
-        let _ = map;
         let units = messages.len();
         self.queue(messages).await?;
         Response::from_json(&json!({
@@ -522,8 +521,7 @@ pub(crate) async fn admin(req: &Request, env: &Env, segments: &[&str]) -> Result
             }
             crate::respond::json(200, &json!({ "portalId": portal, "types": types }))
         }
-        (Method::Post, [t, action]) if !known(t) => {
-            let _ = action;
+        (Method::Post, [t, _]) if !known(t) => {
             crate::respond::error(404, "sync_type_unknown", "not in SYNC_OBJECT_TYPES")
         }
         (Method::Post, [t, "run"]) => {
