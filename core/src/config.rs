@@ -144,8 +144,51 @@ pub const HUBSPOT_TOKEN_REFRESH_MARGIN_SECS: NumberKey = NumberKey {
     max: 1500,
 };
 
+/// `SYNC_INCREMENTAL_MINUTES`: minutes between the outbound sync's incremental runs (docs/sync.md,
+/// "Incremental runs"): 5 by default, 1 (the cron trigger's period) to 1,440 (a day).
+pub const SYNC_INCREMENTAL_MINUTES: NumberKey = NumberKey {
+    key: "SYNC_INCREMENTAL_MINUTES",
+    default: 5,
+    min: 1,
+    max: 1440,
+};
+
+/// `SYNC_FULL_HOURS`: hours between full runs (the reconcile, which finds records deleted while
+/// no webhook arrived): 24 by default, 1 to 720 (30 days; HubSpot's recycling bin keeps 90).
+pub const SYNC_FULL_HOURS: NumberKey = NumberKey {
+    key: "SYNC_FULL_HOURS",
+    default: 24,
+    min: 1,
+    max: 720,
+};
+
+/// `SYNC_LAG_SECS`: incremental runs read changes up to `run start − lag` (search is eventually
+/// consistent near now, docs/sync.md "Incremental runs"): 60 by default, 0 (a test against a
+/// consistent mock) to 3,600.
+pub const SYNC_LAG_SECS: NumberKey = NumberKey {
+    key: "SYNC_LAG_SECS",
+    default: 60,
+    min: 0,
+    max: 3600,
+};
+
+/// `SYNC_LEASE_SECS`: a work unit not reported within this long is queued again by its run's
+/// coordinator (its consumer died, or its message was lost): 900 by default and at most, Queues'
+/// 15 minutes of wall time per consumer invocation, so only dead units are re-queued; at least
+/// 10 (tests).
+pub const SYNC_LEASE_SECS: NumberKey = NumberKey {
+    key: "SYNC_LEASE_SECS",
+    default: 900,
+    min: 10,
+    max: 900,
+};
+
 /// Every numeric key.
-pub const NUMBER_KEYS: [NumberKey; 11] = [
+pub const NUMBER_KEYS: [NumberKey; 15] = [
+    SYNC_INCREMENTAL_MINUTES,
+    SYNC_FULL_HOURS,
+    SYNC_LAG_SECS,
+    SYNC_LEASE_SECS,
     SIGNATURE_MAX_AGE_SECS,
     MAX_BODY_BYTES,
     FORWARD_TIMEOUT_MS,
@@ -645,6 +688,132 @@ pub fn admin_token<F: Fn(&str) -> Option<String>>(
     lookup.required("ADMIN_TOKEN")
 }
 
+/// The outbound sync's settings (docs/sync.md): which object types sync, for which portal, and
+/// how often. `None` from [`Sync::read`] when `SYNC_OBJECT_TYPES` is unset: sync is off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sync {
+    /// `SYNC_PORTAL_ID`: the HubSpot account the token reads (the record store is per portal).
+    pub portal_id: u64,
+    /// `SYNC_OBJECT_TYPES`: object types as written in API paths (`contacts,companies`), each
+    /// mapped by `ENRICHMENT_MAP`, each once.
+    pub object_types: Vec<String>,
+    /// `SYNC_INCREMENTAL_MINUTES`, in ms.
+    pub incremental_ms: u64,
+    /// `SYNC_FULL_HOURS`, in ms.
+    pub full_ms: u64,
+    /// `SYNC_LAG_SECS`, in ms (core's [`crate::sync::SyncConfig::lag_ms`]).
+    pub lag_ms: u64,
+    /// `SYNC_LEASE_SECS`, in ms ([`crate::sync::Run::overdue`]'s lease).
+    pub lease_ms: u64,
+}
+
+/// The run a coordinator should start now, if any ([`Sync::due`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Nothing: a run is going, or none is due yet.
+    Nothing,
+    /// An incremental run.
+    Incremental,
+    /// A full run (first run, or the reconcile is due).
+    Full,
+}
+
+impl Sync {
+    /// Reads the sync keys: `None` when `SYNC_OBJECT_TYPES` is unset.
+    ///
+    /// # Errors
+    /// Every problem: `SYNC_PORTAL_ID` missing or not a number, an object type that is not a
+    /// name or id of letters, digits, `_` and `-`, or that `ENRICHMENT_MAP` does not map
+    /// (`sync_type_not_mapped`), intervals out of range.
+    pub fn read<F: Fn(&str) -> Option<String>>(
+        lookup: &Lookup<F>,
+    ) -> Result<Option<Self>, Vec<ConfigError>> {
+        let Some(types) = lookup.optional("SYNC_OBJECT_TYPES") else {
+            return Ok(None);
+        };
+        let mut errors = Errors::default();
+        let mut object_types: Vec<String> = Vec::new();
+        let mapping = enrichment(lookup).ok().flatten();
+        for t in types.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let valid = t.len() <= 64
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !valid {
+                errors.0.push(ConfigError::Invalid {
+                    key: "SYNC_OBJECT_TYPES",
+                    code: "sync_type_invalid",
+                    detail: "object types are names or ids of letters, digits, _ and -".into(),
+                });
+                continue;
+            }
+            if mapping.as_ref().and_then(|m| m.object(t)).is_none() {
+                errors.0.push(ConfigError::Invalid {
+                    key: "SYNC_OBJECT_TYPES",
+                    code: "sync_type_not_mapped",
+                    detail: format!("ENRICHMENT_MAP has no map for the object type {t}"),
+                });
+                continue;
+            }
+            if !object_types.iter().any(|o| o == t) {
+                object_types.push(t.to_owned());
+            }
+        }
+        let portal = match lookup.optional("SYNC_PORTAL_ID") {
+            None => Err(ConfigError::Missing {
+                key: "SYNC_PORTAL_ID",
+            }),
+            Some(v) => v.parse::<u64>().map_err(|_| ConfigError::Invalid {
+                key: "SYNC_PORTAL_ID",
+                code: "config_not_an_integer",
+                detail: "the HubSpot portal (account) id is a number".into(),
+            }),
+        };
+        let portal_id = errors.take(portal);
+        let incremental = errors.take(lookup.number(SYNC_INCREMENTAL_MINUTES));
+        let full = errors.take(lookup.number(SYNC_FULL_HOURS));
+        let lag = errors.take(lookup.number(SYNC_LAG_SECS));
+        let lease = errors.take(lookup.number(SYNC_LEASE_SECS));
+        match (portal_id, incremental, full, lag, lease) {
+            (Some(portal_id), Some(inc), Some(full), Some(lag), Some(lease))
+                if errors.0.is_empty() =>
+            {
+                Ok(Some(Self {
+                    portal_id,
+                    object_types,
+                    incremental_ms: inc * 60_000,
+                    full_ms: full * 3_600_000,
+                    lag_ms: lag * 1000,
+                    lease_ms: lease * 1000,
+                }))
+            }
+            _ => Err(errors.0),
+        }
+    }
+
+    /// What to start at `now_ms` for one object type whose last incremental (or full) run
+    /// started at `last_ms` and last full run at `last_full_ms` (`None`: never), unless one is
+    /// `running` or the type is `paused`. A full run is due first (a full run resets both
+    /// clocks: it reads everything an incremental run would).
+    pub fn due(
+        &self,
+        now_ms: u64,
+        last_ms: Option<u64>,
+        last_full_ms: Option<u64>,
+        running: bool,
+        paused: bool,
+    ) -> Due {
+        if running || paused {
+            return Due::Nothing;
+        }
+        match (last_full_ms, last_ms) {
+            (None, _) => Due::Full,
+            (Some(full), _) if now_ms.saturating_sub(full) >= self.full_ms => Due::Full,
+            (_, Some(last)) if now_ms.saturating_sub(last) < self.incremental_ms => Due::Nothing,
+            _ => Due::Incremental,
+        }
+    }
+}
+
 /// A HubSpot access or refresh token; `Debug` prints `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessToken(String);
@@ -820,11 +989,13 @@ pub enum Part {
     /// The admin API (`ADMIN_TOKEN`, `FAULT_INJECTION`): without it dead letters can be
     /// neither listed nor re-driven.
     Admin,
+    /// The outbound sync (`SYNC_*`): no run starts until it is fixed.
+    Sync,
 }
 
 impl Part {
     /// Stable name: `ingress`, `forwarding`, `enrichment`, `hubspot_api`, `dead_letters`,
-    /// `admin`.
+    /// `admin`, `sync`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Ingress => "ingress",
@@ -833,6 +1004,7 @@ impl Part {
             Self::HubSpotApi => "hubspot_api",
             Self::DeadLetters => "dead_letters",
             Self::Admin => "admin",
+            Self::Sync => "sync",
         }
     }
 }
@@ -904,6 +1076,7 @@ pub fn check<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<Problem> 
         Part::DeadLetters,
         dead_letter_retention(lookup).err().into_iter().collect(),
     );
+    add(Part::Sync, Sync::read(lookup).err().unwrap_or_default());
     add(
         Part::Admin,
         [admin_token(lookup).err(), fault_injection(lookup).err()]
@@ -1503,5 +1676,79 @@ mod tests {
                 .code(),
             "config_missing"
         );
+    }
+
+    #[test]
+    fn sync_settings_and_when_runs_are_due() {
+        let map = r#"{"objects":{"contacts":{"fields":[{"hubspot":"email"}]}}}"#;
+        let read = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            Sync::read(&Lookup::new(move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+            }))
+        };
+        assert_eq!(read(&[]), Ok(None), "unset: sync is off");
+        let on = read(&[
+            ("SYNC_OBJECT_TYPES", " contacts, contacts ,"),
+            ("SYNC_PORTAL_ID", "33"),
+            ("ENRICHMENT_MAP", map),
+        ])
+        .expect("valid")
+        .expect("on");
+        assert_eq!(on.object_types, vec!["contacts".to_owned()]);
+        assert_eq!(
+            (on.portal_id, on.incremental_ms, on.full_ms),
+            (33, 300_000, 86_400_000)
+        );
+        let codes = |r: Result<Option<Sync>, Vec<ConfigError>>| -> Vec<&'static str> {
+            r.err()
+                .unwrap_or_default()
+                .iter()
+                .map(ConfigError::code)
+                .collect()
+        };
+        assert_eq!(
+            codes(read(&[
+                ("SYNC_OBJECT_TYPES", "contacts,companies,a/b"),
+                ("ENRICHMENT_MAP", map),
+                ("SYNC_INCREMENTAL_MINUTES", "0"),
+            ])),
+            vec![
+                "sync_type_not_mapped",
+                "sync_type_invalid",
+                "config_missing",
+                "config_out_of_range"
+            ]
+        );
+        // check() reports them under the sync part.
+        let problems = check(&Lookup::new(|k: &str| {
+            (k == "SYNC_OBJECT_TYPES").then(|| "contacts".to_owned())
+        }));
+        assert!(problems
+            .iter()
+            .any(|p| p.part == Part::Sync && p.key() == "SYNC_PORTAL_ID"));
+        // Never synced: full. Then incremental every 5 minutes, full every day.
+        let h = 3_600_000;
+        assert_eq!(on.due(0, None, None, false, false), Due::Full);
+        assert_eq!(
+            on.due(h, Some(h - 60_000), Some(0), false, false),
+            Due::Nothing
+        );
+        assert_eq!(
+            on.due(h, Some(h - 300_000), Some(0), false, false),
+            Due::Incremental
+        );
+        assert_eq!(
+            on.due(25 * h, Some(25 * h - 1), Some(h), false, false),
+            Due::Full
+        );
+        assert_eq!(on.due(25 * h, None, None, true, false), Due::Nothing);
+        assert_eq!(on.due(25 * h, None, None, false, true), Due::Nothing);
     }
 }

@@ -19,6 +19,7 @@ mod dead_letters;
 mod delivery;
 mod enrichment;
 mod hardening;
+mod sync;
 mod walkthrough;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -64,6 +65,10 @@ use hubspot_edge_tests::{
 use hubspot_mock::MockConfig;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
+use sync::{
+    sync_backfill_then_incremental_delivers_each_change_once,
+    sync_lost_units_requeued_after_their_lease,
+};
 use walkthrough::walkthrough_from_the_readme;
 
 /// What a scenario returns: `Err` (or a panic) fails it. Any `Display` error converts with `?`.
@@ -81,6 +86,8 @@ macro_rules! scenarios {
 fn scenarios() -> Vec<(&'static str, Scenario)> {
     scenarios![
         healthz_answers_ok,
+        sync_backfill_then_incremental_delivers_each_change_once,
+        sync_lost_units_requeued_after_their_lease,
         mixed_batch_delivered_once_and_valid,
         retried_batch_not_delivered_twice,
         bad_signatures_rejected_nothing_delivered,

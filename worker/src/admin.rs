@@ -55,6 +55,9 @@ pub(crate) async fn handle(
     if let ["hubspot", rest @ ..] = segments.as_slice() {
         return crate::hubspot::handle(req, env, rest, request_id).await;
     }
+    if let ["sync", rest @ ..] = segments.as_slice() {
+        return crate::sync::admin(req, env, rest).await;
+    }
     if let ["faults", rest @ ..] = segments.as_slice() {
         return faults(req, env, rest).await;
     }
@@ -368,6 +371,7 @@ async fn faults(req: &mut Request, env: &Env, rest: &[&str]) -> Result<Response>
     let inject: fn(u32) = match (req.method(), rest) {
         (Method::Post, ["dead-letter-store"]) => crate::dead_letters::inject_store_failures,
         (Method::Post, ["record-store"]) => crate::records::inject_commit_failures,
+        (Method::Post, ["sync-unit"]) => crate::sync::inject_lost_units,
         _ => return respond::error(404, "not_found", "no such fault"),
     };
     let body: Value = req.json().await.unwrap_or(Value::Null);

@@ -599,7 +599,11 @@ async fn forward_one(
 
 /// One Standard Webhooks POST of `body` to `FORWARD_URL` with `webhook-id` `id`, redirects not
 /// followed: the attempt, and the `Location` of a 3xx answer.
-async fn send_signed(config: &Forward, id: &str, body: &str) -> (Attempt, Option<String>) {
+pub(crate) async fn send_signed(
+    config: &Forward,
+    id: &str,
+    body: &str,
+) -> (Attempt, Option<String>) {
     let now_secs = Date::now().as_millis() / 1000;
     let signature = config.secret.sign(id, now_secs, body.as_bytes());
 

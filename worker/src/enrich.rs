@@ -748,7 +748,7 @@ fn api_object_type(object_type: &str) -> String {
 
 /// The object type of an API path segment in the events' vocabulary (`contacts`, `0-1` →
 /// `contact`), the inverse of [`api_object_type`].
-fn event_object_type(object_type: &str) -> &str {
+pub(crate) fn event_object_type(object_type: &str) -> &str {
     match object_type {
         "contacts" | "contact" | "0-1" => "contact",
         "companies" | "company" | "0-2" => "company",

@@ -15,9 +15,13 @@ mod queue;
 mod records;
 mod respond;
 mod store;
+mod sync;
 
 use serde_json::json;
-use worker::{event, Context, Date, Env, MessageBatch, Method, Request, Response, Result};
+use worker::{
+    event, Context, Date, Env, MessageBatch, Method, Request, Response, Result, ScheduleContext,
+    ScheduledEvent,
+};
 
 use crate::log::Line;
 
@@ -112,9 +116,22 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
         .var("DEAD_LETTER_QUEUE_NAME")
         .map(|v| v.to_string())
         .unwrap_or_else(|_| DEFAULT_DEAD_LETTER_QUEUE.into());
+    let sync_queue = env
+        .var("SYNC_QUEUE_NAME")
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| sync::DEFAULT_QUEUE_NAME.into());
     if batch.queue() == dead_letter_queue {
         dead_letters::store_dead_letters(batch, &env).await
+    } else if batch.queue() == sync_queue {
+        sync::consume(batch, &env).await
     } else {
         consumer::forward_batch(batch, &env).await
     }
+}
+
+/// The cron trigger (wrangler.toml `[triggers]`): pokes each synced type's coordinator, which
+/// starts the run that is due (core's `config::Sync::due`).
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    sync::poke_all(&env).await;
 }

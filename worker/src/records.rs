@@ -28,8 +28,18 @@ const MAX_IDS_PER_QUERY: usize = 100;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Ask {
-    Get { ids: Vec<String> },
-    Commit { commits: Vec<WireCommit> },
+    Get {
+        ids: Vec<String>,
+    },
+    Commit {
+        commits: Vec<WireCommit>,
+    },
+    /// Live ids (a snapshot, not a tombstone) in `[from, to)`, ascending, at most `limit`.
+    LiveIds {
+        from: u64,
+        to: u64,
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,6 +69,7 @@ struct WireOutcome {
 enum Answer {
     Records(Vec<WireStored>),
     Outcomes(Vec<WireOutcome>),
+    Ids(Vec<u64>),
 }
 
 fn instance(portal: u64, object_type: &str) -> String {
@@ -81,7 +92,7 @@ async fn call(env: &Env, portal: u64, object_type: &str, ask: &Ask) -> Result<An
             response.status_code()
         )));
     }
-    response.json::<Answer>().await
+    Ok(serde_json::from_str(&response.text().await?)?)
 }
 
 /// The stored state of `ids` (absent ones at version 0).
@@ -105,8 +116,47 @@ pub(crate) async fn get(
             }
             Ok(out)
         }
-        Answer::Outcomes(_) => Err(worker::Error::RustError("unexpected answer".into())),
+        Answer::Outcomes(_) | Answer::Ids(_) => {
+            Err(worker::Error::RustError("unexpected answer".into()))
+        }
     }
+}
+
+/// Live ids per query: a window is one page (at most 200 ids read), so one query usually
+/// answers it; more stored ids (records HubSpot no longer has) take more queries.
+const LIVE_IDS_PER_QUERY: u32 = 1_000;
+
+/// The live ids (snapshot kept, not a tombstone) in `[from, to)`, ascending: the store's side
+/// of the reconcile's merge-join (core's `missing_in_window`). At most `max` ids (the caller's
+/// bound); ids that are not numbers are not listed (HubSpot ids are).
+pub(crate) async fn live_ids(
+    env: &Env,
+    portal: u64,
+    object_type: &str,
+    from: u64,
+    to: u64,
+    max: usize,
+) -> Result<Vec<u64>> {
+    let mut out: Vec<u64> = Vec::new();
+    let mut from = from;
+    while from < to && out.len() < max {
+        let ask = Ask::LiveIds {
+            from,
+            to,
+            limit: LIVE_IDS_PER_QUERY,
+        };
+        let Answer::Ids(ids) = call(env, portal, object_type, &ask).await? else {
+            return Err(worker::Error::RustError("unexpected answer".into()));
+        };
+        let full = ids.len() >= LIVE_IDS_PER_QUERY as usize;
+        match ids.last() {
+            Some(&last) if full => from = last.saturating_add(1),
+            _ => from = to,
+        }
+        out.extend(ids);
+    }
+    out.truncate(max);
+    Ok(out)
 }
 
 /// Commits still to fail on purpose (`FAULT_INJECTION` only; per isolate, as `wrangler dev` runs
@@ -156,7 +206,9 @@ pub(crate) async fn commit(
                 (o.id, outcome)
             })
             .collect()),
-        Answer::Records(_) => Err(worker::Error::RustError("unexpected answer".into())),
+        Answer::Records(_) | Answer::Ids(_) => {
+            Err(worker::Error::RustError("unexpected answer".into()))
+        }
     }
 }
 
@@ -211,6 +263,37 @@ impl RecordStore {
                 }
             })
             .collect())
+    }
+
+    /// Live ids in `[from, to)`, ascending, at most `limit`: one query, three bound parameters
+    /// (Durable Object SQLite allows 100), on the partial expression index `records_live_num`.
+    fn live_ids(&self, from: u64, to: u64, limit: u32) -> Result<Vec<u64>> {
+        #[derive(Deserialize)]
+        struct IdRow {
+            id: String,
+        }
+        // Bound parameters cross as JS numbers: exact up to 2^53 − 1. An upper bound beyond it
+        // (the run's open range, up to 2^63 − 1) is left out: every id above `from` is listed.
+        const SAFE: u64 = (1 << 53) - 1;
+        let int = |v: u64| SqlStorageValue::try_from_i64(i64::try_from(v.min(SAFE)).unwrap_or(0));
+        let sql = self.state.storage().sql();
+        let rows: Vec<IdRow> = if to > SAFE {
+            sql.exec(
+                "SELECT id FROM records WHERE snapshot IS NOT NULL \
+                 AND CAST(id AS INTEGER) >= ? ORDER BY CAST(id AS INTEGER) LIMIT ?",
+                vec![int(from)?, int(u64::from(limit))?],
+            )?
+            .to_array()?
+        } else {
+            sql.exec(
+                "SELECT id FROM records WHERE snapshot IS NOT NULL \
+                 AND CAST(id AS INTEGER) >= ? AND CAST(id AS INTEGER) < ? \
+                 ORDER BY CAST(id AS INTEGER) LIMIT ?",
+                vec![int(from)?, int(to)?, int(u64::from(limit))?],
+            )?
+            .to_array()?
+        };
+        Ok(rows.into_iter().filter_map(|r| r.id.parse().ok()).collect())
     }
 
     /// Applies the commits in order. No `await` between the read and the write of a commit,
@@ -275,6 +358,14 @@ impl DurableObject for RecordStore {
              snapshot TEXT, updated_ms INTEGER NOT NULL)",
             None,
         );
+        // The reconcile's range query (`live_ids`): live ids by numeric value, without a scan.
+        let created = created.and_then(|_| {
+            state.storage().sql().exec(
+                "CREATE INDEX IF NOT EXISTS records_live_num ON records (CAST(id AS INTEGER)) \
+                 WHERE snapshot IS NOT NULL",
+                None,
+            )
+        });
         if let Err(e) = created {
             crate::log::Line::error("record_store_init_failed")
                 .field("error", e.to_string())
@@ -284,12 +375,15 @@ impl DurableObject for RecordStore {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let Ok(ask) = req.json::<Ask>().await else {
+        // Parsed by serde_json from the text: ids up to 2^63 − 1 (core's ID_END) are not exact
+        // as JS numbers, which `Request::json` would go through.
+        let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
             return Response::error("bad record store request", 400);
         };
         let answer = match ask {
             Ask::Get { ids } => Answer::Records(self.read(&ids)?),
             Ask::Commit { commits } => Answer::Outcomes(self.commit(commits)?),
+            Ask::LiveIds { from, to, limit } => Answer::Ids(self.live_ids(from, to, limit)?),
         };
         Response::from_json(&answer)
     }

@@ -1,0 +1,987 @@
+//! The outbound sync, HubSpot → `FORWARD_URL` (docs/sync.md): the I/O around core's
+//! [`hubspot_edge_core::sync`].
+//!
+//! - [`SyncCoordinator`]: one Durable Object per `{portalId}:{objectType}` (SQLite-backed),
+//!   holding the [`Run`], the incremental cursor, the last run's report and the paused flag. At
+//!   most one run per type. Its `alarm()` queues the units overdue by a lease
+//!   (`SYNC_LEASE_SECS`) again ([`Run::overdue`]).
+//! - The sync queue (`SYNC`, `hubspot-edge-sync`): one message per work unit
+//!   ([`UnitMessage`]); [`consume`] works each unit for up to `pagesPerUnit` pages, then reports
+//!   to the coordinator, which queues the continuation.
+//! - The cron trigger ([`poke_all`]) asks each type's coordinator to start what is due (core's
+//!   [`SyncSettings::due`]).
+//! - Admin: `GET /admin/sync`, `POST /admin/sync/{type}/run?mode=`, `…/pause`, `…/resume`.
+
+use std::collections::HashMap;
+
+use futures_util::stream::{self, StreamExt};
+use hubspot_edge_core::api::{BatchReadOptions, BatchResponse, Page, RequestKind};
+use hubspot_edge_core::config::{Due, Sync as SyncSettings};
+use hubspot_edge_core::delivery::{Attempt, MAX_CONCURRENT_FORWARDS};
+use hubspot_edge_core::mapping::ObjectMap;
+use hubspot_edge_core::records::Stored;
+use hubspot_edge_core::sync::{
+    batches, decide, lookups, missing_in_window, Batch, Counts, DeleteReason, Mode, Op, Read, Run,
+    RunReport, Step, SyncBatchBody, SyncConfig, Unit, UnitMessage, UnitReport,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use worker::{
+    durable_object, Date, DurableObject, Env, Message, MessageBatch, MessageExt, Method,
+    QueueRetryOptionsBuilder, Request, RequestInit, Response, Result, State,
+};
+
+use crate::config::{Forward, HubSpotApi};
+use crate::hubspot::{execute, CallError};
+use crate::log::Line;
+
+/// The coordinator's Durable Object binding (wrangler.toml).
+pub(crate) const COORDINATOR: &str = "SYNC_COORDINATOR";
+/// The sync queue's producer binding (wrangler.toml).
+pub(crate) const QUEUE: &str = "SYNC";
+/// The sync queue's name, by default (`SYNC_QUEUE_NAME` overrides, as the tests' configs do).
+pub(crate) const DEFAULT_QUEUE_NAME: &str = "hubspot-edge-sync";
+/// The coordinator's alarm period while a run is going (checks the leases, `SYNC_LEASE_SECS`):
+/// a minute, or half the lease when shorter.
+const ALARM_MS: u64 = 60_000;
+
+fn alarm_ms(env: &Env) -> i64 {
+    let lease = settings(env)
+        .ok()
+        .flatten()
+        .map_or(ALARM_MS * 2, |s| s.lease_ms);
+    i64::try_from(ALARM_MS.min(lease / 2)).unwrap_or(60_000)
+}
+
+/// Unit messages still to drop on purpose (`FAULT_INJECTION` only, per isolate): a lost
+/// message, which the coordinator's lease must re-queue. `POST /admin/faults/sync-unit`.
+static DROP_NEXT_UNITS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Makes the next `n` sync unit messages of this isolate vanish unworked (test only).
+pub(crate) fn inject_lost_units(n: u32) {
+    DROP_NEXT_UNITS.store(n, std::sync::atomic::Ordering::SeqCst);
+}
+/// Record-store commit conflicts decided again per step before the unit gives up for now.
+const MAX_SETTLE_ROUNDS: usize = 10;
+/// Delay before a unit that failed without progress is tried again (a HubSpot limit, a
+/// destination that refused): long enough not to spin, short against the lease.
+const RETRY_DELAY_SECS: u32 = 30;
+/// Storage key of the coordinator's state.
+const STATE_KEY: &str = "sync";
+
+/// The record store and the enrichment map name types as events do (`contact`); HubSpot's API
+/// paths as configured (`contacts`).
+fn store_type(object_type: &str) -> &str {
+    crate::enrich::event_object_type(object_type)
+}
+
+fn settings(env: &Env) -> std::result::Result<Option<SyncSettings>, String> {
+    let lookup =
+        hubspot_edge_core::config::Lookup::new(|k: &str| env.var(k).ok().map(|v| v.to_string()));
+    SyncSettings::read(&lookup).map_err(|e| hubspot_edge_core::config::summary(&e))
+}
+
+/// The core configuration of one type's sync and its map (from `ENRICHMENT_MAP`).
+fn type_config(
+    env: &Env,
+    settings: &SyncSettings,
+    object_type: &str,
+) -> std::result::Result<(SyncConfig, ObjectMap), String> {
+    let mapping = crate::config::enrichment(env)
+        .map_err(|e| e.message())?
+        .ok_or("ENRICHMENT_MAP: config_missing")?;
+    let map = mapping
+        .object(object_type)
+        .ok_or("SYNC_OBJECT_TYPES: sync_type_not_mapped")?
+        .clone();
+    let mut config = SyncConfig::new(settings.portal_id, object_type).for_map(&map);
+    config.lag_ms = settings.lag_ms;
+    Ok((config, map))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The coordinator.
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Ask {
+    /// Start a run: of `mode` (the admin), or what is due (`None`: the cron).
+    Start {
+        object_type: String,
+        mode: Option<Mode>,
+    },
+    Report {
+        report: Box<UnitReport>,
+    },
+    Status {
+        object_type: String,
+    },
+    Pause {
+        object_type: String,
+        paused: bool,
+    },
+}
+
+/// What a coordinator keeps (one storage value, at most a run's state: ~65 KB of missing
+/// candidates at most, far below a value's 2 MB).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Coordinated {
+    object_type: String,
+    run: Option<Run>,
+    cursor_ms: Option<u64>,
+    paused: bool,
+    last_started_ms: Option<u64>,
+    last_full_ms: Option<u64>,
+    last_finished_ms: Option<u64>,
+    last: Option<RunReport>,
+    errors: u64,
+    last_error: Option<String>,
+}
+
+/// The Durable Object. See the [module docs](self).
+#[durable_object]
+pub struct SyncCoordinator {
+    state: State,
+    env: Env,
+}
+
+impl std::fmt::Debug for SyncCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncCoordinator").finish_non_exhaustive()
+    }
+}
+
+impl SyncCoordinator {
+    /// The state is stored as JSON text: ids up to 2^63 − 1 (the run's open range) are not JS
+    /// numbers, which a structured value would need.
+    async fn load(&self) -> Result<Coordinated> {
+        match self.state.storage().get::<String>(STATE_KEY).await? {
+            Some(text) => Ok(serde_json::from_str(&text)?),
+            None => Ok(Coordinated::default()),
+        }
+    }
+
+    async fn save(&self, c: &Coordinated) -> Result<()> {
+        self.state
+            .storage()
+            .put(STATE_KEY, serde_json::to_string(c)?)
+            .await
+    }
+
+    async fn queue(&self, messages: Vec<UnitMessage>) -> Result<()> {
+        send_units(&self.env, messages).await
+    }
+
+    fn config(&self, object_type: &str) -> std::result::Result<(SyncConfig, ObjectMap), String> {
+        let settings = settings(&self.env)?.ok_or("SYNC_OBJECT_TYPES: config_missing")?;
+        type_config(&self.env, &settings, object_type)
+    }
+
+    /// Starts a run unless one is going (or the type is paused, for a start that is not the
+    /// admin's). `mode` `None`: whatever is due (the cron).
+    async fn start(&self, object_type: String, mode: Option<Mode>) -> Result<Response> {
+        let now = Date::now().as_millis();
+        let mut c = self.load().await?;
+        c.object_type.clone_from(&object_type);
+        if let Some(run) = &c.run {
+            return Response::from_json(&json!({
+                "started": false, "reason": "already_running", "runId": run.id(),
+            }));
+        }
+        if c.paused {
+            return Response::from_json(&json!({"started": false, "reason": "paused"}));
+        }
+        let mode = match mode {
+            Some(m) => m,
+            None => {
+                let due = match settings(&self.env) {
+                    Ok(Some(s)) => s.due(now, c.last_started_ms, c.last_full_ms, false, c.paused),
+                    _ => Due::Nothing,
+                };
+                match due {
+                    Due::Nothing => {
+                        return Response::from_json(&json!({"started": false, "reason": "not_due"}))
+                    }
+                    Due::Incremental => Mode::Incremental,
+                    Due::Full => Mode::Full,
+                }
+            }
+        };
+        let (config, _) = match self.config(&object_type) {
+            Ok(c) => c,
+            Err(e) => {
+                return crate::respond::error(503, "config_invalid", &e);
+            }
+        };
+        let run = match Run::start(
+            &config,
+            format!("{object_type}:{now}"),
+            mode,
+            c.cursor_ms,
+            now,
+        ) {
+            Ok(r) => r,
+            Err(e) => return crate::respond::error(500, e.code(), &e.to_string()),
+        };
+        let run_id = run.id().to_owned();
+        let mode = run.mode();
+        let probe = run.probe();
+        c.last_started_ms = Some(now);
+        if mode == Mode::Full {
+            c.last_full_ms = Some(now);
+        }
+        c.run = Some(run);
+        self.save(&c).await?;
+        self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
+        Line::info("sync_run_started")
+            .field("object_type", object_type.as_str())
+            .field("run_id", run_id.as_str())
+            .field("mode", format!("{mode:?}"))
+            .emit();
+        let messages = match probe {
+            Some([lo, hi]) => {
+                // The id span: two one-record searches (core's Run::probe).
+                let api = match HubSpotApi::from_env(&self.env) {
+                    Ok(a) => a,
+                    Err(e) => return self.fail(&run_id, &e.message()).await,
+                };
+                let (a, b) = (
+                    search_page(&api, &self.env, &object_type, &lo).await,
+                    search_page(&api, &self.env, &object_type, &hi).await,
+                );
+                let (a, b) = match (a, b) {
+                    (Ok(a), Ok(b)) => (a, b),
+                    (Err(e), _) | (_, Err(e)) => {
+                        return self.fail(&run_id, &describe_call(&e)).await;
+                    }
+                };
+                let mut c = self.load().await?;
+                let Some(run) = c.run.as_mut().filter(|r| r.id() == run_id) else {
+                    return Response::from_json(&json!({"started": false, "reason": "superseded"}));
+                };
+                let out = match run.on_probe(&config, &a, &b, Date::now().as_millis()) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        drop(c);
+                        return self.fail(&run_id, e.code()).await;
+                    }
+                };
+                self.save(&c).await?;
+                out
+            }
+            None => c.run.as_ref().map(Run::outstanding).unwrap_or_default(),
+        };
+        let units = messages.len();
+        self.queue(messages).await?;
+        Response::from_json(&json!({
+            "started": true, "runId": run_id, "mode": mode, "units": units,
+        }))
+    }
+
+    /// A run that cannot start (the probe failed): dropped, the error kept for the admin API.
+    async fn fail(&self, run_id: &str, error: &str) -> Result<Response> {
+        let mut c = self.load().await?;
+        if c.run.as_ref().is_some_and(|r| r.id() == run_id) {
+            c.run = None;
+            // Not started after all: due again at the next poke.
+            c.last_started_ms = None;
+            c.last_full_ms = c
+                .last
+                .as_ref()
+                .filter(|l| l.mode == Mode::Full)
+                .map(|l| l.started_ms);
+        }
+        c.errors += 1;
+        c.last_error = Some(error.chars().take(300).collect());
+        self.save(&c).await?;
+        Line::error("sync_run_failed")
+            .field("run_id", run_id)
+            .field("error", error)
+            .emit();
+        crate::respond::error(502, "sync_start_failed", error)
+    }
+
+    async fn report(&self, report: UnitReport) -> Result<Response> {
+        let now = Date::now().as_millis();
+        let mut c = self.load().await?;
+        let object_type = c.object_type.clone();
+        let Some(run) = c.run.as_mut() else {
+            return Response::from_json(&json!({"accepted": false}));
+        };
+        let (config, _) = match self.config(&object_type) {
+            Ok(c) => c,
+            Err(e) => return crate::respond::error(503, "config_invalid", &e),
+        };
+        let out = run.on_report(&config, report, now);
+        if run.is_done() {
+            c.cursor_ms = run.next_cursor();
+            let report = run.report();
+            Line::info("sync_run_done")
+                .field("object_type", object_type.as_str())
+                .field("run_id", report.run_id.as_str())
+                .field("read", report.counts.read)
+                .field("upserted", report.counts.upserted)
+                .field("unchanged", report.counts.unchanged)
+                .field("deleted", report.counts.deleted)
+                .field("hubspot_calls", report.counts.hubspot_calls)
+                .field("duration_ms", now.saturating_sub(report.started_ms))
+                .emit();
+            c.last = Some(report);
+            c.last_finished_ms = Some(now);
+            c.run = None;
+        }
+        let paused = c.paused;
+        self.save(&c).await?;
+        // Paused: the continuations stay in the run (queued again on resume).
+        if !paused {
+            self.queue(out).await?;
+        }
+        Response::from_json(&json!({"accepted": true}))
+    }
+
+    async fn status(&self, object_type: String) -> Result<Response> {
+        let c = self.load().await?;
+        Response::from_json(&status_json(&object_type, &c, Date::now().as_millis()))
+    }
+
+    async fn pause(&self, object_type: String, paused: bool) -> Result<Response> {
+        let mut c = self.load().await?;
+        c.object_type = object_type;
+        let resumed = c.paused && !paused;
+        c.paused = paused;
+        self.save(&c).await?;
+        if resumed {
+            if let Some(run) = &c.run {
+                self.queue(run.outstanding()).await?;
+                self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
+            }
+        }
+        Response::from_json(&json!({"paused": paused}))
+    }
+}
+
+fn status_json(object_type: &str, c: &Coordinated, now: u64) -> serde_json::Value {
+    let current = c.run.as_ref().map(Run::report);
+    let state = match (&c.run, c.paused) {
+        (_, true) => "paused",
+        (Some(_), false) => "running",
+        (None, false) => "idle",
+    };
+    json!({
+        "objectType": object_type,
+        "state": state,
+        "cursorMs": c.cursor_ms,
+        // How far behind HubSpot the destination may be: changes since the cursor.
+        "lagMs": c.cursor_ms.map(|cursor| now.saturating_sub(cursor)),
+        "lastStartedMs": c.last_started_ms,
+        "lastFullMs": c.last_full_ms,
+        "lastFinishedMs": c.last_finished_ms,
+        "current": current,
+        "last": c.last,
+        "errors": c.errors,
+        "lastError": c.last_error,
+    })
+}
+
+impl DurableObject for SyncCoordinator {
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        // Parsed by serde_json from the text: ids up to 2^63 − 1 (core's ID_END) are not exact
+        // as JS numbers, which `Request::json` would go through.
+        let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
+            return Response::error("bad coordinator request", 400);
+        };
+        let result = match ask {
+            Ask::Start { object_type, mode } => self.start(object_type, mode).await,
+            Ask::Report { report } => self.report(*report).await,
+            Ask::Status { object_type } => self.status(object_type).await,
+            Ask::Pause {
+                object_type,
+                paused,
+            } => self.pause(object_type, paused).await,
+        };
+        // Storage or queue failures: a stable code, the detail in the log.
+        result.or_else(|e| {
+            Line::error("sync_coordinator_failed")
+                .field("error", e.to_string())
+                .emit();
+            crate::respond::error(503, "sync_coordinator_failed", &e.to_string())
+        })
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let mut c = self.load().await?;
+        let Some(run) = c.run.as_mut() else {
+            return Response::ok("idle");
+        };
+        if c.paused {
+            return Response::ok("paused");
+        }
+        let lease = settings(&self.env)
+            .ok()
+            .flatten()
+            .map_or(900_000, |s| s.lease_ms);
+        let again = run.overdue(Date::now().as_millis(), lease);
+        let n = again.len();
+        self.save(&c).await?;
+        if n > 0 {
+            Line::warn("sync_units_requeued")
+                .field("object_type", c.object_type.as_str())
+                .field("units", n)
+                .emit();
+        }
+        self.queue(again).await?;
+        self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
+        Response::ok("checked")
+    }
+}
+
+async fn coordinator(env: &Env, portal: u64, object_type: &str, ask: &Ask) -> Result<Response> {
+    let stub = env
+        .durable_object(COORDINATOR)?
+        .id_from_name(&format!("{portal}:{object_type}"))?
+        .get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(serde_json::to_string(ask)?.into()));
+    stub.fetch_with_request(Request::new_with_init("https://sync/", &init)?)
+        .await
+}
+
+async fn send_units(env: &Env, messages: Vec<UnitMessage>) -> Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut texts = Vec::with_capacity(messages.len());
+    for m in messages {
+        // Within 128 KB by construction (core checks it).
+        texts.push(
+            m.to_json()
+                .map_err(|e| worker::Error::RustError(e.to_string()))?,
+        );
+    }
+    crate::queue::send_all(&env.queue(QUEUE)?, texts).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cron trigger and the admin routes.
+
+/// The cron trigger: each configured type's coordinator starts what is due.
+pub(crate) async fn poke_all(env: &Env) {
+    let settings = match settings(env) {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            Line::error("config_invalid").field("error", e).emit();
+            return;
+        }
+    };
+    for t in &settings.object_types {
+        let ask = Ask::Start {
+            object_type: t.clone(),
+            mode: None,
+        };
+        if let Err(e) = coordinator(env, settings.portal_id, t, &ask).await {
+            Line::error("sync_poke_failed")
+                .field("object_type", t.as_str())
+                .field("error", e.to_string())
+                .emit();
+        }
+    }
+}
+
+/// `/admin/sync…` (the admin token is checked by the caller); `segments` after `sync`.
+pub(crate) async fn admin(req: &Request, env: &Env, segments: &[&str]) -> Result<Response> {
+    let settings = match settings(env) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return crate::respond::error(
+                404,
+                "sync_off",
+                "the outbound sync is off (SYNC_OBJECT_TYPES is unset)",
+            )
+        }
+        Err(e) => return crate::respond::error(503, "config_invalid", &e),
+    };
+    let known = |t: &str| settings.object_types.iter().any(|o| o == t);
+    let portal = settings.portal_id;
+    match (req.method(), segments) {
+        (Method::Get, []) => {
+            let mut types = Vec::new();
+            for t in &settings.object_types {
+                let ask = Ask::Status {
+                    object_type: t.clone(),
+                };
+                let mut r = coordinator(env, portal, t, &ask).await?;
+                types.push(r.json::<serde_json::Value>().await?);
+            }
+            crate::respond::json(200, &json!({ "portalId": portal, "types": types }))
+        }
+        (Method::Post, [t, _]) if !known(t) => {
+            crate::respond::error(404, "sync_type_unknown", "not in SYNC_OBJECT_TYPES")
+        }
+        (Method::Post, [t, "run"]) => {
+            let mode = match req
+                .url()?
+                .query_pairs()
+                .find(|(k, _)| k == "mode")
+                .map(|(_, v)| v.into_owned())
+                .as_deref()
+            {
+                None | Some("incremental") => Mode::Incremental,
+                Some("full") => Mode::Full,
+                Some(_) => {
+                    return crate::respond::error(
+                        400,
+                        "mode_invalid",
+                        "mode is incremental or full",
+                    )
+                }
+            };
+            let ask = Ask::Start {
+                object_type: (*t).to_owned(),
+                mode: Some(mode),
+            };
+            let mut r = coordinator(env, portal, t, &ask).await?;
+            let status = r.status_code();
+            let body = r.json::<serde_json::Value>().await?;
+            let status = if body["reason"] == "already_running" || body["reason"] == "paused" {
+                409
+            } else if status == 200 {
+                202
+            } else {
+                status
+            };
+            crate::respond::json(status, &body)
+        }
+        (Method::Post, [t, action @ ("pause" | "resume")]) => {
+            let ask = Ask::Pause {
+                object_type: (*t).to_owned(),
+                paused: *action == "pause",
+            };
+            let mut r = coordinator(env, portal, t, &ask).await?;
+            crate::respond::json(200, &r.json::<serde_json::Value>().await?)
+        }
+        _ => crate::respond::error(404, "not_found", "no such admin endpoint"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The consumer.
+
+async fn search_page(
+    api: &HubSpotApi,
+    env: &Env,
+    object_type: &str,
+    q: &hubspot_edge_core::api::SearchRequest,
+) -> std::result::Result<Page, CallError> {
+    match api.api.search(object_type, q) {
+        Ok(r) => execute(api, env, RequestKind::Search, &r).await,
+        Err(e) => Err(CallError::Build(e.to_string())),
+    }
+}
+
+/// Performs one of a unit's reads (through the gate: the rate governor).
+async fn perform(
+    api: &HubSpotApi,
+    env: &Env,
+    object_type: &str,
+    read: &Read,
+) -> std::result::Result<Page, CallError> {
+    match read {
+        Read::Search(q) => search_page(api, env, object_type, q).await,
+        Read::List(o) => match api.api.list_objects(object_type, o) {
+            Ok(r) => execute(api, env, RequestKind::Read, &r).await,
+            Err(e) => Err(CallError::Build(e.to_string())),
+        },
+        Read::BatchRead { ids, properties } => {
+            let options = BatchReadOptions {
+                properties: properties.clone(),
+                ..BatchReadOptions::default()
+            };
+            let request = match api.api.batch_read(object_type, ids, &options) {
+                Ok(mut r) if !r.is_empty() => r.remove(0),
+                Ok(_) => return Ok(page(Vec::new())),
+                Err(e) => return Err(CallError::Build(e.to_string())),
+            };
+            let answer: BatchResponse = execute(api, env, RequestKind::Read, &request).await?;
+            Ok(page(answer.results))
+        }
+    }
+}
+
+/// A batch read's answer as the page core's verify unit takes (no cursor).
+fn page(results: Vec<hubspot_edge_core::api::SimpleObject>) -> Page {
+    Page {
+        results,
+        next_after: None,
+        total: None,
+    }
+}
+
+fn describe_call(e: &CallError) -> String {
+    match e {
+        CallError::GaveUp {
+            reason, attempts, ..
+        } => {
+            format!("hubspot gave up after {attempts} attempts: {reason:?}")
+        }
+        CallError::Throttled { wait_ms } => format!("rate limited for {wait_ms} ms"),
+        CallError::Build(m) | CallError::OAuthRefresh(m) | CallError::Gate(m) => m.clone(),
+    }
+}
+
+/// Whether HubSpot refused the read as invalid (400): a list `after` it does not take.
+fn refused(e: &CallError) -> bool {
+    matches!(
+        e,
+        CallError::GaveUp {
+            last: hubspot_edge_core::api::Outcome::Failed(err),
+            ..
+        } if matches!(err, hubspot_edge_core::api::ApiError::Validation { .. })
+    )
+}
+
+/// The sync queue's consumer: each message is one unit, worked for up to `pagesPerUnit` pages,
+/// then reported. A unit that could make no progress (HubSpot limits, the destination down)
+/// is retried after [`RETRY_DELAY_SECS`] from the same state.
+pub(crate) async fn consume(batch: MessageBatch<String>, env: &Env) -> Result<()> {
+    for message in batch.messages()? {
+        work(&message, env).await;
+    }
+    Ok(())
+}
+
+async fn work(message: &Message<String>, env: &Env) {
+    let retry = || {
+        message.retry_with_options(
+            &QueueRetryOptionsBuilder::new()
+                .with_delay_seconds(RETRY_DELAY_SECS)
+                .build(),
+        );
+    };
+    if DROP_NEXT_UNITS
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok()
+    {
+        Line::warn("sync_unit_dropped_by_fault").emit();
+        message.ack();
+        return;
+    }
+    let Ok(msg) = serde_json::from_str::<UnitMessage>(message.body()) else {
+        Line::error("sync_message_invalid").emit();
+        message.ack();
+        return;
+    };
+    let object_type = msg.run_id.split(':').next().unwrap_or_default().to_owned();
+    let setup = (|| {
+        let settings = settings(env)?.ok_or("SYNC_OBJECT_TYPES: config_missing")?;
+        let (config, map) = type_config(env, &settings, &object_type)?;
+        let api = HubSpotApi::from_env(env).map_err(|e| e.message())?;
+        let forward = Forward::from_env(env).map_err(|e| hubspot_edge_core::config::summary(&e))?;
+        Ok::<_, String>((config, map, api, forward))
+    })();
+    let (config, map, api, forward) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            Line::error("config_invalid")
+                .field("run_id", msg.run_id.as_str())
+                .field("error", e)
+                .emit();
+            retry();
+            return;
+        }
+    };
+    let ctx = UnitContext {
+        env,
+        config: &config,
+        map: &map,
+        api: &api,
+        forward: &forward,
+        object_type: &object_type,
+    };
+    let (report, progress, error) = ctx.run(&msg).await;
+    if let Some(e) = &error {
+        Line::warn("sync_unit_stopped")
+            .field("run_id", msg.run_id.as_str())
+            .field("unit_id", msg.unit_id)
+            .field("error", e.as_str())
+            .emit();
+    }
+    if !progress && error.is_some() {
+        retry();
+        return;
+    }
+    let ask = Ask::Report {
+        report: Box::new(report),
+    };
+    match coordinator(env, config.portal_id, &object_type, &ask).await {
+        Ok(r) if r.status_code() == 200 => message.ack(),
+        Ok(r) => {
+            Line::error("sync_report_failed")
+                .field("status", r.status_code())
+                .emit();
+            retry();
+        }
+        Err(e) => {
+            Line::error("sync_report_failed")
+                .field("error", e.to_string())
+                .emit();
+            retry();
+        }
+    }
+}
+
+struct UnitContext<'a> {
+    env: &'a Env,
+    config: &'a SyncConfig,
+    map: &'a ObjectMap,
+    api: &'a HubSpotApi,
+    forward: &'a Forward,
+    object_type: &'a str,
+}
+
+/// How one delivery ended.
+enum Delivered {
+    /// Delivered and committed; the ids whose commit was refused (decide them again).
+    Done {
+        conflicts: Vec<String>,
+        body: SyncBatchBody,
+    },
+    Failed(String),
+}
+
+impl UnitContext<'_> {
+    fn store(&self) -> &str {
+        store_type(self.object_type)
+    }
+
+    /// Works `msg` for up to `pagesPerUnit` pages: the report, whether any page was settled,
+    /// and the error that stopped it early.
+    async fn run(&self, msg: &UnitMessage) -> (UnitReport, bool, Option<String>) {
+        let properties = self.config.read_properties(self.map);
+        let mut unit: Unit = msg.unit.clone();
+        let mut report = UnitReport {
+            run_id: msg.run_id.clone(),
+            unit_id: msg.unit_id,
+            seq: msg.seq,
+            unit: msg.unit.clone(),
+            counts: Counts::default(),
+            missing: Vec::new(),
+            missing_overflow: 0,
+            missing_deleted: Vec::new(),
+        };
+        let mut progress = false;
+        let mut error = None;
+        for _ in 0..self.config.pages_per_unit {
+            let read = match unit.next_read(&properties) {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e.code().to_owned());
+                    break;
+                }
+            };
+            report.counts.hubspot_calls += 1;
+            let page = match perform(self.api, self.env, self.object_type, &read).await {
+                Ok(p) => p,
+                Err(e) if refused(&e) && unit.on_refused() => {
+                    report.counts.fallbacks += 1;
+                    progress = true;
+                    continue;
+                }
+                Err(e) => {
+                    error = Some(describe_call(&e));
+                    break;
+                }
+            };
+            let mut next = unit.clone();
+            let step = match next.on_page(&page) {
+                Ok(s) => s,
+                Err(e) => {
+                    error = Some(e.code().to_owned());
+                    break;
+                }
+            };
+            report.counts.fallbacks += u64::from(step.fell_back);
+            report.counts.read += step.live.len() as u64;
+            match self.settle(&step, &mut report.counts).await {
+                Ok(deleted) => report.missing_deleted.extend(deleted),
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+            if let Some((window, seen)) = &step.window {
+                // The store's live ids in the window: the reconcile's merge-join.
+                let max = seen.len() + hubspot_edge_core::sync::MAX_REPORTED_MISSING;
+                match crate::records::live_ids(
+                    self.env,
+                    self.config.portal_id,
+                    self.store(),
+                    window.from,
+                    window.to,
+                    max,
+                )
+                .await
+                {
+                    Ok(stored) => report.add_missing(missing_in_window(seen, stored)),
+                    Err(e) => {
+                        error = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            unit = next;
+            progress = true;
+        }
+        report.unit = unit;
+        (report, progress, error)
+    }
+
+    /// Decides a step, delivers and commits; conflicts are decided again. The ids delivered as
+    /// `delete` (`missing`), or the error that stopped it (nothing of the step is then counted
+    /// as settled: the unit reads the page again).
+    async fn settle(
+        &self,
+        step: &Step,
+        counts: &mut Counts,
+    ) -> std::result::Result<Vec<String>, String> {
+        let mut todo = step.clone();
+        let mut missing_deleted = Vec::new();
+        for _ in 0..MAX_SETTLE_ROUNDS {
+            let stored: HashMap<String, Stored> = crate::records::get(
+                self.env,
+                self.config.portal_id,
+                self.store(),
+                lookups(&todo),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let decided = decide(self.config, self.map, &todo, &stored);
+            counts.unchanged += decided.unchanged;
+            let (batches, too_large) = batches(self.config, decided.pending);
+            let rejected: Vec<(String, String)> = decided
+                .rejected
+                .into_iter()
+                .chain(too_large)
+                .map(|r| (r.id, r.code))
+                .collect();
+            counts.rejected += rejected.len() as u64;
+            self.dead_letter(&rejected).await?;
+            counts.batches += batches.len() as u64;
+            // At most 6 connections at once per invocation (Cloudflare): each delivery, then
+            // its commit, one after the other within a slot.
+            let results: Vec<Delivered> = stream::iter(batches.iter())
+                .map(|b| self.deliver(b))
+                .buffer_unordered(MAX_CONCURRENT_FORWARDS)
+                .collect()
+                .await;
+            let mut conflicts = Vec::new();
+            for r in results {
+                match r {
+                    Delivered::Failed(e) => return Err(e),
+                    Delivered::Done { conflicts: c, body } => {
+                        for rec in &body.records {
+                            if c.contains(&rec.id) {
+                                continue;
+                            }
+                            match rec.op {
+                                Op::Upsert => counts.upserted += 1,
+                                Op::Merge => counts.merged += 1,
+                                Op::Delete => {
+                                    counts.deleted += 1;
+                                    if rec.reason == Some(DeleteReason::Missing) {
+                                        missing_deleted.push(rec.id.clone());
+                                    }
+                                }
+                            }
+                        }
+                        conflicts.extend(c);
+                    }
+                }
+            }
+            if conflicts.is_empty() {
+                return Ok(missing_deleted);
+            }
+            todo = todo.only(&conflicts);
+        }
+        Err("record store conflicts did not settle".into())
+    }
+
+    async fn deliver(&self, batch: &Batch) -> Delivered {
+        let (attempt, _) = crate::consumer::send_signed(self.forward, &batch.id, &batch.body).await;
+        if !matches!(attempt, Attempt::Answered { status, .. } if (200..300).contains(&status)) {
+            return Delivered::Failed(format!(
+                "delivery {}: {}",
+                batch.id,
+                crate::consumer::describe(attempt)
+            ));
+        }
+        let outcomes = match crate::records::commit(
+            self.env,
+            self.config.portal_id,
+            self.store(),
+            &batch.commits,
+        )
+        .await
+        {
+            Ok(o) => o,
+            // Delivered, not committed: read again, the same batch id goes out again.
+            Err(e) => return Delivered::Failed(e.to_string()),
+        };
+        let Ok(body) = serde_json::from_str::<SyncBatchBody>(&batch.body) else {
+            return Delivered::Failed("batch body".into());
+        };
+        Delivered::Done {
+            conflicts: Batch::conflicts(&outcomes),
+            body,
+        }
+    }
+
+    /// Records whose values do not map (or too large): one dead letter each, with the code.
+    /// The record is referenced by type and id only (no values).
+    async fn dead_letter(&self, rejected: &[(String, String)]) -> std::result::Result<(), String> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let now = Date::now().as_millis();
+        let mut texts = Vec::with_capacity(rejected.len());
+        for (id, code) in rejected {
+            let event = serde_json::value::to_raw_value(&json!({
+                "source": "sync",
+                "objectType": self.object_type,
+                "objectId": id,
+                "portalId": self.config.portal_id,
+            }))
+            .map_err(|e| e.to_string())?;
+            let letter = crate::queue::DeadLetterMessage {
+                v: 1,
+                reason: code.clone(),
+                detail: format!("sync: {} record {id} was not delivered", self.object_type),
+                attempts: 1,
+                key: Some(format!("sync:{}:{id}", self.object_type)),
+                received_at: now,
+                request_id: format!("sync-{now}"),
+                event_ref: None,
+                event,
+            };
+            texts.push(serde_json::to_string(&letter).map_err(|e| e.to_string())?);
+        }
+        let queue = self
+            .env
+            .queue(crate::queue::DEAD_LETTERS)
+            .map_err(|e| e.to_string())?;
+        crate::queue::send_all(&queue, texts)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
