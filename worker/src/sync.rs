@@ -21,8 +21,8 @@ use hubspot_edge_core::delivery::{Attempt, MAX_CONCURRENT_FORWARDS};
 use hubspot_edge_core::mapping::ObjectMap;
 use hubspot_edge_core::records::Stored;
 use hubspot_edge_core::sync::{
-    batches, decide, lookups, missing_in_window, Batch, Counts, DeleteReason, Mode, Op, Read, Run,
-    RunReport, Step, SyncBatchBody, SyncConfig, Unit, UnitMessage, UnitReport,
+    batches, decide, lookups, missing_in_window, Batch, Counts, Mode, Read, Run, RunReport, Step,
+    SyncBatchBody, SyncConfig, Unit, UnitMessage, UnitReport,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -890,21 +890,7 @@ impl UnitContext<'_> {
                 match r {
                     Delivered::Failed(e) => return Err(e),
                     Delivered::Done { conflicts: c, body } => {
-                        for rec in &body.records {
-                            if c.contains(&rec.id) {
-                                continue;
-                            }
-                            match rec.op {
-                                Op::Upsert => counts.upserted += 1,
-                                Op::Merge => counts.merged += 1,
-                                Op::Delete => {
-                                    counts.deleted += 1;
-                                    if rec.reason == Some(DeleteReason::Missing) {
-                                        missing_deleted.push(rec.id.clone());
-                                    }
-                                }
-                            }
-                        }
+                        missing_deleted.extend(counts.settle_batch(&body, &c));
                         conflicts.extend(c);
                     }
                 }

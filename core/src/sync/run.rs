@@ -23,7 +23,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::batch::SyncBatchBody;
 use super::config::SyncConfig;
+use super::detect::{DeleteReason, Op};
 use super::unit::{ArchivedUnit, ModifiedUnit, Path, RangeUnit, Unit, VerifyUnit};
 use super::SyncError;
 use crate::api::{Filter, FilterOp, Page, SearchRequest, Sort, SortDirection, MAX_SEARCH_LIMIT};
@@ -93,6 +95,27 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Counts what a delivered batch settled: each record of `body` whose store commit was
+    /// not refused (`refused`: the ids to decide again, [`Batch::conflicts`](super::Batch::conflicts)),
+    /// by its op. Returns the ids delivered as `delete` with reason `missing` (the reconcile's
+    /// finds, for the run report).
+    pub fn settle_batch(&mut self, body: &SyncBatchBody, refused: &[String]) -> Vec<String> {
+        let mut missing_deleted = Vec::new();
+        for r in body.records.iter().filter(|r| !refused.contains(&r.id)) {
+            match r.op {
+                Op::Upsert => self.upserted += 1,
+                Op::Merge => self.merged += 1,
+                Op::Delete => {
+                    self.deleted += 1;
+                    if r.reason == Some(DeleteReason::Missing) {
+                        missing_deleted.push(r.id.clone());
+                    }
+                }
+            }
+        }
+        missing_deleted
+    }
+
     fn add(&mut self, o: &Counts) {
         self.read += o.read;
         self.upserted += o.upserted;

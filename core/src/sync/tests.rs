@@ -545,21 +545,7 @@ impl World {
                 let body: SyncBatchBody = serde_json::from_str(&b.body).expect("body");
                 let outcomes = self.store.commit(&b.commits);
                 let refused = Batch::conflicts(&outcomes);
-                for r in &body.records {
-                    if refused.contains(&r.id) {
-                        continue;
-                    }
-                    match r.op {
-                        Op::Upsert => counts.upserted += 1,
-                        Op::Merge => counts.merged += 1,
-                        Op::Delete => {
-                            counts.deleted += 1;
-                            if r.reason == Some(DeleteReason::Missing) {
-                                missing_deleted.push(r.id.clone());
-                            }
-                        }
-                    }
-                }
+                missing_deleted.extend(counts.settle_batch(&body, &refused));
                 conflicts.extend(refused);
             }
             if conflicts.is_empty() {
