@@ -619,7 +619,7 @@ mod tests {
     const BATCH_207: &str = r#"{"status":"COMPLETE","results":[{"id":"512","properties":{"email":"ok@example.com","firstname":null,"createdate":"2024-09-11T18:21:50.012Z"},"createdAt":"2024-09-11T18:21:50.012Z","updatedAt":"2024-09-11T18:21:50.012Z","archived":false,"objectWriteTraceId":"t-0"}],"numErrors":2,"errors":[{"status":"error","category":"VALIDATION_ERROR","message":"Property values were not valid: [{\"isValid\":false,\"message\":\"Property \\\"colour\\\" does not exist\",\"error\":\"PROPERTY_DOESNT_EXIST\",\"name\":\"colour\"}]","context":{"objectWriteTraceId":["t-1"]}},{"status":"error","category":"OBJECT_NOT_FOUND","message":"Could not get some CONTACT objects, they may be deleted or not exist.","context":{"ids":["777","888"]}}],"startedAt":"2024-09-11T18:21:49.900Z","completedAt":"2024-09-11T18:21:50.100Z"}"#;
     const SEARCH_PAGE: &str = r#"{"total":2,"results":[{"id":"1","properties":{"email":"a@b.com","hs_object_id":"1"},"createdAt":"2024-01-01T00:00:00Z","updatedAt":"2024-01-02T00:00:00Z","archived":false},{"id":"2","properties":{"email":"c@d.com"}}],"paging":{"next":{"after":"2","link":"?after=2"}}}"#;
     const ASSOC_READ: &str = r#"{"status":"COMPLETE","results":[{"from":{"id":"101"},"to":[{"toObjectId":2001,"associationTypes":[{"category":"HUBSPOT_DEFINED","typeId":279,"label":null},{"category":"HUBSPOT_DEFINED","typeId":1,"label":"Primary"}]}]}],"startedAt":"2024-01-01T00:00:00Z","completedAt":"2024-01-01T00:00:01Z"}"#;
-    const TOKEN: &str = r#"{"token_type":"bearer","refresh_token":"6f18f21e-a743-4509-b7fd-1a5e632fffa1","access_token":"CN2zlYnmLBICAQIYgZXFLyCWp1Yo","expires_in":1800}"#;
+    const TOKEN: &str = r#"{"token_type":"bearer","refresh_token":"example-refresh-token-not-real","access_token":"example-access-token-not-real","expires_in":1800}"#;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -831,7 +831,7 @@ mod tests {
 
         let tok: TokenResponse = interpret(200, &none, TOKEN.as_bytes()).unwrap();
         assert_eq!(tok.expires_in, 1800);
-        assert!(!format!("{tok:?}").contains("CN2z"));
+        assert!(!format!("{tok:?}").contains("example-access-token"));
 
         interpret::<()>(204, &none, b"").unwrap();
         let e = interpret::<SimpleObject>(200, &none, b"{}").unwrap_err();
