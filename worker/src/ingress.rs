@@ -280,8 +280,13 @@ pub(crate) async fn enqueue(
     if !dead.is_empty() {
         queue::send_all(&env.queue(queue::DEAD_LETTERS)?, dead).await?;
     }
-    // A dead letter too large for a queue message goes straight to the store.
-    let retention = crate::config::dead_letter_retention(env).unwrap_or_default();
+    // A dead letter too large for a queue message goes straight to the store (rare: the
+    // retention is read only then, off the common path).
+    let retention = if too_large.is_empty() {
+        Default::default()
+    } else {
+        crate::config::dead_letter_retention(env).unwrap_or_default()
+    };
     for message in too_large {
         let letter = DeadLetter {
             id: store::new_id(received_at),

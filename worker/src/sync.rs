@@ -677,6 +677,9 @@ async fn work(message: &Message<String>, env: &Env) {
         return;
     }
     let Ok(msg) = serde_json::from_str::<UnitMessage>(message.body()) else {
+        // Only the coordinator writes unit messages; one that does not parse (another version
+        // of the Worker) is dropped here, and its unit is queued again by the coordinator's
+        // lease (`Run::overdue`), so no work is lost.
         Line::error("sync_message_invalid").emit();
         message.ack();
         return;
