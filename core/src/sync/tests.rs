@@ -957,17 +957,36 @@ fn lost_unit_messages_are_queued_again_after_their_lease() {
     assert!(run.overdue(1_002 + LEASE_MS, LEASE_MS).is_empty());
 }
 
-#[test]
-fn list_cursors_that_are_not_ids_fall_back_to_search() {
+/// How the run must have read the list under a fake HubSpot's reading of `after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListAfter {
+    /// The list pages were trusted: no range fell back to search.
+    Trusted,
+    /// Some list range was detected as unsafe and fell back to search.
+    FallsBack,
+}
+
+/// A full sync of 1,500 records under `set`'s reading of list `after`: the destination ends
+/// equal to HubSpot, every record delivered once, with the fallbacks `expect` says.
+fn full_sync_under_a_list_after_reading(set: impl FnOnce(&mut FakeHubSpot), expect: ListAfter) {
     let mut w = World::new(small_config());
-    w.hs.opaque_list_cursors = true;
+    set(&mut w.hs);
     let ids = seed(&mut w, 1_500);
     let run = w.run(Mode::Full, None, no_hook(), None);
     w.assert_equal();
-    assert!(run.report().counts.fallbacks > 0);
+    let fallbacks = run.report().counts.fallbacks;
+    match expect {
+        ListAfter::Trusted => assert_eq!(fallbacks, 0),
+        ListAfter::FallsBack => assert!(fallbacks > 0),
+    }
     for id in &ids {
         assert_eq!(w.dest.applied[&(id.to_string(), Op::Upsert)], 1);
     }
+}
+
+#[test]
+fn list_cursors_that_are_not_ids_fall_back_to_search() {
+    full_sync_under_a_list_after_reading(|hs| hs.opaque_list_cursors = true, ListAfter::FallsBack);
 }
 
 #[test]
@@ -1104,15 +1123,7 @@ fn the_schema_refuses_malformed_batches() {
 
 #[test]
 fn list_after_read_as_exclusive_loses_nothing() {
-    let mut w = World::new(small_config());
-    w.hs.exclusive_list_after = true;
-    let ids = seed(&mut w, 1_500);
-    let run = w.run(Mode::Full, None, no_hook(), None);
-    w.assert_equal();
-    assert_eq!(run.report().counts.fallbacks, 0);
-    for id in &ids {
-        assert_eq!(w.dest.applied[&(id.to_string(), Op::Upsert)], 1);
-    }
+    full_sync_under_a_list_after_reading(|hs| hs.exclusive_list_after = true, ListAfter::Trusted);
 }
 
 #[test]
@@ -1380,15 +1391,7 @@ fn sync_100k() {
 
 #[test]
 fn list_after_read_as_an_offset_is_detected_and_loses_nothing() {
-    let mut w = World::new(small_config());
-    w.hs.offset_list_after = true;
-    let ids = seed(&mut w, 1_500);
-    let run = w.run(Mode::Full, None, no_hook(), None);
-    w.assert_equal();
-    assert!(run.report().counts.fallbacks > 0);
-    for id in &ids {
-        assert_eq!(w.dest.applied[&(id.to_string(), Op::Upsert)], 1);
-    }
+    full_sync_under_a_list_after_reading(|hs| hs.offset_list_after = true, ListAfter::FallsBack);
 }
 
 #[test]
