@@ -20,6 +20,7 @@ mod delivery;
 mod enrichment;
 mod hardening;
 mod sync;
+mod sync_inbound;
 mod walkthrough;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -69,6 +70,11 @@ use sync::{
     sync_backfill_then_incremental_delivers_each_change_once,
     sync_lost_units_requeued_after_their_lease,
 };
+use sync_inbound::{
+    inbound_250_records_100_unchanged_writes_150_no_echo,
+    inbound_invalid_property_dead_lettered_rest_written,
+    inbound_same_request_twice_writes_once_receipt_and_errors,
+};
 use walkthrough::walkthrough_from_the_readme;
 
 /// What a scenario returns: `Err` (or a panic) fails it. Any `Display` error converts with `?`.
@@ -88,6 +94,9 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         healthz_answers_ok,
         sync_backfill_then_incremental_delivers_each_change_once,
         sync_lost_units_requeued_after_their_lease,
+        inbound_250_records_100_unchanged_writes_150_no_echo,
+        inbound_invalid_property_dead_lettered_rest_written,
+        inbound_same_request_twice_writes_once_receipt_and_errors,
         mixed_batch_delivered_once_and_valid,
         retried_batch_not_delivered_twice,
         bad_signatures_rejected_nothing_delivered,

@@ -98,7 +98,9 @@ pub(crate) async fn handle(req: &mut Request, env: &Env, path: &str) -> Result<R
             )
         }
         Err(e) => {
-            Line::error("config_invalid").field("error", e.as_str()).emit();
+            Line::error("config_invalid")
+                .field("error", e.as_str())
+                .emit();
             return respond::error(503, "config_invalid", &e);
         }
     };
@@ -231,7 +233,10 @@ async fn receipt(req: &Request, env: &Env, inbound: &Inbound, id: &str) -> Resul
 }
 
 /// The field map and inbound settings of a type named as in the route.
-fn type_of<'a>(inbound: &'a Inbound, object_type: &str) -> Option<(&'a ObjectMap, &'a InboundConfig)> {
+fn type_of<'a>(
+    inbound: &'a Inbound,
+    object_type: &str,
+) -> Option<(&'a ObjectMap, &'a InboundConfig)> {
     let map = inbound.mapping.object(object_type)?;
     let config = inbound.settings.get(&inbound.mapping, object_type)?;
     Some((map, config))
@@ -458,7 +463,9 @@ impl InboundSync {
         let now = Date::now().as_millis();
         let storage = self.state.storage();
         if let Some(current) = storage.get_alarm().await? {
-            if u64::try_from(current).unwrap_or(0) <= at_ms && u64::try_from(current).unwrap_or(0) > now {
+            if u64::try_from(current).unwrap_or(0) <= at_ms
+                && u64::try_from(current).unwrap_or(0) > now
+            {
                 return Ok(());
             }
         }
@@ -503,7 +510,8 @@ impl InboundSync {
             // Kept pending; tried again in a minute.
             return self.alarm_at(Date::now().as_millis() + 60_000).await;
         };
-        let api = HubSpotApi::from_env(&self.env).map_err(|e| worker::Error::RustError(e.message()))?;
+        let api =
+            HubSpotApi::from_env(&self.env).map_err(|e| worker::Error::RustError(e.message()))?;
         let types: Vec<TypeRow> = self
             .sql()
             .exec(
@@ -792,8 +800,7 @@ impl Flusher<'_> {
             return Ok(());
         }
         for w in written {
-            self.object
-                .map_id(self.store(), &w.key, &w.hubspot_id)?;
+            self.object.map_id(self.store(), &w.key, &w.hubspot_id)?;
         }
         // Echo guards first: HubSpot's webhooks for these writes may already be on their way.
         // One KV write each (within the alarm's KV budget, MAX_BATCHES_PER_ALARM).
@@ -803,9 +810,7 @@ impl Flusher<'_> {
             async move {
                 let key = store::echo_key(self.store(), &w.hubspot_id);
                 let text = serde_json::to_string(&w.echo).unwrap_or_default();
-                if let Err(e) =
-                    store::put_text(kv, &key, text, Some(store::ECHO_TTL_SECS)).await
-                {
+                if let Err(e) = store::put_text(kv, &key, text, Some(store::ECHO_TTL_SECS)).await {
                     Line::warn("echo_guard_write_failed")
                         .field("error", e.to_string())
                         .emit();
@@ -827,7 +832,10 @@ impl Flusher<'_> {
             .map(|w| {
                 (
                     w.hubspot_id.clone(),
-                    stored.get(&w.hubspot_id).cloned().unwrap_or_else(Stored::absent),
+                    stored
+                        .get(&w.hubspot_id)
+                        .cloned()
+                        .unwrap_or_else(Stored::absent),
                 )
             })
             .collect();

@@ -777,7 +777,10 @@ fn a_batch_upsert_writing_an_undefined_property_is_refused_whole() {
     );
     assert_eq!(v["category"], "VALIDATION_ERROR");
     assert_eq!(v["errors"][0]["code"], "PROPERTY_DOESNT_EXIST");
-    assert_eq!(v["errors"][0]["context"]["propertyName"], json!(["legacy_code"]));
+    assert_eq!(
+        v["errors"][0]["context"]["propertyName"],
+        json!(["legacy_code"])
+    );
     // Nothing written: the input without it is refused too.
     let none = json(
         &mock,
