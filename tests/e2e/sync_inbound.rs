@@ -246,7 +246,8 @@ pub(super) fn inbound_250_records_100_unchanged_writes_150_no_echo(_: &Fixture) 
 
 /// One record writing a property the portal does not have: HubSpot refuses the whole batch;
 /// that record is dead-lettered with `PROPERTY_DOESNT_EXIST` (reason `inbound_rejected`) and
-/// the 4 others are written by one more call.
+/// the 4 others are written by one more call. Once the property exists, the admin's re-drive
+/// writes it.
 pub(super) fn inbound_invalid_property_dead_lettered_rest_written(_: &Fixture) -> Outcome {
     let fx = start("wrangler.inbound-b.toml")?;
     let result = (|| {
@@ -288,7 +289,34 @@ pub(super) fn inbound_invalid_property_dead_lettered_rest_written(_: &Fixture) -
                 && letter["payload"]["code"] == "PROPERTY_DOESNT_EXIST"
                 && letter["payload"]["properties"] == json!(["legacy_code"]),
             || format!("dead letter: {letter}"),
-        )
+        )?;
+
+        // The property now exists: the admin re-drives the letter, the record is written and
+        // its line in the original receipt says so.
+        let r = http::request(
+            "POST",
+            &format!("{}/__mock/faults", mock.base_url()),
+            &[("content-type", "application/json")],
+            Some(br#"{"undefinedProperties":{"contacts":null}}"#),
+        )?;
+        check(r.status == 200, || format!("mock faults: {}", r.status))?;
+        let id = letter["id"].as_str().ok_or("letter id")?;
+        let r = fx.admin_post(&format!("/admin/dead-letters/{id}/redrive"), b"")?;
+        check(r.status == 202, || {
+            format!("redrive: {} {}", r.status, r.text())
+        })?;
+        let line = poll_until("the re-driven record written", DEADLINE, POLL, || {
+            let body = get_receipt(&fx, &receipt).ok()?.json().ok()?;
+            let line = body["records"][2].clone();
+            (line["status"] == "written").then_some(line)
+        })?;
+        check(upserts(&fx)? == (3, 5), || {
+            format!("after the re-drive: {:?} {line}", upserts(&fx))
+        })?;
+        let gone = fx.admin_get(&format!("/admin/dead-letters/{id}"))?;
+        check(gone.status == 404, || {
+            format!("the letter is still there: {}", gone.status)
+        })
     })();
     fx.stop_worker();
     result

@@ -95,6 +95,9 @@ pub(crate) async fn handle(
                             1
                         }
                         Ready::Batch(body) => enqueue_batch(env, &letter, &body).await?,
+                        Ready::Inbound(payload) => {
+                            crate::sync_inbound::redrive(env, vec![payload]).await?
+                        }
                     };
                     store::delete_dead_letter(&kv, &letter.id).await?;
                     respond::json(202, &json!({ "redriven": 1, "queued": queued }))
@@ -227,6 +230,7 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
     let mut event_ids = Vec::new();
     let mut event_messages = Vec::new();
     let mut batches = Vec::new();
+    let (mut inbound, mut inbound_ids) = (Vec::new(), Vec::new());
     for (id, letter) in plan.take.iter().zip(letters) {
         let Some(letter) = letter else {
             // Deleted or expired since the listing.
@@ -240,7 +244,14 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
                 event_messages.push(by_reference_if_large(kv, message).await?);
             }
             Ok(Ready::Batch(body)) => batches.push((letter, body)),
+            Ok(Ready::Inbound(payload)) => {
+                inbound_ids.push(letter.id.clone());
+                inbound.push(payload);
+            }
         }
+    }
+    if !inbound.is_empty() {
+        crate::sync_inbound::redrive(env, inbound).await?;
     }
 
     // Queue, then delete.
@@ -249,6 +260,8 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
         queue::send_all(&env.queue(queue::EVENTS)?, event_messages).await?;
     }
     let mut redriven_ids = event_ids;
+    queued += inbound_ids.len();
+    redriven_ids.extend(inbound_ids);
     for (letter, body) in batches {
         queued += enqueue_batch(env, &letter, &body).await?;
         redriven_ids.push(letter.id);
@@ -277,6 +290,8 @@ enum Ready {
     Event(String),
     /// A whole webhook body to enqueue like the ingress does.
     Batch(Vec<u8>),
+    /// A record HubSpot refused on an inbound write: back to its type's pending writes.
+    Inbound(Value),
 }
 
 /// What re-driving `letter` takes, or why it cannot be re-driven as it is.
@@ -286,6 +301,9 @@ fn prepare(letter: &DeadLetter) -> Result<std::result::Result<Ready, SkipReason>
             let Some(payload) = &letter.payload else {
                 return Ok(Err(SkipReason::PayloadMissing));
             };
+            if payload["source"] == "inbound" {
+                return Ok(Ok(Ready::Inbound(payload.clone())));
+            }
             let raw = RawValue::from_string(serde_json::to_string(payload)?)?;
             let Ok(event) = Event::parse(&raw) else {
                 return Ok(Err(SkipReason::StillInvalid));

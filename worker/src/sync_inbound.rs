@@ -242,6 +242,43 @@ fn type_of<'a>(
     Some((map, config))
 }
 
+/// `POST /admin/dead-letters/…/redrive` of inbound letters (reason `inbound_rejected`, payload
+/// `source: inbound`): their updates go back to pending, per portal, and are planned again at
+/// the next flush (diffed again: a record written meanwhile is `unchanged`). The receipt line
+/// of the original request then says what became of it. The number of re-driven records.
+///
+/// # Errors
+/// A letter whose payload is not an inbound update, or the state not reachable: nothing is
+/// deleted (the caller deletes the letters after this succeeds).
+pub(crate) async fn redrive(env: &Env, payloads: Vec<serde_json::Value>) -> Result<usize> {
+    let mut by_portal: BTreeMap<u64, Vec<(String, PendingUpdate)>> = BTreeMap::new();
+    let n = payloads.len();
+    for p in payloads {
+        let portal = p["portalId"]
+            .as_u64()
+            .ok_or_else(|| worker::Error::RustError("inbound letter without portalId".into()))?;
+        let object_type = p["objectType"]
+            .as_str()
+            .ok_or_else(|| worker::Error::RustError("inbound letter without objectType".into()))?
+            .to_owned();
+        let update: PendingUpdate = serde_json::from_value(p["update"].clone())?;
+        by_portal
+            .entry(portal)
+            .or_default()
+            .push((object_type, update));
+    }
+    for (portal, updates) in by_portal {
+        let r = call(env, portal, &Ask::Redrive { updates }).await?;
+        if r.status_code() != 200 {
+            return Err(worker::Error::RustError(format!(
+                "the inbound state answered {}",
+                r.status_code()
+            )));
+        }
+    }
+    Ok(n)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The Durable Object.
 
@@ -257,6 +294,10 @@ enum Ask {
     },
     Receipt {
         id: String,
+    },
+    /// Dead letters re-driven by the admin: each `(type, update)` back to pending.
+    Redrive {
+        updates: Vec<(String, PendingUpdate)>,
     },
 }
 
@@ -499,6 +540,25 @@ impl InboundSync {
             self.alarm_at(due).await?;
         }
         Response::from_json(&json!({"duplicate": false, "receiptId": receipt}))
+    }
+
+    async fn redrive(&self, updates: Vec<(String, PendingUpdate)>) -> Result<Response> {
+        let mut by_type: BTreeMap<String, Vec<PendingUpdate>> = BTreeMap::new();
+        for (t, u) in updates {
+            by_type.entry(t).or_default().push(u);
+        }
+        let now = Date::now().as_millis();
+        for (object_type, mut updates) in by_type {
+            // A new window from now: `first_at_ms` is when it came back.
+            for u in &mut updates {
+                u.first_at_ms = now;
+            }
+            let mut coalescer = self.load_pending(&object_type)?;
+            coalescer.put_back(updates);
+            self.save_pending(&object_type, &coalescer)?;
+        }
+        self.alarm_at(now).await?;
+        Response::from_json(&json!({"redriven": true}))
     }
 
     /// Flushes what is due, type by type, within [`MAX_BATCHES_PER_ALARM`].
@@ -949,6 +1009,7 @@ impl DurableObject for InboundSync {
                 receipt,
                 body,
             } => self.accept(&object_type, &receipt, &body).await,
+            Ask::Redrive { updates } => self.redrive(updates).await,
             Ask::Receipt { id } => match self.load_receipt(&id) {
                 Ok(Some(r)) => Response::from_json(&r),
                 Ok(None) => Response::error("no such receipt", 404),
