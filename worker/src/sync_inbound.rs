@@ -55,10 +55,17 @@ pub(crate) const BINDING: &str = "INBOUND_SYNC";
 const TOLERANCE_SECS: u64 = 300;
 /// The largest body read (a request is parsed whole: core's `maxRecords` bounds it too).
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-/// Batch upserts per alarm. Each written record costs one KV write (its echo guard), and an
-/// invocation may make at most 1,000 KV operations (Cloudflare Workers limits): 9 batches of
-/// 100 is 900, leaving room for the rest. More waits for the next alarm, set at once.
-const MAX_BATCHES_PER_ALARM: usize = 9;
+/// Batch upserts per alarm: each costs about 4 subrequests (the gate's permit, HubSpot, the
+/// record store's read and commit), far inside an invocation's subrequests (Cloudflare Workers
+/// paid plan: 10,000 by default), and the alarm's work stays bounded (plan and JSON for at most
+/// 5,000 records at a time, well inside 128 MB). More waits for the next alarm, set at once.
+const MAX_BATCHES_PER_ALARM: usize = 50;
+/// KV operations one alarm may spend on echo guards: an invocation may make at most 1,000 KV
+/// operations (Cloudflare KV limits). A written record costs one when HubSpot stored a value
+/// other than the one written (`Written::rewritten`): otherwise the record store's snapshot
+/// already makes HubSpot's webhook for our write an unchanged record. A wave of batches is
+/// admitted only if every record of it could need one (the worst case), so the limit holds.
+const MAX_KV_PER_ALARM: usize = 900;
 /// Batch upserts in flight at once: an invocation keeps at most 6 connections (Cloudflare).
 const MAX_IN_FLIGHT: usize = 6;
 /// A whole batch HubSpot did not decide (429, 5xx, timeout) is tried again after this long at
@@ -601,7 +608,8 @@ impl InboundSync {
         Response::from_json(&json!({"redriven": true}))
     }
 
-    /// Flushes what is due, type by type, within [`MAX_BATCHES_PER_ALARM`].
+    /// Flushes what is due, type by type, within [`MAX_BATCHES_PER_ALARM`] and
+    /// [`MAX_KV_PER_ALARM`].
     async fn flush(&self) -> Result<()> {
         let Ok(Some(inbound)) = settings(&self.env) else {
             Line::error("config_invalid")
@@ -621,6 +629,7 @@ impl InboundSync {
             )?
             .to_array()?;
         let mut budget = MAX_BATCHES_PER_ALARM;
+        let kv_left = std::cell::Cell::new(MAX_KV_PER_ALARM);
         let mut next: Option<u64> = None;
         let mut soonest = |at: u64| next = Some(next.map_or(at, |n: u64| n.min(at)));
         for TypeRow { object_type } in types {
@@ -637,6 +646,7 @@ impl InboundSync {
                 config,
                 receipts: BTreeMap::new(),
                 counts: FlushCounts::default(),
+                kv_left: &kv_left,
             };
             // Updates move to `inflight` chunk by chunk before any await (`Flusher::run`): a
             // request accepted meanwhile changes `pending` only, and an alarm that dies
@@ -656,7 +666,7 @@ impl InboundSync {
             }
             let pending = self.load_pending(&object_type)?;
             if budget == 0 && !retry && !pending.is_empty() {
-                // The KV budget of this invocation is spent: the rest at once, in a new one.
+                // This invocation's budget is spent: the rest at once, in a new one.
                 soonest(Date::now().as_millis());
             }
             if let Some(due) = pending.next_due_ms(config.coalesce_window_ms) {
@@ -706,6 +716,8 @@ struct Flusher<'a> {
     /// The receipts touched, saved at the end.
     receipts: BTreeMap<String, Receipt>,
     counts: FlushCounts,
+    /// KV operations this alarm may still spend ([`MAX_KV_PER_ALARM`]).
+    kv_left: &'a std::cell::Cell<usize>,
 }
 
 impl Flusher<'_> {
@@ -838,7 +850,13 @@ impl Flusher<'_> {
         let mut retry = false;
         let mut failed: Vec<Failed> = Vec::new();
         while !batches.is_empty() {
-            let n = batches.len().min(MAX_IN_FLIGHT).min(*budget);
+            // Each record of the wave might need an echo guard: admitted only within the KV
+            // budget (MAX_KV_PER_ALARM).
+            let kv_room = self.kv_left.get() / self.config.batch_size.max(1);
+            if kv_room == 0 {
+                *budget = 0;
+            }
+            let n = batches.len().min(MAX_IN_FLIGHT).min(*budget).min(kv_room);
             if n == 0 {
                 // Over this invocation's budget: back to pending, flushed by the next alarm.
                 leftover.extend(
@@ -1003,10 +1021,14 @@ impl Flusher<'_> {
                 .field("records", todo.len())
                 .emit();
         }
-        // Then the echo guards (enrichment's, for the propertyChange webhooks of our writes).
-        // One KV write each (within the alarm's KV budget, MAX_BATCHES_PER_ALARM).
+        // Then the echo guards (enrichment's), for the records HubSpot stored with another value
+        // than the one written: their webhooks would differ from the snapshot (which keeps the
+        // user's value). One KV write each, within MAX_KV_PER_ALARM.
         let kv = self.env.kv(store::STATE)?;
-        let guards = written.iter().map(|w| {
+        let rewritten: Vec<&Written> = written.iter().filter(|w| !w.rewritten.is_empty()).collect();
+        self.kv_left
+            .set(self.kv_left.get().saturating_sub(rewritten.len()));
+        let guards = rewritten.into_iter().map(|w| {
             let kv = &kv;
             async move {
                 let key = store::echo_key(self.store(), &w.hubspot_id);
