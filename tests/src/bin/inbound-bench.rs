@@ -158,7 +158,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("building the Worker…");
     hubspot_edge_tests::wrangler::build_worker()?;
     eprintln!("starting the mock HubSpot and wrangler dev…");
-    let types = format!(r#"{{"contacts":{{"coalesceWindowMs":{}}}}}"#, args.window_ms);
+    let types = format!(
+        r#"{{"contacts":{{"coalesceWindowMs":{}}}}}"#,
+        args.window_ms
+    );
     let mut options = FixtureOptions::default()
         .hubspot_mock(MockConfig {
             burst: args.burst,
