@@ -480,6 +480,8 @@ struct World {
     lose_messages: u32,
     /// Messages the coordinator queued again after their lease ran out.
     requeued: u64,
+    /// Ids re-driven from the dead-letter store, taken by the next run ([`Run::recheck`]).
+    recheck: Vec<u64>,
     /// Time spent in the core's steps (`on_page`, `decide`, `batches`), native only.
     #[cfg(not(target_arch = "wasm32"))]
     core_time: std::time::Duration,
@@ -504,6 +506,7 @@ impl World {
             crashed_batch: None,
             lose_messages: 0,
             requeued: 0,
+            recheck: Vec::new(),
             #[cfg(not(target_arch = "wasm32"))]
             core_time: std::time::Duration::ZERO,
         }
@@ -628,6 +631,14 @@ impl World {
         self.hs.now = now;
         let mut run =
             Run::start(&self.config, format!("contacts:{now}"), mode, cursor, now).expect("start");
+        if !self.recheck.is_empty() {
+            let ids = std::mem::take(&mut self.recheck);
+            // An incremental run takes them at once (its messages come from `outstanding`).
+            assert!(
+                run.recheck(&ids).is_some(),
+                "an incremental run takes rechecks"
+            );
+        }
         let mut queue: VecDeque<UnitMessage> = VecDeque::new();
         if let Some([lo, hi]) = run.probe() {
             let a = self.hs.search(&lo).expect("probe");
@@ -1074,6 +1085,48 @@ fn unmappable_records_are_rejected_with_their_code() {
     assert_eq!(decided.rejected.len(), 1);
     assert_eq!(decided.rejected[0].id, "5");
     assert!(decided.rejected[0].code.starts_with("mapping_"));
+}
+
+/// A re-driven sync dead letter: the record was never committed, so once its cause is fixed
+/// the next run that reads it again delivers it; one erased meanwhile is delivered as deleted.
+#[test]
+fn a_redriven_sync_letter_is_read_again_by_the_next_run() {
+    let mut w = World::new(small_config());
+    w.hs.create(5, props("not-an-email", "x", 1));
+    w.hs.create(6, props("ok@example.com", "y", 1));
+    w.hs.create(7, props("gone@example.com", "z", 1));
+    let full = w.run(Mode::Full, None, no_hook(), None);
+    assert_eq!(full.report().counts.rejected, 1);
+    assert!(!w.dest.records.contains_key("5"));
+    assert!(w.store.get(&["5".to_owned()]).is_empty(), "not committed");
+    // The next run reads the creations again (the safety overlap): still rejected.
+    w.hs.now += 60_000;
+    let first = w.run(Mode::Incremental, full.next_cursor(), no_hook(), None);
+    assert_eq!(first.report().counts.rejected, 1);
+
+    // The cause is fixed (the map no longer types `email`); 7 is erased without a trace.
+    w.mapping = Mapping::from_json(&MAP.replace(r#","type":"email""#, "")).expect("map");
+    w.hs.erase(7);
+    w.hs.now += 60_000;
+    // Without a re-drive, an incremental run does not read them: nothing changed in HubSpot.
+    let plain = w.run(Mode::Incremental, first.next_cursor(), no_hook(), None);
+    assert_eq!(plain.report().counts.read, 0);
+    assert!(!w.dest.records.contains_key("5"));
+    assert!(w.dest.records.contains_key("7"));
+
+    w.dest.clear_counts();
+    w.recheck = vec![7, 5, 5];
+    let run = w.run(Mode::Incremental, plain.next_cursor(), no_hook(), None);
+    w.assert_equal();
+    assert_eq!(w.dest.applied.get(&("5".into(), Op::Upsert)), Some(&1));
+    assert_eq!(w.dest.applied.get(&("7".into(), Op::Delete)), Some(&1));
+    assert_eq!(w.dest.count(Op::Upsert) + w.dest.count(Op::Delete), 2);
+    assert_eq!(run.report().counts.rejected, 0);
+
+    // A run still probing (a full run) or done cannot take them.
+    let mut probing =
+        Run::start(&w.config, "contacts:x", Mode::Full, None, w.hs.now).expect("start");
+    assert!(probing.recheck(&[5]).is_none());
 }
 
 /// The schema refuses what the serde type never produces: its negative twins.
