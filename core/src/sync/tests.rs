@@ -1660,7 +1660,7 @@ impl World {
             };
             assert!(failed.is_empty());
             for w in written {
-                let current = self.store.get(&[w.hubspot_id.clone()]);
+                let current = self.store.get(std::slice::from_ref(&w.hubspot_id));
                 let current = current.get(&w.hubspot_id).cloned().unwrap_or_default();
                 let outcomes = self.store.commit(&[w.commit(&current)]);
                 assert!(matches!(outcomes[0].1, Outcome::Committed { .. }));
