@@ -3,7 +3,11 @@
 //! - `GET  /admin/dead-letters?limit=&cursor=&reason=`: list (oldest first), summaries only.
 //! - `GET  /admin/dead-letters/{id}`: one dead letter with its payload.
 //! - `DELETE /admin/dead-letters/{id}`: remove one.
-//! - `POST /admin/dead-letters/{id}/redrive`: queue it again and remove it from the store.
+//! - `POST /admin/dead-letters/{id}/redrive`: queue it again and remove it from the store. A
+//!   sync letter (a record the outbound sync could not deliver) is not queued: its type's sync
+//!   coordinator reads the record again ([`crate::sync::recheck`]); an inbound letter (a record
+//!   HubSpot refused on `POST /sync/{type}`) goes back to its type's pending writes
+//!   ([`crate::sync_inbound::redrive`]).
 //! - `POST /admin/dead-letters/redrive?cursor=&reason=&limit=`: the same for all, resumable:
 //!   a bounded slice per call (core's [`plan_redrive`]), then call again with the returned
 //!   `cursor` until it is `null`. What cannot be re-driven is skipped, reported and left in place.
@@ -22,6 +26,7 @@ use hubspot_edge_core::dead_letter::{
 use hubspot_edge_core::dedupe::DedupeKey;
 use hubspot_edge_core::event::{parse_batch, Event};
 use hubspot_edge_core::filter::Filter;
+use hubspot_edge_core::sync::SyncLetter;
 use serde_json::{json, value::RawValue, Value};
 use worker::kv::KvStore;
 use worker::{Env, Method, Request, Response, Result};
@@ -97,6 +102,13 @@ pub(crate) async fn handle(
                         Ready::Batch(body) => enqueue_batch(env, &letter, &body).await?,
                         Ready::Inbound(payload) => {
                             crate::sync_inbound::redrive(env, vec![payload]).await?
+                        }
+                        Ready::Sync(sync) => {
+                            let taken = crate::sync::recheck(env, &sync).await?;
+                            if taken.status_code() >= 300 {
+                                return Ok(taken);
+                            }
+                            0
                         }
                     };
                     store::delete_dead_letter(&kv, &letter.id).await?;
@@ -231,6 +243,7 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
     let mut event_messages = Vec::new();
     let mut batches = Vec::new();
     let (mut inbound, mut inbound_ids) = (Vec::new(), Vec::new());
+    let mut syncs = Vec::new();
     for (id, letter) in plan.take.iter().zip(letters) {
         let Some(letter) = letter else {
             // Deleted or expired since the listing.
@@ -248,6 +261,7 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
                 inbound_ids.push(letter.id.clone());
                 inbound.push(payload);
             }
+            Ok(Ready::Sync(sync)) => syncs.push((letter.id.clone(), sync)),
         }
     }
     if !inbound.is_empty() {
@@ -265,6 +279,22 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
     for (letter, body) in batches {
         queued += enqueue_batch(env, &letter, &body).await?;
         redriven_ids.push(letter.id);
+    }
+    // Sync records: one coordinator request each (≤ `limit` letters per call); a refusal
+    // leaves the letter in the store, reported with its code.
+    for (id, sync) in syncs {
+        let mut taken = crate::sync::recheck(env, &sync).await?;
+        if taken.status_code() < 300 {
+            redriven_ids.push(id);
+        } else {
+            let code = taken
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "sync_recheck_failed".into());
+            skipped.push(json!({ "id": id, "code": code }));
+        }
     }
     for chunk in redriven_ids.chunks(KV_CONCURRENCY) {
         for deleted in join_all(chunk.iter().map(|id| store::delete_dead_letter(kv, id))).await {
@@ -292,6 +322,8 @@ enum Ready {
     Batch(Vec<u8>),
     /// A record HubSpot refused on an inbound write: back to its type's pending writes.
     Inbound(Value),
+    /// A sync record to read again (its type's coordinator takes it).
+    Sync(SyncLetter),
 }
 
 /// What re-driving `letter` takes, or why it cannot be re-driven as it is.
@@ -303,6 +335,9 @@ fn prepare(letter: &DeadLetter) -> Result<std::result::Result<Ready, SkipReason>
             };
             if payload["source"] == "inbound" {
                 return Ok(Ok(Ready::Inbound(payload.clone())));
+            }
+            if let Some(letter) = SyncLetter::parse(payload) {
+                return Ok(Ok(Ready::Sync(letter)));
             }
             let raw = RawValue::from_string(serde_json::to_string(payload)?)?;
             let Ok(event) = Event::parse(&raw) else {
