@@ -72,6 +72,7 @@ use sync::{
 };
 use sync_inbound::{
     inbound_250_records_100_unchanged_writes_150_no_echo,
+    inbound_hubspot_503s_batch_retried_later_nothing_lost,
     inbound_invalid_property_dead_lettered_rest_written,
     inbound_same_request_twice_writes_once_receipt_and_errors,
 };
@@ -97,6 +98,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         inbound_250_records_100_unchanged_writes_150_no_echo,
         inbound_invalid_property_dead_lettered_rest_written,
         inbound_same_request_twice_writes_once_receipt_and_errors,
+        inbound_hubspot_503s_batch_retried_later_nothing_lost,
         mixed_batch_delivered_once_and_valid,
         retried_batch_not_delivered_twice,
         bad_signatures_rejected_nothing_delivered,

@@ -262,9 +262,15 @@ pub(super) fn inbound_invalid_property_dead_lettered_rest_written(_: &Fixture) -
         let tag = unique_id();
         let mut records: Vec<Value> = (0..5).map(|i| contact(tag, i, "Eve")).collect();
         records[2]["fields"]["legacy_code"] = json!("L-7");
+        let posted = std::time::Instant::now();
         let receipt = post(&fx, &format!("msg-{tag}"), &records)?;
         let done = receipt_done(&fx, &receipt)?;
         check(count(&done, "written") == 4, || format!("receipt: {done}"))?;
+        // Tried again after the retry delay (10 s), not at once.
+        let took = posted.elapsed();
+        check(took >= Duration::from_secs(10), || {
+            format!("written {took:?} after the request: retried without waiting")
+        })?;
         let line = &done["records"][2];
         check(
             line["status"] == "failed" && line["code"] == "PROPERTY_DOESNT_EXIST",
@@ -390,6 +396,46 @@ pub(super) fn inbound_same_request_twice_writes_once_receipt_and_errors(_: &Fixt
         check(r.status == 404, || format!("unknown receipt: {}", r.status))?;
         check(upserts(&fx)? == (1, 3), || {
             format!("upserts after the errors: {:?}", upserts(&fx))
+        })
+    })();
+    fx.stop_worker();
+    result
+}
+
+/// HubSpot failing a batch upsert past the executor's retries (five 503s): nothing is decided,
+/// the batch goes back to pending and the next alarm writes it. Every record ends written,
+/// once.
+pub(super) fn inbound_hubspot_503s_batch_retried_later_nothing_lost(_: &Fixture) -> Outcome {
+    let fx = start("wrangler.inbound-d.toml")?;
+    let result = (|| {
+        let mock = mock_of(&fx)?;
+        let faults = json!({"next": [{"status": 503}, {"status": 503}, {"status": 503},
+                                     {"status": 503}, {"status": 503}]});
+        let r = http::request(
+            "POST",
+            &format!("{}/__mock/faults", mock.base_url()),
+            &[("content-type", "application/json")],
+            Some(faults.to_string().as_bytes()),
+        )?;
+        check(r.status == 200, || format!("mock faults: {}", r.status))?;
+        let tag = unique_id();
+        let records: Vec<Value> = (0..4).map(|i| contact(tag, i, "Gus")).collect();
+        let posted = std::time::Instant::now();
+        let receipt = post(&fx, &format!("msg-{tag}"), &records)?;
+        let done = receipt_done(&fx, &receipt)?;
+        check(count(&done, "written") == 4, || format!("receipt: {done}"))?;
+        // Tried again after the retry delay (10 s), not at once.
+        let took = posted.elapsed();
+        check(took >= Duration::from_secs(10), || {
+            format!("written {took:?} after the request: retried without waiting")
+        })?;
+        // The five faulted attempts never reached the endpoint; the one that did wrote all 4.
+        check(upserts(&fx)? == (1, 4), || {
+            format!("upserts: {:?} (expected 1 call, 4 written)", upserts(&fx))
+        })?;
+        let retried = super::enrichment::log_lines(&fx, "inbound_batch_retry");
+        check(retried.len() == 1 && retried[0]["updates"] == 4, || {
+            format!("inbound_batch_retry lines: {retried:?}")
         })
     })();
     fx.stop_worker();

@@ -661,15 +661,15 @@ impl InboundSync {
                 self.save_receipt(receipt)?;
             }
             flusher.counts.log(&object_type);
-            if retry {
-                soonest(Date::now().as_millis() + RETRY_DELAY_MS);
-            }
             let pending = self.load_pending(&object_type)?;
-            if budget == 0 && !retry && !pending.is_empty() {
+            if retry {
+                // HubSpot asked to wait (the executor's own retries are spent): the type's
+                // pending writes, the batch put back included, wait RETRY_DELAY_MS.
+                soonest(Date::now().as_millis() + RETRY_DELAY_MS);
+            } else if budget == 0 && !pending.is_empty() {
                 // This invocation's budget is spent: the rest at once, in a new one.
                 soonest(Date::now().as_millis());
-            }
-            if let Some(due) = pending.next_due_ms(config.coalesce_window_ms) {
+            } else if let Some(due) = pending.next_due_ms(config.coalesce_window_ms) {
                 soonest(due);
             }
         }
