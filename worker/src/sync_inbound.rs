@@ -18,9 +18,11 @@
 //! - Its `alarm()` flushes at [`Coalescer::next_due_ms`]: plan diff-only against the **one**
 //!   record store ([`crate::records`], the snapshots enrichment and the outbound sync commit),
 //!   batch upserts through the gate ([`crate::hubspot::execute`]), commit what was written
-//!   with compare-and-set, keep an echo guard per written record in KV (enrichment's, so
-//!   HubSpot's webhooks for our writes are not forwarded back), dead-letter what HubSpot refused
-//!   (`inbound_rejected`), put back what may pass later (429, 5xx) and set the alarm again.
+//!   with compare-and-set (so HubSpot's webhooks for our writes diff as unchanged and are not
+//!   forwarded back), keep enrichment's echo guard in KV for the records HubSpot stored with
+//!   another value than the one written, dead-letter what HubSpot refused (`inbound_rejected`),
+//!   put back what may pass later (429, 5xx) and set the alarm again.
+//! - `POST /admin/dead-letters/…/redrive` of an inbound letter puts its update back ([`redrive`]).
 //!
 //! Conflicts: core resolves `both` fields from [`Known::hubspot_changed_at`]; nothing records
 //! HubSpot's change times yet, so every field counts as unchanged in HubSpot since the last
