@@ -645,7 +645,8 @@ pub fn decide(
         return Ok(Decision::skip(Skip::Missing, SnapshotWrite::Keep));
     };
     let record = map.to_destination(properties)?;
-    let put = SnapshotWrite::Put(record.to_snapshot());
+    // The sync's association hash in the old snapshot stays: enrichment does not read them.
+    let put = SnapshotWrite::Put(crate::records::carry_over(snapshot, &record));
     Ok(match need {
         Need::Create => Decision::forward(Forward::Created(record), put),
         Need::Restore => Decision::forward(Forward::Restored(record), put),
@@ -655,7 +656,7 @@ pub fn decide(
                 Some(Diff::Unchanged) | None => Vec::new(),
             };
             let snapshot = SnapshotWrite::Merge {
-                snapshot: record.to_snapshot(),
+                snapshot: crate::records::carry_over(snapshot, &record),
                 merged_ids: merged_ids.clone(),
             };
             Decision::forward(
