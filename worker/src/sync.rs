@@ -15,14 +15,16 @@
 use std::collections::HashMap;
 
 use futures_util::stream::{self, StreamExt};
-use hubspot_edge_core::api::{BatchReadOptions, BatchResponse, Page, RequestKind};
+use hubspot_edge_core::api::{
+    AssociationResult, BatchReadOptions, BatchResponse, Page, RequestKind,
+};
 use hubspot_edge_core::config::{Due, Sync as SyncSettings};
 use hubspot_edge_core::delivery::{Attempt, MAX_CONCURRENT_FORWARDS};
 use hubspot_edge_core::mapping::ObjectMap;
 use hubspot_edge_core::records::Stored;
 use hubspot_edge_core::sync::{
-    batches, decide, lookups, missing_in_window, Batch, Counts, Mode, Read, Run, RunReport, Step,
-    SyncBatchBody, SyncConfig, Unit, UnitMessage, UnitReport,
+    batches, decide, lookups, missing_in_window, AssocPlan, Batch, Counts, Mode, Read, Run,
+    RunReport, Step, SyncBatchBody, SyncConfig, Unit, UnitMessage, UnitReport,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -96,6 +98,7 @@ fn type_config(
         .clone();
     let mut config = SyncConfig::new(settings.portal_id, object_type).for_map(&map);
     config.lag_ms = settings.lag_ms;
+    config.associations = settings.associations_of(object_type);
     Ok((config, map))
 }
 
@@ -807,13 +810,17 @@ impl UnitContext<'_> {
                 }
             };
             let mut next = unit.clone();
-            let step = match next.on_page(&page) {
+            let mut step = match next.on_page(&page) {
                 Ok(s) => s,
                 Err(e) => {
                     error = Some(e.code().to_owned());
                     break;
                 }
             };
+            if let Err(e) = self.associations(&mut step, &mut report.counts).await {
+                error = Some(e);
+                break;
+            }
             report.counts.fallbacks += u64::from(step.fell_back);
             report.counts.read += step.live.len() as u64;
             match self.settle(&step, &mut report.counts).await {
@@ -848,6 +855,39 @@ impl UnitContext<'_> {
         }
         report.unit = unit;
         (report, progress, error)
+    }
+
+    /// Reads the associations of the step's live records (core's [`AssocPlan`]; none unless
+    /// `SYNC_ASSOCIATIONS` names this type), one v4 batch read at a time through the gate, and
+    /// puts them into the step. An error stops the unit before anything of the page is
+    /// delivered: it reads the page again.
+    async fn associations(
+        &self,
+        step: &mut Step,
+        counts: &mut Counts,
+    ) -> std::result::Result<(), String> {
+        let mut plan = AssocPlan::new(self.config, step);
+        while let Some(read) = plan.next_read() {
+            let request = self
+                .api
+                .api
+                .batch_read_associations_after(self.object_type, &read.to_type, &read.inputs)
+                .map_err(|e| e.to_string())?;
+            counts.hubspot_calls += 1;
+            let answer: BatchResponse<AssociationResult> =
+                execute(self.api, self.env, RequestKind::Read, &request)
+                    .await
+                    .map_err(|e| describe_call(&e))?;
+            plan.on_answer(&answer).map_err(|e| e.code().to_owned())?;
+        }
+        if plan.truncated() > 0 {
+            Line::warn("sync_associations_truncated")
+                .field("object_type", self.object_type)
+                .field("records", plan.truncated())
+                .emit();
+        }
+        plan.finish(step);
+        Ok(())
     }
 
     /// Decides a step, delivers and commits; conflicts are decided again. The ids delivered as
