@@ -232,7 +232,17 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
         resp.headers.extend(outcome.headers);
         return resp;
     }
-    if let ["crm", "v4", "associations", from, to, "batch", "read"] = segs.as_slice() {
+    // The v4 form and the date-versioned one (§4.3: `/crm/associations/2026-03/...`).
+    let batch_read = match segs.as_slice() {
+        ["crm", "v4", "associations", from, to, "batch", "read"] => Some((*from, *to)),
+        ["crm", "associations", version, from, to, "batch", "read"]
+            if version.len() == 7 && version.as_bytes()[4] == b'-' =>
+        {
+            Some((*from, *to))
+        }
+        _ => None,
+    };
+    if let Some((from, to)) = batch_read {
         let now = data.now_ms();
         let outcome = data.limiter.check(token, false, now);
         let mut resp = match outcome.refused {

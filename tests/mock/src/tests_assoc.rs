@@ -146,6 +146,17 @@ fn more_than_a_page_continues_with_after_and_limits_hold() {
     assert_eq!((status, &v["category"]), (400, &json!("VALIDATION_ERROR")));
     let (status, _) = read(&mock, "contacts", "nothings", json!([{"id": "1"}]));
     assert_eq!(status, 400);
+    // The date-versioned path (§4.3) answers the same.
+    let (status, v) = call(
+        &mock,
+        "POST",
+        "/crm/associations/2026-03/contacts/companies/batch/read",
+        Some(&json!({"inputs": [{"id": "1"}]})),
+    );
+    assert_eq!(
+        (status, targets(&v)),
+        (200, vec![("1".to_owned(), vec![1_204])])
+    );
 }
 
 #[test]
