@@ -502,6 +502,14 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
     fx.dest.set_default(Behavior::Status(200));
     let refused = refused?;
     let after = wait_done(fx, &runs)?;
+    // The refused delivery stopped a unit (retried, then done): counted in the type's errors.
+    check(
+        after["contacts"]["errors"].as_u64() >= Some(1)
+            && after["contacts"]["lastError"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("delivery hsb1_")),
+        || format!("unit failures counted: {}", after["contacts"]),
+    )?;
     let retried = sync_batches(fx, before)?;
     check(
         // The modified walk's batch (refused once, then accepted) and the archived walk's.

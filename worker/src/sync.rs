@@ -123,6 +123,10 @@ enum Ask {
         object_type: String,
         paused: bool,
     },
+    /// A unit invocation stopped on an error (it is retried): counted in `errors`.
+    UnitFailed {
+        error: String,
+    },
 }
 
 /// What a coordinator keeps (one storage value, at most a run's state: ~65 KB of missing
@@ -343,6 +347,16 @@ impl SyncCoordinator {
         Response::from_json(&json!({"accepted": true}))
     }
 
+    /// One more error for the admin API (`errors`, `lastError`): a unit invocation that
+    /// stopped early (a HubSpot read that gave up, a delivery refused, the record store).
+    async fn unit_failed(&self, error: &str) -> Result<Response> {
+        let mut c = self.load().await?;
+        c.errors += 1;
+        c.last_error = Some(error.chars().take(300).collect());
+        self.save(&c).await?;
+        Response::from_json(&json!({"counted": true}))
+    }
+
     async fn status(&self, object_type: String) -> Result<Response> {
         let c = self.load().await?;
         Response::from_json(&status_json(&object_type, &c, Date::now().as_millis()))
@@ -406,6 +420,7 @@ impl DurableObject for SyncCoordinator {
                 object_type,
                 paused,
             } => self.pause(object_type, paused).await,
+            Ask::UnitFailed { error } => self.unit_failed(&error).await,
         };
         // Storage or queue failures: a stable code, the detail in the log.
         result.or_else(|e| {
@@ -721,6 +736,13 @@ async fn work(message: &Message<String>, env: &Env) {
             .field("unit_id", msg.unit_id)
             .field("error", e.as_str())
             .emit();
+        // Counted for the admin API; a failure to count is only logged (the unit goes on).
+        let ask = Ask::UnitFailed { error: e.clone() };
+        if let Err(e) = coordinator(env, config.portal_id, &object_type, &ask).await {
+            Line::warn("sync_error_not_counted")
+                .field("error", e.to_string())
+                .emit();
+        }
     }
     if !progress && error.is_some() {
         retry();
