@@ -27,9 +27,16 @@ const MAP: &str = r#"{"objects":{
     {"hubspot":"name"},
     {"hubspot":"domain"}]}
 }}"#;
+/// A synced type, its properties → fields, and its associated type.
+type SyncedType = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 /// Per synced type: HubSpot property → destination field (as MAP says), and the associated
 /// type delivered with it.
-const TYPES: &[(&str, &[(&str, &str)], &str)] = &[
+const TYPES: &[SyncedType] = &[
     (
         "contacts",
         &[
