@@ -1563,6 +1563,32 @@ mod tests {
         };
         assert_eq!(changes[0].field, "first_name");
         assert_eq!(changes[0].old, Some(json!("Cy")));
+
+        // The sync's association hash in the snapshot is not a field: not a change, and the
+        // snapshot written keeps it (enrichment does not read associations).
+        let key = crate::records::ASSOCIATIONS_KEY;
+        let mut with_hash = snapshot.clone();
+        with_hash.insert(key, json!("hsa1_x"));
+        let d = decide(
+            map,
+            "5",
+            &firstname,
+            Some(&with_hash),
+            Current::Found(&now),
+            &h,
+            None,
+        )
+        .unwrap();
+        let Some(Forward::Changed(changes)) = &d.forward else {
+            panic!("{d:?}")
+        };
+        assert!(changes.iter().all(|c| c.field != key), "{changes:?}");
+        let SnapshotWrite::Put(text) = &d.snapshot else {
+            panic!("{d:?}")
+        };
+        let stored = Record::from_snapshot(text).unwrap();
+        assert_eq!(stored.get(key), Some(&json!("hsa1_x")));
+        assert_eq!(stored.get("first_name"), Some(&json!("Bo")));
     }
 
     #[test]
