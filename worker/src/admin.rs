@@ -3,7 +3,9 @@
 //! - `GET  /admin/dead-letters?limit=&cursor=&reason=`: list (oldest first), summaries only.
 //! - `GET  /admin/dead-letters/{id}`: one dead letter with its payload.
 //! - `DELETE /admin/dead-letters/{id}`: remove one.
-//! - `POST /admin/dead-letters/{id}/redrive`: queue it again and remove it from the store.
+//! - `POST /admin/dead-letters/{id}/redrive`: queue it again and remove it from the store. A
+//!   sync letter (a record the outbound sync could not deliver) is not queued: its type's sync
+//!   coordinator reads the record again ([`crate::sync::recheck`]).
 //! - `POST /admin/dead-letters/redrive?cursor=&reason=&limit=`: the same for all, resumable:
 //!   a bounded slice per call (core's [`plan_redrive`]), then call again with the returned
 //!   `cursor` until it is `null`. What cannot be re-driven is skipped, reported and left in place.
@@ -22,6 +24,7 @@ use hubspot_edge_core::dead_letter::{
 use hubspot_edge_core::dedupe::DedupeKey;
 use hubspot_edge_core::event::{parse_batch, Event};
 use hubspot_edge_core::filter::Filter;
+use hubspot_edge_core::sync::SyncLetter;
 use serde_json::{json, value::RawValue, Value};
 use worker::kv::KvStore;
 use worker::{Env, Method, Request, Response, Result};
@@ -95,6 +98,13 @@ pub(crate) async fn handle(
                             1
                         }
                         Ready::Batch(body) => enqueue_batch(env, &letter, &body).await?,
+                        Ready::Sync(sync) => {
+                            let taken = crate::sync::recheck(env, &sync).await?;
+                            if taken.status_code() >= 300 {
+                                return Ok(taken);
+                            }
+                            0
+                        }
                     };
                     store::delete_dead_letter(&kv, &letter.id).await?;
                     respond::json(202, &json!({ "redriven": 1, "queued": queued }))
@@ -227,6 +237,7 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
     let mut event_ids = Vec::new();
     let mut event_messages = Vec::new();
     let mut batches = Vec::new();
+    let mut syncs = Vec::new();
     for (id, letter) in plan.take.iter().zip(letters) {
         let Some(letter) = letter else {
             // Deleted or expired since the listing.
@@ -240,6 +251,7 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
                 event_messages.push(by_reference_if_large(kv, message).await?);
             }
             Ok(Ready::Batch(body)) => batches.push((letter, body)),
+            Ok(Ready::Sync(sync)) => syncs.push((letter.id.clone(), sync)),
         }
     }
 
@@ -252,6 +264,22 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
     for (letter, body) in batches {
         queued += enqueue_batch(env, &letter, &body).await?;
         redriven_ids.push(letter.id);
+    }
+    // Sync records: one coordinator request each (≤ `limit` letters per call); a refusal
+    // leaves the letter in the store, reported with its code.
+    for (id, sync) in syncs {
+        let mut taken = crate::sync::recheck(env, &sync).await?;
+        if taken.status_code() < 300 {
+            redriven_ids.push(id);
+        } else {
+            let code = taken
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "sync_recheck_failed".into());
+            skipped.push(json!({ "id": id, "code": code }));
+        }
     }
     for chunk in redriven_ids.chunks(KV_CONCURRENCY) {
         for deleted in join_all(chunk.iter().map(|id| store::delete_dead_letter(kv, id))).await {
@@ -277,6 +305,8 @@ enum Ready {
     Event(String),
     /// A whole webhook body to enqueue like the ingress does.
     Batch(Vec<u8>),
+    /// A sync record to read again (its type's coordinator takes it).
+    Sync(SyncLetter),
 }
 
 /// What re-driving `letter` takes, or why it cannot be re-driven as it is.
@@ -286,6 +316,9 @@ fn prepare(letter: &DeadLetter) -> Result<std::result::Result<Ready, SkipReason>
             let Some(payload) = &letter.payload else {
                 return Ok(Err(SkipReason::PayloadMissing));
             };
+            if let Some(letter) = SyncLetter::parse(payload) {
+                return Ok(Ok(Ready::Sync(letter)));
+            }
             let raw = RawValue::from_string(serde_json::to_string(payload)?)?;
             let Ok(event) = Event::parse(&raw) else {
                 return Ok(Err(SkipReason::StillInvalid));

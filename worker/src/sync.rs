@@ -11,6 +11,9 @@
 //! - The cron trigger ([`poke_all`]) asks each type's coordinator to start what is due (core's
 //!   [`SyncSettings::due`]).
 //! - Admin: `GET /admin/sync`, `POST /admin/sync/{type}/run?mode=`, `…/pause`, `…/resume`.
+//! - Re-driving a sync dead letter ([`recheck`]) asks the coordinator to read its record again:
+//!   the ids wait in its state and the next incremental run reads them ([`Run::recheck`]); one
+//!   is started at once when the type is idle.
 
 use std::collections::HashMap;
 
@@ -24,7 +27,7 @@ use hubspot_edge_core::mapping::ObjectMap;
 use hubspot_edge_core::records::Stored;
 use hubspot_edge_core::sync::{
     batches, decide, lookups, missing_in_window, AssocPlan, Batch, Counts, Mode, Read, Run,
-    RunReport, Step, SyncBatchBody, SyncConfig, Unit, UnitMessage, UnitReport,
+    RunReport, Step, SyncBatchBody, SyncConfig, SyncLetter, Unit, UnitMessage, UnitReport,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -127,7 +130,16 @@ enum Ask {
     UnitFailed {
         error: String,
     },
+    /// Read these records again (re-driven dead letters).
+    Recheck {
+        object_type: String,
+        ids: Vec<u64>,
+    },
 }
+
+/// Ids waiting for the next incremental run, at most: 100,000 ids are ~2 MB of JSON, the
+/// largest value Durable Object storage keeps; past this, a full run is the cheaper re-read.
+const MAX_RECHECK: usize = 20_000;
 
 /// What a coordinator keeps (one storage value, at most a run's state: ~65 KB of missing
 /// candidates at most, far below a value's 2 MB).
@@ -144,6 +156,9 @@ struct Coordinated {
     last: Option<RunReport>,
     errors: u64,
     last_error: Option<String>,
+    /// Records to read again (re-driven dead letters), taken by the next incremental run.
+    #[serde(default)]
+    recheck: std::collections::BTreeSet<u64>,
 }
 
 /// The Durable Object. See the [module docs](self).
@@ -231,6 +246,14 @@ impl SyncCoordinator {
             Ok(r) => r,
             Err(e) => return crate::respond::error(500, e.code(), &e.to_string()),
         };
+        let mut run = run;
+        if run.mode() == Mode::Incremental && !c.recheck.is_empty() {
+            let ids: Vec<u64> = std::mem::take(&mut c.recheck).into_iter().collect();
+            // Taken at start: the units are queued below with the run's other units. (A full
+            // run leaves them for the next incremental one: one batch read per 1,000 ids,
+            // and nothing lost if its probe fails.)
+            let _ = run.recheck(&ids);
+        }
         let run_id = run.id().to_owned();
         let mode = run.mode();
         let probe = run.probe();
@@ -357,6 +380,39 @@ impl SyncCoordinator {
         Response::from_json(&json!({"counted": true}))
     }
 
+    /// Re-driven records: read again by the running run when it can take them, else kept for
+    /// the next incremental run, started now when the type is idle and not paused.
+    async fn recheck(&self, object_type: String, ids: Vec<u64>) -> Result<Response> {
+        let mut c = self.load().await?;
+        c.object_type.clone_from(&object_type);
+        if let Some(run) = c.run.as_mut() {
+            if !c.paused {
+                if let Some(messages) = run.recheck(&ids) {
+                    self.save(&c).await?;
+                    self.queue(messages).await?;
+                    return Response::from_json(&json!({"rechecked": ids.len(), "when": "now"}));
+                }
+            }
+        }
+        if c.recheck.len() + ids.len() > MAX_RECHECK {
+            return crate::respond::error(
+                409,
+                "sync_recheck_full",
+                "too many records waiting to be read again: run a full sync instead",
+            );
+        }
+        c.recheck.extend(ids.iter().copied());
+        let (idle, paused) = (c.run.is_none(), c.paused);
+        self.save(&c).await?;
+        if idle && !paused {
+            let started = self.start(object_type, Some(Mode::Incremental)).await?;
+            if started.status_code() >= 300 {
+                return Ok(started);
+            }
+        }
+        Response::from_json(&json!({"rechecked": ids.len(), "when": "next_run"}))
+    }
+
     async fn status(&self, object_type: String) -> Result<Response> {
         let c = self.load().await?;
         Response::from_json(&status_json(&object_type, &c, Date::now().as_millis()))
@@ -421,6 +477,7 @@ impl DurableObject for SyncCoordinator {
                 paused,
             } => self.pause(object_type, paused).await,
             Ask::UnitFailed { error } => self.unit_failed(&error).await,
+            Ask::Recheck { object_type, ids } => self.recheck(object_type, ids).await,
         };
         // Storage or queue failures: a stable code, the detail in the log.
         result.or_else(|e| {
@@ -468,6 +525,28 @@ async fn coordinator(env: &Env, portal: u64, object_type: &str, ask: &Ask) -> Re
         .with_body(Some(serde_json::to_string(ask)?.into()));
     stub.fetch_with_request(Request::new_with_init("https://sync/", &init)?)
         .await
+}
+
+/// Asks the coordinator of `letter`'s type to read its record again (a re-driven sync dead
+/// letter, [`SyncLetter`]). 2xx: taken (read now or by the next run).
+pub(crate) async fn recheck(env: &Env, letter: &SyncLetter) -> Result<Response> {
+    let Some(id) = letter.id() else {
+        return crate::respond::error(
+            409,
+            "still_invalid",
+            "the letter's record id is not a number",
+        );
+    };
+    coordinator(
+        env,
+        letter.portal_id,
+        &letter.object_type,
+        &Ask::Recheck {
+            object_type: letter.object_type.clone(),
+            ids: vec![id],
+        },
+    )
+    .await
 }
 
 async fn send_units(env: &Env, messages: Vec<UnitMessage>) -> Result<()> {
@@ -1007,12 +1086,11 @@ impl UnitContext<'_> {
         let now = Date::now().as_millis();
         let mut texts = Vec::with_capacity(rejected.len());
         for (id, code) in rejected {
-            let event = serde_json::value::to_raw_value(&json!({
-                "source": "sync",
-                "objectType": self.object_type,
-                "objectId": id,
-                "portalId": self.config.portal_id,
-            }))
+            let event = serde_json::value::to_raw_value(&SyncLetter::new(
+                self.config.portal_id,
+                self.object_type,
+                id,
+            ))
             .map_err(|e| e.to_string())?;
             let letter = crate::queue::DeadLetterMessage {
                 v: 1,

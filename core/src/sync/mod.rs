@@ -34,6 +34,7 @@ mod batch;
 mod config;
 mod detect;
 pub mod inbound;
+mod letter;
 mod run;
 #[cfg(test)]
 mod tests;
@@ -49,6 +50,7 @@ pub use config::{
 pub use detect::{
     decide, lookups, missing_in_window, Decided, DeleteReason, Op, Pending, Rejection, SyncRecord,
 };
+pub use letter::{SyncLetter, SyncSource};
 pub use run::{
     Counts, Mode, Phase, Run, RunReport, UnitMessage, UnitReport, ID_END, MAX_REPORTED_MISSING,
 };

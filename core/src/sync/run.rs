@@ -499,6 +499,31 @@ impl Run {
         }
     }
 
+    /// Adds verify units that read `ids` again by batch read and decide them like any record
+    /// the run reads: a live record is delivered if it differs from the stored state, a record
+    /// HubSpot no longer returns is delivered as deleted (`missing`). This is how a re-driven
+    /// sync dead letter is retried (its record was never committed, so it differs).
+    ///
+    /// Returns the messages to queue, or `None` when the run cannot take them: before its
+    /// probe (a full run, which reads every record anyway) or when it is done. Ids are
+    /// deduplicated; 1,000 per unit keeps each message far below 128 KB.
+    pub fn recheck(&mut self, ids: &[u64]) -> Option<Vec<UnitMessage>> {
+        if matches!(self.phase, Phase::Probe | Phase::Done) {
+            return None;
+        }
+        let ids: BTreeSet<u64> = ids.iter().copied().collect();
+        let ids: Vec<u64> = ids.into_iter().collect();
+        let mut out = Vec::new();
+        for chunk in ids.chunks(VERIFY_IDS_PER_UNIT) {
+            let id = self.add_unit(Unit::Verify(VerifyUnit {
+                ids: chunk.to_vec(),
+            }));
+            let slot = self.units[&id].clone();
+            out.push(self.message(id, &slot));
+        }
+        Some(out)
+    }
+
     /// Every unit not yet done, as messages: what to queue again after an interruption (a
     /// consumer that died, a lost message). Re-queued units carry their last reported state; a
     /// late report of a copy that was already superseded is ignored.

@@ -571,6 +571,8 @@ struct World {
     lose_messages: u32,
     /// Messages the coordinator queued again after their lease ran out.
     requeued: u64,
+    /// Ids re-driven from the dead-letter store, taken by the next run ([`Run::recheck`]).
+    recheck: Vec<u64>,
     /// Time spent in the core's steps (`on_page`, `decide`, `batches`), native only.
     #[cfg(not(target_arch = "wasm32"))]
     core_time: std::time::Duration,
@@ -595,6 +597,7 @@ impl World {
             crashed_batch: None,
             lose_messages: 0,
             requeued: 0,
+            recheck: Vec::new(),
             #[cfg(not(target_arch = "wasm32"))]
             core_time: std::time::Duration::ZERO,
         }
@@ -727,6 +730,14 @@ impl World {
         self.hs.now = now;
         let mut run =
             Run::start(&self.config, format!("contacts:{now}"), mode, cursor, now).expect("start");
+        if !self.recheck.is_empty() {
+            let ids = std::mem::take(&mut self.recheck);
+            // An incremental run takes them at once (its messages come from `outstanding`).
+            assert!(
+                run.recheck(&ids).is_some(),
+                "an incremental run takes rechecks"
+            );
+        }
         let mut queue: VecDeque<UnitMessage> = VecDeque::new();
         if let Some([lo, hi]) = run.probe() {
             let a = self.hs.search(&lo).expect("probe");
@@ -1241,6 +1252,48 @@ fn unmappable_records_are_rejected_with_their_code() {
     assert!(decided.rejected[0].code.starts_with("mapping_"));
 }
 
+/// A re-driven sync dead letter: the record was never committed, so once its cause is fixed
+/// the next run that reads it again delivers it; one erased meanwhile is delivered as deleted.
+#[test]
+fn a_redriven_sync_letter_is_read_again_by_the_next_run() {
+    let mut w = World::new(small_config());
+    w.hs.create(5, props("not-an-email", "x", 1));
+    w.hs.create(6, props("ok@example.com", "y", 1));
+    w.hs.create(7, props("gone@example.com", "z", 1));
+    let full = w.run(Mode::Full, None, no_hook(), None);
+    assert_eq!(full.report().counts.rejected, 1);
+    assert!(!w.dest.records.contains_key("5"));
+    assert!(w.store.get(&["5".to_owned()]).is_empty(), "not committed");
+    // The next run reads the creations again (the safety overlap): still rejected.
+    w.hs.now += 60_000;
+    let first = w.run(Mode::Incremental, full.next_cursor(), no_hook(), None);
+    assert_eq!(first.report().counts.rejected, 1);
+
+    // The cause is fixed (the map no longer types `email`); 7 is erased without a trace.
+    w.mapping = Mapping::from_json(&MAP.replace(r#","type":"email""#, "")).expect("map");
+    w.hs.erase(7);
+    w.hs.now += 60_000;
+    // Without a re-drive, an incremental run does not read them: nothing changed in HubSpot.
+    let plain = w.run(Mode::Incremental, first.next_cursor(), no_hook(), None);
+    assert_eq!(plain.report().counts.read, 0);
+    assert!(!w.dest.records.contains_key("5"));
+    assert!(w.dest.records.contains_key("7"));
+
+    w.dest.clear_counts();
+    w.recheck = vec![7, 5, 5];
+    let run = w.run(Mode::Incremental, plain.next_cursor(), no_hook(), None);
+    w.assert_equal();
+    assert_eq!(w.dest.applied.get(&("5".into(), Op::Upsert)), Some(&1));
+    assert_eq!(w.dest.applied.get(&("7".into(), Op::Delete)), Some(&1));
+    assert_eq!(w.dest.count(Op::Upsert) + w.dest.count(Op::Delete), 2);
+    assert_eq!(run.report().counts.rejected, 0);
+
+    // A run still probing (a full run) or done cannot take them.
+    let mut probing =
+        Run::start(&w.config, "contacts:x", Mode::Full, None, w.hs.now).expect("start");
+    assert!(probing.recheck(&[5]).is_none());
+}
+
 /// The schema refuses what the serde type never produces: its negative twins.
 #[test]
 #[cfg(not(target_arch = "wasm32"))]
@@ -1716,4 +1769,170 @@ mod proptests {
             prop_assert_eq!(w.dest.duplicates, 0);
         }
     }
+}
+
+/// The inbound path against the same fake HubSpot and the same store: the user's records in,
+/// diffed against the one record store, written by batch upsert, committed. Returns the number
+/// of HubSpot calls.
+impl World {
+    fn inbound(&mut self, records: &[serde_json::Value], now: u64) -> usize {
+        use super::inbound::{parse_request, plan, BatchResult, Coalescer, InboundConfig, Known};
+        let map = self.map();
+        let cfg = InboundConfig::for_object_type("contacts", None).expect("contacts");
+        let body = serde_json::to_vec(&serde_json::json!({ "records": records })).expect("json");
+        let parsed = parse_request(&map, &cfg, &body).expect("valid request");
+        let mut coalescer = Coalescer::new();
+        coalescer.add("receipt", parsed, now);
+        let due = coalescer.take_due(u64::MAX, cfg.coalesce_window_ms, cfg.batch_size);
+        // The id map (idProperty value → HubSpot id) the Durable Object keeps; here from HubSpot.
+        let known: BTreeMap<String, Known> = due
+            .iter()
+            .filter_map(|u| {
+                let (&id, _) = self.hs.live.iter().find(|(_, r)| {
+                    r.props.get("email").map(|e| e.to_lowercase()) == Some(u.key.clone())
+                })?;
+                let stored = self.store.get(&[id.to_string()]);
+                Some((
+                    u.key.clone(),
+                    Known {
+                        hubspot_id: Some(id.to_string()),
+                        stored: stored.get(&id.to_string()).cloned().unwrap_or_default(),
+                        hubspot_changed_at: BTreeMap::new(),
+                    },
+                ))
+            })
+            .collect();
+        let planned = plan(&map, &cfg, due, &known);
+        let mut calls = 0;
+        for batch in planned.batches {
+            let req = batch
+                .request(
+                    &crate::api::ApiConfig::default(),
+                    "contacts",
+                    &cfg.id_property,
+                )
+                .expect("request");
+            calls += 1;
+            let (status, answer) = self.hs.upsert(req.body());
+            let BatchResult::Done { written, failed } = batch.complete(
+                &map,
+                &cfg.id_property,
+                status,
+                &http::HeaderMap::new(),
+                &answer,
+            ) else {
+                panic!("the fake does not fail whole batches");
+            };
+            assert!(failed.is_empty());
+            for w in written {
+                let current = self.store.get(std::slice::from_ref(&w.hubspot_id));
+                let current = current.get(&w.hubspot_id).cloned().unwrap_or_default();
+                let outcomes = self.store.commit(&[w.commit(&current)]);
+                assert!(matches!(outcomes[0].1, Outcome::Committed { .. }));
+            }
+        }
+        calls
+    }
+}
+
+impl FakeHubSpot {
+    /// `POST /crm/objects/contacts/batch/upsert` by email, existing records only.
+    fn upsert(&mut self, body: &[u8]) -> (u16, Vec<u8>) {
+        let sent: serde_json::Value = serde_json::from_slice(body).expect("json");
+        let at = self.tick();
+        let mut results = Vec::new();
+        for input in sent["inputs"].as_array().expect("inputs") {
+            assert_eq!(input["idProperty"], "email");
+            let key = input["id"].as_str().expect("id");
+            let (&id, rec) = self
+                .live
+                .iter_mut()
+                .find(|(_, r)| {
+                    r.props.get("email").map(|e| e.to_lowercase()).as_deref() == Some(key)
+                })
+                .expect("an existing contact");
+            for (k, v) in input["properties"].as_object().expect("properties") {
+                rec.props
+                    .insert(k.clone(), v.as_str().expect("string").to_owned());
+            }
+            rec.modified = at;
+            results.push(serde_json::json!({
+                "id": id.to_string(), "objectWriteTraceId": input["objectWriteTraceId"],
+                "new": false, "properties": rec.props,
+            }));
+        }
+        let body = serde_json::json!({"status": "COMPLETE", "results": results});
+        (200, body.to_string().into_bytes())
+    }
+}
+
+/// Issue 10 §1: a whole sync, both directions, in memory. The user's writes go into HubSpot
+/// through the one record store, so the next outbound run reads them back as unchanged (no
+/// loop), while a real change made in HubSpot afterwards still goes out.
+#[test]
+fn both_directions_without_loops() {
+    let mut w = World::new(small_config());
+    let ids = seed(&mut w, 300);
+    let full = w.run(Mode::Full, None, no_hook(), None);
+    w.assert_equal();
+    // Past the safety overlap of the first incremental run.
+    w.hs.now += 60_000;
+    let quiet = w.run(Mode::Incremental, full.next_cursor(), no_hook(), None);
+
+    // The user's system sends 60 records: 40 with a new first name, 20 as they are.
+    let records: Vec<serde_json::Value> = (0..60)
+        .map(|i| {
+            let name = if i < 40 {
+                format!("FromUser{i}")
+            } else {
+                format!("n{i}")
+            };
+            serde_json::json!({"externalId": format!("ext-{i}"), "fields": {
+                "email": format!("p{i}@example.com"), "first_name": name, "score": 10}})
+        })
+        .collect();
+    let calls = w.inbound(&records, w.hs.now);
+    assert_eq!(
+        calls, 1,
+        "40 changed records in one batch upsert; 20 unchanged cause none"
+    );
+    for (i, id) in ids.iter().enumerate().take(60) {
+        let want = if i < 40 {
+            format!("FromUser{i}")
+        } else {
+            format!("n{i}")
+        };
+        assert_eq!(w.hs.live[id].props["firstname"], want);
+    }
+    // The user's system holds what it sent.
+    let now_in_hubspot = w.hs.mapped(&w.map());
+    for (i, id) in ids.iter().enumerate().take(40) {
+        let rec = w.dest.records.get_mut(&id.to_string()).expect("delivered");
+        *rec = now_in_hubspot[&id.to_string()].clone();
+        assert_eq!(rec.as_map()["first_name"], format!("FromUser{i}").as_str());
+    }
+
+    // The next outbound run reads the 40 written records (modified after its cursor) and
+    // delivers none of them back.
+    w.dest.clear_counts();
+    let back = w.run(Mode::Incremental, quiet.next_cursor(), no_hook(), None);
+    assert_eq!(back.report().counts.read, 40);
+    assert_eq!(back.report().counts.unchanged, 40);
+    assert_eq!(
+        w.dest.count(Op::Upsert),
+        0,
+        "our writes came back as changes"
+    );
+    w.assert_equal();
+
+    // A real change in HubSpot to one of them still goes out, once.
+    w.hs.now += 60_000;
+    w.hs.update(ids[3], "firstname", "ChangedInHubSpot");
+    w.run(Mode::Incremental, back.next_cursor(), no_hook(), None);
+    assert_eq!(w.dest.count(Op::Upsert), 1);
+    assert_eq!(
+        w.dest.applied.get(&(ids[3].to_string(), Op::Upsert)),
+        Some(&1)
+    );
+    w.assert_equal();
 }
