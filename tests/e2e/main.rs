@@ -20,6 +20,7 @@ mod delivery;
 mod enrichment;
 mod hardening;
 mod sync;
+mod sync_assoc;
 mod walkthrough;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -69,6 +70,7 @@ use sync::{
     sync_backfill_then_incremental_delivers_each_change_once,
     sync_lost_units_requeued_after_their_lease,
 };
+use sync_assoc::sync_assoc_backfill_then_restore_and_erase_found;
 use walkthrough::walkthrough_from_the_readme;
 
 /// What a scenario returns: `Err` (or a panic) fails it. Any `Display` error converts with `?`.
@@ -88,6 +90,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         healthz_answers_ok,
         sync_backfill_then_incremental_delivers_each_change_once,
         sync_lost_units_requeued_after_their_lease,
+        sync_assoc_backfill_then_restore_and_erase_found,
         mixed_batch_delivered_once_and_valid,
         retried_batch_not_delivered_twice,
         bad_signatures_rejected_nothing_delivered,

@@ -18,14 +18,16 @@
 use std::collections::HashMap;
 
 use futures_util::stream::{self, StreamExt};
-use hubspot_edge_core::api::{BatchReadOptions, BatchResponse, Page, RequestKind};
+use hubspot_edge_core::api::{
+    AssociationResult, BatchReadOptions, BatchResponse, Page, RequestKind,
+};
 use hubspot_edge_core::config::{Due, Sync as SyncSettings};
 use hubspot_edge_core::delivery::{Attempt, MAX_CONCURRENT_FORWARDS};
 use hubspot_edge_core::mapping::ObjectMap;
 use hubspot_edge_core::records::Stored;
 use hubspot_edge_core::sync::{
-    batches, decide, lookups, missing_in_window, Batch, Counts, Mode, Read, Run, RunReport, Step,
-    SyncBatchBody, SyncConfig, SyncLetter, Unit, UnitMessage, UnitReport,
+    batches, decide, lookups, missing_in_window, AssocPlan, Batch, Counts, Mode, Read, Run,
+    RunReport, Step, SyncBatchBody, SyncConfig, SyncLetter, Unit, UnitMessage, UnitReport,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -99,6 +101,7 @@ fn type_config(
         .clone();
     let mut config = SyncConfig::new(settings.portal_id, object_type).for_map(&map);
     config.lag_ms = settings.lag_ms;
+    config.associations = settings.associations_of(object_type);
     Ok((config, map))
 }
 
@@ -122,6 +125,10 @@ enum Ask {
     Pause {
         object_type: String,
         paused: bool,
+    },
+    /// A unit invocation stopped on an error (it is retried): counted in `errors`.
+    UnitFailed {
+        error: String,
     },
     /// Read these records again (re-driven dead letters).
     Recheck {
@@ -363,6 +370,16 @@ impl SyncCoordinator {
         Response::from_json(&json!({"accepted": true}))
     }
 
+    /// One more error for the admin API (`errors`, `lastError`): a unit invocation that
+    /// stopped early (a HubSpot read that gave up, a delivery refused, the record store).
+    async fn unit_failed(&self, error: &str) -> Result<Response> {
+        let mut c = self.load().await?;
+        c.errors += 1;
+        c.last_error = Some(error.chars().take(300).collect());
+        self.save(&c).await?;
+        Response::from_json(&json!({"counted": true}))
+    }
+
     /// Re-driven records: read again by the running run when it can take them, else kept for
     /// the next incremental run, started now when the type is idle and not paused.
     async fn recheck(&self, object_type: String, ids: Vec<u64>) -> Result<Response> {
@@ -459,6 +476,7 @@ impl DurableObject for SyncCoordinator {
                 object_type,
                 paused,
             } => self.pause(object_type, paused).await,
+            Ask::UnitFailed { error } => self.unit_failed(&error).await,
             Ask::Recheck { object_type, ids } => self.recheck(object_type, ids).await,
         };
         // Storage or queue failures: a stable code, the detail in the log.
@@ -797,6 +815,13 @@ async fn work(message: &Message<String>, env: &Env) {
             .field("unit_id", msg.unit_id)
             .field("error", e.as_str())
             .emit();
+        // Counted for the admin API; a failure to count is only logged (the unit goes on).
+        let ask = Ask::UnitFailed { error: e.clone() };
+        if let Err(e) = coordinator(env, config.portal_id, &object_type, &ask).await {
+            Line::warn("sync_error_not_counted")
+                .field("error", e.to_string())
+                .emit();
+        }
     }
     if !progress && error.is_some() {
         retry();
@@ -886,13 +911,17 @@ impl UnitContext<'_> {
                 }
             };
             let mut next = unit.clone();
-            let step = match next.on_page(&page) {
+            let mut step = match next.on_page(&page) {
                 Ok(s) => s,
                 Err(e) => {
                     error = Some(e.code().to_owned());
                     break;
                 }
             };
+            if let Err(e) = self.associations(&mut step, &mut report.counts).await {
+                error = Some(e);
+                break;
+            }
             report.counts.fallbacks += u64::from(step.fell_back);
             report.counts.read += step.live.len() as u64;
             match self.settle(&step, &mut report.counts).await {
@@ -927,6 +956,39 @@ impl UnitContext<'_> {
         }
         report.unit = unit;
         (report, progress, error)
+    }
+
+    /// Reads the associations of the step's live records (core's [`AssocPlan`]; none unless
+    /// `SYNC_ASSOCIATIONS` names this type), one v4 batch read at a time through the gate, and
+    /// puts them into the step. An error stops the unit before anything of the page is
+    /// delivered: it reads the page again.
+    async fn associations(
+        &self,
+        step: &mut Step,
+        counts: &mut Counts,
+    ) -> std::result::Result<(), String> {
+        let mut plan = AssocPlan::new(self.config, step);
+        while let Some(read) = plan.next_read() {
+            let request = self
+                .api
+                .api
+                .batch_read_associations_after(self.object_type, &read.to_type, &read.inputs)
+                .map_err(|e| e.to_string())?;
+            counts.hubspot_calls += 1;
+            let answer: BatchResponse<AssociationResult> =
+                execute(self.api, self.env, RequestKind::Read, &request)
+                    .await
+                    .map_err(|e| describe_call(&e))?;
+            plan.on_answer(&answer).map_err(|e| e.code().to_owned())?;
+        }
+        if plan.truncated() > 0 {
+            Line::warn("sync_associations_truncated")
+                .field("object_type", self.object_type)
+                .field("records", plan.truncated())
+                .emit();
+        }
+        plan.finish(step);
+        Ok(())
     }
 
     /// Decides a step, delivers and commits; conflicts are decided again. The ids delivered as

@@ -71,6 +71,11 @@ pub struct SyncConfig {
     /// by the next reconcile. Bounds the run's state (about 13 bytes of JSON per id: 65 KB at
     /// the default 5,000), which its Durable Object stores.
     pub max_missing: usize,
+    /// Object types (as in API paths, `companies`) whose associated record ids are read with
+    /// each record (associations v4 batch read, [`super::AssocPlan`]) and delivered in its
+    /// `associations`; empty: none read, none delivered (`SYNC_ASSOCIATIONS`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associations: Vec<String>,
 }
 
 impl SyncConfig {
@@ -90,6 +95,7 @@ impl SyncConfig {
             lag_ms: 60_000,
             overlap_ms: 5 * 60_000,
             max_missing: 5_000,
+            associations: Vec::new(),
         }
     }
 
