@@ -375,6 +375,12 @@ impl WranglerDev {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The process group of wrangler and everything it started (workerd): for sampling their
+    /// resources from `/proc`.
+    pub fn pgid(&self) -> u32 {
+        self.group.pgid()
+    }
+
     /// The HTTP port.
     pub fn port(&self) -> u16 {
         self.port
