@@ -12,6 +12,7 @@
 //!   [`SyncSettings::due`]).
 //! - Admin: `GET /admin/sync`, `POST /admin/sync/{type}/run?mode=`, `…/pause`, `…/resume`.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use futures_util::stream::{self, StreamExt};
@@ -649,14 +650,59 @@ fn refused(e: &CallError) -> bool {
 /// The sync queue's consumer: each message is one unit, worked for up to `pagesPerUnit` pages,
 /// then reported. A unit that could make no progress (HubSpot limits, the destination down)
 /// is retried after [`RETRY_DELAY_SECS`] from the same state.
+///
+/// The units of one batch are worked at the same time, sharing the invocation's 6 connections
+/// (Cloudflare's simultaneous open connections per invocation): each unit has one HubSpot read
+/// in flight at a time, then at most `6 / units` deliveries (at least 1), so a batch of up to
+/// 6 units never has more than 6 connections open. Worked one after the other, a batch took the
+/// sum of its units' latencies, and wrangler dev's local queue dispatches one batch at a time:
+/// the 100,000-contact benchmark ran one unit at a time, 2.3× the rate-limit bound
+/// (BENCHMARKS.md, "Sync on wrangler dev").
 pub(crate) async fn consume(batch: MessageBatch<String>, env: &Env) -> Result<()> {
-    for message in batch.messages()? {
-        work(&message, env).await;
-    }
+    let messages = batch.messages()?;
+    let deliveries = (MAX_CONCURRENT_FORWARDS / messages.len().max(1)).max(1);
+    let busy = Cell::new(messages.len());
+    futures_util::future::join_all(
+        messages
+            .iter()
+            .map(|m| work(m, env, deliveries, Quota::new(&busy))),
+    )
+    .await;
     Ok(())
 }
 
-async fn work(message: &Message<String>, env: &Env) {
+/// One unit's place among the units of its batch still reading their first `pagesPerUnit`
+/// pages (`busy`): released once it read them or stopped (at the latest when dropped). While
+/// others hold theirs, a unit past its pages reads on (core's [`SyncConfig::reads_more`]).
+struct Quota<'a> {
+    busy: &'a Cell<usize>,
+    held: bool,
+}
+
+impl<'a> Quota<'a> {
+    fn new(busy: &'a Cell<usize>) -> Self {
+        Self { busy, held: true }
+    }
+
+    fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.busy.set(self.busy.get().saturating_sub(1));
+        }
+    }
+
+    fn others_busy(&self) -> bool {
+        self.busy.get() > usize::from(self.held)
+    }
+}
+
+impl Drop for Quota<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Works one unit message; `deliveries`: its share of the invocation's connections.
+async fn work(message: &Message<String>, env: &Env, deliveries: usize, mut quota: Quota<'_>) {
     let retry = || {
         message.retry_with_options(
             &QueueRetryOptionsBuilder::new()
@@ -710,8 +756,10 @@ async fn work(message: &Message<String>, env: &Env) {
         api: &api,
         forward: &forward,
         object_type: &object_type,
+        deliveries,
     };
-    let (report, progress, error) = ctx.run(&msg).await;
+    let (report, progress, error) = ctx.run(&msg, &mut quota).await;
+    drop(quota);
     if let Some(e) = &error {
         Line::warn("sync_unit_stopped")
             .field("run_id", msg.run_id.as_str())
@@ -750,6 +798,8 @@ struct UnitContext<'a> {
     api: &'a HubSpotApi,
     forward: &'a Forward,
     object_type: &'a str,
+    /// Deliveries in flight at once (this unit's share of the invocation's 6 connections).
+    deliveries: usize,
 }
 
 /// How one delivery ended.
@@ -769,7 +819,11 @@ impl UnitContext<'_> {
 
     /// Works `msg` for up to `pagesPerUnit` pages: the report, whether any page was settled,
     /// and the error that stopped it early.
-    async fn run(&self, msg: &UnitMessage) -> (UnitReport, bool, Option<String>) {
+    async fn run(
+        &self,
+        msg: &UnitMessage,
+        quota: &mut Quota<'_>,
+    ) -> (UnitReport, bool, Option<String>) {
         let properties = self.config.read_properties(self.map);
         let mut unit: Unit = msg.unit.clone();
         let mut report = UnitReport {
@@ -784,7 +838,15 @@ impl UnitContext<'_> {
         };
         let mut progress = false;
         let mut error = None;
-        for _ in 0..self.config.pages_per_unit {
+        let mut pages = 0;
+        loop {
+            if pages >= self.config.pages_per_unit.max(1) {
+                quota.release();
+            }
+            if !self.config.reads_more(pages, quota.others_busy()) {
+                break;
+            }
+            pages += 1;
             let read = match unit.next_read(&properties) {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
@@ -846,6 +908,7 @@ impl UnitContext<'_> {
             unit = next;
             progress = true;
         }
+        quota.release();
         report.unit = unit;
         (report, progress, error)
     }
@@ -881,11 +944,12 @@ impl UnitContext<'_> {
             counts.rejected += rejected.len() as u64;
             self.dead_letter(&rejected).await?;
             counts.batches += batches.len() as u64;
-            // At most 6 connections at once per invocation (Cloudflare): each delivery, then
-            // its commit, one after the other within a slot.
+            // At most 6 connections at once per invocation (Cloudflare), shared by the units of
+            // the batch (`consume`): each delivery, then its commit, one after the other within
+            // a slot.
             let results: Vec<Delivered> = stream::iter(batches.iter())
                 .map(|b| self.deliver(b))
-                .buffer_unordered(MAX_CONCURRENT_FORWARDS)
+                .buffer_unordered(self.deliveries)
                 .collect()
                 .await;
             let mut conflicts = Vec::new();

@@ -97,7 +97,11 @@ fn workerd_pids(pgid: u32) -> Vec<u32> {
     };
     let mut out = Vec::new();
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -108,12 +112,34 @@ fn workerd_pids(pgid: u32) -> Vec<u32> {
             continue;
         };
         let comm = head.split_once('(').map_or("", |(_, c)| c);
-        let pgrp = rest.split_whitespace().nth(2).and_then(|s| s.parse::<u32>().ok());
+        let pgrp = rest
+            .split_whitespace()
+            .nth(2)
+            .and_then(|s| s.parse::<u32>().ok());
         if pgrp == Some(pgid) && comm.starts_with("workerd") {
             out.push(pid);
         }
     }
     out
+}
+
+/// CPU seconds (user + system) the processes `pids` used so far (`/proc/PID/stat`, clock ticks
+/// of 1/100 s).
+fn cpu_secs(pids: &[u32]) -> f64 {
+    let mut ticks = 0u64;
+    for pid in pids {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            if let Some((_, rest)) = stat.rsplit_once(')') {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                // After the comm: state is field 3, utime 14 and stime 15 (1-based, man proc).
+                ticks += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                ticks += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let secs = ticks as f64 / 100.0;
+    secs
 }
 
 /// `field` (`VmRSS`, `VmHWM`) of `/proc/PID/status`, in KiB.
@@ -171,6 +197,94 @@ impl MemorySampler {
     }
 }
 
+/// Cumulative HubSpot calls by budget and records delivered, every second, printed at the end
+/// (`TIMELINE` lines on stderr): which budget ran below its rate, and when.
+struct Timeline {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Timeline {
+    fn start(fx: &Fixture) -> BoxResult<Self> {
+        let mock = fx.hubspot.as_ref().ok_or("no mock")?.base_url();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut lines = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1)); // The sampling period.
+                if let Ok(stats) =
+                    http::get(&format!("{mock}/__mock/stats"), None).and_then(|r| r.json())
+                {
+                    let (mut list, mut search) = (0, 0);
+                    for (k, v) in stats["byPath"].as_object().into_iter().flatten() {
+                        let n = v.as_u64().unwrap_or(0);
+                        if k.ends_with("/search") {
+                            search += n;
+                        } else if k.starts_with("GET ") {
+                            list += n;
+                        }
+                    }
+                    lines.push(format!(
+                        "TIMELINE t={:.0}s list={list} search={search} limited={}",
+                        started.elapsed().as_secs_f64(),
+                        stats["rateLimited"]
+                    ));
+                }
+            }
+            lines
+        });
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(lines) = self.thread.take().and_then(|t| t.join().ok()) {
+            for l in lines {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// Summarises wrangler's `QUEUE hubspot-edge-sync a/b (N ms)` lines since `mark` on stderr:
+/// batches, units per batch and time per batch (the local queue dispatches one at a time).
+fn queue_batches(fx: &Fixture, mark: usize) {
+    let mut sizes = Vec::new();
+    let mut ms = Vec::new();
+    for l in fx.worker.logs_since(mark) {
+        let Some(rest) = l.split("QUEUE hubspot-edge-sync ").nth(1) else {
+            continue;
+        };
+        let mut parts = rest.split_whitespace();
+        let size = parts
+            .next()
+            .and_then(|p| p.split('/').nth(1))
+            .and_then(|n| n.parse::<f64>().ok());
+        let took = parts
+            .next()
+            .map(|p| p.trim_matches(|c: char| !c.is_ascii_digit() && c != '.'))
+            .and_then(|n| n.parse::<f64>().ok());
+        if let (Some(size), Some(took)) = (size, took) {
+            sizes.push(size);
+            ms.push(took);
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    eprintln!(
+        "QUEUE batches={} mean_units={:.2} mean_ms={:.0} total_s={:.1}",
+        sizes.len(),
+        mean(&sizes),
+        mean(&ms),
+        ms.iter().sum::<f64>() / 1000.0
+    );
+}
+
 /// The mock's counters: (list, search, other, 429s).
 fn mock_calls(fx: &Fixture) -> BoxResult<(u64, u64, u64, u64)> {
     let mock = fx.hubspot.as_ref().ok_or("no mock")?;
@@ -186,12 +300,21 @@ fn mock_calls(fx: &Fixture) -> BoxResult<(u64, u64, u64, u64)> {
             other += n;
         }
     }
-    Ok((list, search, other, stats["rateLimited"].as_u64().unwrap_or(0)))
+    Ok((
+        list,
+        search,
+        other,
+        stats["rateLimited"].as_u64().unwrap_or(0),
+    ))
 }
 
 fn reset_mock_stats(fx: &Fixture) -> BoxResult<()> {
     let mock = fx.hubspot.as_ref().ok_or("no mock")?;
-    let r = http::post(&format!("{}/__mock/reset-stats", mock.base_url()), b"", None)?;
+    let r = http::post(
+        &format!("{}/__mock/reset-stats", mock.base_url()),
+        b"",
+        None,
+    )?;
     if r.status != 200 {
         return Err(format!("reset-stats: {}", r.status).into());
     }
@@ -300,11 +423,18 @@ fn main() -> BoxResult<()> {
     // 1. The backfill.
     reset_mock_stats(&fx)?;
     let sampler = MemorySampler::start(fx.worker.pgid());
+    let log_mark = fx.worker.log_mark();
     let mark = fx.dest.deliveries().len();
     let started_ms = now_ms();
     let started = Instant::now();
+    let timeline = Timeline::start(&fx)?;
+    let workerd = workerd_pids(fx.worker.pgid());
+    let cpu_before = cpu_secs(&workerd);
     let last = run_and_wait(&fx, "full", deadline)?;
     let wall = started.elapsed().as_secs_f64();
+    let workerd_cpu = cpu_secs(&workerd) - cpu_before;
+    timeline.finish();
+    queue_batches(&fx, log_mark);
     let (rss_peak, hwm) = sampler.finish();
     let (list, search, other, limited) = mock_calls(&fx)?;
     let got = arrivals(&fx, mark)?;
@@ -339,7 +469,7 @@ fn main() -> BoxResult<()> {
          list_calls={list} search_calls={search} other_calls={other} worker_counted_calls={} \
          bound_s={bound:.1} bound_with_other_s={bound_all:.1} predicted_bound_s={:.1} ratio={:.2} \
          rate_limited={limited} delivered={} distinct={} doubled={doubled} missing={missing} extra={extra} \
-         batches={} distinct_webhook_ids={} unverified={} workerd_rss_peak_mib={rss_peak:.0} workerd_vmhwm_mib={hwm:.0}",
+         batches={} distinct_webhook_ids={} unverified={} workerd_rss_peak_mib={rss_peak:.0} workerd_vmhwm_mib={hwm:.0} workerd_cpu_s={workerd_cpu:.1} workerd_processes={}",
         last["counts"]["hubspotCalls"],
         predicted_ms as f64 / 1000.0,
         wall / bound,
@@ -348,6 +478,7 @@ fn main() -> BoxResult<()> {
         got.batches,
         got.webhook_ids.len(),
         got.unverified,
+        workerd.len(),
     );
     println!(
         "TARGET sync_backfill_under_5_min={} within_1.25x_bound={}",
@@ -383,7 +514,10 @@ fn main() -> BoxResult<()> {
             let r = http::request(
                 "POST",
                 &format!("{}/crm/v3/objects/contacts/batch/update", mock.base_url()),
-                &[("authorization", &auth), ("content-type", "application/json")],
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
                 Some(json!({ "inputs": inputs }).to_string().as_bytes()),
             )?;
             if r.status != 200 {
@@ -413,7 +547,10 @@ fn main() -> BoxResult<()> {
         let other = other.saturating_sub(changes.div_ceil(100));
         let doubled = seen.values().filter(|&&c| c > 1).count();
         let missing = ids.iter().filter(|id| !seen.contains_key(id)).count();
-        let extra = seen.keys().filter(|id| !changed_at.contains_key(id)).count();
+        let extra = seen
+            .keys()
+            .filter(|id| !changed_at.contains_key(id))
+            .count();
         report_ms("sync_incremental_change_to_delivery", lags);
         println!(
             "BENCH name=sync_incremental changes={changes} run_s={run_s:.1} delivered={} doubled={doubled} \
