@@ -20,6 +20,7 @@ mod delivery;
 mod enrichment;
 mod hardening;
 mod sync;
+mod sync_runs;
 mod walkthrough;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -69,6 +70,10 @@ use sync::{
     sync_backfill_then_incremental_delivers_each_change_once,
     sync_lost_units_requeued_after_their_lease,
 };
+use sync_runs::{
+    sync_backfill_killed_mid_run_resumes_after_restart,
+    sync_changes_during_a_full_run_delivered_by_the_next_incremental,
+};
 use walkthrough::walkthrough_from_the_readme;
 
 /// What a scenario returns: `Err` (or a panic) fails it. Any `Display` error converts with `?`.
@@ -88,6 +93,8 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         healthz_answers_ok,
         sync_backfill_then_incremental_delivers_each_change_once,
         sync_lost_units_requeued_after_their_lease,
+        sync_changes_during_a_full_run_delivered_by_the_next_incremental,
+        sync_backfill_killed_mid_run_resumes_after_restart,
         mixed_batch_delivered_once_and_valid,
         retried_batch_not_delivered_twice,
         bad_signatures_rejected_nothing_delivered,
