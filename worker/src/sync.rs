@@ -95,7 +95,12 @@ fn type_config(
         .object(object_type)
         .ok_or("SYNC_OBJECT_TYPES: sync_type_not_mapped")?
         .clone();
-    let mut config = SyncConfig::new(settings.portal_id, object_type).for_map(&map);
+    let mut config = SyncConfig::new(settings.portal_id, object_type);
+    // The list share for the rates the gate grants (HUBSPOT_TIER, 90 %), when configured.
+    if let Ok(api) = HubSpotApi::from_env(env) {
+        config = config.for_governor(&api.governor);
+    }
+    let mut config = config.for_map(&map);
     config.lag_ms = settings.lag_ms;
     Ok((config, map))
 }
@@ -661,48 +666,12 @@ fn refused(e: &CallError) -> bool {
 pub(crate) async fn consume(batch: MessageBatch<String>, env: &Env) -> Result<()> {
     let messages = batch.messages()?;
     let deliveries = (MAX_CONCURRENT_FORWARDS / messages.len().max(1)).max(1);
-    let busy = Cell::new(messages.len());
-    futures_util::future::join_all(
-        messages
-            .iter()
-            .map(|m| work(m, env, deliveries, Quota::new(&busy))),
-    )
-    .await;
+    futures_util::future::join_all(messages.iter().map(|m| work(m, env, deliveries))).await;
     Ok(())
 }
 
-/// One unit's place among the units of its batch still reading their first `pagesPerUnit`
-/// pages (`busy`): released once it read them or stopped (at the latest when dropped). While
-/// others hold theirs, a unit past its pages reads on (core's [`SyncConfig::reads_more`]).
-struct Quota<'a> {
-    busy: &'a Cell<usize>,
-    held: bool,
-}
-
-impl<'a> Quota<'a> {
-    fn new(busy: &'a Cell<usize>) -> Self {
-        Self { busy, held: true }
-    }
-
-    fn release(&mut self) {
-        if std::mem::take(&mut self.held) {
-            self.busy.set(self.busy.get().saturating_sub(1));
-        }
-    }
-
-    fn others_busy(&self) -> bool {
-        self.busy.get() > usize::from(self.held)
-    }
-}
-
-impl Drop for Quota<'_> {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
-
 /// Works one unit message; `deliveries`: its share of the invocation's connections.
-async fn work(message: &Message<String>, env: &Env, deliveries: usize, mut quota: Quota<'_>) {
+async fn work(message: &Message<String>, env: &Env, deliveries: usize) {
     let retry = || {
         message.retry_with_options(
             &QueueRetryOptionsBuilder::new()
@@ -757,9 +726,25 @@ async fn work(message: &Message<String>, env: &Env, deliveries: usize, mut quota
         forward: &forward,
         object_type: &object_type,
         deliveries,
+        spent: Cell::new([0; 7]),
     };
-    let (report, progress, error) = ctx.run(&msg, &mut quota).await;
-    drop(quota);
+    let t0 = Date::now().as_millis();
+    let (report, progress, error) = ctx.run(&msg).await;
+    let [read, settle, window, lookup, decide, commit, send] = ctx.spent.get();
+    Line::info("sync_unit_worked")
+        .field("run_id", msg.run_id.as_str())
+        .field("unit_id", msg.unit_id)
+        .field("calls", report.counts.hubspot_calls)
+        .field("records", report.counts.read)
+        .field("ms", Date::now().as_millis().saturating_sub(t0))
+        .field("read_ms", read)
+        .field("settle_ms", settle)
+        .field("window_ms", window)
+        .field("lookup_ms", lookup)
+        .field("decide_ms", decide)
+        .field("commit_ms", commit)
+        .field("send_ms", send)
+        .emit();
     if let Some(e) = &error {
         Line::warn("sync_unit_stopped")
             .field("run_id", msg.run_id.as_str())
@@ -800,6 +785,10 @@ struct UnitContext<'a> {
     object_type: &'a str,
     /// Deliveries in flight at once (this unit's share of the invocation's 6 connections).
     deliveries: usize,
+    /// Milliseconds spent, for the `sync_unit_worked` line: HubSpot reads (gate included),
+    /// settling pages (the next four included), the reconcile's window queries, record-store
+    /// lookups, deciding and rendering batches, record-store commits, sending deliveries.
+    spent: Cell<[u64; 7]>,
 }
 
 /// How one delivery ended.
@@ -813,17 +802,19 @@ enum Delivered {
 }
 
 impl UnitContext<'_> {
+    fn time(&self, phase: usize, since_ms: u64) {
+        let mut spent = self.spent.get();
+        spent[phase] += Date::now().as_millis().saturating_sub(since_ms);
+        self.spent.set(spent);
+    }
+
     fn store(&self) -> &str {
         store_type(self.object_type)
     }
 
     /// Works `msg` for up to `pagesPerUnit` pages: the report, whether any page was settled,
     /// and the error that stopped it early.
-    async fn run(
-        &self,
-        msg: &UnitMessage,
-        quota: &mut Quota<'_>,
-    ) -> (UnitReport, bool, Option<String>) {
+    async fn run(&self, msg: &UnitMessage) -> (UnitReport, bool, Option<String>) {
         let properties = self.config.read_properties(self.map);
         let mut unit: Unit = msg.unit.clone();
         let mut report = UnitReport {
@@ -838,15 +829,7 @@ impl UnitContext<'_> {
         };
         let mut progress = false;
         let mut error = None;
-        let mut pages = 0;
-        loop {
-            if pages >= self.config.pages_per_unit.max(1) {
-                quota.release();
-            }
-            if !self.config.reads_more(pages, quota.others_busy()) {
-                break;
-            }
-            pages += 1;
+        for _ in 0..self.config.pages_per_unit {
             let read = match unit.next_read(&properties) {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
@@ -856,7 +839,10 @@ impl UnitContext<'_> {
                 }
             };
             report.counts.hubspot_calls += 1;
-            let page = match perform(self.api, self.env, self.object_type, &read).await {
+            let t0 = Date::now().as_millis();
+            let page = perform(self.api, self.env, self.object_type, &read).await;
+            self.time(0, t0);
+            let page = match page {
                 Ok(p) => p,
                 Err(e) if refused(&e) && unit.on_refused() => {
                     report.counts.fallbacks += 1;
@@ -878,7 +864,10 @@ impl UnitContext<'_> {
             };
             report.counts.fallbacks += u64::from(step.fell_back);
             report.counts.read += step.live.len() as u64;
-            match self.settle(&step, &mut report.counts).await {
+            let t0 = Date::now().as_millis();
+            let settled = self.settle(&step, &mut report.counts).await;
+            self.time(1, t0);
+            match settled {
                 Ok(deleted) => report.missing_deleted.extend(deleted),
                 Err(e) => {
                     error = Some(e);
@@ -888,7 +877,8 @@ impl UnitContext<'_> {
             if let Some((window, seen)) = &step.window {
                 // The store's live ids in the window: the reconcile's merge-join.
                 let max = seen.len() + hubspot_edge_core::sync::MAX_REPORTED_MISSING;
-                match crate::records::live_ids(
+                let t0 = Date::now().as_millis();
+                let stored = crate::records::live_ids(
                     self.env,
                     self.config.portal_id,
                     self.store(),
@@ -896,8 +886,9 @@ impl UnitContext<'_> {
                     window.to,
                     max,
                 )
-                .await
-                {
+                .await;
+                self.time(2, t0);
+                match stored {
                     Ok(stored) => report.add_missing(missing_in_window(seen, stored)),
                     Err(e) => {
                         error = Some(e.to_string());
@@ -908,7 +899,6 @@ impl UnitContext<'_> {
             unit = next;
             progress = true;
         }
-        quota.release();
         report.unit = unit;
         (report, progress, error)
     }
@@ -924,6 +914,7 @@ impl UnitContext<'_> {
         let mut todo = step.clone();
         let mut missing_deleted = Vec::new();
         for _ in 0..MAX_SETTLE_ROUNDS {
+            let t0 = Date::now().as_millis();
             let stored: HashMap<String, Stored> = crate::records::get(
                 self.env,
                 self.config.portal_id,
@@ -932,6 +923,8 @@ impl UnitContext<'_> {
             )
             .await
             .map_err(|e| e.to_string())?;
+            self.time(3, t0);
+            let t0 = Date::now().as_millis();
             let decided = decide(self.config, self.map, &todo, &stored);
             counts.unchanged += decided.unchanged;
             let (batches, too_large) = batches(self.config, decided.pending);
@@ -944,6 +937,7 @@ impl UnitContext<'_> {
             counts.rejected += rejected.len() as u64;
             self.dead_letter(&rejected).await?;
             counts.batches += batches.len() as u64;
+            self.time(4, t0);
             // At most 6 connections at once per invocation (Cloudflare), shared by the units of
             // the batch (`consume`): each delivery, then its commit, one after the other within
             // a slot.
@@ -971,7 +965,9 @@ impl UnitContext<'_> {
     }
 
     async fn deliver(&self, batch: &Batch) -> Delivered {
+        let t0 = Date::now().as_millis();
         let (attempt, _) = crate::consumer::send_signed(self.forward, &batch.id, &batch.body).await;
+        self.time(6, t0);
         if !matches!(attempt, Attempt::Answered { status, .. } if (200..300).contains(&status)) {
             return Delivered::Failed(format!(
                 "delivery {}: {}",
@@ -979,14 +975,16 @@ impl UnitContext<'_> {
                 crate::consumer::describe(attempt)
             ));
         }
-        let outcomes = match crate::records::commit(
+        let t0 = Date::now().as_millis();
+        let committed = crate::records::commit(
             self.env,
             self.config.portal_id,
             self.store(),
             &batch.commits,
         )
-        .await
-        {
+        .await;
+        self.time(5, t0);
+        let outcomes = match committed {
             Ok(o) => o,
             // Delivered, not committed: read again, the same batch id goes out again.
             Err(e) => return Delivered::Failed(e.to_string()),

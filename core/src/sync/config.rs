@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{MAX_BATCH_INPUTS, MAX_LIST_LIMIT, MAX_SEARCH_LIMIT};
 use crate::mapping::ObjectMap;
+use crate::ratelimit::GovernorConfig;
 use crate::search::OBJECT_ID;
 
 /// The property HubSpot sets on a merge's survivor: the ids merged into it, `;`-separated
@@ -93,6 +94,15 @@ impl SyncConfig {
         }
     }
 
+    /// This configuration at the rates `governor` grants: the list share from
+    /// [`list_share_for`] (a search-only configuration stays search only).
+    pub fn for_governor(mut self, governor: &GovernorConfig) -> Self {
+        if self.list_share_percent > 0 {
+            self.list_share_percent = list_share_for(governor);
+        }
+        self
+    }
+
     /// This configuration for reading `map`'s records: by search only
     /// (`list_share_percent = 0`) when the properties would make a list URL longer than
     /// [`MAX_LIST_PROPERTIES_CHARS`].
@@ -106,22 +116,6 @@ impl SyncConfig {
             self.list_share_percent = 0;
         }
         self
-    }
-
-    /// Whether a unit that has read `pages_read` pages in this invocation reads another:
-    /// always up to [`pages_per_unit`](Self::pages_per_unit); past it, only while other units
-    /// worked in the same invocation have not read theirs yet (`batch_busy`: the invocation
-    /// lasts until they are done anyway, so the unit reads instead of idling), and never past
-    /// [`MAX_PAGES_PER_UNIT_FACTOR`] × `pages_per_unit` (one page is held at a time, so this
-    /// bounds the invocation's time, not its memory).
-    ///
-    /// Measured on wrangler dev (BENCHMARKS.md, "Sync on wrangler dev"): a batch of list and
-    /// search units lasts as long as its search units, paced at 4 per second, while its list
-    /// units finished their pages in a fraction of that.
-    pub fn reads_more(&self, pages_read: u32, batch_busy: bool) -> bool {
-        let quota = self.pages_per_unit.max(1);
-        pages_read < quota
-            || (batch_busy && pages_read < quota.saturating_mul(MAX_PAGES_PER_UNIT_FACTOR))
     }
 
     /// The properties every sync read asks for: the map's, then `hs_object_id`, the
@@ -141,11 +135,6 @@ impl SyncConfig {
         out
     }
 }
-
-/// How many times [`SyncConfig::pages_per_unit`] a unit may read in one invocation while the
-/// other units of its batch are still busy ([`SyncConfig::reads_more`]): 4 × 5 pages, at most
-/// 4,000 records in one invocation, one page of them held at a time.
-pub const MAX_PAGES_PER_UNIT_FACTOR: u32 = 4;
 
 /// Records one second of each budget reads at most: list `burst_per_10s / 10 × 100`, search
 /// `search_per_s × 200` (HUBSPOT.md §4.1, §4.4, §5.1).
@@ -168,6 +157,20 @@ pub fn list_share_percent(burst_per_10s: u32, search_per_s: u32) -> u8 {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let share = (list * 100.0 / (list + search)).round() as u8;
     share.min(100)
+}
+
+/// The list share ([`list_share_percent`]) for the rates `governor` really grants
+/// ([`GovernorConfig::effective_limits`]: its utilization applied, the search limit rounded
+/// down), so that both budgets finish together at the pace the run can go. Professional at
+/// 90 %: 1,710 records per second by list, 800 by search (4 per second, not 4.5): 68 %, where
+/// the published limits' 66 % left search the slower budget, 176 calls at 4 per second = 44 s
+/// for 100,000 records, 1.25 × the bound before any latency (BENCHMARKS.md, "Sync on wrangler
+/// dev").
+pub fn list_share_for(governor: &GovernorConfig) -> u8 {
+    let (burst, search) = governor.effective_limits();
+    let window = governor.burst_window_ms.max(1);
+    let per_10s = u32::try_from(u64::from(burst) * 10_000 / window).unwrap_or(u32::MAX);
+    list_share_percent(per_10s, search)
 }
 
 /// The least time HubSpot's limits allow to read `records` records with `list_share_percent`
@@ -262,30 +265,40 @@ mod tests {
     }
 
     #[test]
-    fn a_unit_reads_on_while_its_batch_is_busy_up_to_a_cap() {
-        let config = SyncConfig::new(1, "contacts");
-        assert_eq!(config.pages_per_unit, 5);
-        // (pages read, others busy, reads another)
+    fn list_share_at_the_rates_the_governor_grants() {
+        use crate::ratelimit::Tier;
+        // (tier, utilization, effective limits, share)
         let cases = [
-            (0, false, true),
-            (4, false, true),
-            (5, false, false),
-            (5, true, true),
-            (19, true, true),
-            (20, true, false),
-            (20, false, false),
+            (Tier::Professional, 90, (171, 4), 68),
+            (Tier::Professional, 100, (190, 5), 66),
+            (Tier::Free, 90, (90, 4), 53),
+            (Tier::ApiAddOn, 90, (225, 4), 74),
         ];
-        for (pages, busy, more) in cases {
-            assert_eq!(config.reads_more(pages, busy), more, "{pages} {busy}");
+        for (tier, percent, limits, share) in cases {
+            let g = GovernorConfig {
+                utilization_percent: percent,
+                ..GovernorConfig::for_tier(tier)
+            };
+            assert_eq!(g.effective_limits(), limits, "{tier:?} {percent}");
+            assert_eq!(list_share_for(&g), share, "{tier:?} {percent}");
         }
-        let one = SyncConfig {
-            pages_per_unit: 0,
-            ..config
+        let pro = GovernorConfig::for_tier(Tier::Professional);
+        assert_eq!(
+            SyncConfig::new(1, "contacts")
+                .for_governor(&pro)
+                .list_share_percent,
+            68
+        );
+        let search_only = SyncConfig {
+            list_share_percent: 0,
+            ..SyncConfig::new(1, "contacts")
         };
-        assert!(one.reads_more(0, false));
-        assert!(!one.reads_more(1, false));
-        assert!(one.reads_more(3, true));
-        assert!(!one.reads_more(4, true));
+        assert_eq!(search_only.for_governor(&pro).list_share_percent, 0);
+        // At 68 %, 100,000 records: 680 list calls (35.8 s at 19 per second), 160 search
+        // calls (32 s at 5): both budgets end within 0.5 s of each other at the granted
+        // 17.1 and 4 per second (39.8 s and 40 s).
+        assert_eq!(backfill_bound_ms(100_000, 68, 190, 5), 35_790);
+        assert_eq!(backfill_bound_ms(100_000, 68, 171, 4), 40_000);
     }
 
     #[test]

@@ -274,6 +274,38 @@ fn queue_batches(fx: &Fixture, mark: usize) {
             ms.push(took);
         }
     }
+    // The consumer's `sync_unit_worked` lines: milliseconds per phase, summed over units.
+    let phases = [
+        "ms",
+        "read_ms",
+        "settle_ms",
+        "window_ms",
+        "lookup_ms",
+        "decide_ms",
+        "commit_ms",
+        "send_ms",
+        "calls",
+        "records",
+    ];
+    let mut sums = [0u64; 10];
+    let mut units = 0;
+    for l in fx.worker.logs_since(mark) {
+        if !l.contains("sync_unit_worked") {
+            continue;
+        }
+        if let Some(v) = hubspot_edge_tests::wrangler::json_object_in(&l) {
+            units += 1;
+            for (i, p) in phases.iter().enumerate() {
+                sums[i] += v[*p].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    let summary: Vec<String> = phases
+        .iter()
+        .zip(sums)
+        .map(|(p, v)| format!("{p}={v}"))
+        .collect();
+    eprintln!("UNITS invocations={units} sum {}", summary.join(" "));
     #[allow(clippy::cast_precision_loss)]
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     eprintln!(
@@ -486,6 +518,10 @@ fn main() -> BoxResult<()> {
         wall <= 1.25 * bound
     );
     println!("INFO run report: {last}");
+    if let Some(mock) = fx.hubspot.as_ref() {
+        let stats: Value = http::get(&format!("{}/__mock/stats", mock.base_url()), None)?.json()?;
+        println!("INFO 429s by policy: {}", stats["rateLimitedByPolicy"]);
+    }
     if limited > 0 {
         failures.push(format!("{limited} 429s"));
     }
