@@ -21,6 +21,7 @@ mod enrichment;
 mod hardening;
 mod sync;
 mod sync_assoc;
+mod sync_runs;
 mod walkthrough;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -71,6 +72,10 @@ use sync::{
     sync_lost_units_requeued_after_their_lease,
 };
 use sync_assoc::sync_assoc_backfill_then_restore_and_erase_found;
+use sync_runs::{
+    sync_backfill_killed_mid_run_resumes_after_restart,
+    sync_changes_during_a_full_run_delivered_by_the_next_incremental,
+};
 use walkthrough::walkthrough_from_the_readme;
 
 /// What a scenario returns: `Err` (or a panic) fails it. Any `Display` error converts with `?`.
@@ -91,6 +96,8 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         sync_backfill_then_incremental_delivers_each_change_once,
         sync_lost_units_requeued_after_their_lease,
         sync_assoc_backfill_then_restore_and_erase_found,
+        sync_changes_during_a_full_run_delivered_by_the_next_incremental,
+        sync_backfill_killed_mid_run_resumes_after_restart,
         mixed_batch_delivered_once_and_valid,
         retried_batch_not_delivered_twice,
         bad_signatures_rejected_nothing_delivered,

@@ -43,7 +43,7 @@ mod unit;
 pub use assoc::{AssocPlan, AssocRead, Associations, MAX_ASSOCIATION_ROUNDS};
 pub use batch::{batch_id, batches, Batch, SyncBatchBody, SCHEMA_SYNC_BATCH_V1, TYPE_SYNC_BATCH};
 pub use config::{
-    backfill_bound_ms, delivery_requests, list_share_percent, modified_property,
+    backfill_bound_ms, delivery_requests, list_share_for, list_share_percent, modified_property,
     records_per_second, SyncConfig, DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_RECORDS,
     MAX_LIST_PROPERTIES_CHARS, MERGED_IDS_PROPERTY,
 };
