@@ -705,6 +705,10 @@ pub struct Sync {
     pub lag_ms: u64,
     /// `SYNC_LEASE_SECS`, in ms ([`crate::sync::Run::overdue`]'s lease).
     pub lease_ms: u64,
+    /// `SYNC_ASSOCIATIONS`: `(from, to)` object type pairs (`contacts:companies`): the `to`
+    /// ids associated with each `from` record are read and delivered with it
+    /// ([`crate::sync::SyncConfig::associations`]). Each pair once, `from` a synced type.
+    pub associations: Vec<(String, String)>,
 }
 
 /// The run a coordinator should start now, if any ([`Sync::due`]).
@@ -758,6 +762,40 @@ impl Sync {
                 object_types.push(t.to_owned());
             }
         }
+        let mut associations: Vec<(String, String)> = Vec::new();
+        let pairs = lookup.optional("SYNC_ASSOCIATIONS").unwrap_or_default();
+        for pair in pairs.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let name = |t: &str| {
+                !t.is_empty()
+                    && t.len() <= 64
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            };
+            let parsed = pair
+                .split_once(':')
+                .map(|(a, b)| (a.trim(), b.trim()))
+                .filter(|(a, b)| name(a) && name(b));
+            let Some((from, to)) = parsed else {
+                errors.0.push(ConfigError::Invalid {
+                    key: "SYNC_ASSOCIATIONS",
+                    code: "sync_association_invalid",
+                    detail: "pairs are from:to object types (contacts:companies), comma-separated"
+                        .into(),
+                });
+                continue;
+            };
+            if !object_types.iter().any(|t| t == from) {
+                errors.0.push(ConfigError::Invalid {
+                    key: "SYNC_ASSOCIATIONS",
+                    code: "sync_association_not_synced",
+                    detail: format!("{from} is not in SYNC_OBJECT_TYPES"),
+                });
+                continue;
+            }
+            if !associations.iter().any(|(a, b)| a == from && b == to) {
+                associations.push((from.to_owned(), to.to_owned()));
+            }
+        }
         let portal = match lookup.optional("SYNC_PORTAL_ID") {
             None => Err(ConfigError::Missing {
                 key: "SYNC_PORTAL_ID",
@@ -784,10 +822,21 @@ impl Sync {
                     full_ms: full * 3_600_000,
                     lag_ms: lag * 1000,
                     lease_ms: lease * 1000,
+                    associations,
                 }))
             }
             _ => Err(errors.0),
         }
+    }
+
+    /// The object types whose associations `object_type`'s records carry
+    /// ([`Self::associations`]), in configured order.
+    pub fn associations_of(&self, object_type: &str) -> Vec<String> {
+        self.associations
+            .iter()
+            .filter(|(from, _)| from == object_type)
+            .map(|(_, to)| to.clone())
+            .collect()
     }
 
     /// What to start at `now_ms` for one object type whose last incremental (or full) run
@@ -1819,6 +1868,40 @@ mod tests {
                 "sync_type_invalid",
                 "config_missing",
                 "config_out_of_range"
+            ]
+        );
+        // Associations: pairs of a synced type and any type, each once; bad ones named.
+        let two = r#"{"objects":{"contacts":{"fields":[{"hubspot":"email"}]},
+                                "deals":{"fields":[{"hubspot":"dealname"}]}}}"#;
+        let with = read(&[
+            ("SYNC_OBJECT_TYPES", "contacts,deals"),
+            ("SYNC_PORTAL_ID", "33"),
+            ("ENRICHMENT_MAP", two),
+            (
+                "SYNC_ASSOCIATIONS",
+                " contacts:companies, deals:contacts,contacts : companies,contacts:deals",
+            ),
+        ])
+        .expect("valid")
+        .expect("on");
+        assert_eq!(with.associations_of("contacts"), ["companies", "deals"]);
+        assert_eq!(with.associations_of("deals"), ["contacts"]);
+        assert!(with.associations_of("companies").is_empty());
+        assert!(on.associations.is_empty());
+        assert_eq!(
+            codes(read(&[
+                ("SYNC_OBJECT_TYPES", "contacts"),
+                ("SYNC_PORTAL_ID", "33"),
+                ("ENRICHMENT_MAP", map),
+                (
+                    "SYNC_ASSOCIATIONS",
+                    "contacts,companies:contacts,contacts:a/b"
+                ),
+            ])),
+            vec![
+                "sync_association_invalid",
+                "sync_association_not_synced",
+                "sync_association_invalid"
             ]
         );
         // check() reports them under the sync part.

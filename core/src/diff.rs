@@ -134,7 +134,8 @@ pub fn diff(map: &ObjectMap, old: &Record, new: &Record) -> Diff {
         .keys()
         .chain(new.as_map().keys())
         .map(String::as_str)
-        .filter(|field| !map.has_field(field))
+        // The sync's bookkeeping of associations is not a field of the record.
+        .filter(|field| !map.has_field(field) && *field != crate::records::ASSOCIATIONS_KEY)
         .collect();
     let changes: Vec<Change> = map
         .field_names()

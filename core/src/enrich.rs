@@ -645,7 +645,8 @@ pub fn decide(
         return Ok(Decision::skip(Skip::Missing, SnapshotWrite::Keep));
     };
     let record = map.to_destination(properties)?;
-    let put = SnapshotWrite::Put(record.to_snapshot());
+    // The sync's association hash in the old snapshot stays: enrichment does not read them.
+    let put = SnapshotWrite::Put(crate::records::carry_over(snapshot, &record));
     Ok(match need {
         // Created with a snapshot already equal to it: the record was written by this
         // integration (an inbound batch upsert commits what it wrote before HubSpot's creation
@@ -662,7 +663,7 @@ pub fn decide(
                 Some(Diff::Unchanged) | None => Vec::new(),
             };
             let snapshot = SnapshotWrite::Merge {
-                snapshot: record.to_snapshot(),
+                snapshot: crate::records::carry_over(snapshot, &record),
                 merged_ids: merged_ids.clone(),
             };
             Decision::forward(
@@ -1602,6 +1603,32 @@ mod tests {
         };
         assert_eq!(changes[0].field, "first_name");
         assert_eq!(changes[0].old, Some(json!("Cy")));
+
+        // The sync's association hash in the snapshot is not a field: not a change, and the
+        // snapshot written keeps it (enrichment does not read associations).
+        let key = crate::records::ASSOCIATIONS_KEY;
+        let mut with_hash = snapshot.clone();
+        with_hash.insert(key, json!("hsa1_x"));
+        let d = decide(
+            map,
+            "5",
+            &firstname,
+            Some(&with_hash),
+            Current::Found(&now),
+            &h,
+            None,
+        )
+        .unwrap();
+        let Some(Forward::Changed(changes)) = &d.forward else {
+            panic!("{d:?}")
+        };
+        assert!(changes.iter().all(|c| c.field != key), "{changes:?}");
+        let SnapshotWrite::Put(text) = &d.snapshot else {
+            panic!("{d:?}")
+        };
+        let stored = Record::from_snapshot(text).unwrap();
+        assert_eq!(stored.get(key), Some(&json!("hsa1_x")));
+        assert_eq!(stored.get("first_name"), Some(&json!("Bo")));
     }
 
     #[test]

@@ -21,6 +21,27 @@
 
 use sha2::{Digest, Sha256};
 
+/// The snapshot field in which the outbound sync keeps a hash of the associations it delivered
+/// with the record (`SYNC_ASSOCIATIONS`, [`crate::sync::Associations`]): not a mapped field.
+/// [`crate::diff::diff`] ignores it, webhook enrichment carries it over when it writes a
+/// snapshot ([`carry_over`]), and the sync compares it, so an association change alone makes
+/// the record changed for the sync, and a change enrichment delivered is not delivered again.
+pub const ASSOCIATIONS_KEY: &str = "$hubspot-edge.associations";
+
+/// `record`'s snapshot text, keeping the [`ASSOCIATIONS_KEY`] of `old` (the snapshot it
+/// replaces) when `record` has none: a writer that does not read associations (webhook
+/// enrichment) leaves the sync's knowledge of them as it was.
+pub fn carry_over(old: Option<&crate::mapping::Record>, record: &crate::mapping::Record) -> String {
+    match old.and_then(|o| o.get(ASSOCIATIONS_KEY)) {
+        Some(v) if record.get(ASSOCIATIONS_KEY).is_none() => {
+            let mut r = record.clone();
+            r.insert(ASSOCIATIONS_KEY, v.clone());
+            r.to_snapshot()
+        }
+        _ => record.to_snapshot(),
+    }
+}
+
 /// An object's stored state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {

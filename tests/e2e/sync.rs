@@ -86,7 +86,12 @@ fn start() -> Result<Fixture, Failed> {
 }
 
 /// A call to the mock's HubSpot API with its token.
-fn hubspot(fx: &Fixture, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Failed> {
+pub(super) fn hubspot(
+    fx: &Fixture,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, Failed> {
     let mock = mock_of(fx)?;
     let auth = format!("Bearer {}", mock.token());
     let bytes = body.map(Value::to_string);
@@ -146,7 +151,7 @@ fn mock_records(fx: &Fixture, object_type: &str) -> Result<BTreeMap<String, Valu
 
 /// The sync batches the destination accepted after arrival number `from`, each checked: signed,
 /// valid against the schema, `webhook-id` = body id.
-fn sync_batches(fx: &Fixture, from: usize) -> Result<Vec<Value>, Failed> {
+pub(super) fn sync_batches(fx: &Fixture, from: usize) -> Result<Vec<Value>, Failed> {
     let mut out = Vec::new();
     for d in fx.dest.deliveries() {
         if d.seq < from || d.body["type"] != "hubspot-edge.sync.batch" || !d.is_ok() {
@@ -165,7 +170,10 @@ fn sync_batches(fx: &Fixture, from: usize) -> Result<Vec<Value>, Failed> {
 
 /// The records of `batches` for `object_type`, by id; fails if a record or a change id
 /// arrives twice.
-fn records_of(batches: &[Value], object_type: &str) -> Result<BTreeMap<String, Value>, Failed> {
+pub(super) fn records_of(
+    batches: &[Value],
+    object_type: &str,
+) -> Result<BTreeMap<String, Value>, Failed> {
     let mut out = BTreeMap::new();
     let mut changes = HashSet::new();
     for b in batches.iter().filter(|b| b["objectType"] == object_type) {
@@ -186,7 +194,7 @@ fn records_of(batches: &[Value], object_type: &str) -> Result<BTreeMap<String, V
     Ok(out)
 }
 
-fn admin_json(fx: &Fixture, method: &str, path: &str) -> Result<(u16, Value), Failed> {
+pub(super) fn admin_json(fx: &Fixture, method: &str, path: &str) -> Result<(u16, Value), Failed> {
     let r = if method == "GET" {
         fx.admin_get(path)?
     } else {
@@ -197,7 +205,7 @@ fn admin_json(fx: &Fixture, method: &str, path: &str) -> Result<(u16, Value), Fa
 }
 
 /// Starts a run of `object_type` and returns its id.
-fn start_run(fx: &Fixture, object_type: &str, mode: &str) -> Result<String, Failed> {
+pub(super) fn start_run(fx: &Fixture, object_type: &str, mode: &str) -> Result<String, Failed> {
     let (status, body) = admin_json(
         fx,
         "POST",
@@ -210,7 +218,7 @@ fn start_run(fx: &Fixture, object_type: &str, mode: &str) -> Result<String, Fail
 }
 
 /// Waits until the runs `run_ids` (type → id) are finished; returns each type's status.
-fn wait_done(
+pub(super) fn wait_done(
     fx: &Fixture,
     run_ids: &HashMap<&str, String>,
 ) -> Result<HashMap<String, Value>, Failed> {
@@ -494,6 +502,14 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
     fx.dest.set_default(Behavior::Status(200));
     let refused = refused?;
     let after = wait_done(fx, &runs)?;
+    // The refused delivery stopped a unit (retried, then done): counted in the type's errors.
+    check(
+        after["contacts"]["errors"].as_u64() >= Some(1)
+            && after["contacts"]["lastError"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("delivery hsb1_")),
+        || format!("unit failures counted: {}", after["contacts"]),
+    )?;
     let retried = sync_batches(fx, before)?;
     check(
         // The modified walk's batch (refused once, then accepted) and the archived walk's.

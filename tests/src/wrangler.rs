@@ -137,6 +137,10 @@ pub struct WranglerOptions {
     pub env: Vec<(String, String)>,
     /// Extra arguments appended after the standard ones.
     pub extra_args: Vec<String>,
+    /// `--persist-to` this directory (local KV, Queues, Durable Objects), which the caller owns
+    /// and which outlives the Worker: a second `wrangler dev` started with it finds the first
+    /// one's state (a Worker restarted). Default: a fresh directory deleted on drop.
+    pub persist_to: Option<PathBuf>,
 }
 
 impl Default for WranglerOptions {
@@ -149,6 +153,7 @@ impl Default for WranglerOptions {
             log_level: None,
             env: Vec::new(),
             extra_args: Vec::new(),
+            persist_to: None,
         }
     }
 }
@@ -202,6 +207,7 @@ pub struct WranglerDev {
     port: u16,
     inspector_port: u16,
     work_dir: PathBuf,
+    persist: PathBuf,
 }
 
 impl WranglerDev {
@@ -246,7 +252,10 @@ impl WranglerDev {
             }
         };
         let work_dir = make_work_dir()?;
-        let persist = work_dir.join("state");
+        let persist = opts
+            .persist_to
+            .clone()
+            .unwrap_or_else(|| work_dir.join("state"));
         let log_dir = work_dir.join("wrangler-logs");
         std::fs::create_dir_all(&persist)?;
         std::fs::create_dir_all(&log_dir)?;
@@ -319,6 +328,7 @@ impl WranglerDev {
             port,
             inspector_port,
             work_dir,
+            persist,
         };
         dev.wait_ready(&opts)?;
         Ok(dev)
@@ -375,6 +385,12 @@ impl WranglerDev {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The process group of wrangler and everything it started (workerd): for sampling their
+    /// resources from `/proc`.
+    pub fn pgid(&self) -> u32 {
+        self.group.pgid()
+    }
+
     /// The HTTP port.
     pub fn port(&self) -> u16 {
         self.port
@@ -385,9 +401,10 @@ impl WranglerDev {
         self.inspector_port
     }
 
-    /// The `--persist-to` directory (local KV, Queues, … state; deleted on drop).
+    /// The `--persist-to` directory (local KV, Queues, … state; deleted on drop unless
+    /// [`WranglerOptions::persist_to`] named it).
     pub fn persist_dir(&self) -> PathBuf {
-        self.work_dir.join("state")
+        self.persist.clone()
     }
 
     /// Every line wrangler (and the Worker's `console.log`) wrote so far, stdout and stderr

@@ -15,17 +15,20 @@
 //!   the ids wait in its state and the next incremental run reads them ([`Run::recheck`]); one
 //!   is started at once when the type is idle.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use futures_util::stream::{self, StreamExt};
-use hubspot_edge_core::api::{BatchReadOptions, BatchResponse, Page, RequestKind};
+use hubspot_edge_core::api::{
+    AssociationResult, BatchReadOptions, BatchResponse, Page, RequestKind,
+};
 use hubspot_edge_core::config::{Due, Sync as SyncSettings};
 use hubspot_edge_core::delivery::{Attempt, MAX_CONCURRENT_FORWARDS};
 use hubspot_edge_core::mapping::ObjectMap;
 use hubspot_edge_core::records::Stored;
 use hubspot_edge_core::sync::{
-    batches, decide, lookups, missing_in_window, Batch, Counts, Mode, Read, Run, RunReport, Step,
-    SyncBatchBody, SyncConfig, SyncLetter, Unit, UnitMessage, UnitReport,
+    batches, decide, lookups, missing_in_window, AssocPlan, Batch, Counts, Mode, Read, Run,
+    RunReport, Step, SyncBatchBody, SyncConfig, SyncLetter, Unit, UnitMessage, UnitReport,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -97,8 +100,14 @@ fn type_config(
         .object(object_type)
         .ok_or("SYNC_OBJECT_TYPES: sync_type_not_mapped")?
         .clone();
-    let mut config = SyncConfig::new(settings.portal_id, object_type).for_map(&map);
+    let mut config = SyncConfig::new(settings.portal_id, object_type);
+    // The list share for the rates the gate grants (HUBSPOT_TIER, 90 %), when configured.
+    if let Ok(api) = HubSpotApi::from_env(env) {
+        config = config.for_governor(&api.governor);
+    }
+    let mut config = config.for_map(&map);
     config.lag_ms = settings.lag_ms;
+    config.associations = settings.associations_of(object_type);
     Ok((config, map))
 }
 
@@ -122,6 +131,10 @@ enum Ask {
     Pause {
         object_type: String,
         paused: bool,
+    },
+    /// A unit invocation stopped on an error (it is retried): counted in `errors`.
+    UnitFailed {
+        error: String,
     },
     /// Read these records again (re-driven dead letters).
     Recheck {
@@ -363,6 +376,16 @@ impl SyncCoordinator {
         Response::from_json(&json!({"accepted": true}))
     }
 
+    /// One more error for the admin API (`errors`, `lastError`): a unit invocation that
+    /// stopped early (a HubSpot read that gave up, a delivery refused, the record store).
+    async fn unit_failed(&self, error: &str) -> Result<Response> {
+        let mut c = self.load().await?;
+        c.errors += 1;
+        c.last_error = Some(error.chars().take(300).collect());
+        self.save(&c).await?;
+        Response::from_json(&json!({"counted": true}))
+    }
+
     /// Re-driven records: read again by the running run when it can take them, else kept for
     /// the next incremental run, started now when the type is idle and not paused.
     async fn recheck(&self, object_type: String, ids: Vec<u64>) -> Result<Response> {
@@ -459,6 +482,7 @@ impl DurableObject for SyncCoordinator {
                 object_type,
                 paused,
             } => self.pause(object_type, paused).await,
+            Ask::UnitFailed { error } => self.unit_failed(&error).await,
             Ask::Recheck { object_type, ids } => self.recheck(object_type, ids).await,
         };
         // Storage or queue failures: a stable code, the detail in the log.
@@ -728,14 +752,23 @@ fn refused(e: &CallError) -> bool {
 /// The sync queue's consumer: each message is one unit, worked for up to `pagesPerUnit` pages,
 /// then reported. A unit that could make no progress (HubSpot limits, the destination down)
 /// is retried after [`RETRY_DELAY_SECS`] from the same state.
+///
+/// The units of one batch are worked at the same time, sharing the invocation's 6 connections
+/// (Cloudflare's simultaneous open connections per invocation): each unit has one HubSpot read
+/// in flight at a time, then at most `6 / units` deliveries (at least 1), so a batch of up to
+/// 6 units never has more than 6 connections open. Worked one after the other, a batch took the
+/// sum of its units' latencies, and wrangler dev's local queue dispatches one batch at a time:
+/// the 100,000-contact benchmark ran one unit at a time, 2.3× the rate-limit bound
+/// (BENCHMARKS.md, "Sync on wrangler dev").
 pub(crate) async fn consume(batch: MessageBatch<String>, env: &Env) -> Result<()> {
-    for message in batch.messages()? {
-        work(&message, env).await;
-    }
+    let messages = batch.messages()?;
+    let deliveries = (MAX_CONCURRENT_FORWARDS / messages.len().max(1)).max(1);
+    futures_util::future::join_all(messages.iter().map(|m| work(m, env, deliveries))).await;
     Ok(())
 }
 
-async fn work(message: &Message<String>, env: &Env) {
+/// Works one unit message; `deliveries`: its share of the invocation's connections.
+async fn work(message: &Message<String>, env: &Env, deliveries: usize) {
     let retry = || {
         message.retry_with_options(
             &QueueRetryOptionsBuilder::new()
@@ -789,14 +822,39 @@ async fn work(message: &Message<String>, env: &Env) {
         api: &api,
         forward: &forward,
         object_type: &object_type,
+        deliveries,
+        spent: Cell::new([0; 7]),
     };
+    let t0 = Date::now().as_millis();
     let (report, progress, error) = ctx.run(&msg).await;
+    let [read, settle, window, lookup, decide, commit, send] = ctx.spent.get();
+    Line::info("sync_unit_worked")
+        .field("run_id", msg.run_id.as_str())
+        .field("unit_id", msg.unit_id)
+        .field("calls", report.counts.hubspot_calls)
+        .field("records", report.counts.read)
+        .field("ms", Date::now().as_millis().saturating_sub(t0))
+        .field("read_ms", read)
+        .field("settle_ms", settle)
+        .field("window_ms", window)
+        .field("lookup_ms", lookup)
+        .field("decide_ms", decide)
+        .field("commit_ms", commit)
+        .field("send_ms", send)
+        .emit();
     if let Some(e) = &error {
         Line::warn("sync_unit_stopped")
             .field("run_id", msg.run_id.as_str())
             .field("unit_id", msg.unit_id)
             .field("error", e.as_str())
             .emit();
+        // Counted for the admin API; a failure to count is only logged (the unit goes on).
+        let ask = Ask::UnitFailed { error: e.clone() };
+        if let Err(e) = coordinator(env, config.portal_id, &object_type, &ask).await {
+            Line::warn("sync_error_not_counted")
+                .field("error", e.to_string())
+                .emit();
+        }
     }
     if !progress && error.is_some() {
         retry();
@@ -829,6 +887,12 @@ struct UnitContext<'a> {
     api: &'a HubSpotApi,
     forward: &'a Forward,
     object_type: &'a str,
+    /// Deliveries in flight at once (this unit's share of the invocation's 6 connections).
+    deliveries: usize,
+    /// Milliseconds spent, for the `sync_unit_worked` line: HubSpot reads (gate included),
+    /// settling pages (the next four included), the reconcile's window queries, record-store
+    /// lookups, deciding and rendering batches, record-store commits, sending deliveries.
+    spent: Cell<[u64; 7]>,
 }
 
 /// How one delivery ended.
@@ -842,6 +906,12 @@ enum Delivered {
 }
 
 impl UnitContext<'_> {
+    fn time(&self, phase: usize, since_ms: u64) {
+        let mut spent = self.spent.get();
+        spent[phase] += Date::now().as_millis().saturating_sub(since_ms);
+        self.spent.set(spent);
+    }
+
     fn store(&self) -> &str {
         store_type(self.object_type)
     }
@@ -873,7 +943,10 @@ impl UnitContext<'_> {
                 }
             };
             report.counts.hubspot_calls += 1;
-            let page = match perform(self.api, self.env, self.object_type, &read).await {
+            let t0 = Date::now().as_millis();
+            let page = perform(self.api, self.env, self.object_type, &read).await;
+            self.time(0, t0);
+            let page = match page {
                 Ok(p) => p,
                 Err(e) if refused(&e) && unit.on_refused() => {
                     report.counts.fallbacks += 1;
@@ -886,16 +959,23 @@ impl UnitContext<'_> {
                 }
             };
             let mut next = unit.clone();
-            let step = match next.on_page(&page) {
+            let mut step = match next.on_page(&page) {
                 Ok(s) => s,
                 Err(e) => {
                     error = Some(e.code().to_owned());
                     break;
                 }
             };
+            if let Err(e) = self.associations(&mut step, &mut report.counts).await {
+                error = Some(e);
+                break;
+            }
             report.counts.fallbacks += u64::from(step.fell_back);
             report.counts.read += step.live.len() as u64;
-            match self.settle(&step, &mut report.counts).await {
+            let t0 = Date::now().as_millis();
+            let settled = self.settle(&step, &mut report.counts).await;
+            self.time(1, t0);
+            match settled {
                 Ok(deleted) => report.missing_deleted.extend(deleted),
                 Err(e) => {
                     error = Some(e);
@@ -905,7 +985,8 @@ impl UnitContext<'_> {
             if let Some((window, seen)) = &step.window {
                 // The store's live ids in the window: the reconcile's merge-join.
                 let max = seen.len() + hubspot_edge_core::sync::MAX_REPORTED_MISSING;
-                match crate::records::live_ids(
+                let t0 = Date::now().as_millis();
+                let stored = crate::records::live_ids(
                     self.env,
                     self.config.portal_id,
                     self.store(),
@@ -913,8 +994,9 @@ impl UnitContext<'_> {
                     window.to,
                     max,
                 )
-                .await
-                {
+                .await;
+                self.time(2, t0);
+                match stored {
                     Ok(stored) => report.add_missing(missing_in_window(seen, stored)),
                     Err(e) => {
                         error = Some(e.to_string());
@@ -929,6 +1011,39 @@ impl UnitContext<'_> {
         (report, progress, error)
     }
 
+    /// Reads the associations of the step's live records (core's [`AssocPlan`]; none unless
+    /// `SYNC_ASSOCIATIONS` names this type), one v4 batch read at a time through the gate, and
+    /// puts them into the step. An error stops the unit before anything of the page is
+    /// delivered: it reads the page again.
+    async fn associations(
+        &self,
+        step: &mut Step,
+        counts: &mut Counts,
+    ) -> std::result::Result<(), String> {
+        let mut plan = AssocPlan::new(self.config, step);
+        while let Some(read) = plan.next_read() {
+            let request = self
+                .api
+                .api
+                .batch_read_associations_after(self.object_type, &read.to_type, &read.inputs)
+                .map_err(|e| e.to_string())?;
+            counts.hubspot_calls += 1;
+            let answer: BatchResponse<AssociationResult> =
+                execute(self.api, self.env, RequestKind::Read, &request)
+                    .await
+                    .map_err(|e| describe_call(&e))?;
+            plan.on_answer(&answer).map_err(|e| e.code().to_owned())?;
+        }
+        if plan.truncated() > 0 {
+            Line::warn("sync_associations_truncated")
+                .field("object_type", self.object_type)
+                .field("records", plan.truncated())
+                .emit();
+        }
+        plan.finish(step);
+        Ok(())
+    }
+
     /// Decides a step, delivers and commits; conflicts are decided again. The ids delivered as
     /// `delete` (`missing`), or the error that stopped it (nothing of the step is then counted
     /// as settled: the unit reads the page again).
@@ -940,6 +1055,7 @@ impl UnitContext<'_> {
         let mut todo = step.clone();
         let mut missing_deleted = Vec::new();
         for _ in 0..MAX_SETTLE_ROUNDS {
+            let t0 = Date::now().as_millis();
             let stored: HashMap<String, Stored> = crate::records::get(
                 self.env,
                 self.config.portal_id,
@@ -948,6 +1064,8 @@ impl UnitContext<'_> {
             )
             .await
             .map_err(|e| e.to_string())?;
+            self.time(3, t0);
+            let t0 = Date::now().as_millis();
             let decided = decide(self.config, self.map, &todo, &stored);
             counts.unchanged += decided.unchanged;
             let (batches, too_large) = batches(self.config, decided.pending);
@@ -960,11 +1078,13 @@ impl UnitContext<'_> {
             counts.rejected += rejected.len() as u64;
             self.dead_letter(&rejected).await?;
             counts.batches += batches.len() as u64;
-            // At most 6 connections at once per invocation (Cloudflare): each delivery, then
-            // its commit, one after the other within a slot.
+            self.time(4, t0);
+            // At most 6 connections at once per invocation (Cloudflare), shared by the units of
+            // the batch (`consume`): each delivery, then its commit, one after the other within
+            // a slot.
             let results: Vec<Delivered> = stream::iter(batches.iter())
                 .map(|b| self.deliver(b))
-                .buffer_unordered(MAX_CONCURRENT_FORWARDS)
+                .buffer_unordered(self.deliveries)
                 .collect()
                 .await;
             let mut conflicts = Vec::new();
@@ -986,7 +1106,9 @@ impl UnitContext<'_> {
     }
 
     async fn deliver(&self, batch: &Batch) -> Delivered {
+        let t0 = Date::now().as_millis();
         let (attempt, _) = crate::consumer::send_signed(self.forward, &batch.id, &batch.body).await;
+        self.time(6, t0);
         if !matches!(attempt, Attempt::Answered { status, .. } if (200..300).contains(&status)) {
             return Delivered::Failed(format!(
                 "delivery {}: {}",
@@ -994,14 +1116,16 @@ impl UnitContext<'_> {
                 crate::consumer::describe(attempt)
             ));
         }
-        let outcomes = match crate::records::commit(
+        let t0 = Date::now().as_millis();
+        let committed = crate::records::commit(
             self.env,
             self.config.portal_id,
             self.store(),
             &batch.commits,
         )
-        .await
-        {
+        .await;
+        self.time(5, t0);
+        let outcomes = match committed {
             Ok(o) => o,
             // Delivered, not committed: read again, the same batch id goes out again.
             Err(e) => return Delivered::Failed(e.to_string()),

@@ -593,6 +593,33 @@ impl ApiConfig {
             .collect()
     }
 
+    /// `POST /crm/v4/associations/{from}/{to}/batch/read` with one request for at most
+    /// [`MAX_ASSOCIATION_READ_INPUTS`] inputs, each an id and, to continue a record's
+    /// associations past a page, the `after` of its previous result
+    /// ([`AssociationResult::next_after`](super::AssociationResult::next_after); spec
+    /// `PublicFetchAssociationsBatchRequest {id, after}`). The caller chunks.
+    ///
+    /// # Errors
+    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
+    pub fn batch_read_associations_after(
+        &self,
+        from_type: &str,
+        to_type: &str,
+        inputs: &[(String, Option<String>)],
+    ) -> Result<http::Request<Vec<u8>>, RequestError> {
+        let path = format!("{}/batch/read", self.associations_path(from_type, to_type));
+        let inputs: Vec<Value> = inputs
+            .iter()
+            .take(MAX_ASSOCIATION_READ_INPUTS)
+            .map(|(id, after)| match after {
+                Some(a) => json!({ "id": id, "after": a }),
+                None => json!({ "id": id }),
+            })
+            .collect();
+        let body = json!({ "inputs": inputs });
+        self.build(Method::POST, &path, &Query::default(), json_body(&body))
+    }
+
     /// `POST /crm/v4/associations/{from}/{to}/batch/associate/default` (or the date-versioned
     /// form): default (unlabelled) associations, chunked by [`MAX_ASSOCIATION_CREATE_INPUTS`].
     ///

@@ -200,6 +200,31 @@ pub struct AssociationResult {
     /// Its associated records.
     #[serde(default)]
     pub to: Vec<AssociationTarget>,
+    /// `paging.next.after`: more associated records follow; read them with this input's `after`
+    /// ([`super::ApiConfig::batch_read_associations_after`]). `None` on the last page.
+    #[serde(default, rename = "paging", deserialize_with = "paging_next_after")]
+    pub next_after: Option<String>,
+}
+
+/// `{"next":{"after":"…"}}` → the `after`.
+fn paging_next_after<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Next {
+        #[serde(default)]
+        after: Option<Value>,
+    }
+    #[derive(Deserialize)]
+    struct Paging {
+        next: Option<Next>,
+    }
+    Ok(Option::<Paging>::deserialize(d)?
+        .and_then(|p| p.next)
+        .and_then(|n| n.after)
+        .and_then(|a| match a {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }))
 }
 
 /// The OAuth token endpoint's answer (HUBSPOT.md §6). `Debug` redacts the tokens.

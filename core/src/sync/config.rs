@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{MAX_BATCH_INPUTS, MAX_LIST_LIMIT, MAX_SEARCH_LIMIT};
 use crate::mapping::ObjectMap;
+use crate::ratelimit::GovernorConfig;
 use crate::search::OBJECT_ID;
 
 /// The property HubSpot sets on a merge's survivor: the ids merged into it, `;`-separated
@@ -71,6 +72,11 @@ pub struct SyncConfig {
     /// by the next reconcile. Bounds the run's state (about 13 bytes of JSON per id: 65 KB at
     /// the default 5,000), which its Durable Object stores.
     pub max_missing: usize,
+    /// Object types (as in API paths, `companies`) whose associated record ids are read with
+    /// each record (associations v4 batch read, [`super::AssocPlan`]) and delivered in its
+    /// `associations`; empty: none read, none delivered (`SYNC_ASSOCIATIONS`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associations: Vec<String>,
 }
 
 impl SyncConfig {
@@ -90,7 +96,17 @@ impl SyncConfig {
             lag_ms: 60_000,
             overlap_ms: 5 * 60_000,
             max_missing: 5_000,
+            associations: Vec::new(),
         }
+    }
+
+    /// This configuration at the rates `governor` grants: the list share from
+    /// [`list_share_for`] (a search-only configuration stays search only).
+    pub fn for_governor(mut self, governor: &GovernorConfig) -> Self {
+        if self.list_share_percent > 0 {
+            self.list_share_percent = list_share_for(governor);
+        }
+        self
     }
 
     /// This configuration for reading `map`'s records: by search only
@@ -147,6 +163,20 @@ pub fn list_share_percent(burst_per_10s: u32, search_per_s: u32) -> u8 {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let share = (list * 100.0 / (list + search)).round() as u8;
     share.min(100)
+}
+
+/// The list share ([`list_share_percent`]) for the rates `governor` really grants
+/// ([`GovernorConfig::effective_limits`]: its utilization applied, the search limit rounded
+/// down), so that both budgets finish together at the pace the run can go. Professional at
+/// 90 %: 1,710 records per second by list, 800 by search (4 per second, not 4.5): 68 %, where
+/// the published limits' 66 % left search the slower budget, 176 calls at 4 per second = 44 s
+/// for 100,000 records, 1.25 × the bound before any latency (BENCHMARKS.md, "Sync on wrangler
+/// dev").
+pub fn list_share_for(governor: &GovernorConfig) -> u8 {
+    let (burst, search) = governor.effective_limits();
+    let window = governor.burst_window_ms.max(1);
+    let per_10s = u32::try_from(u64::from(burst) * 10_000 / window).unwrap_or(u32::MAX);
+    list_share_percent(per_10s, search)
 }
 
 /// The least time HubSpot's limits allow to read `records` records with `list_share_percent`
@@ -238,6 +268,43 @@ mod tests {
                 .list_share_percent,
             0
         );
+    }
+
+    #[test]
+    fn list_share_at_the_rates_the_governor_grants() {
+        use crate::ratelimit::Tier;
+        // (tier, utilization, effective limits, share)
+        let cases = [
+            (Tier::Professional, 90, (171, 4), 68),
+            (Tier::Professional, 100, (190, 5), 66),
+            (Tier::Free, 90, (90, 4), 53),
+            (Tier::ApiAddOn, 90, (225, 4), 74),
+        ];
+        for (tier, percent, limits, share) in cases {
+            let g = GovernorConfig {
+                utilization_percent: percent,
+                ..GovernorConfig::for_tier(tier)
+            };
+            assert_eq!(g.effective_limits(), limits, "{tier:?} {percent}");
+            assert_eq!(list_share_for(&g), share, "{tier:?} {percent}");
+        }
+        let pro = GovernorConfig::for_tier(Tier::Professional);
+        assert_eq!(
+            SyncConfig::new(1, "contacts")
+                .for_governor(&pro)
+                .list_share_percent,
+            68
+        );
+        let search_only = SyncConfig {
+            list_share_percent: 0,
+            ..SyncConfig::new(1, "contacts")
+        };
+        assert_eq!(search_only.for_governor(&pro).list_share_percent, 0);
+        // At 68 %, 100,000 records: 680 list calls (35.8 s at 19 per second), 160 search
+        // calls (32 s at 5): both budgets end within 0.5 s of each other at the granted
+        // 17.1 and 4 per second (39.8 s and 40 s).
+        assert_eq!(backfill_bound_ms(100_000, 68, 190, 5), 35_790);
+        assert_eq!(backfill_bound_ms(100_000, 68, 171, 4), 40_000);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!
 //! | read | stored | delivered | store write (after delivery) |
 //! | --- | --- | --- | --- |
-//! | live | same mapped values | nothing | none |
+//! | live | same mapped values (and associations, when configured) | nothing | none |
 //! | live | other values, none, or a tombstone | `upsert` | snapshot, expecting the version read |
 //! | live, `hs_merged_object_ids` naming stored live ids | any | `merge` with those ids | survivor's snapshot; the merged ids' tombstones |
 //! | archived | live snapshot | `delete` (`archived`) | tombstone, expecting the version read |
@@ -18,13 +18,15 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use super::assoc::Associations;
 use super::config::{SyncConfig, MERGED_IDS_PROPERTY};
 use super::unit::Step;
 use crate::api::SimpleObject;
 use crate::diff::{diff, Diff};
 use crate::mapping::{ObjectMap, Record};
-use crate::records::{change_id, Commit, Stored, Write};
+use crate::records::{change_id, Commit, Stored, Write, ASSOCIATIONS_KEY};
 
 /// What happens to a record in a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -84,6 +86,10 @@ pub struct SyncRecord {
     /// Delete: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<DeleteReason>,
+    /// Upsert, merge, with associations configured (`SYNC_ASSOCIATIONS`): the associated
+    /// record ids by object type, every configured type present (empty when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub associations: Option<Associations>,
 }
 
 /// A record to deliver, with the store writes to make once it is delivered.
@@ -188,10 +194,25 @@ pub fn decide(
                 .cloned()
                 .flatten()
         });
+        // With associations configured, the snapshot keeps their hash: an association change
+        // alone is a change (read by the next run that reads the record: a full run, or an
+        // incremental one when HubSpot moved its last-modified date).
+        let associations = (!config.associations.is_empty()).then(|| {
+            let mut a = step.associations.get(&o.id).cloned().unwrap_or_default();
+            for t in &config.associations {
+                a.entry(t.clone()).or_default();
+            }
+            a
+        });
+        let hash = associations.as_ref().map(associations_hash);
+        let mut snapshot = record.clone();
+        if let Some(h) = &hash {
+            snapshot.insert(ASSOCIATIONS_KEY, Value::String(h.clone()));
+        }
         let put = Commit {
             id: o.id.clone(),
             expect: Some(current.version),
-            write: Write::Put(record.to_snapshot()),
+            write: Write::Put(snapshot.to_snapshot()),
         };
         if !merged.is_empty() {
             let mut commits = vec![put];
@@ -212,6 +233,7 @@ pub fn decide(
                     fields: Some(record),
                     merged_ids: merged,
                     reason: None,
+                    associations,
                 },
                 commits,
             ));
@@ -222,7 +244,10 @@ pub fn decide(
             .as_deref()
             .and_then(|s| Record::from_snapshot(s).ok());
         if let Some(old) = &old {
-            if let Diff::Unchanged = diff(map, old, &record) {
+            let same_associations = hash
+                .as_deref()
+                .is_none_or(|h| old.get(ASSOCIATIONS_KEY).and_then(Value::as_str) == Some(h));
+            if same_associations && matches!(diff(map, old, &record), Diff::Unchanged) {
                 out.unchanged += 1;
                 continue;
             }
@@ -238,6 +263,7 @@ pub fn decide(
                 fields: Some(record),
                 merged_ids: Vec::new(),
                 reason: None,
+                associations,
             },
             vec![put],
         ));
@@ -288,6 +314,7 @@ pub fn decide(
                 fields: None,
                 merged_ids: Vec::new(),
                 reason: Some(reason),
+                associations: None,
             },
             vec![Commit {
                 id: id.to_owned(),
@@ -295,6 +322,20 @@ pub fn decide(
                 write: Write::Delete,
             }],
         ));
+    }
+    out
+}
+
+/// `hsa1_` and 32 hex digits of SHA-256 over the associations' JSON (types and ids in order):
+/// what the snapshot keeps of them ([`ASSOCIATIONS_KEY`]), 37 bytes whatever their number.
+fn associations_hash(a: &Associations) -> String {
+    use sha2::{Digest as _, Sha256};
+    // A map of strings to string lists always serialises.
+    let digest = Sha256::digest(serde_json::to_string(a).unwrap_or_default().as_bytes());
+    let mut out = String::with_capacity(37);
+    out.push_str("hsa1_");
+    for byte in &digest[..16] {
+        out.push_str(&format!("{byte:02x}"));
     }
     out
 }
@@ -342,6 +383,131 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    fn contact(id: &str, email: &str) -> SimpleObject {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "properties": {"email": email}, "updatedAt": "2026-01-01T00:00:00Z"
+        }))
+        .expect("object")
+    }
+
+    fn assoc(ids: &[&str]) -> Associations {
+        let mut a = Associations::new();
+        a.insert(
+            "companies".to_owned(),
+            ids.iter().map(|s| (*s).to_owned()).collect(),
+        );
+        a
+    }
+
+    /// Decides one contact with `associations` read against `stored`; the pending record and
+    /// the snapshot it would write, or `None` when unchanged.
+    fn decide_one(
+        config: &SyncConfig,
+        associations: Option<Associations>,
+        stored: Option<&str>,
+    ) -> Option<(SyncRecord, String)> {
+        let mapping = crate::mapping::Mapping::from_json(
+            r#"{"objects":{"contacts":{"fields":[{"hubspot":"email"}]}}}"#,
+        )
+        .expect("map");
+        let map = mapping.object("contacts").expect("contacts");
+        let mut step = Step {
+            live: vec![contact("7", "a@example.com")],
+            ..Step::default()
+        };
+        if let Some(a) = associations {
+            step.associations.insert("7".to_owned(), a);
+        }
+        let mut states = HashMap::new();
+        if let Some(text) = stored {
+            states.insert(
+                "7".to_owned(),
+                Stored {
+                    version: 3,
+                    snapshot: Some(text.to_owned()),
+                },
+            );
+        }
+        let decided = decide(config, map, &step, &states);
+        let p = decided.pending.into_iter().next()?;
+        let Write::Put(snapshot) = &p.commits[0].write else {
+            panic!("a put");
+        };
+        Some((p.record, snapshot.clone()))
+    }
+
+    #[test]
+    fn associations_are_delivered_and_an_association_change_alone_is_a_change() {
+        let with = SyncConfig {
+            associations: vec!["companies".to_owned()],
+            ..SyncConfig::new(1, "contacts")
+        };
+        let without = SyncConfig::new(1, "contacts");
+        // New: delivered with its associations; the snapshot keeps their hash, not the ids.
+        let (record, snapshot) = decide_one(&with, Some(assoc(&["20", "100"])), None).expect("new");
+        assert_eq!(record.associations, Some(assoc(&["20", "100"])));
+        let json = serde_json::to_value(&record).expect("json");
+        assert_eq!(
+            json["associations"]["companies"],
+            serde_json::json!(["20", "100"])
+        );
+        assert!(json["fields"].get(ASSOCIATIONS_KEY).is_none());
+        let kept = Record::from_snapshot(&snapshot).expect("snapshot");
+        let hash = kept.get(ASSOCIATIONS_KEY).and_then(Value::as_str);
+        assert!(hash.is_some_and(|h| h.starts_with("hsa1_") && h.len() == 37));
+        assert_eq!(kept.as_map().len(), 2);
+        // Same values, same associations: unchanged.
+        assert_eq!(
+            decide_one(&with, Some(assoc(&["20", "100"])), Some(&snapshot)),
+            None
+        );
+        // Only an association changed: delivered, with the new associations.
+        let (changed, _) =
+            decide_one(&with, Some(assoc(&["20"])), Some(&snapshot)).expect("changed");
+        assert_eq!(changed.associations, Some(assoc(&["20"])));
+        // A record whose associations were not read (none answered): every configured type,
+        // empty, which differs from the stored ones.
+        let (none, _) = decide_one(&with, None, Some(&snapshot)).expect("now none");
+        assert_eq!(none.associations, Some(assoc(&[])));
+        // A snapshot without the hash (stored by enrichment before associations were turned
+        // on): delivered once with its associations.
+        let plain = r#"{"email":"a@example.com"}"#;
+        assert!(decide_one(&with, Some(assoc(&["20"])), Some(plain)).is_some());
+        // Associations not configured: none read, none delivered, the hash is not compared
+        // (a snapshot that has one is unchanged) and not written.
+        assert_eq!(decide_one(&without, None, Some(&snapshot)), None);
+        let (bare, written) = decide_one(&without, None, None).expect("new");
+        assert_eq!(bare.associations, None);
+        assert!(!written.contains(ASSOCIATIONS_KEY));
+        assert!(!serde_json::to_string(&bare)
+            .expect("json")
+            .contains("associations"));
+    }
+
+    #[test]
+    fn the_association_hash_is_not_a_field_and_enrichment_keeps_it() {
+        let mapping = crate::mapping::Mapping::from_json(
+            r#"{"objects":{"contacts":{"fields":[{"hubspot":"email"}]}}}"#,
+        )
+        .expect("map");
+        let map = mapping.object("contacts").expect("contacts");
+        let old = Record::from_snapshot(&format!(
+            r#"{{"email":"a@example.com","{ASSOCIATIONS_KEY}":"hsa1_x"}}"#
+        ))
+        .expect("snapshot");
+        let new = Record::from_snapshot(r#"{"email":"a@example.com"}"#).expect("record");
+        assert_eq!(diff(map, &old, &new), Diff::Unchanged);
+        // Enrichment's write keeps the sync's hash; a record that has its own keeps that.
+        let kept =
+            Record::from_snapshot(&crate::records::carry_over(Some(&old), &new)).expect("snapshot");
+        assert_eq!(kept.get(ASSOCIATIONS_KEY), old.get(ASSOCIATIONS_KEY));
+        assert_eq!(crate::records::carry_over(None, &new), new.to_snapshot());
+        assert_eq!(
+            crate::records::carry_over(Some(&old), &old),
+            old.to_snapshot()
+        );
+    }
 
     #[test]
     fn merge_join() {

@@ -8,6 +8,9 @@
 //! 1. asks the [`Unit`] for its next [`Read`] (a search, a list page or a batch read), performs
 //!    it through the rate gate, and feeds the page to a clone of the unit ([`Unit::on_page`]):
 //!    a [`Step`] with the records to decide;
+//!    With associations configured ([`SyncConfig::associations`]), reads them for the step's
+//!    records ([`AssocPlan`], associations v4 batch reads through the rate gate) and puts them
+//!    into the step;
 //! 2. reads the stored state of [`lookups`] from the record store (the one webhook enrichment
 //!    writes, [`crate::records`]) and [`decide`]s: unchanged records are dropped, the others
 //!    become [`Pending`] records with their store writes;
@@ -26,6 +29,7 @@
 //!
 //! The inbound direction, the user's system → HubSpot, is [`inbound`].
 
+mod assoc;
 mod batch;
 mod config;
 mod detect;
@@ -36,9 +40,10 @@ mod run;
 mod tests;
 mod unit;
 
+pub use assoc::{AssocPlan, AssocRead, Associations, MAX_ASSOCIATION_ROUNDS};
 pub use batch::{batch_id, batches, Batch, SyncBatchBody, SCHEMA_SYNC_BATCH_V1, TYPE_SYNC_BATCH};
 pub use config::{
-    backfill_bound_ms, delivery_requests, list_share_percent, modified_property,
+    backfill_bound_ms, delivery_requests, list_share_for, list_share_percent, modified_property,
     records_per_second, SyncConfig, DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_RECORDS,
     MAX_LIST_PROPERTIES_CHARS, MERGED_IDS_PROPERTY,
 };

@@ -7,7 +7,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use super::*;
 use crate::api::{FilterOp, Page, SearchRequest, SimpleObject, SortDirection};
@@ -46,6 +46,13 @@ struct FakeHubSpot {
     searches: u64,
     lists: u64,
     batch_reads: u64,
+    /// The companies each contact is associated with (associations v4; changing them does not
+    /// move the contact's last-modified date).
+    companies: BTreeMap<u64, BTreeSet<u64>>,
+    /// Associated ids per input per batch-read answer (HubSpot's is 500; small here so that
+    /// `paging` is exercised). 0: 500.
+    assoc_page: usize,
+    assoc_reads: u64,
 }
 
 fn props(email: &str, name: &str, score: u32) -> BTreeMap<String, String> {
@@ -123,6 +130,79 @@ impl FakeHubSpot {
     fn erase(&mut self, id: u64) {
         self.live.remove(&id);
         self.archived.remove(&id);
+        self.companies.remove(&id);
+    }
+
+    /// Associates contact `id` with `company` (the contact's date does not move).
+    fn associate(&mut self, id: u64, company: u64) {
+        self.companies.entry(id).or_default().insert(company);
+    }
+
+    /// `POST /crm/v4/associations/contacts/companies/batch/read` (HUBSPOT.md §4.3): live
+    /// contacts with companies get a result (a page of them, `paging.next.after` when more
+    /// follow, `after` read as the first id of the next page); the others an error (207).
+    fn assoc_read(
+        &mut self,
+        read: &AssocRead,
+    ) -> crate::api::BatchResponse<crate::api::AssociationResult> {
+        self.now += 200;
+        self.assoc_reads += 1;
+        assert!(read.inputs.len() <= 1_000);
+        assert_eq!(read.to_type, "companies");
+        let page = if self.assoc_page == 0 {
+            500
+        } else {
+            self.assoc_page
+        };
+        let mut results = Vec::new();
+        let mut errors = Vec::new();
+        for (id, after) in &read.inputs {
+            let n: u64 = id.parse().expect("id");
+            let from: u64 = after.as_deref().map_or(0, |a| a.parse().expect("after"));
+            let all: Vec<u64> = match (self.live.contains_key(&n), self.companies.get(&n)) {
+                (true, Some(c)) => c.range(from..).copied().collect(),
+                _ => Vec::new(),
+            };
+            if all.is_empty() {
+                errors.push(
+                    serde_json::json!({"status": "error", "category": "OBJECT_NOT_FOUND",
+                    "message": "no companies", "context": {"fromObjectId": [id]}}),
+                );
+                continue;
+            }
+            let to: Vec<serde_json::Value> = all
+                .iter()
+                .take(page)
+                .map(|c| serde_json::json!({"toObjectId": c, "associationTypes": []}))
+                .collect();
+            let mut r = serde_json::json!({"from": {"id": id}, "to": to});
+            if let Some(next) = all.get(page) {
+                r["paging"] = serde_json::json!({"next": {"after": next.to_string()}});
+            }
+            results.push(r);
+        }
+        serde_json::from_value(serde_json::json!({
+            "status": "COMPLETE", "results": results, "errors": errors
+        }))
+        .expect("answer")
+    }
+
+    /// What the destination must hold of the associations: every live contact's companies.
+    fn associations(&self) -> BTreeMap<String, Associations> {
+        self.live
+            .keys()
+            .map(|id| {
+                let ids = self
+                    .companies
+                    .get(id)
+                    .map(|c| c.iter().map(u64::to_string).collect())
+                    .unwrap_or_default();
+                (
+                    id.to_string(),
+                    Associations::from([("companies".to_owned(), ids)]),
+                )
+            })
+            .collect()
     }
 
     fn object(id: u64, r: &Rec, want: &[String], archived_at: Option<u64>) -> SimpleObject {
@@ -392,6 +472,8 @@ fn schema() -> &'static jsonschema::Validator {
 #[derive(Default)]
 struct FakeDestination {
     records: BTreeMap<String, Record>,
+    /// The associations delivered with the records.
+    associations: BTreeMap<String, Associations>,
     seen: HashSet<String>,
     duplicates: u64,
     /// Records applied per id and op, since the last `clear_counts`.
@@ -431,6 +513,14 @@ impl FakeDestination {
             *self.applied.entry((r.id.clone(), r.op)).or_default() += 1;
             self.log
                 .push((r.op, r.id.clone(), r.merged_ids.clone(), r.reason));
+            match r.associations {
+                Some(a) if r.op != Op::Delete => {
+                    self.associations.insert(r.id.clone(), a);
+                }
+                _ => {
+                    self.associations.remove(&r.id);
+                }
+            }
             match r.op {
                 Op::Upsert => {
                     self.records.insert(r.id, r.fields.expect("fields"));
@@ -438,6 +528,7 @@ impl FakeDestination {
                 Op::Merge => {
                     for m in &r.merged_ids {
                         self.records.remove(m);
+                        self.associations.remove(m);
                     }
                     self.records.insert(r.id, r.fields.expect("fields"));
                 }
@@ -592,11 +683,19 @@ impl World {
             let mut next = unit.clone();
             #[cfg(not(target_arch = "wasm32"))]
             let started = std::time::Instant::now();
-            let step = next.on_page(&page).expect("page");
+            let mut step = next.on_page(&page).expect("page");
             #[cfg(not(target_arch = "wasm32"))]
             {
                 self.core_time += started.elapsed();
             }
+            // The associations of the page's records, as the Worker reads them.
+            let mut plan = AssocPlan::new(&self.config, &step);
+            while let Some(read) = plan.next_read().cloned() {
+                counts.hubspot_calls += 1;
+                let answer = self.hs.assoc_read(&read);
+                plan.on_answer(&answer).expect("answer");
+            }
+            plan.finish(&mut step);
             counts.fallbacks += u64::from(step.fell_back);
             counts.read += step.live.len() as u64;
             // Changes made between HubSpot's answer and the decision: the page is already stale.
@@ -717,6 +816,17 @@ impl World {
         let stored: Vec<u64> = self.store.live_ids(0, u64::MAX);
         let live: Vec<u64> = self.hs.live.keys().copied().collect();
         assert_eq!(stored, live, "the store holds exactly the live records");
+        if self.config.associations.is_empty() {
+            assert!(
+                self.dest.associations.is_empty(),
+                "no associations delivered"
+            );
+        } else {
+            assert!(
+                self.dest.associations == self.hs.associations(),
+                "the destination's associations equal HubSpot's"
+            );
+        }
     }
 }
 
@@ -914,6 +1024,61 @@ fn a_whole_outbound_sync() {
     assert_eq!(report.counts.unchanged, w.hs.live.len() as u64);
     w.assert_equal();
     assert_eq!(w.dest.duplicates, 0);
+}
+
+#[test]
+fn associations_are_delivered_and_an_association_change_alone_is_found_by_a_full_run() {
+    let config = SyncConfig {
+        associations: vec!["companies".to_owned()],
+        ..small_config()
+    };
+    let mut w = World::new(config);
+    // Two companies per answer: a contact with three or more is read over several requests.
+    w.hs.assoc_page = 2;
+    let ids = seed(&mut w, 1_500);
+    for (i, &id) in ids.iter().enumerate() {
+        for k in 0..(i % 6) as u64 {
+            w.hs.associate(id, 900_000 + (i as u64 + k * 7) % 50);
+        }
+    }
+    let run = w.run(Mode::Full, None, no_hook(), None);
+    w.assert_equal();
+    assert_eq!(w.dest.count(Op::Upsert), 1_500);
+    assert_eq!(w.dest.duplicates, 0);
+    let pages = w.hs.searches + w.hs.lists;
+    assert!(
+        w.hs.assoc_reads > pages,
+        "continuations were read: {} association reads for {pages} pages",
+        w.hs.assoc_reads
+    );
+    // Association changes alone (no last-modified date moves): the incremental run does not
+    // read those records; the next full run delivers exactly them, once, fields unchanged.
+    w.dest.clear_counts();
+    w.hs.associate(ids[0], 1);
+    w.hs.companies.remove(&ids[5]);
+    let run = w.run(Mode::Incremental, run.next_cursor(), no_hook(), None);
+    assert_eq!(w.dest.count(Op::Upsert), 0);
+    let run = w.run(Mode::Full, run.next_cursor(), no_hook(), None);
+    let delivered: Vec<&String> = w.dest.applied.keys().map(|(id, _)| id).collect();
+    assert_eq!(delivered, [&ids[0].to_string(), &ids[5].to_string()]);
+    assert_eq!(w.dest.count(Op::Upsert), 2);
+    w.assert_equal();
+    assert_eq!(
+        w.dest.associations[&ids[5].to_string()]["companies"],
+        Vec::<String>::new()
+    );
+    // A field change and an association change: the incremental run delivers both; then
+    // nothing is left to deliver.
+    w.dest.clear_counts();
+    w.hs.update(ids[7], "firstname", "Changed");
+    w.hs.associate(ids[7], 2);
+    let run = w.run(Mode::Incremental, run.next_cursor(), no_hook(), None);
+    assert_eq!(w.dest.count(Op::Upsert), 1);
+    w.assert_equal();
+    w.dest.clear_counts();
+    w.run(Mode::Full, run.next_cursor(), no_hook(), None);
+    assert_eq!(w.dest.count(Op::Upsert), 0);
+    w.assert_equal();
 }
 
 #[test]

@@ -155,6 +155,9 @@ pub struct Step {
     pub window: Option<(IdWindow, Vec<u64>)>,
     /// The list path was given up for search on this page.
     pub fell_back: bool,
+    /// The live records' associations, by record id, once read ([`super::AssocPlan::finish`];
+    /// empty when none are configured).
+    pub associations: std::collections::BTreeMap<String, super::Associations>,
 }
 
 impl Step {
@@ -173,6 +176,12 @@ impl Step {
                 .collect(),
             window: None,
             fell_back: false,
+            associations: self
+                .associations
+                .iter()
+                .filter(|(id, _)| ids.contains(id))
+                .map(|(id, a)| (id.clone(), a.clone()))
+                .collect(),
         }
     }
 }

@@ -232,6 +232,29 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
         resp.headers.extend(outcome.headers);
         return resp;
     }
+    // The v4 form and the date-versioned one (§4.3: `/crm/associations/2026-03/...`).
+    let batch_read = match segs.as_slice() {
+        ["crm", "v4", "associations", from, to, "batch", "read"] => Some((*from, *to)),
+        ["crm", "associations", version, from, to, "batch", "read"]
+            if version.len() == 7 && version.as_bytes()[4] == b'-' =>
+        {
+            Some((*from, *to))
+        }
+        _ => None,
+    };
+    if let Some((from, to)) = batch_read {
+        let now = data.now_ms();
+        let outcome = data.limiter.check(token, false, now);
+        let mut resp = match outcome.refused {
+            Some(policy) => rate_limited(data, policy),
+            None if req.method == "POST" => {
+                associations_batch_read(data, req, from, to, now).unwrap_or_else(|r| r)
+            }
+            None => error(data, 404, "OBJECT_NOT_FOUND", "resource not found"),
+        };
+        resp.headers.extend(outcome.headers);
+        return resp;
+    }
     let routed = route(&segs);
     let is_search = req.method == "POST"
         && routed
@@ -1394,6 +1417,102 @@ fn associations_v4(
     }
 }
 
+/// Associated records per input in one batch read answer; more continue with the input's
+/// `after` (the result's `paging.next.after`). HubSpot's page size here is not documented; 500
+/// is the v4 list's largest `limit` (the mock's `GET …/associations/{toType}` uses it too).
+pub(super) const ASSOCIATION_PAGE: usize = 500;
+
+/// `POST /crm/v4/associations/{from}/{to}/batch/read` (§4.3): `{"inputs":[{"id","after"?}]}`,
+/// at most 1,000 inputs (400 beyond). Each input with associated live records gives a result
+/// `{from:{id}, to:[{toObjectId, associationTypes:[{category,typeId,label}]}]}`, by target id,
+/// at most [`ASSOCIATION_PAGE`] with `paging.next.after` when more follow; an input without
+/// any (or whose record does not exist) gives an error instead, and the answer is then 207.
+fn associations_batch_read(
+    data: &mut Data,
+    req: &Request,
+    from: &str,
+    to: &str,
+    now: u64,
+) -> Result<Response, Response> {
+    let (Some(from_kind), Some(to_kind)) = (Kind::parse(from), Kind::parse(to)) else {
+        return Err(validation(
+            data,
+            &format!("Unable to infer object type from: {from} or {to}"),
+        ));
+    };
+    let body = parse_body(data, req)?;
+    let Some(inputs) = body.get("inputs").and_then(Value::as_array) else {
+        return Err(validation(data, "inputs: an array is required"));
+    };
+    if inputs.len() > 1_000 {
+        return Err(validation(
+            data,
+            "Batch read associations is limited to 1000 inputs per request.",
+        ));
+    }
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for input in inputs {
+        let id = match &input["id"] {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return Err(validation(data, "inputs[].id is required")),
+        };
+        let after = input["after"]
+            .as_str()
+            .and_then(|a| a.parse::<u64>().ok())
+            .unwrap_or(0);
+        let live = data
+            .store
+            .find(from_kind, &id, None, false)
+            .map(|r| (from_kind, r.id));
+        let targets: Vec<(u64, &[AssocType])> = live.map_or_else(Vec::new, |end| {
+            data.assoc
+                .list(end, to_kind)
+                .into_iter()
+                .filter(|(to_id, _)| *to_id >= after)
+                .filter(|(to_id, _)| {
+                    data.store
+                        .find(to_kind, &to_id.to_string(), None, false)
+                        .is_some()
+                })
+                .collect()
+        });
+        if targets.is_empty() {
+            errors.push(json!({
+                "status": "error",
+                "category": "OBJECT_NOT_FOUND",
+                "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                "message": format!("No {} is associated with {} {id}.", to_kind.singular(), from_kind.singular()),
+                "context": {"fromObjectId": [id]},
+            }));
+            continue;
+        }
+        let to: Vec<Value> = targets
+            .iter()
+            .take(ASSOCIATION_PAGE)
+            .map(|(to_id, types)| json!({"toObjectId": to_id, "associationTypes": association_types_json(types)}))
+            .collect();
+        let mut result = json!({"from": {"id": id}, "to": to});
+        if let Some((next, _)) = targets.get(ASSOCIATION_PAGE) {
+            result["paging"] = json!({"next": {"after": next.to_string()}});
+        }
+        results.push(result);
+    }
+    let status = if errors.is_empty() { 200 } else { 207 };
+    let mut out = json!({
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": format_iso(now),
+        "completedAt": format_iso(data.now_ms()),
+    });
+    if !errors.is_empty() {
+        out["numErrors"] = json!(errors.len());
+        out["errors"] = Value::Array(errors);
+    }
+    Ok(json_response(status, &out))
+}
+
 /// An injected fault's answer (§4.5 status codes; §5.3 body for 429).
 pub(super) fn injected(
     shared: &Shared,
@@ -1476,6 +1595,30 @@ pub(super) fn restore(data: &mut Data, body: &[u8]) -> Response {
         Err(WriteError::NotFound(_)) => error(data, 404, "OBJECT_NOT_FOUND", "resource not found"),
         Err(e) => write_error(data, kind, e),
     }
+}
+
+/// `POST /__mock/erase` `{"objectType","id"}`: the record (live or archived) and its
+/// associations are gone, with no archived trace and no webhook: a deletion HubSpot's
+/// notification never brought (a GDPR deletion, §2.2, whose `privacyDeletion` and `deletion`
+/// events were lost). 200 `{"erased":true}`, 404 when there is no such record, 400 on a bad body.
+pub(super) fn erase(data: &mut Data, body: &[u8]) -> Response {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let kind = v["objectType"].as_str().and_then(Kind::parse);
+    let id = match &v["id"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let (Some(kind), Some(id)) = (kind, id) else {
+        return validation(data, "expected {\"objectType\":\"contacts\",\"id\":\"…\"}");
+    };
+    if !data.store.erase(kind, &id) {
+        return error(data, 404, "OBJECT_NOT_FOUND", "resource not found");
+    }
+    if let Ok(num) = id.parse::<u64>() {
+        data.assoc.remove_all((kind, num));
+    }
+    json_response(200, &json!({"erased": true}))
 }
 
 fn emit(

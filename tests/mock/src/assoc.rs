@@ -80,6 +80,17 @@ fn kind_key(k: Kind) -> u64 {
     }
 }
 
+/// The kind [`kind_key`] numbers.
+fn kind_of(key: u64) -> Kind {
+    match key {
+        1 => Kind::Contact,
+        2 => Kind::Company,
+        3 => Kind::Deal,
+        5 => Kind::Ticket,
+        n => Kind::Custom(n - 1_000_000),
+    }
+}
+
 impl Associations {
     fn add_one(&mut self, from: End, to: End, t: AssocType) {
         let list = self
@@ -124,6 +135,39 @@ impl Associations {
             .get_mut(&b)
             .is_some_and(|m| m.remove(&(kind_key(a.0), a.1)).is_some());
         forward || backward
+    }
+
+    /// Contact `first_contact + i` → company `first_company + i mod companies`, primary
+    /// (types 1 and 279; 280 back), for `i < contacts`: the seeding of `seed_associations`.
+    pub(super) fn seed_contact_companies(
+        &mut self,
+        first_contact: u64,
+        contacts: usize,
+        first_company: u64,
+        companies: usize,
+    ) {
+        let companies = companies.max(1) as u64;
+        for i in 0..contacts as u64 {
+            let company = first_company + i % companies;
+            self.add(
+                (Kind::Contact, first_contact + i),
+                (Kind::Company, company),
+                &[hubspot(1)],
+            );
+        }
+    }
+
+    /// Removes every association of `end`, both ways (its record is erased).
+    pub(super) fn remove_all(&mut self, end: End) {
+        let Some(links) = self.edges.remove(&end) else {
+            return;
+        };
+        let own = (kind_key(end.0), end.1);
+        for &(kind, id) in links.keys() {
+            if let Some(m) = self.edges.get_mut(&(kind_of(kind), id)) {
+                m.remove(&own);
+            }
+        }
     }
 
     /// `(to id, types)` from `from` to records of kind `to`, by id.

@@ -50,6 +50,8 @@ pub use webhooks::WebhookConfig;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_assoc;
+#[cfg(test)]
 mod tests_clock;
 #[cfg(test)]
 mod tests_ops;
@@ -111,6 +113,9 @@ pub struct MockConfig {
     pub seed_companies: usize,
     /// Seeded deals.
     pub seed_deals: usize,
+    /// Associates each seeded contact with one seeded company (contact `i` with company
+    /// `i mod companies`, as its primary company: types 1 and 279, and 280 back, §4.3).
+    pub seed_associations: bool,
     /// Requests allowed per `window` per token (§5.1: 100 / 10 s).
     pub burst: u32,
     /// The rolling window (`X-HubSpot-RateLimit-Interval-Milliseconds`).
@@ -143,6 +148,7 @@ impl Default for MockConfig {
             seed_contacts: 0,
             seed_companies: 0,
             seed_deals: 0,
+            seed_associations: false,
             burst: 100,
             window: Duration::from_secs(10),
             daily: 250_000,
@@ -236,11 +242,20 @@ impl MockHubSpot {
     /// When the socket cannot be bound or a thread cannot be spawned.
     pub fn start_with_clock(config: MockConfig, clock: Arc<dyn Clock>) -> Result<Self> {
         let mut store = Store::default();
-        store.seed(&[
+        let first = store.seed(&[
             (Kind::Contact, config.seed_contacts),
             (Kind::Company, config.seed_companies),
             (Kind::Deal, config.seed_deals),
         ]);
+        let mut associations = assoc::Associations::default();
+        if config.seed_associations && config.seed_companies > 0 {
+            associations.seed_contact_companies(
+                first[0],
+                config.seed_contacts,
+                first[1],
+                config.seed_companies,
+            );
+        }
         let limiter = Limiter::new(Limits {
             burst: config.burst,
             window: config.window,
@@ -252,7 +267,7 @@ impl MockHubSpot {
             data: Mutex::new(Data {
                 clock,
                 store,
-                assoc: assoc::Associations::default(),
+                assoc: associations,
                 limiter,
                 next_correlation: 0,
                 oauth: oauth::OAuth::new(
@@ -414,7 +429,9 @@ fn flush_outbox(shared: &Shared) {
 /// `/__mock/expire-tokens` (POST: every issued OAuth access token expires now),
 /// `/__mock/refuse-tokens` (POST `{"refuse":bool}`: every OAuth access token, issued or to be
 /// issued, gets 401 while set), `/__mock/restore` (POST `{"objectType","id"}`: the recycling
-/// bin's restore, with its `*.restore` webhook), `/__mock/webhook`
+/// bin's restore, with its `*.restore` webhook), `/__mock/erase` (POST `{"objectType","id"}`:
+/// the record and its associations are gone without a trace and without a webhook, as a
+/// deletion whose notification was lost), `/__mock/webhook`
 /// (POST `{"url":…}`: the webhook target from now on).
 fn admin_endpoint(shared: &Shared, req: &Request, what: &str) -> Response {
     let mut data = lock(&shared.data);
@@ -468,6 +485,7 @@ fn admin_endpoint(shared: &Shared, req: &Request, what: &str) -> Response {
             }
         }
         ("POST", "restore") => api::restore(data, &req.body),
+        ("POST", "erase") => api::erase(data, &req.body),
         ("GET", "faults") => api::json_response(200, &data.faults.to_json()),
         ("POST", "faults") => {
             let applied = serde_json::from_slice::<Value>(&req.body)

@@ -1207,9 +1207,30 @@ impl Store {
         (total, page)
     }
 
+    /// Removes a record (live or archived) with no trace: what a GDPR deletion leaves (§2.2
+    /// `contact.privacyDeletion`), without its notification. `false` when there is none.
+    pub(super) fn erase(&mut self, kind: Kind, id: &str) -> bool {
+        let Ok(id) = id.parse::<u64>() else {
+            return false;
+        };
+        let table = self.table(kind);
+        let Some(rec) = table.records.remove(&id) else {
+            return false;
+        };
+        for key in ["email", "hs_additional_emails"] {
+            for e in rec.props.get(key).map_or("", String::as_str).split(';') {
+                if table.emails.get(e) == Some(&id) {
+                    table.emails.remove(e);
+                }
+            }
+        }
+        true
+    }
+
     /// Adds `n` deterministic records of each kind (`contact{i}@example.com`…), the kinds built
-    /// in parallel so that 100,000s start in seconds even in a debug build.
-    pub(super) fn seed(&mut self, counts: &[(Kind, usize)]) {
+    /// in parallel so that 100,000s start in seconds even in a debug build. Returns each kind's
+    /// first id (the ids of a kind are consecutive).
+    pub(super) fn seed(&mut self, counts: &[(Kind, usize)]) -> Vec<u64> {
         let mut first = self.next_id;
         let jobs: Vec<(Kind, usize, u64)> = counts
             .iter()
@@ -1220,6 +1241,7 @@ impl Store {
             })
             .collect();
         self.next_id = first;
+        let firsts = jobs.iter().map(|&(_, _, first)| first).collect();
         let tables: Vec<(Kind, Table)> = std::thread::scope(|scope| {
             let handles: Vec<_> = jobs
                 .iter()
@@ -1232,6 +1254,7 @@ impl Store {
             table.emails.extend(t.emails);
             table.records.extend(t.records);
         }
+        firsts
     }
 }
 
