@@ -185,9 +185,12 @@ pub(super) fn sync_assoc_backfill_then_restore_and_erase_found(_: &Fixture) -> O
         let logs = fx.worker.logs_since(0);
         let tail: Vec<&str> = logs
             .iter()
-            .filter(|l| l.contains("error") || l.contains("sync_"))
+            // Not the per-unit timing lines: they would crowd out the runs.
+            .filter(|l| {
+                (l.contains("error") || l.contains("sync_")) && !l.contains("sync_unit_worked")
+            })
             .rev()
-            .take(20)
+            .take(30)
             .map(String::as_str)
             .collect();
         Failed::from(format!(
