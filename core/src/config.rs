@@ -1016,6 +1016,93 @@ impl HubSpotApi {
     }
 }
 
+/// The inbound sync (`POST /sync/{objectType}`, README "Sync"): the user's system writes records
+/// into HubSpot. `None` from [`Inbound::read`] when `INBOUND_SECRET` is unset: inbound is off
+/// (the Worker answers 404 `inbound_off`).
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// `INBOUND_SECRET`: the Standard Webhooks secret the user's system signs with (`whsec_…`,
+    /// its own, not `FORWARD_SECRET`).
+    pub secret: WebhookSecret,
+    /// `INBOUND_TYPES`: per object type, core's [`crate::sync::inbound::InboundSettings`]
+    /// (`idProperty`, `batchSize`, `coalesceWindowMs`, `conflictRule`, `maxRecords`), checked
+    /// against `ENRICHMENT_MAP`.
+    pub settings: crate::sync::inbound::InboundSettings,
+    /// `SYNC_PORTAL_ID`: the HubSpot account written (the record store is per portal).
+    pub portal_id: u64,
+    /// `ENRICHMENT_MAP`: the field map, used in its reverse direction.
+    pub mapping: Mapping,
+}
+
+impl Inbound {
+    /// Reads the inbound keys: `None` when `INBOUND_SECRET` is unset.
+    ///
+    /// # Errors
+    /// Every problem: `INBOUND_SECRET` not a `whsec_` secret (`inbound_secret_invalid`),
+    /// `INBOUND_TYPES` missing or invalid (`inbound_config_invalid`), `ENRICHMENT_MAP` or
+    /// `SYNC_PORTAL_ID` missing.
+    pub fn read<F: Fn(&str) -> Option<String>>(
+        lookup: &Lookup<F>,
+    ) -> Result<Option<Self>, Vec<ConfigError>> {
+        let Some(secret) = lookup.optional("INBOUND_SECRET") else {
+            return Ok(None);
+        };
+        let mut errors = Errors::default();
+        let secret = errors.take(
+            WebhookSecret::parse(&secret).map_err(|e| ConfigError::Invalid {
+                key: "INBOUND_SECRET",
+                code: "inbound_secret_invalid",
+                detail: e.to_string(),
+            }),
+        );
+        let mapping = match enrichment(lookup) {
+            Ok(Some(m)) => Some(m),
+            Ok(None) => errors.take(Err(ConfigError::Missing {
+                key: "ENRICHMENT_MAP",
+            })),
+            Err(e) => errors.take(Err(e)),
+        };
+        let settings = match (lookup.optional("INBOUND_TYPES"), &mapping) {
+            (None, _) => errors.take(Err(ConfigError::Missing {
+                key: "INBOUND_TYPES",
+            })),
+            (Some(json), Some(mapping)) => errors.take(
+                crate::sync::inbound::InboundSettings::from_json(&json, mapping).map_err(|e| {
+                    ConfigError::Invalid {
+                        key: "INBOUND_TYPES",
+                        code: e.code(),
+                        detail: e.to_string(),
+                    }
+                }),
+            ),
+            (Some(_), None) => None,
+        };
+        let portal_id = errors.take(match lookup.optional("SYNC_PORTAL_ID") {
+            None => Err(ConfigError::Missing {
+                key: "SYNC_PORTAL_ID",
+            }),
+            Some(v) => v.parse::<u64>().map_err(|_| ConfigError::Invalid {
+                key: "SYNC_PORTAL_ID",
+                code: "config_not_an_integer",
+                detail: "the HubSpot portal (account) id is a number".into(),
+            }),
+        });
+        match (secret, settings, portal_id, mapping) {
+            (Some(secret), Some(settings), Some(portal_id), Some(mapping))
+                if errors.0.is_empty() =>
+            {
+                Ok(Some(Self {
+                    secret,
+                    settings,
+                    portal_id,
+                    mapping,
+                }))
+            }
+            _ => Err(errors.0),
+        }
+    }
+}
+
 /// The part of the deployment a configuration problem breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Part {
@@ -1040,11 +1127,14 @@ pub enum Part {
     Admin,
     /// The outbound sync (`SYNC_*`): no run starts until it is fixed.
     Sync,
+    /// The inbound sync (`INBOUND_SECRET`, `INBOUND_TYPES`): `POST /sync/{objectType}` answers
+    /// 503 `config_invalid` until it is fixed.
+    Inbound,
 }
 
 impl Part {
     /// Stable name: `ingress`, `forwarding`, `enrichment`, `hubspot_api`, `dead_letters`,
-    /// `admin`, `sync`.
+    /// `admin`, `sync`, `inbound`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Ingress => "ingress",
@@ -1054,6 +1144,7 @@ impl Part {
             Self::DeadLetters => "dead_letters",
             Self::Admin => "admin",
             Self::Sync => "sync",
+            Self::Inbound => "inbound",
         }
     }
 }
@@ -1126,6 +1217,10 @@ pub fn check<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<Problem> 
         dead_letter_retention(lookup).err().into_iter().collect(),
     );
     add(Part::Sync, Sync::read(lookup).err().unwrap_or_default());
+    add(
+        Part::Inbound,
+        Inbound::read(lookup).err().unwrap_or_default(),
+    );
     add(
         Part::Admin,
         [admin_token(lookup).err(), fault_injection(lookup).err()]
@@ -1833,5 +1928,62 @@ mod tests {
         );
         assert_eq!(on.due(25 * h, None, None, true, false), Due::Nothing);
         assert_eq!(on.due(25 * h, None, None, false, true), Due::Nothing);
+    }
+
+    #[test]
+    fn inbound_settings_off_on_and_every_problem() {
+        let map = r#"{"objects":{"contacts":{"fields":[{"hubspot":"email"},{"hubspot":"firstname","field":"first_name"}]}}}"#;
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let codes = |pairs: &[(&str, &str)]| -> Vec<(&'static str, &'static str)> {
+            let t = table(pairs);
+            match Inbound::read(&t) {
+                Ok(_) => Vec::new(),
+                Err(errors) => errors.iter().map(|e| (e.key(), e.code())).collect(),
+            }
+        };
+        assert!(
+            Inbound::read(&table(&[("ENRICHMENT_MAP", map)]))
+                .unwrap()
+                .is_none(),
+            "no INBOUND_SECRET: inbound is off"
+        );
+        let on = Inbound::read(&table(&[
+            ("INBOUND_SECRET", secret),
+            ("INBOUND_TYPES", r#"{"contacts":{"coalesceWindowMs":500}}"#),
+            ("ENRICHMENT_MAP", map),
+            ("SYNC_PORTAL_ID", "33"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(on.portal_id, 33);
+        let config = on.settings.get(&on.mapping, "contacts").unwrap();
+        assert_eq!(
+            (config.id_property.as_str(), config.coalesce_window_ms),
+            ("email", 500)
+        );
+        assert_eq!(
+            codes(&[("INBOUND_SECRET", "nope")]),
+            [
+                ("INBOUND_SECRET", "inbound_secret_invalid"),
+                ("ENRICHMENT_MAP", "config_missing"),
+                ("INBOUND_TYPES", "config_missing"),
+                ("SYNC_PORTAL_ID", "config_missing"),
+            ]
+        );
+        assert_eq!(
+            codes(&[
+                ("INBOUND_SECRET", secret),
+                ("ENRICHMENT_MAP", map),
+                ("SYNC_PORTAL_ID", "33"),
+                ("INBOUND_TYPES", r#"{"contacts":{"idProperty":"nope"}}"#),
+            ]),
+            [("INBOUND_TYPES", "inbound_config_invalid")]
+        );
+        // check() reports them under the inbound part.
+        let problems = check(&table(&[("INBOUND_SECRET", secret)]));
+        assert!(problems
+            .iter()
+            .any(|p| p.part == Part::Inbound && p.key() == "INBOUND_TYPES"));
+        assert_eq!(Part::Inbound.name(), "inbound");
     }
 }

@@ -648,6 +648,13 @@ pub fn decide(
     // The sync's association hash in the old snapshot stays: enrichment does not read them.
     let put = SnapshotWrite::Put(crate::records::carry_over(snapshot, &record));
     Ok(match need {
+        // Created with a snapshot already equal to it: the record was written by this
+        // integration (an inbound batch upsert commits what it wrote before HubSpot's creation
+        // webhook arrives) or already delivered (by the sync): HubSpot's notification of our
+        // own write, not forwarded back. Anything that differs is still a creation.
+        Need::Create if snapshot.is_some_and(|old| diff(map, old, &record).is_unchanged()) => {
+            Decision::skip(Skip::Unchanged, SnapshotWrite::Keep)
+        }
         Need::Create => Decision::forward(Forward::Created(record), put),
         Need::Restore => Decision::forward(Forward::Restored(record), put),
         Need::Merge { merged_ids } => {
@@ -1160,6 +1167,39 @@ mod tests {
             panic!("not created: {d:?}")
         };
         assert_eq!(record.get("birthday"), Some(&json!("2015-05-01")));
+
+        // Created, and the store already holds these values (an inbound upsert created it and
+        // committed what it wrote; absent fields are empty): our own write, skipped. A
+        // snapshot that differs still forwards the creation.
+        let ours =
+            Record::from_snapshot(&json!({"email": "a@b.c", "birthday": "2015-05-01"}).to_string())
+                .unwrap();
+        let d = decide(
+            map,
+            "5",
+            &Need::Create,
+            Some(&ours),
+            Current::Found(&born),
+            &none,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (d.forward, d.skip, d.snapshot),
+            (None, Some(Skip::Unchanged), SnapshotWrite::Keep)
+        );
+        let other = Record::from_snapshot(&json!({"email": "x@y.z"}).to_string()).unwrap();
+        let d = decide(
+            map,
+            "5",
+            &Need::Create,
+            Some(&other),
+            Current::Found(&born),
+            &none,
+            None,
+        )
+        .unwrap();
+        assert!(matches!(d.forward, Some(Forward::Created(_))), "{d:?}");
 
         // A value that does not map is the record's fault, with a code and no value.
         let bad = props(&[("date_of_birth", "2015-05-01T10:00:00Z")]);

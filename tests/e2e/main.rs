@@ -21,6 +21,7 @@ mod enrichment;
 mod hardening;
 mod sync;
 mod sync_assoc;
+mod sync_inbound;
 mod sync_runs;
 mod walkthrough;
 
@@ -72,6 +73,12 @@ use sync::{
     sync_lost_units_requeued_after_their_lease,
 };
 use sync_assoc::sync_assoc_backfill_then_restore_and_erase_found;
+use sync_inbound::{
+    inbound_250_records_100_unchanged_writes_150_no_echo,
+    inbound_hubspot_503s_batch_retried_later_nothing_lost,
+    inbound_invalid_property_dead_lettered_rest_written,
+    inbound_same_request_twice_writes_once_receipt_and_errors,
+};
 use sync_runs::{
     sync_backfill_killed_mid_run_resumes_after_restart,
     sync_changes_during_a_full_run_delivered_by_the_next_incremental,
@@ -98,6 +105,10 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         sync_assoc_backfill_then_restore_and_erase_found,
         sync_changes_during_a_full_run_delivered_by_the_next_incremental,
         sync_backfill_killed_mid_run_resumes_after_restart,
+        inbound_250_records_100_unchanged_writes_150_no_echo,
+        inbound_invalid_property_dead_lettered_rest_written,
+        inbound_same_request_twice_writes_once_receipt_and_errors,
+        inbound_hubspot_503s_batch_retried_later_nothing_lost,
         mixed_batch_delivered_once_and_valid,
         retried_batch_not_delivered_twice,
         bad_signatures_rejected_nothing_delivered,

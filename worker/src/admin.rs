@@ -5,7 +5,9 @@
 //! - `DELETE /admin/dead-letters/{id}`: remove one.
 //! - `POST /admin/dead-letters/{id}/redrive`: queue it again and remove it from the store. A
 //!   sync letter (a record the outbound sync could not deliver) is not queued: its type's sync
-//!   coordinator reads the record again ([`crate::sync::recheck`]).
+//!   coordinator reads the record again ([`crate::sync::recheck`]); an inbound letter (a record
+//!   HubSpot refused on `POST /sync/{type}`) goes back to its type's pending writes
+//!   ([`crate::sync_inbound::redrive`]).
 //! - `POST /admin/dead-letters/redrive?cursor=&reason=&limit=`: the same for all, resumable:
 //!   a bounded slice per call (core's [`plan_redrive`]), then call again with the returned
 //!   `cursor` until it is `null`. What cannot be re-driven is skipped, reported and left in place.
@@ -98,6 +100,9 @@ pub(crate) async fn handle(
                             1
                         }
                         Ready::Batch(body) => enqueue_batch(env, &letter, &body).await?,
+                        Ready::Inbound(payload) => {
+                            crate::sync_inbound::redrive(env, vec![payload]).await?
+                        }
                         Ready::Sync(sync) => {
                             let taken = crate::sync::recheck(env, &sync).await?;
                             if taken.status_code() >= 300 {
@@ -237,6 +242,7 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
     let mut event_ids = Vec::new();
     let mut event_messages = Vec::new();
     let mut batches = Vec::new();
+    let (mut inbound, mut inbound_ids) = (Vec::new(), Vec::new());
     let mut syncs = Vec::new();
     for (id, letter) in plan.take.iter().zip(letters) {
         let Some(letter) = letter else {
@@ -251,8 +257,15 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
                 event_messages.push(by_reference_if_large(kv, message).await?);
             }
             Ok(Ready::Batch(body)) => batches.push((letter, body)),
+            Ok(Ready::Inbound(payload)) => {
+                inbound_ids.push(letter.id.clone());
+                inbound.push(payload);
+            }
             Ok(Ready::Sync(sync)) => syncs.push((letter.id.clone(), sync)),
         }
+    }
+    if !inbound.is_empty() {
+        crate::sync_inbound::redrive(env, inbound).await?;
     }
 
     // Queue, then delete.
@@ -261,6 +274,8 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
         queue::send_all(&env.queue(queue::EVENTS)?, event_messages).await?;
     }
     let mut redriven_ids = event_ids;
+    queued += inbound_ids.len();
+    redriven_ids.extend(inbound_ids);
     for (letter, body) in batches {
         queued += enqueue_batch(env, &letter, &body).await?;
         redriven_ids.push(letter.id);
@@ -305,6 +320,8 @@ enum Ready {
     Event(String),
     /// A whole webhook body to enqueue like the ingress does.
     Batch(Vec<u8>),
+    /// A record HubSpot refused on an inbound write: back to its type's pending writes.
+    Inbound(Value),
     /// A sync record to read again (its type's coordinator takes it).
     Sync(SyncLetter),
 }
@@ -316,6 +333,9 @@ fn prepare(letter: &DeadLetter) -> Result<std::result::Result<Ready, SkipReason>
             let Some(payload) = &letter.payload else {
                 return Ok(Err(SkipReason::PayloadMissing));
             };
+            if payload["source"] == "inbound" {
+                return Ok(Ok(Ready::Inbound(payload.clone())));
+            }
             if let Some(letter) = SyncLetter::parse(payload) {
                 return Ok(Ok(Ready::Sync(letter)));
             }

@@ -16,6 +16,7 @@ mod records;
 mod respond;
 mod store;
 mod sync;
+mod sync_inbound;
 
 use serde_json::json;
 use worker::{
@@ -41,6 +42,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         ("/webhooks/hubspot", _) => respond::error(405, "method_not_allowed", "use POST"),
         ("/healthz", Method::Get | Method::Head) => health(&env),
         ("/healthz", _) => respond::error(405, "method_not_allowed", "use GET"),
+        (p, _) if p.starts_with("/sync/") => sync_inbound::handle(&mut req, &env, p).await,
         (p, _) if p == "/admin" || p.starts_with("/admin/") => {
             admin::handle(&mut req, &env, p, &request_id).await
         }
@@ -106,6 +108,8 @@ fn route_label(path: &str) -> &'static str {
         "/healthz" => "/healthz",
         p if p.starts_with("/admin/dead-letters") => "/admin/dead-letters/*",
         p if p.starts_with("/admin/hubspot") => "/admin/hubspot/*",
+        p if p.starts_with("/sync/receipts/") => "/sync/receipts/*",
+        p if p.starts_with("/sync/") => "/sync/*",
         _ => "other",
     }
 }

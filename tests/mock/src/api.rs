@@ -722,6 +722,14 @@ fn batch(
             ),
         ));
     }
+    if op == "upsert" {
+        data.stats.upsert_calls += 1;
+    }
+    if matches!(op, "create" | "update" | "upsert") {
+        if let Some(refused) = undefined_properties(data, kind, inputs) {
+            return Err(refused);
+        }
+    }
     let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
     let resolved = if op == "update" || op == "upsert" {
         let resolved = resolve_inputs(&data.store, kind, inputs);
@@ -873,6 +881,7 @@ fn batch(
                 };
                 match outcome {
                     Ok(rec) => {
+                        data.stats.upserted += 1;
                         let mut v = rec.render(kind, &names);
                         let (rid, after) = (rec.id, rec.props.clone());
                         if let Some(o) = v.as_object_mut() {
@@ -908,6 +917,44 @@ fn batch(
         }
         _ => Ok(error(data, 404, "OBJECT_NOT_FOUND", "resource not found")),
     }
+}
+
+/// A batch write naming a property the portal does not have (`POST /__mock/faults`
+/// `undefinedProperties`) is refused whole, nothing written: 400 `VALIDATION_ERROR` with one
+/// `errors[]` entry per such property, `code` `PROPERTY_DOESNT_EXIST` and the name in
+/// `context.propertyName` (HUBSPOT.md §4.5 error format; multi-status answers are documented for
+/// batch create only: https://developers.hubspot.com/docs/api-reference/error-handling).
+fn undefined_properties(data: &mut Data, kind: Kind, inputs: &[Value]) -> Option<Response> {
+    let undefined = data.faults.undefined_properties.get(&kind.plural())?;
+    let mut named: Vec<String> = inputs
+        .iter()
+        .filter_map(|i| i.get("properties").and_then(Value::as_object))
+        .flat_map(|p| p.keys())
+        .filter(|k| undefined.contains(*k))
+        .cloned()
+        .collect();
+    named.sort();
+    named.dedup();
+    if named.is_empty() {
+        return None;
+    }
+    let errors: Vec<Value> = named
+        .iter()
+        .map(|n| {
+            json!({
+                "message": format!("Property \"{n}\" does not exist"),
+                "code": "PROPERTY_DOESNT_EXIST",
+                "context": {"propertyName": [n]},
+            })
+        })
+        .collect();
+    Some(error_with(
+        data,
+        400,
+        "VALIDATION_ERROR",
+        "Property values were not valid",
+        Some(Value::Array(errors)),
+    ))
 }
 
 /// The live record each batch update/upsert input names (by id, e-mail or another

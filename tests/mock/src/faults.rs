@@ -47,6 +47,10 @@ pub(super) struct Faults {
     /// Objects per request that asks for history; more is a 400 (`historyLimit`, default
     /// [`super::api::MAX_HISTORY_OBJECTS`]).
     pub(super) history_limit: usize,
+    /// Properties the portal does not have, per object type as in API paths (`contacts`):
+    /// a batch create, update or upsert writing one is refused whole (400 `VALIDATION_ERROR`,
+    /// `PROPERTY_DOESNT_EXIST`). The mock has no property schema otherwise.
+    pub(super) undefined_properties: BTreeMap<String, std::collections::BTreeSet<String>>,
     next: VecDeque<Fault>,
     rate: f64,
     rate_status: u16,
@@ -65,6 +69,7 @@ impl Faults {
             read_errors: BTreeMap::new(),
             no_history: std::collections::BTreeSet::new(),
             history_limit: super::api::MAX_HISTORY_OBJECTS,
+            undefined_properties: BTreeMap::new(),
             next: c.next.iter().cloned().collect(),
             rate: c.rate,
             rate_status: if c.rate_status == 0 {
@@ -163,6 +168,27 @@ impl Faults {
                 }
             }
         }
+        if let Some(map) = v.get("undefinedProperties") {
+            let map = map
+                .as_object()
+                .ok_or("undefinedProperties: must be an object of type → [property names]")?;
+            for (object_type, names) in map {
+                match names {
+                    Value::Null => {
+                        self.undefined_properties.remove(object_type);
+                    }
+                    Value::Array(names) => {
+                        let names: Option<std::collections::BTreeSet<String>> = names
+                            .iter()
+                            .map(|n| n.as_str().map(str::to_owned))
+                            .collect();
+                        let names = names.ok_or("undefinedProperties: names are strings")?;
+                        self.undefined_properties.insert(object_type.clone(), names);
+                    }
+                    _ => return Err("undefinedProperties: a list of names (null removes)".into()),
+                }
+            }
+        }
         if let Some(limit) = v.get("historyLimit") {
             self.history_limit = match limit {
                 Value::Null => super::api::MAX_HISTORY_OBJECTS,
@@ -187,6 +213,7 @@ impl Faults {
             "readErrors": self.read_errors,
             "noHistory": self.no_history,
             "historyLimit": self.history_limit,
+            "undefinedProperties": self.undefined_properties,
             "rate": self.rate,
             "rateStatus": self.rate_status,
             "latencyMs": u64::try_from(self.latency.as_millis()).unwrap_or(u64::MAX),
@@ -257,6 +284,10 @@ pub(super) struct Stats {
     pub(super) webhook_delivered: u64,
     pub(super) webhook_failed: u64,
     pub(super) webhook_events: u64,
+    /// Batch upsert calls that reached the endpoint (refused ones included).
+    pub(super) upsert_calls: u64,
+    /// Batch upsert inputs written (created or updated).
+    pub(super) upserted: u64,
 }
 
 impl Stats {
@@ -276,6 +307,7 @@ impl Stats {
             "dropped": self.dropped,
             "tokenRefreshes": refreshes,
             "codeExchanges": code_exchanges,
+            "batchUpsert": {"calls": self.upsert_calls, "written": self.upserted},
             "webhooks": {
                 "events": self.webhook_events,
                 "attempts": self.webhook_attempts,

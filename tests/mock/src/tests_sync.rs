@@ -753,3 +753,54 @@ fn upsert_by_a_custom_property_updates_the_record_holding_it() {
         json!(["t"])
     );
 }
+
+#[test]
+fn a_batch_upsert_writing_an_undefined_property_is_refused_whole() {
+    let (mock, _clock) = start();
+    json(
+        &mock,
+        "POST",
+        "/__mock/faults",
+        Some(&json!({"undefinedProperties": {"contacts": ["legacy_code"]}})),
+        200,
+    );
+    let v = json(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts/batch/upsert",
+        Some(&json!({"inputs": [
+            {"id": "ok@example.com", "idProperty": "email", "properties": {"firstname": "A"}},
+            {"id": "bad@example.com", "idProperty": "email",
+             "properties": {"firstname": "B", "legacy_code": "X"}},
+        ]})),
+        400,
+    );
+    assert_eq!(v["category"], "VALIDATION_ERROR");
+    assert_eq!(v["errors"][0]["code"], "PROPERTY_DOESNT_EXIST");
+    assert_eq!(
+        v["errors"][0]["context"]["propertyName"],
+        json!(["legacy_code"])
+    );
+    // Nothing written: the input without it is refused too.
+    let none = json(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts/search",
+        Some(&json!({"filterGroups": [{"filters": [
+            {"propertyName": "email", "operator": "EQ", "value": "ok@example.com"}]}]})),
+        200,
+    );
+    assert_eq!(none["total"], 0);
+    // Without it the same input is written, and the stats count calls and written inputs.
+    json(
+        &mock,
+        "POST",
+        "/crm/v3/objects/contacts/batch/upsert",
+        Some(&json!({"inputs": [
+            {"id": "ok@example.com", "idProperty": "email", "properties": {"firstname": "A"}},
+        ]})),
+        200,
+    );
+    let stats = json(&mock, "GET", "/__mock/stats", None, 200);
+    assert_eq!(stats["batchUpsert"], json!({"calls": 2, "written": 1}));
+}

@@ -291,6 +291,26 @@ pub enum BatchResult {
         /// The batch's updates.
         updates: Vec<PendingUpdate>,
     },
+    /// HubSpot refused the whole batch (a 400 or 409 that writes nothing) for what some inputs
+    /// carry: those it could name fail, and the rest is to be sent again, now, as the batches
+    /// of `again` (nothing of them was written). HubSpot documents per-input answers (207) only
+    /// for batch *create* with `objectWriteTraceId`
+    /// (<https://developers.hubspot.com/docs/api-reference/error-handling>); a batch upsert with
+    /// a property the portal does not have is refused whole (`VALIDATION_ERROR`, an
+    /// `errors[]` entry `PROPERTY_DOESNT_EXIST` naming it in `context.propertyName`), so one
+    /// bad record must not stop the 99 others.
+    ///
+    /// - The error names properties, trace ids or ids: the inputs carrying them fail with its
+    ///   code; the others go again as one batch.
+    /// - It names nothing an input carries: the batch is cut in two halves, each sent again;
+    ///   a single input is then failed with the code. At most ⌈log2 100⌉ + 1 = 8 rounds, so
+    ///   one bad input costs at most ~2 × 7 extra calls.
+    Split {
+        /// The inputs the error names.
+        failed: Vec<Failed>,
+        /// The rest, to send again (each batch keeps its inputs' trace ids).
+        again: Vec<Batch>,
+    },
 }
 
 impl Batch {
@@ -334,25 +354,35 @@ impl Batch {
         headers: &http::HeaderMap,
         body: &[u8],
     ) -> BatchResult {
-        let (results, errors) = match interpret::<BatchResponse>(status, headers, body) {
+        self.settle(
+            map,
+            id_property,
+            interpret::<BatchResponse>(status, headers, body),
+        )
+    }
+
+    /// [`Self::complete`] for an answer already interpreted (a host whose executor ran core's
+    /// retry policy and hands back the response or the last [`ApiError`]).
+    pub fn settle(
+        self,
+        map: &ObjectMap,
+        id_property: &str,
+        answer: Result<BatchResponse, ApiError>,
+    ) -> BatchResult {
+        let (results, errors) = match answer {
             Ok(response) => (response.results, response.errors),
             Err(error) => match &error {
-                ApiError::Validation { body }
-                | ApiError::Conflict { body, .. }
-                | ApiError::Forbidden { body }
+                ApiError::Validation { body } | ApiError::Conflict { body, .. } => {
+                    match self.split(map, id_property, body) {
+                        Ok(split) => return split,
+                        Err(this) => return this.refuse_all(&error, body),
+                    }
+                }
+                ApiError::Forbidden { body }
                 | ApiError::NotFound { body }
                 | ApiError::Other { body, .. } => {
-                    let mut errors = body.errors.clone();
-                    // The whole call was refused: inputs it does not name fail with its category.
-                    errors.push(ErrorDetail {
-                        category: Some(
-                            body.category
-                                .clone()
-                                .unwrap_or_else(|| error.code().to_owned()),
-                        ),
-                        ..ErrorDetail::default()
-                    });
-                    (Vec::new(), errors)
+                    let (results, errors) = whole_refusal(&error, body);
+                    (results, errors)
                 }
                 _ => {
                     return BatchResult::Retry {
@@ -445,6 +475,131 @@ impl Batch {
             failed: refused,
         }
     }
+}
+
+impl Batch {
+    /// A whole-batch refusal (see [`BatchResult::Split`]): `Err(self)` when it cannot be split
+    /// (one input, or every input named).
+    fn split(
+        self,
+        map: &ObjectMap,
+        id_property: &str,
+        body: &crate::api::ErrorBody,
+    ) -> Result<BatchResult, Self> {
+        if self.inputs.len() < 2 {
+            return Err(self);
+        }
+        let details: Vec<&ErrorDetail> = body.errors.iter().collect();
+        let names = |field: &str| -> Vec<String> {
+            let mut out: Vec<String> = details
+                .iter()
+                .flat_map(|d| d.context_values(field))
+                .chain(body_context(body, field))
+                .map(str::to_owned)
+                .collect();
+            out.sort();
+            out.dedup();
+            out
+        };
+        let properties = names("propertyName");
+        let traces = names("objectWriteTraceId");
+        let ids: Vec<String> = names("ids")
+            .into_iter()
+            .chain(names("id"))
+            .map(|id| map.normalise_hubspot(id_property, Some(&id)))
+            .collect();
+        // The detail that names an input, for its code.
+        let detail_of = |input: &PlannedInput| -> Option<&ErrorDetail> {
+            details.iter().copied().find(|d| {
+                d.context_values("propertyName")
+                    .iter()
+                    .any(|p| input.properties.contains_key(*p))
+                    || d.context_values("objectWriteTraceId")
+                        .contains(&input.trace_id.as_str())
+            })
+        };
+        let named = |input: &PlannedInput| {
+            properties.iter().any(|p| input.properties.contains_key(p))
+                || traces.contains(&input.trace_id)
+                || ids.contains(&input.update.key)
+        };
+        let (bad, good): (Vec<PlannedInput>, Vec<PlannedInput>) =
+            self.inputs.into_iter().partition(|i| named(i));
+        if good.is_empty() {
+            return Err(Self { inputs: bad });
+        }
+        if !bad.is_empty() {
+            let whole = ErrorDetail {
+                code: body.errors.iter().find_map(|e| e.code.clone()),
+                category: body.category.clone(),
+                context: body.context.clone(),
+                ..ErrorDetail::default()
+            };
+            let failed = bad
+                .iter()
+                .map(|i| failed(i, Some(detail_of(i).unwrap_or(&whole))))
+                .collect();
+            return Ok(BatchResult::Split {
+                failed,
+                again: vec![Self { inputs: good }],
+            });
+        }
+        // Nothing named: halve, each half keeping its trace ids (unique within it).
+        let mut first = good;
+        let second = first.split_off(first.len() / 2);
+        Ok(BatchResult::Split {
+            failed: Vec::new(),
+            again: vec![Self { inputs: first }, Self { inputs: second }],
+        })
+    }
+
+    /// Every input fails with the refusal's code.
+    fn refuse_all(self, error: &ApiError, body: &crate::api::ErrorBody) -> BatchResult {
+        let (_, errors) = whole_refusal(error, body);
+        let unnamed = errors.last();
+        BatchResult::Done {
+            written: Vec::new(),
+            failed: self
+                .inputs
+                .iter()
+                .map(|i| {
+                    let own = errors.iter().find(|e| {
+                        e.context_values("propertyName")
+                            .iter()
+                            .any(|p| i.properties.contains_key(*p))
+                    });
+                    failed(i, own.or(unnamed))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The string values of the error body's own `context[field]`.
+fn body_context<'a>(body: &'a crate::api::ErrorBody, field: &str) -> Vec<&'a str> {
+    match body.context.get(field) {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(s)) => vec![s.as_str()],
+        _ => Vec::new(),
+    }
+}
+
+/// A refusal of the whole call: its `errors[]`, then one entry with its category that names no
+/// input (inputs nothing names fail with it).
+fn whole_refusal(
+    error: &ApiError,
+    body: &crate::api::ErrorBody,
+) -> (Vec<crate::api::SimpleObject>, Vec<ErrorDetail>) {
+    let mut errors = body.errors.clone();
+    errors.push(ErrorDetail {
+        category: Some(
+            body.category
+                .clone()
+                .unwrap_or_else(|| error.code().to_owned()),
+        ),
+        ..ErrorDetail::default()
+    });
+    (Vec::new(), errors)
 }
 
 /// What became of one input.

@@ -126,8 +126,16 @@ impl Receipt {
         }
     }
 
-    /// Records the outcome of a batch (a retry decides nothing).
+    /// Records the outcome of a batch (a retry decides nothing; a split, its failed inputs).
     pub fn record_batch(&mut self, result: &BatchResult) {
+        if let BatchResult::Split { failed, .. } = result {
+            for f in failed {
+                let status = RecordStatus::Failed {
+                    code: f.code.clone(),
+                };
+                self.record(&f.update.sources, &status, &[]);
+            }
+        }
         if let BatchResult::Done { written, failed } = result {
             for w in written {
                 let status = RecordStatus::Written {

@@ -561,6 +561,80 @@ fn upsert_request_has_trace_ids_and_id_property() {
 }
 
 #[test]
+fn a_whole_batch_refused_for_one_inputs_property_fails_that_input_and_sends_the_rest_again() {
+    let m = mapping();
+    let map = m.object("contacts").unwrap();
+    let headers = http::HeaderMap::new();
+    // HubSpot refuses a batch upsert whole when one input writes a property the portal does
+    // not have: 400 VALIDATION_ERROR, the property named in errors[].context.propertyName.
+    let mut batch = three_input_batch(map);
+    batch.inputs[1]
+        .properties
+        .insert("legacy_code".into(), "X".into());
+    let response = json!({"status": "error", "category": "VALIDATION_ERROR",
+        "message": "Property values were not valid",
+        "errors": [{"message": "Property \"legacy_code\" does not exist",
+                    "code": "PROPERTY_DOESNT_EXIST",
+                    "context": {"propertyName": ["legacy_code"]}}]});
+    let BatchResult::Split { failed, again } =
+        batch.complete(map, "email", 400, &headers, response.to_string().as_bytes())
+    else {
+        panic!("not split");
+    };
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        (failed[0].key.as_str(), failed[0].code.as_str()),
+        ("a1@x.io", "PROPERTY_DOESNT_EXIST")
+    );
+    assert_eq!(failed[0].properties, ["legacy_code"]);
+    assert_eq!(again.len(), 1);
+    let rest: Vec<&str> = again[0]
+        .inputs
+        .iter()
+        .map(|i| i.update.key.as_str())
+        .collect();
+    assert_eq!(rest, ["a0@x.io", "a2@x.io"]);
+    // The receipt records the failed input at once; the others stay pending.
+    let source = &failed[0].update.sources[0];
+    let mut receipt = Receipt::new(&source.receipt, "contacts", 0, &[]);
+    receipt.records = (0..3)
+        .map(|i| RecordOutcome {
+            index: i,
+            external_id: format!("e{i}"),
+            status: RecordStatus::Pending,
+            conflicts: Vec::new(),
+        })
+        .collect();
+    receipt.record_batch(&BatchResult::Split {
+        failed: failed.clone(),
+        again: Vec::new(),
+    });
+    let statuses: Vec<&RecordStatus> = receipt.records.iter().map(|r| &r.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            &RecordStatus::Pending,
+            &RecordStatus::Failed {
+                code: "PROPERTY_DOESNT_EXIST".into()
+            },
+            &RecordStatus::Pending
+        ]
+    );
+    // The same refusal when every input carries the property: every input fails, no split.
+    let mut all = three_input_batch(map);
+    for input in &mut all.inputs {
+        input.properties.insert("legacy_code".into(), "X".into());
+    }
+    let BatchResult::Done { written, failed } =
+        all.complete(map, "email", 400, &headers, response.to_string().as_bytes())
+    else {
+        panic!("not done");
+    };
+    assert!(written.is_empty());
+    assert!(failed.iter().all(|f| f.code == "PROPERTY_DOESNT_EXIST") && failed.len() == 3);
+}
+
+#[test]
 fn partial_failures_map_to_their_records() {
     let m = mapping();
     let map = m.object("contacts").unwrap();
@@ -653,20 +727,34 @@ fn partial_failures_map_to_their_records() {
         ]
     );
 
-    // A whole-batch 400 (two inputs resolving to one record) fails every input with its code.
+    // A whole-batch 400 naming no input (two inputs resolving to one record) is cut in two
+    // halves to send again; a single input refused so fails with the code.
     let response =
         json!({"status": "error", "category": "VALIDATION_ERROR", "message": "duplicate"});
-    let BatchResult::Done { written, failed } = three_input_batch(map).complete(
+    let BatchResult::Split { failed, again } = three_input_batch(map).complete(
         map,
         "email",
         400,
         &headers,
         response.to_string().as_bytes(),
     ) else {
+        panic!("not split");
+    };
+    assert!(failed.is_empty());
+    let halves: Vec<Vec<&str>> = again
+        .iter()
+        .map(|b| b.inputs.iter().map(|i| i.update.key.as_str()).collect())
+        .collect();
+    assert_eq!(halves, [vec!["a0@x.io"], vec!["a1@x.io", "a2@x.io"]]);
+    let single = again.into_iter().next().unwrap();
+    let BatchResult::Done { written, failed } =
+        single.complete(map, "email", 400, &headers, response.to_string().as_bytes())
+    else {
         panic!("not done");
     };
     assert!(written.is_empty());
-    assert!(failed.iter().all(|f| f.code == "VALIDATION_ERROR") && failed.len() == 3);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].code, "VALIDATION_ERROR");
 
     // 429 and 5xx decide nothing: the updates come back for a retry.
     for status in [429, 500, 503, 423] {

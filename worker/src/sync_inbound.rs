@@ -1,0 +1,1161 @@
+//! The inbound sync, the user's system → HubSpot (README "Sync", inbound): the I/O around core's
+//! [`hubspot_edge_core::sync::inbound`], whose module docs list the seven steps.
+//!
+//! - `POST /sync/{objectType}`: verified with `INBOUND_SECRET` (Standard Webhooks; 401
+//!   `inbound_signature_invalid`), parsed whole by core (400 with the record's `index`, `code`
+//!   and `field`, nothing stored), handed to the portal's [`InboundSync`] object, answered 202
+//!   `{"receiptId"}`. The receipt id is derived from the signed `webhook-id`, so a retry of the
+//!   same message gets the same receipt and is not processed again.
+//! - `GET /sync/receipts/{id}`: what became of each record, signed the same way (the user's
+//!   system holds `INBOUND_SECRET`; the admin token is the operator's): Standard Webhooks
+//!   headers over an empty body, any `webhook-id`.
+//! - [`InboundSync`]: one Durable Object **per portal** (`INBOUND_SYNC`, SQLite storage), not
+//!   the outbound `SyncCoordinator` (one per portal and type, with one JSON value of state): the
+//!   inbound state is many small rows (the id map, receipts, pending updates), a receipt is
+//!   looked up by id alone, and HubSpot's rate limits are per account, so one writer per portal
+//!   is the natural place to pace the writes. Tables: `pending` (core's [`Coalescer`], one row
+//!   per record), `ids` (normalised `idProperty` value → HubSpot id), `receipts`.
+//! - Its `alarm()` flushes at [`Coalescer::next_due_ms`]: plan diff-only against the **one**
+//!   record store ([`crate::records`], the snapshots enrichment and the outbound sync commit),
+//!   batch upserts through the gate ([`crate::hubspot::execute`]), commit what was written
+//!   with compare-and-set (so HubSpot's webhooks for our writes diff as unchanged and are not
+//!   forwarded back), keep enrichment's echo guard in KV for the records HubSpot stored with
+//!   another value than the one written, dead-letter what HubSpot refused (`inbound_rejected`),
+//!   put back what may pass later (429, 5xx) and set the alarm again.
+//! - `POST /admin/dead-letters/…/redrive` of an inbound letter puts its update back ([`redrive`]).
+//!
+//! Conflicts: core resolves `both` fields from [`Known::hubspot_changed_at`]; nothing records
+//! HubSpot's change times yet, so every field counts as unchanged in HubSpot since the last
+//! sync and the user's value is written (README: a limit).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use futures_util::future::join_all;
+use hubspot_edge_core::api::{ApiError, BatchResponse, Outcome, RequestKind};
+use hubspot_edge_core::config::{Inbound, Lookup};
+use hubspot_edge_core::mapping::ObjectMap;
+use hubspot_edge_core::records::{Outcome as CommitOutcome, Stored};
+use hubspot_edge_core::sync::inbound::{
+    parse_request, plan, receipt_id, Batch, BatchResult, Coalescer, Failed, InboundConfig, Known,
+    PendingUpdate, Receipt, Written,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use worker::{
+    durable_object, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result,
+    SqlStorageValue, State,
+};
+
+use crate::config::HubSpotApi;
+use crate::hubspot::{execute, CallError};
+use crate::log::Line;
+use crate::{records, respond, store};
+
+/// The Durable Object binding (wrangler.toml).
+pub(crate) const BINDING: &str = "INBOUND_SYNC";
+/// Standard Webhooks: a timestamp further than 5 minutes from now is refused (replays).
+const TOLERANCE_SECS: u64 = 300;
+/// The largest body read (a request is parsed whole: core's `maxRecords` bounds it too).
+const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Batch upserts per alarm: each costs about 4 subrequests (the gate's permit, HubSpot, the
+/// record store's read and commit), far inside an invocation's subrequests (Cloudflare Workers
+/// paid plan: 10,000 by default), and the alarm's work stays bounded (plan and JSON for at most
+/// 5,000 records at a time, well inside 128 MB). More waits for the next alarm, set at once.
+const MAX_BATCHES_PER_ALARM: usize = 50;
+/// KV operations one alarm may spend on echo guards: an invocation may make at most 1,000 KV
+/// operations (Cloudflare KV limits). A written record costs one when HubSpot stored a value
+/// other than the one written (`Written::rewritten`): otherwise the record store's snapshot
+/// already makes HubSpot's webhook for our write an unchanged record. A wave of batches is
+/// admitted only if every record of it could need one (the worst case), so the limit holds.
+const MAX_KV_PER_ALARM: usize = 900;
+/// Batch upserts in flight at once: an invocation keeps at most 6 connections (Cloudflare).
+const MAX_IN_FLIGHT: usize = 6;
+/// A whole batch HubSpot did not decide (429, 5xx, timeout) is tried again after this long at
+/// least (the gate's governor paces it further).
+const RETRY_DELAY_MS: u64 = 10_000;
+/// Receipts are kept this long (7 days), then dropped at the next accepted request.
+const RECEIPT_TTL_MS: u64 = 7 * 24 * 3_600_000;
+/// Record-store compare-and-set conflicts re-read and re-applied before giving up for now.
+const MAX_COMMIT_ROUNDS: usize = 5;
+
+fn lookup(env: &Env) -> Lookup<impl Fn(&str) -> Option<String> + '_> {
+    Lookup::new(move |key: &str| env.var(key).ok().map(|v| v.to_string()))
+}
+
+/// The inbound configuration: `Ok(None)` when `INBOUND_SECRET` is unset (inbound off).
+fn settings(env: &Env) -> std::result::Result<Option<Inbound>, String> {
+    Inbound::read(&lookup(env)).map_err(|e| hubspot_edge_core::config::summary(&e))
+}
+
+/// The record store's and the echo guard's name of a type (`contact`).
+fn store_type(object_type: &str) -> &str {
+    crate::enrich::event_object_type(object_type)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The routes.
+
+/// `/sync/…` (not `/admin/sync`): the inbound routes.
+pub(crate) async fn handle(req: &mut Request, env: &Env, path: &str) -> Result<Response> {
+    let inbound = match settings(env) {
+        Ok(Some(i)) => i,
+        Ok(None) => {
+            return respond::error(
+                404,
+                "inbound_off",
+                "the inbound sync is off (INBOUND_SECRET is unset)",
+            )
+        }
+        Err(e) => {
+            Line::error("config_invalid")
+                .field("error", e.as_str())
+                .emit();
+            return respond::error(503, "config_invalid", &e);
+        }
+    };
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
+    match (req.method(), segments.as_slice()) {
+        (Method::Get, ["receipts", id]) => {
+            let id = (*id).to_owned();
+            receipt(req, env, &inbound, &id).await
+        }
+        (Method::Post, [t]) if *t != "receipts" => {
+            let t = (*t).to_owned();
+            accept(req, env, &inbound, &t).await
+        }
+        (_, ["receipts", _]) => respond::error(405, "method_not_allowed", "use GET"),
+        (_, [_]) => respond::error(405, "method_not_allowed", "use POST"),
+        _ => respond::error(404, "not_found", "no such endpoint"),
+    }
+}
+
+/// Checks the Standard Webhooks headers over `body`: the `webhook-id`, or the 401 to answer.
+fn verify(
+    req: &Request,
+    inbound: &Inbound,
+    body: &[u8],
+) -> Result<std::result::Result<String, Response>> {
+    let header = |name: &str| req.headers().get(name).ok().flatten().unwrap_or_default();
+    let (id, timestamp, signature) = (
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+    );
+    let now_secs = Date::now().as_millis() / 1000;
+    if id.is_empty() || id.len() > 256 {
+        return Ok(Err(respond::error(
+            401,
+            "inbound_signature_invalid",
+            "webhook-id missing or longer than 256 characters",
+        )?));
+    }
+    match inbound
+        .secret
+        .verify(&id, &timestamp, &signature, body, now_secs, TOLERANCE_SECS)
+    {
+        Ok(()) => Ok(Ok(id)),
+        Err(e) => Ok(Err(respond::error(
+            401,
+            "inbound_signature_invalid",
+            &e.to_string(),
+        )?)),
+    }
+}
+
+async fn accept(
+    req: &mut Request,
+    env: &Env,
+    inbound: &Inbound,
+    object_type: &str,
+) -> Result<Response> {
+    let Some((map, config)) = type_of(inbound, object_type) else {
+        return respond::error(
+            404,
+            "inbound_type_unknown",
+            "INBOUND_TYPES does not configure this object type",
+        );
+    };
+    let body = req.bytes().await?;
+    if body.len() > MAX_BODY_BYTES {
+        return respond::error(413, "inbound_body_too_large", "at most 8 MiB per request");
+    }
+    let webhook_id = match verify(req, inbound, &body)? {
+        Ok(id) => id,
+        Err(refused) => return Ok(refused),
+    };
+    let records = match parse_request(map, config, &body) {
+        Ok(r) => r,
+        Err(e) => {
+            return respond::json(
+                400,
+                &json!({"error": {
+                    "code": e.code(),
+                    "message": e.to_string(),
+                    "index": e.index(),
+                    "field": e.field_name(),
+                    "cause": e.cause(),
+                }}),
+            )
+        }
+    };
+    let id = receipt_id(inbound.portal_id, object_type, &webhook_id);
+    let Ok(text) = String::from_utf8(body) else {
+        return respond::error(400, "inbound_body_malformed", "not UTF-8");
+    };
+    let ask = Ask::Accept {
+        object_type: object_type.to_owned(),
+        receipt: id.clone(),
+        body: text,
+    };
+    let mut answer = call(env, inbound.portal_id, &ask).await?;
+    if answer.status_code() != 200 {
+        return respond::error(
+            503,
+            "inbound_store_unavailable",
+            "the inbound state could not be written; send the same request again",
+        );
+    }
+    let value: serde_json::Value = answer.json().await?;
+    Line::info("inbound_accepted")
+        .field("object_type", object_type)
+        .field("receipt_id", id.as_str())
+        .field("records", records.len())
+        .field("duplicate", value["duplicate"].as_bool().unwrap_or(false))
+        .emit();
+    respond::json(
+        202,
+        &json!({"receiptId": id, "records": records.len(), "duplicate": value["duplicate"]}),
+    )
+}
+
+async fn receipt(req: &Request, env: &Env, inbound: &Inbound, id: &str) -> Result<Response> {
+    if let Err(refused) = verify(req, inbound, b"")? {
+        return Ok(refused);
+    }
+    let ask = Ask::Receipt { id: id.to_owned() };
+    let mut answer = call(env, inbound.portal_id, &ask).await?;
+    match answer.status_code() {
+        200 => respond::json(200, &answer.json::<serde_json::Value>().await?),
+        404 => respond::error(404, "receipt_not_found", "no receipt with this id"),
+        _ => respond::error(503, "inbound_store_unavailable", "try again"),
+    }
+}
+
+/// The field map and inbound settings of a type named as in the route.
+fn type_of<'a>(
+    inbound: &'a Inbound,
+    object_type: &str,
+) -> Option<(&'a ObjectMap, &'a InboundConfig)> {
+    let map = inbound.mapping.object(object_type)?;
+    let config = inbound.settings.get(&inbound.mapping, object_type)?;
+    Some((map, config))
+}
+
+/// `POST /admin/dead-letters/…/redrive` of inbound letters (reason `inbound_rejected`, payload
+/// `source: inbound`): their updates go back to pending, per portal, and are planned again at
+/// the next flush (diffed again: a record written meanwhile is `unchanged`). The receipt line
+/// of the original request then says what became of it. The number of re-driven records.
+///
+/// # Errors
+/// A letter whose payload is not an inbound update, or the state not reachable: nothing is
+/// deleted (the caller deletes the letters after this succeeds).
+pub(crate) async fn redrive(env: &Env, payloads: Vec<serde_json::Value>) -> Result<usize> {
+    let mut by_portal: BTreeMap<u64, Vec<(String, PendingUpdate)>> = BTreeMap::new();
+    let n = payloads.len();
+    for p in payloads {
+        let portal = p["portalId"]
+            .as_u64()
+            .ok_or_else(|| worker::Error::RustError("inbound letter without portalId".into()))?;
+        let object_type = p["objectType"]
+            .as_str()
+            .ok_or_else(|| worker::Error::RustError("inbound letter without objectType".into()))?
+            .to_owned();
+        let update: PendingUpdate = serde_json::from_value(p["update"].clone())?;
+        by_portal
+            .entry(portal)
+            .or_default()
+            .push((object_type, update));
+    }
+    for (portal, updates) in by_portal {
+        let r = call(env, portal, &Ask::Redrive { updates }).await?;
+        if r.status_code() != 200 {
+            return Err(worker::Error::RustError(format!(
+                "the inbound state answered {}",
+                r.status_code()
+            )));
+        }
+    }
+    Ok(n)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Durable Object.
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Ask {
+    /// A verified, parsed request: store its receipt and coalesce its records (the body is
+    /// parsed again here: it is small next to a round trip, and no unparsed state is kept).
+    Accept {
+        object_type: String,
+        receipt: String,
+        body: String,
+    },
+    Receipt {
+        id: String,
+    },
+    /// Dead letters re-driven by the admin: each `(type, update)` back to pending.
+    Redrive {
+        updates: Vec<(String, PendingUpdate)>,
+    },
+}
+
+async fn call(env: &Env, portal: u64, ask: &Ask) -> Result<Response> {
+    let stub = env
+        .durable_object(BINDING)?
+        .id_from_name(&portal.to_string())?
+        .get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(serde_json::to_string(ask)?.into()));
+    stub.fetch_with_request(Request::new_with_init("https://inbound/", &init)?)
+        .await
+}
+
+/// The Durable Object. See the [module docs](self).
+#[durable_object]
+pub struct InboundSync {
+    state: State,
+    env: Env,
+}
+
+impl std::fmt::Debug for InboundSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundSync").finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct BodyRow {
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct IdRow {
+    key: String,
+    hubspot_id: String,
+}
+
+#[derive(Deserialize)]
+struct TypeRow {
+    object_type: String,
+}
+
+fn int(v: u64) -> Result<SqlStorageValue> {
+    SqlStorageValue::try_from_i64(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn coalescer_of(rows: Vec<BodyRow>) -> Result<Coalescer> {
+    let mut updates = Vec::with_capacity(rows.len());
+    for row in rows {
+        updates.push(serde_json::from_str::<PendingUpdate>(&row.body)?);
+    }
+    let mut coalescer = Coalescer::new();
+    coalescer.put_back(updates);
+    Ok(coalescer)
+}
+
+/// Every update of `coalescer`, oldest first.
+fn drain(coalescer: &mut Coalescer) -> Vec<PendingUpdate> {
+    coalescer.take_due(u64::MAX, 0, 1)
+}
+
+/// Durable Object SQLite: at most 100 bound parameters per query
+/// (<https://developers.cloudflare.com/durable-objects/platform/limits/>).
+const MAX_PARAMS: usize = 100;
+
+impl InboundSync {
+    fn sql(&self) -> worker::SqlStorage {
+        self.state.storage().sql()
+    }
+
+    /// Every pending update of a type (read only).
+    fn load_pending(&self, object_type: &str) -> Result<Coalescer> {
+        let rows: Vec<BodyRow> = self
+            .sql()
+            .exec(
+                "SELECT body FROM pending WHERE object_type = ?",
+                vec![SqlStorageValue::from(object_type)],
+            )?
+            .to_array()?;
+        coalescer_of(rows)
+    }
+
+    /// The rows of `table` (`pending` or `inflight`) for `keys`.
+    fn load_keys(&self, table: &str, object_type: &str, keys: &[String]) -> Result<Coalescer> {
+        let mut rows: Vec<BodyRow> = Vec::new();
+        for chunk in keys.chunks(MAX_PARAMS - 1) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let mut params = vec![SqlStorageValue::from(object_type)];
+            params.extend(chunk.iter().map(|k| SqlStorageValue::from(k.as_str())));
+            rows.extend(
+                self.sql()
+                    .exec(
+                        &format!(
+                            "SELECT body FROM {table} WHERE object_type = ? AND key IN ({marks})"
+                        ),
+                        params,
+                    )?
+                    .to_array::<BodyRow>()?,
+            );
+        }
+        coalescer_of(rows)
+    }
+
+    /// Writes `updates` into `table`, replacing the rows of their keys.
+    fn put_rows(&self, table: &str, object_type: &str, updates: &[PendingUpdate]) -> Result<()> {
+        let sql = self.sql();
+        for u in updates {
+            sql.exec(
+                &format!(
+                    "INSERT INTO {table} (object_type, key, body) VALUES (?, ?, ?) \
+                     ON CONFLICT(object_type, key) DO UPDATE SET body = excluded.body"
+                ),
+                vec![
+                    SqlStorageValue::from(object_type),
+                    SqlStorageValue::from(u.key.as_str()),
+                    SqlStorageValue::from(serde_json::to_string(u)?),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn delete_keys(&self, table: &str, object_type: &str, keys: &[String]) -> Result<()> {
+        for chunk in keys.chunks(MAX_PARAMS - 1) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let mut params = vec![SqlStorageValue::from(object_type)];
+            params.extend(chunk.iter().map(|k| SqlStorageValue::from(k.as_str())));
+            self.sql().exec(
+                &format!("DELETE FROM {table} WHERE object_type = ? AND key IN ({marks})"),
+                params,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Merges `updates` into pending, under any newer pending update of the same record
+    /// ([`Coalescer::put_back`]). No await: atomic in the object.
+    fn merge_pending(&self, object_type: &str, updates: Vec<PendingUpdate>) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = updates.iter().map(|u| u.key.clone()).collect();
+        let mut coalescer = self.load_keys("pending", object_type, &keys)?;
+        coalescer.put_back(updates);
+        self.put_rows("pending", object_type, &drain(&mut coalescer))
+    }
+
+    /// Moves `updates` (taken from pending) in flight: a flush that dies finds them there.
+    fn to_inflight(&self, object_type: &str, updates: &[PendingUpdate]) -> Result<()> {
+        let keys: Vec<String> = updates.iter().map(|u| u.key.clone()).collect();
+        self.delete_keys("pending", object_type, &keys)?;
+        self.put_rows("inflight", object_type, updates)
+    }
+
+    /// Updates left in flight by a flush that did not finish go back to pending (under newer
+    /// ones).
+    fn recover(&self, object_type: &str) -> Result<()> {
+        let rows: Vec<BodyRow> = self
+            .sql()
+            .exec(
+                "SELECT body FROM inflight WHERE object_type = ?",
+                vec![SqlStorageValue::from(object_type)],
+            )?
+            .to_array()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut coalescer = coalescer_of(rows)?;
+        self.merge_pending(object_type, drain(&mut coalescer))?;
+        self.sql().exec(
+            "DELETE FROM inflight WHERE object_type = ?",
+            vec![SqlStorageValue::from(object_type)],
+        )?;
+        Ok(())
+    }
+
+    fn load_receipt(&self, id: &str) -> Result<Option<Receipt>> {
+        let rows: Vec<BodyRow> = self
+            .sql()
+            .exec(
+                "SELECT body FROM receipts WHERE id = ?",
+                vec![SqlStorageValue::from(id)],
+            )?
+            .to_array()?;
+        match rows.into_iter().next() {
+            Some(row) => Ok(Some(serde_json::from_str(&row.body)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn save_receipt(&self, receipt: &Receipt) -> Result<()> {
+        self.sql().exec(
+            "INSERT INTO receipts (id, received_ms, body) VALUES (?, ?, ?) \
+             ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+            vec![
+                SqlStorageValue::from(receipt.id.as_str()),
+                int(receipt.received_at)?,
+                SqlStorageValue::from(serde_json::to_string(receipt)?),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn hubspot_ids(&self, object_type: &str, keys: &[String]) -> Result<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(MAX_PARAMS - 1) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let mut params = vec![SqlStorageValue::from(object_type)];
+            params.extend(chunk.iter().map(|k| SqlStorageValue::from(k.as_str())));
+            let rows: Vec<IdRow> = self
+                .sql()
+                .exec(
+                    &format!(
+                        "SELECT key, hubspot_id FROM ids WHERE object_type = ? AND key IN ({marks})"
+                    ),
+                    params,
+                )?
+                .to_array()?;
+            out.extend(rows.into_iter().map(|r| (r.key, r.hubspot_id)));
+        }
+        Ok(out)
+    }
+
+    fn map_id(&self, object_type: &str, key: &str, hubspot_id: &str) -> Result<()> {
+        self.sql().exec(
+            "INSERT INTO ids (object_type, key, hubspot_id) VALUES (?, ?, ?) \
+             ON CONFLICT(object_type, key) DO UPDATE SET hubspot_id = excluded.hubspot_id",
+            vec![
+                SqlStorageValue::from(object_type),
+                SqlStorageValue::from(key),
+                SqlStorageValue::from(hubspot_id),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Sets the alarm at `at_ms` unless one is set sooner.
+    async fn alarm_at(&self, at_ms: u64) -> Result<()> {
+        let now = Date::now().as_millis();
+        let storage = self.state.storage();
+        if let Some(current) = storage.get_alarm().await? {
+            if u64::try_from(current).unwrap_or(0) <= at_ms
+                && u64::try_from(current).unwrap_or(0) > now
+            {
+                return Ok(());
+            }
+        }
+        let offset = i64::try_from(at_ms.saturating_sub(now)).unwrap_or(0);
+        storage.set_alarm(offset).await
+    }
+
+    async fn accept(&self, object_type: &str, receipt: &str, body: &str) -> Result<Response> {
+        if let Some(existing) = self.load_receipt(receipt)? {
+            return Response::from_json(&json!({"duplicate": true, "receiptId": existing.id}));
+        }
+        let inbound = settings(&self.env)
+            .map_err(worker::Error::RustError)?
+            .ok_or_else(|| worker::Error::RustError("inbound is off".into()))?;
+        let Some((map, config)) = type_of(&inbound, object_type) else {
+            return Response::error("type not configured", 404);
+        };
+        let records = parse_request(map, config, body.as_bytes())
+            .map_err(|e| worker::Error::RustError(e.code().into()))?;
+        let now = Date::now().as_millis();
+        let canonical = store_type(object_type).to_owned();
+        // Only the rows of this request's records are read and written: O(request).
+        let keys: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
+        let mut coalescer = self.load_keys("pending", &canonical, &keys)?;
+        self.save_receipt(&Receipt::new(receipt, object_type, now, &records))?;
+        coalescer.add(receipt, records, now);
+        let touched = drain(&mut coalescer);
+        self.put_rows("pending", &canonical, &touched)?;
+        let mut coalescer = Coalescer::new();
+        coalescer.put_back(touched);
+        self.sql().exec(
+            "DELETE FROM receipts WHERE received_ms < ?",
+            vec![int(now.saturating_sub(RECEIPT_TTL_MS))?],
+        )?;
+        if let Some(due) = coalescer.next_due_ms(config.coalesce_window_ms) {
+            self.alarm_at(due).await?;
+        }
+        Response::from_json(&json!({"duplicate": false, "receiptId": receipt}))
+    }
+
+    async fn redrive(&self, updates: Vec<(String, PendingUpdate)>) -> Result<Response> {
+        let mut by_type: BTreeMap<String, Vec<PendingUpdate>> = BTreeMap::new();
+        for (t, u) in updates {
+            by_type.entry(t).or_default().push(u);
+        }
+        let now = Date::now().as_millis();
+        for (object_type, mut updates) in by_type {
+            // A new window from now: `first_at_ms` is when it came back.
+            for u in &mut updates {
+                u.first_at_ms = now;
+            }
+            self.merge_pending(&object_type, updates)?;
+        }
+        self.alarm_at(now).await?;
+        Response::from_json(&json!({"redriven": true}))
+    }
+
+    /// Flushes what is due, type by type, within [`MAX_BATCHES_PER_ALARM`] and
+    /// [`MAX_KV_PER_ALARM`].
+    async fn flush(&self) -> Result<()> {
+        let Ok(Some(inbound)) = settings(&self.env) else {
+            Line::error("config_invalid")
+                .field("part", "inbound")
+                .emit();
+            // Kept pending; tried again in a minute.
+            return self.alarm_at(Date::now().as_millis() + 60_000).await;
+        };
+        let api =
+            HubSpotApi::from_env(&self.env).map_err(|e| worker::Error::RustError(e.message()))?;
+        let types: Vec<TypeRow> = self
+            .sql()
+            .exec(
+                "SELECT DISTINCT object_type FROM pending \
+                 UNION SELECT DISTINCT object_type FROM inflight",
+                None,
+            )?
+            .to_array()?;
+        let mut budget = MAX_BATCHES_PER_ALARM;
+        let kv_left = std::cell::Cell::new(MAX_KV_PER_ALARM);
+        let mut next: Option<u64> = None;
+        let mut soonest = |at: u64| next = Some(next.map_or(at, |n: u64| n.min(at)));
+        for TypeRow { object_type } in types {
+            let Some((map, config)) = type_of(&inbound, &object_type) else {
+                continue;
+            };
+            let mut flusher = Flusher {
+                object: self,
+                env: &self.env,
+                api: &api,
+                portal: inbound.portal_id,
+                object_type: &object_type,
+                map,
+                config,
+                receipts: BTreeMap::new(),
+                counts: FlushCounts::default(),
+                kv_left: &kv_left,
+            };
+            // Updates move to `inflight` chunk by chunk before any await (`Flusher::run`): a
+            // request accepted meanwhile changes `pending` only, and an alarm that dies
+            // mid-flush finds them again (`recover`): written twice at worst (an upsert is
+            // idempotent), never lost.
+            self.recover(&object_type)?;
+            let mut pending = self.load_pending(&object_type)?;
+            let now = Date::now().as_millis();
+            let due = pending.take_due(now, config.coalesce_window_ms, config.batch_size);
+            let retry = flusher.run(due, &mut budget).await?;
+            for receipt in flusher.receipts.values() {
+                self.save_receipt(receipt)?;
+            }
+            flusher.counts.log(&object_type);
+            let pending = self.load_pending(&object_type)?;
+            if retry {
+                // HubSpot asked to wait (the executor's own retries are spent): the type's
+                // pending writes, the batch put back included, wait RETRY_DELAY_MS.
+                soonest(Date::now().as_millis() + RETRY_DELAY_MS);
+            } else if budget == 0 && !pending.is_empty() {
+                // This invocation's budget is spent: the rest at once, in a new one.
+                soonest(Date::now().as_millis());
+            } else if let Some(due) = pending.next_due_ms(config.coalesce_window_ms) {
+                soonest(due);
+            }
+        }
+        if let Some(at) = next {
+            self.alarm_at(at).await?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct FlushCounts {
+    updates: usize,
+    unchanged: usize,
+    calls: usize,
+    written: usize,
+    failed: usize,
+    retried: usize,
+}
+
+impl FlushCounts {
+    fn log(&self, object_type: &str) {
+        Line::info("inbound_flush")
+            .field("object_type", object_type)
+            .field("updates", self.updates)
+            .field("unchanged", self.unchanged)
+            .field("hubspot_calls", self.calls)
+            .field("written", self.written)
+            .field("failed", self.failed)
+            .field("retried", self.retried)
+            .emit();
+    }
+}
+
+/// One type's flush within an alarm.
+struct Flusher<'a> {
+    object: &'a InboundSync,
+    env: &'a Env,
+    api: &'a HubSpotApi,
+    portal: u64,
+    object_type: &'a str,
+    map: &'a ObjectMap,
+    config: &'a InboundConfig,
+    /// The receipts touched, saved at the end.
+    receipts: BTreeMap<String, Receipt>,
+    counts: FlushCounts,
+    /// KV operations this alarm may still spend ([`MAX_KV_PER_ALARM`]).
+    kv_left: &'a std::cell::Cell<usize>,
+}
+
+impl Flusher<'_> {
+    fn store(&self) -> &str {
+        store_type(self.object_type)
+    }
+
+    fn receipt(&mut self, id: &str) -> Result<Option<&mut Receipt>> {
+        if !self.receipts.contains_key(id) {
+            if let Some(r) = self.object.load_receipt(id)? {
+                self.receipts.insert(id.to_owned(), r);
+            }
+        }
+        Ok(self.receipts.get_mut(id))
+    }
+
+    /// Applies `f` to every receipt a set of sources names.
+    fn with_receipts(
+        &mut self,
+        ids: impl IntoIterator<Item = String>,
+        f: impl Fn(&mut Receipt),
+    ) -> Result<()> {
+        let ids: BTreeSet<String> = ids.into_iter().collect();
+        for id in ids {
+            if let Some(r) = self.receipt(&id)? {
+                f(r);
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans and writes `due` (oldest first) within `budget` batch upserts, a chunk at a time:
+    /// each chunk is as many updates as the budget could write, moved in flight before any
+    /// await, planned (diffed against the record store) and sent. A last, partial batch waits
+    /// for the next chunk when more is due, so that batches stay full (10,000 records with 30 %
+    /// unchanged: 70 calls). What is not sent now goes back to pending; updates never taken stay
+    /// there untouched. `true` when HubSpot (or the way to it) asked to wait: the rest waits for
+    /// the retry alarm.
+    async fn run(&mut self, due: Vec<PendingUpdate>, budget: &mut usize) -> Result<bool> {
+        let object_type = self.object_type.to_owned();
+        let mut queue: std::collections::VecDeque<PendingUpdate> = due.into();
+        // Planned as changed, held for the next chunk's batches: already in flight.
+        let mut carry: Vec<PendingUpdate> = Vec::new();
+        let mut retry = false;
+        while *budget > 0 && !retry && (!queue.is_empty() || !carry.is_empty()) {
+            let want = *budget * self.config.batch_size.max(1);
+            let mut fresh = Vec::new();
+            while carry.len() + fresh.len() < want {
+                match queue.pop_front() {
+                    Some(u) => fresh.push(u),
+                    None => break,
+                }
+            }
+            self.object.to_inflight(&object_type, &fresh)?;
+            self.counts.updates += fresh.len();
+            let mut chunk = std::mem::take(&mut carry);
+            chunk.extend(fresh);
+            let keys: Vec<String> = chunk.iter().map(|u| u.key.clone()).collect();
+            let (asked_to_wait, leftover, held) =
+                self.chunk(chunk, budget, !queue.is_empty()).await?;
+            retry = asked_to_wait;
+            // No await from here to the next chunk: leftovers back under anything newer.
+            self.object.merge_pending(&object_type, leftover)?;
+            let held_keys: BTreeSet<&str> = held.iter().map(|u| u.key.as_str()).collect();
+            let done: Vec<String> = keys
+                .into_iter()
+                .filter(|k| !held_keys.contains(k.as_str()))
+                .collect();
+            self.object.delete_keys("inflight", &object_type, &done)?;
+            carry = held;
+        }
+        if !carry.is_empty() {
+            let keys: Vec<String> = carry.iter().map(|u| u.key.clone()).collect();
+            self.object.merge_pending(&object_type, carry)?;
+            self.object.delete_keys("inflight", &object_type, &keys)?;
+        }
+        Ok(retry)
+    }
+
+    /// One chunk: plan, send within `budget`. Returns whether HubSpot asked to wait, the
+    /// updates to put back, and those held for the next chunk (`more`: a partial last batch).
+    async fn chunk(
+        &mut self,
+        updates: Vec<PendingUpdate>,
+        budget: &mut usize,
+        more: bool,
+    ) -> Result<(bool, Vec<PendingUpdate>, Vec<PendingUpdate>)> {
+        let mut leftover: Vec<PendingUpdate> = Vec::new();
+        let keys: Vec<String> = updates.iter().map(|u| u.key.clone()).collect();
+        let ids = self.object.hubspot_ids(self.store(), &keys)?;
+        let stored = records::get(
+            self.env,
+            self.portal,
+            self.store(),
+            ids.values().cloned().collect(),
+        )
+        .await?;
+        let known: BTreeMap<String, Known> = ids
+            .iter()
+            .map(|(key, id)| {
+                (
+                    key.clone(),
+                    Known {
+                        hubspot_id: Some(id.clone()),
+                        stored: stored.get(id).cloned().unwrap_or_else(Stored::absent),
+                        hubspot_changed_at: BTreeMap::new(),
+                    },
+                )
+            })
+            .collect();
+        let planned = plan(self.map, self.config, updates, &known);
+        self.counts.unchanged += planned.unchanged.len();
+        let sources: Vec<String> = planned
+            .unchanged
+            .iter()
+            .flat_map(|u| u.sources.iter().map(|s| s.receipt.clone()))
+            .collect();
+        self.with_receipts(sources, |r| r.record_plan(&planned))?;
+        let mut batches = planned.batches;
+        let mut held = Vec::new();
+        if more
+            && batches
+                .last()
+                .is_some_and(|b| b.inputs.len() < self.config.batch_size)
+        {
+            if let Some(last) = batches.pop() {
+                held.extend(last.inputs.into_iter().map(|i| i.update));
+            }
+        }
+        let mut retry = false;
+        let mut failed: Vec<Failed> = Vec::new();
+        while !batches.is_empty() {
+            // Each record of the wave might need an echo guard: admitted only within the KV
+            // budget (MAX_KV_PER_ALARM).
+            let kv_room = self.kv_left.get() / self.config.batch_size.max(1);
+            if kv_room == 0 {
+                *budget = 0;
+            }
+            let n = batches.len().min(MAX_IN_FLIGHT).min(*budget).min(kv_room);
+            if n == 0 {
+                // Over this invocation's budget: back to pending, flushed by the next alarm.
+                leftover.extend(
+                    batches
+                        .drain(..)
+                        .flat_map(|b| b.inputs.into_iter().map(|i| i.update)),
+                );
+                break;
+            }
+            *budget -= n;
+            let wave: Vec<Batch> = batches.drain(..n).collect();
+            self.counts.calls += wave.len();
+            // Each batch's accepted records are committed as soon as HubSpot answers it, before
+            // anything else: HubSpot's webhooks for them are already on their way, and the
+            // snapshot is what tells enrichment they are ours.
+            let results = join_all(wave.into_iter().map(|b| async {
+                let result = self.send(b).await;
+                let committed = match &result {
+                    BatchResult::Done { written, .. } => self.commit(written, &stored).await,
+                    _ => Ok(()),
+                };
+                (result, committed)
+            }))
+            .await;
+            for (result, committed) in results {
+                committed?;
+                let sources: Vec<String> = match &result {
+                    BatchResult::Done { written, failed } => written
+                        .iter()
+                        .flat_map(|w| w.sources.iter())
+                        .chain(failed.iter().flat_map(|f| f.update.sources.iter()))
+                        .map(|s| s.receipt.clone())
+                        .collect(),
+                    BatchResult::Split { failed, .. } => failed
+                        .iter()
+                        .flat_map(|f| f.update.sources.iter())
+                        .map(|s| s.receipt.clone())
+                        .collect(),
+                    BatchResult::Retry { .. } => Vec::new(),
+                };
+                self.with_receipts(sources, |r| r.record_batch(&result))?;
+                match result {
+                    BatchResult::Done {
+                        written,
+                        failed: refused,
+                    } => {
+                        self.counts.written += written.len();
+                        failed.extend(refused);
+                    }
+                    BatchResult::Split {
+                        failed: refused,
+                        again,
+                    } => {
+                        failed.extend(refused);
+                        // Sent again at once (the front of the queue: they were due first).
+                        for b in again.into_iter().rev() {
+                            batches.insert(0, b);
+                        }
+                    }
+                    BatchResult::Retry { error, updates } => {
+                        Line::warn("inbound_batch_retry")
+                            .field("object_type", self.object_type)
+                            .field("code", error.code())
+                            .field("updates", updates.len())
+                            .emit();
+                        self.counts.retried += updates.len();
+                        leftover.extend(updates);
+                        retry = true;
+                    }
+                }
+            }
+        }
+        self.counts.failed += failed.len();
+        self.dead_letter(&failed).await?;
+        Ok((retry, leftover, held))
+    }
+
+    /// One batch upsert through the gate: HubSpot's answer as core reads it, or the updates
+    /// back when no answer came (timeout, throttled, no token): a retry later.
+    async fn send(&self, batch: Batch) -> BatchResult {
+        let api_type = crate::enrich::api_object_type(self.store());
+        let no_answer = |batch: Batch, reason: String| {
+            Line::warn("inbound_batch_unsent")
+                .field("object_type", self.object_type)
+                .field("error", reason)
+                .emit();
+            BatchResult::Retry {
+                error: ApiError::Server {
+                    status: 503,
+                    body: Box::default(),
+                },
+                updates: batch.inputs.into_iter().map(|i| i.update).collect(),
+            }
+        };
+        let request = match batch.request(&self.api.api, &api_type, &self.config.id_property) {
+            Ok(r) => r,
+            Err(e) => return no_answer(batch, e.to_string()),
+        };
+        let answer =
+            execute::<BatchResponse>(self.api, self.env, RequestKind::Write, &request).await;
+        match answer {
+            Ok(response) => batch.settle(self.map, &self.config.id_property, Ok(response)),
+            Err(CallError::GaveUp {
+                last: Outcome::Failed(error),
+                ..
+            }) => batch.settle(self.map, &self.config.id_property, Err(error)),
+            Err(e) => no_answer(batch, format!("{e:?}")),
+        }
+    }
+
+    /// Commits the written records to the record store (compare-and-set, re-read on conflict),
+    /// maps their keys to HubSpot ids and keeps their echo guards.
+    async fn commit(&self, written: &[Written], stored: &HashMap<String, Stored>) -> Result<()> {
+        if written.is_empty() {
+            return Ok(());
+        }
+        for w in written {
+            self.object.map_id(self.store(), &w.key, &w.hubspot_id)?;
+        }
+        let mut current: HashMap<String, Stored> = written
+            .iter()
+            .map(|w| {
+                (
+                    w.hubspot_id.clone(),
+                    stored
+                        .get(&w.hubspot_id)
+                        .cloned()
+                        .unwrap_or_else(Stored::absent),
+                )
+            })
+            .collect();
+        let mut todo: Vec<&Written> = written.iter().collect();
+        for _ in 0..MAX_COMMIT_ROUNDS {
+            let commits: Vec<_> = todo
+                .iter()
+                .map(|w| w.commit(current.get(&w.hubspot_id).unwrap_or(&Stored::absent())))
+                .collect();
+            let outcomes = records::commit(self.env, self.portal, self.store(), &commits).await?;
+            let conflicted: BTreeSet<String> = outcomes
+                .into_iter()
+                .filter(|(_, o)| matches!(o, CommitOutcome::Conflict { .. }))
+                .map(|(id, _)| id)
+                .collect();
+            if conflicted.is_empty() {
+                todo.clear();
+                break;
+            }
+            todo.retain(|w| conflicted.contains(&w.hubspot_id));
+            current = records::get(
+                self.env,
+                self.portal,
+                self.store(),
+                conflicted.into_iter().collect(),
+            )
+            .await?;
+        }
+        if !todo.is_empty() {
+            // Written to HubSpot, not recorded: the next identical request writes again (a
+            // duplicate write, never a loss). Logged.
+            Line::warn("inbound_commit_conflicts")
+                .field("object_type", self.object_type)
+                .field("records", todo.len())
+                .emit();
+        }
+        // Then the echo guards (enrichment's), for the records HubSpot stored with another value
+        // than the one written: their webhooks would differ from the snapshot (which keeps the
+        // user's value). One KV write each, within MAX_KV_PER_ALARM.
+        let kv = self.env.kv(store::STATE)?;
+        let rewritten: Vec<&Written> = written.iter().filter(|w| !w.rewritten.is_empty()).collect();
+        self.kv_left
+            .set(self.kv_left.get().saturating_sub(rewritten.len()));
+        let guards = rewritten.into_iter().map(|w| {
+            let kv = &kv;
+            async move {
+                let key = store::echo_key(self.store(), &w.hubspot_id);
+                let text = serde_json::to_string(&w.echo).unwrap_or_default();
+                if let Err(e) = store::put_text(kv, &key, text, Some(store::ECHO_TTL_SECS)).await {
+                    Line::warn("echo_guard_write_failed")
+                        .field("error", e.to_string())
+                        .emit();
+                }
+            }
+        });
+        // At most 6 connections at once (Cloudflare): KV writes in slices of 6.
+        let guards: Vec<_> = guards.collect();
+        let mut guards = guards.into_iter();
+        loop {
+            let slice: Vec<_> = guards.by_ref().take(MAX_IN_FLIGHT).collect();
+            if slice.is_empty() {
+                break;
+            }
+            join_all(slice).await;
+        }
+        Ok(())
+    }
+
+    /// Each refused record: one dead letter, reason `inbound_rejected`, HubSpot's code in the
+    /// detail. The letter holds the update (the user's values, kept like any dead letter,
+    /// never logged); re-drive by sending the record again (a new `webhook-id`).
+    async fn dead_letter(&self, failed: &[Failed]) -> Result<()> {
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let now = Date::now().as_millis();
+        let mut texts = Vec::with_capacity(failed.len());
+        for f in failed {
+            let first = f.update.sources.first();
+            let event = serde_json::value::to_raw_value(&json!({
+                "source": "inbound",
+                "objectType": self.object_type,
+                "portalId": self.portal,
+                "code": f.code,
+                "properties": f.properties,
+                "receiptId": first.map(|s| s.receipt.as_str()),
+                "externalId": first.map(|s| s.external_id.as_str()),
+                "update": f.update,
+            }))?;
+            let letter = crate::queue::DeadLetterMessage {
+                v: 1,
+                reason: "inbound_rejected".into(),
+                detail: format!(
+                    "inbound: HubSpot refused a {} record: {} ({})",
+                    self.object_type,
+                    f.code,
+                    f.properties.join(",")
+                ),
+                attempts: 1,
+                key: first.map(|s| format!("inbound:{}:{}", s.receipt, s.index)),
+                received_at: now,
+                request_id: format!("inbound-{now}"),
+                event_ref: None,
+                event,
+            };
+            texts.push(serde_json::to_string(&letter)?);
+        }
+        crate::queue::send_all(&self.env.queue(crate::queue::DEAD_LETTERS)?, texts).await
+    }
+}
+
+impl DurableObject for InboundSync {
+    fn new(state: State, env: Env) -> Self {
+        // Idempotent: runs on every start of the object.
+        let sql = state.storage().sql();
+        let created = [
+            "CREATE TABLE IF NOT EXISTS pending (object_type TEXT NOT NULL, key TEXT NOT NULL, \
+             body TEXT NOT NULL, PRIMARY KEY (object_type, key))",
+            "CREATE TABLE IF NOT EXISTS inflight (object_type TEXT NOT NULL, key TEXT NOT NULL, \
+             body TEXT NOT NULL, PRIMARY KEY (object_type, key))",
+            "CREATE TABLE IF NOT EXISTS ids (object_type TEXT NOT NULL, key TEXT NOT NULL, \
+             hubspot_id TEXT NOT NULL, PRIMARY KEY (object_type, key))",
+            "CREATE TABLE IF NOT EXISTS receipts (id TEXT PRIMARY KEY, \
+             received_ms INTEGER NOT NULL, body TEXT NOT NULL)",
+        ]
+        .iter()
+        .try_for_each(|q| sql.exec(q, None).map(|_| ()));
+        if let Err(e) = created {
+            Line::error("inbound_store_init_failed")
+                .field("error", e.to_string())
+                .emit();
+        }
+        Self { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
+            return Response::error("bad inbound request", 400);
+        };
+        let result = match ask {
+            Ask::Accept {
+                object_type,
+                receipt,
+                body,
+            } => self.accept(&object_type, &receipt, &body).await,
+            Ask::Redrive { updates } => self.redrive(updates).await,
+            Ask::Receipt { id } => match self.load_receipt(&id) {
+                Ok(Some(r)) => Response::from_json(&r),
+                Ok(None) => Response::error("no such receipt", 404),
+                Err(e) => Err(e),
+            },
+        };
+        result.or_else(|e| {
+            Line::error("inbound_store_failed")
+                .field("error", e.to_string())
+                .emit();
+            Response::error("inbound store failed", 503)
+        })
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        if let Err(e) = self.flush().await {
+            Line::error("inbound_flush_failed")
+                .field("error", e.to_string())
+                .emit();
+            // Nothing is lost (the pending rows are only replaced after a flush); again soon.
+            self.alarm_at(Date::now().as_millis() + RETRY_DELAY_MS)
+                .await?;
+        }
+        Response::ok("flushed")
+    }
+}
