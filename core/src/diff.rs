@@ -134,8 +134,8 @@ pub fn diff(map: &ObjectMap, old: &Record, new: &Record) -> Diff {
         .keys()
         .chain(new.as_map().keys())
         .map(String::as_str)
-        // The sync's bookkeeping of associations is not a field of the record.
-        .filter(|field| !map.has_field(field) && *field != crate::records::ASSOCIATIONS_KEY)
+        // The integration's bookkeeping (associations, change times) is not a field.
+        .filter(|field| !map.has_field(field) && !crate::records::is_reserved(field))
         .collect();
     let changes: Vec<Change> = map
         .field_names()

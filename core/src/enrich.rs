@@ -685,7 +685,22 @@ pub fn decide(
                 Some(old) => match diff(map, old, &record) {
                     Diff::Unchanged => Decision::skip(Skip::Unchanged, SnapshotWrite::Keep),
                     Diff::Changed(patch) => {
-                        Decision::forward(Forward::Changed(patch.changes().to_vec()), put)
+                        // HubSpot changed these fields (by the batch's latest first change):
+                        // the inbound sync's conflict rule reads the times.
+                        let at = names.values().map(|f| f.at_ms).max().unwrap_or(0);
+                        let mut next =
+                            Record::from_snapshot(&crate::records::carry_over(Some(old), &record))
+                                .unwrap_or_else(|_| record.clone());
+                        crate::records::stamp_changes(
+                            Some(old),
+                            &mut next,
+                            patch.changes().iter().map(|c| c.field.as_str()),
+                            i64::try_from(at).unwrap_or(i64::MAX),
+                        );
+                        Decision::forward(
+                            Forward::Changed(patch.changes().to_vec()),
+                            SnapshotWrite::Put(next.to_snapshot()),
+                        )
                     }
                 },
                 // Nothing to diff against: the values before, from the history. Unchanged
@@ -1081,9 +1096,13 @@ mod tests {
                 new: json!(18)
             }]))
         );
+        // The snapshot records when HubSpot changed the field (the inbound sync's conflicts).
         assert_eq!(
             d.snapshot,
-            SnapshotWrite::Put(r#"{"email":"a@b.c","employees":18}"#.into())
+            SnapshotWrite::Put(
+                r#"{"$hubspot-edge.changedAt":{"employees":1},"email":"a@b.c","employees":18}"#
+                    .into()
+            )
         );
 
         // Our own write: not forwarded, but remembered.

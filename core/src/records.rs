@@ -28,17 +28,94 @@ use sha2::{Digest, Sha256};
 /// the record changed for the sync, and a change enrichment delivered is not delivered again.
 pub const ASSOCIATIONS_KEY: &str = "$hubspot-edge.associations";
 
-/// `record`'s snapshot text, keeping the [`ASSOCIATIONS_KEY`] of `old` (the snapshot it
-/// replaces) when `record` has none: a writer that does not read associations (webhook
-/// enrichment) leaves the sync's knowledge of them as it was.
+/// The snapshot field in which writers of changes read from HubSpot (webhook enrichment, the
+/// outbound sync) record when HubSpot changed each field since the inbound sync last wrote it:
+/// `{"field": unix ms}`. The inbound sync reads it as [`crate::sync::inbound::Known`]'s
+/// `hubspot_changed_at` to find conflicts (both sides changed a `both` field since the last
+/// sync) and clears a field's entry when it writes that field. Not a mapped field:
+/// [`crate::diff::diff`] ignores it and [`carry_over`] keeps it.
+pub const CHANGED_AT_KEY: &str = "$hubspot-edge.changedAt";
+
+/// Whether a snapshot field is the integration's bookkeeping ([`ASSOCIATIONS_KEY`],
+/// [`CHANGED_AT_KEY`]), not a mapped field: they all start with `$hubspot-edge.`.
+pub fn is_reserved(field: &str) -> bool {
+    field.starts_with("$hubspot-edge.")
+}
+
+/// `record`'s snapshot text, keeping the bookkeeping fields ([`is_reserved`]) of `old` (the
+/// snapshot it replaces) that `record` does not set: a writer that does not read associations
+/// (webhook enrichment) leaves the sync's knowledge of them as it was, and change times stay.
 pub fn carry_over(old: Option<&crate::mapping::Record>, record: &crate::mapping::Record) -> String {
-    match old.and_then(|o| o.get(ASSOCIATIONS_KEY)) {
-        Some(v) if record.get(ASSOCIATIONS_KEY).is_none() => {
-            let mut r = record.clone();
-            r.insert(ASSOCIATIONS_KEY, v.clone());
-            r.to_snapshot()
+    let Some(old) = old else {
+        return record.to_snapshot();
+    };
+    let mut r = record.clone();
+    for (field, value) in old.as_map() {
+        if is_reserved(field) && record.get(field).is_none() {
+            r.insert(field.clone(), value.clone());
         }
-        _ => record.to_snapshot(),
+    }
+    r.to_snapshot()
+}
+
+/// Records in `record` (the snapshot about to replace `old`) that HubSpot changed `fields` at
+/// `at_ms` ([`CHANGED_AT_KEY`]), keeping `old`'s times for the other fields. A field's time
+/// only moves forward.
+pub fn stamp_changes<'a>(
+    old: Option<&crate::mapping::Record>,
+    record: &mut crate::mapping::Record,
+    fields: impl IntoIterator<Item = &'a str>,
+    at_ms: i64,
+) {
+    let mut times = old.map(changed_at).unwrap_or_default();
+    for field in fields {
+        if is_reserved(field) {
+            continue;
+        }
+        let t = times.entry(field.to_owned()).or_insert(at_ms);
+        *t = (*t).max(at_ms);
+    }
+    set_changed_at(record, &times);
+}
+
+/// The change times a snapshot holds ([`CHANGED_AT_KEY`]); empty when none (or unreadable).
+pub fn changed_at(snapshot: &crate::mapping::Record) -> std::collections::BTreeMap<String, i64> {
+    snapshot
+        .get(CHANGED_AT_KEY)
+        .and_then(serde_json::Value::as_object)
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_i64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Forgets HubSpot's change times of `fields` (the inbound sync wrote them: the two sides agree
+/// again).
+pub fn clear_changed_at<'a>(
+    record: &mut crate::mapping::Record,
+    fields: impl IntoIterator<Item = &'a str>,
+) {
+    let mut times = changed_at(record);
+    for field in fields {
+        times.remove(field);
+    }
+    set_changed_at(record, &times);
+}
+
+fn set_changed_at(
+    record: &mut crate::mapping::Record,
+    times: &std::collections::BTreeMap<String, i64>,
+) {
+    if times.is_empty() {
+        record.remove(CHANGED_AT_KEY);
+    } else {
+        let map: serde_json::Map<String, serde_json::Value> = times
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
+            .collect();
+        record.insert(CHANGED_AT_KEY, serde_json::Value::Object(map));
     }
 }
 
@@ -170,6 +247,31 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use crate::mapping::Record;
+
+    #[test]
+    fn change_times_are_stamped_carried_and_cleared() {
+        let rec = |s: &str| Record::from_snapshot(s).expect("snapshot");
+        let old = rec(
+            r#"{"a":1,"b":2,"$hubspot-edge.changedAt":{"a":10},"$hubspot-edge.associations":"h"}"#,
+        );
+        // A writer that does not know the bookkeeping keeps it.
+        let next = rec(&carry_over(Some(&old), &rec(r#"{"a":1,"b":3}"#)));
+        assert_eq!(next.get(ASSOCIATIONS_KEY), old.get(ASSOCIATIONS_KEY));
+        assert_eq!(changed_at(&next), [("a".to_owned(), 10)].into());
+        // b changed at 20; a keeps 10; a time only moves forward.
+        let mut stamped = rec(r#"{"a":1,"b":3}"#);
+        stamp_changes(Some(&old), &mut stamped, ["b", "a", ASSOCIATIONS_KEY], 5);
+        assert_eq!(
+            changed_at(&stamped),
+            [("a".to_owned(), 10), ("b".to_owned(), 5)].into()
+        );
+        // Written by the inbound sync: forgotten; the key goes when empty.
+        clear_changed_at(&mut stamped, ["a", "b"]);
+        assert!(stamped.get(CHANGED_AT_KEY).is_none());
+        assert!(changed_at(&rec(r#"{"$hubspot-edge.changedAt":"x"}"#)).is_empty());
+        assert!(is_reserved(CHANGED_AT_KEY) && is_reserved(ASSOCIATIONS_KEY) && !is_reserved("a"));
+    }
 
     fn put(id: &str, expect: Option<u64>, s: &str) -> Commit {
         Commit {

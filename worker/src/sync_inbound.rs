@@ -24,16 +24,16 @@
 //!   put back what may pass later (429, 5xx) and set the alarm again.
 //! - `POST /admin/dead-letters/…/redrive` of an inbound letter puts its update back ([`redrive`]).
 //!
-//! Conflicts: core resolves `both` fields from [`Known::hubspot_changed_at`]; nothing records
-//! HubSpot's change times yet, so every field counts as unchanged in HubSpot since the last
-//! sync and the user's value is written (README: a limit).
+//! Conflicts: core resolves `both` fields from [`Known::hubspot_changed_at`], read from the
+//! stored snapshot's change times (`records::CHANGED_AT_KEY`), which webhook enrichment and the
+//! outbound sync set for the fields HubSpot changed and an inbound write clears.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures_util::future::join_all;
 use hubspot_edge_core::api::{ApiError, BatchResponse, Outcome, RequestKind};
 use hubspot_edge_core::config::{Inbound, Lookup};
-use hubspot_edge_core::mapping::ObjectMap;
+use hubspot_edge_core::mapping::{ObjectMap, Record};
 use hubspot_edge_core::records::{Outcome as CommitOutcome, Stored};
 use hubspot_edge_core::sync::inbound::{
     parse_request, plan, receipt_id, Batch, BatchResult, Coalescer, Failed, InboundConfig, Known,
@@ -825,7 +825,12 @@ impl Flusher<'_> {
                     Known {
                         hubspot_id: Some(id.clone()),
                         stored: stored.get(id).cloned().unwrap_or_else(Stored::absent),
-                        hubspot_changed_at: BTreeMap::new(),
+                        hubspot_changed_at: stored
+                            .get(id)
+                            .and_then(|s| s.snapshot.as_deref())
+                            .and_then(|s| Record::from_snapshot(s).ok())
+                            .map(|r| hubspot_edge_core::records::changed_at(&r))
+                            .unwrap_or_default(),
                     },
                 )
             })

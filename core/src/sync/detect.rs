@@ -209,6 +209,29 @@ pub fn decide(
         if let Some(h) = &hash {
             snapshot.insert(ASSOCIATIONS_KEY, Value::String(h.clone()));
         }
+        // HubSpot's change times of the fields that differ from the stored state, at the
+        // record's version: the inbound sync's conflict rule reads them (CHANGED_AT_KEY).
+        if let Some(old) = current
+            .snapshot
+            .as_deref()
+            .and_then(|s| Record::from_snapshot(s).ok())
+        {
+            let changed: Vec<String> = match diff(map, &old, &record) {
+                Diff::Changed(patch) => patch.changes().iter().map(|c| c.field.clone()).collect(),
+                Diff::Unchanged => Vec::new(),
+            };
+            let at = version
+                .as_deref()
+                .and_then(super::unit::date_ms)
+                .and_then(|ms| i64::try_from(ms).ok())
+                .unwrap_or(0);
+            crate::records::stamp_changes(
+                Some(&old),
+                &mut snapshot,
+                changed.iter().map(String::as_str),
+                at,
+            );
+        }
         let put = Commit {
             id: o.id.clone(),
             expect: Some(current.version),

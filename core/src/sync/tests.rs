@@ -1776,6 +1776,15 @@ mod proptests {
 /// of HubSpot calls.
 impl World {
     fn inbound(&mut self, records: &[serde_json::Value], now: u64) -> usize {
+        self.inbound_with_conflicts(records, now).0
+    }
+
+    /// [`Self::inbound`], also returning the conflicts met (HubSpot's and the user's).
+    fn inbound_with_conflicts(
+        &mut self,
+        records: &[serde_json::Value],
+        now: u64,
+    ) -> (usize, Vec<super::inbound::Conflict>) {
         use super::inbound::{parse_request, plan, BatchResult, Coalescer, InboundConfig, Known};
         let map = self.map();
         let cfg = InboundConfig::for_object_type("contacts", None).expect("contacts");
@@ -1792,17 +1801,30 @@ impl World {
                     r.props.get("email").map(|e| e.to_lowercase()) == Some(u.key.clone())
                 })?;
                 let stored = self.store.get(&[id.to_string()]);
+                let stored = stored.get(&id.to_string()).cloned().unwrap_or_default();
+                // HubSpot's change times, as the sync and enrichment stamped them.
+                let hubspot_changed_at = stored
+                    .snapshot
+                    .as_deref()
+                    .and_then(|s| Record::from_snapshot(s).ok())
+                    .map(|r| crate::records::changed_at(&r))
+                    .unwrap_or_default();
                 Some((
                     u.key.clone(),
                     Known {
                         hubspot_id: Some(id.to_string()),
-                        stored: stored.get(&id.to_string()).cloned().unwrap_or_default(),
-                        hubspot_changed_at: BTreeMap::new(),
+                        stored,
+                        hubspot_changed_at,
                     },
                 ))
             })
             .collect();
         let planned = plan(&map, &cfg, due, &known);
+        let mut conflicts: Vec<super::inbound::Conflict> = planned
+            .unchanged
+            .iter()
+            .flat_map(|u| u.conflicts.iter().cloned())
+            .collect();
         let mut calls = 0;
         for batch in planned.batches {
             let req = batch
@@ -1825,13 +1847,14 @@ impl World {
             };
             assert!(failed.is_empty());
             for w in written {
+                conflicts.extend(w.conflicts.iter().cloned());
                 let current = self.store.get(std::slice::from_ref(&w.hubspot_id));
                 let current = current.get(&w.hubspot_id).cloned().unwrap_or_default();
                 let outcomes = self.store.commit(&[w.commit(&current)]);
                 assert!(matches!(outcomes[0].1, Outcome::Committed { .. }));
             }
         }
-        calls
+        (calls, conflicts)
     }
 }
 
@@ -1935,4 +1958,36 @@ fn both_directions_without_loops() {
         Some(&1)
     );
     w.assert_equal();
+
+    // Conflicts: HubSpot changed first_name of ids[3] (delivered above, its time stamped in
+    // the store); the user's system sends a value it changed before that: HubSpot's newer
+    // value wins (the default rule), nothing is written, and the conflict is reported with
+    // both values. A user change made after HubSpot's is written, reported as the user's win.
+    let hubspot_at = i64::try_from(w.hs.live[&ids[3]].modified).expect("ms");
+    let record = |name: &str, at: i64| {
+        serde_json::json!({"externalId": "ext-3", "updatedAt": at, "fields": {
+            "email": "p3@example.com", "first_name": name, "score": 10}})
+    };
+    let (calls, conflicts) =
+        w.inbound_with_conflicts(&[record("UserOlder", hubspot_at - 5_000)], w.hs.now);
+    assert_eq!(calls, 0, "HubSpot's newer change wins: nothing to write");
+    assert_eq!(conflicts.len(), 1);
+    let c = &conflicts[0];
+    assert_eq!(c.field, "first_name");
+    assert_eq!(c.winner, super::inbound::Side::HubSpot);
+    assert_eq!(c.hubspot_value, serde_json::json!("ChangedInHubSpot"));
+    assert_eq!(c.user_value, serde_json::json!("UserOlder"));
+    assert_eq!(c.hubspot_changed_at, hubspot_at);
+    assert_eq!(w.hs.live[&ids[3]].props["firstname"], "ChangedInHubSpot");
+
+    let (calls, conflicts) =
+        w.inbound_with_conflicts(&[record("UserNewer", hubspot_at + 5_000)], w.hs.now);
+    assert_eq!(calls, 1);
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].winner, super::inbound::Side::User);
+    assert_eq!(w.hs.live[&ids[3]].props["firstname"], "UserNewer");
+    // Written: the two sides agree again, so the next user change is no conflict.
+    let (calls, conflicts) =
+        w.inbound_with_conflicts(&[record("UserAgain", hubspot_at - 9_000)], w.hs.now);
+    assert_eq!((calls, conflicts.len()), (1, 0));
 }

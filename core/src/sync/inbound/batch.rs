@@ -245,6 +245,11 @@ impl Written {
         for (field, value) in self.patch.as_map() {
             record.insert(field.clone(), value.clone());
         }
+        // Written: the two sides agree on these fields again.
+        crate::records::clear_changed_at(
+            &mut record,
+            self.patch.as_map().keys().map(String::as_str),
+        );
         Commit {
             id: self.hubspot_id.clone(),
             expect: Some(current.version),
