@@ -589,7 +589,7 @@ impl Skip {
 #[must_use]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
-    /// What to forward; `None` with [`Self::skip`] saying why.
+    /// What to forward; `None` with `skip` saying why.
     pub forward: Option<Forward>,
     /// Why nothing is forwarded, when nothing is.
     pub skip: Option<Skip>,
@@ -723,7 +723,7 @@ pub enum ReadOutcome {
     /// events. Its deletion or merge event follows; skip it once.
     Missing,
     /// HubSpot named it in another error (validation, a temporary error…), or did not account
-    /// for it at all. Retry, then dead-letter with [`Self::code`].
+    /// for it at all. Retry, then dead-letter with `code`.
     Failed {
         /// Stable code: `hubspot_read_` and HubSpot's error category in lower case
         /// (`hubspot_read_validation_error`), or `hubspot_read_incomplete` for an id the answer

@@ -36,6 +36,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod config;

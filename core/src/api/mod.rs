@@ -15,6 +15,7 @@ mod request;
 mod response;
 mod retry;
 
+pub(crate) use config::encode as encode_segment;
 pub use config::{ApiConfig, PathStyle, RequestError, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
 pub use request::{
     AssociationCategory, AssociationPair, AssociationSpec, BatchReadOptions, CreateInput, Filter,
