@@ -763,12 +763,16 @@ fn refused(e: &CallError) -> bool {
 pub(crate) async fn consume(batch: MessageBatch<String>, env: &Env) -> Result<()> {
     let messages = batch.messages()?;
     let deliveries = (MAX_CONCURRENT_FORWARDS / messages.len().max(1)).max(1);
-    futures_util::future::join_all(messages.iter().map(|m| work(m, env, deliveries))).await;
+    // The units still reading their first `pagesPerUnit` pages (core's `reads_more`).
+    let busy = Cell::new(messages.len());
+    futures_util::future::join_all(messages.iter().map(|m| work(m, env, deliveries, &busy))).await;
     Ok(())
 }
 
 /// Works one unit message; `deliveries`: its share of the invocation's connections.
-async fn work(message: &Message<String>, env: &Env, deliveries: usize) {
+/// `busy`: the batch's units still reading their first `pagesPerUnit` pages; this one counts
+/// itself out once it has read them or stopped.
+async fn work(message: &Message<String>, env: &Env, deliveries: usize, busy: &Cell<usize>) {
     let retry = || {
         message.retry_with_options(
             &QueueRetryOptionsBuilder::new()
@@ -826,7 +830,11 @@ async fn work(message: &Message<String>, env: &Env, deliveries: usize) {
         spent: Cell::new([0; 7]),
     };
     let t0 = Date::now().as_millis();
-    let (report, progress, error) = ctx.run(&msg).await;
+    let mut held = true;
+    let (report, progress, error) = ctx.run(&msg, busy, &mut held).await;
+    if held {
+        busy.set(busy.get().saturating_sub(1));
+    }
     let [read, settle, window, lookup, decide, commit, send] = ctx.spent.get();
     Line::info("sync_unit_worked")
         .field("run_id", msg.run_id.as_str())
@@ -916,9 +924,15 @@ impl UnitContext<'_> {
         store_type(self.object_type)
     }
 
-    /// Works `msg` for up to `pagesPerUnit` pages: the report, whether any page was settled,
-    /// and the error that stopped it early.
-    async fn run(&self, msg: &UnitMessage) -> (UnitReport, bool, Option<String>) {
+    /// Works `msg` for `pagesPerUnit` pages, more while other units of the batch still read
+    /// theirs (core's `reads_more`, at most 4 ×; one page held at a time): the report, whether
+    /// any page was settled, and the error that stopped it early.
+    async fn run(
+        &self,
+        msg: &UnitMessage,
+        busy: &Cell<usize>,
+        held: &mut bool,
+    ) -> (UnitReport, bool, Option<String>) {
         let properties = self.config.read_properties(self.map);
         let mut unit: Unit = msg.unit.clone();
         let mut report = UnitReport {
@@ -933,7 +947,20 @@ impl UnitContext<'_> {
         };
         let mut progress = false;
         let mut error = None;
-        for _ in 0..self.config.pages_per_unit {
+        let mut pages_read: u32 = 0;
+        loop {
+            // Its first `pagesPerUnit` pages read, the unit no longer holds the batch; it reads
+            // on while another unit of the batch still does (the invocation lasts until then
+            // anyway), up to core's cap.
+            if pages_read >= self.config.pages_per_unit.max(1) && *held {
+                *held = false;
+                busy.set(busy.get().saturating_sub(1));
+            }
+            let others_busy = busy.get() > usize::from(*held);
+            if !self.config.reads_more(pages_read, others_busy) {
+                break;
+            }
+            pages_read += 1;
             let read = match unit.next_read(&properties) {
                 Ok(Some(r)) => r,
                 Ok(None) => break,

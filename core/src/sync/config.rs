@@ -124,6 +124,22 @@ impl SyncConfig {
         self
     }
 
+    /// Whether a unit that has read `pages_read` pages in this invocation reads another:
+    /// always up to [`pages_per_unit`](Self::pages_per_unit); past it, only while other units
+    /// worked in the same invocation have not read theirs yet (`batch_busy`: the invocation
+    /// lasts until they are done anyway, so the unit reads instead of idling), and never past
+    /// [`MAX_PAGES_PER_UNIT_FACTOR`] × `pages_per_unit` (one page is held at a time, so this
+    /// bounds the invocation's time, not its memory).
+    ///
+    /// Measured on wrangler dev (BENCHMARKS.md, "Sync on wrangler dev"): a batch of list and
+    /// search units lasts as long as its search units, paced at 4 per second, while its list
+    /// units finished their pages in a fraction of that.
+    pub fn reads_more(&self, pages_read: u32, batch_busy: bool) -> bool {
+        let quota = self.pages_per_unit.max(1);
+        pages_read < quota
+            || (batch_busy && pages_read < quota.saturating_mul(MAX_PAGES_PER_UNIT_FACTOR))
+    }
+
     /// The properties every sync read asks for: the map's, then `hs_object_id`, the
     /// last-modified property and [`MERGED_IDS_PROPERTY`], each once. The mapped record ignores
     /// the extra ones, so the snapshot is the one enrichment stores.
@@ -141,6 +157,11 @@ impl SyncConfig {
         out
     }
 }
+
+/// How many times [`SyncConfig::pages_per_unit`] a unit may read in one invocation while the
+/// other units of its batch are still busy ([`SyncConfig::reads_more`]): 4 × 5 pages, at most
+/// 4,000 records in one invocation, one page of them held at a time.
+pub const MAX_PAGES_PER_UNIT_FACTOR: u32 = 4;
 
 /// Records one second of each budget reads at most: list `burst_per_10s / 10 × 100`, search
 /// `search_per_s × 200` (HUBSPOT.md §4.1, §4.4, §5.1).
@@ -268,6 +289,33 @@ mod tests {
                 .list_share_percent,
             0
         );
+    }
+
+    #[test]
+    fn a_unit_reads_on_while_its_batch_is_busy_up_to_a_cap() {
+        let config = SyncConfig::new(1, "contacts");
+        assert_eq!(config.pages_per_unit, 5);
+        // (pages read, others busy, reads another)
+        let cases = [
+            (0, false, true),
+            (4, false, true),
+            (5, false, false),
+            (5, true, true),
+            (19, true, true),
+            (20, true, false),
+            (20, false, false),
+        ];
+        for (pages, busy, more) in cases {
+            assert_eq!(config.reads_more(pages, busy), more, "{pages} {busy}");
+        }
+        let one = SyncConfig {
+            pages_per_unit: 0,
+            ..config
+        };
+        assert!(one.reads_more(0, false));
+        assert!(!one.reads_more(1, false));
+        assert!(one.reads_more(3, true));
+        assert!(!one.reads_more(4, true));
     }
 
     #[test]
