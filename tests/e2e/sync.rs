@@ -113,6 +113,48 @@ pub(super) fn hubspot(
     Ok(r.json()?)
 }
 
+/// Every live record of `object_type` in the mock, walking its v3 list (`query` appended to
+/// each page's request): the records as HubSpot answers them.
+pub(super) fn mock_list(
+    fx: &Fixture,
+    object_type: &str,
+    query: &str,
+) -> Result<Vec<Value>, Failed> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut path = format!("/crm/v3/objects/{object_type}?limit=100&{query}");
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={a}"));
+        }
+        let mut page = hubspot(fx, "GET", &path, None)?;
+        if let Value::Array(results) = page["results"].take() {
+            out.extend(results);
+        } else {
+            return Err("results".into());
+        }
+        match page["paging"]["next"]["after"].as_str() {
+            Some(a) => after = Some(a.to_owned()),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// `properties=` for the HubSpot side of `fields` (property, destination field).
+pub(super) fn properties_query(fields: &[(&str, &str)]) -> String {
+    let props: Vec<&str> = fields.iter().map(|(p, _)| *p).collect();
+    format!("properties={}", props.join(","))
+}
+
+/// A record's properties mapped to destination fields as `fields` says.
+pub(super) fn mapped(record: &Value, fields: &[(&str, &str)]) -> Value {
+    let mut mapped = serde_json::Map::new();
+    for (p, f) in fields {
+        mapped.insert((*f).to_owned(), record["properties"][*p].clone());
+    }
+    Value::Object(mapped)
+}
+
 /// Every live record of `object_type` in the mock, mapped as MAP maps it: id → fields.
 fn mock_records(fx: &Fixture, object_type: &str) -> Result<BTreeMap<String, Value>, Failed> {
     let fields = FIELDS
@@ -120,33 +162,11 @@ fn mock_records(fx: &Fixture, object_type: &str) -> Result<BTreeMap<String, Valu
         .find(|(t, _)| *t == object_type)
         .map(|(_, f)| *f)
         .ok_or("type")?;
-    let props: Vec<&str> = fields.iter().map(|(p, _)| *p).collect();
     let mut out = BTreeMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut path = format!(
-            "/crm/v3/objects/{object_type}?limit=100&properties={}",
-            props.join(",")
-        );
-        if let Some(a) = &after {
-            path.push_str(&format!("&after={a}"));
-        }
-        let page = hubspot(fx, "GET", &path, None)?;
-        for r in page["results"].as_array().ok_or("results")? {
-            let mut mapped = serde_json::Map::new();
-            for (p, f) in fields {
-                mapped.insert((*f).to_owned(), r["properties"][*p].clone());
-            }
-            out.insert(
-                r["id"].as_str().ok_or("id")?.to_owned(),
-                Value::Object(mapped),
-            );
-        }
-        match page["paging"]["next"]["after"].as_str() {
-            Some(a) => after = Some(a.to_owned()),
-            None => return Ok(out),
-        }
+    for r in mock_list(fx, object_type, &properties_query(fields))? {
+        out.insert(r["id"].as_str().ok_or("id")?.to_owned(), mapped(&r, fields));
     }
+    Ok(out)
 }
 
 /// The sync batches the destination accepted after arrival number `from`, each checked: signed,

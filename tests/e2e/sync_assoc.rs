@@ -12,7 +12,10 @@ use hubspot_mock::{MockConfig, WebhookConfig};
 use libtest_mimic::Failed;
 use serde_json::{json, Value};
 
-use super::sync::{admin_json, hubspot, records_of, start_run, sync_batches, wait_done};
+use super::sync::{
+    admin_json, hubspot, mapped, mock_list, properties_query, records_of, start_run, sync_batches,
+    wait_done,
+};
 use super::{check, extra_wrangler_config, mock_of, Outcome};
 
 const CONTACTS: usize = 5_000;
@@ -93,44 +96,27 @@ fn mock_state(fx: &Fixture, object_type: &str) -> Result<BTreeMap<String, Value>
         .iter()
         .find(|(t, _, _)| *t == object_type)
         .ok_or("type")?;
-    let props: Vec<&str> = fields.iter().map(|(p, _)| *p).collect();
+    let query = format!("associations={to}&{}", properties_query(fields));
     let mut out = BTreeMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut path = format!(
-            "/crm/v3/objects/{object_type}?limit=100&associations={to}&properties={}",
-            props.join(",")
+    for r in mock_list(fx, object_type, &query)? {
+        let mapped = mapped(&r, fields);
+        let mut ids: Vec<u64> = r["associations"][*to]["results"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x["id"].as_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids.dedup();
+        let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+        out.insert(
+            r["id"].as_str().ok_or("id")?.to_owned(),
+            json!({"fields": mapped, "associations": {*to: ids}}),
         );
-        if let Some(a) = &after {
-            path.push_str(&format!("&after={a}"));
-        }
-        let page = hubspot(fx, "GET", &path, None)?;
-        for r in page["results"].as_array().ok_or("results")? {
-            let mut mapped = serde_json::Map::new();
-            for (p, f) in *fields {
-                mapped.insert((*f).to_owned(), r["properties"][*p].clone());
-            }
-            let mut ids: Vec<u64> = r["associations"][*to]["results"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x["id"].as_str()?.parse().ok())
-                        .collect()
-                })
-                .unwrap_or_default();
-            ids.sort_unstable();
-            ids.dedup();
-            let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
-            out.insert(
-                r["id"].as_str().ok_or("id")?.to_owned(),
-                json!({"fields": mapped, "associations": {*to: ids}}),
-            );
-        }
-        match page["paging"]["next"]["after"].as_str() {
-            Some(a) => after = Some(a.to_owned()),
-            None => return Ok(out),
-        }
     }
+    Ok(out)
 }
 
 /// Checks that `got` (delivered records by id) holds exactly `expected`'s records, as upserts

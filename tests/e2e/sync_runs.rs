@@ -13,6 +13,7 @@ use hubspot_mock::{Clock, MockConfig, MockHubSpot};
 use libtest_mimic::Failed;
 use serde_json::{json, Value};
 
+use super::sync::{admin_json, hubspot, mapped, mock_list, properties_query};
 use super::{check, extra_wrangler_config, Outcome};
 
 const MAP: &str = r#"{"objects":{
@@ -97,62 +98,13 @@ fn sync_worker(
     })
 }
 
-fn mock(fx: &Fixture) -> Result<&MockHubSpot, Failed> {
-    fx.hubspot.as_ref().ok_or_else(|| "no mock".into())
-}
-
-/// A call to the mock's HubSpot API with its token.
-fn hubspot(fx: &Fixture, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Failed> {
-    let mock = mock(fx)?;
-    let auth = format!("Bearer {}", mock.token());
-    let bytes = body.map(Value::to_string);
-    let r = hubspot_edge_tests::http::request(
-        method,
-        &format!("{}{path}", mock.base_url()),
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        bytes.as_deref().map(str::as_bytes),
-    )?;
-    check((200..300).contains(&r.status), || {
-        format!("{method} {path}: {} {}", r.status, r.text())
-    })?;
-    if r.body.is_empty() {
-        return Ok(Value::Null);
-    }
-    Ok(r.json()?)
-}
-
 /// Every live contact in the mock, mapped as MAP maps it: id → fields.
 fn mock_records(fx: &Fixture) -> Result<BTreeMap<u64, Value>, Failed> {
-    let props: Vec<&str> = FIELDS.iter().map(|(p, _)| *p).collect();
     let mut out = BTreeMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut path = format!(
-            "/crm/v3/objects/contacts?limit=100&properties={}",
-            props.join(",")
-        );
-        if let Some(a) = &after {
-            path.push_str(&format!("&after={a}"));
-        }
-        let page = hubspot(fx, "GET", &path, None)?;
-        for r in page["results"].as_array().ok_or("results")? {
-            let mut mapped = serde_json::Map::new();
-            for (p, f) in FIELDS {
-                mapped.insert((*f).to_owned(), r["properties"][*p].clone());
-            }
-            out.insert(
-                r["id"].as_str().ok_or("id")?.parse()?,
-                Value::Object(mapped),
-            );
-        }
-        match page["paging"]["next"]["after"].as_str() {
-            Some(a) => after = Some(a.to_owned()),
-            None => return Ok(out),
-        }
+    for r in mock_list(fx, "contacts", &properties_query(FIELDS))? {
+        out.insert(r["id"].as_str().ok_or("id")?.parse()?, mapped(&r, FIELDS));
     }
+    Ok(out)
 }
 
 /// One record as delivered: its batch (`webhook-id`), change id, op and fields, in arrival
@@ -213,16 +165,6 @@ fn accepted_batches(fx: &Fixture) -> (usize, usize) {
         }
         (ids.len(), records)
     })
-}
-
-fn admin_json(fx: &Fixture, method: &str, path: &str) -> Result<(u16, Value), Failed> {
-    let r = if method == "GET" {
-        fx.admin_get(path)?
-    } else {
-        fx.admin_post(path, b"")?
-    };
-    let status = r.status;
-    Ok((status, r.json()?))
 }
 
 fn start_run(fx: &Fixture, mode: &str) -> Result<String, Failed> {
