@@ -124,9 +124,13 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
         .var("SYNC_QUEUE_NAME")
         .map(|v| v.to_string())
         .unwrap_or_else(|_| sync::DEFAULT_QUEUE_NAME.into());
+    let sync_search_queue = env
+        .var("SYNC_SEARCH_QUEUE_NAME")
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| sync::DEFAULT_SEARCH_QUEUE_NAME.into());
     if batch.queue() == dead_letter_queue {
         dead_letters::store_dead_letters(batch, &env).await
-    } else if batch.queue() == sync_queue {
+    } else if batch.queue() == sync_queue || batch.queue() == sync_search_queue {
         sync::consume(batch, &env).await
     } else {
         consumer::forward_batch(batch, &env).await

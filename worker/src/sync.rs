@@ -45,8 +45,15 @@ use crate::log::Line;
 pub(crate) const COORDINATOR: &str = "SYNC_COORDINATOR";
 /// The sync queue's producer binding (wrangler.toml).
 pub(crate) const QUEUE: &str = "SYNC";
+/// The queue of units that read by search (core's `Unit::budget`), when bound; without the
+/// binding they share [`QUEUE`]. Apart, a batch of search units (paced at 4 per second) never
+/// holds list units back: wrangler dev's local queue dispatches one batch at a time per queue,
+/// and a batch lasts as long as its slowest unit (BENCHMARKS.md, "Sync on wrangler dev").
+pub(crate) const SEARCH_QUEUE: &str = "SYNC_SEARCH";
 /// The sync queue's name, by default (`SYNC_QUEUE_NAME` overrides, as the tests' configs do).
 pub(crate) const DEFAULT_QUEUE_NAME: &str = "hubspot-edge-sync";
+/// The search units' queue's name, by default (`SYNC_SEARCH_QUEUE_NAME` overrides).
+pub(crate) const DEFAULT_SEARCH_QUEUE_NAME: &str = "hubspot-edge-sync-search";
 /// The coordinator's alarm period while a run is going (checks the leases, `SYNC_LEASE_SECS`):
 /// a minute, or half the lease when shorter.
 const ALARM_MS: u64 = 60_000;
@@ -559,15 +566,28 @@ async fn send_units(env: &Env, messages: Vec<UnitMessage>) -> Result<()> {
     if messages.is_empty() {
         return Ok(());
     }
-    let mut texts = Vec::with_capacity(messages.len());
+    let search_queue = env.queue(SEARCH_QUEUE).ok();
+    let (mut list, mut search) = (Vec::new(), Vec::new());
     for m in messages {
+        let to_search = search_queue.is_some()
+            && m.unit.budget() == hubspot_edge_core::ratelimit::Budget::Search;
         // Within 128 KB by construction (core checks it).
-        texts.push(
-            m.to_json()
-                .map_err(|e| worker::Error::RustError(e.to_string()))?,
-        );
+        let text = m
+            .to_json()
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        if to_search {
+            search.push(text);
+        } else {
+            list.push(text);
+        }
     }
-    crate::queue::send_all(&env.queue(QUEUE)?, texts).await
+    if !list.is_empty() {
+        crate::queue::send_all(&env.queue(QUEUE)?, list).await?;
+    }
+    if let (Some(q), false) = (search_queue, search.is_empty()) {
+        crate::queue::send_all(&q, search).await?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -670,6 +670,8 @@ impl World {
             let Some(read) = unit.next_read(&properties).expect("read") else {
                 break;
             };
+            // The queue a unit goes to (its budget) is the budget its reads draw on.
+            assert_eq!(unit.budget(), read.budget(), "{unit:?}");
             counts.hubspot_calls += 1;
             let page = match self.hs.perform(&read) {
                 Ok(page) => page,

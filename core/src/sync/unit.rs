@@ -349,6 +349,24 @@ impl Unit {
         }
     }
 
+    /// The budget the unit's reads draw on ([`Read::budget`] of its next read): search for a
+    /// range read by search and for the modified walk, the burst window for the others. The
+    /// Worker queues the two kinds apart (docs/sync.md, "Work units"), so that units paced by
+    /// the search budget (5 per second) never hold back units paced by the burst window.
+    /// A list range that switches to search mid-way (a refused `after`) reads by search from
+    /// then on, and its next message goes to the search queue.
+    pub fn budget(&self) -> crate::ratelimit::Budget {
+        match self {
+            Self::Range(RangeUnit {
+                path: Path::Search, ..
+            })
+            | Self::Modified(_) => crate::ratelimit::Budget::Search,
+            Self::Range(_) | Self::Archived(_) | Self::Verify(_) => {
+                crate::ratelimit::Budget::General
+            }
+        }
+    }
+
     /// The read to make next, `None` when done. `properties` are what every read of records
     /// asks for ([`super::SyncConfig::read_properties`]). Calling it again without
     /// [`on_page`](Self::on_page) gives the same read (send it again after a failure).

@@ -251,27 +251,32 @@ impl Timeline {
     }
 }
 
-/// Summarises wrangler's `QUEUE hubspot-edge-sync a/b (N ms)` lines since `mark` on stderr:
-/// batches, units per batch and time per batch (the local queue dispatches one at a time).
+/// Summarises wrangler's `QUEUE {queue} a/b (N ms)` lines since `mark` on stderr, for each of
+/// the two sync queues (list units, search units): batches, units per batch and time per batch
+/// (the local queue dispatches one batch at a time per queue).
 fn queue_batches(fx: &Fixture, mark: usize) {
-    let mut sizes = Vec::new();
-    let mut ms = Vec::new();
+    let mut queues: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
+        ("hubspot-edge-sync", Vec::new(), Vec::new()),
+        ("hubspot-edge-sync-search", Vec::new(), Vec::new()),
+    ];
     for l in fx.worker.logs_since(mark) {
-        let Some(rest) = l.split("QUEUE hubspot-edge-sync ").nth(1) else {
-            continue;
-        };
-        let mut parts = rest.split_whitespace();
-        let size = parts
-            .next()
-            .and_then(|p| p.split('/').nth(1))
-            .and_then(|n| n.parse::<f64>().ok());
-        let took = parts
-            .next()
-            .map(|p| p.trim_matches(|c: char| !c.is_ascii_digit() && c != '.'))
-            .and_then(|n| n.parse::<f64>().ok());
-        if let (Some(size), Some(took)) = (size, took) {
-            sizes.push(size);
-            ms.push(took);
+        for (name, sizes, ms) in &mut queues {
+            let Some(rest) = l.split(&format!("QUEUE {name} ")).nth(1) else {
+                continue;
+            };
+            let mut parts = rest.split_whitespace();
+            let size = parts
+                .next()
+                .and_then(|p| p.split('/').nth(1))
+                .and_then(|n| n.parse::<f64>().ok());
+            let took = parts
+                .next()
+                .map(|p| p.trim_matches(|c: char| !c.is_ascii_digit() && c != '.'))
+                .and_then(|n| n.parse::<f64>().ok());
+            if let (Some(size), Some(took)) = (size, took) {
+                sizes.push(size);
+                ms.push(took);
+            }
         }
     }
     // The consumer's `sync_unit_worked` lines: milliseconds per phase, summed over units.
@@ -308,13 +313,15 @@ fn queue_batches(fx: &Fixture, mark: usize) {
     eprintln!("UNITS invocations={units} sum {}", summary.join(" "));
     #[allow(clippy::cast_precision_loss)]
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    eprintln!(
-        "QUEUE batches={} mean_units={:.2} mean_ms={:.0} total_s={:.1}",
-        sizes.len(),
-        mean(&sizes),
-        mean(&ms),
-        ms.iter().sum::<f64>() / 1000.0
-    );
+    for (name, sizes, ms) in &queues {
+        eprintln!(
+            "QUEUE {name} batches={} mean_units={:.2} mean_ms={:.0} total_s={:.1}",
+            sizes.len(),
+            mean(sizes),
+            mean(ms),
+            ms.iter().sum::<f64>() / 1000.0
+        );
+    }
 }
 
 /// The mock's counters: (list, search, other, 429s).
