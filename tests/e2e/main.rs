@@ -19,6 +19,7 @@ mod dead_letters;
 mod delivery;
 mod enrichment;
 mod hardening;
+mod metrics;
 mod sync;
 mod sync_assoc;
 mod sync_inbound;
@@ -67,6 +68,7 @@ use hubspot_edge_tests::{
 };
 use hubspot_mock::MockConfig;
 use libtest_mimic::{Arguments, Failed, Trial};
+use metrics::metrics_count_a_batch_and_scrape_as_openmetrics;
 use serde_json::Value;
 use sync::{
     sync_backfill_then_incremental_delivers_each_change_once,
@@ -100,6 +102,7 @@ macro_rules! scenarios {
 fn scenarios() -> Vec<(&'static str, Scenario)> {
     scenarios![
         healthz_answers_ok,
+        metrics_count_a_batch_and_scrape_as_openmetrics,
         sync_backfill_then_incremental_delivers_each_change_once,
         sync_lost_units_requeued_after_their_lease,
         sync_assoc_backfill_then_restore_and_erase_found,

@@ -11,6 +11,7 @@ mod enrich;
 mod hubspot;
 mod ingress;
 mod log;
+mod metrics;
 mod queue;
 mod records;
 mod respond;
@@ -30,14 +31,20 @@ use crate::log::Line;
 const DEFAULT_DEAD_LETTER_QUEUE: &str = "hubspot-edge-dead-letters";
 
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = Date::now().as_millis();
     let request_id = log::request_id(req.headers().get("cf-ray").ok().flatten());
     let path = req.path();
     let method = req.method();
     let result = match (path.as_str(), &method) {
         ("/webhooks/hubspot", Method::Post) => {
-            return finish(ingress::handle(req, &env, &request_id).await, &request_id)
+            let recorder = metrics::Recorder::default();
+            let result = ingress::handle(req, &env, &request_id, &recorder).await;
+            // Off the response path: one request to the metrics object per invocation.
+            let counted = recorder.take();
+            let env = env.clone();
+            ctx.wait_until(async move { metrics::flush(&env, counted).await });
+            return finish(result, &request_id);
         }
         ("/webhooks/hubspot", _) => respond::error(405, "method_not_allowed", "use POST"),
         ("/healthz", Method::Get | Method::Head) => health(&env),
@@ -115,7 +122,7 @@ fn route_label(path: &str) -> &'static str {
 }
 
 #[event(queue)]
-async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()> {
     let dead_letter_queue = env
         .var("DEAD_LETTER_QUEUE_NAME")
         .map(|v| v.to_string())
@@ -133,7 +140,11 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
     } else if batch.queue() == sync_queue || batch.queue() == sync_search_queue {
         sync::consume(batch, &env).await
     } else {
-        consumer::forward_batch(batch, &env).await
+        let recorder = metrics::Recorder::default();
+        let result = consumer::forward_batch(batch, &env, &recorder).await;
+        let counted = recorder.take();
+        ctx.wait_until(async move { metrics::flush(&env, counted).await });
+        result
     }
 }
 
