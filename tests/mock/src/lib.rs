@@ -370,6 +370,65 @@ impl MockHubSpot {
         lock(&self.shared.data).webhook_url = Some(url.to_owned());
     }
 
+    /// Enrolls objects in a workflow that runs a custom action (also `POST
+    /// /__mock/workflows/enroll`, same body): `{"definitionId", "objectType", "objectId" |
+    /// "objectIds", "inputFields"?, "count"?, "workflowId"?, "actionId"?}`. Returns the
+    /// `callbackId`s; each execution request is sent to the definition's `actionUrl` from a
+    /// dispatcher thread.
+    ///
+    /// # Errors
+    /// The enrollment was refused (unknown or unpublished definition, object type not in
+    /// `objectTypes`, unknown object, missing required or undeclared input): the message says
+    /// why.
+    pub fn enroll(&self, request: &Value) -> Result<Vec<String>> {
+        let body = serde_json::to_vec(request)?;
+        let resp = {
+            let mut data = lock(&self.shared.data);
+            workflows::enroll(&self.shared, &mut data, &body)
+        };
+        let v: Value = serde_json::from_slice(&resp.body)?;
+        if resp.status != 200 {
+            return Err(Error::new(format!(
+                "enrollment refused ({}): {}",
+                resp.status, v["message"]
+            )));
+        }
+        Ok(v["callbackIds"]
+            .as_array()
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The enrollments (also `GET /__mock/workflows/executions?…`): `query` is
+    /// `callbackId=…&definitionId=…&state=…` or `""`; answers `{"executions": […], "counts":
+    /// {state: n}, "nowMs"}`.
+    pub fn workflow_executions(&self, query: &str) -> Value {
+        let mut data = lock(&self.shared.data);
+        let resp = workflows::executions(&mut data, query);
+        serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
+    }
+
+    /// Moves the mock's clock on by `d` (also `POST /__mock/clock` `{"advanceMs"}`), whatever
+    /// [`Clock`] it runs on: blocked executions expire, and so do OAuth tokens and rate-limit
+    /// windows.
+    pub fn advance_clock(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut data = lock(&self.shared.data);
+        data.clock_offset_ms = data.clock_offset_ms.saturating_add(ms);
+    }
+
+    /// The developer API key the definitions API takes as `?hapikey=`.
+    pub fn developer_api_key(&self) -> String {
+        lock(&self.shared.data)
+            .workflows
+            .developer_api_key()
+            .to_owned()
+    }
+
     /// Blocks until the process is killed (for the `hubspot-mock` binary).
     pub fn serve_forever(self) {
         loop {
@@ -412,6 +471,10 @@ fn serve(shared: &Shared, req: &Request, responder: &mut Responder<'_>) {
 fn respond(shared: &Shared, req: &Request) -> Option<Response> {
     let path = req.target.split('?').next().unwrap_or("");
     if let Some(admin) = path.strip_prefix("/__mock/") {
+        // Sends a request itself: must not hold the data lock meanwhile.
+        if admin == "workflows/redeliver" && req.method == "POST" {
+            return Some(workflows::redeliver(shared, &req.body));
+        }
         let resp = admin_endpoint(shared, req, admin);
         flush_outbox(shared);
         return Some(resp);

@@ -401,6 +401,37 @@ fn enrollment_posts_the_documented_request_signed_v2_and_success_completes() {
     let s = stats(&mock);
     assert_eq!(s["enrollments"], 1);
     assert_eq!(s["attempts"], 1);
+
+    // HubSpot's retry of the same execution (an answer it lost): the same bytes, signature and
+    // callbackId again; the answer is reported, the state stays.
+    let r = call(
+        &mock,
+        "POST",
+        "/__mock/workflows/redeliver",
+        Some(&json!({"callbackId": ids[0]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json().unwrap();
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["body"]["outputFields"]["greeting"], "hello");
+    let seen = action.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].body, seen[0].body);
+    assert_eq!(
+        seen[1].header("x-hubspot-signature"),
+        seen[0].header("x-hubspot-signature")
+    );
+    let e = execution(&mock, &ids[0]);
+    assert_eq!(e["state"], "completed");
+    assert_eq!(e["attempts"], 2);
+    assert_eq!(e["history"][1]["outcome"], "redelivery (state unchanged)");
+    let r = call(
+        &mock,
+        "POST",
+        "/__mock/workflows/redeliver",
+        Some(&json!({"callbackId": "ap-0-0-0-0"})),
+    );
+    assert_eq!(r.status, 404);
 }
 
 #[test]
@@ -806,12 +837,27 @@ fn v3_headers_are_sent_only_when_configured() {
         clock,
     );
     let def = create(&mock, &action.url());
-    enroll(
-        &mock,
-        &json!({"definitionId": def, "objectType": "CONTACT", "objectId": 2,
-                "inputFields": {"staticInput": "x"}}),
-    );
+    // Through the library this time (what an e2e test holding the mock calls).
+    let ids = mock
+        .enroll(
+            &json!({"definitionId": def, "objectType": "CONTACT", "objectId": 2,
+                        "inputFields": {"staticInput": "x"}}),
+        )
+        .unwrap();
     wait_for(&mock, 10, |v| count(v, "completed") == 1);
+    let v = mock.workflow_executions(&format!("callbackId={}", ids[0]));
+    assert_eq!(v["executions"][0]["state"], "completed");
+    assert_eq!(v["nowMs"], T0);
+    mock.advance_clock(Duration::from_secs(1));
+    assert_eq!(mock.workflow_executions("")["nowMs"], T0 + 1_000);
+    assert_eq!(mock.developer_api_key(), KEY);
+    let refused = mock
+        .enroll(&json!({"definitionId": def, "objectType": "DEAL", "objectId": 2}))
+        .unwrap_err();
+    assert!(
+        refused.message().contains("does not accept DEAL"),
+        "{refused}"
+    );
     let req = &action.requests()[0];
     assert_eq!(
         req.header("x-hubspot-request-timestamp"),

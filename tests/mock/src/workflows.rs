@@ -277,6 +277,10 @@ impl State {
         }
     }
 
+    pub(super) fn developer_api_key(&self) -> &str {
+        &self.config.developer_api_key
+    }
+
     pub(super) fn reset_stats(&mut self) {
         self.stats = WfStats::default();
     }
@@ -404,29 +408,14 @@ fn attempt(shared: &Shared, secret: &ClientSecret, callback_id: &str) {
         wf.stats.attempts += 1;
         (e.url.clone(), e.body.clone(), config, now)
     };
-    let v2 = sign_v2(secret, "POST", &url, &body);
-    let timestamp = now.to_string();
-    let mut headers = vec![
-        ("content-type", "application/json".to_owned()),
-        ("x-hubspot-signature", v2),
-        ("x-hubspot-signature-version", "v2".to_owned()),
-    ];
-    if config.sign_v3 {
-        let v3 = sign_v3(secret, "POST", &url, &body, &timestamp);
-        headers.push(("x-hubspot-signature-v3", v3));
-        headers.push(("x-hubspot-request-timestamp", timestamp));
-    }
-    let header_refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let started = Instant::now();
-    let result =
-        crate::http::request_with_timeout("POST", &url, &header_refs, Some(&body), config.timeout);
+    let (result, elapsed) = send(secret, &url, &body, &config, now);
     let answer = match &result {
         Ok(r) => Answer::Http {
             status: r.status,
             retry_after: r.header("retry-after").map(str::to_owned),
             body: &r.body,
         },
-        Err(_) if started.elapsed() >= config.timeout => Answer::Timeout,
+        Err(_) if elapsed >= config.timeout => Answer::Timeout,
         Err(_) => Answer::Unreachable,
     };
     let mut data = lock(&shared.data);
@@ -447,7 +436,7 @@ fn attempt(shared: &Shared, secret: &ClientSecret, callback_id: &str) {
             Answer::Unreachable => json!("connection failed"),
             Answer::Http { .. } => Value::Null,
         },
-        "durationMs": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "durationMs": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
     });
     if e.state.is_final() {
         // Completed by a callback while this attempt was in flight: its answer changes nothing.
@@ -504,6 +493,91 @@ fn attempt(shared: &Shared, secret: &ClientSecret, callback_id: &str) {
             .dispatcher
             .push(Instant::now() + delay, callback_id.to_owned());
     }
+}
+
+/// POSTs `body` to `url` signed v2 (and v3 when configured; its timestamp is `now_ms`), within
+/// the configured timeout. Returns the answer or the transport error, and how long it took.
+fn send(
+    secret: &ClientSecret,
+    url: &str,
+    body: &[u8],
+    config: &WorkflowConfig,
+    now_ms: u64,
+) -> (crate::Result<crate::http::HttpResponse>, Duration) {
+    let v2 = sign_v2(secret, "POST", url, body);
+    let timestamp = now_ms.to_string();
+    let mut headers = vec![
+        ("content-type", "application/json".to_owned()),
+        ("x-hubspot-signature", v2),
+        ("x-hubspot-signature-version", "v2".to_owned()),
+    ];
+    if config.sign_v3 {
+        let v3 = sign_v3(secret, "POST", url, body, &timestamp);
+        headers.push(("x-hubspot-signature-v3", v3));
+        headers.push(("x-hubspot-request-timestamp", timestamp));
+    }
+    let header_refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let started = Instant::now();
+    let result =
+        crate::http::request_with_timeout("POST", url, &header_refs, Some(body), config.timeout);
+    (result, started.elapsed())
+}
+
+/// `POST /__mock/workflows/redeliver` `{"callbackId"}`: sends the execution's request once more,
+/// byte for byte (HubSpot's retry of an execution whose answer it lost: same `callbackId`), and
+/// answers `{"status", "body"}` with what the `actionUrl` said (`status` null and `error` on a
+/// timeout or connection failure). Counted as an attempt and in the history; the execution's
+/// state does not change.
+pub(super) fn redeliver(shared: &Shared, body: &[u8]) -> Response {
+    let callback_id = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["callbackId"].as_str().map(str::to_owned));
+    let Some(callback_id) = callback_id else {
+        return json_response(
+            400,
+            &json!({"status": "error", "message": "expected {\"callbackId\":\"…\"}"}),
+        );
+    };
+    let found = {
+        let mut data = lock(&shared.data);
+        let now = data.now_ms();
+        let wf = &mut data.workflows;
+        let config = wf.config.clone();
+        wf.by_callback.get(&callback_id).copied().map(|i| {
+            wf.stats.attempts += 1;
+            let e = &mut wf.executions[i];
+            e.attempts += 1;
+            (i, e.url.clone(), e.body.clone(), config, now)
+        })
+    };
+    let Some((i, url, request, config, now)) = found else {
+        return json_response(
+            404,
+            &json!({"status": "error", "message": format!("no execution {callback_id}")}),
+        );
+    };
+    let secret = ClientSecret::new(shared.client_secret.as_bytes());
+    let (result, elapsed) = send(&secret, &url, &request, &config, now);
+    let answer = match &result {
+        Ok(r) => json!({
+            "status": r.status,
+            "body": serde_json::from_slice::<Value>(&r.body).unwrap_or_else(|_| json!(r.text())),
+        }),
+        Err(_) if elapsed >= config.timeout => json!({"status": null, "error": "timeout"}),
+        Err(_) => json!({"status": null, "error": "connection failed"}),
+    };
+    let mut data = lock(&shared.data);
+    let now = data.now_ms();
+    let e = &mut data.workflows.executions[i];
+    e.history.push(json!({
+        "attempt": e.attempts,
+        "at": now,
+        "status": answer["status"],
+        "error": answer.get("error").cloned().unwrap_or(Value::Null),
+        "durationMs": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        "outcome": "redelivery (state unchanged)",
+    }));
+    json_response(200, &answer)
 }
 
 /// What the `actionUrl` did.
