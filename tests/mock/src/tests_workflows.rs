@@ -329,6 +329,10 @@ fn enrollment_posts_the_documented_request_signed_v2_and_success_completes() {
     assert_eq!(e["attempts"], 1);
     assert_eq!(e["finishedBy"], "response");
     assert_eq!(e["history"][0]["status"], 200);
+    assert_eq!(
+        e["history"][0]["body"]["outputFields"]["hs_execution_state"],
+        "SUCCESS"
+    );
 
     let seen = action.requests();
     assert_eq!(seen.len(), 1);
@@ -630,7 +634,7 @@ fn retries_429_5xx_and_timeouts_with_backoff_and_fails_on_4xx() {
             ),
             // A 200 whose body is not an answer at all: HubSpot counts it a success.
             ("flaky", _) => (200, Vec::new(), "<html>ok</html>".into(), Duration::ZERO),
-            ("slow", 1) => (200, Vec::new(), "{}".into(), Duration::from_millis(600)),
+            ("slow", 1) => (200, Vec::new(), "{}".into(), Duration::from_millis(2_500)),
             ("slow", _) => ok(
                 json!({"outputFields": {"hs_execution_state": "FAIL_CONTINUE",
                                                       "why": "no match"}}),
@@ -645,7 +649,8 @@ fn retries_429_5xx_and_timeouts_with_backoff_and_fails_on_4xx() {
         }
     });
     let mock = start(config(WorkflowConfig {
-        timeout: Duration::from_millis(300),
+        // Long enough that a loaded machine does not time out the quick answers.
+        timeout: Duration::from_millis(1_000),
         max_attempts: 3,
         ..WorkflowConfig::default()
     }));
@@ -678,6 +683,7 @@ fn retries_429_5xx_and_timeouts_with_backoff_and_fails_on_4xx() {
         .map(|h| h["status"].clone())
         .collect();
     assert_eq!(statuses, [json!(503), json!(429), json!(200)]);
+    assert_eq!(e["history"][2]["body"], "<html>ok</html>");
     // Exponential backoff from the base (20 ms) after the 5xx; Retry-After (ms) after the 429.
     assert_eq!(e["history"][0]["retryInMs"], 20);
     assert_eq!(e["history"][1]["retryInMs"], 150);

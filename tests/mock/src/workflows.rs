@@ -437,6 +437,7 @@ fn attempt(shared: &Shared, secret: &ClientSecret, callback_id: &str) {
             Answer::Http { .. } => Value::Null,
         },
         "durationMs": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        "body": match &answer { Answer::Http { body, .. } => answer_body(body), _ => Value::Null },
     });
     if e.state.is_final() {
         // Completed by a callback while this attempt was in flight: its answer changes nothing.
@@ -561,7 +562,7 @@ pub(super) fn redeliver(shared: &Shared, body: &[u8]) -> Response {
     let answer = match &result {
         Ok(r) => json!({
             "status": r.status,
-            "body": serde_json::from_slice::<Value>(&r.body).unwrap_or_else(|_| json!(r.text())),
+            "body": answer_body(&r.body),
         }),
         Err(_) if elapsed >= config.timeout => json!({"status": null, "error": "timeout"}),
         Err(_) => json!({"status": null, "error": "connection failed"}),
@@ -578,6 +579,16 @@ pub(super) fn redeliver(shared: &Shared, body: &[u8]) -> Response {
         "outcome": "redelivery (state unchanged)",
     }));
     json_response(200, &answer)
+}
+
+/// An answer's body for the history: its JSON, else its text (at most 2,000 characters).
+fn answer_body(body: &[u8]) -> Value {
+    serde_json::from_slice::<Value>(body).unwrap_or_else(|_| {
+        json!(String::from_utf8_lossy(body)
+            .chars()
+            .take(2_000)
+            .collect::<String>())
+    })
 }
 
 /// What the `actionUrl` did.
