@@ -1,5 +1,6 @@
 //! A loopback HTTP server that behaves like HubSpot's CRM objects API (`/work/shared/HUBSPOT.md`
-//! §4–§7): a drop-in base URL for any HubSpot client in tests.
+//! §4–§7) and its workflow engine for custom workflow actions (§3): a drop-in base URL for any
+//! HubSpot client in tests.
 //!
 //! ```no_run
 //! use hubspot_mock::{MockConfig, MockHubSpot};
