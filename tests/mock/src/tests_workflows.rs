@@ -302,6 +302,22 @@ fn definitions_need_the_developer_key_validate_page_and_count_writes() {
     let page = defs(&mock, "GET", "", None).json().unwrap();
     assert_eq!(page["results"].as_array().unwrap().len(), 2);
     assert_eq!(stats(&mock)["definitions"]["deletes"], 1);
+    // The date-versioned form (§3.1) is the same API.
+    let r = call(
+        &mock,
+        "GET",
+        &format!("/automation/actions/2026-03/{APP}/{second}?hapikey={KEY}"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json().unwrap()["revisionId"], "2");
+    let r = call(
+        &mock,
+        "GET",
+        &format!("/automation/actions/latest/{APP}/{second}?hapikey={KEY}"),
+        None,
+    );
+    assert_eq!(r.status, 404, "not a definitions path: {}", r.text());
 }
 
 #[test]
@@ -580,10 +596,15 @@ fn block_waits_for_completions_and_expires_on_the_mock_clock() {
     assert_eq!(v["errors"].as_array().unwrap().len(), 1);
     assert_eq!(v["errors"][0]["context"]["callbackId"][0], "ap-33-1-7-0");
     assert_eq!(execution(&mock, &ids[1])["state"], "blocked");
-    let r = batch(json!([
-        input(&ids[1], "SUCCESS"),
-        input(&ids[2], "FAIL_CONTINUE")
-    ]));
+    let r = batch(json!([input(&ids[1], "SUCCESS")]));
+    assert_eq!(r.status, 204, "{}", r.text());
+    // The date-versioned batch path (§3.4) is the same endpoint.
+    let r = call(
+        &mock,
+        "POST",
+        "/automation/actions/callbacks/2026-03/complete",
+        Some(&json!({"inputs": [input(&ids[2], "FAIL_CONTINUE")]})),
+    );
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(execution(&mock, &ids[2])["executionState"], "FAIL_CONTINUE");
     assert_eq!(execution(&mock, &ids[2])["finishedBy"], "batchCallback");
@@ -614,8 +635,8 @@ fn block_waits_for_completions_and_expires_on_the_mock_clock() {
 
     let s = stats(&mock)["completions"].clone();
     assert_eq!(s["singleCalls"], 7);
-    assert_eq!(s["batchCalls"], 2);
-    assert_eq!(s["calls"], 9);
+    assert_eq!(s["batchCalls"], 3);
+    assert_eq!(s["calls"], 10);
     assert_eq!(s["inputs"], 11);
     assert_eq!(s["applied"], 3);
 }

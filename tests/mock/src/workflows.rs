@@ -758,8 +758,27 @@ fn parse_type(s: &str) -> Option<Kind> {
 /// `/automation/v4/actions/{appId}` and `/automation/v4/actions/{appId}/{definitionId}` (not
 /// `…/callbacks/…`: those are the API's, with a bearer token).
 pub(super) fn is_definitions_path(path: &str) -> bool {
-    path.strip_prefix("/automation/v4/actions/")
-        .is_some_and(|rest| !rest.starts_with("callbacks"))
+    definitions_rest(path).is_some()
+}
+
+/// Whether `s` is a date version such as `2026-03` (§0).
+pub(super) fn is_date_version(s: &str) -> bool {
+    s.len() == 7
+        && s.as_bytes()[4] == b'-'
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| i == 4 || b.is_ascii_digit())
+}
+
+/// The part after the definitions prefix: `/automation/v4/actions/` or the date-versioned
+/// `/automation/actions/{YYYY-MM}/` (§3.1); `None` for other paths and for callbacks.
+fn definitions_rest(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/automation/v4/actions/").or_else(|| {
+        let after = path.strip_prefix("/automation/actions/")?;
+        let (version, rest) = after.split_once('/')?;
+        is_date_version(version).then_some(rest)
+    })?;
+    (!rest.starts_with("callbacks")).then_some(rest)
 }
 
 /// The definitions API, authenticated by `?hapikey=` (the specification's `developer_hapikey`
@@ -787,11 +806,11 @@ pub(super) fn definitions(shared: &Shared, req: &Request) -> Response {
         resp.headers.extend(outcome.headers);
         return resp;
     }
-    let rest = path.trim_start_matches("/automation/v4/actions/");
+    let rest = definitions_rest(path).unwrap_or_default();
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let archived = get("archived") == Some("true");
     let mut resp = match (req.method.as_str(), segs.as_slice()) {
-        ("POST", [app]) => create(data, app, &req.body, now),
+        ("POST", [app]) => create(data, app, &req.body),
         ("GET", [app]) => {
             let limit = get("limit").and_then(|l| l.parse::<usize>().ok());
             let after = get("after").and_then(|a| a.parse::<usize>().ok());
@@ -964,7 +983,7 @@ fn function_types(functions: Option<&Value>) -> Vec<String> {
 }
 
 /// `POST /automation/v4/actions/{appId}`: 201 with the definition, revision 1.
-fn create(data: &mut Data, app: &str, body: &[u8], _now: u64) -> Response {
+fn create(data: &mut Data, app: &str, body: &[u8]) -> Response {
     let mut body = match body_object(data, body) {
         Ok(b) => b,
         Err(r) => return r,
