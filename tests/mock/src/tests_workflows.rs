@@ -552,7 +552,17 @@ fn block_waits_for_completions_and_expires_on_the_mock_clock() {
     let r = call(&mock, "POST", &path("ap-33-1-7-0"), Some(&done));
     assert_eq!(r.status, 404);
     assert_eq!(r.json().unwrap()["category"], "OBJECT_NOT_FOUND");
-    // A completion cannot block again, must name a state, must carry typedOutputs.
+    // A completion cannot block again, must name a state, must carry typedOutputs (on the
+    // date-versioned path: tests below for the v4 one).
+    let dated = |id: &str| format!("/automation/actions/callbacks/2026-03/{id}/complete");
+    let r = call(
+        &mock,
+        "POST",
+        &dated(&ids[1]),
+        Some(&json!({"outputFields": {"hs_execution_state": "SUCCESS"}})),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("typedOutputs"), "{}", r.text());
     for (body, named) in [
         (
             json!({"outputFields": {"hs_execution_state": "BLOCK"}, "typedOutputs": {}}),
@@ -563,8 +573,8 @@ fn block_waits_for_completions_and_expires_on_the_mock_clock() {
             "hs_execution_state",
         ),
         (
-            json!({"outputFields": {"hs_execution_state": "SUCCESS"}}),
-            "typedOutputs",
+            json!({"outputFields": "SUCCESS", "typedOutputs": {}}),
+            "outputFields",
         ),
     ] {
         let r = call(&mock, "POST", &path(&ids[1]), Some(&body));
@@ -634,11 +644,66 @@ fn block_waits_for_completions_and_expires_on_the_mock_clock() {
     assert_eq!(execution(&mock, &default[0])["state"], "expired");
 
     let s = stats(&mock)["completions"].clone();
-    assert_eq!(s["singleCalls"], 7);
+    assert_eq!(s["singleCalls"], 8);
     assert_eq!(s["batchCalls"], 3);
-    assert_eq!(s["calls"], 10);
-    assert_eq!(s["inputs"], 11);
+    assert_eq!(s["calls"], 11);
+    assert_eq!(s["inputs"], 12);
     assert_eq!(s["applied"], 3);
+}
+
+#[test]
+fn typed_outputs_are_required_where_the_specification_requires_them() {
+    let action =
+        ActionServer::start(|_, _| ok(json!({"outputFields": {"hs_execution_state": "BLOCK"}})));
+    let bare = json!({"outputFields": {"hs_execution_state": "SUCCESS", "score": "7"}});
+    for strict in [false, true] {
+        let mock = start(config(WorkflowConfig {
+            require_typed_outputs: strict,
+            ..WorkflowConfig::default()
+        }));
+        let def = create(&mock, &action.url());
+        let ids = enroll(
+            &mock,
+            &json!({"definitionId": def, "objectType": "CONTACT", "objectId": 1, "count": 2,
+                    "inputFields": {"staticInput": "x"}}),
+        );
+        wait_for(&mock, 10, |v| count(v, "blocked") == 2);
+        // The 2026-03 specification requires typedOutputs: always refused there.
+        let r = call(
+            &mock,
+            "POST",
+            &format!("/automation/actions/callbacks/2026-03/{}/complete", ids[0]),
+            Some(&bare),
+        );
+        assert_eq!(r.status, 400, "strict {strict}: {}", r.text());
+        // The v4 specification requires only outputFields (what the official clients send).
+        let r = call(
+            &mock,
+            "POST",
+            &format!("/automation/v4/actions/callbacks/{}/complete", ids[0]),
+            Some(&bare),
+        );
+        let inputs =
+            json!({"inputs": [{"callbackId": ids[1], "outputFields": bare["outputFields"]}]});
+        let batch = call(
+            &mock,
+            "POST",
+            "/automation/v4/actions/callbacks/complete",
+            Some(&inputs),
+        );
+        if strict {
+            assert_eq!(r.status, 400, "{}", r.text());
+            assert!(r.text().contains("typedOutputs"));
+            assert_eq!(batch.status, 400, "{}", batch.text());
+            assert_eq!(count(&executions(&mock, ""), "blocked"), 2);
+        } else {
+            assert_eq!(r.status, 204, "{}", r.text());
+            assert_eq!(batch.status, 204, "{}", batch.text());
+            let e = execution(&mock, &ids[0]);
+            assert_eq!(e["outputs"], json!({"score": "7"}));
+            assert_eq!(e["typedOutputs"], Value::Null);
+        }
+    }
 }
 
 #[test]

@@ -73,8 +73,10 @@ pub struct WorkflowConfig {
     /// error-handling page says "the `Retry-After` value is in milliseconds" for workflows;
     /// an older doc said seconds.
     pub retry_after_in_seconds: bool,
-    /// Refuse a completion without `typedOutputs` (the current specification requires it;
-    /// HubSpot's Node client never sends it).
+    /// Refuse a completion without `typedOutputs` on the v4 paths too. The date-versioned
+    /// paths always require it (the `2026-03` specification's `CallbackCompletionRequest`
+    /// does); the v4 specification requires only `outputFields`, and HubSpot's official Node
+    /// and Python clients send only that.
     pub require_typed_outputs: bool,
     /// Inputs one batch completion may carry (undocumented: 100, HubSpot's usual batch size).
     pub max_batch_completions: usize,
@@ -93,7 +95,7 @@ impl Default for WorkflowConfig {
             max_attempts: 10,
             retry_window: HUBSPOT_RETRY_WINDOW,
             retry_after_in_seconds: false,
-            require_typed_outputs: true,
+            require_typed_outputs: false,
             max_batch_completions: 100,
         }
     }
@@ -1352,8 +1354,16 @@ pub(super) fn executions(data: &mut Data, query: &str) -> Response {
 
 /// `POST /automation/v4/actions/callbacks/{callbackId}/complete` and
 /// `POST /automation/v4/actions/callbacks/complete`: 204; errors in HubSpot's shape. `rest` is
-/// the path after `callbacks/`. Rate limits were applied by the caller (no exemption, §C).
-pub(super) fn callbacks(data: &mut Data, req: &Request, rest: &[&str], now: u64) -> Response {
+/// the path after `callbacks/` (after `callbacks/{YYYY-MM}/` when `dated`). Rate limits were
+/// applied by the caller (no exemption, §C).
+pub(super) fn callbacks(
+    data: &mut Data,
+    req: &Request,
+    rest: &[&str],
+    dated: bool,
+    now: u64,
+) -> Response {
+    let typed_required = dated || data.workflows.config.require_typed_outputs;
     data.workflows.expire_due(now);
     let body = match body_object(data, &req.body) {
         Ok(b) => b,
@@ -1366,7 +1376,13 @@ pub(super) fn callbacks(data: &mut Data, req: &Request, rest: &[&str], now: u64)
         ("POST", [callback_id, "complete"]) => {
             data.workflows.stats.completion_single_calls += 1;
             data.workflows.stats.completion_inputs += 1;
-            let checked = check_completion(data, callback_id, &body, "CallbackCompletionRequest");
+            let checked = check_completion(
+                data,
+                callback_id,
+                &body,
+                "CallbackCompletionRequest",
+                typed_required,
+            );
             match checked {
                 Ok(c) => {
                     apply(data, c, now, "callback");
@@ -1419,7 +1435,13 @@ pub(super) fn callbacks(data: &mut Data, req: &Request, rest: &[&str], now: u64)
                     errors.push(json!({"message": format!("callbackId {id} appears twice"), "in": format!("inputs[{i}].callbackId"), "context": {"callbackId": [id]}}));
                     continue;
                 }
-                match check_completion(data, id, obj, "CallbackCompletionBatchRequest") {
+                match check_completion(
+                    data,
+                    id,
+                    obj,
+                    "CallbackCompletionBatchRequest",
+                    typed_required,
+                ) {
                     Ok(c) => ok.push(c),
                     Err(r) => {
                         let msg = serde_json::from_slice::<Value>(&r.body)
@@ -1474,6 +1496,7 @@ fn check_completion(
     callback_id: &str,
     body: &Map<String, Value>,
     schema: &str,
+    typed_required: bool,
 ) -> Result<CheckedCompletion, Response> {
     let mut missing = Vec::new();
     let outputs = match body.get("outputFields") {
@@ -1485,7 +1508,7 @@ fn check_completion(
         Some(_) => return Err(invalid_field(data, "outputFields", "must be an object")),
     };
     let typed = body.get("typedOutputs").filter(|v| !v.is_null()).cloned();
-    if typed.is_none() && data.workflows.config.require_typed_outputs {
+    if typed.is_none() && typed_required {
         missing.push("typedOutputs".to_owned());
     }
     if !missing.is_empty() {
