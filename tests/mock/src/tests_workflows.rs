@@ -652,6 +652,72 @@ fn block_waits_for_completions_and_expires_on_the_mock_clock() {
 }
 
 #[test]
+fn a_forged_enrollment_is_signed_with_another_secret_and_a_401_fails_it() {
+    let action = ActionServer::start(|body, _| {
+        // A receiver that checks the signature would answer this; the test checks it below.
+        if body["inputFields"]["staticInput"] == "forged" {
+            (
+                401,
+                Vec::new(),
+                json!({"message": "bad signature"}).to_string(),
+                Duration::ZERO,
+            )
+        } else {
+            ok(json!({"outputFields": {"hs_execution_state": "SUCCESS"}}))
+        }
+    });
+    let mock = start(config(WorkflowConfig::default()));
+    let def = create(&mock, &action.url());
+    let forged = enroll(
+        &mock,
+        &json!({"definitionId": def, "objectType": "CONTACT", "objectId": 1,
+                "inputFields": {"staticInput": "forged"}, "signingSecret": "not-the-app-secret"}),
+    );
+    let genuine = enroll(
+        &mock,
+        &json!({"definitionId": def, "objectType": "CONTACT", "objectId": 1,
+                "inputFields": {"staticInput": "genuine"}}),
+    );
+    wait_for(&mock, 10, |v| {
+        count(v, "completed") + count(v, "failed") == 2
+    });
+    let e = execution(&mock, &forged[0]);
+    assert_eq!(e["state"], "failed");
+    assert_eq!(e["attempts"], 1);
+    assert_eq!(e["reason"], "status 401");
+    assert_eq!(execution(&mock, &genuine[0])["state"], "completed");
+    let verifier = Verifier::new(ClientSecret::new(SECRET)).with_legacy(LegacySignatures::Accept);
+    let uri = action.url();
+    for req in action.requests() {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        let headers = header_map(&req);
+        let signed = SignedRequest {
+            method: "POST",
+            uri: &uri,
+            headers: &headers,
+            body: &req.body,
+        };
+        let verified = verifier.verify(&signed, 0);
+        if body["callbackId"] == json!(forged[0]) {
+            assert!(verified.is_err(), "the forged request verified");
+            let other = Verifier::new(ClientSecret::new("not-the-app-secret"))
+                .with_legacy(LegacySignatures::Accept);
+            assert!(other.verify(&signed, 0).is_ok());
+        } else {
+            assert!(verified.is_ok());
+        }
+    }
+    // A redelivery of the forged execution is forged too.
+    let r = call(
+        &mock,
+        "POST",
+        "/__mock/workflows/redeliver",
+        Some(&json!({"callbackId": forged[0]})),
+    );
+    assert_eq!(r.json().unwrap()["status"], 401);
+}
+
+#[test]
 fn typed_outputs_are_required_where_the_specification_requires_them() {
     let action =
         ActionServer::start(|_, _| ok(json!({"outputFields": {"hs_execution_state": "BLOCK"}})));

@@ -195,6 +195,9 @@ struct Execution {
     object_id: u64,
     url: String,
     body: Vec<u8>,
+    /// Signs this execution's requests instead of the app's client secret (a forged request,
+    /// for a receiver's 401 path; enroll `signingSecret`).
+    forged_secret: Option<String>,
     state: ExecState,
     /// `SUCCESS` / `FAIL_CONTINUE` once completed.
     execution_state: Option<String>,
@@ -391,7 +394,7 @@ pub(super) fn run_dispatcher(shared: &Shared) {
 }
 
 fn attempt(shared: &Shared, secret: &ClientSecret, callback_id: &str) {
-    let (url, body, config, now) = {
+    let fetched = {
         let mut data = lock(&shared.data);
         let now = data.now_ms();
         let wf = &mut data.workflows;
@@ -408,9 +411,11 @@ fn attempt(shared: &Shared, secret: &ClientSecret, callback_id: &str) {
         e.attempts += 1;
         e.first_attempt_at.get_or_insert(now);
         wf.stats.attempts += 1;
-        (e.url.clone(), e.body.clone(), config, now)
+        let forged = e.forged_secret.as_deref().map(ClientSecret::new);
+        (e.url.clone(), e.body.clone(), config, now, forged)
     };
-    let (result, elapsed) = send(secret, &url, &body, &config, now);
+    let (url, body, config, now, forged) = fetched;
+    let (result, elapsed) = send(forged.as_ref().unwrap_or(secret), &url, &body, &config, now);
     let answer = match &result {
         Ok(r) => Answer::Http {
             status: r.status,
@@ -550,16 +555,22 @@ pub(super) fn redeliver(shared: &Shared, body: &[u8]) -> Response {
             wf.stats.attempts += 1;
             let e = &mut wf.executions[i];
             e.attempts += 1;
-            (i, e.url.clone(), e.body.clone(), config, now)
+            let secret = e.forged_secret.clone();
+            (i, e.url.clone(), e.body.clone(), config, now, secret)
         })
     };
-    let Some((i, url, request, config, now)) = found else {
+    let Some((i, url, request, config, now, forged)) = found else {
         return json_response(
             404,
             &json!({"status": "error", "message": format!("no execution {callback_id}")}),
         );
     };
-    let secret = ClientSecret::new(shared.client_secret.as_bytes());
+    let secret = ClientSecret::new(
+        forged
+            .as_deref()
+            .unwrap_or(&shared.client_secret)
+            .as_bytes(),
+    );
     let (result, elapsed) = send(&secret, &url, &request, &config, now);
     let answer = match &result {
         Ok(r) => json!({
@@ -1081,8 +1092,9 @@ fn list(
 }
 
 /// `POST /__mock/workflows/enroll`: `{"definitionId", "objectType", "objectId" | "objectIds",
-/// "inputFields"?, "count"?, "workflowId"?, "actionId"?}` → `{"callbackIds": […]}`; each
-/// enrollment's execution request is built now and queued for the dispatcher.
+/// "inputFields"?, "count"?, "workflowId"?, "actionId"?, "signingSecret"?}` →
+/// `{"callbackIds": […]}`; each enrollment's execution request is built now and queued for the
+/// dispatcher. `signingSecret` signs them with another secret: forged requests.
 pub(super) fn enroll(shared: &Shared, data: &mut Data, body: &[u8]) -> Response {
     let bad = |msg: String| json_response(400, &json!({"status": "error", "message": msg}));
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
@@ -1127,6 +1139,11 @@ pub(super) fn enroll(shared: &Shared, data: &mut Data, body: &[u8]) -> Response 
             .flat_map(|id| std::iter::repeat_n(*id, count))
             .collect();
     }
+    let forged_secret = match body.get("signingSecret") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return bad("signingSecret must be a string".into()),
+    };
     let inputs: Map<String, Value> = match body.get("inputFields") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(o)) => o.clone(),
@@ -1290,6 +1307,7 @@ pub(super) fn enroll(shared: &Shared, data: &mut Data, body: &[u8]) -> Response 
             object_id: id,
             url: url.clone(),
             body: serde_json::to_vec(&request).unwrap_or_default(),
+            forged_secret: forged_secret.clone(),
             state: ExecState::Pending,
             execution_state: None,
             attempts: 0,
