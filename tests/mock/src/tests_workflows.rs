@@ -707,14 +707,10 @@ fn a_forged_enrollment_is_signed_with_another_secret_and_a_401_fails_it() {
             assert!(verified.is_ok());
         }
     }
-    // A redelivery of the forged execution is forged too.
-    let r = call(
-        &mock,
-        "POST",
-        "/__mock/workflows/redeliver",
-        Some(&json!({"callbackId": forged[0]})),
-    );
-    assert_eq!(r.json().unwrap()["status"], 401);
+    // A redelivery of the forged execution is forged too (through the library this time).
+    assert_eq!(mock.redeliver(&forged[0]).unwrap()["status"], 401);
+    assert_eq!(mock.redeliver(&genuine[0]).unwrap()["status"], 200);
+    assert!(mock.redeliver("ap-0-0-0-0").is_err());
 }
 
 #[test]
