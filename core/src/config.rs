@@ -183,8 +183,19 @@ pub const SYNC_LEASE_SECS: NumberKey = NumberKey {
     max: 900,
 };
 
+/// `ALERT_EVALUATION_SECS`: how often the metrics object evaluates the alert rules while
+/// metrics arrive; one minute by default (the rules' windows are whole minutes), at least 1 s
+/// (tests), at most an hour.
+pub const ALERT_EVALUATION_SECS: NumberKey = NumberKey {
+    key: "ALERT_EVALUATION_SECS",
+    default: 60,
+    min: 1,
+    max: 3_600,
+};
+
 /// Every numeric key.
-pub const NUMBER_KEYS: [NumberKey; 15] = [
+pub const NUMBER_KEYS: [NumberKey; 16] = [
+    ALERT_EVALUATION_SECS,
     SYNC_INCREMENTAL_MINUTES,
     SYNC_FULL_HOURS,
     SYNC_LAG_SECS,
@@ -1242,6 +1253,9 @@ pub fn check<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<Problem> 
 /// URL in the standard format `ALERT_SECRET` must be a Standard Webhooks secret (`whsec_…`).
 pub fn alerts<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<ConfigError> {
     let mut errors = Vec::new();
+    if let Err(e) = lookup.number(ALERT_EVALUATION_SECS) {
+        errors.push(e);
+    }
     if let Some(rules) = lookup.optional("ALERTS") {
         if let Err(e) = crate::metrics::alert::AlertConfig::parse(&rules) {
             errors.push(ConfigError::Invalid {

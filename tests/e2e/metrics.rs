@@ -160,3 +160,77 @@ pub(super) fn metrics_count_a_batch_and_scrape_as_openmetrics(fx: &Fixture) -> O
         || format!("span=week: {} {}", bad.status, bad.text()),
     )
 }
+
+/// An alert fires once and resolves once, each notice a Standard Webhooks-signed POST to
+/// `ALERT_URL` (verified by a second loopback receiver with `ALERT_SECRET`). A Worker of its own
+/// evaluates every second (`ALERT_EVALUATION_SECS=1`) one rule: webhook requests rejected above
+/// 5 % within the current and the last minute, at least 3 requests, resolving at once when clear. 5 unsigned
+/// requests (100 % rejected) fire it; 250 signed empty batches (5 / 255 = 2 % ≤ the 4 % clear
+/// level) resolve it. While firing, further evaluations send nothing.
+pub(super) fn metrics_alert_fires_once_and_resolves_once_signed(_: &Fixture) -> Outcome {
+    let secret = hubspot_edge_tests::fixture::FORWARD_SECRET;
+    let alerts = hubspot_edge_tests::Destination::start(secret)?;
+    let rules = serde_json::json!({"rules": [{
+        "name": "webhook_errors", "kind": "error_rate", "source": "webhooks", "above": 0.05,
+        "windowMinutes": 2, "minEvents": 3, "clearMinutes": 0
+    }]});
+    let mut options = hubspot_edge_tests::FixtureOptions::default()
+        .var("ALERT_URL", alerts.url())
+        .var("ALERT_SECRET", secret)
+        .var("ALERT_EVALUATION_SECS", "1")
+        .var("ALERTS", rules.to_string());
+    options.wrangler.config = Some(super::extra_wrangler_config("alerts.toml")?);
+    let fx = Fixture::start(options)?;
+    let notices = |status: &str| -> Vec<Value> {
+        alerts
+            .deliveries()
+            .into_iter()
+            .filter(|d| {
+                d.is_ok() && d.body["alert"] == "webhook_errors" && d.body["status"] == status
+            })
+            .map(|d| d.body)
+            .collect()
+    };
+    for _ in 0..5 {
+        let r = hubspot_edge_tests::http::post(&fx.url("/webhooks/hubspot"), b"[]", None)?;
+        check(r.status == 401, || format!("unsigned: {}", r.status))?;
+    }
+    let fired = poll_until_ok(
+        "the alert to fire",
+        DEADLINE,
+        Duration::from_millis(200),
+        || -> Result<Option<Value>, String> { Ok(notices("firing").into_iter().next()) },
+    )?;
+    check(
+        fired["type"] == "hubspot-edge.alert.v1" && fired["value"].as_f64() == Some(1.0),
+        || format!("firing notice: {fired}"),
+    )?;
+    for _ in 0..250 {
+        fx.hubspot_request(b"[]".to_vec())
+            .send()?
+            .expect_status(200)?;
+    }
+    let resolved = poll_until_ok(
+        "the alert to resolve",
+        DEADLINE,
+        Duration::from_millis(200),
+        || -> Result<Option<Value>, String> { Ok(notices("resolved").into_iter().next()) },
+    )?;
+    check(resolved["sinceMs"] == fired["atMs"], || {
+        format!(
+            "resolved {resolved} does not name the firing at {}",
+            fired["atMs"]
+        )
+    })?;
+    let unverified = alerts.deliveries().iter().filter(|d| !d.verified).count();
+    check(
+        notices("firing").len() == 1 && notices("resolved").len() == 1 && unverified == 0,
+        || {
+            format!(
+                "{} firing, {} resolved, {unverified} unverified notices",
+                notices("firing").len(),
+                notices("resolved").len()
+            )
+        },
+    )
+}

@@ -35,7 +35,6 @@ use crate::log::Line;
 /// The Durable Object binding (wrangler.toml).
 pub(crate) const BINDING: &str = "METRICS";
 const INSTANCE: &str = "metrics";
-const ALERT_PERIOD_MS: i64 = 60_000;
 const STATE_ALERTS: &str = "alerts";
 
 /// What one invocation counted; flushed once at its end ([`flush`]).
@@ -236,6 +235,16 @@ impl MetricsStore {
     }
 }
 
+/// The alarm period: `ALERT_EVALUATION_SECS` (core's range; the default when invalid, which
+/// `/healthz` reports as a problem of part `alerts`).
+fn alert_period_ms(env: &Env) -> i64 {
+    let lookup = crate::config::lookup(env);
+    let secs = lookup
+        .number(hubspot_edge_core::config::ALERT_EVALUATION_SECS)
+        .unwrap_or(hubspot_edge_core::config::ALERT_EVALUATION_SECS.default);
+    i64::try_from(secs * 1000).unwrap_or(60_000)
+}
+
 fn alert_config(env: &Env) -> std::result::Result<AlertConfig, String> {
     match env.var("ALERTS") {
         Ok(v) => AlertConfig::parse(&v.to_string()).map_err(|e| e.to_string()),
@@ -313,10 +322,11 @@ impl DurableObject for MetricsStore {
                 let ask: RecordAsk = serde_json::from_str(&req.text().await?)?;
                 self.record(&ask)?;
                 // Alerts are evaluated a minute at a time while metrics arrive.
+                // (`set_alarm` takes an offset from now in milliseconds.)
                 if self.state.storage().get_alarm().await?.is_none() {
                     self.state
                         .storage()
-                        .set_alarm(i64::try_from(now).unwrap_or(0) + ALERT_PERIOD_MS)
+                        .set_alarm(alert_period_ms(&self.env))
                         .await?;
                 }
                 Response::empty()
@@ -375,7 +385,7 @@ impl DurableObject for MetricsStore {
         if active || firing {
             self.state
                 .storage()
-                .set_alarm(i64::try_from(now).unwrap_or(0) + ALERT_PERIOD_MS)
+                .set_alarm(alert_period_ms(&self.env))
                 .await?;
         }
         Response::empty()
