@@ -114,6 +114,9 @@ struct BucketRow {
 #[serde(rename_all = "camelCase")]
 struct WindowAnswer<'a> {
     span: &'a str,
+    /// Upper bounds of the histograms' buckets (core's `BUCKETS_MS`), so that a reader can
+    /// compute percentiles from a distribution's `counts`.
+    bucket_bounds_ms: &'static [u64],
     now_ms: u64,
     buckets: Vec<BucketOut>,
     alerts: &'a Alerts,
@@ -362,6 +365,7 @@ impl DurableObject for MetricsStore {
                 let alerts = self.alerts().await?;
                 Response::from_json(&WindowAnswer {
                     span: &span_name,
+                    bucket_bounds_ms: &hubspot_edge_core::metrics::BUCKETS_MS,
                     now_ms: now,
                     buckets,
                     alerts: &alerts,
