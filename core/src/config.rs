@@ -1141,7 +1141,8 @@ pub enum Part {
     /// The inbound sync (`INBOUND_SECRET`, `INBOUND_TYPES`): `POST /sync/{objectType}` answers
     /// 503 `config_invalid` until it is fixed.
     Inbound,
-    /// Alerts (`ALERTS`, `ALERT_URL`, `ALERT_SECRET`, `ALERT_FORMAT`): metrics are still kept,
+    /// Metrics and alerts (`METRICS_ENABLED`, `ALERTS`, `ALERT_URL`, `ALERT_SECRET`,
+    /// `ALERT_FORMAT`, `ALERT_EVALUATION_SECS`): metrics are still kept,
     /// no alert is evaluated (invalid rules) or sent (invalid destination) until it is fixed.
     Alerts,
 }
@@ -1254,6 +1255,9 @@ pub fn check<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<Problem> 
 pub fn alerts<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     if let Err(e) = lookup.number(ALERT_EVALUATION_SECS) {
+        errors.push(e);
+    }
+    if let Err(e) = lookup.boolean("METRICS_ENABLED", true) {
         errors.push(e);
     }
     if let Some(rules) = lookup.optional("ALERTS") {
@@ -1414,6 +1418,10 @@ mod tests {
                 ("ALERT_FORMAT", "slack")
             ]),
             [("ALERT_URL", "config_plain_http")]
+        );
+        assert_eq!(
+            codes(&[("METRICS_ENABLED", "maybe")]),
+            [("METRICS_ENABLED", "config_not_a_boolean")]
         );
         assert_eq!(
             codes(&[("ALERT_FORMAT", "teams")]),

@@ -38,7 +38,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     let method = req.method();
     let result = match (path.as_str(), &method) {
         ("/webhooks/hubspot", Method::Post) => {
-            let recorder = metrics::Recorder::default();
+            let recorder = metrics::Recorder::for_env(&env);
             let result = ingress::handle(req, &env, &request_id, &recorder).await;
             // Off the response path: one request to the metrics object per invocation.
             let counted = recorder.take();
@@ -140,7 +140,7 @@ async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()
     } else if batch.queue() == sync_queue || batch.queue() == sync_search_queue {
         sync::consume(batch, &env).await
     } else {
-        let recorder = metrics::Recorder::default();
+        let recorder = metrics::Recorder::for_env(&env);
         let result = consumer::forward_batch(batch, &env, &recorder).await;
         let counted = recorder.take();
         ctx.wait_until(async move { metrics::flush(&env, counted).await });

@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 
 use hubspot_edge_core::metrics::alert::{AlertConfig, Alerts, Notice};
-use hubspot_edge_core::metrics::{openmetrics, BucketKey, Metrics, Span, Timeline};
+use hubspot_edge_core::metrics::{openmetrics, BucketKey, Counter, Metrics, Span, Timeline};
 use hubspot_edge_core::outbound::WebhookSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -37,14 +37,26 @@ pub(crate) const BINDING: &str = "METRICS";
 const INSTANCE: &str = "metrics";
 const STATE_ALERTS: &str = "alerts";
 
-/// What one invocation counted; flushed once at its end ([`flush`]).
+/// What one invocation counted; flushed once at its end ([`flush`]). Counts nothing when
+/// `METRICS_ENABLED=false` ([`Recorder::for_env`]).
 #[derive(Debug, Default)]
-pub(crate) struct Recorder(RefCell<Metrics>);
+pub(crate) struct Recorder(RefCell<Metrics>, bool);
 
 impl Recorder {
+    /// A recorder that counts unless `METRICS_ENABLED` is `false` (core's boolean forms; an
+    /// invalid value counts, and `/healthz` reports it).
+    pub(crate) fn for_env(env: &Env) -> Self {
+        let off = crate::config::lookup(env)
+            .boolean("METRICS_ENABLED", true)
+            .is_ok_and(|on| !on);
+        Self(RefCell::new(Metrics::new()), off)
+    }
+
     /// Counts into the invocation's metrics.
     pub(crate) fn with(&self, f: impl FnOnce(&mut Metrics)) {
-        f(&mut self.0.borrow_mut());
+        if !self.1 {
+            f(&mut self.0.borrow_mut());
+        }
     }
 
     /// What was counted, leaving nothing.
@@ -170,8 +182,10 @@ impl MetricsStore {
 
     fn record(&self, ask: &RecordAsk) -> Result<()> {
         let now = Date::now().as_millis();
+        let mut metrics = ask.metrics.clone();
+        metrics.add(Counter::MetricsFlushes, &[], 1);
         let rows = self.with_timeline(|t| {
-            let changes = t.record(ask.at_ms.min(now), &ask.metrics, now);
+            let changes = t.record(ask.at_ms.min(now), &metrics, now);
             let changed: Vec<(String, String)> = changes
                 .changed
                 .iter()

@@ -78,6 +78,9 @@ pub enum Counter {
     ActionExecutions,
     /// Blocked executions completed, by `outcome` (`completed`, `expired`, `failed`).
     ActionCompletions,
+    /// Updates the metrics store received (one per invocation that counted anything): what
+    /// keeping metrics costs.
+    MetricsFlushes,
 }
 
 /// Latency distributions, observed in milliseconds.
@@ -140,6 +143,7 @@ impl Name {
                 Counter::SyncRecords => "hubspot_edge_sync_records",
                 Counter::ActionExecutions => "hubspot_edge_action_executions",
                 Counter::ActionCompletions => "hubspot_edge_action_completions",
+                Counter::MetricsFlushes => "hubspot_edge_metrics_flushes",
             },
             Self::Histogram(h) => match h {
                 Histogram::DeliveryLatency => "hubspot_edge_delivery_latency_seconds",
@@ -176,6 +180,7 @@ impl Name {
                 Counter::SyncRecords => "Sync records by object type and outcome.",
                 Counter::ActionExecutions => "Workflow action executions by outcome.",
                 Counter::ActionCompletions => "Blocked executions completed, by outcome.",
+                Counter::MetricsFlushes => "Updates the metrics store received.",
             },
             Self::Histogram(h) => match h {
                 Histogram::DeliveryLatency => "Webhook receipt to destination 2xx.",
