@@ -70,9 +70,10 @@ fn scrape(fx: &Fixture) -> Result<HashMap<String, f64>, String> {
     parse_openmetrics(&r.text())
 }
 
-/// A signed batch of 5 events and 2 requests without a signature are counted: the webhook
-/// requests by outcome and code, the events by stage, the queue's enqueued messages and the
-/// edge's response time, read back through a real OpenMetrics parser. Other scenarios run at
+/// A signed batch of 5 events, 2 requests without a signature and one HubSpot call through the
+/// admin API are counted: the webhook requests by outcome and code, the events by stage, the
+/// queue's enqueued messages, the edge's response time and the HubSpot call by budget and
+/// status class, read back through a real OpenMetrics parser. Other scenarios run at
 /// the same time against the same Worker, so counts are compared as increases of at least what
 /// this scenario sent. The JSON window holds 60 minute buckets whose current one has the
 /// events. Without the admin token: 401.
@@ -89,6 +90,10 @@ pub(super) fn metrics_count_a_batch_and_scrape_as_openmetrics(fx: &Fixture) -> O
     let accepted = "hubspot_edge_webhook_requests_total{code=accepted,outcome=accepted}";
     let responses = "hubspot_edge_webhook_response_seconds_count{}";
 
+    // One HubSpot call through the executor (the shared mock answers it).
+    let hubspot_calls = "hubspot_edge_hubspot_calls_total{budget=burst,status=2xx}";
+    fx.admin_get("/admin/hubspot/objects/contacts/1")?
+        .expect_status(200)?;
     let events: Vec<HubSpotEvent> = (0..5)
         .map(|_| HubSpotEvent::creation("contact", unique_id()))
         .collect();
@@ -115,7 +120,8 @@ pub(super) fn metrics_count_a_batch_and_scrape_as_openmetrics(fx: &Fixture) -> O
                 && grew(enqueued, 5.0)
                 && grew(accepted, 1.0)
                 && grew(rejected, 2.0)
-                && grew(responses, 3.0))
+                && grew(responses, 3.0)
+                && grew(hubspot_calls, 1.0))
             .then_some(now))
         },
     )?;

@@ -45,11 +45,7 @@ use crate::store;
 /// KV operations per batch of at most 100 messages (Cloudflare allows 1,000 per invocation):
 /// ≤ 100 `seen:` reads, ≤ 100 echo-guard reads (enriched changes), ≤ 100 `seen:` writes, and
 /// one read per event carried by reference: ≤ 400.
-pub(crate) async fn forward_batch(
-    batch: MessageBatch<String>,
-    env: &Env,
-    metrics: &crate::metrics::Recorder,
-) -> Result<()> {
+pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Result<()> {
     let started = Date::now().as_millis();
     let batch_id = crate::log::random_id();
     let queue_name = batch.queue();
@@ -61,7 +57,7 @@ pub(crate) async fn forward_batch(
             let queues = (&events_queue, &dead_queue);
             let stats = hold_for_config(&batch, env, &problems, queues, &batch_id).await;
             stats.log("queue_batch", &queue_name, &batch_id, started);
-            metrics.with(|m| stats.count_into(m));
+            crate::metrics::count(|m| stats.count_into(m));
             return Ok(());
         }
     };
@@ -260,11 +256,6 @@ pub(crate) async fn forward_batch(
                     &[("result", "failure"), ("class", class)],
                     1,
                 );
-                stats.metrics.add(
-                    Counter::DeadLetters,
-                    &[("reason", dead_letter_reason(&reason))],
-                    members.len() as u64,
-                );
                 for (message, envelope) in members {
                     Line::warn("forward_dead_lettered")
                         .field("key", envelope.key.as_str())
@@ -284,7 +275,7 @@ pub(crate) async fn forward_batch(
     // The follow-ups (dedupe marks, re-queues, dead letters) run concurrently, not one by one.
     join_all(effects).await;
     stats.log("queue_batch", &queue_name, &batch_id, started);
-    metrics.with(|m| stats.count_into(m));
+    crate::metrics::count(|m| stats.count_into(m));
     Ok(())
 }
 
@@ -732,19 +723,6 @@ fn failure_class(detail: &str) -> &'static str {
             RECORD_STORE_UNAVAILABLE => "record_store",
             _ => "other",
         },
-    }
-}
-
-/// A dead letter's reason for metrics: the reasons the consumer writes, anything else `other`.
-fn dead_letter_reason(reason: &str) -> &str {
-    let known = reason.len() <= 40
-        && reason
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
-    if known {
-        reason
-    } else {
-        "other"
     }
 }
 

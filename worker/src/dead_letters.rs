@@ -133,6 +133,14 @@ async fn store_one(
     };
     let error = match written {
         Ok(()) => {
+            let reason = crate::metrics::code_label(&letter.reason);
+            crate::metrics::count(|m| {
+                m.add(
+                    hubspot_edge_core::metrics::Counter::DeadLetters,
+                    &[("reason", reason)],
+                    1,
+                );
+            });
             Line::info("dead_letter_stored")
                 .field("dead_letter_id", letter.id.as_str())
                 .field("reason", letter.reason.as_str())

@@ -21,7 +21,7 @@ use worker::{Date, Env, Request, Response, Result};
 
 use crate::config::{ConfigError, Ingress};
 use crate::log::Line;
-use crate::metrics::Recorder;
+use crate::metrics;
 use crate::queue::{self, DeadLetterMessage};
 use crate::respond;
 use crate::store::{self, DeadLetter, Kind};
@@ -39,16 +39,11 @@ pub(crate) struct Counts {
     pub(crate) by_reference: usize,
 }
 
-pub(crate) async fn handle(
-    mut req: Request,
-    env: &Env,
-    request_id: &str,
-    metrics: &Recorder,
-) -> Result<Response> {
+pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Result<Response> {
     let started = Date::now().as_millis();
     let log = |outcome: &str, status: u16| {
         let took = Date::now().as_millis().saturating_sub(started);
-        metrics.with(|m| {
+        metrics::count(|m| {
             let result = if status < 300 { "accepted" } else { "rejected" };
             m.add(
                 Counter::WebhookRequests,
@@ -150,6 +145,13 @@ pub(crate) async fn handle(
                     .emit();
                 return respond::error(503, "store_unavailable", "try again later");
             }
+            metrics::count(|m| {
+                m.add(
+                    Counter::DeadLetters,
+                    &[("reason", metrics::code_label(e.code()))],
+                    1,
+                );
+            });
             log("dead_lettered", 200)
                 .field("code", e.code())
                 .field("dead_letter_id", letter.id.as_str())
@@ -173,7 +175,7 @@ pub(crate) async fn handle(
         }
     };
 
-    metrics.with(|m| {
+    metrics::count(|m| {
         for (stage, n) in [
             ("received", counts.events),
             ("filtered", counts.filtered),
@@ -190,13 +192,6 @@ pub(crate) async fn handle(
                 Counter::QueueEnqueued,
                 &[("queue", "events")],
                 counts.queued as u64,
-            );
-        }
-        if counts.dead_lettered > 0 {
-            m.add(
-                Counter::DeadLetters,
-                &[("reason", "ingress")],
-                counts.dead_lettered as u64,
             );
         }
     });

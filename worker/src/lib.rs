@@ -38,12 +38,10 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     let method = req.method();
     let result = match (path.as_str(), &method) {
         ("/webhooks/hubspot", Method::Post) => {
-            let recorder = metrics::Recorder::for_env(&env);
-            let result = ingress::handle(req, &env, &request_id, &recorder).await;
+            let result = ingress::handle(req, &env, &request_id).await;
             // Off the response path: one request to the metrics object per invocation.
-            let counted = recorder.take();
             let env = env.clone();
-            ctx.wait_until(async move { metrics::flush(&env, counted).await });
+            ctx.wait_until(async move { metrics::flush_pending(&env).await });
             return finish(result, &request_id);
         }
         ("/webhooks/hubspot", _) => respond::error(405, "method_not_allowed", "use POST"),
@@ -68,6 +66,9 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
             )
             .emit();
     }
+    // Off the response path: what this invocation counted (HubSpot calls of the admin and sync
+    // routes), one request to the metrics object at most.
+    ctx.wait_until(async move { metrics::flush_pending(&env).await });
     result
 }
 
@@ -135,17 +136,16 @@ async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()
         .var("SYNC_SEARCH_QUEUE_NAME")
         .map(|v| v.to_string())
         .unwrap_or_else(|_| sync::DEFAULT_SEARCH_QUEUE_NAME.into());
-    if batch.queue() == dead_letter_queue {
+    let result = if batch.queue() == dead_letter_queue {
         dead_letters::store_dead_letters(batch, &env).await
     } else if batch.queue() == sync_queue || batch.queue() == sync_search_queue {
         sync::consume(batch, &env).await
     } else {
-        let recorder = metrics::Recorder::for_env(&env);
-        let result = consumer::forward_batch(batch, &env, &recorder).await;
-        let counted = recorder.take();
-        ctx.wait_until(async move { metrics::flush(&env, counted).await });
-        result
-    }
+        consumer::forward_batch(batch, &env).await
+    };
+    // After the batch is settled: one request to the metrics object per invocation.
+    ctx.wait_until(async move { metrics::flush_pending(&env).await });
+    result
 }
 
 /// The cron trigger (wrangler.toml `[triggers]`): pokes each synced type's coordinator, which

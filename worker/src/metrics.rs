@@ -37,37 +37,53 @@ pub(crate) const BINDING: &str = "METRICS";
 const INSTANCE: &str = "metrics";
 const STATE_ALERTS: &str = "alerts";
 
-/// What one invocation counted; flushed once at its end ([`flush`]). Counts nothing when
-/// `METRICS_ENABLED=false` ([`Recorder::for_env`]).
-#[derive(Debug, Default)]
-pub(crate) struct Recorder(RefCell<Metrics>, bool);
+thread_local! {
+    /// What this isolate counted and has not sent yet. An isolate runs one thread, and
+    /// invocations interleave only at `await`s, so any code may count here ([`count`]) without
+    /// threading a value through its callers; each invocation sends whatever is pending at its
+    /// end ([`flush_pending`]), its own counts and any of an invocation still running, which
+    /// that one's flush then misses. Every count is sent exactly once, by the first flush after
+    /// it; at most one update per invocation.
+    static PENDING: RefCell<Metrics> = RefCell::new(Metrics::new());
+}
 
-impl Recorder {
-    /// A recorder that counts unless `METRICS_ENABLED` is `false` (core's boolean forms; an
-    /// invalid value counts, and `/healthz` reports it).
-    pub(crate) fn for_env(env: &Env) -> Self {
-        let off = crate::config::lookup(env)
-            .boolean("METRICS_ENABLED", true)
-            .is_ok_and(|on| !on);
-        Self(RefCell::new(Metrics::new()), off)
+/// A code as a label value: lowercase letters, digits and `_`, at most 40 bytes (the stable
+/// codes this project writes); anything else `other`, so a label stays a small, closed set.
+pub(crate) fn code_label(code: &str) -> &str {
+    let ok = !code.is_empty()
+        && code.len() <= 40
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
+    if ok {
+        code
+    } else {
+        "other"
     }
+}
 
-    /// Counts into the invocation's metrics.
-    pub(crate) fn with(&self, f: impl FnOnce(&mut Metrics)) {
-        if !self.1 {
-            f(&mut self.0.borrow_mut());
-        }
-    }
+/// Counts into this isolate's pending metrics.
+pub(crate) fn count(f: impl FnOnce(&mut Metrics)) {
+    PENDING.with(|p| f(&mut p.borrow_mut()));
+}
 
-    /// What was counted, leaving nothing.
-    pub(crate) fn take(&self) -> Metrics {
-        std::mem::take(&mut self.0.borrow_mut())
+/// Sends this isolate's pending metrics (one request; nothing when nothing is pending), or
+/// drops them when `METRICS_ENABLED=false` (core's boolean forms; an invalid value keeps
+/// metrics on, and `/healthz` reports it). Call it once at the end of an invocation, after the
+/// response (`wait_until`).
+pub(crate) async fn flush_pending(env: &Env) {
+    let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let off = crate::config::lookup(env)
+        .boolean("METRICS_ENABLED", true)
+        .is_ok_and(|on| !on);
+    if !off {
+        flush(env, pending).await;
     }
 }
 
 /// Sends `m` to the metrics object (one request), unless empty or the binding is not
 /// configured. Errors are logged, never raised: metrics never fail the work they describe.
-pub(crate) async fn flush(env: &Env, m: Metrics) {
+async fn flush(env: &Env, m: Metrics) {
     if m.is_empty() {
         return;
     }

@@ -856,6 +856,25 @@ async fn work(message: &Message<String>, env: &Env, deliveries: usize, busy: &Ce
         busy.set(busy.get().saturating_sub(1));
     }
     let [read, settle, window, lookup, decide, commit, send] = ctx.spent.get();
+    let c = &report.counts;
+    crate::metrics::count(|m| {
+        for (outcome, n) in [
+            ("read", c.read),
+            ("upserted", c.upserted),
+            ("unchanged", c.unchanged),
+            ("deleted", c.deleted),
+            ("merged", c.merged),
+            ("rejected", c.rejected),
+        ] {
+            if n > 0 {
+                m.add(
+                    hubspot_edge_core::metrics::Counter::SyncRecords,
+                    &[("object_type", object_type.as_str()), ("outcome", outcome)],
+                    n,
+                );
+            }
+        }
+    });
     Line::info("sync_unit_worked")
         .field("run_id", msg.run_id.as_str())
         .field("unit_id", msg.unit_id)

@@ -1161,6 +1161,9 @@ impl DurableObject for InboundSync {
             self.alarm_at(Date::now().as_millis() + RETRY_DELAY_MS)
                 .await?;
         }
+        // The flush's HubSpot calls were counted in this object's isolate: sent from here
+        // (on Cloudflare a Durable Object runs apart from the Worker's invocations).
+        crate::metrics::flush_pending(&self.env).await;
         Response::ok("flushed")
     }
 }

@@ -9,6 +9,7 @@ use hubspot_edge_core::api::{
     self, interpret, ApiError, Decision, GiveUpReason, Outcome, RateLimitHeaders, RateLimitPolicy,
     RequestKind,
 };
+use hubspot_edge_core::metrics::{Counter, Histogram};
 use hubspot_edge_core::ratelimit::{Budget, LimitPolicy, RateLimitObservation};
 use serde::de::DeserializeOwned;
 use worker::{AbortController, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
@@ -89,6 +90,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
                 }
             }
         };
+        count_call(budget, status, &outcome, now.saturating_sub(started));
         let decision = api::decide(kind, attempt, &outcome, now, js_sys::Math::random());
         log_call(
             request,
@@ -282,6 +284,40 @@ pub(crate) fn outcome_code(outcome: &Outcome) -> &'static str {
         Outcome::Timeout => "timeout",
         Outcome::Network => "network_error",
     }
+}
+
+/// One attempt in the metrics: calls by budget and status class, latency by budget, 429s by
+/// HubSpot's policy name (a closed set, so labels stay bounded).
+fn count_call(budget: Budget, status: Option<u16>, outcome: &Outcome, took_ms: u64) {
+    let budget = match budget {
+        Budget::Search => "search",
+        Budget::General => "burst",
+    };
+    let class = match (status, outcome) {
+        (Some(429), _) => "429",
+        (Some(s), _) if s < 300 => "2xx",
+        (Some(s), _) if s < 500 => "4xx",
+        (Some(_), _) => "5xx",
+        (None, Outcome::Timeout) => "timeout",
+        (None, _) => "network",
+    };
+    crate::metrics::count(|m| {
+        m.add(
+            Counter::HubSpotCalls,
+            &[("budget", budget), ("status", class)],
+            1,
+        );
+        m.observe(Histogram::HubSpotLatency, &[("budget", budget)], took_ms);
+        if let Outcome::Failed(ApiError::RateLimited { policy, .. }) = outcome {
+            let policy = match policy {
+                RateLimitPolicy::TenSecondlyRolling => "TEN_SECONDLY_ROLLING",
+                RateLimitPolicy::Daily => "DAILY",
+                RateLimitPolicy::Secondly => "SECONDLY",
+                RateLimitPolicy::Unknown(_) => "other",
+            };
+            m.add(Counter::HubSpotRateLimited, &[("policy", policy)], 1);
+        }
+    });
 }
 
 #[allow(clippy::too_many_arguments)] // One log line's fields; a struct would only rename them.
