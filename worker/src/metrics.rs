@@ -184,11 +184,14 @@ impl MetricsStore {
                 .to_array()?;
             let mut t = Timeline::new();
             for row in rows {
-                match (BucketKey::parse(&row.key), Metrics::from_json(&row.json)) {
-                    (Some(k), Ok(m)) => t.load(k, m),
-                    _ => Line::warn("metrics_bucket_invalid")
+                let loaded = BucketKey::parse(&row.key)
+                    .ok_or_else(|| "unknown key".to_owned())
+                    .and_then(|k| t.load_row(k, &row.json).map_err(|e| e.to_string()));
+                if let Err(e) = loaded {
+                    Line::warn("metrics_bucket_invalid")
                         .field("key", row.key.as_str())
-                        .emit(),
+                        .field("error", e)
+                        .emit();
                 }
             }
             *slot = Some(t);
@@ -205,7 +208,7 @@ impl MetricsStore {
             let changed: Vec<(String, String)> = changes
                 .changed
                 .iter()
-                .filter_map(|k| t.get(*k).map(|m| (k.as_key(), m.to_json())))
+                .filter_map(|k| t.row(*k).map(|text| (k.as_key(), text)))
                 .collect();
             (changed, changes.dropped)
         })?;
@@ -365,7 +368,7 @@ impl DurableObject for MetricsStore {
                 Response::empty()
             }
             (Method::Get, "/admin/metrics") => {
-                let text = self.with_timeline(|t| openmetrics::render(t.totals()))?;
+                let text = self.with_timeline(|t| openmetrics::render(&t.totals()))?;
                 let headers = Headers::new();
                 headers.set("content-type", openmetrics::CONTENT_TYPE)?;
                 Ok(Response::ok(text)?.with_headers(headers))

@@ -109,30 +109,37 @@ fn the_timeline_keeps_an_hour_by_minute_a_day_by_hour_and_totals() {
     let mut t = Timeline::new();
     let mut one = Metrics::new();
     one.add(Counter::Deliveries, &[("result", "success")], 1);
-    // One observation per minute for three hours.
+    // Two observations per minute for three hours.
     let mut now = T0;
     let mut dropped = Vec::new();
     for _ in 0..180 {
-        let ch = t.record(now, &one, now);
-        assert!(ch.changed.contains(&BucketKey::Totals));
-        dropped.extend(ch.dropped);
+        let first = t.record(now, &one, now);
+        dropped.extend(first.dropped);
+        // A second update in the same minute writes only that minute's row.
+        let second = t.record(now + 1_000, &one, now + 1_000);
+        assert_eq!(second.changed, vec![BucketKey::Minute(now)]);
+        assert!(second.dropped.is_empty());
         now += MIN;
     }
-    let now = now - MIN;
-    assert_eq!(t.totals().count(Counter::Deliveries, &[]), 180);
+    let now = now - MIN + 1_000;
+    assert_eq!(t.totals().count(Counter::Deliveries, &[]), 360);
     let hour = t.window(Span::HourByMinute, now);
     assert_eq!(hour.len(), 60);
     assert!(hour
         .iter()
-        .all(|(_, m)| m.count(Counter::Deliveries, &[]) == 1));
-    assert_eq!(hour.last().map(|(s, _)| *s), Some(now));
+        .all(|(_, m)| m.count(Counter::Deliveries, &[]) == 2));
+    assert_eq!(hour.last().map(|(s, _)| *s), Some(now - 1_000));
     let day = t.window(Span::DayByHour, now);
     assert_eq!(day.len(), 24);
     let per_hour: Vec<u64> = day
         .iter()
         .map(|(_, m)| m.count(Counter::Deliveries, &[]))
         .collect();
-    assert_eq!(&per_hour[21..], &[60, 60, 60]);
+    assert_eq!(
+        &per_hour[21..],
+        &[120, 120, 120],
+        "the current minute is in its hour too"
+    );
     assert_eq!(per_hour[..21].iter().sum::<u64>(), 0);
     // 120 minute buckets fell out of the hour and were reported for deletion.
     assert_eq!(
@@ -142,24 +149,55 @@ fn the_timeline_keeps_an_hour_by_minute_a_day_by_hour_and_totals() {
             .count(),
         120
     );
-    assert_eq!(t.last_minutes(now, 5).count(Counter::Deliveries, &[]), 5);
+    assert_eq!(t.last_minutes(now, 5).count(Counter::Deliveries, &[]), 10);
     // A late observation older than the day reaches the totals only.
     let ch = t.record(T0 - 25 * 3_600_000, &one, now);
     assert_eq!(ch.changed, vec![BucketKey::Totals]);
-    assert_eq!(t.totals().count(Counter::Deliveries, &[]), 181);
-    // Buckets persist and load back by key.
+    assert_eq!(t.totals().count(Counter::Deliveries, &[]), 361);
+    // A late observation for a folded minute still kept: its minute, its hour and the totals,
+    // counted once.
+    let ch = t.record(now - 10 * MIN, &one, now);
+    assert!(ch.changed.contains(&BucketKey::Totals), "{ch:?}");
+    assert_eq!(t.totals().count(Counter::Deliveries, &[]), 362);
+    let day: u64 = t
+        .window(Span::DayByHour, now)
+        .iter()
+        .map(|(_, m)| m.count(Counter::Deliveries, &[]))
+        .sum();
+    assert_eq!(
+        day, 361,
+        "the day holds all but the observation older than a day"
+    );
+    // Every row persists and loads back: the copy reads the same.
     let mut copy = Timeline::new();
-    for k in [
-        BucketKey::Minute(now),
-        BucketKey::Hour(now - now % 3_600_000),
-        BucketKey::Totals,
-    ] {
-        let text = t.get(k).expect("bucket").to_json();
+    let mut keys: Vec<BucketKey> = vec![BucketKey::Totals, BucketKey::Meta];
+    keys.extend(
+        t.window(Span::HourByMinute, now)
+            .iter()
+            .map(|(s, _)| BucketKey::Minute(*s)),
+    );
+    keys.extend(
+        t.window(Span::DayByHour, now)
+            .iter()
+            .map(|(s, _)| BucketKey::Hour(*s)),
+    );
+    for k in keys {
         assert_eq!(BucketKey::parse(&k.as_key()), Some(k));
-        copy.load(k, Metrics::from_json(&text).expect("json"));
+        if let Some(text) = t.row(k) {
+            copy.load_row(k, &text).expect("row");
+        }
     }
     assert_eq!(copy.totals(), t.totals());
+    assert_eq!(
+        copy.window(Span::DayByHour, now),
+        t.window(Span::DayByHour, now)
+    );
+    assert_eq!(
+        copy.window(Span::HourByMinute, now),
+        t.window(Span::HourByMinute, now)
+    );
     assert_eq!(BucketKey::parse("x:1"), None);
+    assert!(copy.load_row(BucketKey::Meta, "{").is_err());
 }
 
 #[test]
@@ -406,4 +444,51 @@ fn alert_configuration_errors_name_the_field() {
             MetricsError::Invalid(_) => panic!("{json}"),
         }
     }
+}
+
+/// What the metrics object does per update (record into the timeline, serialise the three
+/// changed buckets), with a realistic update (30 counter series, 4 histograms) into a totals
+/// bucket of ~200 series. Prints the time per update; asserts only that it ran.
+/// `cargo test -p hubspot-edge-core --release --lib metrics::tests::cost_of_one_update -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, run by hand (BENCHMARKS.md, Metrics)"]
+#[cfg(not(target_arch = "wasm32"))]
+fn cost_of_one_update() {
+    let mut t = Timeline::new();
+    let update = |i: u64| {
+        let mut m = Metrics::new();
+        for s in 0..30u64 {
+            m.add(
+                Counter::Events,
+                &[("stage", &format!("s{}", (s + i) % 200))],
+                3,
+            );
+        }
+        for h in 0..4u64 {
+            m.observe(
+                Histogram::DeliveryLatency,
+                &[("destination", &format!("d{h}"))],
+                40 + i,
+            );
+        }
+        m
+    };
+    let n = 2_000u64;
+    let started = std::time::Instant::now();
+    let mut bytes = 0;
+    for i in 0..n {
+        let m = Metrics::from_json(&update(i).to_json()).expect("json");
+        let now = T0 + i * 1_000;
+        let changes = t.record(now, &m, now);
+        for k in changes.changed {
+            bytes += t.row(k).map_or(0, |r| r.len());
+        }
+    }
+    let per = started.elapsed() / u32::try_from(n).expect("n");
+    println!(
+        "metrics update: {per:?} per update, {} bytes written per update, {} series in totals",
+        bytes / usize::try_from(n).expect("n"),
+        t.totals().len()
+    );
+    assert!(bytes > 0);
 }
