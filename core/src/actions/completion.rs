@@ -91,3 +91,24 @@ pub fn batch_fate(attempt: u32, outcome: &Outcome, now_ms: u64, jitter: f64) -> 
         },
     }
 }
+
+/// The batch completion request of `completions` (at most [`MAX_COMPLETION_BATCH`]):
+/// `POST {base}/automation/v4/actions/callbacks/complete` with
+/// [`super::Completion::batch_body`]. No `Authorization`: the executor adds it.
+///
+/// # Errors
+/// [`super::ActionError`] from the body; a bad base URL as
+/// [`super::ActionError::Malformed`] (checked at start, so not expected).
+pub fn batch_request(
+    api: &crate::api::ApiConfig,
+    completions: &[super::Completion],
+) -> Result<http::Request<Vec<u8>>, super::ActionError> {
+    let body = super::Completion::batch_body(completions)?;
+    api.build(
+        http::Method::POST,
+        super::Completion::BATCH_PATH,
+        &Default::default(),
+        Some(("application/json", body)),
+    )
+    .map_err(|e| super::ActionError::Malformed(e.to_string()))
+}

@@ -31,8 +31,8 @@ mod definition;
 mod execution;
 
 pub use completion::{
-    batch_fate, due_batches, next_due_ms, BatchFate, Pending, DEFAULT_COMPLETE_WINDOW_MS,
-    MAX_COMPLETION_BATCH,
+    batch_fate, batch_request, due_batches, next_due_ms, BatchFate, Pending,
+    DEFAULT_COMPLETE_WINDOW_MS, MAX_COMPLETION_BATCH,
 };
 pub use execution::{
     admit, callback_completion, complete, duration_ms, execute, expire, fail, finish,

@@ -875,3 +875,29 @@ fn bad_code(o: &Outcome) -> String {
 }
 
 use crate::api::Outcome;
+
+#[test]
+fn batch_request_posts_the_batch_body() {
+    let api = ApiConfig {
+        base_url: "https://api.example.com/".into(),
+        ..ApiConfig::default()
+    };
+    let c = Completion {
+        callback_id: "cb-1".into(),
+        outputs: json!({"score": 1}).as_object().unwrap().clone(),
+        state: ExecutionState::Success,
+    };
+    let r = batch_request(&api, std::slice::from_ref(&c)).unwrap();
+    assert_eq!(r.method(), http::Method::POST);
+    assert_eq!(
+        r.uri().to_string(),
+        "https://api.example.com/automation/v4/actions/callbacks/complete"
+    );
+    let body: Value = serde_json::from_slice(r.body()).unwrap();
+    assert_eq!(body["inputs"][0]["callbackId"], "cb-1");
+    assert_eq!(
+        body["inputs"][0]["outputFields"]["hs_execution_state"],
+        "SUCCESS"
+    );
+    assert_eq!(body["inputs"][0]["typedOutputs"], json!({"score": 1}));
+}
