@@ -11,6 +11,7 @@ use super::oauth::{expired_message, TokenState};
 use super::store::{Filter, Kind, Operator, Record, Search, WriteError};
 use super::time::format_iso;
 use super::webhooks;
+use super::workflows;
 use super::{lock, Data, Request, Response, Shared};
 
 /// "Batch requests to CRM object endpoints are limited to 100 records per request." (§4.1)
@@ -64,11 +65,11 @@ pub(super) fn json_response(status: u16, body: &Value) -> Response {
     }
 }
 
-fn error(data: &mut Data, status: u16, category: &str, message: &str) -> Response {
+pub(super) fn error(data: &mut Data, status: u16, category: &str, message: &str) -> Response {
     error_with(data, status, category, message, None)
 }
 
-fn error_with(
+pub(super) fn error_with(
     data: &mut Data,
     status: u16,
     category: &str,
@@ -220,6 +221,18 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
     };
     let decoded = path_segments(path);
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    // Callback completions (HUBSPOT.md §3.4): the bearer token, and the normal burst budget (no
+    // rate-limit exemption in the specification, SYNC-ACTIONS-OPS §C).
+    if let ["automation", "v4", "actions", "callbacks", rest @ ..] = segs.as_slice() {
+        let now = data.now_ms();
+        let outcome = data.limiter.check(token, false, now);
+        let mut resp = match outcome.refused {
+            Some(policy) => rate_limited(data, policy),
+            None => workflows::callbacks(data, req, rest, now),
+        };
+        resp.headers.extend(outcome.headers);
+        return resp;
+    }
     if let ["crm", "v4", "objects", from, from_id, "associations", rest @ ..] = segs.as_slice() {
         let now = data.now_ms();
         let outcome = data.limiter.check(token, false, now);
@@ -279,7 +292,7 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
     resp
 }
 
-fn rate_limited(data: &mut Data, policy: Policy) -> Response {
+pub(super) fn rate_limited(data: &mut Data, policy: Policy) -> Response {
     *data.stats.rate_limited.entry(policy.name()).or_default() += 1;
     // §5.3.
     let body = json!({

@@ -41,11 +41,13 @@ mod oauth;
 mod store;
 mod time;
 mod webhooks;
+mod workflows;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use faults::{parse_next_list, Fault, FaultConfig};
 pub use oauth::TEST_CODE;
 pub use webhooks::WebhookConfig;
+pub use workflows::WorkflowConfig;
 
 #[cfg(test)]
 mod tests;
@@ -57,6 +59,8 @@ mod tests_clock;
 mod tests_ops;
 #[cfg(test)]
 mod tests_sync;
+#[cfg(test)]
+mod tests_workflows;
 
 use limits::{Limiter, Limits};
 use store::{Kind, Store};
@@ -138,6 +142,9 @@ pub struct MockConfig {
     pub faults: FaultConfig,
     /// Deliver webhooks for API writes (§2) when set.
     pub webhook: Option<WebhookConfig>,
+    /// The workflow engine for custom workflow actions (§3): definitions API key, signing,
+    /// retries, timeouts. Execution requests are signed with [`MockConfig::client_secret`].
+    pub workflows: WorkflowConfig,
 }
 
 impl Default for MockConfig {
@@ -160,6 +167,7 @@ impl Default for MockConfig {
             token_ttl: Duration::from_secs(1800),
             faults: FaultConfig::default(),
             webhook: None,
+            workflows: WorkflowConfig::default(),
         }
     }
 }
@@ -181,6 +189,10 @@ struct Data {
     webhooks_on: bool,
     /// Replaces [`WebhookConfig::url`] once set (`POST /__mock/webhook`).
     webhook_url: Option<String>,
+    /// Added to every reading of `clock` (`POST /__mock/clock`: moves a system clock on too).
+    clock_offset_ms: u64,
+    /// Action definitions and enrollments (§3).
+    workflows: workflows::State,
 }
 
 #[derive(Debug)]
@@ -188,12 +200,16 @@ struct Shared {
     token: String,
     data: Mutex<Data>,
     webhook_tx: Mutex<Option<Sender<Value>>>,
+    /// The app's client secret: signs execution requests (§1.3).
+    client_secret: String,
+    /// Attempts of execution requests waiting to be sent (§3.2).
+    dispatcher: workflows::Dispatcher,
 }
 
 impl Data {
     /// Milliseconds since the Unix epoch, from the mock's [`Clock`].
     fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
+        self.clock.now_ms().saturating_add(self.clock_offset_ms)
     }
 }
 
@@ -210,6 +226,8 @@ pub struct MockHubSpot {
     /// `None` once stopped (it stops before the emitter).
     server: Option<Server>,
     emitter: Option<JoinHandle<()>>,
+    /// The workflow engine's threads sending execution requests.
+    dispatchers: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -283,8 +301,12 @@ impl MockHubSpot {
                 next_event_id: 1_000,
                 webhooks_on: config.webhook.is_some(),
                 webhook_url: None,
+                clock_offset_ms: 0,
+                workflows: workflows::State::new(config.workflows.clone()),
             }),
             webhook_tx: Mutex::new(None),
+            client_secret: config.client_secret.clone(),
+            dispatcher: workflows::Dispatcher::default(),
         });
         // Events queue in the channel until the emitter starts.
         let webhook = config.webhook.map(|wh| {
@@ -308,11 +330,21 @@ impl MockHubSpot {
                 )
             }
         };
+        let mut dispatchers = Vec::new();
+        for _ in 0..config.workflows.concurrency.max(1) {
+            let s = Arc::clone(&shared);
+            dispatchers.push(
+                thread::Builder::new()
+                    .name("hubspot-mock-workflows".into())
+                    .spawn(move || workflows::run_dispatcher(&s))?,
+            );
+        }
         Ok(Self {
             shared,
             addr: server.addr(),
             server: Some(server),
             emitter,
+            dispatchers,
             stop,
         })
     }
@@ -338,6 +370,65 @@ impl MockHubSpot {
         lock(&self.shared.data).webhook_url = Some(url.to_owned());
     }
 
+    /// Enrolls objects in a workflow that runs a custom action (also `POST
+    /// /__mock/workflows/enroll`, same body): `{"definitionId", "objectType", "objectId" |
+    /// "objectIds", "inputFields"?, "count"?, "workflowId"?, "actionId"?}`. Returns the
+    /// `callbackId`s; each execution request is sent to the definition's `actionUrl` from a
+    /// dispatcher thread.
+    ///
+    /// # Errors
+    /// The enrollment was refused (unknown or unpublished definition, object type not in
+    /// `objectTypes`, unknown object, missing required or undeclared input): the message says
+    /// why.
+    pub fn enroll(&self, request: &Value) -> Result<Vec<String>> {
+        let body = serde_json::to_vec(request)?;
+        let resp = {
+            let mut data = lock(&self.shared.data);
+            workflows::enroll(&self.shared, &mut data, &body)
+        };
+        let v: Value = serde_json::from_slice(&resp.body)?;
+        if resp.status != 200 {
+            return Err(Error::new(format!(
+                "enrollment refused ({}): {}",
+                resp.status, v["message"]
+            )));
+        }
+        Ok(v["callbackIds"]
+            .as_array()
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The enrollments (also `GET /__mock/workflows/executions?…`): `query` is
+    /// `callbackId=…&definitionId=…&state=…` or `""`; answers `{"executions": […], "counts":
+    /// {state: n}, "nowMs"}`.
+    pub fn workflow_executions(&self, query: &str) -> Value {
+        let mut data = lock(&self.shared.data);
+        let resp = workflows::executions(&mut data, query);
+        serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
+    }
+
+    /// Moves the mock's clock on by `d` (also `POST /__mock/clock` `{"advanceMs"}`), whatever
+    /// [`Clock`] it runs on: blocked executions expire, and so do OAuth tokens and rate-limit
+    /// windows.
+    pub fn advance_clock(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut data = lock(&self.shared.data);
+        data.clock_offset_ms = data.clock_offset_ms.saturating_add(ms);
+    }
+
+    /// The developer API key the definitions API takes as `?hapikey=`.
+    pub fn developer_api_key(&self) -> String {
+        lock(&self.shared.data)
+            .workflows
+            .developer_api_key()
+            .to_owned()
+    }
+
     /// Blocks until the process is killed (for the `hubspot-mock` binary).
     pub fn serve_forever(self) {
         loop {
@@ -354,6 +445,11 @@ impl Drop for MockHubSpot {
         drop(lock(&self.shared.webhook_tx).take());
         if let Some(e) = self.emitter.take() {
             let _ = e.join();
+        }
+        // A dispatcher in the middle of an attempt finishes it first (≤ the action timeout).
+        self.shared.dispatcher.stop();
+        for d in self.dispatchers.drain(..) {
+            let _ = d.join();
         }
     }
 }
@@ -375,6 +471,10 @@ fn serve(shared: &Shared, req: &Request, responder: &mut Responder<'_>) {
 fn respond(shared: &Shared, req: &Request) -> Option<Response> {
     let path = req.target.split('?').next().unwrap_or("");
     if let Some(admin) = path.strip_prefix("/__mock/") {
+        // Sends a request itself: must not hold the data lock meanwhile.
+        if admin == "workflows/redeliver" && req.method == "POST" {
+            return Some(workflows::redeliver(shared, &req.body));
+        }
         let resp = admin_endpoint(shared, req, admin);
         flush_outbox(shared);
         return Some(resp);
@@ -397,6 +497,7 @@ fn respond(shared: &Shared, req: &Request) -> Option<Response> {
             policy,
             retry_after,
         }) => api::injected(shared, status, policy.as_deref(), retry_after),
+        None if workflows::is_definitions_path(path) => workflows::definitions(shared, req),
         None if path == "/oauth/v1/token" => {
             let (status, body) = if req.method == "POST" {
                 let mut data = lock(&shared.data);
@@ -437,14 +538,36 @@ fn admin_endpoint(shared: &Shared, req: &Request, what: &str) -> Response {
     let mut data = lock(&shared.data);
     let data = &mut *data;
     match (req.method.as_str(), what) {
-        ("GET", "stats") => api::json_response(
-            200,
-            &data
+        ("GET", "stats") => {
+            let mut stats = data
                 .stats
-                .to_json(data.oauth.refreshes, data.oauth.code_exchanges),
-        ),
+                .to_json(data.oauth.refreshes, data.oauth.code_exchanges);
+            stats["workflows"] = data.workflows.stats_json();
+            api::json_response(200, &stats)
+        }
+        ("POST", "workflows/enroll") => workflows::enroll(shared, data, &req.body),
+        ("GET", "workflows/executions") => {
+            workflows::executions(data, req.target.split_once('?').map_or("", |(_, q)| q))
+        }
+        ("GET", "clock") => api::json_response(200, &json!({"nowMs": data.now_ms()})),
+        ("POST", "clock") => {
+            let advance = serde_json::from_slice::<Value>(&req.body)
+                .ok()
+                .and_then(|v| v["advanceMs"].as_u64());
+            match advance {
+                Some(ms) => {
+                    data.clock_offset_ms = data.clock_offset_ms.saturating_add(ms);
+                    api::json_response(200, &json!({"nowMs": data.now_ms()}))
+                }
+                None => api::json_response(
+                    400,
+                    &json!({"status": "error", "message": "expected {\"advanceMs\":N}"}),
+                ),
+            }
+        }
         ("POST", "reset-stats") => {
             data.stats = faults::Stats::default();
+            data.workflows.reset_stats();
             data.oauth.refreshes = 0;
             data.oauth.code_exchanges = 0;
             api::json_response(200, &json!({"ok": true}))

@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use hubspot_mock::{parse_next_list, Fault, MockConfig, MockHubSpot, WebhookConfig};
+use hubspot_mock::{
+    parse_next_list, Fault, MockConfig, MockHubSpot, WebhookConfig, WorkflowConfig,
+};
 
 const AFTER_HELP: &str = "\
 Fault list (--fault-next), comma-separated, one entry per coming request, in order:
@@ -38,6 +40,13 @@ Runtime endpoints (no auth, not counted, never faulted):
   POST /__mock/refuse-tokens   {\"refuse\":true|false}: refuse every OAuth access token
   POST /__mock/restore         {\"objectType\":\"contacts\",\"id\":\"1\"}: restore an archived
                                record (the recycling bin; emits *.restore)
+  POST /__mock/workflows/enroll {\"definitionId\":\"10646377\",\"objectType\":\"CONTACT\",
+                               \"objectId\":\"1\",\"inputFields\":{…},\"count\":1}: run a custom
+                               action (POSTs a v2-signed request to its actionUrl)
+  GET  /__mock/workflows/executions  each enrollment: callbackId, state, attempts, outputs
+                               (?callbackId=, ?definitionId=, ?state=)
+  POST /__mock/workflows/redeliver {\"callbackId\":\"…\"}: send an execution request again
+  GET|POST /__mock/clock       {\"advanceMs\":N}: move the mock's clock on (BLOCK expiry)
 
 Examples:
   # 1,000 contacts on a fixed port, token pat-local
@@ -178,6 +187,47 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = ms(WebhookConfig::default().timeout),
           requires = "webhook_url", help_heading = "Webhooks")]
     webhook_timeout_ms: u64,
+
+    /// The developer API key the definitions API (/automation/v4/actions/{appId}) takes as
+    /// ?hapikey=.
+    #[arg(long, value_name = "KEY", default_value_t = WorkflowConfig::default().developer_api_key,
+          help_heading = "Workflow actions")]
+    developer_api_key: String,
+    /// origin.portalId of execution requests (and the portal in callbackId).
+    #[arg(long, value_name = "N", default_value_t = WorkflowConfig::default().portal_id,
+          help_heading = "Workflow actions")]
+    action_portal_id: u64,
+    /// Also sign execution requests v3 (undocumented for actions; off by default).
+    #[arg(long, help_heading = "Workflow actions")]
+    action_sign_v3: bool,
+    /// An actionUrl answer slower than this (ms) is a failed attempt, retried (undocumented;
+    /// 20 s as hs-x.dev claims).
+    #[arg(long, value_name = "MS", default_value_t = ms(WorkflowConfig::default().timeout),
+          help_heading = "Workflow actions")]
+    action_timeout_ms: u64,
+    /// First retry delay after a 5xx or timeout (ms), doubled per attempt.
+    #[arg(long, value_name = "MS", default_value_t = ms(WorkflowConfig::default().retry_base),
+          help_heading = "Workflow actions")]
+    action_retry_base_ms: u64,
+    /// The longest retry delay (ms).
+    #[arg(long, value_name = "MS", default_value_t = ms(WorkflowConfig::default().retry_cap),
+          help_heading = "Workflow actions")]
+    action_retry_cap_ms: u64,
+    /// Attempts (first included) before an execution fails.
+    #[arg(long, value_name = "N", default_value_t = WorkflowConfig::default().max_attempts,
+          help_heading = "Workflow actions")]
+    action_max_attempts: u32,
+    /// Execution requests in flight at once.
+    #[arg(long, value_name = "N", default_value_t = WorkflowConfig::default().concurrency,
+          help_heading = "Workflow actions")]
+    action_concurrency: usize,
+    /// Read a 429's Retry-After from the actionUrl as seconds (default: milliseconds, as
+    /// HubSpot's 2026 error-handling page says).
+    #[arg(long, help_heading = "Workflow actions")]
+    retry_after_seconds: bool,
+    /// Accept completions without typedOutputs (the current specification requires it).
+    #[arg(long, help_heading = "Workflow actions")]
+    allow_missing_typed_outputs: bool,
 }
 
 /// A parsed `--fault-next` (a newtype: clap treats a bare `Vec` as a repeated flag).
@@ -217,6 +267,19 @@ impl Args {
             auth_code: self.auth_code,
             token_ttl: Duration::from_secs(self.token_ttl_secs),
             ..MockConfig::default()
+        };
+        config.workflows = WorkflowConfig {
+            developer_api_key: self.developer_api_key,
+            portal_id: self.action_portal_id,
+            sign_v3: self.action_sign_v3,
+            timeout: Duration::from_millis(self.action_timeout_ms),
+            retry_base: Duration::from_millis(self.action_retry_base_ms),
+            retry_cap: Duration::from_millis(self.action_retry_cap_ms),
+            max_attempts: self.action_max_attempts,
+            concurrency: self.action_concurrency,
+            retry_after_in_seconds: self.retry_after_seconds,
+            require_typed_outputs: !self.allow_missing_typed_outputs,
+            ..WorkflowConfig::default()
         };
         config.faults.next = self.fault_next.map(|l| l.0).unwrap_or_default();
         config.faults.rate = self.fault_rate;

@@ -25,7 +25,7 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One request as read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Request {
     pub method: String,
     /// The request target: path and query, as sent.

@@ -433,7 +433,7 @@ impl Record {
         Some(ms as f64)
     }
 
-    fn prop(&self, name: &str) -> Option<&str> {
+    pub(super) fn prop(&self, name: &str) -> Option<&str> {
         self.props
             .get(name)
             .map(String::as_str)

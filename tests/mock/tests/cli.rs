@@ -46,6 +46,16 @@ fn help_lists_every_flag_with_defaults_fault_syntax_endpoints_and_examples() {
         "--webhook-batch-ms",
         "--webhook-max-retries",
         "--webhook-timeout-ms",
+        "--developer-api-key",
+        "--action-portal-id",
+        "--action-sign-v3",
+        "--action-timeout-ms",
+        "--action-retry-base-ms",
+        "--action-retry-cap-ms",
+        "--action-max-attempts",
+        "--action-concurrency",
+        "--retry-after-seconds",
+        "--allow-missing-typed-outputs",
     ] {
         assert!(
             stdout.contains(flag),
@@ -61,6 +71,8 @@ fn help_lists_every_flag_with_defaults_fault_syntax_endpoints_and_examples() {
         "drop",
         "/__mock/faults",
         "/__mock/stats",
+        "/__mock/workflows/enroll",
+        "/__mock/clock",
         "Examples:",
     ] {
         assert!(stdout.contains(text), "--help lacks {text:?}:\n{stdout}");
