@@ -277,7 +277,10 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
         Ok(r) => r,
         Err(e) => return hubspot_error(400, &e.to_string(), e.code(), None),
     };
-    let base = s.public_base_url.clone().unwrap_or_default();
+    let base = match &s.public_base_url {
+        Some(b) => b.clone(),
+        None => req.url()?.origin().ascii_serialization(),
+    };
     let step = match execute(
         definition,
         &request,
@@ -573,7 +576,10 @@ async fn callback(req: &mut Request, env: &Env, callback_id: &str) -> Result<Res
 /// `/admin/actions/…` (the admin token is checked by the caller); `segments` after `actions`.
 pub(crate) async fn admin(req: &mut Request, env: &Env, segments: &[&str]) -> Result<Response> {
     match (req.method(), segments) {
-        (Method::Post, ["publish"]) => publish(env).await,
+        (Method::Post, ["publish"]) => {
+            let origin = req.url()?.origin().ascii_serialization();
+            publish(env, &origin).await
+        }
         (Method::Get, ["executions", portal, id]) => {
             let Ok(portal) = portal.parse::<u64>() else {
                 return respond::error(400, "portal_invalid", "the portal id is a number");
@@ -636,18 +642,14 @@ async fn call_with_key(
     }
 }
 
-async fn publish(env: &Env) -> Result<Response> {
+/// `origin`: the publish request's own origin, the `actionUrl`s' base when `PUBLIC_BASE_URL`
+/// is unset (a local run).
+async fn publish(env: &Env, origin: &str) -> Result<Response> {
     let s = match settings_or_answer(env)? {
         Ok(s) => s,
         Err(r) => return Ok(r),
     };
-    let Some(base) = &s.public_base_url else {
-        return respond::error(
-            409,
-            "public_base_url_missing",
-            "PUBLIC_BASE_URL is the actionUrl's base: set it first",
-        );
-    };
+    let base = s.public_base_url.as_deref().unwrap_or(origin);
     let Some(app_id) = var(env, "HUBSPOT_APP_ID").and_then(|v| v.trim().parse::<u64>().ok()) else {
         return respond::error(
             409,
