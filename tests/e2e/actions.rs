@@ -618,3 +618,84 @@ pub(crate) fn actions_250_approvals_completed_in_at_most_3_batch_calls(_: &Fixtu
         format!("unknown: {} {}", r.status, r.text())
     })
 }
+
+/// A batch completion HubSpot refuses (400) is dead-lettered with its `callbackId` and outputs;
+/// re-driving the letter completes the execution with those outputs.
+pub(crate) fn actions_refused_completion_dead_lettered_then_redriven(_: &Fixture) -> Outcome {
+    let lookup = LookupServer::start()?;
+    let fx = start(
+        "wrangler.actions-redrive.toml",
+        &lookup,
+        &[("ACTIONS_COMPLETE_WINDOW_MS", "0")],
+    )?;
+    let (_, _, _, ids) = publish(&fx)?;
+    let definition = ids.get("approve").ok_or("no id for approve")?;
+    let mock = mock_of(&fx)?;
+    let cb = mock
+        .enroll(&json!({"definitionId": definition, "objectType": "CONTACT", "objectId": "2"}))
+        .map_err(|e| e.to_string())?
+        .first()
+        .cloned()
+        .ok_or("no callbackId")?;
+    let query = format!("callbackId={cb}");
+    poll_until("the execution blocked", DEADLINE, POLL, || {
+        let v = mock.workflow_executions(&query);
+        (v["executions"][0]["state"] == "blocked").then_some(())
+    })?;
+    // HubSpot refuses the next request: the batch completion.
+    let r = http::request(
+        "POST",
+        &format!("{}/__mock/faults", mock.base_url()),
+        &[("content-type", "application/json")],
+        Some(br#"{"next":[{"status":400}]}"#),
+    )?;
+    check(r.status == 200, || format!("mock faults: {}", r.status))?;
+    let r = callback(
+        &fx,
+        &cb,
+        &json!({"outputs": {"approved_by": "ops"}}),
+        CALLBACK_SECRET,
+    )?;
+    check(r.status == 202, || {
+        format!("callback: {} {}", r.status, r.text())
+    })?;
+    let letter = poll_until("a dead letter for the completion", DEADLINE, POLL, || {
+        let r = fx
+            .admin_get("/admin/dead-letters?reason=action_completion_failed")
+            .ok()?;
+        let v = r.json().ok()?;
+        v["items"].as_array()?.first().cloned()
+    })?;
+    let id = letter["id"].as_str().ok_or("letter without id")?.to_owned();
+    let full = fx.admin_get(&format!("/admin/dead-letters/{id}"))?.json()?;
+    check(
+        full["payload"]["callbackId"] == cb.as_str()
+            && full["payload"]["outputs"]["approved_by"] == "ops"
+            && full["key"] == format!("action:{cb}").as_str(),
+        || format!("dead letter: {full}"),
+    )?;
+    check(
+        execution_state(&fx, &cb)?.as_deref() == Some("failed"),
+        || "the record does not say failed".into(),
+    )?;
+    check(
+        mock.workflow_executions(&query)["executions"][0]["state"] == "blocked",
+        || "the refused completion completed the execution".into(),
+    )?;
+    let r = fx.admin_post(&format!("/admin/dead-letters/{id}/redrive"), b"")?;
+    check(r.status == 202, || {
+        format!("redrive: {} {}", r.status, r.text())
+    })?;
+    let done = poll_until("the execution completed", DEADLINE, POLL, || {
+        let e = mock.workflow_executions(&query)["executions"][0].clone();
+        (e["state"] == "completed").then_some(e)
+    })?;
+    check(
+        done["outputs"]["approved_by"] == "ops" && done["executionState"] == "SUCCESS",
+        || format!("completed execution: {done}"),
+    )?;
+    check(
+        execution_state(&fx, &cb)?.as_deref() == Some("completed"),
+        || "the record does not say completed".into(),
+    )
+}
