@@ -533,31 +533,37 @@ pub(crate) fn actions_250_approvals_completed_in_at_most_3_batch_calls(_: &Fixtu
     )?;
     check(r.status == 401, || format!("forged callback: {}", r.status))?;
     // The user's system completes them all, 8 at a time.
-    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let chunks: Vec<Vec<String>> = callback_ids
         .chunks(N.div_ceil(8))
         .map(<[String]>::to_vec)
         .collect();
-    thread::scope(|s| {
-        for chunk in &chunks {
-            let (fx, failures) = (&fx, failures.clone());
-            s.spawn(move || {
-                for cb in chunk {
-                    let body = json!({"outputs": {"approved_by": format!("user-{cb}")}});
-                    match callback(fx, cb, &body, CALLBACK_SECRET) {
-                        Ok(r) if r.status == 202 => {}
-                        Ok(r) => failures.lock().unwrap().push(format!(
-                            "{cb}: {} {}",
-                            r.status,
-                            r.text()
-                        )),
-                        Err(e) => failures.lock().unwrap().push(format!("{cb}: {e:?}")),
+    let failures: Vec<String> = thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                let fx = &fx;
+                s.spawn(move || {
+                    let mut failed = Vec::new();
+                    for cb in chunk {
+                        let body = json!({"outputs": {"approved_by": format!("user-{cb}")}});
+                        match callback(fx, cb, &body, CALLBACK_SECRET) {
+                            Ok(r) if r.status == 202 => {}
+                            Ok(r) => failed.push(format!("{cb}: {} {}", r.status, r.text())),
+                            Err(e) => failed.push(format!("{cb}: {e:?}")),
+                        }
                     }
-                }
-            });
-        }
+                    failed
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec!["a sender panicked".into()])
+            })
+            .collect()
     });
-    let failures = failures.lock().map(|f| f.clone()).unwrap_or_default();
     check(failures.is_empty(), || {
         format!("callbacks refused: {failures:?}")
     })?;
