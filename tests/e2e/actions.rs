@@ -315,6 +315,34 @@ pub(crate) fn actions_map_and_write_answers_outputs_publish_idempotent(_: &Fixtu
         out == json!({"stage": "CUSTOMER", "size": 1200, "hs_execution_state": "SUCCESS"}),
         || format!("map_and_write outputs: {out}"),
     )?;
+    // 200 more executions, one at a time: each answered SUCCESS; request → response time
+    // reported (issue 11 §5 targets p99 < 100 ms locally; asserted loosely here, 2 cores shared).
+    let mut times = Vec::with_capacity(200);
+    for i in 0..200u64 {
+        let started = std::time::Instant::now();
+        let r = action_request(
+            &fx,
+            "normalise",
+            execution(
+                &format!("ap-{PORTAL}-{id}-{}-0", i + 10),
+                id + i,
+                json!({}),
+                json!({"lifecyclestage": "lead", "num_employees": i.to_string()}),
+            ),
+        )
+        .send()?;
+        times.push(started.elapsed());
+        let out = output_fields(&r)?;
+        check(out["size"] == i && out["stage"] == "LEAD", || {
+            format!("execution {i}: {out}")
+        })?;
+    }
+    times.sort();
+    let (p50, p99) = (times[times.len() / 2], times[times.len() * 99 / 100]);
+    eprintln!(
+        "actions: map_and_write request -> response p50 {p50:?}, p99 {p99:?} (200 sequential)"
+    );
+    check(p99 < Duration::from_secs(1), || format!("p99 {p99:?}"))?;
     // A lookup with an input outside its options: 400, HubSpot's error shape, nothing called.
     let bad = format!("ap-{PORTAL}-{id}-2-0");
     let r = action_request(

@@ -304,6 +304,12 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
         &Ask::Admit {
             callback_id: callback_id.clone(),
             action: key.to_owned(),
+            // Known before anything runs (map_and_write, approval): admitted and recorded in
+            // one round trip to the object.
+            answer: match &step {
+                hubspot_edge_core::actions::Step::Answer(a) => Some(Wire::of(a)),
+                hubspot_edge_core::actions::Step::Call(_) => None,
+            },
         },
     )
     .await;
@@ -320,6 +326,10 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
     match admitted {
         Admitted::Replay { body } | Admitted::Block { body } => {
             log_execution(key, &request, "replayed", 200, started, None);
+            return raw_json(200, body.into_bytes());
+        }
+        Admitted::Done { body, state } => {
+            log_execution(key, &request, &state, 200, started, None);
             return raw_json(200, body.into_bytes());
         }
         Admitted::Run => {}
@@ -779,12 +789,14 @@ enum Ask {
     Admit {
         callback_id: String,
         action: String,
+        /// The answer, when it is known before anything runs: recorded at once.
+        #[serde(default)]
+        answer: Option<Wire>,
     },
     Finish {
         callback_id: String,
-        outputs: Map<String, Value>,
-        state: String,
-        expiration: Option<String>,
+        #[serde(flatten)]
+        answer: Wire,
     },
     Complete {
         callback_id: String,
@@ -799,10 +811,46 @@ enum Ask {
     },
 }
 
+/// An [`Answer`] between the Worker and the object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Wire {
+    outputs: Map<String, Value>,
+    state: String,
+    expiration: Option<String>,
+}
+
+impl Wire {
+    fn of(answer: &Answer) -> Self {
+        Self {
+            outputs: answer.outputs.clone(),
+            state: answer.state.as_str().to_owned(),
+            expiration: match &answer.state {
+                ExecutionState::Block { expiration } => expiration.clone(),
+                _ => None,
+            },
+        }
+    }
+
+    fn answer(self) -> Answer {
+        let state = match self.state.as_str() {
+            "SUCCESS" => ExecutionState::Success,
+            "FAIL_CONTINUE" => ExecutionState::FailContinue,
+            _ => ExecutionState::Block {
+                expiration: self.expiration,
+            },
+        };
+        Answer {
+            outputs: self.outputs,
+            state,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Admitted {
     Run,
+    Done { body: String, state: String },
     Replay { body: String },
     Block { body: String },
 }
@@ -842,12 +890,7 @@ async fn finish_remote(
         portal,
         &Ask::Finish {
             callback_id: callback_id.to_owned(),
-            outputs: answer.outputs.clone(),
-            state: answer.state.as_str().to_owned(),
-            expiration: match &answer.state {
-                ExecutionState::Block { expiration } => expiration.clone(),
-                _ => None,
-            },
+            answer: Wire::of(answer),
         },
     )
     .await?;
@@ -1075,13 +1118,22 @@ impl ActionExecutions {
             Ask::Admit {
                 callback_id,
                 action,
+                answer,
             } => {
                 let existing = self.load(&callback_id)?;
                 Ok(match admit(existing.as_ref(), &action, now) {
-                    Admit::Run(record) => {
-                        self.save(&callback_id, &record, now)?;
-                        json!({"kind": "run"})
-                    }
+                    Admit::Run(record) => match answer {
+                        Some(answer) => {
+                            let (record, body) = finish(&record, &answer.answer(), now);
+                            self.save(&callback_id, &record, now)?;
+                            self.schedule(None).await?;
+                            json!({"kind": "done", "body": body, "state": record.state()})
+                        }
+                        None => {
+                            self.save(&callback_id, &record, now)?;
+                            json!({"kind": "run"})
+                        }
+                    },
                     Admit::Replay(body) => json!({"kind": "replay", "body": body}),
                     Admit::BlockRetry(record, answer) => {
                         self.save(&callback_id, &record, now)?;
@@ -1096,16 +1148,9 @@ impl ActionExecutions {
             }
             Ask::Finish {
                 callback_id,
-                outputs,
-                state,
-                expiration,
+                answer,
             } => {
-                let state = match state.as_str() {
-                    "SUCCESS" => ExecutionState::Success,
-                    "FAIL_CONTINUE" => ExecutionState::FailContinue,
-                    _ => ExecutionState::Block { expiration },
-                };
-                let answer = Answer { outputs, state };
+                let answer = answer.answer();
                 let current = self.load(&callback_id)?.unwrap_or(Record::Running {
                     action: String::new(),
                     since_ms: now,
