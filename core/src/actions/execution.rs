@@ -736,14 +736,28 @@ fn body_of(answer: &Answer) -> String {
         .unwrap_or_default()
 }
 
+/// A run that has recorded no answer after this long died with its invocation: the longest run
+/// is a lookup within its budget (at most 25 s, the host's hard limit) plus two store round
+/// trips, so 60 s is far past it. A retry then runs the action again (a lookup carries the same
+/// `webhook-id`, the `callbackId`, so the user's system can tell).
+pub const STALE_RUN_MS: u64 = 60_000;
+
 /// Admits an execution request for `action`, given its record (`None`: never seen).
 pub fn admit(existing: Option<&Record>, action: &str, now_ms: u64) -> Admit {
-    match existing {
-        None => Admit::Run(Record::Running {
+    let fresh = || {
+        Admit::Run(Record::Running {
             action: action.to_owned(),
             since_ms: now_ms,
             retry_blocked: false,
-        }),
+        })
+    };
+    match existing {
+        None => fresh(),
+        Some(Record::Running { since_ms, .. })
+            if now_ms.saturating_sub(*since_ms) >= STALE_RUN_MS =>
+        {
+            fresh()
+        }
         Some(Record::Running {
             action, since_ms, ..
         }) => {

@@ -38,7 +38,7 @@ pub use execution::{
     admit, callback_completion, complete, duration_ms, execute, expire, fail, finish,
     hubspot_error_body, lookup_answer, validate_inputs, validate_outputs, Admit, CallbackError,
     CompleteError, ExecuteContext, ExecuteError, FieldError, LookupCall, LookupReply, Record,
-    Reply, Step, DEFAULT_BUDGET_MS,
+    Reply, Step, DEFAULT_BUDGET_MS, STALE_RUN_MS,
 };
 
 pub use definition::{

@@ -708,6 +708,17 @@ fn the_idempotency_record_runs_once_and_replays() {
         panic!("a retry while running is blocked")
     };
     assert_eq!(answer.state.as_str(), "BLOCK");
+    // A run that recorded nothing for STALE_RUN_MS died: a retry runs it again.
+    assert_eq!(
+        admit(Some(&running), "score", 10 + STALE_RUN_MS - 1).clone(),
+        admit(Some(&running), "score", 15)
+    );
+    let Admit::Run(again) = admit(Some(&marked), "score", 10 + STALE_RUN_MS) else {
+        panic!("a stale run is run again")
+    };
+    assert!(
+        matches!(again, Record::Running { since_ms, retry_blocked: false, .. } if since_ms == 10 + STALE_RUN_MS)
+    );
     let (completing, _) = finish(&marked, &success, 20);
     assert_eq!(completing.state(), "completing");
     let c = completing.completion("cb").unwrap();
