@@ -51,6 +51,10 @@ fn actions(lookup_url: &str) -> String {
          "objectTypes": ["CONTACT"],
          "outputFields": [{"name": "approved_by", "type": "string"}],
          "approval": {"expiration": "P2D"}},
+        {"key": "approve-fast", "kind": "approval",
+         "labels": {"en": {"actionName": "Wait briefly for approval"}},
+         "objectTypes": ["CONTACT"],
+         "approval": {"expiration": "PT2S"}},
         {"key": "normalise", "kind": "map_and_write",
          "labels": {"en": {"actionName": "Normalise"}},
          "objectTypes": ["CONTACT"],
@@ -361,9 +365,9 @@ pub(crate) fn actions_map_and_write_answers_outputs_publish_idempotent(_: &Fixtu
     check(lookup.calls(&bad) == 0, || {
         "a refused execution called the lookup".into()
     })?;
-    // Publish: three created, then nothing written.
+    // Publish: four created, then nothing written.
     let (created, patched, unchanged, _) = publish(&fx)?;
-    check((created, patched, unchanged) == (3, 0, 0), || {
+    check((created, patched, unchanged) == (4, 0, 0), || {
         format!("first publish: {created} created, {patched} patched, {unchanged} unchanged")
     })?;
     let writes = |s: &Value| {
@@ -375,7 +379,7 @@ pub(crate) fn actions_map_and_write_answers_outputs_publish_idempotent(_: &Fixtu
     let (created, patched, unchanged, _) = publish(&fx)?;
     let after = writes(&mock_stats(mock_of(&fx)?)?);
     check(
-        (created, patched, unchanged) == (0, 0, 3) && after == before,
+        (created, patched, unchanged) == (0, 0, 4) && after == before,
         || {
             format!("second publish: {created}/{patched}/{unchanged}, HubSpot writes {before} -> {after}")
         },
@@ -732,4 +736,40 @@ pub(crate) fn actions_refused_completion_dead_lettered_then_redriven(_: &Fixture
         execution_state(&fx, &cb)?.as_deref() == Some("completed"),
         || "the record does not say completed".into(),
     )
+}
+
+/// An approval answers `BLOCK` with its expiration; once it has passed, the execution is
+/// `expired` and the user's system's callback is 410 `callback_expired`; a retry of the
+/// execution still gets the same `BLOCK` body.
+pub(crate) fn actions_approval_expires_then_callback_410(_: &Fixture) -> Outcome {
+    let lookup = LookupServer::start()?;
+    let fx = start("wrangler.actions-expiry.toml", &lookup, &[])?;
+    let id = unique_id();
+    let cb = format!("ap-{PORTAL}-{id}-1-0");
+    let body = execution(&cb, id, json!({}), json!({}));
+    let first = action_request(&fx, "approve-fast", body.clone()).send()?;
+    let out = output_fields(&first)?;
+    check(
+        out == json!({"hs_execution_state": "BLOCK", "hs_expiration_duration": "PT2S"}),
+        || format!("approval answer: {out}"),
+    )?;
+    check(
+        execution_state(&fx, &cb)?.as_deref() == Some("blocked"),
+        || "not blocked".into(),
+    )?;
+    poll_until(
+        "the approval expired",
+        Duration::from_secs(30),
+        POLL,
+        || (execution_state(&fx, &cb).ok()?.as_deref() == Some("expired")).then_some(()),
+    )?;
+    let r = callback(&fx, &cb, &json!({"outputs": {}}), CALLBACK_SECRET)?;
+    let code = r.json().unwrap_or(Value::Null)["error"]["code"].clone();
+    check(r.status == 410 && code == "callback_expired", || {
+        format!("late callback: {} {}", r.status, r.text())
+    })?;
+    let again = action_request(&fx, "approve-fast", body).send()?;
+    check(again.body == first.body, || {
+        format!("retry after expiry: {}", again.text())
+    })
 }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use actions::{
     actions_250_approvals_completed_in_at_most_3_batch_calls,
-    actions_forged_or_stale_401_runs_nothing,
+    actions_approval_expires_then_callback_410, actions_forged_or_stale_401_runs_nothing,
     actions_map_and_write_answers_outputs_publish_idempotent,
     actions_refused_completion_dead_lettered_then_redriven,
     actions_same_callback_twice_runs_once_same_answer, actions_slow_lookup_blocks_then_completes,
@@ -176,6 +176,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         actions_slow_lookup_blocks_then_completes,
         actions_250_approvals_completed_in_at_most_3_batch_calls,
         actions_refused_completion_dead_lettered_then_redriven,
+        actions_approval_expires_then_callback_410,
     ]
 }
 
