@@ -183,8 +183,19 @@ pub const SYNC_LEASE_SECS: NumberKey = NumberKey {
     max: 900,
 };
 
+/// `ALERT_EVALUATION_SECS`: how often the metrics object evaluates the alert rules while
+/// metrics arrive; one minute by default (the rules' windows are whole minutes), at least 1 s
+/// (tests), at most an hour.
+pub const ALERT_EVALUATION_SECS: NumberKey = NumberKey {
+    key: "ALERT_EVALUATION_SECS",
+    default: 60,
+    min: 1,
+    max: 3_600,
+};
+
 /// Every numeric key.
-pub const NUMBER_KEYS: [NumberKey; 15] = [
+pub const NUMBER_KEYS: [NumberKey; 16] = [
+    ALERT_EVALUATION_SECS,
     SYNC_INCREMENTAL_MINUTES,
     SYNC_FULL_HOURS,
     SYNC_LAG_SECS,
@@ -1130,11 +1141,14 @@ pub enum Part {
     /// The inbound sync (`INBOUND_SECRET`, `INBOUND_TYPES`): `POST /sync/{objectType}` answers
     /// 503 `config_invalid` until it is fixed.
     Inbound,
+    /// Alerts (`ALERTS`, `ALERT_URL`, `ALERT_SECRET`, `ALERT_FORMAT`): metrics are still kept,
+    /// no alert is evaluated (invalid rules) or sent (invalid destination) until it is fixed.
+    Alerts,
 }
 
 impl Part {
     /// Stable name: `ingress`, `forwarding`, `enrichment`, `hubspot_api`, `dead_letters`,
-    /// `admin`, `sync`, `inbound`.
+    /// `admin`, `sync`, `inbound`, `alerts`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Ingress => "ingress",
@@ -1145,6 +1159,7 @@ impl Part {
             Self::Admin => "admin",
             Self::Sync => "sync",
             Self::Inbound => "inbound",
+            Self::Alerts => "alerts",
         }
     }
 }
@@ -1221,6 +1236,7 @@ pub fn check<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<Problem> 
         Part::Inbound,
         Inbound::read(lookup).err().unwrap_or_default(),
     );
+    add(Part::Alerts, alerts(lookup));
     add(
         Part::Admin,
         [admin_token(lookup).err(), fault_injection(lookup).err()]
@@ -1230,6 +1246,53 @@ pub fn check<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<Problem> 
     );
     problems.sort_by_key(|p| p.part);
     problems
+}
+
+/// The alert keys' problems: `ALERTS` must parse as rules ([`crate::metrics::alert::AlertConfig`]),
+/// `ALERT_URL` must be an https URL, `ALERT_FORMAT` `standard` (default) or `slack`, and with a
+/// URL in the standard format `ALERT_SECRET` must be a Standard Webhooks secret (`whsec_…`).
+pub fn alerts<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if let Err(e) = lookup.number(ALERT_EVALUATION_SECS) {
+        errors.push(e);
+    }
+    if let Some(rules) = lookup.optional("ALERTS") {
+        if let Err(e) = crate::metrics::alert::AlertConfig::parse(&rules) {
+            errors.push(ConfigError::Invalid {
+                key: "ALERTS",
+                code: e.code(),
+                detail: e.to_string(),
+            });
+        }
+    }
+    let slack = match lookup.optional("ALERT_FORMAT").as_deref() {
+        None | Some("standard") => false,
+        Some("slack") => true,
+        Some(_) => {
+            errors.push(ConfigError::NotAccepted {
+                key: "ALERT_FORMAT",
+                accepted: "standard or slack",
+            });
+            false
+        }
+    };
+    match lookup.url("ALERT_URL") {
+        Err(e) => errors.push(e),
+        Ok(Some(_)) if !slack => match lookup.required("ALERT_SECRET") {
+            Err(e) => errors.push(e),
+            Ok(s) => {
+                if let Err(e) = WebhookSecret::parse(&s) {
+                    errors.push(ConfigError::Invalid {
+                        key: "ALERT_SECRET",
+                        code: "alert_secret_invalid",
+                        detail: e.to_string(),
+                    });
+                }
+            }
+        },
+        Ok(_) => {}
+    }
+    errors
 }
 
 /// `KEY: code` of each error, joined with `; `: what a dead letter's detail and a log line say
@@ -1313,6 +1376,60 @@ mod tests {
         let mut all = extra.to_vec();
         all.append(&mut pairs);
         Forward::from_lookup(&table(&all))
+    }
+
+    #[test]
+    fn alert_keys_checked_by_key_and_code() {
+        let codes = |pairs: &[(&str, &str)]| -> Vec<(&'static str, &'static str)> {
+            alerts(&table(pairs))
+                .iter()
+                .map(|e| (e.key(), e.code()))
+                .collect()
+        };
+        assert!(codes(&[]).is_empty(), "all optional");
+        assert!(codes(&[
+            ("ALERT_URL", "https://a.example/x"),
+            ("ALERT_SECRET", SECRET)
+        ])
+        .is_empty());
+        assert!(codes(&[
+            ("ALERT_URL", "https://hooks.slack.com/x"),
+            ("ALERT_FORMAT", "slack")
+        ])
+        .is_empty());
+        assert_eq!(
+            codes(&[("ALERT_URL", "https://a.example/x")]),
+            [("ALERT_SECRET", "config_missing")]
+        );
+        assert_eq!(
+            codes(&[
+                ("ALERT_URL", "https://a.example/x"),
+                ("ALERT_SECRET", "nope")
+            ]),
+            [("ALERT_SECRET", "alert_secret_invalid")]
+        );
+        assert_eq!(
+            codes(&[
+                ("ALERT_URL", "http://a.example/x"),
+                ("ALERT_FORMAT", "slack")
+            ]),
+            [("ALERT_URL", "config_plain_http")]
+        );
+        assert_eq!(
+            codes(&[("ALERT_FORMAT", "teams")]),
+            [("ALERT_FORMAT", "config_not_accepted")]
+        );
+        assert_eq!(
+            codes(&[(
+                "ALERTS",
+                r#"{"rules":[{"name":"x","kind":"dead_letters","above":-1}]}"#
+            )]),
+            [("ALERTS", "alerts_invalid")]
+        );
+        let problems = check(&table(&[("ALERT_FORMAT", "teams")]));
+        assert!(problems
+            .iter()
+            .any(|p| p.part == Part::Alerts && p.key() == "ALERT_FORMAT"));
     }
 
     #[test]
@@ -1984,6 +2101,7 @@ mod tests {
         assert!(problems
             .iter()
             .any(|p| p.part == Part::Inbound && p.key() == "INBOUND_TYPES"));
+        assert_eq!(Part::Alerts.name(), "alerts");
         assert_eq!(Part::Inbound.name(), "inbound");
     }
 }

@@ -29,6 +29,8 @@
 //!   (grouping, ordering, create/change/delete/merge, echoes, objects gone in between).
 //! - [`api`], [`ratelimit`], [`search`]: the HubSpot API client's requests, rate governor and
 //!   search planner (in progress).
+//! - [`metrics`]: counters, gauges and latency histograms as mergeable values, their minute and
+//!   hour timeline, the OpenMetrics exposition, and alert rules with hysteresis.
 //! - [`sync`]: the outbound sync (backfill, incremental runs, deletes, merges, reconcile) as
 //!   work units and delivery batches (`docs/sync.md`), and the inbound sync
 //!   ([`sync::inbound`]: the user's writes into HubSpot).
@@ -48,6 +50,7 @@ pub mod enrich;
 pub mod event;
 pub mod filter;
 pub mod mapping;
+pub mod metrics;
 pub mod outbound;
 pub mod queue;
 pub mod ratelimit;

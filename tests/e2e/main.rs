@@ -20,6 +20,7 @@ mod dead_letters;
 mod delivery;
 mod enrichment;
 mod hardening;
+mod metrics;
 mod sync;
 mod sync_assoc;
 mod sync_inbound;
@@ -75,6 +76,10 @@ use hubspot_edge_tests::{
 };
 use hubspot_mock::MockConfig;
 use libtest_mimic::{Arguments, Failed, Trial};
+use metrics::{
+    metrics_alert_fires_once_and_resolves_once_signed,
+    metrics_count_a_batch_and_scrape_as_openmetrics,
+};
 use serde_json::Value;
 use sync::{
     sync_backfill_then_incremental_delivers_each_change_once,
@@ -108,6 +113,8 @@ macro_rules! scenarios {
 fn scenarios() -> Vec<(&'static str, Scenario)> {
     scenarios![
         healthz_answers_ok,
+        metrics_count_a_batch_and_scrape_as_openmetrics,
+        metrics_alert_fires_once_and_resolves_once_signed,
         sync_backfill_then_incremental_delivers_each_change_once,
         sync_lost_units_requeued_after_their_lease,
         sync_assoc_backfill_then_restore_and_erase_found,

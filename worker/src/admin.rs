@@ -69,6 +69,11 @@ pub(crate) async fn handle(
     if let ["faults", rest @ ..] = segments.as_slice() {
         return faults(req, env, rest).await;
     }
+    if let (Method::Get, ["metrics" | "metrics.json"]) = (req.method(), segments.as_slice()) {
+        let url = req.url()?;
+        let query = url.query().map_or_else(String::new, |q| format!("?{q}"));
+        return crate::metrics::read(env, &format!("{}{query}", url.path())).await;
+    }
     let kv = env.kv(store::STATE)?;
     match (req.method(), segments.as_slice()) {
         (Method::Get, ["dead-letters"]) => list(req, &kv).await,

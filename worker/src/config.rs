@@ -51,7 +51,7 @@ type Result<T> = std::result::Result<T, ConfigError>;
 
 /// The environment as a key lookup. Secrets and plain vars are both strings on `env`; `var`
 /// reads either.
-fn lookup(env: &Env) -> Lookup<impl Fn(&str) -> Option<String> + '_> {
+pub(crate) fn lookup(env: &Env) -> Lookup<impl Fn(&str) -> Option<String> + '_> {
     Lookup::new(move |key: &str| env.var(key).ok().map(|v| v.to_string()))
 }
 

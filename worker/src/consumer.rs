@@ -19,6 +19,7 @@ use hubspot_edge_core::delivery::{
     DEFERRED_DELAY_SECS, MAX_CONCURRENT_FORWARDS,
 };
 use hubspot_edge_core::event::Event;
+use hubspot_edge_core::metrics::{Counter, Histogram, Metrics};
 use hubspot_edge_core::outbound::{
     self, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP,
 };
@@ -44,7 +45,11 @@ use crate::store;
 /// KV operations per batch of at most 100 messages (Cloudflare allows 1,000 per invocation):
 /// ≤ 100 `seen:` reads, ≤ 100 echo-guard reads (enriched changes), ≤ 100 `seen:` writes, and
 /// one read per event carried by reference: ≤ 400.
-pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Result<()> {
+pub(crate) async fn forward_batch(
+    batch: MessageBatch<String>,
+    env: &Env,
+    metrics: &crate::metrics::Recorder,
+) -> Result<()> {
     let started = Date::now().as_millis();
     let batch_id = crate::log::random_id();
     let queue_name = batch.queue();
@@ -56,6 +61,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
             let queues = (&events_queue, &dead_queue);
             let stats = hold_for_config(&batch, env, &problems, queues, &batch_id).await;
             stats.log("queue_batch", &queue_name, &batch_id, started);
+            metrics.with(|m| stats.count_into(m));
             return Ok(());
         }
     };
@@ -183,9 +189,20 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                 }
             }
         };
+        let class = failure_class(&detail);
         match next {
             Settle::Ack => {
                 stats.delivered += members.len();
+                let now = Date::now().as_millis();
+                stats
+                    .metrics
+                    .add(Counter::Deliveries, &[("result", "success")], 1);
+                for (_, envelope) in &members {
+                    let latency = now.saturating_sub(envelope.received_at);
+                    stats
+                        .metrics
+                        .observe(Histogram::DeliveryLatency, &[], latency);
+                }
                 let (kv, ttl) = (&kv, config.dedupe_ttl_secs);
                 effects.push(Box::pin(async move {
                     join_all(members.into_iter().map(|(message, envelope)| async move {
@@ -213,6 +230,14 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
             }
             Settle::Retry { delay_secs } => {
                 stats.retried += members.len();
+                stats.metrics.add(
+                    Counter::Deliveries,
+                    &[("result", "failure"), ("class", class)],
+                    1,
+                );
+                stats
+                    .metrics
+                    .add(Counter::DeliveryRetries, &[], members.len() as u64);
                 Line::warn("forward_retry")
                     .field("keys", keys_of(&members))
                     .field("attempt", attempt)
@@ -230,6 +255,16 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
             Settle::DeadLetter(give_up) => {
                 stats.dead_lettered += members.len();
                 let reason = reason.unwrap_or_else(|| give_up.code().to_owned());
+                stats.metrics.add(
+                    Counter::Deliveries,
+                    &[("result", "failure"), ("class", class)],
+                    1,
+                );
+                stats.metrics.add(
+                    Counter::DeadLetters,
+                    &[("reason", dead_letter_reason(&reason))],
+                    members.len() as u64,
+                );
                 for (message, envelope) in members {
                     Line::warn("forward_dead_lettered")
                         .field("key", envelope.key.as_str())
@@ -249,6 +284,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     // The follow-ups (dedupe marks, re-queues, dead letters) run concurrently, not one by one.
     join_all(effects).await;
     stats.log("queue_batch", &queue_name, &batch_id, started);
+    metrics.with(|m| stats.count_into(m));
     Ok(())
 }
 
@@ -678,8 +714,44 @@ pub(crate) fn describe(attempt: Attempt) -> String {
     }
 }
 
+/// A delivery failure's class for metrics (a closed set, so the label stays bounded):
+/// `describe`'s `status_503` is `http_5xx`, and so on.
+fn failure_class(detail: &str) -> &'static str {
+    match detail
+        .strip_prefix("status_")
+        .and_then(|s| s.parse::<u16>().ok())
+    {
+        Some(429) => "http_429",
+        Some(300..=399) => "redirect",
+        Some(400..=499) => "http_4xx",
+        Some(500..=599) => "http_5xx",
+        Some(_) => "http_other",
+        None => match detail {
+            "timeout" => "timeout",
+            "network_error" => "network",
+            RECORD_STORE_UNAVAILABLE => "record_store",
+            _ => "other",
+        },
+    }
+}
+
+/// A dead letter's reason for metrics: the reasons the consumer writes, anything else `other`.
+fn dead_letter_reason(reason: &str) -> &str {
+    let known = reason.len() <= 40
+        && reason
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
+    if known {
+        reason
+    } else {
+        "other"
+    }
+}
+
 #[derive(Debug, Default)]
 struct Stats {
+    /// What this batch counted for the metrics object (worker/src/metrics.rs).
+    metrics: Metrics,
     enrich: crate::enrich::Counts,
     messages: usize,
     delivered: usize,
@@ -691,6 +763,33 @@ struct Stats {
 }
 
 impl Stats {
+    /// Adds this batch's counts to the invocation's metrics: the deliveries recorded as they
+    /// settled, plus the queue's settled and re-sent messages and enrichment's echoes.
+    fn count_into(&self, m: &mut Metrics) {
+        m.merge(&self.metrics);
+        let q = [("queue", "events")];
+        m.add(Counter::QueueSettled, &q, self.messages as u64);
+        // A retry or a deferral is a new message (the old one is acknowledged).
+        let resent = (self.retried + self.deferred) as u64;
+        if resent > 0 {
+            m.add(Counter::QueueEnqueued, &q, resent);
+        }
+        if self.duplicates > 0 {
+            m.add(
+                Counter::Events,
+                &[("stage", "duplicate")],
+                self.duplicates as u64,
+            );
+        }
+        if self.enrich.echo > 0 {
+            m.add(
+                Counter::Events,
+                &[("stage", "echo_suppressed")],
+                self.enrich.echo as u64,
+            );
+        }
+    }
+
     /// Acknowledges a copy of an event that was already delivered (or is already in hand).
     fn skip_duplicate(&mut self, message: &RawMessage, envelope: &EventMessage<OwnedEvent>) {
         self.duplicates += 1;

@@ -48,7 +48,7 @@ pub(crate) struct Counts {
     /// Objects not returned by the read.
     missing: usize,
     unchanged: usize,
-    echo: usize,
+    pub(crate) echo: usize,
     unmapped: usize,
     failed: usize,
 }

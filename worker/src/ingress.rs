@@ -21,9 +21,11 @@ use worker::{Date, Env, Request, Response, Result};
 
 use crate::config::{ConfigError, Ingress};
 use crate::log::Line;
+use crate::metrics::Recorder;
 use crate::queue::{self, DeadLetterMessage};
 use crate::respond;
 use crate::store::{self, DeadLetter, Kind};
+use hubspot_edge_core::metrics::{Counter, Histogram};
 
 /// Counts for the response body and the log line.
 #[derive(Debug, Default)]
@@ -37,9 +39,24 @@ pub(crate) struct Counts {
     pub(crate) by_reference: usize,
 }
 
-pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Result<Response> {
+pub(crate) async fn handle(
+    mut req: Request,
+    env: &Env,
+    request_id: &str,
+    metrics: &Recorder,
+) -> Result<Response> {
     let started = Date::now().as_millis();
     let log = |outcome: &str, status: u16| {
+        let took = Date::now().as_millis().saturating_sub(started);
+        metrics.with(|m| {
+            let result = if status < 300 { "accepted" } else { "rejected" };
+            m.add(
+                Counter::WebhookRequests,
+                &[("outcome", result), ("code", outcome)],
+                1,
+            );
+            m.observe(Histogram::WebhookResponse, &[], took);
+        });
         Line::info("webhook")
             .field("request_id", request_id)
             .field("outcome", outcome)
@@ -156,6 +173,33 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
         }
     };
 
+    metrics.with(|m| {
+        for (stage, n) in [
+            ("received", counts.events),
+            ("filtered", counts.filtered),
+            ("duplicate", counts.duplicates),
+            ("queued", counts.queued),
+            ("dead_lettered", counts.dead_lettered),
+        ] {
+            if n > 0 {
+                m.add(Counter::Events, &[("stage", stage)], n as u64);
+            }
+        }
+        if counts.queued > 0 {
+            m.add(
+                Counter::QueueEnqueued,
+                &[("queue", "events")],
+                counts.queued as u64,
+            );
+        }
+        if counts.dead_lettered > 0 {
+            m.add(
+                Counter::DeadLetters,
+                &[("reason", "ingress")],
+                counts.dead_lettered as u64,
+            );
+        }
+    });
     log("accepted", 200)
         .field("signature_version", version.as_str())
         .field("body_bytes", body.len())

@@ -12,6 +12,7 @@ mod enrich;
 mod hubspot;
 mod ingress;
 mod log;
+mod metrics;
 mod queue;
 mod records;
 mod respond;
@@ -38,7 +39,13 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     let method = req.method();
     let result = match (path.as_str(), &method) {
         ("/webhooks/hubspot", Method::Post) => {
-            return finish(ingress::handle(req, &env, &request_id).await, &request_id)
+            let recorder = metrics::Recorder::default();
+            let result = ingress::handle(req, &env, &request_id, &recorder).await;
+            // Off the response path: one request to the metrics object per invocation.
+            let counted = recorder.take();
+            let env = env.clone();
+            ctx.wait_until(async move { metrics::flush(&env, counted).await });
+            return finish(result, &request_id);
         }
         ("/webhooks/hubspot", _) => respond::error(405, "method_not_allowed", "use POST"),
         ("/healthz", Method::Get | Method::Head) => health(&env),
@@ -120,7 +127,7 @@ fn route_label(path: &str) -> &'static str {
 }
 
 #[event(queue)]
-async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()> {
     let dead_letter_queue = env
         .var("DEAD_LETTER_QUEUE_NAME")
         .map(|v| v.to_string())
@@ -138,7 +145,11 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
     } else if batch.queue() == sync_queue || batch.queue() == sync_search_queue {
         sync::consume(batch, &env).await
     } else {
-        consumer::forward_batch(batch, &env).await
+        let recorder = metrics::Recorder::default();
+        let result = consumer::forward_batch(batch, &env, &recorder).await;
+        let counted = recorder.take();
+        ctx.wait_until(async move { metrics::flush(&env, counted).await });
+        result
     }
 }
 

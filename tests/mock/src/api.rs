@@ -223,12 +223,22 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     // Callback completions (HUBSPOT.md §3.4): the bearer token, and the normal burst budget (no
     // rate-limit exemption in the specification, SYNC-ACTIONS-OPS §C).
-    if let ["automation", "v4", "actions", "callbacks", rest @ ..] = segs.as_slice() {
+    let callbacks = match segs.as_slice() {
+        ["automation", "v4", "actions", "callbacks", rest @ ..] => Some((rest, false)),
+        // Date-versioned: `/automation/actions/callbacks/2026-03/{callbackId}/complete` (§3.4).
+        ["automation", "actions", "callbacks", version, rest @ ..]
+            if workflows::is_date_version(version) =>
+        {
+            Some((rest, true))
+        }
+        _ => None,
+    };
+    if let Some((rest, dated)) = callbacks {
         let now = data.now_ms();
         let outcome = data.limiter.check(token, false, now);
         let mut resp = match outcome.refused {
             Some(policy) => rate_limited(data, policy),
-            None => workflows::callbacks(data, req, rest, now),
+            None => workflows::callbacks(data, req, rest, dated, now),
         };
         resp.headers.extend(outcome.headers);
         return resp;

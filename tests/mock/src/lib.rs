@@ -1,5 +1,6 @@
 //! A loopback HTTP server that behaves like HubSpot's CRM objects API (`/work/shared/HUBSPOT.md`
-//! §4–§7): a drop-in base URL for any HubSpot client in tests.
+//! §4–§7) and its workflow engine for custom workflow actions (§3): a drop-in base URL for any
+//! HubSpot client in tests.
 //!
 //! ```no_run
 //! use hubspot_mock::{MockConfig, MockHubSpot};
@@ -410,6 +411,27 @@ impl MockHubSpot {
         let mut data = lock(&self.shared.data);
         let resp = workflows::executions(&mut data, query);
         serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
+    }
+
+    /// Sends an execution's request once more, byte for byte (also `POST
+    /// /__mock/workflows/redeliver`): HubSpot's retry of an execution whose answer it lost.
+    /// Answers `{"status", "body"}` (the action's answer; `status` null and `error` when it did
+    /// not answer); the execution's state does not change.
+    ///
+    /// # Errors
+    /// No execution has that `callbackId`.
+    pub fn redeliver(&self, callback_id: &str) -> Result<Value> {
+        let body = serde_json::to_vec(&json!({ "callbackId": callback_id }))?;
+        let resp = workflows::redeliver(&self.shared, &body);
+        let v: Value = serde_json::from_slice(&resp.body)?;
+        if resp.status == 200 {
+            Ok(v)
+        } else {
+            Err(Error::new(format!(
+                "redelivery refused ({}): {}",
+                resp.status, v["message"]
+            )))
+        }
     }
 
     /// Moves the mock's clock on by `d` (also `POST /__mock/clock` `{"advanceMs"}`), whatever

@@ -225,9 +225,10 @@ struct Args {
     /// HubSpot's 2026 error-handling page says).
     #[arg(long, help_heading = "Workflow actions")]
     retry_after_seconds: bool,
-    /// Accept completions without typedOutputs (the current specification requires it).
+    /// Refuse completions without typedOutputs on the v4 paths too (the date-versioned ones
+    /// always require it, as the 2026-03 specification does).
     #[arg(long, help_heading = "Workflow actions")]
-    allow_missing_typed_outputs: bool,
+    require_typed_outputs: bool,
 }
 
 /// A parsed `--fault-next` (a newtype: clap treats a bare `Vec` as a repeated flag).
@@ -278,7 +279,7 @@ impl Args {
             max_attempts: self.action_max_attempts,
             concurrency: self.action_concurrency,
             retry_after_in_seconds: self.retry_after_seconds,
-            require_typed_outputs: !self.allow_missing_typed_outputs,
+            require_typed_outputs: self.require_typed_outputs,
             ..WorkflowConfig::default()
         };
         config.faults.next = self.fault_next.map(|l| l.0).unwrap_or_default();

@@ -302,6 +302,22 @@ fn definitions_need_the_developer_key_validate_page_and_count_writes() {
     let page = defs(&mock, "GET", "", None).json().unwrap();
     assert_eq!(page["results"].as_array().unwrap().len(), 2);
     assert_eq!(stats(&mock)["definitions"]["deletes"], 1);
+    // The date-versioned form (§3.1) is the same API.
+    let r = call(
+        &mock,
+        "GET",
+        &format!("/automation/actions/2026-03/{APP}/{second}?hapikey={KEY}"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json().unwrap()["revisionId"], "2");
+    let r = call(
+        &mock,
+        "GET",
+        &format!("/automation/actions/latest/{APP}/{second}?hapikey={KEY}"),
+        None,
+    );
+    assert_eq!(r.status, 404, "not a definitions path: {}", r.text());
 }
 
 #[test]
@@ -329,6 +345,10 @@ fn enrollment_posts_the_documented_request_signed_v2_and_success_completes() {
     assert_eq!(e["attempts"], 1);
     assert_eq!(e["finishedBy"], "response");
     assert_eq!(e["history"][0]["status"], 200);
+    assert_eq!(
+        e["history"][0]["body"]["outputFields"]["hs_execution_state"],
+        "SUCCESS"
+    );
 
     let seen = action.requests();
     assert_eq!(seen.len(), 1);
@@ -532,7 +552,17 @@ fn block_waits_for_completions_and_expires_on_the_mock_clock() {
     let r = call(&mock, "POST", &path("ap-33-1-7-0"), Some(&done));
     assert_eq!(r.status, 404);
     assert_eq!(r.json().unwrap()["category"], "OBJECT_NOT_FOUND");
-    // A completion cannot block again, must name a state, must carry typedOutputs.
+    // A completion cannot block again, must name a state, must carry typedOutputs (on the
+    // date-versioned path: tests below for the v4 one).
+    let dated = |id: &str| format!("/automation/actions/callbacks/2026-03/{id}/complete");
+    let r = call(
+        &mock,
+        "POST",
+        &dated(&ids[1]),
+        Some(&json!({"outputFields": {"hs_execution_state": "SUCCESS"}})),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("typedOutputs"), "{}", r.text());
     for (body, named) in [
         (
             json!({"outputFields": {"hs_execution_state": "BLOCK"}, "typedOutputs": {}}),
@@ -543,8 +573,8 @@ fn block_waits_for_completions_and_expires_on_the_mock_clock() {
             "hs_execution_state",
         ),
         (
-            json!({"outputFields": {"hs_execution_state": "SUCCESS"}}),
-            "typedOutputs",
+            json!({"outputFields": "SUCCESS", "typedOutputs": {}}),
+            "outputFields",
         ),
     ] {
         let r = call(&mock, "POST", &path(&ids[1]), Some(&body));
@@ -576,10 +606,15 @@ fn block_waits_for_completions_and_expires_on_the_mock_clock() {
     assert_eq!(v["errors"].as_array().unwrap().len(), 1);
     assert_eq!(v["errors"][0]["context"]["callbackId"][0], "ap-33-1-7-0");
     assert_eq!(execution(&mock, &ids[1])["state"], "blocked");
-    let r = batch(json!([
-        input(&ids[1], "SUCCESS"),
-        input(&ids[2], "FAIL_CONTINUE")
-    ]));
+    let r = batch(json!([input(&ids[1], "SUCCESS")]));
+    assert_eq!(r.status, 204, "{}", r.text());
+    // The date-versioned batch path (§3.4) is the same endpoint.
+    let r = call(
+        &mock,
+        "POST",
+        "/automation/actions/callbacks/2026-03/complete",
+        Some(&json!({"inputs": [input(&ids[2], "FAIL_CONTINUE")]})),
+    );
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(execution(&mock, &ids[2])["executionState"], "FAIL_CONTINUE");
     assert_eq!(execution(&mock, &ids[2])["finishedBy"], "batchCallback");
@@ -609,11 +644,128 @@ fn block_waits_for_completions_and_expires_on_the_mock_clock() {
     assert_eq!(execution(&mock, &default[0])["state"], "expired");
 
     let s = stats(&mock)["completions"].clone();
-    assert_eq!(s["singleCalls"], 7);
-    assert_eq!(s["batchCalls"], 2);
-    assert_eq!(s["calls"], 9);
-    assert_eq!(s["inputs"], 11);
+    assert_eq!(s["singleCalls"], 8);
+    assert_eq!(s["batchCalls"], 3);
+    assert_eq!(s["calls"], 11);
+    assert_eq!(s["inputs"], 12);
     assert_eq!(s["applied"], 3);
+}
+
+#[test]
+fn a_forged_enrollment_is_signed_with_another_secret_and_a_401_fails_it() {
+    let action = ActionServer::start(|body, _| {
+        // A receiver that checks the signature would answer this; the test checks it below.
+        if body["inputFields"]["staticInput"] == "forged" {
+            (
+                401,
+                Vec::new(),
+                json!({"message": "bad signature"}).to_string(),
+                Duration::ZERO,
+            )
+        } else {
+            ok(json!({"outputFields": {"hs_execution_state": "SUCCESS"}}))
+        }
+    });
+    let mock = start(config(WorkflowConfig::default()));
+    let def = create(&mock, &action.url());
+    let forged = enroll(
+        &mock,
+        &json!({"definitionId": def, "objectType": "CONTACT", "objectId": 1,
+                "inputFields": {"staticInput": "forged"}, "signingSecret": "not-the-app-secret"}),
+    );
+    let genuine = enroll(
+        &mock,
+        &json!({"definitionId": def, "objectType": "CONTACT", "objectId": 1,
+                "inputFields": {"staticInput": "genuine"}}),
+    );
+    wait_for(&mock, 10, |v| {
+        count(v, "completed") + count(v, "failed") == 2
+    });
+    let e = execution(&mock, &forged[0]);
+    assert_eq!(e["state"], "failed");
+    assert_eq!(e["attempts"], 1);
+    assert_eq!(e["reason"], "status 401");
+    assert_eq!(execution(&mock, &genuine[0])["state"], "completed");
+    let verifier = Verifier::new(ClientSecret::new(SECRET)).with_legacy(LegacySignatures::Accept);
+    let uri = action.url();
+    for req in action.requests() {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        let headers = header_map(&req);
+        let signed = SignedRequest {
+            method: "POST",
+            uri: &uri,
+            headers: &headers,
+            body: &req.body,
+        };
+        let verified = verifier.verify(&signed, 0);
+        if body["callbackId"] == json!(forged[0]) {
+            assert!(verified.is_err(), "the forged request verified");
+            let other = Verifier::new(ClientSecret::new("not-the-app-secret"))
+                .with_legacy(LegacySignatures::Accept);
+            assert!(other.verify(&signed, 0).is_ok());
+        } else {
+            assert!(verified.is_ok());
+        }
+    }
+    // A redelivery of the forged execution is forged too (through the library this time).
+    assert_eq!(mock.redeliver(&forged[0]).unwrap()["status"], 401);
+    assert_eq!(mock.redeliver(&genuine[0]).unwrap()["status"], 200);
+    assert!(mock.redeliver("ap-0-0-0-0").is_err());
+}
+
+#[test]
+fn typed_outputs_are_required_where_the_specification_requires_them() {
+    let action =
+        ActionServer::start(|_, _| ok(json!({"outputFields": {"hs_execution_state": "BLOCK"}})));
+    let bare = json!({"outputFields": {"hs_execution_state": "SUCCESS", "score": "7"}});
+    for strict in [false, true] {
+        let mock = start(config(WorkflowConfig {
+            require_typed_outputs: strict,
+            ..WorkflowConfig::default()
+        }));
+        let def = create(&mock, &action.url());
+        let ids = enroll(
+            &mock,
+            &json!({"definitionId": def, "objectType": "CONTACT", "objectId": 1, "count": 2,
+                    "inputFields": {"staticInput": "x"}}),
+        );
+        wait_for(&mock, 10, |v| count(v, "blocked") == 2);
+        // The 2026-03 specification requires typedOutputs: always refused there.
+        let r = call(
+            &mock,
+            "POST",
+            &format!("/automation/actions/callbacks/2026-03/{}/complete", ids[0]),
+            Some(&bare),
+        );
+        assert_eq!(r.status, 400, "strict {strict}: {}", r.text());
+        // The v4 specification requires only outputFields (what the official clients send).
+        let r = call(
+            &mock,
+            "POST",
+            &format!("/automation/v4/actions/callbacks/{}/complete", ids[0]),
+            Some(&bare),
+        );
+        let inputs =
+            json!({"inputs": [{"callbackId": ids[1], "outputFields": bare["outputFields"]}]});
+        let batch = call(
+            &mock,
+            "POST",
+            "/automation/v4/actions/callbacks/complete",
+            Some(&inputs),
+        );
+        if strict {
+            assert_eq!(r.status, 400, "{}", r.text());
+            assert!(r.text().contains("typedOutputs"));
+            assert_eq!(batch.status, 400, "{}", batch.text());
+            assert_eq!(count(&executions(&mock, ""), "blocked"), 2);
+        } else {
+            assert_eq!(r.status, 204, "{}", r.text());
+            assert_eq!(batch.status, 204, "{}", batch.text());
+            let e = execution(&mock, &ids[0]);
+            assert_eq!(e["outputs"], json!({"score": "7"}));
+            assert_eq!(e["typedOutputs"], Value::Null);
+        }
+    }
 }
 
 #[test]
@@ -630,7 +782,7 @@ fn retries_429_5xx_and_timeouts_with_backoff_and_fails_on_4xx() {
             ),
             // A 200 whose body is not an answer at all: HubSpot counts it a success.
             ("flaky", _) => (200, Vec::new(), "<html>ok</html>".into(), Duration::ZERO),
-            ("slow", 1) => (200, Vec::new(), "{}".into(), Duration::from_millis(600)),
+            ("slow", 1) => (200, Vec::new(), "{}".into(), Duration::from_millis(2_500)),
             ("slow", _) => ok(
                 json!({"outputFields": {"hs_execution_state": "FAIL_CONTINUE",
                                                       "why": "no match"}}),
@@ -645,7 +797,8 @@ fn retries_429_5xx_and_timeouts_with_backoff_and_fails_on_4xx() {
         }
     });
     let mock = start(config(WorkflowConfig {
-        timeout: Duration::from_millis(300),
+        // Long enough that a loaded machine does not time out the quick answers.
+        timeout: Duration::from_millis(1_000),
         max_attempts: 3,
         ..WorkflowConfig::default()
     }));
@@ -678,6 +831,7 @@ fn retries_429_5xx_and_timeouts_with_backoff_and_fails_on_4xx() {
         .map(|h| h["status"].clone())
         .collect();
     assert_eq!(statuses, [json!(503), json!(429), json!(200)]);
+    assert_eq!(e["history"][2]["body"], "<html>ok</html>");
     // Exponential backoff from the base (20 ms) after the 5xx; Retry-After (ms) after the 429.
     assert_eq!(e["history"][0]["retryInMs"], 20);
     assert_eq!(e["history"][1]["retryInMs"], 150);

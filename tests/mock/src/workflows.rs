@@ -73,8 +73,10 @@ pub struct WorkflowConfig {
     /// error-handling page says "the `Retry-After` value is in milliseconds" for workflows;
     /// an older doc said seconds.
     pub retry_after_in_seconds: bool,
-    /// Refuse a completion without `typedOutputs` (the current specification requires it;
-    /// HubSpot's Node client never sends it).
+    /// Refuse a completion without `typedOutputs` on the v4 paths too. The date-versioned
+    /// paths always require it (the `2026-03` specification's `CallbackCompletionRequest`
+    /// does); the v4 specification requires only `outputFields`, and HubSpot's official Node
+    /// and Python clients send only that.
     pub require_typed_outputs: bool,
     /// Inputs one batch completion may carry (undocumented: 100, HubSpot's usual batch size).
     pub max_batch_completions: usize,
@@ -93,7 +95,7 @@ impl Default for WorkflowConfig {
             max_attempts: 10,
             retry_window: HUBSPOT_RETRY_WINDOW,
             retry_after_in_seconds: false,
-            require_typed_outputs: true,
+            require_typed_outputs: false,
             max_batch_completions: 100,
         }
     }
@@ -193,6 +195,9 @@ struct Execution {
     object_id: u64,
     url: String,
     body: Vec<u8>,
+    /// Signs this execution's requests instead of the app's client secret (a forged request,
+    /// for a receiver's 401 path; enroll `signingSecret`).
+    forged_secret: Option<String>,
     state: ExecState,
     /// `SUCCESS` / `FAIL_CONTINUE` once completed.
     execution_state: Option<String>,
@@ -389,7 +394,7 @@ pub(super) fn run_dispatcher(shared: &Shared) {
 }
 
 fn attempt(shared: &Shared, secret: &ClientSecret, callback_id: &str) {
-    let (url, body, config, now) = {
+    let fetched = {
         let mut data = lock(&shared.data);
         let now = data.now_ms();
         let wf = &mut data.workflows;
@@ -406,9 +411,11 @@ fn attempt(shared: &Shared, secret: &ClientSecret, callback_id: &str) {
         e.attempts += 1;
         e.first_attempt_at.get_or_insert(now);
         wf.stats.attempts += 1;
-        (e.url.clone(), e.body.clone(), config, now)
+        let forged = e.forged_secret.as_deref().map(ClientSecret::new);
+        (e.url.clone(), e.body.clone(), config, now, forged)
     };
-    let (result, elapsed) = send(secret, &url, &body, &config, now);
+    let (url, body, config, now, forged) = fetched;
+    let (result, elapsed) = send(forged.as_ref().unwrap_or(secret), &url, &body, &config, now);
     let answer = match &result {
         Ok(r) => Answer::Http {
             status: r.status,
@@ -437,6 +444,7 @@ fn attempt(shared: &Shared, secret: &ClientSecret, callback_id: &str) {
             Answer::Http { .. } => Value::Null,
         },
         "durationMs": u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        "body": match &answer { Answer::Http { body, .. } => answer_body(body), _ => Value::Null },
     });
     if e.state.is_final() {
         // Completed by a callback while this attempt was in flight: its answer changes nothing.
@@ -547,21 +555,27 @@ pub(super) fn redeliver(shared: &Shared, body: &[u8]) -> Response {
             wf.stats.attempts += 1;
             let e = &mut wf.executions[i];
             e.attempts += 1;
-            (i, e.url.clone(), e.body.clone(), config, now)
+            let secret = e.forged_secret.clone();
+            (i, e.url.clone(), e.body.clone(), config, now, secret)
         })
     };
-    let Some((i, url, request, config, now)) = found else {
+    let Some((i, url, request, config, now, forged)) = found else {
         return json_response(
             404,
             &json!({"status": "error", "message": format!("no execution {callback_id}")}),
         );
     };
-    let secret = ClientSecret::new(shared.client_secret.as_bytes());
+    let secret = ClientSecret::new(
+        forged
+            .as_deref()
+            .unwrap_or(&shared.client_secret)
+            .as_bytes(),
+    );
     let (result, elapsed) = send(&secret, &url, &request, &config, now);
     let answer = match &result {
         Ok(r) => json!({
             "status": r.status,
-            "body": serde_json::from_slice::<Value>(&r.body).unwrap_or_else(|_| json!(r.text())),
+            "body": answer_body(&r.body),
         }),
         Err(_) if elapsed >= config.timeout => json!({"status": null, "error": "timeout"}),
         Err(_) => json!({"status": null, "error": "connection failed"}),
@@ -578,6 +592,16 @@ pub(super) fn redeliver(shared: &Shared, body: &[u8]) -> Response {
         "outcome": "redelivery (state unchanged)",
     }));
     json_response(200, &answer)
+}
+
+/// An answer's body for the history: its JSON, else its text (at most 2,000 characters).
+fn answer_body(body: &[u8]) -> Value {
+    serde_json::from_slice::<Value>(body).unwrap_or_else(|_| {
+        json!(String::from_utf8_lossy(body)
+            .chars()
+            .take(2_000)
+            .collect::<String>())
+    })
 }
 
 /// What the `actionUrl` did.
@@ -747,8 +771,27 @@ fn parse_type(s: &str) -> Option<Kind> {
 /// `/automation/v4/actions/{appId}` and `/automation/v4/actions/{appId}/{definitionId}` (not
 /// `…/callbacks/…`: those are the API's, with a bearer token).
 pub(super) fn is_definitions_path(path: &str) -> bool {
-    path.strip_prefix("/automation/v4/actions/")
-        .is_some_and(|rest| !rest.starts_with("callbacks"))
+    definitions_rest(path).is_some()
+}
+
+/// Whether `s` is a date version such as `2026-03` (§0).
+pub(super) fn is_date_version(s: &str) -> bool {
+    s.len() == 7
+        && s.as_bytes()[4] == b'-'
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| i == 4 || b.is_ascii_digit())
+}
+
+/// The part after the definitions prefix: `/automation/v4/actions/` or the date-versioned
+/// `/automation/actions/{YYYY-MM}/` (§3.1); `None` for other paths and for callbacks.
+fn definitions_rest(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/automation/v4/actions/").or_else(|| {
+        let after = path.strip_prefix("/automation/actions/")?;
+        let (version, rest) = after.split_once('/')?;
+        is_date_version(version).then_some(rest)
+    })?;
+    (!rest.starts_with("callbacks")).then_some(rest)
 }
 
 /// The definitions API, authenticated by `?hapikey=` (the specification's `developer_hapikey`
@@ -776,11 +819,11 @@ pub(super) fn definitions(shared: &Shared, req: &Request) -> Response {
         resp.headers.extend(outcome.headers);
         return resp;
     }
-    let rest = path.trim_start_matches("/automation/v4/actions/");
+    let rest = definitions_rest(path).unwrap_or_default();
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let archived = get("archived") == Some("true");
     let mut resp = match (req.method.as_str(), segs.as_slice()) {
-        ("POST", [app]) => create(data, app, &req.body, now),
+        ("POST", [app]) => create(data, app, &req.body),
         ("GET", [app]) => {
             let limit = get("limit").and_then(|l| l.parse::<usize>().ok());
             let after = get("after").and_then(|a| a.parse::<usize>().ok());
@@ -953,7 +996,7 @@ fn function_types(functions: Option<&Value>) -> Vec<String> {
 }
 
 /// `POST /automation/v4/actions/{appId}`: 201 with the definition, revision 1.
-fn create(data: &mut Data, app: &str, body: &[u8], _now: u64) -> Response {
+fn create(data: &mut Data, app: &str, body: &[u8]) -> Response {
     let mut body = match body_object(data, body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -1049,8 +1092,9 @@ fn list(
 }
 
 /// `POST /__mock/workflows/enroll`: `{"definitionId", "objectType", "objectId" | "objectIds",
-/// "inputFields"?, "count"?, "workflowId"?, "actionId"?}` → `{"callbackIds": […]}`; each
-/// enrollment's execution request is built now and queued for the dispatcher.
+/// "inputFields"?, "count"?, "workflowId"?, "actionId"?, "signingSecret"?}` →
+/// `{"callbackIds": […]}`; each enrollment's execution request is built now and queued for the
+/// dispatcher. `signingSecret` signs them with another secret: forged requests.
 pub(super) fn enroll(shared: &Shared, data: &mut Data, body: &[u8]) -> Response {
     let bad = |msg: String| json_response(400, &json!({"status": "error", "message": msg}));
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
@@ -1095,6 +1139,11 @@ pub(super) fn enroll(shared: &Shared, data: &mut Data, body: &[u8]) -> Response 
             .flat_map(|id| std::iter::repeat_n(*id, count))
             .collect();
     }
+    let forged_secret = match body.get("signingSecret") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return bad("signingSecret must be a string".into()),
+    };
     let inputs: Map<String, Value> = match body.get("inputFields") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(o)) => o.clone(),
@@ -1258,6 +1307,7 @@ pub(super) fn enroll(shared: &Shared, data: &mut Data, body: &[u8]) -> Response 
             object_id: id,
             url: url.clone(),
             body: serde_json::to_vec(&request).unwrap_or_default(),
+            forged_secret: forged_secret.clone(),
             state: ExecState::Pending,
             execution_state: None,
             attempts: 0,
@@ -1322,8 +1372,16 @@ pub(super) fn executions(data: &mut Data, query: &str) -> Response {
 
 /// `POST /automation/v4/actions/callbacks/{callbackId}/complete` and
 /// `POST /automation/v4/actions/callbacks/complete`: 204; errors in HubSpot's shape. `rest` is
-/// the path after `callbacks/`. Rate limits were applied by the caller (no exemption, §C).
-pub(super) fn callbacks(data: &mut Data, req: &Request, rest: &[&str], now: u64) -> Response {
+/// the path after `callbacks/` (after `callbacks/{YYYY-MM}/` when `dated`). Rate limits were
+/// applied by the caller (no exemption, §C).
+pub(super) fn callbacks(
+    data: &mut Data,
+    req: &Request,
+    rest: &[&str],
+    dated: bool,
+    now: u64,
+) -> Response {
+    let typed_required = dated || data.workflows.config.require_typed_outputs;
     data.workflows.expire_due(now);
     let body = match body_object(data, &req.body) {
         Ok(b) => b,
@@ -1336,7 +1394,13 @@ pub(super) fn callbacks(data: &mut Data, req: &Request, rest: &[&str], now: u64)
         ("POST", [callback_id, "complete"]) => {
             data.workflows.stats.completion_single_calls += 1;
             data.workflows.stats.completion_inputs += 1;
-            let checked = check_completion(data, callback_id, &body, "CallbackCompletionRequest");
+            let checked = check_completion(
+                data,
+                callback_id,
+                &body,
+                "CallbackCompletionRequest",
+                typed_required,
+            );
             match checked {
                 Ok(c) => {
                     apply(data, c, now, "callback");
@@ -1389,7 +1453,13 @@ pub(super) fn callbacks(data: &mut Data, req: &Request, rest: &[&str], now: u64)
                     errors.push(json!({"message": format!("callbackId {id} appears twice"), "in": format!("inputs[{i}].callbackId"), "context": {"callbackId": [id]}}));
                     continue;
                 }
-                match check_completion(data, id, obj, "CallbackCompletionBatchRequest") {
+                match check_completion(
+                    data,
+                    id,
+                    obj,
+                    "CallbackCompletionBatchRequest",
+                    typed_required,
+                ) {
                     Ok(c) => ok.push(c),
                     Err(r) => {
                         let msg = serde_json::from_slice::<Value>(&r.body)
@@ -1444,6 +1514,7 @@ fn check_completion(
     callback_id: &str,
     body: &Map<String, Value>,
     schema: &str,
+    typed_required: bool,
 ) -> Result<CheckedCompletion, Response> {
     let mut missing = Vec::new();
     let outputs = match body.get("outputFields") {
@@ -1455,7 +1526,7 @@ fn check_completion(
         Some(_) => return Err(invalid_field(data, "outputFields", "must be an object")),
     };
     let typed = body.get("typedOutputs").filter(|v| !v.is_null()).cloned();
-    if typed.is_none() && data.workflows.config.require_typed_outputs {
+    if typed.is_none() && typed_required {
         missing.push("typedOutputs".to_owned());
     }
     if !missing.is_empty() {

@@ -55,7 +55,7 @@ fn help_lists_every_flag_with_defaults_fault_syntax_endpoints_and_examples() {
         "--action-max-attempts",
         "--action-concurrency",
         "--retry-after-seconds",
-        "--allow-missing-typed-outputs",
+        "--require-typed-outputs",
     ] {
         assert!(
             stdout.contains(flag),

@@ -2,8 +2,10 @@
 //! in the root `package.json`) and the Python client (`hubspot-api-client`, pinned in
 //! `clients/python/requirements.txt`) each run their script in `clients/` against a fresh mock:
 //! a create, a batch create and a batch read (207), a search with a filter, a read by e-mail
-//! (`idProperty`, the e-mail percent-encoded in the path), a labelled association (201), and
-//! 429s (injected and from the burst limiter) with their headers and `policyName`. Our Rust client and this
+//! (`idProperty`, the e-mail percent-encoded in the path), a labelled association (201), a
+//! custom workflow action (definitions with the developer API key as `hapikey`, a blocked
+//! execution completed through the client, single and batch), and 429s (injected and from the
+//! burst limiter) with their headers and `policyName`. Our Rust client and this
 //! mock share one reading of HubSpot's docs; the official clients are an independent one.
 //!
 //! The interpreters come from the environment, set by `scripts/test.sh` (`ensure_npm` and
@@ -35,6 +37,8 @@ const CHECKS_NODE: &[&str] = &[
     "search_filter",
     "read_by_id_property",
     "association_labelled",
+    "action_definitions",
+    "callback_complete",
     "injected_429_surfaced",
     "search_429_retried_by_client",
     "rate_limit_headers_on_success",
@@ -47,6 +51,8 @@ const CHECKS_PYTHON: &[&str] = &[
     "search_filter",
     "read_by_id_property",
     "association_labelled",
+    "action_definitions",
+    "callback_complete",
     "injected_429_surfaced",
     "429_retried_by_readme_retry",
     "rate_limit_headers_on_success",
@@ -146,6 +152,7 @@ fn run_script(program: &Path, script: &Path, mock: &MockHubSpot) -> Run {
         .arg(script)
         .env("HUBSPOT_MOCK_URL", mock.base_url())
         .env("HUBSPOT_MOCK_TOKEN", mock.token())
+        .env("HUBSPOT_MOCK_DEVELOPER_KEY", mock.developer_api_key())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

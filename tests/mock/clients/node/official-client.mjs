@@ -1,11 +1,14 @@
 // HubSpot's official Node client (@hubspot/api-client, pinned in the root package.json) against
 // the mock: a create, a batch create and a batch read (with a missing id: 207), a search with a
-// filter, a read by email (idProperty), a labelled association, and 429s (injected through
+// filter, a read by email (idProperty), a labelled association, a custom workflow action
+// (definitions with the developer API key, a blocked execution completed through the client's
+// CallbacksApi, single and batch), and 429s (injected through
 // `POST /__mock/faults`, and a real one from the burst limiter) with what the client surfaces
 // of them (status, rate-limit headers, body policyName).
 //
 // Usage: HUBSPOT_MOCK_URL=http://127.0.0.1:PORT HUBSPOT_MOCK_TOKEN=T node official-client.mjs
-// (or the URL and token as the two arguments). The mock must be fresh for this run: the script
+// (or the URL and token as the two arguments; HUBSPOT_MOCK_DEVELOPER_KEY is the mock's developer
+// API key, default mock-developer-api-key). The mock must be fresh for this run: the script
 // counts the mock's requests (`GET /__mock/stats`) to see the client's own retries, and spends
 // the token's burst window at the end.
 //
@@ -14,6 +17,7 @@
 // https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines (rate limits)
 // and https://developers.hubspot.com/docs/api-reference/error-handling (errors, 207).
 
+import http from 'node:http';
 import { createRequire } from 'node:module';
 import hubspot from '@hubspot/api-client';
 
@@ -186,7 +190,80 @@ await step('association_labelled', async () => {
   };
 });
 
-// 4a. An injected 429 with retries off: one request, the error carries status and body.
+// 4. A custom workflow action (https://developers.hubspot.com/docs/api/automation/custom-workflow-actions):
+// the definitions API takes the developer API key as `hapikey`; the mock calls the action's
+// URL (a server of this script answering BLOCK), and the client's CallbacksApi completes the
+// blocked executions (v4: `outputFields` only, as the client sends).
+const developerKey = process.env.HUBSPOT_MOCK_DEVELOPER_KEY ?? 'mock-developer-api-key';
+const APP_ID = 1160452;
+const actionServer = http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => {
+    res.writeHead(200, { 'content-type': 'application/json', connection: 'close' });
+    res.end(JSON.stringify({ outputFields: { hs_execution_state: 'BLOCK' } }));
+  });
+});
+await new Promise((resolve) => { actionServer.listen(0, '127.0.0.1', resolve); });
+const actionUrl = `http://127.0.0.1:${actionServer.address().port}/action?client=node`;
+let definitionId = null;
+
+await step('action_definitions', async () => {
+  const dev = new hubspot.Client({ developerApiKey: developerKey, basePath: baseUrl });
+  const definitions = dev.automation.actions.definitionsApi;
+  const def = await definitions.create(APP_ID, {
+    actionUrl, published: true, objectTypes: ['CONTACT'], inputFields: [], outputFields: [],
+    objectRequestOptions: { properties: ['email'] },
+    labels: { en: { actionName: 'Node client action' } }, functions: [],
+  });
+  definitionId = def.id;
+  const page = await definitions.getPage(APP_ID, 10);
+  const patched = await definitions.update(def.id, APP_ID, { published: true });
+  const read = await definitions.getById(def.id, APP_ID);
+  return {
+    ok: isDigits(def.id) && def.revisionId === '1' && def.actionUrl === actionUrl
+      && def.published === true && page.results.some((d) => d.id === def.id)
+      && patched.revisionId === '2' && read.revisionId === '2' && read.objectTypes[0] === 'CONTACT',
+    detail: { id: def.id, revisionId: def.revisionId, listed: page.results.length,
+      patchedRevision: patched.revisionId },
+  };
+});
+
+/** The mock's view of one execution, once it is in `state` (10 s at most). */
+async function executionIn(callbackId, state) {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const found = (await admin('GET', `/__mock/workflows/executions?callbackId=${callbackId}`))
+      .executions[0];
+    if (found?.state === state) return found;
+    if (Date.now() > deadline) throw new Error(`${callbackId} is ${found?.state}, not ${state}`);
+    await new Promise((resolve) => { setTimeout(resolve, 20); });
+  }
+}
+
+await step('callback_complete', async () => {
+  if (!definitionId) throw new Error('no definition to enroll in');
+  const { callbackIds } = await admin('POST', '/__mock/workflows/enroll',
+    { definitionId, objectType: 'CONTACT', objectId: created.single, count: 2 });
+  const blocked = await executionIn(callbackIds[0], 'blocked');
+  await executionIn(callbackIds[1], 'blocked');
+  const callbacks = client.automation.actions.callbacksApi;
+  await callbacks.complete(callbackIds[0],
+    { outputFields: { hs_execution_state: 'SUCCESS', note: 'single' } });
+  await callbacks.completeBatch({ inputs: [
+    { callbackId: callbackIds[1], outputFields: { hs_execution_state: 'FAIL_CONTINUE' } }] });
+  const one = await executionIn(callbackIds[0], 'completed');
+  const two = await executionIn(callbackIds[1], 'completed');
+  return {
+    ok: blocked.request.object.properties.email === 'node.create@example.com'
+      && one.executionState === 'SUCCESS' && one.outputs.note === 'single'
+      && two.executionState === 'FAIL_CONTINUE' && two.finishedBy === 'batchCallback',
+    detail: { callbackIds, states: [one.executionState, two.executionState] },
+  };
+});
+actionServer.closeAllConnections();
+actionServer.close();
+
+// 5a. An injected 429 with retries off: one request, the error carries status and body.
 await step('injected_429_surfaced', async () => {
   await admin('POST', '/__mock/faults', { next: [{ status: 429 }] });
   const before = await mockRequests();
@@ -200,7 +277,7 @@ await step('injected_429_surfaced', async () => {
   };
 });
 
-// 4b. The client's own retry on the search limit (its RetryDecorator matches the body's message
+// 5b. The client's own retry on the search limit (its RetryDecorator matches the body's message
 // "You have reached your secondly limit." and waits 1 s): the mock's search 429 must be
 // recognised, so the search succeeds on the second request.
 await step('search_429_retried_by_client', async () => {
@@ -215,7 +292,7 @@ await step('search_429_retried_by_client', async () => {
   return { ok: retried.total === 1 && sent === 2, detail: { total: retried.total, requestsSent: sent } };
 });
 
-// 4c. A real 429 from the burst limiter: read the window from the headers of a success,
+// 5c. A real 429 from the burst limiter: read the window from the headers of a success,
 // spend what remains, and the next call is refused with the headers at 0 and the documented
 // 429 body (usage guidelines above).
 let max = 0;

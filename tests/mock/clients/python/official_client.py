@@ -1,12 +1,15 @@
 """HubSpot's official Python client (hubspot-api-client, pinned in requirements.txt) against the mock.
 
 A create, a batch create and a batch read (with a missing id: 207), a search with a filter, a read
-by email (``idProperty``), a labelled association, and 429s (injected through
+by email (``idProperty``), a labelled association, a custom workflow action (definitions with the
+developer API key, a blocked execution completed through the client's CallbacksApi, single and
+batch), and 429s (injected through
 ``POST /__mock/faults``, and a real one from the burst limiter) with what the client surfaces of
 them (status, rate-limit headers, body ``policyName``).
 
 Usage: ``HUBSPOT_MOCK_URL=http://127.0.0.1:PORT HUBSPOT_MOCK_TOKEN=T python official_client.py``
-(or the URL and token as the two arguments). The mock must be fresh for this run: the script
+(or the URL and token as the two arguments; ``HUBSPOT_MOCK_DEVELOPER_KEY`` is the mock's developer
+API key, default ``mock-developer-api-key``). The mock must be fresh for this run: the script
 counts the mock's requests (``GET /__mock/stats``) to see the client's own retries, and spends the
 token's burst window at the end.
 
@@ -16,10 +19,13 @@ https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines 
 https://developers.hubspot.com/docs/api-reference/error-handling (errors, 207).
 """
 
+import http.server
 import json
 import os
 import re
 import sys
+import threading
+import time
 import urllib.request
 from datetime import datetime
 from importlib import metadata
@@ -34,6 +40,15 @@ from hubspot.crm.contacts import (
     SimplePublicObjectBatchInputForCreate,
     SimplePublicObjectId,
     SimplePublicObjectInputForCreate,
+)
+from hubspot.automation.actions import (
+    BatchInputCallbackCompletionBatchRequest,
+    CallbackCompletionBatchRequest,
+    CallbackCompletionRequest,
+    PublicActionDefinitionEgg,
+    PublicActionDefinitionPatch,
+    PublicActionLabels,
+    PublicObjectRequestOptions,
 )
 from hubspot.crm.associations.v4 import AssociationSpec
 from hubspot.crm.companies import SimplePublicObjectInputForCreate as CompanyInputForCreate
@@ -209,6 +224,87 @@ def association_labelled():
              "labels": getattr(labelled, "labels", None)})
 
 
+DEVELOPER_KEY = os.environ.get("HUBSPOT_MOCK_DEVELOPER_KEY", "mock-developer-api-key")
+APP_ID = 1160452
+action = {"definition": None}
+
+
+class BlockingAction(http.server.BaseHTTPRequestHandler):
+    """The action's URL: every execution request is answered BLOCK."""
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        out = json.dumps({"outputFields": {"hs_execution_state": "BLOCK"}}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *_args):
+        pass
+
+
+action_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BlockingAction)
+threading.Thread(target=action_server.serve_forever, daemon=True).start()
+ACTION_URL = f"http://127.0.0.1:{action_server.server_address[1]}/action?client=python"
+
+
+def action_definitions():
+    """A custom workflow action (https://developers.hubspot.com/docs/api/automation/custom-workflow-actions):
+    the definitions API takes the developer API key as ``hapikey``; the client checks the required
+    fields of what it reads back (PublicActionDefinition)."""
+    dev = HubSpot(api_key=DEVELOPER_KEY, host=BASE_URL, retry=Retry(total=0)).automation.actions.definitions_api
+    definition = dev.create(APP_ID, PublicActionDefinitionEgg(
+        action_url=ACTION_URL, published=True, object_types=["CONTACT"], input_fields=[], output_fields=[],
+        object_request_options=PublicObjectRequestOptions(properties=["email"]),
+        labels={"en": PublicActionLabels(action_name="Python client action")}, functions=[]))
+    action["definition"] = definition.id
+    page = dev.get_page(APP_ID, limit=10)
+    patched = dev.update(definition.id, APP_ID, PublicActionDefinitionPatch(published=True))
+    read = dev.get_by_id(definition.id, APP_ID)
+    return (is_digits(definition.id) and definition.revision_id == "1" and definition.action_url == ACTION_URL
+            and definition.published is True and any(d.id == definition.id for d in page.results)
+            and patched.revision_id == "2" and read.revision_id == "2" and read.object_types == ["CONTACT"],
+            {"id": definition.id, "revisionId": definition.revision_id, "listed": len(page.results),
+             "patchedRevision": patched.revision_id})
+
+
+def execution_in(callback_id, state):
+    """The mock's view of one execution, once it is in ``state`` (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = admin("GET", f"/__mock/workflows/executions?callbackId={callback_id}")["executions"][0]
+        if found["state"] == state:
+            return found
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{callback_id} is {found['state']}, not {state}")
+        time.sleep(0.02)
+
+
+def callback_complete():
+    """The mock calls the action's URL (BLOCK); the client completes the blocked executions (v4:
+    ``outputFields`` only, as the client sends), one alone and one in a batch."""
+    if action["definition"] is None:
+        raise RuntimeError("no definition to enroll in")
+    ids = admin("POST", "/__mock/workflows/enroll", {
+        "definitionId": action["definition"], "objectType": "CONTACT", "objectId": created["single"],
+        "count": 2})["callbackIds"]
+    blocked = execution_in(ids[0], "blocked")
+    execution_in(ids[1], "blocked")
+    callbacks = api.automation.actions.callbacks_api
+    callbacks.complete(ids[0], CallbackCompletionRequest(
+        output_fields={"hs_execution_state": "SUCCESS", "note": "single"}))
+    callbacks.complete_batch(BatchInputCallbackCompletionBatchRequest(inputs=[CallbackCompletionBatchRequest(
+        callback_id=ids[1], output_fields={"hs_execution_state": "FAIL_CONTINUE"})]))
+    one = execution_in(ids[0], "completed")
+    two = execution_in(ids[1], "completed")
+    return (blocked["request"]["object"]["properties"].get("email") == "python.create@example.com"
+            and one["executionState"] == "SUCCESS" and one["outputs"].get("note") == "single"
+            and two["executionState"] == "FAIL_CONTINUE" and two["finishedBy"] == "batchCallback",
+            {"callbackIds": ids, "states": [one["executionState"], two["executionState"]]})
+
+
 def injected_429_surfaced():
     """An injected 429 with retries off: one request, the exception carries status and body."""
     admin("POST", "/__mock/faults", {"next": [{"status": 429}]})
@@ -279,6 +375,8 @@ STEPS = [
     ("search_filter", search_filter),
     ("read_by_id_property", read_by_id_property),
     ("association_labelled", association_labelled),
+    ("action_definitions", action_definitions),
+    ("callback_complete", callback_complete),
     ("injected_429_surfaced", injected_429_surfaced),
     ("429_retried_by_readme_retry", retried_by_readme_retry),
     ("rate_limit_headers_on_success", rate_limit_headers_on_success),
@@ -289,6 +387,7 @@ STEPS = [
 def main():
     for name, fn in STEPS:
         step(name, fn)
+    action_server.shutdown()
     ok = bool(checks) and all(c["ok"] for c in checks)
     print(json.dumps({"client": "hubspot-api-client", "version": metadata.version("hubspot-api-client"),
                       "ok": ok, "checks": checks, "created": created}, default=str))

@@ -1,0 +1,397 @@
+//! Metrics kept exactly across isolates, and the alerts evaluated over them.
+//!
+//! - **Counting** happens in the invocation, into a core [`Metrics`] value ([`Recorder`]): a
+//!   few map updates per event, no I/O.
+//! - **Keeping**: the invocation sends what it counted to one Durable Object (`METRICS`,
+//!   instance `metrics`, SQLite) **once**, after its response, through `wait_until`
+//!   ([`flush`]); never per event. The object merges it into core's [`Timeline`] (minute
+//!   buckets for an hour, hour buckets for a day, totals) and writes the three changed buckets as
+//!   rows. One object serves every portal (the `portal` label tells them apart): at one update
+//!   per invocation it sees a few hundred requests per second at most, inside what one Durable
+//!   Object serves (about 1,000 requests per second,
+//!   <https://developers.cloudflare.com/durable-objects/platform/limits/>).
+//! - **Reading**: `GET /admin/metrics` renders the totals as OpenMetrics text (core's
+//!   [`openmetrics::render`]); `GET /admin/metrics.json?span=hour|day` gives the buckets.
+//! - **Alerts**: the object's alarm runs once a minute while metrics arrive, evaluates core's
+//!   [`Alerts`] over the timeline and POSTs each notice to `ALERT_URL`, signed as Standard
+//!   Webhooks with `ALERT_SECRET`, or in Slack's format when `ALERT_FORMAT=slack`. A notice that
+//!   cannot be sent is logged (`alert_send_failed`) and the state is kept as evaluated: the
+//!   alert stays visible in `/admin/metrics.json` (`alerts`).
+
+use std::cell::RefCell;
+
+use hubspot_edge_core::metrics::alert::{AlertConfig, Alerts, Notice};
+use hubspot_edge_core::metrics::{openmetrics, BucketKey, Metrics, Span, Timeline};
+use hubspot_edge_core::outbound::WebhookSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use worker::{
+    durable_object, Date, DurableObject, Env, Fetch, Headers, Method, Request, RequestInit,
+    Response, Result, State,
+};
+
+use crate::log::Line;
+
+/// The Durable Object binding (wrangler.toml).
+pub(crate) const BINDING: &str = "METRICS";
+const INSTANCE: &str = "metrics";
+const STATE_ALERTS: &str = "alerts";
+
+/// What one invocation counted; flushed once at its end ([`flush`]).
+#[derive(Debug, Default)]
+pub(crate) struct Recorder(RefCell<Metrics>);
+
+impl Recorder {
+    /// Counts into the invocation's metrics.
+    pub(crate) fn with(&self, f: impl FnOnce(&mut Metrics)) {
+        f(&mut self.0.borrow_mut());
+    }
+
+    /// What was counted, leaving nothing.
+    pub(crate) fn take(&self) -> Metrics {
+        std::mem::take(&mut self.0.borrow_mut())
+    }
+}
+
+/// Sends `m` to the metrics object (one request), unless empty or the binding is not
+/// configured. Errors are logged, never raised: metrics never fail the work they describe.
+pub(crate) async fn flush(env: &Env, m: Metrics) {
+    if m.is_empty() {
+        return;
+    }
+    let at_ms = Date::now().as_millis();
+    let body = json!({ "atMs": at_ms, "metrics": m });
+    if let Err(e) = call(env, Method::Post, "/record", Some(body.to_string())).await {
+        Line::warn("metrics_flush_failed")
+            .field("error", e.to_string())
+            .emit();
+    }
+}
+
+async fn call(env: &Env, method: Method, path: &str, body: Option<String>) -> Result<Response> {
+    let stub = env
+        .durable_object(BINDING)?
+        .id_from_name(INSTANCE)?
+        .get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(method).with_body(body.map(Into::into));
+    let request = Request::new_with_init(&format!("https://metrics{path}"), &init)?;
+    stub.fetch_with_request(request).await
+}
+
+/// `GET /admin/metrics` (OpenMetrics text) and `GET /admin/metrics.json` (the buckets of a
+/// span, the firing alerts): the object's answer as it is.
+pub(crate) async fn read(env: &Env, path_and_query: &str) -> Result<Response> {
+    let mut answer = call(env, Method::Get, path_and_query, None).await?;
+    // A Durable Object's response has immutable headers; the router adds `x-request-id`, so
+    // the answer is copied into a new response.
+    let content_type = answer
+        .headers()
+        .get("content-type")?
+        .unwrap_or_else(|| "application/json".to_owned());
+    let status = answer.status_code();
+    let headers = Headers::new();
+    headers.set("content-type", &content_type)?;
+    Ok(Response::ok(answer.text().await?)?
+        .with_status(status)
+        .with_headers(headers))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordAsk {
+    at_ms: u64,
+    metrics: Metrics,
+}
+
+#[derive(Deserialize)]
+struct BucketRow {
+    key: String,
+    json: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WindowAnswer<'a> {
+    span: &'a str,
+    /// Upper bounds of the histograms' buckets (core's `BUCKETS_MS`), so that a reader can
+    /// compute percentiles from a distribution's `counts`.
+    bucket_bounds_ms: &'static [u64],
+    now_ms: u64,
+    buckets: Vec<BucketOut>,
+    alerts: &'a Alerts,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BucketOut {
+    start_ms: u64,
+    metrics: Metrics,
+}
+
+/// The Durable Object. See the [module docs](self).
+#[durable_object]
+pub struct MetricsStore {
+    state: State,
+    env: Env,
+    timeline: RefCell<Option<Timeline>>,
+}
+
+impl std::fmt::Debug for MetricsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsStore").finish_non_exhaustive()
+    }
+}
+
+impl MetricsStore {
+    /// The timeline, loaded from its rows on first use (at most 60 + 24 + 1 rows).
+    fn with_timeline<T>(&self, f: impl FnOnce(&mut Timeline) -> T) -> Result<T> {
+        let mut slot = self.timeline.borrow_mut();
+        if slot.is_none() {
+            let rows: Vec<BucketRow> = self
+                .state
+                .storage()
+                .sql()
+                .exec("SELECT key, json FROM buckets", None)?
+                .to_array()?;
+            let mut t = Timeline::new();
+            for row in rows {
+                match (BucketKey::parse(&row.key), Metrics::from_json(&row.json)) {
+                    (Some(k), Ok(m)) => t.load(k, m),
+                    _ => Line::warn("metrics_bucket_invalid")
+                        .field("key", row.key.as_str())
+                        .emit(),
+                }
+            }
+            *slot = Some(t);
+        }
+        Ok(f(slot.as_mut().expect("loaded above")))
+    }
+
+    fn record(&self, ask: &RecordAsk) -> Result<()> {
+        let now = Date::now().as_millis();
+        let rows = self.with_timeline(|t| {
+            let changes = t.record(ask.at_ms.min(now), &ask.metrics, now);
+            let changed: Vec<(String, String)> = changes
+                .changed
+                .iter()
+                .filter_map(|k| t.get(*k).map(|m| (k.as_key(), m.to_json())))
+                .collect();
+            (changed, changes.dropped)
+        })?;
+        let sql = self.state.storage().sql();
+        for (key, text) in rows.0 {
+            sql.exec(
+                "INSERT INTO buckets (key, json) VALUES (?, ?) \
+                 ON CONFLICT(key) DO UPDATE SET json = excluded.json",
+                vec![key.into(), text.into()],
+            )?;
+        }
+        for key in rows.1 {
+            sql.exec(
+                "DELETE FROM buckets WHERE key = ?",
+                vec![key.as_key().into()],
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn alerts(&self) -> Result<Alerts> {
+        Ok(self
+            .state
+            .storage()
+            .get::<Alerts>(STATE_ALERTS)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default())
+    }
+
+    async fn evaluate(&self) -> Result<()> {
+        let config = match alert_config(&self.env) {
+            Ok(c) => c,
+            Err(e) => {
+                Line::error("config_invalid")
+                    .field("key", "ALERTS")
+                    .field("error", e)
+                    .emit();
+                return Ok(());
+            }
+        };
+        let now = Date::now().as_millis();
+        let mut alerts = self.alerts().await?;
+        let notices = self.with_timeline(|t| alerts.evaluate(&config, t, now))?;
+        self.state.storage().put(STATE_ALERTS, &alerts).await?;
+        for n in &notices {
+            Line::warn("alert")
+                .field("alert", n.alert.as_str())
+                .field("status", format!("{:?}", n.status).to_lowercase())
+                .emit();
+            if let Err(e) = send_alert(&self.env, n).await {
+                Line::error("alert_send_failed")
+                    .field("alert", n.alert.as_str())
+                    .field("error", e.to_string())
+                    .emit();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The alarm period: `ALERT_EVALUATION_SECS` (core's range; the default when invalid, which
+/// `/healthz` reports as a problem of part `alerts`).
+fn alert_period_ms(env: &Env) -> i64 {
+    let lookup = crate::config::lookup(env);
+    let secs = lookup
+        .number(hubspot_edge_core::config::ALERT_EVALUATION_SECS)
+        .unwrap_or(hubspot_edge_core::config::ALERT_EVALUATION_SECS.default);
+    i64::try_from(secs * 1000).unwrap_or(60_000)
+}
+
+fn alert_config(env: &Env) -> std::result::Result<AlertConfig, String> {
+    match env.var("ALERTS") {
+        Ok(v) => AlertConfig::parse(&v.to_string()).map_err(|e| e.to_string()),
+        Err(_) => Ok(AlertConfig::default()),
+    }
+}
+
+/// POSTs `n` to `ALERT_URL` (nothing when unset): Standard Webhooks-signed with `ALERT_SECRET`,
+/// or Slack's `{"text": …}` when `ALERT_FORMAT=slack` (Slack's incoming webhooks take no
+/// signature).
+async fn send_alert(env: &Env, n: &Notice) -> Result<()> {
+    let Ok(url) = env.var("ALERT_URL").map(|v| v.to_string()) else {
+        return Ok(());
+    };
+    let slack = env
+        .var("ALERT_FORMAT")
+        .is_ok_and(|v| v.to_string().eq_ignore_ascii_case("slack"));
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    let body = if slack {
+        n.slack_json()
+    } else {
+        let body = n.to_json();
+        let id = format!("alert_{}_{}_{}", n.alert, n.since_ms, n.at_ms);
+        let secret = env
+            .var("ALERT_SECRET")
+            .map(|s| s.to_string())
+            .map_err(|_| worker::Error::RustError("ALERT_SECRET is not set".into()))?;
+        let secret = WebhookSecret::parse(&secret)
+            .map_err(|e| worker::Error::RustError(format!("ALERT_SECRET: {}", e.code())))?;
+        let ts = n.at_ms / 1000;
+        headers.set("webhook-id", &id)?;
+        headers.set("webhook-timestamp", &ts.to_string())?;
+        headers.set("webhook-signature", &secret.sign(&id, ts, body.as_bytes()))?;
+        body
+    };
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body.into()));
+    let response = Fetch::Request(Request::new_with_init(&url, &init)?)
+        .send()
+        .await?;
+    if !(200..300).contains(&response.status_code()) {
+        return Err(worker::Error::RustError(format!(
+            "ALERT_URL answered {}",
+            response.status_code()
+        )));
+    }
+    Ok(())
+}
+
+impl DurableObject for MetricsStore {
+    fn new(state: State, env: Env) -> Self {
+        if let Err(e) = state.storage().sql().exec(
+            "CREATE TABLE IF NOT EXISTS buckets (key TEXT PRIMARY KEY, json TEXT NOT NULL)",
+            None,
+        ) {
+            Line::error("metrics_store_init_failed")
+                .field("error", e.to_string())
+                .emit();
+        }
+        Self {
+            state,
+            env,
+            timeline: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let url = req.url()?;
+        let now = Date::now().as_millis();
+        match (req.method(), url.path()) {
+            (Method::Post, "/record") => {
+                let ask: RecordAsk = serde_json::from_str(&req.text().await?)?;
+                self.record(&ask)?;
+                // Alerts are evaluated a minute at a time while metrics arrive.
+                // (`set_alarm` takes an offset from now in milliseconds.)
+                if self.state.storage().get_alarm().await?.is_none() {
+                    self.state
+                        .storage()
+                        .set_alarm(alert_period_ms(&self.env))
+                        .await?;
+                }
+                Response::empty()
+            }
+            (Method::Get, "/admin/metrics") => {
+                let text = self.with_timeline(|t| openmetrics::render(t.totals()))?;
+                let headers = Headers::new();
+                headers.set("content-type", openmetrics::CONTENT_TYPE)?;
+                Ok(Response::ok(text)?.with_headers(headers))
+            }
+            (Method::Get, "/admin/metrics.json") => {
+                let span_name = url
+                    .query_pairs()
+                    .find(|(k, _)| k == "span")
+                    .map_or_else(|| "hour".to_owned(), |(_, v)| v.into_owned());
+                let span = match span_name.as_str() {
+                    "hour" => Span::HourByMinute,
+                    "day" => Span::DayByHour,
+                    _ => {
+                        return Response::from_json(&json!({
+                            "error": "metrics_span_invalid",
+                            "message": "span is `hour` (by minute) or `day` (by hour)",
+                        }))
+                        .map(|r| r.with_status(400))
+                    }
+                };
+                let buckets = self.with_timeline(|t| {
+                    t.window(span, now)
+                        .into_iter()
+                        .map(|(start_ms, metrics)| BucketOut { start_ms, metrics })
+                        .collect::<Vec<_>>()
+                })?;
+                let alerts = self.alerts().await?;
+                Response::from_json(&WindowAnswer {
+                    span: &span_name,
+                    bucket_bounds_ms: &hubspot_edge_core::metrics::BUCKETS_MS,
+                    now_ms: now,
+                    buckets,
+                    alerts: &alerts,
+                })
+            }
+            _ => Response::error("not found", 404),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.evaluate().await?;
+        // Keep evaluating while the last hour holds anything (an alert must be able to resolve
+        // after traffic stops); then sleep until the next record.
+        let now = Date::now().as_millis();
+        let active = self.with_timeline(|t| {
+            t.window(Span::HourByMinute, now)
+                .iter()
+                .any(|(_, m)| !m.is_empty())
+        })?;
+        let firing = self.alerts().await?.firing().next().is_some();
+        if active || firing {
+            self.state
+                .storage()
+                .set_alarm(alert_period_ms(&self.env))
+                .await?;
+        }
+        Response::empty()
+    }
+}
