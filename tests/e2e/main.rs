@@ -13,6 +13,7 @@
 
 // The harness reports through libtest-mimic and eprintln!; nothing prints to stdout directly.
 
+mod actions;
 mod api_limits;
 mod config;
 mod dead_letters;
@@ -31,6 +32,13 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use actions::{
+    actions_250_approvals_completed_in_at_most_3_batch_calls,
+    actions_approval_expires_then_callback_410, actions_forged_or_stale_401_runs_nothing,
+    actions_map_and_write_answers_outputs_publish_idempotent,
+    actions_refused_completion_dead_lettered_then_redriven,
+    actions_same_callback_twice_runs_once_same_answer, actions_slow_lookup_blocks_then_completes,
+};
 use api_limits::{hubspot_burst_of_1000_reads_paced_without_429, hubspot_oauth_401_refreshed_once};
 use config::{
     config_dead_letter_retention_invalid_holds_letters,
@@ -169,6 +177,13 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         config_run_command_prints_problems_and_stops_clean,
         config_dead_letter_retention_invalid_holds_letters,
         walkthrough_from_the_readme,
+        actions_map_and_write_answers_outputs_publish_idempotent,
+        actions_forged_or_stale_401_runs_nothing,
+        actions_same_callback_twice_runs_once_same_answer,
+        actions_slow_lookup_blocks_then_completes,
+        actions_250_approvals_completed_in_at_most_3_batch_calls,
+        actions_refused_completion_dead_lettered_then_redriven,
+        actions_approval_expires_then_callback_410,
     ]
 }
 

@@ -60,6 +60,9 @@ pub(crate) async fn handle(
     if let ["hubspot", rest @ ..] = segments.as_slice() {
         return crate::hubspot::handle(req, env, rest, request_id).await;
     }
+    if let ["actions", rest @ ..] = segments.as_slice() {
+        return crate::actions::admin(req, env, rest).await;
+    }
     if let ["sync", rest @ ..] = segments.as_slice() {
         return crate::sync::admin(req, env, rest).await;
     }
@@ -107,6 +110,9 @@ pub(crate) async fn handle(
                         Ready::Batch(body) => enqueue_batch(env, &letter, &body).await?,
                         Ready::Inbound(payload) => {
                             crate::sync_inbound::redrive(env, vec![payload]).await?
+                        }
+                        Ready::Action(payload) => {
+                            crate::actions::redrive(env, vec![payload]).await?
                         }
                         Ready::Sync(sync) => {
                             let taken = crate::sync::recheck(env, &sync).await?;
@@ -248,6 +254,7 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
     let mut event_messages = Vec::new();
     let mut batches = Vec::new();
     let (mut inbound, mut inbound_ids) = (Vec::new(), Vec::new());
+    let (mut actions, mut action_ids) = (Vec::new(), Vec::new());
     let mut syncs = Vec::new();
     for (id, letter) in plan.take.iter().zip(letters) {
         let Some(letter) = letter else {
@@ -267,10 +274,17 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
                 inbound.push(payload);
             }
             Ok(Ready::Sync(sync)) => syncs.push((letter.id.clone(), sync)),
+            Ok(Ready::Action(payload)) => {
+                action_ids.push(letter.id.clone());
+                actions.push(payload);
+            }
         }
     }
     if !inbound.is_empty() {
         crate::sync_inbound::redrive(env, inbound).await?;
+    }
+    if !actions.is_empty() {
+        crate::actions::redrive(env, actions).await?;
     }
 
     // Queue, then delete.
@@ -279,8 +293,9 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
         queue::send_all(&env.queue(queue::EVENTS)?, event_messages).await?;
     }
     let mut redriven_ids = event_ids;
-    queued += inbound_ids.len();
+    queued += inbound_ids.len() + action_ids.len();
     redriven_ids.extend(inbound_ids);
+    redriven_ids.extend(action_ids);
     for (letter, body) in batches {
         queued += enqueue_batch(env, &letter, &body).await?;
         redriven_ids.push(letter.id);
@@ -329,6 +344,8 @@ enum Ready {
     Inbound(Value),
     /// A sync record to read again (its type's coordinator takes it).
     Sync(SyncLetter),
+    /// A workflow action's completion HubSpot refused: back to its portal's batcher.
+    Action(Value),
 }
 
 /// What re-driving `letter` takes, or why it cannot be re-driven as it is.
@@ -340,6 +357,9 @@ fn prepare(letter: &DeadLetter) -> Result<std::result::Result<Ready, SkipReason>
             };
             if payload["source"] == "inbound" {
                 return Ok(Ok(Ready::Inbound(payload.clone())));
+            }
+            if payload["source"] == "action" {
+                return Ok(Ok(Ready::Action(payload.clone())));
             }
             if let Some(letter) = SyncLetter::parse(payload) {
                 return Ok(Ok(Ready::Sync(letter)));

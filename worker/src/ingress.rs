@@ -391,7 +391,7 @@ fn dead_letter_message(
     serde_json::to_string(&message).unwrap_or_default()
 }
 
-fn signature_headers(req: &Request) -> Result<HeaderMap> {
+pub(crate) fn signature_headers(req: &Request) -> Result<HeaderMap> {
     let mut map = HeaderMap::with_capacity(4);
     for name in [
         HEADER_SIGNATURE_V3,
@@ -409,7 +409,7 @@ fn signature_headers(req: &Request) -> Result<HeaderMap> {
 }
 
 /// `/path?query` of an absolute URL string, without re-encoding anything.
-fn path_and_query(url: &str) -> &str {
+pub(crate) fn path_and_query(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
     url[after_scheme..]
         .find('/')

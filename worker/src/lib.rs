@@ -2,6 +2,7 @@
 //! and forwarded to the user's endpoint through Cloudflare Queues, with a dead-letter store
 //! and an admin API. All decisions are made by `hubspot-edge-core`; this crate does the I/O.
 
+mod actions;
 mod admin;
 mod config;
 mod consumer;
@@ -47,6 +48,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
         ("/webhooks/hubspot", _) => respond::error(405, "method_not_allowed", "use POST"),
         ("/healthz", Method::Get | Method::Head) => health(&env),
         ("/healthz", _) => respond::error(405, "method_not_allowed", "use GET"),
+        (p, _) if p.starts_with("/actions/") => actions::handle(&mut req, &env, &ctx, p).await,
         (p, _) if p.starts_with("/sync/") => sync_inbound::handle(&mut req, &env, p).await,
         (p, _) if p == "/admin" || p.starts_with("/admin/") => {
             admin::handle(&mut req, &env, p, &request_id).await
@@ -116,6 +118,9 @@ fn route_label(path: &str) -> &'static str {
         "/healthz" => "/healthz",
         p if p.starts_with("/admin/dead-letters") => "/admin/dead-letters/*",
         p if p.starts_with("/admin/hubspot") => "/admin/hubspot/*",
+        p if p.starts_with("/actions/callbacks/") => "/actions/callbacks/*",
+        p if p.starts_with("/actions/") => "/actions/*",
+        p if p.starts_with("/admin/actions") => "/admin/actions/*",
         p if p.starts_with("/sync/receipts/") => "/sync/receipts/*",
         p if p.starts_with("/sync/") => "/sync/*",
         _ => "other",

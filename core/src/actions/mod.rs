@@ -26,8 +26,30 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod completion;
+mod definition;
+mod execution;
+
+pub use completion::{
+    batch_fate, batch_request, due_batches, next_due_ms, BatchFate, Pending,
+    DEFAULT_COMPLETE_WINDOW_MS, MAX_COMPLETION_BATCH,
+};
+pub use execution::{
+    admit, callback_completion, complete, duration_ms, execute, expire, fail, finish,
+    hubspot_error_body, lookup_answer, validate_inputs, validate_outputs, Admit, CallbackError,
+    CompleteError, ExecuteContext, ExecuteError, FieldError, LookupCall, LookupReply, Record,
+    Reply, Step, DEFAULT_BUDGET_MS, STALE_RUN_MS,
+};
+
+pub use definition::{
+    list_page, plan_publish, Definition, DefinitionError, Definitions, DefinitionsApi, FieldType,
+    InputField, Kind, OutputField, PublishStep, DEFAULT_EXPIRATION,
+};
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_flow;
 
 /// Why an execution request or an answer was refused. Stable codes by [`ActionError::code`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

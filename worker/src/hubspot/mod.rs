@@ -32,7 +32,7 @@ use crate::config::HubSpotApi;
 use crate::ingress::config_error_for_operator as config_error;
 use crate::respond;
 
-pub(crate) use executor::{execute, CallError};
+pub(crate) use executor::{execute, send, CallError, MAX_WAIT_MS};
 
 /// Routes `/admin/hubspot/…`; `segments` start after `hubspot`. The admin token is checked.
 pub(crate) async fn handle(

@@ -1,0 +1,114 @@
+//! The completion batcher: blocked executions completed (by a late lookup reply or the user's
+//! system) wait here briefly and go to HubSpot as batch completions
+//! (`POST /automation/v4/actions/callbacks/complete`), the fewest calls for the app's rate
+//! budget (completions spend it, SYNC-ACTIONS-OPS §C).
+//!
+//! Batch size: HubSpot documents no maximum for the batch completion; 100 inputs is HubSpot's
+//! usual batch size ("Batch requests to CRM object endpoints are limited to 100 records per
+//! request", <https://developers.hubspot.com/docs/api/crm/understanding-the-crm>, HUBSPOT.md
+//! §4.1), so no batch holds more.
+
+use crate::api::{decide, Decision, Outcome, RequestKind};
+
+/// At most this many completions per batch call (see the module docs).
+pub const MAX_COMPLETION_BATCH: usize = 100;
+
+/// The default `ACTIONS_COMPLETE_WINDOW_MS`: a completion waits at most this long for others.
+pub const DEFAULT_COMPLETE_WINDOW_MS: u64 = 1_000;
+
+/// A completion waiting for the batcher: its execution and since when it waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The execution.
+    pub callback_id: String,
+    /// Queued since (Unix ms).
+    pub queued_ms: u64,
+}
+
+/// The batches due at `now_ms`, each at most [`MAX_COMPLETION_BATCH`] callback ids, oldest
+/// first: every full batch; and the rest too once the oldest has waited `window_ms`.
+pub fn due_batches(pending: &[Pending], now_ms: u64, window_ms: u64) -> Vec<Vec<String>> {
+    let mut sorted: Vec<&Pending> = pending.iter().collect();
+    sorted.sort_by(|a, b| {
+        a.queued_ms
+            .cmp(&b.queued_ms)
+            .then(a.callback_id.cmp(&b.callback_id))
+    });
+    let oldest_due = sorted
+        .first()
+        .is_some_and(|p| now_ms >= p.queued_ms.saturating_add(window_ms));
+    sorted
+        .chunks(MAX_COMPLETION_BATCH)
+        .filter(|c| oldest_due || c.len() == MAX_COMPLETION_BATCH)
+        .map(|c| c.iter().map(|p| p.callback_id.clone()).collect())
+        .collect()
+}
+
+/// When the batcher must look again: the oldest completion's window end (`None`: nothing
+/// waits). A full batch is due at once.
+pub fn next_due_ms(pending: &[Pending], window_ms: u64) -> Option<u64> {
+    let oldest = pending.iter().map(|p| p.queued_ms).min()?;
+    if pending.len() >= MAX_COMPLETION_BATCH {
+        return Some(oldest);
+    }
+    Some(oldest.saturating_add(window_ms))
+}
+
+/// What becomes of a batch after one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchFate {
+    /// HubSpot accepted it (204): the executions are completed.
+    Completed,
+    /// Send it again after this long (429, 5xx, timeout: core's API retry policy).
+    Retry {
+        /// Delay from now.
+        after_ms: u64,
+    },
+    /// Failed for good (a 4xx, or the retries spent): dead-letter each completion with its
+    /// callback id and this code.
+    DeadLetter {
+        /// The API error's code (`validation_error`, `not_found`, …) or the give-up reason.
+        code: String,
+    },
+}
+
+/// The fate of a batch whose `attempt`-th call (1-based) ended in `outcome`, by core's API
+/// retry policy ([`crate::api::decide`], a write: retried on 429 and 5xx, never on other 4xx).
+/// `jitter` in `[0, 1)`.
+pub fn batch_fate(attempt: u32, outcome: &Outcome, now_ms: u64, jitter: f64) -> BatchFate {
+    match decide(RequestKind::Write, attempt, outcome, now_ms, jitter) {
+        Decision::Accept => BatchFate::Completed,
+        Decision::Retry { after_ms, .. } => BatchFate::Retry { after_ms },
+        // A private token cannot be refreshed here: the host refreshes OAuth itself; a 401
+        // that reaches the batcher is final.
+        Decision::RefreshToken | Decision::GiveUp { .. } => BatchFate::DeadLetter {
+            code: match outcome {
+                Outcome::Failed(e) => e.code().to_owned(),
+                Outcome::Timeout => "timeout".to_owned(),
+                Outcome::Network => "network".to_owned(),
+                Outcome::Success => "decode".to_owned(),
+            },
+        },
+    }
+}
+
+/// The batch completion request of `completions` (at most [`MAX_COMPLETION_BATCH`]):
+/// `POST {base}/automation/v4/actions/callbacks/complete` with
+/// [`super::Completion::batch_body`]. No `Authorization`: the executor adds it.
+///
+/// # Errors
+/// [`super::ActionError`] from the body; a bad base URL as
+/// [`super::ActionError::Malformed`] (checked at start, so not expected).
+pub fn batch_request(
+    api: &crate::api::ApiConfig,
+    completions: &[super::Completion],
+) -> Result<http::Request<Vec<u8>>, super::ActionError> {
+    let body = super::Completion::batch_body(completions)?;
+    api.build(
+        http::Method::POST,
+        super::Completion::BATCH_PATH,
+        &Default::default(),
+        Some(("application/json", body)),
+    )
+    .map_err(|e| super::ActionError::Malformed(e.to_string()))
+}

@@ -1,0 +1,1408 @@
+//! Custom workflow actions (README "Workflow actions"): the I/O around core's
+//! [`hubspot_edge_core::actions`].
+//!
+//! - `POST /actions/{actionKey}`: HubSpot's execution request. Verified with the app's client
+//!   secret (`HUBSPOT_CLIENT_SECRET`; v2, which HubSpot documents for actions, or v3 when its
+//!   headers are present), 401 with the signature's code and nothing run when it does not
+//!   verify. Parsed and checked against the action's definition (`ACTIONS`): a bad request is a
+//!   400 with HubSpot's error body (HubSpot shows it; any 2xx would count as success). Then the
+//!   portal's [`ActionExecutions`] object admits it by `callbackId` (a retry of a finished
+//!   execution gets the same body; one that arrives while the first runs gets `BLOCK`, and the
+//!   first's result goes to HubSpot as a completion), the action runs and the answer is recorded.
+//!   - `map_and_write`: outputs from the object's properties through `ENRICHMENT_MAP`, no call.
+//!   - `approval`: `BLOCK` with the action's expiration.
+//!   - `lookup`: the user's system is called (Standard Webhooks-signed) within
+//!     `ACTIONS_BUDGET_MS` (default 3 s). Later than that, the answer is `BLOCK` and the call
+//!     goes on in `ctx.wait_until` (Cloudflare keeps a Worker alive at most 30 s after its
+//!     response for `waitUntil`, so the call is cut at [`LOOKUP_HARD_LIMIT_MS`] = 25 s): its
+//!     reply becomes a completion, no reply a `FAIL_CONTINUE` completion (`lookup_unreachable`).
+//!     `waitUntil` rather than the Durable Object: the object would have to hold the call open
+//!     across requests, which its own 30 s CPU/wall limits per event do not promise either, and
+//!     a reply that never comes is covered by the completion of `FAIL_CONTINUE` here.
+//! - `POST /actions/callbacks/{callbackId}`: the user's system completes a blocked execution,
+//!   Standard Webhooks-signed with `ACTIONS_CALLBACK_SECRET`, body
+//!   `{"portalId"?, "outputs": {…}, "state"?: "SUCCESS" | "FAIL_CONTINUE", "reason"?}`: 202,
+//!   or 400 (outputs that do not fit), 401, 404 `callback_unknown`, 409 `callback_completed` /
+//!   `callback_running`, 410 `callback_expired`.
+//! - [`ActionExecutions`]: one Durable Object **per portal** (`ACTION_EXECUTIONS`, SQLite), the
+//!   idempotency record of every execution (core's [`Record`]), the blocked ones' expiry and the
+//!   completions waiting for the batcher. Its alarm expires blocks and sends due completions as
+//!   batch completions (at most 100 each, core's [`due_batches`]) through the HubSpot gate and
+//!   executor with that portal's credentials (today the one configured token or OAuth app: the
+//!   portal id is in every key, so several can follow). A batch that finally fails is
+//!   dead-lettered per completion (reason `action_completion_failed`, with its `callbackId`),
+//!   re-driven by `POST /admin/dead-letters/…/redrive` ([`redrive`]).
+//! - `POST /admin/actions/publish`: creates or patches the configured definitions for
+//!   `HUBSPOT_APP_ID` with `HUBSPOT_DEVELOPER_API_KEY` (core's [`plan_publish`]); nothing is
+//!   written when HubSpot's copy already says what the configuration says.
+//! - `GET /admin/actions/executions/{portalId}/{callbackId}`: an execution's state (no values).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::future::{join_all, select, Either};
+use hubspot_edge_core::actions::{
+    admit, batch_fate, batch_request, callback_completion, complete, due_batches, execute, expire,
+    finish, hubspot_error_body, list_page, lookup_answer, next_due_ms, plan_publish, Admit, Answer,
+    BatchFate, Completion, Definition, Definitions, DefinitionsApi, ExecuteContext,
+    ExecutionRequest, ExecutionState, LookupReply, Pending, PublishStep, Record, DEFAULT_BUDGET_MS,
+    DEFAULT_COMPLETE_WINDOW_MS, DEFAULT_EXPIRATION,
+};
+use hubspot_edge_core::api::{decide, Decision, Outcome, RequestKind};
+use hubspot_edge_core::outbound::WebhookSecret;
+use hubspot_edge_core::signature::{ClientSecret, LegacySignatures, SignedRequest, Verifier};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use worker::{
+    durable_object, AbortController, Context, Date, Delay, DurableObject, Env, Fetch, Headers,
+    Method, Request, RequestInit, Response, Result, SqlStorageValue, State,
+};
+
+use crate::config::HubSpotApi;
+use crate::hubspot::{execute as execute_api, CallError};
+use crate::log::Line;
+use crate::respond;
+
+/// The Durable Object binding (wrangler.toml).
+pub(crate) const BINDING: &str = "ACTION_EXECUTIONS";
+/// The largest execution request or callback read (HubSpot's are a few KB).
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// A late lookup is cut here: `waitUntil` keeps the Worker at most 30 s after its response
+/// (Cloudflare Workers limits, "waitUntil").
+const LOOKUP_HARD_LIMIT_MS: u64 = 25_000;
+/// Standard Webhooks: callbacks further than 5 minutes from now are refused (replays).
+const TOLERANCE_SECS: u64 = 300;
+/// Batch completions per alarm: each costs a gate permit and one HubSpot call (about 2
+/// subrequests), so 20 stay far inside an invocation's subrequests; more waits for the next
+/// alarm, set at once.
+const MAX_BATCHES_PER_ALARM: usize = 20;
+/// Batch calls in flight at once: an invocation keeps at most 6 connections (Cloudflare).
+const MAX_IN_FLIGHT: usize = 6;
+/// A batch HubSpot did not decide (throttled, no token) is tried again after this long.
+const RETRY_DELAY_MS: u64 = 10_000;
+/// Finished records are kept this long for retries (HubSpot retries an execution for up to
+/// 3 days, HUBSPOT.md §3.3), then dropped.
+const RECORD_TTL_MS: u64 = 7 * 24 * 3_600_000;
+/// `ACTIONS_BUDGET_MS` bounds: below 100 ms every lookup blocks; above 25 s it would outlive
+/// the hard limit.
+const BUDGET_RANGE: (u64, u64) = (100, LOOKUP_HARD_LIMIT_MS);
+/// `ACTIONS_COMPLETE_WINDOW_MS` bounds (0: flush at once).
+const WINDOW_MAX_MS: u64 = 60_000;
+
+/// Everything the action routes need, read per request.
+struct Settings {
+    definitions: Definitions,
+    verifier: Verifier,
+    public_base_url: Option<String>,
+    budget_ms: u64,
+    callback_secret: Option<WebhookSecret>,
+}
+
+fn var(env: &Env, key: &str) -> Option<String> {
+    env.var(key)
+        .ok()
+        .map(|v| v.to_string())
+        .filter(|v| !v.trim().is_empty())
+}
+
+fn number(
+    env: &Env,
+    key: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> std::result::Result<u64, String> {
+    match var(env, key) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(format!("{key}: must be a whole number from {min} to {max}")),
+        },
+    }
+}
+
+/// The actions configuration: `Ok(None)` when `ACTIONS` is unset (actions off). The error
+/// names the key or field and carries its code (never a secret).
+fn settings(env: &Env) -> std::result::Result<Option<Settings>, (String, &'static str)> {
+    let Some(json) = var(env, "ACTIONS") else {
+        return Ok(None);
+    };
+    let mapping = match var(env, "ENRICHMENT_MAP") {
+        Some(m) => Some(
+            hubspot_edge_core::mapping::Mapping::from_json(&m)
+                .map_err(|e| (format!("ENRICHMENT_MAP: {e}"), e.code()))?,
+        ),
+        None => None,
+    };
+    let definitions = Definitions::parse(&json, |name| var(env, name), mapping.as_ref())
+        .map_err(|e| (format!("ACTIONS: {e}"), e.code()))?;
+    let secret = var(env, "HUBSPOT_CLIENT_SECRET").ok_or_else(|| {
+        (
+            "HUBSPOT_CLIENT_SECRET: required".to_owned(),
+            "config_missing",
+        )
+    })?;
+    let verifier =
+        Verifier::new(ClientSecret::new(secret.trim())).with_legacy(LegacySignatures::Accept);
+    let invalid = |e: String| (e, "config_invalid");
+    let budget_ms = number(
+        env,
+        "ACTIONS_BUDGET_MS",
+        DEFAULT_BUDGET_MS,
+        BUDGET_RANGE.0,
+        BUDGET_RANGE.1,
+    )
+    .map_err(invalid)?;
+    // Checked here so that a bad window is loud on every request; the object reads it itself.
+    number(
+        env,
+        "ACTIONS_COMPLETE_WINDOW_MS",
+        DEFAULT_COMPLETE_WINDOW_MS,
+        0,
+        WINDOW_MAX_MS,
+    )
+    .map_err(invalid)?;
+    let callback_secret = match var(env, "ACTIONS_CALLBACK_SECRET") {
+        Some(s) => Some(
+            WebhookSecret::parse(&s)
+                .map_err(|e| (format!("ACTIONS_CALLBACK_SECRET: {e}"), "config_invalid"))?,
+        ),
+        None => None,
+    };
+    Ok(Some(Settings {
+        definitions,
+        verifier,
+        public_base_url: var(env, "PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
+        budget_ms,
+        callback_secret,
+    }))
+}
+
+/// The settings, or the response that says why there are none (404 off, 503 invalid).
+fn settings_or_answer(env: &Env) -> Result<std::result::Result<Settings, Response>> {
+    match settings(env) {
+        Ok(Some(s)) => Ok(Ok(s)),
+        Ok(None) => Ok(Err(respond::error(
+            404,
+            "actions_off",
+            "workflow actions are off (ACTIONS is unset)",
+        )?)),
+        Err((detail, code)) => {
+            Line::error("config_invalid")
+                .field("part", "actions")
+                .field("code", code)
+                .field("error", detail.as_str())
+                .emit();
+            Ok(Err(respond::error(503, "config_invalid", code)?))
+        }
+    }
+}
+
+fn hubspot_error(status: u16, message: &str, code: &str, field: Option<&str>) -> Result<Response> {
+    raw_json(status, hubspot_error_body(message, code, field))
+}
+
+fn raw_json(status: u16, body: Vec<u8>) -> Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    Ok(Response::from_bytes(body)?
+        .with_status(status)
+        .with_headers(headers))
+}
+
+async fn read_body(req: &mut Request) -> Result<Option<Vec<u8>>> {
+    let body = req.bytes().await?;
+    Ok((body.len() <= MAX_BODY_BYTES).then_some(body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /actions/{actionKey}
+
+/// `/actions/…` routes.
+pub(crate) async fn handle(
+    req: &mut Request,
+    env: &Env,
+    ctx: &Context,
+    path: &str,
+) -> Result<Response> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
+    match (req.method(), segments.as_slice()) {
+        (Method::Post, ["callbacks", id]) => {
+            let id = (*id).to_owned();
+            callback(req, env, &id).await
+        }
+        (Method::Post, [key]) => {
+            let key = (*key).to_owned();
+            run(req, env, ctx, &key).await
+        }
+        (_, [_] | ["callbacks", _]) => respond::error(405, "method_not_allowed", "use POST"),
+        _ => respond::error(404, "not_found", "no such endpoint"),
+    }
+}
+
+async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<Response> {
+    let started = Date::now().as_millis();
+    let s = match settings_or_answer(env)? {
+        Ok(s) => s,
+        Err(r) => return Ok(r),
+    };
+    let Some(body) = read_body(req).await? else {
+        return hubspot_error(413, "request body too large", "action_body_too_large", None);
+    };
+    // The URL HubSpot signed: the configured public base URL with this path and query, or the
+    // raw request URL (as the webhook ingress does).
+    let raw_url = req.inner().url();
+    let signed_url = match &s.public_base_url {
+        Some(base) => format!("{base}{}", crate::ingress::path_and_query(&raw_url)),
+        None => raw_url,
+    };
+    let headers = crate::ingress::signature_headers(req)?;
+    let signed = SignedRequest {
+        method: "POST",
+        uri: &signed_url,
+        headers: &headers,
+        body: &body,
+    };
+    if let Err(e) = s.verifier.verify(&signed, started) {
+        Line::warn("action_signature_rejected")
+            .field("action", key)
+            .field("code", e.code())
+            .emit();
+        return respond::error(401, e.public_code(), "request signature rejected");
+    }
+    let Some(definition) = s.definitions.get(key) else {
+        return hubspot_error(404, "no such action", "action_unknown", None);
+    };
+    let request = match ExecutionRequest::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return hubspot_error(400, &e.to_string(), e.code(), None),
+    };
+    let base = match &s.public_base_url {
+        Some(b) => b.clone(),
+        None => req.url()?.origin().ascii_serialization(),
+    };
+    let step = match execute(
+        definition,
+        &request,
+        &ExecuteContext {
+            public_base_url: &base,
+            budget_ms: s.budget_ms,
+            now_secs: started / 1000,
+        },
+    ) {
+        Ok(step) => step,
+        Err(e) => {
+            log_execution(key, &request, "refused", 400, started, Some(e.code()));
+            return raw_json(400, e.to_hubspot_body());
+        }
+    };
+    let portal = request.origin.portal_id;
+    let callback_id = request.callback_id.clone();
+    let admitted = ask(
+        env,
+        portal,
+        &Ask::Admit {
+            callback_id: callback_id.clone(),
+            action: key.to_owned(),
+            // Known before anything runs (map_and_write, approval): admitted and recorded in
+            // one round trip to the object.
+            answer: match &step {
+                hubspot_edge_core::actions::Step::Answer(a) => Some(Wire::of(a)),
+                hubspot_edge_core::actions::Step::Call(_) => None,
+            },
+        },
+    )
+    .await;
+    let admitted: Admitted = match admitted {
+        Ok(v) => serde_json::from_value(v)?,
+        // HubSpot retries a 5xx (HUBSPOT.md §3.3): nothing ran.
+        Err(e) => {
+            Line::error("action_store_failed")
+                .field("error", e.to_string())
+                .emit();
+            return hubspot_error(503, "try again", "action_store_unavailable", None);
+        }
+    };
+    match admitted {
+        Admitted::Replay { body } | Admitted::Block { body } => {
+            log_execution(key, &request, "replayed", 200, started, None);
+            return raw_json(200, body.into_bytes());
+        }
+        Admitted::Done { body, state } => {
+            log_execution(key, &request, &state, 200, started, None);
+            return raw_json(200, body.into_bytes());
+        }
+        Admitted::Run => {}
+    }
+    let answer = match step {
+        hubspot_edge_core::actions::Step::Answer(a) => a,
+        hubspot_edge_core::actions::Step::Call(call) => {
+            lookup(env, ctx, definition, portal, &callback_id, *call).await
+        }
+    };
+    let body = match finish_remote(env, portal, &callback_id, &answer).await {
+        Ok(body) => body,
+        Err(e) => {
+            // Ran, not recorded: a retry is answered BLOCK and waits for its expiry (logged).
+            Line::error("action_store_failed")
+                .field("error", e.to_string())
+                .emit();
+            return hubspot_error(503, "try again", "action_store_unavailable", None);
+        }
+    };
+    log_execution(key, &request, answer.state.as_str(), 200, started, None);
+    raw_json(200, body.into_bytes())
+}
+
+fn log_execution(
+    key: &str,
+    request: &ExecutionRequest,
+    outcome: &str,
+    status: u16,
+    started: u64,
+    code: Option<&str>,
+) {
+    let mut line = Line::info("action_execution")
+        .field("action", key)
+        .field("portal_id", request.origin.portal_id)
+        .field("outcome", outcome)
+        .field("status", status)
+        .field(
+            "duration_ms",
+            Date::now().as_millis().saturating_sub(started),
+        );
+    if let Some(c) = code {
+        line = line.field("code", c);
+    }
+    line.emit();
+}
+
+/// The lookup's reply, owned (the late path moves it into `waitUntil`).
+enum Fetched {
+    Answered(u16, Vec<u8>),
+    Failed,
+}
+
+impl Fetched {
+    fn reply(&self) -> LookupReply<'_> {
+        match self {
+            Self::Answered(status, body) => LookupReply::Answered {
+                status: *status,
+                body,
+            },
+            Self::Failed => LookupReply::Failed,
+        }
+    }
+}
+
+fn to_worker_request(request: &http::Request<Vec<u8>>) -> Result<Request> {
+    let headers = Headers::new();
+    for (name, value) in request.headers() {
+        if let Ok(v) = value.to_str() {
+            headers.set(name.as_str(), v)?;
+        }
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::from(request.method().as_str().to_owned()))
+        .with_headers(headers)
+        .with_body(Some(
+            js_sys::Uint8Array::from(request.body().as_slice()).into(),
+        ));
+    Request::new_with_init(&request.uri().to_string(), &init)
+}
+
+/// Calls the user's system, cut at [`LOOKUP_HARD_LIMIT_MS`].
+async fn fetch_lookup(request: http::Request<Vec<u8>>) -> Fetched {
+    let Ok(js_request) = to_worker_request(&request) else {
+        return Fetched::Failed;
+    };
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let exchange = Box::pin(async {
+        let mut response = Fetch::Request(js_request).send_with_signal(&signal).await?;
+        let status = response.status_code();
+        let body = response.bytes().await?;
+        Ok::<_, worker::Error>((status, body))
+    });
+    let limit = Box::pin(Delay::from(Duration::from_millis(LOOKUP_HARD_LIMIT_MS)));
+    let fetched = match select(exchange, limit).await {
+        Either::Left((Ok((status, body)), _)) => Fetched::Answered(status, body),
+        Either::Left((Err(_), _)) => Fetched::Failed,
+        Either::Right(((), _)) => {
+            controller.abort();
+            Fetched::Failed
+        }
+    };
+    fetched
+}
+
+/// The lookup within the budget: its answer, or `BLOCK` with the call going on in
+/// `waitUntil` and its reply completing the execution.
+async fn lookup(
+    env: &Env,
+    ctx: &Context,
+    definition: &Definition,
+    portal: u64,
+    callback_id: &str,
+    call: hubspot_edge_core::actions::LookupCall,
+) -> Answer {
+    let mut fetch = Box::pin(fetch_lookup(call.request));
+    let budget = Box::pin(Delay::from(Duration::from_millis(call.budget_ms)));
+    match select(&mut fetch, budget).await {
+        Either::Left((reply, _)) => lookup_answer(definition, &reply.reply(), DEFAULT_EXPIRATION),
+        Either::Right(_) => {
+            let (env, owned, callback_id) =
+                (env.clone(), definition.clone(), callback_id.to_owned());
+            ctx.wait_until(async move {
+                let reply = fetch.await;
+                let answer = lookup_answer(&owned, &reply.reply(), DEFAULT_EXPIRATION);
+                if matches!(answer.state, ExecutionState::Block { .. }) {
+                    // 202: the user's system completes it with the callback.
+                    return;
+                }
+                let completion = Completion {
+                    callback_id: callback_id.clone(),
+                    outputs: answer.outputs,
+                    state: answer.state,
+                };
+                // The BLOCK answer is recorded by the request right after the budget; a reply
+                // faster than that record is tried again for up to 2 s.
+                for _ in 0..10 {
+                    match complete_remote(&env, portal, &completion).await {
+                        Ok((409, code)) if code == "callback_running" => {
+                            Delay::from(Duration::from_millis(200)).await;
+                        }
+                        Ok((status, code)) => {
+                            Line::info("action_lookup_late_reply")
+                                .field("action", owned.key.as_str())
+                                .field("status", status)
+                                .field("code", code)
+                                .emit();
+                            return;
+                        }
+                        Err(e) => {
+                            Line::error("action_store_failed")
+                                .field("error", e.to_string())
+                                .emit();
+                            return;
+                        }
+                    }
+                }
+            });
+            lookup_answer(definition, &LookupReply::Late, DEFAULT_EXPIRATION)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /actions/callbacks/{callbackId}
+
+/// The portal of a callback: `portalId` in the body, else the one in HubSpot's callback id
+/// (`ap-{portalId}-…`, the documented example's shape).
+fn callback_portal(callback_id: &str, body: &Value) -> Option<u64> {
+    body.get("portalId").and_then(Value::as_u64).or_else(|| {
+        callback_id
+            .strip_prefix("ap-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse().ok())
+    })
+}
+
+async fn callback(req: &mut Request, env: &Env, callback_id: &str) -> Result<Response> {
+    let s = match settings_or_answer(env)? {
+        Ok(s) => s,
+        Err(r) => return Ok(r),
+    };
+    let Some(secret) = &s.callback_secret else {
+        return respond::error(
+            404,
+            "callbacks_off",
+            "callbacks are off (ACTIONS_CALLBACK_SECRET is unset)",
+        );
+    };
+    let Some(body) = read_body(req).await? else {
+        return respond::error(413, "callback_body_too_large", "at most 1 MiB");
+    };
+    let header = |name: &str| req.headers().get(name).ok().flatten().unwrap_or_default();
+    let now_secs = Date::now().as_millis() / 1000;
+    if let Err(e) = secret.verify(
+        &header("webhook-id"),
+        &header("webhook-timestamp"),
+        &header("webhook-signature"),
+        &body,
+        now_secs,
+        TOLERANCE_SECS,
+    ) {
+        return respond::error(401, "callback_signature_invalid", &e.to_string());
+    }
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(portal) = callback_portal(callback_id, &value) else {
+        return respond::error(
+            400,
+            "callback_portal_unknown",
+            "send portalId in the body (the callback id does not name it)",
+        );
+    };
+    // The action (for its output fields) is in the record.
+    let record = match ask(
+        env,
+        portal,
+        &Ask::Get {
+            callback_id: callback_id.to_owned(),
+        },
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(_) => return respond::error(503, "action_store_unavailable", "try again"),
+    };
+    let Some(action) = record["action"].as_str() else {
+        return respond::error(404, "callback_unknown", "no execution with this callbackId");
+    };
+    let Some(definition) = s.definitions.get(action) else {
+        return respond::error(
+            409,
+            "action_unknown",
+            "the execution's action is no longer configured",
+        );
+    };
+    let completion = match callback_completion(definition, callback_id, &body) {
+        Ok(c) => c,
+        Err(e) => return respond::error(400, e.code(), &e.to_string()),
+    };
+    match complete_remote(env, portal, &completion).await {
+        Ok((202, _)) => respond::json(
+            202,
+            &json!({"callbackId": callback_id, "state": "completing"}),
+        ),
+        Ok((status, code)) => respond::error(status, &code, "the execution cannot be completed"),
+        Err(_) => respond::error(503, "action_store_unavailable", "try again"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin: publish, an execution's state.
+
+/// `/admin/actions/…` (the admin token is checked by the caller); `segments` after `actions`.
+pub(crate) async fn admin(req: &mut Request, env: &Env, segments: &[&str]) -> Result<Response> {
+    match (req.method(), segments) {
+        (Method::Post, ["publish"]) => {
+            let origin = req.url()?.origin().ascii_serialization();
+            publish(env, &origin).await
+        }
+        (Method::Get, ["executions", portal, id]) => {
+            let Ok(portal) = portal.parse::<u64>() else {
+                return respond::error(400, "portal_invalid", "the portal id is a number");
+            };
+            let v = ask(
+                env,
+                portal,
+                &Ask::Get {
+                    callback_id: (*id).to_owned(),
+                },
+            )
+            .await?;
+            if v.is_null() {
+                return respond::error(
+                    404,
+                    "callback_unknown",
+                    "no execution with this callbackId",
+                );
+            }
+            respond::json(200, &v)
+        }
+        _ => respond::error(404, "not_found", "no such admin endpoint"),
+    }
+}
+
+/// One call to a developer-key endpoint (no bearer token), retried by core's policy.
+async fn call_with_key(
+    api: &HubSpotApi,
+    request: &http::Request<Vec<u8>>,
+    kind: RequestKind,
+) -> std::result::Result<Value, String> {
+    let mut attempt = 1;
+    loop {
+        let sent = crate::hubspot::send(api, request, None).await;
+        let now = Date::now().as_millis();
+        let (outcome, value) = match sent {
+            Ok((status, headers, body)) => {
+                match hubspot_edge_core::api::interpret::<Value>(status, &headers, &body) {
+                    Ok(v) => (Outcome::Success, Some(v)),
+                    Err(e) => (Outcome::Failed(e), None),
+                }
+            }
+            Err(o) => (o, None),
+        };
+        match decide(kind, attempt, &outcome, now, js_sys::Math::random()) {
+            Decision::Accept => return Ok(value.unwrap_or(Value::Null)),
+            Decision::Retry { after_ms, .. } if after_ms <= crate::hubspot::MAX_WAIT_MS => {
+                Delay::from(Duration::from_millis(after_ms)).await;
+            }
+            _ => {
+                return Err(match outcome {
+                    Outcome::Failed(e) => e.code().to_owned(),
+                    Outcome::Timeout => "timeout".into(),
+                    Outcome::Network => "network".into(),
+                    Outcome::Success => "decode".into(),
+                })
+            }
+        }
+        attempt += 1;
+    }
+}
+
+/// `origin`: the publish request's own origin, the `actionUrl`s' base when `PUBLIC_BASE_URL`
+/// is unset (a local run).
+async fn publish(env: &Env, origin: &str) -> Result<Response> {
+    let s = match settings_or_answer(env)? {
+        Ok(s) => s,
+        Err(r) => return Ok(r),
+    };
+    let base = s.public_base_url.as_deref().unwrap_or(origin);
+    let Some(app_id) = var(env, "HUBSPOT_APP_ID").and_then(|v| v.trim().parse::<u64>().ok()) else {
+        return respond::error(
+            409,
+            "hubspot_app_id_missing",
+            "HUBSPOT_APP_ID (a number) is required",
+        );
+    };
+    let Some(key) = var(env, "HUBSPOT_DEVELOPER_API_KEY") else {
+        return respond::error(
+            409,
+            "developer_api_key_missing",
+            "HUBSPOT_DEVELOPER_API_KEY is required",
+        );
+    };
+    let api = HubSpotApi::from_env(env).map_err(|e| worker::Error::RustError(e.message()))?;
+    let endpoints = DefinitionsApi {
+        api: &api.api,
+        app_id,
+        developer_key: key.trim(),
+    };
+    let fail = |code: String| respond::error(502, "hubspot_publish_failed", &code);
+    // Every page of the app's definitions (at most 50: HubSpot apps hold far fewer actions).
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..50 {
+        let request = endpoints
+            .list(after.as_deref())
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let page = match call_with_key(&api, &request, RequestKind::Read).await {
+            Ok(p) => p,
+            Err(code) => return fail(code),
+        };
+        let Some((results, next)) = list_page(&page) else {
+            return fail("list_malformed".into());
+        };
+        listed.extend(results);
+        match next {
+            Some(a) => after = Some(a),
+            None => break,
+        }
+    }
+    let plan = plan_publish(&s.definitions, base, &listed);
+    let mut report = Vec::new();
+    let (mut created, mut patched, mut unchanged) = (0, 0, 0);
+    for step in &plan {
+        let request = endpoints
+            .step(step)
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let (key, what, id) = match step {
+            PublishStep::Create { key, .. } => (key, "create", None),
+            PublishStep::Patch { key, id, .. } => (key, "patch", Some(id.clone())),
+            PublishStep::Unchanged { key, id } => (key, "unchanged", Some(id.clone())),
+        };
+        let id = match request {
+            None => {
+                unchanged += 1;
+                id
+            }
+            Some(r) => match call_with_key(&api, &r, RequestKind::Write).await {
+                Ok(v) => {
+                    if what == "create" {
+                        created += 1;
+                    } else {
+                        patched += 1;
+                    }
+                    v.get("id")
+                        .map(|i| i.to_string().trim_matches('"').to_owned())
+                        .or(id)
+                }
+                Err(code) => return fail(format!("{key}: {code}")),
+            },
+        };
+        report.push(json!({"key": key, "step": what, "id": id}));
+    }
+    Line::info("actions_published")
+        .field("created", created)
+        .field("patched", patched)
+        .field("unchanged", unchanged)
+        .emit();
+    respond::json(
+        200,
+        &json!({"created": created, "patched": patched, "unchanged": unchanged, "actions": report}),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Re-drive of dead-lettered completions.
+
+/// `POST /admin/dead-letters/…/redrive` of action letters (payload `source: action`): each
+/// completion goes back to its portal's batcher. The number re-driven.
+///
+/// # Errors
+/// A letter that is not an action completion, or the state unreachable: nothing is deleted.
+pub(crate) async fn redrive(env: &Env, payloads: Vec<Value>) -> Result<usize> {
+    let mut by_portal: BTreeMap<u64, Vec<Letter>> = BTreeMap::new();
+    let n = payloads.len();
+    for p in payloads {
+        let letter: Letter = serde_json::from_value(p)?;
+        by_portal.entry(letter.portal_id).or_default().push(letter);
+    }
+    for (portal, letters) in by_portal {
+        ask(env, portal, &Ask::Redrive { letters }).await?;
+    }
+    Ok(n)
+}
+
+/// A dead-lettered completion (the letter's payload).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Letter {
+    /// `action`.
+    source: String,
+    portal_id: u64,
+    callback_id: String,
+    action: String,
+    outputs: Map<String, Value>,
+    success: bool,
+    code: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Durable Object.
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Ask {
+    Admit {
+        callback_id: String,
+        action: String,
+        /// The answer, when it is known before anything runs: recorded at once.
+        #[serde(default)]
+        answer: Option<Wire>,
+    },
+    Finish {
+        callback_id: String,
+        #[serde(flatten)]
+        answer: Wire,
+    },
+    Complete {
+        callback_id: String,
+        outputs: Map<String, Value>,
+        success: bool,
+    },
+    Get {
+        callback_id: String,
+    },
+    Redrive {
+        letters: Vec<Letter>,
+    },
+}
+
+/// An [`Answer`] between the Worker and the object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Wire {
+    outputs: Map<String, Value>,
+    state: String,
+    expiration: Option<String>,
+}
+
+impl Wire {
+    fn of(answer: &Answer) -> Self {
+        Self {
+            outputs: answer.outputs.clone(),
+            state: answer.state.as_str().to_owned(),
+            expiration: match &answer.state {
+                ExecutionState::Block { expiration } => expiration.clone(),
+                _ => None,
+            },
+        }
+    }
+
+    fn answer(self) -> Answer {
+        let state = match self.state.as_str() {
+            "SUCCESS" => ExecutionState::Success,
+            "FAIL_CONTINUE" => ExecutionState::FailContinue,
+            _ => ExecutionState::Block {
+                expiration: self.expiration,
+            },
+        };
+        Answer {
+            outputs: self.outputs,
+            state,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Admitted {
+    Run,
+    Done { body: String, state: String },
+    Replay { body: String },
+    Block { body: String },
+}
+
+/// Asks the portal's object; its JSON answer (`null` for "none"), or an error when it failed.
+async fn ask(env: &Env, portal: u64, ask: &Ask) -> Result<Value> {
+    let stub = env
+        .durable_object(BINDING)?
+        .id_from_name(&portal.to_string())?
+        .get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(serde_json::to_string(ask)?.into()));
+    let mut r = stub
+        .fetch_with_request(Request::new_with_init(
+            &format!("https://actions/{portal}"),
+            &init,
+        )?)
+        .await?;
+    if r.status_code() >= 500 {
+        return Err(worker::Error::RustError(format!(
+            "the action store answered {}",
+            r.status_code()
+        )));
+    }
+    r.json().await
+}
+
+async fn finish_remote(
+    env: &Env,
+    portal: u64,
+    callback_id: &str,
+    answer: &Answer,
+) -> Result<String> {
+    let v = ask(
+        env,
+        portal,
+        &Ask::Finish {
+            callback_id: callback_id.to_owned(),
+            answer: Wire::of(answer),
+        },
+    )
+    .await?;
+    v["body"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| worker::Error::RustError("no body from the action store".into()))
+}
+
+/// `(status, code)`: 202 when the completion is queued, else the refusal's.
+async fn complete_remote(env: &Env, portal: u64, completion: &Completion) -> Result<(u16, String)> {
+    let v = ask(
+        env,
+        portal,
+        &Ask::Complete {
+            callback_id: completion.callback_id.clone(),
+            outputs: completion.outputs.clone(),
+            success: completion.state == ExecutionState::Success,
+        },
+    )
+    .await?;
+    let status = v["status"]
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .unwrap_or(500);
+    Ok((status, v["code"].as_str().unwrap_or_default().to_owned()))
+}
+
+/// The Durable Object. See the [module docs](self).
+#[durable_object]
+pub struct ActionExecutions {
+    state: State,
+    env: Env,
+}
+
+impl std::fmt::Debug for ActionExecutions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActionExecutions").finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct RecordRow {
+    callback_id: String,
+    record: String,
+}
+
+#[derive(Deserialize)]
+struct QueuedRow {
+    callback_id: String,
+    queued_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct AtRow {
+    at: Option<i64>,
+}
+
+fn int(v: u64) -> Result<SqlStorageValue> {
+    SqlStorageValue::try_from_i64(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// Durable Object SQLite: at most 100 bound parameters per query
+/// (<https://developers.cloudflare.com/durable-objects/platform/limits/>).
+const MAX_PARAMS: usize = 100;
+
+impl ActionExecutions {
+    fn sql(&self) -> worker::SqlStorage {
+        self.state.storage().sql()
+    }
+
+    fn load(&self, callback_id: &str) -> Result<Option<Record>> {
+        let rows: Vec<RecordRow> = self
+            .sql()
+            .exec(
+                "SELECT callback_id, record FROM executions WHERE callback_id = ?",
+                vec![SqlStorageValue::from(callback_id)],
+            )?
+            .to_array()?;
+        match rows.into_iter().next() {
+            Some(r) => Ok(Some(serde_json::from_str(&r.record)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn load_many(&self, ids: &[String]) -> Result<BTreeMap<String, Record>> {
+        let mut out = BTreeMap::new();
+        for chunk in ids.chunks(MAX_PARAMS) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let rows: Vec<RecordRow> = self
+                .sql()
+                .exec(
+                    &format!(
+                        "SELECT callback_id, record FROM executions WHERE callback_id IN ({marks})"
+                    ),
+                    chunk
+                        .iter()
+                        .map(|i| SqlStorageValue::from(i.as_str()))
+                        .collect::<Vec<_>>(),
+                )?
+                .to_array()?;
+            for r in rows {
+                out.insert(r.callback_id, serde_json::from_str(&r.record)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn save(&self, callback_id: &str, record: &Record, now: u64) -> Result<()> {
+        let queued = match record {
+            Record::Completing { queued_ms, .. } => Some(*queued_ms),
+            _ => None,
+        };
+        let opt = |v: Option<u64>| -> Result<SqlStorageValue> {
+            match v {
+                Some(n) => int(n),
+                None => Ok(SqlStorageValue::Null),
+            }
+        };
+        self.sql().exec(
+            "INSERT INTO executions (callback_id, record, expires_ms, queued_ms, updated_ms) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT(callback_id) DO UPDATE SET \
+             record = excluded.record, expires_ms = excluded.expires_ms, \
+             queued_ms = excluded.queued_ms, updated_ms = excluded.updated_ms",
+            vec![
+                SqlStorageValue::from(callback_id),
+                SqlStorageValue::from(serde_json::to_string(record)?),
+                opt(record.expires_at_ms())?,
+                opt(queued)?,
+                int(now)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Sets the alarm at `at_ms` unless one is set sooner (and still ahead).
+    async fn alarm_at(&self, at_ms: u64) -> Result<()> {
+        let now = Date::now().as_millis();
+        let storage = self.state.storage();
+        if let Some(current) = storage.get_alarm().await? {
+            let current = u64::try_from(current).unwrap_or(0);
+            if current <= at_ms && current > now {
+                return Ok(());
+            }
+        }
+        storage
+            .set_alarm(i64::try_from(at_ms.saturating_sub(now)).unwrap_or(0))
+            .await
+    }
+
+    /// The portal this object keeps (written by the first request it gets).
+    fn portal(&self) -> Result<u64> {
+        let rows: Vec<AtRow> = self
+            .sql()
+            .exec("SELECT v AS at FROM meta WHERE k = 'portal'", None)?
+            .to_array()?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.at)
+            .and_then(|p| u64::try_from(p).ok())
+            .unwrap_or(0))
+    }
+
+    fn window_ms(&self) -> u64 {
+        number(
+            &self.env,
+            "ACTIONS_COMPLETE_WINDOW_MS",
+            DEFAULT_COMPLETE_WINDOW_MS,
+            0,
+            WINDOW_MAX_MS,
+        )
+        .unwrap_or(DEFAULT_COMPLETE_WINDOW_MS)
+    }
+
+    fn pending(&self) -> Result<Vec<Pending>> {
+        let rows: Vec<QueuedRow> = self
+            .sql()
+            .exec(
+                "SELECT callback_id, queued_ms FROM executions WHERE queued_ms IS NOT NULL",
+                None,
+            )?
+            .to_array()?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Pending {
+                callback_id: r.callback_id,
+                queued_ms: u64::try_from(r.queued_ms).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// The next time the alarm must run: the batcher's or a block's expiry.
+    fn next_alarm(&self, retry_at: Option<u64>) -> Result<Option<u64>> {
+        let pending = self.pending()?;
+        let batch = match retry_at {
+            Some(at) if !pending.is_empty() => Some(at),
+            _ => next_due_ms(&pending, self.window_ms()),
+        };
+        let rows: Vec<AtRow> = self
+            .sql()
+            .exec(
+                "SELECT MIN(expires_ms) AS at FROM executions WHERE expires_ms IS NOT NULL",
+                None,
+            )?
+            .to_array()?;
+        let expiry = rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.at)
+            .and_then(|a| u64::try_from(a).ok());
+        Ok([batch, expiry].into_iter().flatten().min())
+    }
+
+    async fn schedule(&self, retry_at: Option<u64>) -> Result<()> {
+        if let Some(at) = self.next_alarm(retry_at)? {
+            self.alarm_at(at).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_ask(&self, ask: Ask) -> Result<Value> {
+        let now = Date::now().as_millis();
+        match ask {
+            Ask::Admit {
+                callback_id,
+                action,
+                answer,
+            } => {
+                let existing = self.load(&callback_id)?;
+                Ok(match admit(existing.as_ref(), &action, now) {
+                    Admit::Run(record) => match answer {
+                        Some(answer) => {
+                            let (record, body) = finish(&record, &answer.answer(), now);
+                            self.save(&callback_id, &record, now)?;
+                            self.schedule(None).await?;
+                            json!({"kind": "done", "body": body, "state": record.state()})
+                        }
+                        None => {
+                            self.save(&callback_id, &record, now)?;
+                            json!({"kind": "run"})
+                        }
+                    },
+                    Admit::Replay(body) => json!({"kind": "replay", "body": body}),
+                    Admit::BlockRetry(record, answer) => {
+                        self.save(&callback_id, &record, now)?;
+                        let body = answer
+                            .to_body()
+                            .ok()
+                            .and_then(|b| String::from_utf8(b).ok())
+                            .unwrap_or_default();
+                        json!({"kind": "block", "body": body})
+                    }
+                })
+            }
+            Ask::Finish {
+                callback_id,
+                answer,
+            } => {
+                let answer = answer.answer();
+                let current = self.load(&callback_id)?.unwrap_or(Record::Running {
+                    action: String::new(),
+                    since_ms: now,
+                    retry_blocked: false,
+                });
+                let (record, body) = finish(&current, &answer, now);
+                self.save(&callback_id, &record, now)?;
+                self.schedule(None).await?;
+                Ok(json!({"body": body, "state": record.state()}))
+            }
+            Ask::Complete {
+                callback_id,
+                outputs,
+                success,
+            } => {
+                let completion = Completion {
+                    callback_id: callback_id.clone(),
+                    outputs,
+                    state: if success {
+                        ExecutionState::Success
+                    } else {
+                        ExecutionState::FailContinue
+                    },
+                };
+                let existing = self.load(&callback_id)?;
+                // A block past its expiry is expired now (the alarm may not have run yet).
+                let existing = match existing.as_ref().and_then(|r| expire(r, now)) {
+                    Some(expired) => {
+                        self.save(&callback_id, &expired, now)?;
+                        Some(expired)
+                    }
+                    None => existing,
+                };
+                match complete(existing.as_ref(), &completion, now) {
+                    Ok(record) => {
+                        self.save(&callback_id, &record, now)?;
+                        self.schedule(None).await?;
+                        Ok(json!({"status": 202}))
+                    }
+                    Err(e) => {
+                        let (status, code) = e.status_and_code();
+                        Ok(json!({"status": status, "code": code}))
+                    }
+                }
+            }
+            Ask::Get { callback_id } => Ok(match self.load(&callback_id)? {
+                Some(r) => {
+                    json!({"callbackId": callback_id, "action": r.action(), "state": r.state()})
+                }
+                None => Value::Null,
+            }),
+            Ask::Redrive { letters } => {
+                for l in letters {
+                    let body = match self.load(&l.callback_id)? {
+                        Some(Record::Failed { body, .. }) => body,
+                        Some(Record::Completed { .. }) => continue,
+                        _ => None,
+                    };
+                    let record = Record::Completing {
+                        action: l.action,
+                        body,
+                        outputs: l.outputs,
+                        success: l.success,
+                        queued_ms: now,
+                    };
+                    self.save(&l.callback_id, &record, now)?;
+                }
+                self.schedule(None).await?;
+                Ok(json!({"redriven": true}))
+            }
+        }
+    }
+
+    /// Expires blocks, drops old finished records, sends the due batches.
+    async fn flush(&self) -> Result<()> {
+        let now = Date::now().as_millis();
+        let expired: Vec<RecordRow> = self
+            .sql()
+            .exec(
+                "SELECT callback_id, record FROM executions WHERE expires_ms IS NOT NULL AND expires_ms <= ?",
+                vec![int(now)?],
+            )?
+            .to_array()?;
+        for row in expired {
+            let record: Record = serde_json::from_str(&row.record)?;
+            if let Some(e) = expire(&record, now) {
+                self.save(&row.callback_id, &e, now)?;
+            }
+        }
+        self.sql().exec(
+            "DELETE FROM executions WHERE updated_ms < ? AND expires_ms IS NULL AND queued_ms IS NULL",
+            vec![int(now.saturating_sub(RECORD_TTL_MS))?],
+        )?;
+        let pending = self.pending()?;
+        let batches: Vec<Vec<String>> = due_batches(&pending, now, self.window_ms())
+            .into_iter()
+            .take(MAX_BATCHES_PER_ALARM)
+            .collect();
+        let mut retry = false;
+        if !batches.is_empty() {
+            let api = HubSpotApi::from_env(&self.env)
+                .map_err(|e| worker::Error::RustError(e.message()))?;
+            for wave in batches.chunks(MAX_IN_FLIGHT) {
+                let results = join_all(wave.iter().map(|b| self.send(&api, b))).await;
+                for r in results {
+                    retry |= r?;
+                }
+            }
+        }
+        self.schedule(retry.then(|| Date::now().as_millis() + RETRY_DELAY_MS))
+            .await
+    }
+
+    /// One batch completion; `true` when it must be tried again later.
+    async fn send(&self, api: &HubSpotApi, ids: &[String]) -> Result<bool> {
+        let records = self.load_many(ids)?;
+        let completions: Vec<(String, &Record, Completion)> = ids
+            .iter()
+            .filter_map(|id| {
+                let r = records.get(id)?;
+                r.completion(id).map(|c| (id.clone(), r, c))
+            })
+            .collect();
+        if completions.is_empty() {
+            return Ok(false);
+        }
+        let list: Vec<Completion> = completions.iter().map(|(_, _, c)| c.clone()).collect();
+        let request =
+            batch_request(&api.api, &list).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let result = execute_api::<Value>(api, &self.env, RequestKind::Write, &request).await;
+        let now = Date::now().as_millis();
+        let fate = match result {
+            Ok(_) => BatchFate::Completed,
+            Err(CallError::GaveUp { last, attempts, .. }) => batch_fate(attempts, &last, now, 0.5),
+            Err(e) => {
+                Line::warn("action_completion_unsent")
+                    .field("completions", list.len())
+                    .field("error", format!("{e:?}"))
+                    .emit();
+                BatchFate::Retry {
+                    after_ms: RETRY_DELAY_MS,
+                }
+            }
+        };
+        Line::info("action_completion_batch")
+            .field("completions", list.len())
+            .field(
+                "outcome",
+                match &fate {
+                    BatchFate::Completed => "completed",
+                    BatchFate::Retry { .. } => "retry",
+                    BatchFate::DeadLetter { .. } => "dead_lettered",
+                },
+            )
+            .emit();
+        match fate {
+            BatchFate::Completed => {
+                for (id, r, _) in &completions {
+                    self.save(id, &r.settled(Ok(())), now)?;
+                }
+                Ok(false)
+            }
+            BatchFate::Retry { .. } => Ok(true),
+            BatchFate::DeadLetter { code } => {
+                let portal = self.portal()?;
+                let mut texts = Vec::with_capacity(completions.len());
+                for (id, r, c) in &completions {
+                    let letter = Letter {
+                        source: "action".into(),
+                        portal_id: portal,
+                        callback_id: id.clone(),
+                        action: r.action().to_owned(),
+                        outputs: c.outputs.clone(),
+                        success: c.state == ExecutionState::Success,
+                        code: code.clone(),
+                    };
+                    let message = crate::queue::DeadLetterMessage {
+                        v: 1,
+                        reason: "action_completion_failed".into(),
+                        detail: format!("action completion refused by HubSpot: {code}"),
+                        attempts: 1,
+                        key: Some(format!("action:{id}")),
+                        received_at: now,
+                        request_id: format!("action-{now}"),
+                        event_ref: None,
+                        event: serde_json::value::to_raw_value(&letter)?,
+                    };
+                    texts.push(serde_json::to_string(&message)?);
+                }
+                crate::queue::send_all(&self.env.queue(crate::queue::DEAD_LETTERS)?, texts).await?;
+                for (id, r, _) in &completions {
+                    self.save(id, &r.settled(Err(&code)), now)?;
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl DurableObject for ActionExecutions {
+    fn new(state: State, env: Env) -> Self {
+        // Idempotent: runs on every start of the object.
+        let sql = state.storage().sql();
+        let created = [
+            "CREATE TABLE IF NOT EXISTS executions (callback_id TEXT PRIMARY KEY, \
+             record TEXT NOT NULL, expires_ms INTEGER, queued_ms INTEGER, \
+             updated_ms INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS executions_queued ON executions (queued_ms)",
+            "CREATE INDEX IF NOT EXISTS executions_expires ON executions (expires_ms)",
+            "CREATE INDEX IF NOT EXISTS executions_updated ON executions (updated_ms)",
+            "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
+        ]
+        .iter()
+        .try_for_each(|q| sql.exec(q, None).map(|_| ()));
+        if let Err(e) = created {
+            Line::error("action_store_init_failed")
+                .field("error", e.to_string())
+                .emit();
+        }
+        Self { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if let Ok(portal) = req.path().trim_start_matches('/').parse::<u64>() {
+            self.sql().exec(
+                "INSERT INTO meta (k, v) VALUES ('portal', ?) ON CONFLICT(k) DO NOTHING",
+                vec![int(portal)?],
+            )?;
+        }
+        let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
+            return Response::error("bad action request", 400);
+        };
+        match self.on_ask(ask).await {
+            Ok(v) => Response::from_json(&v),
+            Err(e) => {
+                Line::error("action_store_failed")
+                    .field("error", e.to_string())
+                    .emit();
+                Response::error("action store failed", 503)
+            }
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        if let Err(e) = self.flush().await {
+            Line::error("action_flush_failed")
+                .field("error", e.to_string())
+                .emit();
+            // Nothing is lost (records change only after HubSpot answered); again soon.
+            self.alarm_at(Date::now().as_millis() + RETRY_DELAY_MS)
+                .await?;
+        }
+        Response::ok("flushed")
+    }
+}
