@@ -52,6 +52,7 @@ pub mod outbound;
 pub mod queue;
 pub mod ratelimit;
 pub mod records;
+pub mod rules;
 pub mod search;
 pub mod signature;
 pub mod sync;
