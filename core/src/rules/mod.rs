@@ -83,6 +83,7 @@
 mod config;
 mod destinations;
 mod loops;
+mod queued;
 #[cfg(test)]
 mod tests;
 
@@ -99,6 +100,7 @@ pub use destinations::{
     default_secret_key, Destination, Destinations, DestinationsError, DEFAULT_DESTINATION,
     MAX_DESTINATIONS,
 };
+pub use queued::{plan, EffectMessage, Queued, EFFECT_SOURCE};
 
 /// At most this many rules: evaluation runs for every event of every queue batch, and each
 /// rule's effects may cost HubSpot calls (bounded per invocation by the Worker's 1,000 KV
@@ -340,7 +342,12 @@ impl Effect {
 }
 
 /// Which objects an [`Effect::Update`] writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum Target {
     /// The object the events are about.
     Object {

@@ -850,3 +850,62 @@ fn now_ms() -> f64 {
         })
         .unwrap_or_else(js_sys::Date::now)
 }
+
+#[test]
+fn effects_travel_as_queue_messages_and_back() {
+    let rules = big_deal();
+    let event = Event::from_json(DEAL_STAGE).unwrap();
+    let events = [&event];
+    let (old, new) = (
+        record(json!({"stage": "qualified", "amount": 20000})),
+        record(json!({"stage": "closedwon", "amount": 20000})),
+    );
+    let ctx = EventContext {
+        events: &events,
+        object_type: "deal",
+        object_id: "42",
+        old: Some(&old),
+        new: Some(&new),
+        origin: Origin::External,
+        now_ms: NOW,
+    };
+    let planned = plan(evaluate(&rules, &ctx), 7, "chg1", "{\"body\":1}", &ctx);
+    let keys: Vec<&str> = planned.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["chg1.r0", "chg1.r1"]);
+    for (_, q) in &planned {
+        let text = EffectMessage::json(q);
+        assert_eq!(EffectMessage::parse(&text).as_ref(), Some(q), "{text}");
+    }
+    assert_eq!(
+        planned[1].1,
+        Queued::Send {
+            rule: "big_deal_won".into(),
+            destination: "sales".into(),
+            id: "chg1".into(),
+            body: "{\"body\":1}".into()
+        }
+    );
+    assert_eq!(
+        planned[1].1.describe(),
+        "rule=big_deal_won effect=send destination=sales"
+    );
+    // The wire form of an update, and a send without destination going to `default`.
+    let update: serde_json::Value =
+        serde_json::from_str(&EffectMessage::json(&planned[0].1)).unwrap();
+    assert_eq!(
+        update,
+        json!({"source":"rules","effect":"update","rule":"big_deal_won","portal":7,
+               "target":{"kind":"associated","fromType":"deal","fromId":"42","toType":"company"},
+               "properties":{"big_deal":"20000","tier":"gold"}})
+    );
+    let bare = r#"{"source":"rules","effect":"send","rule":"r","id":"i","body":"{}"}"#;
+    assert!(
+        matches!(EffectMessage::parse(bare), Some(Queued::Send { destination, .. }) if destination == "default")
+    );
+    // HubSpot events are not effects.
+    assert_eq!(EffectMessage::parse(DEAL_STAGE), None);
+    assert_eq!(
+        EffectMessage::parse(r#"{"source":"rulesx","effect":"send"}"#),
+        None
+    );
+}
