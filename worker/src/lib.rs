@@ -14,6 +14,7 @@ mod log;
 mod queue;
 mod records;
 mod respond;
+mod rules;
 mod store;
 mod sync;
 mod sync_inbound;

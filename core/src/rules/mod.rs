@@ -100,7 +100,7 @@ pub use destinations::{
     default_secret_key, Destination, Destinations, DestinationsError, DEFAULT_DESTINATION,
     MAX_DESTINATIONS,
 };
-pub use queued::{plan, EffectMessage, Queued, EFFECT_SOURCE};
+pub use queued::{plan, to_write, EffectMessage, Queued, EFFECT_SOURCE};
 
 /// At most this many rules: evaluation runs for every event of every queue batch, and each
 /// rule's effects may cost HubSpot calls (bounded per invocation by the Worker's 1,000 KV

@@ -201,3 +201,21 @@ pub fn plan(
         })
         .collect()
 }
+
+/// The properties of an update that would change the object: those whose current value
+/// (`current`, as HubSpot's read returned it; absent or `null` is `""`) differs from the value
+/// to write. Diff-only writes leave an object alone when nothing differs, so HubSpot sends no
+/// webhook for it and no rule hears it again.
+pub fn to_write(
+    wanted: &BTreeMap<String, String>,
+    current: &BTreeMap<String, Option<String>>,
+) -> BTreeMap<String, String> {
+    wanted
+        .iter()
+        .filter(|(name, value)| {
+            let now = current.get(*name).and_then(Option::as_deref).unwrap_or("");
+            now != value.as_str()
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}

@@ -909,3 +909,22 @@ fn effects_travel_as_queue_messages_and_back() {
         None
     );
 }
+
+#[test]
+fn updates_write_only_what_differs() {
+    let wanted = BTreeMap::from([
+        ("tier".to_owned(), "gold".to_owned()),
+        ("big_deal".to_owned(), "20000".to_owned()),
+        ("note".to_owned(), String::new()),
+    ]);
+    let current = BTreeMap::from([
+        ("tier".to_owned(), Some("gold".to_owned())),
+        ("big_deal".to_owned(), Some("100".to_owned())),
+        ("note".to_owned(), None),
+    ]);
+    assert_eq!(
+        to_write(&wanted, &current),
+        BTreeMap::from([("big_deal".to_owned(), "20000".to_owned())])
+    );
+    assert_eq!(to_write(&wanted, &BTreeMap::new()).len(), 2);
+}
