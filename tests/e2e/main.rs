@@ -19,6 +19,7 @@ mod dead_letters;
 mod delivery;
 mod enrichment;
 mod hardening;
+mod rules;
 mod sync;
 mod sync_assoc;
 mod sync_inbound;
@@ -67,6 +68,7 @@ use hubspot_edge_tests::{
 };
 use hubspot_mock::MockConfig;
 use libtest_mimic::{Arguments, Failed, Trial};
+use rules::{rules_big_deal_fires_once_never_on_own_write, rules_loop_rejected_at_start};
 use serde_json::Value;
 use sync::{
     sync_backfill_then_incremental_delivers_each_change_once,
@@ -100,6 +102,8 @@ macro_rules! scenarios {
 fn scenarios() -> Vec<(&'static str, Scenario)> {
     scenarios![
         healthz_answers_ok,
+        rules_big_deal_fires_once_never_on_own_write,
+        rules_loop_rejected_at_start,
         sync_backfill_then_incremental_delivers_each_change_once,
         sync_lost_units_requeued_after_their_lease,
         sync_assoc_backfill_then_restore_and_erase_found,
