@@ -68,7 +68,10 @@ use hubspot_edge_tests::{
 };
 use hubspot_mock::MockConfig;
 use libtest_mimic::{Arguments, Failed, Trial};
-use rules::{rules_big_deal_fires_once_never_on_own_write, rules_loop_rejected_at_start};
+use rules::{
+    rules_big_deal_fires_once_never_on_own_write, rules_loop_rejected_at_start,
+    rules_named_destination_dead_letter_then_redrive,
+};
 use serde_json::Value;
 use sync::{
     sync_backfill_then_incremental_delivers_each_change_once,
@@ -104,6 +107,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         healthz_answers_ok,
         rules_big_deal_fires_once_never_on_own_write,
         rules_loop_rejected_at_start,
+        rules_named_destination_dead_letter_then_redrive,
         sync_backfill_then_incremental_delivers_each_change_once,
         sync_lost_units_requeued_after_their_lease,
         sync_assoc_backfill_then_restore_and_erase_found,

@@ -290,3 +290,95 @@ pub(super) fn rules_loop_rejected_at_start(_: &Fixture) -> Outcome {
     fx.stop_worker();
     result
 }
+
+/// A named destination gets the same guarantees as `default`: `sales` down for good, the
+/// forward is retried (`FORWARD_MAX_ATTEMPTS=2`), then kept in the dead-letter store with the
+/// rule and destination in its detail; re-driven once `sales` is back, it arrives once, with
+/// the `webhook-id` `default` got for the same change.
+pub(super) fn rules_named_destination_dead_letter_then_redrive(_: &Fixture) -> Outcome {
+    let sales = Destination::start(SALES_SECRET)?;
+    sales.set_default(hubspot_edge_tests::Behavior::Status(500));
+    let rules = r#"{"rules":[{"name":"to_sales","when":{"objectTypes":["deal"]},
+        "then":[{"forward":{"destination":"sales"}}]}]}"#;
+    let mut options = FixtureOptions::default()
+        .hubspot_mock(MockConfig {
+            burst: 100_000,
+            webhook: Some(WebhookConfig {
+                secret: hubspot_edge_tests::fixture::CLIENT_SECRET.into(),
+                retry_delay: Duration::from_millis(500),
+                ..WebhookConfig::default()
+            }),
+            ..MockConfig::default()
+        })
+        .vars([
+            ("ENRICHMENT_MAP", MAP),
+            ("RULES", rules),
+            ("DESTINATION_SALES_SECRET", SALES_SECRET),
+            ("FORWARD_MAX_ATTEMPTS", "2"),
+            ("FORWARD_RETRY_BASE_SECS", "1"),
+            ("FORWARD_RETRY_MAX_SECS", "1"),
+        ])
+        .var(
+            "DESTINATIONS",
+            json!({"sales": {"url": sales.url()}}).to_string(),
+        );
+    options.wrangler.config = Some(extra_wrangler_config("wrangler.rules-dead.toml")?);
+    let fx = Fixture::start(options)?;
+    mock_of(&fx)?.set_webhook_target(&fx.url("/webhooks/hubspot"));
+    let result = dead_letter_scenario(&fx, &sales);
+    fx.stop_worker();
+    result
+}
+
+fn dead_letter_scenario(fx: &Fixture, sales: &Destination) -> Outcome {
+    let deal = create(fx, "deals", json!({"dealname": "Down", "amount": "5"}))?;
+    let at_default = fx.dest.wait_for_ok(&[deal], DEADLINE)?;
+    let needle = format!("\"objectId\":\"{deal}\"");
+    let (letter_id, letter) =
+        poll_until("the sales forward's dead letter", DEADLINE, POLL, || {
+            let list = fx.admin_get("/admin/dead-letters?limit=1000").ok()?;
+            for item in list.json().ok()?["items"].as_array()? {
+                let id = item["id"].as_str()?;
+                let r = fx.admin_get(&format!("/admin/dead-letters/{id}")).ok()?;
+                let record = r.json().ok()?;
+                let payload = &record["payload"];
+                if payload["source"] == "rules"
+                    && payload["body"]
+                        .as_str()
+                        .is_some_and(|b| b.contains(&needle))
+                {
+                    return Some((id.to_owned(), record));
+                }
+            }
+            None
+        })?;
+    check(
+        letter["attempts"] == 2
+            && letter["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("rule=to_sales effect=send destination=sales")),
+        || format!("dead letter: {letter}"),
+    )?;
+    check(sales.delivered_ok_for(deal).is_empty(), || {
+        "accepted while down".into()
+    })?;
+    sales.set_default(hubspot_edge_tests::Behavior::Status(200));
+    let r = fx.admin_post(&format!("/admin/dead-letters/{letter_id}/redrive"), b"")?;
+    check(r.status == 202, || {
+        format!("redrive: {} {}", r.status, r.text())
+    })?;
+    let got = sales.wait_for_ok(&[deal], DEADLINE)?;
+    std::thread::sleep(QUIET);
+    let got_now = sales.delivered_ok_for(deal);
+    check(
+        got_now.len() == 1 && got[0].webhook_id == at_default[0].webhook_id,
+        || {
+            format!(
+                "sales after the re-drive: {} accepted (want 1), webhook-id {:?} vs default's {:?}",
+                got_now.len(),
+                got[0].webhook_id,
+                at_default[0].webhook_id
+            )
+        },
+    )
+}
