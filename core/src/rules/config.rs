@@ -335,7 +335,14 @@ fn parse_action(
     Ok(match kind.as_str() {
         "forward" => {
             only(body, &path, &["destination"])?;
-            Action::Forward(destination(true)?)
+            let to = destination(true)?;
+            if to == super::DEFAULT_DESTINATION {
+                return Err(RulesError::invalid(
+                    format!("{path}.destination"),
+                    "`default` already receives every change; forward to a named destination",
+                ));
+            }
+            Action::Forward(to)
         }
         "emit" => {
             only(body, &path, &["name", "destination"])?;

@@ -165,7 +165,8 @@ pub fn plan(
                     destination,
                     event_type,
                 } => {
-                    let id = format!("{change_id}.{event_type}");
+                    // Per rule: two rules emitting the same type are two events.
+                    let id = format!("{change_id}.{rule}.{event_type}");
                     let body = emit_body(&event_type, &rule, &id, ctx);
                     Queued::Send {
                         rule,

@@ -573,6 +573,11 @@ fn invalid_configurations_name_the_place() {
             "rules_invalid",
         ),
         (
+            json!({"rules": [{"name":"a","when":{},"then":[{"forward":{"destination":"default"}}]}]}),
+            "rules[0].then[0].forward.destination",
+            "rules_invalid",
+        ),
+        (
             json!({"rules": [{"name":"a","when":{},"then":[{"emit":{"name":"Big Deal"}}]}]}),
             "rules[0].then[0].emit.name",
             "rules_invalid",
@@ -927,4 +932,31 @@ fn updates_write_only_what_differs() {
         BTreeMap::from([("big_deal".to_owned(), "20000".to_owned())])
     );
     assert_eq!(to_write(&wanted, &BTreeMap::new()).len(), 2);
+}
+
+#[test]
+fn two_rules_emitting_the_same_type_are_two_events() {
+    let rules = rules(json!({"rules":[
+        {"name":"a","when":{},"then":[{"emit":{"name":"won"}}]},
+        {"name":"b","when":{},"then":[{"emit":{"name":"won"}}]}]}))
+    .unwrap();
+    let event = Event::from_json(DEAL_STAGE).unwrap();
+    let events = [&event];
+    let ctx = EventContext {
+        events: &events,
+        object_type: "deal",
+        object_id: "42",
+        old: None,
+        new: None,
+        origin: Origin::External,
+        now_ms: NOW,
+    };
+    let ids: Vec<String> = plan(evaluate(&rules, &ctx), 7, "chg", "{}", &ctx)
+        .into_iter()
+        .map(|(_, q)| match q {
+            Queued::Send { id, .. } => id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, ["chg.a.custom.won", "chg.b.custom.won"]);
 }
