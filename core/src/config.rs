@@ -26,6 +26,7 @@ use crate::filter::Filter;
 use crate::mapping::Mapping;
 use crate::outbound::WebhookSecret;
 use crate::ratelimit::{GovernorConfig, Tier};
+use crate::rules::{Destination, Destinations, Rules};
 use crate::signature::{ClientSecret, LegacySignatures, Verifier};
 
 /// A numeric key, its default and its accepted range (both bounds included).
@@ -531,6 +532,10 @@ pub struct Forward {
     /// `ENRICHMENT_MAP`: object types to enrich before forwarding; `None` forwards every event
     /// thin.
     pub enrichment: Option<Mapping>,
+    /// `DESTINATIONS` and their secrets, with `default` (`FORWARD_URL`, `FORWARD_SECRET`).
+    pub destinations: Destinations,
+    /// `RULES` (none when unset), checked against `ENRICHMENT_MAP` and `DESTINATIONS`.
+    pub rules: Rules,
 }
 
 impl Forward {
@@ -575,23 +580,31 @@ impl Forward {
         let dedupe_ttl_secs = errors.take(lookup.number(DEDUPE_TTL_SECS));
         let batch_budget_secs = errors.take(lookup.number(FORWARD_BATCH_BUDGET_SECS));
         let enrichment = errors.take(enrichment(lookup));
+        let destinations = match (&url, &secret) {
+            (Some(url), Some(secret)) => errors.take(destinations(
+                lookup,
+                Destination {
+                    url: url.clone(),
+                    secret: secret.clone(),
+                },
+            )),
+            _ => None,
+        };
+        let rules = match (&enrichment, &destinations) {
+            (Some(mapping), Some(destinations)) => {
+                errors.take(rules(lookup, mapping.as_ref(), destinations))
+            }
+            _ => None,
+        };
         match (
-            url,
-            secret,
-            retry,
-            timeout_ms,
-            dedupe_ttl_secs,
-            batch_budget_secs,
-            enrichment,
+            (url, secret, retry, timeout_ms),
+            (dedupe_ttl_secs, batch_budget_secs, enrichment),
+            (destinations, rules),
         ) {
             (
-                Some(url),
-                Some(secret),
-                Some(retry),
-                Some(timeout_ms),
-                Some(dedupe_ttl_secs),
-                Some(batch_budget_secs),
-                Some(enrichment),
+                (Some(url), Some(secret), Some(retry), Some(timeout_ms)),
+                (Some(dedupe_ttl_secs), Some(batch_budget_secs), Some(enrichment)),
+                (Some(destinations), Some(rules)),
             ) => Ok(Self {
                 url,
                 secret,
@@ -600,6 +613,8 @@ impl Forward {
                 dedupe_ttl_secs,
                 batch_budget_ms: batch_budget_secs * 1000,
                 enrichment,
+                destinations,
+                rules,
             }),
             _ => Err(errors.into_vec()),
         }
@@ -662,6 +677,49 @@ pub fn enrichment<F: Fn(&str) -> Option<String>>(
             })
         })
         .transpose()
+}
+
+/// `DESTINATIONS` (optional; [`crate::rules::Destinations`]) next to `default`, each secret from
+/// its Worker secret.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for `DESTINATIONS`, with code `destinations_invalid` or
+/// `destination_secret_missing` and the entry named.
+pub fn destinations<F: Fn(&str) -> Option<String>>(
+    lookup: &Lookup<F>,
+    default: Destination,
+) -> Result<Destinations, ConfigError> {
+    match lookup.optional("DESTINATIONS") {
+        None => Ok(Destinations::default_only(default)),
+        Some(json) => Destinations::from_json(&json, Some(default), |key| lookup.optional(key))
+            .map_err(|e| ConfigError::Invalid {
+                key: "DESTINATIONS",
+                code: e.code(),
+                detail: e.to_string(),
+            }),
+    }
+}
+
+/// `RULES` (optional; [`crate::rules`]): compiled against `ENRICHMENT_MAP` and the destinations.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for `RULES`, code `rules_invalid` or `rules_loop`, the message naming
+/// the place (`rules[3].when.changes[0].op: …`).
+pub fn rules<F: Fn(&str) -> Option<String>>(
+    lookup: &Lookup<F>,
+    mapping: Option<&Mapping>,
+    destinations: &Destinations,
+) -> Result<Rules, ConfigError> {
+    match lookup.optional("RULES") {
+        None => Ok(Rules::default()),
+        Some(json) => {
+            Rules::from_json(&json, mapping, destinations).map_err(|e| ConfigError::Invalid {
+                key: "RULES",
+                code: e.code(),
+                detail: e.to_string(),
+            })
+        }
+    }
 }
 
 /// `DEAD_LETTER_RETENTION_DAYS`.
@@ -1680,6 +1738,61 @@ mod tests {
                 key: "HUBSPOT_CLIENT_SECRET"
             }
         );
+    }
+
+    #[test]
+    fn rules_and_destinations_are_checked_with_the_forwarding_keys() {
+        const MAP: &str = r#"{"objects":{"deals":{"fields":[{"hubspot":"amount"}]}}}"#;
+        const DESTINATIONS: &str = r#"{"sales":{"url":"https://sales.example.com/"}}"#;
+        const RULES: &str = r#"{"rules":[{"name":"to_sales","when":{"objectTypes":["deal"]},
+            "then":[{"forward":{"destination":"sales"}}]}]}"#;
+        const LOOP: &str = r#"{"rules":[{"name":"bump","when":{"objectTypes":["deal"]},
+            "then":[{"update":{"properties":{"amount":"1"}}}]}]}"#;
+        let ok = forward(&[
+            ("ENRICHMENT_MAP", MAP),
+            ("DESTINATIONS", DESTINATIONS),
+            ("DESTINATION_SALES_SECRET", SECRET),
+            ("RULES", RULES),
+        ])
+        .unwrap();
+        assert_eq!(ok.rules.len(), 1);
+        assert_eq!(
+            ok.destinations.names().collect::<Vec<_>>(),
+            ["default", "sales"]
+        );
+        // Unset: only `default`, no rules.
+        let plain = forward(&[]).unwrap();
+        assert!(plain.rules.is_empty());
+        assert_eq!(plain.destinations.names().collect::<Vec<_>>(), ["default"]);
+        for (extra, code) in [
+            (
+                &[("ENRICHMENT_MAP", MAP), ("RULES", LOOP)][..],
+                ("RULES", "rules_loop"),
+            ),
+            (&[("RULES", RULES)][..], ("RULES", "rules_invalid")),
+            (
+                &[("DESTINATIONS", DESTINATIONS)][..],
+                ("DESTINATIONS", "destination_secret_missing"),
+            ),
+        ] {
+            let e = forward(extra).unwrap_err();
+            assert_eq!((e.key(), e.code()), code, "{e}");
+        }
+        // /healthz names them under forwarding.
+        let problems = check(&table(&[
+            ("HUBSPOT_CLIENT_SECRET", "s"),
+            ("FORWARD_URL", "https://example.com/hook"),
+            ("FORWARD_SECRET", SECRET),
+            ("ADMIN_TOKEN", "t"),
+            ("HUBSPOT_ACCESS_TOKEN", "pat"),
+            ("ENRICHMENT_MAP", MAP),
+            ("RULES", LOOP),
+        ]));
+        let got: Vec<_> = problems
+            .iter()
+            .map(|p| (p.part.name(), p.key(), p.code()))
+            .collect();
+        assert_eq!(got, [("forwarding", "RULES", "rules_loop")]);
     }
 
     #[test]

@@ -159,7 +159,7 @@ struct OwnChangesConfig {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RuleConfig {
+pub(crate) struct RuleConfig {
     #[serde(default)]
     types: Vec<String>,
     #[serde(default)]
@@ -172,8 +172,9 @@ struct RuleConfig {
     change_sources: Vec<String>,
 }
 
+/// One include/exclude rule, compiled; [`crate::rules`] reuses it for a rule's `when`.
 #[derive(Debug, Clone)]
-struct Rule {
+pub(crate) struct Rule {
     types: Vec<TypePattern>,
     object_types: Vec<String>,
     properties: Vec<String>,
@@ -182,7 +183,7 @@ struct Rule {
 }
 
 impl Rule {
-    fn compile(c: RuleConfig) -> Result<Self, FilterConfigError> {
+    pub(crate) fn compile(c: RuleConfig) -> Result<Self, FilterConfigError> {
         Ok(Self {
             types: c
                 .types
@@ -200,7 +201,7 @@ impl Rule {
         })
     }
 
-    fn matches(&self, e: &Event<'_>) -> bool {
+    pub(crate) fn matches(&self, e: &Event<'_>) -> bool {
         fn any<T>(list: &[T], f: impl Fn(&T) -> bool) -> bool {
             list.is_empty() || list.iter().any(f)
         }
@@ -211,6 +212,44 @@ impl Rule {
             && any(&self.change_sources, |s| {
                 e.change_source() == Some(s.as_str())
             })
+    }
+}
+
+impl Rule {
+    /// Whether the rule's `types` criterion admits `subscription_type` (no `types`: yes).
+    pub(crate) fn matches_type(&self, subscription_type: &str) -> bool {
+        self.types.is_empty() || self.types.iter().any(|p| p.matches(subscription_type))
+    }
+
+    /// The property names the rule names (empty: any).
+    pub(crate) fn properties(&self) -> &[String] {
+        &self.properties
+    }
+
+    /// The object types (events' vocabulary) the rule can match: `None` for any. From
+    /// `objectTypes`, else from `types` patterns that name an object (`deal.*`,
+    /// `deal.propertyChange`); a pattern such as `*.propertyChange` or a generic `object.…`
+    /// type matches any.
+    pub(crate) fn object_scope(&self) -> Option<Vec<String>> {
+        if !self.object_types.is_empty() {
+            return Some(self.object_types.clone());
+        }
+        if self.types.is_empty() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for t in &self.types {
+            let object = match t {
+                TypePattern::Any | TypePattern::Action(_) => return None,
+                TypePattern::Exact(s) => s.split_once('.').map_or(s.as_str(), |(o, _)| o),
+                TypePattern::Object(prefix) => prefix.trim_end_matches('.'),
+            };
+            if object == "object" {
+                return None;
+            }
+            out.push(object.to_owned());
+        }
+        Some(out)
     }
 }
 

@@ -27,6 +27,9 @@
 //!   writes.
 //! - [`enrich`]: what to read, forward and store for the webhook events about one object
 //!   (grouping, ordering, create/change/delete/merge, echoes, objects gone in between).
+//! - [`rules`]: event-driven rules (`RULES`): conditions on mapped old/new values, effects
+//!   (forward to a named destination, update HubSpot, complete a blocked action, emit) from a
+//!   pure `evaluate`, loops rejected at configuration time; named destinations.
 //! - [`api`], [`ratelimit`], [`search`]: the HubSpot API client's requests, rate governor and
 //!   search planner (in progress).
 //! - [`metrics`]: counters, gauges and latency histograms as mergeable values, their minute and
@@ -55,6 +58,7 @@ pub mod outbound;
 pub mod queue;
 pub mod ratelimit;
 pub mod records;
+pub mod rules;
 pub mod search;
 pub mod signature;
 pub mod sync;

@@ -21,6 +21,7 @@ mod delivery;
 mod enrichment;
 mod hardening;
 mod metrics;
+mod rules;
 mod sync;
 mod sync_assoc;
 mod sync_inbound;
@@ -80,6 +81,10 @@ use metrics::{
     metrics_alert_fires_once_and_resolves_once_signed,
     metrics_count_a_batch_and_scrape_as_openmetrics,
 };
+use rules::{
+    rules_big_deal_fires_once_never_on_own_write, rules_loop_rejected_at_start,
+    rules_named_destination_dead_letter_then_redrive,
+};
 use serde_json::Value;
 use sync::{
     sync_backfill_then_incremental_delivers_each_change_once,
@@ -115,6 +120,9 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         healthz_answers_ok,
         metrics_count_a_batch_and_scrape_as_openmetrics,
         metrics_alert_fires_once_and_resolves_once_signed,
+        rules_big_deal_fires_once_never_on_own_write,
+        rules_loop_rejected_at_start,
+        rules_named_destination_dead_letter_then_redrive,
         sync_backfill_then_incremental_delivers_each_change_once,
         sync_lost_units_requeued_after_their_lease,
         sync_assoc_backfill_then_restore_and_erase_found,

@@ -364,6 +364,24 @@ fn prepare(letter: &DeadLetter) -> Result<std::result::Result<Ready, SkipReason>
             if let Some(letter) = SyncLetter::parse(payload) {
                 return Ok(Ok(Ready::Sync(letter)));
             }
+            if payload["source"] == hubspot_edge_core::rules::EFFECT_SOURCE {
+                // A rule's effect (a send to a named destination, an update): back on the
+                // queue under its own key, carried out again (README "Rules").
+                let (Some(key), Ok(text)) = (&letter.key, serde_json::to_string(payload)) else {
+                    return Ok(Err(SkipReason::StillInvalid));
+                };
+                if hubspot_edge_core::rules::EffectMessage::parse(&text).is_none() {
+                    return Ok(Err(SkipReason::StillInvalid));
+                }
+                return Ok(Ok(Ready::Event(queue::event_message_json(
+                    key,
+                    1,
+                    letter.received_at,
+                    &letter.request_id,
+                    &text,
+                    None,
+                ))));
+            }
             let raw = RawValue::from_string(serde_json::to_string(payload)?)?;
             let Ok(event) = Event::parse(&raw) else {
                 return Ok(Err(SkipReason::StillInvalid));

@@ -24,6 +24,7 @@ use hubspot_edge_core::outbound::{
     self, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP,
 };
 use hubspot_edge_core::records::{Commit, Outcome};
+use hubspot_edge_core::rules::Destination;
 use serde_json::value::RawValue;
 use worker::{
     AbortController, Date, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method, Queue,
@@ -123,13 +124,25 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
         }
     }
 
-    // Object types with a field map are enriched (read, mapped, diffed); the rest go thin.
-    let jobs = match &config.enrichment {
-        None => to_forward.into_iter().map(Job::thin).collect(),
-        Some(mapping) => {
-            crate::enrich::jobs(mapping, env, &kv, to_forward, &batch_id, &mut stats.enrich).await
-        }
-    };
+    // Effects of rules (queued by an earlier batch) are carried out as they are; events are
+    // enriched when their object type has a field map (read, mapped, diffed, rules evaluated),
+    // the rest go thin.
+    let (mut jobs, to_forward) = crate::rules::split_effects(to_forward);
+    match &config.enrichment {
+        None => jobs.extend(to_forward.into_iter().map(Job::thin)),
+        Some(mapping) => jobs.extend(
+            crate::enrich::jobs(
+                mapping,
+                &config.rules,
+                env,
+                &kv,
+                to_forward,
+                &batch_id,
+                &mut stats.enrich,
+            )
+            .await,
+        ),
+    }
 
     // The forwards: at most MAX_CONCURRENT_FORWARDS in flight (the runtime's
     // simultaneous-connection limit), none started after the batch's budget.
@@ -139,7 +152,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     let mut indexed: Vec<(usize, Verdict)> =
         stream::iter(jobs.iter().enumerate().map(|(index, job)| {
             let (config, budget) = (&config, &budget);
-            async move { (index, run_job(config, job, budget).await) }
+            async move { (index, run_job(config, env, job, budget).await) }
         }))
         .buffer_unordered(MAX_CONCURRENT_FORWARDS)
         .collect()
@@ -150,10 +163,12 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     // Delivered jobs commit their record-store writes: one call per portal and object type.
     let recorded = commit_all(env, &jobs, &verdicts).await;
 
-    let mut effects: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> =
+    let mut follow_ups: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> =
         Vec::with_capacity(verdicts.len());
     for ((job, verdict), recorded) in jobs.into_iter().zip(verdicts).zip(recorded) {
-        let Job { members, .. } = job;
+        let Job {
+            members, effects, ..
+        } = job;
         let attempt = attempt_of(&members);
         let jitter = js_sys::Math::random();
         let (next, reason, detail) = match verdict {
@@ -199,8 +214,22 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                         .metrics
                         .observe(Histogram::DeliveryLatency, &[], latency);
                 }
-                let (kv, ttl) = (&kv, config.dedupe_ttl_secs);
-                effects.push(Box::pin(async move {
+                stats.rule_effects += effects.len();
+                let (kv, ttl, events_queue) = (&kv, config.dedupe_ttl_secs, &events_queue);
+                follow_ups.push(Box::pin(async move {
+                    // The rules' effects go on the queue before the change counts as
+                    // delivered: if they cannot, the change is processed again (its effects
+                    // keep their keys, so none is carried out twice).
+                    if let Err(e) = crate::rules::queue_effects(kv, events_queue, effects).await {
+                        Line::error("rule_effects_queue_failed")
+                            .field("keys", keys_of(&members))
+                            .field("error", e.to_string())
+                            .emit();
+                        for (message, _) in members {
+                            message.retry();
+                        }
+                        return;
+                    }
                     join_all(members.into_iter().map(|(message, envelope)| async move {
                         if let Err(e) = store::mark_seen(kv, &envelope.key, ttl).await {
                             Line::warn("dedupe_mark_failed")
@@ -216,7 +245,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
             Settle::Requeue { delay_secs } => {
                 stats.deferred += members.len();
                 for (message, envelope) in members {
-                    effects.push(Box::pin(requeue(
+                    follow_ups.push(Box::pin(requeue(
                         &events_queue,
                         message,
                         envelope,
@@ -245,7 +274,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                         attempt: envelope.attempt + 1,
                         ..envelope
                     };
-                    effects.push(Box::pin(requeue(&events_queue, message, next, delay_secs)));
+                    follow_ups.push(Box::pin(requeue(&events_queue, message, next, delay_secs)));
                 }
             }
             Settle::DeadLetter(give_up) => {
@@ -265,7 +294,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                         .emit();
                     let letter = dead_letter_of(envelope, reason.clone(), detail.clone());
                     let dead_queue = &dead_queue;
-                    effects.push(Box::pin(async move {
+                    follow_ups.push(Box::pin(async move {
                         settle(&message, send_dead(dead_queue, &letter).await);
                     }));
                 }
@@ -273,7 +302,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
         }
     }
     // The follow-ups (dedupe marks, re-queues, dead letters) run concurrently, not one by one.
-    join_all(effects).await;
+    join_all(follow_ups).await;
     stats.log("queue_batch", &queue_name, &batch_id, started);
     crate::metrics::count(|m| stats.count_into(m));
     Ok(())
@@ -484,6 +513,8 @@ pub(crate) struct Job {
     /// Record-store writes once the forward succeeded (at once when there is nothing to
     /// forward), compare-and-set on the version the decision read.
     pub(crate) after: Vec<StoreWrite>,
+    /// The rules' effects, queued once the forward succeeded: `(dedupe key, effect)`.
+    pub(crate) effects: Vec<(String, hubspot_edge_core::rules::Queued)>,
 }
 
 /// A queue message and its decoded envelope.
@@ -505,6 +536,8 @@ pub(crate) enum JobAction {
         code: String,
         detail: String,
     },
+    /// Carry out a rule's effect ([`crate::rules::run`]).
+    Effect(hubspot_edge_core::rules::Queued),
 }
 
 /// A record-store write that follows a successful forward.
@@ -515,11 +548,17 @@ pub(crate) struct StoreWrite {
 }
 
 impl Job {
-    fn thin(pending: Pending) -> Self {
+    pub(crate) fn thin(pending: Pending) -> Self {
+        Self::of(pending, JobAction::Thin)
+    }
+
+    /// A job for one message, with no store writes and no effects.
+    pub(crate) fn of(pending: Pending, action: JobAction) -> Self {
         Self {
             members: vec![pending],
-            action: JobAction::Thin,
+            action,
             after: Vec::new(),
+            effects: Vec::new(),
         }
     }
 }
@@ -533,11 +572,14 @@ enum Verdict {
 }
 
 /// Runs a job's forward, unless the batch's budget is spent.
-async fn run_job(config: &Forward, job: &Job, budget: &BatchBudget) -> Verdict {
+async fn run_job(config: &Forward, env: &Env, job: &Job, budget: &BatchBudget) -> Verdict {
     let attempt = attempt_of(&job.members);
     let jitter = js_sys::Math::random();
     let rejected = Decision::DeadLetter(hubspot_edge_core::delivery::GiveUp::Rejected(0));
-    let sends = matches!(job.action, JobAction::Thin | JobAction::Send { .. });
+    let sends = matches!(
+        job.action,
+        JobAction::Thin | JobAction::Send { .. } | JobAction::Effect(_)
+    );
     if sends && budget.admit(Date::now().as_millis()) == Admit::Defer {
         return Verdict::Deferred;
     }
@@ -569,15 +611,42 @@ async fn run_job(config: &Forward, job: &Job, budget: &BatchBudget) -> Verdict {
             attempt: a,
             code,
             detail,
-        } => {
-            let decision = match config.retry.decide(attempt, *a, jitter) {
-                // A failed read is never a delivery.
-                Decision::Deliver => Decision::Retry { delay_secs: 1 },
-                d => d,
-            };
-            Verdict::Decided(decision, Some(code.clone()), detail.clone())
-        }
+        } => retry(config, attempt, *a, code, detail, jitter),
+        JobAction::Effect(effect) => match crate::rules::run(config, env, effect).await {
+            crate::rules::Outcome::Sent(a, detail) => {
+                Verdict::Decided(config.retry.decide(attempt, a, jitter), None, detail)
+            }
+            crate::rules::Outcome::Retry {
+                attempt: a,
+                code,
+                detail,
+            } => retry(config, attempt, a, &code, &detail, jitter),
+            crate::rules::Outcome::Fail { reason, detail } => {
+                Verdict::Decided(rejected, Some(reason), detail)
+            }
+            crate::rules::Outcome::Done(detail) => {
+                Verdict::Decided(Decision::Deliver, None, detail)
+            }
+        },
     }
+}
+
+/// A step that failed before anything was delivered: retried like a failed forward, and
+/// dead-lettered with `code` once the attempts are spent.
+fn retry(
+    config: &Forward,
+    attempt: u32,
+    failed: Attempt,
+    code: &str,
+    detail: &str,
+    jitter: f64,
+) -> Verdict {
+    let decision = match config.retry.decide(attempt, failed, jitter) {
+        // A failed read is never a delivery.
+        Decision::Deliver => Decision::Retry { delay_secs: 1 },
+        d => d,
+    };
+    Verdict::Decided(decision, Some(code.to_owned()), detail.to_owned())
 }
 
 fn unknown_message(text: &str, reason: &str) -> DeadLetterMessage<OwnedEvent> {
@@ -624,15 +693,31 @@ async fn forward_one(
     Ok(send_signed(config, key.as_str(), &body).await)
 }
 
-/// One Standard Webhooks POST of `body` to `FORWARD_URL` with `webhook-id` `id`, redirects not
-/// followed: the attempt, and the `Location` of a 3xx answer.
+/// One Standard Webhooks POST of `body` to `FORWARD_URL` (the destination `default`) with
+/// `webhook-id` `id`: see [`send_signed_to`].
 pub(crate) async fn send_signed(
     config: &Forward,
     id: &str,
     body: &str,
 ) -> (Attempt, Option<String>) {
+    let default = Destination {
+        url: config.url.clone(),
+        secret: config.secret.clone(),
+    };
+    send_signed_to(&default, config.timeout_ms, id, body).await
+}
+
+/// One Standard Webhooks POST of `body` to `to` (signed with its own secret) with `webhook-id`
+/// `id`, redirects not followed, given up after `timeout_ms`: the attempt, and the `Location`
+/// of a 3xx answer.
+pub(crate) async fn send_signed_to(
+    to: &Destination,
+    timeout_ms: u64,
+    id: &str,
+    body: &str,
+) -> (Attempt, Option<String>) {
     let now_secs = Date::now().as_millis() / 1000;
-    let signature = config.secret.sign(id, now_secs, body.as_bytes());
+    let signature = to.secret.sign(id, now_secs, body.as_bytes());
 
     let build = || -> Result<Request> {
         let headers = Headers::new();
@@ -650,10 +735,10 @@ pub(crate) async fn send_signed(
             // A 3xx is an answer, not an instruction: core dead-letters it.
             .with_redirect(RequestRedirect::Manual)
             .with_body(Some(body.to_owned().into()));
-        Request::new_with_init(&config.url, &init)
+        Request::new_with_init(&to.url, &init)
     };
     let Ok(request) = build() else {
-        // FORWARD_URL was checked to be http(s) with the configuration; a URL the runtime
+        // The URL was checked to be http(s) with the configuration; a URL the runtime
         // still refuses is a destination that cannot be reached.
         return (Attempt::NetworkError, None);
     };
@@ -662,9 +747,7 @@ pub(crate) async fn send_signed(
     let signal = controller.signal();
     let fetch = Fetch::Request(request);
     let send = Box::pin(fetch.send_with_signal(&signal));
-    let timeout = Box::pin(Delay::from(std::time::Duration::from_millis(
-        config.timeout_ms,
-    )));
+    let timeout = Box::pin(Delay::from(std::time::Duration::from_millis(timeout_ms)));
     let raced = match select(send, timeout).await {
         Either::Left((result, _)) => Some(result),
         Either::Right(((), _)) => None,
@@ -738,6 +821,8 @@ struct Stats {
     /// Put back on the queue unsent (the batch's budget was spent, or a record conflict).
     deferred: usize,
     dead_lettered: usize,
+    /// Rule effects queued by delivered changes.
+    rule_effects: usize,
 }
 
 impl Stats {
@@ -788,6 +873,7 @@ impl Stats {
             .field("retried", self.retried)
             .field("deferred", self.deferred)
             .field("dead_lettered", self.dead_lettered)
+            .field("rule_effects", self.rule_effects)
             .field(
                 "duration_ms",
                 Date::now().as_millis().saturating_sub(started),

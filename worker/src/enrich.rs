@@ -23,6 +23,7 @@ use hubspot_edge_core::event::Event;
 use hubspot_edge_core::mapping::{Mapping, Record};
 use hubspot_edge_core::outbound::{self, RecordEvent, RecordEventKind};
 use hubspot_edge_core::records::{change_id, Commit, Stored, Write};
+use hubspot_edge_core::rules::{self, Rules};
 use worker::kv::KvStore;
 use worker::Env;
 
@@ -108,6 +109,7 @@ fn delete(id: &str) -> Commit {
 /// per object or association change otherwise.
 pub(crate) async fn jobs(
     mapping: &Mapping,
+    rules: &Rules,
     env: &Env,
     kv: &KvStore,
     items: Vec<Pending>,
@@ -138,6 +140,7 @@ pub(crate) async fn jobs(
                     members: vec![item],
                     action: JobAction::Send { id, body },
                     after: Vec::new(),
+                    effects: Vec::new(),
                 });
             }
             Some(Ok(key)) => groups.entry(key).or_default().push(item),
@@ -164,6 +167,7 @@ pub(crate) async fn jobs(
                     members,
                     action: JobAction::Nothing,
                     after: Vec::new(),
+                    effects: Vec::new(),
                 });
             }
             Plan::Delete { privacy: true } => {
@@ -195,6 +199,7 @@ pub(crate) async fn jobs(
                     members,
                     action,
                     after: Vec::new(),
+                    effects: Vec::new(),
                 });
             }
             Plan::Delete { privacy: false } => {
@@ -204,6 +209,7 @@ pub(crate) async fn jobs(
                     members,
                     action,
                     after,
+                    effects: Vec::new(),
                 });
             }
             Plan::Read(need) => reading.push(Reading { key, members, need }),
@@ -231,6 +237,7 @@ pub(crate) async fn jobs(
                     detail: format!("{}: {}", e.key, e.kind),
                 },
                 after: Vec::new(),
+                effects: Vec::new(),
             }));
             return jobs;
         }
@@ -296,6 +303,7 @@ pub(crate) async fn jobs(
                     detail: "record_store_unavailable".into(),
                 },
                 after: Vec::new(),
+                effects: Vec::new(),
             });
             continue;
         };
@@ -319,6 +327,7 @@ pub(crate) async fn jobs(
                         detail: detail.clone(),
                     },
                     after: Vec::new(),
+                    effects: Vec::new(),
                 });
                 continue;
             }
@@ -333,9 +342,15 @@ pub(crate) async fn jobs(
                         detail: "hubspot_read_incomplete".into(),
                     },
                     after: Vec::new(),
+                    effects: Vec::new(),
                 });
                 continue;
             }
+        };
+        // The mapped record now, for the rules (none: not mapped twice).
+        let new_record = match current {
+            Current::Found(properties) if !rules.is_empty() => map.to_destination(properties).ok(),
+            _ => None,
         };
         let decision = match enrich::decide(
             map,
@@ -362,9 +377,15 @@ pub(crate) async fn jobs(
                         detail: e.to_string(),
                     },
                     after: Vec::new(),
+                    effects: Vec::new(),
                 });
                 continue;
             }
+        };
+        let seen = RuleInput {
+            rules,
+            old: snapshot.as_ref(),
+            new: new_record.as_ref(),
         };
         jobs.push(job_of(
             decision,
@@ -373,6 +394,7 @@ pub(crate) async fn jobs(
             stored.version,
             batch_id,
             counts,
+            &seen,
         ));
     }
     jobs
@@ -383,6 +405,7 @@ fn thin(item: Pending) -> Job {
         members: vec![item],
         action: JobAction::Thin,
         after: Vec::new(),
+        effects: Vec::new(),
     }
 }
 
@@ -457,6 +480,7 @@ fn job_of(
     base_version: u64,
     batch_id: &str,
     counts: &mut Counts,
+    seen: &RuleInput<'_>,
 ) -> Job {
     let put = |snapshot: String| Commit {
         id: key.id.clone(),
@@ -478,6 +502,7 @@ fn job_of(
             .collect(),
     };
     let after = store_writes(key, commits);
+    let mut effects = Vec::new();
     let action = match (&decision.forward, decision.skip) {
         (Some(forward), _) => {
             let id = change_id(
@@ -488,7 +513,11 @@ fn job_of(
                 forward.event_type(),
                 &forward.content(),
             );
-            send(&members, &key.id, forward, id)
+            let action = send(&members, &key.id, forward, id);
+            if let JobAction::Send { id, body } = &action {
+                effects = rule_effects(seen, forward, &members, key, id, body, batch_id);
+            }
+            action
         }
         (None, skip) => {
             let reason = skip.map_or("none", |s| s.code());
@@ -505,7 +534,74 @@ fn job_of(
         members,
         action,
         after,
+        effects,
     }
+}
+
+/// What the rules see of a decided object besides its events: the records before and now.
+struct RuleInput<'a> {
+    rules: &'a Rules,
+    /// The snapshot the change was diffed against (`None`: none, or a first change).
+    old: Option<&'a Record>,
+    /// The mapped record now.
+    new: Option<&'a Record>,
+}
+
+/// The rules' effects for a forwarded change (core's [`rules::evaluate`] and [`rules::plan`]),
+/// with `id` the change's `webhook-id` and `body` what `default` gets. A first change without
+/// a snapshot takes its `old` values from the forwarded changes (HubSpot's history); a
+/// creation or restore has none. Only changes this integration did not make get here: the
+/// echo guard and the snapshot of our own writes skip them before.
+fn rule_effects(
+    seen: &RuleInput<'_>,
+    forward: &Forward,
+    members: &[Pending],
+    key: &ObjectKey,
+    id: &str,
+    body: &str,
+    batch_id: &str,
+) -> Vec<(String, rules::Queued)> {
+    if seen.rules.is_empty() {
+        return Vec::new();
+    }
+    let from_history;
+    let old = match (seen.old, forward, seen.new) {
+        (Some(old), ..) => Some(old),
+        (None, Forward::Changed(changes), Some(new)) => {
+            let mut old = new.clone();
+            for change in changes {
+                match &change.old {
+                    Some(value) => old.insert(change.field.clone(), value.clone()),
+                    // Unknown: counts as "no value" (README "Rules").
+                    None => old.remove(&change.field),
+                };
+            }
+            from_history = old;
+            Some(&from_history)
+        }
+        _ => None,
+    };
+    let events = parse_all(members);
+    let refs: Vec<&Event<'_>> = events.iter().collect();
+    let ctx = rules::EventContext {
+        events: &refs,
+        object_type: &key.object_type,
+        object_id: &key.id,
+        old,
+        new: seen.new,
+        origin: rules::Origin::External,
+        now_ms: worker::Date::now().as_millis(),
+    };
+    let effects = rules::evaluate(seen.rules, &ctx);
+    for effect in &effects {
+        Line::info("rule_matched")
+            .field("request_id", batch_id)
+            .field("rule", effect.rule())
+            .field("object_type", key.object_type.as_str())
+            .field("object_id", key.id.as_str())
+            .emit();
+    }
+    rules::plan(effects, key.portal, id, body, &ctx)
 }
 
 /// One line per object for which nothing is forwarded (ids and a code only).

@@ -16,6 +16,7 @@ mod metrics;
 mod queue;
 mod records;
 mod respond;
+mod rules;
 mod store;
 mod sync;
 mod sync_inbound;

@@ -123,6 +123,11 @@ impl Mapping {
     pub fn object(&self, object_type: &str) -> Option<&ObjectMap> {
         self.objects.get(canonical_object_type(object_type))
     }
+
+    /// The configured object types, canonical (`contact`, `2-123`).
+    pub(crate) fn object_types(&self) -> impl Iterator<Item = &str> {
+        self.objects.keys().map(String::as_str)
+    }
 }
 
 /// The field map of one object type.
