@@ -3,6 +3,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
 ensure_build_tools
 
+# The dashboard's static assets (cheap: esbuild, well under a second); not part of the wasm.
+bash "$ROOT/scripts/build-dashboard.sh"
+
 # Nothing to do when no input of the build changed since the last one: the inputs' hash is kept
 # beside the output (a start of `scripts/run.sh` then costs seconds, not a rebuild and wasm-opt).
 # HUBSPOT_EDGE_FORCE_BUILD=1 rebuilds anyway.

@@ -41,5 +41,6 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$WASM_BINDGEN_TEST_RUNNER" \
 say "building the Worker"
 bash "$ROOT/scripts/build-worker.sh"
 
-say "end-to-end tests (wrangler dev + workerd + loopback destination)"
+say "end-to-end tests (wrangler dev + workerd + loopback destination; headless Chromium for the dashboard)"
+ensure_chromium
 cargo test -p hubspot-edge-tests --locked

@@ -75,6 +75,15 @@ ensure_fuzz_tools() {
   export CARGO_FUZZ FUZZ_TOOLCHAIN
 }
 
+# The dashboard's browser test (tests/e2e/dashboard.rs): Debian's Chromium, run headless by
+# puppeteer-core (npm; it downloads no browser). Installed with apt only when missing.
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing Debian's chromium (apt; once, ~1 min)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >&2
+  fi
+}
+
 # The dependency audit (deny.toml): cargo-deny, pinned.
 CARGO_DENY_VERSION="0.20.2"
 ensure_deny() {

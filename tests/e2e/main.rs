@@ -16,6 +16,7 @@
 mod actions;
 mod api_limits;
 mod config;
+mod dashboard;
 mod dead_letters;
 mod delivery;
 mod enrichment;
@@ -47,6 +48,7 @@ use config::{
     config_forward_url_missing_loud_then_dead_lettered, config_report_ok_for_a_configured_worker,
     config_run_command_prints_problems_and_stops_clean,
 };
+use dashboard::dashboard_in_a_browser_login_counts_redrive_accessible;
 use dead_letters::{
     dead_letter_store_failing_then_recovering_loses_nothing,
     redrive_all_1200_mixed_letters_resumable_exactly_once,
@@ -118,6 +120,7 @@ macro_rules! scenarios {
 fn scenarios() -> Vec<(&'static str, Scenario)> {
     scenarios![
         healthz_answers_ok,
+        dashboard_in_a_browser_login_counts_redrive_accessible,
         metrics_count_a_batch_and_scrape_as_openmetrics,
         metrics_alert_fires_once_and_resolves_once_signed,
         rules_big_deal_fires_once_never_on_own_write,

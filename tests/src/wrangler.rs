@@ -107,6 +107,11 @@ fn write_config(name: &str, bundle: &Path) -> Result<PathBuf> {
         }
         if line.starts_with("main = ") {
             out.push_str(&format!("main = {:?}\n", bundle.join("index.js")));
+        } else if let Some(dir) = line.strip_prefix("directory = ") {
+            // `[assets] directory` is relative to the config file: make it absolute, as the
+            // config moves to target/e2e/.
+            let dir = dir.trim().trim_matches('"');
+            out.push_str(&format!("directory = {:?}\n", root.join(dir)));
         } else {
             out.push_str(line);
             out.push('\n');

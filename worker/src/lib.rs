@@ -7,6 +7,7 @@ mod admin;
 mod config;
 mod consumer;
 mod crypto;
+mod dashboard;
 mod dead_letters;
 mod enrich;
 mod hubspot;
@@ -51,6 +52,9 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
         ("/healthz", _) => respond::error(405, "method_not_allowed", "use GET"),
         (p, _) if p.starts_with("/actions/") => actions::handle(&mut req, &env, &ctx, p).await,
         (p, _) if p.starts_with("/sync/") => sync_inbound::handle(&mut req, &env, p).await,
+        (p, Method::Get | Method::Head) if dashboard::is_dashboard(p) => {
+            dashboard::serve(req, &env).await
+        }
         (p, _) if p == "/admin" || p.starts_with("/admin/") => {
             admin::handle(&mut req, &env, p, &request_id).await
         }
