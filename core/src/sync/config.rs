@@ -186,19 +186,34 @@ pub fn list_share_percent(burst_per_10s: u32, search_per_s: u32) -> u8 {
     share.min(100)
 }
 
-/// The list share ([`list_share_percent`]) for the rates `governor` really grants
-/// ([`GovernorConfig::effective_limits`]: its utilization applied, the search limit rounded
-/// down), so that both budgets finish together at the pace the run can go. Professional at
-/// 90 %: 1,710 records per second by list, 800 by search (4 per second, not 4.5): 68 %, where
-/// the published limits' 66 % left search the slower budget, 176 calls at 4 per second = 44 s
-/// for 100,000 records, 1.25 × the bound before any latency (BENCHMARKS.md, "Sync on wrangler
-/// dev").
+/// The list share for the rates `governor` really grants ([`GovernorConfig::effective_limits`]:
+/// its utilization applied, the search limit rounded down), with search taken at
+/// [`SEARCH_PACE_PERCENT`] of its grant, so that both budgets finish together at the pace the
+/// run really goes. Professional at 90 %: 1,710 records per second by list, 720 by search (4
+/// searches per second at 90 %): 70 %. At the published limits' 66 %, search was the slower
+/// budget: 176 calls at 4 per second = 44 s for 100,000 records, 1.25 × the bound before any
+/// latency; at 68 % (the grant without the pace) runs still ended on search
+/// (BENCHMARKS.md, "Sync on wrangler dev").
 pub fn list_share_for(governor: &GovernorConfig) -> u8 {
     let (burst, search) = governor.effective_limits();
     let window = governor.burst_window_ms.max(1);
     let per_10s = u32::try_from(u64::from(burst) * 10_000 / window).unwrap_or(u32::MAX);
-    list_share_percent(per_10s, search)
+    let (list, search) = records_per_second(per_10s, search);
+    let search = search * f64::from(SEARCH_PACE_PERCENT) / 100.0;
+    if list + search <= 0.0 {
+        return 0;
+    }
+    // A share of two non-negative rates is in 0..=100.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let share = (list * 100.0 / (list + search)).round() as u8;
+    share.min(100)
 }
+
+/// The pace searches keep against the governor's grant, in percent: the gate spaces search
+/// permits 250 ms apart, and units that read by search wait on each other and on their queue's
+/// dispatch between batches. Measured on wrangler dev (BENCHMARKS.md, "Sync on wrangler dev"):
+/// 166–169 searches in 42–45 s, 3.7–3.9 per second of the 4 granted.
+pub const SEARCH_PACE_PERCENT: u32 = 90;
 
 /// The least time HubSpot's limits allow to read `records` records with `list_share_percent`
 /// of them by list, in milliseconds: each budget runs in parallel at its full rate, so the
@@ -323,10 +338,10 @@ mod tests {
         use crate::ratelimit::Tier;
         // (tier, utilization, effective limits, share)
         let cases = [
-            (Tier::Professional, 90, (171, 4), 68),
-            (Tier::Professional, 100, (190, 5), 66),
-            (Tier::Free, 90, (90, 4), 53),
-            (Tier::ApiAddOn, 90, (225, 4), 74),
+            (Tier::Professional, 90, (171, 4), 70),
+            (Tier::Professional, 100, (190, 5), 68),
+            (Tier::Free, 90, (90, 4), 56),
+            (Tier::ApiAddOn, 90, (225, 4), 76),
         ];
         for (tier, percent, limits, share) in cases {
             let g = GovernorConfig {
@@ -341,18 +356,18 @@ mod tests {
             SyncConfig::new(1, "contacts")
                 .for_governor(&pro)
                 .list_share_percent,
-            68
+            70
         );
         let search_only = SyncConfig {
             list_share_percent: 0,
             ..SyncConfig::new(1, "contacts")
         };
         assert_eq!(search_only.for_governor(&pro).list_share_percent, 0);
-        // At 68 %, 100,000 records: 680 list calls (35.8 s at 19 per second), 160 search
-        // calls (32 s at 5): both budgets end within 0.5 s of each other at the granted
-        // 17.1 and 4 per second (39.8 s and 40 s).
-        assert_eq!(backfill_bound_ms(100_000, 68, 190, 5), 35_790);
-        assert_eq!(backfill_bound_ms(100_000, 68, 171, 4), 40_000);
+        // At 70 %, 100,000 records: 700 list calls (36.8 s at 19 per second), 150 search
+        // calls (30 s at 5): at the granted 17.1 per second and search's pace of 3.6 per
+        // second, 40.9 s and 41.7 s.
+        assert_eq!(backfill_bound_ms(100_000, 70, 190, 5), 36_843);
+        assert_eq!(backfill_bound_ms(100_000, 70, 171, 4), 40_936);
     }
 
     #[test]
