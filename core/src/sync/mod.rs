@@ -45,7 +45,7 @@ pub use batch::{batch_id, batches, Batch, SyncBatchBody, SCHEMA_SYNC_BATCH_V1, T
 pub use config::{
     backfill_bound_ms, delivery_requests, list_share_for, list_share_percent, modified_property,
     records_per_second, SyncConfig, DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_RECORDS,
-    MAX_LIST_PROPERTIES_CHARS, MAX_PAGES_PER_UNIT_FACTOR, MERGED_IDS_PROPERTY,
+    MAX_LIST_PROPERTIES_CHARS, MAX_PAGES_PER_UNIT_FACTOR, MERGED_IDS_PROPERTY, SEARCH_PACE_PERCENT,
 };
 pub use detect::{
     decide, lookups, missing_in_window, Decided, DeleteReason, Op, Pending, Rejection, SyncRecord,
