@@ -547,7 +547,7 @@ impl MapError {
 
 /// Object types in the vocabulary of webhook events: `contacts`, `contact` and `0-1` are all
 /// `contact`. Custom objects keep their `2-…` id or name.
-fn canonical_object_type(name: &str) -> &str {
+pub(crate) fn canonical_object_type(name: &str) -> &str {
     match name {
         "contacts" => "contact",
         "companies" => "company",

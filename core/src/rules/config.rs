@@ -8,7 +8,6 @@ use super::{
     Action, Condition, Destinations, Ordering, Rule, RulesError, Source, TargetType, Test, When,
     MAX_ACTIONS_PER_RULE, MAX_CONDITIONS_PER_RULE, MAX_RULES,
 };
-use crate::event::canonical_object_type;
 use crate::filter;
 use crate::mapping::Mapping;
 
@@ -418,15 +417,7 @@ fn sources(
 }
 
 /// An object type as written in API paths, events or ids (`companies`, `company`, `0-2`) in
-/// the events' vocabulary (`company`).
+/// the events' vocabulary (`company`): the mapping's own reading of object types.
 pub(super) fn event_object_type(name: &str) -> &str {
-    match name {
-        "contacts" => "contact",
-        "companies" => "company",
-        "deals" => "deal",
-        "tickets" => "ticket",
-        "products" => "product",
-        "line_items" => "line_item",
-        other => canonical_object_type(other),
-    }
+    crate::mapping::canonical_object_type(name)
 }
