@@ -194,8 +194,30 @@ pub const ALERT_EVALUATION_SECS: NumberKey = NumberKey {
     max: 3_600,
 };
 
+/// `ACTIONS_BUDGET_MS`: how long a workflow action may take before it answers `BLOCK` and
+/// completes later. Default 3 s: HubSpot does not document its timeout for actions, and 5 s is
+/// its webhook deadline (docs/actions.md); below 100 ms every lookup would block; above 25 s a
+/// late lookup would outlive `waitUntil`'s 30 s (Cloudflare Workers limits).
+pub const ACTIONS_BUDGET_MS: NumberKey = NumberKey {
+    key: "ACTIONS_BUDGET_MS",
+    default: crate::actions::DEFAULT_BUDGET_MS,
+    min: 100,
+    max: 25_000,
+};
+
+/// `ACTIONS_COMPLETE_WINDOW_MS`: how long a completion waits for others to share its batch
+/// completion call (0: sent at once).
+pub const ACTIONS_COMPLETE_WINDOW_MS: NumberKey = NumberKey {
+    key: "ACTIONS_COMPLETE_WINDOW_MS",
+    default: crate::actions::DEFAULT_COMPLETE_WINDOW_MS,
+    min: 0,
+    max: 60_000,
+};
+
 /// Every numeric key.
-pub const NUMBER_KEYS: [NumberKey; 16] = [
+pub const NUMBER_KEYS: [NumberKey; 18] = [
+    ACTIONS_BUDGET_MS,
+    ACTIONS_COMPLETE_WINDOW_MS,
     ALERT_EVALUATION_SECS,
     SYNC_INCREMENTAL_MINUTES,
     SYNC_FULL_HOURS,
@@ -1199,6 +1221,10 @@ pub enum Part {
     /// The inbound sync (`INBOUND_SECRET`, `INBOUND_TYPES`): `POST /sync/{objectType}` answers
     /// 503 `config_invalid` until it is fixed.
     Inbound,
+    /// Custom workflow actions (`ACTIONS`, `ACTIONS_BUDGET_MS`, `ACTIONS_COMPLETE_WINDOW_MS`,
+    /// `ACTIONS_CALLBACK_SECRET`, and the lookup secrets `ACTIONS` names): `POST /actions/…`
+    /// answers 503 `config_invalid` (HubSpot retries) until it is fixed.
+    Actions,
     /// Metrics and alerts (`METRICS_ENABLED`, `ALERTS`, `ALERT_URL`, `ALERT_SECRET`,
     /// `ALERT_FORMAT`, `ALERT_EVALUATION_SECS`): metrics are still kept,
     /// no alert is evaluated (invalid rules) or sent (invalid destination) until it is fixed.
@@ -1207,7 +1233,7 @@ pub enum Part {
 
 impl Part {
     /// Stable name: `ingress`, `forwarding`, `enrichment`, `hubspot_api`, `dead_letters`,
-    /// `admin`, `sync`, `inbound`, `alerts`.
+    /// `admin`, `sync`, `inbound`, `actions`, `alerts`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Ingress => "ingress",
@@ -1218,6 +1244,7 @@ impl Part {
             Self::Admin => "admin",
             Self::Sync => "sync",
             Self::Inbound => "inbound",
+            Self::Actions => "actions",
             Self::Alerts => "alerts",
         }
     }
@@ -1295,6 +1322,7 @@ pub fn check<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<Problem> 
         Part::Inbound,
         Inbound::read(lookup).err().unwrap_or_default(),
     );
+    add(Part::Actions, actions(lookup));
     add(Part::Alerts, alerts(lookup));
     add(
         Part::Admin,
@@ -1305,6 +1333,46 @@ pub fn check<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<Problem> 
     );
     problems.sort_by_key(|p| p.part);
     problems
+}
+
+/// The workflow action keys' problems: the two numbers in range, `ACTIONS_CALLBACK_SECRET` a
+/// Standard Webhooks secret, and, when `ACTIONS` is set, the definitions valid
+/// ([`crate::actions::Definitions::parse`]: the error names the field; a `map_and_write` action
+/// reads `ENRICHMENT_MAP`, whose own problems belong to [`Part::Enrichment`]) and
+/// `HUBSPOT_CLIENT_SECRET` present (it verifies HubSpot's v2 signatures of executions).
+pub fn actions<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<ConfigError> {
+    let mut errors: Vec<ConfigError> = [ACTIONS_BUDGET_MS, ACTIONS_COMPLETE_WINDOW_MS]
+        .into_iter()
+        .filter_map(|k| lookup.number(k).err())
+        .collect();
+    if let Some(secret) = lookup.optional("ACTIONS_CALLBACK_SECRET") {
+        if let Err(e) = WebhookSecret::parse(&secret) {
+            errors.push(ConfigError::Invalid {
+                key: "ACTIONS_CALLBACK_SECRET",
+                code: "actions_callback_secret_invalid",
+                detail: e.to_string(),
+            });
+        }
+    }
+    let Some(json) = lookup.optional("ACTIONS") else {
+        return errors;
+    };
+    if let Err(e) = lookup.required("HUBSPOT_CLIENT_SECRET") {
+        errors.push(e);
+    }
+    let mapping = lookup
+        .optional("ENRICHMENT_MAP")
+        .and_then(|m| crate::mapping::Mapping::from_json(&m).ok());
+    if let Err(e) =
+        crate::actions::Definitions::parse(&json, |name| lookup.optional(name), mapping.as_ref())
+    {
+        errors.push(ConfigError::Invalid {
+            key: "ACTIONS",
+            code: e.code(),
+            detail: e.to_string(),
+        });
+    }
+    errors
 }
 
 /// The alert keys' problems: `ALERTS` must parse as rules ([`crate::metrics::alert::AlertConfig`]),
@@ -1907,6 +1975,24 @@ mod tests {
                     ("enrichment", "HUBSPOT_ACCESS_TOKEN", "config_missing"),
                 ],
             ),
+            // Workflow actions: the definitions, the numbers and the callback secret.
+            (
+                &[
+                    ("ACTIONS", r#"{"actions":[{"key":"a","kind":"teleport"}]}"#),
+                    ("ACTIONS_BUDGET_MS", "50"),
+                    ("ACTIONS_CALLBACK_SECRET", "nope"),
+                ],
+                &[],
+                &[
+                    ("actions", "ACTIONS_BUDGET_MS", "config_out_of_range"),
+                    (
+                        "actions",
+                        "ACTIONS_CALLBACK_SECRET",
+                        "actions_callback_secret_invalid",
+                    ),
+                    ("actions", "ACTIONS", "actions_field_missing"),
+                ],
+            ),
             // Set HubSpot keys are checked even when nothing uses them yet.
             (
                 &[("HUBSPOT_TIER", "gold"), ("HUBSPOT_TIMEOUT_MS", "5")],
@@ -2224,5 +2310,6 @@ mod tests {
             .any(|p| p.part == Part::Inbound && p.key() == "INBOUND_TYPES"));
         assert_eq!(Part::Alerts.name(), "alerts");
         assert_eq!(Part::Inbound.name(), "inbound");
+        assert_eq!(Part::Actions.name(), "actions");
     }
 }

@@ -66,11 +66,23 @@ fn actions(lookup_url: &str) -> String {
 
 /// A Worker of its own with the three actions, its lookup pointed at `lookup`.
 fn start(config: &str, lookup: &LookupServer, extra: &[(&str, &str)]) -> Result<Fixture, Failed> {
+    start_with(config, lookup, extra, None)
+}
+
+/// [`start`], with the mock's webhooks to the Worker when `webhook` is given.
+fn start_with(
+    config: &str,
+    lookup: &LookupServer,
+    extra: &[(&str, &str)],
+    webhook: Option<hubspot_mock::WebhookConfig>,
+) -> Result<Fixture, Failed> {
+    let webhooks = webhook.is_some();
     let mut options = FixtureOptions::default()
         .hubspot_mock(MockConfig {
             burst: 100_000,
             seed_contacts: 3,
             client_secret: CLIENT_SECRET.into(),
+            webhook,
             ..MockConfig::default()
         })
         .vars([
@@ -85,7 +97,11 @@ fn start(config: &str, lookup: &LookupServer, extra: &[(&str, &str)]) -> Result<
         options = options.var(*k, *v);
     }
     options.wrangler.config = Some(extra_wrangler_config(config)?);
-    Ok(Fixture::start(options)?)
+    let fx = Fixture::start(options)?;
+    if webhooks {
+        mock_of(&fx)?.set_webhook_target(&fx.url("/webhooks/hubspot"));
+    }
+    Ok(fx)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -774,4 +790,87 @@ pub(crate) fn actions_approval_expires_then_callback_410(_: &Fixture) -> Outcome
     check(again.body == first.body, || {
         format!("retry after expiry: {}", again.text())
     })
+}
+
+/// A rule's `complete_action` (README "Rules"): "a contact's stage changed to CUSTOMER →
+/// complete the workflow executions blocked for it". Two contacts wait in the approval; someone
+/// changes one's stage in HubSpot; the mock's webhook runs the rule, which completes that
+/// contact's execution (with the rule's output) through a batch completion, and only that one.
+pub(crate) fn actions_rule_completes_the_objects_blocked_execution(_: &Fixture) -> Outcome {
+    let rules = r#"{"rules":[{"name":"approve_customers",
+        "when":{"objectTypes":["contact"],
+                "changes":[{"field":"stage","op":"changed_to","value":"CUSTOMER"}]},
+        "then":[{"complete_action":{"outputs":{"approved_by":"rule","not_an_output":1}}}]}]}"#;
+    let lookup = LookupServer::start()?;
+    let fx = start_with(
+        "wrangler.actions-rules.toml",
+        &lookup,
+        &[("RULES", rules), ("ACTIONS_COMPLETE_WINDOW_MS", "0")],
+        Some(hubspot_mock::WebhookConfig {
+            secret: CLIENT_SECRET.into(),
+            retry_delay: Duration::from_millis(500),
+            ..hubspot_mock::WebhookConfig::default()
+        }),
+    )?;
+    let (_, _, _, ids) = publish(&fx)?;
+    let definition = ids.get("approve").ok_or("no id for approve")?;
+    let stamp = unique_id();
+    let mut contacts = Vec::new();
+    for who in ["won", "control"] {
+        contacts.push(super::enrichment::create(
+            &fx,
+            "contacts",
+            json!({"email": format!("{who}-{stamp}@example.com"), "lifecyclestage": "lead"}),
+        )?);
+    }
+    // Their creations reach `default` (and match no rule: `lead`).
+    fx.dest.wait_for_ok(&contacts, DEADLINE)?;
+    let mock = mock_of(&fx)?;
+    let mut callbacks = Vec::new();
+    for id in &contacts {
+        callbacks.push(
+            mock.enroll(&json!({"definitionId": definition, "objectType": "CONTACT",
+                                "objectId": id.to_string()}))
+                .map_err(|e| e.to_string())?
+                .first()
+                .cloned()
+                .ok_or("no callbackId")?,
+        );
+    }
+    for cb in &callbacks {
+        let query = format!("callbackId={cb}");
+        poll_until("the execution blocked", DEADLINE, POLL, || {
+            (mock.workflow_executions(&query)["executions"][0]["state"] == "blocked").then_some(())
+        })?;
+    }
+    super::enrichment::patch(
+        &fx,
+        "contacts",
+        contacts[0],
+        json!({"lifecyclestage": "customer"}),
+    )?;
+    let query = format!("callbackId={}", callbacks[0]);
+    let done = poll_until("the rule completed the execution", DEADLINE, POLL, || {
+        let v = mock.workflow_executions(&query);
+        (v["executions"][0]["state"] == "completed").then_some(v)
+    })
+    .map_err(|e| format!("{e}: {}", mock.workflow_executions(&query)))?;
+    let e = &done["executions"][0];
+    check(
+        e["outputs"] == json!({"approved_by": "rule"})
+            && e["executionState"] == "SUCCESS"
+            && e["finishedBy"] == "batchCallback",
+        || format!("completed execution: {e}"),
+    )?;
+    // The control contact's execution is still blocked, and its state at the Worker says so.
+    let control = mock.workflow_executions(&format!("callbackId={}", callbacks[1]));
+    check(control["executions"][0]["state"] == "blocked", || {
+        format!("control: {control}")
+    })?;
+    check(
+        execution_state(&fx, &callbacks[1])?.as_deref() == Some("blocked"),
+        || "control not blocked at the Worker".to_owned(),
+    )?;
+    fx.stop_worker();
+    Ok(())
 }

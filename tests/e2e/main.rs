@@ -39,6 +39,7 @@ use actions::{
     actions_approval_expires_then_callback_410, actions_forged_or_stale_401_runs_nothing,
     actions_map_and_write_answers_outputs_publish_idempotent,
     actions_refused_completion_dead_lettered_then_redriven,
+    actions_rule_completes_the_objects_blocked_execution,
     actions_same_callback_twice_runs_once_same_answer, actions_slow_lookup_blocks_then_completes,
 };
 use api_limits::{hubspot_burst_of_1000_reads_paced_without_429, hubspot_oauth_401_refreshed_once};
@@ -195,6 +196,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         actions_250_approvals_completed_in_at_most_3_batch_calls,
         actions_refused_completion_dead_lettered_then_redriven,
         actions_approval_expires_then_callback_410,
+        actions_rule_completes_the_objects_blocked_execution,
     ]
 }
 

@@ -43,12 +43,13 @@ use std::time::Duration;
 use futures_util::future::{join_all, select, Either};
 use hubspot_edge_core::actions::{
     admit, batch_fate, batch_request, callback_completion, complete, due_batches, execute, expire,
-    finish, hubspot_error_body, list_page, lookup_answer, next_due_ms, plan_publish, Admit, Answer,
-    BatchFate, Completion, Definition, Definitions, DefinitionsApi, ExecuteContext,
-    ExecutionRequest, ExecutionState, LookupReply, Pending, PublishStep, Record, DEFAULT_BUDGET_MS,
-    DEFAULT_COMPLETE_WINDOW_MS, DEFAULT_EXPIRATION,
+    finish, hubspot_error_body, list_page, lookup_answer, next_due_ms, object_key, plan_publish,
+    rule_completion, Admit, Answer, BatchFate, Completion, Definition, Definitions, DefinitionsApi,
+    ExecuteContext, ExecutionRequest, ExecutionState, LookupReply, Pending, PublishStep, Record,
+    DEFAULT_EXPIRATION,
 };
 use hubspot_edge_core::api::{decide, Decision, Outcome, RequestKind};
+use hubspot_edge_core::config::{NumberKey, ACTIONS_BUDGET_MS, ACTIONS_COMPLETE_WINDOW_MS};
 use hubspot_edge_core::outbound::WebhookSecret;
 use hubspot_edge_core::signature::{ClientSecret, LegacySignatures, SignedRequest, Verifier};
 use serde::{Deserialize, Serialize};
@@ -83,11 +84,6 @@ const RETRY_DELAY_MS: u64 = 10_000;
 /// Finished records are kept this long for retries (HubSpot retries an execution for up to
 /// 3 days, HUBSPOT.md §3.3), then dropped.
 const RECORD_TTL_MS: u64 = 7 * 24 * 3_600_000;
-/// `ACTIONS_BUDGET_MS` bounds: below 100 ms every lookup blocks; above 25 s it would outlive
-/// the hard limit.
-const BUDGET_RANGE: (u64, u64) = (100, LOOKUP_HARD_LIMIT_MS);
-/// `ACTIONS_COMPLETE_WINDOW_MS` bounds (0: flush at once).
-const WINDOW_MAX_MS: u64 = 60_000;
 
 /// Everything the action routes need, read per request.
 struct Settings {
@@ -105,20 +101,10 @@ fn var(env: &Env, key: &str) -> Option<String> {
         .filter(|v| !v.trim().is_empty())
 }
 
-fn number(
-    env: &Env,
-    key: &str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> std::result::Result<u64, String> {
-    match var(env, key) {
-        None => Ok(default),
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(format!("{key}: must be a whole number from {min} to {max}")),
-        },
-    }
+/// A numeric key, parsed and bounded as core's configuration check does it.
+fn number(env: &Env, key: NumberKey) -> std::result::Result<u64, (String, &'static str)> {
+    key.parse(var(env, key.key).as_deref())
+        .map_err(|e| (e.to_string(), e.code()))
 }
 
 /// The actions configuration: `Ok(None)` when `ACTIONS` is unset (actions off). The error
@@ -144,24 +130,9 @@ fn settings(env: &Env) -> std::result::Result<Option<Settings>, (String, &'stati
     })?;
     let verifier =
         Verifier::new(ClientSecret::new(secret.trim())).with_legacy(LegacySignatures::Accept);
-    let invalid = |e: String| (e, "config_invalid");
-    let budget_ms = number(
-        env,
-        "ACTIONS_BUDGET_MS",
-        DEFAULT_BUDGET_MS,
-        BUDGET_RANGE.0,
-        BUDGET_RANGE.1,
-    )
-    .map_err(invalid)?;
+    let budget_ms = number(env, ACTIONS_BUDGET_MS)?;
     // Checked here so that a bad window is loud on every request; the object reads it itself.
-    number(
-        env,
-        "ACTIONS_COMPLETE_WINDOW_MS",
-        DEFAULT_COMPLETE_WINDOW_MS,
-        0,
-        WINDOW_MAX_MS,
-    )
-    .map_err(invalid)?;
+    number(env, ACTIONS_COMPLETE_WINDOW_MS)?;
     let callback_secret = match var(env, "ACTIONS_CALLBACK_SECRET") {
         Some(s) => Some(
             WebhookSecret::parse(&s)
@@ -304,6 +275,7 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
         &Ask::Admit {
             callback_id: callback_id.clone(),
             action: key.to_owned(),
+            object: Some(request.object.key()),
             // Known before anything runs (map_and_write, approval): admitted and recorded in
             // one round trip to the object.
             answer: match &step {
@@ -581,6 +553,81 @@ async fn callback(req: &mut Request, env: &Env, callback_id: &str) -> Result<Res
 }
 
 // ---------------------------------------------------------------------------------------------
+// Rules: `complete_action`.
+
+/// At most this many executions blocked for one object are completed by one rule effect: one
+/// batch completion's worth (HUBSPOT.md §3.4, 100 per call); an object enrolled in more
+/// blocking workflows at once is not a case we know of (the rest wait for the next effect).
+const MAX_BLOCKED_PER_OBJECT: u64 = hubspot_edge_core::actions::MAX_COMPLETION_BATCH as u64;
+
+/// What a rule's `complete_action` did for one object.
+#[derive(Debug, Default)]
+pub(crate) struct ObjectCompletion {
+    /// Executions queued for a batch completion.
+    pub(crate) completed: usize,
+    /// Executions that were no longer blocked when the completion arrived (completed,
+    /// expired): nothing to do.
+    pub(crate) skipped: usize,
+    /// `(callbackId, code)` of executions whose action cannot take the rule's outputs.
+    pub(crate) refused: Vec<(String, &'static str)>,
+}
+
+/// Completes the executions blocked for the object with the rule's `outputs`
+/// (core's [`rule_completion`] per action); `Err((code, retryable))` when it could not look.
+pub(crate) async fn complete_for_object(
+    env: &Env,
+    portal: u64,
+    object_type: &str,
+    object_id: &str,
+    outputs: &Map<String, Value>,
+) -> std::result::Result<ObjectCompletion, (&'static str, bool)> {
+    let s = match settings(env) {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(("actions_off", false)),
+        // The key and code are logged where the actions routes refuse (`config_invalid`).
+        Err(_) => return Err(("config_invalid", true)),
+    };
+    let object = object_key(object_type, object_id);
+    let blocked = ask(env, portal, &Ask::Blocked { object })
+        .await
+        .map_err(|_| ("action_store_unavailable", true))?;
+    let mut done = ObjectCompletion::default();
+    let mut completions = Vec::new();
+    for b in blocked.as_array().into_iter().flatten() {
+        let (Some(callback_id), Some(action)) = (b["callbackId"].as_str(), b["action"].as_str())
+        else {
+            continue;
+        };
+        let Some(definition) = s.definitions.get(action) else {
+            done.refused
+                .push((callback_id.to_owned(), "action_unknown"));
+            continue;
+        };
+        match rule_completion(definition, callback_id, outputs) {
+            Ok(c) => completions.push(ManyItem {
+                callback_id: c.callback_id,
+                outputs: c.outputs,
+            }),
+            Err(e) => done.refused.push((callback_id.to_owned(), e.code())),
+        }
+    }
+    if completions.is_empty() {
+        return Ok(done);
+    }
+    let answers = ask(env, portal, &Ask::CompleteMany { completions })
+        .await
+        .map_err(|_| ("action_store_unavailable", true))?;
+    for answer in answers.as_object().into_iter().flat_map(Map::values) {
+        if answer["status"] == 202 {
+            done.completed += 1;
+        } else {
+            done.skipped += 1;
+        }
+    }
+    Ok(done)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Admin: publish, an execution's state.
 
 /// `/admin/actions/…` (the admin token is checked by the caller); `segments` after `actions`.
@@ -789,6 +836,9 @@ enum Ask {
     Admit {
         callback_id: String,
         action: String,
+        /// The enrolled object ([`ActionObject::key`]): rules complete by object.
+        #[serde(default)]
+        object: Option<String>,
         /// The answer, when it is known before anything runs: recorded at once.
         #[serde(default)]
         answer: Option<Wire>,
@@ -806,9 +856,24 @@ enum Ask {
     Get {
         callback_id: String,
     },
+    /// The executions blocked for an object ([`ActionObject::key`]).
+    Blocked {
+        object: String,
+    },
+    /// Completes each with `SUCCESS` (a rule's `complete_action`).
+    CompleteMany {
+        completions: Vec<ManyItem>,
+    },
     Redrive {
         letters: Vec<Letter>,
     },
+}
+
+/// One completion of [`Ask::CompleteMany`].
+#[derive(Debug, Serialize, Deserialize)]
+struct ManyItem {
+    callback_id: String,
+    outputs: Map<String, Value>,
 }
 
 /// An [`Answer`] between the Worker and the object.
@@ -1056,14 +1121,7 @@ impl ActionExecutions {
     }
 
     fn window_ms(&self) -> u64 {
-        number(
-            &self.env,
-            "ACTIONS_COMPLETE_WINDOW_MS",
-            DEFAULT_COMPLETE_WINDOW_MS,
-            0,
-            WINDOW_MAX_MS,
-        )
-        .unwrap_or(DEFAULT_COMPLETE_WINDOW_MS)
+        number(&self.env, ACTIONS_COMPLETE_WINDOW_MS).unwrap_or(ACTIONS_COMPLETE_WINDOW_MS.default)
     }
 
     fn pending(&self) -> Result<Vec<Pending>> {
@@ -1118,9 +1176,20 @@ impl ActionExecutions {
             Ask::Admit {
                 callback_id,
                 action,
+                object,
                 answer,
             } => {
                 let existing = self.load(&callback_id)?;
+                if let Some(object) = object {
+                    self.sql().exec(
+                        "INSERT INTO execution_objects (callback_id, object_key) VALUES (?, ?) \
+                         ON CONFLICT(callback_id) DO NOTHING",
+                        vec![
+                            SqlStorageValue::from(callback_id.as_str()),
+                            SqlStorageValue::from(object),
+                        ],
+                    )?;
+                }
                 Ok(match admit(existing.as_ref(), &action, now) {
                     Admit::Run(record) => match answer {
                         Some(answer) => {
@@ -1167,7 +1236,7 @@ impl ActionExecutions {
                 success,
             } => {
                 let completion = Completion {
-                    callback_id: callback_id.clone(),
+                    callback_id,
                     outputs,
                     state: if success {
                         ExecutionState::Success
@@ -1175,26 +1244,25 @@ impl ActionExecutions {
                         ExecutionState::FailContinue
                     },
                 };
-                let existing = self.load(&callback_id)?;
-                // A block past its expiry is expired now (the alarm may not have run yet).
-                let existing = match existing.as_ref().and_then(|r| expire(r, now)) {
-                    Some(expired) => {
-                        self.save(&callback_id, &expired, now)?;
-                        Some(expired)
-                    }
-                    None => existing,
-                };
-                match complete(existing.as_ref(), &completion, now) {
-                    Ok(record) => {
-                        self.save(&callback_id, &record, now)?;
-                        self.schedule(None).await?;
-                        Ok(json!({"status": 202}))
-                    }
-                    Err(e) => {
-                        let (status, code) = e.status_and_code();
-                        Ok(json!({"status": status, "code": code}))
-                    }
+                let answer = self.complete_one(&completion, now)?;
+                self.schedule(None).await?;
+                Ok(answer)
+            }
+            Ask::CompleteMany { completions } => {
+                let mut answers = Map::new();
+                for c in completions {
+                    let completion = Completion {
+                        callback_id: c.callback_id,
+                        outputs: c.outputs,
+                        state: ExecutionState::Success,
+                    };
+                    answers.insert(
+                        completion.callback_id.clone(),
+                        self.complete_one(&completion, now)?,
+                    );
                 }
+                self.schedule(None).await?;
+                Ok(Value::Object(answers))
             }
             Ask::Get { callback_id } => Ok(match self.load(&callback_id)? {
                 Some(r) => {
@@ -1202,6 +1270,32 @@ impl ActionExecutions {
                 }
                 None => Value::Null,
             }),
+            Ask::Blocked { object } => {
+                let rows: Vec<RecordRow> = self
+                    .sql()
+                    .exec(
+                        "SELECT e.callback_id AS callback_id, e.record AS record \
+                         FROM execution_objects o JOIN executions e USING (callback_id) \
+                         WHERE o.object_key = ? LIMIT ?",
+                        vec![SqlStorageValue::from(object), int(MAX_BLOCKED_PER_OBJECT)?],
+                    )?
+                    .to_array()?;
+                let mut blocked = Vec::new();
+                for row in rows {
+                    let record: Record = serde_json::from_str(&row.record)?;
+                    if let Record::Blocked {
+                        action,
+                        expires_at_ms,
+                        ..
+                    } = record
+                    {
+                        if expires_at_ms > now {
+                            blocked.push(json!({"callbackId": row.callback_id, "action": action}));
+                        }
+                    }
+                }
+                Ok(Value::Array(blocked))
+            }
             Ask::Redrive { letters } => {
                 for l in letters {
                     let body = match self.load(&l.callback_id)? {
@@ -1224,6 +1318,30 @@ impl ActionExecutions {
         }
     }
 
+    /// Queues `completion` for the batcher: `{"status": 202}`, or the refusal's status and code.
+    fn complete_one(&self, completion: &Completion, now: u64) -> Result<Value> {
+        let callback_id = &completion.callback_id;
+        let existing = self.load(callback_id)?;
+        // A block past its expiry is expired now (the alarm may not have run yet).
+        let existing = match existing.as_ref().and_then(|r| expire(r, now)) {
+            Some(expired) => {
+                self.save(callback_id, &expired, now)?;
+                Some(expired)
+            }
+            None => existing,
+        };
+        Ok(match complete(existing.as_ref(), completion, now) {
+            Ok(record) => {
+                self.save(callback_id, &record, now)?;
+                json!({"status": 202})
+            }
+            Err(e) => {
+                let (status, code) = e.status_and_code();
+                json!({"status": status, "code": code})
+            }
+        })
+    }
+
     /// Expires blocks, drops old finished records, sends the due batches.
     async fn flush(&self) -> Result<()> {
         let now = Date::now().as_millis();
@@ -1243,6 +1361,11 @@ impl ActionExecutions {
         self.sql().exec(
             "DELETE FROM executions WHERE updated_ms < ? AND expires_ms IS NULL AND queued_ms IS NULL",
             vec![int(now.saturating_sub(RECORD_TTL_MS))?],
+        )?;
+        self.sql().exec(
+            "DELETE FROM execution_objects WHERE callback_id NOT IN \
+             (SELECT callback_id FROM executions)",
+            None,
         )?;
         let pending = self.pending()?;
         let batches: Vec<Vec<String>> = due_batches(&pending, now, self.window_ms())
@@ -1362,6 +1485,12 @@ impl DurableObject for ActionExecutions {
             "CREATE INDEX IF NOT EXISTS executions_expires ON executions (expires_ms)",
             "CREATE INDEX IF NOT EXISTS executions_updated ON executions (updated_ms)",
             "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
+            // Which object each execution is for (`ActionObject::key`): rules complete the
+            // executions blocked for an object. Its own table, so that objects created before
+            // it keep their schema.
+            "CREATE TABLE IF NOT EXISTS execution_objects (callback_id TEXT PRIMARY KEY, \
+             object_key TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS execution_objects_key ON execution_objects (object_key)",
         ]
         .iter()
         .try_for_each(|q| sql.exec(q, None).map(|_| ()));

@@ -78,13 +78,53 @@ pub(crate) async fn run(config: &Forward, env: &Env, effect: &Queued) -> Outcome
         Queued::Update {
             target, properties, ..
         } => update(env, target, properties, &what).await,
-        Queued::CompleteBlocked { .. } => {
-            // TODO(issue 11, h-actions): complete the executions the `ActionExecutions` Durable
-            // Object holds blocked for this object (worker/src/actions.rs), once it is on main.
-            // Until then the effect is kept as a dead letter (re-drivable), never dropped.
-            Outcome::Fail {
-                reason: "complete_action_unavailable".into(),
-                detail: what,
+        Queued::CompleteBlocked {
+            portal,
+            object_type,
+            object_id,
+            outputs,
+            ..
+        } => {
+            let outputs: serde_json::Map<String, serde_json::Value> = outputs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            match crate::actions::complete_for_object(
+                env,
+                *portal,
+                object_type,
+                object_id,
+                &outputs,
+            )
+            .await
+            {
+                Ok(done) if done.refused.is_empty() => Outcome::Done(format!(
+                    "{what} completed={} skipped={}",
+                    done.completed, done.skipped
+                )),
+                // Kept as a dead letter naming each execution and why (codes, not values);
+                // a re-drive completes what is still blocked once ACTIONS or the rule is fixed.
+                Ok(done) => Outcome::Fail {
+                    reason: "complete_action_outputs_invalid".into(),
+                    detail: format!(
+                        "{what} completed={} refused={}",
+                        done.completed,
+                        done.refused
+                            .iter()
+                            .map(|(id, code)| format!("{id}:{code}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                },
+                Err((code, true)) => Outcome::Retry {
+                    attempt: Attempt::NetworkError,
+                    code: code.into(),
+                    detail: what,
+                },
+                Err((code, false)) => Outcome::Fail {
+                    reason: code.into(),
+                    detail: what,
+                },
             }
         }
     }

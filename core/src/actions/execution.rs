@@ -499,6 +499,30 @@ fn reply_answer(definition: &Definition, body: &[u8]) -> Result<Answer, &'static
     }
 }
 
+/// A rule's `complete_action` ([`crate::rules::Effect::CompleteBlocked`]) as the completion of
+/// one blocked execution of `definition`: `SUCCESS` with the rule's outputs that the definition
+/// declares (a rule completes every action blocked for its object, and each action takes the
+/// outputs it declares; the others are left out for it), typed as the definition says.
+///
+/// # Errors
+/// [`FieldError`] when an output the definition declares cannot take the rule's value.
+pub fn rule_completion(
+    definition: &Definition,
+    callback_id: &str,
+    outputs: &Map<String, Value>,
+) -> Result<Completion, FieldError> {
+    let declared: Map<String, Value> = outputs
+        .iter()
+        .filter(|(name, _)| definition.output_fields.iter().any(|f| &f.name == *name))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(Completion {
+        callback_id: callback_id.to_owned(),
+        outputs: validate_outputs(definition, &declared)?,
+        state: ExecutionState::Success,
+    })
+}
+
 /// A callback from the user's system (`POST /actions/callbacks/{callbackId}`, body a
 /// [`Reply`]) as the completion to send. Strict: a reply whose outputs do not fit is refused
 /// (400), not turned into a failure, so the user's system can correct it.

@@ -36,9 +36,9 @@ pub use completion::{
 };
 pub use execution::{
     admit, callback_completion, complete, duration_ms, execute, expire, fail, finish,
-    hubspot_error_body, lookup_answer, validate_inputs, validate_outputs, Admit, CallbackError,
-    CompleteError, ExecuteContext, ExecuteError, FieldError, LookupCall, LookupReply, Record,
-    Reply, Step, DEFAULT_BUDGET_MS, STALE_RUN_MS,
+    hubspot_error_body, lookup_answer, rule_completion, validate_inputs, validate_outputs, Admit,
+    CallbackError, CompleteError, ExecuteContext, ExecuteError, FieldError, LookupCall,
+    LookupReply, Record, Reply, Step, DEFAULT_BUDGET_MS, STALE_RUN_MS,
 };
 
 pub use definition::{
@@ -184,6 +184,23 @@ pub struct ActionObject {
     /// The requested properties (`null` for a property without a value).
     #[serde(default)]
     pub properties: std::collections::BTreeMap<String, Option<String>>,
+}
+
+impl ActionObject {
+    /// The key that names this object across vocabularies ([`object_key`]).
+    pub fn key(&self) -> String {
+        object_key(&self.object_type, &self.object_id)
+    }
+}
+
+/// One name for an object however it is spelled: an execution request's `CONTACT` or `0-1`,
+/// an event's `contact`, a mapping's `contacts` all give `contact:{id}` (custom object ids such
+/// as `2-123` are kept as they are). Rules complete the executions blocked for an object
+/// through this key ([`crate::rules::Effect::CompleteBlocked`]).
+pub fn object_key(object_type: &str, object_id: &str) -> String {
+    let lower = object_type.to_ascii_lowercase();
+    let name = crate::mapping::canonical_object_type(crate::event::canonical_object_type(&lower));
+    format!("{name}:{object_id}")
 }
 
 fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {

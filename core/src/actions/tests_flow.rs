@@ -669,6 +669,37 @@ fn callbacks_are_validated_like_outputs() {
 }
 
 #[test]
+fn rules_complete_with_the_outputs_each_action_declares() {
+    let d = defs();
+    let score = d.get("score").unwrap();
+    // `stage` is not one of score's outputs: left out for it; `score` is typed as a number.
+    let outputs = json!({"score": "7", "ok": true, "stage": "won"});
+    let c = rule_completion(score, "cb-1", outputs.as_object().unwrap()).unwrap();
+    assert_eq!(c.state, ExecutionState::Success);
+    assert_eq!(c.callback_id, "cb-1");
+    assert_eq!(Value::Object(c.outputs), json!({"score": 7, "ok": true}));
+    // A value a declared output cannot take: refused with the field's code.
+    let bad = json!({"score": "many"});
+    assert_eq!(
+        rule_completion(score, "cb-1", bad.as_object().unwrap())
+            .unwrap_err()
+            .code(),
+        "action_field_type"
+    );
+}
+
+#[test]
+fn an_object_has_one_key_in_every_vocabulary() {
+    for spelling in ["CONTACT", "contact", "contacts", "0-1", "Contacts"] {
+        assert_eq!(object_key(spelling, "42"), "contact:42", "{spelling}");
+    }
+    assert_eq!(object_key("DEAL", "7"), object_key("deals", "7"));
+    assert_eq!(object_key("0-3", "7"), "deal:7");
+    assert_eq!(object_key("2-123", "9"), "2-123:9");
+    assert_ne!(object_key("contact", "1"), object_key("company", "1"));
+}
+
+#[test]
 fn iso_durations_in_milliseconds() {
     let cases = [
         ("P1W", Some(604_800_000)),
