@@ -874,3 +874,87 @@ pub(crate) fn actions_rule_completes_the_objects_blocked_execution(_: &Fixture) 
     fx.stop_worker();
     Ok(())
 }
+
+/// One execution HubSpot will not complete (it expired there: the mock's clock is moved on
+/// past its 2 days, not the Worker's) shares a batch completion with two good ones. HubSpot
+/// refuses the batch whole, naming it; the Worker dead-letters that one alone and completes
+/// the two others with a second batch call.
+pub(crate) fn actions_refused_batch_split_dead_letters_only_the_named(_: &Fixture) -> Outcome {
+    let lookup = LookupServer::start()?;
+    let fx = start(
+        "wrangler.actions-split.toml",
+        &lookup,
+        // Long enough for the three callbacks to share one batch.
+        &[("ACTIONS_COMPLETE_WINDOW_MS", "4000")],
+    )?;
+    let (_, _, _, ids) = publish(&fx)?;
+    let definition = ids.get("approve").ok_or("no id for approve")?;
+    let mock = mock_of(&fx)?;
+    let blocked = |cb: &str| {
+        let query = format!("callbackId={cb}");
+        poll_until("the execution blocked", DEADLINE, POLL, || {
+            (mock.workflow_executions(&query)["executions"][0]["state"] == "blocked").then_some(())
+        })
+    };
+    let enroll = |object: &str| -> Result<String, Failed> {
+        let cb = mock
+            .enroll(&json!({"definitionId": definition, "objectType": "CONTACT",
+                            "objectId": object}))
+            .map_err(|e| e.to_string())?
+            .first()
+            .cloned()
+            .ok_or("no callbackId")?;
+        blocked(&cb)?;
+        Ok(cb)
+    };
+    let stale = enroll("1")?;
+    mock.advance_clock(Duration::from_secs(24 * 3600));
+    let good = [enroll("2")?, enroll("3")?];
+    // 2.5 days after the first block at HubSpot: it expired there, not the two others.
+    mock.advance_clock(Duration::from_secs(36 * 3600));
+    for cb in [&stale, &good[0], &good[1]] {
+        let r = callback(
+            &fx,
+            cb,
+            &json!({"outputs": {"approved_by": "ops"}}),
+            CALLBACK_SECRET,
+        )?;
+        check(r.status == 202, || {
+            format!("callback {cb}: {} {}", r.status, r.text())
+        })?;
+    }
+    for cb in &good {
+        let query = format!("callbackId={cb}");
+        poll_until("the good execution completed", DEADLINE, POLL, || {
+            let e = mock.workflow_executions(&query)["executions"][0].clone();
+            (e["state"] == "completed" && e["outputs"]["approved_by"] == "ops").then_some(())
+        })
+        .map_err(|e| format!("{e}: {}", mock.workflow_executions(&query)))?;
+    }
+    let letters = poll_until("the dead letter", DEADLINE, POLL, || {
+        let v = fx
+            .admin_get("/admin/dead-letters?reason=action_completion_failed")
+            .ok()?
+            .json()
+            .ok()?;
+        let items = v["items"].as_array()?.clone();
+        (!items.is_empty()).then_some(items)
+    })?;
+    check(letters.len() == 1, || {
+        format!("{} letters (want 1): {letters:?}", letters.len())
+    })?;
+    let id = letters[0]["id"].as_str().ok_or("letter without id")?;
+    let full = fx.admin_get(&format!("/admin/dead-letters/{id}"))?.json()?;
+    check(full["payload"]["callbackId"] == stale.as_str(), || {
+        format!("dead letter: {full}")
+    })?;
+    check(
+        execution_state(&fx, &stale)?.as_deref() == Some("failed"),
+        || "the refused execution is not failed".into(),
+    )?;
+    let stats = mock_stats(mock)?;
+    let completions = &stats["workflows"]["completions"];
+    check(completions["batchCalls"] == 2, || {
+        format!("completion calls (want 2: the refused batch, then the rest): {completions}")
+    })
+}

@@ -38,6 +38,7 @@ use actions::{
     actions_250_approvals_completed_in_at_most_3_batch_calls,
     actions_approval_expires_then_callback_410, actions_forged_or_stale_401_runs_nothing,
     actions_map_and_write_answers_outputs_publish_idempotent,
+    actions_refused_batch_split_dead_letters_only_the_named,
     actions_refused_completion_dead_lettered_then_redriven,
     actions_rule_completes_the_objects_blocked_execution,
     actions_same_callback_twice_runs_once_same_answer, actions_slow_lookup_blocks_then_completes,
@@ -197,6 +198,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         actions_refused_completion_dead_lettered_then_redriven,
         actions_approval_expires_then_callback_410,
         actions_rule_completes_the_objects_blocked_execution,
+        actions_refused_batch_split_dead_letters_only_the_named,
     ]
 }
 

@@ -984,6 +984,16 @@ async fn complete_remote(env: &Env, portal: u64, completion: &Completion) -> Res
     Ok((status, v["code"].as_str().unwrap_or_default().to_owned()))
 }
 
+/// What became of one batch completion call.
+enum Sent {
+    /// Completed or dead-lettered: nothing left to do.
+    Settled,
+    /// Not decided (throttled, no token, 5xx): the alarm tries again later.
+    Retry,
+    /// Split: these groups go again as batches of their own.
+    Resend(Vec<Vec<String>>),
+}
+
 /// The Durable Object. See the [module docs](self).
 #[durable_object]
 pub struct ActionExecutions {
@@ -1376,10 +1386,30 @@ impl ActionExecutions {
         if !batches.is_empty() {
             let api = HubSpotApi::from_env(&self.env)
                 .map_err(|e| worker::Error::RustError(e.message()))?;
+            let mut resend = Vec::new();
             for wave in batches.chunks(MAX_IN_FLIGHT) {
                 let results = join_all(wave.iter().map(|b| self.send(&api, b))).await;
                 for r in results {
-                    retry |= r?;
+                    match r? {
+                        Sent::Settled => {}
+                        Sent::Retry => retry = true,
+                        Sent::Resend(groups) => resend.extend(groups),
+                    }
+                }
+            }
+            // What a split batch sends again, one call at a time (rare: a refused batch), up
+            // to the alarm's call budget; what is left waits in `pending` for the next alarm.
+            let mut calls = batches.len();
+            while let Some(group) = resend.pop() {
+                if calls >= MAX_BATCHES_PER_ALARM {
+                    retry = true;
+                    break;
+                }
+                calls += 1;
+                match self.send(&api, &group).await? {
+                    Sent::Settled => {}
+                    Sent::Retry => retry = true,
+                    Sent::Resend(groups) => resend.extend(groups),
                 }
             }
         }
@@ -1387,8 +1417,8 @@ impl ActionExecutions {
             .await
     }
 
-    /// One batch completion; `true` when it must be tried again later.
-    async fn send(&self, api: &HubSpotApi, ids: &[String]) -> Result<bool> {
+    /// One batch completion.
+    async fn send(&self, api: &HubSpotApi, ids: &[String]) -> Result<Sent> {
         let records = self.load_many(ids)?;
         let completions: Vec<(String, &Record, Completion)> = ids
             .iter()
@@ -1398,16 +1428,19 @@ impl ActionExecutions {
             })
             .collect();
         if completions.is_empty() {
-            return Ok(false);
+            return Ok(Sent::Settled);
         }
         let list: Vec<Completion> = completions.iter().map(|(_, _, c)| c.clone()).collect();
+        let sent_ids: Vec<String> = completions.iter().map(|(id, _, _)| id.clone()).collect();
         let request =
             batch_request(&api.api, &list).map_err(|e| worker::Error::RustError(e.to_string()))?;
         let result = execute_api::<Value>(api, &self.env, RequestKind::Write, &request).await;
         let now = Date::now().as_millis();
         let fate = match result {
             Ok(_) => BatchFate::Completed,
-            Err(CallError::GaveUp { last, attempts, .. }) => batch_fate(attempts, &last, now, 0.5),
+            Err(CallError::GaveUp { last, attempts, .. }) => {
+                batch_fate(&sent_ids, attempts, &last, now, 0.5)
+            }
             Err(e) => {
                 Line::warn("action_completion_unsent")
                     .field("completions", list.len())
@@ -1426,6 +1459,7 @@ impl ActionExecutions {
                     BatchFate::Completed => "completed",
                     BatchFate::Retry { .. } => "retry",
                     BatchFate::DeadLetter { .. } => "dead_lettered",
+                    BatchFate::Split { .. } => "split",
                 },
             )
             .emit();
@@ -1434,42 +1468,69 @@ impl ActionExecutions {
                 for (id, r, _) in &completions {
                     self.save(id, &r.settled(Ok(())), now)?;
                 }
-                Ok(false)
+                Ok(Sent::Settled)
             }
-            BatchFate::Retry { .. } => Ok(true),
+            BatchFate::Retry { .. } => Ok(Sent::Retry),
             BatchFate::DeadLetter { code } => {
-                let portal = self.portal()?;
-                let mut texts = Vec::with_capacity(completions.len());
-                for (id, r, c) in &completions {
-                    let letter = Letter {
-                        source: "action".into(),
-                        portal_id: portal,
-                        callback_id: id.clone(),
-                        action: r.action().to_owned(),
-                        outputs: c.outputs.clone(),
-                        success: c.state == ExecutionState::Success,
-                        code: code.clone(),
-                    };
-                    let message = crate::queue::DeadLetterMessage {
-                        v: 1,
-                        reason: "action_completion_failed".into(),
-                        detail: format!("action completion refused by HubSpot: {code}"),
-                        attempts: 1,
-                        key: Some(format!("action:{id}")),
-                        received_at: now,
-                        request_id: format!("action-{now}"),
-                        event_ref: None,
-                        event: serde_json::value::to_raw_value(&letter)?,
-                    };
-                    texts.push(serde_json::to_string(&message)?);
-                }
-                crate::queue::send_all(&self.env.queue(crate::queue::DEAD_LETTERS)?, texts).await?;
-                for (id, r, _) in &completions {
-                    self.save(id, &r.settled(Err(&code)), now)?;
-                }
-                Ok(false)
+                self.dead_letter(&completions, &code, now).await?;
+                Ok(Sent::Settled)
+            }
+            BatchFate::Split {
+                failed,
+                code,
+                resend,
+            } => {
+                let failed: Vec<_> = completions
+                    .into_iter()
+                    .filter(|(id, _, _)| failed.contains(id))
+                    .collect();
+                self.dead_letter(&failed, &code, now).await?;
+                Ok(Sent::Resend(resend))
             }
         }
+    }
+
+    /// Each completion to the dead-letter store (re-drivable with its outputs), its record
+    /// `failed` with `code`.
+    async fn dead_letter(
+        &self,
+        completions: &[(String, &Record, Completion)],
+        code: &str,
+        now: u64,
+    ) -> Result<()> {
+        if completions.is_empty() {
+            return Ok(());
+        }
+        let portal = self.portal()?;
+        let mut texts = Vec::with_capacity(completions.len());
+        for (id, r, c) in completions {
+            let letter = Letter {
+                source: "action".into(),
+                portal_id: portal,
+                callback_id: id.clone(),
+                action: r.action().to_owned(),
+                outputs: c.outputs.clone(),
+                success: c.state == ExecutionState::Success,
+                code: code.to_owned(),
+            };
+            let message = crate::queue::DeadLetterMessage {
+                v: 1,
+                reason: "action_completion_failed".into(),
+                detail: format!("action completion refused by HubSpot: {code}"),
+                attempts: 1,
+                key: Some(format!("action:{id}")),
+                received_at: now,
+                request_id: format!("action-{now}"),
+                event_ref: None,
+                event: serde_json::value::to_raw_value(&letter)?,
+            };
+            texts.push(serde_json::to_string(&message)?);
+        }
+        crate::queue::send_all(&self.env.queue(crate::queue::DEAD_LETTERS)?, texts).await?;
+        for (id, r, _) in completions {
+            self.save(id, &r.settled(Err(code)), now)?;
+        }
+        Ok(())
     }
 }
 

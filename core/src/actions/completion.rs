@@ -8,7 +8,7 @@
 //! request", <https://developers.hubspot.com/docs/api/crm/understanding-the-crm>, HUBSPOT.md
 //! §4.1), so no batch holds more.
 
-use crate::api::{decide, Decision, Outcome, RequestKind};
+use crate::api::{decide, ApiError, Decision, Outcome, RequestKind};
 
 /// At most this many completions per batch call (see the module docs).
 pub const MAX_COMPLETION_BATCH: usize = 100;
@@ -70,25 +70,71 @@ pub enum BatchFate {
         /// The API error's code (`validation_error`, `not_found`, …) or the give-up reason.
         code: String,
     },
+    /// HubSpot refused the whole batch (400) for what some inputs carry: dead-letter `failed`
+    /// with `code`, and send each group of `resend` again now, as a batch of its own, so that
+    /// one expired or unknown execution does not fail the 99 others with it.
+    Split {
+        /// The executions HubSpot named (`errors[].context.callbackId`), failed for good.
+        failed: Vec<String>,
+        /// The API error's code.
+        code: String,
+        /// The rest: one group when HubSpot named the bad inputs; the two halves of the batch
+        /// when it named none (bisection: at most 2·log2(100) ≈ 14 calls find one bad input).
+        resend: Vec<Vec<String>>,
+    },
 }
 
-/// The fate of a batch whose `attempt`-th call (1-based) ended in `outcome`, by core's API
-/// retry policy ([`crate::api::decide`], a write: retried on 429 and 5xx, never on other 4xx).
-/// `jitter` in `[0, 1)`.
-pub fn batch_fate(attempt: u32, outcome: &Outcome, now_ms: u64, jitter: f64) -> BatchFate {
-    match decide(RequestKind::Write, attempt, outcome, now_ms, jitter) {
-        Decision::Accept => BatchFate::Completed,
-        Decision::Retry { after_ms, .. } => BatchFate::Retry { after_ms },
+/// The fate of `batch` (its callback ids, as sent) whose `attempt`-th call (1-based) ended in
+/// `outcome`, by core's API retry policy ([`crate::api::decide`], a write: retried on 429 and
+/// 5xx, never on other 4xx). A 400 for a batch of several is split ([`BatchFate::Split`]):
+/// HubSpot refuses a batch completion whole when one input cannot be completed (the mock's
+/// reading, tests/mock/BEHAVIOURS.md). `jitter` in `[0, 1)`.
+pub fn batch_fate(
+    batch: &[String],
+    attempt: u32,
+    outcome: &Outcome,
+    now_ms: u64,
+    jitter: f64,
+) -> BatchFate {
+    let code = match decide(RequestKind::Write, attempt, outcome, now_ms, jitter) {
+        Decision::Accept => return BatchFate::Completed,
+        Decision::Retry { after_ms, .. } => return BatchFate::Retry { after_ms },
         // A private token cannot be refreshed here: the host refreshes OAuth itself; a 401
         // that reaches the batcher is final.
-        Decision::RefreshToken | Decision::GiveUp { .. } => BatchFate::DeadLetter {
-            code: match outcome {
-                Outcome::Failed(e) => e.code().to_owned(),
-                Outcome::Timeout => "timeout".to_owned(),
-                Outcome::Network => "network".to_owned(),
-                Outcome::Success => "decode".to_owned(),
-            },
+        Decision::RefreshToken | Decision::GiveUp { .. } => match outcome {
+            Outcome::Failed(e) => e.code().to_owned(),
+            Outcome::Timeout => "timeout".to_owned(),
+            Outcome::Network => "network".to_owned(),
+            Outcome::Success => "decode".to_owned(),
         },
+    };
+    let Outcome::Failed(ApiError::Validation { body }) = outcome else {
+        return BatchFate::DeadLetter { code };
+    };
+    if batch.len() < 2 {
+        return BatchFate::DeadLetter { code };
+    }
+    let named: Vec<&str> = body
+        .errors
+        .iter()
+        .flat_map(|e| e.context_values("callbackId"))
+        .collect();
+    let (failed, rest): (Vec<String>, Vec<String>) = batch
+        .iter()
+        .cloned()
+        .partition(|id| named.contains(&id.as_str()));
+    let resend = if failed.is_empty() {
+        let (a, b) = batch.split_at(batch.len() / 2);
+        vec![a.to_vec(), b.to_vec()]
+    } else if rest.is_empty() {
+        Vec::new()
+    } else {
+        vec![rest]
+    };
+    BatchFate::Split {
+        failed,
+        code,
+        resend,
     }
 }
 

@@ -871,6 +871,7 @@ fn completions_batch_by_100_within_the_window() {
 
 #[test]
 fn batch_fate_follows_the_api_retry_policy() {
+    let one = vec!["cb-1".to_owned()];
     let server = Outcome::Failed(ApiError::Server {
         status: 503,
         body: Box::default(),
@@ -882,29 +883,84 @@ fn batch_fate_follows_the_api_retry_policy() {
         body: Box::default(),
     });
     assert_eq!(
-        batch_fate(1, &Outcome::Success, 0, 0.0),
+        batch_fate(&one, 1, &Outcome::Success, 0, 0.0),
         BatchFate::Completed
     );
     assert!(
-        matches!(batch_fate(1, &server, 0, 0.0), BatchFate::Retry { after_ms } if after_ms > 0)
+        matches!(batch_fate(&one, 1, &server, 0, 0.0), BatchFate::Retry { after_ms } if after_ms > 0)
     );
     assert!(matches!(
-        batch_fate(1, &Outcome::Timeout, 0, 0.0),
+        batch_fate(&one, 1, &Outcome::Timeout, 0, 0.0),
         BatchFate::Retry { .. }
     ));
     assert_eq!(
-        batch_fate(1, &bad, 0, 0.0),
+        batch_fate(&one, 1, &bad, 0, 0.0),
         BatchFate::DeadLetter {
             code: bad_code(&bad)
         }
     );
     assert!(matches!(
-        batch_fate(1, &not_found, 0, 0.0),
+        batch_fate(&one, 1, &not_found, 0, 0.0),
         BatchFate::DeadLetter { .. }
     ));
     // 5xx until the attempts are spent: dead letter.
     assert!(matches!(
-        batch_fate(5, &server, 0, 0.0),
+        batch_fate(&one, 5, &server, 0, 0.0),
+        BatchFate::DeadLetter { .. }
+    ));
+}
+
+#[test]
+fn a_refused_batch_fails_the_named_inputs_and_resends_the_rest() {
+    let batch: Vec<String> = (0..10).map(|i| format!("cb-{i}")).collect();
+    let refused = |body: serde_json::Value| {
+        Outcome::Failed(ApiError::Validation {
+            body: Box::new(serde_json::from_value(body).unwrap()),
+        })
+    };
+    // HubSpot (the mock) names each input it cannot complete in `errors[].context.callbackId`.
+    let named = refused(json!({"status": "error", "category": "VALIDATION_ERROR",
+        "errors": [{"message": "expired", "context": {"callbackId": ["cb-3"]}},
+                   {"message": "unknown", "context": {"callbackId": ["cb-7", "not-ours"]}}]}));
+    let BatchFate::Split {
+        failed,
+        code,
+        resend,
+    } = batch_fate(&batch, 1, &named, 0, 0.0)
+    else {
+        panic!("not split");
+    };
+    assert_eq!(failed, ["cb-3", "cb-7"]);
+    assert_eq!(code, bad_code(&named));
+    assert_eq!(resend.len(), 1);
+    assert_eq!(resend[0].len(), 8);
+    assert!(!resend[0].contains(&"cb-3".to_owned()));
+    // Nothing named: bisect.
+    let silent = refused(json!({"status": "error", "category": "VALIDATION_ERROR"}));
+    assert_eq!(
+        batch_fate(&batch, 1, &silent, 0, 0.0),
+        BatchFate::Split {
+            failed: vec![],
+            code: bad_code(&silent),
+            resend: vec![batch[..5].to_vec(), batch[5..].to_vec()],
+        }
+    );
+    // Every input named: nothing to resend. One input: a plain dead letter.
+    let all = refused(json!({"errors": [{"context": {"callbackId": ["cb-0", "cb-1"]}}]}));
+    assert!(matches!(
+        batch_fate(&batch[..2], 1, &all, 0, 0.0),
+        BatchFate::Split { ref failed, ref resend, .. } if failed.len() == 2 && resend.is_empty()
+    ));
+    assert!(matches!(
+        batch_fate(&batch[..1], 1, &silent, 0, 0.0),
+        BatchFate::DeadLetter { .. }
+    ));
+    // A 404 is not split: not about one input.
+    let not_found = Outcome::Failed(ApiError::NotFound {
+        body: Box::default(),
+    });
+    assert!(matches!(
+        batch_fate(&batch, 1, &not_found, 0, 0.0),
         BatchFate::DeadLetter { .. }
     ));
 }
