@@ -32,7 +32,7 @@ mod execution;
 
 pub use completion::{
     batch_fate, batch_request, due_batches, next_due_ms, BatchFate, Pending,
-    DEFAULT_COMPLETE_WINDOW_MS, MAX_COMPLETION_BATCH,
+    DEFAULT_COMPLETE_WINDOW_MS, MAX_COMPLETION_BATCH, MAX_LINGER_WINDOWS,
 };
 pub use execution::{
     admit, callback_completion, complete, duration_ms, execute, expire, fail, finish,

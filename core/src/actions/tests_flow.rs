@@ -852,6 +852,18 @@ fn completions_batch_by_100_within_the_window() {
     assert_eq!(next_due_ms(&p, 1_000), Some(1_001));
     assert_eq!(next_due_ms(&pending(100, 7), 1_000), Some(7));
     assert_eq!(next_due_ms(&[], 1_000), None);
+    // A burst still arriving: the partial batch lingers until a quarter window of quiet…
+    let mut burst = pending(60, 0);
+    burst[59].queued_ms = 990;
+    assert!(due_batches(&burst, 1_000, 1_000).is_empty());
+    assert_eq!(next_due_ms(&burst, 1_000), Some(1_240));
+    assert_eq!(due_batches(&burst, 1_240, 1_000)[0].len(), 60);
+    // … but never longer than MAX_LINGER_WINDOWS windows.
+    burst[59].queued_ms = 3_990;
+    assert_eq!(next_due_ms(&burst, 1_000), Some(4_000));
+    assert_eq!(due_batches(&burst, 4_000, 1_000)[0].len(), 60);
+    // Window 0: at once.
+    assert_eq!(next_due_ms(&burst, 0), Some(0));
     // Each batch body holds at most 100 inputs.
     let completions: Vec<Completion> = pending(100, 0)
         .into_iter()
