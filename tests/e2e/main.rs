@@ -14,6 +14,7 @@
 // The harness reports through libtest-mimic and eprintln!; nothing prints to stdout directly.
 
 mod actions;
+mod analytics;
 mod api_limits;
 mod config;
 mod dashboard;
@@ -43,6 +44,7 @@ use actions::{
     actions_rule_completes_the_objects_blocked_execution,
     actions_same_callback_twice_runs_once_same_answer, actions_slow_lookup_blocks_then_completes,
 };
+use analytics::metrics_written_to_analytics_engine_when_bound;
 use api_limits::{hubspot_burst_of_1000_reads_paced_without_429, hubspot_oauth_401_refreshed_once};
 use config::{
     config_dead_letter_retention_invalid_holds_letters,
@@ -199,6 +201,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         actions_approval_expires_then_callback_410,
         actions_rule_completes_the_objects_blocked_execution,
         actions_refused_batch_split_dead_letters_only_the_named,
+        metrics_written_to_analytics_engine_when_bound,
     ]
 }
 

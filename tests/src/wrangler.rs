@@ -64,6 +64,21 @@ pub fn prebuilt_config(name: &str) -> Result<PathBuf> {
     write_config(name, &repo_root().join("worker/build"))
 }
 
+/// Like [`prebuilt_config`], with `extra` TOML appended (e.g. a binding wrangler.toml leaves
+/// commented out).
+///
+/// # Errors
+/// When the config cannot be written.
+pub fn prebuilt_config_with(name: &str, extra: &str) -> Result<PathBuf> {
+    let path = prebuilt_config(name)?;
+    let io = |e: std::io::Error| Error::new(format!("prebuilt wrangler config {name}: {e}"));
+    let mut text = std::fs::read_to_string(&path).map_err(io)?;
+    text.push('\n');
+    text.push_str(extra);
+    std::fs::write(&path, text).map_err(io)?;
+    Ok(path)
+}
+
 /// Like [`prebuilt_config`], with a private copy of the built bundle (under
 /// `target/e2e/{name}.bundle/`): a long run (a benchmark) keeps the code it started with even
 /// if the bundle is rebuilt meanwhile (wrangler reloads when `main` changes).

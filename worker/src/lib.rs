@@ -4,6 +4,7 @@
 
 mod actions;
 mod admin;
+mod analytics;
 mod config;
 mod consumer;
 mod crypto;

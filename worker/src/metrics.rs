@@ -83,10 +83,11 @@ pub(crate) async fn flush_pending(env: &Env) {
 
 /// Sends `m` to the metrics object (one request), unless empty or the binding is not
 /// configured. Errors are logged, never raised: metrics never fail the work they describe.
-async fn flush(env: &Env, m: Metrics) {
+async fn flush(env: &Env, mut m: Metrics) {
     if m.is_empty() {
         return;
     }
+    crate::analytics::write(env, &mut m);
     let at_ms = Date::now().as_millis();
     let body = json!({ "atMs": at_ms, "metrics": m });
     if let Err(e) = call(env, Method::Post, "/record", Some(body.to_string())).await {

@@ -16,6 +16,7 @@
 //!   estimated by linear interpolation inside a bucket (error at most the bucket's width).
 
 pub mod alert;
+pub mod analytics;
 pub mod openmetrics;
 mod timeline;
 
@@ -81,6 +82,9 @@ pub enum Counter {
     /// Updates the metrics store received (one per invocation that counted anything): what
     /// keeping metrics costs.
     MetricsFlushes,
+    /// Data points written to Workers Analytics Engine (when its binding is configured;
+    /// [`analytics`]).
+    AnalyticsPoints,
 }
 
 /// Latency distributions, observed in milliseconds.
@@ -144,6 +148,7 @@ impl Name {
                 Counter::ActionExecutions => "hubspot_edge_action_executions",
                 Counter::ActionCompletions => "hubspot_edge_action_completions",
                 Counter::MetricsFlushes => "hubspot_edge_metrics_flushes",
+                Counter::AnalyticsPoints => "hubspot_edge_analytics_points",
             },
             Self::Histogram(h) => match h {
                 Histogram::DeliveryLatency => "hubspot_edge_delivery_latency_seconds",
@@ -181,6 +186,7 @@ impl Name {
                 Counter::ActionExecutions => "Workflow action executions by outcome.",
                 Counter::ActionCompletions => "Blocked executions completed, by outcome.",
                 Counter::MetricsFlushes => "Updates the metrics store received.",
+                Counter::AnalyticsPoints => "Data points written to Workers Analytics Engine.",
             },
             Self::Histogram(h) => match h {
                 Histogram::DeliveryLatency => "Webhook receipt to destination 2xx.",
