@@ -24,6 +24,9 @@ cargo test -p hubspot-mock --locked --test official_clients
 # They ran just now; the crate's other tests follow.
 export HUBSPOT_MOCK_SKIP_OFFICIAL_CLIENTS=1
 
+say "command line (hubspot-edge: sign, send, verify, map, diff, check-config)"
+cargo test -p hubspot-edge-cli --locked
+
 say "hubspot-mock tests (the HubSpot stand-in's own unit tests)"
 cargo test -p hubspot-mock --locked
 
