@@ -27,6 +27,10 @@ export HUBSPOT_MOCK_SKIP_OFFICIAL_CLIENTS=1
 say "command line (hubspot-edge: sign, send, verify, map, diff, check-config)"
 cargo test -p hubspot-edge-cli --locked
 
+say "Python package (maturin wheel of bindings/python; pytest, with HubSpot's official Python client)"
+ensure_python_package
+"$HUBSPOT_EDGE_PYTHON" -m pytest -q "$ROOT/bindings/python/tests"
+
 say "hubspot-mock tests (the HubSpot stand-in's own unit tests)"
 cargo test -p hubspot-mock --locked
 

@@ -322,6 +322,18 @@ pub enum WebhookVerifyError {
     Mismatch,
 }
 
+impl WebhookVerifyError {
+    /// Stable code: `webhook_timestamp_invalid`, `webhook_timestamp_out_of_window` or
+    /// `webhook_signature_mismatch`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TimestampInvalid => "webhook_timestamp_invalid",
+            Self::TimestampOutOfWindow => "webhook_timestamp_out_of_window",
+            Self::Mismatch => "webhook_signature_mismatch",
+        }
+    }
+}
+
 fn signed_content(id: &str, timestamp_secs: u64, body: &[u8]) -> Vec<u8> {
     let ts = timestamp_secs.to_string();
     let mut content = Vec::with_capacity(id.len() + ts.len() + body.len() + 2);
