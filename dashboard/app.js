@@ -234,6 +234,63 @@ function fillQueues(text) {
   }
 }
 
+/** The gauges of the OpenMetrics totals: one row per series. */
+const GAUGES = {
+  hubspot_edge_dead_letter_store_size: 'Dead letters in the store',
+  hubspot_edge_hubspot_daily_used_permille: 'HubSpot daily budget used (per mille)',
+  hubspot_edge_sync_cursor_lag_seconds: 'Sync cursor lag (s)',
+  hubspot_edge_actions_blocked: 'Blocked workflow executions',
+};
+
+function fillGauges(text) {
+  const body = $('gauges').tBodies[0];
+  body.replaceChildren();
+  const re = /^(hubspot_edge_[a-z_]+)(?:\{([^}]*)\})? (-?[0-9.e+]+)$/gm;
+  let m;
+  while ((m = re.exec(text)) !== null) {
+    if (!GAUGES[m[1]]) continue;
+    const tr = document.createElement('tr');
+    tr.dataset.gauge = m[1];
+    cell(tr, GAUGES[m[1]], true);
+    cell(tr, (m[2] || '').replace(/"/g, ''));
+    cell(tr, m[3]);
+    body.appendChild(tr);
+  }
+  if (!body.rows.length) {
+    const tr = document.createElement('tr');
+    cell(tr, 'none set yet', true);
+    cell(tr, '');
+    cell(tr, '');
+    body.appendChild(tr);
+  }
+}
+
+/** Executions waiting in one portal (GET /admin/actions/executions/{portal}). */
+async function loadWaiting() {
+  const portal = $('wf-portal').value.trim();
+  const table = $('wf');
+  if (!/^[0-9]+$/.test(portal)) {
+    table.hidden = true;
+    $('wf-status').textContent = 'Enter a portal id to list its waiting executions.';
+    return;
+  }
+  const r = await api(`/admin/actions/executions/${portal}`);
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  for (const x of r.executions || []) {
+    const tr = document.createElement('tr');
+    tr.dataset.callbackId = x.callbackId;
+    cell(tr, x.callbackId, true);
+    cell(tr, x.action || '');
+    cell(tr, x.state || '');
+    cell(tr, fmt(x.ageSecs));
+    cell(tr, x.expiresMs ? time(x.expiresMs) : '');
+    body.appendChild(tr);
+  }
+  table.hidden = body.rows.length === 0;
+  $('wf-status').textContent = `${body.rows.length} execution(s) waiting in portal ${portal}${r.more ? ' (the oldest 100 shown)' : ''}.`;
+}
+
 function fillSync(answer, error) {
   const table = $('sync');
   const none = $('sync-none');
@@ -382,12 +439,17 @@ async function refresh(withLetters = true) {
   chart('c-queue', rows, [['net', 'enqueued − settled']], `Messages per ${per}.`);
   fillAlerts(answer.alerts);
   fillQueues(typeof text === 'string' ? text : '');
+  fillGauges(typeof text === 'string' ? text : '');
   try {
-    fillSync(await api('/admin/sync'));
+    const sync = await api('/admin/sync');
+    fillSync(sync);
+    // The synced portal is the likeliest one to run workflow actions.
+    if (!$('wf-portal').value && sync.portalId) $('wf-portal').value = String(sync.portalId);
   } catch (e) {
     if (e instanceof Unauthorized) throw e;
     fillSync(null, e);
   }
+  await loadWaiting();
   if (withLetters) await loadDeadLetters();
   $('updated').textContent = `Updated ${time(answer.nowMs || Date.now())}`;
   $('load-error').textContent = '';
@@ -440,6 +502,7 @@ $('refresh').addEventListener('click', () => run(() => refresh()));
 $('span').addEventListener('change', () => run(() => refresh(false)));
 $('dl-filter').addEventListener('submit', (ev) => { ev.preventDefault(); run(() => loadDeadLetters()); });
 $('dl-more').addEventListener('click', () => run(() => loadDeadLetters(true)));
+$('wf-form').addEventListener('submit', (ev) => { ev.preventDefault(); run(loadWaiting); });
 $('dl-redrive-all').addEventListener('click', () => run(redriveAll));
 $('dl-detail-title').tabIndex = -1;
 

@@ -360,9 +360,58 @@ pub fn plan_redrive<'a>(
     plan
 }
 
+/// Pages of a dead-letter listing read to count the store for the size gauge: 10 KV lists of
+/// up to 1,000 keys, 1 % of the 1,000 KV operations an invocation may make; beyond
+/// `SIZE_PAGES × 1,000` letters the gauge says that many (a lower bound).
+pub const SIZE_PAGES: usize = 10;
+
+/// The dead-letter store's size for the metrics gauge: the ids a listing showed (`listed`), with
+/// the ids this invocation just wrote added and those it just removed taken out. Workers KV's
+/// list may lag a write or delete by up to 60 s
+/// (<https://developers.cloudflare.com/kv/concepts/how-kv-works/>), so an invocation corrects
+/// it with what it knows; another isolate's writes of the last minute may still be missing.
+pub fn store_size<'a>(
+    listed: impl IntoIterator<Item = &'a str>,
+    written: &[&str],
+    removed: &[&str],
+) -> u64 {
+    let mut ids: std::collections::BTreeSet<&str> = listed.into_iter().collect();
+    ids.extend(written.iter().copied());
+    for id in removed {
+        ids.remove(id);
+    }
+    ids.len() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_size_corrects_the_listing_with_own_writes_and_removals() {
+        type Ids = &'static [&'static str];
+        let cases: &[(Ids, Ids, Ids, u64)] = &[
+            // (listed, written, removed, size)
+            (&[], &[], &[], 0),
+            (&["a", "b"], &[], &[], 2),
+            // A letter just written that the list does not show yet.
+            (&["a"], &["b"], &[], 2),
+            // A letter just written that the list already shows: once.
+            (&["a", "b"], &["b"], &[], 2),
+            // A letter just removed that the list still shows.
+            (&["a", "b"], &[], &["b"], 1),
+            // Removed and absent: nothing below zero.
+            (&["a"], &[], &["z"], 1),
+            (&["a", "a"], &["b", "b"], &["a"], 1),
+        ];
+        for (listed, written, removed, want) in cases {
+            assert_eq!(
+                store_size(listed.iter().copied(), written, removed),
+                *want,
+                "{listed:?} {written:?} {removed:?}"
+            );
+        }
+    }
 
     #[test]
     fn store_backoff_doubles_then_holds_at_the_queue_maximum() {

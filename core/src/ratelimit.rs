@@ -340,6 +340,18 @@ impl Governor {
         }
     }
 
+    /// Per mille of the daily budget spent in the day holding `now_ms` (HubSpot's limit, not
+    /// the utilization share this governor stops at), rounded down: what the metrics gauge
+    /// `hubspot_edge_hubspot_daily_used_permille` reports and the default alert "HubSpot daily
+    /// budget above 90 %" reads. `None` without a daily limit (public OAuth apps, HUBSPOT.md
+    /// §5.1); `0` once the day that was counted has ended; `1000` after a `DAILY` 429.
+    pub fn daily_used_permille(&self, now_ms: u64) -> Option<u64> {
+        let limit = self.daily.limit.filter(|&l| l > 0)?;
+        let current = self.daily.ends_at.is_some_and(|end| now_ms < end);
+        let used = if current { self.daily.used } else { 0 };
+        Some(used.saturating_mul(1_000) / limit)
+    }
+
     /// Asks to send one request drawing on `kind` at `now_ms`. On [`Acquire::Permit`] the
     /// request is counted and must be sent; on [`Acquire::Wait`] nothing is counted.
     pub fn acquire(&mut self, kind: Budget, now_ms: u64) -> Acquire {
@@ -698,6 +710,45 @@ mod tests {
         );
         assert_eq!(g.acquire(Budget::General, DAY_MS + 2), Acquire::Permit);
         assert_eq!(g.acquire(Budget::General, DAY_MS + 3), wait(2 * DAY_MS));
+    }
+
+    #[test]
+    fn daily_used_permille_table() {
+        let mut c = config(1_000, Some(20), 90);
+        c.daily_reset = DailyReset::MidnightAtUtcOffset(0);
+        // Nothing asked yet: no day counted.
+        assert_eq!(Governor::new(c).daily_used_permille(0), Some(0));
+        let mut g = Governor::new(c);
+        for i in 0..10 {
+            assert_eq!(g.acquire(Budget::General, i), Acquire::Permit);
+        }
+        assert_eq!(g.daily_used_permille(10), Some(500));
+        // Permits stop at 90 % of the limit (18 of 20): 900 per mille, never above on our own.
+        for i in 10..30 {
+            let _ = g.acquire(Budget::Search, i * 1_000);
+        }
+        assert_eq!(g.daily_used_permille(30_000), Some(900));
+        // HubSpot says more was spent (another app sharing the budget): above 90 %.
+        g.observe(
+            &RateLimitObservation {
+                daily: Some(20),
+                daily_remaining: Some(1),
+                ..RateLimitObservation::default()
+            },
+            30_001,
+        );
+        assert_eq!(g.daily_used_permille(30_002), Some(950));
+        // A DAILY 429: all of it.
+        g.on_rate_limited(LimitPolicy::Daily, None, 30_003);
+        assert_eq!(g.daily_used_permille(30_004), Some(1_000));
+        // The next day, before any request of it: nothing spent yet.
+        assert_eq!(g.daily_used_permille(DAY_MS), Some(0));
+        // Rounded down; no daily limit: none.
+        let mut odd = Governor::new(config(1_000, Some(3), 100));
+        assert_eq!(odd.acquire(Budget::General, 0), Acquire::Permit);
+        assert_eq!(odd.daily_used_permille(1), Some(333));
+        let public = Governor::new(config(110, None, 90));
+        assert_eq!(public.daily_used_permille(0), None);
     }
 
     #[test]

@@ -80,6 +80,13 @@ try {
   out.chartDescriptions = await page.$$eval('.desc', (ps) => ps.map((p) => p.textContent));
   out.charts = await page.$$eval('.charts canvas', (cs) => cs.length);
   out.syncText = await text(page, '#sync-none');
+  // The gauges (current state) and the workflow executions waiting in a portal, typed in.
+  out.gauges = await page.$$eval('#gauges tbody tr', (rows) => rows.map((r) => [r.dataset.gauge || '', r.cells[2].textContent]));
+  out.waitingPrompt = await text(page, '#wf-status');
+  await page.type('#wf-portal', '33');
+  await page.click('#wf-form button[type=submit]');
+  await page.waitForFunction(() => document.getElementById('wf-status').textContent.includes('waiting in portal 33'));
+  out.waitingStatus = await text(page, '#wf-status');
 
   // The dead letter: filtered by its reason, then pages until its row shows.
   const row = `#dead-letters tr[data-id="${LETTER}"]`;

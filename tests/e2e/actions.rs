@@ -958,3 +958,111 @@ pub(crate) fn actions_refused_batch_split_dead_letters_only_the_named(_: &Fixtur
         format!("completion calls (want 2: the refused batch, then the rest): {completions}")
     })
 }
+
+/// Issue 12 §1/§4: workflow actions in the metrics and the admin list. Two executions of an
+/// approval (enrolled in the mock's workflow engine) block; `GET /admin/actions/executions/{portal}`
+/// lists both (callback id, action, state `blocked`, expiry; no values), the metrics count them
+/// (`hubspot_edge_action_executions_total{action=approve,outcome=blocked}` 2,
+/// `hubspot_edge_actions_blocked{portal}` 2). One is completed by a signed callback: once HubSpot
+/// took it, `hubspot_edge_action_completions_total{outcome=completed}` is 1, the completion
+/// latency histogram has one observation, the gauge reads 1 and the list holds only the other.
+pub(crate) fn actions_blocked_listed_and_counted_in_metrics(_: &Fixture) -> Outcome {
+    let lookup = LookupServer::start()?;
+    let fx = start(
+        "wrangler.actions-metrics.toml",
+        &lookup,
+        &[("ACTIONS_COMPLETE_WINDOW_MS", "500")],
+    )?;
+    let (_, _, _, ids) = publish(&fx)?;
+    let definition = ids.get("approve").ok_or("no id for approve")?;
+    let callback_ids = mock_of(&fx)?
+        .enroll(
+            &json!({"definitionId": definition, "objectType": "CONTACT", "objectId": "1",
+                        "count": 2}),
+        )
+        .map_err(|e| e.to_string())?;
+    check(callback_ids.len() == 2, || {
+        format!("{} enrolled", callback_ids.len())
+    })?;
+    poll_until("both blocked", DEADLINE, POLL, || {
+        let v = mock_of(&fx)
+            .ok()?
+            .workflow_executions(&format!("definitionId={definition}"));
+        (v["counts"]["blocked"].as_u64() == Some(2)).then_some(())
+    })?;
+    let listed = |fx: &Fixture| -> Result<Vec<Value>, Failed> {
+        let r = fx.admin_get(&format!("/admin/actions/executions/{PORTAL}"))?;
+        check(r.status == 200, || {
+            format!("list: {} {}", r.status, r.text())
+        })?;
+        let v = r.json()?;
+        check(v["portalId"] == PORTAL && v["more"] == false, || {
+            format!("list: {v}")
+        })?;
+        Ok(v["executions"].as_array().cloned().unwrap_or_default())
+    };
+    let items = listed(&fx)?;
+    let mut seen: Vec<&str> = items
+        .iter()
+        .filter_map(|x| x["callbackId"].as_str())
+        .collect();
+    seen.sort_unstable();
+    let mut want: Vec<&str> = callback_ids.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    check(seen == want, || format!("listed {items:?}, want {want:?}"))?;
+    for x in &items {
+        let keys: Vec<&String> = x
+            .as_object()
+            .map(|m| m.keys().collect())
+            .unwrap_or_default();
+        check(
+            x["action"] == "approve"
+                && x["state"] == "blocked"
+                && x["expiresMs"].as_u64().is_some()
+                && x["ageSecs"].as_u64().is_some()
+                && keys.len() == 6,
+            || format!("listed execution: {x}"),
+        )?;
+    }
+    let blocked = format!("hubspot_edge_actions_blocked{{portal={PORTAL}}}");
+    let executed = "hubspot_edge_action_executions_total{action=approve,outcome=blocked}";
+    poll_until("the metrics to count the blocks", DEADLINE, POLL, || {
+        let m = super::metrics::scrape(&fx).ok()?;
+        (m.get(blocked.as_str()) == Some(&2.0) && m.get(executed) == Some(&2.0)).then_some(())
+    })?;
+
+    let r = callback(
+        &fx,
+        &callback_ids[0],
+        &json!({"outputs": {"approved_by": "metrics"}}),
+        CALLBACK_SECRET,
+    )?;
+    check(r.status == 202, || {
+        format!("callback: {} {}", r.status, r.text())
+    })?;
+    poll_until("HubSpot to take the completion", DEADLINE, POLL, || {
+        let v = mock_of(&fx)
+            .ok()?
+            .workflow_executions(&format!("callbackId={}", callback_ids[0]));
+        (v["executions"][0]["state"] == "completed").then_some(())
+    })?;
+    let completed = "hubspot_edge_action_completions_total{outcome=completed}";
+    let latency = "hubspot_edge_action_completion_latency_seconds_count{}";
+    let m = poll_until(
+        "the metrics to count the completion",
+        DEADLINE,
+        POLL,
+        || {
+            let m = super::metrics::scrape(&fx).ok()?;
+            (m.get(completed) == Some(&1.0) && m.get(blocked.as_str()) == Some(&1.0)).then_some(m)
+        },
+    )?;
+    check(m.get(latency) == Some(&1.0), || {
+        format!("{latency} = {:?}", m.get(latency))
+    })?;
+    let items = listed(&fx)?;
+    check(
+        items.len() == 1 && items[0]["callbackId"] == callback_ids[1].as_str(),
+        || format!("after the completion: {items:?}"),
+    )
+}

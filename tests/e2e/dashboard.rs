@@ -37,8 +37,9 @@ fn received_last_hour(fx: &Fixture) -> Result<u64, String> {
     Ok(n)
 }
 
-/// Log in (after a refused token), see a known batch's count, view and re-drive a dead letter
-/// and see it delivered, no console errors, no axe-core WCAG 2.1 A/AA violations. The page's
+/// Log in (after a refused token), see a known batch's count, the dead-letter store's size among
+/// the gauges, the workflow-executions panel answer for a portal typed in, view and re-drive a
+/// dead letter and see it delivered, no console errors, no axe-core WCAG 2.1 A/AA violations. The page's
 /// count is bracketed by metrics.json read just before and just after the browser ran (other
 /// scenarios send events to the same Worker meanwhile), and before it must already hold this
 /// scenario's batch.
@@ -102,6 +103,20 @@ pub(super) fn dashboard_in_a_browser_login_counts_redrive_accessible(fx: &Fixtur
         },
     )?;
 
+    // The dead-letter store's gauge has reached the metrics store (set after the letter was
+    // written), so the page's first load shows it.
+    poll_until_ok(
+        "the dead-letter store size gauge",
+        DEADLINE,
+        Duration::from_millis(300),
+        || -> Result<Option<f64>, String> {
+            Ok(super::metrics::scrape(fx)?
+                .get("hubspot_edge_dead_letter_store_size{}")
+                .copied()
+                .filter(|n| *n >= 1.0))
+        },
+    )?;
+
     let root = repo_root();
     let out = Command::new(root.join("node_modules/.bin/node"))
         .arg(root.join("tests/browser/dashboard.mjs"))
@@ -137,6 +152,23 @@ pub(super) fn dashboard_in_a_browser_login_counts_redrive_accessible(fx: &Fixtur
         format!("events received on the page {on_page}, metrics.json said {low}..={high} (≥ {} with this batch)", before + 8)
     })?;
     check(seen["charts"] == 4, why)?;
+    // The gauges: the dead-letter store holds at least this scenario's letter.
+    let store_size = seen["gauges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g[0] == "hubspot_edge_dead_letter_store_size")
+        .and_then(|g| g[1].as_str()?.parse::<u64>().ok());
+    check(store_size.is_some_and(|n| n >= 1), why)?;
+    // The executions panel: a prompt without a portal, the portal's list once typed (this
+    // Worker runs no actions: none waiting).
+    check(
+        seen["waitingPrompt"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Enter a portal id"))
+            && seen["waitingStatus"] == "0 execution(s) waiting in portal 33.",
+        why,
+    )?;
     let detail = seen["detail"].as_str().unwrap_or_default();
     check(
         detail.contains("retries_exhausted") && detail.contains(&letter),

@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 
 use actions::{
     actions_250_approvals_completed_in_at_most_3_batch_calls,
-    actions_approval_expires_then_callback_410, actions_forged_or_stale_401_runs_nothing,
+    actions_approval_expires_then_callback_410, actions_blocked_listed_and_counted_in_metrics,
+    actions_forged_or_stale_401_runs_nothing,
     actions_map_and_write_answers_outputs_publish_idempotent,
     actions_refused_batch_split_dead_letters_only_the_named,
     actions_refused_completion_dead_lettered_then_redriven,
@@ -86,6 +87,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use metrics::{
     metrics_alert_fires_once_and_resolves_once_signed,
     metrics_count_a_batch_and_scrape_as_openmetrics,
+    metrics_hubspot_daily_budget_gauge_fires_its_alert,
 };
 use rules::{
     rules_big_deal_fires_once_never_on_own_write, rules_loop_rejected_at_start,
@@ -127,6 +129,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         dashboard_in_a_browser_login_counts_redrive_accessible,
         metrics_count_a_batch_and_scrape_as_openmetrics,
         metrics_alert_fires_once_and_resolves_once_signed,
+        metrics_hubspot_daily_budget_gauge_fires_its_alert,
         rules_big_deal_fires_once_never_on_own_write,
         rules_loop_rejected_at_start,
         rules_named_destination_dead_letter_then_redrive,
@@ -202,6 +205,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         actions_rule_completes_the_objects_blocked_execution,
         actions_refused_batch_split_dead_letters_only_the_named,
         metrics_written_to_analytics_engine_when_bound,
+        actions_blocked_listed_and_counted_in_metrics,
     ]
 }
 

@@ -58,7 +58,7 @@ fn sample(samples: &HashMap<String, f64>, key: &str) -> f64 {
     samples.get(key).copied().unwrap_or(0.0)
 }
 
-fn scrape(fx: &Fixture) -> Result<HashMap<String, f64>, String> {
+pub(super) fn scrape(fx: &Fixture) -> Result<HashMap<String, f64>, String> {
     let r = fx.admin_get("/admin/metrics").map_err(|e| e.to_string())?;
     if r.status != 200 {
         return Err(format!("GET /admin/metrics: {} {}", r.status, r.text()));
@@ -72,8 +72,8 @@ fn scrape(fx: &Fixture) -> Result<HashMap<String, f64>, String> {
 
 /// A signed batch of 5 events, 2 requests without a signature and one HubSpot call through the
 /// admin API are counted: the webhook requests by outcome and code, the events by stage, the
-/// queue's enqueued messages, the edge's response time and the HubSpot call by budget and
-/// status class, read back through a real OpenMetrics parser. Other scenarios run at
+/// queue's enqueued messages, the edge's response time, the destination's response times to
+/// the batch's deliveries and the HubSpot call by budget and status class, read back through a real OpenMetrics parser. Other scenarios run at
 /// the same time against the same Worker, so counts are compared as increases of at least what
 /// this scenario sent. The JSON window holds 60 minute buckets whose current one has the
 /// events. Without the admin token: 401.
@@ -92,6 +92,8 @@ pub(super) fn metrics_count_a_batch_and_scrape_as_openmetrics(fx: &Fixture) -> O
 
     // One HubSpot call through the executor (the shared mock answers it).
     let hubspot_calls = "hubspot_edge_hubspot_calls_total{budget=burst,status=2xx}";
+    // The destination's answers to the batch's deliveries (one POST per event at least).
+    let destination = "hubspot_edge_destination_response_seconds_count{}";
     fx.admin_get("/admin/hubspot/objects/contacts/1")?
         .expect_status(200)?;
     let events: Vec<HubSpotEvent> = (0..5)
@@ -121,7 +123,8 @@ pub(super) fn metrics_count_a_batch_and_scrape_as_openmetrics(fx: &Fixture) -> O
                 && grew(accepted, 1.0)
                 && grew(rejected, 2.0)
                 && grew(responses, 3.0)
-                && grew(hubspot_calls, 1.0))
+                && grew(hubspot_calls, 1.0)
+                && grew(destination, 5.0))
             .then_some(now))
         },
     )?;
@@ -239,4 +242,73 @@ pub(super) fn metrics_alert_fires_once_and_resolves_once_signed(_: &Fixture) -> 
             )
         },
     )
+}
+
+/// The HubSpot daily budget reaches the metrics store and its alert can fire (issue 12 §2):
+/// a Worker and mock of their own, the mock's daily limit 20 (sent in
+/// `X-HubSpot-RateLimit-Daily`). 10 HubSpot calls through the admin API spend half of it: the
+/// gate's governor counts them, its permit answer carries the per mille, the calling isolate sets
+/// `hubspot_edge_hubspot_daily_used_permille`, which reads 500 (= 1000 × the mock's requests /
+/// 20) through the OpenMetrics parser, and a `daily_budget` rule above 400 ‰ sends one signed
+/// firing notice with that value. Before this gauge was set, the series was absent and the
+/// default "HubSpot daily budget above 90 %" alert could never fire.
+pub(super) fn metrics_hubspot_daily_budget_gauge_fires_its_alert(_: &Fixture) -> Outcome {
+    let secret = hubspot_edge_tests::fixture::FORWARD_SECRET;
+    let alerts = hubspot_edge_tests::Destination::start(secret)?;
+    let rules = serde_json::json!({"rules": [{
+        "name": "hubspot_daily_budget", "kind": "daily_budget", "above": 400,
+        "clearMinutes": 0
+    }]});
+    let mut options = hubspot_edge_tests::FixtureOptions::default()
+        .hubspot_mock(hubspot_mock::MockConfig {
+            seed_contacts: 1,
+            daily: 20,
+            ..hubspot_mock::MockConfig::default()
+        })
+        .var("ALERT_URL", alerts.url())
+        .var("ALERT_SECRET", secret)
+        .var("ALERT_EVALUATION_SECS", "1")
+        .var("ALERTS", rules.to_string());
+    options.wrangler.config = Some(super::extra_wrangler_config("alerts-daily.toml")?);
+    let fx = Fixture::start(options)?;
+    let mock = super::mock_of(&fx)?;
+    let gauge = "hubspot_edge_hubspot_daily_used_permille{}";
+    check(!scrape(&fx)?.contains_key(gauge), || {
+        format!("{gauge} before any HubSpot call")
+    })?;
+    for _ in 0..10 {
+        fx.admin_get("/admin/hubspot/objects/contacts/1")?
+            .expect_status(200)?;
+    }
+    let requests = super::mock_stats(mock)?["requests"].as_u64().unwrap_or(0);
+    check(requests == 10, || {
+        format!("the mock counted {requests} requests")
+    })?;
+    #[allow(clippy::cast_precision_loss)]
+    let want = (requests * 1000 / 20) as f64;
+    let seen = poll_until_ok(
+        "the daily budget gauge to reach the metrics store",
+        DEADLINE,
+        Duration::from_millis(200),
+        || -> Result<Option<f64>, String> {
+            Ok(scrape(&fx)?.get(gauge).copied().filter(|v| *v >= want))
+        },
+    )?;
+    check(seen == want, || format!("{gauge} = {seen}, want {want}"))?;
+    let fired = poll_until_ok(
+        "the daily budget alert to fire",
+        DEADLINE,
+        Duration::from_millis(200),
+        || -> Result<Option<Value>, String> {
+            Ok(alerts.deliveries().into_iter().find_map(|d| {
+                (d.verified
+                    && d.body["alert"] == "hubspot_daily_budget"
+                    && d.body["status"] == "firing")
+                    .then_some(d.body)
+            }))
+        },
+    )?;
+    check(fired["value"].as_f64() == Some(want), || {
+        format!("firing notice: {fired}")
+    })
 }

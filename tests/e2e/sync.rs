@@ -367,6 +367,26 @@ fn backfill_then_incremental(fx: &Fixture) -> Outcome {
     let status_after = wait_done(fx, &runs)?;
     let elapsed = started.elapsed();
 
+    // The cursor lag gauge per type (issue 12 §1): GET /admin/sync, just read, set it from each
+    // type's cursor; it reaches the metrics store and is at most now − cursor.
+    let (_, sync) = admin_json(fx, "GET", "/admin/sync")?;
+    let portal = sync["portalId"].as_u64().ok_or("portalId")?;
+    for t in ["contacts", "companies"] {
+        let cursor = status_after[t]["cursorMs"]
+            .as_u64()
+            .ok_or_else(|| format!("{t}: no cursor after a full run"))?;
+        let key =
+            format!("hubspot_edge_sync_cursor_lag_seconds{{object_type={t},portal={portal}}}");
+        let lag = poll_until("the cursor lag gauge", RUN_DEADLINE, POLL, || {
+            super::metrics::scrape(fx).ok()?.get(&key).copied()
+        })?;
+        #[allow(clippy::cast_precision_loss)]
+        let most = (hubspot_edge_tests::now_ms().saturating_sub(cursor) / 1000) as f64;
+        check((0.0..=most).contains(&lag), || {
+            format!("{key} = {lag}, now − cursor = {most} s")
+        })?;
+    }
+
     let batches = sync_batches(fx, 0)?;
     let mut calls = 0;
     for (t, n) in [("contacts", CONTACTS), ("companies", COMPANIES)] {

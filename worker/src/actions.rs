@@ -36,6 +36,9 @@
 //!   `HUBSPOT_APP_ID` with `HUBSPOT_DEVELOPER_API_KEY` (core's [`plan_publish`]); nothing is
 //!   written when HubSpot's copy already says what the configuration says.
 //! - `GET /admin/actions/executions/{portalId}/{callbackId}`: an execution's state (no values).
+//! - `GET /admin/actions/executions/{portalId}`: the portal's executions waiting (blocked, or a
+//!   completion queued), at most 100, oldest change first: callback id, action, state, since,
+//!   age, expiry; no values.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -50,6 +53,7 @@ use hubspot_edge_core::actions::{
 };
 use hubspot_edge_core::api::{decide, Decision, Outcome, RequestKind};
 use hubspot_edge_core::config::{NumberKey, ACTIONS_BUDGET_MS, ACTIONS_COMPLETE_WINDOW_MS};
+use hubspot_edge_core::metrics::{Counter, Gauge, Histogram};
 use hubspot_edge_core::outbound::WebhookSecret;
 use hubspot_edge_core::signature::{ClientSecret, LegacySignatures, SignedRequest, Verifier};
 use serde::{Deserialize, Serialize};
@@ -347,6 +351,15 @@ fn log_execution(
         line = line.field("code", c);
     }
     line.emit();
+    // `key` names a configured action here (checked before any call), a closed set.
+    let outcome = outcome.to_ascii_lowercase();
+    crate::metrics::count(|m| {
+        m.add(
+            Counter::ActionExecutions,
+            &[("action", key), ("outcome", &outcome)],
+            1,
+        );
+    });
 }
 
 /// The lookup's reply, owned (the late path moves it into `waitUntil`).
@@ -637,6 +650,16 @@ pub(crate) async fn admin(req: &mut Request, env: &Env, segments: &[&str]) -> Re
             let origin = req.url()?.origin().ascii_serialization();
             publish(env, &origin).await
         }
+        (Method::Get, ["executions", portal]) => {
+            let Ok(portal) = portal.parse::<u64>() else {
+                return respond::error(400, "portal_invalid", "the portal id is a number");
+            };
+            let mut v = ask(env, portal, &Ask::Waiting).await?;
+            if let Value::Object(map) = &mut v {
+                map.insert("portalId".into(), portal.into());
+            }
+            respond::json(200, &v)
+        }
         (Method::Get, ["executions", portal, id]) => {
             let Ok(portal) = portal.parse::<u64>() else {
                 return respond::error(400, "portal_invalid", "the portal id is a number");
@@ -867,6 +890,19 @@ enum Ask {
     Redrive {
         letters: Vec<Letter>,
     },
+    /// The executions waiting (blocked, or a completion queued), oldest change first.
+    Waiting,
+}
+
+/// Executions [`Ask::Waiting`] lists at most: one page for the dashboard, a bounded answer.
+const MAX_WAITING_LISTED: u64 = 100;
+
+#[derive(Deserialize)]
+struct WaitingRow {
+    callback_id: String,
+    record: String,
+    expires_ms: Option<i64>,
+    updated_ms: i64,
 }
 
 /// One completion of [`Ask::CompleteMany`].
@@ -941,7 +977,29 @@ async fn ask(env: &Env, portal: u64, ask: &Ask) -> Result<Value> {
             r.status_code()
         )));
     }
-    r.json().await
+    let mut v: Value = r.json().await?;
+    if let Some(n) = v
+        .as_object_mut()
+        .and_then(|m| m.remove("blockedCount"))
+        .and_then(|n| n.as_u64())
+    {
+        blocked_gauge(portal, n);
+    }
+    Ok(v)
+}
+
+/// The gauge of blocked executions waiting, per portal (one object per portal knows its own).
+fn blocked_gauge(portal: u64, n: u64) {
+    let at_ms = Date::now().as_millis();
+    let portal = portal.to_string();
+    crate::metrics::count(|m| {
+        m.set(
+            Gauge::ActionsBlocked,
+            &[("portal", &portal)],
+            i64::try_from(n).unwrap_or(i64::MAX),
+            at_ms,
+        );
+    });
 }
 
 async fn finish_remote(
@@ -1306,6 +1364,38 @@ impl ActionExecutions {
                 }
                 Ok(Value::Array(blocked))
             }
+            Ask::Waiting => {
+                // No values: the callback id, the action key, the state and times only.
+                let rows: Vec<WaitingRow> = self
+                    .sql()
+                    .exec(
+                        "SELECT callback_id, record, expires_ms, updated_ms FROM executions \
+                         WHERE expires_ms IS NOT NULL OR queued_ms IS NOT NULL \
+                         ORDER BY updated_ms LIMIT ?",
+                        vec![int(MAX_WAITING_LISTED + 1)?],
+                    )?
+                    .to_array()?;
+                let more = rows.len() as u64 > MAX_WAITING_LISTED;
+                let items: Vec<Value> = rows
+                    .into_iter()
+                    .take(usize::try_from(MAX_WAITING_LISTED).unwrap_or(usize::MAX))
+                    .filter_map(|r| {
+                        let record: Record = serde_json::from_str(&r.record).ok()?;
+                        Some(json!({
+                            "callbackId": r.callback_id,
+                            "action": record.action(),
+                            "state": record.state(),
+                            "sinceMs": r.updated_ms,
+                            "ageSecs": hubspot_edge_core::metrics::lag_secs(
+                                u64::try_from(r.updated_ms).unwrap_or(0),
+                                now,
+                            ),
+                            "expiresMs": r.expires_ms,
+                        }))
+                    })
+                    .collect();
+                Ok(json!({"executions": items, "more": more}))
+            }
             Ask::Redrive { letters } => {
                 for l in letters {
                     let body = match self.load(&l.callback_id)? {
@@ -1352,6 +1442,23 @@ impl ActionExecutions {
         })
     }
 
+    /// Blocked executions waiting for a completion (only a block has an expiry).
+    fn blocked(&self) -> Result<u64> {
+        let rows: Vec<AtRow> = self
+            .sql()
+            .exec(
+                "SELECT COUNT(*) AS at FROM executions WHERE expires_ms IS NOT NULL",
+                None,
+            )?
+            .to_array()?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.at)
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0))
+    }
+
     /// Expires blocks, drops old finished records, sends the due batches.
     async fn flush(&self) -> Result<()> {
         let now = Date::now().as_millis();
@@ -1366,6 +1473,9 @@ impl ActionExecutions {
             let record: Record = serde_json::from_str(&row.record)?;
             if let Some(e) = expire(&record, now) {
                 self.save(&row.callback_id, &e, now)?;
+                crate::metrics::count(|m| {
+                    m.add(Counter::ActionCompletions, &[("outcome", "expired")], 1);
+                });
             }
         }
         self.sql().exec(
@@ -1467,7 +1577,17 @@ impl ActionExecutions {
             BatchFate::Completed => {
                 for (id, r, _) in &completions {
                     self.save(id, &r.settled(Ok(())), now)?;
+                    if let Record::Completing { queued_ms, .. } = r {
+                        let took = now.saturating_sub(*queued_ms);
+                        crate::metrics::count(|m| {
+                            m.observe(Histogram::ActionCompletionLatency, &[], took);
+                        });
+                    }
                 }
+                crate::metrics::count(|m| {
+                    let n = completions.len() as u64;
+                    m.add(Counter::ActionCompletions, &[("outcome", "completed")], n);
+                });
                 Ok(Sent::Settled)
             }
             BatchFate::Retry { .. } => Ok(Sent::Retry),
@@ -1530,6 +1650,10 @@ impl ActionExecutions {
         for (id, r, _) in completions {
             self.save(id, &r.settled(Err(code)), now)?;
         }
+        crate::metrics::count(|m| {
+            let n = completions.len() as u64;
+            m.add(Counter::ActionCompletions, &[("outcome", "failed")], n);
+        });
         Ok(())
     }
 }
@@ -1574,7 +1698,14 @@ impl DurableObject for ActionExecutions {
             return Response::error("bad action request", 400);
         };
         match self.on_ask(ask).await {
-            Ok(v) => Response::from_json(&v),
+            Ok(mut v) => {
+                // The blocked executions waiting, for the metrics gauge the asking isolate
+                // sets ([`blocked_gauge`]): one indexed count, no extra call.
+                if let (Value::Object(map), Ok(n)) = (&mut v, self.blocked()) {
+                    map.insert("blockedCount".into(), n.into());
+                }
+                Response::from_json(&v)
+            }
             Err(e) => {
                 Line::error("action_store_failed")
                     .field("error", e.to_string())
@@ -1585,7 +1716,14 @@ impl DurableObject for ActionExecutions {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        if let Err(e) = self.flush().await {
+        let flushed = self.flush().await;
+        // What the alarm counted (completions, expiries, HubSpot calls) and the blocked count
+        // after it: one update of the metrics object per alarm, not per completion.
+        if let Ok(n) = self.blocked() {
+            blocked_gauge(self.portal().unwrap_or(0), n);
+        }
+        crate::metrics::flush_pending(&self.env).await;
+        if let Err(e) = flushed {
             Line::error("action_flush_failed")
                 .field("error", e.to_string())
                 .emit();

@@ -88,6 +88,7 @@ pub(crate) async fn handle(
                 return not_found();
             }
             store::delete_dead_letter(&kv, id).await?;
+            crate::dead_letters::removed(&kv, "deleted", &[id]).await;
             respond::json(200, &json!({ "deleted": id }))
         }
         (Method::Post, ["dead-letters", id, "redrive"]) => {
@@ -123,6 +124,7 @@ pub(crate) async fn handle(
                         }
                     };
                     store::delete_dead_letter(&kv, &letter.id).await?;
+                    crate::dead_letters::removed(&kv, "redriven", &[&letter.id]).await;
                     respond::json(202, &json!({ "redriven": 1, "queued": queued }))
                 }
             }
@@ -188,7 +190,7 @@ async fn list(req: &Request, kv: &KvStore) -> Result<Response> {
 /// One bounded slice of "re-drive all".
 ///
 /// KV operations per call (an invocation may make 1,000): 1 list (≤ 1,000 keys) + ≤ 100 gets +
-/// ≤ 100 deletes = ≤ 201. Queue sends: the event letters go out together, ≤ 100 messages and
+/// ≤ 100 deletes + ≤ 10 lists for the store size gauge (core's `SIZE_PAGES`) = ≤ 211. Queue sends: the event letters go out together, ≤ 100 messages and
 /// 256 KB per `sendBatch` (core's 1 MiB budget per call: ≤ ~5 calls), plus the sends of each
 /// whole webhook body re-driven (usually one).
 ///
@@ -321,6 +323,8 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
             deleted?;
         }
     }
+    let ids: Vec<&str> = redriven_ids.iter().map(String::as_str).collect();
+    crate::dead_letters::removed(kv, "redriven", &ids).await;
     respond::json(
         202,
         &json!({

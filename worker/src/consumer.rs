@@ -748,10 +748,15 @@ pub(crate) async fn send_signed_to(
     let fetch = Fetch::Request(request);
     let send = Box::pin(fetch.send_with_signal(&signal));
     let timeout = Box::pin(Delay::from(std::time::Duration::from_millis(timeout_ms)));
+    let sent_at = Date::now().as_millis();
     let raced = match select(send, timeout).await {
         Either::Left((result, _)) => Some(result),
         Either::Right(((), _)) => None,
     };
+    // Every attempt's time to an answer (or to the timeout, or the network error): the
+    // destination's share of the delivery latency.
+    let took_ms = Date::now().as_millis().saturating_sub(sent_at);
+    crate::metrics::count(|m| m.observe(Histogram::DestinationResponse, &[], took_ms));
     match raced {
         Some(Ok(response)) => {
             let header = |name: &str| response.headers().get(name).ok().flatten();

@@ -14,7 +14,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures_util::future::join_all;
-use hubspot_edge_core::dead_letter::{after_store_failure, Retention};
+use hubspot_edge_core::dead_letter::{after_store_failure, store_size, Retention, SIZE_PAGES};
+use hubspot_edge_core::metrics::{Counter, Gauge};
 use hubspot_edge_core::time::iso8601_ms;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -93,14 +94,18 @@ pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -
         }
     }))
     .await;
+    let written: Vec<&str> = stored.iter().filter_map(|id| id.as_deref()).collect();
+    if !written.is_empty() {
+        report_store_size(&kv, &written, &[]).await;
+    }
     Line::info("queue_batch")
         .field("request_id", crate::log::random_id())
         .field("queue", queue_name.as_str())
         .field("messages", stored.len())
         .field("delivered", 0)
         .field("duplicates", 0)
-        .field("retried", stored.iter().filter(|ok| !**ok).count())
-        .field("dead_lettered", stored.iter().filter(|ok| **ok).count())
+        .field("retried", stored.iter().filter(|id| id.is_none()).count())
+        .field("dead_lettered", written.len())
         .field(
             "duration_ms",
             Date::now().as_millis().saturating_sub(started),
@@ -110,7 +115,7 @@ pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -
 }
 
 /// Writes one letter (`retention` is the configured expiry, or the configuration problem that
-/// stops writes); on failure queues it again with a backoff. `true` when stored.
+/// stops writes); on failure queues it again with a backoff. The letter's id when stored.
 async fn store_one(
     message: &RawMessage,
     kv: &worker::kv::KvStore,
@@ -119,7 +124,7 @@ async fn store_one(
     failed_before: u32,
     retention: std::result::Result<Retention, &str>,
     faults: bool,
-) -> bool {
+) -> Option<String> {
     let attempt = failed_before.saturating_add(1);
     let injected = faults && retention.is_ok() && injected_failure();
     let written = match retention {
@@ -135,11 +140,7 @@ async fn store_one(
         Ok(()) => {
             let reason = crate::metrics::code_label(&letter.reason);
             crate::metrics::count(|m| {
-                m.add(
-                    hubspot_edge_core::metrics::Counter::DeadLetters,
-                    &[("reason", reason)],
-                    1,
-                );
+                m.add(Counter::DeadLetters, &[("reason", reason)], 1);
             });
             Line::info("dead_letter_stored")
                 .field("dead_letter_id", letter.id.as_str())
@@ -147,7 +148,7 @@ async fn store_one(
                 .field("store_attempt", attempt)
                 .emit();
             message.ack();
-            return true;
+            return Some(letter.id);
         }
         Err(e) => e.to_string(),
     };
@@ -193,7 +194,63 @@ async fn store_one(
             );
         }
     }
-    false
+    None
+}
+
+/// Sets the dead-letter store size gauge (`hubspot_edge_dead_letter_store_size`, one series:
+/// one store per deployment) after this invocation wrote `written` or removed `removed`: up to
+/// core's [`SIZE_PAGES`] KV lists (≤ 1 % of an invocation's 1,000 KV operations; dead letters
+/// and their admin are not the hot path), corrected by core's [`store_size`]. A list that fails
+/// leaves the gauge as it was (logged).
+pub(crate) async fn report_store_size(
+    kv: &worker::kv::KvStore,
+    written: &[&str],
+    removed: &[&str],
+) {
+    let mut listed = Vec::new();
+    let mut cursor = None;
+    for _ in 0..SIZE_PAGES {
+        match store::list_dead_letters(kv, 1_000, cursor.take()).await {
+            Ok((items, next)) => {
+                listed.extend(items.into_iter().map(|(id, _)| id));
+                match next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            Err(e) => {
+                Line::warn("dead_letter_size_unknown")
+                    .field("error", e.to_string())
+                    .emit();
+                return;
+            }
+        }
+    }
+    let size = store_size(listed.iter().map(String::as_str), written, removed);
+    let at_ms = Date::now().as_millis();
+    crate::metrics::count(|m| {
+        m.set(
+            Gauge::DeadLetterStoreSize,
+            &[],
+            i64::try_from(size).unwrap_or(i64::MAX),
+            at_ms,
+        );
+    });
+}
+
+/// Counts letters leaving the store (`how`: `redriven`, `deleted`) and sets the size gauge.
+pub(crate) async fn removed(kv: &worker::kv::KvStore, how: &str, ids: &[&str]) {
+    if ids.is_empty() {
+        return;
+    }
+    crate::metrics::count(|m| {
+        m.add(
+            Counter::DeadLettersRemoved,
+            &[("how", how)],
+            ids.len() as u64,
+        );
+    });
+    report_store_size(kv, &[], ids).await;
 }
 
 /// The event a message carries by reference ([`EventMessage::event_ref`]), loaded from KV:

@@ -380,7 +380,8 @@ impl SyncCoordinator {
         if !paused {
             self.queue(out).await?;
         }
-        Response::from_json(&json!({"accepted": true}))
+        // The cursor rides back to the reporting unit, which sets the lag gauge.
+        Response::from_json(&json!({"accepted": true, "cursorMs": c.cursor_ms}))
     }
 
     /// One more error for the admin API (`errors`, `lastError`): a unit invocation that
@@ -640,7 +641,9 @@ pub(crate) async fn admin(req: &Request, env: &Env, segments: &[&str]) -> Result
                     object_type: t.clone(),
                 };
                 let mut r = coordinator(env, portal, t, &ask).await?;
-                types.push(r.json::<serde_json::Value>().await?);
+                let status: serde_json::Value = r.json().await?;
+                cursor_gauge(portal, t, status["cursorMs"].as_u64());
+                types.push(status);
             }
             crate::respond::json(200, &json!({ "portalId": portal, "types": types }))
         }
@@ -691,6 +694,25 @@ pub(crate) async fn admin(req: &Request, env: &Env, segments: &[&str]) -> Result
         }
         _ => crate::respond::error(404, "not_found", "no such admin endpoint"),
     }
+}
+
+/// The gauge of how far the sync cursor of `object_type` is behind now (core's
+/// [`lag_secs`](hubspot_edge_core::metrics::lag_secs)), per portal and type; nothing before the
+/// first run finished (no cursor yet). Set where the cursor is read anyway: a unit's report
+/// and `GET /admin/sync`.
+fn cursor_gauge(portal: u64, object_type: &str, cursor_ms: Option<u64>) {
+    let Some(cursor_ms) = cursor_ms else { return };
+    let now = Date::now().as_millis();
+    let lag = hubspot_edge_core::metrics::lag_secs(cursor_ms, now);
+    let portal = portal.to_string();
+    crate::metrics::count(|m| {
+        m.set(
+            hubspot_edge_core::metrics::Gauge::SyncCursorLag,
+            &[("object_type", object_type), ("portal", &portal)],
+            lag,
+            now,
+        );
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -911,7 +933,12 @@ async fn work(message: &Message<String>, env: &Env, deliveries: usize, busy: &Ce
         report: Box::new(report),
     };
     match coordinator(env, config.portal_id, &object_type, &ask).await {
-        Ok(r) if r.status_code() == 200 => message.ack(),
+        Ok(mut r) if r.status_code() == 200 => {
+            if let Ok(v) = r.json::<serde_json::Value>().await {
+                cursor_gauge(config.portal_id, &object_type, v["cursorMs"].as_u64());
+            }
+            message.ack();
+        }
         Ok(r) => {
             Line::error("sync_report_failed")
                 .field("status", r.status_code())

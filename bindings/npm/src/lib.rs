@@ -260,7 +260,12 @@ impl Mapping {
     ///
     /// # Errors
     /// A `MappingError` for an unknown object type or a record that is not an object.
-    pub fn diff(&self, object_type: &str, old_json: &str, new_json: &str) -> Result<String, JsValue> {
+    pub fn diff(
+        &self,
+        object_type: &str,
+        old_json: &str,
+        new_json: &str,
+    ) -> Result<String, JsValue> {
         let d = diff(
             self.object(object_type)?,
             &record_of(old_json)?,

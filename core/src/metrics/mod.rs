@@ -62,7 +62,7 @@ pub enum Counter {
     DeliveryRetries,
     /// Letters written to the dead-letter store; label `reason`.
     DeadLetters,
-    /// Letters leaving the dead-letter store (re-driven or deleted); label `how`.
+    /// Letters leaving the dead-letter store; label `how` (`redriven`, `deleted`).
     DeadLettersRemoved,
     /// Messages sent to a queue; label `queue`.
     QueueEnqueued,
@@ -72,12 +72,17 @@ pub enum Counter {
     HubSpotCalls,
     /// HubSpot 429 answers by `policy` (`TEN_SECONDLY_ROLLING`, `SECONDLY`, `DAILY`, …).
     HubSpotRateLimited,
-    /// Sync records by `object_type` and `outcome` (`read`, `delivered`, `unchanged`).
+    /// Sync records by `object_type` and `outcome`: `read`, `upserted` (delivered as created or
+    /// changed), `unchanged`, `deleted`, `merged`, `rejected`.
     SyncRecords,
-    /// Workflow action executions by `action` and `outcome` (`success`, `fail_continue`,
-    /// `block`, `rejected`).
+    /// Workflow action executions by `action` (a configured key) and `outcome`: `success`,
+    /// `fail_continue`, `block` (the action ran), `answered`, `blocked` (answered in the same
+    /// round trip as the admission), `replayed` (a retry of one already admitted), `refused`
+    /// (400: the request does not fit the definition).
     ActionExecutions,
-    /// Blocked executions completed, by `outcome` (`completed`, `expired`, `failed`).
+    /// Blocked executions settled, by `outcome`: `completed` (HubSpot accepted the
+    /// completion), `expired` (no completion before the block's expiry), `failed` (HubSpot
+    /// refused it for good: dead-lettered).
     ActionCompletions,
     /// Updates the metrics store received (one per invocation that counted anything): what
     /// keeping metrics costs.
@@ -91,15 +96,17 @@ pub enum Counter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Histogram {
-    /// From the webhook's receipt to the destination's 2xx; label `destination`.
+    /// From the webhook's receipt to the destination's 2xx (all destinations).
     DeliveryLatency,
-    /// The destination's response time per attempt; label `destination`.
+    /// The destination's response time per attempt, answered, timed out or failed (all
+    /// destinations: events, rule effects, sync batches).
     DestinationResponse,
     /// HubSpot API response time; label `budget`.
     HubSpotLatency,
     /// Webhook request handling time at the edge (receipt to response).
     WebhookResponse,
-    /// From a BLOCK answer to its completion reaching HubSpot.
+    /// From a blocked execution's completion arriving (a callback, a late lookup) to HubSpot
+    /// accepting it: the batcher's window and its retries.
     ActionCompletionLatency,
 }
 
@@ -107,13 +114,17 @@ pub enum Histogram {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Gauge {
-    /// Letters in the dead-letter store.
+    /// Letters in the dead-letter store (no labels), set after the store changed (a letter
+    /// stored, re-driven or deleted) from a listing corrected by that change
+    /// ([`crate::dead_letter::store_size`]).
     DeadLetterStoreSize,
-    /// Seconds between now and the sync cursor of `object_type`.
+    /// Seconds between the sync cursor of `object_type` and when it was read ([`lag_secs`]);
+    /// labels `object_type`, `portal`.
     SyncCursorLag,
-    /// Blocked workflow executions waiting for completion.
+    /// Blocked workflow executions waiting for completion; label `portal`.
     ActionsBlocked,
-    /// Per mille of HubSpot's daily call budget spent today.
+    /// Per mille of HubSpot's daily call budget spent today
+    /// ([`crate::ratelimit::Governor::daily_used_permille`]; no labels: one account).
     HubSpotDailyUsedPermille,
 }
 
@@ -193,7 +204,7 @@ impl Name {
                 Histogram::DestinationResponse => "Destination response time per attempt.",
                 Histogram::HubSpotLatency => "HubSpot API response time.",
                 Histogram::WebhookResponse => "Webhook request handling time at the edge.",
-                Histogram::ActionCompletionLatency => "BLOCK answer to completion sent.",
+                Histogram::ActionCompletionLatency => "Completion received to HubSpot accepted.",
             },
             Self::Gauge(g) => match g {
                 Gauge::DeadLetterStoreSize => "Letters in the dead-letter store.",
@@ -203,6 +214,13 @@ impl Name {
             },
         }
     }
+}
+
+/// A lag in whole seconds for a gauge such as [`Gauge::SyncCursorLag`]:
+/// `now_ms − since_ms` rounded down, `0` when `since_ms` is in the future (clocks of two
+/// machines), saturating at `i64::MAX`.
+pub fn lag_secs(since_ms: u64, now_ms: u64) -> i64 {
+    i64::try_from(now_ms.saturating_sub(since_ms) / 1_000).unwrap_or(i64::MAX)
 }
 
 /// A series' labels: `(key, value)` pairs sorted by key, keys unique.

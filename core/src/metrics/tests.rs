@@ -492,3 +492,18 @@ fn cost_of_one_update() {
     );
     assert!(bytes > 0);
 }
+
+#[test]
+fn lag_secs_table() {
+    let cases = [
+        // (since, now, lag)
+        (0, 0, 0),
+        (1_000, 2_999, 1),
+        (5_000, 1_000, 0),
+        (0, u64::MAX, i64::try_from(u64::MAX / 1_000).unwrap()),
+        (1_700_000_000_000, 1_700_000_090_500, 90),
+    ];
+    for (since, now, want) in cases {
+        assert_eq!(lag_secs(since, now), want, "{since} {now}");
+    }
+}

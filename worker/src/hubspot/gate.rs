@@ -28,6 +28,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use hubspot_edge_core::api::{OnRefused, TokenOrigin, TokenState};
+use hubspot_edge_core::metrics::Gauge;
 use hubspot_edge_core::ratelimit::{Acquire, Budget, Governor, LimitPolicy, RateLimitObservation};
 use serde::{Deserialize, Serialize};
 use worker::{
@@ -127,10 +128,20 @@ enum Policy {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "answer", rename_all = "snake_case")]
 enum Answer {
-    /// Send now (counted); `token` when asked for.
-    Permit { token: Option<String> },
+    /// Send now (counted); `token` when asked for. `daily_permille`: core's
+    /// [`Governor::daily_used_permille`] after this permit, for the metrics gauge (the asking
+    /// isolate sets it: no extra call).
+    Permit {
+        token: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        daily_permille: Option<u64>,
+    },
     /// Ask again in `wait_ms`; nothing was counted.
-    Wait { wait_ms: u64 },
+    Wait {
+        wait_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        daily_permille: Option<u64>,
+    },
     /// The report was recorded.
     Noted,
     /// No access token: the refresh failed (`error` is safe to show).
@@ -203,8 +214,20 @@ async fn permit_or_refused(
             observed: PENDING.with(|p| p.borrow_mut().take()),
             ..Ask::default()
         };
-        match call(env, &ask).await? {
-            Answer::Permit { token } => {
+        let answer = call(env, &ask).await?;
+        if let Answer::Permit {
+            daily_permille: Some(permille),
+            ..
+        }
+        | Answer::Wait {
+            daily_permille: Some(permille),
+            ..
+        } = answer
+        {
+            daily_gauge(permille);
+        }
+        match answer {
+            Answer::Permit { token, .. } => {
                 return match (token, &config.auth) {
                     (Some(t), _) => Ok(Some(AccessToken::new(t))),
                     (None, HubSpotAuth::Static(t)) => Ok(Some(t.clone())),
@@ -213,7 +236,7 @@ async fn permit_or_refused(
                     )),
                 };
             }
-            Answer::Wait { wait_ms } => {
+            Answer::Wait { wait_ms, .. } => {
                 let waited = Date::now().as_millis().saturating_sub(started);
                 if waited.saturating_add(wait_ms) > MAX_WAIT_MS {
                     return Err(CallError::Throttled { wait_ms });
@@ -227,6 +250,14 @@ async fn permit_or_refused(
             }
         }
     }
+}
+
+/// The gauge of the daily budget spent, as the gate counted it (one series: the gate serves
+/// the one account this Worker's credentials address).
+fn daily_gauge(permille: u64) {
+    let value = i64::try_from(permille).unwrap_or(i64::MAX);
+    let at_ms = Date::now().as_millis();
+    crate::metrics::count(|m| m.set(Gauge::HubSpotDailyUsedPermille, &[], value, at_ms));
 }
 
 /// Tells the gate about a 429 at once, so that no isolate sends into the exhausted window.
@@ -360,10 +391,17 @@ impl DurableObject for HubSpotGate {
             Budget::General
         };
         let now = Date::now().as_millis();
-        let answer = match self.with_governor(config, |g| g.acquire(budget, now)) {
-            Acquire::Permit => Answer::Permit { token },
+        let (acquired, daily_permille) = self.with_governor(config, |g| {
+            (g.acquire(budget, now), g.daily_used_permille(now))
+        });
+        let answer = match acquired {
+            Acquire::Permit => Answer::Permit {
+                token,
+                daily_permille,
+            },
             Acquire::Wait { until_ms } => Answer::Wait {
                 wait_ms: until_ms.saturating_sub(now).max(1),
+                daily_permille,
             },
         };
         Response::from_json(&answer)
