@@ -978,19 +978,22 @@ async fn ask(env: &Env, portal: u64, ask: &Ask) -> Result<Value> {
         )));
     }
     let mut v: Value = r.json().await?;
-    if let Some(n) = v
-        .as_object_mut()
-        .and_then(|m| m.remove("blockedCount"))
-        .and_then(|n| n.as_u64())
-    {
-        blocked_gauge(portal, n);
+    if let Some(m) = v.as_object_mut() {
+        let n = m.remove("blockedCount").and_then(|n| n.as_u64());
+        let at = m.remove("blockedAtMs").and_then(|n| n.as_u64());
+        if let (Some(n), Some(at_ms)) = (n, at) {
+            blocked_gauge(portal, n, at_ms);
+        }
     }
     Ok(v)
 }
 
 /// The gauge of blocked executions waiting, per portal (one object per portal knows its own).
-fn blocked_gauge(portal: u64, n: u64) {
-    let at_ms = Date::now().as_millis();
+///
+/// `at_ms` is the object's clock when it counted, not the asking isolate's: two answers that
+/// reach their isolates in the other order must not leave the older count as the gauge's last
+/// value (a gauge keeps the value with the latest time).
+fn blocked_gauge(portal: u64, n: u64, at_ms: u64) {
     let portal = portal.to_string();
     crate::metrics::count(|m| {
         m.set(
@@ -1703,6 +1706,7 @@ impl DurableObject for ActionExecutions {
                 // sets ([`blocked_gauge`]): one indexed count, no extra call.
                 if let (Value::Object(map), Ok(n)) = (&mut v, self.blocked()) {
                     map.insert("blockedCount".into(), n.into());
+                    map.insert("blockedAtMs".into(), Date::now().as_millis().into());
                 }
                 Response::from_json(&v)
             }
@@ -1720,7 +1724,7 @@ impl DurableObject for ActionExecutions {
         // What the alarm counted (completions, expiries, HubSpot calls) and the blocked count
         // after it: one update of the metrics object per alarm, not per completion.
         if let Ok(n) = self.blocked() {
-            blocked_gauge(self.portal().unwrap_or(0), n);
+            blocked_gauge(self.portal().unwrap_or(0), n, Date::now().as_millis());
         }
         crate::metrics::flush_pending(&self.env).await;
         if let Err(e) = flushed {
