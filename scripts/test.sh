@@ -31,6 +31,9 @@ say "Python package (maturin wheel of bindings/python; pytest, with HubSpot's of
 ensure_python_package
 "$HUBSPOT_EDGE_PYTHON" -m pytest -q "$ROOT/bindings/python/tests"
 
+say "npm package (bindings/npm: wasm build, node:test with @hubspot/api-client, npm pack installed and imported)"
+bash "$ROOT/scripts/test-npm.sh"
+
 say "hubspot-mock tests (the HubSpot stand-in's own unit tests)"
 cargo test -p hubspot-mock --locked
 

@@ -24,9 +24,14 @@ export interface VerifyOptions {
 
 export type SignatureVersion = "v3" | "v2" | "v1";
 
-/** Verifies a HubSpot signature in constant time. Throws {@link SignatureError}. */
+/** Verifies a HubSpot signature in constant time, the digest in wasm. Throws {@link SignatureError}. */
 export function verifySignature(options: VerifyOptions): SignatureVersion;
-/** Reads a fetch `Request`'s body and verifies it. Rejects with {@link SignatureError}. */
+/**
+ * {@link verifySignature} with the digest through WebCrypto (native code, faster on large
+ * batches) where the runtime has it. Rejects with {@link SignatureError}.
+ */
+export function verifySignatureAsync(options: VerifyOptions): Promise<SignatureVersion>;
+/** Reads a fetch `Request`'s body and verifies it (WebCrypto). Rejects with {@link SignatureError}. */
 export function verifyRequest(
   request: Request,
   options: { secret: string; url?: string; allowLegacy?: boolean; nowMs?: number; maxAgeMs?: number },
@@ -49,7 +54,7 @@ export interface ParsedEvent {
   objectId: number | null;
   /** Only when a filter was given. */
   verdict?: Verdict;
-  /** The event's own fields as HubSpot sent them (decoded on first read). */
+  /** The event's own fields as HubSpot sent them (decoded on first read; `JSON.stringify` includes it). */
   readonly event: Record<string, unknown>;
   /** Its JSON text exactly as received. */
   readonly raw: string;

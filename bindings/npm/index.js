@@ -63,14 +63,62 @@ function headerPairs(headers) {
   return Object.entries(headers).filter(([, v]) => v != null).map(([k, v]) => [k, String(v)]);
 }
 
+const SIGNATURE_HEADERS = ["x-hubspot-signature-v3", "x-hubspot-request-timestamp", "x-hubspot-signature", "x-hubspot-signature-version"];
+
+/** The four headers a verification reads (the first of each name, any case), absent as undefined. */
+function signatureHeaders(headers) {
+  if (headers != null && typeof headers.get === "function" && !(headers instanceof Map)) {
+    return SIGNATURE_HEADERS.map((n) => headers.get(n) ?? undefined);
+  }
+  const found = new Map();
+  for (const [k, v] of headerPairs(headers instanceof Map ? [...headers.entries()] : headers)) {
+    const name = k.toLowerCase();
+    if (!found.has(name)) found.set(name, String(v));
+  }
+  return SIGNATURE_HEADERS.map((n) => found.get(n));
+}
+
 /**
  * Verifies a HubSpot request's signature in constant time; returns the version that verified.
+ * Synchronous: the digest is computed in wasm. {@link verifyRequest} uses WebCrypto instead.
  * @param {import("./index").VerifyOptions} options
  */
 export function verifySignature({ secret, method = "POST", url, headers, body, nowMs = Date.now(), allowLegacy = false, maxAgeMs = 300_000 }) {
-  return call(() =>
-    core.verifySignature(secret, method, url, JSON.stringify(headerPairs(headers)), toBytes(body), nowMs, allowLegacy, maxAgeMs),
-  );
+  return call(() => core.verifySignature(secret, method, url, ...signatureHeaders(headers), toBytes(body), nowMs, allowLegacy, maxAgeMs));
+}
+
+const subtle = globalThis.crypto?.subtle;
+const hmacKeys = new Map();
+
+/** The digest of `message` through WebCrypto (native code): HMAC-SHA-256 keyed with `secret`, or SHA-256. */
+async function webDigest(hmac, secret, message) {
+  if (!hmac) return new Uint8Array(await subtle.digest("SHA-256", message));
+  let key = hmacKeys.get(secret);
+  if (key === undefined) {
+    key = await subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    // A handful of secrets per process at most; bounded anyway.
+    if (hmacKeys.size >= 16) hmacKeys.clear();
+    hmacKeys.set(secret, key);
+  }
+  return new Uint8Array(await subtle.sign("HMAC", key, message));
+}
+
+/**
+ * {@link verifySignature} with the digest through WebCrypto when the runtime has it (Node ≥ 18,
+ * Deno, Bun, browsers, Workers): the same checks and errors; the comparison stays in wasm, in
+ * constant time.
+ * @param {import("./index").VerifyOptions} options
+ */
+export async function verifySignatureAsync(options) {
+  if (!subtle) return verifySignature(options);
+  const { secret, method = "POST", url, headers, body, nowMs = Date.now(), allowLegacy = false, maxAgeMs = 300_000 } = options;
+  const challenge = call(() => core.challenge(secret, method, url, ...signatureHeaders(headers), toBytes(body), nowMs, allowLegacy, maxAgeMs));
+  try {
+    const digest = await webDigest(challenge.hmac, secret, challenge.message());
+    return call(() => challenge.check(digest));
+  } finally {
+    challenge.free();
+  }
 }
 
 /**
@@ -79,7 +127,7 @@ export function verifySignature({ secret, method = "POST", url, headers, body, n
  */
 export async function verifyRequest(request, { secret, url = request.url, allowLegacy = false, nowMs = Date.now(), maxAgeMs = 300_000 }) {
   const body = new Uint8Array(await request.arrayBuffer());
-  const version = verifySignature({ secret, method: request.method, url, headers: request.headers, body, nowMs, allowLegacy, maxAgeMs });
+  const version = await verifySignatureAsync({ secret, method: request.method, url, headers: request.headers, body, nowMs, allowLegacy, maxAgeMs });
   return { version, body };
 }
 
@@ -103,6 +151,37 @@ export class Filter {
   }
 }
 
+/** One event of a batch: its facts, and its JSON decoded only when read. */
+class ParsedEvent {
+  #bytes;
+  #start;
+  #end;
+  #raw;
+  #event;
+  constructor(bytes, t) {
+    this.#bytes = bytes;
+    this.#start = t[0];
+    this.#end = t[1];
+    this.dedupeKey = t[2];
+    this.subscriptionType = t[3];
+    this.objectType = t[4];
+    this.portalId = t[5];
+    this.objectId = t[6];
+    if (t[7] !== null) this.verdict = t[7];
+  }
+  /** Its JSON text exactly as received. */
+  get raw() {
+    return (this.#raw ??= decoder.decode(this.#bytes.subarray(this.#start, this.#end)));
+  }
+  /** The event's own fields (decoded on first read). */
+  get event() {
+    return (this.#event ??= JSON.parse(this.raw));
+  }
+  toJSON() {
+    return { ...this, event: this.event };
+  }
+}
+
 /**
  * Parses a webhook body into events: `dedupeKey`, `subscriptionType`, `objectType`, `portalId`,
  * `objectId`, `verdict` (with a filter), and `event` (the event's own fields, decoded when
@@ -110,17 +189,13 @@ export class Filter {
  */
 export function parseEvents(body, filter) {
   const bytes = toBytes(body);
-  const json = call(() => (filter ? filter._inner.parseEvents(bytes) : core.parseEvents(bytes)));
-  return JSON.parse(json).map(({ start, end, ...facts }) => {
-    let raw;
-    const text = () => (raw ??= decoder.decode(bytes.subarray(start, end)));
-    if (facts.error) return { ...facts, raw: text() };
-    let event;
-    return Object.defineProperties(facts, {
-      raw: { get: text, enumerable: false },
-      event: { get: () => (event ??= JSON.parse(text())), enumerable: true },
-    });
-  });
+  const tuples = JSON.parse(call(() => (filter ? filter._inner.parseEvents(bytes) : core.parseEvents(bytes))));
+  const out = new Array(tuples.length);
+  for (let i = 0; i < tuples.length; i++) {
+    const t = tuples[i];
+    out[i] = t.length === 3 ? { error: t[2], raw: decoder.decode(bytes.subarray(t[0], t[1])) } : new ParsedEvent(bytes, t);
+  }
+  return out;
 }
 
 /** A field map (the Worker's `ENRICHMENT_MAP`: an object or its JSON). */
