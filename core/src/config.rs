@@ -21,7 +21,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::api::{ApiConfig, OAuthClient, PathStyle, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
 use crate::dead_letter::Retention;
-use crate::delivery::{RetryPolicy, MAX_QUEUE_DELAY_SECS};
+use crate::delivery::{DeliveryRetryPolicy, MAX_QUEUE_DELAY_SECS};
 use crate::filter::Filter;
 use crate::mapping::Mapping;
 use crate::outbound::WebhookSecret;
@@ -545,7 +545,7 @@ pub struct Forward {
     /// `FORWARD_TIMEOUT_MS`.
     pub timeout_ms: u64,
     /// `FORWARD_MAX_ATTEMPTS`, `FORWARD_RETRY_BASE_SECS`, `FORWARD_RETRY_MAX_SECS`.
-    pub retry: RetryPolicy,
+    pub retry: DeliveryRetryPolicy,
     /// `DEDUPE_TTL_SECS`.
     pub dedupe_ttl_secs: u64,
     /// `FORWARD_BATCH_BUDGET_SECS`, in ms: how long one queue batch may spend forwarding before
@@ -645,19 +645,19 @@ impl Forward {
 
 /// `FORWARD_MAX_ATTEMPTS`, `FORWARD_RETRY_BASE_SECS`, `FORWARD_RETRY_MAX_SECS`: the forwarding
 /// retry policy, on its own so that a consumer whose other forwarding keys are broken still
-/// retries with the operator's policy (see [`RetryPolicy::settle_config_invalid`]).
+/// retries with the operator's policy (see [`DeliveryRetryPolicy::settle_config_invalid`]).
 ///
 /// # Errors
 /// The first invalid key; [`ConfigError::Below`] when the maximum is below the base.
 pub fn retry_policy<F: Fn(&str) -> Option<String>>(
     lookup: &Lookup<F>,
-) -> Result<RetryPolicy, ConfigError> {
+) -> Result<DeliveryRetryPolicy, ConfigError> {
     read_retry_policy(lookup).map_err(first)
 }
 
 fn read_retry_policy<F: Fn(&str) -> Option<String>>(
     lookup: &Lookup<F>,
-) -> Result<RetryPolicy, Vec<ConfigError>> {
+) -> Result<DeliveryRetryPolicy, Vec<ConfigError>> {
     let mut errors = Errors::default();
     let max_attempts = errors.take(lookup.number(FORWARD_MAX_ATTEMPTS));
     let base_delay_secs = errors.take(lookup.number(FORWARD_RETRY_BASE_SECS));
@@ -673,7 +673,7 @@ fn read_retry_policy<F: Fn(&str) -> Option<String>>(
             other: FORWARD_RETRY_BASE_SECS.key,
         }]);
     }
-    Ok(RetryPolicy {
+    Ok(DeliveryRetryPolicy {
         // In range: at most FORWARD_MAX_ATTEMPTS.max (100).
         max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
         base_delay_secs,
@@ -1654,7 +1654,7 @@ mod tests {
         let ok = forward(&[]).unwrap();
         assert_eq!(ok.url, "https://example.com/hook");
         assert_eq!(ok.timeout_ms, 10_000);
-        assert_eq!(ok.retry, RetryPolicy::default());
+        assert_eq!(ok.retry, DeliveryRetryPolicy::default());
         assert_eq!(ok.dedupe_ttl_secs, 259_200);
         assert_eq!(ok.batch_budget_ms, 30_000);
         let days = |v: &str| {
@@ -2070,17 +2070,20 @@ mod tests {
 
     #[test]
     fn retry_policy_on_its_own() {
-        assert_eq!(retry_policy(&table(&[])), Ok(RetryPolicy::default()));
+        assert_eq!(
+            retry_policy(&table(&[])),
+            Ok(DeliveryRetryPolicy::default())
+        );
         assert_eq!(
             retry_policy(&table(&[
                 ("FORWARD_MAX_ATTEMPTS", "2"),
                 ("FORWARD_RETRY_BASE_SECS", "1"),
                 ("FORWARD_URL", "not checked here"),
             ])),
-            Ok(RetryPolicy {
+            Ok(DeliveryRetryPolicy {
                 max_attempts: 2,
                 base_delay_secs: 1,
-                ..RetryPolicy::default()
+                ..DeliveryRetryPolicy::default()
             })
         );
         assert_eq!(

@@ -29,7 +29,7 @@ pub enum Attempt {
 
 /// The decision for one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub enum DeliveryDecision {
     /// Delivered: acknowledge and remember it.
     Deliver,
     /// Try again after this many seconds.
@@ -72,7 +72,7 @@ impl GiveUp {
 
 /// Retry limits. The defaults spread 8 attempts over about 40 minutes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub struct DeliveryRetryPolicy {
     /// Total attempts, the first included.
     pub max_attempts: u32,
     /// Delay after the first failure; doubled after each further one.
@@ -82,7 +82,7 @@ pub struct RetryPolicy {
     pub max_delay_secs: u64,
 }
 
-impl Default for RetryPolicy {
+impl Default for DeliveryRetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 8,
@@ -95,17 +95,17 @@ impl Default for RetryPolicy {
 /// Cloudflare Queues' largest retry delay (12 hours).
 pub const MAX_QUEUE_DELAY_SECS: u64 = 12 * 60 * 60;
 
-impl RetryPolicy {
+impl DeliveryRetryPolicy {
     /// Decides what follows `attempt` (1-based) that ended in `outcome`.
     ///
     /// `jitter` in `[0, 1)` comes from the caller (the core has no randomness); the backoff is
     /// scaled into `[½, 1]` of its nominal value so that events failing together do not retry
     /// together. A `Retry-After` is honoured as a floor, capped at `max_delay_secs`.
-    pub fn decide(&self, attempt: u32, outcome: Attempt, jitter: f64) -> Decision {
+    pub fn decide(&self, attempt: u32, outcome: Attempt, jitter: f64) -> DeliveryDecision {
         let retry_after = match outcome {
             Attempt::Answered {
                 status: 200..=299, ..
-            } => return Decision::Deliver,
+            } => return DeliveryDecision::Deliver,
             Attempt::Answered {
                 status: 408 | 429 | 500..=599,
                 retry_after_secs,
@@ -113,19 +113,19 @@ impl RetryPolicy {
             Attempt::Answered {
                 status: status @ 300..=399,
                 ..
-            } => return Decision::DeadLetter(GiveUp::Redirected(status)),
+            } => return DeliveryDecision::DeadLetter(GiveUp::Redirected(status)),
             Attempt::Answered { status, .. } => {
-                return Decision::DeadLetter(GiveUp::Rejected(status))
+                return DeliveryDecision::DeadLetter(GiveUp::Rejected(status))
             }
             Attempt::TimedOut | Attempt::NetworkError => None,
         };
         if attempt >= self.max_attempts {
-            return Decision::DeadLetter(GiveUp::RetriesExhausted);
+            return DeliveryDecision::DeadLetter(GiveUp::RetriesExhausted);
         }
         let cap = self.max_delay_secs.min(MAX_QUEUE_DELAY_SECS);
         let jittered = backoff(self.base_delay_secs, attempt, cap, jitter);
         let delay = jittered.max(retry_after.unwrap_or(0)).min(cap).max(1);
-        Decision::Retry { delay_secs: delay }
+        DeliveryDecision::Retry { delay_secs: delay }
     }
 }
 
@@ -242,8 +242,8 @@ pub enum Settle {
     DeadLetter(GiveUp),
 }
 
-impl RetryPolicy {
-    /// Settles a job whose forward was decided `decision` (see [`RetryPolicy::decide`]) and
+impl DeliveryRetryPolicy {
+    /// Settles a job whose forward was decided `decision` (see [`DeliveryRetryPolicy::decide`]) and
     /// whose state write then ended `recorded`, at `attempt`.
     ///
     /// A delivered change whose record was not written is never acknowledged: with a conflict
@@ -253,29 +253,29 @@ impl RetryPolicy {
     pub fn settle(
         &self,
         attempt: u32,
-        decision: Decision,
+        decision: DeliveryDecision,
         recorded: Recorded,
         jitter: f64,
     ) -> Settle {
         match (decision, recorded) {
-            (Decision::Deliver, Recorded::Ok) => Settle::Ack,
-            (Decision::Deliver, Recorded::Conflict) => Settle::Requeue {
+            (DeliveryDecision::Deliver, Recorded::Ok) => Settle::Ack,
+            (DeliveryDecision::Deliver, Recorded::Conflict) => Settle::Requeue {
                 delay_secs: DEFERRED_DELAY_SECS,
             },
-            (Decision::Deliver, Recorded::Failed) => {
+            (DeliveryDecision::Deliver, Recorded::Failed) => {
                 match self.decide(attempt, Attempt::NetworkError, jitter) {
-                    Decision::Retry { delay_secs } => Settle::Retry { delay_secs },
-                    Decision::DeadLetter(give_up) => Settle::DeadLetter(give_up),
-                    Decision::Deliver => Settle::Retry { delay_secs: 1 },
+                    DeliveryDecision::Retry { delay_secs } => Settle::Retry { delay_secs },
+                    DeliveryDecision::DeadLetter(give_up) => Settle::DeadLetter(give_up),
+                    DeliveryDecision::Deliver => Settle::Retry { delay_secs: 1 },
                 }
             }
-            (Decision::Retry { delay_secs }, _) => Settle::Retry { delay_secs },
-            (Decision::DeadLetter(give_up), _) => Settle::DeadLetter(give_up),
+            (DeliveryDecision::Retry { delay_secs }, _) => Settle::Retry { delay_secs },
+            (DeliveryDecision::DeadLetter(give_up), _) => Settle::DeadLetter(give_up),
         }
     }
 }
 
-impl RetryPolicy {
+impl DeliveryRetryPolicy {
     /// Settles a message at `attempt` that could not be handled because the configuration it
     /// needs is invalid (a missing `FORWARD_URL`, an invalid `ENRICHMENT_MAP`…). Nothing was
     /// sent, so it is not the destination's fault and nothing is lost: it goes back on the
@@ -285,8 +285,8 @@ impl RetryPolicy {
     /// where it is re-driven once the configuration is fixed.
     pub fn settle_config_invalid(&self, attempt: u32, jitter: f64) -> Settle {
         match self.decide(attempt, Attempt::NetworkError, jitter) {
-            Decision::Retry { delay_secs } => Settle::Retry { delay_secs },
-            Decision::Deliver | Decision::DeadLetter(_) => {
+            DeliveryDecision::Retry { delay_secs } => Settle::Retry { delay_secs },
+            DeliveryDecision::Deliver | DeliveryDecision::DeadLetter(_) => {
                 Settle::DeadLetter(GiveUp::ConfigInvalid)
             }
         }
@@ -352,17 +352,17 @@ mod tests {
 
     #[test]
     fn table() {
-        let p = RetryPolicy {
+        let p = DeliveryRetryPolicy {
             max_attempts: 5,
             base_delay_secs: 10,
             max_delay_secs: 600,
         };
-        let retry = |delay_secs| Decision::Retry { delay_secs };
-        let dead = Decision::DeadLetter;
+        let retry = |delay_secs| DeliveryDecision::Retry { delay_secs };
+        let dead = DeliveryDecision::DeadLetter;
         let cases = [
             // (attempt, outcome, jitter, decision)
-            (1, answered(200, None), 0.0, Decision::Deliver),
-            (5, answered(204, None), 0.0, Decision::Deliver),
+            (1, answered(200, None), 0.0, DeliveryDecision::Deliver),
+            (5, answered(204, None), 0.0, DeliveryDecision::Deliver),
             (1, answered(500, None), 1.0, retry(10)),
             (2, answered(503, None), 1.0, retry(20)),
             (3, Attempt::TimedOut, 1.0, retry(40)),
@@ -403,13 +403,13 @@ mod tests {
                 "{attempt} {outcome:?} {jitter}"
             );
         }
-        let tiny = RetryPolicy {
+        let tiny = DeliveryRetryPolicy {
             max_attempts: 3,
             base_delay_secs: 0,
             max_delay_secs: 0,
         };
         assert_eq!(tiny.decide(1, Attempt::TimedOut, 0.0), retry(1));
-        let huge = RetryPolicy {
+        let huge = DeliveryRetryPolicy {
             max_attempts: 100,
             base_delay_secs: 10,
             max_delay_secs: u64::MAX,
@@ -422,18 +422,18 @@ mod tests {
 
     #[test]
     fn settle_table() {
-        let p = RetryPolicy {
+        let p = DeliveryRetryPolicy {
             max_attempts: 3,
             base_delay_secs: 10,
             max_delay_secs: 600,
         };
-        let retry = |delay_secs| Decision::Retry { delay_secs };
+        let retry = |delay_secs| DeliveryDecision::Retry { delay_secs };
         let cases = [
-            (1, Decision::Deliver, Recorded::Ok, Settle::Ack),
+            (1, DeliveryDecision::Deliver, Recorded::Ok, Settle::Ack),
             // Another consumer won the object: again, same attempt, no failure counted.
             (
                 1,
-                Decision::Deliver,
+                DeliveryDecision::Deliver,
                 Recorded::Conflict,
                 Settle::Requeue {
                     delay_secs: DEFERRED_DELAY_SECS,
@@ -441,7 +441,7 @@ mod tests {
             ),
             (
                 3,
-                Decision::Deliver,
+                DeliveryDecision::Deliver,
                 Recorded::Conflict,
                 Settle::Requeue {
                     delay_secs: DEFERRED_DELAY_SECS,
@@ -450,20 +450,20 @@ mod tests {
             // Delivered, not recorded: never acknowledged.
             (
                 1,
-                Decision::Deliver,
+                DeliveryDecision::Deliver,
                 Recorded::Failed,
                 Settle::Retry { delay_secs: 10 },
             ),
             (
                 3,
-                Decision::Deliver,
+                DeliveryDecision::Deliver,
                 Recorded::Failed,
                 Settle::DeadLetter(GiveUp::RetriesExhausted),
             ),
             (2, retry(7), Recorded::Ok, Settle::Retry { delay_secs: 7 }),
             (
                 1,
-                Decision::DeadLetter(GiveUp::Redirected(302)),
+                DeliveryDecision::DeadLetter(GiveUp::Redirected(302)),
                 Recorded::Ok,
                 Settle::DeadLetter(GiveUp::Redirected(302)),
             ),
@@ -479,7 +479,7 @@ mod tests {
 
     #[test]
     fn config_invalid_retried_with_backoff_then_dead_lettered() {
-        let p = RetryPolicy {
+        let p = DeliveryRetryPolicy {
             max_attempts: 3,
             base_delay_secs: 10,
             max_delay_secs: 25,
@@ -499,7 +499,7 @@ mod tests {
                 "{attempt} {jitter}"
             );
         }
-        let long = RetryPolicy {
+        let long = DeliveryRetryPolicy {
             max_attempts: 10,
             base_delay_secs: 10,
             max_delay_secs: 25,
@@ -508,9 +508,9 @@ mod tests {
             long.settle_config_invalid(5, 1.0),
             Settle::Retry { delay_secs: 25 }
         );
-        let once = RetryPolicy {
+        let once = DeliveryRetryPolicy {
             max_attempts: 1,
-            ..RetryPolicy::default()
+            ..DeliveryRetryPolicy::default()
         };
         assert_eq!(
             once.settle_config_invalid(1, 0.5),

@@ -17,7 +17,7 @@
 //!    ([`Need::history`]), in batches of up to [`MAX_HISTORY_BATCH_INPUTS`].
 //! 4. [`decide`] each group with its snapshot, its current HubSpot properties (or
 //!    [`Current::Missing`] when the batch read did not return it), their history and the echo
-//!    guard, if any. The [`Decision`] says what to forward (at most one message per object) and
+//!    guard, if any. The [`EnrichDecision`] says what to forward (at most one message per object) and
 //!    what to do with the snapshot once the forward succeeded.
 //!
 //! A group with a creation and later changes forwards one `created` with the current record; a
@@ -588,7 +588,7 @@ impl Skip {
 /// The outcome of [`decide`].
 #[must_use]
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
+pub struct EnrichDecision {
     /// What to forward; `None` with `skip` saying why.
     pub forward: Option<Forward>,
     /// Why nothing is forwarded, when nothing is.
@@ -597,7 +597,7 @@ pub struct Decision {
     pub snapshot: SnapshotWrite,
 }
 
-impl Decision {
+impl EnrichDecision {
     fn skip(skip: Skip, snapshot: SnapshotWrite) -> Self {
         Self {
             forward: None,
@@ -640,9 +640,9 @@ pub fn decide(
     current: Current<'_>,
     history: &BTreeMap<String, Vec<HistoryValue>>,
     echo: Option<&EchoGuard>,
-) -> Result<Decision, MapError> {
+) -> Result<EnrichDecision, MapError> {
     let Current::Found(properties) = current else {
-        return Ok(Decision::skip(Skip::Missing, SnapshotWrite::Keep));
+        return Ok(EnrichDecision::skip(Skip::Missing, SnapshotWrite::Keep));
     };
     let record = map.to_destination(properties)?;
     // The sync's association hash in the old snapshot stays: enrichment does not read them.
@@ -653,10 +653,10 @@ pub fn decide(
         // webhook arrives) or already delivered (by the sync): HubSpot's notification of our
         // own write, not forwarded back. Anything that differs is still a creation.
         Need::Create if snapshot.is_some_and(|old| diff(map, old, &record).is_unchanged()) => {
-            Decision::skip(Skip::Unchanged, SnapshotWrite::Keep)
+            EnrichDecision::skip(Skip::Unchanged, SnapshotWrite::Keep)
         }
-        Need::Create => Decision::forward(Forward::Created(record), put),
-        Need::Restore => Decision::forward(Forward::Restored(record), put),
+        Need::Create => EnrichDecision::forward(Forward::Created(record), put),
+        Need::Restore => EnrichDecision::forward(Forward::Restored(record), put),
         Need::Merge { merged_ids } => {
             let changes = match snapshot.map(|s| diff(map, s, &record)) {
                 Some(Diff::Changed(patch)) => patch.changes().to_vec(),
@@ -666,7 +666,7 @@ pub fn decide(
                 snapshot: crate::records::carry_over(snapshot, &record),
                 merged_ids: merged_ids.clone(),
             };
-            Decision::forward(
+            EnrichDecision::forward(
                 Forward::Merged {
                     record,
                     changes,
@@ -679,11 +679,11 @@ pub fn decide(
             let is_echo = echo
                 .is_some_and(|guard| names.keys().all(|p| guard.is_echo(map, id, p, properties)));
             if is_echo {
-                return Ok(Decision::skip(Skip::Echo, put));
+                return Ok(EnrichDecision::skip(Skip::Echo, put));
             }
             match snapshot {
                 Some(old) => match diff(map, old, &record) {
-                    Diff::Unchanged => Decision::skip(Skip::Unchanged, SnapshotWrite::Keep),
+                    Diff::Unchanged => EnrichDecision::skip(Skip::Unchanged, SnapshotWrite::Keep),
                     Diff::Changed(patch) => {
                         // HubSpot changed these fields (by the batch's latest first change):
                         // the inbound sync's conflict rule reads the times.
@@ -697,7 +697,7 @@ pub fn decide(
                             patch.changes().iter().map(|c| c.field.as_str()),
                             i64::try_from(at).unwrap_or(i64::MAX),
                         );
-                        Decision::forward(
+                        EnrichDecision::forward(
                             Forward::Changed(patch.changes().to_vec()),
                             SnapshotWrite::Put(next.to_snapshot()),
                         )
@@ -706,8 +706,8 @@ pub fn decide(
                 // Nothing to diff against: the values before, from the history. Unchanged
                 // (changed and changed back) still stores the snapshot, for the next change.
                 None => match first_changes(map, properties, &record, names, history) {
-                    changes if changes.is_empty() => Decision::skip(Skip::Unchanged, put),
-                    changes => Decision::forward(Forward::Changed(changes), put),
+                    changes if changes.is_empty() => EnrichDecision::skip(Skip::Unchanged, put),
+                    changes => EnrichDecision::forward(Forward::Changed(changes), put),
                 },
             }
         }

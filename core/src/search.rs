@@ -71,7 +71,9 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Filter, FilterOp, Page, SearchRequest, Sort, SortDirection, MAX_SEARCH_LIMIT};
+use crate::api::{
+    FilterOp, Page, SearchFilter, SearchRequest, Sort, SortDirection, MAX_SEARCH_LIMIT,
+};
 
 /// Most results one query can page through (HUBSPOT.md §4.4).
 pub const MAX_RESULTS_PER_QUERY: u32 = 10_000;
@@ -146,7 +148,7 @@ struct Hit {
 /// incremental run, [`crate::sync`]); the state holds at most one page of ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchPlan {
-    groups: Vec<Vec<Filter>>,
+    groups: Vec<Vec<SearchFilter>>,
     date_property: Option<String>,
     page_size: u32,
     phase: Phase,
@@ -166,7 +168,7 @@ impl SearchPlan {
     /// [`SearchPlanError::TooManyFilters`] when a group has more than 4 filters, there are more
     /// than 5 groups, or more than 18 filters in total once the plan's own are added.
     pub fn by_object_id(
-        filter_groups: Vec<Vec<Filter>>,
+        filter_groups: Vec<Vec<SearchFilter>>,
         page_size: u32,
     ) -> Result<Self, SearchPlanError> {
         Self::new(
@@ -188,7 +190,7 @@ impl SearchPlan {
     pub fn modified_since(
         date_property: impl Into<String>,
         since_ms: u64,
-        filter_groups: Vec<Vec<Filter>>,
+        filter_groups: Vec<Vec<SearchFilter>>,
         page_size: u32,
     ) -> Result<Self, SearchPlanError> {
         Self::new(
@@ -203,7 +205,7 @@ impl SearchPlan {
     }
 
     fn new(
-        mut groups: Vec<Vec<Filter>>,
+        mut groups: Vec<Vec<SearchFilter>>,
         date_property: Option<String>,
         page_size: u32,
         phase: Phase,
@@ -410,8 +412,8 @@ impl SearchPlan {
     }
 }
 
-fn filter(property: &str, op: FilterOp) -> Filter {
-    Filter {
+fn filter(property: &str, op: FilterOp) -> SearchFilter {
+    SearchFilter {
         property: property.to_owned(),
         op,
     }
@@ -488,7 +490,7 @@ mod tests {
     }
 
     /// A filter's operator name and value (the ones the planner and the fake engine use).
-    fn op(f: &Filter) -> (&'static str, &str) {
+    fn op(f: &SearchFilter) -> (&'static str, &str) {
         match &f.op {
             FilterOp::Eq(v) => ("EQ", v),
             FilterOp::Neq(v) => ("NEQ", v),
@@ -736,7 +738,7 @@ mod tests {
             }
         }
 
-        fn matches(filter: &Filter, id: u64, d: u64) -> bool {
+        fn matches(filter: &SearchFilter, id: u64, d: u64) -> bool {
             let (name, value) = op(filter);
             let value: u64 = value.parse().expect("numeric filter value");
             let x = match filter.property.as_str() {
@@ -755,7 +757,7 @@ mod tests {
         }
 
         /// The lower bound a filter puts on `property`, for index seeks.
-        fn lower(group: &[Filter], property: &str) -> u64 {
+        fn lower(group: &[SearchFilter], property: &str) -> u64 {
             group
                 .iter()
                 .filter(|f| f.property == property)

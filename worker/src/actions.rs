@@ -51,7 +51,7 @@ use hubspot_edge_core::actions::{
     ExecuteContext, ExecutionRequest, ExecutionState, LookupReply, Pending, PublishStep, Record,
     DEFAULT_EXPIRATION,
 };
-use hubspot_edge_core::api::{decide, Decision, Outcome, RequestKind};
+use hubspot_edge_core::api::{decide, CallDecision, Outcome, RequestKind};
 use hubspot_edge_core::config::{NumberKey, ACTIONS_BUDGET_MS, ACTIONS_COMPLETE_WINDOW_MS};
 use hubspot_edge_core::metrics::{Counter, Gauge, Histogram};
 use hubspot_edge_core::outbound::WebhookSecret;
@@ -705,8 +705,8 @@ async fn call_with_key(
             Err(o) => (o, None),
         };
         match decide(kind, attempt, &outcome, now, js_sys::Math::random()) {
-            Decision::Accept => return Ok(value.unwrap_or(Value::Null)),
-            Decision::Retry { after_ms, .. } if after_ms <= crate::hubspot::MAX_WAIT_MS => {
+            CallDecision::Accept => return Ok(value.unwrap_or(Value::Null)),
+            CallDecision::Retry { after_ms, .. } if after_ms <= crate::hubspot::MAX_WAIT_MS => {
                 Delay::from(Duration::from_millis(after_ms)).await;
             }
             _ => {

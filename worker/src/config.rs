@@ -163,7 +163,7 @@ pub(crate) fn problems(env: &Env) -> Vec<core_config::Problem> {
 /// The forwarding retry policy on its own (`FORWARD_MAX_ATTEMPTS`, `FORWARD_RETRY_*`): the
 /// operator's when those keys are valid, else the default. Used while the rest of the
 /// forwarding configuration is broken.
-pub(crate) fn retry_policy(env: &Env) -> hubspot_edge_core::delivery::RetryPolicy {
+pub(crate) fn retry_policy(env: &Env) -> hubspot_edge_core::delivery::DeliveryRetryPolicy {
     core_config::retry_policy(&lookup(env)).unwrap_or_default()
 }
 

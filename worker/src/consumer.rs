@@ -15,7 +15,7 @@ use futures_util::future::{join_all, select, Either};
 use futures_util::stream::{self, StreamExt};
 use hubspot_edge_core::dedupe::DedupeKey;
 use hubspot_edge_core::delivery::{
-    parse_retry_after, Admit, Attempt, BatchBudget, Decision, GiveUp, Recorded, Settle,
+    parse_retry_after, Admit, Attempt, BatchBudget, DeliveryDecision, GiveUp, Recorded, Settle,
     DEFERRED_DELAY_SECS, MAX_CONCURRENT_FORWARDS,
 };
 use hubspot_edge_core::event::Event;
@@ -310,7 +310,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
 
 /// The forwarding configuration (or `ENRICHMENT_MAP`) is invalid, so nothing can be sent:
 /// `problems` are logged, and each message is settled by core's
-/// [`RetryPolicy::settle_config_invalid`](hubspot_edge_core::delivery::RetryPolicy::settle_config_invalid):
+/// [`DeliveryRetryPolicy::settle_config_invalid`](hubspot_edge_core::delivery::DeliveryRetryPolicy::settle_config_invalid):
 /// back on the queue as its next attempt with the forwarding backoff (the operator's
 /// `FORWARD_*` policy if those keys are valid, else the default), and once its attempts are
 /// spent to the dead-letter store with reason `config_invalid` and the keys in its detail
@@ -454,7 +454,8 @@ const RECORD_STORE_UNAVAILABLE: &str = "record_store_unavailable";
 /// Commits the writes of every delivered job, one record-store call per portal and object type:
 /// per job, what became of them ([`Recorded::Ok`] when there were none).
 async fn commit_all(env: &Env, jobs: &[Job], verdicts: &[Verdict]) -> Vec<Recorded> {
-    let delivered = |verdict: &Verdict| matches!(verdict, Verdict::Decided(Decision::Deliver, ..));
+    let delivered =
+        |verdict: &Verdict| matches!(verdict, Verdict::Decided(DeliveryDecision::Deliver, ..));
     let mut by_store: BTreeMap<(u64, &str), Vec<(usize, &Commit)>> = BTreeMap::new();
     for (index, (job, verdict)) in jobs.iter().zip(verdicts).enumerate() {
         if !delivered(verdict) {
@@ -566,7 +567,7 @@ impl Job {
 /// What became of a job's forward.
 enum Verdict {
     /// The decision, an explicit dead-letter reason when there is one, and a detail for logs.
-    Decided(Decision, Option<String>, String),
+    Decided(DeliveryDecision, Option<String>, String),
     /// Not sent: the batch's budget was spent. Back on the queue as the same attempt.
     Deferred,
 }
@@ -575,7 +576,7 @@ enum Verdict {
 async fn run_job(config: &Forward, env: &Env, job: &Job, budget: &BatchBudget) -> Verdict {
     let attempt = attempt_of(&job.members);
     let jitter = js_sys::Math::random();
-    let rejected = Decision::DeadLetter(hubspot_edge_core::delivery::GiveUp::Rejected(0));
+    let rejected = DeliveryDecision::DeadLetter(hubspot_edge_core::delivery::GiveUp::Rejected(0));
     let sends = matches!(
         job.action,
         JobAction::Thin | JobAction::Send { .. } | JobAction::Effect(_)
@@ -598,11 +599,11 @@ async fn run_job(config: &Forward, env: &Env, job: &Job, budget: &BatchBudget) -
                 Ok(answer) => sent(answer),
                 Err(reason) => Verdict::Decided(rejected, Some(reason.clone()), reason),
             },
-            None => Verdict::Decided(Decision::Deliver, None, "empty".into()),
+            None => Verdict::Decided(DeliveryDecision::Deliver, None, "empty".into()),
         },
         JobAction::Send { id, body } => sent(send_signed(config, id, body).await),
         JobAction::Nothing => {
-            Verdict::Decided(Decision::Deliver, None, "nothing_to_forward".into())
+            Verdict::Decided(DeliveryDecision::Deliver, None, "nothing_to_forward".into())
         }
         JobAction::Fail { reason, detail } => {
             Verdict::Decided(rejected, Some(reason.clone()), detail.clone())
@@ -625,7 +626,7 @@ async fn run_job(config: &Forward, env: &Env, job: &Job, budget: &BatchBudget) -
                 Verdict::Decided(rejected, Some(reason), detail)
             }
             crate::rules::Outcome::Done(detail) => {
-                Verdict::Decided(Decision::Deliver, None, detail)
+                Verdict::Decided(DeliveryDecision::Deliver, None, detail)
             }
         },
     }
@@ -643,7 +644,7 @@ fn retry(
 ) -> Verdict {
     let decision = match config.retry.decide(attempt, failed, jitter) {
         // A failed read is never a delivery.
-        Decision::Deliver => Decision::Retry { delay_secs: 1 },
+        DeliveryDecision::Deliver => DeliveryDecision::Retry { delay_secs: 1 },
         d => d,
     };
     Verdict::Decided(decision, Some(code.to_owned()), detail.to_owned())

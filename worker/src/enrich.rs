@@ -16,7 +16,7 @@ use hubspot_edge_core::api::{BatchReadOptions, BatchResponse, RequestKind, Simpl
 use hubspot_edge_core::delivery::Attempt;
 use hubspot_edge_core::diff::EchoGuard;
 use hubspot_edge_core::enrich::{
-    self, Association, Current, Decision, Forward, Need, Plan, ReadChunk, ReadOutcome,
+    self, Association, Current, EnrichDecision, Forward, Need, Plan, ReadChunk, ReadOutcome,
     SnapshotWrite, MAX_CONCURRENT_READS,
 };
 use hubspot_edge_core::event::Event;
@@ -474,7 +474,7 @@ fn send(members: &[Pending], object_id: &str, forward: &Forward, id: String) -> 
 /// against: the commit expects it, and it names the change
 /// ([`hubspot_edge_core::records::change_id`]), so a retry is the same `webhook-id`.
 fn job_of(
-    decision: Decision,
+    decision: EnrichDecision,
     members: Vec<Pending>,
     key: &ObjectKey,
     base_version: u64,

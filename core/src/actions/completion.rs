@@ -8,7 +8,7 @@
 //! request", <https://developers.hubspot.com/docs/api/crm/understanding-the-crm>, HUBSPOT.md
 //! §4.1), so no batch holds more.
 
-use crate::api::{decide, ApiError, Decision, Outcome, RequestKind};
+use crate::api::{decide, ApiError, CallDecision, Outcome, RequestKind};
 
 /// At most this many completions per batch call (see the module docs).
 pub const MAX_COMPLETION_BATCH: usize = 100;
@@ -117,11 +117,11 @@ pub fn batch_fate(
     jitter: f64,
 ) -> BatchFate {
     let code = match decide(RequestKind::Write, attempt, outcome, now_ms, jitter) {
-        Decision::Accept => return BatchFate::Completed,
-        Decision::Retry { after_ms, .. } => return BatchFate::Retry { after_ms },
+        CallDecision::Accept => return BatchFate::Completed,
+        CallDecision::Retry { after_ms, .. } => return BatchFate::Retry { after_ms },
         // A private token cannot be refreshed here: the host refreshes OAuth itself; a 401
         // that reaches the batcher is final.
-        Decision::RefreshToken | Decision::GiveUp { .. } => match outcome {
+        CallDecision::RefreshToken | CallDecision::GiveUp { .. } => match outcome {
             Outcome::Failed(e) => e.code().to_owned(),
             Outcome::Timeout => "timeout".to_owned(),
             Outcome::Network => "network".to_owned(),

@@ -18,8 +18,8 @@ mod retry;
 pub(crate) use config::encode as encode_segment;
 pub use config::{ApiConfig, PathStyle, RequestError, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
 pub use request::{
-    AssociationCategory, AssociationPair, AssociationSpec, BatchReadOptions, CreateInput, Filter,
-    FilterOp, ListOptions, OAuthClient, ReadOptions, SearchRequest, Sort, SortDirection,
+    AssociationCategory, AssociationPair, AssociationSpec, BatchReadOptions, CreateInput, FilterOp,
+    ListOptions, OAuthClient, ReadOptions, SearchFilter, SearchRequest, Sort, SortDirection,
     UpdateInput, MAX_ASSOCIATION_CREATE_INPUTS, MAX_ASSOCIATION_READ_INPUTS, MAX_BATCH_INPUTS,
     MAX_HISTORY_BATCH_INPUTS, MAX_LIST_LIMIT, MAX_SEARCH_LIMIT,
 };
@@ -29,6 +29,6 @@ pub use response::{
     RetryAfter, SimpleObject, TokenResponse,
 };
 pub use retry::{
-    decide, Decision, GiveUpReason, OnRefused, Outcome, RequestKind, RetryPolicy, TokenOrigin,
+    decide, CallDecision, GiveUpReason, OnRefused, Outcome, RequestKind, RetryPolicy, TokenOrigin,
     TokenState,
 };

@@ -145,7 +145,7 @@ pub struct AssociationPair {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SearchRequest {
     /// Groups are ORed; the filters inside a group are ANDed.
-    pub filter_groups: Vec<Vec<Filter>>,
+    pub filter_groups: Vec<Vec<SearchFilter>>,
     /// The one sort rule HubSpot allows.
     pub sort: Option<Sort>,
     /// Properties to return.
@@ -162,7 +162,7 @@ pub struct SearchRequest {
 /// One search filter. Serialisable so that a search walk's state can be stored and resumed
 /// ([`crate::search::SearchPlan`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Filter {
+pub struct SearchFilter {
     /// Property name (or `associations.contact`).
     pub property: String,
     /// Operator and operands.
@@ -201,7 +201,7 @@ pub enum FilterOp {
     NotHasProperty,
 }
 
-impl Filter {
+impl SearchFilter {
     fn to_json(&self) -> Value {
         let (op, value, high, values) = match &self.op {
             FilterOp::Eq(v) => ("EQ", Some(v), None, None),
@@ -545,7 +545,7 @@ impl ApiConfig {
         let groups: Vec<Value> = search
             .filter_groups
             .iter()
-            .map(|g| json!({ "filters": g.iter().map(Filter::to_json).collect::<Vec<_>>() }))
+            .map(|g| json!({ "filters": g.iter().map(SearchFilter::to_json).collect::<Vec<_>>() }))
             .collect();
         let mut body = json!({ "filterGroups": groups });
         if let Some(s) = &search.sort {
@@ -979,7 +979,7 @@ mod tests {
 
     #[test]
     fn search_body() {
-        let f = |property: &str, op| Filter {
+        let f = |property: &str, op| SearchFilter {
             property: property.into(),
             op,
         };

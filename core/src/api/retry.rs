@@ -2,7 +2,7 @@
 //!
 //! | outcome | decision |
 //! |---|---|
-//! | 2xx | [`Decision::Accept`] |
+//! | 2xx | [`CallDecision::Accept`] |
 //! | timeout, network error, 5xx (but 501, 505, 522, 525, 526) | exponential backoff with jitter |
 //! | the same, for [`RequestKind::Create`] (timeouts, 504, 524) | give up: `not_idempotent` |
 //! | 423 Locked | after `max(2 s, Retry-After)` |
@@ -11,7 +11,7 @@
 //! | 429 unknown policy | as secondly for [`RequestKind::Search`], else as ten-secondly |
 //! | 429 `DAILY` | give up: `daily_limit` |
 //! | 477 | after `Retry-After`; give up (`migration_in_progress`) without one |
-//! | 401 | [`Decision::RefreshToken`] on attempt 1 of a non-OAuth request, then give up |
+//! | 401 | [`CallDecision::RefreshToken`] on attempt 1 of a non-OAuth request, then give up |
 //! | 400, 403, 404, 409, other statuses, undecodable 2xx | give up |
 //!
 //! Rate-limit and lock waits are stretched by up to 10 % (`jitter`) so that requests limited
@@ -27,7 +27,7 @@
 //!   associations ([`RequestKind::Write`]) set a state and are safe to repeat.
 //! - **401 → refresh once.** HubSpot warns that a 401 is "not a valid indicator that a new
 //!   access token must be retrieved" (HUBSPOT.md §6): callers should refresh on `expires_in`;
-//!   the single [`Decision::RefreshToken`] covers a token revoked or expired early. Callers
+//!   the single [`CallDecision::RefreshToken`] covers a token revoked or expired early. Callers
 //!   with a static private-app token treat it as giving up.
 //! - **Once per token, not once per call.** Whoever holds the shared OAuth token (the Worker's
 //!   gate) asks [`TokenState::on_refused`] before refreshing: a token that was itself obtained
@@ -68,7 +68,7 @@ pub enum Outcome {
 
 /// What to do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub enum CallDecision {
     /// Done: use the result.
     Accept,
     /// Send the same request again later.
@@ -169,7 +169,7 @@ pub fn decide(
     outcome: &Outcome,
     now_ms: u64,
     jitter: f64,
-) -> Decision {
+) -> CallDecision {
     RetryPolicy::default().decide(kind, attempt, outcome, now_ms, jitter)
 }
 
@@ -188,8 +188,8 @@ impl RetryPolicy {
         outcome: &Outcome,
         now_ms: u64,
         jitter: f64,
-    ) -> Decision {
-        let give_up = |reason| Decision::GiveUp { reason };
+    ) -> CallDecision {
+        let give_up = |reason| CallDecision::GiveUp { reason };
         let may_have_run = || {
             if kind == RequestKind::Create {
                 Err(give_up(GiveUpReason::NotIdempotent))
@@ -198,11 +198,11 @@ impl RetryPolicy {
             }
         };
         let wait = match outcome {
-            Outcome::Success => return Decision::Accept,
+            Outcome::Success => return CallDecision::Accept,
             Outcome::Timeout | Outcome::Network => may_have_run(),
             Outcome::Failed(err) => match err {
                 ApiError::Unauthorized { .. } if attempt == 1 && kind != RequestKind::OAuth => {
-                    Err(Decision::RefreshToken)
+                    Err(CallDecision::RefreshToken)
                 }
                 ApiError::Unauthorized { .. } => Err(give_up(GiveUpReason::Unauthorized)),
                 ApiError::Forbidden { .. } => Err(give_up(GiveUpReason::Forbidden)),
@@ -271,7 +271,7 @@ impl RetryPolicy {
             }
             Wait::AtLeast(ms) => ms.saturating_add(((ms as f64) * jitter / 10.0).round() as u64),
         };
-        Decision::Retry {
+        CallDecision::Retry {
             after_ms,
             at_ms: now_ms.saturating_add(after_ms),
         }
@@ -432,14 +432,14 @@ mod tests {
             body: body(),
         })
     }
-    fn retry(after_ms: u64) -> Decision {
-        Decision::Retry {
+    fn retry(after_ms: u64) -> CallDecision {
+        CallDecision::Retry {
             after_ms,
             at_ms: NOW + after_ms,
         }
     }
-    fn give_up(reason: GiveUpReason) -> Decision {
-        Decision::GiveUp { reason }
+    fn give_up(reason: GiveUpReason) -> CallDecision {
+        CallDecision::GiveUp { reason }
     }
 
     #[test]
@@ -448,10 +448,10 @@ mod tests {
         use RateLimitPolicy as P;
         let unauthorized = failed(ApiError::Unauthorized { body: body() });
         let ten = limited(P::TenSecondlyRolling, None, None);
-        let cases: Vec<(RequestKind, u32, Outcome, f64, Decision)> = vec![
+        let cases: Vec<(RequestKind, u32, Outcome, f64, CallDecision)> = vec![
             // Success.
-            (Read, 1, Outcome::Success, 0.0, Decision::Accept),
-            (Create, 5, Outcome::Success, 0.5, Decision::Accept),
+            (Read, 1, Outcome::Success, 0.0, CallDecision::Accept),
+            (Create, 5, Outcome::Success, 0.5, CallDecision::Accept),
             // 5xx and timeouts: backoff 500 ms × 2^(n-1) scaled into [½, 1].
             (Read, 1, server(500), 0.0, retry(250)),
             (Read, 1, server(503), 0.999_999, retry(500)),
@@ -639,8 +639,20 @@ mod tests {
                 give_up(G::MigrationInProgress),
             ),
             // 401: refresh once, never for the token endpoint itself.
-            (Read, 1, unauthorized.clone(), 0.0, Decision::RefreshToken),
-            (Create, 1, unauthorized.clone(), 0.0, Decision::RefreshToken),
+            (
+                Read,
+                1,
+                unauthorized.clone(),
+                0.0,
+                CallDecision::RefreshToken,
+            ),
+            (
+                Create,
+                1,
+                unauthorized.clone(),
+                0.0,
+                CallDecision::RefreshToken,
+            ),
             (Read, 2, unauthorized.clone(), 0.0, give_up(G::Unauthorized)),
             (OAuth, 1, unauthorized, 0.0, give_up(G::Unauthorized)),
             // Never retried.
@@ -720,21 +732,21 @@ mod tests {
         };
         assert_eq!(
             p.decide(Read, 60, &server(500), 0, 1.0),
-            Decision::Retry {
+            CallDecision::Retry {
                 after_ms: 30_000,
                 at_ms: 30_000
             }
         );
         assert_eq!(
             p.decide(Read, 1, &server(500), 0, f64::NAN),
-            Decision::Retry {
+            CallDecision::Retry {
                 after_ms: 250,
                 at_ms: 250
             }
         );
         assert_eq!(
             p.decide(Read, 1, &server(500), 0, -3.0),
-            Decision::Retry {
+            CallDecision::Retry {
                 after_ms: 250,
                 at_ms: 250
             }

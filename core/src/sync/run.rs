@@ -28,7 +28,9 @@ use super::config::SyncConfig;
 use super::detect::{DeleteReason, Op};
 use super::unit::{ArchivedUnit, ModifiedUnit, Path, RangeUnit, Unit, VerifyUnit};
 use super::SyncError;
-use crate::api::{Filter, FilterOp, Page, SearchRequest, Sort, SortDirection, MAX_SEARCH_LIMIT};
+use crate::api::{
+    FilterOp, Page, SearchFilter, SearchRequest, Sort, SortDirection, MAX_SEARCH_LIMIT,
+};
 use crate::queue::MAX_MESSAGE_BYTES;
 use crate::search::{SearchPlan, OBJECT_ID};
 
@@ -364,7 +366,7 @@ impl Run {
             let date = config.modified_property.as_str();
             // Changes up to the horizon only: later ones are the next run's (search is
             // eventually consistent near now, PEERS.md pain 6).
-            let bound = vec![vec![Filter {
+            let bound = vec![vec![SearchFilter {
                 property: date.to_owned(),
                 op: FilterOp::Lt(horizon_ms.to_string()),
             }]];

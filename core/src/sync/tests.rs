@@ -237,7 +237,7 @@ impl FakeHubSpot {
         }
     }
 
-    fn matches(f: &crate::api::Filter, id: u64, r: &Rec) -> bool {
+    fn matches(f: &crate::api::SearchFilter, id: u64, r: &Rec) -> bool {
         let x = match f.property.as_str() {
             "hs_object_id" => id,
             DATE => r.modified,

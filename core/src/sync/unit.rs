@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::MERGED_IDS_PROPERTY;
 use super::SyncError;
-use crate::api::{Filter, FilterOp, ListOptions, Page, SearchRequest, SimpleObject};
+use crate::api::{FilterOp, ListOptions, Page, SearchFilter, SearchRequest, SimpleObject};
 use crate::api::{MAX_BATCH_INPUTS, MAX_LIST_LIMIT, MAX_SEARCH_LIMIT};
 use crate::search::{SearchPlan, OBJECT_ID};
 
@@ -186,8 +186,8 @@ impl Step {
     }
 }
 
-fn filter(property: &str, op: FilterOp) -> Filter {
-    Filter {
+fn filter(property: &str, op: FilterOp) -> SearchFilter {
+    SearchFilter {
         property: property.to_owned(),
         op,
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use hubspot_edge_core::api::{
-    self, interpret, ApiError, Decision, GiveUpReason, Outcome, RateLimitHeaders, RateLimitPolicy,
-    RequestKind,
+    self, interpret, ApiError, CallDecision, GiveUpReason, Outcome, RateLimitHeaders,
+    RateLimitPolicy, RequestKind,
 };
 use hubspot_edge_core::metrics::{Counter, Histogram};
 use hubspot_edge_core::ratelimit::{Budget, LimitPolicy, RateLimitObservation};
@@ -103,7 +103,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
             decision,
         );
         match decision {
-            Decision::Accept => {
+            CallDecision::Accept => {
                 if let Some(v) = value {
                     return Ok(v);
                 }
@@ -114,7 +114,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
                     attempts: attempt,
                 });
             }
-            Decision::Retry { after_ms, .. } => {
+            CallDecision::Retry { after_ms, .. } => {
                 if after_ms > MAX_WAIT_MS {
                     return Err(CallError::Throttled { wait_ms: after_ms });
                 }
@@ -123,7 +123,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
             // OAuth: the gate's token state (core's `TokenState::on_refused`) decides between a
             // newer token, one refresh per token, and "refused": a token obtained after a 401
             // that gets one too is an authorization error, not a reason to refresh per call.
-            Decision::RefreshToken if oauth => {
+            CallDecision::RefreshToken if oauth => {
                 match gate::after_refusal(config, env, budget, &token).await? {
                     Some(newer) => next = Some(newer),
                     None => {
@@ -136,7 +136,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
                 }
             }
             // A private-app token cannot be refreshed: a second 401 would say the same.
-            Decision::RefreshToken => {
+            CallDecision::RefreshToken => {
                 return Err(CallError::GaveUp {
                     reason: GiveUpReason::Unauthorized,
                     last: outcome,
@@ -144,7 +144,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
                 })
             }
             // A 401 after the refresh: the gate records it (and logs it once).
-            Decision::GiveUp {
+            CallDecision::GiveUp {
                 reason: GiveUpReason::Unauthorized,
             } if oauth => {
                 if let Err(e) = gate::report_refused(env, &token).await {
@@ -158,7 +158,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
                     attempts: attempt,
                 });
             }
-            Decision::GiveUp { reason } => {
+            CallDecision::GiveUp { reason } => {
                 return Err(CallError::GaveUp {
                     reason,
                     last: outcome,
@@ -329,16 +329,16 @@ fn log_call(
     attempt: u32,
     duration_ms: u64,
     correlation_id: Option<String>,
-    decision: Decision,
+    decision: CallDecision,
 ) {
     let (line, decided) = match decision {
-        Decision::Accept => (Line::info("hubspot_call"), "accept".to_owned()),
-        Decision::Retry { after_ms, .. } => (
+        CallDecision::Accept => (Line::info("hubspot_call"), "accept".to_owned()),
+        CallDecision::Retry { after_ms, .. } => (
             Line::warn("hubspot_call"),
             format!("retry_after_{after_ms}ms"),
         ),
-        Decision::RefreshToken => (Line::warn("hubspot_call"), "refresh_token".to_owned()),
-        Decision::GiveUp { reason } => (Line::warn("hubspot_call"), reason.code().to_owned()),
+        CallDecision::RefreshToken => (Line::warn("hubspot_call"), "refresh_token".to_owned()),
+        CallDecision::GiveUp { reason } => (Line::warn("hubspot_call"), reason.code().to_owned()),
     };
     let mut line = line
         .field("method", request.method().as_str())

@@ -20,8 +20,8 @@ mod oauth;
 use std::collections::BTreeMap;
 
 use hubspot_edge_core::api::{
-    ApiError, BatchReadOptions, BatchResponse, CreateInput, ErrorDetail, Filter, FilterOp,
-    GiveUpReason, Outcome, Page, ReadOptions, RequestKind, SearchRequest, SimpleObject, Sort,
+    ApiError, BatchReadOptions, BatchResponse, CreateInput, ErrorDetail, FilterOp, GiveUpReason,
+    Outcome, Page, ReadOptions, RequestKind, SearchFilter, SearchRequest, SimpleObject, Sort,
     SortDirection,
 };
 use serde::Deserialize;
@@ -477,7 +477,7 @@ impl SearchBody {
                     "NOT_HAS_PROPERTY" => FilterOp::NotHasProperty,
                     other => return Err(format!("unsupported operator {other}")),
                 };
-                filters.push(Filter {
+                filters.push(SearchFilter {
                     property: f.property_name,
                     op,
                 });
