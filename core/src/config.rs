@@ -239,6 +239,7 @@ pub const NUMBER_KEYS: [NumberKey; 18] = [
 /// A configuration key is missing or invalid. The operator's fault; every variant names the
 /// key, and the message never contains the value unless it is a number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A required key is unset or blank.
     #[error(

@@ -38,6 +38,34 @@
 //!   work units and delivery batches (`docs/sync.md`), and the inbound sync
 //!   ([`sync::inbound`]: the user's writes into HubSpot).
 
+//!
+//! # Verify a HubSpot webhook
+//!
+//! The [`prelude`] holds what an embedder needs first. Verify the request as it arrived (the
+//! raw body bytes, the URL HubSpot called, its headers), then read the events:
+//!
+//! ```
+//! use hubspot_edge_core::prelude::*;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let (secret, url, now_ms) = ("my-client-secret", "https://hooks.example.com/hubspot", 1_700_000_000_000);
+//! # let body = br#"[{"eventId":1,"subscriptionId":2,"portalId":3,"appId":4,"occurredAt":1700000000000,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":5}]"#;
+//! # let signature = sign_v3(&ClientSecret::new(secret), "POST", url, body, "1700000000000");
+//! # let mut headers = http::HeaderMap::new();
+//! # headers.insert("x-hubspot-signature-v3", signature.parse()?);
+//! # headers.insert("x-hubspot-request-timestamp", "1700000000000".parse()?);
+//! let verifier = Verifier::new(ClientSecret::new(secret));
+//! let request = SignedRequest { method: "POST", uri: url, headers: &headers, body };
+//! let version = verifier.verify(&request, now_ms)?; // constant time, 5-minute window
+//! assert_eq!(version, SignatureVersion::V3);
+//! for element in parse_batch(body)? {
+//!     let event = element.event?; // or dead-letter `element.raw` with the error's code
+//!     let key = DedupeKey::of(&event); // the same across HubSpot's retries
+//!     println!("{} {} {}", key.as_str(), event.subscription_type(), event.portal_id());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
@@ -63,3 +91,18 @@ pub mod search;
 pub mod signature;
 pub mod sync;
 pub mod time;
+
+/// The types most embedders start with: signature verification, the event model, the filter,
+/// dedupe keys, field maps and diffs, Standard Webhooks. Everything else is in its module.
+pub mod prelude {
+    pub use crate::dedupe::DedupeKey;
+    pub use crate::diff::{diff, Diff};
+    pub use crate::event::{parse_batch, BatchError, Element, Event, EventError};
+    pub use crate::filter::{Filter, Verdict};
+    pub use crate::mapping::{Mapping, ObjectMap, Record};
+    pub use crate::outbound::WebhookSecret;
+    pub use crate::signature::{
+        sign_v3, ClientSecret, LegacySignatures, SignatureError, SignatureVersion, SignedRequest,
+        Verifier,
+    };
+}

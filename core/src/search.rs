@@ -90,6 +90,7 @@ const PLAN_FILTERS: usize = 2;
 
 /// Why a plan could not be built or a page not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SearchPlanError {
     /// The caller's filters leave no room for the plan's own two filters per group within
     /// HubSpot's limits (5 groups, 6 filters per group, 18 in total).

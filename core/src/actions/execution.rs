@@ -21,6 +21,7 @@ use crate::mapping::calendar::{parse_date, parse_datetime};
 /// An input or output value that does not fit the definition. Stable codes by
 /// [`FieldError::code`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FieldError {
     /// A required input is absent or empty.
     #[error("input {0:?} is required")]
@@ -227,6 +228,7 @@ pub struct LookupCall {
 
 /// Why an execution could not be served: a 400 with HubSpot's error body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExecuteError {
     /// An input does not fit the definition.
     #[error(transparent)]
@@ -557,6 +559,7 @@ pub fn callback_completion(
 
 /// A callback the user's system sent that cannot complete anything.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CallbackError {
     /// Not a reply body.
     #[error("callback body malformed: {0}")]

@@ -53,6 +53,7 @@ mod tests_flow;
 
 /// Why an execution request or an answer was refused. Stable codes by [`ActionError::code`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ActionError {
     /// The body is not a JSON object of the documented shape (a required field missing or of
     /// the wrong type).

@@ -51,6 +51,7 @@ impl Default for ApiConfig {
 
 /// A request could not be built. Caller's fault: the configuration is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestError {
     /// `base_url` (or the version string) does not make a valid URI.
     #[error("invalid request uri: {0}")]

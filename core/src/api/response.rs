@@ -405,6 +405,7 @@ impl RateLimitHeaders {
 
 /// A HubSpot call failed. Every variant keeps HubSpot's error body (boxed: it is large).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApiError {
     /// 401: the token is invalid or expired (`INVALID_AUTHENTICATION`,
     /// `EXPIRED_AUTHENTICATION`). HubSpot says a 401 alone does not prove a new token is needed.

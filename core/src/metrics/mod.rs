@@ -553,6 +553,7 @@ impl Metrics {
 
 /// Errors of this module, with stable codes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MetricsError {
     /// A serialised [`Metrics`] or [`Timeline`] that does not parse.
     #[error("metrics_invalid: {0}")]

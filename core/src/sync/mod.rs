@@ -62,6 +62,7 @@ use crate::search::SearchPlanError;
 
 /// Why a sync step failed. Per-record problems are not errors: they are [`Rejection`]s.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SyncError {
     /// A page could not be used by the search walk (HubSpot's answer is not one to the query).
     #[error("search walk: {0}")]
