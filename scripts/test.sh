@@ -18,6 +18,9 @@ cargo clippy -p hubspot-edge-core -p hubspot-edge-worker --all-targets --target 
 say "core tests (native)"
 cargo test -p hubspot-edge-core --locked
 
+say "the core as a crate: cargo package -p hubspot-edge-core (packaged alone, then built from the package)"
+cargo package -p hubspot-edge-core --locked --allow-dirty --quiet
+
 say "official HubSpot clients against the mock (Node @hubspot/api-client, Python hubspot-api-client)"
 ensure_python_clients
 cargo test -p hubspot-mock --locked --test official_clients
