@@ -25,6 +25,13 @@ pub enum Attempt {
     TimedOut,
     /// The connection failed (refused, reset, DNS…).
     NetworkError,
+    /// A step before the forward failed (a HubSpot read or write, the record store), so
+    /// nothing reached the destination: retried with the same backoff, never sooner than
+    /// `retry_after_secs` (a HubSpot rate-limit wait), and never counted as a delivery.
+    StepFailed {
+        /// The earliest retry the failed step asked for, in seconds from now.
+        retry_after_secs: Option<u64>,
+    },
 }
 
 /// The decision for one attempt.
@@ -55,17 +62,22 @@ pub enum GiveUp {
     /// The configuration this event needs (forwarding, enrichment, the HubSpot API) stayed
     /// invalid for all its attempts: not the destination's fault. Re-drive it once fixed.
     ConfigInvalid,
+    /// The event cannot be forwarded as it is (it does not parse, or a step refused it for
+    /// good): no attempt can help, and the destination never saw it. The caller's own reason
+    /// code, when it has one, is the dead letter's reason.
+    Unforwardable,
 }
 
 impl GiveUp {
-    /// Stable code: `destination_rejected`, `destination_redirected`, `retries_exhausted` or
-    /// `config_invalid`.
+    /// Stable code: `destination_rejected`, `destination_redirected`, `retries_exhausted`,
+    /// `config_invalid` or `event_unforwardable`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Rejected(_) => "destination_rejected",
             Self::Redirected(_) => "destination_redirected",
             Self::RetriesExhausted => "retries_exhausted",
             Self::ConfigInvalid => "config_invalid",
+            Self::Unforwardable => "event_unforwardable",
         }
     }
 }
@@ -118,6 +130,7 @@ impl DeliveryRetryPolicy {
                 return DeliveryDecision::DeadLetter(GiveUp::Rejected(status))
             }
             Attempt::TimedOut | Attempt::NetworkError => None,
+            Attempt::StepFailed { retry_after_secs } => retry_after_secs,
         };
         if attempt >= self.max_attempts {
             return DeliveryDecision::DeadLetter(GiveUp::RetriesExhausted);
@@ -359,6 +372,7 @@ mod tests {
         };
         let retry = |delay_secs| DeliveryDecision::Retry { delay_secs };
         let dead = DeliveryDecision::DeadLetter;
+        let step = |retry_after_secs| Attempt::StepFailed { retry_after_secs };
         let cases = [
             // (attempt, outcome, jitter, decision)
             (1, answered(200, None), 0.0, DeliveryDecision::Deliver),
@@ -392,6 +406,12 @@ mod tests {
                 dead(GiveUp::Redirected(307)),
             ),
             (1, answered(308, None), 0.5, dead(GiveUp::Redirected(308))),
+            // A step before the forward failed: retried like a network error, a HubSpot wait
+            // as the floor, never a delivery, exhausted like the rest.
+            (1, step(None), 1.0, retry(10)),
+            (2, step(Some(90)), 1.0, retry(90)),
+            (1, step(Some(86_400)), 1.0, retry(600)),
+            (5, step(None), 0.5, dead(GiveUp::RetriesExhausted)),
             // Bad jitter cannot produce a zero or huge delay.
             (1, answered(500, None), f64::NAN, retry(5)),
             (1, answered(500, None), 7.0, retry(10)),

@@ -576,7 +576,7 @@ enum Verdict {
 async fn run_job(config: &Forward, env: &Env, job: &Job, budget: &BatchBudget) -> Verdict {
     let attempt = attempt_of(&job.members);
     let jitter = js_sys::Math::random();
-    let rejected = DeliveryDecision::DeadLetter(hubspot_edge_core::delivery::GiveUp::Rejected(0));
+    let rejected = DeliveryDecision::DeadLetter(GiveUp::Unforwardable);
     let sends = matches!(
         job.action,
         JobAction::Thin | JobAction::Send { .. } | JobAction::Effect(_)
@@ -642,11 +642,8 @@ fn retry(
     detail: &str,
     jitter: f64,
 ) -> Verdict {
-    let decision = match config.retry.decide(attempt, failed, jitter) {
-        // A failed read is never a delivery.
-        DeliveryDecision::Deliver => DeliveryDecision::Retry { delay_secs: 1 },
-        d => d,
-    };
+    // `failed` is an `Attempt::StepFailed`: core never decides it a delivery.
+    let decision = config.retry.decide(attempt, failed, jitter);
     Verdict::Decided(decision, Some(code.to_owned()), detail.to_owned())
 }
 
@@ -791,6 +788,7 @@ pub(crate) fn describe(attempt: Attempt) -> String {
         Attempt::Answered { status, .. } => format!("status_{status}"),
         Attempt::TimedOut => "timeout".into(),
         Attempt::NetworkError => "network_error".into(),
+        Attempt::StepFailed { .. } => "step_failed".into(),
     }
 }
 

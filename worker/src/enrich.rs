@@ -189,7 +189,9 @@ pub(crate) async fn jobs(
                             .field("error", e.to_string())
                             .emit();
                         JobAction::Retry {
-                            attempt: Attempt::NetworkError,
+                            attempt: Attempt::StepFailed {
+                                retry_after_secs: None,
+                            },
                             code: "record_store_unavailable".into(),
                             detail: "record_store_unavailable".into(),
                         }
@@ -232,7 +234,9 @@ pub(crate) async fn jobs(
                 // Retried with the forwarding backoff, then dead-lettered as `config_invalid`
                 // naming the key (`KEY: code`, as core's `config::summary`).
                 action: JobAction::Retry {
-                    attempt: Attempt::NetworkError,
+                    attempt: Attempt::StepFailed {
+                        retry_after_secs: None,
+                    },
                     code: "config_invalid".into(),
                     detail: format!("{}: {}", e.key, e.kind),
                 },
@@ -298,7 +302,9 @@ pub(crate) async fn jobs(
             jobs.push(Job {
                 members,
                 action: JobAction::Retry {
-                    attempt: Attempt::NetworkError,
+                    attempt: Attempt::StepFailed {
+                        retry_after_secs: None,
+                    },
                     code: "record_store_unavailable".into(),
                     detail: "record_store_unavailable".into(),
                 },
@@ -337,7 +343,9 @@ pub(crate) async fn jobs(
                 jobs.push(Job {
                     members,
                     action: JobAction::Retry {
-                        attempt: Attempt::NetworkError,
+                        attempt: Attempt::StepFailed {
+                            retry_after_secs: None,
+                        },
                         code: "hubspot_read_incomplete".into(),
                         detail: "hubspot_read_incomplete".into(),
                     },
@@ -743,7 +751,9 @@ async fn read_all(
                             ReadOutcome::Found(object) => ReadResult::Found(object),
                             ReadOutcome::Missing => ReadResult::Missing,
                             ReadOutcome::Failed { code } => ReadResult::Failed {
-                                attempt: Attempt::NetworkError,
+                                attempt: Attempt::StepFailed {
+                                    retry_after_secs: None,
+                                },
                                 detail: code.clone(),
                                 code,
                             },
@@ -813,18 +823,35 @@ async fn read_chunk(
 fn failure(e: &CallError) -> (Attempt, String) {
     match e {
         CallError::Throttled { wait_ms } => (
-            Attempt::Answered {
-                status: 429,
+            Attempt::StepFailed {
                 retry_after_secs: Some(wait_ms.div_ceil(1000)),
             },
             "rate_limited".into(),
         ),
-        CallError::GaveUp { reason, .. } => (Attempt::NetworkError, reason.code().to_owned()),
-        CallError::Build(_) => (Attempt::NetworkError, "config_invalid".into()),
-        CallError::OAuthRefresh(_) => {
-            (Attempt::NetworkError, "hubspot_oauth_refresh_failed".into())
-        }
-        CallError::Gate(_) => (Attempt::NetworkError, "hubspot_gate_unavailable".into()),
+        CallError::GaveUp { reason, .. } => (
+            Attempt::StepFailed {
+                retry_after_secs: None,
+            },
+            reason.code().to_owned(),
+        ),
+        CallError::Build(_) => (
+            Attempt::StepFailed {
+                retry_after_secs: None,
+            },
+            "config_invalid".into(),
+        ),
+        CallError::OAuthRefresh(_) => (
+            Attempt::StepFailed {
+                retry_after_secs: None,
+            },
+            "hubspot_oauth_refresh_failed".into(),
+        ),
+        CallError::Gate(_) => (
+            Attempt::StepFailed {
+                retry_after_secs: None,
+            },
+            "hubspot_gate_unavailable".into(),
+        ),
     }
 }
 

@@ -117,7 +117,9 @@ pub(crate) async fn run(config: &Forward, env: &Env, effect: &Queued) -> Outcome
                     ),
                 },
                 Err((code, true)) => Outcome::Retry {
-                    attempt: Attempt::NetworkError,
+                    attempt: Attempt::StepFailed {
+                        retry_after_secs: None,
+                    },
                     code: code.into(),
                     detail: what,
                 },
@@ -181,7 +183,9 @@ async fn update(
         Ok(api) => api,
         Err(e) => {
             return Outcome::Retry {
-                attempt: Attempt::NetworkError,
+                attempt: Attempt::StepFailed {
+                    retry_after_secs: None,
+                },
                 code: "config_invalid".into(),
                 detail: format!("{what} {}: {}", e.key, e.kind),
             }
@@ -238,7 +242,9 @@ async fn update(
             Ok(None) => {}
             Err(e) => {
                 return Outcome::Retry {
-                    attempt: Attempt::NetworkError,
+                    attempt: Attempt::StepFailed {
+                        retry_after_secs: None,
+                    },
                     code: "config_invalid".into(),
                     detail: format!("{what} {}: {}", e.key, e.kind),
                 }
@@ -302,15 +308,16 @@ fn failed(e: &CallError, what: &str, step: &str) -> Outcome {
             detail,
         },
         CallError::Throttled { wait_ms } => Outcome::Retry {
-            attempt: Attempt::Answered {
-                status: 429,
+            attempt: Attempt::StepFailed {
                 retry_after_secs: Some(wait_ms.div_ceil(1000)),
             },
             code: format!("rule_update_{code}"),
             detail,
         },
         _ => Outcome::Retry {
-            attempt: Attempt::NetworkError,
+            attempt: Attempt::StepFailed {
+                retry_after_secs: None,
+            },
             code: format!("rule_update_{code}"),
             detail,
         },
