@@ -9,11 +9,15 @@
 //!   `X-HubSpot-RateLimit-*`.
 //! - [`decide`] is the retry policy: a pure function of the outcome, the attempt number, `now`
 //!   and a caller-supplied jitter.
+//! - [`TokenCache`] is the OAuth access token's cache (refresh before expiry and once per 401,
+//!   one refresh at a time, failures remembered) and [`refresh_answer`] reads the token
+//!   endpoint's answer.
 
 mod config;
 mod request;
 mod response;
 mod retry;
+mod token;
 
 pub(crate) use config::encode as encode_segment;
 pub use config::{ApiConfig, PathStyle, RequestError, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
@@ -31,4 +35,8 @@ pub use response::{
 pub use retry::{
     decide, CallDecision, GiveUpReason, OnRefused, Outcome, RequestKind, RetryPolicy, TokenOrigin,
     TokenState,
+};
+pub use token::{
+    refresh_answer, RefreshFailure, TokenCache, TokenStep, REFRESH_REFUSED_MEMO_MS,
+    REFRESH_TRANSIENT_MEMO_MS,
 };

@@ -22,12 +22,13 @@
 //! budget. A 429 is reported at once.
 //!
 //! The Durable Object is single-threaded, but it interleaves requests while it awaits a fetch;
-//! the `refreshing` flag, not the runtime, makes the refresh single-flight.
+//! core's [`TokenCache`] (a refresh in flight makes the others wait), not the runtime, makes
+//! the refresh single-flight.
 
 use std::cell::RefCell;
 use std::time::Duration;
 
-use hubspot_edge_core::api::{OnRefused, TokenOrigin, TokenState};
+use hubspot_edge_core::api::{TokenCache, TokenStep};
 use hubspot_edge_core::metrics::Gauge;
 use hubspot_edge_core::ratelimit::{Acquire, Budget, Governor, LimitPolicy, RateLimitObservation};
 use serde::{Deserialize, Serialize};
@@ -37,7 +38,7 @@ use worker::{
 };
 
 use super::executor::{CallError, MAX_WAIT_MS};
-use super::oauth::{self, Cached, Failure};
+use super::oauth::{self, Cached};
 use crate::config::{AccessToken, HubSpotApi, HubSpotAuth};
 
 /// The Durable Object binding (wrangler.toml).
@@ -325,11 +326,10 @@ impl std::fmt::Debug for HubSpotGate {
 #[derive(Default)]
 struct Inner {
     governor: Option<Governor>,
-    token: Option<TokenState>,
+    /// The OAuth access token, the refresh in flight, the last failure (core's).
+    tokens: TokenCache,
     /// The stored token has been read (once per object lifetime).
     loaded: bool,
-    refreshing: bool,
-    failure: Option<Failure>,
 }
 
 impl DurableObject for HubSpotGate {
@@ -418,7 +418,8 @@ impl HubSpotGate {
     }
 
     /// A usable access token, refreshed by one call at a time. `rejected`: the token HubSpot
-    /// just answered 401 to; core's [`TokenState::on_refused`] decides what that means.
+    /// just answered 401 to. What to do is core's [`TokenCache::next`]; this only waits,
+    /// refreshes and stores.
     async fn token(
         &self,
         config: &HubSpotApi,
@@ -431,17 +432,24 @@ impl HubSpotGate {
         let started = Date::now().as_millis();
         let origin = loop {
             let now = Date::now().as_millis();
-            match self.next_step(rejected, *margin_ms, now) {
-                Step::Use(token) => return Ok(token),
-                Step::Refresh(origin) => break origin,
-                Step::Fail(e) => return Err(e),
-                Step::Refused { first, stored } => {
+            // No await while borrowed.
+            let step = self
+                .inner
+                .borrow_mut()
+                .tokens
+                .next(rejected, *margin_ms, now);
+            match step {
+                TokenStep::Use(token) => return Ok(token),
+                TokenStep::Refresh(origin) => break origin,
+                TokenStep::Failed(message) => return Err(TokenError::Failed(message)),
+                TokenStep::Refused { first } => {
                     if first {
+                        let stored = self.inner.borrow().tokens.token().map(Cached::of);
                         self.report_refused(stored).await;
                     }
                     return Err(TokenError::Refused);
                 }
-                Step::Wait => {}
+                TokenStep::Wait => {}
             }
             if now.saturating_sub(started) > WAIT_FOR_REFRESH_MS {
                 return Err(TokenError::Failed(
@@ -450,57 +458,18 @@ impl HubSpotGate {
             }
             Delay::from(Duration::from_millis(20)).await;
         };
-        let flight = Flight::start(&self.inner);
+        let flight = Flight(&self.inner);
         let result = oauth::refresh(config, origin).await;
+        if let Ok(state) = &result {
+            self.store(&Cached::of(state)).await;
+        }
+        let answer = match &result {
+            Ok(state) => Ok(state.token().to_owned()),
+            Err(failure) => Err(TokenError::Failed(failure.message.clone())),
+        };
+        self.inner.borrow_mut().tokens.refreshed(result);
         drop(flight);
-        match result {
-            Ok(state) => {
-                self.store(&Cached::of(&state)).await;
-                let token = state.token().to_owned();
-                let mut inner = self.inner.borrow_mut();
-                inner.token = Some(state);
-                inner.failure = None;
-                Ok(token)
-            }
-            Err(failure) => {
-                let message = failure.message.clone();
-                self.inner.borrow_mut().failure = Some(failure);
-                Err(TokenError::Failed(message))
-            }
-        }
-    }
-
-    /// What [`Self::token`] does next at `now`, decided on the in-memory state (no await
-    /// while it is borrowed).
-    fn next_step(&self, rejected: Option<&str>, margin_ms: u64, now: u64) -> Step {
-        let mut inner = self.inner.borrow_mut();
-        if inner.refreshing {
-            return Step::Wait;
-        }
-        let decision = match (rejected, inner.token.as_mut()) {
-            (Some(r), Some(state)) => state.on_refused(r, now),
-            (Some(_), None) => OnRefused::Refresh(TokenOrigin::Scheduled),
-            (None, _) => OnRefused::UseCurrent,
-        };
-        let origin = match decision {
-            OnRefused::Unauthorized { first } => {
-                return Step::Refused {
-                    first,
-                    stored: inner.token.as_ref().map(Cached::of),
-                }
-            }
-            OnRefused::Refresh(origin) => origin,
-            OnRefused::UseCurrent => {
-                if let Some(c) = inner.token.as_ref().filter(|c| c.is_usable(margin_ms, now)) {
-                    return Step::Use(c.token().to_owned());
-                }
-                TokenOrigin::Scheduled
-            }
-        };
-        match inner.failure.as_ref().filter(|f| f.until_ms > now) {
-            Some(f) => Step::Fail(TokenError::Failed(f.message.clone())),
-            None => Step::Refresh(origin),
-        }
+        answer
     }
 
     /// A call gave up after a second 401 with `rejected`: record it in the token state (no
@@ -510,15 +479,11 @@ impl HubSpotGate {
         let now = Date::now().as_millis();
         let (first, stored) = {
             let mut inner = self.inner.borrow_mut();
-            let Some(state) = inner.token.as_mut() else {
-                return;
-            };
-            let first =
-                state.on_refused(rejected, now) == (OnRefused::Unauthorized { first: true });
-            (first, Cached::of(state))
+            let first = inner.tokens.refused_again(rejected, now);
+            (first, inner.tokens.token().map(Cached::of))
         };
         if first {
-            self.report_refused(Some(stored)).await;
+            self.report_refused(stored).await;
         }
     }
 
@@ -548,9 +513,9 @@ impl HubSpotGate {
         let mut inner = self.inner.borrow_mut();
         if !inner.loaded {
             inner.loaded = true;
-            if inner.token.is_none() {
-                inner.token = stored.ok().flatten().map(|c| c.state());
-            }
+            inner
+                .tokens
+                .restore(stored.ok().flatten().map(|c| c.state()));
         }
     }
 
@@ -561,20 +526,6 @@ impl HubSpotGate {
     }
 }
 
-/// The next step of [`HubSpotGate::token`].
-enum Step {
-    /// Send with this token.
-    Use(String),
-    /// Refresh now; the new token has this origin.
-    Refresh(TokenOrigin),
-    /// Another call is refreshing: wait for it.
-    Wait,
-    /// No token (a remembered refresh failure).
-    Fail(TokenError),
-    /// The rejected token is known to be refused; `first`: report it (and store the mark).
-    Refused { first: bool, stored: Option<Cached> },
-}
-
 /// Why the gate has no token to give.
 enum TokenError {
     /// The refresh failed (message safe to show).
@@ -583,19 +534,12 @@ enum TokenError {
     Refused,
 }
 
-/// Marks a refresh in flight; clears the mark when dropped, also when the request is cancelled
-/// mid-refresh (so waiting calls never wait for a refresh that is gone).
+/// Clears the refresh in flight when dropped, also when the request is cancelled mid-refresh
+/// (core's [`TokenCache::abandoned`]: waiting calls never wait for a refresh that is gone).
 struct Flight<'a>(&'a RefCell<Inner>);
-
-impl<'a> Flight<'a> {
-    fn start(inner: &'a RefCell<Inner>) -> Self {
-        inner.borrow_mut().refreshing = true;
-        Self(inner)
-    }
-}
 
 impl Drop for Flight<'_> {
     fn drop(&mut self) {
-        self.0.borrow_mut().refreshing = false;
+        self.0.borrow_mut().tokens.abandoned();
     }
 }
