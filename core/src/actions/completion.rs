@@ -5,7 +5,7 @@
 //!
 //! Batch size: HubSpot documents no maximum for the batch completion; 100 inputs is HubSpot's
 //! usual batch size ("Batch requests to CRM object endpoints are limited to 100 records per
-//! request", <https://developers.hubspot.com/docs/api/crm/understanding-the-crm>, HUBSPOT.md
+//! request", <https://developers.hubspot.com/docs/api/crm/understanding-the-crm>, docs/hubspot.md
 //! §4.1), so no batch holds more.
 
 use crate::api::{decide, ApiError, CallDecision, Outcome, RequestKind};

@@ -7,7 +7,7 @@
 //! request we cannot serve is a 4xx with HubSpot's documented error body
 //! (`{"status":"error","message",…,"category":"VALIDATION_ERROR"}`,
 //! <https://developers.hubspot.com/docs/api/error-handling>), never a 2xx with wrong outputs.
-//! HubSpot marks a 4xx (other than 429) as failed and does not retry it (HUBSPOT.md §3.3).
+//! HubSpot marks a 4xx (other than 429) as failed and does not retry it (docs/hubspot.md §3.3).
 
 use std::collections::BTreeMap;
 
@@ -65,7 +65,7 @@ impl FieldError {
     }
 }
 
-/// HubSpot's documented error shape (HUBSPOT.md §4.5): `status`, `message`, `category`
+/// HubSpot's documented error shape (docs/hubspot.md §4.5): `status`, `message`, `category`
 /// `VALIDATION_ERROR`, and one `errors[]` entry with our `code` and the field.
 pub fn hubspot_error_body(message: &str, code: &str, field: Option<&str>) -> Vec<u8> {
     let mut error = json!({"message": message, "code": code});

@@ -520,7 +520,7 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Text as HubSpot takes it for a property value (HUBSPOT.md §7): strings as they are, numbers
+/// Text as HubSpot takes it for a property value (docs/hubspot.md §7): strings as they are, numbers
 /// and booleans as JSON text, arrays `;`-joined; `None` for "no value".
 fn property_text(v: &Value) -> Option<String> {
     if is_empty(v) {

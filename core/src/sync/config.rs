@@ -164,7 +164,7 @@ impl SyncConfig {
 pub const MAX_PAGES_PER_UNIT_FACTOR: u32 = 4;
 
 /// Records one second of each budget reads at most: list `burst_per_10s / 10 × 100`, search
-/// `search_per_s × 200` (HUBSPOT.md §4.1, §4.4, §5.1).
+/// `search_per_s × 200` (docs/hubspot.md §4.1, §4.4, §5.1).
 pub fn records_per_second(burst_per_10s: u32, search_per_s: u32) -> (f64, f64) {
     (
         f64::from(burst_per_10s) / 10.0 * f64::from(MAX_LIST_LIMIT),

@@ -862,7 +862,7 @@ impl Store {
     }
 
     /// The live record that the merged-away id `key` now names, following merges of merges:
-    /// HubSpot answers a single read or PATCH by a merged id with the survivor (HUBSPOT.md
+    /// HubSpot answers a single read or PATCH by a merged id with the survivor (docs/hubspot.md
     /// §4.1: "the basic `PATCH` accepts IDs stored in `hs_merged_object_ids`").
     pub(super) fn survivor_of(&self, kind: Kind, key: &str) -> Option<&Record> {
         let table = self.tables.get(&kind)?;
@@ -1060,7 +1060,7 @@ impl Store {
         true
     }
 
-    /// Restores the archived record `id` (what HubSpot's recycling bin does, HUBSPOT.md §4.1;
+    /// Restores the archived record `id` (what HubSpot's recycling bin does, docs/hubspot.md §4.1;
     /// the objects API has no restore endpoint). Its dates stay as they were (HubSpot does not
     /// document whether a restore moves `hs_lastmodifieddate`). Errors: no archived record with
     /// that id (merged ones included) → `NotFound`; a live contact has its e-mail since →
