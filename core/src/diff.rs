@@ -34,7 +34,7 @@
 //!
 //! HubSpot webhooks carry no trustworthy marker of who made a change, so a write of ours comes
 //! back as a `propertyChange` like anyone else's and, in a two-way sync, goes out again: the loop
-//! of PEERS.md pain 15. Before writing, keep an [`EchoGuard`] for the record: the names of the
+//! of docs/hubspot.md §2.2. Before writing, keep an [`EchoGuard`] for the record: the names of the
 //! properties written and a [`fingerprint`] of their values. When a change notification arrives,
 //! [`EchoGuard::is_echo`] says whether HubSpot's current values are exactly what we wrote; then
 //! the notification is our own echo and is dropped. Values are normalised by field type first,

@@ -93,7 +93,7 @@ impl GovernorConfig {
     /// The published limits of a private app on `tier` (docs/hubspot.md §5.1).
     ///
     /// Where sources disagree: Professional daily is 625,000 (usage guidelines) not 650,000 (the
-    /// changelog), the lower value; PEERS.md's older 150/10 s and 200/10 s figures are
+    /// changelog), the lower value; older third-party figures of 150/10 s and 200/10 s are
     /// superseded by the usage-guidelines table. `ApiAddOn` assumes the lowest base (250,000)
     /// plus one 1,000,000 increase. [`Governor::observe`] adopts the real values from headers.
     pub fn for_tier(tier: Tier) -> Self {

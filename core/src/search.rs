@@ -44,7 +44,7 @@
 //! For incremental sync, ordered by a date property (`hs_lastmodifieddate`, or
 //! `lastmodifieddate` for contacts, docs/hubspot.md §4.4) with `hs_object_id` as the tie-break. One
 //! sort cannot express "date, then id", and the order of records sharing a date is unspecified,
-//! so (PEERS.md pain 5: bulk updates stamp thousands of records with one date):
+//! so (docs/hubspot.md §4.4: bulk updates stamp thousands of records with one date):
 //!
 //! 1. Query `date GTE T` sorted by date. Yield the page. Let `L` be the largest date on it.
 //! 2. If the page also held smaller dates, the next query is `date GTE L` again: the group of
@@ -64,8 +64,9 @@
 //! (`2024-05-01T12:00:00.123Z`, or a date alone) or Unix milliseconds; filters send Unix
 //! milliseconds (docs/hubspot.md §4.4).
 //!
-//! Search is eventually consistent near "now" (PEERS.md pain 6): a caller syncing incrementally
-//! should bound the walk with a `date LT now - lag` filter and re-walk from an earlier cursor.
+//! Search is eventually consistent near "now" (docs/hubspot.md §4.4): a caller syncing
+//! incrementally should bound the walk with a `date LT now - lag` filter and re-walk from an
+//! earlier cursor.
 
 use std::collections::HashSet;
 

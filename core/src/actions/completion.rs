@@ -1,7 +1,7 @@
 //! The completion batcher: blocked executions completed (by a late lookup reply or the user's
 //! system) wait here briefly and go to HubSpot as batch completions
 //! (`POST /automation/v4/actions/callbacks/complete`), the fewest calls for the app's rate
-//! budget (completions spend it, SYNC-ACTIONS-OPS §C).
+//! budget (completions spend it, docs/hubspot.md §3.4).
 //!
 //! Batch size: HubSpot documents no maximum for the batch completion; 100 inputs is HubSpot's
 //! usual batch size ("Batch requests to CRM object endpoints are limited to 100 records per

@@ -679,7 +679,7 @@ impl Definition {
 }
 
 /// The fields of a rendered definition that a publish owns and compares (`functions` is not
-/// compared: HubSpot makes it read-only on project-managed actions, SYNC-ACTIONS-OPS §C).
+/// compared: HubSpot makes it read-only on project-managed actions, docs/hubspot.md §3.1).
 const OWNED: [&str; 7] = [
     "actionUrl",
     "inputFields",

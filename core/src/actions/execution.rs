@@ -3,7 +3,7 @@
 //! value and the answer made of its reply, an `approval` block), the user's system's callback,
 //! and the idempotency record kept per `callbackId`.
 //!
-//! HubSpot counts any 2xx as success and does not read the body (SYNC-ACTIONS-OPS §C), so a
+//! HubSpot counts any 2xx as success and does not read the body (docs/hubspot.md §3.2), so a
 //! request we cannot serve is a 4xx with HubSpot's documented error body
 //! (`{"status":"error","message",…,"category":"VALIDATION_ERROR"}`,
 //! <https://developers.hubspot.com/docs/api/error-handling>), never a 2xx with wrong outputs.
@@ -137,7 +137,7 @@ fn typed(value: &Value, ty: FieldType, options: &[String]) -> Option<Value> {
 }
 
 /// HubSpot's `typedInputs` entries may be `{"value": …, "type": "STRING"}` (seen on real
-/// requests, SYNC-ACTIONS-OPS §C): the value inside.
+/// requests, docs/hubspot.md §3.2): the value inside.
 fn unwrap_typed(v: &Value) -> &Value {
     match v {
         Value::Object(m) if m.contains_key("value") => &m["value"],

@@ -455,7 +455,7 @@ pub enum MapErrorKind {
     #[error("value is malformed for the field type")]
     Malformed,
     /// A date with a time of day other than midnight UTC (docs/hubspot.md §7; HubSpot answers such
-    /// writes with `INVALID_DATE`, PEERS.md pain 11).
+    /// writes with `INVALID_DATE`).
     #[error("date is not at midnight utc")]
     NotMidnight,
     /// A date outside years 1–9999, or a number too large or too precise to carry exactly.

@@ -20,7 +20,7 @@ pub const DEFAULT_BATCH_RECORDS: usize = 100;
 pub const DEFAULT_BATCH_MAX_BYTES: usize = 1024 * 1024;
 
 /// The longest `properties=` list a list request sends, in characters. List requests carry the
-/// properties in the URL, and a long list gets a 414 (PEERS.md pain 13; Airbyte chunks at
+/// properties in the URL, and a long list gets a 414 (docs/hubspot.md §4.1; Airbyte chunks at
 /// 15,000 characters); search sends them in the body. Beyond this the sync reads by search only
 /// ([`SyncConfig::for_map`]).
 pub const MAX_LIST_PROPERTIES_CHARS: usize = 8_000;
@@ -63,7 +63,7 @@ pub struct SyncConfig {
     /// Largest delivery body, bytes; a batch that would be larger is split.
     pub batch_max_bytes: usize,
     /// Incremental runs read changes up to `run start − lag`: search is eventually consistent
-    /// near now (PEERS.md pain 6).
+    /// near now (docs/hubspot.md §4.4).
     pub lag_ms: u64,
     /// Incremental runs start `overlap` before the cursor: a change indexed late by search
     /// (up to `lag + overlap`) is still read. Re-read records are unchanged, not re-delivered.

@@ -89,7 +89,7 @@ impl FakeHubSpot {
         r.modified = at;
     }
 
-    /// A bulk update: every record stamped with one last-modified date (PEERS.md pain 5).
+    /// A bulk update: every record stamped with one last-modified date (docs/hubspot.md §4.4).
     fn bulk_update(&mut self, ids: &[u64], key: &str, value: &str) {
         let at = self.tick();
         for id in ids {

@@ -222,7 +222,7 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
     let decoded = path_segments(path);
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     // Callback completions (docs/hubspot.md §3.4): the bearer token, and the normal burst budget
-    // (no rate-limit exemption in the specification, SYNC-ACTIONS-OPS §C).
+    // (no rate-limit exemption in the specification, docs/hubspot.md §3.4).
     let callbacks = match segs.as_slice() {
         ["automation", "v4", "actions", "callbacks", rest @ ..] => Some((rest, false)),
         // Date-versioned: `/automation/actions/callbacks/2026-03/{callbackId}/complete` (§3.4).
@@ -356,7 +356,7 @@ fn dispatch(
 /// to merge is archived, values the primary lacks move to it, `hs_merged_object_ids` lists the
 /// merged ids, and one `*.merge` event is emitted (§2.2: `primaryObjectId`, `mergedObjectIds`,
 /// `newObjectId` = the primary, `numberOfPropertiesMoved`), without `propertyChange` events for
-/// the moved values (PEERS.md pain 8) and without a deletion for the merged record.
+/// the moved values (docs/hubspot.md §2.2) and without a deletion for the merged record.
 fn merge(data: &mut Data, req: &Request, kind: Kind, now: u64) -> Result<Response, Response> {
     let body = parse_body(data, req)?;
     let id_of = |key: &str| match body.get(key) {
@@ -1004,8 +1004,8 @@ fn resolve_inputs(store: &super::store::Store, kind: Kind, inputs: &[Value]) -> 
         .collect()
 }
 
-/// The whole-batch 400s of a batch update or upsert, before anything is written (SYNC-ACTIONS-OPS
-/// §B2, from HubSpot's answers quoted in segmentio/action-destinations#3957 and #3969 and
+/// The whole-batch 400s of a batch update or upsert, before anything is written (docs/hubspot.md
+/// §4.1, from HubSpot's answers quoted in segmentio/action-destinations#3957 and #3969 and
 /// HubSpot/hubspot-api-nodejs#548): `idProperty: hs_object_id` (it must be omitted), a batch
 /// update by `email` (batch update needs record ids), and two inputs that resolve to one
 /// record (the same id twice, an e-mail spelt twice, a record named by id and by e-mail).

@@ -1,4 +1,4 @@
-//! HubSpot's workflow engine for custom workflow actions (docs/hubspot.md §3, SYNC-ACTIONS-OPS §C):
+//! HubSpot's workflow engine for custom workflow actions (docs/hubspot.md §3):
 //! action definitions (`/automation/v4/actions/{appId}…`, developer API key), enrollments that
 //! call the definition's `actionUrl` with a v2-signed execution request and honour the answer
 //! (`SUCCESS`, `FAIL_CONTINUE`, `BLOCK` with an expiration on the mock's clock, 4xx failed, 429
@@ -666,7 +666,7 @@ pub(super) fn judge(answer: &Answer<'_>, config: &WorkflowConfig, attempts: u32)
     if status >= 500 {
         return Verdict::Retry(backoff());
     }
-    // Any body, or none: HubSpot does not validate it (SYNC-ACTIONS-OPS §C).
+    // Any body, or none: HubSpot does not validate it (docs/hubspot.md §3.2).
     let mut outputs = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("outputFields").and_then(Value::as_object).cloned())

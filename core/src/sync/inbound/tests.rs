@@ -875,7 +875,8 @@ impl FakeHubSpot {
             for (k, v) in props {
                 let mut v = v.as_str().unwrap().to_owned();
                 if k == "phone" {
-                    // HubSpot rewrites phone numbers (SYNC-ACTIONS-OPS B2, bruin-data/ingestr#1203).
+                    // HubSpot rewrites phone numbers (docs/hubspot.md §4.1,
+                    // bruin-data/ingestr#1203).
                     v = format!("+31 {}", v.trim_start_matches('0'));
                 }
                 entry.1.insert(k.clone(), v);
