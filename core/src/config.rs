@@ -43,7 +43,7 @@ pub struct NumberKey {
 }
 
 /// `SIGNATURE_MAX_AGE_SECS`: oldest accepted v3 timestamp. HubSpot: "Reject the request if the
-/// timestamp is older than 5 minutes" (HUBSPOT.md §1.4 step 1,
+/// timestamp is older than 5 minutes" (docs/hubspot.md §1.4 step 1,
 /// <https://developers.hubspot.com/docs/apps/legacy-apps/authentication/validating-requests>),
 /// the default; up to an hour tolerates a skewed clock,
 /// beyond that a captured request could be replayed for too long.
@@ -135,7 +135,7 @@ pub const HUBSPOT_TIMEOUT_MS: NumberKey = NumberKey {
 };
 
 /// `HUBSPOT_TOKEN_REFRESH_MARGIN_SECS`: refresh an OAuth access token this long before it
-/// expires. Access tokens live 30 minutes (HUBSPOT.md §6,
+/// expires. Access tokens live 30 minutes (docs/hubspot.md §6,
 /// <https://developers.hubspot.com/docs/api-reference/legacy/authentication/manage-oauth-tokens>),
 /// so at most 25 minutes.
 pub const HUBSPOT_TOKEN_REFRESH_MARGIN_SECS: NumberKey = NumberKey {

@@ -1,7 +1,7 @@
 //! Dedupe keys for webhook events.
 //!
 //! HubSpot may deliver the same event more than once, and `eventId` alone "is not guaranteed to
-//! be unique" (HUBSPOT.md §2.1). A retry carries the same event with `attemptNumber`
+//! be unique" (docs/hubspot.md §2.1). A retry carries the same event with `attemptNumber`
 //! incremented and a fresh timestamp and signature. The key is therefore the composite
 //! (`portalId`, `appId`, `subscriptionId`, `eventId`, `objectId`, `occurredAt`): every field
 //! HubSpot keeps stable across retries, and never `attemptNumber`. Absent optional fields are

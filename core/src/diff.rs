@@ -7,8 +7,8 @@
 //! field, using the field types of the [`ObjectMap`]: the same instant in milliseconds and in ISO
 //! text is equal, `"1.0"` equals `1`, multi-select options compare in any order, `""` and `null`
 //! and an absent field are all "no value" (HubSpot either returns `null` for an empty property
-//! or leaves it out: HUBSPOT.md §4.1, §8 item 11). Values that do not read as their field type,
-//! and fields the map does not know (say, removed from the configuration), compare as JSON.
+//! or leaves it out: docs/hubspot.md §4.1, §8 item 11). Values that do not read as their field
+//! type, and fields the map does not know (say, removed from the configuration), compare as JSON.
 //!
 //! The result is [`Diff::Unchanged`] or [`Diff::Changed`] with a minimal [`Patch`]: one
 //! [`Change`] per differing field, in the map's field order, then fields outside the map in name
@@ -34,13 +34,13 @@
 //!
 //! HubSpot webhooks carry no trustworthy marker of who made a change, so a write of ours comes
 //! back as a `propertyChange` like anyone else's and, in a two-way sync, goes out again: the loop
-//! of PEERS.md pain 15. Before writing, keep an [`EchoGuard`] for the record: the names of the
+//! of docs/hubspot.md §2.2. Before writing, keep an [`EchoGuard`] for the record: the names of the
 //! properties written and a [`fingerprint`] of their values. When a change notification arrives,
 //! [`EchoGuard::is_echo`] says whether HubSpot's current values are exactly what we wrote; then
 //! the notification is our own echo and is dropped. Values are normalised by field type first,
 //! because HubSpot may answer in another spelling than the one written: a date written as
-//! midnight milliseconds may read back as `YYYY-MM-DD` (HUBSPOT.md §7 accepts both and does not
-//! say which it returns), multi-select options in another order.
+//! midnight milliseconds may read back as `YYYY-MM-DD` (docs/hubspot.md §7 accepts both and does
+//! not say which it returns), multi-select options in another order.
 //!
 //! Store guards with a short expiry (minutes): a person setting the same values again later would
 //! otherwise look like our echo. Keep the guard until it expires rather than deleting it on the
@@ -223,7 +223,7 @@ impl EchoGuard {
 
     /// Whether HubSpot's current values of the written properties are still what we wrote,
     /// whatever the notification (a creation we made, for instance). A written property missing
-    /// from `current` counts as empty (HUBSPOT.md §4.1, §8 item 11).
+    /// from `current` counts as empty (docs/hubspot.md §4.1, §8 item 11).
     pub fn matches(
         &self,
         map: &ObjectMap,

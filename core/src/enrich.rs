@@ -7,17 +7,18 @@
 //! 1. [`route`] each event: events of an object type without a map, and events this module does
 //!    not model, stay thin (forwarded as they are); association changes are forwarded on their
 //!    own, without a read; everything else is grouped by the object it concerns
-//!    ([`Route::Object`]: the surviving id for a merge, HUBSPOT.md §2.2).
+//!    ([`Route::Object`]: the surviving id for a merge, docs/hubspot.md §2.2).
 //! 2. [`plan`] each group (its events in `occurredAt` order): [`Plan::Ignore`] (only changes to
 //!    unmapped properties), [`Plan::Delete`] (the last lifecycle event is a deletion or privacy
 //!    deletion) or [`Plan::Read`] with the reason for the read.
 //! 3. Read the objects of each type ([`read_plan`]): the mapped properties only
-//!    ([`ObjectMap::properties`]), in batches of up to 100 (HUBSPOT.md §4.1); a changed object
+//!    ([`ObjectMap::properties`]), in batches of up to 100 (docs/hubspot.md §4.1); a changed object
 //!    without a snapshot also asks for the history of the properties its events name
 //!    ([`Need::history`]), in batches of up to [`MAX_HISTORY_BATCH_INPUTS`].
 //! 4. [`decide`] each group with its snapshot, its current HubSpot properties (or
 //!    [`Current::Missing`] when the batch read did not return it), their history and the echo
-//!    guard, if any. The [`EnrichDecision`] says what to forward (at most one message per object) and
+//!    guard, if any. The [`EnrichDecision`] says what to forward (at most one message per object)
+//! and
 //!    what to do with the snapshot once the forward succeeded.
 //!
 //! A group with a creation and later changes forwards one `created` with the current record; a
@@ -59,7 +60,7 @@ pub enum Route {
     Object(String),
 }
 
-/// The lifecycle actions of HubSpot's CRM subscriptions (HUBSPOT.md §2.3).
+/// The lifecycle actions of HubSpot's CRM subscriptions (docs/hubspot.md §2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     Creation,
@@ -84,7 +85,7 @@ fn action(event: &Event<'_>) -> Option<Action> {
     })
 }
 
-/// The fields of merge and association events that [`Event`] does not model (HUBSPOT.md §2.2).
+/// The fields of merge and association events that [`Event`] does not model (docs/hubspot.md §2.2).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Extra {
@@ -147,7 +148,7 @@ pub enum Plan {
     Ignore,
     /// The object is gone: forward a deletion and drop the snapshot, without a read.
     Delete {
-        /// The last lifecycle event was a privacy deletion (HUBSPOT.md §2.2).
+        /// The last lifecycle event was a privacy deletion (docs/hubspot.md §2.2).
         privacy: bool,
     },
     /// Read the object, then [`decide`].
@@ -216,7 +217,7 @@ pub fn plan(map: &ObjectMap, survivor: &str, events: &[&Event<'_>]) -> Plan {
     for event in &sorted {
         match action(event) {
             Some(a @ (Action::Deletion | Action::PrivacyDeletion)) => {
-                // A privacy deletion and its companion deletion (HUBSPOT.md §2.2) are one.
+                // A privacy deletion and its companion deletion (docs/hubspot.md §2.2) are one.
                 let privacy = a == Action::PrivacyDeletion
                     || lifecycle == Some(Action::PrivacyDeletion) && matches!(a, Action::Deletion);
                 lifecycle = Some(if privacy {
@@ -372,7 +373,7 @@ pub enum Before {
 }
 
 /// The value of a property just before `first` (its first change in the batch), from its
-/// history as HubSpot returned it (`propertiesWithHistory`, HUBSPOT.md §4.1).
+/// history as HubSpot returned it (`propertiesWithHistory`, docs/hubspot.md §4.1).
 ///
 /// HubSpot documents no order for the history: entries are sorted by timestamp here. Entries
 /// after `first.at_ms` are later changes (of this batch or the next). Entries at exactly
@@ -419,7 +420,7 @@ pub fn value_before(history: &[HistoryValue], first: &FirstChange) -> Before {
     Before::Known(value.map(str::to_owned))
 }
 
-/// `""` is no value, like `null` (HUBSPOT.md §7: clearing sends `""`).
+/// `""` is no value, like `null` (docs/hubspot.md §7: clearing sends `""`).
 fn no_empty(v: Option<&str>) -> Option<&str> {
     v.filter(|s| !s.is_empty())
 }
@@ -732,7 +733,7 @@ pub enum ReadOutcome {
     },
 }
 
-/// Reads a batch-read answer (200 or 207) for the requested `ids` (HUBSPOT.md §4.1: a 207
+/// Reads a batch-read answer (200 or 207) for the requested `ids` (docs/hubspot.md §4.1: a 207
 /// carries `errors[]` whose `context.ids` name the inputs they concern).
 ///
 /// Only an `OBJECT_NOT_FOUND` error makes an id [`ReadOutcome::Missing`]; any other error is a
@@ -784,7 +785,7 @@ pub fn classify_read(
         .collect()
 }
 
-/// The association of an `associationChange` event (HUBSPOT.md §2.2), as forwarded.
+/// The association of an `associationChange` event (docs/hubspot.md §2.2), as forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Association {
     /// `fromObjectId`.

@@ -1,5 +1,5 @@
 //! The webhook event model: HubSpot's JSON array of events, parsed without copying
-//! (HUBSPOT.md §2.1–2.3).
+//! (docs/hubspot.md §2.1–2.3).
 //!
 //! Each event keeps its original JSON text ([`Event::raw`]) so that fields we do not model,
 //! including those of future subscription types, are forwarded untouched; the fields we filter
@@ -188,7 +188,7 @@ impl<'a> Event<'a> {
 
     fn from_wire(raw: &'a str, wire: Wire<'a>) -> Result<Self, EventError> {
         // HubSpot's docs call the type `eventType`, its deliveries `subscriptionType`
-        // (HUBSPOT.md §2.2); accept both, preferring the latter.
+        // (docs/hubspot.md §2.2); accept both, preferring the latter.
         let subscription_type = wire
             .subscription_type
             .or(wire.event_type)
@@ -257,7 +257,7 @@ impl<'a> Event<'a> {
         self.portal_id
     }
 
-    /// `eventId`; HubSpot does not guarantee it is unique (HUBSPOT.md §2.1).
+    /// `eventId`; HubSpot does not guarantee it is unique (docs/hubspot.md §2.1).
     pub fn event_id(&self) -> u64 {
         self.event_id
     }
@@ -297,7 +297,8 @@ impl<'a> Event<'a> {
         self.change_source.as_deref()
     }
 
-    /// `sourceId`, e.g. `userId:47812075` (seen in deliveries, not documented: HUBSPOT.md §2.2).
+    /// `sourceId`, e.g. `userId:47812075` (seen in deliveries, not documented: docs/hubspot.md
+    /// §2.2).
     pub fn source_id(&self) -> Option<&str> {
         self.source_id.as_deref()
     }
@@ -415,7 +416,7 @@ mod tests {
 
     #[test]
     fn docs_example_with_event_type_field() {
-        // HUBSPOT.md §2.2, the docs example (type field named `eventType`).
+        // docs/hubspot.md §2.2, the docs example (type field named `eventType`).
         let body = r#"[{"objectId":1246965,"propertyName":"lifecyclestage","propertyValue":"subscriber","changeSource":"ACADEMY","eventId":3816279340,"subscriptionId":25,"portalId":33,"appId":1160452,"occurredAt":1462216307945,"eventType":"contact.propertyChange","attemptNumber":0},
  {"objectId":1246978,"changeSource":"IMPORT","eventId":3816279480,"subscriptionId":22,"portalId":33,"appId":1160452,"occurredAt":1462216307945,"eventType":"contact.creation","attemptNumber":0}]"#;
         let events: Vec<_> = parse_batch(body.as_bytes())
@@ -445,7 +446,7 @@ mod tests {
 
     #[test]
     fn every_documented_subscription_type_parses() {
-        // HUBSPOT.md §2.3.
+        // docs/hubspot.md §2.3.
         let types = [
             "contact.creation",
             "contact.deletion",

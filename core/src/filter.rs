@@ -19,7 +19,7 @@
 //!
 //! `ignoreOwnChanges` is the loop guard for two-way sync: drop events whose `sourceId` is one
 //! of `sourceIds`, or names one of `appIds` (`sourceId` equal to the id, or ending in `:<id>`).
-//! HubSpot does not document `sourceId` (HUBSPOT.md §2.2), so this is a first line of defence;
+//! HubSpot does not document `sourceId` (docs/hubspot.md §2.2), so this is a first line of defence;
 //! comparing against what we last wrote is the robust one.
 
 use serde::Deserialize;

@@ -1,18 +1,18 @@
-//! The rate governor: a pure model of HubSpot's limits (HUBSPOT.md §5) that answers "may I send
-//! now, or when".
+//! The rate governor: a pure model of HubSpot's limits (docs/hubspot.md §5) that answers "may I
+//! send now, or when".
 //!
 //! Three budgets are tracked:
 //!
 //! - **General** (burst): HubSpot's `TEN_SECONDLY_ROLLING` policy is a *rolling* 10-second window
-//!   (HUBSPOT.md §5.3), so the governor keeps the send times of recent requests in a ring buffer
-//!   (a `VecDeque` bounded by the limit) and admits a request only if fewer than the effective
-//!   limit were sent in the last window. Unlike a token bucket, this never admits more than the
-//!   limit into *any* window while still allowing a full burst after an idle period; the cost is
-//!   one `u64` per request in the window (at most a few hundred).
+//!   (docs/hubspot.md §5.3), so the governor keeps the send times of recent requests in a ring
+//!   buffer (a `VecDeque` bounded by the limit) and admits a request only if fewer than the
+//!   effective limit were sent in the last window. Unlike a token bucket, this never admits more
+//!   than the limit into *any* window while still allowing a full burst after an idle period; the
+//!   cost is one `u64` per request in the window (at most a few hundred).
 //! - **Search**: 5 requests per second, separate from the burst limit and not reported in any
-//!   header (HUBSPOT.md §4.4, §5.1, §5.2); same rolling model with a 1-second window.
+//!   header (docs/hubspot.md §4.4, §5.1, §5.2); same rolling model with a 1-second window.
 //! - **Daily**: a counter per day, corrected by `X-HubSpot-RateLimit-Daily-Remaining` when HubSpot
-//!   sends it (private apps only; OAuth apps have no documented daily limit, HUBSPOT.md §5.1).
+//!   sends it (private apps only; OAuth apps have no documented daily limit, docs/hubspot.md §5.1).
 //!   Search requests are counted against it too (conservative: HubSpot does not say either way).
 //!
 //! A safety margin ([`GovernorConfig::utilization_percent`], 90 % by default) is applied to every
@@ -25,12 +25,12 @@
 
 use std::collections::VecDeque;
 
-/// HubSpot's burst window, `X-HubSpot-RateLimit-Interval-Milliseconds` (HUBSPOT.md §5.2).
+/// HubSpot's burst window, `X-HubSpot-RateLimit-Interval-Milliseconds` (docs/hubspot.md §5.2).
 pub const BURST_WINDOW_MS: u64 = 10_000;
-/// The search window: search is limited per second (HUBSPOT.md §4.4).
+/// The search window: search is limited per second (docs/hubspot.md §4.4).
 pub const SEARCH_WINDOW_MS: u64 = 1_000;
-/// Search requests per second per account (HUBSPOT.md §4.4, April 2026 text; an older changelog
-/// said 4/s per token).
+/// Search requests per second per account (docs/hubspot.md §4.4, April 2026 text; an older
+/// changelog said 4/s per token).
 pub const SEARCH_PER_SECOND: u32 = 5;
 /// One day in milliseconds.
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
@@ -41,7 +41,7 @@ pub const OBSERVATION_GRACE_MS: u64 = 2_000;
 /// Default share of each published limit the governor uses.
 pub const DEFAULT_UTILIZATION_PERCENT: u8 = 90;
 
-/// A HubSpot account tier, for private (single-account) apps (HUBSPOT.md §5.1).
+/// A HubSpot account tier, for private (single-account) apps (docs/hubspot.md §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
     /// Free: 100 per 10 s, 250,000 per day.
@@ -58,9 +58,9 @@ pub enum Tier {
 
 /// When HubSpot's daily counter resets.
 ///
-/// HubSpot resets it "at midnight based on your time zone setting" (HUBSPOT.md §5.1), which this
-/// crate cannot know: the caller either configures the account's UTC offset or accepts a 24-hour
-/// approximation.
+/// HubSpot resets it "at midnight based on your time zone setting" (docs/hubspot.md §5.1), which
+/// this crate cannot know: the caller either configures the account's UTC offset or accepts a
+/// 24-hour approximation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DailyReset {
     /// Midnight at this fixed offset from UTC, in minutes east (e.g. `-300` for US Eastern
@@ -90,10 +90,10 @@ pub struct GovernorConfig {
 }
 
 impl GovernorConfig {
-    /// The published limits of a private app on `tier` (HUBSPOT.md §5.1).
+    /// The published limits of a private app on `tier` (docs/hubspot.md §5.1).
     ///
     /// Where sources disagree: Professional daily is 625,000 (usage guidelines) not 650,000 (the
-    /// changelog), the lower value; PEERS.md's older 150/10 s and 200/10 s figures are
+    /// changelog), the lower value; older third-party figures of 150/10 s and 200/10 s are
     /// superseded by the usage-guidelines table. `ApiAddOn` assumes the lowest base (250,000)
     /// plus one 1,000,000 increase. [`Governor::observe`] adopts the real values from headers.
     pub fn for_tier(tier: Tier) -> Self {
@@ -111,7 +111,7 @@ impl GovernorConfig {
     }
 
     /// A public (marketplace) OAuth app: 110 requests per 10 s per installing account and no
-    /// daily limit (HUBSPOT.md §5.1; the Node and PHP READMEs still say 100, an older value).
+    /// daily limit (docs/hubspot.md §5.1; the Node and PHP READMEs still say 100, an older value).
     pub fn public_app() -> Self {
         Self {
             burst_limit: 110,
@@ -147,7 +147,7 @@ impl From<Tier> for GovernorConfig {
 pub enum Budget {
     /// Any API call except search: burst window and daily budget.
     General,
-    /// `POST …/search`: search per-second budget and daily budget (HUBSPOT.md §4.4).
+    /// `POST …/search`: search per-second budget and daily budget (docs/hubspot.md §4.4).
     Search,
 }
 
@@ -164,19 +164,20 @@ pub enum Acquire {
     },
 }
 
-/// Which HubSpot limit a 429 reports, from the body's `policyName` or message (HUBSPOT.md §5.3).
+/// Which HubSpot limit a 429 reports, from the body's `policyName` or message (docs/hubspot.md
+/// §5.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitPolicy {
     /// `TEN_SECONDLY_ROLLING`: the burst limit.
     TenSecondly,
     /// "You have reached your secondly limit.": the search limit (the general secondly limit is
-    /// no longer enforced, HUBSPOT.md §5.2).
+    /// no longer enforced, docs/hubspot.md §5.2).
     Secondly,
     /// `DAILY`: the daily limit.
     Daily,
 }
 
-/// What HubSpot's `X-HubSpot-RateLimit-*` headers said on one response (HUBSPOT.md §5.2).
+/// What HubSpot's `X-HubSpot-RateLimit-*` headers said on one response (docs/hubspot.md §5.2).
 ///
 /// All fields are optional: OAuth responses carry no daily headers and search responses carry
 /// none at all.
@@ -343,7 +344,7 @@ impl Governor {
     /// Per mille of the daily budget spent in the day holding `now_ms` (HubSpot's limit, not
     /// the utilization share this governor stops at), rounded down: what the metrics gauge
     /// `hubspot_edge_hubspot_daily_used_permille` reports and the default alert "HubSpot daily
-    /// budget above 90 %" reads. `None` without a daily limit (public OAuth apps, HUBSPOT.md
+    /// budget above 90 %" reads. `None` without a daily limit (public OAuth apps, docs/hubspot.md
     /// §5.1); `0` once the day that was counted has ended; `1000` after a `DAILY` 429.
     pub fn daily_used_permille(&self, now_ms: u64) -> Option<u64> {
         let limit = self.daily.limit.filter(|&l| l > 0)?;
@@ -392,7 +393,7 @@ impl Governor {
     }
 
     /// Adjusts the model to what HubSpot reported on a response received at `now_ms`
-    /// (HUBSPOT.md §5.2, §5.4 "pace by Remaining"). `now_ms` may lie up to
+    /// (docs/hubspot.md §5.2, §5.4 "pace by Remaining"). `now_ms` may lie up to
     /// [`OBSERVATION_GRACE_MS`] before the latest instant the governor has seen (the response
     /// travelled back through the caller); the burst headers of older observations are ignored.
     ///
@@ -447,7 +448,7 @@ impl Governor {
         }
     }
 
-    /// Blocks the budget a 429 reported, received at `now_ms` (HUBSPOT.md §5.3, §5.4).
+    /// Blocks the budget a 429 reported, received at `now_ms` (docs/hubspot.md §5.3, §5.4).
     ///
     /// `retry_after_ms` (HubSpot does not document `Retry-After` on API 429s) wins when given.
     /// Otherwise: `TenSecondly` blocks general requests for one burst window, `Secondly` blocks

@@ -1,9 +1,9 @@
 //! Walking a CRM search result set of any size past HubSpot's 10,000-result cap
-//! (HUBSPOT.md §4.4) by windowing on a sort key.
+//! (docs/hubspot.md §4.4) by windowing on a sort key.
 //!
 //! HubSpot search returns at most 200 records per page, at most 10,000 per query (paging beyond
-//! gives a 400), and accepts only one sort (HUBSPOT.md §4.4). [`SearchPlan`] is a sans-I/O state
-//! machine that speaks the [`api`](crate::api) types: [`SearchPlan::next_request`] gives the
+//! gives a 400), and accepts only one sort (docs/hubspot.md §4.4). [`SearchPlan`] is a sans-I/O
+//! state machine that speaks the [`api`](crate::api) types: [`SearchPlan::next_request`] gives the
 //! [`SearchRequest`] to send (build it with [`ApiConfig::search`](crate::api::ApiConfig::search)),
 //! [`SearchPlan::on_page`] takes the [`Page`] it answered (as [`interpret`](crate::api::interpret)
 //! returns it) and returns the ids it yields, in order, each exactly once.
@@ -42,9 +42,9 @@
 //! # By last-modified date ([`SearchPlan::modified_since`])
 //!
 //! For incremental sync, ordered by a date property (`hs_lastmodifieddate`, or
-//! `lastmodifieddate` for contacts, HUBSPOT.md §4.4) with `hs_object_id` as the tie-break. One
+//! `lastmodifieddate` for contacts, docs/hubspot.md §4.4) with `hs_object_id` as the tie-break. One
 //! sort cannot express "date, then id", and the order of records sharing a date is unspecified,
-//! so (PEERS.md pain 5: bulk updates stamp thousands of records with one date):
+//! so (docs/hubspot.md §4.4: bulk updates stamp thousands of records with one date):
 //!
 //! 1. Query `date GTE T` sorted by date. Yield the page. Let `L` be the largest date on it.
 //! 2. If the page also held smaller dates, the next query is `date GTE L` again: the group of
@@ -62,10 +62,11 @@
 //!
 //! Dates are read from each record's properties as HubSpot returns them: ISO 8601 UTC
 //! (`2024-05-01T12:00:00.123Z`, or a date alone) or Unix milliseconds; filters send Unix
-//! milliseconds (HUBSPOT.md §4.4).
+//! milliseconds (docs/hubspot.md §4.4).
 //!
-//! Search is eventually consistent near "now" (PEERS.md pain 6): a caller syncing incrementally
-//! should bound the walk with a `date LT now - lag` filter and re-walk from an earlier cursor.
+//! Search is eventually consistent near "now" (docs/hubspot.md §4.4): a caller syncing
+//! incrementally should bound the walk with a `date LT now - lag` filter and re-walk from an
+//! earlier cursor.
 
 use std::collections::HashSet;
 
@@ -75,13 +76,13 @@ use crate::api::{
     FilterOp, Page, SearchFilter, SearchRequest, Sort, SortDirection, MAX_SEARCH_LIMIT,
 };
 
-/// Most results one query can page through (HUBSPOT.md §4.4).
+/// Most results one query can page through (docs/hubspot.md §4.4).
 pub const MAX_RESULTS_PER_QUERY: u32 = 10_000;
-/// Most filter groups per request (HUBSPOT.md §4.4; the spec's "up to 6" is not trusted).
+/// Most filter groups per request (docs/hubspot.md §4.4; the spec's "up to 6" is not trusted).
 pub const MAX_FILTER_GROUPS: usize = 5;
-/// Most filters in one group (HUBSPOT.md §4.4).
+/// Most filters in one group (docs/hubspot.md §4.4).
 pub const MAX_FILTERS_PER_GROUP: usize = 6;
-/// Most filters in one request (HUBSPOT.md §4.4).
+/// Most filters in one request (docs/hubspot.md §4.4).
 pub const MAX_FILTERS: usize = 18;
 /// The unique, immutable id property every object has.
 pub const OBJECT_ID: &str = "hs_object_id";
@@ -705,7 +706,7 @@ mod tests {
         assert!(plan.is_done());
     }
 
-    /// An in-memory search engine with HubSpot's semantics (HUBSPOT.md §4.4) over records with
+    /// An in-memory search engine with HubSpot's semantics (docs/hubspot.md §4.4) over records with
     /// an id and one date property `d`: filter groups ORed, filters ANDed, one ascending sort,
     /// `after` as an offset, pages of at most 200, no paging past 10,000. Records sharing a date
     /// come out in an order unrelated to their ids.

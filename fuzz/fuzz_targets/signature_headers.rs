@@ -13,7 +13,7 @@ use hubspot_edge_core::signature::{
 use hubspot_edge_fuzz::{message, Reader};
 use libfuzzer_sys::fuzz_target;
 
-/// The secret of HubSpot's documented examples (HUBSPOT.md §1), used by the seed vectors.
+/// The secret of HubSpot's documented examples (docs/hubspot.md §1), used by the seed vectors.
 const SECRET: &str = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy";
 
 fuzz_target!(|data: &[u8]| {

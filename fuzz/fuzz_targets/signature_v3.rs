@@ -2,7 +2,7 @@
 //! body, the URI, the timestamp header or the signature header makes it fail. The only changes
 //! that keep it valid are the documented equivalences: a URI byte change that leaves
 //! `v3_canonical_uri` unchanged (an escape's hex digit in the other case), and `+` read as a
-//! space in the signature header (a proxy's rewrite, HUBSPOT.md §1.7).
+//! space in the signature header (a proxy's rewrite, docs/hubspot.md §1.7).
 #![no_main]
 
 use http::{HeaderMap, HeaderValue};

@@ -220,7 +220,7 @@ fn serve(
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-/// An execution request body as HubSpot documents it (HUBSPOT.md §3.2).
+/// An execution request body as HubSpot documents it (docs/hubspot.md §3.2).
 fn execution(callback_id: &str, object_id: u64, inputs: Value, properties: Value) -> Vec<u8> {
     json!({
         "callbackId": callback_id,

@@ -23,8 +23,8 @@ fn admin_get_paced(fx: &Fixture, path: &str) -> Result<(u16, String), String> {
         .map_err(|e| e.to_string())
 }
 
-/// 1,000 reads, ten at a time, against the mock's 100-per-10-s rolling limit (HUBSPOT.md §5.1):
-/// the gate paces them so that every read succeeds and the mock never answers 429, i.e. no
+/// 1,000 reads, ten at a time, against the mock's 100-per-10-s rolling limit (docs/hubspot.md
+/// §5.1): the gate paces them so that every read succeeds and the mock never answers 429, i.e. no
 /// request is sent into a window the governor knows is exhausted. Own Worker and mock: the
 /// burst spends the budget for ~2 minutes, which would starve the shared fixture's scenarios.
 pub(super) fn hubspot_burst_of_1000_reads_paced_without_429(_: &Fixture) -> Outcome {

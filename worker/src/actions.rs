@@ -86,7 +86,7 @@ const MAX_IN_FLIGHT: usize = 6;
 /// A batch HubSpot did not decide (throttled, no token) is tried again after this long.
 const RETRY_DELAY_MS: u64 = 10_000;
 /// Finished records are kept this long for retries (HubSpot retries an execution for up to
-/// 3 days, HUBSPOT.md §3.3), then dropped.
+/// 3 days, docs/hubspot.md §3.3), then dropped.
 const RECORD_TTL_MS: u64 = 7 * 24 * 3_600_000;
 
 /// Everything the action routes need, read per request.
@@ -291,7 +291,7 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
     .await;
     let admitted: Admitted = match admitted {
         Ok(v) => serde_json::from_value(v)?,
-        // HubSpot retries a 5xx (HUBSPOT.md §3.3): nothing ran.
+        // HubSpot retries a 5xx (docs/hubspot.md §3.3): nothing ran.
         Err(e) => {
             Line::error("action_store_failed")
                 .field("error", e.to_string())
@@ -569,7 +569,7 @@ async fn callback(req: &mut Request, env: &Env, callback_id: &str) -> Result<Res
 // Rules: `complete_action`.
 
 /// At most this many executions blocked for one object are completed by one rule effect: one
-/// batch completion's worth (HUBSPOT.md §3.4, 100 per call); an object enrolled in more
+/// batch completion's worth (docs/hubspot.md §3.4, 100 per call); an object enrolled in more
 /// blocking workflows at once is not a case we know of (the rest wait for the next effect).
 const MAX_BLOCKED_PER_OBJECT: u64 = hubspot_edge_core::actions::MAX_COMPLETION_BATCH as u64;
 

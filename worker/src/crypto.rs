@@ -1,5 +1,6 @@
 //! Digests through the runtime's WebCrypto (native code), several times faster than `sha2`
-//! compiled to wasm for a 30 KB webhook body (TOOLCHAIN.md, BENCHMARKS.md).
+//! compiled to wasm for a 30 KB webhook body (an HMAC measured ~100 µs in wasm against ~20 µs
+//! through V8's native crypto; BENCHMARKS.md).
 
 use hubspot_edge_core::signature::DigestAlgorithm;
 use js_sys::{Array, Object, Reflect, Uint8Array};

@@ -855,7 +855,7 @@ fn failure(e: &CallError) -> (Attempt, String) {
     }
 }
 
-/// The API path segment of an object type in the events' vocabulary (HUBSPOT.md §4.1):
+/// The API path segment of an object type in the events' vocabulary (docs/hubspot.md §4.1):
 /// `contact` → `contacts`; custom object ids (`2-123`) as they are.
 pub(crate) fn api_object_type(object_type: &str) -> String {
     match object_type {

@@ -1,7 +1,7 @@
 //! `POST /webhooks/hubspot`: read the raw body once, verify, parse, filter, enqueue, answer.
 //!
 //! The ingress waits on nothing but queue sends (and, for the rare unparseable body, one KV
-//! write), so HubSpot's 5-second deadline (HUBSPOT.md §2.5) is never at risk. Dedupe happens
+//! write), so HubSpot's 5-second deadline (docs/hubspot.md §2.5) is never at risk. Dedupe happens
 //! in the consumer: see the README, "Guarantees".
 
 use std::collections::HashSet;
@@ -64,7 +64,7 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
     let config = match Ingress::from_env(env) {
         Ok(c) => c,
         // Nothing can be verified, so nothing is accepted: 503, and HubSpot re-sends the batch
-        // (up to 10 times over 24 hours, HUBSPOT.md §2.5,
+        // (up to 10 times over 24 hours, docs/hubspot.md §2.5,
         // <https://developers.hubspot.com/docs/api/webhooks>) until the configuration is fixed.
         Err(e) => {
             log("config_invalid", 503).emit();

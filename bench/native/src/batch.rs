@@ -1,6 +1,6 @@
 //! The deterministic benchmark batch: 100 HubSpot webhook events, about 30 KB of JSON.
 //!
-//! The shapes follow HubSpot's deliveries (HUBSPOT.md §2.2–2.3): legacy `contact.*`,
+//! The shapes follow HubSpot's deliveries (docs/hubspot.md §2.2–2.3): legacy `contact.*`,
 //! `company.*` and `deal.*` subscriptions (property changes, creations, deletions, merges,
 //! association changes) plus a few generic `object.propertyChange` events. Every value is fixed,
 //! so every run, natively and in wasm, measures exactly the same bytes.

@@ -4,14 +4,14 @@
 //! when something changed (as `worker/src/enrich.rs` does, minus KV and the forward).
 //!
 //! A third of the records differ from their snapshot in one field, the rest are unchanged,
-//! and the values use every field type of the map (HUBSPOT.md §7 formats).
+//! and the values use every field type of the map (docs/hubspot.md §7 formats).
 
 use std::collections::BTreeMap;
 
 use hubspot_edge_core::diff::{diff, Diff};
 use hubspot_edge_core::mapping::{Mapping, Record};
 
-/// Records per batch read (HubSpot's batch limit, HUBSPOT.md §4.1).
+/// Records per batch read (HubSpot's batch limit, docs/hubspot.md §4.1).
 pub const RECORDS: usize = 100;
 
 /// A realistic contact map: twelve fields of every type.

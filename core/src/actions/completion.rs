@@ -1,11 +1,11 @@
 //! The completion batcher: blocked executions completed (by a late lookup reply or the user's
 //! system) wait here briefly and go to HubSpot as batch completions
 //! (`POST /automation/v4/actions/callbacks/complete`), the fewest calls for the app's rate
-//! budget (completions spend it, SYNC-ACTIONS-OPS §C).
+//! budget (completions spend it, docs/hubspot.md §3.4).
 //!
 //! Batch size: HubSpot documents no maximum for the batch completion; 100 inputs is HubSpot's
 //! usual batch size ("Batch requests to CRM object endpoints are limited to 100 records per
-//! request", <https://developers.hubspot.com/docs/api/crm/understanding-the-crm>, HUBSPOT.md
+//! request", <https://developers.hubspot.com/docs/api/crm/understanding-the-crm>, docs/hubspot.md
 //! §4.1), so no batch holds more.
 
 use crate::api::{decide, ApiError, CallDecision, Outcome, RequestKind};

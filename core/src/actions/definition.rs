@@ -22,8 +22,8 @@
 //! - `lookup`: `{"url", "secret", "reasonOutput"?}`: the user's system is called at `url`, signed
 //!   as Standard Webhooks with the Worker secret named `secret` (`whsec_…`); `reasonOutput`, a
 //!   `string` output field, receives the reason of a `FAIL_CONTINUE`.
-//! - `approval`: `{"expiration"?}`: the execution blocks (ISO-8601 duration, default `P1W`, HubSpot's
-//!   own default) until the user's system completes it.
+//! - `approval`: `{"expiration"?}`: the execution blocks (ISO-8601 duration, default `P1W`,
+//!   HubSpot's own default) until the user's system completes it.
 //! - `map_and_write` (settings key `mapAndWrite`): `{"object", "outputs": {output: field}}`: each
 //!   output is the `ENRICHMENT_MAP` field of `object`, computed from the enrolled object's
 //!   properties (the properties it reads are requested in `objectRequestOptions` by themselves).
@@ -211,7 +211,7 @@ pub struct Definitions {
 const LANGUAGES: [&str; 7] = ["en", "fr", "de", "ja", "es", "pt-br", "nl"];
 const VALUE_TYPES: [&str; 2] = ["STATIC_VALUE", "OBJECT_PROPERTY"];
 const RESERVED_OUTPUTS: [&str; 2] = ["hs_execution_state", "hs_expiration_duration"];
-/// HubSpot's default expiration of a blocked execution (HUBSPOT.md §3.3: "a default expiration
+/// HubSpot's default expiration of a blocked execution (docs/hubspot.md §3.3: "a default expiration
 /// of 1 week is used").
 pub const DEFAULT_EXPIRATION: &str = "P1W";
 
@@ -638,7 +638,7 @@ impl Definition {
 
     /// HubSpot's definition JSON (`PublicActionDefinitionEgg`): `actionUrl`, `functions` (none),
     /// `inputFields`, `outputFields`, `labels`, `objectTypes`, `objectRequestOptions`,
-    /// `published: true` (actions are created unpublished otherwise, HUBSPOT.md §3.1).
+    /// `published: true` (actions are created unpublished otherwise, docs/hubspot.md §3.1).
     pub fn render(&self, public_base_url: &str) -> Value {
         let inputs: Vec<Value> = self
             .input_fields
@@ -679,7 +679,7 @@ impl Definition {
 }
 
 /// The fields of a rendered definition that a publish owns and compares (`functions` is not
-/// compared: HubSpot makes it read-only on project-managed actions, SYNC-ACTIONS-OPS §C).
+/// compared: HubSpot makes it read-only on project-managed actions, docs/hubspot.md §3.1).
 const OWNED: [&str; 7] = [
     "actionUrl",
     "inputFields",
@@ -804,7 +804,7 @@ pub fn list_page(body: &Value) -> Option<(Vec<Value>, Option<String>)> {
 
 /// The definitions endpoints, authenticated with the developer API key (`hapikey` query
 /// parameter: app-level endpoints take the developer key, as the webhooks settings API does,
-/// HUBSPOT.md §2.4; the account API keys HubSpot sunset in 2022 are another thing, §6).
+/// docs/hubspot.md §2.4; the account API keys HubSpot sunset in 2022 are another thing, §6).
 #[derive(Debug, Clone)]
 pub struct DefinitionsApi<'a> {
     /// Base URL and path style (the v4 path is used: the date-versioned one is newer than

@@ -3,11 +3,11 @@
 //! value and the answer made of its reply, an `approval` block), the user's system's callback,
 //! and the idempotency record kept per `callbackId`.
 //!
-//! HubSpot counts any 2xx as success and does not read the body (SYNC-ACTIONS-OPS §C), so a
+//! HubSpot counts any 2xx as success and does not read the body (docs/hubspot.md §3.2), so a
 //! request we cannot serve is a 4xx with HubSpot's documented error body
 //! (`{"status":"error","message",…,"category":"VALIDATION_ERROR"}`,
 //! <https://developers.hubspot.com/docs/api/error-handling>), never a 2xx with wrong outputs.
-//! HubSpot marks a 4xx (other than 429) as failed and does not retry it (HUBSPOT.md §3.3).
+//! HubSpot marks a 4xx (other than 429) as failed and does not retry it (docs/hubspot.md §3.3).
 
 use std::collections::BTreeMap;
 
@@ -65,7 +65,7 @@ impl FieldError {
     }
 }
 
-/// HubSpot's documented error shape (HUBSPOT.md §4.5): `status`, `message`, `category`
+/// HubSpot's documented error shape (docs/hubspot.md §4.5): `status`, `message`, `category`
 /// `VALIDATION_ERROR`, and one `errors[]` entry with our `code` and the field.
 pub fn hubspot_error_body(message: &str, code: &str, field: Option<&str>) -> Vec<u8> {
     let mut error = json!({"message": message, "code": code});
@@ -137,7 +137,7 @@ fn typed(value: &Value, ty: FieldType, options: &[String]) -> Option<Value> {
 }
 
 /// HubSpot's `typedInputs` entries may be `{"value": …, "type": "STRING"}` (seen on real
-/// requests, SYNC-ACTIONS-OPS §C): the value inside.
+/// requests, docs/hubspot.md §3.2): the value inside.
 fn unwrap_typed(v: &Value) -> &Value {
     match v {
         Value::Object(m) if m.contains_key("value") => &m["value"],

@@ -6,7 +6,7 @@ use serde_json::json;
 use super::*;
 use crate::signature::{sign_v2, ClientSecret, LegacySignatures, SignedRequest, Verifier};
 
-/// The documentation's example, verbatim (HUBSPOT.md §3.2 quotes it).
+/// The documentation's example, verbatim (docs/hubspot.md §3.2 quotes it).
 const DOC_EXAMPLE: &str = r#"{
   "callbackId": "ap-102670506-56776413549-7-0",
   "origin": { "portalId": 102670506, "actionDefinitionId": 10646377, "actionDefinitionVersion": 1 },

@@ -2,14 +2,14 @@
 
 use http::Method;
 
-/// HubSpot's API host (HUBSPOT.md §0: "The base host stays `https://api.hubapi.com`").
+/// HubSpot's API host (docs/hubspot.md §0: "The base host stays `https://api.hubapi.com`").
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
 
 /// The date version used by default: `2026-03`, the first date-based version and the one whose
-/// OpenAPI specs HUBSPOT.md §4 was checked against (`…/Rollouts/424/2026-03/objects.json`).
+/// OpenAPI specs docs/hubspot.md §4 was checked against (`…/Rollouts/424/2026-03/objects.json`).
 pub const DEFAULT_API_VERSION: &str = "2026-03";
 
-/// How CRM paths are spelled (HUBSPOT.md §0).
+/// How CRM paths are spelled (docs/hubspot.md §0).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathStyle {
     /// Semantic-versioned paths: `/crm/v3/objects/{type}`, `/crm/v4/associations/…`.
@@ -23,14 +23,15 @@ pub enum PathStyle {
 
 /// Where API requests are sent.
 ///
-/// The default is [`DEFAULT_BASE_URL`] with [`PathStyle::DateVersioned`]`(`[`DEFAULT_API_VERSION`]`)`.
-/// HUBSPOT.md §0: HubSpot moved to date-based versioning on March 30, 2026; legacy v1–v3 paths
-/// stop being supported in September 2027 and v4 (associations) on March 30, 2027, and the fact
-/// sheet advises a new integration to "prefer the date-versioned equivalent … and keep the
-/// version string configurable". `2026-03` rather than the newer `2026-09` because the shapes in
-/// HUBSPOT.md were checked against the `2026-03` specs, and `2026-09` adds enforcement of
-/// admin-configured validation rules on writes (more 400s); switching is a config change.
-/// The OAuth token endpoint is always `/oauth/v1/token` (HUBSPOT.md §6), whatever the style.
+/// The default is [`DEFAULT_BASE_URL`] with
+/// [`PathStyle::DateVersioned`]`(`[`DEFAULT_API_VERSION`]`)`. docs/hubspot.md §0: HubSpot moved to
+/// date-based versioning on March 30, 2026; legacy v1–v3 paths stop being supported in September
+/// 2027 and v4 (associations) on March 30, 2027, and the fact sheet advises a new integration to
+/// "prefer the date-versioned equivalent … and keep the version string configurable". `2026-03`
+/// rather than the newer `2026-09` because the shapes in docs/hubspot.md were checked against the
+/// `2026-03` specs, and `2026-09` adds enforcement of admin-configured validation rules on writes
+/// (more 400s); switching is a config change. The OAuth token endpoint is always `/oauth/v1/token`
+/// (docs/hubspot.md §6), whatever the style.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
     /// Scheme and host, without a trailing slash (one is tolerated), e.g.

@@ -1,5 +1,5 @@
 //! HubSpot REST API requests described as values (`http::Request`), and responses interpreted
-//! into typed results and decisions (HUBSPOT.md §4–§6). No I/O: callers execute the requests.
+//! into typed results and decisions (docs/hubspot.md §4–§6). No I/O: callers execute the requests.
 //!
 //! - [`ApiConfig`] builds every request: CRM objects (read, create, update, archive, batches of
 //!   at most 100 inputs, search, list), associations v4 batches and the OAuth token endpoint.

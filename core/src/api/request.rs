@@ -1,7 +1,7 @@
 //! Request builders: every HubSpot call this project makes, as an `http::Request<Vec<u8>>`.
 //!
 //! Bodies are JSON (`content-type: application/json`), except the OAuth token endpoint, which
-//! takes a form (`application/x-www-form-urlencoded`, HUBSPOT.md §6). No request carries
+//! takes a form (`application/x-www-form-urlencoded`, docs/hubspot.md §6). No request carries
 //! `Authorization`: the executor adds it. Path segments and query values are percent-encoded.
 
 use std::collections::BTreeMap;
@@ -12,25 +12,25 @@ use serde_json::{json, Value};
 
 use super::config::{encode, ApiConfig, Query, RequestError};
 
-/// HubSpot rejects CRM object batches of more than 100 inputs (HUBSPOT.md §4.1).
+/// HubSpot rejects CRM object batches of more than 100 inputs (docs/hubspot.md §4.1).
 pub const MAX_BATCH_INPUTS: usize = 100;
 /// Objects per batch read that asks for `propertiesWithHistory`.
 ///
 /// HubSpot's CRM objects spec says `propertiesWithHistory` "will reduce the maximum number of
 /// objects that can be read by a single request" without saying to what
 /// (<https://github.com/HubSpot/HubSpot-public-api-spec-collection/blob/main/PublicApiSpecs/CRM/Objects/Rollouts/424/v3/objects.json>,
-/// HUBSPOT.md §4.1, §8 item 10). 50 is the figure integrators report (a list page with history
+/// docs/hubspot.md §4.1, §8 item 10). 50 is the figure integrators report (a list page with history
 /// returns at most 50): an assumption, not a documented limit. A history read HubSpot refuses
 /// anyway (400) is read again without history by the enrichment consumer.
 pub const MAX_HISTORY_BATCH_INPUTS: usize = 50;
-/// Associations v4 batch read: at most 1,000 inputs per request (HUBSPOT.md §4.3).
+/// Associations v4 batch read: at most 1,000 inputs per request (docs/hubspot.md §4.3).
 pub const MAX_ASSOCIATION_READ_INPUTS: usize = 1_000;
-/// Associations v4 batch create: at most 2,000 inputs per request (HUBSPOT.md §4.3).
+/// Associations v4 batch create: at most 2,000 inputs per request (docs/hubspot.md §4.3).
 pub const MAX_ASSOCIATION_CREATE_INPUTS: usize = 2_000;
-/// Largest search page (HUBSPOT.md §4.4: "The maximum number of supported objects per page is
+/// Largest search page (docs/hubspot.md §4.4: "The maximum number of supported objects per page is
 /// 200"). Larger limits are clamped to it.
 pub const MAX_SEARCH_LIMIT: u32 = 200;
-/// Largest list page (HUBSPOT.md §4.1: "max 100 per docs"). Larger limits are clamped to it.
+/// Largest list page (docs/hubspot.md §4.1: "max 100 per docs"). Larger limits are clamped to it.
 pub const MAX_LIST_LIMIT: u32 = 100;
 
 const JSON: &str = "application/json";
@@ -74,7 +74,7 @@ pub struct BatchReadOptions {
     pub archived: bool,
 }
 
-/// Who defined an association type (HUBSPOT.md §4.1, §4.3).
+/// Who defined an association type (docs/hubspot.md §4.1, §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AssociationCategory {
     /// `HUBSPOT_DEFINED`: the built-in types (e.g. 279 contact → company).
@@ -102,19 +102,19 @@ pub struct AssociationSpec {
     pub to_id: String,
     /// Category of the association type.
     pub category: AssociationCategory,
-    /// Association type ID (HUBSPOT.md §4.3 table).
+    /// Association type ID (docs/hubspot.md §4.3 table).
     pub type_id: u32,
 }
 
 /// One object to create.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreateInput {
-    /// Property values (all strings, HUBSPOT.md §7).
+    /// Property values (all strings, docs/hubspot.md §7).
     pub properties: BTreeMap<String, String>,
     /// Associations to create with it.
     pub associations: Vec<AssociationSpec>,
     /// Unique per input in a batch: HubSpot then answers 207 with per-input errors carrying
-    /// it in `context.objectWriteTraceId` (HUBSPOT.md §4.1).
+    /// it in `context.objectWriteTraceId` (docs/hubspot.md §4.1).
     pub object_write_trace_id: Option<String>,
 }
 
@@ -138,7 +138,7 @@ pub struct AssociationPair {
     pub to_id: String,
 }
 
-/// A CRM search (HUBSPOT.md §4.4).
+/// A CRM search (docs/hubspot.md §4.4).
 ///
 /// Not validated here: HubSpot's limits of 5 filter groups, 6 filters per group and 18 in total,
 /// and 3,000 query characters are reported by HubSpot as a 400 `VALIDATION_ERROR`.
@@ -191,7 +191,7 @@ pub enum FilterOp {
         /// `highValue`.
         high: String,
     },
-    /// `IN values` (string values must be lowercase, HUBSPOT.md §4.4).
+    /// `IN values` (string values must be lowercase, docs/hubspot.md §4.4).
     In(Vec<String>),
     /// `NOT_IN values`.
     NotIn(Vec<String>),
@@ -467,7 +467,7 @@ impl ApiConfig {
     }
 
     /// `POST …/{type}/batch/update`, chunked by [`MAX_BATCH_INPUTS`]; `id_property` is set on
-    /// every input when given. Merged IDs are not accepted here (HUBSPOT.md §4.1).
+    /// every input when given. Merged IDs are not accepted here (docs/hubspot.md §4.1).
     ///
     /// # Errors
     /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
@@ -481,7 +481,7 @@ impl ApiConfig {
     }
 
     /// `POST …/{type}/batch/upsert` with `idProperty` on every input, chunked by
-    /// [`MAX_BATCH_INPUTS`]. Partial upserts do not work with `email` (HUBSPOT.md §4.1).
+    /// [`MAX_BATCH_INPUTS`]. Partial upserts do not work with `email` (docs/hubspot.md §4.1).
     ///
     /// # Errors
     /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
@@ -533,7 +533,7 @@ impl ApiConfig {
     }
 
     /// `POST …/{type}/search`. Search is rate limited separately (about 5 per second) and its
-    /// responses carry no rate-limit headers (HUBSPOT.md §4.4).
+    /// responses carry no rate-limit headers (docs/hubspot.md §4.4).
     ///
     /// # Errors
     /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
@@ -648,7 +648,7 @@ impl ApiConfig {
             .collect()
     }
 
-    /// `POST /oauth/v1/token` with `grant_type=authorization_code` (HUBSPOT.md §6).
+    /// `POST /oauth/v1/token` with `grant_type=authorization_code` (docs/hubspot.md §6).
     ///
     /// # Errors
     /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
@@ -667,7 +667,7 @@ impl ApiConfig {
         self.oauth_token(form)
     }
 
-    /// `POST /oauth/v1/token` with `grant_type=refresh_token` (HUBSPOT.md §6).
+    /// `POST /oauth/v1/token` with `grant_type=refresh_token` (docs/hubspot.md §6).
     ///
     /// # Errors
     /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.

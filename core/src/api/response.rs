@@ -1,5 +1,5 @@
 //! Interpreting HubSpot responses: typed success bodies, the error body (every field optional,
-//! HUBSPOT.md §4.5) mapped to [`ApiError`], and the `X-HubSpot-RateLimit-*` headers (§5.2).
+//! docs/hubspot.md §4.5) mapped to [`ApiError`], and the `X-HubSpot-RateLimit-*` headers (§5.2).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,10 +8,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-/// A CRM record (`SimplePublicObject`, HUBSPOT.md §4.1).
+/// A CRM record (`SimplePublicObject`, docs/hubspot.md §4.1).
 ///
-/// A property without a value may be `null` or missing (HUBSPOT.md §4.1, §8.11): `null` is kept
-/// as `None`, a missing key is simply absent.
+/// A property without a value may be `null` or missing (docs/hubspot.md §4.1, §8.11): `null` is
+/// kept as `None`, a missing key is simply absent.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SimpleObject {
@@ -21,7 +21,7 @@ pub struct SimpleObject {
     /// Property values, all strings.
     #[serde(default)]
     pub properties: BTreeMap<String, Option<String>>,
-    /// The history of the properties asked for with `propertiesWithHistory` (HUBSPOT.md §4.1),
+    /// The history of the properties asked for with `propertiesWithHistory` (docs/hubspot.md §4.1),
     /// by property, in the order HubSpot sent them: HubSpot documents no order, so sort by
     /// [`HistoryValue::timestamp_ms`] before relying on one. Empty when none was asked for.
     #[serde(default)]
@@ -35,7 +35,7 @@ pub struct SimpleObject {
     /// Whether the record is archived.
     #[serde(default)]
     pub archived: bool,
-    /// ISO 8601 time the record was archived (list with `archived=true`, HUBSPOT.md §4.1:
+    /// ISO 8601 time the record was archived (list with `archived=true`, docs/hubspot.md §4.1:
     /// `SimplePublicObject.archivedAt`); `None` for live records.
     #[serde(default)]
     pub archived_at: Option<String>,
@@ -47,7 +47,7 @@ pub struct SimpleObject {
     pub new: Option<bool>,
 }
 
-/// One past value of a property (`ValueWithTimestamp`, HUBSPOT.md §4.1): the value it took and
+/// One past value of a property (`ValueWithTimestamp`, docs/hubspot.md §4.1): the value it took and
 /// when. The source fields (`sourceType`, `sourceId`, `sourceLabel`, `updatedByUserId`) are not
 /// kept: nothing here needs them, and they may name people.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -71,7 +71,7 @@ impl HistoryValue {
     }
 }
 
-/// A batch response: 200/201, or 207 when some inputs failed (HUBSPOT.md §4.1).
+/// A batch response: 200/201, or 207 when some inputs failed (docs/hubspot.md §4.1).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct BatchResponse<T = SimpleObject> {
     /// `COMPLETE`, `PENDING`, `PROCESSING` or `CANCELED`.
@@ -90,7 +90,7 @@ impl<T> BatchResponse<T> {
     /// (the id for read, update, upsert and archive; the `objectWriteTraceId` for create).
     ///
     /// An error is matched through its `context.ids`, `context.id` and
-    /// `context.objectWriteTraceId` values (HUBSPOT.md §4.1, §4.5: "Each error's
+    /// `context.objectWriteTraceId` values (docs/hubspot.md §4.1, §4.5: "Each error's
     /// `context.objectWriteTraceId` points back to the input"); one error may concern several
     /// inputs. Returns `(input index, error)` pairs, and separately the errors that matched no
     /// input (HubSpot does not always say which input failed: treat those as concerning the
@@ -120,7 +120,7 @@ impl<T> BatchResponse<T> {
     }
 }
 
-/// A list or search page (HUBSPOT.md §4.2, §4.4).
+/// A list or search page (docs/hubspot.md §4.2, §4.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
     /// The records.
@@ -227,7 +227,7 @@ fn paging_next_after<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, 
         }))
 }
 
-/// The OAuth token endpoint's answer (HUBSPOT.md §6). `Debug` redacts the tokens.
+/// The OAuth token endpoint's answer (docs/hubspot.md §6). `Debug` redacts the tokens.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct TokenResponse {
     /// `bearer`.
@@ -256,7 +256,7 @@ impl fmt::Debug for TokenResponse {
     }
 }
 
-/// HubSpot's error body. Every field is optional (HUBSPOT.md §4.5: "should all be treated as
+/// HubSpot's error body. Every field is optional (docs/hubspot.md §4.5: "should all be treated as
 /// optional"); a body that is not a JSON object gives the default (all empty).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -275,11 +275,11 @@ pub struct ErrorBody {
     pub errors: Vec<ErrorDetail>,
     /// Context, usually a map of string to list of strings.
     pub context: BTreeMap<String, Value>,
-    /// 429 only: `TEN_SECONDLY_ROLLING`, `DAILY`, … (HUBSPOT.md §5.3).
+    /// 429 only: `TEN_SECONDLY_ROLLING`, `DAILY`, … (docs/hubspot.md §5.3).
     pub policy_name: Option<String>,
     /// 429 only: `RATE_LIMIT`.
     pub error_type: Option<String>,
-    /// OAuth errors: e.g. `invalid_grant` (HUBSPOT.md §6).
+    /// OAuth errors: e.g. `invalid_grant` (docs/hubspot.md §6).
     pub error: Option<String>,
 }
 
@@ -316,7 +316,7 @@ fn context_strings<'a>(context: &'a BTreeMap<String, Value>, field: &str) -> Vec
     }
 }
 
-/// Which rate limit a 429 reports (`policyName`, HUBSPOT.md §5.3).
+/// Which rate limit a 429 reports (`policyName`, docs/hubspot.md §5.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RateLimitPolicy {
     /// `TEN_SECONDLY_ROLLING`: the burst limit.
@@ -362,7 +362,7 @@ impl RetryAfter {
     }
 }
 
-/// The `X-HubSpot-RateLimit-*` headers (HUBSPOT.md §5.2), each `None` when absent or not a
+/// The `X-HubSpot-RateLimit-*` headers (docs/hubspot.md §5.2), each `None` when absent or not a
 /// number. Search responses and OAuth-authorised calls (daily) send none or some of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RateLimitHeaders {
@@ -427,7 +427,7 @@ pub enum ApiError {
         body: Box<ErrorBody>,
     },
     /// 409: the object already exists; `existing_id` parsed from
-    /// "Contact already exists. Existing ID: N" when present (HUBSPOT.md §4.5).
+    /// "Contact already exists. Existing ID: N" when present (docs/hubspot.md §4.5).
     #[error("hubspot object already exists (409)")]
     Conflict {
         /// The ID of the existing record, when the message names it.
@@ -435,7 +435,7 @@ pub enum ApiError {
         /// Error body.
         body: Box<ErrorBody>,
     },
-    /// 423: the record is locked for about 2 seconds (HUBSPOT.md §4.5).
+    /// 423: the record is locked for about 2 seconds (docs/hubspot.md §4.5).
     #[error("hubspot record locked (423)")]
     Locked {
         /// `Retry-After`, if sent.
@@ -443,7 +443,7 @@ pub enum ApiError {
         /// Error body.
         body: Box<ErrorBody>,
     },
-    /// 429: a rate limit was hit (HUBSPOT.md §5.3).
+    /// 429: a rate limit was hit (docs/hubspot.md §5.3).
     #[error("hubspot rate limit hit (429)")]
     RateLimited {
         /// Which limit.

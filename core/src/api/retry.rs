@@ -1,4 +1,5 @@
-//! The API retry policy: a pure function of what happened, table-tested (HUBSPOT.md §4.5, §5.4).
+//! The API retry policy: a pure function of what happened, table-tested (docs/hubspot.md §4.5,
+//! §5.4).
 //!
 //! | outcome | decision |
 //! |---|---|
@@ -20,13 +21,13 @@
 //!
 //! Choices:
 //! - **`DAILY` is never retried.** It resets "at midnight based on your time zone setting"
-//!   (HUBSPOT.md §5.1): the account's time zone is not known here, so the reset time cannot be
+//!   (docs/hubspot.md §5.1): the account's time zone is not known here, so the reset time cannot be
 //!   computed. Pausing until the reset is the rate governor's job ([`crate::ratelimit`]).
 //! - **Creates are not retried when the request may have run** (timeout, network error,
 //!   504/524): a second `POST` would create a duplicate. Updates, upserts, archives and
 //!   associations ([`RequestKind::Write`]) set a state and are safe to repeat.
 //! - **401 → refresh once.** HubSpot warns that a 401 is "not a valid indicator that a new
-//!   access token must be retrieved" (HUBSPOT.md §6): callers should refresh on `expires_in`;
+//!   access token must be retrieved" (docs/hubspot.md §6): callers should refresh on `expires_in`;
 //!   the single [`CallDecision::RefreshToken`] covers a token revoked or expired early. Callers
 //!   with a static private-app token treat it as giving up.
 //! - **Once per token, not once per call.** Whoever holds the shared OAuth token (the Worker's
@@ -134,7 +135,7 @@ impl GiveUpReason {
 }
 
 /// Retry limits. Defaults: 5 attempts; backoff 500 ms doubling to at most 30 s (the Node SDK
-/// waits 200 ms × n on 5xx, HUBSPOT.md §5.4; a little longer spares a struggling HubSpot).
+/// waits 200 ms × n on 5xx, docs/hubspot.md §5.4; a little longer spares a struggling HubSpot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Total attempts, the first included.
@@ -155,11 +156,11 @@ impl Default for RetryPolicy {
     }
 }
 
-/// The lock wait HubSpot asks for (HUBSPOT.md §4.5: "at least 2 seconds").
+/// The lock wait HubSpot asks for (docs/hubspot.md §4.5: "at least 2 seconds").
 const LOCK_WAIT_MS: u64 = 2_000;
-/// The burst window when no header says otherwise (HUBSPOT.md §5.2).
+/// The burst window when no header says otherwise (docs/hubspot.md §5.2).
 const TEN_SECONDLY_WAIT_MS: u64 = 10_000;
-/// The search window (HUBSPOT.md §4.4).
+/// The search window (docs/hubspot.md §4.4).
 const SECONDLY_WAIT_MS: u64 = 1_000;
 
 /// [`RetryPolicy::decide`] with the default policy.

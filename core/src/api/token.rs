@@ -1,4 +1,4 @@
-//! The OAuth access token's cache, as one holder keeps it for every caller (HUBSPOT.md §6):
+//! The OAuth access token's cache, as one holder keeps it for every caller (docs/hubspot.md §6):
 //! refreshed `margin_ms` before it expires and once after a 401, by one refresh at a time (the
 //! other callers wait for it), a failed refresh remembered for a while so that nothing retries
 //! it in a hot loop, and the token endpoint's answer interpreted into a token or a failure that

@@ -230,7 +230,7 @@ fn value_map(
     let mut to_hubspot = BTreeMap::new();
     for (option, value) in &values {
         for text in [option, value] {
-            // Options must survive a `;` list and its trimming unchanged (HUBSPOT.md §7).
+            // Options must survive a `;` list and its trimming unchanged (docs/hubspot.md §7).
             let bad = text.is_empty()
                 || (ty == FieldType::MultiSelect
                     && (text.contains(';') || text.trim_ascii() != text.as_str()));

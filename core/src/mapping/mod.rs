@@ -1,5 +1,5 @@
 //! Declarative field mapping between HubSpot properties and destination records, with the
-//! property value conventions of HUBSPOT.md §7 applied in both directions.
+//! property value conventions of docs/hubspot.md §7 applied in both directions.
 //!
 //! # Configuration
 //!
@@ -49,7 +49,7 @@
 //!
 //! A HubSpot property and a destination field may each appear once per object.
 //!
-//! # Normalisation (HUBSPOT.md §7)
+//! # Normalisation (docs/hubspot.md §7)
 //!
 //! | type | HubSpot value read | destination value | HubSpot value written |
 //! | --- | --- | --- | --- |
@@ -65,7 +65,7 @@
 //!
 //! No value: HubSpot's `""` and `null` become `null`; a property HubSpot did not return leaves
 //! the field absent (unless it has a `default`). Written back, `null`, `""` and `[]` become `""`,
-//! which clears the property (HUBSPOT.md §7), and an absent field is not written.
+//! which clears the property (docs/hubspot.md §7), and an absent field is not written.
 //!
 //! On the way back to HubSpot (and when [`crate::diff`] compares values) destination values are
 //! read more leniently: numbers as strings, milliseconds as numbers, ISO datetimes with offsets
@@ -239,7 +239,7 @@ impl ObjectMap {
     }
 
     /// The HubSpot properties to read for this object type, in field order, each once (the
-    /// `properties` parameter of a read; HUBSPOT.md §4.1).
+    /// `properties` parameter of a read; docs/hubspot.md §4.1).
     pub fn properties(&self) -> &[String] {
         &self.properties
     }
@@ -363,7 +363,7 @@ impl ObjectMap {
     /// Whether two destination values of `field` are the same value: compared in canonical form
     /// for a typed field when both sides read as its type, as JSON otherwise. Absent and `null`
     /// are the same "no value" (HubSpot either returns `null` or omits an empty property:
-    /// HUBSPOT.md §4.1, §8 item 11).
+    /// docs/hubspot.md §4.1, §8 item 11).
     pub(crate) fn same_value(&self, field: &str, a: Option<&Value>, b: Option<&Value>) -> bool {
         let a = a.unwrap_or(&Value::Null);
         let b = b.unwrap_or(&Value::Null);
@@ -454,8 +454,8 @@ pub enum MapErrorKind {
     /// datetime without a UTC offset, an email without `@`).
     #[error("value is malformed for the field type")]
     Malformed,
-    /// A date with a time of day other than midnight UTC (HUBSPOT.md §7; HubSpot answers such
-    /// writes with `INVALID_DATE`, PEERS.md pain 11).
+    /// A date with a time of day other than midnight UTC (docs/hubspot.md §7; HubSpot answers such
+    /// writes with `INVALID_DATE`).
     #[error("date is not at midnight utc")]
     NotMidnight,
     /// A date outside years 1–9999, or a number too large or too precise to carry exactly.
@@ -465,7 +465,7 @@ pub enum MapErrorKind {
     /// that would be confused with a mapped option).
     #[error("value is not one of the mapped options")]
     UnknownOption,
-    /// Text longer than HubSpot's 65,536 characters (HUBSPOT.md §7).
+    /// Text longer than HubSpot's 65,536 characters (docs/hubspot.md §7).
     #[error("text is longer than 65,536 characters")]
     TooLong,
 }

@@ -1,4 +1,4 @@
-//! Decimal numbers in one canonical spelling: `-12.5`, `0`, `1000` (HUBSPOT.md §7: "numeric
+//! Decimal numbers in one canonical spelling: `-12.5`, `0`, `1000` (docs/hubspot.md §7: "numeric
 //! digits and at most one decimal"; commas are rejected).
 //!
 //! Canonical: an optional `-`, the integer digits without leading zeros (`0` when there are

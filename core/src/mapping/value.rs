@@ -1,5 +1,5 @@
 //! One value of one field in its canonical form, and the normalisation rules of each field type
-//! in both directions (HUBSPOT.md §7).
+//! in both directions (docs/hubspot.md §7).
 
 use std::fmt;
 
@@ -10,7 +10,7 @@ use super::calendar;
 use super::number::Decimal;
 use super::MapErrorKind;
 
-/// HubSpot's limit on a string property value, in characters (HUBSPOT.md §7).
+/// HubSpot's limit on a string property value, in characters (docs/hubspot.md §7).
 const MAX_STRING_CHARS: usize = 65_536;
 
 /// The type of a mapped field: how its value is normalised on the way in and out.
@@ -97,7 +97,7 @@ pub(super) fn json_kind(value: &Value) -> &'static str {
 }
 
 impl Canon {
-    /// Reads a HubSpot property value. `Ok(None)` is "no value": `""` (HUBSPOT.md §7: clearing
+    /// Reads a HubSpot property value. `Ok(None)` is "no value": `""` (docs/hubspot.md §7: clearing
     /// sends `""`), or only whitespace for the types that are trimmed.
     pub(super) fn from_hubspot(ty: FieldType, text: &str) -> Result<Option<Self>, MapErrorKind> {
         if text.is_empty() {
@@ -185,7 +185,7 @@ impl Canon {
     /// The HubSpot property string.
     ///
     /// Dates are written as midnight-UTC milliseconds, which HubSpot accepts on every API
-    /// version and is what it takes in search filters (HUBSPOT.md §7: "you must use an EPOCH
+    /// version and is what it takes in search filters (docs/hubspot.md §7: "you must use an EPOCH
     /// millisecond timestamp … set to midnight UTC"); by construction it is always midnight.
     /// Datetimes are written as ISO-8601 with milliseconds and `Z`, the form HubSpot returns.
     pub(super) fn to_hubspot(&self) -> String {
@@ -199,7 +199,7 @@ impl Canon {
         }
     }
 
-    /// Whether HubSpot would take this value's text (HUBSPOT.md §7: strings are limited to
+    /// Whether HubSpot would take this value's text (docs/hubspot.md §7: strings are limited to
     /// 65,536 characters).
     pub(super) fn check_length(&self) -> Result<(), MapErrorKind> {
         match self {
@@ -223,7 +223,8 @@ impl Canon {
     }
 }
 
-/// HUBSPOT.md §7: single checkboxes are `"true"` / `"false"` (any case accepted on the way in).
+/// docs/hubspot.md §7: single checkboxes are `"true"` / `"false"` (any case accepted on the way
+/// in).
 fn parse_bool(s: &str) -> Result<bool, MapErrorKind> {
     if s.eq_ignore_ascii_case("true") {
         Ok(true)
@@ -234,9 +235,9 @@ fn parse_bool(s: &str) -> Result<bool, MapErrorKind> {
     }
 }
 
-/// Trimmed and lowercased (HUBSPOT.md §7: normalise before lookups and upserts, since HubSpot's
-/// own case handling is unconfirmed). Only the shape is checked, `local@domain` without spaces:
-/// HubSpot validates the rest on write.
+/// Trimmed and lowercased (docs/hubspot.md §7: normalise before lookups and upserts, since
+/// HubSpot's own case handling is unconfirmed). Only the shape is checked, `local@domain` without
+/// spaces: HubSpot validates the rest on write.
 fn parse_email(s: &str) -> Result<String, MapErrorKind> {
     let email = s.to_lowercase();
     match email.split_once('@') {
@@ -252,7 +253,7 @@ fn parse_email(s: &str) -> Result<String, MapErrorKind> {
     }
 }
 
-/// HUBSPOT.md §7: owner properties hold the owner `id`, digits.
+/// docs/hubspot.md §7: owner properties hold the owner `id`, digits.
 fn parse_owner(s: &str) -> Result<String, MapErrorKind> {
     if s.bytes().all(|b| b.is_ascii_digit()) {
         Ok(s.to_owned())

@@ -36,7 +36,8 @@
 //! | `changed_from` | `old` equals `value` and `new` does not | any JSON value |
 //! | `changed` | `old` and `new` differ | none |
 //! | `gt`, `gte`, `lt`, `lte` | `new` is a number (or numeric text) compared so | a number |
-//! | `before`, `after` | `new` is a date, datetime or Unix ms strictly before / after | `YYYY-MM-DD`, an ISO datetime with offset, `now`, or `now` ± `N` `m`/`h`/`d` (`now-30d`) |
+//! | `before`, `after` | `new` is a date, datetime or Unix ms strictly before / after |
+//! `YYYY-MM-DD`, an ISO datetime with offset, `now`, or `now` ± `N` `m`/`h`/`d` (`now-30d`) |
 //! | `is_empty`, `is_not_empty` | `new` is (not) absent, `null`, `""` or `[]` | none |
 //!
 //! Equality is by value: numbers numerically (`1` = `1.0` = `"1"`), arrays as sets, and absent,
@@ -520,7 +521,7 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Text as HubSpot takes it for a property value (HUBSPOT.md §7): strings as they are, numbers
+/// Text as HubSpot takes it for a property value (docs/hubspot.md §7): strings as they are, numbers
 /// and booleans as JSON text, arrays `;`-joined; `None` for "no value".
 fn property_text(v: &Value) -> Option<String> {
     if is_empty(v) {

@@ -1,4 +1,4 @@
-//! HubSpot request signatures: v1, v2 and v3 (HUBSPOT.md §1).
+//! HubSpot request signatures: v1, v2 and v3 (docs/hubspot.md §1).
 //!
 //! Verification is split in two so that the expensive part, the SHA-256/HMAC over the body, can
 //! run wherever it is cheapest:
@@ -27,16 +27,17 @@ use subtle::ConstantTimeEq as _;
 pub use error::SignatureError;
 pub use sign::{sign_v1, sign_v2, sign_v3};
 
-/// `X-HubSpot-Signature`: the v1 or v2 signature, lowercase hex (HUBSPOT.md §1.1).
+/// `X-HubSpot-Signature`: the v1 or v2 signature, lowercase hex (docs/hubspot.md §1.1).
 pub const HEADER_SIGNATURE: &str = "x-hubspot-signature";
-/// `X-HubSpot-Signature-Version`: `v1` or `v2` (HUBSPOT.md §1.1).
+/// `X-HubSpot-Signature-Version`: `v1` or `v2` (docs/hubspot.md §1.1).
 pub const HEADER_SIGNATURE_VERSION: &str = "x-hubspot-signature-version";
-/// `X-HubSpot-Signature-v3`: base64 HMAC-SHA256 (HUBSPOT.md §1.1; any case is accepted).
+/// `X-HubSpot-Signature-v3`: base64 HMAC-SHA256 (docs/hubspot.md §1.1; any case is accepted).
 pub const HEADER_SIGNATURE_V3: &str = "x-hubspot-signature-v3";
-/// `X-HubSpot-Request-Timestamp`: Unix epoch milliseconds as a decimal string (HUBSPOT.md §1.1).
+/// `X-HubSpot-Request-Timestamp`: Unix epoch milliseconds as a decimal string (docs/hubspot.md
+/// §1.1).
 pub const HEADER_REQUEST_TIMESTAMP: &str = "x-hubspot-request-timestamp";
 
-/// The app's client secret, the key of every HubSpot signature (HUBSPOT.md §1.1: the client
+/// The app's client secret, the key of every HubSpot signature (docs/hubspot.md §1.1: the client
 /// secret, not an access token). Its `Debug` output is redacted.
 #[derive(Clone)]
 pub struct ClientSecret(Box<[u8]>);
@@ -61,11 +62,11 @@ impl fmt::Debug for ClientSecret {
 /// Which HubSpot signature scheme authenticated a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignatureVersion {
-    /// `sha256(secret + body)`, hex. No timestamp: replayable forever (HUBSPOT.md §1.2).
+    /// `sha256(secret + body)`, hex. No timestamp: replayable forever (docs/hubspot.md §1.2).
     V1,
-    /// `sha256(secret + method + uri + body)`, hex. No timestamp (HUBSPOT.md §1.3).
+    /// `sha256(secret + method + uri + body)`, hex. No timestamp (docs/hubspot.md §1.3).
     V2,
-    /// `base64(hmac_sha256(secret, method + uri + body + timestamp))` (HUBSPOT.md §1.4).
+    /// `base64(hmac_sha256(secret, method + uri + body + timestamp))` (docs/hubspot.md §1.4).
     V3,
 }
 
@@ -108,7 +109,8 @@ pub enum DigestAlgorithm {
 pub struct SignedRequest<'a> {
     /// HTTP method as received, e.g. `POST`.
     pub method: &'a str,
-    /// The full URL HubSpot called: scheme, host, path and query (HUBSPOT.md §1.4 "requestUri").
+    /// The full URL HubSpot called: scheme, host, path and query (docs/hubspot.md §1.4
+    /// "requestUri").
     pub uri: &'a str,
     /// Request headers; names are matched case-insensitively.
     pub headers: &'a HeaderMap,
@@ -126,7 +128,7 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// HubSpot's rule: reject timestamps older than 5 minutes (HUBSPOT.md §1.4 step 1).
+    /// HubSpot's rule: reject timestamps older than 5 minutes (docs/hubspot.md §1.4 step 1).
     pub const DEFAULT_MAX_AGE_MS: u64 = 5 * 60 * 1000;
     /// Our choice (HubSpot only specifies "older than"): tolerate 60 s of clock skew into the
     /// future and no more, so a leaked signature cannot be minted far ahead of time.
@@ -233,7 +235,7 @@ impl Verifier {
             message.extend_from_slice(request.method.as_bytes());
             message.extend_from_slice(uri.as_bytes());
             message.extend_from_slice(request.body);
-            // The exact header string, never a re-formatted number (HUBSPOT.md §1.4).
+            // The exact header string, never a re-formatted number (docs/hubspot.md §1.4).
             message.extend_from_slice(timestamp.as_bytes());
             return Ok(Challenge {
                 version: SignatureVersion::V3,
@@ -263,7 +265,7 @@ impl Verifier {
         );
         message.extend_from_slice(secret);
         if version == SignatureVersion::V2 {
-            // v2 signs the URI verbatim: the decode table is v3's alone (HUBSPOT.md §1.3).
+            // v2 signs the URI verbatim: the decode table is v3's alone (docs/hubspot.md §1.3).
             message.extend_from_slice(request.method.as_bytes());
             message.extend_from_slice(request.uri.as_bytes());
         }
@@ -369,7 +371,7 @@ fn parse_timestamp(value: &str) -> Result<u64, SignatureError> {
 }
 
 fn decode_base64_signature(value: &[u8]) -> Result<[u8; 32], SignatureError> {
-    // A proxy has been seen turning `+` into a space in this header (HUBSPOT.md §1.7); a space
+    // A proxy has been seen turning `+` into a space in this header (docs/hubspot.md §1.7); a space
     // is never valid base64, so reading it back as `+` cannot make a wrong signature match.
     let value: Cow<'_, [u8]> = if value.contains(&b' ') {
         Cow::Owned(
@@ -390,7 +392,7 @@ fn decode_base64_signature(value: &[u8]) -> Result<[u8; 32], SignatureError> {
 
 /// The URI as v3 signs it: HubSpot's 12 listed escapes decoded, everything else verbatim.
 ///
-/// HUBSPOT.md §1.4 step 2 lists exactly these uppercase escapes. Whether HubSpot also decodes
+/// docs/hubspot.md §1.4 step 2 lists exactly these uppercase escapes. Whether HubSpot also decodes
 /// lowercase ones is unconfirmed; we decode them too (case-insensitively), because a URI that
 /// contains `%3a` is the same URI as one that contains `%3A` and HubSpot signs the URI it
 /// called. Other escapes (`%20`, `%26`, …) stay encoded. Keep target URLs free of reserved

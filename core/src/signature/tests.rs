@@ -1,4 +1,4 @@
-//! Known-answer vectors from HUBSPOT.md §1.6, each labelled by source, and negative twins.
+//! Known-answer vectors from docs/hubspot.md §1.6, each labelled by source, and negative twins.
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -277,8 +277,8 @@ fn v3_ruby_sdk_vector() {
 
 #[test]
 fn v3_computed_vectors() {
-    // Source: computed by HUBSPOT.md's author from the documented algorithm, not published by
-    // HubSpot.
+    // Source: computed from the documented algorithm (docs/hubspot.md §1.6, vectors 8-10), not
+    // published by HubSpot.
     let body = r#"{"example_field":"example_value"}"#;
     assert_eq!(
         sign_v3(&secret(), "POST", URI, body.as_bytes(), TS_PY),

@@ -3,7 +3,7 @@
 //!
 //! For every object type in [`SyncConfig::associations`], the step's live records are read with
 //! the associations v4 batch read (`POST /crm/v4/associations/{from}/{to}/batch/read`, at most
-//! 1,000 inputs per request: HUBSPOT.md §4.3, "Batch read associations: limited to 1,000
+//! 1,000 inputs per request: docs/hubspot.md §4.3, "Batch read associations: limited to 1,000
 //! inputs per request body",
 //! <https://developers.hubspot.com/docs/api-reference/latest/crm/associations/guide>). A step
 //! holds at most 200 records (one search page), so that is one request per associated type and
@@ -18,10 +18,10 @@
 //! associations, or no longer there) has no associated records of that type: an empty list.
 //!
 //! **Budget.** Each read is one request on the rate gate's burst budget ([`AssocRead::budget`]):
-//! HubSpot documents a separate association burst limit (Professional: 150 per 10 s, HUBSPOT.md
-//! §4.3) without saying whether association calls also count against the app's general one
-//! (190 per 10 s), so they are charged to the general budget, the conservative reading. Per
-//! step there is one association read per type, after one list or search page: with one
+//! HubSpot documents a separate association burst limit (Professional: 150 per 10 s,
+//! docs/hubspot.md §4.3) without saying whether association calls also count against the app's
+//! general one (190 per 10 s), so they are charged to the general budget, the conservative reading.
+//! Per step there is one association read per type, after one list or search page: with one
 //! associated type, at the gate's 90 % of 190 per 10 s, association reads are at most half the
 //! burst budget's calls plus the search pages' (5/s), about 110 per 10 s, below 150.
 

@@ -20,7 +20,7 @@ pub const DEFAULT_BATCH_RECORDS: usize = 100;
 pub const DEFAULT_BATCH_MAX_BYTES: usize = 1024 * 1024;
 
 /// The longest `properties=` list a list request sends, in characters. List requests carry the
-/// properties in the URL, and a long list gets a 414 (PEERS.md pain 13; Airbyte chunks at
+/// properties in the URL, and a long list gets a 414 (docs/hubspot.md §4.1; Airbyte chunks at
 /// 15,000 characters); search sends them in the body. Beyond this the sync reads by search only
 /// ([`SyncConfig::for_map`]).
 pub const MAX_LIST_PROPERTIES_CHARS: usize = 8_000;
@@ -63,7 +63,7 @@ pub struct SyncConfig {
     /// Largest delivery body, bytes; a batch that would be larger is split.
     pub batch_max_bytes: usize,
     /// Incremental runs read changes up to `run start − lag`: search is eventually consistent
-    /// near now (PEERS.md pain 6).
+    /// near now (docs/hubspot.md §4.4).
     pub lag_ms: u64,
     /// Incremental runs start `overlap` before the cursor: a change indexed late by search
     /// (up to `lag + overlap`) is still read. Re-read records are unchanged, not re-delivered.
@@ -164,7 +164,7 @@ impl SyncConfig {
 pub const MAX_PAGES_PER_UNIT_FACTOR: u32 = 4;
 
 /// Records one second of each budget reads at most: list `burst_per_10s / 10 × 100`, search
-/// `search_per_s × 200` (HUBSPOT.md §4.1, §4.4, §5.1).
+/// `search_per_s × 200` (docs/hubspot.md §4.1, §4.4, §5.1).
 pub fn records_per_second(burst_per_10s: u32, search_per_s: u32) -> (f64, f64) {
     (
         f64::from(burst_per_10s) / 10.0 * f64::from(MAX_LIST_LIMIT),

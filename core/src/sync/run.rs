@@ -365,7 +365,7 @@ impl Run {
             let since = since_ms.unwrap_or(0);
             let date = config.modified_property.as_str();
             // Changes up to the horizon only: later ones are the next run's (search is
-            // eventually consistent near now, PEERS.md pain 6).
+            // eventually consistent near now, docs/hubspot.md §4.4).
             let bound = vec![vec![SearchFilter {
                 property: date.to_owned(),
                 op: FilterOp::Lt(horizon_ms.to_string()),

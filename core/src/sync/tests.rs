@@ -29,7 +29,7 @@ struct Rec {
     merged: Vec<u64>,
 }
 
-/// HubSpot, in memory (HUBSPOT.md §4).
+/// HubSpot, in memory (docs/hubspot.md §4).
 #[derive(Default)]
 struct FakeHubSpot {
     now: u64,
@@ -89,7 +89,7 @@ impl FakeHubSpot {
         r.modified = at;
     }
 
-    /// A bulk update: every record stamped with one last-modified date (PEERS.md pain 5).
+    /// A bulk update: every record stamped with one last-modified date (docs/hubspot.md §4.4).
     fn bulk_update(&mut self, ids: &[u64], key: &str, value: &str) {
         let at = self.tick();
         for id in ids {
@@ -138,7 +138,7 @@ impl FakeHubSpot {
         self.companies.entry(id).or_default().insert(company);
     }
 
-    /// `POST /crm/v4/associations/contacts/companies/batch/read` (HUBSPOT.md §4.3): live
+    /// `POST /crm/v4/associations/contacts/companies/batch/read` (docs/hubspot.md §4.3): live
     /// contacts with companies get a result (a page of them, `paging.next.after` when more
     /// follow, `after` read as the first id of the next page); the others an error (207).
     fn assoc_read(

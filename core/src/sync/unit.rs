@@ -23,10 +23,10 @@ use crate::search::{SearchPlan, OBJECT_ID};
 #[serde(rename_all = "snake_case")]
 pub enum Path {
     /// `POST …/search`, `hs_object_id` in the range, sorted by id, 200 per page: the search
-    /// budget (5/s, HUBSPOT.md §4.4). Documented behaviour only.
+    /// budget (5/s, docs/hubspot.md §4.4). Documented behaviour only.
     Search,
-    /// `GET …/{type}?after=…`, 100 per page: the burst budget (HUBSPOT.md §4.1, §5.1). The first
-    /// page of a range starts at `after = lo − 1`: the contacts guide says `after` is "the
+    /// `GET …/{type}?after=…`, 100 per page: the burst budget (docs/hubspot.md §4.1, §5.1). The
+    /// first page of a range starts at `after = lo − 1`: the contacts guide says `after` is "the
     /// Record ID of the next contact", the spec calls it an opaque token (unconfirmed). Every
     /// page is checked (ids ascending, none below the range); a page that is not, or a refused
     /// `after`, switches the unit to [`Path::Search`] for the rest of its range.
@@ -80,7 +80,7 @@ pub struct ModifiedUnit {
     pub plan: SearchPlan,
 }
 
-/// A walk over the archived records (list with `archived=true`, HUBSPOT.md §4.1).
+/// A walk over the archived records (list with `archived=true`, docs/hubspot.md §4.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ArchivedUnit {
@@ -110,7 +110,7 @@ pub enum Read {
     List(ListOptions),
     /// A batch read of these ids (at most 100; burst budget). Feed the answer's results back as
     /// a [`Page`] without `next_after`. HubSpot answers 207 when some ids are not found
-    /// (HUBSPOT.md §4.1): that is an answer, its `results` are the ids still there.
+    /// (docs/hubspot.md §4.1): that is an answer, its `results` are the ids still there.
     BatchRead {
         /// The ids.
         ids: Vec<String>,
@@ -121,7 +121,7 @@ pub enum Read {
 
 impl Read {
     /// The HubSpot budget the read draws on ([`crate::ratelimit::Governor::acquire`]): search
-    /// for a search, the burst window for a list page or a batch read (HUBSPOT.md §5.1).
+    /// for a search, the burst window for a list page or a batch read (docs/hubspot.md §5.1).
     pub fn budget(&self) -> crate::ratelimit::Budget {
         match self {
             Self::Search(_) => crate::ratelimit::Budget::Search,

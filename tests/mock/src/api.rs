@@ -221,8 +221,8 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Response {
     };
     let decoded = path_segments(path);
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    // Callback completions (HUBSPOT.md §3.4): the bearer token, and the normal burst budget (no
-    // rate-limit exemption in the specification, SYNC-ACTIONS-OPS §C).
+    // Callback completions (docs/hubspot.md §3.4): the bearer token, and the normal burst budget
+    // (no rate-limit exemption in the specification, docs/hubspot.md §3.4).
     let callbacks = match segs.as_slice() {
         ["automation", "v4", "actions", "callbacks", rest @ ..] => Some((rest, false)),
         // Date-versioned: `/automation/actions/callbacks/2026-03/{callbackId}/complete` (§3.4).
@@ -352,11 +352,11 @@ fn dispatch(
     result.unwrap_or_else(|r| r)
 }
 
-/// `POST …/{type}/merge` `{"primaryObjectId","objectIdToMerge"}` (HUBSPOT.md §4.1): the record
+/// `POST …/{type}/merge` `{"primaryObjectId","objectIdToMerge"}` (docs/hubspot.md §4.1): the record
 /// to merge is archived, values the primary lacks move to it, `hs_merged_object_ids` lists the
 /// merged ids, and one `*.merge` event is emitted (§2.2: `primaryObjectId`, `mergedObjectIds`,
 /// `newObjectId` = the primary, `numberOfPropertiesMoved`), without `propertyChange` events for
-/// the moved values (PEERS.md pain 8) and without a deletion for the merged record.
+/// the moved values (docs/hubspot.md §2.2) and without a deletion for the merged record.
 fn merge(data: &mut Data, req: &Request, kind: Kind, now: u64) -> Result<Response, Response> {
     let body = parse_body(data, req)?;
     let id_of = |key: &str| match body.get(key) {
@@ -651,7 +651,7 @@ fn update(
     let body = parse_body(data, req)?;
     let props = props_of(&body);
     let names: Vec<String> = props.keys().cloned().collect();
-    // A merged-away id reaches its survivor (HUBSPOT.md §4.1); batch update does not do this.
+    // A merged-away id reaches its survivor (docs/hubspot.md §4.1); batch update does not do this.
     let survivor = by_record_id(query.get("idProperty"))
         .then(|| data.store.survivor_of(kind, id).map(|r| r.id.to_string()))
         .flatten();
@@ -945,8 +945,8 @@ fn batch(
 /// A batch write naming a property the portal does not have (`POST /__mock/faults`
 /// `undefinedProperties`) is refused whole, nothing written: 400 `VALIDATION_ERROR` with one
 /// `errors[]` entry per such property, `code` `PROPERTY_DOESNT_EXIST` and the name in
-/// `context.propertyName` (HUBSPOT.md §4.5 error format; multi-status answers are documented for
-/// batch create only: https://developers.hubspot.com/docs/api-reference/error-handling).
+/// `context.propertyName` (docs/hubspot.md §4.5 error format; multi-status answers are documented
+/// for batch create only: https://developers.hubspot.com/docs/api-reference/error-handling).
 fn undefined_properties(data: &mut Data, kind: Kind, inputs: &[Value]) -> Option<Response> {
     let undefined = data.faults.undefined_properties.get(&kind.plural())?;
     let mut named: Vec<String> = inputs
@@ -1004,8 +1004,8 @@ fn resolve_inputs(store: &super::store::Store, kind: Kind, inputs: &[Value]) -> 
         .collect()
 }
 
-/// The whole-batch 400s of a batch update or upsert, before anything is written (SYNC-ACTIONS-OPS
-/// §B2, from HubSpot's answers quoted in segmentio/action-destinations#3957 and #3969 and
+/// The whole-batch 400s of a batch update or upsert, before anything is written (docs/hubspot.md
+/// §4.1, from HubSpot's answers quoted in segmentio/action-destinations#3957 and #3969 and
 /// HubSpot/hubspot-api-nodejs#548): `idProperty: hs_object_id` (it must be omitted), a batch
 /// update by `email` (batch update needs record ids), and two inputs that resolve to one
 /// record (the same id twice, an e-mail spelt twice, a record named by id and by e-mail).
@@ -1591,7 +1591,7 @@ fn snapshot(
 }
 
 /// `POST /__mock/restore` `{"objectType","id"}`: restores an archived record as HubSpot's
-/// recycling bin does (no objects-API endpoint exists, HUBSPOT.md §4.1) and emits `*.restore`
+/// recycling bin does (no objects-API endpoint exists, docs/hubspot.md §4.1) and emits `*.restore`
 /// (§2.2). 200 with the record, 404 when no archived record has that id, 409 when a live
 /// contact has its e-mail since, 400 on a bad body.
 pub(super) fn restore(data: &mut Data, body: &[u8]) -> Response {
@@ -1685,7 +1685,7 @@ fn emit_changes(
     }
 }
 
-/// `*.associationChange` for both sides of an association added or removed (HUBSPOT.md §2.2:
+/// `*.associationChange` for both sides of an association added or removed (docs/hubspot.md §2.2:
 /// "These events fire for both sides of the association"), with `associationType` as
 /// `FROM_TO_TO`. Custom objects (generic `object.associationChange`) emit nothing.
 fn emit_association(data: &mut Data, a: (Kind, u64), b: (Kind, u64), removed: bool, now: u64) {
@@ -1721,7 +1721,7 @@ fn emit_association(data: &mut Data, a: (Kind, u64), b: (Kind, u64), removed: bo
     }
 }
 
-/// The object's name in `associationType` values (HUBSPOT.md §2.2).
+/// The object's name in `associationType` values (docs/hubspot.md §2.2).
 fn association_name(kind: Kind) -> Option<&'static str> {
     match kind {
         Kind::Contact => Some("CONTACT"),

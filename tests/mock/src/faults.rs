@@ -39,7 +39,7 @@ pub struct FaultConfig {
 #[derive(Debug)]
 pub(super) struct Faults {
     /// Batch-read inputs answered with an error of this category in the 207's `errors[]`
-    /// instead of their record (HUBSPOT.md §4.1: errors name their inputs in `context.ids`),
+    /// instead of their record (docs/hubspot.md §4.1: errors name their inputs in `context.ids`),
     /// until cleared.
     pub(super) read_errors: BTreeMap<String, String>,
     /// Ids whose property history is withheld (`propertiesWithHistory` answers `{}` for them).

@@ -1,4 +1,4 @@
-//! A loopback HTTP server that behaves like HubSpot's CRM objects API (`/work/shared/HUBSPOT.md`
+//! A loopback HTTP server that behaves like HubSpot's CRM objects API (`docs/hubspot.md`
 //! §4–§7) and its workflow engine for custom workflow actions (§3): a drop-in base URL for any
 //! HubSpot client in tests.
 //!

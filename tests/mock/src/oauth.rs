@@ -1,4 +1,4 @@
-//! OAuth 2.0 token endpoint (`POST /oauth/v1/token`, HUBSPOT.md §6): authorization-code and
+//! OAuth 2.0 token endpoint (`POST /oauth/v1/token`, docs/hubspot.md §6): authorization-code and
 //! refresh-token grants, expiring access tokens, and the 401/400 answers around them.
 
 use std::collections::{HashMap, HashSet};

@@ -862,7 +862,7 @@ impl Store {
     }
 
     /// The live record that the merged-away id `key` now names, following merges of merges:
-    /// HubSpot answers a single read or PATCH by a merged id with the survivor (HUBSPOT.md
+    /// HubSpot answers a single read or PATCH by a merged id with the survivor (docs/hubspot.md
     /// §4.1: "the basic `PATCH` accepts IDs stored in `hs_merged_object_ids`").
     pub(super) fn survivor_of(&self, kind: Kind, key: &str) -> Option<&Record> {
         let table = self.tables.get(&kind)?;
@@ -1040,7 +1040,7 @@ impl Store {
     }
 
     /// Soft-deletes; `false` when there is no live record with that id. Like HubSpot, archiving
-    /// does not change `hs_lastmodifieddate` (PEERS.md pain 7).
+    /// does not change `hs_lastmodifieddate` (docs/hubspot.md §4.1).
     pub(super) fn archive(&mut self, kind: Kind, id: &str, now_ms: u64) -> bool {
         let Ok(id) = id.parse::<u64>() else {
             return false;
@@ -1060,7 +1060,7 @@ impl Store {
         true
     }
 
-    /// Restores the archived record `id` (what HubSpot's recycling bin does, HUBSPOT.md §4.1;
+    /// Restores the archived record `id` (what HubSpot's recycling bin does, docs/hubspot.md §4.1;
     /// the objects API has no restore endpoint). Its dates stay as they were (HubSpot does not
     /// document whether a restore moves `hs_lastmodifieddate`). Errors: no archived record with
     /// that id (merged ones included) → `NotFound`; a live contact has its e-mail since →
@@ -1348,7 +1348,7 @@ fn new_record(
 /// 2024-01-01T00:00:00Z.
 pub(super) const SEED_BASE_MS: u64 = 1_704_067_200_000;
 /// Seeded records come in blocks of this size; every third block was "bulk updated" and shares
-/// one `hs_lastmodifieddate` (PEERS.md pain 5).
+/// one `hs_lastmodifieddate` (docs/hubspot.md §4.4).
 pub(super) const SEED_BULK_BLOCK: usize = 1_000;
 
 /// `(created, updated)` epoch ms of seeded record `i`.

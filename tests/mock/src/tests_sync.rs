@@ -301,7 +301,7 @@ fn a_merged_id_reads_and_patches_the_survivor_but_batch_update_refuses_it() {
         200,
     );
     assert_eq!(got["id"], primary.as_str());
-    // PATCH by the merged id writes the survivor (HUBSPOT.md §4.1: "the basic PATCH accepts
+    // PATCH by the merged id writes the survivor (docs/hubspot.md §4.1: "the basic PATCH accepts
     // IDs stored in hs_merged_object_ids").
     clock.advance(Duration::from_secs(1));
     let patched = json(

@@ -1,7 +1,7 @@
-//! The workflow engine for custom workflow actions (HUBSPOT.md §3), over real HTTP: definitions,
-//! enrollments calling a tiny `actionUrl` server inside the test, the answers honoured, retries,
-//! the completion endpoints and their errors. The v2 signature the mock sends is checked with
-//! core's `Verifier` (an independent path from the signing: challenge + check).
+//! The workflow engine for custom workflow actions (docs/hubspot.md §3), over real HTTP:
+//! definitions, enrollments calling a tiny `actionUrl` server inside the test, the answers
+//! honoured, retries, the completion endpoints and their errors. The v2 signature the mock sends is
+//! checked with core's `Verifier` (an independent path from the signing: challenge + check).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -382,7 +382,7 @@ fn enrollment_posts_the_documented_request_signed_v2_and_success_completes() {
         )
         .is_err());
 
-    // The documented body (HUBSPOT.md §3.2), read by core's parser.
+    // The documented body (docs/hubspot.md §3.2), read by core's parser.
     let parsed = ExecutionRequest::parse(&req.body).unwrap();
     assert_eq!(parsed.callback_id, ids[0]);
     assert_eq!(parsed.origin.portal_id, 33);

@@ -1,5 +1,5 @@
-//! Webhook emitter (HUBSPOT.md §2): API writes become HubSpot-shaped event batches, POSTed by a
-//! background thread, signed v1 + v3 (§1), and retried like HubSpot (§2.5).
+//! Webhook emitter (docs/hubspot.md §2): API writes become HubSpot-shaped event batches, POSTed by
+//! a background thread, signed v1 + v3 (§1), and retried like HubSpot (§2.5).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};

@@ -1,4 +1,4 @@
-//! HubSpot's workflow engine for custom workflow actions (HUBSPOT.md §3, SYNC-ACTIONS-OPS §C):
+//! HubSpot's workflow engine for custom workflow actions (docs/hubspot.md §3):
 //! action definitions (`/automation/v4/actions/{appId}…`, developer API key), enrollments that
 //! call the definition's `actionUrl` with a v2-signed execution request and honour the answer
 //! (`SUCCESS`, `FAIL_CONTINUE`, `BLOCK` with an expiration on the mock's clock, 4xx failed, 429
@@ -38,11 +38,11 @@ const FIRST_DEFINITION_ID: u64 = 10_646_377;
 const FIRST_ENROLLMENT_ID: u64 = 56_776_413_549;
 /// Enrollments one `POST /__mock/workflows/enroll` may create (a burst test's 1,000 and room).
 const MAX_ENROLL: usize = 10_000;
-/// The 401 text for a missing or wrong `hapikey` (HubSpot's wording is not in HUBSPOT.md).
+/// The 401 text for a missing or wrong `hapikey` (HubSpot's wording is not in docs/hubspot.md).
 const HAPIKEY_MESSAGE: &str = "The API key provided is invalid.";
 
 /// How the mock's workflow engine behaves. The signing key is [`crate::MockConfig::client_secret`]
-/// (actions are signed with the app's client secret, HUBSPOT.md §1.1).
+/// (actions are signed with the app's client secret, docs/hubspot.md §1.1).
 #[derive(Debug, Clone)]
 pub struct WorkflowConfig {
     /// The developer API key the definitions API requires as `?hapikey=` (the specification's
@@ -666,7 +666,7 @@ pub(super) fn judge(answer: &Answer<'_>, config: &WorkflowConfig, attempts: u32)
     if status >= 500 {
         return Verdict::Retry(backoff());
     }
-    // Any body, or none: HubSpot does not validate it (SYNC-ACTIONS-OPS §C).
+    // Any body, or none: HubSpot does not validate it (docs/hubspot.md §3.2).
     let mut outputs = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("outputFields").and_then(Value::as_object).cloned())
@@ -881,7 +881,7 @@ fn find(data: &Data, app: &str, id: &str, archived: bool) -> Option<u64> {
 }
 
 /// HubSpot's message when required attributes are missing (its Java `Cannot build X, some of
-/// required attributes are not set [..]`, seen on every v3/v4 endpoint; not in HUBSPOT.md).
+/// required attributes are not set [..]`, seen on every v3/v4 endpoint; not in docs/hubspot.md).
 fn missing_fields(data: &mut Data, schema: &str, missing: &[String]) -> Response {
     let errors: Vec<Value> = missing
         .iter()

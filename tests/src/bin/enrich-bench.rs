@@ -2,8 +2,8 @@
 //! contacts and companies; deals stay thin):
 //!
 //! 1. **HubSpot calls per 1,000 events** in a realistic mix, delivered the way HubSpot delivers
-//!    them (batches of up to 100 events per POST, HUBSPOT.md §2.4): per batch, 50 mapped and 15
-//!    unmapped contact property changes over 40 contacts, 15 mapped company changes over 10
+//!    them (batches of up to 100 events per POST, docs/hubspot.md §2.4): per batch, 50 mapped and
+//!    15 unmapped contact property changes over 40 contacts, 15 mapped company changes over 10
 //!    companies, 10 deal changes (no map: forwarded thin, never read), 5 contact and 5 company
 //!    creations. Then a contacts-only mix (80 mapped changes over 60 contacts, 10 unmapped, 10
 //!    deal changes per batch). Counted twice: the consumer's `hubspot_reads` log fields and the

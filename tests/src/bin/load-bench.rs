@@ -5,14 +5,14 @@
 //! delivered more than once, dead-lettered (read back through the admin API).
 //!
 //! Each step sends `rate` events/s for `--secs` seconds, in batches of `--batch` events from up
-//! to `--concurrency` connections at once (HubSpot's in-flight limit is 10, HUBSPOT.md §2.4,
+//! to `--concurrency` connections at once (HubSpot's in-flight limit is 10, docs/hubspot.md §2.4,
 //! <https://developers.hubspot.com/docs/api/webhooks>), while the destination answers:
 //!
 //! - a share with 500/502/503/504, a share with 429 and `Retry-After`, a share after a delay
 //!   (then 200); drawn per `(seed, object, attempt)`, so a run is reproducible;
 //! - every request with 503 for `--outage-secs` (30 s) in the middle of the step.
 //!
-//! A share of batches is sent again the way HubSpot retries (HUBSPOT.md §2.5: up to 10 times,
+//! A share of batches is sent again the way HubSpot retries (docs/hubspot.md §2.5: up to 10 times,
 //! `attemptNumber` incremented, a fresh v3 signature and timestamp), 0–5 s after the first
 //! send; a batch the Worker does not answer 2xx within HubSpot's 5 s is retried too.
 //!
@@ -46,9 +46,9 @@ use hubspot_edge_tests::{
 };
 use serde_json::Value;
 
-/// HubSpot gives up on a webhook POST after 5 s (HUBSPOT.md §2.5).
+/// HubSpot gives up on a webhook POST after 5 s (docs/hubspot.md §2.5).
 const HUBSPOT_TIMEOUT: Duration = Duration::from_secs(5);
-/// HubSpot re-sends a failed batch up to 10 times (HUBSPOT.md §2.5).
+/// HubSpot re-sends a failed batch up to 10 times (docs/hubspot.md §2.5).
 const HUBSPOT_MAX_RETRIES: u64 = 10;
 /// How long after a failed POST the bench sends HubSpot's retry (HubSpot spreads them over
 /// 24 h; compressed here so the step can finish).

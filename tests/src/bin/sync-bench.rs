@@ -42,7 +42,7 @@ use hubspot_edge_tests::{http, now_ms, poll_until, Fixture, FixtureOptions};
 use hubspot_mock::MockConfig;
 use serde_json::{json, Value};
 
-/// The Professional private app's limits (HUBSPOT.md §5.1), which the mock enforces.
+/// The Professional private app's limits (docs/hubspot.md §5.1), which the mock enforces.
 const BURST_PER_10S: u32 = 190;
 const SEARCH_PER_S: u32 = 5;
 const MAP: &str = r#"{"objects":{
@@ -438,7 +438,7 @@ fn main() -> BoxResult<()> {
             burst: BURST_PER_10S,
             window: Duration::from_secs(10),
             search_per_second: SEARCH_PER_S,
-            // Professional (HUBSPOT.md §5.1: 625,000; the mock's default is Free's 250,000).
+            // Professional (docs/hubspot.md §5.1: 625,000; the mock's default is Free's 250,000).
             daily: 625_000,
             ..MockConfig::default()
         })

@@ -8,7 +8,7 @@
 //! where the object lives relative to this location; run it from the locations you care about.
 //!
 //! The bare reads bypass the governor, so `n` is capped at 20 (40 requests with the executor's):
-//! well under HubSpot's smallest burst limit (HUBSPOT.md §5.1, 100 per 10 s).
+//! well under HubSpot's smallest burst limit (docs/hubspot.md §5.1, 100 per 10 s).
 
 use hubspot_edge_core::api::{ReadOptions, RequestKind, SimpleObject};
 use hubspot_edge_core::ratelimit::Budget;

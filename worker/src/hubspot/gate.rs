@@ -2,10 +2,11 @@
 //! holding the state that every isolate of the Worker must share.
 //!
 //! - **The rate governor** (core's [`Governor`]). HubSpot's limits are per account (and app),
-//!   not per isolate (HUBSPOT.md §5.1); a governor per isolate lets N isolates send N times the
-//!   limit, the 429 storm PEERS.md describes. Every attempt asks the gate for a permit first; the
-//!   gate answers "send" or "wait this long", and the isolate waits (the gate never sleeps).
-//! - **The OAuth access token** (HUBSPOT.md §6). Cached in the object's memory and storage,
+//!   not per isolate (docs/hubspot.md §5.1); a governor per isolate lets N isolates send N times
+//!   the limit, the 429 storm other clients report. Every attempt asks the gate
+//!   for a permit first; the gate answers "send" or "wait this long", and the isolate waits (the
+//!   gate never sleeps).
+//! - **The OAuth access token** (docs/hubspot.md §6). Cached in the object's memory and storage,
 //!   refreshed `margin_ms` before it expires and after a 401, by one call at a time across all
 //!   isolates (the others wait for that refresh), and a failed refresh is remembered for a
 //!   while so that nothing retries it in a hot loop. Whether a 401 calls for a refresh is

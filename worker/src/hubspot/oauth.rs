@@ -1,4 +1,4 @@
-//! OAuth token refresh (HUBSPOT.md §6): one `POST /oauth/v1/token` with the refresh token
+//! OAuth token refresh (docs/hubspot.md §6): one `POST /oauth/v1/token` with the refresh token
 //! (`HUBSPOT_REFRESH_TOKEN`, core's [`ApiConfig::oauth_refresh`]), read by core's
 //! `refresh_answer` into a token and its expiry or a failure that is safe to show and says how
 //! long to remember it. Caching and single flight are core's `TokenCache`, held by the gate

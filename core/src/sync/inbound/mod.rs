@@ -9,7 +9,7 @@
 //!    the idempotency key below cannot be forged.
 //! 2. **Parse** the body with [`parse_request`]: every record in the user's field names (the
 //!    field map's destination names) with its `externalId`, mapped back to HubSpot's property
-//!    formats (HUBSPOT.md §7: a date becomes midnight-UTC milliseconds, and so on). One
+//!    formats (docs/hubspot.md §7: a date becomes midnight-UTC milliseconds, and so on). One
 //!    malformed record rejects the whole request with the record's index and a stable code
 //!    ([`InboundError`]; the Worker answers 400 and stores nothing).
 //! 3. **Idempotency**: the request's key is its `webhook-id` header (Standard Webhooks: a

@@ -162,7 +162,7 @@ fn parses_and_renders_in_hubspot_formats() {
     // from_hubspot and constant fields are dropped.
     assert!(r.fields.get("created_at").is_none() && r.fields.get("source").is_none());
     assert_eq!(records[1].updated_at_ms, Some(1_700_000_000_000));
-    // What a write of the new record sends: HubSpot's formats (HUBSPOT.md §7).
+    // What a write of the new record sends: HubSpot's formats (docs/hubspot.md §7).
     let plan = plan(map, &config(), pending(records), &BTreeMap::new());
     let props = &plan.batches[0].inputs[0].properties;
     assert_eq!(
@@ -875,7 +875,8 @@ impl FakeHubSpot {
             for (k, v) in props {
                 let mut v = v.as_str().unwrap().to_owned();
                 if k == "phone" {
-                    // HubSpot rewrites phone numbers (SYNC-ACTIONS-OPS B2, bruin-data/ingestr#1203).
+                    // HubSpot rewrites phone numbers (docs/hubspot.md §4.1,
+                    // bruin-data/ingestr#1203).
                     v = format!("+31 {}", v.trim_start_matches('0'));
                 }
                 entry.1.insert(k.clone(), v);
