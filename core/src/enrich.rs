@@ -17,8 +17,8 @@
 //!    ([`Need::history`]), in batches of up to [`MAX_HISTORY_BATCH_INPUTS`].
 //! 4. [`decide`] each group with its snapshot, its current HubSpot properties (or
 //!    [`Current::Missing`] when the batch read did not return it), their history and the echo
-//!    guard, if any. The [`EnrichDecision`] says what to forward (at most one message per object)
-//! and
+//!    guard, if any. The [`EnrichDecision`] says what to forward (at most one message per
+//!    object) and
 //!    what to do with the snapshot once the forward succeeded.
 //!
 //! A group with a creation and later changes forwards one `created` with the current record; a

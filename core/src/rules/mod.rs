@@ -36,8 +36,7 @@
 //! | `changed_from` | `old` equals `value` and `new` does not | any JSON value |
 //! | `changed` | `old` and `new` differ | none |
 //! | `gt`, `gte`, `lt`, `lte` | `new` is a number (or numeric text) compared so | a number |
-//! | `before`, `after` | `new` is a date, datetime or Unix ms strictly before / after |
-//! `YYYY-MM-DD`, an ISO datetime with offset, `now`, or `now` ± `N` `m`/`h`/`d` (`now-30d`) |
+//! | `before`, `after` | `new` is a date, datetime or Unix ms strictly before / after | `YYYY-MM-DD`, an ISO datetime with offset, `now`, or `now` ± `N` `m`/`h`/`d` (`now-30d`) |
 //! | `is_empty`, `is_not_empty` | `new` is (not) absent, `null`, `""` or `[]` | none |
 //!
 //! Equality is by value: numbers numerically (`1` = `1.0` = `"1"`), arrays as sets, and absent,
