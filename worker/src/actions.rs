@@ -51,7 +51,7 @@ use hubspot_edge_core::actions::{
     ExecuteContext, ExecutionRequest, ExecutionState, LookupReply, Pending, PublishStep, Record,
     DEFAULT_EXPIRATION,
 };
-use hubspot_edge_core::api::{decide, CallDecision, Outcome, RequestKind};
+use hubspot_edge_core::api::{Call, CallStep, Outcome, RequestKind};
 use hubspot_edge_core::config::{NumberKey, ACTIONS_BUDGET_MS, ACTIONS_COMPLETE_WINDOW_MS};
 use hubspot_edge_core::metrics::{Counter, Gauge, Histogram};
 use hubspot_edge_core::outbound::WebhookSecret;
@@ -691,7 +691,9 @@ async fn call_with_key(
     request: &http::Request<Vec<u8>>,
     kind: RequestKind,
 ) -> std::result::Result<Value, String> {
-    let mut attempt = 1;
+    // The retry policy and the wait cap are core's `Call` (no token to refresh: the developer
+    // API key rides in the request).
+    let mut call = Call::new(kind, false, crate::hubspot::MAX_WAIT_MS);
     loop {
         let sent = crate::hubspot::send(api, request, None).await;
         let now = Date::now().as_millis();
@@ -704,11 +706,9 @@ async fn call_with_key(
             }
             Err(o) => (o, None),
         };
-        match decide(kind, attempt, &outcome, now, js_sys::Math::random()) {
-            CallDecision::Accept => return Ok(value.unwrap_or(Value::Null)),
-            CallDecision::Retry { after_ms, .. } if after_ms <= crate::hubspot::MAX_WAIT_MS => {
-                Delay::from(Duration::from_millis(after_ms)).await;
-            }
+        match call.answered(&outcome, now, js_sys::Math::random()) {
+            CallStep::Accepted => return Ok(value.unwrap_or(Value::Null)),
+            CallStep::Wait { ms } => Delay::from(Duration::from_millis(ms)).await,
             _ => {
                 return Err(match outcome {
                     Outcome::Failed(e) => e.code().to_owned(),
@@ -718,7 +718,6 @@ async fn call_with_key(
                 })
             }
         }
-        attempt += 1;
     }
 }
 

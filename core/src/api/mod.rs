@@ -9,16 +9,20 @@
 //!   `X-HubSpot-RateLimit-*`.
 //! - [`decide`] is the retry policy: a pure function of the outcome, the attempt number, `now`
 //!   and a caller-supplied jitter.
+//! - [`Call`] is one call from first attempt to end: the policy, refresh-once on 401, and the
+//!   cap on waiting inside one call, as steps.
 //! - [`TokenCache`] is the OAuth access token's cache (refresh before expiry and once per 401,
 //!   one refresh at a time, failures remembered) and [`refresh_answer`] reads the token
 //!   endpoint's answer.
 
+mod call;
 mod config;
 mod request;
 mod response;
 mod retry;
 mod token;
 
+pub use call::{Call, CallFailure, CallStep};
 pub(crate) use config::encode as encode_segment;
 pub use config::{ApiConfig, PathStyle, RequestError, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
 pub use request::{

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use hubspot_edge_core::api::{
-    self, interpret, ApiError, CallDecision, GiveUpReason, Outcome, RateLimitHeaders,
+    interpret, ApiError, Call, CallFailure, CallStep, GiveUpReason, Outcome, RateLimitHeaders,
     RateLimitPolicy, RequestKind,
 };
 use hubspot_edge_core::metrics::{Counter, Histogram};
@@ -55,9 +55,11 @@ pub(crate) async fn execute<T: DeserializeOwned>(
     };
     let template = path_template(request.uri().path());
     let oauth = matches!(config.auth, HubSpotAuth::OAuth { .. });
-    let mut attempt = 1u32;
+    // The policy, refresh-once on 401 and the wait cap are core's `Call`.
+    let mut call = Call::new(kind, oauth, MAX_WAIT_MS);
     let mut next: Option<AccessToken> = None;
     loop {
+        let attempt = call.attempt();
         let token = match next.take() {
             Some(t) => t,
             None => gate::permit(config, env, budget).await?,
@@ -91,7 +93,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
             }
         };
         count_call(budget, status, &outcome, now.saturating_sub(started));
-        let decision = api::decide(kind, attempt, &outcome, now, js_sys::Math::random());
+        let mut step = call.answered(&outcome, now, js_sys::Math::random());
         log_call(
             request,
             &template,
@@ -100,73 +102,54 @@ pub(crate) async fn execute<T: DeserializeOwned>(
             attempt,
             now.saturating_sub(started),
             correlation_id,
-            decision,
+            &step,
         );
-        match decision {
-            CallDecision::Accept => {
-                if let Some(v) = value {
-                    return Ok(v);
-                }
-                // `Accept` only follows `Outcome::Success`, which always carries a value.
-                return Err(CallError::GaveUp {
+        if step == CallStep::RefreshToken {
+            // The gate's token cache decides between a newer token, one refresh per token,
+            // and "refused" (core's `TokenCache`).
+            next = gate::after_refusal(config, env, budget, &token).await?;
+            step = call.token_refreshed(next.is_some());
+        }
+        match step {
+            CallStep::Accepted => {
+                // `Accepted` only follows `Outcome::Success`, which always carries a value.
+                return value.ok_or(CallError::GaveUp {
                     reason: GiveUpReason::Decode,
                     last: outcome,
                     attempts: attempt,
                 });
             }
-            CallDecision::Retry { after_ms, .. } => {
-                if after_ms > MAX_WAIT_MS {
-                    return Err(CallError::Throttled { wait_ms: after_ms });
+            CallStep::Wait { ms } => {
+                if ms > 0 {
+                    Delay::from(Duration::from_millis(ms)).await;
                 }
-                Delay::from(Duration::from_millis(after_ms)).await;
             }
-            // OAuth: the gate's token state (core's `TokenState::on_refused`) decides between a
-            // newer token, one refresh per token, and "refused": a token obtained after a 401
-            // that gets one too is an authorization error, not a reason to refresh per call.
-            CallDecision::RefreshToken if oauth => {
-                match gate::after_refusal(config, env, budget, &token).await? {
-                    Some(newer) => next = Some(newer),
-                    None => {
-                        return Err(CallError::GaveUp {
-                            reason: GiveUpReason::Unauthorized,
-                            last: outcome,
-                            attempts: attempt,
-                        })
+            CallStep::RefreshToken => {
+                // `token_refreshed` never asks again.
+            }
+            CallStep::Failed(CallFailure::Throttled { wait_ms }) => {
+                return Err(CallError::Throttled { wait_ms });
+            }
+            CallStep::Failed(CallFailure::GaveUp {
+                reason,
+                attempts,
+                report_refused,
+            }) => {
+                if report_refused {
+                    // A 401 after the refresh: the gate records it (and logs it once).
+                    if let Err(e) = gate::report_refused(env, &token).await {
+                        Line::warn("hubspot_gate_report_failed")
+                            .field("error", format!("{e:?}"))
+                            .emit();
                     }
                 }
-            }
-            // A private-app token cannot be refreshed: a second 401 would say the same.
-            CallDecision::RefreshToken => {
-                return Err(CallError::GaveUp {
-                    reason: GiveUpReason::Unauthorized,
-                    last: outcome,
-                    attempts: attempt,
-                })
-            }
-            // A 401 after the refresh: the gate records it (and logs it once).
-            CallDecision::GiveUp {
-                reason: GiveUpReason::Unauthorized,
-            } if oauth => {
-                if let Err(e) = gate::report_refused(env, &token).await {
-                    Line::warn("hubspot_gate_report_failed")
-                        .field("error", format!("{e:?}"))
-                        .emit();
-                }
-                return Err(CallError::GaveUp {
-                    reason: GiveUpReason::Unauthorized,
-                    last: outcome,
-                    attempts: attempt,
-                });
-            }
-            CallDecision::GiveUp { reason } => {
                 return Err(CallError::GaveUp {
                     reason,
                     last: outcome,
-                    attempts: attempt,
-                })
+                    attempts,
+                });
             }
         }
-        attempt += 1;
     }
 }
 
@@ -329,16 +312,17 @@ fn log_call(
     attempt: u32,
     duration_ms: u64,
     correlation_id: Option<String>,
-    decision: CallDecision,
+    step: &CallStep,
 ) {
-    let (line, decided) = match decision {
-        CallDecision::Accept => (Line::info("hubspot_call"), "accept".to_owned()),
-        CallDecision::Retry { after_ms, .. } => (
-            Line::warn("hubspot_call"),
-            format!("retry_after_{after_ms}ms"),
-        ),
-        CallDecision::RefreshToken => (Line::warn("hubspot_call"), "refresh_token".to_owned()),
-        CallDecision::GiveUp { reason } => (Line::warn("hubspot_call"), reason.code().to_owned()),
+    let (line, decided) = match step {
+        CallStep::Accepted => (Line::info("hubspot_call"), "accept".to_owned()),
+        CallStep::Wait { ms } | CallStep::Failed(CallFailure::Throttled { wait_ms: ms }) => {
+            (Line::warn("hubspot_call"), format!("retry_after_{ms}ms"))
+        }
+        CallStep::RefreshToken => (Line::warn("hubspot_call"), "refresh_token".to_owned()),
+        CallStep::Failed(CallFailure::GaveUp { reason, .. }) => {
+            (Line::warn("hubspot_call"), reason.code().to_owned())
+        }
     };
     let mut line = line
         .field("method", request.method().as_str())
