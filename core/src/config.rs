@@ -7,7 +7,7 @@
 //! `https://`; plain `http://` is accepted only for loopback hosts (`127.0.0.0/8`,
 //! `localhost`, `[::1]`), for local development and tests.
 //!
-//! The configuration is read in parts ([`Ingress`], [`Forward`], [`HubSpotApi`],
+//! The configuration is read in parts ([`Ingress`], [`ForwardConfig`], [`HubSpotApi`],
 //! [`admin_token`]) so that one part's problem does not stop another: a missing forwarding
 //! secret still lets webhooks be accepted and queued. [`check`] reads every part and reports
 //! every problem of the deployment by key, code and [`Part`] (the Worker's `/healthz`).
@@ -538,7 +538,7 @@ impl Ingress {
 
 /// Everything the forwarding consumer needs.
 #[derive(Debug)]
-pub struct Forward {
+pub struct ForwardConfig {
     /// `FORWARD_URL`.
     pub url: String,
     /// `FORWARD_SECRET`.
@@ -561,11 +561,11 @@ pub struct Forward {
     pub rules: Rules,
 }
 
-impl Forward {
+impl ForwardConfig {
     /// Reads the forwarding keys.
     ///
     /// # Errors
-    /// The first missing or invalid key (see [`Forward::read`] for all of them).
+    /// The first missing or invalid key (see [`ForwardConfig::read`] for all of them).
     pub fn from_lookup<F: Fn(&str) -> Option<String>>(
         lookup: &Lookup<F>,
     ) -> Result<Self, ConfigError> {
@@ -1294,7 +1294,7 @@ pub fn check<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<Problem> 
         Part::Ingress,
         Ingress::read(lookup).err().unwrap_or_default(),
     );
-    let forward = Forward::read(lookup).err().unwrap_or_default();
+    let forward = ForwardConfig::read(lookup).err().unwrap_or_default();
     let (enrichment, forwarding): (Vec<_>, Vec<_>) = forward
         .into_iter()
         .partition(|e| e.key() == "ENRICHMENT_MAP");
@@ -1498,7 +1498,7 @@ mod tests {
         })
     }
 
-    fn forward(extra: &[(&'static str, &'static str)]) -> Result<Forward, ConfigError> {
+    fn forward(extra: &[(&'static str, &'static str)]) -> Result<ForwardConfig, ConfigError> {
         let mut pairs = vec![
             ("FORWARD_URL", "https://example.com/hook"),
             ("FORWARD_SECRET", SECRET),
@@ -1506,7 +1506,7 @@ mod tests {
         // Later entries win: `table` finds the first, so put the extras first.
         let mut all = extra.to_vec();
         all.append(&mut pairs);
-        Forward::from_lookup(&table(&all))
+        ForwardConfig::from_lookup(&table(&all))
     }
 
     #[test]
@@ -2055,7 +2055,7 @@ mod tests {
             );
         }
         // The summary names keys and codes, never a value.
-        let e = Forward::read(&table(&[
+        let e = ForwardConfig::read(&table(&[
             ("FORWARD_SECRET", "whsec_not-base64-secret-value"),
             ("FORWARD_TIMEOUT_MS", "123456789"),
         ]))

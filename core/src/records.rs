@@ -11,7 +11,7 @@
 //!   resurrect it: its expected version no longer matches.
 //! - A consumer reads the snapshot and its version, diffs, forwards, and then commits with
 //!   [`Commit::expect`] = the version it read. If another consumer committed in between, the
-//!   commit is refused ([`Outcome::Conflict`]) and the first consumer's events are processed
+//!   commit is refused ([`CommitOutcome::Conflict`]) and the first consumer's events are processed
 //!   again against the newer snapshot: no change is lost, and none is diffed against a stale
 //!   snapshot.
 //! - What is forwarded is named by [`change_id`]: the object, the version it was diffed
@@ -169,7 +169,7 @@ pub struct Commit {
 
 /// What a commit did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum CommitOutcome {
     /// Written; the object is now at this version.
     Committed {
         /// The new version.
@@ -183,12 +183,12 @@ pub enum Outcome {
 }
 
 /// Applies `commit` to `current`: the new state (when written) and the outcome.
-pub fn apply(current: &Stored, commit: &Commit) -> (Option<Stored>, Outcome) {
+pub fn apply(current: &Stored, commit: &Commit) -> (Option<Stored>, CommitOutcome) {
     if let Some(expected) = commit.expect {
         if expected != current.version {
             return (
                 None,
-                Outcome::Conflict {
+                CommitOutcome::Conflict {
                     current: current.version,
                 },
             );
@@ -201,7 +201,7 @@ pub fn apply(current: &Stored, commit: &Commit) -> (Option<Stored>, Outcome) {
     };
     (
         Some(Stored { version, snapshot }),
-        Outcome::Committed { version },
+        CommitOutcome::Committed { version },
     )
 }
 
@@ -285,13 +285,13 @@ mod tests {
     fn compare_and_set() {
         let absent = Stored::absent();
         let (state, outcome) = apply(&absent, &put("1", Some(0), "a"));
-        assert_eq!(outcome, Outcome::Committed { version: 1 });
+        assert_eq!(outcome, CommitOutcome::Committed { version: 1 });
         let state = state.unwrap();
         assert_eq!(state.snapshot.as_deref(), Some("a"));
         // A writer that read version 0 is refused once version 1 is stored.
         let (none, outcome) = apply(&state, &put("1", Some(0), "stale"));
         assert!(none.is_none());
-        assert_eq!(outcome, Outcome::Conflict { current: 1 });
+        assert_eq!(outcome, CommitOutcome::Conflict { current: 1 });
         // Unconditional writes always land.
         let (deleted, outcome) = apply(
             &state,
@@ -301,17 +301,17 @@ mod tests {
                 write: Write::Delete,
             },
         );
-        assert_eq!(outcome, Outcome::Committed { version: 2 });
+        assert_eq!(outcome, CommitOutcome::Committed { version: 2 });
         let deleted = deleted.unwrap();
         assert_eq!(deleted.snapshot, None);
         // The tombstone keeps the version: a writer from before the deletion cannot resurrect.
         assert_eq!(
             apply(&deleted, &put("1", Some(1), "b")).1,
-            Outcome::Conflict { current: 2 }
+            CommitOutcome::Conflict { current: 2 }
         );
         assert_eq!(
             apply(&deleted, &put("1", Some(2), "b")).1,
-            Outcome::Committed { version: 3 }
+            CommitOutcome::Committed { version: 3 }
         );
     }
 
@@ -330,7 +330,10 @@ mod tests {
         let b = put("9", Some(1), "new-b");
         let (after_a, _) = apply(&v1, &a);
         let after_a = after_a.unwrap();
-        assert_eq!(apply(&after_a, &b).1, Outcome::Conflict { current: 2 });
+        assert_eq!(
+            apply(&after_a, &b).1,
+            CommitOutcome::Conflict { current: 2 }
+        );
         assert_eq!(after_a.snapshot.as_deref(), Some("new-a"));
         let same = change_id(1, "contact", "9", 1, "t", "{\"x\":1}");
         assert_eq!(same, change_id(1, "contact", "9", 1, "t", "{\"x\":1}"));

@@ -25,7 +25,7 @@
 //!   or 400 (outputs that do not fit), 401, 404 `callback_unknown`, 409 `callback_completed` /
 //!   `callback_running`, 410 `callback_expired`.
 //! - [`ActionExecutions`]: one Durable Object **per portal** (`ACTION_EXECUTIONS`, SQLite), the
-//!   idempotency record of every execution (core's [`Record`]), the blocked ones' expiry and the
+//!   idempotency record of every execution (core's [`ExecutionRecord`]), the blocked ones' expiry and the
 //!   completions waiting for the batcher. Its alarm expires blocks and sends due completions as
 //!   batch completions (at most 100 each, core's [`due_batches`]) through the HubSpot gate and
 //!   executor with that portal's credentials (today the one configured token or OAuth app: the
@@ -47,9 +47,9 @@ use futures_util::future::{join_all, select, Either};
 use hubspot_edge_core::actions::{
     admit, batch_fate, batch_request, callback_completion, complete, due_batches, execute, expire,
     finish, hubspot_error_body, list_page, lookup_answer, next_due_ms, object_key, plan_publish,
-    rule_completion, Admit, Answer, BatchFate, Completion, Definition, Definitions, DefinitionsApi,
-    ExecuteContext, ExecutionRequest, ExecutionState, LookupReply, Pending, PublishStep, Record,
-    DEFAULT_EXPIRATION,
+    rule_completion, Answer, BatchFate, Completion, Definition, Definitions, DefinitionsApi,
+    ExecuteContext, ExecutionAdmit, ExecutionRecord, ExecutionRequest, ExecutionState, LookupReply,
+    Pending, PublishStep, DEFAULT_EXPIRATION,
 };
 use hubspot_edge_core::api::{Call, CallStep, Outcome, RequestKind};
 use hubspot_edge_core::config::{NumberKey, ACTIONS_BUDGET_MS, ACTIONS_COMPLETE_WINDOW_MS};
@@ -276,15 +276,15 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
     let admitted = ask(
         env,
         portal,
-        &Ask::Admit {
+        &Ask::ExecutionAdmit {
             callback_id: callback_id.clone(),
             action: key.to_owned(),
             object: Some(request.object.key()),
             // Known before anything runs (map_and_write, approval): admitted and recorded in
             // one round trip to the object.
             answer: match &step {
-                hubspot_edge_core::actions::Step::Answer(a) => Some(Wire::of(a)),
-                hubspot_edge_core::actions::Step::Call(_) => None,
+                hubspot_edge_core::actions::ExecutionStep::Answer(a) => Some(Wire::of(a)),
+                hubspot_edge_core::actions::ExecutionStep::Call(_) => None,
             },
         },
     )
@@ -311,8 +311,8 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
         Admitted::Run => {}
     }
     let answer = match step {
-        hubspot_edge_core::actions::Step::Answer(a) => a,
-        hubspot_edge_core::actions::Step::Call(call) => {
+        hubspot_edge_core::actions::ExecutionStep::Answer(a) => a,
+        hubspot_edge_core::actions::ExecutionStep::Call(call) => {
             lookup(env, ctx, definition, portal, &callback_id, *call).await
         }
     };
@@ -855,7 +855,7 @@ struct Letter {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Ask {
-    Admit {
+    ExecutionAdmit {
         callback_id: String,
         action: String,
         /// The enrolled object ([`ActionObject::key`]): rules complete by object.
@@ -1097,7 +1097,7 @@ impl ActionExecutions {
         self.state.storage().sql()
     }
 
-    fn load(&self, callback_id: &str) -> Result<Option<Record>> {
+    fn load(&self, callback_id: &str) -> Result<Option<ExecutionRecord>> {
         let rows: Vec<RecordRow> = self
             .sql()
             .exec(
@@ -1111,7 +1111,7 @@ impl ActionExecutions {
         }
     }
 
-    fn load_many(&self, ids: &[String]) -> Result<BTreeMap<String, Record>> {
+    fn load_many(&self, ids: &[String]) -> Result<BTreeMap<String, ExecutionRecord>> {
         let mut out = BTreeMap::new();
         for chunk in ids.chunks(MAX_PARAMS) {
             let marks = vec!["?"; chunk.len()].join(",");
@@ -1134,9 +1134,9 @@ impl ActionExecutions {
         Ok(out)
     }
 
-    fn save(&self, callback_id: &str, record: &Record, now: u64) -> Result<()> {
+    fn save(&self, callback_id: &str, record: &ExecutionRecord, now: u64) -> Result<()> {
         let queued = match record {
-            Record::Completing { queued_ms, .. } => Some(*queued_ms),
+            ExecutionRecord::Completing { queued_ms, .. } => Some(*queued_ms),
             _ => None,
         };
         let opt = |v: Option<u64>| -> Result<SqlStorageValue> {
@@ -1243,7 +1243,7 @@ impl ActionExecutions {
     async fn on_ask(&self, ask: Ask) -> Result<Value> {
         let now = Date::now().as_millis();
         match ask {
-            Ask::Admit {
+            Ask::ExecutionAdmit {
                 callback_id,
                 action,
                 object,
@@ -1261,7 +1261,7 @@ impl ActionExecutions {
                     )?;
                 }
                 Ok(match admit(existing.as_ref(), &action, now) {
-                    Admit::Run(record) => match answer {
+                    ExecutionAdmit::Run(record) => match answer {
                         Some(answer) => {
                             let (record, body) = finish(&record, &answer.answer(), now);
                             self.save(&callback_id, &record, now)?;
@@ -1273,8 +1273,8 @@ impl ActionExecutions {
                             json!({"kind": "run"})
                         }
                     },
-                    Admit::Replay(body) => json!({"kind": "replay", "body": body}),
-                    Admit::BlockRetry(record, answer) => {
+                    ExecutionAdmit::Replay(body) => json!({"kind": "replay", "body": body}),
+                    ExecutionAdmit::BlockRetry(record, answer) => {
                         self.save(&callback_id, &record, now)?;
                         let body = answer
                             .to_body()
@@ -1290,11 +1290,13 @@ impl ActionExecutions {
                 answer,
             } => {
                 let answer = answer.answer();
-                let current = self.load(&callback_id)?.unwrap_or(Record::Running {
-                    action: String::new(),
-                    since_ms: now,
-                    retry_blocked: false,
-                });
+                let current = self
+                    .load(&callback_id)?
+                    .unwrap_or(ExecutionRecord::Running {
+                        action: String::new(),
+                        since_ms: now,
+                        retry_blocked: false,
+                    });
                 let (record, body) = finish(&current, &answer, now);
                 self.save(&callback_id, &record, now)?;
                 self.schedule(None).await?;
@@ -1352,8 +1354,8 @@ impl ActionExecutions {
                     .to_array()?;
                 let mut blocked = Vec::new();
                 for row in rows {
-                    let record: Record = serde_json::from_str(&row.record)?;
-                    if let Record::Blocked {
+                    let record: ExecutionRecord = serde_json::from_str(&row.record)?;
+                    if let ExecutionRecord::Blocked {
                         action,
                         expires_at_ms,
                         ..
@@ -1382,7 +1384,7 @@ impl ActionExecutions {
                     .into_iter()
                     .take(usize::try_from(MAX_WAITING_LISTED).unwrap_or(usize::MAX))
                     .filter_map(|r| {
-                        let record: Record = serde_json::from_str(&r.record).ok()?;
+                        let record: ExecutionRecord = serde_json::from_str(&r.record).ok()?;
                         Some(json!({
                             "callbackId": r.callback_id,
                             "action": record.action(),
@@ -1401,11 +1403,11 @@ impl ActionExecutions {
             Ask::Redrive { letters } => {
                 for l in letters {
                     let body = match self.load(&l.callback_id)? {
-                        Some(Record::Failed { body, .. }) => body,
-                        Some(Record::Completed { .. }) => continue,
+                        Some(ExecutionRecord::Failed { body, .. }) => body,
+                        Some(ExecutionRecord::Completed { .. }) => continue,
                         _ => None,
                     };
-                    let record = Record::Completing {
+                    let record = ExecutionRecord::Completing {
                         action: l.action,
                         body,
                         outputs: l.outputs,
@@ -1472,7 +1474,7 @@ impl ActionExecutions {
             )?
             .to_array()?;
         for row in expired {
-            let record: Record = serde_json::from_str(&row.record)?;
+            let record: ExecutionRecord = serde_json::from_str(&row.record)?;
             if let Some(e) = expire(&record, now) {
                 self.save(&row.callback_id, &e, now)?;
                 crate::metrics::count(|m| {
@@ -1532,7 +1534,7 @@ impl ActionExecutions {
     /// One batch completion.
     async fn send(&self, api: &HubSpotApi, ids: &[String]) -> Result<Sent> {
         let records = self.load_many(ids)?;
-        let completions: Vec<(String, &Record, Completion)> = ids
+        let completions: Vec<(String, &ExecutionRecord, Completion)> = ids
             .iter()
             .filter_map(|id| {
                 let r = records.get(id)?;
@@ -1579,7 +1581,7 @@ impl ActionExecutions {
             BatchFate::Completed => {
                 for (id, r, _) in &completions {
                     self.save(id, &r.settled(Ok(())), now)?;
-                    if let Record::Completing { queued_ms, .. } = r {
+                    if let ExecutionRecord::Completing { queued_ms, .. } = r {
                         let took = now.saturating_sub(*queued_ms);
                         crate::metrics::count(|m| {
                             m.observe(Histogram::ActionCompletionLatency, &[], took);
@@ -1616,7 +1618,7 @@ impl ActionExecutions {
     /// `failed` with `code`.
     async fn dead_letter(
         &self,
-        completions: &[(String, &Record, Completion)],
+        completions: &[(String, &ExecutionRecord, Completion)],
         code: &str,
         now: u64,
     ) -> Result<()> {

@@ -105,21 +105,21 @@ impl Ingress {
     }
 }
 
-/// Everything the forwarding consumer needs (core's [`core_config::Forward`], dereferencing to
+/// Everything the forwarding consumer needs (core's [`core_config::ForwardConfig`], dereferencing to
 /// it).
 #[derive(Debug)]
-pub(crate) struct Forward(core_config::Forward);
+pub(crate) struct Forward(core_config::ForwardConfig);
 
 impl Forward {
     /// The forwarding consumer's configuration (`ENRICHMENT_MAP` included), or every problem
     /// that stops it.
     pub(crate) fn from_env(env: &Env) -> std::result::Result<Self, Vec<core_config::ConfigError>> {
-        core_config::Forward::read(&lookup(env)).map(Self)
+        core_config::ForwardConfig::read(&lookup(env)).map(Self)
     }
 }
 
 impl std::ops::Deref for Forward {
-    type Target = core_config::Forward;
+    type Target = core_config::ForwardConfig;
 
     fn deref(&self) -> &Self::Target {
         &self.0

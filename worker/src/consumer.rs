@@ -23,7 +23,7 @@ use hubspot_edge_core::metrics::{Counter, Histogram, Metrics};
 use hubspot_edge_core::outbound::{
     self, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP,
 };
-use hubspot_edge_core::records::{Commit, Outcome};
+use hubspot_edge_core::records::{Commit, CommitOutcome};
 use hubspot_edge_core::rules::Destination;
 use serde_json::value::RawValue;
 use worker::{
@@ -483,7 +483,7 @@ async fn commit_all(env: &Env, jobs: &[Job], verdicts: &[Verdict]) -> Vec<Record
         match answer {
             Ok(outcomes) => {
                 for ((index, _), (_, outcome)) in items.iter().zip(outcomes) {
-                    if matches!(outcome, Outcome::Conflict { .. }) {
+                    if matches!(outcome, CommitOutcome::Conflict { .. }) {
                         out[*index] = Recorded::Conflict;
                     }
                 }

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use hubspot_edge_core::records::{self, Commit, Outcome, Stored, Write};
+use hubspot_edge_core::records::{self, Commit, CommitOutcome, Stored, Write};
 use serde::{Deserialize, Serialize};
 use worker::{
     durable_object, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result,
@@ -174,7 +174,7 @@ pub(crate) async fn commit(
     portal: u64,
     object_type: &str,
     commits: &[Commit],
-) -> Result<Vec<(String, Outcome)>> {
+) -> Result<Vec<(String, CommitOutcome)>> {
     if FAIL_NEXT_COMMITS
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
@@ -199,9 +199,9 @@ pub(crate) async fn commit(
             .into_iter()
             .map(|o| {
                 let outcome = if o.committed {
-                    Outcome::Committed { version: o.version }
+                    CommitOutcome::Committed { version: o.version }
                 } else {
-                    Outcome::Conflict { current: o.version }
+                    CommitOutcome::Conflict { current: o.version }
                 };
                 (o.id, outcome)
             })
@@ -348,12 +348,12 @@ impl RecordStore {
                 )?;
             }
             outcomes.push(match outcome {
-                Outcome::Committed { version } => WireOutcome {
+                CommitOutcome::Committed { version } => WireOutcome {
                     id: commit.id,
                     committed: true,
                     version,
                 },
-                Outcome::Conflict { current } => WireOutcome {
+                CommitOutcome::Conflict { current } => WireOutcome {
                     id: commit.id,
                     committed: false,
                     version: current,

@@ -34,10 +34,10 @@ use futures_util::future::join_all;
 use hubspot_edge_core::api::{ApiError, BatchResponse, Outcome, RequestKind};
 use hubspot_edge_core::config::{Inbound, Lookup};
 use hubspot_edge_core::mapping::{ObjectMap, Record};
-use hubspot_edge_core::records::{Outcome as CommitOutcome, Stored};
+use hubspot_edge_core::records::{CommitOutcome, Stored};
 use hubspot_edge_core::sync::inbound::{
-    parse_request, plan, receipt_id, Batch, BatchResult, Coalescer, Failed, InboundConfig, Known,
-    PendingUpdate, Receipt, Written,
+    parse_request, plan, receipt_id, BatchResult, Coalescer, Failed, InboundBatch, InboundConfig,
+    Known, PendingUpdate, Receipt, Written,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -874,7 +874,7 @@ impl Flusher<'_> {
                 break;
             }
             *budget -= n;
-            let wave: Vec<Batch> = batches.drain(..n).collect();
+            let wave: Vec<InboundBatch> = batches.drain(..n).collect();
             self.counts.calls += wave.len();
             // Each batch's accepted records are committed as soon as HubSpot answers it, before
             // anything else: HubSpot's webhooks for them are already on their way, and the
@@ -943,9 +943,9 @@ impl Flusher<'_> {
 
     /// One batch upsert through the gate: HubSpot's answer as core reads it, or the updates
     /// back when no answer came (timeout, throttled, no token): a retry later.
-    async fn send(&self, batch: Batch) -> BatchResult {
+    async fn send(&self, batch: InboundBatch) -> BatchResult {
         let api_type = crate::enrich::api_object_type(self.store());
-        let no_answer = |batch: Batch, reason: String| {
+        let no_answer = |batch: InboundBatch, reason: String| {
             Line::warn("inbound_batch_unsent")
                 .field("object_type", self.object_type)
                 .field("error", reason)

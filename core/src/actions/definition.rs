@@ -66,7 +66,7 @@ impl DefinitionError {
 
 /// The type of an input or output field (HubSpot's `typeDefinition.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldType {
+pub enum ActionFieldType {
     /// `string` (a text field).
     String,
     /// `number`.
@@ -81,7 +81,7 @@ pub enum FieldType {
     Enumeration,
 }
 
-impl FieldType {
+impl ActionFieldType {
     fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "string" => Self::String,
@@ -124,7 +124,7 @@ pub struct InputField {
     /// Its name (the key in `inputFields` of an execution request).
     pub name: String,
     /// Its type.
-    pub ty: FieldType,
+    pub ty: ActionFieldType,
     /// The allowed values of an `enumeration`.
     pub options: Vec<String>,
     /// `STATIC_VALUE` and/or `OBJECT_PROPERTY` (default `STATIC_VALUE`).
@@ -139,7 +139,7 @@ pub struct OutputField {
     /// Its name.
     pub name: String,
     /// Its type.
-    pub ty: FieldType,
+    pub ty: ActionFieldType,
 }
 
 /// What an action does.
@@ -404,10 +404,10 @@ fn parse_one(
             options.push(o.string()?.to_owned());
         }
         match (ty, options.is_empty()) {
-            (FieldType::Enumeration, true) => {
+            (ActionFieldType::Enumeration, true) => {
                 return Err(options_w.err("actions_field_missing", "an enumeration needs options"))
             }
-            (FieldType::Enumeration, false) | (_, true) => {}
+            (ActionFieldType::Enumeration, false) | (_, true) => {}
             (_, false) => {
                 return Err(
                     options_w.err("actions_field_invalid", "only an enumeration has options")
@@ -462,7 +462,7 @@ fn parse_one(
                 .err("actions_duplicate", "another output has this name"));
         }
         let ty = field_type(&f.at("type"))?;
-        if ty == FieldType::Enumeration {
+        if ty == ActionFieldType::Enumeration {
             return Err(f.at("type").err(
                 "actions_field_invalid",
                 "an output cannot be an enumeration here (no options): use string",
@@ -533,7 +533,7 @@ fn parse_one(
                 true => None,
                 false => {
                     let o = output(&s.at("reasonOutput"))?;
-                    if o.ty != FieldType::String {
+                    if o.ty != ActionFieldType::String {
                         return Err(s
                             .at("reasonOutput")
                             .err("actions_field_invalid", "must be a string output"));
@@ -617,8 +617,8 @@ fn parse_one(
     })
 }
 
-fn field_type(w: &Walker<'_>) -> Result<FieldType, DefinitionError> {
-    FieldType::parse(w.string()?).ok_or_else(|| {
+fn field_type(w: &Walker<'_>) -> Result<ActionFieldType, DefinitionError> {
+    ActionFieldType::parse(w.string()?).ok_or_else(|| {
         w.err(
             "actions_field_invalid",
             "must be string, number, bool, date, datetime or enumeration",

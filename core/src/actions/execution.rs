@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::definition::{Definition, FieldType, Kind};
+use super::definition::{ActionFieldType, Definition, Kind};
 use super::{Answer, Completion, ExecutionRequest, ExecutionState};
 use crate::mapping::calendar::{parse_date, parse_datetime};
 
@@ -83,19 +83,19 @@ pub fn hubspot_error_body(message: &str, code: &str, field: Option<&str>) -> Vec
 
 /// `value` as a `ty`, normalised (numbers and booleans sent as text become JSON numbers and
 /// booleans); `None` when it is not one. `options` for an enumeration.
-fn typed(value: &Value, ty: FieldType, options: &[String]) -> Option<Value> {
+fn typed(value: &Value, ty: ActionFieldType, options: &[String]) -> Option<Value> {
     let text = match value {
         Value::String(s) => Some(s.trim()),
         _ => None,
     };
     match ty {
-        FieldType::String => match value {
+        ActionFieldType::String => match value {
             Value::String(_) => Some(value.clone()),
             Value::Number(n) => Some(Value::String(n.to_string())),
             Value::Bool(b) => Some(Value::String(b.to_string())),
             _ => None,
         },
-        FieldType::Number => match value {
+        ActionFieldType::Number => match value {
             Value::Number(_) => Some(value.clone()),
             _ => text
                 .filter(|t| !t.contains(','))
@@ -108,7 +108,7 @@ fn typed(value: &Value, ty: FieldType, options: &[String]) -> Option<Value> {
                         .or_else(|| serde_json::Number::from_f64(f).map(Value::Number))
                 }),
         },
-        FieldType::Bool => match value {
+        ActionFieldType::Bool => match value {
             Value::Bool(_) => Some(value.clone()),
             _ => match text.map(str::to_ascii_lowercase).as_deref() {
                 Some("true") => Some(Value::Bool(true)),
@@ -116,21 +116,21 @@ fn typed(value: &Value, ty: FieldType, options: &[String]) -> Option<Value> {
                 _ => None,
             },
         },
-        FieldType::Date => match (value, text) {
+        ActionFieldType::Date => match (value, text) {
             (Value::Number(n), _) if n.is_i64() => Some(value.clone()),
             (_, Some(t)) if parse_date(t).is_ok() || t.parse::<i64>().is_ok() => {
                 Some(value.clone())
             }
             _ => None,
         },
-        FieldType::Datetime => match (value, text) {
+        ActionFieldType::Datetime => match (value, text) {
             (Value::Number(n), _) if n.is_i64() => Some(value.clone()),
             (_, Some(t)) if parse_datetime(t).is_ok() || t.parse::<i64>().is_ok() => {
                 Some(value.clone())
             }
             _ => None,
         },
-        FieldType::Enumeration => text
+        ActionFieldType::Enumeration => text
             .filter(|t| options.iter().any(|o| o == t))
             .map(|t| Value::String(t.to_owned())),
     }
@@ -210,7 +210,7 @@ pub fn validate_outputs(
 
 /// What to do with an admitted execution.
 #[derive(Debug, Clone)]
-pub enum Step {
+pub enum ExecutionStep {
     /// Answer now (`map_and_write`, or an approval's block).
     Answer(Answer),
     /// Call the user's system (`lookup`) within the budget; then [`lookup_answer`].
@@ -280,7 +280,7 @@ pub fn execute(
     definition: &Definition,
     request: &ExecutionRequest,
     ctx: &ExecuteContext<'_>,
-) -> Result<Step, ExecuteError> {
+) -> Result<ExecutionStep, ExecuteError> {
     let t = &request.object.object_type;
     let applies = definition
         .object_types
@@ -291,13 +291,13 @@ pub fn execute(
     }
     let inputs = validate_inputs(definition, request)?;
     Ok(match &definition.kind {
-        Kind::Approval { expiration } => Step::Answer(Answer {
+        Kind::Approval { expiration } => ExecutionStep::Answer(Answer {
             outputs: Map::new(),
             state: ExecutionState::Block {
                 expiration: Some(expiration.clone()),
             },
         }),
-        Kind::MapAndWrite { map, outputs } => Step::Answer(map_and_write(
+        Kind::MapAndWrite { map, outputs } => ExecutionStep::Answer(map_and_write(
             definition,
             map,
             outputs,
@@ -331,13 +331,13 @@ pub fn execute(
                 .header("webhook-signature", signature)
                 .body(body);
             match request {
-                Ok(request) => Step::Call(Box::new(LookupCall {
+                Ok(request) => ExecutionStep::Call(Box::new(LookupCall {
                     request,
                     budget_ms: ctx.budget_ms,
                 })),
                 // The URL was checked at start; a header cannot be invalid (ids are checked
                 // text). Fail the execution rather than the request.
-                Err(_) => Step::Answer(fail(definition, "lookup_url_invalid")),
+                Err(_) => ExecutionStep::Answer(fail(definition, "lookup_url_invalid")),
             }
         }
     })
@@ -626,7 +626,7 @@ pub fn duration_ms(text: &str) -> Option<u64> {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
-pub enum Record {
+pub enum ExecutionRecord {
     /// The action runs. `retry_blocked`: a retry of the execution arrived meanwhile and was
     /// answered `BLOCK`, so the result goes to HubSpot as a completion.
     Running {
@@ -693,18 +693,18 @@ pub enum Record {
 
 /// What to do with an execution request, given its record.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Admit {
+pub enum ExecutionAdmit {
     /// New: store the returned record (running), run the action.
-    Run(Record),
+    Run(ExecutionRecord),
     /// Seen before: answer this body again, run nothing.
     Replay(String),
     /// Running now (HubSpot retried while the first attempt runs): answer `BLOCK` (with the
     /// default expiration) rather than run it twice, store the returned record; the first
     /// attempt's result becomes a completion.
-    BlockRetry(Record, Answer),
+    BlockRetry(ExecutionRecord, Answer),
 }
 
-impl Record {
+impl ExecutionRecord {
     /// The action key.
     pub fn action(&self) -> &str {
         match self {
@@ -770,9 +770,9 @@ fn body_of(answer: &Answer) -> String {
 pub const STALE_RUN_MS: u64 = 60_000;
 
 /// Admits an execution request for `action`, given its record (`None`: never seen).
-pub fn admit(existing: Option<&Record>, action: &str, now_ms: u64) -> Admit {
+pub fn admit(existing: Option<&ExecutionRecord>, action: &str, now_ms: u64) -> ExecutionAdmit {
     let fresh = || {
-        Admit::Run(Record::Running {
+        ExecutionAdmit::Run(ExecutionRecord::Running {
             action: action.to_owned(),
             since_ms: now_ms,
             retry_blocked: false,
@@ -780,17 +780,17 @@ pub fn admit(existing: Option<&Record>, action: &str, now_ms: u64) -> Admit {
     };
     match existing {
         None => fresh(),
-        Some(Record::Running { since_ms, .. })
+        Some(ExecutionRecord::Running { since_ms, .. })
             if now_ms.saturating_sub(*since_ms) >= STALE_RUN_MS =>
         {
             fresh()
         }
-        Some(Record::Running {
+        Some(ExecutionRecord::Running {
             action, since_ms, ..
         }) => {
             let answer = block_default();
-            Admit::BlockRetry(
-                Record::Running {
+            ExecutionAdmit::BlockRetry(
+                ExecutionRecord::Running {
                     action: action.clone(),
                     since_ms: *since_ms,
                     retry_blocked: true,
@@ -798,8 +798,8 @@ pub fn admit(existing: Option<&Record>, action: &str, now_ms: u64) -> Admit {
                 answer,
             )
         }
-        Some(Record::Answered { body, .. }) => Admit::Replay(body.clone()),
-        Some(other) => Admit::Replay(
+        Some(ExecutionRecord::Answered { body, .. }) => ExecutionAdmit::Replay(body.clone()),
+        Some(other) => ExecutionAdmit::Replay(
             other
                 .block_body()
                 .cloned()
@@ -810,11 +810,15 @@ pub fn admit(existing: Option<&Record>, action: &str, now_ms: u64) -> Admit {
 
 /// The record after the action answered `answer` at `now_ms` (`current`: the record now, which
 /// a retry may have changed), and the body to respond with.
-pub fn finish(current: &Record, answer: &Answer, now_ms: u64) -> (Record, String) {
+pub fn finish(
+    current: &ExecutionRecord,
+    answer: &Answer,
+    now_ms: u64,
+) -> (ExecutionRecord, String) {
     let action = current.action().to_owned();
     let retry_blocked = matches!(
         current,
-        Record::Running {
+        ExecutionRecord::Running {
             retry_blocked: true,
             ..
         }
@@ -825,7 +829,7 @@ pub fn finish(current: &Record, answer: &Answer, now_ms: u64) -> (Record, String
             let e = expiration.as_deref().unwrap_or(super::DEFAULT_EXPIRATION);
             let expires_at_ms = now_ms.saturating_add(duration_ms(e).unwrap_or(7 * 86_400_000));
             (
-                Record::Blocked {
+                ExecutionRecord::Blocked {
                     action,
                     body: body.clone(),
                     expires_at_ms,
@@ -834,7 +838,7 @@ pub fn finish(current: &Record, answer: &Answer, now_ms: u64) -> (Record, String
             )
         }
         (state, true) => (
-            Record::Completing {
+            ExecutionRecord::Completing {
                 action,
                 body: Some(body_of(&block_default())),
                 outputs: answer.outputs.clone(),
@@ -846,7 +850,7 @@ pub fn finish(current: &Record, answer: &Answer, now_ms: u64) -> (Record, String
         (_, false) => {
             let body = body_of(answer);
             (
-                Record::Answered {
+                ExecutionRecord::Answered {
                     action,
                     body: body.clone(),
                 },
@@ -891,13 +895,13 @@ impl CompleteError {
 /// # Errors
 /// [`CompleteError`] when the execution is not waiting for one.
 pub fn complete(
-    existing: Option<&Record>,
+    existing: Option<&ExecutionRecord>,
     completion: &Completion,
     now_ms: u64,
-) -> Result<Record, CompleteError> {
+) -> Result<ExecutionRecord, CompleteError> {
     match existing {
         None => Err(CompleteError::Unknown),
-        Some(Record::Blocked {
+        Some(ExecutionRecord::Blocked {
             action,
             body,
             expires_at_ms,
@@ -905,7 +909,7 @@ pub fn complete(
             if now_ms >= *expires_at_ms {
                 return Err(CompleteError::Expired);
             }
-            Ok(Record::Completing {
+            Ok(ExecutionRecord::Completing {
                 action: action.clone(),
                 body: Some(body.clone()),
                 outputs: completion.outputs.clone(),
@@ -913,21 +917,21 @@ pub fn complete(
                 queued_ms: now_ms,
             })
         }
-        Some(Record::Expired { .. }) => Err(CompleteError::Expired),
-        Some(Record::Running { .. }) => Err(CompleteError::Running),
+        Some(ExecutionRecord::Expired { .. }) => Err(CompleteError::Expired),
+        Some(ExecutionRecord::Running { .. }) => Err(CompleteError::Running),
         Some(_) => Err(CompleteError::Completed),
     }
 }
 
 /// The record of a blocked execution whose expiry passed (`None`: not expired, or not
 /// blocked).
-pub fn expire(record: &Record, now_ms: u64) -> Option<Record> {
+pub fn expire(record: &ExecutionRecord, now_ms: u64) -> Option<ExecutionRecord> {
     match record {
-        Record::Blocked {
+        ExecutionRecord::Blocked {
             action,
             body,
             expires_at_ms,
-        } if now_ms >= *expires_at_ms => Some(Record::Expired {
+        } if now_ms >= *expires_at_ms => Some(ExecutionRecord::Expired {
             action: action.clone(),
             body: body.clone(),
         }),
@@ -935,7 +939,7 @@ pub fn expire(record: &Record, now_ms: u64) -> Option<Record> {
     }
 }
 
-impl Record {
+impl ExecutionRecord {
     /// The completion a `Completing` record holds.
     pub fn completion(&self, callback_id: &str) -> Option<Completion> {
         match self {

@@ -36,14 +36,14 @@ pub use completion::{
 };
 pub use execution::{
     admit, callback_completion, complete, duration_ms, execute, expire, fail, finish,
-    hubspot_error_body, lookup_answer, rule_completion, validate_inputs, validate_outputs, Admit,
-    CallbackError, CompleteError, ExecuteContext, ExecuteError, FieldError, LookupCall,
-    LookupReply, Record, Reply, Step, DEFAULT_BUDGET_MS, STALE_RUN_MS,
+    hubspot_error_body, lookup_answer, rule_completion, validate_inputs, validate_outputs,
+    CallbackError, CompleteError, ExecuteContext, ExecuteError, ExecutionAdmit, ExecutionRecord,
+    ExecutionStep, FieldError, LookupCall, LookupReply, Reply, DEFAULT_BUDGET_MS, STALE_RUN_MS,
 };
 
 pub use definition::{
-    list_page, plan_publish, Definition, DefinitionError, Definitions, DefinitionsApi, FieldType,
-    InputField, Kind, OutputField, PublishStep, DEFAULT_EXPIRATION,
+    list_page, plan_publish, ActionFieldType, Definition, DefinitionError, Definitions,
+    DefinitionsApi, InputField, Kind, OutputField, PublishStep, DEFAULT_EXPIRATION,
 };
 
 #[cfg(test)]
@@ -96,7 +96,7 @@ pub struct ExecutionRequest {
     /// one execution carry the same one (the idempotency key).
     pub callback_id: String,
     /// Which account and action definition.
-    pub origin: Origin,
+    pub origin: ActionOrigin,
     /// What called the action.
     #[serde(default)]
     pub context: Context,
@@ -116,7 +116,7 @@ pub struct ExecutionRequest {
 /// `origin`: the account and the action definition.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Origin {
+pub struct ActionOrigin {
     /// The HubSpot account (portal) that runs the workflow: executions arrive from every
     /// account that installed the app; complete each with that account's credentials.
     pub portal_id: u64,

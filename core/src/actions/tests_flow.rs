@@ -62,7 +62,7 @@ fn reads_the_three_kinds_with_defaults() {
     let d = defs();
     let score = d.get("score").expect("score");
     assert_eq!(score.kind.as_str(), "lookup");
-    assert_eq!(score.input_fields[0].ty, FieldType::Enumeration);
+    assert_eq!(score.input_fields[0].ty, ActionFieldType::Enumeration);
     assert!(score.input_fields[0].required && !score.input_fields[1].required);
     assert_eq!(
         score.input_fields[1].supported_value_types,
@@ -507,7 +507,7 @@ fn map_and_write_answers_from_the_objects_properties() {
         json!({}),
         json!({"lifecyclestage": "customer", "num_employees": "1200"}),
     );
-    let Step::Answer(a) = execute(n, &r, &ctx()).unwrap() else {
+    let ExecutionStep::Answer(a) = execute(n, &r, &ctx()).unwrap() else {
         panic!("map_and_write answers at once")
     };
     assert_eq!(a.state, ExecutionState::Success);
@@ -517,7 +517,7 @@ fn map_and_write_answers_from_the_objects_properties() {
     );
     // A value the map cannot read: FAIL_CONTINUE, not a 2xx with wrong outputs.
     let bad = request("0-1", json!({}), json!({"num_employees": "1,200"}));
-    let Step::Answer(a) = execute(n, &bad, &ctx()).unwrap() else {
+    let ExecutionStep::Answer(a) = execute(n, &bad, &ctx()).unwrap() else {
         panic!()
     };
     assert_eq!(a.state, ExecutionState::FailContinue);
@@ -529,7 +529,7 @@ fn map_and_write_answers_from_the_objects_properties() {
 #[test]
 fn approval_blocks_with_its_expiration() {
     let d = defs();
-    let Step::Answer(a) = execute(
+    let ExecutionStep::Answer(a) = execute(
         d.get("approve").unwrap(),
         &request("DEAL", json!({}), json!({})),
         &ctx(),
@@ -553,7 +553,7 @@ fn lookup_is_a_signed_request_and_its_reply_an_answer() {
         json!({"tier": "gold"}),
         json!({"email": "a@b.example"}),
     );
-    let Step::Call(call) = execute(score, &r, &ctx()).unwrap() else {
+    let ExecutionStep::Call(call) = execute(score, &r, &ctx()).unwrap() else {
         panic!("lookup calls")
     };
     assert_eq!(call.budget_ms, 3_000);
@@ -723,7 +723,7 @@ fn the_idempotency_record_runs_once_and_replays() {
         state: ExecutionState::Success,
     };
     // New → running → answered; a retry replays the same body.
-    let Admit::Run(running) = admit(None, "score", 10) else {
+    let ExecutionAdmit::Run(running) = admit(None, "score", 10) else {
         panic!()
     };
     assert_eq!(running.state(), "running");
@@ -731,11 +731,11 @@ fn the_idempotency_record_runs_once_and_replays() {
     assert_eq!(answered.state(), "answered");
     assert_eq!(
         admit(Some(&answered), "score", 30),
-        Admit::Replay(body.clone())
+        ExecutionAdmit::Replay(body.clone())
     );
     assert!(body.contains("SUCCESS"));
     // A retry while running: BLOCK, not a second run; the first run's result then completes.
-    let Admit::BlockRetry(marked, answer) = admit(Some(&running), "score", 15) else {
+    let ExecutionAdmit::BlockRetry(marked, answer) = admit(Some(&running), "score", 15) else {
         panic!("a retry while running is blocked")
     };
     assert_eq!(answer.state.as_str(), "BLOCK");
@@ -744,11 +744,11 @@ fn the_idempotency_record_runs_once_and_replays() {
         admit(Some(&running), "score", 10 + STALE_RUN_MS - 1).clone(),
         admit(Some(&running), "score", 15)
     );
-    let Admit::Run(again) = admit(Some(&marked), "score", 10 + STALE_RUN_MS) else {
+    let ExecutionAdmit::Run(again) = admit(Some(&marked), "score", 10 + STALE_RUN_MS) else {
         panic!("a stale run is run again")
     };
     assert!(
-        matches!(again, Record::Running { since_ms, retry_blocked: false, .. } if since_ms == 10 + STALE_RUN_MS)
+        matches!(again, ExecutionRecord::Running { since_ms, retry_blocked: false, .. } if since_ms == 10 + STALE_RUN_MS)
     );
     let (completing, _) = finish(&marked, &success, 20);
     assert_eq!(completing.state(), "completing");
@@ -768,7 +768,7 @@ fn the_idempotency_record_runs_once_and_replays() {
     assert_eq!(blocked.expires_at_ms(), Some(1_000 + 3_600_000));
     assert_eq!(
         admit(Some(&blocked), "score", 2_000),
-        Admit::Replay(block_body.clone())
+        ExecutionAdmit::Replay(block_body.clone())
     );
     let completion = Completion {
         callback_id: "cb".into(),
@@ -779,7 +779,7 @@ fn the_idempotency_record_runs_once_and_replays() {
     assert_eq!(completing.state(), "completing");
     assert_eq!(
         admit(Some(&completing), "score", 2_001),
-        Admit::Replay(block_body.clone())
+        ExecutionAdmit::Replay(block_body.clone())
     );
     assert_eq!(
         complete(Some(&completing), &completion, 2_001),
@@ -810,10 +810,16 @@ fn the_idempotency_record_runs_once_and_replays() {
     assert_eq!(completing.settled(Ok(())).state(), "completed");
     let failed = completing.settled(Err("validation_error"));
     assert_eq!(failed.state(), "failed");
-    assert_eq!(admit(Some(&failed), "score", 0), Admit::Replay(block_body));
+    assert_eq!(
+        admit(Some(&failed), "score", 0),
+        ExecutionAdmit::Replay(block_body)
+    );
     // The record survives its serialisation (the host stores it).
     let text = serde_json::to_string(&failed).unwrap();
-    assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), failed);
+    assert_eq!(
+        serde_json::from_str::<ExecutionRecord>(&text).unwrap(),
+        failed
+    );
 }
 
 fn pending(n: usize, at: u64) -> Vec<Pending> {

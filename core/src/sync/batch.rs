@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::config::SyncConfig;
-use super::detect::{Pending, Rejection, SyncRecord};
-use crate::records::{Commit, Outcome};
+use super::detect::{PendingChange, Rejection, SyncRecord};
+use crate::records::{Commit, CommitOutcome};
 
 /// The `schema` of a sync delivery.
 pub const SCHEMA_SYNC_BATCH_V1: &str = "hubspot-edge.sync-batch.v1";
@@ -61,10 +61,10 @@ impl Batch {
     /// committed in between): read their stored state again and decide them again with
     /// [`super::Step::only`]. What the other writer stored may be exactly what was delivered
     /// (then nothing more goes out); otherwise the newer difference is delivered.
-    pub fn conflicts(outcomes: &[(String, Outcome)]) -> Vec<String> {
+    pub fn conflicts(outcomes: &[(String, CommitOutcome)]) -> Vec<String> {
         outcomes
             .iter()
-            .filter(|(_, o)| matches!(o, Outcome::Conflict { .. }))
+            .filter(|(_, o)| matches!(o, CommitOutcome::Conflict { .. }))
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -87,7 +87,7 @@ pub fn batch_id<S: AsRef<str>>(change_ids: &[S]) -> String {
 }
 
 /// Groups `pending` records, in order, into batches within the count and byte limits.
-pub fn batches(config: &SyncConfig, pending: Vec<Pending>) -> (Vec<Batch>, Vec<Rejection>) {
+pub fn batches(config: &SyncConfig, pending: Vec<PendingChange>) -> (Vec<Batch>, Vec<Rejection>) {
     let envelope = |records: Vec<SyncRecord>, id: String| SyncBatchBody {
         schema: SCHEMA_SYNC_BATCH_V1.to_owned(),
         id,
@@ -103,9 +103,9 @@ pub fn batches(config: &SyncConfig, pending: Vec<Pending>) -> (Vec<Batch>, Vec<R
     let max_records = config.batch_records.max(1);
     let mut out = Vec::new();
     let mut rejected = Vec::new();
-    let mut group: Vec<Pending> = Vec::new();
+    let mut group: Vec<PendingChange> = Vec::new();
     let mut size = empty;
-    let flush = |group: &mut Vec<Pending>, out: &mut Vec<Batch>| {
+    let flush = |group: &mut Vec<PendingChange>, out: &mut Vec<Batch>| {
         if group.is_empty() {
             return;
         }

@@ -94,7 +94,7 @@ pub struct SyncRecord {
 
 /// A record to deliver, with the store writes to make once it is delivered.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Pending {
+pub struct PendingChange {
     /// The record as delivered.
     pub record: SyncRecord,
     /// The writes (compare-and-set on the version read, except the merged ids').
@@ -114,7 +114,7 @@ pub struct Rejection {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Decided {
     /// Records to deliver, in the step's order.
-    pub pending: Vec<Pending>,
+    pub pending: Vec<PendingChange>,
     /// Records read whose mapped values equal the stored ones.
     pub unchanged: u64,
     /// Records that cannot be mapped.
@@ -369,7 +369,7 @@ fn pending(
     base_version: u64,
     mut record: SyncRecord,
     commits: Vec<Commit>,
-) -> Pending {
+) -> PendingChange {
     // Serialising strings, a record and enums cannot fail.
     let content = serde_json::to_string(&record).unwrap_or_default();
     record.change_id = change_id(
@@ -380,7 +380,7 @@ fn pending(
         record.op.event_type(),
         &content,
     );
-    Pending { record, commits }
+    PendingChange { record, commits }
 }
 
 /// The reconcile's merge-join for one window a range walk read completely: the stored live ids

@@ -13,7 +13,7 @@
 //!    into the step;
 //! 2. reads the stored state of [`lookups`] from the record store (the one webhook enrichment
 //!    writes, [`crate::records`]) and [`decide`]s: unchanged records are dropped, the others
-//!    become [`Pending`] records with their store writes;
+//!    become [`PendingChange`] records with their store writes;
 //! 3. groups them into [`batches`], delivers each (Standard Webhooks, `webhook-id` = the batch
 //!    id), and after a 2xx commits its writes; a refused commit ([`Batch::conflicts`]) is
 //!    decided again against the newer state ([`Step::only`]);
@@ -48,7 +48,8 @@ pub use config::{
     MAX_LIST_PROPERTIES_CHARS, MAX_PAGES_PER_UNIT_FACTOR, MERGED_IDS_PROPERTY, SEARCH_PACE_PERCENT,
 };
 pub use detect::{
-    decide, lookups, missing_in_window, Decided, DeleteReason, Op, Pending, Rejection, SyncRecord,
+    decide, lookups, missing_in_window, Decided, DeleteReason, Op, PendingChange, Rejection,
+    SyncRecord,
 };
 pub use letter::{SyncLetter, SyncSource};
 pub use run::{

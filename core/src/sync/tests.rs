@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use super::*;
 use crate::api::{FilterOp, Page, SearchRequest, SimpleObject, SortDirection};
 use crate::mapping::{Mapping, ObjectMap, Record};
-use crate::records::{apply, Commit, Outcome, Stored, Write};
+use crate::records::{apply, Commit, CommitOutcome, Stored, Write};
 use crate::time::iso8601_ms;
 
 const MAP: &str = r#"{"objects":{"contacts":{"fields":[
@@ -429,7 +429,7 @@ impl FakeStore {
             .collect()
     }
 
-    fn commit(&mut self, commits: &[Commit]) -> Vec<(String, Outcome)> {
+    fn commit(&mut self, commits: &[Commit]) -> Vec<(String, CommitOutcome)> {
         commits
             .iter()
             .map(|c| {
@@ -1853,7 +1853,7 @@ impl World {
                 let current = self.store.get(std::slice::from_ref(&w.hubspot_id));
                 let current = current.get(&w.hubspot_id).cloned().unwrap_or_default();
                 let outcomes = self.store.commit(&[w.commit(&current)]);
-                assert!(matches!(outcomes[0].1, Outcome::Committed { .. }));
+                assert!(matches!(outcomes[0].1, CommitOutcome::Committed { .. }));
             }
         }
         (calls, conflicts)

@@ -71,7 +71,7 @@ pub struct Unchanged {
     pub conflicts: Vec<Conflict>,
 }
 
-/// One upsert input of a [`Batch`].
+/// One upsert input of a [`InboundBatch`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedInput {
     /// Its `objectWriteTraceId`, unique in the batch.
@@ -86,16 +86,16 @@ pub struct PlannedInput {
 
 /// At most [`InboundConfig::batch_size`] upserts by `idProperty`, one HubSpot call.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Batch {
+pub struct InboundBatch {
     /// The inputs, one per record, keys unique.
     pub inputs: Vec<PlannedInput>,
 }
 
 /// What [`plan`] decided.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Plan {
+pub struct InboundPlan {
     /// The writes, in batches.
-    pub batches: Vec<Batch>,
+    pub batches: Vec<InboundBatch>,
     /// The records that need no write.
     pub unchanged: Vec<Unchanged>,
 }
@@ -114,7 +114,7 @@ pub fn plan(
     config: &InboundConfig,
     updates: Vec<PendingUpdate>,
     known: &BTreeMap<String, Known>,
-) -> Plan {
+) -> InboundPlan {
     let absent = Known::default();
     let mut writes = Vec::new();
     let mut unchanged = Vec::new();
@@ -183,10 +183,10 @@ pub fn plan(
         }
     }
     let size = config.batch_size.clamp(1, crate::api::MAX_BATCH_INPUTS);
-    let mut batches: Vec<Batch> = Vec::new();
+    let mut batches: Vec<InboundBatch> = Vec::new();
     for (n, (properties, conflicts, update)) in writes.into_iter().enumerate() {
         if n % size == 0 {
-            batches.push(Batch {
+            batches.push(InboundBatch {
                 inputs: Vec::with_capacity(size),
             });
         }
@@ -199,7 +199,7 @@ pub fn plan(
             });
         }
     }
-    Plan { batches, unchanged }
+    InboundPlan { batches, unchanged }
 }
 
 /// One record HubSpot accepted.
@@ -234,7 +234,7 @@ pub struct Written {
 impl Written {
     /// The commit that records this write in the store: the snapshot stored at
     /// [`Self::hubspot_id`] now (`current`), patched with the written fields, expecting its
-    /// version. On [`crate::records::Outcome::Conflict`] read the record again and call this
+    /// version. On [`crate::records::CommitOutcome::Conflict`] read the record again and call this
     /// again: the patch is re-applied to the newer snapshot, nothing is lost.
     pub fn commit(&self, current: &Stored) -> Commit {
         let mut record = current
@@ -314,11 +314,11 @@ pub enum BatchResult {
         /// The inputs the error names.
         failed: Vec<Failed>,
         /// The rest, to send again (each batch keeps its inputs' trace ids).
-        again: Vec<Batch>,
+        again: Vec<InboundBatch>,
     },
 }
 
-impl Batch {
+impl InboundBatch {
     /// The `POST …/{objectType}/batch/upsert` request: every input with `idProperty`, `id` =
     /// its key, its changed properties and its `objectWriteTraceId`.
     ///
@@ -482,7 +482,7 @@ impl Batch {
     }
 }
 
-impl Batch {
+impl InboundBatch {
     /// A whole-batch refusal (see [`BatchResult::Split`]): `Err(self)` when it cannot be split
     /// (one input, or every input named).
     fn split(

@@ -29,11 +29,11 @@
 //!    `idProperty value → HubSpot id`). Only changed properties are written; a record with no
 //!    change causes no call; `from_hubspot` fields are never written; a `both` field that
 //!    HubSpot changed too is a [`Conflict`] resolved by the [`ConflictRule`], the losing value
-//!    reported. The rest is cut into [`Batch`]es of at most [`InboundConfig::batch_size`]
+//!    reported. The rest is cut into [`InboundBatch`]es of at most [`InboundConfig::batch_size`]
 //!    (≤ 100, HubSpot's batch limit) upserts by `idProperty`, each input with a unique
 //!    `objectWriteTraceId`.
-//! 6. **Write**: the host sends [`Batch::request`] through the HubSpot gate and feeds the answer
-//!    to [`Batch::complete`]: per input a [`Written`] (commit it with [`Written::commit`], keep
+//! 6. **Write**: the host sends [`InboundBatch::request`] through the HubSpot gate and feeds the answer
+//!    to [`InboundBatch::complete`]: per input a [`Written`] (commit it with [`Written::commit`], keep
 //!    [`Written::echo`] so HubSpot's webhook for our write is not forwarded back, and map the
 //!    idProperty value to [`Written::hubspot_id`]) or a [`Failed`] (a dead letter with HubSpot's
 //!    code, re-drivable by re-submitting the record); or, for a whole-batch failure that may
@@ -74,7 +74,8 @@ use crate::api::MAX_BATCH_INPUTS;
 use crate::mapping::{FieldDirection, ObjectMap};
 
 pub use batch::{
-    plan, Batch, BatchResult, Conflict, Failed, Known, Plan, PlannedInput, Side, Unchanged, Written,
+    plan, BatchResult, Conflict, Failed, InboundBatch, InboundPlan, Known, PlannedInput, Side,
+    Unchanged, Written,
 };
 pub use coalesce::{Coalescer, PendingUpdate, SourceRef};
 pub use parse::{parse_request, InboundError, InboundErrorKind, InboundRecord};

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{BatchResult, Conflict, InboundRecord, Plan, SourceRef};
+use super::{BatchResult, Conflict, InboundPlan, InboundRecord, SourceRef};
 
 /// The receipt id of an inbound request: `hsr1_` and 40 hex digits of SHA-256 over the portal,
 /// the object type (as in the route) and the request's `webhook-id`.
@@ -120,7 +120,7 @@ impl Receipt {
     }
 
     /// Records the unchanged records of a plan.
-    pub fn record_plan(&mut self, plan: &Plan) {
+    pub fn record_plan(&mut self, plan: &InboundPlan) {
         for u in &plan.unchanged {
             self.record(&u.sources, &RecordStatus::Unchanged, &u.conflicts);
         }

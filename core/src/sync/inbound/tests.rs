@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::*;
 use crate::api::ApiConfig;
 use crate::mapping::{Mapping, Record};
-use crate::records::{apply, Outcome, Stored};
+use crate::records::{apply, CommitOutcome, Stored};
 
 const MAP: &str = r#"{"objects":{"contacts":{"fields":[
     {"hubspot":"email","type":"email"},
@@ -518,7 +518,7 @@ fn coalescing_merges_updates_within_the_window() {
     assert_eq!(stored, c);
 }
 
-fn three_input_batch(map: &crate::mapping::ObjectMap) -> Batch {
+fn three_input_batch(map: &crate::mapping::ObjectMap) -> InboundBatch {
     let records = parse_request(
         map,
         &config(),
@@ -983,7 +983,7 @@ impl Host {
             for w in written {
                 let current = self.store.get(&w.hubspot_id).cloned().unwrap_or_default();
                 let (state, outcome) = apply(&current, &w.commit(&current));
-                assert!(matches!(outcome, Outcome::Committed { .. }));
+                assert!(matches!(outcome, CommitOutcome::Committed { .. }));
                 self.store.insert(w.hubspot_id.clone(), state.unwrap());
                 self.id_map.insert(w.key.clone(), w.hubspot_id.clone());
                 if let Some(stamps) = self.stamps.get_mut(&w.hubspot_id) {
