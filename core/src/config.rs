@@ -1089,15 +1089,21 @@ impl HubSpotApi {
             }),
         });
         let timeout_ms = errors.take(lookup.number(HUBSPOT_TIMEOUT_MS));
-        match (auth, base_url, path_style, tier, timeout_ms) {
-            (Some(auth), Some(base_url), Some(path_style), Some(tier), Some(timeout_ms))
-                if errors.0.is_empty() =>
-            {
+        let api = match (base_url, path_style) {
+            (Some(base_url), Some(path_style)) => errors.take(
+                ApiConfig::new(base_url.as_deref().unwrap_or(DEFAULT_BASE_URL), path_style)
+                    .map_err(|e| ConfigError::Invalid {
+                        key: "HUBSPOT_API_BASE_URL",
+                        code: e.code(),
+                        detail: e.to_string(),
+                    }),
+            ),
+            _ => None,
+        };
+        match (auth, api, tier, timeout_ms) {
+            (Some(auth), Some(api), Some(tier), Some(timeout_ms)) if errors.0.is_empty() => {
                 Ok(Self {
-                    api: ApiConfig {
-                        base_url: base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
-                        path_style,
-                    },
+                    api,
                     auth,
                     timeout_ms,
                     governor: GovernorConfig::for_tier(tier),
@@ -2141,7 +2147,7 @@ mod tests {
             );
         }
         let local = with(("HUBSPOT_API_BASE_URL", "http://127.0.0.1:8090/")).unwrap();
-        assert_eq!(local.api.base_url, "http://127.0.0.1:8090");
+        assert_eq!(local.api.base_url(), "http://127.0.0.1:8090");
         assert_eq!(
             HubSpotApi::from_lookup(&table(&oauth[..2]))
                 .unwrap_err()

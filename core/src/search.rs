@@ -15,7 +15,7 @@
 //! let api = ApiConfig::default();
 //! let mut plan = SearchPlan::by_object_id(vec![], MAX_SEARCH_LIMIT).unwrap();
 //! while let Some(search) = plan.next_request() {
-//!     let request = api.search("contacts", &search).unwrap();
+//!     let request = api.search("contacts", &search);
 //!     // … send `request`, then `interpret` the answer …
 //!     let page = Page { results: vec![], next_after: None, total: Some(0) };
 //!     for id in plan.on_page(&page).unwrap() {

@@ -754,9 +754,7 @@ async fn publish(env: &Env, origin: &str) -> Result<Response> {
     let mut listed = Vec::new();
     let mut after: Option<String> = None;
     for _ in 0..50 {
-        let request = endpoints
-            .list(after.as_deref())
-            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let request = endpoints.list(after.as_deref());
         let page = match call_with_key(&api, &request, RequestKind::Read).await {
             Ok(p) => p,
             Err(code) => return fail(code),
@@ -774,9 +772,7 @@ async fn publish(env: &Env, origin: &str) -> Result<Response> {
     let mut report = Vec::new();
     let (mut created, mut patched, mut unchanged) = (0, 0, 0);
     for step in &plan {
-        let request = endpoints
-            .step(step)
-            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let request = endpoints.step(step);
         let (key, what, id) = match step {
             PublishStep::Create { key, .. } => (key, "create", None),
             PublishStep::Patch { key, id, .. } => (key, "patch", Some(id.clone())),

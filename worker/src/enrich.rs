@@ -812,7 +812,6 @@ async fn read_chunk(
     let request = api
         .api
         .batch_read(&api_object_type(object_type), &chunk.ids, &options)
-        .map_err(|e| CallError::Build(e.to_string()))?
         .into_iter()
         .next()
         .ok_or_else(|| CallError::Build("empty read".into()))?;

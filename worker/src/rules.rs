@@ -149,14 +149,11 @@ async fn targets(
             from_id,
             to_type,
         } => {
-            let request = api
-                .api
-                .batch_read_associations_after(
-                    &api_object_type(from_type),
-                    &api_object_type(to_type),
-                    &[(from_id.clone(), None)],
-                )
-                .map_err(|e| CallError::Build(e.to_string()))?;
+            let request = api.api.batch_read_associations_after(
+                &api_object_type(from_type),
+                &api_object_type(to_type),
+                &[(from_id.clone(), None)],
+            );
             let answer: BatchResponse<AssociationResult> =
                 execute(api, env, RequestKind::Read, &request).await?;
             let mut ids: Vec<String> = answer
@@ -204,10 +201,7 @@ async fn update(
         properties: properties.keys().cloned().collect(),
         ..BatchReadOptions::default()
     };
-    let read = match api.api.batch_read(&api_type, &ids, &options) {
-        Ok(requests) => requests,
-        Err(e) => return failed(&CallError::Build(e.to_string()), what, "read"),
-    };
+    let read = api.api.batch_read(&api_type, &ids, &options);
     let mut current: BTreeMap<String, BTreeMap<String, Option<String>>> = BTreeMap::new();
     // At most one request: `ids` holds at most MAX_BATCH_INPUTS.
     for request in &read {
@@ -251,10 +245,7 @@ async fn update(
             }
         }
     }
-    let requests = match api.api.batch_update(&api_type, None, &inputs) {
-        Ok(r) => r,
-        Err(e) => return failed(&CallError::Build(e.to_string()), what, "update"),
-    };
+    let requests = api.api.batch_update(&api_type, None, &inputs);
     for request in &requests {
         if let Err(e) =
             execute::<BatchResponse<SimpleObject>>(&api, env, RequestKind::Write, request).await

@@ -724,10 +724,13 @@ async fn search_page(
     object_type: &str,
     q: &hubspot_edge_core::api::SearchRequest,
 ) -> std::result::Result<Page, CallError> {
-    match api.api.search(object_type, q) {
-        Ok(r) => execute(api, env, RequestKind::Search, &r).await,
-        Err(e) => Err(CallError::Build(e.to_string())),
-    }
+    execute(
+        api,
+        env,
+        RequestKind::Search,
+        &api.api.search(object_type, q),
+    )
+    .await
 }
 
 /// Performs one of a unit's reads (through the gate: the rate governor).
@@ -739,20 +742,25 @@ async fn perform(
 ) -> std::result::Result<Page, CallError> {
     match read {
         Read::Search(q) => search_page(api, env, object_type, q).await,
-        Read::List(o) => match api.api.list_objects(object_type, o) {
-            Ok(r) => execute(api, env, RequestKind::Read, &r).await,
-            Err(e) => Err(CallError::Build(e.to_string())),
-        },
+        Read::List(o) => {
+            execute(
+                api,
+                env,
+                RequestKind::Read,
+                &api.api.list_objects(object_type, o),
+            )
+            .await
+        }
         Read::BatchRead { ids, properties } => {
             let options = BatchReadOptions {
                 properties: properties.clone(),
                 ..BatchReadOptions::default()
             };
-            let request = match api.api.batch_read(object_type, ids, &options) {
-                Ok(mut r) if !r.is_empty() => r.remove(0),
-                Ok(_) => return Ok(page(Vec::new())),
-                Err(e) => return Err(CallError::Build(e.to_string())),
-            };
+            let mut requests = api.api.batch_read(object_type, ids, &options);
+            if requests.is_empty() {
+                return Ok(page(Vec::new()));
+            }
+            let request = requests.remove(0);
             let answer: BatchResponse = execute(api, env, RequestKind::Read, &request).await?;
             Ok(page(answer.results))
         }
@@ -1115,11 +1123,11 @@ impl UnitContext<'_> {
     ) -> std::result::Result<(), String> {
         let mut plan = AssocPlan::new(self.config, step);
         while let Some(read) = plan.next_read() {
-            let request = self
-                .api
-                .api
-                .batch_read_associations_after(self.object_type, &read.to_type, &read.inputs)
-                .map_err(|e| e.to_string())?;
+            let request = self.api.api.batch_read_associations_after(
+                self.object_type,
+                &read.to_type,
+                &read.inputs,
+            );
             counts.hubspot_calls += 1;
             let answer: BatchResponse<AssociationResult> =
                 execute(self.api, self.env, RequestKind::Read, &request)

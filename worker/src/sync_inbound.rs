@@ -958,10 +958,7 @@ impl Flusher<'_> {
                 updates: batch.inputs.into_iter().map(|i| i.update).collect(),
             }
         };
-        let request = match batch.request(&self.api.api, &api_type, &self.config.id_property) {
-            Ok(r) => r,
-            Err(e) => return no_answer(batch, e.to_string()),
-        };
+        let request = batch.request(&self.api.api, &api_type, &self.config.id_property);
         let answer =
             execute::<BatchResponse>(self.api, self.env, RequestKind::Write, &request).await;
         match answer {

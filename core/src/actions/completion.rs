@@ -163,18 +163,16 @@ pub fn batch_fate(
 /// [`super::Completion::batch_body`]. No `Authorization`: the executor adds it.
 ///
 /// # Errors
-/// [`super::ActionError`] from the body; a bad base URL as
-/// [`super::ActionError::Malformed`] (checked at start, so not expected).
+/// [`super::ActionError`] from the body.
 pub fn batch_request(
     api: &crate::api::ApiConfig,
     completions: &[super::Completion],
 ) -> Result<http::Request<Vec<u8>>, super::ActionError> {
     let body = super::Completion::batch_body(completions)?;
-    api.build(
+    Ok(api.build(
         http::Method::POST,
         super::Completion::BATCH_PATH,
         &Default::default(),
         Some(("application/json", body)),
-    )
-    .map_err(|e| super::ActionError::Malformed(e.to_string()))
+    ))
 }

@@ -823,65 +823,42 @@ impl DefinitionsApi<'_> {
         id: Option<&str>,
         after: Option<&str>,
         body: Option<&Value>,
-    ) -> Result<http::Request<Vec<u8>>, crate::api::RequestError> {
-        let mut uri = format!(
-            "{}/automation/v4/actions/{}",
-            self.api.base_url.trim_end_matches('/'),
-            self.app_id
-        );
+    ) -> http::Request<Vec<u8>> {
+        let mut path = format!("/automation/v4/actions/{}", self.app_id);
         if let Some(id) = id {
-            uri.push('/');
-            uri.push_str(&crate::api::encode_segment(id));
+            path.push('/');
+            path.push_str(&crate::api::encode_segment(id));
         }
-        uri.push('?');
+        let mut query = crate::api::Query::default();
         if let Some(a) = after {
-            uri.push_str("after=");
-            uri.push_str(&crate::api::encode_segment(a));
-            uri.push('&');
+            query.push("after", a);
         }
-        uri.push_str("hapikey=");
-        uri.push_str(&crate::api::encode_segment(self.developer_key));
-        let mut builder = http::Request::builder().method(method).uri(uri.as_str());
-        let bytes = match body {
-            Some(b) => {
-                builder = builder.header(http::header::CONTENT_TYPE, "application/json");
-                serde_json::to_vec(b).unwrap_or_default()
-            }
-            None => Vec::new(),
-        };
-        builder
-            .body(bytes)
-            .map_err(|_| crate::api::RequestError::InvalidUri(self.api.base_url.clone()))
+        query.push("hapikey", self.developer_key);
+        let body = body.map(|b| {
+            (
+                "application/json",
+                serde_json::to_vec(b).unwrap_or_default(),
+            )
+        });
+        self.api.build(method, &path, &query, body)
     }
 
     /// `GET /automation/v4/actions/{appId}[?after=…]`.
-    ///
-    /// # Errors
-    /// [`crate::api::RequestError`] for a bad base URL.
-    pub fn list(
-        &self,
-        after: Option<&str>,
-    ) -> Result<http::Request<Vec<u8>>, crate::api::RequestError> {
+    pub fn list(&self, after: Option<&str>) -> http::Request<Vec<u8>> {
         self.request(http::Method::GET, None, after, None)
     }
 
     /// The request that carries out a create (`POST`) or patch (`PATCH …/{definitionId}`) step;
     /// `None` for an unchanged one.
-    ///
-    /// # Errors
-    /// [`crate::api::RequestError`] for a bad base URL.
-    pub fn step(
-        &self,
-        step: &PublishStep,
-    ) -> Result<Option<http::Request<Vec<u8>>>, crate::api::RequestError> {
+    pub fn step(&self, step: &PublishStep) -> Option<http::Request<Vec<u8>>> {
         match step {
-            PublishStep::Create { body, .. } => self
-                .request(http::Method::POST, None, None, Some(body))
-                .map(Some),
-            PublishStep::Patch { id, body, .. } => self
-                .request(http::Method::PATCH, Some(id), None, Some(body))
-                .map(Some),
-            PublishStep::Unchanged { .. } => Ok(None),
+            PublishStep::Create { body, .. } => {
+                Some(self.request(http::Method::POST, None, None, Some(body)))
+            }
+            PublishStep::Patch { id, body, .. } => {
+                Some(self.request(http::Method::PATCH, Some(id), None, Some(body)))
+            }
+            PublishStep::Unchanged { .. } => None,
         }
     }
 }

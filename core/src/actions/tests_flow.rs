@@ -353,16 +353,17 @@ fn publish_plan_creates_patches_or_leaves_alone() {
 
 #[test]
 fn publish_requests_use_the_developer_key() {
-    let api = ApiConfig {
-        base_url: "http://127.0.0.1:9".into(),
-        ..ApiConfig::default()
-    };
+    let api = ApiConfig::new(
+        "http://127.0.0.1:9",
+        ApiConfig::default().path_style().clone(),
+    )
+    .unwrap();
     let endpoints = DefinitionsApi {
         api: &api,
         app_id: 42,
         developer_key: "dev key",
     };
-    let list = endpoints.list(Some("abc")).unwrap();
+    let list = endpoints.list(Some("abc"));
     assert_eq!(
         list.uri().to_string(),
         "http://127.0.0.1:9/automation/v4/actions/42?after=abc&hapikey=dev%20key"
@@ -373,7 +374,6 @@ fn publish_requests_use_the_developer_key() {
             id: "5".into(),
             body: json!({"a": 1}),
         })
-        .unwrap()
         .unwrap();
     assert_eq!(patch.method(), http::Method::PATCH);
     assert_eq!(patch.uri().path(), "/automation/v4/actions/42/5");
@@ -383,7 +383,6 @@ fn publish_requests_use_the_developer_key() {
             key: "k".into(),
             id: "5".into()
         })
-        .unwrap()
         .is_none());
     let page = json!({"results": [{"id": "1"}], "paging": {"next": {"after": "2"}}});
     assert_eq!(
@@ -994,10 +993,11 @@ use crate::api::Outcome;
 
 #[test]
 fn batch_request_posts_the_batch_body() {
-    let api = ApiConfig {
-        base_url: "https://api.example.com/".into(),
-        ..ApiConfig::default()
-    };
+    let api = ApiConfig::new(
+        "https://api.example.com/",
+        ApiConfig::default().path_style().clone(),
+    )
+    .unwrap();
     let c = Completion {
         callback_id: "cb-1".into(),
         outputs: json!({"score": 1}).as_object().unwrap().clone(),

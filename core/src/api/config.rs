@@ -32,13 +32,13 @@ pub enum PathStyle {
 /// `2026-03` specs, and `2026-09` adds enforcement of admin-configured validation rules on writes
 /// (more 400s); switching is a config change. The OAuth token endpoint is always `/oauth/v1/token`
 /// (docs/hubspot.md §6), whatever the style.
+///
+/// Made by [`ApiConfig::new`], which checks the URL and the version once: every request built
+/// from it is valid, so the builders return requests, not `Result`s.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
-    /// Scheme and host, without a trailing slash (one is tolerated), e.g.
-    /// `https://api.hubapi.com` or a test server.
-    pub base_url: String,
-    /// Path style and version.
-    pub path_style: PathStyle,
+    base_url: String,
+    path_style: PathStyle,
 }
 
 impl Default for ApiConfig {
@@ -69,6 +69,53 @@ impl RequestError {
 }
 
 impl ApiConfig {
+    /// Where requests go: `base_url` is a scheme (`https`, or `http` for a local server) and a
+    /// host with an optional port (e.g. `https://api.hubapi.com`; a trailing slash is
+    /// tolerated), without a path or query; a date version is letters, digits, `-` and `.`.
+    ///
+    /// # Errors
+    /// [`RequestError::InvalidUri`] naming what is wrong.
+    pub fn new(base_url: &str, path_style: PathStyle) -> Result<Self, RequestError> {
+        let trimmed = base_url.trim_end_matches('/');
+        let invalid = |why: &str| RequestError::InvalidUri(format!("{base_url:?}: {why}"));
+        let uri: http::Uri = trimmed.parse().map_err(|_| invalid("not a URL"))?;
+        if !matches!(uri.scheme_str(), Some("https" | "http")) {
+            return Err(invalid(
+                "the scheme must be https (or http for a local server)",
+            ));
+        }
+        if uri.authority().is_none_or(|a| a.host().is_empty()) {
+            return Err(invalid("no host"));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(invalid("a base URL has no path or query"));
+        }
+        if let PathStyle::DateVersioned(v) = &path_style {
+            let ok = !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+            if !ok {
+                return Err(RequestError::InvalidUri(format!(
+                    "{v:?}: not an API version (letters, digits, - and .)"
+                )));
+            }
+        }
+        Ok(Self {
+            base_url: trimmed.to_owned(),
+            path_style,
+        })
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The path style and version.
+    pub fn path_style(&self) -> &PathStyle {
+        &self.path_style
+    }
+
     /// `/crm/v3/objects/{type}` or `/crm/objects/{version}/{type}`, type percent-encoded.
     pub(crate) fn objects_path(&self, object_type: &str) -> String {
         match &self.path_style {
@@ -92,15 +139,16 @@ impl ApiConfig {
         }
     }
 
-    /// Assembles a request. `query` is already encoded (see [`Query`]).
+    /// Assembles a request. `query` is already encoded (see [`Query`]); `path` is built from
+    /// encoded segments.
     pub(crate) fn build(
         &self,
         method: Method,
         path: &str,
         query: &Query,
         body: Option<(&'static str, Vec<u8>)>,
-    ) -> Result<http::Request<Vec<u8>>, RequestError> {
-        let mut uri = format!("{}{}", self.base_url.trim_end_matches('/'), path);
+    ) -> http::Request<Vec<u8>> {
+        let mut uri = format!("{}{}", self.base_url, path);
         if !query.0.is_empty() {
             uri.push('?');
             uri.push_str(&query.0);
@@ -113,9 +161,11 @@ impl ApiConfig {
             }
             None => Vec::new(),
         };
+        // The base URL was checked by `new`, paths and queries are percent-encoded, the method
+        // and content types are constants: nothing here can make an invalid request.
         builder
             .body(body)
-            .map_err(|_| RequestError::InvalidUri(uri))
+            .expect("a request from a checked base URL and encoded parts")
     }
 }
 
@@ -184,10 +234,7 @@ mod tests {
 
     #[test]
     fn paths_in_both_styles() {
-        let legacy = ApiConfig {
-            path_style: PathStyle::Legacy,
-            ..ApiConfig::default()
-        };
+        let legacy = ApiConfig::new(DEFAULT_BASE_URL, PathStyle::Legacy).unwrap();
         let dated = ApiConfig::default();
         assert_eq!(legacy.objects_path("2-123"), "/crm/v3/objects/2-123");
         assert_eq!(
@@ -205,14 +252,32 @@ mod tests {
     }
 
     #[test]
-    fn bad_base_url_is_an_error() {
-        let cfg = ApiConfig {
-            base_url: "not a url".into(),
-            ..ApiConfig::default()
-        };
-        let err = cfg
-            .build(Method::GET, "/x", &Query::default(), None)
-            .unwrap_err();
-        assert_eq!(err.code(), "invalid_uri");
+    fn base_urls_and_versions_checked_once() {
+        for ok in [
+            "https://api.hubapi.com",
+            "https://api.hubapi.com/",
+            "http://127.0.0.1:8788",
+        ] {
+            let cfg = ApiConfig::new(ok, PathStyle::Legacy).unwrap();
+            assert!(!cfg.base_url().ends_with('/'), "{ok}");
+        }
+        for bad in [
+            "not a url",
+            "ftp://api.hubapi.com",
+            "https://",
+            "https://api.hubapi.com/crm",
+            "https://api.hubapi.com?x=1",
+            "",
+        ] {
+            let err = ApiConfig::new(bad, PathStyle::Legacy).unwrap_err();
+            assert_eq!(err.code(), "invalid_uri", "{bad}");
+        }
+        for bad in ["", "2026/03", "2026 03"] {
+            let style = PathStyle::DateVersioned(bad.into());
+            assert!(ApiConfig::new(DEFAULT_BASE_URL, style).is_err(), "{bad:?}");
+        }
+        let cfg = ApiConfig::new("http://127.0.0.1:1", PathStyle::Legacy).unwrap();
+        let r = cfg.build(Method::GET, "/x", &Query::default(), None);
+        assert_eq!(r.uri().to_string(), "http://127.0.0.1:1/x");
     }
 }

@@ -23,7 +23,7 @@ mod retry;
 mod token;
 
 pub use call::{Call, CallFailure, CallStep};
-pub(crate) use config::encode as encode_segment;
+pub(crate) use config::{encode as encode_segment, Query};
 pub use config::{ApiConfig, PathStyle, RequestError, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
 pub use request::{
     AssociationCategory, AssociationPair, AssociationSpec, BatchReadOptions, CreateInput, FilterOp,

@@ -10,7 +10,7 @@ use std::fmt;
 use http::Method;
 use serde_json::{json, Value};
 
-use super::config::{encode, ApiConfig, Query, RequestError};
+use super::config::{encode, ApiConfig, Query};
 
 /// HubSpot rejects CRM object batches of more than 100 inputs (docs/hubspot.md §4.1).
 pub const MAX_BATCH_INPUTS: usize = 100;
@@ -313,15 +313,12 @@ fn update_json(input: &UpdateInput, id_property: Option<&str>) -> Value {
 
 impl ApiConfig {
     /// `GET …/{type}/{id}?properties=…&archived=…[&idProperty=…]`: one object.
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
     pub fn read_object(
         &self,
         object_type: &str,
         id: &str,
         options: &ReadOptions,
-    ) -> Result<http::Request<Vec<u8>>, RequestError> {
+    ) -> http::Request<Vec<u8>> {
         let path = format!("{}/{}", self.objects_path(object_type), encode(id));
         let mut q = Query::default();
         q.push_list("properties", &options.properties);
@@ -333,14 +330,7 @@ impl ApiConfig {
     }
 
     /// `GET …/{type}?limit=…&after=…&properties=…&archived=…`: one page of objects.
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
-    pub fn list_objects(
-        &self,
-        object_type: &str,
-        options: &ListOptions,
-    ) -> Result<http::Request<Vec<u8>>, RequestError> {
+    pub fn list_objects(&self, object_type: &str, options: &ListOptions) -> http::Request<Vec<u8>> {
         let mut q = Query::default();
         if let Some(limit) = options.limit {
             q.push("limit", &limit.min(MAX_LIST_LIMIT).to_string());
@@ -354,14 +344,7 @@ impl ApiConfig {
     }
 
     /// `POST …/{type}`: create one object.
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
-    pub fn create_object(
-        &self,
-        object_type: &str,
-        input: &CreateInput,
-    ) -> Result<http::Request<Vec<u8>>, RequestError> {
+    pub fn create_object(&self, object_type: &str, input: &CreateInput) -> http::Request<Vec<u8>> {
         let mut body = create_json(input);
         if let Some(map) = body.as_object_mut() {
             // Not meaningful outside a batch.
@@ -376,16 +359,13 @@ impl ApiConfig {
     }
 
     /// `PATCH …/{type}/{id}[?idProperty=…]` with `{"properties":{…}}`.
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
     pub fn update_object(
         &self,
         object_type: &str,
         id: &str,
         id_property: Option<&str>,
         properties: &BTreeMap<String, String>,
-    ) -> Result<http::Request<Vec<u8>>, RequestError> {
+    ) -> http::Request<Vec<u8>> {
         let path = format!("{}/{}", self.objects_path(object_type), encode(id));
         let mut q = Query::default();
         if let Some(p) = id_property {
@@ -396,29 +376,19 @@ impl ApiConfig {
     }
 
     /// `DELETE …/{type}/{id}`: move one object to the recycling bin.
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
-    pub fn archive_object(
-        &self,
-        object_type: &str,
-        id: &str,
-    ) -> Result<http::Request<Vec<u8>>, RequestError> {
+    pub fn archive_object(&self, object_type: &str, id: &str) -> http::Request<Vec<u8>> {
         let path = format!("{}/{}", self.objects_path(object_type), encode(id));
         self.build(Method::DELETE, &path, &Query::default(), None)
     }
 
     /// `POST …/{type}/batch/read`, one request per [`MAX_BATCH_INPUTS`] ids, or per
     /// [`MAX_HISTORY_BATCH_INPUTS`] ids when history is asked for (none for no ids).
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
     pub fn batch_read(
         &self,
         object_type: &str,
         ids: &[String],
         options: &BatchReadOptions,
-    ) -> Result<Vec<http::Request<Vec<u8>>>, RequestError> {
+    ) -> Vec<http::Request<Vec<u8>>> {
         let path = format!("{}/batch/read", self.objects_path(object_type));
         let mut q = Query::default();
         if options.archived {
@@ -447,14 +417,11 @@ impl ApiConfig {
     /// `POST …/{type}/batch/create`, chunked by [`MAX_BATCH_INPUTS`]. Give every input a unique
     /// `object_write_trace_id` to get per-input errors back (see
     /// [`BatchResponse::errors_by_input`](super::BatchResponse::errors_by_input)).
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
     pub fn batch_create(
         &self,
         object_type: &str,
         inputs: &[CreateInput],
-    ) -> Result<Vec<http::Request<Vec<u8>>>, RequestError> {
+    ) -> Vec<http::Request<Vec<u8>>> {
         let path = format!("{}/batch/create", self.objects_path(object_type));
         inputs
             .chunks(MAX_BATCH_INPUTS)
@@ -468,29 +435,23 @@ impl ApiConfig {
 
     /// `POST …/{type}/batch/update`, chunked by [`MAX_BATCH_INPUTS`]; `id_property` is set on
     /// every input when given. Merged IDs are not accepted here (docs/hubspot.md §4.1).
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
     pub fn batch_update(
         &self,
         object_type: &str,
         id_property: Option<&str>,
         inputs: &[UpdateInput],
-    ) -> Result<Vec<http::Request<Vec<u8>>>, RequestError> {
+    ) -> Vec<http::Request<Vec<u8>>> {
         self.batch_updates(object_type, "update", id_property, inputs)
     }
 
     /// `POST …/{type}/batch/upsert` with `idProperty` on every input, chunked by
     /// [`MAX_BATCH_INPUTS`]. Partial upserts do not work with `email` (docs/hubspot.md §4.1).
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
     pub fn batch_upsert(
         &self,
         object_type: &str,
         id_property: &str,
         inputs: &[UpdateInput],
-    ) -> Result<Vec<http::Request<Vec<u8>>>, RequestError> {
+    ) -> Vec<http::Request<Vec<u8>>> {
         self.batch_updates(object_type, "upsert", Some(id_property), inputs)
     }
 
@@ -500,7 +461,7 @@ impl ApiConfig {
         verb: &str,
         id_property: Option<&str>,
         inputs: &[UpdateInput],
-    ) -> Result<Vec<http::Request<Vec<u8>>>, RequestError> {
+    ) -> Vec<http::Request<Vec<u8>>> {
         let path = format!("{}/batch/{verb}", self.objects_path(object_type));
         inputs
             .chunks(MAX_BATCH_INPUTS)
@@ -514,14 +475,7 @@ impl ApiConfig {
     }
 
     /// `POST …/{type}/batch/archive`, chunked by [`MAX_BATCH_INPUTS`].
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
-    pub fn batch_archive(
-        &self,
-        object_type: &str,
-        ids: &[String],
-    ) -> Result<Vec<http::Request<Vec<u8>>>, RequestError> {
+    pub fn batch_archive(&self, object_type: &str, ids: &[String]) -> Vec<http::Request<Vec<u8>>> {
         let path = format!("{}/batch/archive", self.objects_path(object_type));
         ids.chunks(MAX_BATCH_INPUTS)
             .map(|chunk| {
@@ -534,14 +488,7 @@ impl ApiConfig {
 
     /// `POST …/{type}/search`. Search is rate limited separately (about 5 per second) and its
     /// responses carry no rate-limit headers (docs/hubspot.md §4.4).
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
-    pub fn search(
-        &self,
-        object_type: &str,
-        search: &SearchRequest,
-    ) -> Result<http::Request<Vec<u8>>, RequestError> {
+    pub fn search(&self, object_type: &str, search: &SearchRequest) -> http::Request<Vec<u8>> {
         let groups: Vec<Value> = search
             .filter_groups
             .iter()
@@ -573,15 +520,12 @@ impl ApiConfig {
 
     /// `POST /crm/v4/associations/{from}/{to}/batch/read` (or the date-versioned
     /// `/crm/associations/{version}/…`), chunked by [`MAX_ASSOCIATION_READ_INPUTS`].
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
     pub fn batch_read_associations(
         &self,
         from_type: &str,
         to_type: &str,
         from_ids: &[String],
-    ) -> Result<Vec<http::Request<Vec<u8>>>, RequestError> {
+    ) -> Vec<http::Request<Vec<u8>>> {
         let path = format!("{}/batch/read", self.associations_path(from_type, to_type));
         from_ids
             .chunks(MAX_ASSOCIATION_READ_INPUTS)
@@ -598,15 +542,12 @@ impl ApiConfig {
     /// associations past a page, the `after` of its previous result
     /// ([`AssociationResult::next_after`](super::AssociationResult::next_after); spec
     /// `PublicFetchAssociationsBatchRequest {id, after}`). The caller chunks.
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
     pub fn batch_read_associations_after(
         &self,
         from_type: &str,
         to_type: &str,
         inputs: &[(String, Option<String>)],
-    ) -> Result<http::Request<Vec<u8>>, RequestError> {
+    ) -> http::Request<Vec<u8>> {
         let path = format!("{}/batch/read", self.associations_path(from_type, to_type));
         let inputs: Vec<Value> = inputs
             .iter()
@@ -622,15 +563,12 @@ impl ApiConfig {
 
     /// `POST /crm/v4/associations/{from}/{to}/batch/associate/default` (or the date-versioned
     /// form): default (unlabelled) associations, chunked by [`MAX_ASSOCIATION_CREATE_INPUTS`].
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
     pub fn batch_associate_default(
         &self,
         from_type: &str,
         to_type: &str,
         pairs: &[AssociationPair],
-    ) -> Result<Vec<http::Request<Vec<u8>>>, RequestError> {
+    ) -> Vec<http::Request<Vec<u8>>> {
         let path = format!(
             "{}/batch/associate/default",
             self.associations_path(from_type, to_type)
@@ -649,15 +587,12 @@ impl ApiConfig {
     }
 
     /// `POST /oauth/v1/token` with `grant_type=authorization_code` (docs/hubspot.md §6).
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
     pub fn oauth_exchange_code(
         &self,
         client: &OAuthClient,
         code: &str,
         redirect_uri: &str,
-    ) -> Result<http::Request<Vec<u8>>, RequestError> {
+    ) -> http::Request<Vec<u8>> {
         let mut form = Query::default();
         form.push("grant_type", "authorization_code");
         form.push("client_id", &client.client_id);
@@ -668,14 +603,11 @@ impl ApiConfig {
     }
 
     /// `POST /oauth/v1/token` with `grant_type=refresh_token` (docs/hubspot.md §6).
-    ///
-    /// # Errors
-    /// [`RequestError::InvalidUri`] when `base_url` is not a valid URI.
     pub fn oauth_refresh(
         &self,
         client: &OAuthClient,
         refresh_token: &str,
-    ) -> Result<http::Request<Vec<u8>>, RequestError> {
+    ) -> http::Request<Vec<u8>> {
         let mut form = Query::default();
         form.push("grant_type", "refresh_token");
         form.push("client_id", &client.client_id);
@@ -684,7 +616,7 @@ impl ApiConfig {
         self.oauth_token(form)
     }
 
-    fn oauth_token(&self, form: Query) -> Result<http::Request<Vec<u8>>, RequestError> {
+    fn oauth_token(&self, form: Query) -> http::Request<Vec<u8>> {
         self.build(
             Method::POST,
             "/oauth/v1/token",
@@ -703,10 +635,7 @@ mod tests {
     use crate::api::PathStyle;
 
     fn legacy() -> ApiConfig {
-        ApiConfig {
-            path_style: PathStyle::Legacy,
-            ..ApiConfig::default()
-        }
+        ApiConfig::new(super::super::DEFAULT_BASE_URL, PathStyle::Legacy).unwrap()
     }
 
     fn dated() -> ApiConfig {
@@ -757,11 +686,7 @@ mod tests {
             archived: false,
             id_property: Some("email".into()),
         };
-        let (m, p, q, _, b) = parts(
-            &legacy()
-                .read_object("contacts", "a+b@x.com", &opts)
-                .unwrap(),
-        );
+        let (m, p, q, _, b) = parts(&legacy().read_object("contacts", "a+b@x.com", &opts));
         assert_eq!(m, "GET");
         assert_eq!(p, "/crm/v3/objects/contacts/a%2Bb%40x.com");
         assert_eq!(
@@ -769,11 +694,7 @@ mod tests {
             Some("properties=email,first%20name&archived=false&idProperty=email")
         );
         assert_eq!(b, Value::Null);
-        let (_, p, q, _, _) = parts(
-            &dated()
-                .read_object("2-123", "512", &ReadOptions::default())
-                .unwrap(),
-        );
+        let (_, p, q, _, _) = parts(&dated().read_object("2-123", "512", &ReadOptions::default()));
         assert_eq!(p, "/crm/objects/2026-03/2-123/512");
         assert_eq!(q.as_deref(), Some("archived=false"));
     }
@@ -786,18 +707,14 @@ mod tests {
             properties: vec!["name".into()],
             archived: false,
         };
-        let (m, p, q, _, _) = parts(&legacy().list_objects("companies", &opts).unwrap());
+        let (m, p, q, _, _) = parts(&legacy().list_objects("companies", &opts));
         assert_eq!(m, "GET");
         assert_eq!(p, "/crm/v3/objects/companies");
         assert_eq!(
             q.as_deref(),
             Some("limit=100&after=513881705058&properties=name&archived=false")
         );
-        let (_, p, _, _, _) = parts(
-            &dated()
-                .list_objects("deals", &ListOptions::default())
-                .unwrap(),
-        );
+        let (_, p, _, _, _) = parts(&dated().list_objects("deals", &ListOptions::default()));
         assert_eq!(p, "/crm/objects/2026-03/deals");
     }
 
@@ -812,7 +729,7 @@ mod tests {
             }],
             object_write_trace_id: Some("t1".into()),
         };
-        let (m, p, q, _, b) = parts(&legacy().create_object("contacts", &input).unwrap());
+        let (m, p, q, _, b) = parts(&legacy().create_object("contacts", &input));
         assert_eq!(
             (m.as_str(), p.as_str(), q),
             ("POST", "/crm/v3/objects/contacts", None)
@@ -822,35 +739,29 @@ mod tests {
             json!({"properties":{"email":"a@b.com"},"associations":[{"to":{"id":"42"},
                 "types":[{"associationCategory":"HUBSPOT_DEFINED","associationTypeId":279}]}]})
         );
-        let (_, p, _, _, _) = parts(&dated().create_object("contacts", &input).unwrap());
+        let (_, p, _, _, _) = parts(&dated().create_object("contacts", &input));
         assert_eq!(p, "/crm/objects/2026-03/contacts");
 
-        let req = legacy()
-            .update_object(
-                "contacts",
-                "a@b.com",
-                Some("email"),
-                &props(&[("firstname", "")]),
-            )
-            .unwrap();
+        let req = legacy().update_object(
+            "contacts",
+            "a@b.com",
+            Some("email"),
+            &props(&[("firstname", "")]),
+        );
         let (m, p, q, _, b) = parts(&req);
         assert_eq!(m, "PATCH");
         assert_eq!(p, "/crm/v3/objects/contacts/a%40b.com");
         assert_eq!(q.as_deref(), Some("idProperty=email"));
         assert_eq!(b, json!({"properties":{"firstname":""}}));
-        let (_, p, q, _, _) = parts(
-            &dated()
-                .update_object("tickets", "7", None, &props(&[]))
-                .unwrap(),
-        );
+        let (_, p, q, _, _) = parts(&dated().update_object("tickets", "7", None, &props(&[])));
         assert_eq!((p.as_str(), q), ("/crm/objects/2026-03/tickets/7", None));
 
-        let (m, p, q, _, b) = parts(&legacy().archive_object("deals", "9").unwrap());
+        let (m, p, q, _, b) = parts(&legacy().archive_object("deals", "9"));
         assert_eq!(
             (m.as_str(), p.as_str(), q, b),
             ("DELETE", "/crm/v3/objects/deals/9", None, Value::Null)
         );
-        let (_, p, _, _, _) = parts(&dated().archive_object("deals", "9").unwrap());
+        let (_, p, _, _, _) = parts(&dated().archive_object("deals", "9"));
         assert_eq!(p, "/crm/objects/2026-03/deals/9");
     }
 
@@ -863,9 +774,7 @@ mod tests {
             (101, vec![100, 1]),
             (250, vec![100, 100, 50]),
         ] {
-            let reqs = legacy()
-                .batch_read("contacts", &ids(n), &BatchReadOptions::default())
-                .unwrap();
+            let reqs = legacy().batch_read("contacts", &ids(n), &BatchReadOptions::default());
             let got: Vec<usize> = reqs
                 .iter()
                 .map(|r| parts(r).4["inputs"].as_array().unwrap().len())
@@ -874,18 +783,15 @@ mod tests {
             let creates = vec![CreateInput::default(); n];
             let got: Vec<usize> = legacy()
                 .batch_create("contacts", &creates)
-                .unwrap()
                 .iter()
                 .map(|r| parts(r).4["inputs"].as_array().unwrap().len())
                 .collect();
             assert_eq!(got, sizes, "batch create of {n}");
             let updates = vec![UpdateInput::default(); n];
             for reqs in [
-                legacy().batch_update("contacts", None, &updates).unwrap(),
-                legacy()
-                    .batch_upsert("contacts", "email", &updates)
-                    .unwrap(),
-                legacy().batch_archive("contacts", &ids(n)).unwrap(),
+                legacy().batch_update("contacts", None, &updates),
+                legacy().batch_upsert("contacts", "email", &updates),
+                legacy().batch_archive("contacts", &ids(n)),
             ] {
                 let got: Vec<usize> = reqs
                     .iter()
@@ -901,7 +807,7 @@ mod tests {
             ..BatchReadOptions::default()
         };
         for (n, sizes) in [(50, vec![50]), (51, vec![50, 1]), (120, vec![50, 50, 20])] {
-            let reqs = legacy().batch_read("contacts", &ids(n), &history).unwrap();
+            let reqs = legacy().batch_read("contacts", &ids(n), &history);
             let bodies: Vec<Value> = reqs.iter().map(|r| parts(r).4).collect();
             let got: Vec<usize> = bodies
                 .iter()
@@ -914,7 +820,7 @@ mod tests {
                     && b["properties"] == json!(["email"])));
         }
         // Order is preserved across chunks.
-        let reqs = legacy().batch_archive("contacts", &ids(101)).unwrap();
+        let reqs = legacy().batch_archive("contacts", &ids(101));
         assert_eq!(parts(&reqs[1]).4, json!({"inputs":[{"id":"100"}]}));
     }
 
@@ -926,9 +832,7 @@ mod tests {
             archived: true,
             ..BatchReadOptions::default()
         };
-        let reqs = legacy()
-            .batch_read("contacts", &["a@b.com".into()], &opts)
-            .unwrap();
+        let reqs = legacy().batch_read("contacts", &["a@b.com".into()], &opts);
         let (m, p, q, _, b) = parts(&reqs[0]);
         assert_eq!(
             (m.as_str(), p.as_str()),
@@ -945,7 +849,7 @@ mod tests {
             associations: vec![],
             object_write_trace_id: Some("t-1".into()),
         };
-        let (_, p, _, _, b) = parts(&dated().batch_create("companies", &[c]).unwrap()[0]);
+        let (_, p, _, _, b) = parts(&dated().batch_create("companies", &[c])[0]);
         assert_eq!(p, "/crm/objects/2026-03/companies/batch/create");
         assert_eq!(
             b,
@@ -957,23 +861,20 @@ mod tests {
             properties: props(&[("firstname", "X")]),
             object_write_trace_id: None,
         };
-        let (_, p, _, _, b) = parts(
-            &legacy()
-                .batch_upsert("contacts", "email", std::slice::from_ref(&u))
-                .unwrap()[0],
-        );
+        let (_, p, _, _, b) =
+            parts(&legacy().batch_upsert("contacts", "email", std::slice::from_ref(&u))[0]);
         assert_eq!(p, "/crm/v3/objects/contacts/batch/upsert");
         assert_eq!(
             b,
             json!({"inputs":[{"id":"x@y.com","idProperty":"email","properties":{"firstname":"X"}}]})
         );
-        let (_, p, _, _, b) = parts(&dated().batch_update("contacts", None, &[u]).unwrap()[0]);
+        let (_, p, _, _, b) = parts(&dated().batch_update("contacts", None, &[u])[0]);
         assert_eq!(p, "/crm/objects/2026-03/contacts/batch/update");
         assert_eq!(
             b,
             json!({"inputs":[{"id":"x@y.com","properties":{"firstname":"X"}}]})
         );
-        let (_, p, _, _, _) = parts(&dated().batch_archive("contacts", &ids(1)).unwrap()[0]);
+        let (_, p, _, _, _) = parts(&dated().batch_archive("contacts", &ids(1))[0]);
         assert_eq!(p, "/crm/objects/2026-03/contacts/batch/archive");
     }
 
@@ -1016,7 +917,7 @@ mod tests {
             limit: Some(1000),
             after: Some("200".into()),
         };
-        let (m, p, q, _, b) = parts(&legacy().search("contacts", &search).unwrap());
+        let (m, p, q, _, b) = parts(&legacy().search("contacts", &search));
         assert_eq!(
             (m.as_str(), p.as_str(), q),
             ("POST", "/crm/v3/objects/contacts/search", None)
@@ -1040,26 +941,21 @@ mod tests {
               "sorts":[{"propertyName":"createdate","direction":"DESCENDING"}],
               "properties":["email"],"query":"acme","limit":200,"after":"200"})
         );
-        let (_, p, _, _, b) = parts(&dated().search("2-123", &SearchRequest::default()).unwrap());
+        let (_, p, _, _, b) = parts(&dated().search("2-123", &SearchRequest::default()));
         assert_eq!(p, "/crm/objects/2026-03/2-123/search");
         assert_eq!(b, json!({"filterGroups":[]}));
     }
 
     #[test]
     fn associations() {
-        let (m, p, _, _, b) = parts(
-            &legacy()
-                .batch_read_associations("contacts", "companies", &ids(2))
-                .unwrap()[0],
-        );
+        let (m, p, _, _, b) =
+            parts(&legacy().batch_read_associations("contacts", "companies", &ids(2))[0]);
         assert_eq!(
             (m.as_str(), p.as_str()),
             ("POST", "/crm/v4/associations/contacts/companies/batch/read")
         );
         assert_eq!(b, json!({"inputs":[{"id":"0"},{"id":"1"}]}));
-        let reqs = dated()
-            .batch_read_associations("contacts", "deals", &ids(1001))
-            .unwrap();
+        let reqs = dated().batch_read_associations("contacts", "deals", &ids(1001));
         assert_eq!(reqs.len(), 2);
         assert_eq!(
             parts(&reqs[0]).1,
@@ -1071,9 +967,8 @@ mod tests {
             to_id: "2".into(),
         };
         let (m, p, _, _, b) = parts(
-            &legacy()
-                .batch_associate_default("contacts", "companies", std::slice::from_ref(&pair))
-                .unwrap()[0],
+            &legacy().batch_associate_default("contacts", "companies", std::slice::from_ref(&pair))
+                [0],
         );
         assert_eq!(
             (m.as_str(), p.as_str()),
@@ -1083,18 +978,13 @@ mod tests {
             )
         );
         assert_eq!(b, json!({"inputs":[{"from":{"id":"1"},"to":{"id":"2"}}]}));
-        let reqs = dated()
-            .batch_associate_default("deals", "0-1", &vec![pair; 2001])
-            .unwrap();
+        let reqs = dated().batch_associate_default("deals", "0-1", &vec![pair; 2001]);
         assert_eq!(reqs.len(), 2);
         assert_eq!(
             parts(&reqs[1]).1,
             "/crm/associations/2026-03/deals/0-1/batch/associate/default"
         );
-        assert!(dated()
-            .batch_associate_default("a", "b", &[])
-            .unwrap()
-            .is_empty());
+        assert!(dated().batch_associate_default("a", "b", &[]).is_empty());
     }
 
     #[test]
@@ -1105,9 +995,7 @@ mod tests {
         };
         assert!(!format!("{client:?}").contains("s&cret"));
         for cfg in [legacy(), dated()] {
-            let req = cfg
-                .oauth_exchange_code(&client, "code 1", "https://app.example/cb?x=1")
-                .unwrap();
+            let req = cfg.oauth_exchange_code(&client, "code 1", "https://app.example/cb?x=1");
             assert_eq!(req.method(), Method::POST);
             assert_eq!(
                 req.uri().to_string(),
@@ -1119,7 +1007,7 @@ mod tests {
                 "grant_type=authorization_code&client_id=cid&client_secret=s%26cret\
                  &redirect_uri=https%3A%2F%2Fapp.example%2Fcb%3Fx%3D1&code=code%201"
             );
-            let req = cfg.oauth_refresh(&client, "r/t").unwrap();
+            let req = cfg.oauth_refresh(&client, "r/t");
             assert_eq!(req.uri().path(), "/oauth/v1/token");
             assert_eq!(
                 std::str::from_utf8(req.body()).unwrap(),
@@ -1130,11 +1018,12 @@ mod tests {
 
     #[test]
     fn base_url_trailing_slash_and_custom_host() {
-        let cfg = ApiConfig {
-            base_url: "http://127.0.0.1:8787/".into(),
-            path_style: PathStyle::DateVersioned("2026-09".into()),
-        };
-        let req = cfg.archive_object("contacts", "1").unwrap();
+        let cfg = ApiConfig::new(
+            "http://127.0.0.1:8787/",
+            PathStyle::DateVersioned("2026-09".into()),
+        )
+        .unwrap();
+        let req = cfg.archive_object("contacts", "1");
         assert_eq!(
             req.uri().to_string(),
             "http://127.0.0.1:8787/crm/objects/2026-09/contacts/1"

@@ -36,14 +36,6 @@ impl RefreshFailure {
             message: format!("the token endpoint did not answer ({code})"),
         }
     }
-
-    /// The refresh request could not be built (the configuration is unusable).
-    pub fn unbuildable(message: String, now_ms: u64) -> Self {
-        Self {
-            until_ms: now_ms.saturating_add(REFRESH_REFUSED_MEMO_MS),
-            message,
-        }
-    }
 }
 
 /// The token endpoint's answer to a refresh sent at `sent_at_ms` (the token's lifetime counts

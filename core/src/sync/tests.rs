@@ -1829,13 +1829,11 @@ impl World {
             .collect();
         let mut calls = 0;
         for batch in planned.batches {
-            let req = batch
-                .request(
-                    &crate::api::ApiConfig::default(),
-                    "contacts",
-                    &cfg.id_property,
-                )
-                .expect("request");
+            let req = batch.request(
+                &crate::api::ApiConfig::default(),
+                "contacts",
+                &cfg.id_property,
+            );
             calls += 1;
             let (status, answer) = self.hs.upsert(req.body());
             let BatchResult::Done { written, failed } = batch.complete(

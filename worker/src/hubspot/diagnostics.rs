@@ -15,7 +15,7 @@ use hubspot_edge_core::ratelimit::Budget;
 use serde_json::{json, Value};
 use worker::{Date, Env, Request, Response, Result};
 
-use super::{error_response, executor, gate, CallError};
+use super::{error_response, executor, gate};
 use crate::config::HubSpotApi;
 use crate::respond;
 
@@ -35,13 +35,9 @@ pub(super) async fn overhead(req: &Request, config: &HubSpotApi, env: &Env) -> R
         }
     }
     let n = n.clamp(1, MAX_PAIRS);
-    let request = match config
+    let request = config
         .api
-        .read_object(&object_type, &id, &ReadOptions::default())
-    {
-        Ok(r) => r,
-        Err(e) => return error_response(&CallError::Build(e.to_string())),
-    };
+        .read_object(&object_type, &id, &ReadOptions::default());
     // One permit for the token the bare fetches use (OAuth: the gate's current token).
     let token = match gate::permit(config, env, Budget::General).await {
         Ok(t) => t,

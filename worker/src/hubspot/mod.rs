@@ -83,7 +83,7 @@ pub(crate) async fn handle(
             let built = config
                 .api
                 .batch_read(object_type, &body.ids, &options)
-                .map(|mut requests| requests.remove(0));
+                .remove(0);
             let result = run::<BatchResponse>(&config, env, RequestKind::Read, built).await;
             answer(result, 200, |b| {
                 json!({
@@ -202,12 +202,9 @@ async fn run<T: serde::de::DeserializeOwned>(
     config: &HubSpotApi,
     env: &Env,
     kind: RequestKind,
-    built: std::result::Result<http::Request<Vec<u8>>, hubspot_edge_core::api::RequestError>,
+    request: http::Request<Vec<u8>>,
 ) -> std::result::Result<T, CallError> {
-    match built {
-        Ok(request) => execute(config, env, kind, &request).await,
-        Err(e) => Err(CallError::Build(e.to_string())),
-    }
+    execute(config, env, kind, &request).await
 }
 
 fn answer<T>(

@@ -92,10 +92,7 @@ async fn attempt(config: &HubSpotApi, origin: TokenOrigin) -> Result<TokenState,
             message: "OAuth is not configured".into(),
         });
     };
-    let request = config
-        .api
-        .oauth_refresh(client, refresh_token.as_str())
-        .map_err(|e| RefreshFailure::unbuildable(e.to_string(), Date::now().as_millis()))?;
+    let request = config.api.oauth_refresh(client, refresh_token.as_str());
     let sent_at = Date::now().as_millis();
     match super::executor::send(config, &request, None).await {
         Ok((status, _, body)) => {

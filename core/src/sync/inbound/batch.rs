@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{ConflictRule, InboundConfig, PendingUpdate, SourceRef};
-use crate::api::{
-    interpret, ApiConfig, ApiError, BatchResponse, ErrorDetail, RequestError, UpdateInput,
-};
+use crate::api::{interpret, ApiConfig, ApiError, BatchResponse, ErrorDetail, UpdateInput};
 use crate::diff::EchoGuard;
 use crate::mapping::{FieldDirection, ObjectMap, Record};
 use crate::records::{Commit, Stored, Write};
@@ -321,15 +319,12 @@ pub enum BatchResult {
 impl InboundBatch {
     /// The `POST …/{objectType}/batch/upsert` request: every input with `idProperty`, `id` =
     /// its key, its changed properties and its `objectWriteTraceId`.
-    ///
-    /// # Errors
-    /// [`RequestError`] when the API base URL is invalid.
     pub fn request(
         &self,
         api: &ApiConfig,
         object_type: &str,
         id_property: &str,
-    ) -> Result<http::Request<Vec<u8>>, RequestError> {
+    ) -> http::Request<Vec<u8>> {
         let inputs: Vec<UpdateInput> = self
             .inputs
             .iter()
@@ -340,8 +335,8 @@ impl InboundBatch {
             })
             .collect();
         // A batch is at most MAX_BATCH_INPUTS inputs (plan), so this is one request.
-        let mut requests = api.batch_upsert(object_type, id_property, &inputs)?;
-        Ok(requests.swap_remove(0))
+        api.batch_upsert(object_type, id_property, &inputs)
+            .swap_remove(0)
     }
 
     /// Interprets HubSpot's answer to [`Self::request`] (see [`BatchResult`]).

@@ -539,9 +539,7 @@ fn upsert_request_has_trace_ids_and_id_property() {
     let m = mapping();
     let map = m.object("contacts").unwrap();
     let batch = three_input_batch(map);
-    let req = batch
-        .request(&ApiConfig::default(), "contacts", "email")
-        .unwrap();
+    let req = batch.request(&ApiConfig::default(), "contacts", "email");
     assert_eq!(
         req.uri().path(),
         "/crm/objects/2026-03/contacts/batch/upsert"
@@ -963,9 +961,7 @@ impl Host {
             receipt.record_plan(&plan);
         }
         for batch in plan.batches {
-            let req = batch
-                .request(&ApiConfig::default(), "contacts", &cfg.id_property)
-                .unwrap();
+            let req = batch.request(&ApiConfig::default(), "contacts", &cfg.id_property);
             let (status, body) = hubspot.upsert(&req);
             let result = batch.complete(
                 map,
