@@ -9,6 +9,8 @@
 //! - [`event`]: the webhook event model, parsed in one pass without copying.
 //! - [`filter`]: declarative include/exclude rules and the own-changes loop guard.
 //! - [`dedupe`]: stable event identities that survive HubSpot's retries.
+//! - [`ingress`]: the webhook endpoint's triage of a verified batch (what to queue, by
+//!   reference or not, what to dead-letter, the answer), one for every host.
 //! - [`outbound`]: the forwarded event (`hubspot-edge.event.v1`) and Standard Webhooks signing.
 //! - [`delivery`]: what to do after a forwarding attempt (retry, give up), how many forwards
 //!   run at once and when the rest of a batch goes back to the queue.
@@ -80,6 +82,7 @@ pub mod diff;
 pub mod enrich;
 pub mod event;
 pub mod filter;
+pub mod ingress;
 pub mod mapping;
 pub mod metrics;
 pub mod outbound;

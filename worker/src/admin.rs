@@ -26,6 +26,7 @@ use hubspot_edge_core::dead_letter::{
 use hubspot_edge_core::dedupe::DedupeKey;
 use hubspot_edge_core::event::{parse_batch, Event};
 use hubspot_edge_core::filter::Filter;
+use hubspot_edge_core::ingress::event_body_key;
 use hubspot_edge_core::sync::SyncLetter;
 use serde_json::{json, value::RawValue, Value};
 use worker::kv::KvStore;
@@ -453,7 +454,8 @@ async fn by_reference_if_large(kv: &KvStore, message: String) -> Result<String> 
         return Ok(message);
     }
     let m: EventMessage<queue::OwnedEvent> = serde_json::from_str(&message)?;
-    let event_ref = store::put_event_body(kv, &m.key, m.event.get()).await?;
+    let event_ref = event_body_key(&m.key);
+    store::put_event_body(kv, &event_ref, m.event.get().to_owned()).await?;
     Ok(queue::event_message_json(
         &m.key,
         m.attempt,

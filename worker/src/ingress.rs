@@ -4,13 +4,11 @@
 //! write), so HubSpot's 5-second deadline (docs/hubspot.md §2.5) is never at risk. Dedupe happens
 //! in the consumer: see the README, "Guarantees".
 
-use std::collections::HashSet;
-
 use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use hubspot_edge_core::dedupe::DedupeKey;
 use hubspot_edge_core::event::{parse_batch, Element};
-use hubspot_edge_core::filter::{Filter, Verdict};
+use hubspot_edge_core::filter::Filter;
+use hubspot_edge_core::ingress::{triage, Counts, Received, Triage};
 use hubspot_edge_core::signature::{
     SignatureError, SignedRequest, HEADER_REQUEST_TIMESTAMP, HEADER_SIGNATURE, HEADER_SIGNATURE_V3,
     HEADER_SIGNATURE_VERSION,
@@ -22,22 +20,10 @@ use worker::{Date, Env, Request, Response, Result};
 use crate::config::{ConfigError, Ingress};
 use crate::log::Line;
 use crate::metrics;
-use crate::queue::{self, DeadLetterMessage};
+use crate::queue;
 use crate::respond;
 use crate::store::{self, DeadLetter, Kind};
 use hubspot_edge_core::metrics::{Counter, Histogram};
-
-/// Counts for the response body and the log line.
-#[derive(Debug, Default)]
-pub(crate) struct Counts {
-    pub(crate) events: usize,
-    pub(crate) queued: usize,
-    pub(crate) filtered: usize,
-    pub(crate) duplicates: usize,
-    pub(crate) dead_lettered: usize,
-    /// Queued by reference (too large for a queue message).
-    pub(crate) by_reference: usize,
-}
 
 pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Result<Response> {
     let started = Date::now().as_millis();
@@ -205,17 +191,7 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
         .field("dead_lettered", counts.dead_lettered)
         .field("by_reference", counts.by_reference)
         .emit();
-    respond::json(
-        200,
-        &json!({
-            "requestId": request_id,
-            "events": counts.events,
-            "queued": counts.queued,
-            "filtered": counts.filtered,
-            "duplicates": counts.duplicates,
-            "deadLettered": counts.dead_lettered,
-        }),
-    )
+    respond::json(200, &counts.response(request_id))
 }
 
 /// The request body; `None` as soon as a body without `Content-Length` exceeds `limit` bytes
@@ -246,8 +222,10 @@ async fn read_body(
     Ok(Some(body))
 }
 
-/// Filters the parsed elements and hands them to the queues: kept events to `EVENTS`, elements
-/// that are not events to `DEAD_LETTERS`. Used by the ingress and by the admin re-drive.
+/// Hands a parsed batch to the queues as core's [`triage`] sorts it: kept events to `EVENTS`
+/// (large ones by reference, their body in KV first), elements that are not events to
+/// `DEAD_LETTERS` (or, too large for a message, straight to the store). Used by the ingress and
+/// by the admin re-drive.
 pub(crate) async fn enqueue(
     env: &Env,
     elements: &[Element<'_>],
@@ -255,78 +233,37 @@ pub(crate) async fn enqueue(
     received_at: u64,
     request_id: &str,
 ) -> Result<Counts> {
-    let mut counts = Counts {
-        events: elements.len(),
-        ..Counts::default()
+    let received = Received {
+        at_ms: received_at,
+        request_id,
     };
-    let mut events = Vec::with_capacity(elements.len());
-    let mut dead = Vec::new();
-    let mut seen = HashSet::with_capacity(elements.len());
-    for element in elements {
-        let event = match &element.event {
-            Ok(event) => event,
-            Err(e) => {
-                dead.push(dead_letter_message(
-                    e.code(),
-                    &e.to_string(),
-                    None,
-                    received_at,
-                    request_id,
-                    element.raw,
-                ));
-                continue;
-            }
-        };
-        if let Verdict::Drop(_) = filter.decide(event) {
-            counts.filtered += 1;
-            continue;
-        }
-        let key = DedupeKey::of(event);
-        // The same event twice in one batch: queue it once.
-        if !seen.insert(key.clone()) {
-            counts.duplicates += 1;
-            continue;
-        }
-        let mut message =
-            queue::event_message_json(key.as_str(), 1, received_at, request_id, element.raw, None);
-        if message.len() > queue::MAX_MESSAGE_BYTES {
-            // Too large for a queue message (one long multi-byte text property is enough):
-            // carried by reference, the event in KV and its key on the queue. Rare, so the KV
-            // write is awaited here; if it fails the request fails and HubSpot retries.
-            let kv = env.kv(store::STATE)?;
-            let event_ref = store::put_event_body(&kv, key.as_str(), element.raw).await?;
-            counts.by_reference += 1;
-            message = queue::event_message_json(
-                key.as_str(),
-                1,
-                received_at,
-                request_id,
-                "null",
-                Some(&event_ref),
-            );
-        }
-        events.push(message);
+    let Triage {
+        mut queue,
+        by_reference,
+        dead_letters,
+        oversized_dead_letters,
+        counts,
+    } = triage(elements, filter, received);
+    // Rare, so the KV writes are awaited here; if one fails the request fails and HubSpot
+    // retries.
+    for r in by_reference {
+        let kv = env.kv(store::STATE)?;
+        store::put_event_body(&kv, &r.store_key, r.event).await?;
+        queue.push(r.message);
     }
-    counts.queued = events.len();
-    counts.dead_lettered = dead.len();
-
-    if !events.is_empty() {
-        queue::send_all(&env.queue(queue::EVENTS)?, events).await?;
+    if !queue.is_empty() {
+        queue::send_all(&env.queue(queue::EVENTS)?, queue).await?;
     }
-    let (too_large, dead): (Vec<_>, Vec<_>) = dead
-        .into_iter()
-        .partition(|m| m.len() > queue::MAX_MESSAGE_BYTES);
-    if !dead.is_empty() {
-        queue::send_all(&env.queue(queue::DEAD_LETTERS)?, dead).await?;
+    if !dead_letters.is_empty() {
+        queue::send_all(&env.queue(queue::DEAD_LETTERS)?, dead_letters).await?;
     }
-    // A dead letter too large for a queue message goes straight to the store (rare: the
-    // retention is read only then, off the common path).
-    let retention = if too_large.is_empty() {
+    // The retention is read only for the rare oversized letter, off the common path.
+    let retention = if oversized_dead_letters.is_empty() {
         Default::default()
     } else {
         crate::config::dead_letter_retention(env).unwrap_or_default()
     };
-    for message in too_large {
+    for message in oversized_dead_letters {
         let letter = DeadLetter {
             id: store::new_id(received_at),
             kind: Kind::Message,
@@ -362,33 +299,6 @@ async fn verify(
         // WebCrypto is always present on Workers; should it fail, the software path is exact.
         Err(_) => challenge.check_in_software(),
     }
-}
-
-fn dead_letter_message(
-    reason: &str,
-    detail: &str,
-    key: Option<&str>,
-    received_at: u64,
-    request_id: &str,
-    raw: &str,
-) -> String {
-    // Rare path: reading the text back as a RawValue re-checks it, which is fine here.
-    let Ok(raw) = serde_json::from_str::<&serde_json::value::RawValue>(raw) else {
-        return String::new();
-    };
-    let message = DeadLetterMessage {
-        v: 1,
-        reason: reason.into(),
-        detail: detail.into(),
-        attempts: 0,
-        key: key.map(Into::into),
-        received_at,
-        request_id: request_id.into(),
-        event_ref: None,
-        event: raw,
-    };
-    // Strings, integers and a valid RawValue always serialise.
-    serde_json::to_string(&message).unwrap_or_default()
 }
 
 pub(crate) fn signature_headers(req: &Request) -> Result<HeaderMap> {

@@ -348,7 +348,8 @@ pub(crate) async fn queue_effects(
         let event = EffectMessage::json(&effect);
         let mut text = event_message_json(&key, 1, now, "rules", &event, None);
         if text.len() > MAX_MESSAGE_BYTES {
-            let event_ref = crate::store::put_event_body(kv, &key, &event).await?;
+            let event_ref = hubspot_edge_core::ingress::event_body_key(&key);
+            crate::store::put_event_body(kv, &event_ref, event).await?;
             text = event_message_json(&key, 1, now, "rules", "null", Some(&event_ref));
         }
         messages.push(text);

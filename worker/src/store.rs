@@ -22,7 +22,6 @@ pub(crate) const STATE: &str = "STATE";
 const DEAD_LETTER_PREFIX: &str = "dl:";
 const SEEN_PREFIX: &str = "seen:";
 const ECHO_PREFIX: &str = "echo:";
-const EVENT_BODY_PREFIX: &str = "evt:";
 /// How long an event carried by reference is kept: Queues' longest message retention (14 days)
 /// and a day, so it outlives every message that can name it. Dead letters keep their own copy.
 pub(crate) const EVENT_BODY_TTL_SECS: u64 = 15 * 24 * 60 * 60;
@@ -195,13 +194,8 @@ pub(crate) async fn delete(kv: &KvStore, key: &str) -> worker::Result<()> {
     Ok(kv.delete(key).await?)
 }
 
-/// Stores an event too large for a queue message; returns the key the message carries.
-pub(crate) async fn put_event_body(
-    kv: &KvStore,
-    dedupe_key: &str,
-    event: &str,
-) -> worker::Result<String> {
-    let key = format!("{EVENT_BODY_PREFIX}{dedupe_key}");
-    put_text(kv, &key, event.to_owned(), Some(EVENT_BODY_TTL_SECS)).await?;
-    Ok(key)
+/// Stores an event too large for a queue message under `key` (core's
+/// `ingress::event_body_key`, the key its message carries).
+pub(crate) async fn put_event_body(kv: &KvStore, key: &str, event: String) -> worker::Result<()> {
+    put_text(kv, key, event, Some(EVENT_BODY_TTL_SECS)).await
 }
