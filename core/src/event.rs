@@ -246,7 +246,7 @@ impl<'a> Event<'a> {
             .map_or("", |(p, _)| p);
         if prefix == "object" {
             if let Some(id) = self.object_type_id.as_deref() {
-                return object_type_name(id).unwrap_or(id);
+                return canonical_object_type(id);
             }
         }
         prefix
@@ -309,22 +309,10 @@ impl<'a> Event<'a> {
     }
 }
 
-/// Names of HubSpot's standard object type ids, as used by generic `object.*` events.
-fn object_type_name(id: &str) -> Option<&'static str> {
-    Some(match id {
-        "0-1" => "contact",
-        "0-2" => "company",
-        "0-3" => "deal",
-        "0-5" => "ticket",
-        "0-7" => "product",
-        "0-8" => "line_item",
-        _ => return None,
-    })
-}
-
-/// Maps a standard object type name or id to the vocabulary of [`Event::object_type`].
+/// Maps a standard object type's name, API name or id (`contact`, `contacts`, `0-1`) to the
+/// vocabulary of [`Event::object_type`] (one table: [`crate::object_type`]).
 pub(crate) fn canonical_object_type(name_or_id: &str) -> &str {
-    object_type_name(name_or_id).unwrap_or(name_or_id)
+    crate::object_type::event_name(name_or_id)
 }
 
 fn strip_position(e: &serde_json::Error) -> String {

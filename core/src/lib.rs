@@ -11,6 +11,8 @@
 //! - [`dedupe`]: stable event identities that survive HubSpot's retries.
 //! - [`ingress`]: the webhook endpoint's triage of a verified batch (what to queue, by
 //!   reference or not, what to dead-letter, the answer), one for every host.
+//! - [`object_type`]: HubSpot's object types under every spelling (`contact`, `contacts`,
+//!   `CONTACT`, `0-1`), one table.
 //! - [`outbound`]: the forwarded event (`hubspot-edge.event.v1`) and Standard Webhooks signing.
 //! - [`delivery`]: what to do after a forwarding attempt (retry, give up), how many forwards
 //!   run at once and when the rest of a batch goes back to the queue.
@@ -85,6 +87,7 @@ pub mod filter;
 pub mod ingress;
 pub mod mapping;
 pub mod metrics;
+pub mod object_type;
 pub mod outbound;
 pub mod queue;
 pub mod ratelimit;

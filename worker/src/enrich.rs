@@ -21,6 +21,7 @@ use hubspot_edge_core::enrich::{
 };
 use hubspot_edge_core::event::Event;
 use hubspot_edge_core::mapping::{Mapping, Record};
+use hubspot_edge_core::object_type::ObjectType;
 use hubspot_edge_core::outbound::{self, RecordEvent, RecordEventKind};
 use hubspot_edge_core::records::{change_id, Commit, Stored, Write};
 use hubspot_edge_core::rules::{self, Rules};
@@ -854,32 +855,16 @@ fn failure(e: &CallError) -> (Attempt, String) {
     }
 }
 
-/// The API path segment of an object type in the events' vocabulary (docs/hubspot.md §4.1):
-/// `contact` → `contacts`; custom object ids (`2-123`) as they are.
+/// The API path segment of an object type in any spelling (`contact` → `contacts`; custom
+/// object ids as they are): core's one table, [`ObjectType`].
 pub(crate) fn api_object_type(object_type: &str) -> String {
-    match object_type {
-        "contact" => "contacts".into(),
-        "company" => "companies".into(),
-        "deal" => "deals".into(),
-        "ticket" => "tickets".into(),
-        "product" => "products".into(),
-        "line_item" => "line_items".into(),
-        other => other.into(),
-    }
+    ObjectType::parse(object_type).api_segment().to_owned()
 }
 
-/// The object type of an API path segment in the events' vocabulary (`contacts`, `0-1` →
-/// `contact`), the inverse of [`api_object_type`].
+/// The object type in the events' vocabulary (`contacts`, `0-1` → `contact`), the inverse of
+/// [`api_object_type`].
 pub(crate) fn event_object_type(object_type: &str) -> &str {
-    match object_type {
-        "contacts" | "contact" | "0-1" => "contact",
-        "companies" | "company" | "0-2" => "company",
-        "deals" | "deal" | "0-3" => "deal",
-        "tickets" | "ticket" | "0-5" => "ticket",
-        "products" | "product" | "0-7" => "product",
-        "line_items" | "line_item" | "0-8" => "line_item",
-        other => other,
-    }
+    hubspot_edge_core::object_type::event_name(object_type)
 }
 
 /// Before this integration writes `properties` to a record: stores the echo guard of the mapped

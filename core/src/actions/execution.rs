@@ -346,15 +346,10 @@ pub fn execute(
 /// An object type's id for comparison: HubSpot's standard names and their `0-n` ids are the
 /// same type (<https://developers.hubspot.com/docs/api/crm/understanding-the-crm>).
 fn type_id(t: &str) -> String {
-    let upper = t.trim().to_ascii_uppercase();
-    let id = match upper.as_str() {
-        "CONTACT" | "CONTACTS" => "0-1",
-        "COMPANY" | "COMPANIES" => "0-2",
-        "DEAL" | "DEALS" => "0-3",
-        "TICKET" | "TICKETS" => "0-5",
-        other => return other.to_owned(),
-    };
-    id.to_owned()
+    match crate::object_type::ObjectType::parse(t) {
+        crate::object_type::ObjectType::Custom(c) => c.to_ascii_uppercase(),
+        standard => standard.type_id().to_owned(),
+    }
 }
 
 fn map_and_write(

@@ -548,15 +548,7 @@ impl MapError {
 /// Object types in the vocabulary of webhook events: `contacts`, `contact` and `0-1` are all
 /// `contact`. Custom objects keep their `2-…` id or name.
 pub(crate) fn canonical_object_type(name: &str) -> &str {
-    match name {
-        "contacts" => "contact",
-        "companies" => "company",
-        "deals" => "deal",
-        "tickets" => "ticket",
-        "products" => "product",
-        "line_items" => "line_item",
-        other => crate::event::canonical_object_type(other),
-    }
+    crate::event::canonical_object_type(name)
 }
 
 #[cfg(test)]

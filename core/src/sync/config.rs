@@ -28,9 +28,10 @@ pub const MAX_LIST_PROPERTIES_CHARS: usize = 8_000;
 /// The last-modified property of an object type: contacts use `lastmodifieddate`, the other
 /// types `hs_lastmodifieddate` (<https://developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm>). `object_type` in any spelling (`contacts`, `contact`, `0-1`).
 pub fn modified_property(object_type: &str) -> &'static str {
-    match object_type {
-        "contacts" | "contact" | "0-1" => "lastmodifieddate",
-        _ => "hs_lastmodifieddate",
+    if crate::object_type::ObjectType::parse(object_type).type_id() == "0-1" {
+        "lastmodifieddate"
+    } else {
+        "hs_lastmodifieddate"
     }
 }
 

@@ -136,10 +136,11 @@ impl InboundConfig {
     /// The defaults for an object type: `email` for contacts, otherwise `id_property` must be
     /// given (`None` when neither: there is no unique property every type has).
     pub fn for_object_type(object_type: &str, id_property: Option<&str>) -> Option<Self> {
-        let id_property = match (id_property, object_type) {
+        let contacts = crate::object_type::ObjectType::parse(object_type).type_id() == "0-1";
+        let id_property = match (id_property, contacts) {
             (Some(p), _) => p.to_owned(),
-            (None, "contacts" | "contact" | "0-1") => "email".to_owned(),
-            (None, _) => return None,
+            (None, true) => "email".to_owned(),
+            (None, false) => return None,
         };
         Some(Self {
             id_property,
