@@ -90,9 +90,9 @@ pub(crate) async fn flush_pending(env: &Env) {
 /// them, issuing the subrequest) ran before the response left, and on `wrangler dev`, where
 /// the metrics object lives in the same isolate and thread, the object's work (parse, merge,
 /// SQLite) could run before it too. A timer fires in a later turn of the event loop. Measured
-/// with `pipeline-bench --metrics-ab` (BENCHMARKS.md, "Metrics"): in every run the Worker with
-/// the timer answered faster than the one without, and within the run's noise of the Worker
-/// with metrics off.
+/// with `pipeline-bench --metrics-ab --drain` (BENCHMARKS.md, "Metrics"): in every run the
+/// Worker with the timer answered faster than the one without, and within the run's noise of
+/// the Worker with metrics off.
 ///
 /// Exactness is unchanged: the counts are taken when the timer has fired, inside the same
 /// `wait_until`, so the runtime keeps the invocation alive until they are sent; a count of
