@@ -86,9 +86,19 @@ pub fn prebuilt_config_with(name: &str, extra: &str) -> Result<PathBuf> {
 /// # Errors
 /// When the bundle cannot be copied or the config written.
 pub fn prebuilt_config_with_own_bundle(name: &str) -> Result<PathBuf> {
-    let root = repo_root();
-    let bundle = root.join("target/e2e").join(format!("{name}.bundle"));
-    copy_dir(&root.join("worker/build"), &bundle)
+    prebuilt_config_with_bundle_from(name, &repo_root().join("worker/build"))
+}
+
+/// Like [`prebuilt_config_with_own_bundle`], copying the bundle from `from` (another build's
+/// `worker/build/`, for a benchmark that compares two builds side by side).
+///
+/// # Errors
+/// When the bundle cannot be copied or the config written.
+pub fn prebuilt_config_with_bundle_from(name: &str, from: &Path) -> Result<PathBuf> {
+    let bundle = repo_root()
+        .join("target/e2e")
+        .join(format!("{name}.bundle"));
+    copy_dir(from, &bundle)
         .map_err(|e| Error::new(format!("copying the Worker bundle for {name}: {e}")))?;
     write_config(name, &bundle)
 }

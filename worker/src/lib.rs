@@ -45,7 +45,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
             let result = ingress::handle(req, &env, &request_id).await;
             // Off the response path: one request to the metrics object per invocation.
             let env = env.clone();
-            ctx.wait_until(async move { metrics::flush_pending(&env).await });
+            ctx.wait_until(async move { metrics::flush_after_response(&env).await });
             return finish(result, &request_id);
         }
         ("/webhooks/hubspot", _) => respond::error(405, "method_not_allowed", "use POST"),
@@ -76,7 +76,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     }
     // Off the response path: what this invocation counted (HubSpot calls of the admin and sync
     // routes), one request to the metrics object at most.
-    ctx.wait_until(async move { metrics::flush_pending(&env).await });
+    ctx.wait_until(async move { metrics::flush_after_response(&env).await });
     result
 }
 
@@ -155,7 +155,7 @@ async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()
         consumer::forward_batch(batch, &env).await
     };
     // After the batch is settled: one request to the metrics object per invocation.
-    ctx.wait_until(async move { metrics::flush_pending(&env).await });
+    ctx.wait_until(async move { metrics::flush_after_response(&env).await });
     result
 }
 

@@ -6,11 +6,19 @@
 //! Run: `cargo run --release -p hubspot-edge-tests --bin pipeline-bench [-- BATCHES]`
 //! (the README's tool set-up must have run once: `scripts/test.sh` or `scripts/run.sh`).
 //!
-//! `-- --metrics-ab [ROUNDS]`: what keeping metrics costs the pipeline. Two Workers at once,
-//! one with `METRICS_ENABLED=false` (the baseline), one with metrics on; each round sends one
-//! 100-event batch to each, in alternating order, so both see the same machine load. Reports
-//! ingress and end-to-end percentiles of each, their ratios, and the metrics object's updates
-//! per 1,000 events and per invocation.
+//! `-- --metrics-ab [ROUNDS] [--drain] [--bundle DIR] [--candidate DIR]…`: what keeping metrics
+//! costs the pipeline. Workers at once: one with `METRICS_ENABLED=false` (the baseline), one
+//! with metrics on, both from `--bundle` (default `worker/build/`), and one more with metrics on
+//! per `--candidate` (another build's `worker/build/`, copied aside, to compare two builds in
+//! one run). After a warm-up of 10 batches each, each round sends one 100-event batch to each
+//! Worker, every Worker first, second, … equally often, so all see the same machine load.
+//! `--drain`: each request waits until its events are delivered, so that no consumer backlog
+//! (of any Worker) runs beside the next ingress. Reports per Worker the ingress percentiles,
+//! the Worker's own `duration_ms` and the rest (client time minus it: the runtime, the local
+//! proxies, and whatever holds the response after the handler returned), end to end, and
+//! against the baseline the ratios of the percentiles and the median of the rounds' ratios
+//! (the least sensitive to load that changes during a run); then the metrics object's updates
+//! per 1,000 events and per invocation, and `/proc/loadavg` before and after.
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -25,11 +33,7 @@ const EVENTS_PER_BATCH: usize = 100;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().nth(1).as_deref() == Some("--metrics-ab") {
-        let rounds = std::env::args()
-            .nth(2)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(60);
-        return metrics_ab(rounds);
+        return metrics_ab(&AbOptions::from_args());
     }
     let batches: usize = std::env::args()
         .nth(1)
@@ -182,47 +186,140 @@ fn batch_of(ids: &[u64]) -> Vec<u8> {
     HubSpotEvent::batch(&events)
 }
 
+/// Options of `--metrics-ab`.
+struct AbOptions {
+    rounds: usize,
+    /// Each request waits until its events are delivered, so that no consumer (of any of the
+    /// Workers) runs beside the next ingress.
+    drain: bool,
+    /// The bundle (a `worker/build/` directory) of the baseline and metrics-on Workers.
+    bundle: std::path::PathBuf,
+    /// Other builds' bundles (`--candidate DIR`, repeatable), each run as one more Worker with
+    /// metrics on, or off when written `off:DIR` (to compare the baseline with itself).
+    candidates: Vec<(bool, std::path::PathBuf)>,
+}
+
+impl AbOptions {
+    fn from_args() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        let value = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|i| args.get(i + 1))
+                .map(std::path::PathBuf::from)
+        };
+        Self {
+            rounds: args.get(2).and_then(|a| a.parse().ok()).unwrap_or(60),
+            drain: args.iter().any(|a| a == "--drain"),
+            bundle: value("--bundle").unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../worker/build")
+            }),
+            candidates: args
+                .windows(2)
+                .filter(|w| w[0] == "--candidate")
+                .map(|w| match w[1].strip_prefix("off:") {
+                    Some(dir) => (false, std::path::PathBuf::from(dir)),
+                    None => (true, std::path::PathBuf::from(&w[1])),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// See the module's documentation (`--metrics-ab`).
-fn metrics_ab(rounds: usize) -> Result<(), Box<dyn std::error::Error>> {
-    use hubspot_edge_tests::wrangler::prebuilt_config_with_own_bundle;
-    eprintln!("starting two Workers (metrics off, metrics on)…");
+#[allow(clippy::too_many_lines)]
+fn metrics_ab(o: &AbOptions) -> Result<(), Box<dyn std::error::Error>> {
+    use hubspot_edge_tests::wrangler::prebuilt_config_with_bundle_from;
+    let mut names: Vec<String> = vec!["metrics_off".into(), "metrics_on".into()];
+    let mut fixtures = Vec::new();
+    eprintln!("starting the Workers…");
     let mut off_opts = FixtureOptions::default().var("METRICS_ENABLED", "false");
-    off_opts.wrangler.config = Some(prebuilt_config_with_own_bundle("bench-metrics-off.toml")?);
+    off_opts.wrangler.config = Some(prebuilt_config_with_bundle_from(
+        "bench-metrics-off.toml",
+        &o.bundle,
+    )?);
+    fixtures.push(Fixture::start(off_opts)?);
     let mut on_opts = FixtureOptions::default();
-    on_opts.wrangler.config = Some(prebuilt_config_with_own_bundle("bench-metrics-on.toml")?);
-    let off = Fixture::start(off_opts)?;
-    let on = Fixture::start(on_opts)?;
-    let variants = [("metrics_off", &off), ("metrics_on", &on)];
-    for (_, fx) in variants {
+    on_opts.wrangler.config = Some(prebuilt_config_with_bundle_from(
+        "bench-metrics-on.toml",
+        &o.bundle,
+    )?);
+    fixtures.push(Fixture::start(on_opts)?);
+    for (i, (on, dir)) in o.candidates.iter().enumerate() {
+        let mut opts = FixtureOptions::default();
+        if !on {
+            opts = opts.var("METRICS_ENABLED", "false");
+        }
+        opts.wrangler.config = Some(prebuilt_config_with_bundle_from(
+            &format!("bench-metrics-candidate-{i}.toml"),
+            dir,
+        )?);
+        fixtures.push(Fixture::start(opts)?);
+        names.push(format!(
+            "metrics_{}_candidate_{i}",
+            if *on { "on" } else { "off" }
+        ));
+    }
+    let n = fixtures.len();
+    // Warm-up: isolate start, queue consumer start, the metrics object's first load; then ten
+    // batches that are not measured (the JIT's tiers).
+    for fx in &fixtures {
         let warm: Vec<u64> = (0..10).map(|_| unique_id()).collect();
         fx.hubspot_request(batch_of(&warm))
             .send()?
             .expect_status(200)?;
         fx.dest.wait_for_ok(&warm, Duration::from_secs(60))?;
+        let mut ids = Vec::new();
+        for _ in 0..10 {
+            let batch: Vec<u64> = (0..EVENTS_PER_BATCH).map(|_| unique_id()).collect();
+            fx.hubspot_request(batch_of(&batch))
+                .send()?
+                .expect_status(200)?;
+            ids.extend(batch);
+        }
+        fx.dest.wait_for_ok(&ids, Duration::from_secs(120))?;
     }
-    let mark_on = on.worker.json_logs().len();
-    let flushes_at_mark = flush_count(&on)?;
-    let mut ingress: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    let mut sent_at: [HashMap<u64, u64>; 2] = [HashMap::new(), HashMap::new()];
-    for r in 0..rounds {
-        let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
+    let marks: Vec<usize> = fixtures
+        .iter()
+        .map(|f| f.worker.json_logs().len())
+        .collect();
+    let load_before = loadavg();
+    let started = Instant::now();
+    let mut ingress: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut request_ids: Vec<Vec<String>> = vec![Vec::new(); n];
+    let mut sent_at: Vec<HashMap<u64, u64>> = vec![HashMap::new(); n];
+    for r in 0..o.rounds {
+        // Every order in turn: each Worker goes first, second, … equally often.
+        let order: Vec<usize> = (0..n).map(|i| (i + r) % n).collect();
+        let order: Vec<usize> = if (r / n) % 2 == 0 {
+            order
+        } else {
+            order.into_iter().rev().collect()
+        };
         for v in order {
             let ids: Vec<u64> = (0..EVENTS_PER_BATCH).map(|_| unique_id()).collect();
-            let request = variants[v].1.hubspot_request(batch_of(&ids));
+            let request = fixtures[v].hubspot_request(batch_of(&ids));
             let sent = now_ms();
             let t = Instant::now();
-            request.send()?.expect_status(200)?;
+            let response = request.send()?;
             ingress[v].push(t.elapsed().as_secs_f64() * 1000.0);
-            for id in ids {
-                sent_at[v].insert(id, sent);
+            response.expect_status(200)?;
+            request_ids[v].push(response.header("x-request-id").unwrap_or("").to_owned());
+            for id in &ids {
+                sent_at[v].insert(*id, sent);
+            }
+            if o.drain {
+                fixtures[v]
+                    .dest
+                    .wait_for_ok(&ids, Duration::from_secs(120))?;
             }
         }
         if r % 10 == 9 {
             eprintln!("round {}", r + 1);
         }
     }
-    let mut e2e: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    for (v, (_, fx)) in variants.iter().enumerate() {
+    let mut e2e: Vec<Vec<f64>> = vec![Vec::new(); n];
+    for (v, fx) in fixtures.iter().enumerate() {
         let ids: Vec<u64> = sent_at[v].keys().copied().collect();
         for d in fx.dest.wait_for_ok(&ids, Duration::from_secs(300))? {
             if let Some(sent) = d.object_id.and_then(|id| sent_at[v].get(&id)) {
@@ -231,50 +328,147 @@ fn metrics_ab(rounds: usize) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    for (v, (name, _)) in variants.iter().enumerate() {
-        report_ms(&format!("ingress_100_events_{name}"), ingress[v].clone());
-        report_ms(&format!("end_to_end_event_{name}"), e2e[v].clone());
-    }
-    let p = |v: &Vec<f64>, q: f64| {
-        let mut s = v.clone();
+    let seconds = started.elapsed().as_secs_f64();
+    let load_after = loadavg();
+    println!(
+        "INFO rounds={} drain={} variants={} seconds={seconds:.1} loadavg_before={load_before} loadavg_after={load_after}",
+        o.rounds,
+        o.drain,
+        names.join(",")
+    );
+    let p = |v: &[f64], q: f64| {
+        let mut s = v.to_vec();
         s.sort_by(f64::total_cmp);
         percentile(&s, q)
     };
-    println!(
-        "RATIO ingress_100_events metrics_on/metrics_off p50={:.3} p99={:.3}",
-        p(&ingress[1], 0.5) / p(&ingress[0], 0.5),
-        p(&ingress[1], 0.99) / p(&ingress[0], 0.99)
-    );
-    println!(
-        "RATIO end_to_end_event metrics_on/metrics_off p50={:.3} p99={:.3}",
-        p(&e2e[1], 0.5) / p(&e2e[0], 0.5),
-        p(&e2e[1], 0.99) / p(&e2e[0], 0.99)
-    );
-    // The metrics object's updates against the invocations that counted something since the
-    // mark: the webhook requests and the consumer's batches (updates are sent after each
-    // invocation's response, so the count is polled until it has caught up, for at most 10 s).
-    let logs = on.worker.json_logs();
-    let since = &logs[mark_on.min(logs.len())..];
-    let webhooks = since.iter().filter(|l| l["msg"] == "webhook").count() as u64;
-    let batches = since.iter().filter(|l| l["msg"] == "queue_batch").count() as u64;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut flushes = flush_count(&on)? - flushes_at_mark;
-    while flushes < webhooks + batches && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        flushes = flush_count(&on)? - flushes_at_mark;
+    for (v, fx) in fixtures.iter().enumerate() {
+        let name = &names[v];
+        // The Worker's own time for each request (its `webhook` log line's `duration_ms`,
+        // taken before the response is handed to the runtime; workerd's clock advances only
+        // at I/O, so it is the handler's I/O time), matched by request id.
+        let own: HashMap<String, f64> = fx
+            .worker
+            .json_logs_since(marks[v])
+            .iter()
+            .filter(|l| l["msg"] == "webhook")
+            .filter_map(|l| {
+                #[allow(clippy::cast_precision_loss)]
+                Some((
+                    l["request_id"].as_str()?.to_owned(),
+                    l["duration_ms"].as_u64()? as f64,
+                ))
+            })
+            .collect();
+        let mut in_worker = Vec::new();
+        let mut outside = Vec::new();
+        for (client, id) in ingress[v].iter().zip(&request_ids[v]) {
+            if let Some(w) = own.get(id) {
+                in_worker.push(*w);
+                // Client time minus the Worker's own: the runtime, the proxies, the network,
+                // and whatever holds the response after the handler returned.
+                outside.push(client - w);
+            }
+        }
+        report_ms(&format!("ingress_100_events_{name}"), ingress[v].clone());
+        report_ms(&format!("ingress_100_events_in_worker_{name}"), in_worker);
+        report_ms(
+            &format!("ingress_100_events_outside_worker_{name}"),
+            outside,
+        );
+        report_ms(&format!("end_to_end_event_{name}"), e2e[v].clone());
+        #[allow(clippy::cast_precision_loss)]
+        let per_s = EVENTS_PER_BATCH as f64 * 1000.0 / p(&ingress[v], 0.5);
+        println!("BENCH name=ingress_events_per_s_at_p50_{name} value={per_s:.0}");
     }
-    let events = (rounds * EVENTS_PER_BATCH) as u64;
+    for v in 1..n {
+        // Each round's ratio: the requests of a round ran within a second of each other under
+        // the same load, so the median of these ratios is the least sensitive to load that
+        // changes during the run.
+        let paired: Vec<f64> = ingress[v]
+            .iter()
+            .zip(&ingress[0])
+            .map(|(x, off)| x / off)
+            .collect();
+        println!(
+            "RATIO ingress_100_events {}/metrics_off p50={:.3} p99={:.3} median_of_round_ratios={:.3}",
+            names[v],
+            p(&ingress[v], 0.5) / p(&ingress[0], 0.5),
+            p(&ingress[v], 0.99) / p(&ingress[0], 0.99),
+            p(&paired, 0.5)
+        );
+        println!(
+            "RATIO end_to_end_event {}/metrics_off p50={:.3} p99={:.3}",
+            names[v],
+            p(&e2e[v], 0.5) / p(&e2e[0], 0.5),
+            p(&e2e[v], 0.99) / p(&e2e[0], 0.99)
+        );
+    }
+    // Between candidates and the metrics-on Worker too (the same configuration, two builds).
+    for v in 2..n {
+        for w in 1..v {
+            let paired: Vec<f64> = ingress[v]
+                .iter()
+                .zip(&ingress[w])
+                .map(|(x, y)| x / y)
+                .collect();
+            println!(
+                "RATIO ingress_100_events {}/{} p50={:.3} p99={:.3} median_of_round_ratios={:.3}",
+                names[v],
+                names[w],
+                p(&ingress[v], 0.5) / p(&ingress[w], 0.5),
+                p(&ingress[v], 0.99) / p(&ingress[w], 0.99),
+                p(&paired, 0.5)
+            );
+        }
+    }
     #[allow(clippy::cast_precision_loss)]
     {
         println!(
-            "BENCH name=metrics_store_updates updates={flushes} webhook_invocations={webhooks} consumer_invocations={batches} per_1000_events={:.1} per_invocation={:.2}",
-            flushes as f64 * 1000.0 / events as f64,
-            flushes as f64 / (webhooks + batches).max(1) as f64,
+            "BENCH name=events_per_s_all_workers value={:.0} events={} seconds={seconds:.1}",
+            (n * o.rounds * EVENTS_PER_BATCH) as f64 / seconds,
+            n * o.rounds * EVENTS_PER_BATCH
         );
     }
-    drop(on);
-    drop(off);
+    // The metrics object's updates against the invocations that counted something, over the
+    // whole run (warm-up included: its log lines may be printed after any mark): the webhook
+    // requests and the consumer's batches (updates are sent after each invocation's response,
+    // so the count is polled until it has caught up, for at most 10 s).
+    for (v, fx) in fixtures.iter().enumerate().skip(1) {
+        if names[v].starts_with("metrics_off") {
+            continue;
+        }
+        let logs = fx.worker.json_logs();
+        let webhooks = logs.iter().filter(|l| l["msg"] == "webhook").count() as u64;
+        let batches = logs.iter().filter(|l| l["msg"] == "queue_batch").count() as u64;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut flushes = flush_count(fx)?;
+        while flushes < webhooks + batches && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            flushes = flush_count(fx)?;
+        }
+        let events = ((o.rounds + 10) * EVENTS_PER_BATCH + 10) as u64;
+        #[allow(clippy::cast_precision_loss)]
+        {
+            println!(
+                "BENCH name=metrics_store_updates_{} updates={flushes} events={events} webhook_invocations={webhooks} consumer_invocations={batches} per_1000_events={:.1} per_invocation={:.2}",
+                names[v],
+                flushes as f64 * 1000.0 / events as f64,
+                flushes as f64 / (webhooks + batches).max(1) as f64,
+            );
+        }
+    }
+    drop(fixtures);
     Ok(())
+}
+
+/// `/proc/loadavg`'s first three fields, joined by `/` (empty where there is none).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// `hubspot_edge_metrics_flushes_total` of `fx`'s Worker, from its OpenMetrics exposition.
