@@ -359,7 +359,7 @@ fn retried_batch_not_delivered_twice(fx: &Fixture) -> Outcome {
                 .json_logs_since(mark)
                 .iter()
                 .filter(|l| {
-                    l["msg"] == "duplicate_skipped" && keys.iter().any(|k| l["key"] == k.as_str())
+                    l["message"] == "duplicate_skipped" && keys.iter().any(|k| l["key"] == k.as_str())
                 })
                 .count();
             (n >= 9).then_some(())
@@ -698,7 +698,7 @@ fn second_worker_legacy_signatures_and_missing_config(_: &Fixture) -> Outcome {
         })?;
     }
     let line = fx.worker.wait_for_json_log(
-        |l| l["msg"] == "config_invalid" && l["key"] == "FORWARD_SECRET",
+        |l| l["message"] == "config_invalid" && l["key"] == "FORWARD_SECRET",
         DEADLINE,
     )?;
     check(
@@ -799,7 +799,7 @@ fn hubspot_objects_created_and_read_through_mock(fx: &Fixture) -> Outcome {
     )?;
 
     let line = fx.worker.wait_for_json_log(
-        |l| l["msg"] == "hubspot_call" && l["status"] == 404,
+        |l| l["message"] == "hubspot_call" && l["status"] == 404,
         DEADLINE,
     )?;
     check(
@@ -880,14 +880,14 @@ fn hubspot_invalid_token_is_a_clear_error(_: &Fixture) -> Outcome {
         || format!("bad token: {} {json}", r.status),
     )?;
     other.worker.wait_for_json_log(
-        |l| l["msg"] == "hubspot_call" && l["status"] == 401,
+        |l| l["message"] == "hubspot_call" && l["status"] == 401,
         DEADLINE,
     )?;
     let leaked = other
         .worker
         .logs_since(0)
         .iter()
-        .filter(|l| l.contains("\"msg\""))
+        .filter(|l| l.contains("\"message\""))
         .any(|l| l.contains(bad_token));
     check(!leaked, || "the access token appeared in a log line".into())
 }
@@ -916,7 +916,7 @@ fn hubspot_injected_503_and_423_retried(fx: &Fixture) -> Outcome {
     for status in [503, 423] {
         let line = fx.worker.wait_for_json_log_since(
             mark,
-            |l| l["msg"] == "hubspot_call" && l["status"] == status,
+            |l| l["message"] == "hubspot_call" && l["status"] == status,
             DEADLINE,
         )?;
         check(
@@ -979,7 +979,7 @@ fn no_secrets_logged(fx: &Fixture, secrets: &[&str]) -> Outcome {
         .worker
         .logs_since(0)
         .iter()
-        .filter(|l| l.contains("\"msg\""))
+        .filter(|l| l.contains("\"message\""))
         .any(|l| secrets.iter().any(|s| l.contains(s)));
     check(!leaked, || "a secret appeared in a log line".into())
 }
@@ -1015,7 +1015,7 @@ fn hubspot_oauth_tokens_refreshed_on_expiry(_: &Fixture) -> Outcome {
         std::thread::sleep(Duration::from_millis(100));
     }
     fx.worker.wait_for_json_log(
-        |l| l["msg"] == "hubspot_oauth_refresh" && l["outcome"] == "ok",
+        |l| l["message"] == "hubspot_oauth_refresh" && l["outcome"] == "ok",
         DEADLINE,
     )?;
     let mock_config = MockConfig::default();

@@ -633,8 +633,8 @@ mod tests {
 
     #[test]
     fn json_lines_with_and_without_prefix() {
-        let v = json_object_in(r#"{"level":"info","msg":"x"}"#).unwrap();
-        assert_eq!(v["msg"], "x");
+        let v = json_object_in(r#"{"level":"info","message":"x"}"#).unwrap();
+        assert_eq!(v["message"], "x");
         let v = json_object_in(r#"[wrangler:info] {"event":"forwarded","n":1} trailing"#).unwrap();
         assert_eq!(v["n"], 1);
         assert!(json_object_in("GET /healthz 200 OK (3ms)").is_none());

@@ -30,7 +30,7 @@ use worker::Env;
 use crate::config::HubSpotApi;
 use crate::consumer::{Job, JobAction, Pending, StoreWrite};
 use crate::hubspot::{execute, CallError};
-use crate::log::Line;
+use crate::log::{Line, Scope};
 use crate::store;
 
 /// What enrichment did in one batch, for the batch's log line.
@@ -284,7 +284,16 @@ pub(crate) async fn jobs(
             )
         })
         .collect();
-    let reads = read_all(mapping, &api, env, &to_read, batch_id, counts).await;
+    // Each read carries the trace of (the first of) the events it serves.
+    let traces: HashMap<(String, String), Scope> = reading
+        .iter()
+        .filter_map(|r| {
+            let (_, e) = r.members.first()?;
+            let scope = Scope::of_event(&e.request_id, e.traceparent.as_deref());
+            Some(((r.key.object_type.clone(), r.key.id.clone()), scope))
+        })
+        .collect();
+    let reads = read_all(mapping, &api, env, &to_read, &traces, batch_id, counts).await;
 
     for ((r, echo), snapshot) in reading.into_iter().zip(echoes).zip(snapshots) {
         let Reading { key, members, need } = r;
@@ -690,6 +699,7 @@ async fn read_all(
     api: &HubSpotApi,
     env: &Env,
     objects: &[(&str, &str, Vec<String>)],
+    traces: &HashMap<(String, String), Scope>,
     batch_id: &str,
     counts: &mut Counts,
 ) -> HashMap<(String, String), ReadResult> {
@@ -715,11 +725,15 @@ async fn read_all(
     while !calls.is_empty() {
         counts.reads += calls.len();
         counts.history_reads += calls.iter().filter(|(_, c)| !c.history.is_empty()).count();
-        let answers: Vec<_> = stream::iter(
-            calls
+        let answers: Vec<_> = stream::iter(calls.iter().map(|(object_type, chunk)| {
+            let scope = chunk
+                .ids
                 .iter()
-                .map(|(object_type, chunk)| read_chunk(mapping, api, env, object_type, chunk)),
-        )
+                .find_map(|id| traces.get(&((*object_type).to_owned(), id.clone())))
+                .cloned()
+                .unwrap_or_else(|| Scope::new(batch_id, None));
+            crate::log::scoped(scope, read_chunk(mapping, api, env, object_type, chunk))
+        }))
         .buffered(MAX_CONCURRENT_READS)
         .collect()
         .await;

@@ -259,6 +259,9 @@ pub(crate) async fn enqueue(
         events: elements.len(),
         ..Counts::default()
     };
+    // The request's trace travels with each event to the consumer.
+    let traceparent = crate::log::current_traceparent();
+    let traceparent = traceparent.as_deref();
     let mut events = Vec::with_capacity(elements.len());
     let mut dead = Vec::new();
     let mut seen = HashSet::with_capacity(elements.len());
@@ -272,6 +275,7 @@ pub(crate) async fn enqueue(
                     None,
                     received_at,
                     request_id,
+                    traceparent,
                     element.raw,
                 ));
                 continue;
@@ -287,8 +291,15 @@ pub(crate) async fn enqueue(
             counts.duplicates += 1;
             continue;
         }
-        let mut message =
-            queue::event_message_json(key.as_str(), 1, received_at, request_id, element.raw, None);
+        let mut message = queue::event_message_json(
+            key.as_str(),
+            1,
+            received_at,
+            request_id,
+            traceparent,
+            element.raw,
+            None,
+        );
         if message.len() > queue::MAX_MESSAGE_BYTES {
             // Too large for a queue message (one long multi-byte text property is enough):
             // carried by reference, the event in KV and its key on the queue. Rare, so the KV
@@ -301,6 +312,7 @@ pub(crate) async fn enqueue(
                 1,
                 received_at,
                 request_id,
+                traceparent,
                 "null",
                 Some(&event_ref),
             );
@@ -370,6 +382,7 @@ fn dead_letter_message(
     key: Option<&str>,
     received_at: u64,
     request_id: &str,
+    traceparent: Option<&str>,
     raw: &str,
 ) -> String {
     // Rare path: reading the text back as a RawValue re-checks it, which is fine here.
@@ -384,6 +397,7 @@ fn dead_letter_message(
         key: key.map(Into::into),
         received_at,
         request_id: request_id.into(),
+        traceparent: traceparent.map(Into::into),
         event_ref: None,
         event: raw,
     };

@@ -348,10 +348,10 @@ pub(crate) async fn queue_effects(
     let mut messages = Vec::with_capacity(effects.len());
     for (key, effect) in effects {
         let event = EffectMessage::json(&effect);
-        let mut text = event_message_json(&key, 1, now, "rules", &event, None);
+        let mut text = event_message_json(&key, 1, now, "rules", None, &event, None);
         if text.len() > MAX_MESSAGE_BYTES {
             let event_ref = crate::store::put_event_body(kv, &key, &event).await?;
-            text = event_message_json(&key, 1, now, "rules", "null", Some(&event_ref));
+            text = event_message_json(&key, 1, now, "rules", None, "null", Some(&event_ref));
         }
         messages.push(text);
     }

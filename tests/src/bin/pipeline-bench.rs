@@ -128,10 +128,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ingress_server = Vec::new();
     for line in fx.worker.json_logs() {
         #[allow(clippy::cast_precision_loss)]
-        if line["msg"] == "webhook" && line["events"] == EVENTS_PER_BATCH {
+        if line["message"] == "webhook" && line["events"] == EVENTS_PER_BATCH {
             ingress_server.push(line["duration_ms"].as_u64().unwrap_or(0) as f64);
         }
-        if line["msg"] == "queue_batch" && line["messages"].as_u64().unwrap_or(0) >= 10 {
+        if line["message"] == "queue_batch" && line["messages"].as_u64().unwrap_or(0) >= 10 {
             #[allow(clippy::cast_precision_loss)]
             {
                 consumer_batch.push(line["duration_ms"].as_u64().unwrap_or(0) as f64);
@@ -255,8 +255,8 @@ fn metrics_ab(rounds: usize) -> Result<(), Box<dyn std::error::Error>> {
     // invocation's response, so the count is polled until it has caught up, for at most 10 s).
     let logs = on.worker.json_logs();
     let since = &logs[mark_on.min(logs.len())..];
-    let webhooks = since.iter().filter(|l| l["msg"] == "webhook").count() as u64;
-    let batches = since.iter().filter(|l| l["msg"] == "queue_batch").count() as u64;
+    let webhooks = since.iter().filter(|l| l["message"] == "webhook").count() as u64;
+    let batches = since.iter().filter(|l| l["message"] == "queue_batch").count() as u64;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut flushes = flush_count(&on)? - flushes_at_mark;
     while flushes < webhooks + batches && Instant::now() < deadline {
