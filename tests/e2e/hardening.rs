@@ -123,8 +123,11 @@ pub(super) fn hubspot_oauth_refused_token_refreshed_once_not_per_call(_: &Fixtur
     check(refreshes == 1, || {
         format!("{READS} refused reads made {refreshes} refreshes (want 1): {stats}")
     })?;
-    fx.worker
-        .wait_for_json_log_since(mark, |l| l["message"] == "hubspot_token_refused", DEADLINE)?;
+    fx.worker.wait_for_json_log_since(
+        mark,
+        |l| l["message"] == "hubspot_token_refused",
+        DEADLINE,
+    )?;
     let lines = fx.worker.json_logs_since(mark);
     let errors: Vec<&Value> = lines.iter().filter(|l| l["level"] == "error").collect();
     let refresh_lines = lines

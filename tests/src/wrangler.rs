@@ -342,6 +342,8 @@ impl WranglerDev {
                 return Err(Error::new(format!("starting {}: {e}", wrangler.display())));
             }
         };
+        // Every line is kept for the personal-data scan (crate::logscan), even after a stop.
+        crate::logscan::register(std::sync::Arc::clone(&group.lines));
         // From here on, Drop cleans up whatever happens.
         let dev = Self {
             group,

@@ -725,22 +725,36 @@ async fn read_all(
     while !calls.is_empty() {
         counts.reads += calls.len();
         counts.history_reads += calls.iter().filter(|(_, c)| !c.history.is_empty()).count();
-        let answers: Vec<_> = stream::iter(calls.iter().map(|(object_type, chunk)| {
-            let scope = chunk
-                .ids
-                .iter()
-                .find_map(|id| traces.get(&((*object_type).to_owned(), id.clone())))
-                .cloned()
-                .unwrap_or_else(|| Scope::new(batch_id, None));
-            crate::log::scoped(scope, read_chunk(mapping, api, env, object_type, chunk))
-        }))
+        let scopes: Vec<Scope> = calls
+            .iter()
+            .map(|(object_type, chunk)| {
+                chunk
+                    .ids
+                    .iter()
+                    .find_map(|id| traces.get(&((*object_type).to_owned(), id.clone())))
+                    .cloned()
+                    .unwrap_or_else(|| Scope::new(batch_id, None))
+            })
+            .collect();
+        let answers: Vec<_> = stream::iter(calls.iter().zip(&scopes).map(
+            |((object_type, chunk), scope)| {
+                crate::log::scoped(
+                    scope.clone(),
+                    read_chunk(mapping, api, env, object_type, chunk),
+                )
+            },
+        ))
         .buffered(MAX_CONCURRENT_READS)
         .collect()
         .await;
         let mut fallbacks = Vec::new();
-        for ((object_type, chunk), answer) in calls.into_iter().zip(answers) {
-            let line = Line::info("enrich_read")
-                .field("request_id", batch_id)
+        for (((object_type, chunk), answer), scope) in calls.into_iter().zip(answers).zip(scopes) {
+            let mut line = Line::info("enrich_read").field("request_id", batch_id);
+            if let Some(trace_id) = scope.trace_id() {
+                // The trace the read carried (its first event's).
+                line = line.field("trace_id", trace_id);
+            }
+            let line = line
                 .field("object_type", object_type)
                 .field("ids", chunk.ids.len())
                 .field("history", chunk.history.len());

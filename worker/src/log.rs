@@ -103,6 +103,11 @@ impl Scope {
         }
     }
 
+    /// The trace id (32 hex digits), when the scope has a trace.
+    pub(crate) fn trace_id(&self) -> Option<String> {
+        self.trace.map(|t| t.trace_id_hex())
+    }
+
     /// A scope for one event: its queue message's request id and `traceparent`.
     pub(crate) fn of_event(request_id: &str, traceparent: Option<&str>) -> Self {
         Self::new(request_id, traceparent.and_then(TraceParent::parse))

@@ -256,7 +256,10 @@ fn metrics_ab(rounds: usize) -> Result<(), Box<dyn std::error::Error>> {
     let logs = on.worker.json_logs();
     let since = &logs[mark_on.min(logs.len())..];
     let webhooks = since.iter().filter(|l| l["message"] == "webhook").count() as u64;
-    let batches = since.iter().filter(|l| l["message"] == "queue_batch").count() as u64;
+    let batches = since
+        .iter()
+        .filter(|l| l["message"] == "queue_batch")
+        .count() as u64;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut flushes = flush_count(&on)? - flushes_at_mark;
     while flushes < webhooks + batches && Instant::now() < deadline {
