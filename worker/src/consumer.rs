@@ -108,10 +108,11 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     for item in loaded {
         match item {
             Ok(item) => to_forward.push(item),
-            Err((message, key)) => {
+            Err((message, envelope)) => {
                 // Not readable yet (KV lag or an error): the queue redelivers it later.
                 Line::warn("event_body_unavailable")
-                    .field("key", key.as_str())
+                    .event(&envelope.request_id, envelope.traceparent.as_deref())
+                    .field("key", envelope.key.as_str())
                     .emit();
                 stats.retried += 1;
                 message.retry_with_options(
@@ -448,25 +449,25 @@ async fn requeue(
     }
 }
 
-/// Loads an event carried by reference. `Err` gives the message back with its key when the body
+/// Loads an event carried by reference. `Err` gives the message and its envelope back when the body
 /// cannot be read now.
 async fn load_event(
     kv: &worker::kv::KvStore,
     (message, mut envelope): Pending,
-) -> std::result::Result<Pending, (RawMessage, String)> {
+) -> std::result::Result<Pending, Pending> {
     let Some(event_ref) = envelope.event_ref.as_deref() else {
         return Ok((message, envelope));
     };
     let text = match store::get_text(kv, event_ref).await {
         Ok(Some(text)) => text,
-        Ok(None) | Err(_) => return Err((message, envelope.key)),
+        Ok(None) | Err(_) => return Err((message, envelope)),
     };
     match RawValue::from_string(text) {
         Ok(event) => {
             envelope.event = event;
             Ok((message, envelope))
         }
-        Err(_) => Err((message, envelope.key)),
+        Err(_) => Err((message, envelope)),
     }
 }
 
