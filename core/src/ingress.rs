@@ -93,6 +93,8 @@ pub struct Received<'a> {
     pub at_ms: u64,
     /// The ingress request's id.
     pub request_id: &'a str,
+    /// The ingress span's W3C `traceparent` ([`crate::trace`]), carried by every message.
+    pub traceparent: Option<&'a str>,
 }
 
 /// Sorts a batch: events the filter keeps go on the queue once each (the same dedupe key
@@ -138,6 +140,7 @@ pub fn triage(elements: &[Element<'_>], filter: &Filter, received: Received<'_>)
             1,
             received.at_ms,
             received.request_id,
+            received.traceparent,
             element.raw,
             None,
         );
@@ -154,6 +157,7 @@ pub fn triage(elements: &[Element<'_>], filter: &Filter, received: Received<'_>)
                 1,
                 received.at_ms,
                 received.request_id,
+                received.traceparent,
                 "null",
                 Some(&store_key),
             ),
@@ -178,6 +182,7 @@ fn dead_letter_message(reason: &str, detail: &str, received: Received<'_>, raw: 
         key: None,
         received_at: received.at_ms,
         request_id: received.request_id.into(),
+        traceparent: received.traceparent.map(Into::into),
         event_ref: None,
         event: raw,
     };
@@ -202,10 +207,13 @@ mod tests {
         )
     }
 
+    const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
     fn received() -> Received<'static> {
         Received {
             at_ms: AT,
             request_id: "req-1",
+            traceparent: Some(TRACE),
         }
     }
 
@@ -243,6 +251,7 @@ mod tests {
         assert_eq!(queued[0].request_id, "req-1");
         assert_eq!(queued[0].received_at, AT);
         assert_eq!(queued[0].event.get(), event(1, "contact.creation", "a"));
+        assert_eq!(queued[0].traceparent.as_deref(), Some(TRACE));
         let dead: DeadLetterMessage<OwnedEvent> = serde_json::from_str(&t.dead_letters[0]).unwrap();
         assert_eq!(dead.reason, "event_missing_field");
         assert_eq!(dead.event.get(), r#"{"nope":true}"#);

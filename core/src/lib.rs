@@ -25,6 +25,8 @@
 //! - [`records`]: the record store's compare-and-set rules and the ids of enriched changes.
 //! - [`auth`]: constant-time bearer-token checks.
 //! - [`time`]: calendar arithmetic on instants the caller passes in.
+//! - [`trace`]: W3C Trace Context `traceparent` (parse, format, child spans) that follows an
+//!   event from the webhook request to the destination and HubSpot.
 //! - [`mapping`]: declarative field maps between HubSpot properties and destination records,
 //!   normalising values both ways.
 //! - [`diff`]: type-aware changes between two mapped records, and the echo guard for our own
@@ -97,6 +99,7 @@ pub mod search;
 pub mod signature;
 pub mod sync;
 pub mod time;
+pub mod trace;
 
 /// The types most embedders start with: signature verification, the event model, the filter,
 /// dedupe keys, field maps and diffs, Standard Webhooks. Everything else is in its module.

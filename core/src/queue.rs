@@ -29,6 +29,10 @@ pub struct EventMessage<E> {
     pub received_at: u64,
     /// The ingress request's id, for logs.
     pub request_id: String,
+    /// The W3C `traceparent` of the ingress span ([`crate::trace`]): the consumer sends a child
+    /// of it to the destination and to HubSpot. Absent in messages queued before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// Set when the event is too large for a queue message (Queues: 128 KB per message): the
     /// event's JSON is in the host's store under this key (the Worker: KV `evt:{key}`) and
     /// `event` is `null` on the queue. The consumer loads it before anything else.
@@ -50,6 +54,7 @@ impl EventMessage<OwnedEvent> {
                 self.attempt,
                 self.received_at,
                 &self.request_id,
+                self.traceparent.as_deref(),
                 "null",
                 Some(event_ref),
             )),
@@ -77,6 +82,9 @@ pub struct DeadLetterMessage<E> {
     pub received_at: u64,
     /// The ingress request's id, for logs.
     pub request_id: String,
+    /// As in [`EventMessage::traceparent`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// As in [`EventMessage::event_ref`]: the event is in the host's store, `event` is `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_ref: Option<String>,
@@ -95,6 +103,7 @@ pub fn event_message_json(
     attempt: u32,
     received_at: u64,
     request_id: &str,
+    traceparent: Option<&str>,
     event: &str,
     event_ref: Option<&str>,
 ) -> String {
@@ -106,6 +115,10 @@ pub fn event_message_json(
         r#","attempt":{attempt},"receivedAt":{received_at},"requestId":"#
     ));
     out.push_str(&quote(request_id));
+    if let Some(t) = traceparent {
+        out.push_str(r#","traceparent":"#);
+        out.push_str(&quote(t));
+    }
     if let Some(r) = event_ref {
         out.push_str(r#","eventRef":"#);
         out.push_str(&quote(r));
@@ -128,7 +141,7 @@ mod tests {
 
     #[test]
     fn hand_written_and_serde_agree() {
-        let text = event_message_json("hs1_1", 2, 3, "r\"q", r#"{"a":[1,"é"]}"#, None);
+        let text = event_message_json("hs1_1", 2, 3, "r\"q", None, r#"{"a":[1,"é"]}"#, None);
         let m: EventMessage<OwnedEvent> = serde_json::from_str(&text).unwrap();
         assert_eq!(
             (m.v, m.key.as_str(), m.attempt, m.received_at),
@@ -139,10 +152,29 @@ mod tests {
         assert_eq!(m.event_ref, None);
         assert_eq!(m.to_queue_json().unwrap(), text);
 
-        let by_ref = event_message_json("hs1_1", 1, 3, "r", "ignored", Some("evt:hs1_1"));
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let by_ref = event_message_json("hs1_1", 1, 3, "r", Some(tp), "ignored", Some("evt:hs1_1"));
         let m: EventMessage<OwnedEvent> = serde_json::from_str(&by_ref).unwrap();
         assert_eq!(m.event_ref.as_deref(), Some("evt:hs1_1"));
+        assert_eq!(m.traceparent.as_deref(), Some(tp));
         assert_eq!(m.event.get(), "null");
         assert_eq!(m.to_queue_json().unwrap(), by_ref);
+
+        let traced = event_message_json("hs1_1", 1, 3, "r", Some(tp), r#"{"a":1}"#, None);
+        let m: EventMessage<OwnedEvent> = serde_json::from_str(&traced).unwrap();
+        assert_eq!(m.traceparent.as_deref(), Some(tp));
+        assert_eq!(m.to_queue_json().unwrap(), traced);
+    }
+
+    /// A message queued before `traceparent` existed still reads, without one.
+    #[test]
+    fn old_messages_without_traceparent_read() {
+        let old = r#"{"v":1,"key":"k","attempt":1,"receivedAt":5,"requestId":"r","event":{"x":1}}"#;
+        let m: EventMessage<OwnedEvent> = serde_json::from_str(old).unwrap();
+        assert_eq!(m.traceparent, None);
+        assert_eq!(m.to_queue_json().unwrap(), old);
+        let letter = r#"{"v":1,"reason":"x","detail":"d","attempts":1,"receivedAt":5,"requestId":"r","event":null}"#;
+        let d: DeadLetterMessage<OwnedEvent> = serde_json::from_str(letter).unwrap();
+        assert_eq!(d.traceparent, None);
     }
 }

@@ -106,6 +106,7 @@ fuzz_target!(|data: &[u8]| {
         attempt,
         received_at,
         request_id,
+        None,
         event.get(),
         event_ref,
     );

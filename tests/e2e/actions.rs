@@ -1029,6 +1029,18 @@ pub(crate) fn actions_blocked_listed_and_counted_in_metrics(_: &Fixture) -> Outc
     poll_until("the metrics to count the blocks", DEADLINE, POLL, || {
         let m = super::metrics::scrape(&fx).ok()?;
         (m.get(blocked.as_str()) == Some(&2.0) && m.get(executed) == Some(&2.0)).then_some(())
+    })
+    .map_err(|e| {
+        let mut seen: Vec<String> = super::metrics::scrape(&fx)
+            .map(|m| {
+                m.into_iter()
+                    .filter(|(k, _)| k.contains("action"))
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        seen.sort();
+        format!("{e}; action series: {seen:?}")
     })?;
 
     let r = callback(

@@ -73,7 +73,7 @@ pub(super) fn config_forward_url_missing_loud_then_dead_lettered(_: &Fixture) ->
     )?;
     let line = fx.worker.wait_for_json_log_since(
         mark,
-        |l| l["msg"] == "config_invalid" && l["key"] == "FORWARD_URL",
+        |l| l["message"] == "config_invalid" && l["key"] == "FORWARD_URL",
         DEADLINE,
     )?;
     check(line["code"] == "config_missing", || {
@@ -160,7 +160,7 @@ pub(super) fn config_dead_letter_retention_invalid_holds_letters(_: &Fixture) ->
         .expect_status(200)?;
     let second = fx.worker.wait_for_json_log_since(
         mark,
-        |l| l["msg"] == "dead_letter_store_failed" && l["store_attempt"] == 2,
+        |l| l["message"] == "dead_letter_store_failed" && l["store_attempt"] == 2,
         DEADLINE,
     )?;
     check(

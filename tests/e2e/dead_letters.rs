@@ -96,12 +96,12 @@ fn letter_object(fx: &Fixture, id: &str) -> Result<Option<u64>, Failed> {
     Ok(letter["payload"]["objectId"].as_u64())
 }
 
-/// The Worker's JSON log lines with this `msg`.
+/// The Worker's JSON log lines with this `message`.
 fn log_lines(fx: &Fixture, msg: &str) -> Vec<Value> {
     fx.worker
         .json_logs()
         .into_iter()
-        .filter(|l| l["msg"] == msg)
+        .filter(|l| l["message"] == msg)
         .collect()
 }
 
@@ -181,7 +181,7 @@ pub(crate) fn dead_letter_store_failing_then_recovering_loses_nothing(main: &Fix
         },
     )?;
     let stored = log_lines(&fx, "dead_letter_stored");
-    let ts = |l: &Value| chrono_ms(l["ts"].as_str().unwrap_or_default());
+    let ts = |l: &Value| chrono_ms(l["timestamp"].as_str().unwrap_or_default());
     let mut by_letter: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for l in failed.iter().chain(stored.iter()) {
         by_letter
@@ -199,7 +199,7 @@ pub(crate) fn dead_letter_store_failing_then_recovering_loses_nothing(main: &Fix
             attempts == (1..=attempts.len() as u64).collect::<Vec<_>>()
                 && lines
                     .last()
-                    .is_some_and(|l| l["msg"] == "dead_letter_stored"),
+                    .is_some_and(|l| l["message"] == "dead_letter_stored"),
             || format!("letter {letter}: attempts {attempts:?}, lines {lines:?}"),
         )?;
         for pair in lines.windows(2) {

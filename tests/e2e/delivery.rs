@@ -122,7 +122,7 @@ pub(super) fn serial_slow_destination_each_event_once(_: &Fixture) -> Outcome {
         .worker
         .json_logs()
         .into_iter()
-        .filter(|l| l["msg"] == "forward_retry" || l["msg"] == "forward_dead_lettered")
+        .filter(|l| l["message"] == "forward_retry" || l["message"] == "forward_dead_lettered")
         .collect();
     check(timeouts.is_empty(), || {
         format!(

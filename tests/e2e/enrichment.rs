@@ -192,9 +192,9 @@ pub(super) fn wait_deliveries(fx: &Fixture, id: u64, n: usize) -> Result<Vec<Del
     delivered(fx, id)
 }
 
-/// The Worker's JSON log lines with `msg`.
+/// The Worker's JSON log lines with `message`.
 pub(super) fn log_lines(fx: &Fixture, msg: &str) -> Vec<Value> {
-    let needle = format!("\"msg\":\"{msg}\"");
+    let needle = format!("\"message\":\"{msg}\"");
     fx.worker
         .logs_since(0)
         .iter()
@@ -590,7 +590,7 @@ pub(super) fn enrich_burst_one_read_per_batch_state_matches(_: &Fixture) -> Outc
         .logs_since(mark)
         .iter()
         .filter(|l| {
-            l.contains("\"msg\":\"enrich_read\"") && l.contains("\"object_type\":\"company\"")
+            l.contains("\"message\":\"enrich_read\"") && l.contains("\"object_type\":\"company\"")
         })
         .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok()))
         .collect();

@@ -123,13 +123,16 @@ pub(super) fn hubspot_oauth_refused_token_refreshed_once_not_per_call(_: &Fixtur
     check(refreshes == 1, || {
         format!("{READS} refused reads made {refreshes} refreshes (want 1): {stats}")
     })?;
-    fx.worker
-        .wait_for_json_log_since(mark, |l| l["msg"] == "hubspot_token_refused", DEADLINE)?;
+    fx.worker.wait_for_json_log_since(
+        mark,
+        |l| l["message"] == "hubspot_token_refused",
+        DEADLINE,
+    )?;
     let lines = fx.worker.json_logs_since(mark);
     let errors: Vec<&Value> = lines.iter().filter(|l| l["level"] == "error").collect();
     let refresh_lines = lines
         .iter()
-        .filter(|l| l["msg"] == "hubspot_oauth_refresh")
+        .filter(|l| l["message"] == "hubspot_oauth_refresh")
         .count();
     check(errors.len() == 1 && refresh_lines == 1, || {
         format!(
@@ -196,7 +199,7 @@ pub(super) fn config_out_of_range_fails_detail_only_in_log(_: &Fixture) -> Outco
     }
     let line = fx.worker.wait_for_json_log_since(
         mark,
-        |l| l["msg"] == "config_invalid" && l["key"] == "SIGNATURE_MAX_AGE_SECS",
+        |l| l["message"] == "config_invalid" && l["key"] == "SIGNATURE_MAX_AGE_SECS",
         DEADLINE,
     )?;
     check(

@@ -28,6 +28,7 @@ mod sync;
 mod sync_assoc;
 mod sync_inbound;
 mod sync_runs;
+mod traces;
 mod walkthrough;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -108,6 +109,10 @@ use sync_inbound::{
 use sync_runs::{
     sync_backfill_killed_mid_run_resumes_after_restart,
     sync_changes_during_a_full_run_delivered_by_the_next_incremental,
+};
+use traces::{
+    enrich_read_carries_the_event_trace_to_hubspot, logs_never_carry_sent_values,
+    trace_followed_from_webhook_to_destination,
 };
 use walkthrough::walkthrough_from_the_readme;
 
@@ -206,6 +211,9 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         actions_refused_batch_split_dead_letters_only_the_named,
         metrics_written_to_analytics_engine_when_bound,
         actions_blocked_listed_and_counted_in_metrics,
+        trace_followed_from_webhook_to_destination,
+        enrich_read_carries_the_event_trace_to_hubspot,
+        logs_never_carry_sent_values,
     ]
 }
 
@@ -359,7 +367,8 @@ fn retried_batch_not_delivered_twice(fx: &Fixture) -> Outcome {
                 .json_logs_since(mark)
                 .iter()
                 .filter(|l| {
-                    l["msg"] == "duplicate_skipped" && keys.iter().any(|k| l["key"] == k.as_str())
+                    l["message"] == "duplicate_skipped"
+                        && keys.iter().any(|k| l["key"] == k.as_str())
                 })
                 .count();
             (n >= 9).then_some(())
@@ -698,7 +707,7 @@ fn second_worker_legacy_signatures_and_missing_config(_: &Fixture) -> Outcome {
         })?;
     }
     let line = fx.worker.wait_for_json_log(
-        |l| l["msg"] == "config_invalid" && l["key"] == "FORWARD_SECRET",
+        |l| l["message"] == "config_invalid" && l["key"] == "FORWARD_SECRET",
         DEADLINE,
     )?;
     check(
@@ -799,7 +808,7 @@ fn hubspot_objects_created_and_read_through_mock(fx: &Fixture) -> Outcome {
     )?;
 
     let line = fx.worker.wait_for_json_log(
-        |l| l["msg"] == "hubspot_call" && l["status"] == 404,
+        |l| l["message"] == "hubspot_call" && l["status"] == 404,
         DEADLINE,
     )?;
     check(
@@ -880,14 +889,14 @@ fn hubspot_invalid_token_is_a_clear_error(_: &Fixture) -> Outcome {
         || format!("bad token: {} {json}", r.status),
     )?;
     other.worker.wait_for_json_log(
-        |l| l["msg"] == "hubspot_call" && l["status"] == 401,
+        |l| l["message"] == "hubspot_call" && l["status"] == 401,
         DEADLINE,
     )?;
     let leaked = other
         .worker
         .logs_since(0)
         .iter()
-        .filter(|l| l.contains("\"msg\""))
+        .filter(|l| l.contains("\"message\""))
         .any(|l| l.contains(bad_token));
     check(!leaked, || "the access token appeared in a log line".into())
 }
@@ -916,7 +925,7 @@ fn hubspot_injected_503_and_423_retried(fx: &Fixture) -> Outcome {
     for status in [503, 423] {
         let line = fx.worker.wait_for_json_log_since(
             mark,
-            |l| l["msg"] == "hubspot_call" && l["status"] == status,
+            |l| l["message"] == "hubspot_call" && l["status"] == status,
             DEADLINE,
         )?;
         check(
@@ -979,7 +988,7 @@ fn no_secrets_logged(fx: &Fixture, secrets: &[&str]) -> Outcome {
         .worker
         .logs_since(0)
         .iter()
-        .filter(|l| l.contains("\"msg\""))
+        .filter(|l| l.contains("\"message\""))
         .any(|l| secrets.iter().any(|s| l.contains(s)));
     check(!leaked, || "a secret appeared in a log line".into())
 }
@@ -1015,7 +1024,7 @@ fn hubspot_oauth_tokens_refreshed_on_expiry(_: &Fixture) -> Outcome {
         std::thread::sleep(Duration::from_millis(100));
     }
     fx.worker.wait_for_json_log(
-        |l| l["msg"] == "hubspot_oauth_refresh" && l["outcome"] == "ok",
+        |l| l["message"] == "hubspot_oauth_refresh" && l["outcome"] == "ok",
         DEADLINE,
     )?;
     let mock_config = MockConfig::default();
@@ -1216,6 +1225,26 @@ fn main() -> ExitCode {
     if let Some(fx) = fixture {
         fx.stop_worker();
         drop(fx);
+    }
+    // Every line of every Worker the run started: no value a scenario sent, and the fields
+    // every line has (README "Log fields").
+    let problems = hubspot_edge_tests::logscan::violations();
+    if !problems.is_empty() {
+        eprintln!(
+            "e2e: {} log line problem(s) in {} captured lines:",
+            problems.len(),
+            hubspot_edge_tests::logscan::lines_captured()
+        );
+        for p in problems.iter().take(40) {
+            eprintln!("  {p}");
+        }
+        return ExitCode::FAILURE;
+    }
+    if would_run {
+        eprintln!(
+            "e2e: log scan clean ({} lines captured)",
+            hubspot_edge_tests::logscan::lines_captured()
+        );
     }
     conclusion.exit_code()
 }

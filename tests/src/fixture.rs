@@ -164,6 +164,12 @@ impl Fixture {
         })
     }
 
+    /// Registers values this scenario sent (emails, names, property values) that no log line
+    /// of any Worker may contain: checked after the run ([`crate::logscan::violations`]).
+    pub fn forbid_in_logs<S: AsRef<str>>(&self, values: &[S]) {
+        crate::logscan::forbid_in_logs(values);
+    }
+
     /// Stops the Worker now (idempotent; `Drop` does it too). Works through a shared
     /// reference, so a harness holding the fixture in an `Arc` can always stop it.
     pub fn stop_worker(&self) {

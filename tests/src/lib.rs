@@ -12,6 +12,8 @@
 //! - [`hubspot`]: builders for realistic HubSpot events and HubSpot-signed requests (v1, v3).
 //! - [`http`]: a small blocking client that never treats a status code as an error.
 //! - [`Fixture`]: the destination plus a Worker configured to forward to it, with test secrets.
+//! - [`logscan`]: every Worker's log lines, checked after the run for values the scenarios
+//!   sent and for the fields every line has.
 //!
 //! Synchronisation is always [`poll_until`] with a deadline, never a bare sleep.
 
@@ -26,6 +28,7 @@ pub mod bench;
 pub mod destination;
 pub mod fixture;
 pub mod hubspot;
+pub mod logscan;
 pub mod process;
 pub mod wrangler;
 

@@ -352,6 +352,8 @@ impl WranglerDev {
                 return Err(Error::new(format!("starting {}: {e}", wrangler.display())));
             }
         };
+        // Every line is kept for the personal-data scan (crate::logscan), even after a stop.
+        crate::logscan::register(std::sync::Arc::clone(&group.lines));
         // From here on, Drop cleans up whatever happens.
         let dev = Self {
             group,
@@ -643,8 +645,8 @@ mod tests {
 
     #[test]
     fn json_lines_with_and_without_prefix() {
-        let v = json_object_in(r#"{"level":"info","msg":"x"}"#).unwrap();
-        assert_eq!(v["msg"], "x");
+        let v = json_object_in(r#"{"level":"info","message":"x"}"#).unwrap();
+        assert_eq!(v["message"], "x");
         let v = json_object_in(r#"[wrangler:info] {"event":"forwarded","n":1} trailing"#).unwrap();
         assert_eq!(v["n"], 1);
         assert!(json_object_in("GET /healthz 200 OK (3ms)").is_none());

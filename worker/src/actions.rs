@@ -438,7 +438,7 @@ async fn lookup(
         Either::Right(_) => {
             let (env, owned, callback_id) =
                 (env.clone(), definition.clone(), callback_id.to_owned());
-            ctx.wait_until(async move {
+            ctx.wait_until(crate::log::in_current(async move {
                 let reply = fetch.await;
                 let answer = lookup_answer(&owned, &reply.reply(), DEFAULT_EXPIRATION);
                 if matches!(answer.state, ExecutionState::Block { .. }) {
@@ -473,7 +473,7 @@ async fn lookup(
                         }
                     }
                 }
-            });
+            }));
             lookup_answer(definition, &LookupReply::Late, DEFAULT_EXPIRATION)
         }
     }
@@ -1641,6 +1641,7 @@ impl ActionExecutions {
                 key: Some(format!("action:{id}")),
                 received_at: now,
                 request_id: format!("action-{now}"),
+                traceparent: None,
                 event_ref: None,
                 event: serde_json::value::to_raw_value(&letter)?,
             };
@@ -1688,50 +1689,58 @@ impl DurableObject for ActionExecutions {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        if let Ok(portal) = req.path().trim_start_matches('/').parse::<u64>() {
-            self.sql().exec(
-                "INSERT INTO meta (k, v) VALUES ('portal', ?) ON CONFLICT(k) DO NOTHING",
-                vec![int(portal)?],
-            )?;
-        }
-        let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
-            return Response::error("bad action request", 400);
-        };
-        match self.on_ask(ask).await {
-            Ok(mut v) => {
-                // The blocked executions waiting, for the metrics gauge the asking isolate
-                // sets ([`blocked_gauge`]): one indexed count, no extra call.
-                if let (Value::Object(map), Ok(n)) = (&mut v, self.blocked()) {
-                    map.insert("blockedCount".into(), n.into());
-                    map.insert("blockedAtMs".into(), Date::now().as_millis().into());
+        let scope = crate::log::Scope::new(&crate::log::random_id(), None);
+        crate::log::scoped(scope, async move {
+            if let Ok(portal) = req.path().trim_start_matches('/').parse::<u64>() {
+                self.sql().exec(
+                    "INSERT INTO meta (k, v) VALUES ('portal', ?) ON CONFLICT(k) DO NOTHING",
+                    vec![int(portal)?],
+                )?;
+            }
+            let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
+                return Response::error("bad action request", 400);
+            };
+            match self.on_ask(ask).await {
+                Ok(mut v) => {
+                    // The blocked executions waiting, for the metrics gauge the asking isolate
+                    // sets ([`blocked_gauge`]): one indexed count, no extra call.
+                    if let (Value::Object(map), Ok(n)) = (&mut v, self.blocked()) {
+                        map.insert("blockedCount".into(), n.into());
+                        map.insert("blockedAtMs".into(), Date::now().as_millis().into());
+                    }
+                    Response::from_json(&v)
                 }
-                Response::from_json(&v)
+                Err(e) => {
+                    Line::error("action_store_failed")
+                        .field("error", e.to_string())
+                        .emit();
+                    Response::error("action store failed", 503)
+                }
             }
-            Err(e) => {
-                Line::error("action_store_failed")
-                    .field("error", e.to_string())
-                    .emit();
-                Response::error("action store failed", 503)
-            }
-        }
+        })
+        .await
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let flushed = self.flush().await;
-        // What the alarm counted (completions, expiries, HubSpot calls) and the blocked count
-        // after it: one update of the metrics object per alarm, not per completion.
-        if let Ok(n) = self.blocked() {
-            blocked_gauge(self.portal().unwrap_or(0), n, Date::now().as_millis());
-        }
-        crate::metrics::flush_pending(&self.env).await;
-        if let Err(e) = flushed {
-            Line::error("action_flush_failed")
-                .field("error", e.to_string())
-                .emit();
-            // Nothing is lost (records change only after HubSpot answered); again soon.
-            self.alarm_at(Date::now().as_millis() + RETRY_DELAY_MS)
-                .await?;
-        }
-        Response::ok("flushed")
+        let scope = crate::log::Scope::new(&crate::log::random_id(), None);
+        crate::log::scoped(scope, async move {
+            let flushed = self.flush().await;
+            // What the alarm counted (completions, expiries, HubSpot calls) and the blocked count
+            // after it: one update of the metrics object per alarm, not per completion.
+            if let Ok(n) = self.blocked() {
+                blocked_gauge(self.portal().unwrap_or(0), n, Date::now().as_millis());
+            }
+            crate::metrics::flush_pending(&self.env).await;
+            if let Err(e) = flushed {
+                Line::error("action_flush_failed")
+                    .field("error", e.to_string())
+                    .emit();
+                // Nothing is lost (records change only after HubSpot answered); again soon.
+                self.alarm_at(Date::now().as_millis() + RETRY_DELAY_MS)
+                    .await?;
+            }
+            Response::ok("flushed")
+        })
+        .await
     }
 }

@@ -383,6 +383,7 @@ fn prepare(letter: &DeadLetter) -> Result<std::result::Result<Ready, SkipReason>
                     1,
                     letter.received_at,
                     &letter.request_id,
+                    crate::log::current_traceparent().as_deref(),
                     &text,
                     None,
                 ))));
@@ -403,6 +404,8 @@ fn prepare(letter: &DeadLetter) -> Result<std::result::Result<Ready, SkipReason>
                 attempt: 1,
                 received_at: letter.received_at,
                 request_id: letter.request_id.clone(),
+                // A re-drive continues the admin request's trace.
+                traceparent: crate::log::current_traceparent(),
                 event_ref: None,
                 event: &*raw,
             };
@@ -461,6 +464,7 @@ async fn by_reference_if_large(kv: &KvStore, message: String) -> Result<String> 
         m.attempt,
         m.received_at,
         &m.request_id,
+        m.traceparent.as_deref(),
         "null",
         Some(&event_ref),
     ))

@@ -32,7 +32,7 @@ use worker::{
 };
 
 use crate::config::Forward;
-use crate::log::Line;
+use crate::log::{Line, Scope};
 use crate::queue::{self, DeadLetterMessage, EventMessage, OwnedEvent};
 use crate::store;
 
@@ -48,7 +48,8 @@ use crate::store;
 /// one read per event carried by reference: ≤ 400.
 pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Result<()> {
     let started = Date::now().as_millis();
-    let batch_id = crate::log::random_id();
+    // The queue invocation's id (lib.rs): the batch's lines carry it.
+    let batch_id = crate::log::current_request_id();
     let queue_name = batch.queue();
     let events_queue = env.queue(queue::EVENTS)?;
     let dead_queue = env.queue(queue::DEAD_LETTERS)?;
@@ -107,10 +108,11 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     for item in loaded {
         match item {
             Ok(item) => to_forward.push(item),
-            Err((message, key)) => {
+            Err((message, envelope)) => {
                 // Not readable yet (KV lag or an error): the queue redelivers it later.
                 Line::warn("event_body_unavailable")
-                    .field("key", key.as_str())
+                    .event(&envelope.request_id, envelope.traceparent.as_deref())
+                    .field("key", envelope.key.as_str())
                     .emit();
                 stats.retried += 1;
                 message.retry_with_options(
@@ -152,7 +154,14 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     let mut indexed: Vec<(usize, Verdict)> =
         stream::iter(jobs.iter().enumerate().map(|(index, job)| {
             let (config, budget) = (&config, &budget);
-            async move { (index, run_job(config, env, job, budget).await) }
+            // The job's lines and requests carry its (first) event's request id and trace.
+            let scope = job.members.first().map_or_else(
+                || Scope::new(&batch_id, None),
+                |(_, e)| Scope::of_event(&e.request_id, e.traceparent.as_deref()),
+            );
+            crate::log::scoped(scope, async move {
+                (index, run_job(config, env, job, budget).await)
+            })
         }))
         .buffer_unordered(MAX_CONCURRENT_FORWARDS)
         .collect()
@@ -264,6 +273,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                     .metrics
                     .add(Counter::DeliveryRetries, &[], members.len() as u64);
                 Line::warn("forward_retry")
+                    .event(first_request_id(&members), first_traceparent(&members))
                     .field("keys", keys_of(&members))
                     .field("attempt", attempt)
                     .field("outcome", detail.as_str())
@@ -287,6 +297,7 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
                 );
                 for (message, envelope) in members {
                     Line::warn("forward_dead_lettered")
+                        .event(&envelope.request_id, envelope.traceparent.as_deref())
                         .field("key", envelope.key.as_str())
                         .field("attempt", envelope.attempt)
                         .field("reason", reason.as_str())
@@ -360,6 +371,7 @@ async fn hold_for_config(
         };
         stats.dead_lettered += 1;
         Line::warn("forward_dead_lettered")
+            .event(&envelope.request_id, envelope.traceparent.as_deref())
             .field("key", envelope.key.as_str())
             .field("attempt", envelope.attempt)
             .field("reason", reason)
@@ -394,9 +406,20 @@ fn dead_letter_of(
         key: Some(envelope.key),
         received_at: envelope.received_at,
         request_id: envelope.request_id,
+        traceparent: envelope.traceparent,
         event_ref: envelope.event_ref,
         event,
     }
+}
+
+/// The request id of a job's first event (a line about several names the first's).
+fn first_request_id(members: &[Pending]) -> &str {
+    members.first().map_or("", |(_, e)| e.request_id.as_str())
+}
+
+/// The `traceparent` of a job's first event.
+fn first_traceparent(members: &[Pending]) -> Option<&str> {
+    members.first().and_then(|(_, e)| e.traceparent.as_deref())
 }
 
 fn keys_of(members: &[Pending]) -> Vec<String> {
@@ -426,25 +449,25 @@ async fn requeue(
     }
 }
 
-/// Loads an event carried by reference. `Err` gives the message back with its key when the body
+/// Loads an event carried by reference. `Err` gives the message and its envelope back when the body
 /// cannot be read now.
 async fn load_event(
     kv: &worker::kv::KvStore,
     (message, mut envelope): Pending,
-) -> std::result::Result<Pending, (RawMessage, String)> {
+) -> std::result::Result<Pending, Pending> {
     let Some(event_ref) = envelope.event_ref.as_deref() else {
         return Ok((message, envelope));
     };
     let text = match store::get_text(kv, event_ref).await {
         Ok(Some(text)) => text,
-        Ok(None) | Err(_) => return Err((message, envelope.key)),
+        Ok(None) | Err(_) => return Err((message, envelope)),
     };
     match RawValue::from_string(text) {
         Ok(event) => {
             envelope.event = event;
             Ok((message, envelope))
         }
-        Err(_) => Err((message, envelope.key)),
+        Err(_) => Err((message, envelope)),
     }
 }
 
@@ -657,6 +680,7 @@ fn unknown_message(text: &str, reason: &str) -> DeadLetterMessage<OwnedEvent> {
         key: None,
         received_at: Date::now().as_millis(),
         request_id: String::new(),
+        traceparent: None,
         event_ref: None,
         event,
     }
@@ -716,6 +740,7 @@ pub(crate) async fn send_signed_to(
 ) -> (Attempt, Option<String>) {
     let now_secs = Date::now().as_millis() / 1000;
     let signature = to.secret.sign(id, now_secs, body.as_bytes());
+    let traceparent = crate::log::outgoing_traceparent();
 
     let build = || -> Result<Request> {
         let headers = Headers::new();
@@ -727,6 +752,10 @@ pub(crate) async fn send_signed_to(
         headers.set(HEADER_WEBHOOK_ID, id)?;
         headers.set(HEADER_WEBHOOK_TIMESTAMP, &now_secs.to_string())?;
         headers.set(HEADER_WEBHOOK_SIGNATURE, &signature)?;
+        // The event's trace (W3C Trace Context), a new span per attempt.
+        if let Some(traceparent) = &traceparent {
+            headers.set(hubspot_edge_core::trace::HEADER, traceparent)?;
+        }
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_headers(headers)
@@ -755,6 +784,22 @@ pub(crate) async fn send_signed_to(
     // destination's share of the delivery latency.
     let took_ms = Date::now().as_millis().saturating_sub(sent_at);
     crate::metrics::count(|m| m.observe(Histogram::DestinationResponse, &[], took_ms));
+    let answer = answer_of(raced, controller, now_secs);
+    // One line per attempt, in the event's scope (its request id and trace id).
+    Line::info("forward")
+        .field("webhook_id", id)
+        .field("outcome", describe(answer.0))
+        .field("duration_ms", took_ms)
+        .emit();
+    answer
+}
+
+/// What a raced send came to (aborting it when it timed out).
+fn answer_of(
+    raced: Option<Result<worker::Response>>,
+    controller: AbortController,
+    now_secs: u64,
+) -> (Attempt, Option<String>) {
     match raced {
         Some(Ok(response)) => {
             let header = |name: &str| response.headers().get(name).ok().flatten();
@@ -861,6 +906,7 @@ impl Stats {
     fn skip_duplicate(&mut self, message: &RawMessage, envelope: &EventMessage<OwnedEvent>) {
         self.duplicates += 1;
         Line::info("duplicate_skipped")
+            .event(&envelope.request_id, envelope.traceparent.as_deref())
             .field("key", envelope.key.as_str())
             .field("attempt", envelope.attempt)
             .emit();

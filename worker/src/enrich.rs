@@ -31,7 +31,7 @@ use worker::Env;
 use crate::config::HubSpotApi;
 use crate::consumer::{Job, JobAction, Pending, StoreWrite};
 use crate::hubspot::{execute, CallError};
-use crate::log::Line;
+use crate::log::{Line, Scope};
 use crate::store;
 
 /// What enrichment did in one batch, for the batch's log line.
@@ -289,7 +289,16 @@ pub(crate) async fn jobs(
             )
         })
         .collect();
-    let reads = read_all(mapping, &api, env, &to_read, batch_id, counts).await;
+    // Each read carries the trace of (the first of) the events it serves.
+    let traces: HashMap<(String, String), Scope> = reading
+        .iter()
+        .filter_map(|r| {
+            let (_, e) = r.members.first()?;
+            let scope = Scope::of_event(&e.request_id, e.traceparent.as_deref());
+            Some(((r.key.object_type.clone(), r.key.id.clone()), scope))
+        })
+        .collect();
+    let reads = read_all(mapping, &api, env, &to_read, &traces, batch_id, counts).await;
 
     for ((r, echo), snapshot) in reading.into_iter().zip(echoes).zip(snapshots) {
         let Reading { key, members, need } = r;
@@ -699,6 +708,7 @@ async fn read_all(
     api: &HubSpotApi,
     env: &Env,
     objects: &[(&str, &str, Vec<String>)],
+    traces: &HashMap<(String, String), Scope>,
     batch_id: &str,
     counts: &mut Counts,
 ) -> HashMap<(String, String), ReadResult> {
@@ -724,18 +734,36 @@ async fn read_all(
     while !calls.is_empty() {
         counts.reads += calls.len();
         counts.history_reads += calls.iter().filter(|(_, c)| !c.history.is_empty()).count();
-        let answers: Vec<_> = stream::iter(
-            calls
-                .iter()
-                .map(|(object_type, chunk)| read_chunk(mapping, api, env, object_type, chunk)),
-        )
+        let scopes: Vec<Scope> = calls
+            .iter()
+            .map(|(object_type, chunk)| {
+                chunk
+                    .ids
+                    .iter()
+                    .find_map(|id| traces.get(&((*object_type).to_owned(), id.clone())))
+                    .cloned()
+                    .unwrap_or_else(|| Scope::new(batch_id, None))
+            })
+            .collect();
+        let answers: Vec<_> = stream::iter(calls.iter().zip(&scopes).map(
+            |((object_type, chunk), scope)| {
+                crate::log::scoped(
+                    scope.clone(),
+                    read_chunk(mapping, api, env, object_type, chunk),
+                )
+            },
+        ))
         .buffered(MAX_CONCURRENT_READS)
         .collect()
         .await;
         let mut fallbacks = Vec::new();
-        for ((object_type, chunk), answer) in calls.into_iter().zip(answers) {
-            let line = Line::info("enrich_read")
-                .field("request_id", batch_id)
+        for (((object_type, chunk), answer), scope) in calls.into_iter().zip(answers).zip(scopes) {
+            let mut line = Line::info("enrich_read").field("request_id", batch_id);
+            if let Some(trace_id) = scope.trace_id() {
+                // The trace the read carried (its first event's).
+                line = line.field("trace_id", trace_id);
+            }
+            let line = line
                 .field("object_type", object_type)
                 .field("ids", chunk.ids.len())
                 .field("history", chunk.history.len());

@@ -233,9 +233,12 @@ pub(crate) async fn enqueue(
     received_at: u64,
     request_id: &str,
 ) -> Result<Counts> {
+    // The request's trace travels with each event to the consumer.
+    let traceparent = crate::log::current_traceparent();
     let received = Received {
         at_ms: received_at,
         request_id,
+        traceparent: traceparent.as_deref(),
     };
     let Triage {
         mut queue,

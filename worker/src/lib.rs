@@ -35,9 +35,29 @@ use crate::log::Line;
 const DEFAULT_DEAD_LETTER_QUEUE: &str = "hubspot-edge-dead-letters";
 
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
-    let started = Date::now().as_millis();
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let request_id = log::request_id(req.headers().get("cf-ray").ok().flatten());
+    // The W3C trace this request continues (its `traceparent`), or a new one: the events it
+    // queues carry it to the destination and to HubSpot.
+    let trace = log::trace_of(
+        req.headers()
+            .get(hubspot_edge_core::trace::HEADER)
+            .ok()
+            .flatten()
+            .as_deref(),
+    );
+    let scope = log::Scope::new(&request_id, Some(trace));
+    log::scoped(scope, handle(req, env, ctx, request_id, trace)).await
+}
+
+async fn handle(
+    mut req: Request,
+    env: Env,
+    ctx: Context,
+    request_id: String,
+    trace: hubspot_edge_core::trace::TraceParent,
+) -> Result<Response> {
+    let started = Date::now().as_millis();
     let path = req.path();
     let method = req.method();
     let result = match (path.as_str(), &method) {
@@ -45,7 +65,9 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
             let result = ingress::handle(req, &env, &request_id).await;
             // Off the response path: one request to the metrics object per invocation.
             let env = env.clone();
-            ctx.wait_until(async move { metrics::flush_after_response(&env).await });
+            ctx.wait_until(log::in_current(async move {
+                metrics::flush_after_response(&env).await;
+            }));
             return finish(result, &request_id);
         }
         ("/webhooks/hubspot", _) => respond::error(405, "method_not_allowed", "use POST"),
@@ -65,6 +87,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     if let Ok(response) = &result {
         Line::info("request")
             .field("request_id", request_id.as_str())
+            .field("trace_id", trace.trace_id_hex())
             .field("method", method.to_string())
             .field("path", route_label(&path))
             .field("status", response.status_code())
@@ -76,7 +99,9 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     }
     // Off the response path: what this invocation counted (HubSpot calls of the admin and sync
     // routes), one request to the metrics object at most.
-    ctx.wait_until(async move { metrics::flush_after_response(&env).await });
+    ctx.wait_until(log::in_current(async move {
+        metrics::flush_after_response(&env).await;
+    }));
     result
 }
 
@@ -135,6 +160,12 @@ fn route_label(path: &str) -> &'static str {
 
 #[event(queue)]
 async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()> {
+    // The batch's lines carry a consumer invocation id; each event's lines its own request id.
+    let scope = log::Scope::new(&log::random_id(), None);
+    log::scoped(scope, consume(batch, env, ctx)).await
+}
+
+async fn consume(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()> {
     let dead_letter_queue = env
         .var("DEAD_LETTER_QUEUE_NAME")
         .map(|v| v.to_string())
@@ -155,7 +186,9 @@ async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()
         consumer::forward_batch(batch, &env).await
     };
     // After the batch is settled: one request to the metrics object per invocation.
-    ctx.wait_until(async move { metrics::flush_after_response(&env).await });
+    ctx.wait_until(log::in_current(async move {
+        metrics::flush_after_response(&env).await;
+    }));
     result
 }
 
@@ -163,5 +196,6 @@ async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()
 /// starts the run that is due (core's `config::Sync::due`).
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    sync::poke_all(&env).await;
+    let scope = log::Scope::new(&log::random_id(), None);
+    log::scoped(scope, async move { sync::poke_all(&env).await }).await;
 }

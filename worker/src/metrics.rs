@@ -374,80 +374,88 @@ impl DurableObject for MetricsStore {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let url = req.url()?;
-        let now = Date::now().as_millis();
-        match (req.method(), url.path()) {
-            (Method::Post, "/record") => {
-                let ask: RecordAsk = serde_json::from_str(&req.text().await?)?;
-                self.record(&ask)?;
-                // Alerts are evaluated a minute at a time while metrics arrive.
-                // (`set_alarm` takes an offset from now in milliseconds.)
-                if self.state.storage().get_alarm().await?.is_none() {
-                    self.state
-                        .storage()
-                        .set_alarm(alert_period_ms(&self.env))
-                        .await?;
-                }
-                Response::empty()
-            }
-            (Method::Get, "/admin/metrics") => {
-                let text = self.with_timeline(|t| openmetrics::render(&t.totals()))?;
-                let headers = Headers::new();
-                headers.set("content-type", openmetrics::CONTENT_TYPE)?;
-                Ok(Response::ok(text)?.with_headers(headers))
-            }
-            (Method::Get, "/admin/metrics.json") => {
-                let span_name = url
-                    .query_pairs()
-                    .find(|(k, _)| k == "span")
-                    .map_or_else(|| "hour".to_owned(), |(_, v)| v.into_owned());
-                let span = match span_name.as_str() {
-                    "hour" => Span::HourByMinute,
-                    "day" => Span::DayByHour,
-                    _ => {
-                        return Response::from_json(&json!({
-                            "error": "metrics_span_invalid",
-                            "message": "span is `hour` (by minute) or `day` (by hour)",
-                        }))
-                        .map(|r| r.with_status(400))
+        let scope = crate::log::Scope::new(&crate::log::random_id(), None);
+        crate::log::scoped(scope, async move {
+            let url = req.url()?;
+            let now = Date::now().as_millis();
+            match (req.method(), url.path()) {
+                (Method::Post, "/record") => {
+                    let ask: RecordAsk = serde_json::from_str(&req.text().await?)?;
+                    self.record(&ask)?;
+                    // Alerts are evaluated a minute at a time while metrics arrive.
+                    // (`set_alarm` takes an offset from now in milliseconds.)
+                    if self.state.storage().get_alarm().await?.is_none() {
+                        self.state
+                            .storage()
+                            .set_alarm(alert_period_ms(&self.env))
+                            .await?;
                     }
-                };
-                let buckets = self.with_timeline(|t| {
-                    t.window(span, now)
-                        .into_iter()
-                        .map(|(start_ms, metrics)| BucketOut { start_ms, metrics })
-                        .collect::<Vec<_>>()
-                })?;
-                let alerts = self.alerts().await?;
-                Response::from_json(&WindowAnswer {
-                    span: &span_name,
-                    bucket_bounds_ms: &hubspot_edge_core::metrics::BUCKETS_MS,
-                    now_ms: now,
-                    buckets,
-                    alerts: &alerts,
-                })
+                    Response::empty()
+                }
+                (Method::Get, "/admin/metrics") => {
+                    let text = self.with_timeline(|t| openmetrics::render(&t.totals()))?;
+                    let headers = Headers::new();
+                    headers.set("content-type", openmetrics::CONTENT_TYPE)?;
+                    Ok(Response::ok(text)?.with_headers(headers))
+                }
+                (Method::Get, "/admin/metrics.json") => {
+                    let span_name = url
+                        .query_pairs()
+                        .find(|(k, _)| k == "span")
+                        .map_or_else(|| "hour".to_owned(), |(_, v)| v.into_owned());
+                    let span = match span_name.as_str() {
+                        "hour" => Span::HourByMinute,
+                        "day" => Span::DayByHour,
+                        _ => {
+                            return Response::from_json(&json!({
+                                "error": "metrics_span_invalid",
+                                "message": "span is `hour` (by minute) or `day` (by hour)",
+                            }))
+                            .map(|r| r.with_status(400))
+                        }
+                    };
+                    let buckets = self.with_timeline(|t| {
+                        t.window(span, now)
+                            .into_iter()
+                            .map(|(start_ms, metrics)| BucketOut { start_ms, metrics })
+                            .collect::<Vec<_>>()
+                    })?;
+                    let alerts = self.alerts().await?;
+                    Response::from_json(&WindowAnswer {
+                        span: &span_name,
+                        bucket_bounds_ms: &hubspot_edge_core::metrics::BUCKETS_MS,
+                        now_ms: now,
+                        buckets,
+                        alerts: &alerts,
+                    })
+                }
+                _ => Response::error("not found", 404),
             }
-            _ => Response::error("not found", 404),
-        }
+        })
+        .await
     }
 
     async fn alarm(&self) -> Result<Response> {
-        self.evaluate().await?;
-        // Keep evaluating while the last hour holds anything (an alert must be able to resolve
-        // after traffic stops); then sleep until the next record.
-        let now = Date::now().as_millis();
-        let active = self.with_timeline(|t| {
-            t.window(Span::HourByMinute, now)
-                .iter()
-                .any(|(_, m)| !m.is_empty())
-        })?;
-        let firing = self.alerts().await?.firing().next().is_some();
-        if active || firing {
-            self.state
-                .storage()
-                .set_alarm(alert_period_ms(&self.env))
-                .await?;
-        }
-        Response::empty()
+        let scope = crate::log::Scope::new(&crate::log::random_id(), None);
+        crate::log::scoped(scope, async move {
+            self.evaluate().await?;
+            // Keep evaluating while the last hour holds anything (an alert must be able to resolve
+            // after traffic stops); then sleep until the next record.
+            let now = Date::now().as_millis();
+            let active = self.with_timeline(|t| {
+                t.window(Span::HourByMinute, now)
+                    .iter()
+                    .any(|(_, m)| !m.is_empty())
+            })?;
+            let firing = self.alerts().await?.firing().next().is_some();
+            if active || firing {
+                self.state
+                    .storage()
+                    .set_alarm(alert_period_ms(&self.env))
+                    .await?;
+            }
+            Response::empty()
+        })
+        .await
     }
 }

@@ -389,17 +389,21 @@ impl DurableObject for RecordStore {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        // Parsed by serde_json from the text: ids up to 2^63 − 1 (core's ID_END) are not exact
-        // as JS numbers, which `Request::json` would go through.
-        let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
-            return Response::error("bad record store request", 400);
-        };
-        let answer = match ask {
-            Ask::Get { ids } => Answer::Records(self.read(&ids)?),
-            Ask::Commit { commits } => Answer::Outcomes(self.commit(commits)?),
-            Ask::LiveIds { from, to, limit } => Answer::Ids(self.live_ids(from, to, limit)?),
-        };
-        Response::from_json(&answer)
+        let scope = crate::log::Scope::new(&crate::log::random_id(), None);
+        crate::log::scoped(scope, async move {
+            // Parsed by serde_json from the text: ids up to 2^63 − 1 (core's ID_END) are not exact
+            // as JS numbers, which `Request::json` would go through.
+            let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
+                return Response::error("bad record store request", 400);
+            };
+            let answer = match ask {
+                Ask::Get { ids } => Answer::Records(self.read(&ids)?),
+                Ask::Commit { commits } => Answer::Outcomes(self.commit(commits)?),
+                Ask::LiveIds { from, to, limit } => Answer::Ids(self.live_ids(from, to, limit)?),
+            };
+            Response::from_json(&answer)
+        })
+        .await
     }
 }
 

@@ -346,11 +346,11 @@ pub(crate) async fn queue_effects(
     let mut messages = Vec::with_capacity(effects.len());
     for (key, effect) in effects {
         let event = EffectMessage::json(&effect);
-        let mut text = event_message_json(&key, 1, now, "rules", &event, None);
+        let mut text = event_message_json(&key, 1, now, "rules", None, &event, None);
         if text.len() > MAX_MESSAGE_BYTES {
             let event_ref = hubspot_edge_core::ingress::event_body_key(&key);
             crate::store::put_event_body(kv, &event_ref, event).await?;
-            text = event_message_json(&key, 1, now, "rules", "null", Some(&event_ref));
+            text = event_message_json(&key, 1, now, "rules", None, "null", Some(&event_ref));
         }
         messages.push(text);
     }

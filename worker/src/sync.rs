@@ -477,55 +477,63 @@ impl DurableObject for SyncCoordinator {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        // Parsed by serde_json from the text: ids up to 2^63 − 1 (core's ID_END) are not exact
-        // as JS numbers, which `Request::json` would go through.
-        let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
-            return Response::error("bad coordinator request", 400);
-        };
-        let result = match ask {
-            Ask::Start { object_type, mode } => self.start(object_type, mode).await,
-            Ask::Report { report } => self.report(*report).await,
-            Ask::Status { object_type } => self.status(object_type).await,
-            Ask::Pause {
-                object_type,
-                paused,
-            } => self.pause(object_type, paused).await,
-            Ask::UnitFailed { error } => self.unit_failed(&error).await,
-            Ask::Recheck { object_type, ids } => self.recheck(object_type, ids).await,
-        };
-        // Storage or queue failures: a stable code, the detail in the log.
-        result.or_else(|e| {
-            Line::error("sync_coordinator_failed")
-                .field("error", e.to_string())
-                .emit();
-            crate::respond::error(503, "sync_coordinator_failed", &e.to_string())
+        let scope = crate::log::Scope::new(&crate::log::random_id(), None);
+        crate::log::scoped(scope, async move {
+            // Parsed by serde_json from the text: ids up to 2^63 − 1 (core's ID_END) are not exact
+            // as JS numbers, which `Request::json` would go through.
+            let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
+                return Response::error("bad coordinator request", 400);
+            };
+            let result = match ask {
+                Ask::Start { object_type, mode } => self.start(object_type, mode).await,
+                Ask::Report { report } => self.report(*report).await,
+                Ask::Status { object_type } => self.status(object_type).await,
+                Ask::Pause {
+                    object_type,
+                    paused,
+                } => self.pause(object_type, paused).await,
+                Ask::UnitFailed { error } => self.unit_failed(&error).await,
+                Ask::Recheck { object_type, ids } => self.recheck(object_type, ids).await,
+            };
+            // Storage or queue failures: a stable code, the detail in the log.
+            result.or_else(|e| {
+                Line::error("sync_coordinator_failed")
+                    .field("error", e.to_string())
+                    .emit();
+                crate::respond::error(503, "sync_coordinator_failed", &e.to_string())
+            })
         })
+        .await
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let mut c = self.load().await?;
-        let Some(run) = c.run.as_mut() else {
-            return Response::ok("idle");
-        };
-        if c.paused {
-            return Response::ok("paused");
-        }
-        let lease = settings(&self.env)
-            .ok()
-            .flatten()
-            .map_or(900_000, |s| s.lease_ms);
-        let again = run.overdue(Date::now().as_millis(), lease);
-        let n = again.len();
-        self.save(&c).await?;
-        if n > 0 {
-            Line::warn("sync_units_requeued")
-                .field("object_type", c.object_type.as_str())
-                .field("units", n)
-                .emit();
-        }
-        self.queue(again).await?;
-        self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
-        Response::ok("checked")
+        let scope = crate::log::Scope::new(&crate::log::random_id(), None);
+        crate::log::scoped(scope, async move {
+            let mut c = self.load().await?;
+            let Some(run) = c.run.as_mut() else {
+                return Response::ok("idle");
+            };
+            if c.paused {
+                return Response::ok("paused");
+            }
+            let lease = settings(&self.env)
+                .ok()
+                .flatten()
+                .map_or(900_000, |s| s.lease_ms);
+            let again = run.overdue(Date::now().as_millis(), lease);
+            let n = again.len();
+            self.save(&c).await?;
+            if n > 0 {
+                Line::warn("sync_units_requeued")
+                    .field("object_type", c.object_type.as_str())
+                    .field("units", n)
+                    .emit();
+            }
+            self.queue(again).await?;
+            self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
+            Response::ok("checked")
+        })
+        .await
     }
 }
 
@@ -1263,6 +1271,7 @@ impl UnitContext<'_> {
                 key: Some(format!("sync:{}:{id}", self.object_type)),
                 received_at: now,
                 request_id: format!("sync-{now}"),
+                traceparent: None,
                 event_ref: None,
                 event,
             };

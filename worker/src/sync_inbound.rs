@@ -1091,6 +1091,7 @@ impl Flusher<'_> {
                 key: first.map(|s| format!("inbound:{}:{}", s.receipt, s.index)),
                 received_at: now,
                 request_id: format!("inbound-{now}"),
+                traceparent: None,
                 event_ref: None,
                 event,
             };
@@ -1125,42 +1126,50 @@ impl DurableObject for InboundSync {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
-            return Response::error("bad inbound request", 400);
-        };
-        let result = match ask {
-            Ask::Accept {
-                object_type,
-                receipt,
-                body,
-            } => self.accept(&object_type, &receipt, &body).await,
-            Ask::Redrive { updates } => self.redrive(updates).await,
-            Ask::Receipt { id } => match self.load_receipt(&id) {
-                Ok(Some(r)) => Response::from_json(&r),
-                Ok(None) => Response::error("no such receipt", 404),
-                Err(e) => Err(e),
-            },
-        };
-        result.or_else(|e| {
-            Line::error("inbound_store_failed")
-                .field("error", e.to_string())
-                .emit();
-            Response::error("inbound store failed", 503)
+        let scope = crate::log::Scope::new(&crate::log::random_id(), None);
+        crate::log::scoped(scope, async move {
+            let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
+                return Response::error("bad inbound request", 400);
+            };
+            let result = match ask {
+                Ask::Accept {
+                    object_type,
+                    receipt,
+                    body,
+                } => self.accept(&object_type, &receipt, &body).await,
+                Ask::Redrive { updates } => self.redrive(updates).await,
+                Ask::Receipt { id } => match self.load_receipt(&id) {
+                    Ok(Some(r)) => Response::from_json(&r),
+                    Ok(None) => Response::error("no such receipt", 404),
+                    Err(e) => Err(e),
+                },
+            };
+            result.or_else(|e| {
+                Line::error("inbound_store_failed")
+                    .field("error", e.to_string())
+                    .emit();
+                Response::error("inbound store failed", 503)
+            })
         })
+        .await
     }
 
     async fn alarm(&self) -> Result<Response> {
-        if let Err(e) = self.flush().await {
-            Line::error("inbound_flush_failed")
-                .field("error", e.to_string())
-                .emit();
-            // Nothing is lost (the pending rows are only replaced after a flush); again soon.
-            self.alarm_at(Date::now().as_millis() + RETRY_DELAY_MS)
-                .await?;
-        }
-        // The flush's HubSpot calls were counted in this object's isolate: sent from here
-        // (on Cloudflare a Durable Object runs apart from the Worker's invocations).
-        crate::metrics::flush_pending(&self.env).await;
-        Response::ok("flushed")
+        let scope = crate::log::Scope::new(&crate::log::random_id(), None);
+        crate::log::scoped(scope, async move {
+            if let Err(e) = self.flush().await {
+                Line::error("inbound_flush_failed")
+                    .field("error", e.to_string())
+                    .emit();
+                // Nothing is lost (the pending rows are only replaced after a flush); again soon.
+                self.alarm_at(Date::now().as_millis() + RETRY_DELAY_MS)
+                    .await?;
+            }
+            // The flush's HubSpot calls were counted in this object's isolate: sent from here
+            // (on Cloudflare a Durable Object runs apart from the Worker's invocations).
+            crate::metrics::flush_pending(&self.env).await;
+            Response::ok("flushed")
+        })
+        .await
     }
 }

@@ -288,12 +288,28 @@ pub(super) struct Stats {
     pub(super) upsert_calls: u64,
     /// Batch upsert inputs written (created or updated).
     pub(super) upserted: u64,
+    /// Requests that carried a W3C `traceparent`, by its trace id (`invalid` when the value
+    /// is not 55 characters): `METHOD path` of each.
+    pub(super) traced: BTreeMap<String, Vec<String>>,
 }
 
 impl Stats {
     pub(super) fn count(&mut self, method: &str, path: &str) {
         self.requests += 1;
         *self.by_path.entry(format!("{method} {path}")).or_default() += 1;
+    }
+
+    /// Notes a request's `traceparent` (`00-{trace id}-{span id}-{flags}`).
+    pub(super) fn traced(&mut self, method: &str, path: &str, traceparent: &str) {
+        let trace_id = if traceparent.len() == 55 {
+            traceparent[3..35].to_owned()
+        } else {
+            "invalid".to_owned()
+        };
+        self.traced
+            .entry(trace_id)
+            .or_default()
+            .push(format!("{method} {path}"));
     }
 
     pub(super) fn to_json(&self, refreshes: u64, code_exchanges: u64) -> Value {
@@ -308,6 +324,7 @@ impl Stats {
             "tokenRefreshes": refreshes,
             "codeExchanges": code_exchanges,
             "batchUpsert": {"calls": self.upsert_calls, "written": self.upserted},
+            "traced": self.traced,
             "webhooks": {
                 "events": self.webhook_events,
                 "attempts": self.webhook_attempts,

@@ -504,6 +504,9 @@ fn respond(shared: &Shared, req: &Request) -> Option<Response> {
     let (fault, latency) = {
         let mut data = lock(&shared.data);
         data.stats.count(&req.method, path);
+        if let Some(traceparent) = req.header("traceparent") {
+            data.stats.traced(&req.method, path, traceparent);
+        }
         (data.faults.pick(), data.faults.latency)
     };
     if !latency.is_zero() {

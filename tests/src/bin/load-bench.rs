@@ -972,7 +972,7 @@ fn run_step(
         );
     }
     for line in fx.worker.json_logs_since(log_mark) {
-        let msg = line["msg"].as_str().unwrap_or("-");
+        let msg = line["message"].as_str().unwrap_or("-");
         let level = line["level"].as_str().unwrap_or("-");
         if msg == "queue_batch" && line["queue"] == "hubspot-edge-events" {
             for f in [

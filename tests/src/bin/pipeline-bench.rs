@@ -132,10 +132,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ingress_server = Vec::new();
     for line in fx.worker.json_logs() {
         #[allow(clippy::cast_precision_loss)]
-        if line["msg"] == "webhook" && line["events"] == EVENTS_PER_BATCH {
+        if line["message"] == "webhook" && line["events"] == EVENTS_PER_BATCH {
             ingress_server.push(line["duration_ms"].as_u64().unwrap_or(0) as f64);
         }
-        if line["msg"] == "queue_batch" && line["messages"].as_u64().unwrap_or(0) >= 10 {
+        if line["message"] == "queue_batch" && line["messages"].as_u64().unwrap_or(0) >= 10 {
             #[allow(clippy::cast_precision_loss)]
             {
                 consumer_batch.push(line["duration_ms"].as_u64().unwrap_or(0) as f64);
@@ -350,7 +350,7 @@ fn metrics_ab(o: &AbOptions) -> Result<(), Box<dyn std::error::Error>> {
             .worker
             .json_logs_since(marks[v])
             .iter()
-            .filter(|l| l["msg"] == "webhook")
+            .filter(|l| l["message"] == "webhook")
             .filter_map(|l| {
                 #[allow(clippy::cast_precision_loss)]
                 Some((
@@ -438,8 +438,11 @@ fn metrics_ab(o: &AbOptions) -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let logs = fx.worker.json_logs();
-        let webhooks = logs.iter().filter(|l| l["msg"] == "webhook").count() as u64;
-        let batches = logs.iter().filter(|l| l["msg"] == "queue_batch").count() as u64;
+        let webhooks = logs.iter().filter(|l| l["message"] == "webhook").count() as u64;
+        let batches = logs
+            .iter()
+            .filter(|l| l["message"] == "queue_batch")
+            .count() as u64;
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut flushes = flush_count(fx)?;
         while flushes < webhooks + batches && Instant::now() < deadline {

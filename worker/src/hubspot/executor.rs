@@ -209,6 +209,10 @@ fn to_worker_request(
         "user-agent",
         concat!("hubspot-edge/", env!("CARGO_PKG_VERSION")),
     )?;
+    // A call made for an event continues its trace (a new span per attempt).
+    if let Some(traceparent) = crate::log::outgoing_traceparent() {
+        headers.set(hubspot_edge_core::trace::HEADER, &traceparent)?;
+    }
     let mut init = RequestInit::new();
     init.with_method(Method::from(request.method().as_str().to_owned()))
         .with_headers(headers);

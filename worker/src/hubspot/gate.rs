@@ -344,68 +344,72 @@ impl DurableObject for HubSpotGate {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let Ok(ask) = req.json::<Ask>().await else {
-            return Response::error("bad gate request", 400);
-        };
-        let config = match self.config.get() {
-            Some(c) => c,
-            None => match HubSpotApi::from_env(&self.env) {
-                Ok(c) => self.config.get_or_init(|| c),
-                Err(e) => return Response::from_json(&Answer::Failed { error: e.message() }),
-            },
-        };
-        let now = Date::now().as_millis();
-        self.with_governor(config, |g| {
-            if let Some(o) = ask.observed {
-                // The isolate's clock and ours may differ a little: never in the future.
-                g.observe(&o.into(), o.at_ms.min(now));
-            }
-            if let Some(l) = ask.limited {
-                let policy = match l.policy {
-                    Policy::TenSecondly => LimitPolicy::TenSecondly,
-                    Policy::Secondly => LimitPolicy::Secondly,
-                    Policy::Daily => LimitPolicy::Daily,
-                };
-                g.on_rate_limited(policy, l.retry_after_ms, now);
-            }
-        });
-        if ask.report_only {
-            if let Some(rejected) = ask.rejected.as_deref() {
-                self.refused_again(rejected).await;
-            }
-            return Response::from_json(&Answer::Noted);
-        }
-        let token = if ask.token {
-            match self.token(config, ask.rejected.as_deref()).await {
-                Ok(t) => Some(t),
-                Err(TokenError::Refused) => return Response::from_json(&Answer::Refused),
-                Err(TokenError::Failed(error)) => {
-                    return Response::from_json(&Answer::Failed { error })
+        let scope = crate::log::Scope::new(&crate::log::random_id(), None);
+        crate::log::scoped(scope, async move {
+            let Ok(ask) = req.json::<Ask>().await else {
+                return Response::error("bad gate request", 400);
+            };
+            let config = match self.config.get() {
+                Some(c) => c,
+                None => match HubSpotApi::from_env(&self.env) {
+                    Ok(c) => self.config.get_or_init(|| c),
+                    Err(e) => return Response::from_json(&Answer::Failed { error: e.message() }),
+                },
+            };
+            let now = Date::now().as_millis();
+            self.with_governor(config, |g| {
+                if let Some(o) = ask.observed {
+                    // The isolate's clock and ours may differ a little: never in the future.
+                    g.observe(&o.into(), o.at_ms.min(now));
                 }
+                if let Some(l) = ask.limited {
+                    let policy = match l.policy {
+                        Policy::TenSecondly => LimitPolicy::TenSecondly,
+                        Policy::Secondly => LimitPolicy::Secondly,
+                        Policy::Daily => LimitPolicy::Daily,
+                    };
+                    g.on_rate_limited(policy, l.retry_after_ms, now);
+                }
+            });
+            if ask.report_only {
+                if let Some(rejected) = ask.rejected.as_deref() {
+                    self.refused_again(rejected).await;
+                }
+                return Response::from_json(&Answer::Noted);
             }
-        } else {
-            None
-        };
-        let budget = if ask.search {
-            Budget::Search
-        } else {
-            Budget::General
-        };
-        let now = Date::now().as_millis();
-        let (acquired, daily_permille) = self.with_governor(config, |g| {
-            (g.acquire(budget, now), g.daily_used_permille(now))
-        });
-        let answer = match acquired {
-            Acquire::Permit => Answer::Permit {
-                token,
-                daily_permille,
-            },
-            Acquire::Wait { until_ms } => Answer::Wait {
-                wait_ms: until_ms.saturating_sub(now).max(1),
-                daily_permille,
-            },
-        };
-        Response::from_json(&answer)
+            let token = if ask.token {
+                match self.token(config, ask.rejected.as_deref()).await {
+                    Ok(t) => Some(t),
+                    Err(TokenError::Refused) => return Response::from_json(&Answer::Refused),
+                    Err(TokenError::Failed(error)) => {
+                        return Response::from_json(&Answer::Failed { error })
+                    }
+                }
+            } else {
+                None
+            };
+            let budget = if ask.search {
+                Budget::Search
+            } else {
+                Budget::General
+            };
+            let now = Date::now().as_millis();
+            let (acquired, daily_permille) = self.with_governor(config, |g| {
+                (g.acquire(budget, now), g.daily_used_permille(now))
+            });
+            let answer = match acquired {
+                Acquire::Permit => Answer::Permit {
+                    token,
+                    daily_permille,
+                },
+                Acquire::Wait { until_ms } => Answer::Wait {
+                    wait_ms: until_ms.saturating_sub(now).max(1),
+                    daily_permille,
+                },
+            };
+            Response::from_json(&answer)
+        })
+        .await
     }
 }
 
