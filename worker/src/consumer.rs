@@ -11,27 +11,25 @@ use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 
-use futures_util::future::{join_all, select, Either};
+use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 use hubspot_edge_core::dedupe::DedupeKey;
 use hubspot_edge_core::delivery::{
-    parse_retry_after, Admit, Attempt, BatchBudget, DeliveryDecision, GiveUp, Recorded, Settle,
-    DEFERRED_DELAY_SECS, MAX_CONCURRENT_FORWARDS,
+    Admit, Attempt, BatchBudget, DeliveryDecision, GiveUp, Recorded, Settle, DEFERRED_DELAY_SECS,
+    MAX_CONCURRENT_FORWARDS,
 };
 use hubspot_edge_core::event::Event;
 use hubspot_edge_core::metrics::{Counter, Histogram, Metrics};
-use hubspot_edge_core::outbound::{
-    self, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP,
-};
+use hubspot_edge_core::outbound;
 use hubspot_edge_core::records::{Commit, CommitOutcome};
-use hubspot_edge_core::rules::Destination;
 use serde_json::value::RawValue;
 use worker::{
-    AbortController, Date, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method, Queue,
-    QueueRetryOptionsBuilder, RawMessage, Request, RequestInit, RequestRedirect, Result,
+    Date, Env, MessageBatch, MessageExt, Queue, QueueRetryOptionsBuilder, RawMessage, Result,
 };
 
 use crate::config::Forward;
+use crate::forward::{describe, send_signed};
+use crate::jobs::{Job, JobAction, Pending};
 use crate::log::{Line, Scope};
 use crate::queue::{self, DeadLetterMessage, EventMessage, OwnedEvent};
 use crate::store;
@@ -529,64 +527,6 @@ fn attempt_of(members: &[Pending]) -> u32 {
     members.iter().map(|(_, e)| e.attempt).max().unwrap_or(1)
 }
 
-/// One forward (or none) and the queue messages it settles: one message for a thin event,
-/// every message about one object for an enriched one.
-pub(crate) struct Job {
-    pub(crate) members: Vec<Pending>,
-    pub(crate) action: JobAction,
-    /// Record-store writes once the forward succeeded (at once when there is nothing to
-    /// forward), compare-and-set on the version the decision read.
-    pub(crate) after: Vec<StoreWrite>,
-    /// The rules' effects, queued once the forward succeeded: `(dedupe key, effect)`.
-    pub(crate) effects: Vec<(String, hubspot_edge_core::rules::Queued)>,
-}
-
-/// A queue message and its decoded envelope.
-pub(crate) type Pending = (RawMessage, EventMessage<OwnedEvent>);
-
-pub(crate) enum JobAction {
-    /// Forward the one member's event as the thin event.
-    Thin,
-    /// Forward this body with this `webhook-id`.
-    Send { id: String, body: String },
-    /// Nothing to forward: acknowledge (an unmapped change, an unchanged record, our echo).
-    Nothing,
-    /// The events cannot be forwarded: dead-letter them with this stable reason.
-    Fail { reason: String, detail: String },
-    /// A step before the forward failed (the HubSpot read, the record store): retry like a
-    /// failed forward, and dead-letter with `code` once the attempts are spent.
-    Retry {
-        attempt: Attempt,
-        code: String,
-        detail: String,
-    },
-    /// Carry out a rule's effect ([`crate::rules::run`]).
-    Effect(hubspot_edge_core::rules::Queued),
-}
-
-/// A record-store write that follows a successful forward.
-pub(crate) struct StoreWrite {
-    pub(crate) portal: u64,
-    pub(crate) object_type: String,
-    pub(crate) commit: Commit,
-}
-
-impl Job {
-    pub(crate) fn thin(pending: Pending) -> Self {
-        Self::of(pending, JobAction::Thin)
-    }
-
-    /// A job for one message, with no store writes and no effects.
-    pub(crate) fn of(pending: Pending, action: JobAction) -> Self {
-        Self {
-            members: vec![pending],
-            action,
-            after: Vec::new(),
-            effects: Vec::new(),
-        }
-    }
-}
-
 /// What became of a job's forward.
 enum Verdict {
     /// The decision, an explicit dead-letter reason when there is one, and a detail for logs.
@@ -713,128 +653,6 @@ async fn forward_one(
     let key = DedupeKey::of(&event);
     let body = outbound::event_body(&event, &key, envelope.received_at);
     Ok(send_signed(config, key.as_str(), &body).await)
-}
-
-/// One Standard Webhooks POST of `body` to `FORWARD_URL` (the destination `default`) with
-/// `webhook-id` `id`: see [`send_signed_to`].
-pub(crate) async fn send_signed(
-    config: &Forward,
-    id: &str,
-    body: &str,
-) -> (Attempt, Option<String>) {
-    let default = Destination {
-        url: config.url.clone(),
-        secret: config.secret.clone(),
-    };
-    send_signed_to(&default, config.timeout_ms, id, body).await
-}
-
-/// One Standard Webhooks POST of `body` to `to` (signed with its own secret) with `webhook-id`
-/// `id`, redirects not followed, given up after `timeout_ms`: the attempt, and the `Location`
-/// of a 3xx answer.
-pub(crate) async fn send_signed_to(
-    to: &Destination,
-    timeout_ms: u64,
-    id: &str,
-    body: &str,
-) -> (Attempt, Option<String>) {
-    let now_secs = Date::now().as_millis() / 1000;
-    let signature = to.secret.sign(id, now_secs, body.as_bytes());
-    let traceparent = crate::log::outgoing_traceparent();
-
-    let build = || -> Result<Request> {
-        let headers = Headers::new();
-        headers.set("content-type", "application/json")?;
-        headers.set(
-            "user-agent",
-            concat!("hubspot-edge/", env!("CARGO_PKG_VERSION")),
-        )?;
-        headers.set(HEADER_WEBHOOK_ID, id)?;
-        headers.set(HEADER_WEBHOOK_TIMESTAMP, &now_secs.to_string())?;
-        headers.set(HEADER_WEBHOOK_SIGNATURE, &signature)?;
-        // The event's trace (W3C Trace Context), a new span per attempt.
-        if let Some(traceparent) = &traceparent {
-            headers.set(hubspot_edge_core::trace::HEADER, traceparent)?;
-        }
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            // A 3xx is an answer, not an instruction: core dead-letters it.
-            .with_redirect(RequestRedirect::Manual)
-            .with_body(Some(body.to_owned().into()));
-        Request::new_with_init(&to.url, &init)
-    };
-    let Ok(request) = build() else {
-        // The URL was checked to be http(s) with the configuration; a URL the runtime
-        // still refuses is a destination that cannot be reached.
-        return (Attempt::NetworkError, None);
-    };
-
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let fetch = Fetch::Request(request);
-    let send = Box::pin(fetch.send_with_signal(&signal));
-    let timeout = Box::pin(Delay::from(std::time::Duration::from_millis(timeout_ms)));
-    let sent_at = Date::now().as_millis();
-    let raced = match select(send, timeout).await {
-        Either::Left((result, _)) => Some(result),
-        Either::Right(((), _)) => None,
-    };
-    // Every attempt's time to an answer (or to the timeout, or the network error): the
-    // destination's share of the delivery latency.
-    let took_ms = Date::now().as_millis().saturating_sub(sent_at);
-    crate::metrics::count(|m| m.observe(Histogram::DestinationResponse, &[], took_ms));
-    let answer = answer_of(raced, controller, now_secs);
-    // One line per attempt, in the event's scope (its request id and trace id).
-    Line::info("forward")
-        .field("webhook_id", id)
-        .field("outcome", describe(answer.0))
-        .field("duration_ms", took_ms)
-        .emit();
-    answer
-}
-
-/// What a raced send came to (aborting it when it timed out).
-fn answer_of(
-    raced: Option<Result<worker::Response>>,
-    controller: AbortController,
-    now_secs: u64,
-) -> (Attempt, Option<String>) {
-    match raced {
-        Some(Ok(response)) => {
-            let header = |name: &str| response.headers().get(name).ok().flatten();
-            let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now_secs));
-            let status = response.status_code();
-            let location = if (300..400).contains(&status) {
-                // Kept for the operator (a URL, never a body); bounded so a hostile one cannot
-                // bloat the dead letter.
-                header("location").map(|l| l.chars().take(512).collect())
-            } else {
-                None
-            };
-            (
-                Attempt::Answered {
-                    status,
-                    retry_after_secs: retry_after,
-                },
-                location,
-            )
-        }
-        Some(Err(_)) => (Attempt::NetworkError, None),
-        None => {
-            controller.abort();
-            (Attempt::TimedOut, None)
-        }
-    }
-}
-
-pub(crate) fn describe(attempt: Attempt) -> String {
-    match attempt {
-        Attempt::Answered { status, .. } => format!("status_{status}"),
-        Attempt::TimedOut => "timeout".into(),
-        Attempt::NetworkError => "network_error".into(),
-        Attempt::StepFailed { .. } => "step_failed".into(),
-    }
 }
 
 /// A delivery failure's class for metrics (a closed set, so the label stays bounded):

@@ -27,9 +27,10 @@ use worker::kv::KvStore;
 use worker::{Env, Queue};
 
 use crate::config::{Forward, HubSpotApi};
-use crate::consumer::{Job, JobAction, Pending};
-use crate::enrich::{api_object_type, drop_guard, guard_write};
+use crate::echo::{drop_guard, guard_write};
+use crate::enrich::api_object_type;
 use crate::hubspot::{execute, CallError};
+use crate::jobs::{Job, JobAction, Pending};
 use crate::log::Line;
 use crate::queue::{event_message_json, MAX_MESSAGE_BYTES};
 
@@ -68,8 +69,8 @@ pub(crate) async fn run(config: &Forward, env: &Env, effect: &Queued) -> Outcome
                 };
             };
             let (attempt, location) =
-                crate::consumer::send_signed_to(to, config.timeout_ms, id, body).await;
-            let mut detail = format!("{what} {}", crate::consumer::describe(attempt));
+                crate::forward::send_signed_to(to, config.timeout_ms, id, body).await;
+            let mut detail = format!("{what} {}", crate::forward::describe(attempt));
             if let Some(l) = location {
                 detail.push_str(&format!(" location={l}"));
             }

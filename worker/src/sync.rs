@@ -1216,13 +1216,13 @@ impl UnitContext<'_> {
 
     async fn deliver(&self, batch: &Batch) -> Delivered {
         let t0 = Date::now().as_millis();
-        let (attempt, _) = crate::consumer::send_signed(self.forward, &batch.id, &batch.body).await;
+        let (attempt, _) = crate::forward::send_signed(self.forward, &batch.id, &batch.body).await;
         self.time(6, t0);
         if !matches!(attempt, Attempt::Answered { status, .. } if (200..300).contains(&status)) {
             return Delivered::Failed(format!(
                 "delivery {}: {}",
                 batch.id,
-                crate::consumer::describe(attempt)
+                crate::forward::describe(attempt)
             ));
         }
         let t0 = Date::now().as_millis();

@@ -15,7 +15,7 @@ use hubspot_edge_core::ratelimit::Budget;
 use serde_json::{json, Value};
 use worker::{Date, Env, Request, Response, Result};
 
-use super::{error_response, executor, gate};
+use super::{error_response, executor, gate, transport};
 use crate::config::HubSpotApi;
 use crate::respond;
 
@@ -47,7 +47,7 @@ pub(super) async fn overhead(req: &Request, config: &HubSpotApi, env: &Env) -> R
     let mut governed = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Date::now().as_millis();
-        match executor::send(config, &request, Some(&token)).await {
+        match transport::send(config, &request, Some(&token)).await {
             Ok((200, _, _)) => {}
             Ok((status, _, _)) => {
                 return respond::error(
@@ -57,7 +57,7 @@ pub(super) async fn overhead(req: &Request, config: &HubSpotApi, env: &Env) -> R
                 )
             }
             Err(outcome) => {
-                return respond::error(502, "diagnostics_failed", executor::outcome_code(&outcome))
+                return respond::error(502, "diagnostics_failed", transport::outcome_code(&outcome))
             }
         }
         bare.push(Date::now().as_millis().saturating_sub(started));

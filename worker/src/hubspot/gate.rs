@@ -38,8 +38,8 @@ use worker::{
     Result, State,
 };
 
-use super::executor::{CallError, MAX_WAIT_MS};
 use super::oauth::{self, Cached};
+use super::transport::{CallError, MAX_WAIT_MS};
 use crate::config::{AccessToken, HubSpotApi, HubSpotAuth};
 
 /// The Durable Object binding (wrangler.toml).

@@ -16,6 +16,7 @@ mod diagnostics;
 mod executor;
 mod gate;
 mod oauth;
+mod transport;
 
 use std::collections::BTreeMap;
 
@@ -32,7 +33,8 @@ use crate::config::HubSpotApi;
 use crate::ingress::config_error_for_operator as config_error;
 use crate::respond;
 
-pub(crate) use executor::{execute, send, CallError, MAX_WAIT_MS};
+pub(crate) use executor::execute;
+pub(crate) use transport::{send, CallError, MAX_WAIT_MS};
 
 /// Routes `/admin/hubspot/…`; `segments` start after `hubspot`. The admin token is checked.
 pub(crate) async fn handle(
@@ -140,7 +142,7 @@ async fn update(
     let Some(body) = body::<CreateBody>(req).await else {
         return bad_body(r#"expected {"properties":{"name":"value"}}"#);
     };
-    let guard = match crate::enrich::guard_write(env, object_type, id, &body.properties).await {
+    let guard = match crate::echo::guard_write(env, object_type, id, &body.properties).await {
         Ok(g) => g,
         Err(e) => return config_error(&e, request_id),
     };
@@ -149,7 +151,7 @@ async fn update(
         .update_object(object_type, id, None, &body.properties);
     let result = run::<SimpleObject>(config, env, RequestKind::Write, built).await;
     if let (Err(_), Some(key)) = (&result, &guard) {
-        crate::enrich::drop_guard(env, key).await;
+        crate::echo::drop_guard(env, key).await;
     }
     answer(result, 200, |o| object_json(&o))
 }
@@ -323,7 +325,7 @@ fn error_response(error: &CallError) -> Result<Response> {
             };
             let mut extra = json!({
                 "attempts": attempts,
-                "hubspot": executor::outcome_code(last),
+                "hubspot": transport::outcome_code(last),
             });
             if let Some(c) = correlation {
                 extra["correlationId"] = json!(c);

@@ -94,12 +94,12 @@ async fn attempt(config: &HubSpotApi, origin: TokenOrigin) -> Result<TokenState,
     };
     let request = config.api.oauth_refresh(client, refresh_token.as_str());
     let sent_at = Date::now().as_millis();
-    match super::executor::send(config, &request, None).await {
+    match super::transport::send(config, &request, None).await {
         Ok((status, _, body)) => {
             refresh_answer(status, &body, sent_at, origin, Date::now().as_millis())
         }
         Err(outcome) => Err(RefreshFailure::unanswered(
-            super::executor::outcome_code(&outcome),
+            super::transport::outcome_code(&outcome),
             Date::now().as_millis(),
         )),
     }
