@@ -1,0 +1,194 @@
+//! The whole pipeline in memory, from the core alone, with fakes for what a host does: a
+//! HubSpot-signed batch is verified and triaged (ingress), its messages go through a queue,
+//! the consumer dedupes, enriches (a fake HubSpot batch read with history) and delivers to a
+//! destination that fails once, following the core's retry decisions. Every decision is the
+//! core's; the fakes only move bytes. What the Worker does on workerd, any runtime can do.
+
+use std::collections::{HashSet, VecDeque};
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use hubspot_edge_core::api::BatchResponse;
+use hubspot_edge_core::dedupe::DedupeKey;
+use hubspot_edge_core::delivery::{Attempt, DeliveryDecision, DeliveryRetryPolicy};
+use hubspot_edge_core::enrich::{self, Current, Forward, Plan, ReadOutcome, Route};
+use hubspot_edge_core::event::{parse_batch, Event};
+use hubspot_edge_core::filter::Filter;
+use hubspot_edge_core::ingress::{triage, Received};
+use hubspot_edge_core::mapping::Mapping;
+use hubspot_edge_core::outbound;
+use hubspot_edge_core::queue::{DeadLetterMessage, EventMessage, OwnedEvent};
+use hubspot_edge_core::signature::{sign_v3, ClientSecret, SignedRequest, Verifier};
+use serde_json::{json, Value};
+
+const SECRET: &str = "flow-client-secret";
+const URL: &str = "https://hooks.example.com/webhooks/hubspot";
+const T0: u64 = 1_700_000_000_000;
+const MAP: &str = r#"{"objects":{"contacts":{"fields":[
+    {"hubspot":"email","type":"email"},
+    {"hubspot":"firstname","field":"first_name"}
+]}}}"#;
+
+fn batch() -> String {
+    let change = json!({"eventId": 1, "subscriptionId": 9, "portalId": 33, "appId": 7,
+        "occurredAt": T0, "subscriptionType": "contact.propertyChange", "attemptNumber": 0,
+        "objectId": 101, "propertyName": "firstname", "propertyValue": "Ann",
+        "changeSource": "CRM"});
+    let deal = json!({"eventId": 2, "subscriptionId": 8, "portalId": 33, "appId": 7,
+        "occurredAt": T0 + 1, "subscriptionType": "deal.creation", "attemptNumber": 0,
+        "objectId": 202});
+    // The same change again (HubSpot's retry inside one batch) and an element that is not an
+    // event.
+    let mut retry = change.clone();
+    retry["attemptNumber"] = json!(1);
+    json!([change, deal, retry, {"nope": true}]).to_string()
+}
+
+/// The fake HubSpot: a batch read of contacts with `firstname`'s history.
+fn hubspot_read(ids: &[String]) -> BatchResponse {
+    assert_eq!(ids, ["101"], "one read, of the changed contact only");
+    serde_json::from_value(json!({"status": "COMPLETE", "results": [{
+        "id": "101",
+        "properties": {"email": "ann@example.com", "firstname": "Ann"},
+        "propertiesWithHistory": {"firstname": [
+            {"value": "Ann", "timestamp": T0.to_string()},
+            {"value": "Anne", "timestamp": (T0 - 60_000).to_string()}
+        ]}
+    }]}))
+    .expect("a batch-read answer")
+}
+
+#[test]
+fn a_signed_batch_flows_through_triage_queue_enrichment_and_delivery() {
+    // --- Ingress: verify, parse, triage.
+    let body = batch();
+    let ts = (T0 + 500).to_string();
+    let signature = sign_v3(
+        &ClientSecret::new(SECRET),
+        "POST",
+        URL,
+        body.as_bytes(),
+        &ts,
+    );
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-hubspot-signature-v3", signature.parse().unwrap());
+    headers.insert("x-hubspot-request-timestamp", ts.parse().unwrap());
+    let request = SignedRequest {
+        method: "POST",
+        uri: URL,
+        headers: &headers,
+        body: body.as_bytes(),
+    };
+    Verifier::new(ClientSecret::new(SECRET))
+        .verify(&request, T0 + 1_000)
+        .unwrap();
+    let elements = parse_batch(body.as_bytes()).unwrap();
+    let received = Received {
+        at_ms: T0 + 1_000,
+        request_id: "req-flow",
+        traceparent: None,
+    };
+    let t = triage(&elements, &Filter::default(), received);
+    assert_eq!(
+        (t.counts.queued, t.counts.duplicates, t.counts.dead_lettered),
+        (2, 1, 1)
+    );
+    let dead: DeadLetterMessage<OwnedEvent> = serde_json::from_str(&t.dead_letters[0]).unwrap();
+    assert_eq!(dead.reason, "event_missing_field");
+
+    // --- The queue: at-least-once, so the deal's message is delivered twice.
+    let mut queue: VecDeque<String> = t.queue.iter().cloned().collect();
+    queue.push_back(t.queue[1].clone());
+
+    // --- The consumer: dedupe, enrich, deliver with retries, to a destination failing once.
+    let mapping = Mapping::from_json(MAP).unwrap();
+    let policy = DeliveryRetryPolicy::default();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut destination: Vec<Value> = Vec::new();
+    let mut destination_calls = 0u32;
+    while let Some(text) = queue.pop_front() {
+        let message: EventMessage<OwnedEvent> = serde_json::from_str(&text).unwrap();
+        if seen.contains(&message.key) {
+            continue; // delivered before: a redelivery is acknowledged, not sent again
+        }
+        let event = Event::parse(&message.event).unwrap();
+        let key = DedupeKey::of(&event);
+        assert_eq!(key.as_str(), message.key);
+        let content = match enrich::route(&mapping, &event) {
+            Route::Thin => outbound::event_body(&event, &key, message.received_at),
+            Route::Object(id) => {
+                let map = mapping.object(event.object_type()).unwrap();
+                let Plan::Read(need) = enrich::plan(map, &id, &[&event]) else {
+                    panic!("a mapped change needs a read");
+                };
+                let chunks = enrich::read_plan([(id.as_str(), need.history(false))]);
+                assert_eq!(chunks.len(), 1);
+                assert_eq!(chunks[0].history, ["firstname"]);
+                let outcomes = enrich::classify_read(&chunks[0].ids, hubspot_read(&chunks[0].ids));
+                let ReadOutcome::Found(object) = &outcomes[0].1 else {
+                    panic!("the contact is found");
+                };
+                let decision = enrich::decide(
+                    map,
+                    &id,
+                    &need,
+                    None,
+                    Current::Found(&object.properties),
+                    &object.properties_with_history,
+                    None,
+                )
+                .unwrap();
+                let forward = decision.forward.expect("a change is forwarded");
+                assert!(matches!(forward, Forward::Changed(_)));
+                forward.content()
+            }
+            Route::Association => unreachable!("no association events here"),
+        };
+        // Delivery, attempt by attempt, as the core decides.
+        let mut attempt = message.attempt;
+        loop {
+            destination_calls += 1;
+            let answer = if destination_calls == 1 { 503 } else { 200 };
+            let outcome = Attempt::Answered {
+                status: answer,
+                retry_after_secs: None,
+            };
+            match policy.decide(attempt, outcome, 0.5) {
+                DeliveryDecision::Deliver => {
+                    destination.push(serde_json::from_str(&content).unwrap());
+                    seen.insert(message.key.clone());
+                    break;
+                }
+                DeliveryDecision::Retry { delay_secs } => {
+                    assert!(delay_secs >= 1);
+                    attempt += 1;
+                }
+                DeliveryDecision::DeadLetter(g) => panic!("dead-lettered: {}", g.code()),
+            }
+        }
+    }
+
+    // Each event once, the change enriched with its true old value, nothing lost.
+    assert_eq!(destination.len(), 2, "{destination:?}");
+    assert_eq!(
+        destination_calls, 3,
+        "one failed attempt, then one per event"
+    );
+    let changed = destination
+        .iter()
+        .find(|d| d.to_string().contains("first_name"))
+        .expect("the contact's change");
+    let text = changed.to_string();
+    assert!(
+        text.contains(r#""old":"Anne""#) && text.contains(r#""new":"Ann""#),
+        "{text}"
+    );
+    assert!(
+        destination
+            .iter()
+            .any(|d| d.to_string().contains("deal.creation")),
+        "the deal, thin: {destination:?}"
+    );
+    assert_eq!(seen.len(), 2);
+}
