@@ -4,6 +4,9 @@
 //! destination that fails once, following the core's retry decisions. Every decision is the
 //! core's; the fakes only move bytes. What the Worker does on workerd, any runtime can do.
 
+// Under wasm32 `#[test]` is wasm-bindgen-test's, which clippy's test allowances do not see.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::unwrap_used))]
+
 use std::collections::{HashSet, VecDeque};
 
 #[cfg(target_arch = "wasm32")]
