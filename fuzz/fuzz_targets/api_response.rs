@@ -9,7 +9,7 @@
 #![no_main]
 
 use hubspot_edge_core::api::{
-    self, interpret, ApiError, AssociationResult, BatchResponse, Decision, Outcome, Page,
+    self, interpret, ApiError, AssociationResult, BatchResponse, CallDecision, Outcome, Page,
     RateLimitHeaders, RequestKind, SimpleObject, TokenResponse,
 };
 use hubspot_edge_fuzz::{message, Reader};
@@ -87,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
             _ => {}
         }
         let outcome = Outcome::Failed(error);
-        if let Decision::Retry { after_ms, at_ms } =
+        if let CallDecision::Retry { after_ms, at_ms } =
             api::decide(kind, attempt, &outcome, now_ms, jitter)
         {
             assert_eq!(at_ms, now_ms.saturating_add(after_ms));

@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let env: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
     let lookup = Lookup::new(|k: &str| env.get(k).map(|v| (*v).to_owned()));
     check(config::Ingress::from_lookup(&lookup));
-    check(config::Forward::from_lookup(&lookup));
+    check(config::ForwardConfig::from_lookup(&lookup));
     check(config::enrichment(&lookup));
     check(config::dead_letter_retention(&lookup));
     check(config::fault_injection(&lookup));
