@@ -91,45 +91,43 @@ ensure_deny() {
   export CARGO_DENY
 }
 
-# HubSpot's official clients run against the mock (tests/mock/clients/, the hubspot-mock
-# crate's official_clients test): the Node client comes with `npm ci` (root package.json); the
-# Python client goes into a venv from PyPI, pinned by requirements.txt, recreated only when that
-# file or the Python version changes. Exports the interpreters the test reads.
-# The Python package's venv (bindings/python/requirements-test.txt: maturin, pytest, Flask and
-# HubSpot's official Python client, pinned, from PyPI), then the wheel built from this checkout
-# and installed into it. Exports HUBSPOT_EDGE_PYTHON (the venv's python).
-ensure_python_package() {
-  local req="$ROOT/bindings/python/requirements-test.txt"
-  local venv="${XDG_CACHE_HOME:-$HOME/.cache}/hubspot-edge/python-package"
-  local stamp="$venv/.hubspot-edge-requirements" want
+# A Python venv under the tools cache, from PyPI, pinned by a requirements file, recreated
+# only when that file or the Python version changes. `$1`: its name, `$2`: the requirements
+# file, `$3`: what it is for (said when it is built). Sets VENV to its path.
+ensure_venv() {
+  local req="$2" stamp want
+  VENV="${XDG_CACHE_HOME:-$HOME/.cache}/hubspot-edge/$1"
+  stamp="$VENV/.hubspot-edge-requirements"
   want="$(python3 --version 2>&1) $(sha256sum "$req" | cut -d' ' -f1)"
-  if [ ! -x "$venv/bin/python" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    say "python venv for the hubspot_edge wheel (pip install -r bindings/python/requirements-test.txt)"
-    rm -rf "$venv"
-    python3 -m venv "$venv" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2
+  if [ ! -x "$VENV/bin/python" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    say "python venv for $3 (pip install -r ${req#"$ROOT"/})"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV" >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2
     echo "$want" > "$stamp"
   fi
-  local out="$ROOT/target/wheels"
-  rm -rf "$out"
-  (cd "$ROOT/bindings/python" && "$venv/bin/maturin" build --release --locked --quiet -o "$out") >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall \
-    --no-deps "$out"/hubspot_edge-*.whl >&2
-  export HUBSPOT_EDGE_PYTHON="$venv/bin/python"
 }
 
+# The Python package's venv (bindings/python/requirements-test.txt: maturin, pytest, Flask and
+# HubSpot's official Python client), then the wheel built from this checkout and installed into
+# it. Exports HUBSPOT_EDGE_PYTHON (the venv's python).
+ensure_python_package() {
+  ensure_venv python-package "$ROOT/bindings/python/requirements-test.txt" "the hubspot_edge wheel"
+  local out="$ROOT/target/wheels"
+  rm -rf "$out"
+  (cd "$ROOT/bindings/python" && "$VENV/bin/maturin" build --release --locked --quiet -o "$out") >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall \
+    --no-deps "$out"/hubspot_edge-*.whl >&2
+  export HUBSPOT_EDGE_PYTHON="$VENV/bin/python"
+}
+
+# HubSpot's official clients run against the mock (tests/mock/clients/, the hubspot-mock
+# crate's official_clients test): the Node client comes with `npm ci` (root package.json); the
+# Python client goes into a venv (tests/mock/clients/python/requirements.txt). Exports the
+# interpreters the test reads.
 ensure_python_clients() {
-  local req="$ROOT/tests/mock/clients/python/requirements.txt"
-  local venv="${XDG_CACHE_HOME:-$HOME/.cache}/hubspot-edge/python-clients"
-  local stamp="$venv/.hubspot-edge-requirements" want
-  want="$(python3 --version 2>&1) $(sha256sum "$req" | cut -d' ' -f1)"
-  if [ ! -x "$venv/bin/python" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    say "python venv for HubSpot's official Python client (pip install -r requirements.txt)"
-    rm -rf "$venv"
-    python3 -m venv "$venv" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2
-    echo "$want" > "$stamp"
-  fi
-  export HUBSPOT_MOCK_PYTHON="$venv/bin/python"
+  ensure_venv python-clients "$ROOT/tests/mock/clients/python/requirements.txt" \
+    "HubSpot's official Python client"
+  export HUBSPOT_MOCK_PYTHON="$VENV/bin/python"
   export HUBSPOT_MOCK_NODE="$ROOT/node_modules/.bin/node"
 }

@@ -104,6 +104,26 @@ fn start_with(
     Ok(fx)
 }
 
+/// Enrolls contact `object` in the workflow of `definition` (an approval: it blocks) and waits
+/// until the mock's workflow engine has it blocked; its callback id.
+fn enroll_blocked(
+    mock: &hubspot_mock::MockHubSpot,
+    definition: &str,
+    object: &str,
+) -> Result<String, Failed> {
+    let cb = mock
+        .enroll(&json!({"definitionId": definition, "objectType": "CONTACT", "objectId": object}))
+        .map_err(|e| e.to_string())?
+        .first()
+        .cloned()
+        .ok_or("no callbackId")?;
+    let query = format!("callbackId={cb}");
+    poll_until("the execution blocked", DEADLINE, POLL, || {
+        (mock.workflow_executions(&query)["executions"][0]["state"] == "blocked").then_some(())
+    })?;
+    Ok(cb)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The user's system's lookup endpoint.
 
@@ -687,17 +707,8 @@ pub(crate) fn actions_refused_completion_dead_lettered_then_redriven(_: &Fixture
     let (_, _, _, ids) = publish(&fx)?;
     let definition = ids.get("approve").ok_or("no id for approve")?;
     let mock = mock_of(&fx)?;
-    let cb = mock
-        .enroll(&json!({"definitionId": definition, "objectType": "CONTACT", "objectId": "2"}))
-        .map_err(|e| e.to_string())?
-        .first()
-        .cloned()
-        .ok_or("no callbackId")?;
+    let cb = enroll_blocked(mock, definition, "2")?;
     let query = format!("callbackId={cb}");
-    poll_until("the execution blocked", DEADLINE, POLL, || {
-        let v = mock.workflow_executions(&query);
-        (v["executions"][0]["state"] == "blocked").then_some(())
-    })?;
     // HubSpot refuses the next request: the batch completion.
     let r = http::request(
         "POST",
@@ -828,20 +839,7 @@ pub(crate) fn actions_rule_completes_the_objects_blocked_execution(_: &Fixture) 
     let mock = mock_of(&fx)?;
     let mut callbacks = Vec::new();
     for id in &contacts {
-        callbacks.push(
-            mock.enroll(&json!({"definitionId": definition, "objectType": "CONTACT",
-                                "objectId": id.to_string()}))
-                .map_err(|e| e.to_string())?
-                .first()
-                .cloned()
-                .ok_or("no callbackId")?,
-        );
-    }
-    for cb in &callbacks {
-        let query = format!("callbackId={cb}");
-        poll_until("the execution blocked", DEADLINE, POLL, || {
-            (mock.workflow_executions(&query)["executions"][0]["state"] == "blocked").then_some(())
-        })?;
+        callbacks.push(enroll_blocked(mock, definition, &id.to_string())?);
     }
     super::enrichment::patch(
         &fx,
@@ -890,23 +888,7 @@ pub(crate) fn actions_refused_batch_split_dead_letters_only_the_named(_: &Fixtur
     let (_, _, _, ids) = publish(&fx)?;
     let definition = ids.get("approve").ok_or("no id for approve")?;
     let mock = mock_of(&fx)?;
-    let blocked = |cb: &str| {
-        let query = format!("callbackId={cb}");
-        poll_until("the execution blocked", DEADLINE, POLL, || {
-            (mock.workflow_executions(&query)["executions"][0]["state"] == "blocked").then_some(())
-        })
-    };
-    let enroll = |object: &str| -> Result<String, Failed> {
-        let cb = mock
-            .enroll(&json!({"definitionId": definition, "objectType": "CONTACT",
-                            "objectId": object}))
-            .map_err(|e| e.to_string())?
-            .first()
-            .cloned()
-            .ok_or("no callbackId")?;
-        blocked(&cb)?;
-        Ok(cb)
-    };
+    let enroll = |object: &str| enroll_blocked(mock, definition, object);
     let stale = enroll("1")?;
     mock.advance_clock(Duration::from_secs(24 * 3600));
     let good = [enroll("2")?, enroll("3")?];

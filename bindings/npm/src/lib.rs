@@ -94,7 +94,34 @@ pub fn verify_signature(
     allow_legacy: bool,
     max_age_ms: f64,
 ) -> Result<String, JsValue> {
-    let headers = signature_headers([signature_v3, timestamp, signature, signature_version])?;
+    prepare(
+        secret,
+        method,
+        url,
+        [signature_v3, timestamp, signature, signature_version],
+        body,
+        now_ms,
+        allow_legacy,
+        max_age_ms,
+    )?
+    .check_in_software()
+    .map(|v| v.as_str().to_owned())
+    .map_err(|e| signature_error(&e))
+}
+
+/// The checks both verifications make before the digest (headers, timestamp window).
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    secret: &str,
+    method: &str,
+    url: &str,
+    header_values: [Option<String>; 4],
+    body: &[u8],
+    now_ms: f64,
+    allow_legacy: bool,
+    max_age_ms: f64,
+) -> Result<CoreChallenge, JsValue> {
+    let headers = signature_headers(header_values)?;
     let request = SignedRequest {
         method,
         uri: url,
@@ -102,8 +129,7 @@ pub fn verify_signature(
         body,
     };
     verifier(secret, allow_legacy, max_age_ms)
-        .verify(&request, ms(now_ms))
-        .map(|v| v.as_str().to_owned())
+        .challenge(&request, ms(now_ms))
         .map_err(|e| signature_error(&e))
 }
 
@@ -177,17 +203,17 @@ pub fn challenge(
     allow_legacy: bool,
     max_age_ms: f64,
 ) -> Result<Challenge, JsValue> {
-    let headers = signature_headers([signature_v3, timestamp, signature, signature_version])?;
-    let request = SignedRequest {
+    prepare(
+        secret,
         method,
-        uri: url,
-        headers: &headers,
+        url,
+        [signature_v3, timestamp, signature, signature_version],
         body,
-    };
-    verifier(secret, allow_legacy, max_age_ms)
-        .challenge(&request, ms(now_ms))
-        .map(|c| Challenge { inner: Some(c) })
-        .map_err(|e| signature_error(&e))
+        now_ms,
+        allow_legacy,
+        max_age_ms,
+    )
+    .map(|c| Challenge { inner: Some(c) })
 }
 
 /// The `X-HubSpot-Signature-v3` value.
