@@ -32,7 +32,7 @@ impl DedupeKey {
         let _ = opt(&mut s, event.app_id());
         let _ = opt(&mut s, event.subscription_id());
         let _ = write!(s, "_{}", event.event_id());
-        let _ = opt(&mut s, event.object_id());
+        let _ = opt(&mut s, event.object_id().map(u64::from));
         let _ = write!(s, "_{}", event.occurred_at_ms());
         Self(s)
     }

@@ -13,17 +13,19 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use thiserror::Error;
 
+use crate::id::{ObjectId, PortalId};
+
 /// One HubSpot webhook event: typed fields plus its original JSON.
 #[derive(Debug, Clone)]
 pub struct Event<'a> {
     raw: &'a str,
     subscription_type: Cow<'a, str>,
-    portal_id: u64,
+    portal_id: PortalId,
     event_id: u64,
     occurred_at_ms: u64,
     subscription_id: Option<u64>,
     app_id: Option<u64>,
-    object_id: Option<u64>,
+    object_id: Option<ObjectId>,
     object_type_id: Option<Cow<'a, str>>,
     property_name: Option<Cow<'a, str>>,
     change_source: Option<Cow<'a, str>>,
@@ -197,10 +199,11 @@ impl<'a> Event<'a> {
         Ok(Self {
             raw,
             subscription_type,
-            portal_id: wire
-                .portal_id
-                .ok_or(EventError::MissingField("portalId"))?
-                .0,
+            portal_id: PortalId::new(
+                wire.portal_id
+                    .ok_or(EventError::MissingField("portalId"))?
+                    .0,
+            ),
             event_id: wire.event_id.ok_or(EventError::MissingField("eventId"))?.0,
             occurred_at_ms: wire
                 .occurred_at
@@ -208,7 +211,7 @@ impl<'a> Event<'a> {
                 .0,
             subscription_id: wire.subscription_id.map(|i| i.0),
             app_id: wire.app_id.map(|i| i.0),
-            object_id: wire.object_id.map(|i| i.0),
+            object_id: wire.object_id.map(|i| ObjectId::new(i.0)),
             object_type_id: wire.object_type_id.map(|t| t.0),
             property_name: wire.property_name.map(|t| t.0),
             change_source: wire.change_source.map(|t| t.0),
@@ -253,7 +256,7 @@ impl<'a> Event<'a> {
     }
 
     /// `portalId`: the HubSpot account the event belongs to.
-    pub fn portal_id(&self) -> u64 {
+    pub fn portal_id(&self) -> PortalId {
         self.portal_id
     }
 
@@ -278,7 +281,7 @@ impl<'a> Event<'a> {
     }
 
     /// `objectId` (for conversations, the thread id), when sent.
-    pub fn object_id(&self) -> Option<u64> {
+    pub fn object_id(&self) -> Option<ObjectId> {
         self.object_id
     }
 
@@ -421,7 +424,11 @@ mod tests {
         assert_eq!(e.change_source(), Some("ACADEMY"));
         assert_eq!(
             (e.portal_id(), e.event_id(), e.object_id()),
-            (33, 3_816_279_340, Some(1_246_965))
+            (
+                PortalId::new(33),
+                3_816_279_340,
+                Some(ObjectId::new(1_246_965))
+            )
         );
         assert_eq!(
             (e.app_id(), e.subscription_id(), e.attempt_number()),
@@ -492,7 +499,7 @@ mod tests {
     fn ids_as_strings_and_escaped_strings() {
         let json = r#"[{"subscriptionType":"contact.propertyChange","portalId":"1","eventId":"2","occurredAt":3,"propertyName":"first\u005fname"}]"#;
         let e = one(json).unwrap();
-        assert_eq!(e.portal_id(), 1);
+        assert_eq!(e.portal_id(), PortalId::new(1));
         assert_eq!(e.property_name(), Some("first_name"));
     }
 

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::event::{canonical_object_type, Event};
+use crate::id::PortalId;
 
 /// The filter configuration is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -167,7 +168,7 @@ pub(crate) struct RuleConfig {
     #[serde(default)]
     properties: Vec<String>,
     #[serde(default)]
-    portal_ids: Vec<u64>,
+    portal_ids: Vec<PortalId>,
     #[serde(default)]
     change_sources: Vec<String>,
 }
@@ -178,7 +179,7 @@ pub(crate) struct Rule {
     types: Vec<TypePattern>,
     object_types: Vec<String>,
     properties: Vec<String>,
-    portal_ids: Vec<u64>,
+    portal_ids: Vec<PortalId>,
     change_sources: Vec<String>,
 }
 

@@ -9,6 +9,7 @@
 //! - [`event`]: the webhook event model, parsed in one pass without copying.
 //! - [`filter`]: declarative include/exclude rules and the own-changes loop guard.
 //! - [`dedupe`]: stable event identities that survive HubSpot's retries.
+//! - [`id`]: typed account and record ids ([`id::PortalId`], [`id::ObjectId`]).
 //! - [`ingress`]: the webhook endpoint's triage of a verified batch (what to queue, by
 //!   reference or not, what to dead-letter, the answer), one for every host.
 //! - [`object_type`]: HubSpot's object types under every spelling (`contact`, `contacts`,
@@ -37,13 +38,22 @@
 //!   (forward to a named destination, update HubSpot, complete a blocked action, emit) from a
 //!   pure `evaluate`, loops rejected at configuration time; named destinations.
 //! - [`api`], [`ratelimit`], [`search`]: the HubSpot API client's requests, rate governor and
-//!   search planner (in progress).
+//!   search planner, the call loop (retries, refresh once on 401) and the OAuth token cache.
+//! - [`actions`]: custom workflow actions (execution requests, answers, blocked executions,
+//!   batched completions, definitions).
 //! - [`metrics`]: counters, gauges and latency histograms as mergeable values, their minute and
 //!   hour timeline, the OpenMetrics exposition, and alert rules with hysteresis.
 //! - [`sync`]: the outbound sync (backfill, incremental runs, deletes, merges, reconcile) as
 //!   work units and delivery batches (`docs/sync.md`), and the inbound sync
 //!   ([`sync::inbound`]: the user's writes into HubSpot).
-
+//!
+//! # The public API
+//!
+//! Each module above is one domain, and its public items are the contract: the files inside a
+//! module are private and the module re-exports what callers use, so every path is
+//! `hubspot_edge_core::<domain>::<Item>` (the way `http::header` and `rustls::server` are
+//! laid out). No two public types share a name, so a glob import of two domains never clashes.
+//! Error enums whose codes are a contract are `#[non_exhaustive]`; their codes are stable.
 //!
 //! # Verify a HubSpot webhook
 //!
@@ -86,6 +96,7 @@ pub mod diff;
 pub mod enrich;
 pub mod event;
 pub mod filter;
+pub mod id;
 pub mod ingress;
 pub mod mapping;
 pub mod metrics;
@@ -108,6 +119,7 @@ pub mod prelude {
     pub use crate::diff::{diff, Diff};
     pub use crate::event::{parse_batch, BatchError, Element, Event, EventError};
     pub use crate::filter::{Filter, Verdict};
+    pub use crate::id::{ObjectId, PortalId};
     pub use crate::mapping::{Mapping, ObjectMap, Record};
     pub use crate::outbound::WebhookSecret;
     pub use crate::signature::{

@@ -22,6 +22,7 @@ use crate::dedupe::DedupeKey;
 use crate::diff::Change;
 use crate::enrich::{Association, Forward};
 use crate::event::Event;
+use crate::id::PortalId;
 use crate::mapping::Record;
 use crate::signature::hmac_sha256;
 use crate::time::iso8601_ms;
@@ -62,7 +63,7 @@ pub fn event_body(event: &Event<'_>, key: &DedupeKey, received_at_ms: u64) -> St
         id: &'a str,
         #[serde(rename = "type")]
         kind: &'a str,
-        portal_id: u64,
+        portal_id: PortalId,
         object_type: &'a str,
         object_id: Option<String>,
         occurred_at: String,
@@ -151,7 +152,7 @@ pub fn record_event_body(e: &RecordEvent<'_>) -> String {
         id: &'a str,
         #[serde(rename = "type")]
         kind: &'a str,
-        portal_id: u64,
+        portal_id: PortalId,
         object_type: &'a str,
         object_id: &'a str,
         occurred_at: String,

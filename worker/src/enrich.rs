@@ -126,7 +126,7 @@ pub(crate) async fn jobs(
                 enrich::Route::Thin => None,
                 enrich::Route::Association => Some(Err(association_job_parts(&event, &item))),
                 enrich::Route::Object(id) => Some(Ok(ObjectKey {
-                    portal: event.portal_id(),
+                    portal: event.portal_id().get(),
                     object_type,
                     id,
                 })),

@@ -161,8 +161,8 @@ fn parse_events<'py>(
                 dict.set_item("dedupe_key", DedupeKey::of(event).as_str())?;
                 dict.set_item("subscription_type", event.subscription_type())?;
                 dict.set_item("object_type", event.object_type())?;
-                dict.set_item("portal_id", event.portal_id())?;
-                dict.set_item("object_id", event.object_id())?;
+                dict.set_item("portal_id", event.portal_id().get())?;
+                dict.set_item("object_id", event.object_id().map(|id| id.get()))?;
                 if let Some(f) = filter {
                     let verdict = match f.inner.decide(event) {
                         Verdict::Keep => "keep",
