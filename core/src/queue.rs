@@ -6,6 +6,8 @@
 //! A message must fit a Cloudflare Queues message ([`MAX_MESSAGE_BYTES`]); an event that does
 //! not is carried by reference ([`EventMessage::event_ref`]).
 
+pub mod consume;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
