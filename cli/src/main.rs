@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use hubspot_edge_core::config::{check, Lookup};
+use hubspot_edge_core::config::{Config, Lookup};
 use hubspot_edge_core::diff::diff;
 use hubspot_edge_core::mapping::{Mapping, ObjectMap, Record};
 use hubspot_edge_core::signature::{
@@ -666,7 +666,8 @@ fn check_config(a: &CheckConfigArgs) -> Outcome {
             .cloned()
             .or_else(|| (!no_env).then(|| std::env::var(key).ok()).flatten())
     });
-    let problems = check(&lookup);
+    // The whole deployment, parsed and checked as the Worker does (every problem, by part).
+    let problems = Config::from_lookup(&lookup).err().unwrap_or_default();
     if a.json {
         let list: Vec<Value> = problems
             .iter()

@@ -1288,58 +1288,117 @@ impl Problem {
 /// [`Part::Enrichment`]. Keys that are set are always checked, whether or not a part uses them
 /// yet.
 pub fn check<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<Problem> {
-    let mut problems: Vec<Problem> = Vec::new();
-    let mut add = |part: Part, errors: Vec<ConfigError>| {
-        for error in errors {
-            if !problems.iter().any(|p| p.key() == error.key()) {
-                problems.push(Problem { part, error });
+    Config::from_lookup(lookup).err().unwrap_or_default()
+}
+
+/// The whole deployment's configuration, every part parsed from one key lookup, so that every
+/// runtime (the Worker, the CLI's `check-config`, an embedder) shares its validation and its
+/// errors. A host that needs one part per request may read just that part (its own `read` or
+/// `from_lookup`): the same code, without parsing `RULES`, `ACTIONS` or `ALERTS` each time.
+#[derive(Debug)]
+pub struct Config {
+    /// The webhook ingress.
+    pub ingress: Ingress,
+    /// The forwarding consumer (`ENRICHMENT_MAP`, `DESTINATIONS` and `RULES` included).
+    pub forward: ForwardConfig,
+    /// The HubSpot API client; `None` when no credentials are set and nothing needs them.
+    pub hubspot: Option<HubSpotApi>,
+    /// `DEAD_LETTER_RETENTION_DAYS`.
+    pub dead_letter_retention: Retention,
+    /// `FAULT_INJECTION` (`ADMIN_TOKEN` is set: its absence is a problem).
+    pub fault_injection: bool,
+    /// The outbound sync; `None` when off.
+    pub sync: Option<Sync>,
+    /// The inbound sync; `None` when off.
+    pub inbound: Option<Inbound>,
+}
+
+impl Config {
+    /// Reads and checks every part.
+    ///
+    /// Missing optional keys are not problems. The HubSpot credentials are optional unless
+    /// `ENRICHMENT_MAP` is set (enrichment reads HubSpot): then a missing token is a problem of
+    /// [`Part::Enrichment`]. Keys that are set are always checked, whether or not a part uses
+    /// them yet (`ACTIONS`, `ALERTS`…, whose parsed forms belong to their hosts).
+    ///
+    /// # Errors
+    /// Every problem, once per key, grouped by the part it breaks (in [`Part`]'s order).
+    pub fn from_lookup<F: Fn(&str) -> Option<String>>(
+        lookup: &Lookup<F>,
+    ) -> Result<Self, Vec<Problem>> {
+        let mut problems: Vec<Problem> = Vec::new();
+        let mut add = |part: Part, errors: Vec<ConfigError>| {
+            for error in errors {
+                if !problems.iter().any(|p| p.key() == error.key()) {
+                    problems.push(Problem { part, error });
+                }
+            }
+        };
+        let ingress = Ingress::read(lookup)
+            .map_err(|e| add(Part::Ingress, e))
+            .ok();
+        let forward = ForwardConfig::read(lookup)
+            .map_err(|errors| {
+                let (enrichment, forwarding): (Vec<_>, Vec<_>) = errors
+                    .into_iter()
+                    .partition(|e| e.key() == "ENRICHMENT_MAP");
+                add(Part::Forwarding, forwarding);
+                add(Part::Enrichment, enrichment);
+            })
+            .ok();
+        let enriching = lookup.optional("ENRICHMENT_MAP").is_some();
+        let hubspot = match HubSpotApi::read(lookup) {
+            Ok(api) => Some(Some(api)),
+            Err(errors) => {
+                let (no_credentials, api): (Vec<_>, Vec<_>) = errors.into_iter().partition(|e| {
+                    *e == ConfigError::Missing {
+                        key: "HUBSPOT_ACCESS_TOKEN",
+                    }
+                });
+                // Without credentials and without enrichment, the API client is simply off.
+                let off = api.is_empty() && !enriching;
+                if enriching {
+                    add(Part::Enrichment, no_credentials);
+                }
+                add(Part::HubSpotApi, api);
+                off.then_some(None)
+            }
+        };
+        let retention = dead_letter_retention(lookup)
+            .map_err(|e| add(Part::DeadLetters, vec![e]))
+            .ok();
+        let sync = Sync::read(lookup).map_err(|e| add(Part::Sync, e)).ok();
+        let inbound = Inbound::read(lookup)
+            .map_err(|e| add(Part::Inbound, e))
+            .ok();
+        add(Part::Actions, actions(lookup));
+        add(Part::Alerts, alerts(lookup));
+        let admin = admin_token(lookup).err();
+        let fault_injection = fault_injection(lookup);
+        let faults = fault_injection.as_ref().err().cloned();
+        add(Part::Admin, [admin, faults].into_iter().flatten().collect());
+        match (
+            (ingress, forward, hubspot, retention),
+            (fault_injection, sync, inbound),
+        ) {
+            (
+                (Some(ingress), Some(forward), Some(hubspot), Some(dead_letter_retention)),
+                (Ok(fault_injection), Some(sync), Some(inbound)),
+            ) if problems.is_empty() => Ok(Self {
+                ingress,
+                forward,
+                hubspot,
+                dead_letter_retention,
+                fault_injection,
+                sync,
+                inbound,
+            }),
+            _ => {
+                problems.sort_by_key(|p| p.part);
+                Err(problems)
             }
         }
-    };
-    add(
-        Part::Ingress,
-        Ingress::read(lookup).err().unwrap_or_default(),
-    );
-    let forward = ForwardConfig::read(lookup).err().unwrap_or_default();
-    let (enrichment, forwarding): (Vec<_>, Vec<_>) = forward
-        .into_iter()
-        .partition(|e| e.key() == "ENRICHMENT_MAP");
-    add(Part::Forwarding, forwarding);
-    add(Part::Enrichment, enrichment);
-    let enriching = lookup.optional("ENRICHMENT_MAP").is_some();
-    let (no_credentials, api): (Vec<_>, Vec<_>) = HubSpotApi::read(lookup)
-        .err()
-        .unwrap_or_default()
-        .into_iter()
-        .partition(|e| {
-            *e == ConfigError::Missing {
-                key: "HUBSPOT_ACCESS_TOKEN",
-            }
-        });
-    if enriching {
-        add(Part::Enrichment, no_credentials);
     }
-    add(Part::HubSpotApi, api);
-    add(
-        Part::DeadLetters,
-        dead_letter_retention(lookup).err().into_iter().collect(),
-    );
-    add(Part::Sync, Sync::read(lookup).err().unwrap_or_default());
-    add(
-        Part::Inbound,
-        Inbound::read(lookup).err().unwrap_or_default(),
-    );
-    add(Part::Actions, actions(lookup));
-    add(Part::Alerts, alerts(lookup));
-    add(
-        Part::Admin,
-        [admin_token(lookup).err(), fault_injection(lookup).err()]
-            .into_iter()
-            .flatten()
-            .collect(),
-    );
-    problems.sort_by_key(|p| p.part);
-    problems
 }
 
 /// The workflow action keys' problems: the two numbers in range, `ACTIONS_CALLBACK_SECRET` a
@@ -2321,5 +2380,51 @@ mod tests {
         assert_eq!(Part::Alerts.name(), "alerts");
         assert_eq!(Part::Inbound.name(), "inbound");
         assert_eq!(Part::Actions.name(), "actions");
+    }
+
+    /// One lookup gives every part, parsed as the parts' own readers parse them.
+    #[test]
+    fn config_from_lookup_holds_every_part() {
+        let mut keys = vec![
+            ("HUBSPOT_CLIENT_SECRET", "s"),
+            ("FORWARD_URL", "https://example.com/hook"),
+            ("FORWARD_SECRET", SECRET),
+            ("ADMIN_TOKEN", "t"),
+            ("FORWARD_MAX_ATTEMPTS", "4"),
+            ("DEAD_LETTER_RETENTION_DAYS", "3"),
+        ];
+        let config = Config::from_lookup(&table(&keys)).unwrap();
+        assert_eq!(config.forward.retry.max_attempts, 4);
+        assert_eq!(config.forward.url, "https://example.com/hook");
+        assert_eq!(
+            config.dead_letter_retention,
+            Retention::from_days(3).unwrap()
+        );
+        assert!(
+            config.hubspot.is_none(),
+            "no credentials, nothing needs them"
+        );
+        assert!(config.sync.is_none() && config.inbound.is_none());
+        assert!(!config.fault_injection);
+
+        keys.push(("HUBSPOT_ACCESS_TOKEN", "pat"));
+        keys.push(("FAULT_INJECTION", "true"));
+        let config = Config::from_lookup(&table(&keys)).unwrap();
+        assert!(config.hubspot.is_some());
+        assert!(config.fault_injection);
+
+        // Problems are check's, in part order, and no config.
+        keys.retain(|(k, _)| *k != "ADMIN_TOKEN");
+        keys.push(("FORWARD_TIMEOUT_MS", "1"));
+        let problems = Config::from_lookup(&table(&keys)).unwrap_err();
+        let got: Vec<_> = problems.iter().map(|p| (p.part.name(), p.key())).collect();
+        assert_eq!(
+            got,
+            [
+                ("forwarding", "FORWARD_TIMEOUT_MS"),
+                ("admin", "ADMIN_TOKEN")
+            ]
+        );
+        assert_eq!(problems, check(&table(&keys)));
     }
 }

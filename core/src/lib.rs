@@ -22,7 +22,8 @@
 //!   key, code and part).
 //! - [`dead_letter`]: what the dead-letter store does when it fails, how long letters are kept,
 //!   and resumable, bounded re-drive planning.
-//! - [`queue`]: the queue message and dead-letter formats, one serialisation for every host.
+//! - [`queue`]: the queue message and dead-letter formats, one serialisation for every host,
+//!   and the forwarding consumer's decisions for one batch ([`queue::consume::Consume`]).
 //! - [`records`]: the record store's compare-and-set rules and the ids of enriched changes.
 //! - [`auth`]: constant-time bearer-token checks.
 //! - [`time`]: calendar arithmetic on instants the caller passes in.

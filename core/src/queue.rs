@@ -5,6 +5,10 @@
 //!
 //! A message must fit a Cloudflare Queues message ([`MAX_MESSAGE_BYTES`]); an event that does
 //! not is carried by reference ([`EventMessage::event_ref`]).
+//!
+//! What the forwarding consumer does with one batch of them is [`consume::Consume`].
+
+pub mod consume;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

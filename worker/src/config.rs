@@ -1,9 +1,11 @@
 //! Configuration, read from the Worker's environment (secrets and `[vars]`; `.dev.vars`
 //! locally): a thin adapter over core's [`hubspot_edge_core::config`], which parses and checks
 //! every key (ranges, https, structured values). Every key is documented in the README's
-//! configuration table and in `.dev.vars.example`. Each part of the Worker asks only for what
-//! it needs, so a missing forwarding secret does not stop webhooks from being accepted and
-//! queued.
+//! configuration table and in `.dev.vars.example`. The whole deployment is core's
+//! [`core_config::Config::from_lookup`] (what `/healthz` and the CLI's `check-config` report);
+//! each request of the Worker reads only the part it needs, so a missing forwarding secret
+//! does not stop webhooks from being accepted and queued, and a webhook does not parse
+//! `RULES`, `ACTIONS` or `ALERTS`.
 
 use hubspot_edge_core::config::{self as core_config, Lookup};
 use hubspot_edge_core::mapping::Mapping;
@@ -154,8 +156,8 @@ pub(crate) fn fault_injection(env: &Env) -> Result<bool> {
     Ok(core_config::fault_injection(&lookup(env))?)
 }
 
-/// Every configuration problem of the deployment (core's [`core_config::check`]): what
-/// `/healthz` reports.
+/// Every configuration problem of the deployment (core's [`core_config::check`], the errors of
+/// [`core_config::Config::from_lookup`]): what `/healthz` reports.
 pub(crate) fn problems(env: &Env) -> Vec<core_config::Problem> {
     core_config::check(&lookup(env))
 }

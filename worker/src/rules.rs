@@ -18,11 +18,11 @@
 use std::collections::BTreeMap;
 
 use hubspot_edge_core::api::{
-    AssociationResult, BatchReadOptions, BatchResponse, GiveUpReason, RequestKind, SimpleObject,
-    UpdateInput, MAX_BATCH_INPUTS,
+    AssociationResult, BatchReadOptions, BatchResponse, RequestKind, SimpleObject,
 };
 use hubspot_edge_core::delivery::Attempt;
-use hubspot_edge_core::rules::{to_write, EffectMessage, Queued, Target};
+use hubspot_edge_core::queue::consume::JobRun;
+use hubspot_edge_core::rules::{EffectMessage, Queued, RuleUpdate, UpdateFailure, UpdateNeed};
 use worker::kv::KvStore;
 use worker::{Env, Queue};
 
@@ -34,24 +34,8 @@ use crate::jobs::{Job, JobAction, Pending};
 use crate::log::Line;
 use crate::queue::{event_message_json, MAX_MESSAGE_BYTES};
 
-/// How an effect ended.
-pub(crate) enum Outcome {
-    /// A destination answered (or did not): the forwarding retry policy decides.
-    Sent(Attempt, String),
-    /// A step failed in a way a later attempt may fix: retried, then dead-lettered with `code`.
-    Retry {
-        attempt: Attempt,
-        code: String,
-        detail: String,
-    },
-    /// Nothing a retry can fix: dead-lettered now.
-    Fail { reason: String, detail: String },
-    /// Done.
-    Done(String),
-}
-
 /// Carries out one effect message.
-pub(crate) async fn run(config: &Forward, env: &Env, effect: &Queued) -> Outcome {
+pub(crate) async fn run(config: &Forward, env: &Env, effect: &Queued) -> JobRun {
     let what = effect.describe();
     match effect {
         Queued::Send {
@@ -63,7 +47,7 @@ pub(crate) async fn run(config: &Forward, env: &Env, effect: &Queued) -> Outcome
             let Some(to) = config.destinations.get(destination) else {
                 // DESTINATIONS changed since the effect was queued: kept as a dead letter,
                 // re-drivable once the destination exists again.
-                return Outcome::Fail {
+                return JobRun::Refused {
                     reason: "destination_unknown".into(),
                     detail: what,
                 };
@@ -74,11 +58,11 @@ pub(crate) async fn run(config: &Forward, env: &Env, effect: &Queued) -> Outcome
             if let Some(l) = location {
                 detail.push_str(&format!(" location={l}"));
             }
-            Outcome::Sent(attempt, detail)
+            JobRun::Sent { attempt, detail }
         }
         Queued::Update {
             target, properties, ..
-        } => update(env, target, properties, &what).await,
+        } => update(env, RuleUpdate::new(target, properties.clone(), what)).await,
         Queued::CompleteBlocked {
             portal,
             object_type,
@@ -99,13 +83,15 @@ pub(crate) async fn run(config: &Forward, env: &Env, effect: &Queued) -> Outcome
             )
             .await
             {
-                Ok(done) if done.refused.is_empty() => Outcome::Done(format!(
-                    "{what} completed={} skipped={}",
-                    done.completed, done.skipped
-                )),
+                Ok(done) if done.refused.is_empty() => JobRun::Done {
+                    detail: format!(
+                        "{what} completed={} skipped={}",
+                        done.completed, done.skipped
+                    ),
+                },
                 // Kept as a dead letter naming each execution and why (codes, not values);
                 // a re-drive completes what is still blocked once ACTIONS or the rule is fixed.
-                Ok(done) => Outcome::Fail {
+                Ok(done) => JobRun::Refused {
                     reason: "complete_action_outputs_invalid".into(),
                     detail: format!(
                         "{what} completed={} refused={}",
@@ -117,14 +103,14 @@ pub(crate) async fn run(config: &Forward, env: &Env, effect: &Queued) -> Outcome
                             .join(",")
                     ),
                 },
-                Err((code, true)) => Outcome::Retry {
+                Err((code, true)) => JobRun::Failed {
                     attempt: Attempt::StepFailed {
                         retry_after_secs: None,
                     },
                     code: code.into(),
                     detail: what,
                 },
-                Err((code, false)) => Outcome::Fail {
+                Err((code, false)) => JobRun::Refused {
                     reason: code.into(),
                     detail: what,
                 },
@@ -133,187 +119,161 @@ pub(crate) async fn run(config: &Forward, env: &Env, effect: &Queued) -> Outcome
     }
 }
 
-/// The objects an update writes: the object itself, or the first page of its associations to
-/// the target type (at most [`MAX_BATCH_INPUTS`], one batch update).
-async fn targets(
-    api: &HubSpotApi,
-    env: &Env,
-    target: &Target,
-) -> Result<(String, Vec<String>), CallError> {
-    match target {
-        Target::Object {
-            object_type,
-            object_id,
-        } => Ok((object_type.clone(), vec![object_id.clone()])),
-        Target::Associated {
-            from_type,
-            from_id,
-            to_type,
-        } => {
-            let request = api.api.batch_read_associations_after(
-                &api_object_type(from_type),
-                &api_object_type(to_type),
-                &[(from_id.clone(), None)],
-            );
-            let answer: BatchResponse<AssociationResult> =
-                execute(api, env, RequestKind::Read, &request).await?;
-            let mut ids: Vec<String> = answer
-                .results
-                .into_iter()
-                .flat_map(|r| r.to)
-                .map(|t| t.to_object_id)
-                .collect();
-            ids.sort();
-            ids.dedup();
-            ids.truncate(MAX_BATCH_INPUTS);
-            Ok((to_type.clone(), ids))
-        }
-    }
-}
-
-async fn update(
-    env: &Env,
-    target: &Target,
-    properties: &BTreeMap<String, String>,
-    what: &str,
-) -> Outcome {
+/// Drives core's [`RuleUpdate`]: the associations read, the properties read, the echo guard
+/// and the batch update.
+async fn update(env: &Env, mut plan: RuleUpdate) -> JobRun {
     let api = match HubSpotApi::from_env(env) {
         Ok(api) => api,
-        Err(e) => {
-            return Outcome::Retry {
-                attempt: Attempt::StepFailed {
-                    retry_after_secs: None,
-                },
-                code: "config_invalid".into(),
-                detail: format!("{what} {}: {}", e.key, e.kind),
-            }
-        }
+        Err(e) => return plan.config_invalid(e.key, e.kind),
     };
-    let (object_type, ids) = match targets(&api, env, target).await {
-        Ok(found) => found,
-        Err(e) => return failed(&e, what, "associations"),
-    };
-    if ids.is_empty() {
-        return Outcome::Done(format!("{what} targets=0"));
-    }
-    let api_type = api_object_type(&object_type);
-    // Diff-only: read the properties to write, write what differs.
-    let options = BatchReadOptions {
-        properties: properties.keys().cloned().collect(),
-        ..BatchReadOptions::default()
-    };
-    let read = api.api.batch_read(&api_type, &ids, &options);
-    let mut current: BTreeMap<String, BTreeMap<String, Option<String>>> = BTreeMap::new();
-    // At most one request: `ids` holds at most MAX_BATCH_INPUTS.
-    for request in &read {
-        match execute::<BatchResponse<SimpleObject>>(&api, env, RequestKind::Read, request).await {
-            Ok(answer) => {
-                for object in answer.results {
-                    current.insert(object.id, object.properties);
+    let api = &api;
+    let mut guards = Vec::new();
+    loop {
+        match plan.next() {
+            UpdateNeed::Associations {
+                from_type,
+                from_id,
+                to_type,
+            } => {
+                let request = api.api.batch_read_associations_after(
+                    &api_object_type(from_type),
+                    &api_object_type(to_type),
+                    &[(from_id.to_owned(), None)],
+                );
+                match execute::<BatchResponse<AssociationResult>>(
+                    api,
+                    env,
+                    RequestKind::Read,
+                    &request,
+                )
+                .await
+                {
+                    Ok(answer) => plan.associated(
+                        answer
+                            .results
+                            .into_iter()
+                            .flat_map(|r| r.to)
+                            .map(|t| t.to_object_id)
+                            .collect(),
+                    ),
+                    Err(e) => failed(&mut plan, &e, "associations"),
                 }
             }
-            Err(e) => return failed(&e, what, "read"),
-        }
-    }
-    let inputs: Vec<UpdateInput> = ids
-        .iter()
-        // An object the read did not return is gone: nothing to write.
-        .filter_map(|id| Some((id, current.get(id)?)))
-        .map(|(id, now)| UpdateInput {
-            id: id.clone(),
-            properties: to_write(properties, now),
-            object_write_trace_id: None,
-        })
-        .filter(|input| !input.properties.is_empty())
-        .collect();
-    if inputs.is_empty() {
-        return Outcome::Done(format!("{what} targets={} written=0", ids.len()));
-    }
-    // The echo guard first, so that HubSpot's webhooks for the write are recognised as ours.
-    let mut guards = Vec::with_capacity(inputs.len());
-    for input in &inputs {
-        match guard_write(env, &object_type, &input.id, &input.properties).await {
-            Ok(Some(key)) => guards.push(key),
-            Ok(None) => {}
-            Err(e) => {
-                return Outcome::Retry {
-                    attempt: Attempt::StepFailed {
-                        retry_after_secs: None,
-                    },
-                    code: "config_invalid".into(),
-                    detail: format!("{what} {}: {}", e.key, e.kind),
+            UpdateNeed::Read {
+                object_type,
+                ids,
+                properties,
+            } => {
+                let options = BatchReadOptions {
+                    properties,
+                    ..BatchReadOptions::default()
+                };
+                let read = api
+                    .api
+                    .batch_read(&api_object_type(object_type), ids, &options);
+                let mut current: BTreeMap<String, BTreeMap<String, Option<String>>> =
+                    BTreeMap::new();
+                let mut error = None;
+                // At most one request: the targets are at most MAX_BATCH_INPUTS.
+                for request in &read {
+                    match execute::<BatchResponse<SimpleObject>>(
+                        api,
+                        env,
+                        RequestKind::Read,
+                        request,
+                    )
+                    .await
+                    {
+                        Ok(answer) => {
+                            for object in answer.results {
+                                current.insert(object.id, object.properties);
+                            }
+                        }
+                        Err(e) => {
+                            error = Some(e);
+                            break;
+                        }
+                    }
+                }
+                match error {
+                    Some(e) => failed(&mut plan, &e, "read"),
+                    None => plan.current(&current),
                 }
             }
-        }
-    }
-    let requests = api.api.batch_update(&api_type, None, &inputs);
-    for request in &requests {
-        if let Err(e) =
-            execute::<BatchResponse<SimpleObject>>(&api, env, RequestKind::Write, request).await
-        {
-            for key in &guards {
-                drop_guard(env, key).await;
+            UpdateNeed::Write {
+                object_type,
+                inputs,
+            } => {
+                // The echo guard first, so that HubSpot's webhooks for the write are
+                // recognised as ours.
+                let mut invalid = None;
+                for input in inputs {
+                    match guard_write(env, object_type, &input.id, &input.properties).await {
+                        Ok(Some(key)) => guards.push(key),
+                        Ok(None) => {}
+                        Err(e) => {
+                            invalid = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if let Some(e) = invalid {
+                    return plan.config_invalid(e.key, e.kind);
+                }
+                let requests = api
+                    .api
+                    .batch_update(&api_object_type(object_type), None, inputs);
+                let objects = inputs.len();
+                let mut error = None;
+                for request in &requests {
+                    if let Err(e) = execute::<BatchResponse<SimpleObject>>(
+                        api,
+                        env,
+                        RequestKind::Write,
+                        request,
+                    )
+                    .await
+                    {
+                        error = Some(e);
+                        break;
+                    }
+                }
+                match error {
+                    Some(e) => {
+                        for key in &guards {
+                            drop_guard(env, key).await;
+                        }
+                        failed(&mut plan, &e, "update");
+                    }
+                    None => {
+                        Line::info("rule_update_written")
+                            .field("effect", plan.what())
+                            .field("objects", objects)
+                            .emit();
+                        plan.written();
+                    }
+                }
             }
-            return failed(&e, what, "update");
+            UpdateNeed::Finished(run) => return run.clone(),
         }
     }
-    Line::info("rule_update_written")
-        .field("effect", what)
-        .field("objects", inputs.len())
-        .emit();
-    Outcome::Done(format!(
-        "{what} targets={} written={}",
-        ids.len(),
-        inputs.len()
-    ))
 }
 
-/// A failed HubSpot call of an update: refusals a retry cannot fix (400, 403, 404, 409, other
-/// 4xx, an unreadable answer) are dead-lettered now; the rest is retried with the forwarding
-/// backoff.
-fn failed(e: &CallError, what: &str, step: &str) -> Outcome {
-    let code = match e {
-        CallError::GaveUp { reason, .. } => reason.code().to_owned(),
-        CallError::Throttled { .. } => "rate_limited".into(),
-        CallError::Build(_) => "config_invalid".into(),
-        CallError::OAuthRefresh(_) => "hubspot_oauth_refresh_failed".into(),
-        CallError::Gate(_) => "hubspot_gate_unavailable".into(),
+/// A failed HubSpot call of an update, logged and classified by core.
+fn failed(plan: &mut RuleUpdate, e: &CallError, step: &str) {
+    let failure = match e {
+        CallError::GaveUp { reason, .. } => UpdateFailure::GaveUp(*reason),
+        CallError::Throttled { wait_ms } => UpdateFailure::Throttled { wait_ms: *wait_ms },
+        CallError::Build(_) => UpdateFailure::Build,
+        CallError::OAuthRefresh(_) => UpdateFailure::OAuthRefresh,
+        CallError::Gate(_) => UpdateFailure::Gate,
     };
-    let detail = format!("{what} step={step} error={code}");
     Line::warn("rule_update_failed")
-        .field("effect", what)
+        .field("effect", plan.what())
         .field("step", step)
-        .field("error", code.as_str())
+        .field("error", failure.code())
         .emit();
-    match e {
-        CallError::GaveUp {
-            reason:
-                GiveUpReason::Validation
-                | GiveUpReason::Forbidden
-                | GiveUpReason::NotFound
-                | GiveUpReason::Conflict
-                | GiveUpReason::Rejected
-                | GiveUpReason::Decode,
-            ..
-        } => Outcome::Fail {
-            reason: format!("rule_update_{code}"),
-            detail,
-        },
-        CallError::Throttled { wait_ms } => Outcome::Retry {
-            attempt: Attempt::StepFailed {
-                retry_after_secs: Some(wait_ms.div_ceil(1000)),
-            },
-            code: format!("rule_update_{code}"),
-            detail,
-        },
-        _ => Outcome::Retry {
-            attempt: Attempt::StepFailed {
-                retry_after_secs: None,
-            },
-            code: format!("rule_update_{code}"),
-            detail,
-        },
-    }
+    plan.failed(step, failure);
 }
 
 /// Separates the effect messages of a batch (jobs of their own) from its events.

@@ -86,6 +86,7 @@ mod loops;
 mod queued;
 #[cfg(test)]
 mod tests;
+mod update;
 
 use std::collections::BTreeMap;
 
@@ -101,6 +102,7 @@ pub use destinations::{
     MAX_DESTINATIONS,
 };
 pub use queued::{plan, to_write, EffectMessage, Queued, EFFECT_SOURCE};
+pub use update::{RuleUpdate, UpdateFailure, UpdateNeed};
 
 /// At most this many rules: evaluation runs for every event of every queue batch, and each
 /// rule's effects may cost HubSpot calls (bounded per invocation by the Worker's 1,000 KV
