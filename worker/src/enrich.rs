@@ -10,10 +10,10 @@
 //! Logs carry ids, counts and codes only: never a property value.
 
 use futures_util::future::{join, join_all};
-use hubspot_edge_core::api::{BatchReadOptions, BatchResponse, RequestKind};
+use hubspot_edge_core::api::{BatchReadOptions, BatchResponse, GiveUpReason, RequestKind};
 use hubspot_edge_core::delivery::Attempt;
 use hubspot_edge_core::enrich::{
-    EnrichAction, EnrichCounts, EnrichIo, EnrichNote, Enrichment, HubSpotRead,
+    EnrichAction, EnrichCounts, EnrichIo, EnrichJob, EnrichNote, Enrichment, HubSpotRead,
 };
 use hubspot_edge_core::mapping::Mapping;
 use hubspot_edge_core::object_type::ObjectType;
@@ -161,12 +161,8 @@ pub(crate) async fn jobs(
                             plan.on_read(i, response);
                         }
                         Err(e) => {
-                            let (attempt, code) = failure(&e);
+                            let (attempt, code, refused) = failure(&e);
                             line.field("error", code.as_str()).emit();
-                            let refused = match &e {
-                                CallError::GaveUp { reason, .. } => Some(*reason),
-                                _ => None,
-                            };
                             plan.on_read_failed(i, attempt, &code, refused);
                         }
                     }
@@ -183,72 +179,68 @@ pub(crate) async fn jobs(
     outcome
         .jobs
         .into_iter()
-        .map(|job| {
-            let store = |commit| {
-                let key = job.object.as_ref();
-                StoreWrite {
-                    portal: key.map_or(0, |k| k.portal),
-                    object_type: key.map(|k| k.object_type.clone()).unwrap_or_default(),
-                    commit,
-                }
-            };
-            let after = job.after.iter().cloned().map(store).collect();
-            Job {
-                members: job
-                    .members
-                    .iter()
-                    .filter_map(|&i| items[i].take())
-                    .collect(),
-                action: match job.action {
-                    EnrichAction::Thin => JobAction::Thin,
-                    EnrichAction::Send { id, body } => JobAction::Send { id, body },
-                    EnrichAction::Nothing => JobAction::Nothing,
-                    EnrichAction::Fail { reason, detail } => JobAction::Fail { reason, detail },
-                    EnrichAction::Retry {
-                        attempt,
-                        code,
-                        detail,
-                    } => JobAction::Retry {
-                        attempt,
-                        code,
-                        detail,
-                    },
-                },
-                after,
-                effects: job.effects,
-            }
-        })
+        .map(|job| job_of(job, &mut items))
         .collect()
+}
+
+/// The consumer's job for a planned one: its messages, and its commits to its object's store.
+fn job_of(job: EnrichJob, items: &mut [Option<Pending>]) -> Job {
+    let (portal, object_type) = job
+        .object
+        .map_or((0, String::new()), |k| (k.portal, k.object_type));
+    let store = |commit| StoreWrite {
+        portal,
+        object_type: object_type.clone(),
+        commit,
+    };
+    let action = match job.action {
+        EnrichAction::Thin => JobAction::Thin,
+        EnrichAction::Send { id, body } => JobAction::Send { id, body },
+        EnrichAction::Nothing => JobAction::Nothing,
+        EnrichAction::Fail { reason, detail } => JobAction::Fail { reason, detail },
+        EnrichAction::Retry {
+            attempt,
+            code,
+            detail,
+        } => JobAction::Retry {
+            attempt,
+            code,
+            detail,
+        },
+    };
+    Job {
+        members: job
+            .members
+            .iter()
+            .filter_map(|&i| items[i].take())
+            .collect(),
+        action,
+        after: job.after.into_iter().map(store).collect(),
+        effects: job.effects,
+    }
 }
 
 /// One line per note (ids and a code only).
 fn log_note(note: &EnrichNote, batch_id: &str) {
-    let (line, object) = match note {
-        EnrichNote::Skipped { object, reason } => (
-            Line::info("enrich_skipped").field("request_id", batch_id),
-            (object, Some(("reason", *reason))),
-        ),
+    let (line, object, reason) = match note {
+        EnrichNote::Skipped { object, reason } => (Line::info("enrich_skipped"), object, *reason),
         EnrichNote::RuleMatched { object, rule } => (
-            Line::info("rule_matched")
-                .field("request_id", batch_id)
-                .field("rule", rule.as_str()),
-            (object, None),
+            Line::info("rule_matched").field("rule", rule.as_str()),
+            object,
+            "",
         ),
         // Unreadable: diffed as if never seen; the commit replaces it.
-        EnrichNote::SnapshotUnreadable { object, code } => (Line::warn(code), (object, None)),
-        EnrichNote::MapFailed { object, code } => (
-            Line::warn("enrich_map_failed").field("request_id", batch_id),
-            (object, Some(("reason", *code))),
-        ),
+        EnrichNote::SnapshotUnreadable { object, code } => (Line::warn(code), object, ""),
+        EnrichNote::MapFailed { object, code } => (Line::warn("enrich_map_failed"), object, *code),
     };
-    let (object, extra) = object;
-    let mut line = line
+    let line = line
+        .field("request_id", batch_id)
         .field("object_type", object.object_type.as_str())
         .field("object_id", object.id.as_str());
-    if let Some((k, v)) = extra {
-        line = line.field(k, v);
+    match reason {
+        "" => line.emit(),
+        reason => line.field("reason", reason).emit(),
     }
-    line.emit();
 }
 
 /// One planned batch read (one request: the plan keeps each within one request's limit).
@@ -279,18 +271,17 @@ fn step_failed(retry_after_secs: Option<u64>) -> Attempt {
     Attempt::StepFailed { retry_after_secs }
 }
 
-/// A failed read as a forwarding attempt (for the retry policy) and a stable code.
-fn failure(e: &CallError) -> (Attempt, String) {
-    match e {
-        CallError::Throttled { wait_ms } => (
-            step_failed(Some(wait_ms.div_ceil(1000))),
-            "rate_limited".into(),
-        ),
-        CallError::GaveUp { reason, .. } => (step_failed(None), reason.code().to_owned()),
-        CallError::Build(_) => (step_failed(None), "config_invalid".into()),
-        CallError::OAuthRefresh(_) => (step_failed(None), "hubspot_oauth_refresh_failed".into()),
-        CallError::Gate(_) => (step_failed(None), "hubspot_gate_unavailable".into()),
-    }
+/// A failed read as a forwarding attempt (for the retry policy), a stable code, and the reason
+/// HubSpot refused it, if it did.
+fn failure(e: &CallError) -> (Attempt, String, Option<GiveUpReason>) {
+    let (retry_after_secs, code, refused) = match e {
+        CallError::Throttled { wait_ms } => (Some(wait_ms.div_ceil(1000)), "rate_limited", None),
+        CallError::GaveUp { reason, .. } => (None, reason.code(), Some(*reason)),
+        CallError::Build(_) => (None, "config_invalid", None),
+        CallError::OAuthRefresh(_) => (None, "hubspot_oauth_refresh_failed", None),
+        CallError::Gate(_) => (None, "hubspot_gate_unavailable", None),
+    };
+    (step_failed(retry_after_secs), code.to_owned(), refused)
 }
 
 /// The API path segment of an object type in any spelling (`contact` → `contacts`; custom
