@@ -49,6 +49,12 @@ use crate::diff::{diff, Change, Diff, EchoGuard};
 use crate::event::Event;
 use crate::mapping::{MapError, Mapping, ObjectMap, Record};
 
+mod batch;
+pub use batch::{
+    EnrichAction, EnrichCounts, EnrichIo, EnrichJob, EnrichNote, EnrichOutcome, Enrichment,
+    HubSpotRead, ObjectKey,
+};
+
 /// Where an event goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
