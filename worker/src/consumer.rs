@@ -55,20 +55,27 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
     let dead_queue = env.queue(queue::DEAD_LETTERS)?;
     let queues = (&events_queue, &dead_queue);
     let messages: Vec<RawMessage> = batch.raw_iter().collect();
-    let texts: Vec<String> = messages
-        .iter()
-        .map(|m| m.body().as_string().unwrap_or_default())
-        .collect();
+    let config = Forward::from_env(env);
+    let policy = match &config {
+        Ok(c) => c.retry,
+        // The operator's retry policy if those keys are valid, else the default.
+        Err(_) => crate::config::retry_policy(env),
+    };
+    // The bodies' text lives only while the plan parses it (a batch may hold 100 × 128 KB).
+    let mut plan = {
+        let texts: Vec<String> = messages
+            .iter()
+            .map(|m| m.body().as_string().unwrap_or_default())
+            .collect();
+        Consume::new(texts.iter().map(String::as_str), policy, started)
+    };
     let mut raw: Vec<Option<RawMessage>> = messages.into_iter().map(Some).collect();
-    let bodies = texts.iter().map(String::as_str);
 
-    let config = match Forward::from_env(env) {
+    let config = match config {
         Ok(c) => c,
         Err(problems) => {
             // Nothing can be sent: see `Consume::hold`.
             crate::config::log_problems(&problems, &batch_id);
-            let policy = crate::config::retry_policy(env);
-            let mut plan = Consume::new(bodies, policy, started);
             plan.hold(&hubspot_edge_core::config::summary(&problems), || {
                 js_sys::Math::random()
             });
@@ -80,7 +87,6 @@ pub(crate) async fn forward_batch(batch: MessageBatch<String>, env: &Env) -> Res
         }
     };
     let kv = env.kv(store::STATE)?;
-    let mut plan = Consume::new(bodies, config.retry, started);
     let mut follow_ups: FollowUps<'_> = Vec::new();
 
     // Skip what was already delivered (a HubSpot retry, or a redelivery after success).

@@ -320,9 +320,9 @@ mod tests {
         RuleUpdate::new(&target, props(), "update:r".into())
     }
 
-    fn current(
-        values: &[(&str, &[(&str, Option<&str>)])],
-    ) -> BTreeMap<String, BTreeMap<String, Option<String>>> {
+    type Props<'a> = &'a [(&'a str, Option<&'a str>)];
+
+    fn current(values: &[(&str, Props<'_>)]) -> BTreeMap<String, BTreeMap<String, Option<String>>> {
         values
             .iter()
             .map(|(id, props)| {
