@@ -21,6 +21,11 @@
 //!    object) and
 //!    what to do with the snapshot once the forward succeeded.
 //!
+//! [`Enrichment`] runs these steps for a whole queue batch as a poll-style plan: it asks for the
+//! I/O ([`EnrichIo`]: privacy deletions' drops, stored snapshots and echo guards, HubSpot batch
+//! reads at most [`MAX_CONCURRENT_READS`] at a time), takes the answers back and gives the jobs
+//! (forwards, record-store writes, rule effects), notes for the logs and counts.
+//!
 //! A group with a creation and later changes forwards one `created` with the current record; a
 //! deletion followed by a restore forwards the restore. An object HubSpot no longer returns was
 //! deleted in between: nothing is forwarded for it (its deletion event follows).

@@ -2,7 +2,7 @@
 //! [module docs](super) for every event of the batch, with the host's I/O asked for and fed
 //! back. No I/O here.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use crate::api::{BatchResponse, GiveUpReason, HistoryValue, SimpleObject};
 use crate::delivery::Attempt;
@@ -208,7 +208,7 @@ pub struct EnrichOutcome {
 }
 
 /// A read's answer for one object.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum ReadResult {
     Found(SimpleObject),
     Missing,
@@ -241,7 +241,6 @@ enum Wait {
         /// The stored snapshot, parsed.
         snapshot: Option<Record>,
         echo: Option<EchoGuard>,
-        result: Option<ReadResult>,
     },
 }
 
@@ -290,7 +289,6 @@ pub struct Enrichment<'a> {
     /// Each message's event (`None`: it did not parse).
     events: Vec<Option<Event<'a>>>,
     groups: Vec<Group>,
-    index: HashMap<ObjectKey, usize>,
     jobs: Vec<EnrichJob>,
     notes: Vec<EnrichNote>,
     counts: EnrichCounts,
@@ -299,9 +297,12 @@ pub struct Enrichment<'a> {
     asked: Vec<usize>,
     /// The record stores of the current lookup step, by position.
     stores: Vec<(u64, String)>,
-    /// Reads still to make, and the current step's.
-    queue: VecDeque<(String, ReadChunk)>,
-    wave: Vec<(String, ReadChunk)>,
+    /// Reads still to make, and the current step's (taken when answered).
+    queue: Vec<(String, ReadChunk)>,
+    wave: Vec<Option<(String, ReadChunk)>>,
+    /// The reads' answers by object type and id (reads are per object type, whatever the
+    /// portal), the last one counts.
+    results: Vec<(String, String, ReadResult)>,
     /// Set by [`Self::fail_reads`].
     abandoned: Option<(Attempt, String, String)>,
 }
@@ -328,15 +329,15 @@ impl<'a> Enrichment<'a> {
             messages,
             events,
             groups: Vec::new(),
-            index: HashMap::new(),
             jobs: Vec::new(),
             notes: Vec::new(),
             counts: EnrichCounts::default(),
             phase: Phase::Start,
             asked: Vec::new(),
             stores: Vec::new(),
-            queue: VecDeque::new(),
+            queue: Vec::new(),
             wave: Vec::new(),
+            results: Vec::new(),
             abandoned: None,
         };
         let mut grouped: BTreeMap<ObjectKey, Vec<usize>> = BTreeMap::new();
@@ -392,10 +393,8 @@ impl<'a> Enrichment<'a> {
                     stored: None,
                     snapshot: None,
                     echo: None,
-                    result: None,
                 },
             };
-            this.index.insert(key.clone(), this.groups.len());
             this.groups.push(Group { key, members, wait });
         }
         this
@@ -467,17 +466,25 @@ impl<'a> Enrichment<'a> {
                         self.phase = Phase::Done;
                         continue;
                     }
-                    let take = self.queue.len().min(MAX_CONCURRENT_READS);
-                    self.wave.extend(self.queue.drain(..take));
+                    let rest = self
+                        .queue
+                        .split_off(self.queue.len().min(MAX_CONCURRENT_READS));
+                    self.wave.extend(
+                        std::mem::replace(&mut self.queue, rest)
+                            .into_iter()
+                            .map(Some),
+                    );
                     self.counts.reads += self.wave.len();
                     self.counts.history_reads += self
                         .wave
                         .iter()
+                        .flatten()
                         .filter(|(_, c)| !c.history.is_empty())
                         .count();
                     let reads = self
                         .wave
                         .iter()
+                        .flatten()
                         .map(|(object_type, chunk)| HubSpotRead {
                             object_type: object_type.clone(),
                             chunk: chunk.clone(),
@@ -526,7 +533,7 @@ impl<'a> Enrichment<'a> {
                 object_type: object_type.clone(),
                 id,
             };
-            let Some(&g) = self.index.get(&key) else {
+            let Some(g) = self.groups.iter().position(|g| g.key == key) else {
                 continue;
             };
             let Wait::Read {
@@ -579,7 +586,7 @@ impl<'a> Enrichment<'a> {
     /// step: each id is found, missing (deleted or merged away in between) or failed
     /// ([`super::classify_read`]).
     pub fn on_read(&mut self, index: usize, response: BatchResponse) {
-        let Some((object_type, chunk)) = self.wave.get(index).cloned() else {
+        let Some((object_type, chunk)) = self.wave.get_mut(index).and_then(Option::take) else {
             return;
         };
         for (id, outcome) in classify_read(&chunk.ids, response) {
@@ -594,7 +601,7 @@ impl<'a> Enrichment<'a> {
                     code,
                 },
             };
-            self.set_result(&object_type, &id, &result);
+            self.results.push((object_type.clone(), id, result));
         }
     }
 
@@ -609,12 +616,12 @@ impl<'a> Enrichment<'a> {
         code: &str,
         refused: Option<GiveUpReason>,
     ) {
-        let Some((object_type, chunk)) = self.wave.get(index).cloned() else {
+        let Some((object_type, chunk)) = self.wave.get_mut(index).and_then(Option::take) else {
             return;
         };
         if let Some(plain) = refused.and_then(|r| chunk.fallback(r)) {
             self.counts.history_fallbacks += 1;
-            self.queue.push_back((object_type, plain));
+            self.queue.push((object_type, plain));
             return;
         }
         for id in &chunk.ids {
@@ -623,13 +630,14 @@ impl<'a> Enrichment<'a> {
                 code: code.to_owned(),
                 detail: format!("hubspot_read_failed: {code}"),
             };
-            self.set_result(&object_type, id, &result);
+            self.results.push((object_type.clone(), id.clone(), result));
         }
     }
 
     /// Decides every group (step 4): the jobs, the notes for the logs and the counts.
     pub fn finish(mut self) -> EnrichOutcome {
         let groups = std::mem::take(&mut self.groups);
+        let results = std::mem::take(&mut self.results);
         for group in groups {
             let Group { key, members, wait } = group;
             let action_job = match wait {
@@ -644,8 +652,14 @@ impl<'a> Enrichment<'a> {
                     stored,
                     snapshot,
                     echo,
-                    result,
-                } => self.decided(key, members, &need, stored, snapshot, echo, result),
+                } => {
+                    let result = results
+                        .iter()
+                        .rev()
+                        .find(|(t, id, _)| *t == key.object_type && *id == key.id)
+                        .map(|(_, _, r)| r);
+                    self.decided(key, members, &need, stored, snapshot, echo, result)
+                }
             };
             self.jobs.push(action_job);
         }
@@ -666,7 +680,7 @@ impl<'a> Enrichment<'a> {
         stored: Option<Stored>,
         snapshot: Option<Record>,
         echo: Option<EchoGuard>,
-        result: Option<ReadResult>,
+        result: Option<&ReadResult>,
     ) -> EnrichJob {
         if let Some((attempt, code, detail)) = self.abandoned.clone() {
             self.counts.failed += 1;
@@ -950,18 +964,6 @@ impl<'a> Enrichment<'a> {
         self.groups
             .iter()
             .position(|g| g.key.object_type == object_type && g.key.id == id)
-    }
-
-    /// A read's answer for every group of `object_type` and `id` (reads are per object type,
-    /// whatever the portal).
-    fn set_result(&mut self, object_type: &str, id: &str, value: &ReadResult) {
-        for g in &mut self.groups {
-            if g.key.object_type == object_type && g.key.id == id {
-                if let Wait::Read { result, .. } = &mut g.wait {
-                    *result = Some(value.clone());
-                }
-            }
-        }
     }
 
     /// The reads of every object whose stored state is known (step 3): [`read_plan`] per object
