@@ -2,7 +2,7 @@
 //! each, filtered, by reference when too large for a message), which elements are dead
 //! letters, and what to answer HubSpot. Pure: the host verifies the signature (see
 //! [`crate::signature`]), parses with [`crate::event::parse_batch`], calls [`triage`], then
-//! sends the messages and answers with [`Counts::response`]. The Worker's ingress and its
+//! sends the messages and answers with [`TriageCounts::response`]. The Worker's ingress and its
 //! admin re-drive are two such hosts; the ingress benchmark is a third.
 //!
 //! A body that is not a JSON array is the host's to keep whole (its dead-letter store) and to
@@ -29,7 +29,7 @@ pub fn event_body_key(key: &str) -> String {
 
 /// What became of a batch's elements.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
+pub struct TriageCounts {
     /// Elements in the batch.
     pub events: usize,
     /// Events queued (by reference included).
@@ -44,7 +44,7 @@ pub struct Counts {
     pub by_reference: usize,
 }
 
-impl Counts {
+impl TriageCounts {
     /// The body of the 200 answer to HubSpot (logged by HubSpot, read by people testing).
     pub fn response(&self, request_id: &str) -> serde_json::Value {
         json!({
@@ -83,7 +83,7 @@ pub struct Triage {
     /// Dead letters too large for a queue message: straight to the dead-letter store (rare).
     pub oversized_dead_letters: Vec<String>,
     /// The counts, for the answer, the log line and the metrics.
-    pub counts: Counts,
+    pub counts: TriageCounts,
 }
 
 /// Who received the batch and when: what every message carries.
@@ -104,9 +104,9 @@ pub struct Received<'a> {
 pub fn triage(elements: &[Element<'_>], filter: &Filter, received: Received<'_>) -> Triage {
     let mut out = Triage {
         queue: Vec::with_capacity(elements.len()),
-        counts: Counts {
+        counts: TriageCounts {
             events: elements.len(),
-            ..Counts::default()
+            ..TriageCounts::default()
         },
         ..Triage::default()
     };
@@ -232,7 +232,7 @@ mod tests {
         let t = triage(&elements, &filter, received());
         assert_eq!(
             t.counts,
-            Counts {
+            TriageCounts {
                 events: 5,
                 queued: 2,
                 filtered: 1,

@@ -8,7 +8,7 @@ use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use hubspot_edge_core::event::{parse_batch, Element};
 use hubspot_edge_core::filter::Filter;
-use hubspot_edge_core::ingress::{triage, Counts, Received, Triage};
+use hubspot_edge_core::ingress::{triage, Received, Triage, TriageCounts};
 use hubspot_edge_core::signature::{
     SignatureError, SignedRequest, HEADER_REQUEST_TIMESTAMP, HEADER_SIGNATURE, HEADER_SIGNATURE_V3,
     HEADER_SIGNATURE_VERSION,
@@ -232,7 +232,7 @@ pub(crate) async fn enqueue(
     filter: &Filter,
     received_at: u64,
     request_id: &str,
-) -> Result<Counts> {
+) -> Result<TriageCounts> {
     // The request's trace travels with each event to the consumer.
     let traceparent = crate::log::current_traceparent();
     let received = Received {
