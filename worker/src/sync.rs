@@ -22,13 +22,13 @@ use futures_util::stream::{self, StreamExt};
 use hubspot_edge_core::api::{
     AssociationResult, BatchReadOptions, BatchResponse, Page, RequestKind,
 };
-use hubspot_edge_core::config::{Due, Sync as SyncSettings};
+use hubspot_edge_core::config::Sync as SyncSettings;
 use hubspot_edge_core::delivery::{Attempt, MAX_CONCURRENT_FORWARDS};
 use hubspot_edge_core::mapping::ObjectMap;
 use hubspot_edge_core::records::Stored;
 use hubspot_edge_core::sync::{
-    batches, decide, lookups, missing_in_window, AssocPlan, Batch, Counts, Mode, Read, Run,
-    RunReport, Step, SyncBatchBody, SyncConfig, SyncLetter, Unit, UnitMessage, UnitReport,
+    batches, decide, lookups, missing_in_window, AssocPlan, Batch, Coordinator, Counts, Mode, Read,
+    Rechecked, Step, SyncBatchBody, SyncConfig, SyncLetter, Unit, UnitMessage, UnitReport,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -150,30 +150,6 @@ enum Ask {
     },
 }
 
-/// Ids waiting for the next incremental run, at most: 100,000 ids are ~2 MB of JSON, the
-/// largest value Durable Object storage keeps; past this, a full run is the cheaper re-read.
-const MAX_RECHECK: usize = 20_000;
-
-/// What a coordinator keeps (one storage value, at most a run's state: ~65 KB of missing
-/// candidates at most, far below a value's 2 MB).
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Coordinated {
-    object_type: String,
-    run: Option<Run>,
-    cursor_ms: Option<u64>,
-    paused: bool,
-    last_started_ms: Option<u64>,
-    last_full_ms: Option<u64>,
-    last_finished_ms: Option<u64>,
-    last: Option<RunReport>,
-    errors: u64,
-    last_error: Option<String>,
-    /// Records to read again (re-driven dead letters), taken by the next incremental run.
-    #[serde(default)]
-    recheck: std::collections::BTreeSet<u64>,
-}
-
 /// The Durable Object. See the [module docs](self).
 #[durable_object]
 pub struct SyncCoordinator {
@@ -190,14 +166,14 @@ impl std::fmt::Debug for SyncCoordinator {
 impl SyncCoordinator {
     /// The state is stored as JSON text: ids up to 2^63 − 1 (the run's open range) are not JS
     /// numbers, which a structured value would need.
-    async fn load(&self) -> Result<Coordinated> {
+    async fn load(&self) -> Result<Coordinator> {
         match self.state.storage().get::<String>(STATE_KEY).await? {
             Some(text) => Ok(serde_json::from_str(&text)?),
-            None => Ok(Coordinated::default()),
+            None => Ok(Coordinator::default()),
         }
     }
 
-    async fn save(&self, c: &Coordinated) -> Result<()> {
+    async fn save(&self, c: &Coordinator) -> Result<()> {
         self.state
             .storage()
             .put(STATE_KEY, serde_json::to_string(c)?)
@@ -214,34 +190,15 @@ impl SyncCoordinator {
     }
 
     /// Starts a run unless one is going (or the type is paused, for a start that is not the
-    /// admin's). `mode` `None`: whatever is due (the cron).
+    /// admin's). `mode` `None`: whatever is due (the cron). Core's [`Coordinator::start_mode`]
+    /// and [`Coordinator::launch`]; a full run's probe is made here.
     async fn start(&self, object_type: String, mode: Option<Mode>) -> Result<Response> {
         let now = Date::now().as_millis();
         let mut c = self.load().await?;
-        c.object_type.clone_from(&object_type);
-        if let Some(run) = &c.run {
-            return Response::from_json(&json!({
-                "started": false, "reason": "already_running", "runId": run.id(),
-            }));
-        }
-        if c.paused {
-            return Response::from_json(&json!({"started": false, "reason": "paused"}));
-        }
-        let mode = match mode {
-            Some(m) => m,
-            None => {
-                let due = match settings(&self.env) {
-                    Ok(Some(s)) => s.due(now, c.last_started_ms, c.last_full_ms, false, c.paused),
-                    _ => Due::Nothing,
-                };
-                match due {
-                    Due::Nothing => {
-                        return Response::from_json(&json!({"started": false, "reason": "not_due"}))
-                    }
-                    Due::Incremental => Mode::Incremental,
-                    Due::Full => Mode::Full,
-                }
-            }
+        let due_settings = settings(&self.env).ok().flatten();
+        let mode = match c.start_mode(&object_type, mode, due_settings.as_ref(), now) {
+            Ok(m) => m,
+            Err(refused) => return Response::from_json(&refused),
         };
         let (config, _) = match self.config(&object_type) {
             Ok(c) => c,
@@ -249,32 +206,11 @@ impl SyncCoordinator {
                 return crate::respond::error(503, "config_invalid", &e);
             }
         };
-        let run = match Run::start(
-            &config,
-            format!("{object_type}:{now}"),
-            mode,
-            c.cursor_ms,
-            now,
-        ) {
-            Ok(r) => r,
+        let launch = match c.launch(&config, mode, now) {
+            Ok(l) => l,
             Err(e) => return crate::respond::error(500, e.code(), &e.to_string()),
         };
-        let mut run = run;
-        if run.mode() == Mode::Incremental && !c.recheck.is_empty() {
-            let ids: Vec<u64> = std::mem::take(&mut c.recheck).into_iter().collect();
-            // Taken at start: the units are queued below with the run's other units. (A full
-            // run leaves them for the next incremental one: one batch read per 1,000 ids,
-            // and nothing lost if its probe fails.)
-            let _ = run.recheck(&ids);
-        }
-        let run_id = run.id().to_owned();
-        let mode = run.mode();
-        let probe = run.probe();
-        c.last_started_ms = Some(now);
-        if mode == Mode::Full {
-            c.last_full_ms = Some(now);
-        }
-        c.run = Some(run);
+        let (run_id, mode) = (launch.run_id, launch.mode);
         self.save(&c).await?;
         self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
         Line::info("sync_run_started")
@@ -282,7 +218,7 @@ impl SyncCoordinator {
             .field("run_id", run_id.as_str())
             .field("mode", format!("{mode:?}"))
             .emit();
-        let messages = match probe {
+        let messages = match launch.probe {
             Some([lo, hi]) => {
                 // The id span: two one-record searches (core's Run::probe).
                 let api = match HubSpotApi::from_env(&self.env) {
@@ -300,20 +236,20 @@ impl SyncCoordinator {
                     }
                 };
                 let mut c = self.load().await?;
-                let Some(run) = c.run.as_mut().filter(|r| r.id() == run_id) else {
-                    return Response::from_json(&json!({"started": false, "reason": "superseded"}));
-                };
-                let out = match run.on_probe(&config, &a, &b, Date::now().as_millis()) {
-                    Ok(out) => out,
-                    Err(e) => {
-                        drop(c);
-                        return self.fail(&run_id, e.code()).await;
+                match c.on_probe(&run_id, &config, &a, &b, Date::now().as_millis()) {
+                    None => {
+                        return Response::from_json(
+                            &json!({"started": false, "reason": "superseded"}),
+                        )
                     }
-                };
-                self.save(&c).await?;
-                out
+                    Some(Err(e)) => return self.fail(&run_id, e.code()).await,
+                    Some(Ok(out)) => {
+                        self.save(&c).await?;
+                        out
+                    }
+                }
             }
-            None => c.run.as_ref().map(Run::outstanding).unwrap_or_default(),
+            None => launch.queue,
         };
         let units = messages.len();
         self.queue(messages).await?;
@@ -325,18 +261,7 @@ impl SyncCoordinator {
     /// A run that cannot start (the probe failed): dropped, the error kept for the admin API.
     async fn fail(&self, run_id: &str, error: &str) -> Result<Response> {
         let mut c = self.load().await?;
-        if c.run.as_ref().is_some_and(|r| r.id() == run_id) {
-            c.run = None;
-            // Not started after all: due again at the next poke.
-            c.last_started_ms = None;
-            c.last_full_ms = c
-                .last
-                .as_ref()
-                .filter(|l| l.mode == Mode::Full)
-                .map(|l| l.started_ms);
-        }
-        c.errors += 1;
-        c.last_error = Some(error.chars().take(300).collect());
+        c.fail(run_id, error);
         self.save(&c).await?;
         Line::error("sync_run_failed")
             .field("run_id", run_id)
@@ -348,18 +273,18 @@ impl SyncCoordinator {
     async fn report(&self, report: UnitReport) -> Result<Response> {
         let now = Date::now().as_millis();
         let mut c = self.load().await?;
-        let object_type = c.object_type.clone();
-        let Some(run) = c.run.as_mut() else {
+        if c.run().is_none() {
             return Response::from_json(&json!({"accepted": false}));
-        };
+        }
+        let object_type = c.object_type().to_owned();
         let (config, _) = match self.config(&object_type) {
             Ok(c) => c,
             Err(e) => return crate::respond::error(503, "config_invalid", &e),
         };
-        let out = run.on_report(&config, report, now);
-        if run.is_done() {
-            c.cursor_ms = run.next_cursor();
-            let report = run.report();
+        let Some((out, finished)) = c.on_report(&config, report, now) else {
+            return Response::from_json(&json!({"accepted": false}));
+        };
+        if let Some(report) = finished {
             Line::info("sync_run_done")
                 .field("object_type", object_type.as_str())
                 .field("run_id", report.run_id.as_str())
@@ -370,26 +295,18 @@ impl SyncCoordinator {
                 .field("hubspot_calls", report.counts.hubspot_calls)
                 .field("duration_ms", now.saturating_sub(report.started_ms))
                 .emit();
-            c.last = Some(report);
-            c.last_finished_ms = Some(now);
-            c.run = None;
         }
-        let paused = c.paused;
         self.save(&c).await?;
-        // Paused: the continuations stay in the run (queued again on resume).
-        if !paused {
-            self.queue(out).await?;
-        }
+        self.queue(out).await?;
         // The cursor rides back to the reporting unit, which sets the lag gauge.
-        Response::from_json(&json!({"accepted": true, "cursorMs": c.cursor_ms}))
+        Response::from_json(&json!({"accepted": true, "cursorMs": c.cursor_ms()}))
     }
 
     /// One more error for the admin API (`errors`, `lastError`): a unit invocation that
     /// stopped early (a HubSpot read that gave up, a delivery refused, the record store).
     async fn unit_failed(&self, error: &str) -> Result<Response> {
         let mut c = self.load().await?;
-        c.errors += 1;
-        c.last_error = Some(error.chars().take(300).collect());
+        c.unit_failed(error);
         self.save(&c).await?;
         Response::from_json(&json!({"counted": true}))
     }
@@ -398,77 +315,45 @@ impl SyncCoordinator {
     /// the next incremental run, started now when the type is idle and not paused.
     async fn recheck(&self, object_type: String, ids: Vec<u64>) -> Result<Response> {
         let mut c = self.load().await?;
-        c.object_type.clone_from(&object_type);
-        if let Some(run) = c.run.as_mut() {
-            if !c.paused {
-                if let Some(messages) = run.recheck(&ids) {
-                    self.save(&c).await?;
-                    self.queue(messages).await?;
-                    return Response::from_json(&json!({"rechecked": ids.len(), "when": "now"}));
-                }
+        match c.recheck(&object_type, &ids) {
+            Rechecked::Now(messages) => {
+                self.save(&c).await?;
+                self.queue(messages).await?;
+                Response::from_json(&json!({"rechecked": ids.len(), "when": "now"}))
             }
-        }
-        if c.recheck.len() + ids.len() > MAX_RECHECK {
-            return crate::respond::error(
+            Rechecked::Full => crate::respond::error(
                 409,
                 "sync_recheck_full",
                 "too many records waiting to be read again: run a full sync instead",
-            );
-        }
-        c.recheck.extend(ids.iter().copied());
-        let (idle, paused) = (c.run.is_none(), c.paused);
-        self.save(&c).await?;
-        if idle && !paused {
-            let started = self.start(object_type, Some(Mode::Incremental)).await?;
-            if started.status_code() >= 300 {
-                return Ok(started);
+            ),
+            Rechecked::NextRun { start } => {
+                self.save(&c).await?;
+                if start {
+                    let started = self.start(object_type, Some(Mode::Incremental)).await?;
+                    if started.status_code() >= 300 {
+                        return Ok(started);
+                    }
+                }
+                Response::from_json(&json!({"rechecked": ids.len(), "when": "next_run"}))
             }
         }
-        Response::from_json(&json!({"rechecked": ids.len(), "when": "next_run"}))
     }
 
     async fn status(&self, object_type: String) -> Result<Response> {
         let c = self.load().await?;
-        Response::from_json(&status_json(&object_type, &c, Date::now().as_millis()))
+        Response::from_json(&c.status(&object_type, Date::now().as_millis()))
     }
 
     async fn pause(&self, object_type: String, paused: bool) -> Result<Response> {
         let mut c = self.load().await?;
-        c.object_type = object_type;
-        let resumed = c.paused && !paused;
-        c.paused = paused;
+        let again = c.pause(&object_type, paused);
         self.save(&c).await?;
-        if resumed {
-            if let Some(run) = &c.run {
-                self.queue(run.outstanding()).await?;
-                self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
-            }
+        if let Some(messages) = again {
+            self.queue(messages).await?;
+            self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
         }
         Response::from_json(&json!({"paused": paused}))
     }
-}
-
-fn status_json(object_type: &str, c: &Coordinated, now: u64) -> serde_json::Value {
-    let current = c.run.as_ref().map(Run::report);
-    let state = match (&c.run, c.paused) {
-        (_, true) => "paused",
-        (Some(_), false) => "running",
-        (None, false) => "idle",
-    };
-    json!({
-        "objectType": object_type,
-        "state": state,
-        "cursorMs": c.cursor_ms,
-        // How far behind HubSpot the destination may be: changes since the cursor.
-        "lagMs": c.cursor_ms.map(|cursor| now.saturating_sub(cursor)),
-        "lastStartedMs": c.last_started_ms,
-        "lastFullMs": c.last_full_ms,
-        "lastFinishedMs": c.last_finished_ms,
-        "current": current,
-        "last": c.last,
-        "errors": c.errors,
-        "lastError": c.last_error,
-    })
 }
 
 impl DurableObject for SyncCoordinator {
@@ -510,22 +395,19 @@ impl DurableObject for SyncCoordinator {
         let scope = crate::log::Scope::new(&crate::log::random_id(), None);
         crate::log::scoped(scope, async move {
             let mut c = self.load().await?;
-            let Some(run) = c.run.as_mut() else {
-                return Response::ok("idle");
-            };
-            if c.paused {
-                return Response::ok("paused");
-            }
             let lease = settings(&self.env)
                 .ok()
                 .flatten()
                 .map_or(900_000, |s| s.lease_ms);
-            let again = run.overdue(Date::now().as_millis(), lease);
+            let again = match c.overdue(Date::now().as_millis(), lease) {
+                Ok(again) => again,
+                Err(state) => return Response::ok(state),
+            };
             let n = again.len();
             self.save(&c).await?;
             if n > 0 {
                 Line::warn("sync_units_requeued")
-                    .field("object_type", c.object_type.as_str())
+                    .field("object_type", c.object_type())
                     .field("units", n)
                     .emit();
             }

@@ -32,6 +32,7 @@
 mod assoc;
 mod batch;
 mod config;
+mod coordinate;
 mod detect;
 pub mod inbound;
 mod letter;
@@ -47,6 +48,7 @@ pub use config::{
     records_per_second, SyncConfig, DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_RECORDS,
     MAX_LIST_PROPERTIES_CHARS, MAX_PAGES_PER_UNIT_FACTOR, MERGED_IDS_PROPERTY, SEARCH_PACE_PERCENT,
 };
+pub use coordinate::{Coordinator, Launch, Rechecked};
 pub use detect::{
     decide, lookups, missing_in_window, Decided, DeleteReason, Op, PendingChange, Rejection,
     SyncRecord,
