@@ -25,10 +25,10 @@ use hubspot_edge_core::api::{
 use hubspot_edge_core::config::Sync as SyncSettings;
 use hubspot_edge_core::delivery::{Attempt, MAX_CONCURRENT_FORWARDS};
 use hubspot_edge_core::mapping::ObjectMap;
-use hubspot_edge_core::records::Stored;
+use hubspot_edge_core::records::{CommitOutcome, Stored};
 use hubspot_edge_core::sync::{
-    batches, decide, lookups, missing_in_window, AssocPlan, Batch, Coordinator, Counts, Mode, Read,
-    Rechecked, Step, SyncBatchBody, SyncConfig, SyncLetter, Unit, UnitMessage, UnitReport,
+    Batch, Coordinator, Mode, Read, Rechecked, SyncConfig, SyncLetter, UnitAsk, UnitMessage,
+    UnitReport, UnitWork,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -74,8 +74,6 @@ static DROP_NEXT_UNITS: std::sync::atomic::AtomicU32 = std::sync::atomic::Atomic
 pub(crate) fn inject_lost_units(n: u32) {
     DROP_NEXT_UNITS.store(n, std::sync::atomic::Ordering::SeqCst);
 }
-/// Record-store commit conflicts decided again per step before the unit gives up for now.
-const MAX_SETTLE_ROUNDS: usize = 10;
 /// Delay before a unit that failed without progress is tried again (a HubSpot limit, a
 /// destination that refused): long enough not to spin, short against the lease.
 const RETRY_DELAY_SECS: u32 = 30;
@@ -867,16 +865,6 @@ struct UnitContext<'a> {
     spent: Cell<[u64; 7]>,
 }
 
-/// How one delivery ended.
-enum Delivered {
-    /// Delivered and committed; the ids whose commit was refused (decide them again).
-    Done {
-        conflicts: Vec<String>,
-        body: SyncBatchBody,
-    },
-    Failed(String),
-}
-
 impl UnitContext<'_> {
     fn time(&self, phase: usize, since_ms: u64) {
         let mut spent = self.spent.get();
@@ -889,219 +877,124 @@ impl UnitContext<'_> {
     }
 
     /// Works `msg` for `pagesPerUnit` pages, more while other units of the batch still read
-    /// theirs (core's `reads_more`, at most 4 ×; one page held at a time): the report, whether
-    /// any page was settled, and the error that stopped it early.
+    /// theirs (core's `reads_more`, at most 4 ×; one page held at a time): drives core's
+    /// [`UnitWork`], performing what it asks. The report, whether any page was settled, and
+    /// the error that stopped it early.
     async fn run(
         &self,
         msg: &UnitMessage,
         busy: &Cell<usize>,
         held: &mut bool,
     ) -> (UnitReport, bool, Option<String>) {
-        let properties = self.config.read_properties(self.map);
-        let mut unit: Unit = msg.unit.clone();
-        let mut report = UnitReport {
-            run_id: msg.run_id.clone(),
-            unit_id: msg.unit_id,
-            seq: msg.seq,
-            unit: msg.unit.clone(),
-            counts: Counts::default(),
-            missing: Vec::new(),
-            missing_overflow: 0,
-            missing_deleted: Vec::new(),
-        };
-        let mut progress = false;
-        let mut error = None;
-        let mut pages_read: u32 = 0;
+        let mut work = UnitWork::new(self.config, self.map, msg);
         loop {
             // Its first `pagesPerUnit` pages read, the unit no longer holds the batch; it reads
             // on while another unit of the batch still does (the invocation lasts until then
             // anyway), up to core's cap.
-            if pages_read >= self.config.pages_per_unit.max(1) && *held {
+            if work.read_its_share() && *held {
                 *held = false;
                 busy.set(busy.get().saturating_sub(1));
             }
             let others_busy = busy.get() > usize::from(*held);
-            if !self.config.reads_more(pages_read, others_busy) {
-                break;
-            }
-            pages_read += 1;
-            let read = match unit.next_read(&properties) {
-                Ok(Some(r)) => r,
-                Ok(None) => break,
-                Err(e) => {
-                    error = Some(e.code().to_owned());
-                    break;
-                }
-            };
-            report.counts.hubspot_calls += 1;
             let t0 = Date::now().as_millis();
-            let page = perform(self.api, self.env, self.object_type, &read).await;
-            self.time(0, t0);
-            let page = match page {
-                Ok(p) => p,
-                Err(e) if refused(&e) && unit.on_refused() => {
-                    report.counts.fallbacks += 1;
-                    progress = true;
-                    continue;
+            match work.next(others_busy) {
+                UnitAsk::Done => break,
+                UnitAsk::Read(read) => {
+                    let page = perform(self.api, self.env, self.object_type, &read).await;
+                    self.time(0, t0);
+                    match page {
+                        Ok(p) => work.on_page(&p),
+                        Err(e) => work.on_read_failed(describe_call(&e), refused(&e)),
+                    }
                 }
-                Err(e) => {
-                    error = Some(describe_call(&e));
-                    break;
+                UnitAsk::Associations(read) => {
+                    let request = self.api.api.batch_read_associations_after(
+                        self.object_type,
+                        &read.to_type,
+                        &read.inputs,
+                    );
+                    let answer: std::result::Result<BatchResponse<AssociationResult>, _> =
+                        execute(self.api, self.env, RequestKind::Read, &request).await;
+                    match answer {
+                        Ok(a) => work.on_associations(&a),
+                        Err(e) => work.on_failed(describe_call(&e)),
+                    }
                 }
-            };
-            let mut next = unit.clone();
-            let mut step = match next.on_page(&page) {
-                Ok(s) => s,
-                Err(e) => {
-                    error = Some(e.code().to_owned());
-                    break;
+                UnitAsk::Lookup(ids) => {
+                    let stored: std::result::Result<HashMap<String, Stored>, _> =
+                        crate::records::get(self.env, self.config.portal_id, self.store(), ids)
+                            .await;
+                    self.time(3, t0);
+                    let t1 = Date::now().as_millis();
+                    match stored {
+                        Ok(stored) => work.on_stored(&stored),
+                        Err(e) => work.on_failed(e.to_string()),
+                    }
+                    self.time(4, t1);
+                    self.time(1, t0);
                 }
-            };
-            if let Err(e) = self.associations(&mut step, &mut report.counts).await {
-                error = Some(e);
-                break;
-            }
-            report.counts.fallbacks += u64::from(step.fell_back);
-            report.counts.read += step.live.len() as u64;
-            let t0 = Date::now().as_millis();
-            let settled = self.settle(&step, &mut report.counts).await;
-            self.time(1, t0);
-            match settled {
-                Ok(deleted) => report.missing_deleted.extend(deleted),
-                Err(e) => {
-                    error = Some(e);
-                    break;
+                UnitAsk::DeadLetter(rejected) => {
+                    if let Err(e) = self.dead_letter(&rejected).await {
+                        work.on_failed(e);
+                    }
+                    self.time(4, t0);
+                    self.time(1, t0);
                 }
-            }
-            if let Some((window, seen)) = &step.window {
-                // The store's live ids in the window: the reconcile's merge-join.
-                let max = seen.len() + hubspot_edge_core::sync::MAX_REPORTED_MISSING;
-                let t0 = Date::now().as_millis();
-                let stored = crate::records::live_ids(
-                    self.env,
-                    self.config.portal_id,
-                    self.store(),
-                    window.from,
-                    window.to,
-                    max,
-                )
-                .await;
-                self.time(2, t0);
-                match stored {
-                    Ok(stored) => report.add_missing(missing_in_window(seen, stored)),
-                    Err(e) => {
-                        error = Some(e.to_string());
-                        break;
+                UnitAsk::Deliver(batches) => {
+                    // At most 6 connections at once per invocation (Cloudflare), shared by the
+                    // units of the batch (`consume`): each delivery, then its commit, one after
+                    // the other within a slot.
+                    let results = stream::iter(batches)
+                        .map(|b| async move {
+                            let outcome = self.deliver(&b).await;
+                            (b, outcome)
+                        })
+                        .buffer_unordered(self.deliveries)
+                        .collect()
+                        .await;
+                    work.on_delivered(results);
+                    self.time(1, t0);
+                }
+                UnitAsk::Window { from, to, max } => {
+                    // The store's live ids in the window: the reconcile's merge-join.
+                    let stored = crate::records::live_ids(
+                        self.env,
+                        self.config.portal_id,
+                        self.store(),
+                        from,
+                        to,
+                        max,
+                    )
+                    .await;
+                    self.time(2, t0);
+                    match stored {
+                        Ok(stored) => work.on_window(stored),
+                        Err(e) => work.on_failed(e.to_string()),
                     }
                 }
             }
-            unit = next;
-            progress = true;
         }
-        report.unit = unit;
-        (report, progress, error)
-    }
-
-    /// Reads the associations of the step's live records (core's [`AssocPlan`]; none unless
-    /// `SYNC_ASSOCIATIONS` names this type), one v4 batch read at a time through the gate, and
-    /// puts them into the step. An error stops the unit before anything of the page is
-    /// delivered: it reads the page again.
-    async fn associations(
-        &self,
-        step: &mut Step,
-        counts: &mut Counts,
-    ) -> std::result::Result<(), String> {
-        let mut plan = AssocPlan::new(self.config, step);
-        while let Some(read) = plan.next_read() {
-            let request = self.api.api.batch_read_associations_after(
-                self.object_type,
-                &read.to_type,
-                &read.inputs,
-            );
-            counts.hubspot_calls += 1;
-            let answer: BatchResponse<AssociationResult> =
-                execute(self.api, self.env, RequestKind::Read, &request)
-                    .await
-                    .map_err(|e| describe_call(&e))?;
-            plan.on_answer(&answer).map_err(|e| e.code().to_owned())?;
-        }
-        if plan.truncated() > 0 {
+        if work.truncated_associations() > 0 {
             Line::warn("sync_associations_truncated")
                 .field("object_type", self.object_type)
-                .field("records", plan.truncated())
+                .field("records", work.truncated_associations())
                 .emit();
         }
-        plan.finish(step);
-        Ok(())
+        work.finish()
     }
 
-    /// Decides a step, delivers and commits; conflicts are decided again. The ids delivered as
-    /// `delete` (`missing`), or the error that stopped it (nothing of the step is then counted
-    /// as settled: the unit reads the page again).
-    async fn settle(
+    /// Delivers one batch and, after a 2xx, commits its writes: the commit's outcomes, or why
+    /// it was not delivered or committed (delivered, not committed: the page is read again,
+    /// the same batch id goes out again).
+    async fn deliver(
         &self,
-        step: &Step,
-        counts: &mut Counts,
-    ) -> std::result::Result<Vec<String>, String> {
-        let mut todo = step.clone();
-        let mut missing_deleted = Vec::new();
-        for _ in 0..MAX_SETTLE_ROUNDS {
-            let t0 = Date::now().as_millis();
-            let stored: HashMap<String, Stored> = crate::records::get(
-                self.env,
-                self.config.portal_id,
-                self.store(),
-                lookups(&todo),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            self.time(3, t0);
-            let t0 = Date::now().as_millis();
-            let decided = decide(self.config, self.map, &todo, &stored);
-            counts.unchanged += decided.unchanged;
-            let (batches, too_large) = batches(self.config, decided.pending);
-            let rejected: Vec<(String, String)> = decided
-                .rejected
-                .into_iter()
-                .chain(too_large)
-                .map(|r| (r.id, r.code))
-                .collect();
-            counts.rejected += rejected.len() as u64;
-            self.dead_letter(&rejected).await?;
-            counts.batches += batches.len() as u64;
-            self.time(4, t0);
-            // At most 6 connections at once per invocation (Cloudflare), shared by the units of
-            // the batch (`consume`): each delivery, then its commit, one after the other within
-            // a slot.
-            let results: Vec<Delivered> = stream::iter(batches.iter())
-                .map(|b| self.deliver(b))
-                .buffer_unordered(self.deliveries)
-                .collect()
-                .await;
-            let mut conflicts = Vec::new();
-            for r in results {
-                match r {
-                    Delivered::Failed(e) => return Err(e),
-                    Delivered::Done { conflicts: c, body } => {
-                        missing_deleted.extend(counts.settle_batch(&body, &c));
-                        conflicts.extend(c);
-                    }
-                }
-            }
-            if conflicts.is_empty() {
-                return Ok(missing_deleted);
-            }
-            todo = todo.only(&conflicts);
-        }
-        Err("record store conflicts did not settle".into())
-    }
-
-    async fn deliver(&self, batch: &Batch) -> Delivered {
+        batch: &Batch,
+    ) -> std::result::Result<Vec<(String, CommitOutcome)>, String> {
         let t0 = Date::now().as_millis();
         let (attempt, _) = crate::forward::send_signed(self.forward, &batch.id, &batch.body).await;
         self.time(6, t0);
         if !matches!(attempt, Attempt::Answered { status, .. } if (200..300).contains(&status)) {
-            return Delivered::Failed(format!(
+            return Err(format!(
                 "delivery {}: {}",
                 batch.id,
                 crate::forward::describe(attempt)
@@ -1116,18 +1009,7 @@ impl UnitContext<'_> {
         )
         .await;
         self.time(5, t0);
-        let outcomes = match committed {
-            Ok(o) => o,
-            // Delivered, not committed: read again, the same batch id goes out again.
-            Err(e) => return Delivered::Failed(e.to_string()),
-        };
-        let Ok(body) = serde_json::from_str::<SyncBatchBody>(&batch.body) else {
-            return Delivered::Failed("batch body".into());
-        };
-        Delivered::Done {
-            conflicts: Batch::conflicts(&outcomes),
-            body,
-        }
+        committed.map_err(|e| e.to_string())
     }
 
     /// Records whose values do not map (or too large): one dead letter each, with the code.

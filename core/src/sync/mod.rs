@@ -40,6 +40,7 @@ mod run;
 #[cfg(test)]
 mod tests;
 mod unit;
+mod work;
 
 pub use assoc::{AssocPlan, AssocRead, Associations, MAX_ASSOCIATION_ROUNDS};
 pub use batch::{batch_id, batches, Batch, SyncBatchBody, SCHEMA_SYNC_BATCH_V1, TYPE_SYNC_BATCH};
@@ -60,6 +61,7 @@ pub use run::{
 pub use unit::{
     ArchivedUnit, IdWindow, ModifiedUnit, Path, RangeUnit, Read, Step, Unit, VerifyUnit,
 };
+pub use work::{UnitAsk, UnitWork};
 
 use crate::search::SearchPlanError;
 
