@@ -888,16 +888,18 @@ impl UnitContext<'_> {
     ) -> (UnitReport, bool, Option<String>) {
         let mut work = UnitWork::new(self.config, self.map, msg);
         loop {
+            let t0 = Date::now().as_millis();
             // Its first `pagesPerUnit` pages read, the unit no longer holds the batch; it reads
             // on while another unit of the batch still does (the invocation lasts until then
             // anyway), up to core's cap.
-            if work.read_its_share() && *held {
-                *held = false;
-                busy.set(busy.get().saturating_sub(1));
-            }
-            let others_busy = busy.get() > usize::from(*held);
-            let t0 = Date::now().as_millis();
-            match work.next(others_busy) {
+            let ask = work.next(|read_its_share| {
+                if read_its_share && *held {
+                    *held = false;
+                    busy.set(busy.get().saturating_sub(1));
+                }
+                busy.get() > usize::from(*held)
+            });
+            match ask {
                 UnitAsk::Done => break,
                 UnitAsk::Read(read) => {
                     let page = perform(self.api, self.env, self.object_type, &read).await;

@@ -660,7 +660,7 @@ impl World {
         let mut first_read = true;
         let mut hooked = false;
         loop {
-            match work.next(false) {
+            match work.next(|_| false) {
                 UnitAsk::Read(read) => {
                     // The queue a unit goes to (its budget) is the budget its reads draw on.
                     if first_read {

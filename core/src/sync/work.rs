@@ -132,25 +132,24 @@ impl<'a> UnitWork<'a> {
         }
     }
 
-    /// Whether the unit, between two pages, has read its `pagesPerUnit` pages: from then on it
-    /// no longer holds its queue batch (it reads on only while another unit does).
-    pub fn read_its_share(&self) -> bool {
-        matches!(self.stage, Stage::Top) && self.pages_read >= self.config.pages_per_unit.max(1)
-    }
-
     /// Live records whose associations were left out so far (beyond HubSpot's paging rounds,
     /// [`AssocPlan::truncated`]).
     pub fn truncated_associations(&self) -> usize {
         self.truncated
     }
 
-    /// What to do next; `others_busy`: another unit of the queue batch still reads its first
-    /// pages (asked between pages only).
-    pub fn next(&mut self, others_busy: bool) -> UnitAsk {
+    /// What to do next. Between pages it asks `others_busy` whether another unit of the queue
+    /// batch still reads its first pages, telling it whether this one has read its
+    /// `pagesPerUnit` pages (from then on it no longer holds the batch: it reads on only while
+    /// another unit does, [`SyncConfig::reads_more`]).
+    pub fn next(&mut self, others_busy: impl FnOnce(bool) -> bool) -> UnitAsk {
+        let mut others_busy = Some(others_busy);
         loop {
             match &mut self.stage {
                 Stage::Top => {
-                    if !self.config.reads_more(self.pages_read, others_busy) {
+                    let read_its_share = self.pages_read >= self.config.pages_per_unit.max(1);
+                    let busy = others_busy.take().is_some_and(|f| f(read_its_share));
+                    if !self.config.reads_more(self.pages_read, busy) {
                         return self.stop(None);
                     }
                     self.pages_read += 1;
@@ -367,5 +366,224 @@ impl<'a> UnitWork<'a> {
         let mut report = self.report;
         report.unit = self.unit;
         (report, self.progress, self.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::mapping::Mapping;
+    use crate::sync::VerifyUnit;
+
+    const MAP: &str = r#"{"objects":{"contacts":{"fields":[
+        {"hubspot":"email","type":"email"},
+        {"hubspot":"firstname","field":"first_name"}]}}}"#;
+
+    fn map() -> ObjectMap {
+        Mapping::from_json(MAP)
+            .expect("map")
+            .object("contacts")
+            .expect("contacts")
+            .clone()
+    }
+
+    fn config() -> SyncConfig {
+        SyncConfig {
+            pages_per_unit: 1,
+            ..SyncConfig::new(62_515, "contacts")
+        }
+    }
+
+    fn message(ids: &[u64]) -> UnitMessage {
+        UnitMessage {
+            v: 1,
+            run_id: "contacts:1".into(),
+            unit_id: 3,
+            seq: 2,
+            unit: Unit::Verify(VerifyUnit { ids: ids.to_vec() }),
+        }
+    }
+
+    fn page(ids: &[u64]) -> Page {
+        let results: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| {
+                serde_json::json!({"id": id.to_string(), "properties": {
+                    "email": format!("p{id}@example.com"), "firstname": "Ann",
+                    "hs_object_id": id.to_string(),
+                    "lastmodifieddate": "2026-01-01T00:00:00.000Z"}})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({ "results": results })).expect("page")
+    }
+
+    fn committed(b: &Batch) -> Vec<(String, CommitOutcome)> {
+        b.commits
+            .iter()
+            .map(|c| (c.id.clone(), CommitOutcome::Committed { version: 1 }))
+            .collect()
+    }
+
+    #[test]
+    fn a_page_is_read_decided_delivered_and_committed_then_the_unit_moves_on() {
+        let (config, map) = (config(), map());
+        let msg = message(&[7]);
+        let mut work = UnitWork::new(&config, &map, &msg);
+        let UnitAsk::Read(Read::BatchRead { ids, .. }) = work.next(|_| false) else {
+            panic!("a verify unit reads by batch read");
+        };
+        assert_eq!(ids, ["7"]);
+        work.on_page(&page(&[7]));
+        assert_eq!(work.next(|_| false), UnitAsk::Lookup(vec!["7".to_owned()]));
+        work.on_stored(&HashMap::new());
+        let UnitAsk::Deliver(batches) = work.next(|_| false) else {
+            panic!("a new record is delivered");
+        };
+        assert_eq!(batches.len(), 1);
+        let results = batches
+            .into_iter()
+            .map(|b| {
+                let c = committed(&b);
+                (b, Ok(c))
+            })
+            .collect();
+        work.on_delivered(results);
+        let mut told = None;
+        assert_eq!(
+            work.next(|share| {
+                told = Some(share);
+                false
+            }),
+            UnitAsk::Done
+        );
+        assert_eq!(told, Some(true), "its one page read and settled");
+        let (report, progress, error) = work.finish();
+        assert!(progress);
+        assert_eq!(error, None);
+        assert_eq!((report.counts.upserted, report.counts.batches), (1, 1));
+        assert_eq!(report.counts.hubspot_calls, 1);
+        assert!(report.unit.is_done(), "the unit moved past its page");
+        assert_eq!(
+            (report.unit_id, report.seq),
+            (3, 2),
+            "the message's unit and sequence"
+        );
+    }
+
+    #[test]
+    fn a_failed_delivery_stops_the_unit_where_it_was() {
+        let (config, map) = (config(), map());
+        let msg = message(&[7]);
+        let mut work = UnitWork::new(&config, &map, &msg);
+        assert!(matches!(work.next(|_| false), UnitAsk::Read(_)));
+        work.on_page(&page(&[7]));
+        assert!(matches!(work.next(|_| false), UnitAsk::Lookup(_)));
+        work.on_stored(&HashMap::new());
+        let UnitAsk::Deliver(batches) = work.next(|_| false) else {
+            panic!("delivers");
+        };
+        let results = batches
+            .into_iter()
+            .map(|b| (b, Err("delivery x: 503".to_owned())))
+            .collect();
+        work.on_delivered(results);
+        assert_eq!(work.next(|_| true), UnitAsk::Done);
+        let (report, progress, error) = work.finish();
+        assert!(!progress, "nothing settled: retried from the same state");
+        assert_eq!(error.as_deref(), Some("delivery x: 503"));
+        assert_eq!(report.unit, msg.unit, "the page is read again");
+        assert_eq!(report.counts.upserted, 0);
+    }
+
+    #[test]
+    fn refused_commits_are_decided_again_then_given_up() {
+        let (config, map) = (config(), map());
+        let msg = message(&[7]);
+        let mut work = UnitWork::new(&config, &map, &msg);
+        assert!(matches!(work.next(|_| false), UnitAsk::Read(_)));
+        work.on_page(&page(&[7]));
+        let mut lookups = 0;
+        loop {
+            match work.next(|_| false) {
+                UnitAsk::Lookup(ids) => {
+                    assert_eq!(ids, ["7"]);
+                    lookups += 1;
+                    work.on_stored(&HashMap::new());
+                }
+                UnitAsk::Deliver(batches) => {
+                    let results = batches
+                        .into_iter()
+                        .map(|b| {
+                            let refused = b
+                                .commits
+                                .iter()
+                                .map(|c| (c.id.clone(), CommitOutcome::Conflict { current: 9 }))
+                                .collect();
+                            (b, Ok(refused))
+                        })
+                        .collect();
+                    work.on_delivered(results);
+                }
+                UnitAsk::Done => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(lookups, MAX_SETTLE_ROUNDS);
+        let (report, progress, error) = work.finish();
+        assert_eq!(
+            error.as_deref(),
+            Some("record store conflicts did not settle")
+        );
+        assert!(!progress);
+        assert_eq!(report.counts.upserted, 0, "nothing committed");
+        assert_eq!(report.counts.batches, MAX_SETTLE_ROUNDS as u64);
+    }
+
+    #[test]
+    fn a_read_that_gave_up_stops_the_unit_and_an_invalid_one_stops_a_verify_unit_too() {
+        let (config, map) = (config(), map());
+        let msg = message(&[7]);
+        for invalid in [false, true] {
+            let mut work = UnitWork::new(&config, &map, &msg);
+            assert!(matches!(work.next(|_| false), UnitAsk::Read(_)));
+            work.on_read_failed("hubspot gave up".into(), invalid);
+            assert_eq!(work.next(|_| false), UnitAsk::Done);
+            let (report, progress, error) = work.finish();
+            assert_eq!(
+                (progress, error.as_deref()),
+                (false, Some("hubspot gave up"))
+            );
+            assert_eq!(report.counts.hubspot_calls, 1);
+            assert_eq!(report.unit, msg.unit);
+        }
+    }
+
+    #[test]
+    fn an_unmappable_record_is_dead_lettered_by_id_and_code() {
+        let (config, map) = (config(), map());
+        let msg = message(&[7]);
+        let mut work = UnitWork::new(&config, &map, &msg);
+        assert!(matches!(work.next(|_| false), UnitAsk::Read(_)));
+        let mut bad = page(&[7]);
+        bad.results[0]
+            .properties
+            .insert("email".into(), Some("not an email".into()));
+        work.on_page(&bad);
+        assert!(matches!(work.next(|_| false), UnitAsk::Lookup(_)));
+        work.on_stored(&HashMap::new());
+        let UnitAsk::DeadLetter(letters) = work.next(|_| false) else {
+            panic!("dead-lettered");
+        };
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].0, "7");
+        assert!(!letters[0].1.is_empty(), "with its code");
+        // Nothing left to deliver: the page is settled.
+        assert_eq!(work.next(|_| false), UnitAsk::Done);
+        let (report, progress, error) = work.finish();
+        assert_eq!((progress, error), (true, None));
+        assert_eq!(report.counts.rejected, 1);
     }
 }
