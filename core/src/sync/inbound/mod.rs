@@ -56,6 +56,7 @@
 
 mod batch;
 mod coalesce;
+mod flush;
 mod parse;
 mod receipt;
 mod settings;
@@ -78,6 +79,7 @@ pub use batch::{
     Unchanged, Written,
 };
 pub use coalesce::{Coalescer, PendingUpdate, SourceRef};
+pub use flush::{InboundFlush, InboundFlushAsk, InboundFlushCounts};
 pub use parse::{parse_request, InboundError, InboundErrorKind, InboundRecord};
 pub use receipt::{receipt_id, Receipt, RecordOutcome, RecordStatus};
 pub use settings::{InboundSettings, MAX_RECORDS, MAX_WINDOW_MS};
