@@ -892,7 +892,7 @@ impl UnitContext<'_> {
             // Its first `pagesPerUnit` pages read, the unit no longer holds the batch; it reads
             // on while another unit of the batch still does (the invocation lasts until then
             // anyway), up to core's cap.
-            let ask = work.next(|read_its_share| {
+            let ask = work.ask(|read_its_share| {
                 if read_its_share && *held {
                     *held = false;
                     busy.set(busy.get().saturating_sub(1));

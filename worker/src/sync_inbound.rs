@@ -746,7 +746,7 @@ impl Flusher<'_> {
         // The chunk's stored states (by HubSpot id): the commits' expected versions.
         let mut stored: HashMap<String, Stored> = HashMap::new();
         loop {
-            match flush.next() {
+            match flush.ask() {
                 InboundFlushAsk::Take { fresh, keys } => {
                     self.object.to_inflight(&object_type, &fresh)?;
                     let ids = self.object.hubspot_ids(self.store(), &keys)?;

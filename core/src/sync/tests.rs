@@ -607,49 +607,6 @@ impl World {
         self.mapping.object("contacts").expect("contacts").clone()
     }
 
-    /// Decides a step, delivers and commits; conflicts are decided again. Returns the counts,
-    /// or `None` when the unit "crashed" after a delivery (nothing committed).
-    fn settle(&mut self, step: &Step, counts: &mut Counts) -> Option<Vec<String>> {
-        let map = self.map();
-        let mut todo = step.clone();
-        let mut missing_deleted = Vec::new();
-        for _ in 0..10 {
-            let stored = self.store.get(&lookups(&todo));
-            #[cfg(not(target_arch = "wasm32"))]
-            let started = std::time::Instant::now();
-            let decided = decide(&self.config, &map, &todo, &stored);
-            counts.unchanged += decided.unchanged;
-            counts.rejected += decided.rejected.len() as u64;
-            let (batches, too_large) = batches(&self.config, decided.pending);
-            #[cfg(not(target_arch = "wasm32"))]
-            {
-                self.core_time += started.elapsed();
-            }
-            counts.rejected += too_large.len() as u64;
-            let mut conflicts = Vec::new();
-            for b in batches {
-                self.dest.receive(&self.config, &b.id, &b.body);
-                counts.batches += 1;
-                if self.crash_after_delivery {
-                    self.crash_after_delivery = false;
-                    self.crashes += 1;
-                    self.crashed_batch = Some(b.id.clone());
-                    return None;
-                }
-                let body: SyncBatchBody = serde_json::from_str(&b.body).expect("body");
-                let outcomes = self.store.commit(&b.commits);
-                let refused = Batch::conflicts(&outcomes);
-                missing_deleted.extend(counts.settle_batch(&body, &refused));
-                conflicts.extend(refused);
-            }
-            if conflicts.is_empty() {
-                return Some(missing_deleted);
-            }
-            todo = todo.only(&conflicts);
-        }
-        panic!("conflicts do not settle");
-    }
-
     /// One consumer invocation on one unit message: up to `pages_per_unit` pages, driven
     /// through [`UnitWork`] as the Worker drives it. `None` when it crashed (the queue
     /// redelivers the same message).
@@ -660,7 +617,7 @@ impl World {
         let mut first_read = true;
         let mut hooked = false;
         loop {
-            match work.next(|_| false) {
+            match work.ask(|_| false) {
                 UnitAsk::Read(read) => {
                     // The queue a unit goes to (its budget) is the budget its reads draw on.
                     if first_read {

@@ -1,4 +1,4 @@
-//! One consumer invocation on one unit message, as a poll-style machine: [`UnitWork`] says what
+//! One consumer invocation on one unit message, as a poll-style machine: [`UnitWork::ask`] says what
 //! to do next ([`UnitAsk`]: a HubSpot read, an associations read, a record-store lookup, dead
 //! letters, deliveries with their commits, a window of the store's live ids), the host performs
 //! it and feeds the answer back, until [`UnitAsk::Done`]; then [`UnitWork::finish`] gives the
@@ -18,6 +18,9 @@ use crate::records::{CommitOutcome, Stored};
 
 /// Record-store commit conflicts decided again per page before the unit gives up for now.
 const MAX_SETTLE_ROUNDS: usize = 10;
+
+/// A delivered batch's commit outcomes, or why it was not delivered or committed.
+type Delivery = Result<Vec<(String, CommitOutcome)>, String>;
 
 /// What the host does next for a [`UnitWork`].
 #[derive(Debug, Clone, PartialEq)]
@@ -142,7 +145,7 @@ impl<'a> UnitWork<'a> {
     /// batch still reads its first pages, telling it whether this one has read its
     /// `pagesPerUnit` pages (from then on it no longer holds the batch: it reads on only while
     /// another unit does, [`SyncConfig::reads_more`]).
-    pub fn next(&mut self, others_busy: impl FnOnce(bool) -> bool) -> UnitAsk {
+    pub fn ask(&mut self, others_busy: impl FnOnce(bool) -> bool) -> UnitAsk {
         let mut others_busy = Some(others_busy);
         loop {
             match &mut self.stage {
@@ -308,10 +311,7 @@ impl<'a> UnitWork<'a> {
     /// and a batch delivered but not committed goes out again with the same id). Refused
     /// commits are decided again against the newer state (a new [`UnitAsk::Lookup`]), up to
     /// 10 rounds.
-    pub fn on_delivered(
-        &mut self,
-        results: Vec<(Batch, Result<Vec<(String, CommitOutcome)>, String>)>,
-    ) {
+    pub fn on_delivered(&mut self, results: Vec<(Batch, Delivery)>) {
         let Stage::Settle(s) = &mut self.stage else {
             return;
         };
@@ -432,14 +432,14 @@ mod tests {
         let (config, map) = (config(), map());
         let msg = message(&[7]);
         let mut work = UnitWork::new(&config, &map, &msg);
-        let UnitAsk::Read(Read::BatchRead { ids, .. }) = work.next(|_| false) else {
+        let UnitAsk::Read(Read::BatchRead { ids, .. }) = work.ask(|_| false) else {
             panic!("a verify unit reads by batch read");
         };
         assert_eq!(ids, ["7"]);
         work.on_page(&page(&[7]));
-        assert_eq!(work.next(|_| false), UnitAsk::Lookup(vec!["7".to_owned()]));
+        assert_eq!(work.ask(|_| false), UnitAsk::Lookup(vec!["7".to_owned()]));
         work.on_stored(&HashMap::new());
-        let UnitAsk::Deliver(batches) = work.next(|_| false) else {
+        let UnitAsk::Deliver(batches) = work.ask(|_| false) else {
             panic!("a new record is delivered");
         };
         assert_eq!(batches.len(), 1);
@@ -453,7 +453,7 @@ mod tests {
         work.on_delivered(results);
         let mut told = None;
         assert_eq!(
-            work.next(|share| {
+            work.ask(|share| {
                 told = Some(share);
                 false
             }),
@@ -478,11 +478,11 @@ mod tests {
         let (config, map) = (config(), map());
         let msg = message(&[7]);
         let mut work = UnitWork::new(&config, &map, &msg);
-        assert!(matches!(work.next(|_| false), UnitAsk::Read(_)));
+        assert!(matches!(work.ask(|_| false), UnitAsk::Read(_)));
         work.on_page(&page(&[7]));
-        assert!(matches!(work.next(|_| false), UnitAsk::Lookup(_)));
+        assert!(matches!(work.ask(|_| false), UnitAsk::Lookup(_)));
         work.on_stored(&HashMap::new());
-        let UnitAsk::Deliver(batches) = work.next(|_| false) else {
+        let UnitAsk::Deliver(batches) = work.ask(|_| false) else {
             panic!("delivers");
         };
         let results = batches
@@ -490,7 +490,7 @@ mod tests {
             .map(|b| (b, Err("delivery x: 503".to_owned())))
             .collect();
         work.on_delivered(results);
-        assert_eq!(work.next(|_| true), UnitAsk::Done);
+        assert_eq!(work.ask(|_| true), UnitAsk::Done);
         let (report, progress, error) = work.finish();
         assert!(!progress, "nothing settled: retried from the same state");
         assert_eq!(error.as_deref(), Some("delivery x: 503"));
@@ -503,11 +503,11 @@ mod tests {
         let (config, map) = (config(), map());
         let msg = message(&[7]);
         let mut work = UnitWork::new(&config, &map, &msg);
-        assert!(matches!(work.next(|_| false), UnitAsk::Read(_)));
+        assert!(matches!(work.ask(|_| false), UnitAsk::Read(_)));
         work.on_page(&page(&[7]));
         let mut lookups = 0;
         loop {
-            match work.next(|_| false) {
+            match work.ask(|_| false) {
                 UnitAsk::Lookup(ids) => {
                     assert_eq!(ids, ["7"]);
                     lookups += 1;
@@ -548,9 +548,9 @@ mod tests {
         let msg = message(&[7]);
         for invalid in [false, true] {
             let mut work = UnitWork::new(&config, &map, &msg);
-            assert!(matches!(work.next(|_| false), UnitAsk::Read(_)));
+            assert!(matches!(work.ask(|_| false), UnitAsk::Read(_)));
             work.on_read_failed("hubspot gave up".into(), invalid);
-            assert_eq!(work.next(|_| false), UnitAsk::Done);
+            assert_eq!(work.ask(|_| false), UnitAsk::Done);
             let (report, progress, error) = work.finish();
             assert_eq!(
                 (progress, error.as_deref()),
@@ -566,22 +566,22 @@ mod tests {
         let (config, map) = (config(), map());
         let msg = message(&[7]);
         let mut work = UnitWork::new(&config, &map, &msg);
-        assert!(matches!(work.next(|_| false), UnitAsk::Read(_)));
+        assert!(matches!(work.ask(|_| false), UnitAsk::Read(_)));
         let mut bad = page(&[7]);
         bad.results[0]
             .properties
             .insert("email".into(), Some("not an email".into()));
         work.on_page(&bad);
-        assert!(matches!(work.next(|_| false), UnitAsk::Lookup(_)));
+        assert!(matches!(work.ask(|_| false), UnitAsk::Lookup(_)));
         work.on_stored(&HashMap::new());
-        let UnitAsk::DeadLetter(letters) = work.next(|_| false) else {
+        let UnitAsk::DeadLetter(letters) = work.ask(|_| false) else {
             panic!("dead-lettered");
         };
         assert_eq!(letters.len(), 1);
         assert_eq!(letters[0].0, "7");
         assert!(!letters[0].1.is_empty(), "with its code");
         // Nothing left to deliver: the page is settled.
-        assert_eq!(work.next(|_| false), UnitAsk::Done);
+        assert_eq!(work.ask(|_| false), UnitAsk::Done);
         let (report, progress, error) = work.finish();
         assert_eq!((progress, error), (true, None));
         assert_eq!(report.counts.rejected, 1);

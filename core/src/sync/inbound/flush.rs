@@ -158,7 +158,7 @@ impl<'a> InboundFlush<'a> {
     }
 
     /// What to do next.
-    pub fn next(&mut self) -> InboundFlushAsk {
+    pub fn ask(&mut self) -> InboundFlushAsk {
         let batch_size = self.config.batch_size.max(1);
         if let Some(chunk) = self.chunk.as_mut() {
             if !chunk.batches.is_empty() {
@@ -425,7 +425,7 @@ mod tests {
         let mut sent = Vec::new();
         let mut settled = Vec::new();
         for _ in 0..1_000 {
-            match flush.next() {
+            match flush.ask() {
                 InboundFlushAsk::Take { keys, .. } => {
                     let known: BTreeMap<String, Known> = keys
                         .iter()
@@ -498,7 +498,7 @@ mod tests {
                 .expect("index")
         }));
         let mut flush = InboundFlush::new(&map, &config, due, 2, 900);
-        let first = flush.next();
+        let first = flush.ask();
         let InboundFlushAsk::Take { fresh, keys } = &first else {
             panic!("{first:?}");
         };
@@ -555,10 +555,10 @@ mod tests {
         let (map, config) = (map(), config());
         // Room for one batch's echo guards: one batch per wave.
         let mut flush = InboundFlush::new(&map, &config, due(&map, &config, 250), 50, 150);
-        let first = flush.next();
+        let first = flush.ask();
         assert!(matches!(first, InboundFlushAsk::Take { .. }));
         flush.on_known(&BTreeMap::new());
-        let InboundFlushAsk::Send(wave) = flush.next() else {
+        let InboundFlushAsk::Send(wave) = flush.ask() else {
             panic!("sends");
         };
         assert_eq!(wave.len(), 1);
