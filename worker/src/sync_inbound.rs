@@ -34,10 +34,11 @@ use futures_util::future::join_all;
 use hubspot_edge_core::api::{ApiError, BatchResponse, Outcome, RequestKind};
 use hubspot_edge_core::config::{Inbound, Lookup};
 use hubspot_edge_core::mapping::ObjectMap;
-use hubspot_edge_core::records::{CommitOutcome, Stored};
+use hubspot_edge_core::records::Stored;
 use hubspot_edge_core::sync::inbound::{
-    parse_request, receipt_id, BatchResult, Coalescer, Failed, InboundBatch, InboundConfig,
-    InboundFlush, InboundFlushAsk, InboundFlushCounts, Known, PendingUpdate, Receipt, Written,
+    parse_request, receipt_id, BatchResult, Coalescer, Failed, InboundBatch, InboundCommit,
+    InboundCommitAsk, InboundConfig, InboundFlush, InboundFlushAsk, InboundFlushCounts, Known,
+    PendingUpdate, Receipt, Written,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -75,8 +76,6 @@ const MAX_IN_FLIGHT: usize = 6;
 const RETRY_DELAY_MS: u64 = 10_000;
 /// Receipts are kept this long (7 days), then dropped at the next accepted request.
 const RECEIPT_TTL_MS: u64 = 7 * 24 * 3_600_000;
-/// Record-store compare-and-set conflicts re-read and re-applied before giving up for now.
-const MAX_COMMIT_ROUNDS: usize = 5;
 
 fn lookup(env: &Env) -> Lookup<impl Fn(&str) -> Option<String> + '_> {
     Lookup::new(move |key: &str| env.var(key).ok().map(|v| v.to_string()))
@@ -262,15 +261,9 @@ fn type_of<'a>(
 pub(crate) async fn redrive(env: &Env, payloads: Vec<serde_json::Value>) -> Result<usize> {
     let mut by_portal: BTreeMap<u64, Vec<(String, PendingUpdate)>> = BTreeMap::new();
     let n = payloads.len();
-    for p in payloads {
-        let portal = p["portalId"]
-            .as_u64()
-            .ok_or_else(|| worker::Error::RustError("inbound letter without portalId".into()))?;
-        let object_type = p["objectType"]
-            .as_str()
-            .ok_or_else(|| worker::Error::RustError("inbound letter without objectType".into()))?
-            .to_owned();
-        let update: PendingUpdate = serde_json::from_value(p["update"].clone())?;
+    for p in &payloads {
+        let (portal, object_type, update) =
+            PendingUpdate::from_letter(p).map_err(worker::Error::RustError)?;
         by_portal
             .entry(portal)
             .or_default()
@@ -860,54 +853,32 @@ impl Flusher<'_> {
         for w in written {
             self.object.map_id(self.store(), &w.key, &w.hubspot_id)?;
         }
-        let mut current: HashMap<String, Stored> = written
-            .iter()
-            .map(|w| {
-                (
-                    w.hubspot_id.clone(),
-                    stored
-                        .get(&w.hubspot_id)
-                        .cloned()
-                        .unwrap_or_else(Stored::absent),
-                )
-            })
-            .collect();
-        let mut todo: Vec<&Written> = written.iter().collect();
-        for _ in 0..MAX_COMMIT_ROUNDS {
-            let commits: Vec<_> = todo
-                .iter()
-                .map(|w| w.commit(current.get(&w.hubspot_id).unwrap_or(&Stored::absent())))
-                .collect();
-            let outcomes = records::commit(self.env, self.portal, self.store(), &commits).await?;
-            let conflicted: BTreeSet<String> = outcomes
-                .into_iter()
-                .filter(|(_, o)| matches!(o, CommitOutcome::Conflict { .. }))
-                .map(|(id, _)| id)
-                .collect();
-            if conflicted.is_empty() {
-                todo.clear();
-                break;
+        let mut commit = InboundCommit::new(written, stored);
+        let unsettled = loop {
+            match commit.ask() {
+                InboundCommitAsk::Commit(commits) => {
+                    let outcomes =
+                        records::commit(self.env, self.portal, self.store(), &commits).await?;
+                    commit.on_committed(&outcomes);
+                }
+                InboundCommitAsk::Read(ids) => {
+                    commit.on_read(records::get(self.env, self.portal, self.store(), ids).await?);
+                }
+                InboundCommitAsk::Done { unsettled } => break unsettled,
             }
-            todo.retain(|w| conflicted.contains(&w.hubspot_id));
-            current = records::get(
-                self.env,
-                self.portal,
-                self.store(),
-                conflicted.into_iter().collect(),
-            )
-            .await?;
-        }
-        if !todo.is_empty() {
+        };
+        if unsettled > 0 {
             // Written to HubSpot, not recorded: the next identical request writes again (a
             // duplicate write, never a loss). Logged.
             Line::warn("inbound_commit_conflicts")
                 .field("object_type", self.object_type)
-                .field("records", todo.len())
+                .field("records", unsettled)
                 .emit();
         }
         // Then the echo guards (enrichment's), for the records HubSpot stored with another value
         // than the one written: their webhooks would differ from the snapshot (which keeps the
-        // user's value). One KV write each, within MAX_KV_PER_ALARM (core's `InboundFlush` counts them).
+        // user's value). One KV write each, within MAX_KV_PER_ALARM (counted by core's
+        // `InboundFlush`).
         let kv = self.env.kv(store::STATE)?;
         let rewritten: Vec<&Written> = written.iter().filter(|w| !w.rewritten.is_empty()).collect();
         let guards = rewritten.into_iter().map(|w| {
@@ -945,33 +916,18 @@ impl Flusher<'_> {
         let now = Date::now().as_millis();
         let mut texts = Vec::with_capacity(failed.len());
         for f in failed {
-            let first = f.update.sources.first();
-            let event = serde_json::value::to_raw_value(&json!({
-                "source": "inbound",
-                "objectType": self.object_type,
-                "portalId": self.portal,
-                "code": f.code,
-                "properties": f.properties,
-                "receiptId": first.map(|s| s.receipt.as_str()),
-                "externalId": first.map(|s| s.external_id.as_str()),
-                "update": f.update,
-            }))?;
+            let (payload, detail, key) = f.letter(self.portal, self.object_type);
             let letter = crate::queue::DeadLetterMessage {
                 v: 1,
                 reason: "inbound_rejected".into(),
-                detail: format!(
-                    "inbound: HubSpot refused a {} record: {} ({})",
-                    self.object_type,
-                    f.code,
-                    f.properties.join(",")
-                ),
+                detail,
                 attempts: 1,
-                key: first.map(|s| format!("inbound:{}:{}", s.receipt, s.index)),
+                key,
                 received_at: now,
                 request_id: format!("inbound-{now}"),
                 traceparent: None,
                 event_ref: None,
-                event,
+                event: serde_json::value::to_raw_value(&payload)?,
             };
             texts.push(serde_json::to_string(&letter)?);
         }

@@ -56,6 +56,7 @@
 
 mod batch;
 mod coalesce;
+mod commit;
 mod flush;
 mod parse;
 mod receipt;
@@ -79,6 +80,7 @@ pub use batch::{
     Unchanged, Written,
 };
 pub use coalesce::{Coalescer, PendingUpdate, SourceRef};
+pub use commit::{InboundCommit, InboundCommitAsk};
 pub use flush::{InboundFlush, InboundFlushAsk, InboundFlushCounts};
 pub use parse::{parse_request, InboundError, InboundErrorKind, InboundRecord};
 pub use receipt::{receipt_id, Receipt, RecordOutcome, RecordStatus};
