@@ -65,7 +65,7 @@ pub enum Rechecked {
         /// Whether to start an incremental run now.
         start: bool,
     },
-    /// Too many ids wait already ([`MAX_RECHECK`]); nothing kept: a full run is the re-read.
+    /// Too many ids wait already (20,000 at most); nothing kept: a full run is the re-read.
     Full,
 }
 
