@@ -22,13 +22,13 @@ use futures_util::stream::{self, StreamExt};
 use hubspot_edge_core::api::{
     AssociationResult, BatchReadOptions, BatchResponse, Page, RequestKind,
 };
-use hubspot_edge_core::config::{Due, Sync as SyncSettings};
+use hubspot_edge_core::config::Sync as SyncSettings;
 use hubspot_edge_core::delivery::{Attempt, MAX_CONCURRENT_FORWARDS};
 use hubspot_edge_core::mapping::ObjectMap;
-use hubspot_edge_core::records::Stored;
+use hubspot_edge_core::records::{CommitOutcome, Stored};
 use hubspot_edge_core::sync::{
-    batches, decide, lookups, missing_in_window, AssocPlan, Batch, Counts, Mode, Read, Run,
-    RunReport, Step, SyncBatchBody, SyncConfig, SyncLetter, Unit, UnitMessage, UnitReport,
+    Batch, Coordinator, Mode, Read, Rechecked, SyncConfig, SyncLetter, UnitAsk, UnitMessage,
+    UnitReport, UnitWork,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -74,8 +74,6 @@ static DROP_NEXT_UNITS: std::sync::atomic::AtomicU32 = std::sync::atomic::Atomic
 pub(crate) fn inject_lost_units(n: u32) {
     DROP_NEXT_UNITS.store(n, std::sync::atomic::Ordering::SeqCst);
 }
-/// Record-store commit conflicts decided again per step before the unit gives up for now.
-const MAX_SETTLE_ROUNDS: usize = 10;
 /// Delay before a unit that failed without progress is tried again (a HubSpot limit, a
 /// destination that refused): long enough not to spin, short against the lease.
 const RETRY_DELAY_SECS: u32 = 30;
@@ -150,30 +148,6 @@ enum Ask {
     },
 }
 
-/// Ids waiting for the next incremental run, at most: 100,000 ids are ~2 MB of JSON, the
-/// largest value Durable Object storage keeps; past this, a full run is the cheaper re-read.
-const MAX_RECHECK: usize = 20_000;
-
-/// What a coordinator keeps (one storage value, at most a run's state: ~65 KB of missing
-/// candidates at most, far below a value's 2 MB).
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Coordinated {
-    object_type: String,
-    run: Option<Run>,
-    cursor_ms: Option<u64>,
-    paused: bool,
-    last_started_ms: Option<u64>,
-    last_full_ms: Option<u64>,
-    last_finished_ms: Option<u64>,
-    last: Option<RunReport>,
-    errors: u64,
-    last_error: Option<String>,
-    /// Records to read again (re-driven dead letters), taken by the next incremental run.
-    #[serde(default)]
-    recheck: std::collections::BTreeSet<u64>,
-}
-
 /// The Durable Object. See the [module docs](self).
 #[durable_object]
 pub struct SyncCoordinator {
@@ -190,14 +164,14 @@ impl std::fmt::Debug for SyncCoordinator {
 impl SyncCoordinator {
     /// The state is stored as JSON text: ids up to 2^63 − 1 (the run's open range) are not JS
     /// numbers, which a structured value would need.
-    async fn load(&self) -> Result<Coordinated> {
+    async fn load(&self) -> Result<Coordinator> {
         match self.state.storage().get::<String>(STATE_KEY).await? {
             Some(text) => Ok(serde_json::from_str(&text)?),
-            None => Ok(Coordinated::default()),
+            None => Ok(Coordinator::default()),
         }
     }
 
-    async fn save(&self, c: &Coordinated) -> Result<()> {
+    async fn save(&self, c: &Coordinator) -> Result<()> {
         self.state
             .storage()
             .put(STATE_KEY, serde_json::to_string(c)?)
@@ -214,34 +188,15 @@ impl SyncCoordinator {
     }
 
     /// Starts a run unless one is going (or the type is paused, for a start that is not the
-    /// admin's). `mode` `None`: whatever is due (the cron).
+    /// admin's). `mode` `None`: whatever is due (the cron). Core's [`Coordinator::start_mode`]
+    /// and [`Coordinator::launch`]; a full run's probe is made here.
     async fn start(&self, object_type: String, mode: Option<Mode>) -> Result<Response> {
         let now = Date::now().as_millis();
         let mut c = self.load().await?;
-        c.object_type.clone_from(&object_type);
-        if let Some(run) = &c.run {
-            return Response::from_json(&json!({
-                "started": false, "reason": "already_running", "runId": run.id(),
-            }));
-        }
-        if c.paused {
-            return Response::from_json(&json!({"started": false, "reason": "paused"}));
-        }
-        let mode = match mode {
-            Some(m) => m,
-            None => {
-                let due = match settings(&self.env) {
-                    Ok(Some(s)) => s.due(now, c.last_started_ms, c.last_full_ms, false, c.paused),
-                    _ => Due::Nothing,
-                };
-                match due {
-                    Due::Nothing => {
-                        return Response::from_json(&json!({"started": false, "reason": "not_due"}))
-                    }
-                    Due::Incremental => Mode::Incremental,
-                    Due::Full => Mode::Full,
-                }
-            }
+        let due_settings = settings(&self.env).ok().flatten();
+        let mode = match c.start_mode(&object_type, mode, due_settings.as_ref(), now) {
+            Ok(m) => m,
+            Err(refused) => return Response::from_json(&refused),
         };
         let (config, _) = match self.config(&object_type) {
             Ok(c) => c,
@@ -249,32 +204,11 @@ impl SyncCoordinator {
                 return crate::respond::error(503, "config_invalid", &e);
             }
         };
-        let run = match Run::start(
-            &config,
-            format!("{object_type}:{now}"),
-            mode,
-            c.cursor_ms,
-            now,
-        ) {
-            Ok(r) => r,
+        let launch = match c.launch(&config, mode, now) {
+            Ok(l) => l,
             Err(e) => return crate::respond::error(500, e.code(), &e.to_string()),
         };
-        let mut run = run;
-        if run.mode() == Mode::Incremental && !c.recheck.is_empty() {
-            let ids: Vec<u64> = std::mem::take(&mut c.recheck).into_iter().collect();
-            // Taken at start: the units are queued below with the run's other units. (A full
-            // run leaves them for the next incremental one: one batch read per 1,000 ids,
-            // and nothing lost if its probe fails.)
-            let _ = run.recheck(&ids);
-        }
-        let run_id = run.id().to_owned();
-        let mode = run.mode();
-        let probe = run.probe();
-        c.last_started_ms = Some(now);
-        if mode == Mode::Full {
-            c.last_full_ms = Some(now);
-        }
-        c.run = Some(run);
+        let (run_id, mode) = (launch.run_id, launch.mode);
         self.save(&c).await?;
         self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
         Line::info("sync_run_started")
@@ -282,7 +216,7 @@ impl SyncCoordinator {
             .field("run_id", run_id.as_str())
             .field("mode", format!("{mode:?}"))
             .emit();
-        let messages = match probe {
+        let messages = match launch.probe {
             Some([lo, hi]) => {
                 // The id span: two one-record searches (core's Run::probe).
                 let api = match HubSpotApi::from_env(&self.env) {
@@ -300,20 +234,20 @@ impl SyncCoordinator {
                     }
                 };
                 let mut c = self.load().await?;
-                let Some(run) = c.run.as_mut().filter(|r| r.id() == run_id) else {
-                    return Response::from_json(&json!({"started": false, "reason": "superseded"}));
-                };
-                let out = match run.on_probe(&config, &a, &b, Date::now().as_millis()) {
-                    Ok(out) => out,
-                    Err(e) => {
-                        drop(c);
-                        return self.fail(&run_id, e.code()).await;
+                match c.on_probe(&run_id, &config, &a, &b, Date::now().as_millis()) {
+                    None => {
+                        return Response::from_json(
+                            &json!({"started": false, "reason": "superseded"}),
+                        )
                     }
-                };
-                self.save(&c).await?;
-                out
+                    Some(Err(e)) => return self.fail(&run_id, e.code()).await,
+                    Some(Ok(out)) => {
+                        self.save(&c).await?;
+                        out
+                    }
+                }
             }
-            None => c.run.as_ref().map(Run::outstanding).unwrap_or_default(),
+            None => launch.queue,
         };
         let units = messages.len();
         self.queue(messages).await?;
@@ -325,18 +259,7 @@ impl SyncCoordinator {
     /// A run that cannot start (the probe failed): dropped, the error kept for the admin API.
     async fn fail(&self, run_id: &str, error: &str) -> Result<Response> {
         let mut c = self.load().await?;
-        if c.run.as_ref().is_some_and(|r| r.id() == run_id) {
-            c.run = None;
-            // Not started after all: due again at the next poke.
-            c.last_started_ms = None;
-            c.last_full_ms = c
-                .last
-                .as_ref()
-                .filter(|l| l.mode == Mode::Full)
-                .map(|l| l.started_ms);
-        }
-        c.errors += 1;
-        c.last_error = Some(error.chars().take(300).collect());
+        c.fail(run_id, error);
         self.save(&c).await?;
         Line::error("sync_run_failed")
             .field("run_id", run_id)
@@ -348,18 +271,18 @@ impl SyncCoordinator {
     async fn report(&self, report: UnitReport) -> Result<Response> {
         let now = Date::now().as_millis();
         let mut c = self.load().await?;
-        let object_type = c.object_type.clone();
-        let Some(run) = c.run.as_mut() else {
+        if c.run().is_none() {
             return Response::from_json(&json!({"accepted": false}));
-        };
+        }
+        let object_type = c.object_type().to_owned();
         let (config, _) = match self.config(&object_type) {
             Ok(c) => c,
             Err(e) => return crate::respond::error(503, "config_invalid", &e),
         };
-        let out = run.on_report(&config, report, now);
-        if run.is_done() {
-            c.cursor_ms = run.next_cursor();
-            let report = run.report();
+        let Some((out, finished)) = c.on_report(&config, report, now) else {
+            return Response::from_json(&json!({"accepted": false}));
+        };
+        if let Some(report) = finished {
             Line::info("sync_run_done")
                 .field("object_type", object_type.as_str())
                 .field("run_id", report.run_id.as_str())
@@ -370,26 +293,18 @@ impl SyncCoordinator {
                 .field("hubspot_calls", report.counts.hubspot_calls)
                 .field("duration_ms", now.saturating_sub(report.started_ms))
                 .emit();
-            c.last = Some(report);
-            c.last_finished_ms = Some(now);
-            c.run = None;
         }
-        let paused = c.paused;
         self.save(&c).await?;
-        // Paused: the continuations stay in the run (queued again on resume).
-        if !paused {
-            self.queue(out).await?;
-        }
+        self.queue(out).await?;
         // The cursor rides back to the reporting unit, which sets the lag gauge.
-        Response::from_json(&json!({"accepted": true, "cursorMs": c.cursor_ms}))
+        Response::from_json(&json!({"accepted": true, "cursorMs": c.cursor_ms()}))
     }
 
     /// One more error for the admin API (`errors`, `lastError`): a unit invocation that
     /// stopped early (a HubSpot read that gave up, a delivery refused, the record store).
     async fn unit_failed(&self, error: &str) -> Result<Response> {
         let mut c = self.load().await?;
-        c.errors += 1;
-        c.last_error = Some(error.chars().take(300).collect());
+        c.unit_failed(error);
         self.save(&c).await?;
         Response::from_json(&json!({"counted": true}))
     }
@@ -398,77 +313,45 @@ impl SyncCoordinator {
     /// the next incremental run, started now when the type is idle and not paused.
     async fn recheck(&self, object_type: String, ids: Vec<u64>) -> Result<Response> {
         let mut c = self.load().await?;
-        c.object_type.clone_from(&object_type);
-        if let Some(run) = c.run.as_mut() {
-            if !c.paused {
-                if let Some(messages) = run.recheck(&ids) {
-                    self.save(&c).await?;
-                    self.queue(messages).await?;
-                    return Response::from_json(&json!({"rechecked": ids.len(), "when": "now"}));
-                }
+        match c.recheck(&object_type, &ids) {
+            Rechecked::Now(messages) => {
+                self.save(&c).await?;
+                self.queue(messages).await?;
+                Response::from_json(&json!({"rechecked": ids.len(), "when": "now"}))
             }
-        }
-        if c.recheck.len() + ids.len() > MAX_RECHECK {
-            return crate::respond::error(
+            Rechecked::Full => crate::respond::error(
                 409,
                 "sync_recheck_full",
                 "too many records waiting to be read again: run a full sync instead",
-            );
-        }
-        c.recheck.extend(ids.iter().copied());
-        let (idle, paused) = (c.run.is_none(), c.paused);
-        self.save(&c).await?;
-        if idle && !paused {
-            let started = self.start(object_type, Some(Mode::Incremental)).await?;
-            if started.status_code() >= 300 {
-                return Ok(started);
+            ),
+            Rechecked::NextRun { start } => {
+                self.save(&c).await?;
+                if start {
+                    let started = self.start(object_type, Some(Mode::Incremental)).await?;
+                    if started.status_code() >= 300 {
+                        return Ok(started);
+                    }
+                }
+                Response::from_json(&json!({"rechecked": ids.len(), "when": "next_run"}))
             }
         }
-        Response::from_json(&json!({"rechecked": ids.len(), "when": "next_run"}))
     }
 
     async fn status(&self, object_type: String) -> Result<Response> {
         let c = self.load().await?;
-        Response::from_json(&status_json(&object_type, &c, Date::now().as_millis()))
+        Response::from_json(&c.status(&object_type, Date::now().as_millis()))
     }
 
     async fn pause(&self, object_type: String, paused: bool) -> Result<Response> {
         let mut c = self.load().await?;
-        c.object_type = object_type;
-        let resumed = c.paused && !paused;
-        c.paused = paused;
+        let again = c.pause(&object_type, paused);
         self.save(&c).await?;
-        if resumed {
-            if let Some(run) = &c.run {
-                self.queue(run.outstanding()).await?;
-                self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
-            }
+        if let Some(messages) = again {
+            self.queue(messages).await?;
+            self.state.storage().set_alarm(alarm_ms(&self.env)).await?;
         }
         Response::from_json(&json!({"paused": paused}))
     }
-}
-
-fn status_json(object_type: &str, c: &Coordinated, now: u64) -> serde_json::Value {
-    let current = c.run.as_ref().map(Run::report);
-    let state = match (&c.run, c.paused) {
-        (_, true) => "paused",
-        (Some(_), false) => "running",
-        (None, false) => "idle",
-    };
-    json!({
-        "objectType": object_type,
-        "state": state,
-        "cursorMs": c.cursor_ms,
-        // How far behind HubSpot the destination may be: changes since the cursor.
-        "lagMs": c.cursor_ms.map(|cursor| now.saturating_sub(cursor)),
-        "lastStartedMs": c.last_started_ms,
-        "lastFullMs": c.last_full_ms,
-        "lastFinishedMs": c.last_finished_ms,
-        "current": current,
-        "last": c.last,
-        "errors": c.errors,
-        "lastError": c.last_error,
-    })
 }
 
 impl DurableObject for SyncCoordinator {
@@ -510,22 +393,19 @@ impl DurableObject for SyncCoordinator {
         let scope = crate::log::Scope::new(&crate::log::random_id(), None);
         crate::log::scoped(scope, async move {
             let mut c = self.load().await?;
-            let Some(run) = c.run.as_mut() else {
-                return Response::ok("idle");
-            };
-            if c.paused {
-                return Response::ok("paused");
-            }
             let lease = settings(&self.env)
                 .ok()
                 .flatten()
                 .map_or(900_000, |s| s.lease_ms);
-            let again = run.overdue(Date::now().as_millis(), lease);
+            let again = match c.overdue(Date::now().as_millis(), lease) {
+                Ok(again) => again,
+                Err(state) => return Response::ok(state),
+            };
             let n = again.len();
             self.save(&c).await?;
             if n > 0 {
                 Line::warn("sync_units_requeued")
-                    .field("object_type", c.object_type.as_str())
+                    .field("object_type", c.object_type())
                     .field("units", n)
                     .emit();
             }
@@ -985,16 +865,6 @@ struct UnitContext<'a> {
     spent: Cell<[u64; 7]>,
 }
 
-/// How one delivery ended.
-enum Delivered {
-    /// Delivered and committed; the ids whose commit was refused (decide them again).
-    Done {
-        conflicts: Vec<String>,
-        body: SyncBatchBody,
-    },
-    Failed(String),
-}
-
 impl UnitContext<'_> {
     fn time(&self, phase: usize, since_ms: u64) {
         let mut spent = self.spent.get();
@@ -1007,219 +877,126 @@ impl UnitContext<'_> {
     }
 
     /// Works `msg` for `pagesPerUnit` pages, more while other units of the batch still read
-    /// theirs (core's `reads_more`, at most 4 ×; one page held at a time): the report, whether
-    /// any page was settled, and the error that stopped it early.
+    /// theirs (core's `reads_more`, at most 4 ×; one page held at a time): drives core's
+    /// [`UnitWork`], performing what it asks. The report, whether any page was settled, and
+    /// the error that stopped it early.
     async fn run(
         &self,
         msg: &UnitMessage,
         busy: &Cell<usize>,
         held: &mut bool,
     ) -> (UnitReport, bool, Option<String>) {
-        let properties = self.config.read_properties(self.map);
-        let mut unit: Unit = msg.unit.clone();
-        let mut report = UnitReport {
-            run_id: msg.run_id.clone(),
-            unit_id: msg.unit_id,
-            seq: msg.seq,
-            unit: msg.unit.clone(),
-            counts: Counts::default(),
-            missing: Vec::new(),
-            missing_overflow: 0,
-            missing_deleted: Vec::new(),
-        };
-        let mut progress = false;
-        let mut error = None;
-        let mut pages_read: u32 = 0;
+        let mut work = UnitWork::new(self.config, self.map, msg);
         loop {
+            let t0 = Date::now().as_millis();
             // Its first `pagesPerUnit` pages read, the unit no longer holds the batch; it reads
             // on while another unit of the batch still does (the invocation lasts until then
             // anyway), up to core's cap.
-            if pages_read >= self.config.pages_per_unit.max(1) && *held {
-                *held = false;
-                busy.set(busy.get().saturating_sub(1));
-            }
-            let others_busy = busy.get() > usize::from(*held);
-            if !self.config.reads_more(pages_read, others_busy) {
-                break;
-            }
-            pages_read += 1;
-            let read = match unit.next_read(&properties) {
-                Ok(Some(r)) => r,
-                Ok(None) => break,
-                Err(e) => {
-                    error = Some(e.code().to_owned());
-                    break;
+            let ask = work.ask(|read_its_share| {
+                if read_its_share && *held {
+                    *held = false;
+                    busy.set(busy.get().saturating_sub(1));
                 }
-            };
-            report.counts.hubspot_calls += 1;
-            let t0 = Date::now().as_millis();
-            let page = perform(self.api, self.env, self.object_type, &read).await;
-            self.time(0, t0);
-            let page = match page {
-                Ok(p) => p,
-                Err(e) if refused(&e) && unit.on_refused() => {
-                    report.counts.fallbacks += 1;
-                    progress = true;
-                    continue;
+                busy.get() > usize::from(*held)
+            });
+            match ask {
+                UnitAsk::Done => break,
+                UnitAsk::Read(read) => {
+                    let page = perform(self.api, self.env, self.object_type, &read).await;
+                    self.time(0, t0);
+                    match page {
+                        Ok(p) => work.on_page(&p),
+                        Err(e) => work.on_read_failed(describe_call(&e), refused(&e)),
+                    }
                 }
-                Err(e) => {
-                    error = Some(describe_call(&e));
-                    break;
+                UnitAsk::Associations(read) => {
+                    let request = self.api.api.batch_read_associations_after(
+                        self.object_type,
+                        &read.to_type,
+                        &read.inputs,
+                    );
+                    let answer: std::result::Result<BatchResponse<AssociationResult>, _> =
+                        execute(self.api, self.env, RequestKind::Read, &request).await;
+                    match answer {
+                        Ok(a) => work.on_associations(&a),
+                        Err(e) => work.on_failed(describe_call(&e)),
+                    }
                 }
-            };
-            let mut next = unit.clone();
-            let mut step = match next.on_page(&page) {
-                Ok(s) => s,
-                Err(e) => {
-                    error = Some(e.code().to_owned());
-                    break;
+                UnitAsk::Lookup(ids) => {
+                    let stored: std::result::Result<HashMap<String, Stored>, _> =
+                        crate::records::get(self.env, self.config.portal_id, self.store(), ids)
+                            .await;
+                    self.time(3, t0);
+                    let t1 = Date::now().as_millis();
+                    match stored {
+                        Ok(stored) => work.on_stored(&stored),
+                        Err(e) => work.on_failed(e.to_string()),
+                    }
+                    self.time(4, t1);
+                    self.time(1, t0);
                 }
-            };
-            if let Err(e) = self.associations(&mut step, &mut report.counts).await {
-                error = Some(e);
-                break;
-            }
-            report.counts.fallbacks += u64::from(step.fell_back);
-            report.counts.read += step.live.len() as u64;
-            let t0 = Date::now().as_millis();
-            let settled = self.settle(&step, &mut report.counts).await;
-            self.time(1, t0);
-            match settled {
-                Ok(deleted) => report.missing_deleted.extend(deleted),
-                Err(e) => {
-                    error = Some(e);
-                    break;
+                UnitAsk::DeadLetter(rejected) => {
+                    if let Err(e) = self.dead_letter(&rejected).await {
+                        work.on_failed(e);
+                    }
+                    self.time(4, t0);
+                    self.time(1, t0);
                 }
-            }
-            if let Some((window, seen)) = &step.window {
-                // The store's live ids in the window: the reconcile's merge-join.
-                let max = seen.len() + hubspot_edge_core::sync::MAX_REPORTED_MISSING;
-                let t0 = Date::now().as_millis();
-                let stored = crate::records::live_ids(
-                    self.env,
-                    self.config.portal_id,
-                    self.store(),
-                    window.from,
-                    window.to,
-                    max,
-                )
-                .await;
-                self.time(2, t0);
-                match stored {
-                    Ok(stored) => report.add_missing(missing_in_window(seen, stored)),
-                    Err(e) => {
-                        error = Some(e.to_string());
-                        break;
+                UnitAsk::Deliver(batches) => {
+                    // At most 6 connections at once per invocation (Cloudflare), shared by the
+                    // units of the batch (`consume`): each delivery, then its commit, one after
+                    // the other within a slot.
+                    let results = stream::iter(batches)
+                        .map(|b| async move {
+                            let outcome = self.deliver(&b).await;
+                            (b, outcome)
+                        })
+                        .buffer_unordered(self.deliveries)
+                        .collect()
+                        .await;
+                    work.on_delivered(results);
+                    self.time(1, t0);
+                }
+                UnitAsk::Window { from, to, max } => {
+                    // The store's live ids in the window: the reconcile's merge-join.
+                    let stored = crate::records::live_ids(
+                        self.env,
+                        self.config.portal_id,
+                        self.store(),
+                        from,
+                        to,
+                        max,
+                    )
+                    .await;
+                    self.time(2, t0);
+                    match stored {
+                        Ok(stored) => work.on_window(stored),
+                        Err(e) => work.on_failed(e.to_string()),
                     }
                 }
             }
-            unit = next;
-            progress = true;
         }
-        report.unit = unit;
-        (report, progress, error)
-    }
-
-    /// Reads the associations of the step's live records (core's [`AssocPlan`]; none unless
-    /// `SYNC_ASSOCIATIONS` names this type), one v4 batch read at a time through the gate, and
-    /// puts them into the step. An error stops the unit before anything of the page is
-    /// delivered: it reads the page again.
-    async fn associations(
-        &self,
-        step: &mut Step,
-        counts: &mut Counts,
-    ) -> std::result::Result<(), String> {
-        let mut plan = AssocPlan::new(self.config, step);
-        while let Some(read) = plan.next_read() {
-            let request = self.api.api.batch_read_associations_after(
-                self.object_type,
-                &read.to_type,
-                &read.inputs,
-            );
-            counts.hubspot_calls += 1;
-            let answer: BatchResponse<AssociationResult> =
-                execute(self.api, self.env, RequestKind::Read, &request)
-                    .await
-                    .map_err(|e| describe_call(&e))?;
-            plan.on_answer(&answer).map_err(|e| e.code().to_owned())?;
-        }
-        if plan.truncated() > 0 {
+        if work.truncated_associations() > 0 {
             Line::warn("sync_associations_truncated")
                 .field("object_type", self.object_type)
-                .field("records", plan.truncated())
+                .field("records", work.truncated_associations())
                 .emit();
         }
-        plan.finish(step);
-        Ok(())
+        work.finish()
     }
 
-    /// Decides a step, delivers and commits; conflicts are decided again. The ids delivered as
-    /// `delete` (`missing`), or the error that stopped it (nothing of the step is then counted
-    /// as settled: the unit reads the page again).
-    async fn settle(
+    /// Delivers one batch and, after a 2xx, commits its writes: the commit's outcomes, or why
+    /// it was not delivered or committed (delivered, not committed: the page is read again,
+    /// the same batch id goes out again).
+    async fn deliver(
         &self,
-        step: &Step,
-        counts: &mut Counts,
-    ) -> std::result::Result<Vec<String>, String> {
-        let mut todo = step.clone();
-        let mut missing_deleted = Vec::new();
-        for _ in 0..MAX_SETTLE_ROUNDS {
-            let t0 = Date::now().as_millis();
-            let stored: HashMap<String, Stored> = crate::records::get(
-                self.env,
-                self.config.portal_id,
-                self.store(),
-                lookups(&todo),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            self.time(3, t0);
-            let t0 = Date::now().as_millis();
-            let decided = decide(self.config, self.map, &todo, &stored);
-            counts.unchanged += decided.unchanged;
-            let (batches, too_large) = batches(self.config, decided.pending);
-            let rejected: Vec<(String, String)> = decided
-                .rejected
-                .into_iter()
-                .chain(too_large)
-                .map(|r| (r.id, r.code))
-                .collect();
-            counts.rejected += rejected.len() as u64;
-            self.dead_letter(&rejected).await?;
-            counts.batches += batches.len() as u64;
-            self.time(4, t0);
-            // At most 6 connections at once per invocation (Cloudflare), shared by the units of
-            // the batch (`consume`): each delivery, then its commit, one after the other within
-            // a slot.
-            let results: Vec<Delivered> = stream::iter(batches.iter())
-                .map(|b| self.deliver(b))
-                .buffer_unordered(self.deliveries)
-                .collect()
-                .await;
-            let mut conflicts = Vec::new();
-            for r in results {
-                match r {
-                    Delivered::Failed(e) => return Err(e),
-                    Delivered::Done { conflicts: c, body } => {
-                        missing_deleted.extend(counts.settle_batch(&body, &c));
-                        conflicts.extend(c);
-                    }
-                }
-            }
-            if conflicts.is_empty() {
-                return Ok(missing_deleted);
-            }
-            todo = todo.only(&conflicts);
-        }
-        Err("record store conflicts did not settle".into())
-    }
-
-    async fn deliver(&self, batch: &Batch) -> Delivered {
+        batch: &Batch,
+    ) -> std::result::Result<Vec<(String, CommitOutcome)>, String> {
         let t0 = Date::now().as_millis();
         let (attempt, _) = crate::forward::send_signed(self.forward, &batch.id, &batch.body).await;
         self.time(6, t0);
         if !matches!(attempt, Attempt::Answered { status, .. } if (200..300).contains(&status)) {
-            return Delivered::Failed(format!(
+            return Err(format!(
                 "delivery {}: {}",
                 batch.id,
                 crate::forward::describe(attempt)
@@ -1234,18 +1011,7 @@ impl UnitContext<'_> {
         )
         .await;
         self.time(5, t0);
-        let outcomes = match committed {
-            Ok(o) => o,
-            // Delivered, not committed: read again, the same batch id goes out again.
-            Err(e) => return Delivered::Failed(e.to_string()),
-        };
-        let Ok(body) = serde_json::from_str::<SyncBatchBody>(&batch.body) else {
-            return Delivered::Failed("batch body".into());
-        };
-        Delivered::Done {
-            conflicts: Batch::conflicts(&outcomes),
-            body,
-        }
+        committed.map_err(|e| e.to_string())
     }
 
     /// Records whose values do not map (or too large): one dead letter each, with the code.

@@ -33,11 +33,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use futures_util::future::join_all;
 use hubspot_edge_core::api::{ApiError, BatchResponse, Outcome, RequestKind};
 use hubspot_edge_core::config::{Inbound, Lookup};
-use hubspot_edge_core::mapping::{ObjectMap, Record};
-use hubspot_edge_core::records::{CommitOutcome, Stored};
+use hubspot_edge_core::mapping::ObjectMap;
+use hubspot_edge_core::records::Stored;
 use hubspot_edge_core::sync::inbound::{
-    parse_request, plan, receipt_id, BatchResult, Coalescer, Failed, InboundBatch, InboundConfig,
-    Known, PendingUpdate, Receipt, Written,
+    parse_request, receipt_id, BatchResult, Coalescer, Failed, InboundBatch, InboundCommit,
+    InboundCommitAsk, InboundConfig, InboundFlush, InboundFlushAsk, InboundFlushCounts, Known,
+    PendingUpdate, Receipt, Written,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -75,8 +76,6 @@ const MAX_IN_FLIGHT: usize = 6;
 const RETRY_DELAY_MS: u64 = 10_000;
 /// Receipts are kept this long (7 days), then dropped at the next accepted request.
 const RECEIPT_TTL_MS: u64 = 7 * 24 * 3_600_000;
-/// Record-store compare-and-set conflicts re-read and re-applied before giving up for now.
-const MAX_COMMIT_ROUNDS: usize = 5;
 
 fn lookup(env: &Env) -> Lookup<impl Fn(&str) -> Option<String> + '_> {
     Lookup::new(move |key: &str| env.var(key).ok().map(|v| v.to_string()))
@@ -262,15 +261,9 @@ fn type_of<'a>(
 pub(crate) async fn redrive(env: &Env, payloads: Vec<serde_json::Value>) -> Result<usize> {
     let mut by_portal: BTreeMap<u64, Vec<(String, PendingUpdate)>> = BTreeMap::new();
     let n = payloads.len();
-    for p in payloads {
-        let portal = p["portalId"]
-            .as_u64()
-            .ok_or_else(|| worker::Error::RustError("inbound letter without portalId".into()))?;
-        let object_type = p["objectType"]
-            .as_str()
-            .ok_or_else(|| worker::Error::RustError("inbound letter without objectType".into()))?
-            .to_owned();
-        let update: PendingUpdate = serde_json::from_value(p["update"].clone())?;
+    for p in &payloads {
+        let (portal, object_type, update) =
+            PendingUpdate::from_letter(p).map_err(worker::Error::RustError)?;
         by_portal
             .entry(portal)
             .or_default()
@@ -631,7 +624,7 @@ impl InboundSync {
             )?
             .to_array()?;
         let mut budget = MAX_BATCHES_PER_ALARM;
-        let kv_left = std::cell::Cell::new(MAX_KV_PER_ALARM);
+        let mut kv_left = MAX_KV_PER_ALARM;
         let mut next: Option<u64> = None;
         let mut soonest = |at: u64| next = Some(next.map_or(at, |n: u64| n.min(at)));
         for TypeRow { object_type } in types {
@@ -647,8 +640,6 @@ impl InboundSync {
                 map,
                 config,
                 receipts: BTreeMap::new(),
-                counts: FlushCounts::default(),
-                kv_left: &kv_left,
             };
             // Updates move to `inflight` chunk by chunk before any await (`Flusher::run`): a
             // request accepted meanwhile changes `pending` only, and an alarm that dies
@@ -658,11 +649,13 @@ impl InboundSync {
             let mut pending = self.load_pending(&object_type)?;
             let now = Date::now().as_millis();
             let due = pending.take_due(now, config.coalesce_window_ms, config.batch_size);
-            let retry = flusher.run(due, &mut budget).await?;
+            let mut flush = InboundFlush::new(map, config, due, budget, kv_left);
+            let retry = flusher.run(&mut flush).await?;
+            (budget, kv_left) = (flush.budget(), flush.kv_left());
             for receipt in flusher.receipts.values() {
                 self.save_receipt(receipt)?;
             }
-            flusher.counts.log(&object_type);
+            log_counts(&object_type, &flush.counts());
             let pending = self.load_pending(&object_type)?;
             if retry {
                 // HubSpot asked to wait (the executor's own retries are spent): the type's
@@ -682,28 +675,16 @@ impl InboundSync {
     }
 }
 
-#[derive(Default)]
-struct FlushCounts {
-    updates: usize,
-    unchanged: usize,
-    calls: usize,
-    written: usize,
-    failed: usize,
-    retried: usize,
-}
-
-impl FlushCounts {
-    fn log(&self, object_type: &str) {
-        Line::info("inbound_flush")
-            .field("object_type", object_type)
-            .field("updates", self.updates)
-            .field("unchanged", self.unchanged)
-            .field("hubspot_calls", self.calls)
-            .field("written", self.written)
-            .field("failed", self.failed)
-            .field("retried", self.retried)
-            .emit();
-    }
+fn log_counts(object_type: &str, counts: &InboundFlushCounts) {
+    Line::info("inbound_flush")
+        .field("object_type", object_type)
+        .field("updates", counts.updates)
+        .field("unchanged", counts.unchanged)
+        .field("hubspot_calls", counts.calls)
+        .field("written", counts.written)
+        .field("failed", counts.failed)
+        .field("retried", counts.retried)
+        .emit();
 }
 
 /// One type's flush within an alarm.
@@ -717,9 +698,6 @@ struct Flusher<'a> {
     config: &'a InboundConfig,
     /// The receipts touched, saved at the end.
     receipts: BTreeMap<String, Receipt>,
-    counts: FlushCounts,
-    /// KV operations this alarm may still spend ([`MAX_KV_PER_ALARM`]).
-    kv_left: &'a std::cell::Cell<usize>,
 }
 
 impl Flusher<'_> {
@@ -751,194 +729,89 @@ impl Flusher<'_> {
         Ok(())
     }
 
-    /// Plans and writes `due` (oldest first) within `budget` batch upserts, a chunk at a time:
-    /// each chunk is as many updates as the budget could write, moved in flight before any
-    /// await, planned (diffed against the record store) and sent. A last, partial batch waits
-    /// for the next chunk when more is due, so that batches stay full (10,000 records with 30 %
-    /// unchanged: 70 calls). What is not sent now goes back to pending; updates never taken stay
-    /// there untouched. `true` when HubSpot (or the way to it) asked to wait: the rest waits for
-    /// the retry alarm.
-    async fn run(&mut self, due: Vec<PendingUpdate>, budget: &mut usize) -> Result<bool> {
+    /// Performs what core's [`InboundFlush`] asks until it is done: moves chunks in flight
+    /// (before any await), looks up what the store knows, sends the waves of batch upserts and
+    /// commits what HubSpot accepted, records the receipts, dead-letters what HubSpot refused
+    /// and puts back what was not sent. `true` when HubSpot (or the way to it) asked to wait:
+    /// the rest waits for the retry alarm.
+    async fn run(&mut self, flush: &mut InboundFlush<'_>) -> Result<bool> {
         let object_type = self.object_type.to_owned();
-        let mut queue: std::collections::VecDeque<PendingUpdate> = due.into();
-        // Planned as changed, held for the next chunk's batches: already in flight.
-        let mut carry: Vec<PendingUpdate> = Vec::new();
-        let mut retry = false;
-        while *budget > 0 && !retry && (!queue.is_empty() || !carry.is_empty()) {
-            let want = *budget * self.config.batch_size.max(1);
-            let mut fresh = Vec::new();
-            while carry.len() + fresh.len() < want {
-                match queue.pop_front() {
-                    Some(u) => fresh.push(u),
-                    None => break,
+        // The chunk's stored states (by HubSpot id): the commits' expected versions.
+        let mut stored: HashMap<String, Stored> = HashMap::new();
+        loop {
+            match flush.ask() {
+                InboundFlushAsk::Take { fresh, keys } => {
+                    self.object.to_inflight(&object_type, &fresh)?;
+                    let ids = self.object.hubspot_ids(self.store(), &keys)?;
+                    stored = records::get(
+                        self.env,
+                        self.portal,
+                        self.store(),
+                        ids.values().cloned().collect(),
+                    )
+                    .await?;
+                    let known: BTreeMap<String, Known> = ids
+                        .iter()
+                        .map(|(key, id)| (key.clone(), Known::of(id, stored.get(id))))
+                        .collect();
+                    let planned = flush.on_known(&known);
+                    let sources: Vec<String> = planned
+                        .unchanged
+                        .iter()
+                        .flat_map(|u| u.sources.iter().map(|s| s.receipt.clone()))
+                        .collect();
+                    self.with_receipts(sources, |r| r.record_plan(&planned))?;
                 }
-            }
-            self.object.to_inflight(&object_type, &fresh)?;
-            self.counts.updates += fresh.len();
-            let mut chunk = std::mem::take(&mut carry);
-            chunk.extend(fresh);
-            let keys: Vec<String> = chunk.iter().map(|u| u.key.clone()).collect();
-            let (asked_to_wait, leftover, held) =
-                self.chunk(chunk, budget, !queue.is_empty()).await?;
-            retry = asked_to_wait;
-            // No await from here to the next chunk: leftovers back under anything newer.
-            self.object.merge_pending(&object_type, leftover)?;
-            let held_keys: BTreeSet<&str> = held.iter().map(|u| u.key.as_str()).collect();
-            let done: Vec<String> = keys
-                .into_iter()
-                .filter(|k| !held_keys.contains(k.as_str()))
-                .collect();
-            self.object.delete_keys("inflight", &object_type, &done)?;
-            carry = held;
-        }
-        if !carry.is_empty() {
-            let keys: Vec<String> = carry.iter().map(|u| u.key.clone()).collect();
-            self.object.merge_pending(&object_type, carry)?;
-            self.object.delete_keys("inflight", &object_type, &keys)?;
-        }
-        Ok(retry)
-    }
-
-    /// One chunk: plan, send within `budget`. Returns whether HubSpot asked to wait, the
-    /// updates to put back, and those held for the next chunk (`more`: a partial last batch).
-    async fn chunk(
-        &mut self,
-        updates: Vec<PendingUpdate>,
-        budget: &mut usize,
-        more: bool,
-    ) -> Result<(bool, Vec<PendingUpdate>, Vec<PendingUpdate>)> {
-        let mut leftover: Vec<PendingUpdate> = Vec::new();
-        let keys: Vec<String> = updates.iter().map(|u| u.key.clone()).collect();
-        let ids = self.object.hubspot_ids(self.store(), &keys)?;
-        let stored = records::get(
-            self.env,
-            self.portal,
-            self.store(),
-            ids.values().cloned().collect(),
-        )
-        .await?;
-        let known: BTreeMap<String, Known> = ids
-            .iter()
-            .map(|(key, id)| {
-                (
-                    key.clone(),
-                    Known {
-                        hubspot_id: Some(id.clone()),
-                        stored: stored.get(id).cloned().unwrap_or_else(Stored::absent),
-                        hubspot_changed_at: stored
-                            .get(id)
-                            .and_then(|s| s.snapshot.as_deref())
-                            .and_then(|s| Record::from_snapshot(s).ok())
-                            .map(|r| hubspot_edge_core::records::changed_at(&r))
-                            .unwrap_or_default(),
-                    },
-                )
-            })
-            .collect();
-        let planned = plan(self.map, self.config, updates, &known);
-        self.counts.unchanged += planned.unchanged.len();
-        let sources: Vec<String> = planned
-            .unchanged
-            .iter()
-            .flat_map(|u| u.sources.iter().map(|s| s.receipt.clone()))
-            .collect();
-        self.with_receipts(sources, |r| r.record_plan(&planned))?;
-        let mut batches = planned.batches;
-        let mut held = Vec::new();
-        if more
-            && batches
-                .last()
-                .is_some_and(|b| b.inputs.len() < self.config.batch_size)
-        {
-            if let Some(last) = batches.pop() {
-                held.extend(last.inputs.into_iter().map(|i| i.update));
-            }
-        }
-        let mut retry = false;
-        let mut failed: Vec<Failed> = Vec::new();
-        while !batches.is_empty() {
-            // Each record of the wave might need an echo guard: admitted only within the KV
-            // budget (MAX_KV_PER_ALARM).
-            let kv_room = self.kv_left.get() / self.config.batch_size.max(1);
-            if kv_room == 0 {
-                *budget = 0;
-            }
-            let n = batches.len().min(MAX_IN_FLIGHT).min(*budget).min(kv_room);
-            if n == 0 {
-                // Over this invocation's budget: back to pending, flushed by the next alarm.
-                leftover.extend(
-                    batches
-                        .drain(..)
-                        .flat_map(|b| b.inputs.into_iter().map(|i| i.update)),
-                );
-                break;
-            }
-            *budget -= n;
-            let wave: Vec<InboundBatch> = batches.drain(..n).collect();
-            self.counts.calls += wave.len();
-            // Each batch's accepted records are committed as soon as HubSpot answers it, before
-            // anything else: HubSpot's webhooks for them are already on their way, and the
-            // snapshot is what tells enrichment they are ours.
-            let results = join_all(wave.into_iter().map(|b| async {
-                let result = self.send(b).await;
-                let committed = match &result {
-                    BatchResult::Done { written, .. } => self.commit(written, &stored).await,
-                    _ => Ok(()),
-                };
-                (result, committed)
-            }))
-            .await;
-            for (result, committed) in results {
-                committed?;
-                let sources: Vec<String> = match &result {
-                    BatchResult::Done { written, failed } => written
-                        .iter()
-                        .flat_map(|w| w.sources.iter())
-                        .chain(failed.iter().flat_map(|f| f.update.sources.iter()))
-                        .map(|s| s.receipt.clone())
-                        .collect(),
-                    BatchResult::Split { failed, .. } => failed
-                        .iter()
-                        .flat_map(|f| f.update.sources.iter())
-                        .map(|s| s.receipt.clone())
-                        .collect(),
-                    BatchResult::Retry { .. } => Vec::new(),
-                };
-                self.with_receipts(sources, |r| r.record_batch(&result))?;
-                match result {
-                    BatchResult::Done {
-                        written,
-                        failed: refused,
-                    } => {
-                        self.counts.written += written.len();
-                        failed.extend(refused);
-                    }
-                    BatchResult::Split {
-                        failed: refused,
-                        again,
-                    } => {
-                        failed.extend(refused);
-                        // Sent again at once (the front of the queue: they were due first).
-                        for b in again.into_iter().rev() {
-                            batches.insert(0, b);
+                InboundFlushAsk::Send(wave) => {
+                    // Each batch's accepted records are committed as soon as HubSpot answers it,
+                    // before anything else: HubSpot's webhooks for them are already on their
+                    // way, and the snapshot is what tells enrichment they are ours.
+                    let results = join_all(wave.into_iter().map(|b| async {
+                        let result = self.send(b).await;
+                        let committed = match &result {
+                            BatchResult::Done { written, .. } => {
+                                self.commit(written, &stored).await
+                            }
+                            _ => Ok(()),
+                        };
+                        (result, committed)
+                    }))
+                    .await;
+                    let mut sent = Vec::with_capacity(results.len());
+                    for (result, committed) in results {
+                        committed?;
+                        self.with_receipts(result.receipts(), |r| r.record_batch(&result))?;
+                        if let BatchResult::Retry { error, updates } = &result {
+                            Line::warn("inbound_batch_retry")
+                                .field("object_type", self.object_type)
+                                .field("code", error.code())
+                                .field("updates", updates.len())
+                                .emit();
                         }
+                        sent.push(result);
                     }
-                    BatchResult::Retry { error, updates } => {
-                        Line::warn("inbound_batch_retry")
-                            .field("object_type", self.object_type)
-                            .field("code", error.code())
-                            .field("updates", updates.len())
-                            .emit();
-                        self.counts.retried += updates.len();
-                        leftover.extend(updates);
-                        retry = true;
+                    flush.on_sent(sent);
+                }
+                InboundFlushAsk::Settle {
+                    failed,
+                    leftover,
+                    done,
+                } => {
+                    self.dead_letter(&failed).await?;
+                    // No await from here to the next chunk: leftovers back under anything newer.
+                    self.object.merge_pending(&object_type, leftover)?;
+                    self.object.delete_keys("inflight", &object_type, &done)?;
+                }
+                InboundFlushAsk::Done { put_back, retry } => {
+                    if !put_back.is_empty() {
+                        let keys: Vec<String> = put_back.iter().map(|u| u.key.clone()).collect();
+                        self.object.merge_pending(&object_type, put_back)?;
+                        self.object.delete_keys("inflight", &object_type, &keys)?;
                     }
+                    return Ok(retry);
                 }
             }
         }
-        self.counts.failed += failed.len();
-        self.dead_letter(&failed).await?;
-        Ok((retry, leftover, held))
     }
 
     /// One batch upsert through the gate: HubSpot's answer as core reads it, or the updates
@@ -980,58 +853,34 @@ impl Flusher<'_> {
         for w in written {
             self.object.map_id(self.store(), &w.key, &w.hubspot_id)?;
         }
-        let mut current: HashMap<String, Stored> = written
-            .iter()
-            .map(|w| {
-                (
-                    w.hubspot_id.clone(),
-                    stored
-                        .get(&w.hubspot_id)
-                        .cloned()
-                        .unwrap_or_else(Stored::absent),
-                )
-            })
-            .collect();
-        let mut todo: Vec<&Written> = written.iter().collect();
-        for _ in 0..MAX_COMMIT_ROUNDS {
-            let commits: Vec<_> = todo
-                .iter()
-                .map(|w| w.commit(current.get(&w.hubspot_id).unwrap_or(&Stored::absent())))
-                .collect();
-            let outcomes = records::commit(self.env, self.portal, self.store(), &commits).await?;
-            let conflicted: BTreeSet<String> = outcomes
-                .into_iter()
-                .filter(|(_, o)| matches!(o, CommitOutcome::Conflict { .. }))
-                .map(|(id, _)| id)
-                .collect();
-            if conflicted.is_empty() {
-                todo.clear();
-                break;
+        let mut commit = InboundCommit::new(written, stored);
+        let unsettled = loop {
+            match commit.ask() {
+                InboundCommitAsk::Commit(commits) => {
+                    let outcomes =
+                        records::commit(self.env, self.portal, self.store(), &commits).await?;
+                    commit.on_committed(&outcomes);
+                }
+                InboundCommitAsk::Read(ids) => {
+                    commit.on_read(records::get(self.env, self.portal, self.store(), ids).await?);
+                }
+                InboundCommitAsk::Done { unsettled } => break unsettled,
             }
-            todo.retain(|w| conflicted.contains(&w.hubspot_id));
-            current = records::get(
-                self.env,
-                self.portal,
-                self.store(),
-                conflicted.into_iter().collect(),
-            )
-            .await?;
-        }
-        if !todo.is_empty() {
+        };
+        if unsettled > 0 {
             // Written to HubSpot, not recorded: the next identical request writes again (a
             // duplicate write, never a loss). Logged.
             Line::warn("inbound_commit_conflicts")
                 .field("object_type", self.object_type)
-                .field("records", todo.len())
+                .field("records", unsettled)
                 .emit();
         }
         // Then the echo guards (enrichment's), for the records HubSpot stored with another value
         // than the one written: their webhooks would differ from the snapshot (which keeps the
-        // user's value). One KV write each, within MAX_KV_PER_ALARM.
+        // user's value). One KV write each, within MAX_KV_PER_ALARM (counted by core's
+        // `InboundFlush`).
         let kv = self.env.kv(store::STATE)?;
         let rewritten: Vec<&Written> = written.iter().filter(|w| !w.rewritten.is_empty()).collect();
-        self.kv_left
-            .set(self.kv_left.get().saturating_sub(rewritten.len()));
         let guards = rewritten.into_iter().map(|w| {
             let kv = &kv;
             async move {
@@ -1067,33 +916,18 @@ impl Flusher<'_> {
         let now = Date::now().as_millis();
         let mut texts = Vec::with_capacity(failed.len());
         for f in failed {
-            let first = f.update.sources.first();
-            let event = serde_json::value::to_raw_value(&json!({
-                "source": "inbound",
-                "objectType": self.object_type,
-                "portalId": self.portal,
-                "code": f.code,
-                "properties": f.properties,
-                "receiptId": first.map(|s| s.receipt.as_str()),
-                "externalId": first.map(|s| s.external_id.as_str()),
-                "update": f.update,
-            }))?;
+            let (payload, detail, key) = f.letter(self.portal, self.object_type);
             let letter = crate::queue::DeadLetterMessage {
                 v: 1,
                 reason: "inbound_rejected".into(),
-                detail: format!(
-                    "inbound: HubSpot refused a {} record: {} ({})",
-                    self.object_type,
-                    f.code,
-                    f.properties.join(",")
-                ),
+                detail,
                 attempts: 1,
-                key: first.map(|s| format!("inbound:{}:{}", s.receipt, s.index)),
+                key,
                 received_at: now,
                 request_id: format!("inbound-{now}"),
                 traceparent: None,
                 event_ref: None,
-                event,
+                event: serde_json::value::to_raw_value(&payload)?,
             };
             texts.push(serde_json::to_string(&letter)?);
         }

@@ -32,6 +32,7 @@
 mod assoc;
 mod batch;
 mod config;
+mod coordinate;
 mod detect;
 pub mod inbound;
 mod letter;
@@ -39,6 +40,7 @@ mod run;
 #[cfg(test)]
 mod tests;
 mod unit;
+mod work;
 
 pub use assoc::{AssocPlan, AssocRead, Associations, MAX_ASSOCIATION_ROUNDS};
 pub use batch::{batch_id, batches, Batch, SyncBatchBody, SCHEMA_SYNC_BATCH_V1, TYPE_SYNC_BATCH};
@@ -47,6 +49,7 @@ pub use config::{
     records_per_second, SyncConfig, DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_RECORDS,
     MAX_LIST_PROPERTIES_CHARS, MAX_PAGES_PER_UNIT_FACTOR, MERGED_IDS_PROPERTY, SEARCH_PACE_PERCENT,
 };
+pub use coordinate::{Coordinator, Launch, Rechecked};
 pub use detect::{
     decide, lookups, missing_in_window, Decided, DeleteReason, Op, PendingChange, Rejection,
     SyncRecord,
@@ -58,6 +61,7 @@ pub use run::{
 pub use unit::{
     ArchivedUnit, IdWindow, ModifiedUnit, Path, RangeUnit, Read, Step, Unit, VerifyUnit,
 };
+pub use work::{UnitAsk, UnitWork};
 
 use crate::search::SearchPlanError;
 

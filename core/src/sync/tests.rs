@@ -607,112 +607,86 @@ impl World {
         self.mapping.object("contacts").expect("contacts").clone()
     }
 
-    /// Decides a step, delivers and commits; conflicts are decided again. Returns the counts,
-    /// or `None` when the unit "crashed" after a delivery (nothing committed).
-    fn settle(&mut self, step: &Step, counts: &mut Counts) -> Option<Vec<String>> {
-        let map = self.map();
-        let mut todo = step.clone();
-        let mut missing_deleted = Vec::new();
-        for _ in 0..10 {
-            let stored = self.store.get(&lookups(&todo));
-            #[cfg(not(target_arch = "wasm32"))]
-            let started = std::time::Instant::now();
-            let decided = decide(&self.config, &map, &todo, &stored);
-            counts.unchanged += decided.unchanged;
-            counts.rejected += decided.rejected.len() as u64;
-            let (batches, too_large) = batches(&self.config, decided.pending);
-            #[cfg(not(target_arch = "wasm32"))]
-            {
-                self.core_time += started.elapsed();
-            }
-            counts.rejected += too_large.len() as u64;
-            let mut conflicts = Vec::new();
-            for b in batches {
-                self.dest.receive(&self.config, &b.id, &b.body);
-                counts.batches += 1;
-                if self.crash_after_delivery {
-                    self.crash_after_delivery = false;
-                    self.crashes += 1;
-                    self.crashed_batch = Some(b.id.clone());
-                    return None;
-                }
-                let body: SyncBatchBody = serde_json::from_str(&b.body).expect("body");
-                let outcomes = self.store.commit(&b.commits);
-                let refused = Batch::conflicts(&outcomes);
-                missing_deleted.extend(counts.settle_batch(&body, &refused));
-                conflicts.extend(refused);
-            }
-            if conflicts.is_empty() {
-                return Some(missing_deleted);
-            }
-            todo = todo.only(&conflicts);
-        }
-        panic!("conflicts do not settle");
-    }
-
-    /// One consumer invocation on one unit message: up to `pages_per_unit` pages. `None` when
-    /// it crashed (the queue redelivers the same message).
+    /// One consumer invocation on one unit message: up to `pages_per_unit` pages, driven
+    /// through [`UnitWork`] as the Worker drives it. `None` when it crashed (the queue
+    /// redelivers the same message).
     fn work(&mut self, msg: &UnitMessage, hook: &mut Hook) -> Option<UnitReport> {
-        let properties = self.config.read_properties(&self.map());
-        let mut unit = msg.unit.clone();
-        let mut counts = Counts::default();
-        let mut report = UnitReport {
-            run_id: msg.run_id.clone(),
-            unit_id: msg.unit_id,
-            seq: msg.seq,
-            unit: msg.unit.clone(),
-            counts: Counts::default(),
-            missing: Vec::new(),
-            missing_overflow: 0,
-            missing_deleted: Vec::new(),
-        };
-        for _ in 0..self.config.pages_per_unit {
-            let Some(read) = unit.next_read(&properties).expect("read") else {
-                break;
-            };
-            // The queue a unit goes to (its budget) is the budget its reads draw on.
-            assert_eq!(unit.budget(), read.budget(), "{unit:?}");
-            counts.hubspot_calls += 1;
-            let page = match self.hs.perform(&read) {
-                Ok(page) => page,
-                Err(e) => {
-                    assert!(e.starts_with("400"), "{e}");
-                    assert!(unit.on_refused(), "only a list range may be refused");
-                    counts.fallbacks += 1;
-                    continue;
+        let config = self.config.clone();
+        let map = self.map();
+        let mut work = UnitWork::new(&config, &map, msg);
+        let mut first_read = true;
+        let mut hooked = false;
+        loop {
+            match work.ask(|_| false) {
+                UnitAsk::Read(read) => {
+                    // The queue a unit goes to (its budget) is the budget its reads draw on.
+                    if first_read {
+                        assert_eq!(msg.unit.budget(), read.budget(), "{msg:?}");
+                        first_read = false;
+                    }
+                    hooked = false;
+                    #[cfg(not(target_arch = "wasm32"))]
+                    let started = std::time::Instant::now();
+                    match self.hs.perform(&read) {
+                        Ok(page) => work.on_page(&page),
+                        Err(e) => {
+                            assert!(e.starts_with("400"), "{e}");
+                            work.on_read_failed(e, true);
+                        }
+                    }
+                    #[cfg(not(target_arch = "wasm32"))]
+                    {
+                        self.core_time += started.elapsed();
+                    }
                 }
-            };
-            let mut next = unit.clone();
-            #[cfg(not(target_arch = "wasm32"))]
-            let started = std::time::Instant::now();
-            let mut step = next.on_page(&page).expect("page");
-            #[cfg(not(target_arch = "wasm32"))]
-            {
-                self.core_time += started.elapsed();
+                UnitAsk::Associations(read) => {
+                    let answer = self.hs.assoc_read(&read);
+                    work.on_associations(&answer);
+                }
+                UnitAsk::Lookup(ids) => {
+                    if !hooked {
+                        // Changes made between HubSpot's answer and the decision: the page is
+                        // already stale.
+                        hook(self, self.hs.searches + self.hs.lists);
+                        hooked = true;
+                    }
+                    let stored = self.store.get(&ids);
+                    #[cfg(not(target_arch = "wasm32"))]
+                    let started = std::time::Instant::now();
+                    work.on_stored(&stored);
+                    #[cfg(not(target_arch = "wasm32"))]
+                    {
+                        self.core_time += started.elapsed();
+                    }
+                }
+                UnitAsk::DeadLetter(rejected) => {
+                    assert!(!rejected.is_empty(), "only asked with letters");
+                }
+                UnitAsk::Deliver(batches) => {
+                    let mut results = Vec::new();
+                    for b in batches {
+                        self.dest.receive(&self.config, &b.id, &b.body);
+                        if self.crash_after_delivery {
+                            self.crash_after_delivery = false;
+                            self.crashes += 1;
+                            self.crashed_batch = Some(b.id.clone());
+                            return None;
+                        }
+                        let outcomes = self.store.commit(&b.commits);
+                        results.push((b, Ok(outcomes)));
+                    }
+                    work.on_delivered(results);
+                }
+                UnitAsk::Window { from, to, max } => {
+                    let stored = self.store.live_ids(from, to);
+                    assert!(stored.len() <= max, "the window's ids within its bound");
+                    work.on_window(stored);
+                }
+                UnitAsk::Done => break,
             }
-            // The associations of the page's records, as the Worker reads them.
-            let mut plan = AssocPlan::new(&self.config, &step);
-            while let Some(read) = plan.next_read().cloned() {
-                counts.hubspot_calls += 1;
-                let answer = self.hs.assoc_read(&read);
-                plan.on_answer(&answer).expect("answer");
-            }
-            plan.finish(&mut step);
-            counts.fallbacks += u64::from(step.fell_back);
-            counts.read += step.live.len() as u64;
-            // Changes made between HubSpot's answer and the decision: the page is already stale.
-            hook(self, self.hs.searches + self.hs.lists);
-            let missing_deleted = self.settle(&step, &mut counts)?;
-            report.missing_deleted.extend(missing_deleted);
-            // Range units (full runs only) give windows: the reconcile's merge-join.
-            if let Some((window, seen)) = &step.window {
-                let stored = self.store.live_ids(window.from, window.to);
-                report.add_missing(missing_in_window(seen, stored));
-            }
-            unit = next;
         }
-        report.unit = unit;
-        report.counts = counts;
+        let (report, _, error) = work.finish();
+        assert_eq!(error, None, "the unit stopped early");
         let json = report.to_json().expect("fits");
         Some(serde_json::from_str(&json).expect("round trip"))
     }

@@ -56,6 +56,8 @@
 
 mod batch;
 mod coalesce;
+mod commit;
+mod flush;
 mod parse;
 mod receipt;
 mod settings;
@@ -78,6 +80,8 @@ pub use batch::{
     Unchanged, Written,
 };
 pub use coalesce::{Coalescer, PendingUpdate, SourceRef};
+pub use commit::{InboundCommit, InboundCommitAsk};
+pub use flush::{InboundFlush, InboundFlushAsk, InboundFlushCounts};
 pub use parse::{parse_request, InboundError, InboundErrorKind, InboundRecord};
 pub use receipt::{receipt_id, Receipt, RecordOutcome, RecordStatus};
 pub use settings::{InboundSettings, MAX_RECORDS, MAX_WINDOW_MS};
