@@ -27,7 +27,7 @@ const config = JSON.parse(bench.config());
 const body = Buffer.from(bench.body());
 const signature = bench.signature();
 const timestamp = bench.timestamp();
-const { secret: SECRET, method: METHOD, uri: URI, nowMs: NOW_MS } = config;
+const { secret: SECRET, method: METHOD, uri: URI, nowMs: NOW_MS, requestId: REQUEST_ID, traceparent: TRACEPARENT } = config;
 
 // --- JS baseline: the same path written the way a Node/Workers JS integration would -------------
 
@@ -91,21 +91,37 @@ function jsVerify(bodyBytes, sig, ts) {
 
 const dash = (v) => (v === undefined || v === null ? '-' : v);
 
-function jsParseFilterKeys(bodyBytes, onKept) {
+// Cloudflare Queues' message limit less room for the envelope, as core's MAX_MESSAGE_BYTES.
+const MAX_MESSAGE_BYTES = 127 * 1024;
+
+// What core's ingress::triage does: filter, dedupe key, each key queued once per batch, the
+// queue message written (the same envelope, field order and bytes as core's
+// event_message_json, checked below); an event past the message limit would go by reference.
+function jsParseFilterKeys(bodyBytes, onQueued) {
   const events = JSON.parse(bodyBytes.toString('utf8'));
   if (!Array.isArray(events)) throw new Error('batch_malformed');
   const seen = new Set();
-  let kept = 0;
+  const queue = [];
+  let byReference = 0;
   for (const e of events) {
     if (typeof e !== 'object' || e === null) continue;
     const type = e.subscriptionType ?? e.eventType;
     if (typeof type !== 'string' || e.portalId == null || e.eventId == null || e.occurredAt == null) continue;
     if (!keep(e, type)) continue;
     const key = `hs1_${e.portalId}_${dash(e.appId)}_${dash(e.subscriptionId)}_${e.eventId}_${dash(e.objectId)}_${e.occurredAt}`;
-    if (onKept) onKept(key);
-    if (!seen.has(key)) { seen.add(key); kept += 1; }
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const message = JSON.stringify({
+      v: 1, key, attempt: 1, receivedAt: NOW_MS, requestId: REQUEST_ID, traceparent: TRACEPARENT, event: e,
+    });
+    if (message.length * 3 <= MAX_MESSAGE_BYTES || Buffer.byteLength(message) <= MAX_MESSAGE_BYTES) {
+      queue.push(message);
+      if (onQueued) onQueued(message);
+    } else {
+      byReference += 1;
+    }
   }
-  return kept;
+  return queue.length + byReference;
 }
 
 function jsBaseline(bodyBytes, sig, ts) {
@@ -124,11 +140,11 @@ function wasmHostHmac(b, sig, ts) {
   return bench.finish(digest);
 }
 
-// --- cross-check: both sides must keep the same events with the same keys ------------------------
+// --- cross-check: both sides must queue the same events as the same message bytes ----------------
 
-const wasmKeys = bench.keptKeys(body).split('\n');
+const wasmKeys = bench.keptMessages(body).split('\n');
 const jsKeys = [];
-const jsKept = jsParseFilterKeys(body, (k) => jsKeys.push(k));
+const jsKept = jsParseFilterKeys(body, (m) => jsKeys.push(m));
 jsVerify(body, signature, timestamp);
 const keptSoftware = wasmSoftware(body, signature, timestamp);
 const keptHost = wasmHostHmac(body, signature, timestamp);
@@ -139,7 +155,7 @@ if (wasmKeys.join('\n') !== jsKeys.join('\n') || keptSoftware !== jsKept || kept
 let tamperedRejected = false;
 try { wasmHostHmac(Buffer.from(body).fill(32, 5, 6), signature, timestamp); } catch { tamperedRejected = true; }
 if (!tamperedRejected) { console.error('cross-check failed: tampered body accepted'); process.exit(1); }
-console.log(`INFO wasm body_bytes=${body.length} kept=${jsKept} keys_match=true node=${process.version}`);
+console.log(`INFO wasm body_bytes=${body.length} kept=${jsKept} messages_match=true node=${process.version}`);
 
 // --- harness -------------------------------------------------------------------------------------
 

@@ -112,6 +112,7 @@ pub mod signature;
 pub mod sync;
 pub mod time;
 pub mod trace;
+mod wire;
 
 /// The types most embedders start with: signature verification, the event model, the filter,
 /// dedupe keys, field maps and diffs, Standard Webhooks. Everything else is in its module.

@@ -848,8 +848,11 @@ struct Letter {
 // ---------------------------------------------------------------------------------------------
 // The Durable Object.
 
+// Externally tagged (`{"variant": {…}}`), not `tag = …`: an internally tagged enum is
+// deserialised through serde's buffering `ContentDeserializer`, the largest generic cost in the
+// wasm (BENCHMARKS.md, "Worker size"). Worker↔object only (one deployment): no stored format.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Ask {
     ExecutionAdmit {
         callback_id: String,
@@ -863,7 +866,7 @@ enum Ask {
     },
     Finish {
         callback_id: String,
-        #[serde(flatten)]
+        // Not `flatten` (serde's buffering `FlatMapDeserializer`): the answer is its own field.
         answer: Wire,
     },
     Complete {
@@ -943,12 +946,39 @@ impl Wire {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "AdmittedWire")]
 enum Admitted {
     Run,
     Done { body: String, state: String },
     Replay { body: String },
     Block { body: String },
+}
+
+/// [`Admitted`] as read: one flat struct, the tag a field (an internally tagged enum is read
+/// through serde's buffering `ContentDeserializer`, the largest generic cost in the wasm).
+#[derive(Deserialize)]
+struct AdmittedWire {
+    kind: String,
+    body: Option<String>,
+    state: Option<String>,
+}
+
+impl TryFrom<AdmittedWire> for Admitted {
+    type Error = String;
+
+    fn try_from(w: AdmittedWire) -> std::result::Result<Self, String> {
+        let body = || w.body.clone().ok_or("missing field `body`");
+        Ok(match w.kind.as_str() {
+            "run" => Self::Run,
+            "done" => Self::Done {
+                body: body()?,
+                state: w.state.clone().ok_or("missing field `state`")?,
+            },
+            "replay" => Self::Replay { body: body()? },
+            "block" => Self::Block { body: body()? },
+            other => return Err(format!("unknown variant `{other}`")),
+        })
+    }
 }
 
 /// Asks the portal's object; its JSON answer (`null` for "none"), or an error when it failed.

@@ -119,7 +119,7 @@ thread_local! {
 }
 
 /// `future`, with `scope` current whenever it is polled (and the previous one restored after).
-pub(crate) fn scoped<F: Future>(scope: Scope, future: F) -> Scoped<F> {
+pub(crate) fn scoped<'a, F: Future + 'a>(scope: Scope, future: F) -> Scoped<'a, F::Output> {
     Scoped {
         scope,
         inner: Box::pin(future),
@@ -127,7 +127,7 @@ pub(crate) fn scoped<F: Future>(scope: Scope, future: F) -> Scoped<F> {
 }
 
 /// `future` in the scope current now: for work handed to `wait_until`.
-pub(crate) fn in_current<F: Future>(future: F) -> Scoped<F> {
+pub(crate) fn in_current<'a, F: Future + 'a>(future: F) -> Scoped<'a, F::Output> {
     let scope = CURRENT
         .with(|c| c.borrow().clone())
         .unwrap_or_else(|| Scope::new(&random_id(), None));
@@ -141,16 +141,18 @@ pub(crate) fn current_request_id() -> String {
         .unwrap_or_else(random_id)
 }
 
-/// A future run in a [`Scope`] ([`scoped`]).
-pub(crate) struct Scoped<F> {
+/// A future run in a [`Scope`] ([`scoped`]). The wrapped future is boxed as a trait object: one
+/// `poll` per output type instead of one per wrapped future with that future's body inlined
+/// into it (56 K of the wasm as `Scoped<F>`, BENCHMARKS.md "Worker size").
+pub(crate) struct Scoped<'a, T> {
     scope: Scope,
-    inner: Pin<Box<F>>,
+    inner: Pin<Box<dyn Future<Output = T> + 'a>>,
 }
 
-impl<F: Future> Future for Scoped<F> {
-    type Output = F::Output;
+impl<T> Future for Scoped<'_, T> {
+    type Output = T;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let this = self.get_mut();
         let previous = CURRENT.with(|c| c.replace(Some(this.scope.clone())));
         let answer = this.inner.as_mut().poll(cx);

@@ -25,8 +25,11 @@ pub(crate) const BINDING: &str = "RECORD_STORE";
 /// (<https://developers.cloudflare.com/durable-objects/platform/limits/>).
 const MAX_IDS_PER_QUERY: usize = 100;
 
+// Externally tagged (`{"variant": {…}}`), not `tag = …`: an internally tagged enum is
+// deserialised through serde's buffering `ContentDeserializer`, the largest generic cost in the
+// wasm (BENCHMARKS.md, "Worker size"). Worker↔object only (one deployment): no stored format.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Ask {
     Get {
         ids: Vec<String>,

@@ -119,8 +119,11 @@ fn type_config(
 // ---------------------------------------------------------------------------------------------
 // The coordinator.
 
+// Externally tagged (`{"variant": {…}}`), not `tag = …`: an internally tagged enum is
+// deserialised through serde's buffering `ContentDeserializer`, the largest generic cost in the
+// wasm (BENCHMARKS.md, "Worker size"). Worker↔object only (one deployment): no stored format.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Ask {
     /// Start a run: of `mode` (the admin), or what is due (`None`: the cron).
     Start {

@@ -284,8 +284,11 @@ pub(crate) async fn redrive(env: &Env, payloads: Vec<serde_json::Value>) -> Resu
 // ---------------------------------------------------------------------------------------------
 // The Durable Object.
 
+// Externally tagged (`{"variant": {…}}`), not `tag = …`: an internally tagged enum is
+// deserialised through serde's buffering `ContentDeserializer`, the largest generic cost in the
+// wasm (BENCHMARKS.md, "Worker size"). Worker↔object only (one deployment): no stored format.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Ask {
     /// A verified, parsed request: store its receipt and coalesce its records (the body is
     /// parsed again here: it is small next to a round trip, and no unparsed state is kept).

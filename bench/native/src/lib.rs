@@ -1,17 +1,16 @@
 //! Benchmark of the hubspot-edge ingress path for one 100-event, ~30 KB webhook batch: verify
-//! the v3 signature, parse, filter, compute dedupe keys (as `worker/src/ingress.rs` does, minus
-//! the queue sends).
+//! the v3 signature, parse, then core's [`triage`] (filter, dedupe keys, once per batch, the
+//! queue messages written): what `worker/src/ingress.rs` does, minus the queue sends.
 //!
 //! The native binary (`src/main.rs`) and the wasm build (`wasm` module, driven by
 //! `bench/run.mjs`) share everything here, so both measure the same bytes and the same work.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use http::{HeaderMap, HeaderValue};
-use hubspot_edge_core::dedupe::DedupeKey;
 use hubspot_edge_core::event::{parse_batch, BatchError};
-use hubspot_edge_core::filter::{Filter, FilterConfigError, Verdict};
+use hubspot_edge_core::filter::{Filter, FilterConfigError};
+use hubspot_edge_core::ingress::{triage, Received, Triage};
 use hubspot_edge_core::signature::{
     sign_v3, Challenge, ClientSecret, SignatureError, SignedRequest, Verifier,
     HEADER_REQUEST_TIMESTAMP, HEADER_SIGNATURE_V3,
@@ -32,6 +31,11 @@ pub const URI: &str = "https://hooks.example.com/webhooks/hubspot?portal=62515";
 pub const TIMESTAMP_MS: &str = "1764219995000";
 /// The "current time" passed to the verifier: 1.5 s after the timestamp.
 pub const NOW_MS: u64 = 1_764_219_996_500;
+/// The ingress request's id, carried by every queue message (the Worker's is the `cf-ray`).
+pub const REQUEST_ID: &str = "8e0c5a1b2f3d4c5e-AMS";
+/// The ingress span's `traceparent`, carried by every queue message (the Worker continues
+/// HubSpot's trace or starts one).
+pub const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// A realistic `FILTER_RULES`: selected properties per object, all lifecycle events, no
 /// imports, and the two-way-sync loop guard.
@@ -97,10 +101,23 @@ pub struct Summary {
     pub filtered: u32,
     /// Kept events whose key was already seen in this batch.
     pub duplicates: u32,
-    /// Elements that are not events.
+    /// Elements that are not events (dead letters).
     pub invalid: u32,
-    /// Total length of the dedupe keys.
-    pub key_bytes: u32,
+    /// Total length of the queue messages.
+    pub message_bytes: u32,
+}
+
+impl Summary {
+    fn of(t: &Triage) -> Self {
+        Self {
+            events: count(t.counts.events),
+            kept: count(t.counts.queued),
+            filtered: count(t.counts.filtered),
+            duplicates: count(t.counts.duplicates),
+            invalid: count(t.counts.dead_lettered),
+            message_bytes: count(t.queue.iter().map(String::len).sum()),
+        }
+    }
 }
 
 /// Why the path failed (never expected on the benchmark's own fixture).
@@ -194,13 +211,13 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Parses the batch, filters each event and computes the dedupe keys of the kept ones,
-    /// dropping repeats within the batch (the Worker's `enqueue` without the queue sends).
+    /// Parses the batch and triages it ([`triage`]: filter, dedupe keys, repeats within the
+    /// batch queued once, the queue messages written): the Worker's ingress without the sends.
     ///
     /// # Errors
     /// [`BenchError::Batch`] when the body is not a JSON array.
     pub fn parse_filter_keys(&self, body: &[u8]) -> Result<Summary, BenchError> {
-        self.walk(body, |_| ())
+        self.triage(body).map(|t| Summary::of(&t))
     }
 
     /// The whole path: software verify, then [`Pipeline::parse_filter_keys`].
@@ -232,46 +249,23 @@ impl Pipeline {
         self.parse_filter_keys(body)
     }
 
-    /// The dedupe keys of the kept events, in order: the cross-check against the JS baseline.
+    /// The queue messages of the kept events, in order: the cross-check against the JS
+    /// baseline, which must write the very same bytes.
     ///
     /// # Errors
     /// [`BenchError::Batch`] when the body is not a JSON array.
-    pub fn kept_keys(&self, body: &[u8]) -> Result<Vec<String>, BenchError> {
-        let mut keys = Vec::new();
-        self.walk(body, |k| keys.push(k.as_str().to_owned()))?;
-        Ok(keys)
+    pub fn kept_messages(&self, body: &[u8]) -> Result<Vec<String>, BenchError> {
+        Ok(self.triage(body)?.queue)
     }
 
-    fn walk(
-        &self,
-        body: &[u8],
-        mut on_kept: impl FnMut(&DedupeKey),
-    ) -> Result<Summary, BenchError> {
+    fn triage(&self, body: &[u8]) -> Result<Triage, BenchError> {
         let elements = parse_batch(body)?;
-        let mut summary = Summary {
-            events: count(elements.len()),
-            ..Summary::default()
+        let received = Received {
+            at_ms: NOW_MS,
+            request_id: REQUEST_ID,
+            traceparent: Some(TRACEPARENT),
         };
-        let mut seen = HashSet::with_capacity(elements.len());
-        for element in &elements {
-            let Ok(event) = &element.event else {
-                summary.invalid += 1;
-                continue;
-            };
-            if let Verdict::Drop(_) = self.filter.decide(event) {
-                summary.filtered += 1;
-                continue;
-            }
-            let key = DedupeKey::of(event);
-            summary.key_bytes += count(key.as_str().len());
-            on_kept(&key);
-            if seen.insert(key) {
-                summary.kept += 1;
-            } else {
-                summary.duplicates += 1;
-            }
-        }
-        Ok(summary)
+        Ok(triage(&elements, &self.filter, received))
     }
 }
 
@@ -307,9 +301,13 @@ mod tests {
         assert_eq!(s.events, 100);
         assert_eq!(s.invalid, 0);
         assert!(s.kept > 30 && s.filtered > 10, "{s:?}");
-        let keys = pipeline.kept_keys(&fixture.body).unwrap();
-        assert_eq!(keys.len(), usize::try_from(s.kept + s.duplicates).unwrap());
-        assert!(keys[0].starts_with("hs1_62515_1160452_"), "{}", keys[0]);
+        let messages = pipeline.kept_messages(&fixture.body).unwrap();
+        assert_eq!(messages.len(), usize::try_from(s.kept).unwrap());
+        assert!(
+            messages[0].starts_with(r#"{"v":1,"key":"hs1_62515_1160452_"#),
+            "{}",
+            messages[0]
+        );
     }
 
     #[test]

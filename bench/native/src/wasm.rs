@@ -13,7 +13,10 @@ use hubspot_edge_core::signature::Challenge;
 use js_sys::Uint8Array;
 use wasm_bindgen::prelude::*;
 
-use crate::{BenchError, Fixture, Pipeline, Summary, CLIENT_SECRET, FILTER_RULES, METHOD, URI};
+use crate::{
+    BenchError, Fixture, Pipeline, Summary, CLIENT_SECRET, FILTER_RULES, METHOD, REQUEST_ID,
+    TRACEPARENT, URI,
+};
 
 fn js(e: BenchError) -> JsError {
     JsError::new(&e.to_string())
@@ -55,10 +58,11 @@ impl Bench {
         self.fixture.timestamp.clone()
     }
 
-    /// Constants of the fixture as JSON: secret, method, uri, nowMs, filterRules.
+    /// Constants of the fixture as JSON: secret, method, uri, nowMs, requestId, traceparent,
+    /// filterRules.
     pub fn config(&self) -> String {
         format!(
-            r#"{{"secret":"{CLIENT_SECRET}","method":"{METHOD}","uri":"{URI}","nowMs":{},"filterRules":{FILTER_RULES}}}"#,
+            r#"{{"secret":"{CLIENT_SECRET}","method":"{METHOD}","uri":"{URI}","nowMs":{},"requestId":"{REQUEST_ID}","traceparent":"{TRACEPARENT}","filterRules":{FILTER_RULES}}}"#,
             crate::NOW_MS
         )
     }
@@ -124,12 +128,13 @@ impl Bench {
             .map_err(js)
     }
 
-    /// The dedupe keys of the kept events, one per line (cross-check with the JS baseline).
-    #[wasm_bindgen(js_name = keptKeys)]
-    pub fn kept_keys(&self, body: &[u8]) -> Result<String, JsError> {
+    /// The queue messages of the kept events, one per line (cross-check with the JS
+    /// baseline; a message is one line of JSON).
+    #[wasm_bindgen(js_name = keptMessages)]
+    pub fn kept_messages(&self, body: &[u8]) -> Result<String, JsError> {
         self.pipeline
-            .kept_keys(body)
-            .map(|keys| keys.join("\n"))
+            .kept_messages(body)
+            .map(|messages| messages.join("\n"))
             .map_err(js)
     }
 }

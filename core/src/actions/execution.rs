@@ -620,7 +620,12 @@ pub fn duration_ms(text: &str) -> Option<u64> {
 ///          └─> completing            (a retry was told BLOCK while this one ran)
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+// Read through a flat struct (crate::wire): no buffering `ContentDeserializer`.
+#[serde(
+    tag = "state",
+    rename_all = "snake_case",
+    try_from = "crate::wire::ExecutionRecordWire"
+)]
 pub enum ExecutionRecord {
     /// The action runs. `retry_blocked`: a retry of the execution arrived meanwhile and was
     /// answered `BLOCK`, so the result goes to HubSpot as a completion.

@@ -41,7 +41,7 @@ pub enum Condition {
     DailyBudget,
 }
 
-fn default_quantile() -> f64 {
+pub(crate) fn default_quantile() -> f64 {
     0.99
 }
 
@@ -57,7 +57,8 @@ pub enum RateSource {
 
 /// One rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+// Read through a flat struct (crate::wire): no buffering `ContentDeserializer`.
+#[serde(rename_all = "camelCase", try_from = "crate::wire::RuleWire")]
 pub struct Rule {
     /// Unique; names the alert in notices.
     pub name: String,
@@ -81,10 +82,10 @@ pub struct Rule {
     pub clear_minutes: u64,
 }
 
-fn default_window() -> u64 {
+pub(crate) fn default_window() -> u64 {
     5
 }
-fn default_min_events() -> u64 {
+pub(crate) fn default_min_events() -> u64 {
     20
 }
 

@@ -128,8 +128,9 @@ pub enum Gauge {
     HubSpotDailyUsedPermille,
 }
 
-/// What a series counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// What a series counts. Serialises as the variant's own name (`"deliveries"`); read by hand,
+/// not as `#[serde(untagged)]` (which buffers through serde's `ContentDeserializer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(untagged)]
 pub enum Name {
     /// A counter.
@@ -138,6 +139,19 @@ pub enum Name {
     Histogram(Histogram),
     /// A gauge.
     Gauge(Gauge),
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::value::StrDeserializer;
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        let of = || StrDeserializer::<D::Error>::new(&text);
+        Counter::deserialize(of())
+            .map(Self::Counter)
+            .or_else(|_| Histogram::deserialize(of()).map(Self::Histogram))
+            .or_else(|_| Gauge::deserialize(of()).map(Self::Gauge))
+            .map_err(|_| serde::de::Error::custom(format!("unknown metric name `{text}`")))
+    }
 }
 
 impl Name {

@@ -348,7 +348,8 @@ impl Effect {
 #[serde(
     tag = "kind",
     rename_all = "snake_case",
-    rename_all_fields = "camelCase"
+    rename_all_fields = "camelCase",
+    try_from = "crate::wire::TargetWire"
 )]
 pub enum Target {
     /// The object the events are about.

@@ -20,6 +20,8 @@ pub const EFFECT_SOURCE: &str = "rules";
 
 /// One effect on its way, as the `event` of a queue envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Read through a flat struct (crate::wire): no buffering `ContentDeserializer`.
+#[serde(try_from = "crate::wire::EffectMessageWire")]
 pub struct EffectMessage {
     /// Always [`EFFECT_SOURCE`].
     pub source: String,

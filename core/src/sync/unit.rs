@@ -35,7 +35,12 @@ pub enum Path {
 
 /// One unit of a run: its state between invocations (see [`Unit::next_read`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+// Read through a flat struct (crate::wire): no buffering `ContentDeserializer`.
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    try_from = "crate::wire::UnitWire"
+)]
 pub enum Unit {
     /// Every live record with an id in `[lo, hi)` (full runs).
     Range(RangeUnit),

@@ -127,8 +127,11 @@ enum Policy {
 }
 
 /// The gate's answer.
+// Externally tagged (`{"variant": {…}}`), not `tag = …`: an internally tagged enum is
+// deserialised through serde's buffering `ContentDeserializer`, the largest generic cost in the
+// wasm (BENCHMARKS.md, "Worker size"). Worker↔object only (one deployment): no stored format.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "answer", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Answer {
     /// Send now (counted); `token` when asked for. `daily_permille`: core's
     /// [`Governor::daily_used_permille`] after this permit, for the metrics gauge (the asking

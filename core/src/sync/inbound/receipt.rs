@@ -53,7 +53,8 @@ pub enum RecordStatus {
 
 /// One record's line in a [`Receipt`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+// Read through a flat struct (crate::wire): no buffering `ContentDeserializer`.
+#[serde(rename_all = "camelCase", try_from = "crate::wire::RecordOutcomeWire")]
 pub struct RecordOutcome {
     /// Its index in the request.
     pub index: usize,
