@@ -45,11 +45,11 @@ use std::time::Duration;
 
 use futures_util::future::{join_all, select, Either};
 use hubspot_edge_core::actions::{
-    batch_fate, batch_request, callback_completion, callback_portal, execute, expire,
-    hubspot_error_body, list_page, lookup_answer, object_key, plan_publish, ActionLetter,
-    ActionSettings, Answer, AnswerWire, BatchFate, Completion, CompletionFlush, Definition,
-    DefinitionsApi, ExecuteContext, ExecutionLedger, ExecutionRecord, ExecutionRequest,
-    ExecutionState, LedgerStep, LookupReply, Pending, PublishStep, DEFAULT_EXPIRATION,
+    batch_fate, batch_request, callback_completion, callback_portal, expire, hubspot_error_body,
+    lookup_answer, object_key, ActionLetter, ActionSettings, Answer, AnswerWire, BatchFate,
+    Completion, CompletionFlush, Definition, DefinitionsApi, ExecutionLedger, ExecutionRecord,
+    ExecutionRefusal, ExecutionState, ExecutionStep, LedgerStep, LookupReply, Pending, PublishNext,
+    PublishRun, DEFAULT_EXPIRATION,
 };
 use hubspot_edge_core::api::{Call, CallStep, Outcome, RequestKind};
 use hubspot_edge_core::config::ACTIONS_COMPLETE_WINDOW_MS;
@@ -176,39 +176,29 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
         headers: &headers,
         body: &body,
     };
-    if let Err(e) = s.verifier.verify(&signed, started) {
-        Line::warn("action_signature_rejected")
-            .field("action", key)
-            .field("code", e.code())
-            .emit();
-        return respond::error(401, e.public_code(), "request signature rejected");
-    }
-    let Some(definition) = s.definitions.get(key) else {
-        return hubspot_error(404, "no such action", "action_unknown", None);
-    };
-    let request = match ExecutionRequest::parse(&body) {
-        Ok(r) => r,
-        Err(e) => return hubspot_error(400, &e.to_string(), e.code(), None),
-    };
-    let base = match &s.public_base_url {
-        Some(b) => b.clone(),
-        None => req.url()?.origin().ascii_serialization(),
-    };
-    let step = match execute(
-        definition,
-        &request,
-        &ExecuteContext {
-            public_base_url: &base,
-            budget_ms: s.budget_ms,
-            now_secs: started / 1000,
-        },
-    ) {
-        Ok(step) => step,
-        Err(e) => {
-            log_execution(key, &request, "refused", 400, started, Some(e.code()));
-            return raw_json(400, e.to_hubspot_body());
+    let origin = req.url()?.origin().ascii_serialization();
+    let prepared = match s.prepare(key, &signed, &origin, started) {
+        Ok(p) => p,
+        Err(refusal) => {
+            let status = refusal.status();
+            return match (refusal.hubspot_body(), &refusal) {
+                (None, ExecutionRefusal::Signature(e)) => {
+                    Line::warn("action_signature_rejected")
+                        .field("action", key)
+                        .field("code", e.code())
+                        .emit();
+                    respond::error(status, e.public_code(), "request signature rejected")
+                }
+                (body, ExecutionRefusal::Refused { portal_id, .. }) => {
+                    let code = refusal.code();
+                    log_execution(key, *portal_id, "refused", status, started, Some(code));
+                    raw_json(status, body.unwrap_or_default())
+                }
+                (body, _) => raw_json(status, body.unwrap_or_default()),
+            };
         }
     };
+    let (definition, request) = (prepared.definition, &prepared.request);
     let portal = request.origin.portal_id;
     let callback_id = request.callback_id.clone();
     let admitted = ask(
@@ -218,12 +208,8 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
             callback_id: callback_id.clone(),
             action: key.to_owned(),
             object: Some(request.object.key()),
-            // Known before anything runs (map_and_write, approval): admitted and recorded in
-            // one round trip to the object.
-            answer: match &step {
-                hubspot_edge_core::actions::ExecutionStep::Answer(a) => Some(AnswerWire::from(a)),
-                hubspot_edge_core::actions::ExecutionStep::Call(_) => None,
-            },
+            // Known before anything runs: admitted and recorded in one round trip.
+            answer: prepared.known_answer(),
         },
     )
     .await;
@@ -239,18 +225,18 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
     };
     match admitted {
         Admitted::Replay { body } | Admitted::Block { body } => {
-            log_execution(key, &request, "replayed", 200, started, None);
+            log_execution(key, portal, "replayed", 200, started, None);
             return raw_json(200, body.into_bytes());
         }
         Admitted::Done { body, state } => {
-            log_execution(key, &request, &state, 200, started, None);
+            log_execution(key, portal, &state, 200, started, None);
             return raw_json(200, body.into_bytes());
         }
         Admitted::Run => {}
     }
-    let answer = match step {
-        hubspot_edge_core::actions::ExecutionStep::Answer(a) => a,
-        hubspot_edge_core::actions::ExecutionStep::Call(call) => {
+    let answer = match prepared.step {
+        ExecutionStep::Answer(a) => a,
+        ExecutionStep::Call(call) => {
             lookup(env, ctx, definition, portal, &callback_id, *call).await
         }
     };
@@ -264,13 +250,13 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
             return hubspot_error(503, "try again", "action_store_unavailable", None);
         }
     };
-    log_execution(key, &request, answer.state.as_str(), 200, started, None);
+    log_execution(key, portal, answer.state.as_str(), 200, started, None);
     raw_json(200, body.into_bytes())
 }
 
 fn log_execution(
     key: &str,
-    request: &ExecutionRequest,
+    portal: u64,
     outcome: &str,
     status: u16,
     started: u64,
@@ -278,7 +264,7 @@ fn log_execution(
 ) {
     let mut line = Line::info("action_execution")
         .field("action", key)
-        .field("portal_id", request.origin.portal_id)
+        .field("portal_id", portal)
         .field("outcome", outcome)
         .field("status", status)
         .field(
@@ -672,65 +658,25 @@ async fn publish(env: &Env, origin: &str) -> Result<Response> {
         app_id,
         developer_key: key.trim(),
     };
-    let fail = |code: String| respond::error(502, "hubspot_publish_failed", &code);
-    // Every page of the app's definitions (at most 50: HubSpot apps hold far fewer actions).
-    let mut listed = Vec::new();
-    let mut after: Option<String> = None;
-    for _ in 0..50 {
-        let request = endpoints.list(after.as_deref());
-        let page = match call_with_key(&api, &request, RequestKind::Read).await {
-            Ok(p) => p,
-            Err(code) => return fail(code),
-        };
-        let Some((results, next)) = list_page(&page) else {
-            return fail("list_malformed".into());
-        };
-        listed.extend(results);
-        match next {
-            Some(a) => after = Some(a),
-            None => break,
+    let mut run = PublishRun::new(endpoints, &s.definitions, base);
+    loop {
+        match run.next_step() {
+            PublishNext::Call(request, kind) => {
+                run.answered(call_with_key(&api, &request, kind).await);
+            }
+            PublishNext::Failed(code) => {
+                return respond::error(502, "hubspot_publish_failed", &code)
+            }
+            PublishNext::Done(report) => {
+                Line::info("actions_published")
+                    .field("created", report["created"].as_u64().unwrap_or(0))
+                    .field("patched", report["patched"].as_u64().unwrap_or(0))
+                    .field("unchanged", report["unchanged"].as_u64().unwrap_or(0))
+                    .emit();
+                return respond::json(200, &report);
+            }
         }
     }
-    let plan = plan_publish(&s.definitions, base, &listed);
-    let mut report = Vec::new();
-    let (mut created, mut patched, mut unchanged) = (0, 0, 0);
-    for step in &plan {
-        let request = endpoints.step(step);
-        let (key, what, id) = match step {
-            PublishStep::Create { key, .. } => (key, "create", None),
-            PublishStep::Patch { key, id, .. } => (key, "patch", Some(id.clone())),
-            PublishStep::Unchanged { key, id } => (key, "unchanged", Some(id.clone())),
-        };
-        let id = match request {
-            None => {
-                unchanged += 1;
-                id
-            }
-            Some(r) => match call_with_key(&api, &r, RequestKind::Write).await {
-                Ok(v) => {
-                    if what == "create" {
-                        created += 1;
-                    } else {
-                        patched += 1;
-                    }
-                    v.get("id")
-                        .map(|i| i.to_string().trim_matches('"').to_owned())
-                        .or(id)
-                }
-                Err(code) => return fail(format!("{key}: {code}")),
-            },
-        };
-        report.push(json!({"key": key, "step": what, "id": id}));
-    }
-    Line::info("actions_published")
-        .field("created", created)
-        .field("patched", patched)
-        .field("unchanged", unchanged)
-        .emit();
-    respond::json(
-        200,
-        &json!({"created": created, "patched": patched, "unchanged": unchanged, "actions": report}),
-    )
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ mod definition;
 mod execution;
 mod flush;
 mod ledger;
+mod publish;
 mod settings;
 
 pub use completion::{
@@ -46,7 +47,8 @@ pub use execution::{
 
 pub use flush::CompletionFlush;
 pub use ledger::{ActionLetter, AnswerWire, ExecutionLedger, LedgerStep};
-pub use settings::ActionSettings;
+pub use publish::{PublishNext, PublishRun};
+pub use settings::{ActionSettings, ExecutionRefusal, PreparedExecution};
 
 pub use definition::{
     list_page, plan_publish, ActionFieldType, Definition, DefinitionError, Definitions,

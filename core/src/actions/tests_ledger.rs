@@ -5,6 +5,8 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::{json, Map, Value};
 
+use crate::api::RequestKind;
+
 use super::tests_flow::{config, defs, pending};
 use super::*;
 
@@ -507,4 +509,154 @@ fn a_callbacks_portal_is_in_its_body_or_its_id() {
     assert_eq!(callback_portal("ap-123-456-7", b"not json"), Some(123));
     assert_eq!(callback_portal("ap-x-1", b"{}"), None);
     assert_eq!(callback_portal("cb-1", br#"{"portalId": "7"}"#), None);
+}
+
+#[test]
+fn a_publish_lists_every_page_then_writes_what_differs() {
+    let d = defs();
+    let base = "https://edge.example.com";
+    let api = crate::api::ApiConfig::new(
+        "http://127.0.0.1:9",
+        crate::api::ApiConfig::default().path_style().clone(),
+    )
+    .unwrap();
+    let endpoints = || DefinitionsApi {
+        api: &api,
+        app_id: 42,
+        developer_key: "dev",
+    };
+    let mut score = d.get("score").unwrap().render(base);
+    score["id"] = json!("101");
+    let mut approve = d.get("approve").unwrap().render(base);
+    approve["id"] = json!(102);
+    approve["labels"]["en"]["actionName"] = json!("Old name");
+    let mut run = PublishRun::new(endpoints(), &d, base);
+    // Two pages, the second after the first's cursor.
+    let PublishNext::Call(first, RequestKind::Read) = run.next_step() else {
+        panic!("lists first");
+    };
+    assert!(!first.uri().to_string().contains("after="));
+    run.answered(Ok(
+        json!({"results": [score], "paging": {"next": {"after": "p2"}}}),
+    ));
+    let PublishNext::Call(second, RequestKind::Read) = run.next_step() else {
+        panic!("second page");
+    };
+    assert!(second.uri().to_string().contains("after=p2"));
+    run.answered(Ok(json!({"results": [approve]})));
+    // Then the writes, in configuration order: patch approve, create normalise.
+    let PublishNext::Call(patch, RequestKind::Write) = run.next_step() else {
+        panic!("patch");
+    };
+    assert_eq!(patch.method(), http::Method::PATCH);
+    run.answered(Ok(json!({"id": 102})));
+    let PublishNext::Call(create, RequestKind::Write) = run.next_step() else {
+        panic!("create");
+    };
+    assert_eq!(create.method(), http::Method::POST);
+    run.answered(Ok(json!({"id": "103"})));
+    let PublishNext::Done(report) = run.next_step() else {
+        panic!("done");
+    };
+    assert_eq!(
+        report,
+        json!({"created": 1, "patched": 1, "unchanged": 1, "actions": [
+            {"key": "score", "step": "unchanged", "id": "101"},
+            {"key": "approve", "step": "patch", "id": "102"},
+            {"key": "normalise", "step": "create", "id": "103"}]})
+    );
+
+    // A listing that fails or is not a page stops the run, nothing written.
+    let mut run = PublishRun::new(endpoints(), &d, base);
+    let _ = run.next_step();
+    run.answered(Ok(json!({"nope": 1})));
+    assert!(matches!(run.next_step(), PublishNext::Failed(c) if c == "list_malformed"));
+    let mut run = PublishRun::new(endpoints(), &d, base);
+    let _ = run.next_step();
+    run.answered(Err("rate_limited".into()));
+    assert!(matches!(run.next_step(), PublishNext::Failed(c) if c == "rate_limited"));
+    // A write refused: named by its action.
+    let mut run = PublishRun::new(endpoints(), &d, base);
+    let _ = run.next_step();
+    run.answered(Ok(json!({"results": []})));
+    assert!(matches!(
+        run.next_step(),
+        PublishNext::Call(_, RequestKind::Write)
+    ));
+    run.answered(Err("validation_error".into()));
+    assert!(matches!(run.next_step(), PublishNext::Failed(c) if c == "score: validation_error"));
+    // At most 50 pages are listed.
+    let mut run = PublishRun::new(endpoints(), &d, base);
+    let mut pages = 0;
+    while let PublishNext::Call(_, RequestKind::Read) = run.next_step() {
+        pages += 1;
+        run.answered(Ok(
+            json!({"results": [], "paging": {"next": {"after": pages.to_string()}}}),
+        ));
+    }
+    assert_eq!(pages, PublishRun::MAX_PAGES);
+}
+
+#[test]
+fn an_execution_request_is_checked_in_order_before_anything_runs() {
+    use crate::signature::{sign_v2, ClientSecret, SignedRequest};
+    let s = ActionSettings::from_lookup(keys(&[("HUBSPOT_CLIENT_SECRET", "action-secret")]))
+        .unwrap()
+        .unwrap();
+    let uri = "http://127.0.0.1:8787/actions/approve";
+    let body = |object_type: &str| {
+        json!({"callbackId": "cb-1", "origin": {"portalId": 77, "actionDefinitionId": 1},
+               "object": {"objectId": 5, "objectType": object_type}})
+        .to_string()
+        .into_bytes()
+    };
+    let prepare = |key: &str, body: &[u8], secret: &str| {
+        let mut headers = http::HeaderMap::new();
+        let sig = sign_v2(&ClientSecret::new(secret), "POST", uri, body);
+        headers.insert("x-hubspot-signature", sig.parse().unwrap());
+        headers.insert("x-hubspot-signature-version", "v2".parse().unwrap());
+        let signed = SignedRequest {
+            method: "POST",
+            uri,
+            headers: &headers,
+            body,
+        };
+        match s.prepare(key, &signed, "http://127.0.0.1:8787", T) {
+            Ok(p) => Ok((
+                p.definition.key.clone(),
+                p.known_answer(),
+                p.request.callback_id,
+            )),
+            Err(e) => Err((e.status(), e.code(), e.hubspot_body())),
+        }
+    };
+    // An approval: its block is known before anything runs.
+    let (key, answer, callback_id) = prepare("approve", &body("DEAL"), "action-secret").unwrap();
+    assert_eq!((key.as_str(), callback_id.as_str()), ("approve", "cb-1"));
+    let answer = answer.expect("known").into_answer();
+    assert_eq!(
+        answer.state,
+        ExecutionState::Block {
+            expiration: Some("P2D".into())
+        }
+    );
+    // A lookup: nothing known yet.
+    let lookup = json!({"callbackId": "cb-2", "origin": {"portalId": 77, "actionDefinitionId": 1},
+        "object": {"objectId": 5, "objectType": "CONTACT"}, "inputFields": {"tier": "gold"}})
+    .to_string();
+    let (_, answer, _) = prepare("score", lookup.as_bytes(), "action-secret").unwrap();
+    assert!(answer.is_none());
+    // The signature first: a forged request learns nothing about the action or its body.
+    let (status, _, body401) = prepare("nope", b"{", "other-secret").unwrap_err();
+    assert_eq!((status, body401), (401, None));
+    // Then the action, the body, the object type, each with HubSpot's error body.
+    let (status, code, b) = prepare("nope", &body("DEAL"), "action-secret").unwrap_err();
+    assert_eq!((status, code), (404, "action_unknown"));
+    let b: Value = serde_json::from_slice(&b.unwrap()).unwrap();
+    assert_eq!(b["status"], "error");
+    let (status, code, _) = prepare("approve", b"{}", "action-secret").unwrap_err();
+    assert_eq!((status, code), (400, "action_request_malformed"));
+    let (status, code, b) = prepare("approve", &body("CONTACT"), "action-secret").unwrap_err();
+    assert_eq!((status, code), (400, "action_object_type"));
+    assert!(b.is_some());
 }
