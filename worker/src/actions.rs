@@ -46,10 +46,10 @@ use std::time::Duration;
 use futures_util::future::{join_all, select, Either};
 use hubspot_edge_core::actions::{
     batch_fate, batch_request, callback_completion, callback_portal, expire, hubspot_error_body,
-    lookup_answer, object_key, ActionLetter, ActionSettings, Answer, AnswerWire, BatchFate,
-    Completion, CompletionFlush, Definition, DefinitionsApi, ExecutionLedger, ExecutionRecord,
-    ExecutionRefusal, ExecutionState, ExecutionStep, LedgerStep, LookupReply, Pending, PublishNext,
-    PublishRun, DEFAULT_EXPIRATION,
+    late_lookup_completion, lookup_answer, object_key, ActionLetter, ActionSettings, Answer,
+    AnswerWire, BatchFate, Completion, CompletionFlush, Definition, DefinitionsApi,
+    ExecutionLedger, ExecutionRecord, ExecutionRefusal, ExecutionState, ExecutionStep, LedgerStep,
+    LookupReply, Pending, PublishNext, PublishRun, DEFAULT_EXPIRATION,
 };
 use hubspot_edge_core::api::{Call, CallStep, Outcome, RequestKind};
 use hubspot_edge_core::config::ACTIONS_COMPLETE_WINDOW_MS;
@@ -364,15 +364,10 @@ async fn lookup(
                 (env.clone(), definition.clone(), callback_id.to_owned());
             ctx.wait_until(crate::log::in_current(async move {
                 let reply = fetch.await;
-                let answer = lookup_answer(&owned, &reply.reply(), DEFAULT_EXPIRATION);
-                if matches!(answer.state, ExecutionState::Block { .. }) {
-                    // 202: the user's system completes it with the callback.
+                // None: a 202, the user's system completes it with the callback.
+                let Some(completion) = late_lookup_completion(&owned, &callback_id, &reply.reply())
+                else {
                     return;
-                }
-                let completion = Completion {
-                    callback_id: callback_id.clone(),
-                    outputs: answer.outputs,
-                    state: answer.state,
                 };
                 // The BLOCK answer is recorded by the request right after the budget; a reply
                 // faster than that record is tried again for up to 2 s.

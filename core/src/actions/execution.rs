@@ -462,6 +462,26 @@ pub fn lookup_answer(definition: &Definition, reply: &LookupReply<'_>, expiratio
     }
 }
 
+/// The reply of a lookup that outlived its budget (the execution was answered `BLOCK`) as the
+/// completion of that execution; `None` when the reply blocks too (202: the user's system
+/// completes it with the callback). A failed call completes it with `FAIL_CONTINUE`
+/// (`lookup_unreachable`).
+pub fn late_lookup_completion(
+    definition: &Definition,
+    callback_id: &str,
+    reply: &LookupReply<'_>,
+) -> Option<Completion> {
+    let answer = lookup_answer(definition, reply, super::DEFAULT_EXPIRATION);
+    match answer.state {
+        ExecutionState::Block { .. } => None,
+        state => Some(Completion {
+            callback_id: callback_id.to_owned(),
+            outputs: answer.outputs,
+            state,
+        }),
+    }
+}
+
 fn block(expiration: &str) -> Answer {
     Answer {
         outputs: Map::new(),

@@ -660,3 +660,29 @@ fn an_execution_request_is_checked_in_order_before_anything_runs() {
     assert_eq!((status, code), (400, "action_object_type"));
     assert!(b.is_some());
 }
+
+#[test]
+fn a_late_lookup_reply_completes_its_blocked_execution() {
+    let d = defs();
+    let score = d.get("score").unwrap();
+    let ok = LookupReply::Answered {
+        status: 200,
+        body: br#"{"outputs": {"score": 3}}"#,
+    };
+    let c = late_lookup_completion(score, "cb-1", &ok).expect("completes");
+    assert_eq!(
+        (c.callback_id.as_str(), &c.state),
+        ("cb-1", &ExecutionState::Success)
+    );
+    assert_eq!(Value::Object(c.outputs), json!({"score": 3}));
+    // No reply at all within the hard limit: FAIL_CONTINUE, unreachable.
+    let c = late_lookup_completion(score, "cb-1", &LookupReply::Failed).unwrap();
+    assert_eq!(c.state, ExecutionState::FailContinue);
+    assert_eq!(c.outputs["why"], "lookup_unreachable");
+    // A 202: the user's system completes it with the callback, nothing to send now.
+    let later = LookupReply::Answered {
+        status: 202,
+        body: b"",
+    };
+    assert_eq!(late_lookup_completion(score, "cb-1", &later), None);
+}
