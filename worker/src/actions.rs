@@ -179,23 +179,19 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
     let origin = req.url()?.origin().ascii_serialization();
     let prepared = match s.prepare(key, &signed, &origin, started) {
         Ok(p) => p,
+        Err(ExecutionRefusal::Signature(e)) => {
+            Line::warn("action_signature_rejected")
+                .field("action", key)
+                .field("code", e.code())
+                .emit();
+            return respond::error(401, e.public_code(), "request signature rejected");
+        }
         Err(refusal) => {
-            let status = refusal.status();
-            return match (refusal.hubspot_body(), &refusal) {
-                (None, ExecutionRefusal::Signature(e)) => {
-                    Line::warn("action_signature_rejected")
-                        .field("action", key)
-                        .field("code", e.code())
-                        .emit();
-                    respond::error(status, e.public_code(), "request signature rejected")
-                }
-                (body, ExecutionRefusal::Refused { portal_id, .. }) => {
-                    let code = refusal.code();
-                    log_execution(key, *portal_id, "refused", status, started, Some(code));
-                    raw_json(status, body.unwrap_or_default())
-                }
-                (body, _) => raw_json(status, body.unwrap_or_default()),
-            };
+            if let ExecutionRefusal::Refused { portal_id, .. } = &refusal {
+                let (status, code) = (refusal.status(), refusal.code());
+                log_execution(key, *portal_id, "refused", status, started, Some(code));
+            }
+            return raw_json(refusal.status(), refusal.hubspot_body().unwrap_or_default());
         }
     };
     let (definition, request) = (prepared.definition, &prepared.request);
