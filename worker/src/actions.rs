@@ -1327,7 +1327,7 @@ impl ActionExecutions {
         let mut texts = Vec::with_capacity(completions.len());
         for (_, r, c) in completions {
             let letter = ActionLetter::new(portal, r, c, code);
-            texts.push(serde_json::to_string(&letter.message(now))?);
+            texts.push(serde_json::to_string(&letter.message(now)?)?);
         }
         crate::queue::send_all(&self.env.queue(crate::queue::DEAD_LETTERS)?, texts).await?;
         for (id, r, _) in completions {

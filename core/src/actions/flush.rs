@@ -1,8 +1,6 @@
 //! One run of the batcher (the store's alarm): which batch completions to send now, and
 //! whether to run again soon.
 
-use std::collections::VecDeque;
-
 use super::completion::{due_batches, BatchFate, Pending};
 
 /// One run of the batcher, poll-style: ask [`CompletionFlush::next_wave`] for the batches to
@@ -15,7 +13,7 @@ use super::completion::{due_batches, BatchFate, Pending};
 /// one call at a time, within the same call budget; what is left waits for the next run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletionFlush {
-    due: VecDeque<Vec<String>>,
+    due: Vec<Vec<String>>,
     resend: Vec<Vec<String>>,
     calls: usize,
     retry: bool,
@@ -35,7 +33,7 @@ impl CompletionFlush {
 
     /// The run at `now_ms` over the queued completions `pending`, batched by `window_ms`.
     pub fn new(pending: &[Pending], now_ms: u64, window_ms: u64) -> Self {
-        let due: VecDeque<Vec<String>> = due_batches(pending, now_ms, window_ms)
+        let due: Vec<Vec<String>> = due_batches(pending, now_ms, window_ms)
             .into_iter()
             .take(Self::MAX_BATCHES)
             .collect();

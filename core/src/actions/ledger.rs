@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use super::completion::{next_due_ms, Pending};
 use super::execution::{admit, complete, expire, finish, ExecutionAdmit, ExecutionRecord};
 use super::{Answer, Completion, ExecutionState};
-use crate::queue::DeadLetterMessage;
+use crate::queue::{DeadLetterMessage, OwnedEvent};
 
 /// An [`Answer`] between the host and its store: `{"outputs", "state", "expiration"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,8 +95,11 @@ impl ActionLetter {
 
     /// The dead-letter message carrying it (reason `action_completion_failed`, key
     /// `action:{callbackId}`).
-    pub fn message(&self, now_ms: u64) -> DeadLetterMessage<&Self> {
-        DeadLetterMessage {
+    ///
+    /// # Errors
+    /// When it cannot be serialised (it always can: plain JSON values).
+    pub fn message(&self, now_ms: u64) -> serde_json::Result<DeadLetterMessage<OwnedEvent>> {
+        Ok(DeadLetterMessage {
             v: 1,
             reason: "action_completion_failed".into(),
             detail: format!("action completion refused by HubSpot: {}", self.code),
@@ -106,8 +109,8 @@ impl ActionLetter {
             request_id: format!("action-{now_ms}"),
             traceparent: None,
             event_ref: None,
-            event: self,
-        }
+            event: serde_json::value::to_raw_value(self)?,
+        })
     }
 }
 
@@ -254,7 +257,8 @@ impl ExecutionLedger {
                 }
                 _ => None,
             })
-            .collect()
+            .collect::<Vec<_>>()
+            .into()
     }
 
     /// The executions waiting (blocked, or a completion queued), oldest change first, from at

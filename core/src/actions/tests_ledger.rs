@@ -339,7 +339,7 @@ fn letters_and_answers_keep_their_json() {
                "outputs": {"score": 1}, "success": false, "code": "not_found"})
     );
     assert_eq!(serde_json::from_value::<ActionLetter>(v).unwrap(), letter);
-    let m = serde_json::to_value(letter.message(T)).unwrap();
+    let m = serde_json::to_value(letter.message(T).unwrap()).unwrap();
     assert_eq!(m["reason"], "action_completion_failed");
     assert_eq!(
         m["detail"],
