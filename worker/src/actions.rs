@@ -520,14 +520,14 @@ pub(crate) async fn complete_for_object(
     if completions.is_empty() {
         return Ok(done);
     }
-    let completions = completions
-        .into_iter()
-        .map(|c| ManyItem {
+    let mut items = Vec::with_capacity(completions.len());
+    for c in completions {
+        items.push(ManyItem {
             callback_id: c.callback_id,
             outputs: c.outputs,
-        })
-        .collect();
-    let answers = ask(env, portal, &Ask::CompleteMany { completions })
+        });
+    }
+    let answers = ask(env, portal, &Ask::CompleteMany { completions: items })
         .await
         .map_err(|_| ("action_store_unavailable", true))?;
     for answer in answers.as_object().into_iter().flat_map(Map::values) {
@@ -1128,10 +1128,10 @@ impl ActionExecutions {
                         vec![SqlStorageValue::from(object), int(MAX_BLOCKED_PER_OBJECT)?],
                     )?
                     .to_array()?;
-                let records = rows
-                    .into_iter()
-                    .map(|r| Ok((r.callback_id, serde_json::from_str(&r.record)?)))
-                    .collect::<Result<Vec<(String, ExecutionRecord)>>>()?;
+                let mut records: Vec<(String, ExecutionRecord)> = Vec::with_capacity(rows.len());
+                for r in rows {
+                    records.push((r.callback_id, serde_json::from_str(&r.record)?));
+                }
                 Ok(ledger.blocked(records))
             }
             Ask::Waiting => {

@@ -245,20 +245,20 @@ impl ExecutionLedger {
     /// Of an object's executions `(callbackId, record)`, those still blocked:
     /// `[{"callbackId", "action"}]`.
     pub fn blocked(&self, records: impl IntoIterator<Item = (String, ExecutionRecord)>) -> Value {
-        records
-            .into_iter()
-            .filter_map(|(callback_id, record)| match record {
-                ExecutionRecord::Blocked {
-                    action,
-                    expires_at_ms,
-                    ..
-                } if expires_at_ms > self.now_ms => {
-                    Some(json!({"callbackId": callback_id, "action": action}))
+        let mut blocked = Vec::new();
+        for (callback_id, record) in records {
+            if let ExecutionRecord::Blocked {
+                action,
+                expires_at_ms,
+                ..
+            } = record
+            {
+                if expires_at_ms > self.now_ms {
+                    blocked.push(json!({"callbackId": callback_id, "action": action}));
                 }
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .into()
+            }
+        }
+        Value::Array(blocked)
     }
 
     /// The executions waiting (blocked, or a completion queued), oldest change first, from at

@@ -29,8 +29,9 @@ pub struct PublishRun<'a> {
     after: Option<String>,
     pages: usize,
     listing: bool,
-    steps: std::vec::IntoIter<PublishStep>,
-    current: Option<PublishStep>,
+    steps: Vec<PublishStep>,
+    next: usize,
+    current: Option<usize>,
     report: Vec<Value>,
     counts: [u64; 3],
     failed: Option<String>,
@@ -54,7 +55,8 @@ impl<'a> PublishRun<'a> {
             after: None,
             pages: 0,
             listing: true,
-            steps: Vec::new().into_iter(),
+            steps: Vec::new(),
+            next: 0,
             current: None,
             report: Vec::new(),
             counts: [0; 3],
@@ -76,14 +78,16 @@ impl<'a> PublishRun<'a> {
             }
             self.plan();
         }
-        for step in self.steps.by_ref() {
-            match self.endpoints.step(&step) {
+        while let Some(step) = self.steps.get(self.next) {
+            let at = self.next;
+            self.next += 1;
+            match self.endpoints.step(step) {
                 Some(request) => {
-                    self.current = Some(step);
+                    self.current = Some(at);
                     return PublishNext::Call(request, RequestKind::Write);
                 }
                 None => {
-                    if let PublishStep::Unchanged { key, id } = &step {
+                    if let PublishStep::Unchanged { key, id } = step {
                         self.counts[2] += 1;
                         self.report
                             .push(json!({"key": key, "step": "unchanged", "id": id}));
@@ -118,10 +122,10 @@ impl<'a> PublishRun<'a> {
             }
             return;
         }
-        let Some(step) = self.current.take() else {
+        let Some(step) = self.current.take().and_then(|at| self.steps.get(at)) else {
             return;
         };
-        let (key, what, id) = match &step {
+        let (key, what, id) = match step {
             PublishStep::Create { key, .. } => (key, "create", None),
             PublishStep::Patch { key, id, .. } => (key, "patch", Some(id.clone())),
             PublishStep::Unchanged { key, id } => (key, "unchanged", Some(id.clone())),
@@ -142,6 +146,6 @@ impl<'a> PublishRun<'a> {
 
     fn plan(&mut self) {
         self.listing = false;
-        self.steps = plan_publish(self.definitions, self.base, &self.listed).into_iter();
+        self.steps = plan_publish(self.definitions, self.base, &self.listed);
     }
 }
