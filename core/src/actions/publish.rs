@@ -11,7 +11,7 @@ use crate::api::RequestKind;
 pub enum PublishNext {
     /// Send this request (with the developer key, retried by core's API policy as `kind`), then
     /// [`PublishRun::answered`].
-    Call(http::Request<Vec<u8>>, RequestKind),
+    Call(Box<http::Request<Vec<u8>>>, RequestKind),
     /// Done: `{"created", "patched", "unchanged", "actions": [{"key", "step", "id"}]}`.
     Done(Value),
     /// Stopped: HubSpot's answer could not be used (the code; `{key}: {code}` for a write).
@@ -72,7 +72,7 @@ impl<'a> PublishRun<'a> {
         if self.listing {
             if self.pages < Self::MAX_PAGES {
                 return PublishNext::Call(
-                    self.endpoints.list(self.after.as_deref()),
+                    Box::new(self.endpoints.list(self.after.as_deref())),
                     RequestKind::Read,
                 );
             }
@@ -84,7 +84,7 @@ impl<'a> PublishRun<'a> {
             match self.endpoints.step(step) {
                 Some(request) => {
                     self.current = Some(at);
-                    return PublishNext::Call(request, RequestKind::Write);
+                    return PublishNext::Call(Box::new(request), RequestKind::Write);
                 }
                 None => {
                     if let PublishStep::Unchanged { key, id } = step {

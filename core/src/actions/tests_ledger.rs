@@ -74,7 +74,8 @@ fn settings_read_the_actions_keys() {
 
 #[test]
 fn settings_errors_name_the_key_and_a_stable_code() {
-    let cases: [(&[(&str, &str)], &str, &str); 7] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case<'_>; 7] = [
         (
             &[("HUBSPOT_CLIENT_SECRET", " ")],
             "HUBSPOT_CLIENT_SECRET",
