@@ -45,17 +45,16 @@ use std::time::Duration;
 
 use futures_util::future::{join_all, select, Either};
 use hubspot_edge_core::actions::{
-    admit, batch_fate, batch_request, callback_completion, complete, due_batches, execute, expire,
-    finish, hubspot_error_body, list_page, lookup_answer, next_due_ms, object_key, plan_publish,
-    rule_completion, Answer, BatchFate, Completion, Definition, Definitions, DefinitionsApi,
-    ExecuteContext, ExecutionAdmit, ExecutionRecord, ExecutionRequest, ExecutionState, LookupReply,
-    Pending, PublishStep, DEFAULT_EXPIRATION,
+    batch_fate, batch_request, callback_completion, callback_portal, expire, hubspot_error_body,
+    late_lookup_completion, lookup_answer, object_key, ActionLetter, ActionSettings, Answer,
+    AnswerWire, BatchFate, Completion, CompletionFlush, Definition, DefinitionsApi,
+    ExecutionLedger, ExecutionRecord, ExecutionRefusal, ExecutionState, ExecutionStep, LedgerStep,
+    LookupReply, Pending, PublishNext, PublishRun, DEFAULT_EXPIRATION,
 };
 use hubspot_edge_core::api::{Call, CallStep, Outcome, RequestKind};
-use hubspot_edge_core::config::{NumberKey, ACTIONS_BUDGET_MS, ACTIONS_COMPLETE_WINDOW_MS};
+use hubspot_edge_core::config::ACTIONS_COMPLETE_WINDOW_MS;
 use hubspot_edge_core::metrics::{Counter, Gauge, Histogram};
-use hubspot_edge_core::outbound::WebhookSecret;
-use hubspot_edge_core::signature::{ClientSecret, LegacySignatures, SignedRequest, Verifier};
+use hubspot_edge_core::signature::SignedRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use worker::{
@@ -77,26 +76,8 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 const LOOKUP_HARD_LIMIT_MS: u64 = 25_000;
 /// Standard Webhooks: callbacks further than 5 minutes from now are refused (replays).
 const TOLERANCE_SECS: u64 = 300;
-/// Batch completions per alarm: each costs a gate permit and one HubSpot call (about 2
-/// subrequests), so 20 stay far inside an invocation's subrequests; more waits for the next
-/// alarm, set at once.
-const MAX_BATCHES_PER_ALARM: usize = 20;
-/// Batch calls in flight at once: an invocation keeps at most 6 connections (Cloudflare).
-const MAX_IN_FLIGHT: usize = 6;
-/// A batch HubSpot did not decide (throttled, no token) is tried again after this long.
-const RETRY_DELAY_MS: u64 = 10_000;
-/// Finished records are kept this long for retries (HubSpot retries an execution for up to
-/// 3 days, docs/hubspot.md §3.3), then dropped.
-const RECORD_TTL_MS: u64 = 7 * 24 * 3_600_000;
-
-/// Everything the action routes need, read per request.
-struct Settings {
-    definitions: Definitions,
-    verifier: Verifier,
-    public_base_url: Option<String>,
-    budget_ms: u64,
-    callback_secret: Option<WebhookSecret>,
-}
+/// A failed alarm runs again after this long (core's batcher retry delay).
+const RETRY_DELAY_MS: u64 = CompletionFlush::RETRY_DELAY_MS;
 
 fn var(env: &Env, key: &str) -> Option<String> {
     env.var(key)
@@ -105,56 +86,15 @@ fn var(env: &Env, key: &str) -> Option<String> {
         .filter(|v| !v.trim().is_empty())
 }
 
-/// A numeric key, parsed and bounded as core's configuration check does it.
-fn number(env: &Env, key: NumberKey) -> std::result::Result<u64, (String, &'static str)> {
-    key.parse(var(env, key.key).as_deref())
-        .map_err(|e| (e.to_string(), e.code()))
-}
-
-/// The actions configuration: `Ok(None)` when `ACTIONS` is unset (actions off). The error
-/// names the key or field and carries its code (never a secret).
-fn settings(env: &Env) -> std::result::Result<Option<Settings>, (String, &'static str)> {
-    let Some(json) = var(env, "ACTIONS") else {
-        return Ok(None);
-    };
-    let mapping = match var(env, "ENRICHMENT_MAP") {
-        Some(m) => Some(
-            hubspot_edge_core::mapping::Mapping::from_json(&m)
-                .map_err(|e| (format!("ENRICHMENT_MAP: {e}"), e.code()))?,
-        ),
-        None => None,
-    };
-    let definitions = Definitions::parse(&json, |name| var(env, name), mapping.as_ref())
-        .map_err(|e| (format!("ACTIONS: {e}"), e.code()))?;
-    let secret = var(env, "HUBSPOT_CLIENT_SECRET").ok_or_else(|| {
-        (
-            "HUBSPOT_CLIENT_SECRET: required".to_owned(),
-            "config_missing",
-        )
-    })?;
-    let verifier =
-        Verifier::new(ClientSecret::new(secret.trim())).with_legacy(LegacySignatures::Accept);
-    let budget_ms = number(env, ACTIONS_BUDGET_MS)?;
-    // Checked here so that a bad window is loud on every request; the object reads it itself.
-    number(env, ACTIONS_COMPLETE_WINDOW_MS)?;
-    let callback_secret = match var(env, "ACTIONS_CALLBACK_SECRET") {
-        Some(s) => Some(
-            WebhookSecret::parse(&s)
-                .map_err(|e| (format!("ACTIONS_CALLBACK_SECRET: {e}"), "config_invalid"))?,
-        ),
-        None => None,
-    };
-    Ok(Some(Settings {
-        definitions,
-        verifier,
-        public_base_url: var(env, "PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
-        budget_ms,
-        callback_secret,
-    }))
+/// The actions configuration (core's [`ActionSettings`]): `Ok(None)` when `ACTIONS` is unset.
+fn settings(
+    env: &Env,
+) -> std::result::Result<Option<ActionSettings>, hubspot_edge_core::config::ConfigError> {
+    ActionSettings::from_lookup(|key| var(env, key))
 }
 
 /// The settings, or the response that says why there are none (404 off, 503 invalid).
-fn settings_or_answer(env: &Env) -> Result<std::result::Result<Settings, Response>> {
+fn settings_or_answer(env: &Env) -> Result<std::result::Result<ActionSettings, Response>> {
     match settings(env) {
         Ok(Some(s)) => Ok(Ok(s)),
         Ok(None) => Ok(Err(respond::error(
@@ -162,13 +102,14 @@ fn settings_or_answer(env: &Env) -> Result<std::result::Result<Settings, Respons
             "actions_off",
             "workflow actions are off (ACTIONS is unset)",
         )?)),
-        Err((detail, code)) => {
+        Err(e) => {
             Line::error("config_invalid")
                 .field("part", "actions")
-                .field("code", code)
-                .field("error", detail.as_str())
+                .field("key", e.key())
+                .field("code", e.code())
+                .field("error", e.to_string())
                 .emit();
-            Ok(Err(respond::error(503, "config_invalid", code)?))
+            Ok(Err(respond::error(503, "config_invalid", e.code())?))
         }
     }
 }
@@ -227,10 +168,7 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
     // The URL HubSpot signed: the configured public base URL with this path and query, or the
     // raw request URL (as the webhook ingress does).
     let raw_url = req.inner().url();
-    let signed_url = match &s.public_base_url {
-        Some(base) => format!("{base}{}", crate::ingress::path_and_query(&raw_url)),
-        None => raw_url,
-    };
+    let signed_url = s.signed_url(&raw_url, crate::ingress::path_and_query(&raw_url));
     let headers = crate::ingress::signature_headers(req)?;
     let signed = SignedRequest {
         method: "POST",
@@ -238,39 +176,25 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
         headers: &headers,
         body: &body,
     };
-    if let Err(e) = s.verifier.verify(&signed, started) {
-        Line::warn("action_signature_rejected")
-            .field("action", key)
-            .field("code", e.code())
-            .emit();
-        return respond::error(401, e.public_code(), "request signature rejected");
-    }
-    let Some(definition) = s.definitions.get(key) else {
-        return hubspot_error(404, "no such action", "action_unknown", None);
-    };
-    let request = match ExecutionRequest::parse(&body) {
-        Ok(r) => r,
-        Err(e) => return hubspot_error(400, &e.to_string(), e.code(), None),
-    };
-    let base = match &s.public_base_url {
-        Some(b) => b.clone(),
-        None => req.url()?.origin().ascii_serialization(),
-    };
-    let step = match execute(
-        definition,
-        &request,
-        &ExecuteContext {
-            public_base_url: &base,
-            budget_ms: s.budget_ms,
-            now_secs: started / 1000,
-        },
-    ) {
-        Ok(step) => step,
-        Err(e) => {
-            log_execution(key, &request, "refused", 400, started, Some(e.code()));
-            return raw_json(400, e.to_hubspot_body());
+    let origin = req.url()?.origin().ascii_serialization();
+    let prepared = match s.prepare(key, &signed, &origin, started) {
+        Ok(p) => p,
+        Err(ExecutionRefusal::Signature(e)) => {
+            Line::warn("action_signature_rejected")
+                .field("action", key)
+                .field("code", e.code())
+                .emit();
+            return respond::error(401, e.public_code(), "request signature rejected");
+        }
+        Err(refusal) => {
+            if let ExecutionRefusal::Refused { portal_id, .. } = &refusal {
+                let (status, code) = (refusal.status(), refusal.code());
+                log_execution(key, *portal_id, "refused", status, started, Some(code));
+            }
+            return raw_json(refusal.status(), refusal.hubspot_body().unwrap_or_default());
         }
     };
+    let (definition, request) = (prepared.definition, &prepared.request);
     let portal = request.origin.portal_id;
     let callback_id = request.callback_id.clone();
     let admitted = ask(
@@ -280,12 +204,8 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
             callback_id: callback_id.clone(),
             action: key.to_owned(),
             object: Some(request.object.key()),
-            // Known before anything runs (map_and_write, approval): admitted and recorded in
-            // one round trip to the object.
-            answer: match &step {
-                hubspot_edge_core::actions::ExecutionStep::Answer(a) => Some(Wire::of(a)),
-                hubspot_edge_core::actions::ExecutionStep::Call(_) => None,
-            },
+            // Known before anything runs: admitted and recorded in one round trip.
+            answer: prepared.known_answer(),
         },
     )
     .await;
@@ -301,18 +221,18 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
     };
     match admitted {
         Admitted::Replay { body } | Admitted::Block { body } => {
-            log_execution(key, &request, "replayed", 200, started, None);
+            log_execution(key, portal, "replayed", 200, started, None);
             return raw_json(200, body.into_bytes());
         }
         Admitted::Done { body, state } => {
-            log_execution(key, &request, &state, 200, started, None);
+            log_execution(key, portal, &state, 200, started, None);
             return raw_json(200, body.into_bytes());
         }
         Admitted::Run => {}
     }
-    let answer = match step {
-        hubspot_edge_core::actions::ExecutionStep::Answer(a) => a,
-        hubspot_edge_core::actions::ExecutionStep::Call(call) => {
+    let answer = match prepared.step {
+        ExecutionStep::Answer(a) => a,
+        ExecutionStep::Call(call) => {
             lookup(env, ctx, definition, portal, &callback_id, *call).await
         }
     };
@@ -326,13 +246,13 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
             return hubspot_error(503, "try again", "action_store_unavailable", None);
         }
     };
-    log_execution(key, &request, answer.state.as_str(), 200, started, None);
+    log_execution(key, portal, answer.state.as_str(), 200, started, None);
     raw_json(200, body.into_bytes())
 }
 
 fn log_execution(
     key: &str,
-    request: &ExecutionRequest,
+    portal: u64,
     outcome: &str,
     status: u16,
     started: u64,
@@ -340,7 +260,7 @@ fn log_execution(
 ) {
     let mut line = Line::info("action_execution")
         .field("action", key)
-        .field("portal_id", request.origin.portal_id)
+        .field("portal_id", portal)
         .field("outcome", outcome)
         .field("status", status)
         .field(
@@ -440,15 +360,10 @@ async fn lookup(
                 (env.clone(), definition.clone(), callback_id.to_owned());
             ctx.wait_until(crate::log::in_current(async move {
                 let reply = fetch.await;
-                let answer = lookup_answer(&owned, &reply.reply(), DEFAULT_EXPIRATION);
-                if matches!(answer.state, ExecutionState::Block { .. }) {
-                    // 202: the user's system completes it with the callback.
+                // None: a 202, the user's system completes it with the callback.
+                let Some(completion) = late_lookup_completion(&owned, &callback_id, &reply.reply())
+                else {
                     return;
-                }
-                let completion = Completion {
-                    callback_id: callback_id.clone(),
-                    outputs: answer.outputs,
-                    state: answer.state,
                 };
                 // The BLOCK answer is recorded by the request right after the budget; a reply
                 // faster than that record is tried again for up to 2 s.
@@ -482,17 +397,6 @@ async fn lookup(
 // ---------------------------------------------------------------------------------------------
 // POST /actions/callbacks/{callbackId}
 
-/// The portal of a callback: `portalId` in the body, else the one in HubSpot's callback id
-/// (`ap-{portalId}-…`, the documented example's shape).
-fn callback_portal(callback_id: &str, body: &Value) -> Option<u64> {
-    body.get("portalId").and_then(Value::as_u64).or_else(|| {
-        callback_id
-            .strip_prefix("ap-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse().ok())
-    })
-}
-
 async fn callback(req: &mut Request, env: &Env, callback_id: &str) -> Result<Response> {
     let s = match settings_or_answer(env)? {
         Ok(s) => s,
@@ -520,8 +424,7 @@ async fn callback(req: &mut Request, env: &Env, callback_id: &str) -> Result<Res
     ) {
         return respond::error(401, "callback_signature_invalid", &e.to_string());
     }
-    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let Some(portal) = callback_portal(callback_id, &value) else {
+    let Some(portal) = callback_portal(callback_id, &body) else {
         return respond::error(
             400,
             "callback_portal_unknown",
@@ -604,30 +507,27 @@ pub(crate) async fn complete_for_object(
     let blocked = ask(env, portal, &Ask::Blocked { object })
         .await
         .map_err(|_| ("action_store_unavailable", true))?;
-    let mut done = ObjectCompletion::default();
-    let mut completions = Vec::new();
-    for b in blocked.as_array().into_iter().flatten() {
-        let (Some(callback_id), Some(action)) = (b["callbackId"].as_str(), b["action"].as_str())
-        else {
-            continue;
-        };
-        let Some(definition) = s.definitions.get(action) else {
-            done.refused
-                .push((callback_id.to_owned(), "action_unknown"));
-            continue;
-        };
-        match rule_completion(definition, callback_id, outputs) {
-            Ok(c) => completions.push(ManyItem {
-                callback_id: c.callback_id,
-                outputs: c.outputs,
-            }),
-            Err(e) => done.refused.push((callback_id.to_owned(), e.code())),
-        }
-    }
+    let pairs = blocked
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| Some((b["callbackId"].as_str()?, b["action"].as_str()?)));
+    let (completions, refused) = s.definitions.rule_completions(pairs, outputs);
+    let mut done = ObjectCompletion {
+        refused,
+        ..ObjectCompletion::default()
+    };
     if completions.is_empty() {
         return Ok(done);
     }
-    let answers = ask(env, portal, &Ask::CompleteMany { completions })
+    let mut items = Vec::with_capacity(completions.len());
+    for c in completions {
+        items.push(ManyItem {
+            callback_id: c.callback_id,
+            outputs: c.outputs,
+        });
+    }
+    let answers = ask(env, portal, &Ask::CompleteMany { completions: items })
         .await
         .map_err(|_| ("action_store_unavailable", true))?;
     for answer in answers.as_object().into_iter().flat_map(Map::values) {
@@ -749,65 +649,25 @@ async fn publish(env: &Env, origin: &str) -> Result<Response> {
         app_id,
         developer_key: key.trim(),
     };
-    let fail = |code: String| respond::error(502, "hubspot_publish_failed", &code);
-    // Every page of the app's definitions (at most 50: HubSpot apps hold far fewer actions).
-    let mut listed = Vec::new();
-    let mut after: Option<String> = None;
-    for _ in 0..50 {
-        let request = endpoints.list(after.as_deref());
-        let page = match call_with_key(&api, &request, RequestKind::Read).await {
-            Ok(p) => p,
-            Err(code) => return fail(code),
-        };
-        let Some((results, next)) = list_page(&page) else {
-            return fail("list_malformed".into());
-        };
-        listed.extend(results);
-        match next {
-            Some(a) => after = Some(a),
-            None => break,
+    let mut run = PublishRun::new(endpoints, &s.definitions, base);
+    loop {
+        match run.next_step() {
+            PublishNext::Call(request, kind) => {
+                run.answered(call_with_key(&api, &request, kind).await);
+            }
+            PublishNext::Failed(code) => {
+                return respond::error(502, "hubspot_publish_failed", &code)
+            }
+            PublishNext::Done(report) => {
+                Line::info("actions_published")
+                    .field("created", report["created"].as_u64().unwrap_or(0))
+                    .field("patched", report["patched"].as_u64().unwrap_or(0))
+                    .field("unchanged", report["unchanged"].as_u64().unwrap_or(0))
+                    .emit();
+                return respond::json(200, &report);
+            }
         }
     }
-    let plan = plan_publish(&s.definitions, base, &listed);
-    let mut report = Vec::new();
-    let (mut created, mut patched, mut unchanged) = (0, 0, 0);
-    for step in &plan {
-        let request = endpoints.step(step);
-        let (key, what, id) = match step {
-            PublishStep::Create { key, .. } => (key, "create", None),
-            PublishStep::Patch { key, id, .. } => (key, "patch", Some(id.clone())),
-            PublishStep::Unchanged { key, id } => (key, "unchanged", Some(id.clone())),
-        };
-        let id = match request {
-            None => {
-                unchanged += 1;
-                id
-            }
-            Some(r) => match call_with_key(&api, &r, RequestKind::Write).await {
-                Ok(v) => {
-                    if what == "create" {
-                        created += 1;
-                    } else {
-                        patched += 1;
-                    }
-                    v.get("id")
-                        .map(|i| i.to_string().trim_matches('"').to_owned())
-                        .or(id)
-                }
-                Err(code) => return fail(format!("{key}: {code}")),
-            },
-        };
-        report.push(json!({"key": key, "step": what, "id": id}));
-    }
-    Line::info("actions_published")
-        .field("created", created)
-        .field("patched", patched)
-        .field("unchanged", unchanged)
-        .emit();
-    respond::json(
-        200,
-        &json!({"created": created, "patched": patched, "unchanged": unchanged, "actions": report}),
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -819,30 +679,16 @@ async fn publish(env: &Env, origin: &str) -> Result<Response> {
 /// # Errors
 /// A letter that is not an action completion, or the state unreachable: nothing is deleted.
 pub(crate) async fn redrive(env: &Env, payloads: Vec<Value>) -> Result<usize> {
-    let mut by_portal: BTreeMap<u64, Vec<Letter>> = BTreeMap::new();
+    let mut by_portal: BTreeMap<u64, Vec<ActionLetter>> = BTreeMap::new();
     let n = payloads.len();
     for p in payloads {
-        let letter: Letter = serde_json::from_value(p)?;
+        let letter: ActionLetter = serde_json::from_value(p)?;
         by_portal.entry(letter.portal_id).or_default().push(letter);
     }
     for (portal, letters) in by_portal {
         ask(env, portal, &Ask::Redrive { letters }).await?;
     }
     Ok(n)
-}
-
-/// A dead-lettered completion (the letter's payload).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Letter {
-    /// `action`.
-    source: String,
-    portal_id: u64,
-    callback_id: String,
-    action: String,
-    outputs: Map<String, Value>,
-    success: bool,
-    code: String,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -862,12 +708,12 @@ enum Ask {
         object: Option<String>,
         /// The answer, when it is known before anything runs: recorded at once.
         #[serde(default)]
-        answer: Option<Wire>,
+        answer: Option<AnswerWire>,
     },
     Finish {
         callback_id: String,
         // Not `flatten` (serde's buffering `FlatMapDeserializer`): the answer is its own field.
-        answer: Wire,
+        answer: AnswerWire,
     },
     Complete {
         callback_id: String,
@@ -886,14 +732,11 @@ enum Ask {
         completions: Vec<ManyItem>,
     },
     Redrive {
-        letters: Vec<Letter>,
+        letters: Vec<ActionLetter>,
     },
     /// The executions waiting (blocked, or a completion queued), oldest change first.
     Waiting,
 }
-
-/// Executions [`Ask::Waiting`] lists at most: one page for the dashboard, a bounded answer.
-const MAX_WAITING_LISTED: u64 = 100;
 
 #[derive(Deserialize)]
 struct WaitingRow {
@@ -908,41 +751,6 @@ struct WaitingRow {
 struct ManyItem {
     callback_id: String,
     outputs: Map<String, Value>,
-}
-
-/// An [`Answer`] between the Worker and the object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Wire {
-    outputs: Map<String, Value>,
-    state: String,
-    expiration: Option<String>,
-}
-
-impl Wire {
-    fn of(answer: &Answer) -> Self {
-        Self {
-            outputs: answer.outputs.clone(),
-            state: answer.state.as_str().to_owned(),
-            expiration: match &answer.state {
-                ExecutionState::Block { expiration } => expiration.clone(),
-                _ => None,
-            },
-        }
-    }
-
-    fn answer(self) -> Answer {
-        let state = match self.state.as_str() {
-            "SUCCESS" => ExecutionState::Success,
-            "FAIL_CONTINUE" => ExecutionState::FailContinue,
-            _ => ExecutionState::Block {
-                expiration: self.expiration,
-            },
-        };
-        Answer {
-            outputs: self.outputs,
-            state,
-        }
-    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -1041,7 +849,7 @@ async fn finish_remote(
         portal,
         &Ask::Finish {
             callback_id: callback_id.to_owned(),
-            answer: Wire::of(answer),
+            answer: AnswerWire::from(answer),
         },
     )
     .await?;
@@ -1068,16 +876,6 @@ async fn complete_remote(env: &Env, portal: u64, completion: &Completion) -> Res
         .and_then(|s| u16::try_from(s).ok())
         .unwrap_or(500);
     Ok((status, v["code"].as_str().unwrap_or_default().to_owned()))
-}
-
-/// What became of one batch completion call.
-enum Sent {
-    /// Completed or dead-lettered: nothing left to do.
-    Settled,
-    /// Not decided (throttled, no token, 5xx): the alarm tries again later.
-    Retry,
-    /// Split: these groups go again as batches of their own.
-    Resend(Vec<Vec<String>>),
 }
 
 /// The Durable Object. See the [module docs](self).
@@ -1189,13 +987,14 @@ impl ActionExecutions {
 
     /// Sets the alarm at `at_ms` unless one is set sooner (and still ahead).
     async fn alarm_at(&self, at_ms: u64) -> Result<()> {
-        let now = Date::now().as_millis();
         let storage = self.state.storage();
-        if let Some(current) = storage.get_alarm().await? {
-            let current = u64::try_from(current).unwrap_or(0);
-            if current <= at_ms && current > now {
-                return Ok(());
-            }
+        let current = storage
+            .get_alarm()
+            .await?
+            .map(|c| u64::try_from(c).unwrap_or(0));
+        let now = Date::now().as_millis();
+        if ExecutionLedger::new(now).keeps_alarm(current, at_ms) {
+            return Ok(());
         }
         storage
             .set_alarm(i64::try_from(at_ms.saturating_sub(now)).unwrap_or(0))
@@ -1217,7 +1016,9 @@ impl ActionExecutions {
     }
 
     fn window_ms(&self) -> u64 {
-        number(&self.env, ACTIONS_COMPLETE_WINDOW_MS).unwrap_or(ACTIONS_COMPLETE_WINDOW_MS.default)
+        ACTIONS_COMPLETE_WINDOW_MS
+            .parse(var(&self.env, ACTIONS_COMPLETE_WINDOW_MS.key).as_deref())
+            .unwrap_or(ACTIONS_COMPLETE_WINDOW_MS.default)
     }
 
     fn pending(&self) -> Result<Vec<Pending>> {
@@ -1237,13 +1038,8 @@ impl ActionExecutions {
             .collect())
     }
 
-    /// The next time the alarm must run: the batcher's or a block's expiry.
-    fn next_alarm(&self, retry_at: Option<u64>) -> Result<Option<u64>> {
-        let pending = self.pending()?;
-        let batch = match retry_at {
-            Some(at) if !pending.is_empty() => Some(at),
-            _ => next_due_ms(&pending, self.window_ms()),
-        };
+    /// Sets the alarm for core's next time (the batcher's, `retry_at`, or a block's expiry).
+    async fn schedule(&self, retry_at: Option<u64>) -> Result<()> {
         let rows: Vec<AtRow> = self
             .sql()
             .exec(
@@ -1256,18 +1052,25 @@ impl ActionExecutions {
             .next()
             .and_then(|r| r.at)
             .and_then(|a| u64::try_from(a).ok());
-        Ok([batch, expiry].into_iter().flatten().min())
-    }
-
-    async fn schedule(&self, retry_at: Option<u64>) -> Result<()> {
-        if let Some(at) = self.next_alarm(retry_at)? {
+        let next =
+            ExecutionLedger::next_alarm(&self.pending()?, self.window_ms(), retry_at, expiry);
+        if let Some(at) = next {
             self.alarm_at(at).await?;
         }
         Ok(())
     }
 
+    /// Writes what core's ledger decided; its reply.
+    fn apply(&self, callback_id: &str, step: LedgerStep, now: u64) -> Result<Value> {
+        if let Some(record) = &step.save {
+            self.save(callback_id, record, now)?;
+        }
+        Ok(step.reply)
+    }
+
     async fn on_ask(&self, ask: Ask) -> Result<Value> {
         let now = Date::now().as_millis();
+        let ledger = ExecutionLedger::new(now);
         match ask {
             Ask::ExecutionAdmit {
                 callback_id,
@@ -1286,47 +1089,27 @@ impl ActionExecutions {
                         ],
                     )?;
                 }
-                Ok(match admit(existing.as_ref(), &action, now) {
-                    ExecutionAdmit::Run(record) => match answer {
-                        Some(answer) => {
-                            let (record, body) = finish(&record, &answer.answer(), now);
-                            self.save(&callback_id, &record, now)?;
-                            self.schedule(None).await?;
-                            json!({"kind": "done", "body": body, "state": record.state()})
-                        }
-                        None => {
-                            self.save(&callback_id, &record, now)?;
-                            json!({"kind": "run"})
-                        }
-                    },
-                    ExecutionAdmit::Replay(body) => json!({"kind": "replay", "body": body}),
-                    ExecutionAdmit::BlockRetry(record, answer) => {
-                        self.save(&callback_id, &record, now)?;
-                        let body = answer
-                            .to_body()
-                            .ok()
-                            .and_then(|b| String::from_utf8(b).ok())
-                            .unwrap_or_default();
-                        json!({"kind": "block", "body": body})
-                    }
-                })
+                let step = ledger.admit(
+                    existing.as_ref(),
+                    &action,
+                    answer.map(AnswerWire::into_answer),
+                );
+                let schedule = step.schedule;
+                let reply = self.apply(&callback_id, step, now)?;
+                if schedule {
+                    self.schedule(None).await?;
+                }
+                Ok(reply)
             }
             Ask::Finish {
                 callback_id,
                 answer,
             } => {
-                let answer = answer.answer();
-                let current = self
-                    .load(&callback_id)?
-                    .unwrap_or(ExecutionRecord::Running {
-                        action: String::new(),
-                        since_ms: now,
-                        retry_blocked: false,
-                    });
-                let (record, body) = finish(&current, &answer, now);
-                self.save(&callback_id, &record, now)?;
+                let current = self.load(&callback_id)?;
+                let step = ledger.finish(current.as_ref(), &answer.into_answer());
+                let reply = self.apply(&callback_id, step, now)?;
                 self.schedule(None).await?;
-                Ok(json!({"body": body, "state": record.state()}))
+                Ok(reply)
             }
             Ask::Complete {
                 callback_id,
@@ -1342,7 +1125,7 @@ impl ActionExecutions {
                         ExecutionState::FailContinue
                     },
                 };
-                let answer = self.complete_one(&completion, now)?;
+                let answer = self.complete_one(&ledger, &completion, now)?;
                 self.schedule(None).await?;
                 Ok(answer)
             }
@@ -1356,18 +1139,15 @@ impl ActionExecutions {
                     };
                     answers.insert(
                         completion.callback_id.clone(),
-                        self.complete_one(&completion, now)?,
+                        self.complete_one(&ledger, &completion, now)?,
                     );
                 }
                 self.schedule(None).await?;
                 Ok(Value::Object(answers))
             }
-            Ask::Get { callback_id } => Ok(match self.load(&callback_id)? {
-                Some(r) => {
-                    json!({"callbackId": callback_id, "action": r.action(), "state": r.state()})
-                }
-                None => Value::Null,
-            }),
+            Ask::Get { callback_id } => {
+                Ok(ledger.get(&callback_id, self.load(&callback_id)?.as_ref()))
+            }
             Ask::Blocked { object } => {
                 let rows: Vec<RecordRow> = self
                     .sql()
@@ -1378,21 +1158,11 @@ impl ActionExecutions {
                         vec![SqlStorageValue::from(object), int(MAX_BLOCKED_PER_OBJECT)?],
                     )?
                     .to_array()?;
-                let mut blocked = Vec::new();
-                for row in rows {
-                    let record: ExecutionRecord = serde_json::from_str(&row.record)?;
-                    if let ExecutionRecord::Blocked {
-                        action,
-                        expires_at_ms,
-                        ..
-                    } = record
-                    {
-                        if expires_at_ms > now {
-                            blocked.push(json!({"callbackId": row.callback_id, "action": action}));
-                        }
-                    }
+                let mut records: Vec<(String, ExecutionRecord)> = Vec::with_capacity(rows.len());
+                for r in rows {
+                    records.push((r.callback_id, serde_json::from_str(&r.record)?));
                 }
-                Ok(Value::Array(blocked))
+                Ok(ledger.blocked(records))
             }
             Ask::Waiting => {
                 // No values: the callback id, the action key, the state and times only.
@@ -1402,45 +1172,20 @@ impl ActionExecutions {
                         "SELECT callback_id, record, expires_ms, updated_ms FROM executions \
                          WHERE expires_ms IS NOT NULL OR queued_ms IS NOT NULL \
                          ORDER BY updated_ms LIMIT ?",
-                        vec![int(MAX_WAITING_LISTED + 1)?],
+                        vec![int(ExecutionLedger::MAX_WAITING as u64 + 1)?],
                     )?
                     .to_array()?;
-                let more = rows.len() as u64 > MAX_WAITING_LISTED;
-                let items: Vec<Value> = rows
-                    .into_iter()
-                    .take(usize::try_from(MAX_WAITING_LISTED).unwrap_or(usize::MAX))
-                    .filter_map(|r| {
-                        let record: ExecutionRecord = serde_json::from_str(&r.record).ok()?;
-                        Some(json!({
-                            "callbackId": r.callback_id,
-                            "action": record.action(),
-                            "state": record.state(),
-                            "sinceMs": r.updated_ms,
-                            "ageSecs": hubspot_edge_core::metrics::lag_secs(
-                                u64::try_from(r.updated_ms).unwrap_or(0),
-                                now,
-                            ),
-                            "expiresMs": r.expires_ms,
-                        }))
-                    })
-                    .collect();
-                Ok(json!({"executions": items, "more": more}))
+                Ok(ledger.waiting(rows.into_iter().map(|r| {
+                    let record = serde_json::from_str(&r.record).ok();
+                    (r.callback_id, record, r.expires_ms, r.updated_ms)
+                })))
             }
             Ask::Redrive { letters } => {
                 for l in letters {
-                    let body = match self.load(&l.callback_id)? {
-                        Some(ExecutionRecord::Failed { body, .. }) => body,
-                        Some(ExecutionRecord::Completed { .. }) => continue,
-                        _ => None,
-                    };
-                    let record = ExecutionRecord::Completing {
-                        action: l.action,
-                        body,
-                        outputs: l.outputs,
-                        success: l.success,
-                        queued_ms: now,
-                    };
-                    self.save(&l.callback_id, &record, now)?;
+                    let id = l.callback_id.clone();
+                    if let Some(record) = ledger.redrive(self.load(&id)?.as_ref(), l) {
+                        self.save(&id, &record, now)?;
+                    }
                 }
                 self.schedule(None).await?;
                 Ok(json!({"redriven": true}))
@@ -1449,27 +1194,15 @@ impl ActionExecutions {
     }
 
     /// Queues `completion` for the batcher: `{"status": 202}`, or the refusal's status and code.
-    fn complete_one(&self, completion: &Completion, now: u64) -> Result<Value> {
-        let callback_id = &completion.callback_id;
-        let existing = self.load(callback_id)?;
-        // A block past its expiry is expired now (the alarm may not have run yet).
-        let existing = match existing.as_ref().and_then(|r| expire(r, now)) {
-            Some(expired) => {
-                self.save(callback_id, &expired, now)?;
-                Some(expired)
-            }
-            None => existing,
-        };
-        Ok(match complete(existing.as_ref(), completion, now) {
-            Ok(record) => {
-                self.save(callback_id, &record, now)?;
-                json!({"status": 202})
-            }
-            Err(e) => {
-                let (status, code) = e.status_and_code();
-                json!({"status": status, "code": code})
-            }
-        })
+    fn complete_one(
+        &self,
+        ledger: &ExecutionLedger,
+        completion: &Completion,
+        now: u64,
+    ) -> Result<Value> {
+        let existing = self.load(&completion.callback_id)?;
+        let step = ledger.complete(existing.as_ref(), completion);
+        self.apply(&completion.callback_id, step, now)
     }
 
     /// Blocked executions waiting for a completion (only a block has an expiry).
@@ -1489,7 +1222,8 @@ impl ActionExecutions {
             .unwrap_or(0))
     }
 
-    /// Expires blocks, drops old finished records, sends the due batches.
+    /// Expires blocks, drops old finished records, sends the due batches (core's
+    /// [`CompletionFlush`]).
     async fn flush(&self) -> Result<()> {
         let now = Date::now().as_millis();
         let expired: Vec<RecordRow> = self
@@ -1510,55 +1244,31 @@ impl ActionExecutions {
         }
         self.sql().exec(
             "DELETE FROM executions WHERE updated_ms < ? AND expires_ms IS NULL AND queued_ms IS NULL",
-            vec![int(now.saturating_sub(RECORD_TTL_MS))?],
+            vec![int(ExecutionLedger::new(now).forget_before())?],
         )?;
         self.sql().exec(
             "DELETE FROM execution_objects WHERE callback_id NOT IN \
              (SELECT callback_id FROM executions)",
             None,
         )?;
-        let pending = self.pending()?;
-        let batches: Vec<Vec<String>> = due_batches(&pending, now, self.window_ms())
-            .into_iter()
-            .take(MAX_BATCHES_PER_ALARM)
-            .collect();
-        let mut retry = false;
-        if !batches.is_empty() {
+        let mut plan = CompletionFlush::new(&self.pending()?, now, self.window_ms());
+        let mut wave = plan.next_wave();
+        if !wave.is_empty() {
             let api = HubSpotApi::from_env(&self.env)
                 .map_err(|e| worker::Error::RustError(e.message()))?;
-            let mut resend = Vec::new();
-            for wave in batches.chunks(MAX_IN_FLIGHT) {
-                let results = join_all(wave.iter().map(|b| self.send(&api, b))).await;
-                for r in results {
-                    match r? {
-                        Sent::Settled => {}
-                        Sent::Retry => retry = true,
-                        Sent::Resend(groups) => resend.extend(groups),
-                    }
+            while !wave.is_empty() {
+                for fate in join_all(wave.iter().map(|b| self.send(&api, b))).await {
+                    plan.settled(fate?.as_ref());
                 }
-            }
-            // What a split batch sends again, one call at a time (rare: a refused batch), up
-            // to the alarm's call budget; what is left waits in `pending` for the next alarm.
-            let mut calls = batches.len();
-            while let Some(group) = resend.pop() {
-                if calls >= MAX_BATCHES_PER_ALARM {
-                    retry = true;
-                    break;
-                }
-                calls += 1;
-                match self.send(&api, &group).await? {
-                    Sent::Settled => {}
-                    Sent::Retry => retry = true,
-                    Sent::Resend(groups) => resend.extend(groups),
-                }
+                wave = plan.next_wave();
             }
         }
-        self.schedule(retry.then(|| Date::now().as_millis() + RETRY_DELAY_MS))
-            .await
+        self.schedule(plan.retry_at(Date::now().as_millis())).await
     }
 
-    /// One batch completion.
-    async fn send(&self, api: &HubSpotApi, ids: &[String]) -> Result<Sent> {
+    /// One batch completion: its fate (`None`: nothing was left to send in it), the records
+    /// and dead letters it decided written.
+    async fn send(&self, api: &HubSpotApi, ids: &[String]) -> Result<Option<BatchFate>> {
         let records = self.load_many(ids)?;
         let completions: Vec<(String, &ExecutionRecord, Completion)> = ids
             .iter()
@@ -1568,7 +1278,7 @@ impl ActionExecutions {
             })
             .collect();
         if completions.is_empty() {
-            return Ok(Sent::Settled);
+            return Ok(None);
         }
         let list: Vec<Completion> = completions.iter().map(|(_, _, c)| c.clone()).collect();
         let sent_ids: Vec<String> = completions.iter().map(|(id, _, _)| id.clone()).collect();
@@ -1603,7 +1313,7 @@ impl ActionExecutions {
                 },
             )
             .emit();
-        match fate {
+        match &fate {
             BatchFate::Completed => {
                 for (id, r, _) in &completions {
                     self.save(id, &r.settled(Ok(())), now)?;
@@ -1618,30 +1328,22 @@ impl ActionExecutions {
                     let n = completions.len() as u64;
                     m.add(Counter::ActionCompletions, &[("outcome", "completed")], n);
                 });
-                Ok(Sent::Settled)
             }
-            BatchFate::Retry { .. } => Ok(Sent::Retry),
-            BatchFate::DeadLetter { code } => {
-                self.dead_letter(&completions, &code, now).await?;
-                Ok(Sent::Settled)
-            }
-            BatchFate::Split {
-                failed,
-                code,
-                resend,
-            } => {
+            BatchFate::Retry { .. } => {}
+            BatchFate::DeadLetter { code } => self.dead_letter(&completions, code, now).await?,
+            BatchFate::Split { failed, code, .. } => {
                 let failed: Vec<_> = completions
                     .into_iter()
                     .filter(|(id, _, _)| failed.contains(id))
                     .collect();
-                self.dead_letter(&failed, &code, now).await?;
-                Ok(Sent::Resend(resend))
+                self.dead_letter(&failed, code, now).await?;
             }
         }
+        Ok(Some(fate))
     }
 
-    /// Each completion to the dead-letter store (re-drivable with its outputs), its record
-    /// `failed` with `code`.
+    /// Each completion to the dead-letter store (core's [`ActionLetter`], re-drivable with its
+    /// outputs), its record `failed` with `code`.
     async fn dead_letter(
         &self,
         completions: &[(String, &ExecutionRecord, Completion)],
@@ -1653,29 +1355,9 @@ impl ActionExecutions {
         }
         let portal = self.portal()?;
         let mut texts = Vec::with_capacity(completions.len());
-        for (id, r, c) in completions {
-            let letter = Letter {
-                source: "action".into(),
-                portal_id: portal,
-                callback_id: id.clone(),
-                action: r.action().to_owned(),
-                outputs: c.outputs.clone(),
-                success: c.state == ExecutionState::Success,
-                code: code.to_owned(),
-            };
-            let message = crate::queue::DeadLetterMessage {
-                v: 1,
-                reason: "action_completion_failed".into(),
-                detail: format!("action completion refused by HubSpot: {code}"),
-                attempts: 1,
-                key: Some(format!("action:{id}")),
-                received_at: now,
-                request_id: format!("action-{now}"),
-                traceparent: None,
-                event_ref: None,
-                event: serde_json::value::to_raw_value(&letter)?,
-            };
-            texts.push(serde_json::to_string(&message)?);
+        for (_, r, c) in completions {
+            let letter = ActionLetter::new(portal, r, c, code);
+            texts.push(serde_json::to_string(&letter.message(now)?)?);
         }
         crate::queue::send_all(&self.env.queue(crate::queue::DEAD_LETTERS)?, texts).await?;
         for (id, r, _) in completions {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::definition::{ActionFieldType, Definition, Kind};
+use super::definition::{ActionFieldType, Definition, Definitions, Kind};
 use super::{Answer, Completion, ExecutionRequest, ExecutionState};
 use crate::mapping::calendar::{parse_date, parse_datetime};
 
@@ -462,6 +462,26 @@ pub fn lookup_answer(definition: &Definition, reply: &LookupReply<'_>, expiratio
     }
 }
 
+/// The reply of a lookup that outlived its budget (the execution was answered `BLOCK`) as the
+/// completion of that execution; `None` when the reply blocks too (202: the user's system
+/// completes it with the callback). A failed call completes it with `FAIL_CONTINUE`
+/// (`lookup_unreachable`).
+pub fn late_lookup_completion(
+    definition: &Definition,
+    callback_id: &str,
+    reply: &LookupReply<'_>,
+) -> Option<Completion> {
+    let answer = lookup_answer(definition, reply, super::DEFAULT_EXPIRATION);
+    match answer.state {
+        ExecutionState::Block { .. } => None,
+        state => Some(Completion {
+            callback_id: callback_id.to_owned(),
+            outputs: answer.outputs,
+            state,
+        }),
+    }
+}
+
 fn block(expiration: &str) -> Answer {
     Answer {
         outputs: Map::new(),
@@ -517,6 +537,45 @@ pub fn rule_completion(
         callback_id: callback_id.to_owned(),
         outputs: validate_outputs(definition, &declared)?,
         state: ExecutionState::Success,
+    })
+}
+
+impl Definitions {
+    /// A rule's `complete_action` for the executions blocked for one object (`(callbackId,
+    /// action)`): the completions to queue ([`rule_completion`] per action), and the
+    /// `(callbackId, code)` of those whose action is no longer configured (`action_unknown`)
+    /// or cannot take the rule's outputs.
+    pub fn rule_completions<'a>(
+        &self,
+        blocked: impl IntoIterator<Item = (&'a str, &'a str)>,
+        outputs: &Map<String, Value>,
+    ) -> (Vec<Completion>, Vec<(String, &'static str)>) {
+        let mut completions = Vec::new();
+        let mut refused = Vec::new();
+        for (callback_id, action) in blocked {
+            let Some(definition) = self.get(action) else {
+                refused.push((callback_id.to_owned(), "action_unknown"));
+                continue;
+            };
+            match rule_completion(definition, callback_id, outputs) {
+                Ok(c) => completions.push(c),
+                Err(e) => refused.push((callback_id.to_owned(), e.code())),
+            }
+        }
+        (completions, refused)
+    }
+}
+
+/// The portal of a callback (`POST /actions/callbacks/{callbackId}`): `portalId` in its JSON
+/// body, else the one in HubSpot's callback id (`ap-{portalId}-…`, the documented example's
+/// shape).
+pub fn callback_portal(callback_id: &str, body: &[u8]) -> Option<u64> {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    value.get("portalId").and_then(Value::as_u64).or_else(|| {
+        callback_id
+            .strip_prefix("ap-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse().ok())
     })
 }
 

@@ -29,17 +29,27 @@ use serde_json::{Map, Value};
 mod completion;
 mod definition;
 mod execution;
+mod flush;
+mod ledger;
+mod publish;
+mod settings;
 
 pub use completion::{
     batch_fate, batch_request, due_batches, next_due_ms, BatchFate, Pending,
     DEFAULT_COMPLETE_WINDOW_MS, MAX_COMPLETION_BATCH, MAX_LINGER_WINDOWS,
 };
 pub use execution::{
-    admit, callback_completion, complete, duration_ms, execute, expire, fail, finish,
-    hubspot_error_body, lookup_answer, rule_completion, validate_inputs, validate_outputs,
-    CallbackError, CompleteError, ExecuteContext, ExecuteError, ExecutionAdmit, ExecutionRecord,
-    ExecutionStep, FieldError, LookupCall, LookupReply, Reply, DEFAULT_BUDGET_MS, STALE_RUN_MS,
+    admit, callback_completion, callback_portal, complete, duration_ms, execute, expire, fail,
+    finish, hubspot_error_body, late_lookup_completion, lookup_answer, rule_completion,
+    validate_inputs, validate_outputs, CallbackError, CompleteError, ExecuteContext, ExecuteError,
+    ExecutionAdmit, ExecutionRecord, ExecutionStep, FieldError, LookupCall, LookupReply, Reply,
+    DEFAULT_BUDGET_MS, STALE_RUN_MS,
 };
+
+pub use flush::CompletionFlush;
+pub use ledger::{ActionLetter, AnswerWire, ExecutionLedger, LedgerStep};
+pub use publish::{PublishNext, PublishRun};
+pub use settings::{ActionSettings, ExecutionRefusal, PreparedExecution};
 
 pub use definition::{
     list_page, plan_publish, ActionFieldType, Definition, DefinitionError, Definitions,
@@ -50,6 +60,8 @@ pub use definition::{
 mod tests;
 #[cfg(test)]
 mod tests_flow;
+#[cfg(test)]
+mod tests_ledger;
 
 /// Why an execution request or an answer was refused. Stable codes by [`ActionError::code`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

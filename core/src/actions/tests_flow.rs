@@ -14,11 +14,11 @@ use crate::outbound::WebhookSecret;
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const BASE: &str = "https://edge.example.com";
 
-fn secrets(name: &str) -> Option<String> {
+pub(super) fn secrets(name: &str) -> Option<String> {
     (name == "LOOKUP_SECRET").then(|| SECRET.to_owned())
 }
 
-fn mapping() -> Mapping {
+pub(super) fn mapping() -> Mapping {
     Mapping::from_json(
         r#"{"objects":{"contacts":{"fields":[
             {"hubspot":"email","type":"email"},
@@ -29,7 +29,7 @@ fn mapping() -> Mapping {
     .expect("mapping")
 }
 
-fn config() -> Value {
+pub(super) fn config() -> Value {
     json!({"actions": [
         {"key": "score", "kind": "lookup",
          "labels": {"en": {"actionName": "Score", "inputFieldLabels": {"tier": "Tier"}}},
@@ -53,7 +53,7 @@ fn config() -> Value {
     ]})
 }
 
-fn defs() -> Definitions {
+pub(super) fn defs() -> Definitions {
     Definitions::parse(&config().to_string(), secrets, Some(&mapping())).expect("valid config")
 }
 
@@ -821,7 +821,7 @@ fn the_idempotency_record_runs_once_and_replays() {
     );
 }
 
-fn pending(n: usize, at: u64) -> Vec<Pending> {
+pub(super) fn pending(n: usize, at: u64) -> Vec<Pending> {
     (0..n)
         .map(|i| Pending {
             callback_id: format!("cb-{i:04}"),
