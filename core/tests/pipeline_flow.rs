@@ -221,8 +221,14 @@ fn triaged() -> Vec<String> {
         &ts,
     );
     let mut headers = http::HeaderMap::new();
-    headers.insert("x-hubspot-signature-v3", signature.parse().unwrap());
-    headers.insert("x-hubspot-request-timestamp", ts.parse().unwrap());
+    headers.insert(
+        "x-hubspot-signature-v3",
+        signature.parse().expect("a header value"),
+    );
+    headers.insert(
+        "x-hubspot-request-timestamp",
+        ts.parse().expect("a header value"),
+    );
     let request = SignedRequest {
         method: "POST",
         uri: URL,
@@ -231,8 +237,8 @@ fn triaged() -> Vec<String> {
     };
     Verifier::new(ClientSecret::new(SECRET))
         .verify(&request, T0 + 1_000)
-        .unwrap();
-    let elements = parse_batch(body.as_bytes()).unwrap();
+        .expect("the batch verifies");
+    let elements = parse_batch(body.as_bytes()).expect("a batch");
     let received = Received {
         at_ms: T0 + 1_000,
         request_id: "req-plans",
