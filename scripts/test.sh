@@ -15,6 +15,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 say "clippy (wasm32: core and worker)"
 cargo clippy -p hubspot-edge-core -p hubspot-edge-worker --all-targets --target wasm32-unknown-unknown --locked -- -D warnings
 
+say "the Worker's modules import each other in no cycle (scripts/worker-cycles.py)"
+python3 "$ROOT/scripts/worker-cycles.py" "$ROOT"
+
 say "core tests (native)"
 cargo test -p hubspot-edge-core --locked
 
