@@ -54,16 +54,11 @@ pub(crate) const SEARCH_QUEUE: &str = "SYNC_SEARCH";
 pub(crate) const DEFAULT_QUEUE_NAME: &str = "hubspot-edge-sync";
 /// The search units' queue's name, by default (`SYNC_SEARCH_QUEUE_NAME` overrides).
 pub(crate) const DEFAULT_SEARCH_QUEUE_NAME: &str = "hubspot-edge-sync-search";
-/// The coordinator's alarm period while a run is going (checks the leases, `SYNC_LEASE_SECS`):
-/// a minute, or half the lease when shorter.
-const ALARM_MS: u64 = 60_000;
-
+/// The coordinator's alarm period while a run is going (core's
+/// [`Coordinator::alarm_period_ms`] of `SYNC_LEASE_SECS`).
 fn alarm_ms(env: &Env) -> i64 {
-    let lease = settings(env)
-        .ok()
-        .flatten()
-        .map_or(ALARM_MS * 2, |s| s.lease_ms);
-    i64::try_from(ALARM_MS.min(lease / 2)).unwrap_or(60_000)
+    let lease = settings(env).ok().flatten().map(|s| s.lease_ms);
+    i64::try_from(Coordinator::alarm_period_ms(lease)).unwrap_or(60_000)
 }
 
 /// Unit messages still to drop on purpose (`FAULT_INJECTION` only, per isolate): a lost

@@ -70,6 +70,14 @@ pub enum Rechecked {
 }
 
 impl Coordinator {
+    /// How often the coordinator's alarm checks the leases while a run is going
+    /// ([`Coordinator::overdue`]): a minute, or half the lease (`lease_ms`, configured) when
+    /// that is shorter.
+    pub fn alarm_period_ms(lease_ms: Option<u64>) -> u64 {
+        const MINUTE_MS: u64 = 60_000;
+        lease_ms.map_or(MINUTE_MS, |lease| MINUTE_MS.min(lease / 2))
+    }
+
     /// The status `POST /admin/sync/{type}/run` answers, from the coordinator's `status` and
     /// `answer` to the start: 409 when a run is going or the type is paused, 202 when it
     /// started (200 from the coordinator), else the coordinator's own status.
@@ -694,5 +702,13 @@ mod tests {
             UnitMessage::by_queue(Vec::new(), true),
             Ok((Vec::new(), Vec::new()))
         );
+    }
+
+    #[test]
+    fn the_alarm_checks_the_leases_every_minute_or_half_a_short_lease() {
+        assert_eq!(Coordinator::alarm_period_ms(None), 60_000);
+        assert_eq!(Coordinator::alarm_period_ms(Some(900_000)), 60_000);
+        assert_eq!(Coordinator::alarm_period_ms(Some(120_000)), 60_000);
+        assert_eq!(Coordinator::alarm_period_ms(Some(30_000)), 15_000);
     }
 }
