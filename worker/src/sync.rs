@@ -54,16 +54,11 @@ pub(crate) const SEARCH_QUEUE: &str = "SYNC_SEARCH";
 pub(crate) const DEFAULT_QUEUE_NAME: &str = "hubspot-edge-sync";
 /// The search units' queue's name, by default (`SYNC_SEARCH_QUEUE_NAME` overrides).
 pub(crate) const DEFAULT_SEARCH_QUEUE_NAME: &str = "hubspot-edge-sync-search";
-/// The coordinator's alarm period while a run is going (checks the leases, `SYNC_LEASE_SECS`):
-/// a minute, or half the lease when shorter.
-const ALARM_MS: u64 = 60_000;
-
+/// The coordinator's alarm period while a run is going (core's
+/// [`Coordinator::alarm_period_ms`] of `SYNC_LEASE_SECS`).
 fn alarm_ms(env: &Env) -> i64 {
-    let lease = settings(env)
-        .ok()
-        .flatten()
-        .map_or(ALARM_MS * 2, |s| s.lease_ms);
-    i64::try_from(ALARM_MS.min(lease / 2)).unwrap_or(60_000)
+    let lease = settings(env).ok().flatten().map(|s| s.lease_ms);
+    i64::try_from(Coordinator::alarm_period_ms(lease)).unwrap_or(60_000)
 }
 
 /// Unit messages still to drop on purpose (`FAULT_INJECTION` only, per isolate): a lost
@@ -454,25 +449,15 @@ pub(crate) async fn recheck(env: &Env, letter: &SyncLetter) -> Result<Response> 
     .await
 }
 
+/// Queues `messages`, split between [`QUEUE`] and [`SEARCH_QUEUE`] (when bound) by core's
+/// [`UnitMessage::by_queue`].
 async fn send_units(env: &Env, messages: Vec<UnitMessage>) -> Result<()> {
     if messages.is_empty() {
         return Ok(());
     }
     let search_queue = env.queue(SEARCH_QUEUE).ok();
-    let (mut list, mut search) = (Vec::new(), Vec::new());
-    for m in messages {
-        let to_search = search_queue.is_some()
-            && m.unit.budget() == hubspot_edge_core::ratelimit::Budget::Search;
-        // Within 128 KB by construction (core checks it).
-        let text = m
-            .to_json()
-            .map_err(|e| worker::Error::RustError(e.to_string()))?;
-        if to_search {
-            search.push(text);
-        } else {
-            list.push(text);
-        }
-    }
+    let (list, search) = UnitMessage::by_queue(messages, search_queue.is_some())
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
     if !list.is_empty() {
         crate::queue::send_all(&env.queue(QUEUE)?, list).await?;
     }
@@ -542,22 +527,13 @@ pub(crate) async fn admin(req: &Request, env: &Env, segments: &[&str]) -> Result
             crate::respond::error(404, "sync_type_unknown", "not in SYNC_OBJECT_TYPES")
         }
         (Method::Post, [t, "run"]) => {
-            let mode = match req
-                .url()?
+            let query = req.url()?;
+            let mode = query
                 .query_pairs()
                 .find(|(k, _)| k == "mode")
-                .map(|(_, v)| v.into_owned())
-                .as_deref()
-            {
-                None | Some("incremental") => Mode::Incremental,
-                Some("full") => Mode::Full,
-                Some(_) => {
-                    return crate::respond::error(
-                        400,
-                        "mode_invalid",
-                        "mode is incremental or full",
-                    )
-                }
+                .map(|(_, v)| v.into_owned());
+            let Some(mode) = Mode::from_query(mode.as_deref()) else {
+                return crate::respond::error(400, "mode_invalid", "mode is incremental or full");
             };
             let ask = Ask::Start {
                 object_type: (*t).to_owned(),
@@ -566,13 +542,7 @@ pub(crate) async fn admin(req: &Request, env: &Env, segments: &[&str]) -> Result
             let mut r = coordinator(env, portal, t, &ask).await?;
             let status = r.status_code();
             let body = r.json::<serde_json::Value>().await?;
-            let status = if body["reason"] == "already_running" || body["reason"] == "paused" {
-                409
-            } else if status == 200 {
-                202
-            } else {
-                status
-            };
+            let status = Coordinator::admin_run_status(status, &body);
             crate::respond::json(status, &body)
         }
         (Method::Post, [t, action @ ("pause" | "resume")]) => {
@@ -824,7 +794,7 @@ async fn work(message: &Message<String>, env: &Env, deliveries: usize, busy: &Ce
                 .emit();
         }
     }
-    if !progress && error.is_some() {
+    if UnitWork::retries(progress, error.is_some()) {
         retry();
         return;
     }
@@ -1026,18 +996,14 @@ impl UnitContext<'_> {
         let now = Date::now().as_millis();
         let mut texts = Vec::with_capacity(rejected.len());
         for (id, code) in rejected {
-            let event = serde_json::value::to_raw_value(&SyncLetter::new(
-                self.config.portal_id,
-                self.object_type,
-                id,
-            ))
-            .map_err(|e| e.to_string())?;
+            let payload = SyncLetter::new(self.config.portal_id, self.object_type, id);
+            let event = serde_json::value::to_raw_value(&payload).map_err(|e| e.to_string())?;
             let letter = crate::queue::DeadLetterMessage {
                 v: 1,
                 reason: code.clone(),
-                detail: format!("sync: {} record {id} was not delivered", self.object_type),
+                detail: payload.detail(),
                 attempts: 1,
-                key: Some(format!("sync:{}:{id}", self.object_type)),
+                key: Some(payload.key()),
                 received_at: now,
                 request_id: format!("sync-{now}"),
                 traceparent: None,

@@ -36,9 +36,9 @@ use hubspot_edge_core::config::{Inbound, Lookup};
 use hubspot_edge_core::mapping::ObjectMap;
 use hubspot_edge_core::records::Stored;
 use hubspot_edge_core::sync::inbound::{
-    parse_request, receipt_id, BatchResult, Coalescer, Failed, InboundBatch, InboundCommit,
-    InboundCommitAsk, InboundConfig, InboundFlush, InboundFlushAsk, InboundFlushCounts, Known,
-    PendingUpdate, Receipt, Written,
+    parse_request, receipt_id, verify_request, BatchResult, Coalescer, Failed, InboundBatch,
+    InboundCommit, InboundCommitAsk, InboundConfig, InboundFlush, InboundFlushAsk,
+    InboundFlushCounts, Known, PendingUpdate, Receipt, Written,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -54,8 +54,6 @@ use crate::{records, respond, store};
 
 /// The Durable Object binding (wrangler.toml).
 pub(crate) const BINDING: &str = "INBOUND_SYNC";
-/// Standard Webhooks: a timestamp further than 5 minutes from now is refused (replays).
-const TOLERANCE_SECS: u64 = 300;
 /// The largest body read (a request is parsed whole: core's `maxRecords` bounds it too).
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Batch upserts per alarm: each costs about 4 subrequests (the gate's permit, HubSpot, the
@@ -71,11 +69,6 @@ const MAX_BATCHES_PER_ALARM: usize = 50;
 const MAX_KV_PER_ALARM: usize = 900;
 /// Batch upserts in flight at once: an invocation keeps at most 6 connections (Cloudflare).
 const MAX_IN_FLIGHT: usize = 6;
-/// A whole batch HubSpot did not decide (429, 5xx, timeout) is tried again after this long at
-/// least (the gate's governor paces it further).
-const RETRY_DELAY_MS: u64 = 10_000;
-/// Receipts are kept this long (7 days), then dropped at the next accepted request.
-const RECEIPT_TTL_MS: u64 = 7 * 24 * 3_600_000;
 
 fn lookup(env: &Env) -> Lookup<impl Fn(&str) -> Option<String> + '_> {
     Lookup::new(move |key: &str| env.var(key).ok().map(|v| v.to_string()))
@@ -128,36 +121,27 @@ pub(crate) async fn handle(req: &mut Request, env: &Env, path: &str) -> Result<R
     }
 }
 
-/// Checks the Standard Webhooks headers over `body`: the `webhook-id`, or the 401 to answer.
+/// Checks the Standard Webhooks headers over `body` (core's [`verify_request`]): the
+/// `webhook-id`, or the 401 to answer.
 fn verify(
     req: &Request,
     inbound: &Inbound,
     body: &[u8],
 ) -> Result<std::result::Result<String, Response>> {
     let header = |name: &str| req.headers().get(name).ok().flatten().unwrap_or_default();
-    let (id, timestamp, signature) = (
-        header("webhook-id"),
-        header("webhook-timestamp"),
-        header("webhook-signature"),
-    );
+    let id = header("webhook-id");
     let now_secs = Date::now().as_millis() / 1000;
-    if id.is_empty() || id.len() > 256 {
-        return Ok(Err(respond::error(
-            401,
-            "inbound_signature_invalid",
-            "webhook-id missing or longer than 256 characters",
-        )?));
-    }
-    match inbound
-        .secret
-        .verify(&id, &timestamp, &signature, body, now_secs, TOLERANCE_SECS)
-    {
+    let checked = verify_request(
+        &inbound.secret,
+        &id,
+        &header("webhook-timestamp"),
+        &header("webhook-signature"),
+        body,
+        now_secs,
+    );
+    match checked {
         Ok(()) => Ok(Ok(id)),
-        Err(e) => Ok(Err(respond::error(
-            401,
-            "inbound_signature_invalid",
-            &e.to_string(),
-        )?)),
+        Err(e) => Ok(Err(respond::error(401, "inbound_signature_invalid", &e)?)),
     }
 }
 
@@ -541,19 +525,14 @@ impl InboundSync {
         Ok(())
     }
 
-    /// Sets the alarm at `at_ms` unless one is set sooner.
+    /// Sets the alarm at `at_ms` unless one is set sooner (core's [`Coalescer::alarm_offset`]).
     async fn alarm_at(&self, at_ms: u64) -> Result<()> {
-        let now = Date::now().as_millis();
         let storage = self.state.storage();
-        if let Some(current) = storage.get_alarm().await? {
-            if u64::try_from(current).unwrap_or(0) <= at_ms
-                && u64::try_from(current).unwrap_or(0) > now
-            {
-                return Ok(());
-            }
+        let current = storage.get_alarm().await?;
+        match Coalescer::alarm_offset(current, at_ms, Date::now().as_millis()) {
+            Some(offset) => storage.set_alarm(offset).await,
+            None => Ok(()),
         }
-        let offset = i64::try_from(at_ms.saturating_sub(now)).unwrap_or(0);
-        storage.set_alarm(offset).await
     }
 
     async fn accept(&self, object_type: &str, receipt: &str, body: &str) -> Result<Response> {
@@ -575,15 +554,13 @@ impl InboundSync {
         let mut coalescer = self.load_keys("pending", &canonical, &keys)?;
         self.save_receipt(&Receipt::new(receipt, object_type, now, &records))?;
         coalescer.add(receipt, records, now);
-        let touched = drain(&mut coalescer);
-        self.put_rows("pending", &canonical, &touched)?;
-        let mut coalescer = Coalescer::new();
-        coalescer.put_back(touched);
+        let due = coalescer.next_due_ms(config.coalesce_window_ms);
+        self.put_rows("pending", &canonical, &drain(&mut coalescer))?;
         self.sql().exec(
             "DELETE FROM receipts WHERE received_ms < ?",
-            vec![int(now.saturating_sub(RECEIPT_TTL_MS))?],
+            vec![int(Receipt::expired_before(now))?],
         )?;
-        if let Some(due) = coalescer.next_due_ms(config.coalesce_window_ms) {
+        if let Some(due) = due {
             self.alarm_at(due).await?;
         }
         Response::from_json(&json!({"duplicate": false, "receiptId": receipt}))
@@ -659,16 +636,11 @@ impl InboundSync {
                 self.save_receipt(receipt)?;
             }
             log_counts(&object_type, &flush.counts());
+            // HubSpot asked to wait, the budget spent, or the next window (core's
+            // `InboundFlush::next_alarm_ms`).
             let pending = self.load_pending(&object_type)?;
-            if retry {
-                // HubSpot asked to wait (the executor's own retries are spent): the type's
-                // pending writes, the batch put back included, wait RETRY_DELAY_MS.
-                soonest(Date::now().as_millis() + RETRY_DELAY_MS);
-            } else if budget == 0 && !pending.is_empty() {
-                // This invocation's budget is spent: the rest at once, in a new one.
-                soonest(Date::now().as_millis());
-            } else if let Some(due) = pending.next_due_ms(config.coalesce_window_ms) {
-                soonest(due);
+            if let Some(at) = flush.next_alarm_ms(retry, &pending, Date::now().as_millis()) {
+                soonest(at);
             }
         }
         if let Some(at) = next {
@@ -999,7 +971,7 @@ impl DurableObject for InboundSync {
                     .field("error", e.to_string())
                     .emit();
                 // Nothing is lost (the pending rows are only replaced after a flush); again soon.
-                self.alarm_at(Date::now().as_millis() + RETRY_DELAY_MS)
+                self.alarm_at(Date::now().as_millis() + InboundFlush::RETRY_DELAY_MS)
                     .await?;
             }
             // The flush's HubSpot calls were counted in this object's isolate: sent from here

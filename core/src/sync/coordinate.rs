@@ -70,6 +70,27 @@ pub enum Rechecked {
 }
 
 impl Coordinator {
+    /// How often the coordinator's alarm checks the leases while a run is going
+    /// ([`Coordinator::overdue`]): a minute, or half the lease (`lease_ms`, configured) when
+    /// that is shorter.
+    pub fn alarm_period_ms(lease_ms: Option<u64>) -> u64 {
+        const MINUTE_MS: u64 = 60_000;
+        lease_ms.map_or(MINUTE_MS, |lease| MINUTE_MS.min(lease / 2))
+    }
+
+    /// The status `POST /admin/sync/{type}/run` answers, from the coordinator's `status` and
+    /// `answer` to the start: 409 when a run is going or the type is paused, 202 when it
+    /// started (200 from the coordinator), else the coordinator's own status.
+    pub fn admin_run_status(status: u16, answer: &Value) -> u16 {
+        if answer["reason"] == "already_running" || answer["reason"] == "paused" {
+            409
+        } else if status == 200 {
+            202
+        } else {
+            status
+        }
+    }
+
     /// The run going on, if any.
     pub fn run(&self) -> Option<&Run> {
         self.run.as_ref()
@@ -616,5 +637,78 @@ mod tests {
         )
         .expect("reads");
         assert_eq!(old.cursor_ms(), Some(5));
+    }
+
+    #[test]
+    fn the_admin_run_parses_its_mode_and_maps_the_coordinators_answer() {
+        assert_eq!(Mode::from_query(None), Some(Mode::Incremental));
+        assert_eq!(
+            Mode::from_query(Some("incremental")),
+            Some(Mode::Incremental)
+        );
+        assert_eq!(Mode::from_query(Some("full")), Some(Mode::Full));
+        assert_eq!(Mode::from_query(Some("Full")), None);
+        assert_eq!(Mode::from_query(Some("")), None);
+        let mut c = Coordinator::default();
+        let launch = c.launch(&config(), Mode::Incremental, NOW).expect("starts");
+        let running = c
+            .start_mode("contacts", Some(Mode::Full), None, NOW)
+            .expect_err("running");
+        assert_eq!(Coordinator::admin_run_status(200, &running), 409);
+        let started = json!({"started": true, "runId": launch.run_id, "mode": "incremental"});
+        assert_eq!(Coordinator::admin_run_status(200, &started), 202);
+        let mut paused = Coordinator::default();
+        paused.pause("contacts", true);
+        let refused = paused
+            .start_mode("contacts", Some(Mode::Full), None, NOW)
+            .expect_err("paused");
+        assert_eq!(Coordinator::admin_run_status(200, &refused), 409);
+        // The coordinator's own errors keep their status.
+        let failed = json!({"error": {"code": "sync_start_failed"}});
+        assert_eq!(Coordinator::admin_run_status(502, &failed), 502);
+        assert_eq!(Coordinator::admin_run_status(503, &failed), 503);
+    }
+
+    #[test]
+    fn unit_messages_go_to_the_search_queue_only_when_there_is_one() {
+        let mut c = Coordinator::default();
+        let launch = c.launch(&config(), Mode::Full, NOW).expect("starts");
+        let queue = c
+            .on_probe(&launch.run_id, &config(), &page(10), &page(500_000), NOW)
+            .expect("current")
+            .expect("probed");
+        let searching = queue
+            .iter()
+            .filter(|m| m.unit.budget() == crate::ratelimit::Budget::Search)
+            .count();
+        assert!(searching > 0 && searching < queue.len(), "{queue:?}");
+        let texts: Vec<String> = queue.iter().map(|m| m.to_json().expect("fits")).collect();
+        let (list, search) = UnitMessage::by_queue(queue.clone(), true).expect("fits");
+        assert_eq!(
+            (list.len(), search.len()),
+            (queue.len() - searching, searching)
+        );
+        for t in &search {
+            let m: UnitMessage = serde_json::from_str(t).expect("a unit message");
+            assert_eq!(m.unit.budget(), crate::ratelimit::Budget::Search);
+        }
+        let (list, search) = UnitMessage::by_queue(queue, false).expect("fits");
+        assert_eq!(
+            (list, search.len()),
+            (texts, 0),
+            "one queue: all of them, in order"
+        );
+        assert_eq!(
+            UnitMessage::by_queue(Vec::new(), true),
+            Ok((Vec::new(), Vec::new()))
+        );
+    }
+
+    #[test]
+    fn the_alarm_checks_the_leases_every_minute_or_half_a_short_lease() {
+        assert_eq!(Coordinator::alarm_period_ms(None), 60_000);
+        assert_eq!(Coordinator::alarm_period_ms(Some(900_000)), 60_000);
+        assert_eq!(Coordinator::alarm_period_ms(Some(120_000)), 60_000);
+        assert_eq!(Coordinator::alarm_period_ms(Some(30_000)), 15_000);
     }
 }

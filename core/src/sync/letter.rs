@@ -46,6 +46,19 @@ impl SyncLetter {
         Self::deserialize(payload).ok()
     }
 
+    /// The dead letter's detail: `sync: {objectType} record {id} was not delivered` (no values).
+    pub fn detail(&self) -> String {
+        format!(
+            "sync: {} record {} was not delivered",
+            self.object_type, self.object_id
+        )
+    }
+
+    /// The dead letter's key: `sync:{objectType}:{id}`.
+    pub fn key(&self) -> String {
+        format!("sync:{}:{}", self.object_type, self.object_id)
+    }
+
     /// The record id as a number (HubSpot's ids are 64-bit numbers); `None` if it is not one.
     pub fn id(&self) -> Option<u64> {
         self.object_id.parse().ok()
@@ -67,6 +80,11 @@ mod tests {
         );
         assert_eq!(SyncLetter::parse(&v), Some(letter.clone()));
         assert_eq!(letter.id(), Some(901));
+        assert_eq!(
+            letter.detail(),
+            "sync: contacts record 901 was not delivered"
+        );
+        assert_eq!(letter.key(), "sync:contacts:901");
         // An event's payload is not a sync letter.
         let event = json!({"eventId": 1, "subscriptionType": "contact.propertyChange",
             "objectId": 901, "portalId": 62515, "occurredAt": 1});

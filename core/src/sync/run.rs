@@ -56,6 +56,18 @@ pub enum Mode {
     Incremental,
 }
 
+impl Mode {
+    /// The mode of the admin's `POST /admin/sync/{type}/run?mode=`: absent or `incremental`
+    /// is [`Mode::Incremental`], `full` is [`Mode::Full`]; `None` for anything else (a 400).
+    pub fn from_query(mode: Option<&str>) -> Option<Self> {
+        match mode {
+            None | Some("incremental") => Some(Self::Incremental),
+            Some("full") => Some(Self::Full),
+            Some(_) => None,
+        }
+    }
+}
+
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -148,6 +160,28 @@ pub struct UnitMessage {
 }
 
 impl UnitMessage {
+    /// The queue messages of `messages`, split between the two sync queues: the list queue's
+    /// and the search queue's (units whose [`Unit::budget`] is search), when the host has a
+    /// separate search queue (`search_apart`); without one, every message goes to the first.
+    ///
+    /// # Errors
+    /// [`UnitMessage::to_json`]'s.
+    pub fn by_queue(
+        messages: Vec<Self>,
+        search_apart: bool,
+    ) -> Result<(Vec<String>, Vec<String>), SyncError> {
+        let (mut list, mut search) = (Vec::new(), Vec::new());
+        for m in messages {
+            let text = m.to_json()?;
+            if search_apart && m.unit.budget() == crate::ratelimit::Budget::Search {
+                search.push(text);
+            } else {
+                list.push(text);
+            }
+        }
+        Ok((list, search))
+    }
+
     /// The message's JSON.
     ///
     /// # Errors

@@ -360,6 +360,14 @@ impl<'a> UnitWork<'a> {
         self.advance();
     }
 
+    /// Whether a unit that [`finish`](Self::finish)ed with `progress` and `failed` is retried
+    /// from its message's state (after a delay) rather than reported: it stopped on an error
+    /// without settling a page. A reported unit's message is acknowledged once the coordinator
+    /// accepts the report, retried otherwise.
+    pub fn retries(progress: bool, failed: bool) -> bool {
+        !progress && failed
+    }
+
     /// The report (the unit where it got to), whether any page was settled (or a list range
     /// fell back to search), and the error that stopped it early.
     pub fn finish(self) -> (UnitReport, bool, Option<String>) {
@@ -585,5 +593,16 @@ mod tests {
         let (report, progress, error) = work.finish();
         assert_eq!((progress, error), (true, None));
         assert_eq!(report.counts.rejected, 1);
+    }
+
+    #[test]
+    fn a_unit_is_retried_only_when_it_stopped_without_progress() {
+        assert!(UnitWork::retries(false, true));
+        assert!(!UnitWork::retries(true, true), "progress: reported");
+        assert!(
+            !UnitWork::retries(false, false),
+            "done without pages: reported"
+        );
+        assert!(!UnitWork::retries(true, false));
     }
 }

@@ -105,6 +105,17 @@ impl Coalescer {
             .min()
     }
 
+    /// The offset (ms from `now_ms`) to set the host's alarm at for `at_ms`, or `None` to keep
+    /// the alarm set at `current_ms` (Unix ms, if any): it is still to come and no later than
+    /// `at_ms`. An alarm in the past (or now) is replaced.
+    pub fn alarm_offset(current_ms: Option<i64>, at_ms: u64, now_ms: u64) -> Option<i64> {
+        let current = current_ms.map(|c| u64::try_from(c).unwrap_or(0));
+        if current.is_some_and(|c| c <= at_ms && c > now_ms) {
+            return None;
+        }
+        Some(i64::try_from(at_ms.saturating_sub(now_ms)).unwrap_or(0))
+    }
+
     /// Takes the updates to write now, oldest first: those whose window (`window_ms` after
     /// their first contribution) has passed; and, when that leaves at least `batch_size`
     /// pending, the oldest full batches of the rest too (a full batch gains nothing by

@@ -120,6 +120,29 @@ impl Known {
 }
 
 impl<'a> InboundFlush<'a> {
+    /// A whole batch HubSpot did not decide (429, 5xx, timeout), or a flush that failed, is
+    /// tried again after this long at least (the gate's governor paces it further).
+    pub const RETRY_DELAY_MS: u64 = 10_000;
+
+    /// When this type wants the next alarm (Unix ms), its flush over, with `pending` its
+    /// updates still pending and `retry` what [`InboundFlushAsk::Done`] said: after
+    /// [`Self::RETRY_DELAY_MS`] when HubSpot asked to wait; at once when the alarm's budget is
+    /// spent and updates remain (a new invocation); else when the next pending one is due.
+    pub fn next_alarm_ms(
+        &self,
+        retry: bool,
+        pending: &super::Coalescer,
+        now_ms: u64,
+    ) -> Option<u64> {
+        if retry {
+            Some(now_ms + Self::RETRY_DELAY_MS)
+        } else if self.budget == 0 && !pending.is_empty() {
+            Some(now_ms)
+        } else {
+            pending.next_due_ms(self.config.coalesce_window_ms)
+        }
+    }
+
     /// A flush of `due` (oldest first, [`super::Coalescer::take_due`]) within `budget` batch
     /// upserts and `kv_left` KV operations (what the alarm has left of both).
     pub fn new(
@@ -593,5 +616,54 @@ mod tests {
         let absent = Known::of("78", None);
         assert_eq!(absent.stored, Stored::absent());
         assert!(absent.hubspot_changed_at.is_empty());
+    }
+
+    #[test]
+    fn the_next_alarm_retries_continues_or_waits_for_the_window() {
+        const NOW: u64 = 1_000_000;
+        let (map, config) = (map(), config());
+        let mut rest = Coalescer::new();
+        rest.put_back(due(&map, &config, 3));
+        // Budget left: when the oldest pending update is due (first seen at 0).
+        let mut flush = InboundFlush::new(&map, &config, due(&map, &config, 50), 50, 900);
+        drive(&mut flush, &known(0), true);
+        assert_eq!(
+            flush.next_alarm_ms(false, &rest, NOW),
+            Some(config.coalesce_window_ms)
+        );
+        assert_eq!(flush.next_alarm_ms(false, &Coalescer::new(), NOW), None);
+        assert_eq!(
+            flush.next_alarm_ms(true, &rest, NOW),
+            Some(NOW + InboundFlush::RETRY_DELAY_MS),
+            "HubSpot asked to wait"
+        );
+        // The budget spent: the rest at once, in a new invocation; nothing left: no alarm.
+        let mut flush = InboundFlush::new(&map, &config, due(&map, &config, 250), 2, 900);
+        drive(&mut flush, &known(0), true);
+        assert_eq!(flush.budget(), 0);
+        assert_eq!(flush.next_alarm_ms(false, &rest, NOW), Some(NOW));
+        assert_eq!(flush.next_alarm_ms(false, &Coalescer::new(), NOW), None);
+        assert_eq!(
+            flush.next_alarm_ms(true, &rest, NOW),
+            Some(NOW + InboundFlush::RETRY_DELAY_MS)
+        );
+    }
+
+    #[test]
+    fn an_alarm_still_to_come_and_sooner_is_kept() {
+        const NOW: u64 = 1_000_000;
+        let at = NOW + 5_000;
+        assert_eq!(Coalescer::alarm_offset(None, at, NOW), Some(5_000));
+        let sooner = i64::try_from(NOW + 1_000).expect("fits");
+        assert_eq!(Coalescer::alarm_offset(Some(sooner), at, NOW), None);
+        let same = i64::try_from(at).expect("fits");
+        assert_eq!(Coalescer::alarm_offset(Some(same), at, NOW), None);
+        let later = i64::try_from(at + 1).expect("fits");
+        assert_eq!(Coalescer::alarm_offset(Some(later), at, NOW), Some(5_000));
+        let past = i64::try_from(NOW).expect("fits");
+        assert_eq!(Coalescer::alarm_offset(Some(past), at, NOW), Some(5_000));
+        assert_eq!(Coalescer::alarm_offset(Some(-1), at, NOW), Some(5_000));
+        // Due already: at once.
+        assert_eq!(Coalescer::alarm_offset(None, NOW - 10, NOW), Some(0));
     }
 }

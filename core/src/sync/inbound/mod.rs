@@ -4,8 +4,8 @@
 //! The path of one request, and who does what:
 //!
 //! 1. **Verify** the Standard Webhooks signature with `INBOUND_SECRET`
-//!    ([`crate::outbound::WebhookSecret::verify`] over `webhook-id`, `webhook-timestamp`,
-//!    `webhook-signature` and the raw body; bad signature: 401). The `webhook-id` is signed, so
+//!    ([`verify_request`]: [`crate::outbound::WebhookSecret::verify`] over `webhook-id`,
+//!    `webhook-timestamp`, `webhook-signature` and the raw body; bad signature: 401). The `webhook-id` is signed, so
 //!    the idempotency key below cannot be forged.
 //! 2. **Parse** the body with [`parse_request`]: every record in the user's field names (the
 //!    field map's destination names) with its `externalId`, mapped back to HubSpot's property
@@ -61,6 +61,7 @@ mod flush;
 mod parse;
 mod receipt;
 mod settings;
+mod verify;
 
 #[cfg(test)]
 mod tests;
@@ -85,6 +86,7 @@ pub use flush::{InboundFlush, InboundFlushAsk, InboundFlushCounts};
 pub use parse::{parse_request, InboundError, InboundErrorKind, InboundRecord};
 pub use receipt::{receipt_id, Receipt, RecordOutcome, RecordStatus};
 pub use settings::{InboundSettings, MAX_RECORDS, MAX_WINDOW_MS};
+pub use verify::{verify_request, TOLERANCE_SECS};
 
 /// Who wins when both sides changed a `both` field since the last sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -85,6 +85,15 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// How long a receipt is kept (7 days): the host drops older ones at the next accepted
+    /// request ([`Receipt::expired_before`]).
+    pub const TTL_MS: u64 = 7 * 24 * 3_600_000;
+
+    /// Receipts received before this (Unix ms) have expired at `now_ms`.
+    pub fn expired_before(now_ms: u64) -> u64 {
+        now_ms.saturating_sub(Self::TTL_MS)
+    }
+
     /// The receipt of a request just accepted: every record pending.
     pub fn new(id: &str, object_type: &str, received_at: u64, records: &[InboundRecord]) -> Self {
         Self {

@@ -1266,3 +1266,15 @@ fn settings_from_json() {
         assert_eq!(err.code(), "inbound_config_invalid", "{bad}");
     }
 }
+
+#[test]
+fn receipts_expire_after_seven_days() {
+    let now = 30 * 24 * 3_600_000;
+    assert_eq!(Receipt::TTL_MS, 604_800_000);
+    assert_eq!(Receipt::expired_before(now), now - 604_800_000);
+    assert_eq!(
+        Receipt::expired_before(1_000),
+        0,
+        "nothing expires before the epoch"
+    );
+}
