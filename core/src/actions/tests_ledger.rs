@@ -105,7 +105,7 @@ fn settings_errors_name_the_key_and_a_stable_code() {
         (
             &[("ACTIONS_CALLBACK_SECRET", "plain")],
             "ACTIONS_CALLBACK_SECRET",
-            "config_invalid",
+            "actions_callback_secret_invalid",
         ),
     ];
     for (extra, key, code) in cases {
@@ -686,4 +686,47 @@ fn a_late_lookup_reply_completes_its_blocked_execution() {
         body: b"",
     };
     assert_eq!(late_lookup_completion(score, "cb-1", &later), None);
+}
+
+#[test]
+fn settings_and_the_health_check_agree_key_by_key() {
+    // One check, two callers: the routes' first error is the health check's first one.
+    type Case<'a> = &'a [(&'a str, &'a str)];
+    let cases: [Case<'_>; 6] = [
+        &[("HUBSPOT_CLIENT_SECRET", " ")],
+        &[("ACTIONS", "{")],
+        &[("ACTIONS_BUDGET_MS", "soon")],
+        &[("ACTIONS_CALLBACK_SECRET", "plain")],
+        &[
+            ("ACTIONS_BUDGET_MS", "0"),
+            ("ACTIONS_CALLBACK_SECRET", "plain"),
+        ],
+        &[("ACTIONS_COMPLETE_WINDOW_MS", "x"), ("ACTIONS", "[]")],
+    ];
+    for extra in cases {
+        let first = ActionSettings::from_lookup(keys(extra)).unwrap_err();
+        let all = crate::config::actions(&crate::config::Lookup::new(keys(extra)));
+        assert_eq!(all.first(), Some(&first), "{extra:?}");
+    }
+    // A bad map is the enrichment part's problem in the health check, but the routes refuse.
+    let extra: Case<'_> = &[("ENRICHMENT_MAP", "[]")];
+    assert_eq!(
+        ActionSettings::from_lookup(keys(extra)).unwrap_err().key(),
+        "ENRICHMENT_MAP"
+    );
+    assert!(
+        crate::config::actions(&crate::config::Lookup::new(keys(extra)))
+            .iter()
+            .all(|e| e.key() != "ENRICHMENT_MAP")
+    );
+    // Valid: no problem for either.
+    assert!(ActionSettings::from_lookup(keys(&[])).unwrap().is_some());
+    assert!(crate::config::actions(&crate::config::Lookup::new(keys(&[]))).is_empty());
+    // Off: the routes read nothing else; the health check still reports the other keys.
+    let off: Case<'_> = &[("ACTIONS", ""), ("ACTIONS_BUDGET_MS", "soon")];
+    assert!(ActionSettings::from_lookup(keys(off)).unwrap().is_none());
+    assert_eq!(
+        crate::config::actions(&crate::config::Lookup::new(keys(off)))[0].key(),
+        "ACTIONS_BUDGET_MS"
+    );
 }
