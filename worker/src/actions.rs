@@ -208,8 +208,8 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
         },
     )
     .await;
-    let admitted: Admitted = match admitted {
-        Ok(v) => serde_json::from_value(v)?,
+    let admitted = match admitted {
+        Ok(v) => v,
         // HubSpot retries a 5xx (docs/hubspot.md §3.3): nothing ran.
         Err(e) => {
             Line::error("action_store_failed")
@@ -218,16 +218,13 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
             return hubspot_error(503, "try again", "action_store_unavailable", None);
         }
     };
-    match admitted {
-        Admitted::Replay { body } | Admitted::Block { body } => {
-            log_execution(key, portal, "replayed", 200, started, None);
-            return raw_json(200, body.into_bytes());
-        }
-        Admitted::Done { body, state } => {
-            log_execution(key, portal, &state, 200, started, None);
-            return raw_json(200, body.into_bytes());
-        }
-        Admitted::Run => {}
+    // Core reads the reply: run it, or answer at once (a replay, a retry told BLOCK, a known
+    // answer recorded).
+    if let Some((outcome, body)) =
+        ExecutionLedger::admitted(&admitted).map_err(worker::Error::RustError)?
+    {
+        log_execution(key, portal, outcome, 200, started, None);
+        return raw_json(200, body.as_bytes().to_vec());
     }
     let answer = match prepared.step {
         ExecutionStep::Answer(a) => a,
@@ -728,42 +725,6 @@ struct WaitingRow {
 struct ManyItem {
     callback_id: String,
     outputs: Map<String, Value>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", try_from = "AdmittedWire")]
-enum Admitted {
-    Run,
-    Done { body: String, state: String },
-    Replay { body: String },
-    Block { body: String },
-}
-
-/// [`Admitted`] as read: one flat struct, the tag a field (an internally tagged enum is read
-/// through serde's buffering `ContentDeserializer`, the largest generic cost in the wasm).
-#[derive(Deserialize)]
-struct AdmittedWire {
-    kind: String,
-    body: Option<String>,
-    state: Option<String>,
-}
-
-impl TryFrom<AdmittedWire> for Admitted {
-    type Error = String;
-
-    fn try_from(w: AdmittedWire) -> std::result::Result<Self, String> {
-        let body = || w.body.clone().ok_or("missing field `body`");
-        Ok(match w.kind.as_str() {
-            "run" => Self::Run,
-            "done" => Self::Done {
-                body: body()?,
-                state: w.state.clone().ok_or("missing field `state`")?,
-            },
-            "replay" => Self::Replay { body: body()? },
-            "block" => Self::Block { body: body()? },
-            other => return Err(format!("unknown variant `{other}`")),
-        })
-    }
 }
 
 /// Asks the portal's object; its JSON answer (`null` for "none"), or an error when it failed.

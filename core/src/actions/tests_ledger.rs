@@ -794,7 +794,8 @@ fn callback_route_checks_in_order_then_completes() {
         (400, "callback_portal_unknown".into())
     );
     // The record: store down, unknown execution, action no longer configured, bad outputs.
-    let record_cases: [(Result<Option<&str>, ()>, u16, &str); 3] = [
+    type RecordCase<'a> = (Result<Option<&'a str>, ()>, u16, &'a str);
+    let record_cases: [RecordCase<'_>; 3] = [
         (Err(()), 503, "action_store_unavailable"),
         (Ok(None), 404, "callback_unknown"),
         (Ok(Some("gone")), 409, "action_unknown"),
@@ -857,5 +858,41 @@ fn late_completion_retries_only_while_running_ten_sends_at_most() {
             LateCompletionRetry::default().again_after(status, code),
             None
         );
+    }
+}
+
+#[test]
+fn an_admission_reply_says_run_or_answer_now() {
+    let ledger = ExecutionLedger::new(T);
+    let run = ledger.admit(None, "score", None);
+    assert_eq!(ExecutionLedger::admitted(&run.reply), Ok(None));
+    let running = run.save.unwrap();
+    // A retry while it runs and a replay are logged `replayed`, with the body to answer.
+    let retry = ledger.admit(Some(&running), "score", None).reply;
+    assert_eq!(
+        ExecutionLedger::admitted(&retry),
+        Ok(Some((
+            "replayed",
+            body(&block(DEFAULT_EXPIRATION)).as_str()
+        )))
+    );
+    let answer = success(json!({"score": 7}));
+    let answered = ledger.finish(Some(&running), &answer).save.unwrap();
+    let replay = ledger.admit(Some(&answered), "score", None).reply;
+    assert_eq!(
+        ExecutionLedger::admitted(&replay),
+        Ok(Some(("replayed", body(&answer).as_str())))
+    );
+    // A known answer recorded at admission: logged with its state.
+    let done = ledger.admit(None, "approve", Some(block("P2D"))).reply;
+    let (outcome, _) = ExecutionLedger::admitted(&done).unwrap().unwrap();
+    assert_eq!(outcome, done["state"].as_str().unwrap());
+    // Not a reply: an error, never a run.
+    for bad in [
+        json!({}),
+        json!({"kind": "done", "body": "{}"}),
+        json!({"kind": "x"}),
+    ] {
+        assert!(ExecutionLedger::admitted(&bad).is_err(), "{bad}");
     }
 }
