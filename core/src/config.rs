@@ -1408,7 +1408,8 @@ impl Config {
 /// `HUBSPOT_CLIENT_SECRET` present (it verifies HubSpot's v2 signatures of executions).
 pub fn actions<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<ConfigError> {
     // The checks the action routes make ([`crate::actions::ActionSettings::from_lookup`]).
-    crate::actions::ActionSettings::read(lookup)
+    let raw = |key: &str| (lookup.0)(key);
+    crate::actions::ActionSettings::read(&Lookup::new(&raw as crate::actions::KeyLookup<'_>))
         .err()
         .unwrap_or_default()
         .into_iter()

@@ -221,7 +221,7 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
     // Core reads the reply: run it, or answer at once (a replay, a retry told BLOCK, a known
     // answer recorded).
     if let Some((outcome, body)) =
-        ExecutionLedger::admitted(&admitted).map_err(worker::Error::RustError)?
+        ExecutionLedger::admitted(&admitted).map_err(|e| worker::Error::RustError(e.into()))?
     {
         log_execution(key, portal, outcome, 200, started, None);
         return raw_json(200, body.as_bytes().to_vec());

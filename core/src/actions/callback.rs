@@ -57,11 +57,15 @@ pub enum CallbackAnswer {
 }
 
 fn refused(status: u16, code: &str, message: &str) -> CallbackStep {
-    CallbackStep::Answer(CallbackAnswer::Refused {
+    CallbackStep::Answer(refusal(status, code, message))
+}
+
+fn refusal(status: u16, code: &str, message: &str) -> CallbackAnswer {
+    CallbackAnswer::Refused {
         status,
         code: code.to_owned(),
         message: message.to_owned(),
-    })
+    }
 }
 
 const STORE_UNAVAILABLE: (u16, &str, &str) = (503, "action_store_unavailable", "try again");
@@ -137,18 +141,10 @@ impl<'a> CallbackRoute<'a> {
     pub fn on_completed(&self, answer: Result<(u16, &str), ()>) -> CallbackAnswer {
         match answer {
             Ok((202, _)) => CallbackAnswer::Accepted,
-            Ok((status, code)) => CallbackAnswer::Refused {
-                status,
-                code: code.to_owned(),
-                message: "the execution cannot be completed".to_owned(),
-            },
+            Ok((status, code)) => refusal(status, code, "the execution cannot be completed"),
             Err(()) => {
                 let (status, code, message) = STORE_UNAVAILABLE;
-                CallbackAnswer::Refused {
-                    status,
-                    code: code.to_owned(),
-                    message: message.to_owned(),
-                }
+                refusal(status, code, message)
             }
         }
     }

@@ -196,18 +196,14 @@ impl ExecutionLedger {
     /// execution's state).
     ///
     /// # Errors
-    /// Not such a reply: what is wrong with it.
-    pub fn admitted(reply: &Value) -> Result<Option<(&str, &str)>, String> {
-        let field = |name: &str| {
-            reply[name]
-                .as_str()
-                .ok_or_else(|| format!("missing field `{name}`"))
-        };
+    /// Not such a reply (`action_store_reply_invalid`).
+    pub fn admitted(reply: &Value) -> Result<Option<(&str, &str)>, &'static str> {
+        let field = |name: &str| reply[name].as_str().ok_or("action_store_reply_invalid");
         match field("kind")? {
             "run" => Ok(None),
             "done" => Ok(Some((field("state")?, field("body")?))),
             "replay" | "block" => Ok(Some(("replayed", field("body")?))),
-            other => Err(format!("unknown variant `{other}`")),
+            _ => Err("action_store_reply_invalid"),
         }
     }
 

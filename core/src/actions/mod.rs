@@ -51,6 +51,7 @@ pub use execution::{
 pub use flush::CompletionFlush;
 pub use ledger::{ActionLetter, AnswerWire, ExecutionLedger, LedgerStep};
 pub use publish::{PublishNext, PublishRun};
+pub(crate) use settings::KeyLookup;
 pub use settings::{ActionSettings, ExecutionRefusal, PreparedExecution};
 
 pub use definition::{

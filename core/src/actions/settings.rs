@@ -9,6 +9,9 @@ use super::execution::{execute, hubspot_error_body, ExecuteContext, ExecuteError
 use super::ledger::AnswerWire;
 use super::{ActionError, Definition, Definitions, ExecutionRequest};
 
+/// A key lookup, type-erased: one copy of [`ActionSettings::read`] serves every caller.
+pub(crate) type KeyLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// An execution request checked ([`ActionSettings::prepare`]), ready to be admitted by its
 /// `callbackId`.
 #[derive(Debug)]
@@ -113,7 +116,8 @@ impl ActionSettings {
     /// The first missing or invalid key ([`ConfigError::key`], [`ConfigError::code`]; never a
     /// secret).
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
-        let lookup = Lookup::new(var);
+        // `dyn`: one copy of the checks for this and the health check.
+        let lookup = Lookup::new(&var as KeyLookup<'_>);
         if lookup.optional("ACTIONS").is_none() {
             return Ok(None);
         }
@@ -124,9 +128,7 @@ impl ActionSettings {
     /// `ACTIONS_CALLBACK_SECRET`, then with `ACTIONS` set `HUBSPOT_CLIENT_SECRET`,
     /// `ENRICHMENT_MAP` and `ACTIONS`); `Ok(None)` when `ACTIONS` is unset and nothing else is
     /// wrong.
-    pub(crate) fn read<F: Fn(&str) -> Option<String>>(
-        lookup: &Lookup<F>,
-    ) -> Result<Option<Self>, Vec<ConfigError>> {
+    pub(crate) fn read(lookup: &Lookup<KeyLookup<'_>>) -> Result<Option<Self>, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut number = |key| {
             lookup
