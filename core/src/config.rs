@@ -1407,38 +1407,14 @@ impl Config {
 /// reads `ENRICHMENT_MAP`, whose own problems belong to [`Part::Enrichment`]) and
 /// `HUBSPOT_CLIENT_SECRET` present (it verifies HubSpot's v2 signatures of executions).
 pub fn actions<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Vec<ConfigError> {
-    let mut errors: Vec<ConfigError> = [ACTIONS_BUDGET_MS, ACTIONS_COMPLETE_WINDOW_MS]
+    // The checks the action routes make ([`crate::actions::ActionSettings::from_lookup`]).
+    let raw = |key: &str| (lookup.0)(key);
+    crate::actions::ActionSettings::read(&Lookup::new(&raw as crate::actions::KeyLookup<'_>))
+        .err()
+        .unwrap_or_default()
         .into_iter()
-        .filter_map(|k| lookup.number(k).err())
-        .collect();
-    if let Some(secret) = lookup.optional("ACTIONS_CALLBACK_SECRET") {
-        if let Err(e) = WebhookSecret::parse(&secret) {
-            errors.push(ConfigError::Invalid {
-                key: "ACTIONS_CALLBACK_SECRET",
-                code: "actions_callback_secret_invalid",
-                detail: e.to_string(),
-            });
-        }
-    }
-    let Some(json) = lookup.optional("ACTIONS") else {
-        return errors;
-    };
-    if let Err(e) = lookup.required("HUBSPOT_CLIENT_SECRET") {
-        errors.push(e);
-    }
-    let mapping = lookup
-        .optional("ENRICHMENT_MAP")
-        .and_then(|m| crate::mapping::Mapping::from_json(&m).ok());
-    if let Err(e) =
-        crate::actions::Definitions::parse(&json, |name| lookup.optional(name), mapping.as_ref())
-    {
-        errors.push(ConfigError::Invalid {
-            key: "ACTIONS",
-            code: e.code(),
-            detail: e.to_string(),
-        });
-    }
-    errors
+        .filter(|e| e.key() != "ENRICHMENT_MAP")
+        .collect()
 }
 
 /// The alert keys' problems: `ALERTS` must parse as rules ([`crate::metrics::alert::AlertConfig`]),

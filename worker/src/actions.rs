@@ -45,11 +45,12 @@ use std::time::Duration;
 
 use futures_util::future::{join_all, select, Either};
 use hubspot_edge_core::actions::{
-    batch_fate, batch_request, callback_completion, callback_portal, expire, hubspot_error_body,
-    late_lookup_completion, lookup_answer, object_key, ActionLetter, ActionSettings, Answer,
-    AnswerWire, BatchFate, Completion, CompletionFlush, Definition, DefinitionsApi,
-    ExecutionLedger, ExecutionRecord, ExecutionRefusal, ExecutionState, ExecutionStep, LedgerStep,
-    LookupReply, Pending, PublishNext, PublishRun, DEFAULT_EXPIRATION,
+    batch_fate, batch_request, expire, hubspot_error_body, late_lookup_completion, lookup_answer,
+    object_key, ActionLetter, ActionSettings, Answer, AnswerWire, BatchFate, CallbackAnswer,
+    CallbackRoute, CallbackStep, Completion, CompletionFlush, Definition, DefinitionsApi,
+    ExecutionLedger, ExecutionRecord, ExecutionRefusal, ExecutionState, ExecutionStep,
+    LateCompletionRetry, LedgerStep, LookupReply, Pending, PublishNext, PublishRun,
+    DEFAULT_EXPIRATION,
 };
 use hubspot_edge_core::api::{Call, CallStep, Outcome, RequestKind};
 use hubspot_edge_core::config::ACTIONS_COMPLETE_WINDOW_MS;
@@ -74,8 +75,6 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// A late lookup is cut here: `waitUntil` keeps the Worker at most 30 s after its response
 /// (Cloudflare Workers limits, "waitUntil").
 const LOOKUP_HARD_LIMIT_MS: u64 = 25_000;
-/// Standard Webhooks: callbacks further than 5 minutes from now are refused (replays).
-const TOLERANCE_SECS: u64 = 300;
 /// A failed alarm runs again after this long (core's batcher retry delay).
 const RETRY_DELAY_MS: u64 = CompletionFlush::RETRY_DELAY_MS;
 
@@ -209,8 +208,8 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
         },
     )
     .await;
-    let admitted: Admitted = match admitted {
-        Ok(v) => serde_json::from_value(v)?,
+    let admitted = match admitted {
+        Ok(v) => v,
         // HubSpot retries a 5xx (docs/hubspot.md §3.3): nothing ran.
         Err(e) => {
             Line::error("action_store_failed")
@@ -219,16 +218,13 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
             return hubspot_error(503, "try again", "action_store_unavailable", None);
         }
     };
-    match admitted {
-        Admitted::Replay { body } | Admitted::Block { body } => {
-            log_execution(key, portal, "replayed", 200, started, None);
-            return raw_json(200, body.into_bytes());
-        }
-        Admitted::Done { body, state } => {
-            log_execution(key, portal, &state, 200, started, None);
-            return raw_json(200, body.into_bytes());
-        }
-        Admitted::Run => {}
+    // Core reads the reply: run it, or answer at once (a replay, a retry told BLOCK, a known
+    // answer recorded).
+    if let Some((outcome, body)) =
+        ExecutionLedger::admitted(&admitted).map_err(|e| worker::Error::RustError(e.into()))?
+    {
+        log_execution(key, portal, outcome, 200, started, None);
+        return raw_json(200, body.as_bytes().to_vec());
     }
     let answer = match prepared.step {
         ExecutionStep::Answer(a) => a,
@@ -365,28 +361,28 @@ async fn lookup(
                 else {
                     return;
                 };
-                // The BLOCK answer is recorded by the request right after the budget; a reply
-                // faster than that record is tried again for up to 2 s.
-                for _ in 0..10 {
+                // Sent again while the BLOCK answer is not recorded yet (core's retry).
+                let mut retry = LateCompletionRetry::default();
+                loop {
                     match complete_remote(&env, portal, &completion).await {
-                        Ok((409, code)) if code == "callback_running" => {
-                            Delay::from(Duration::from_millis(200)).await;
-                        }
                         Ok((status, code)) => {
+                            if let Some(ms) = retry.again_after(status, &code) {
+                                Delay::from(Duration::from_millis(ms)).await;
+                                continue;
+                            }
                             Line::info("action_lookup_late_reply")
                                 .field("action", owned.key.as_str())
                                 .field("status", status)
                                 .field("code", code)
                                 .emit();
-                            return;
                         }
                         Err(e) => {
                             Line::error("action_store_failed")
                                 .field("error", e.to_string())
                                 .emit();
-                            return;
                         }
                     }
+                    return;
                 }
             }));
             lookup_answer(definition, &LookupReply::Late, DEFAULT_EXPIRATION)
@@ -402,69 +398,47 @@ async fn callback(req: &mut Request, env: &Env, callback_id: &str) -> Result<Res
         Ok(s) => s,
         Err(r) => return Ok(r),
     };
-    let Some(secret) = &s.callback_secret else {
-        return respond::error(
-            404,
-            "callbacks_off",
-            "callbacks are off (ACTIONS_CALLBACK_SECRET is unset)",
-        );
-    };
-    let Some(body) = read_body(req).await? else {
-        return respond::error(413, "callback_body_too_large", "at most 1 MiB");
-    };
+    let body = read_body(req).await?;
     let header = |name: &str| req.headers().get(name).ok().flatten().unwrap_or_default();
-    let now_secs = Date::now().as_millis() / 1000;
-    if let Err(e) = secret.verify(
-        &header("webhook-id"),
-        &header("webhook-timestamp"),
-        &header("webhook-signature"),
-        &body,
-        now_secs,
-        TOLERANCE_SECS,
-    ) {
-        return respond::error(401, "callback_signature_invalid", &e.to_string());
-    }
-    let Some(portal) = callback_portal(callback_id, &body) else {
-        return respond::error(
-            400,
-            "callback_portal_unknown",
-            "send portalId in the body (the callback id does not name it)",
-        );
+    let headers = [
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+    ];
+    // Core's checks in order; the Worker reads the record and queues the completion.
+    let route = CallbackRoute::new(&s, callback_id, body.as_deref());
+    let mut step = route.start(
+        headers.each_ref().map(String::as_str),
+        Date::now().as_millis() / 1000,
+    );
+    let answer = loop {
+        step = match step {
+            CallbackStep::Load { portal } => {
+                let get = Ask::Get {
+                    callback_id: callback_id.to_owned(),
+                };
+                let record = ask(env, portal, &get).await;
+                let action = record.as_ref().map(|r| r["action"].as_str());
+                route.on_record(portal, action.map_err(drop))
+            }
+            CallbackStep::Complete { portal, completion } => {
+                let done = complete_remote(env, portal, &completion).await;
+                break route
+                    .on_completed(done.as_ref().map(|(s, c)| (*s, c.as_str())).map_err(drop));
+            }
+            CallbackStep::Answer(a) => break a,
+        };
     };
-    // The action (for its output fields) is in the record.
-    let record = match ask(
-        env,
-        portal,
-        &Ask::Get {
-            callback_id: callback_id.to_owned(),
-        },
-    )
-    .await
-    {
-        Ok(v) => v,
-        Err(_) => return respond::error(503, "action_store_unavailable", "try again"),
-    };
-    let Some(action) = record["action"].as_str() else {
-        return respond::error(404, "callback_unknown", "no execution with this callbackId");
-    };
-    let Some(definition) = s.definitions.get(action) else {
-        return respond::error(
-            409,
-            "action_unknown",
-            "the execution's action is no longer configured",
-        );
-    };
-    let completion = match callback_completion(definition, callback_id, &body) {
-        Ok(c) => c,
-        Err(e) => return respond::error(400, e.code(), &e.to_string()),
-    };
-    match complete_remote(env, portal, &completion).await {
-        Ok((202, _)) => respond::json(
+    match answer {
+        CallbackAnswer::Refused {
+            status,
+            code,
+            message,
+        } => respond::error(status, &code, &message),
+        CallbackAnswer::Accepted => respond::json(
             202,
             &json!({"callbackId": callback_id, "state": "completing"}),
         ),
-        Ok((status, code)) => respond::error(status, &code, "the execution cannot be completed"),
-        Err(_) => respond::error(503, "action_store_unavailable", "try again"),
     }
 }
 
@@ -751,42 +725,6 @@ struct WaitingRow {
 struct ManyItem {
     callback_id: String,
     outputs: Map<String, Value>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", try_from = "AdmittedWire")]
-enum Admitted {
-    Run,
-    Done { body: String, state: String },
-    Replay { body: String },
-    Block { body: String },
-}
-
-/// [`Admitted`] as read: one flat struct, the tag a field (an internally tagged enum is read
-/// through serde's buffering `ContentDeserializer`, the largest generic cost in the wasm).
-#[derive(Deserialize)]
-struct AdmittedWire {
-    kind: String,
-    body: Option<String>,
-    state: Option<String>,
-}
-
-impl TryFrom<AdmittedWire> for Admitted {
-    type Error = String;
-
-    fn try_from(w: AdmittedWire) -> std::result::Result<Self, String> {
-        let body = || w.body.clone().ok_or("missing field `body`");
-        Ok(match w.kind.as_str() {
-            "run" => Self::Run,
-            "done" => Self::Done {
-                body: body()?,
-                state: w.state.clone().ok_or("missing field `state`")?,
-            },
-            "replay" => Self::Replay { body: body()? },
-            "block" => Self::Block { body: body()? },
-            other => return Err(format!("unknown variant `{other}`")),
-        })
-    }
 }
 
 /// Asks the portal's object; its JSON answer (`null` for "none"), or an error when it failed.

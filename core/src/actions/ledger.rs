@@ -190,6 +190,23 @@ impl ExecutionLedger {
         }
     }
 
+    /// What the execution route does with [`ExecutionLedger::admit`]'s reply: `Ok(None)` to run
+    /// the action; `Ok(Some((outcome, body)))` to answer 200 with `body` at once, logged as
+    /// `outcome` (`replayed` for a replay or a retry told `BLOCK`, else the finished
+    /// execution's state).
+    ///
+    /// # Errors
+    /// Not such a reply (`action_store_reply_invalid`).
+    pub fn admitted(reply: &Value) -> Result<Option<(&str, &str)>, &'static str> {
+        let field = |name: &str| reply[name].as_str().ok_or("action_store_reply_invalid");
+        match field("kind")? {
+            "run" => Ok(None),
+            "done" => Ok(Some((field("state")?, field("body")?))),
+            "replay" | "block" => Ok(Some(("replayed", field("body")?))),
+            _ => Err("action_store_reply_invalid"),
+        }
+    }
+
     /// The action answered `answer` (`current`: the record now; `None` is taken as running):
     /// replies `{"body", "state"}`.
     pub fn finish(&self, current: Option<&ExecutionRecord>, answer: &Answer) -> LedgerStep {

@@ -26,6 +26,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod callback;
 mod completion;
 mod definition;
 mod execution;
@@ -34,6 +35,7 @@ mod ledger;
 mod publish;
 mod settings;
 
+pub use callback::{CallbackAnswer, CallbackRoute, CallbackStep, LateCompletionRetry};
 pub use completion::{
     batch_fate, batch_request, due_batches, next_due_ms, BatchFate, Pending,
     DEFAULT_COMPLETE_WINDOW_MS, MAX_COMPLETION_BATCH, MAX_LINGER_WINDOWS,
@@ -49,6 +51,7 @@ pub use execution::{
 pub use flush::CompletionFlush;
 pub use ledger::{ActionLetter, AnswerWire, ExecutionLedger, LedgerStep};
 pub use publish::{PublishNext, PublishRun};
+pub(crate) use settings::KeyLookup;
 pub use settings::{ActionSettings, ExecutionRefusal, PreparedExecution};
 
 pub use definition::{

@@ -1,6 +1,6 @@
 //! The actions' configuration, read from the host's keys.
 
-use crate::config::{ConfigError, ACTIONS_BUDGET_MS, ACTIONS_COMPLETE_WINDOW_MS};
+use crate::config::{ConfigError, Lookup, ACTIONS_BUDGET_MS, ACTIONS_COMPLETE_WINDOW_MS};
 use crate::mapping::Mapping;
 use crate::outbound::WebhookSecret;
 use crate::signature::{ClientSecret, LegacySignatures, SignatureError, SignedRequest, Verifier};
@@ -8,6 +8,9 @@ use crate::signature::{ClientSecret, LegacySignatures, SignatureError, SignedReq
 use super::execution::{execute, hubspot_error_body, ExecuteContext, ExecuteError, ExecutionStep};
 use super::ledger::AnswerWire;
 use super::{ActionError, Definition, Definitions, ExecutionRequest};
+
+/// A key lookup, type-erased: one copy of [`ActionSettings::read`] serves every caller.
+pub(crate) type KeyLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// An execution request checked ([`ActionSettings::prepare`]), ready to be admitted by its
 /// `callbackId`.
@@ -104,54 +107,97 @@ pub struct ActionSettings {
 
 impl ActionSettings {
     /// Reads the actions keys through `var` (the raw value of a key; `None` or blank: unset).
-    /// `Ok(None)` when `ACTIONS` is unset: actions are off. `ACTIONS_COMPLETE_WINDOW_MS` is
-    /// checked too (the per-portal object reads it itself), so that a bad window is loud on
-    /// every request.
+    /// `Ok(None)` when `ACTIONS` is unset: actions are off, nothing else is read.
+    /// `ACTIONS_COMPLETE_WINDOW_MS` is checked too (the per-portal object reads it itself), so
+    /// that a bad window is loud on every request. The same checks as
+    /// [`crate::config::actions`] (`/healthz`), with the same codes.
     ///
     /// # Errors
     /// The first missing or invalid key ([`ConfigError::key`], [`ConfigError::code`]; never a
     /// secret).
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
-        let var = |key: &str| var(key).filter(|v| !v.trim().is_empty());
-        let Some(json) = var("ACTIONS") else {
+        // `dyn`: one copy of the checks for this and the health check.
+        let lookup = Lookup::new(&var as KeyLookup<'_>);
+        if lookup.optional("ACTIONS").is_none() {
             return Ok(None);
+        }
+        Self::read(&lookup).map_err(|mut errors| errors.remove(0))
+    }
+
+    /// Every actions key checked, every problem kept (in this order: the two numbers,
+    /// `ACTIONS_CALLBACK_SECRET`, then with `ACTIONS` set `HUBSPOT_CLIENT_SECRET`,
+    /// `ENRICHMENT_MAP` and `ACTIONS`); `Ok(None)` when `ACTIONS` is unset and nothing else is
+    /// wrong.
+    pub(crate) fn read(lookup: &Lookup<KeyLookup<'_>>) -> Result<Option<Self>, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut number = |key| {
+            lookup
+                .number(key)
+                .map_err(|e| errors.push(e))
+                .unwrap_or_default()
         };
-        let mapping = match var("ENRICHMENT_MAP") {
-            Some(m) => Some(Mapping::from_json(&m).map_err(|e| ConfigError::Invalid {
-                key: "ENRICHMENT_MAP",
-                code: e.code(),
-                detail: e.to_string(),
-            })?),
-            None => None,
+        let budget_ms = number(ACTIONS_BUDGET_MS);
+        number(ACTIONS_COMPLETE_WINDOW_MS);
+        // `actions_callback_secret_invalid`, like the other secrets' codes
+        // (`forward_secret_invalid`, `inbound_secret_invalid`, `alert_secret_invalid`):
+        // `config_invalid` is every key's public code and would not say which check failed.
+        let callback_secret = lookup.optional("ACTIONS_CALLBACK_SECRET").and_then(|s| {
+            WebhookSecret::parse(&s)
+                .map_err(|e| {
+                    errors.push(ConfigError::Invalid {
+                        key: "ACTIONS_CALLBACK_SECRET",
+                        code: "actions_callback_secret_invalid",
+                        detail: e.to_string(),
+                    });
+                })
+                .ok()
+        });
+        let Some(json) = lookup.optional("ACTIONS") else {
+            return if errors.is_empty() {
+                Ok(None)
+            } else {
+                Err(errors)
+            };
         };
-        let definitions =
-            Definitions::parse(&json, var, mapping.as_ref()).map_err(|e| ConfigError::Invalid {
-                key: "ACTIONS",
-                code: e.code(),
-                detail: e.to_string(),
-            })?;
-        let secret = var("HUBSPOT_CLIENT_SECRET").ok_or(ConfigError::Missing {
-            key: "HUBSPOT_CLIENT_SECRET",
-        })?;
-        let verifier =
-            Verifier::new(ClientSecret::new(secret.trim())).with_legacy(LegacySignatures::Accept);
-        let budget_ms = ACTIONS_BUDGET_MS.parse(var(ACTIONS_BUDGET_MS.key).as_deref())?;
-        ACTIONS_COMPLETE_WINDOW_MS.parse(var(ACTIONS_COMPLETE_WINDOW_MS.key).as_deref())?;
-        let callback_secret = match var("ACTIONS_CALLBACK_SECRET") {
-            Some(s) => Some(WebhookSecret::parse(&s).map_err(|e| ConfigError::Invalid {
-                key: "ACTIONS_CALLBACK_SECRET",
-                code: "config_invalid",
-                detail: e.to_string(),
-            })?),
-            None => None,
-        };
-        Ok(Some(Self {
-            definitions,
-            verifier,
-            public_base_url: var("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
-            budget_ms,
-            callback_secret,
-        }))
+        let verifier = lookup
+            .required("HUBSPOT_CLIENT_SECRET")
+            .map_err(|e| errors.push(e))
+            .ok()
+            .map(|secret| {
+                Verifier::new(ClientSecret::new(&secret)).with_legacy(LegacySignatures::Accept)
+            });
+        let mapping = lookup.optional("ENRICHMENT_MAP").and_then(|m| {
+            Mapping::from_json(&m)
+                .map_err(|e| {
+                    errors.push(ConfigError::Invalid {
+                        key: "ENRICHMENT_MAP",
+                        code: e.code(),
+                        detail: e.to_string(),
+                    });
+                })
+                .ok()
+        });
+        let definitions = Definitions::parse(&json, |name| lookup.optional(name), mapping.as_ref())
+            .map_err(|e| {
+                errors.push(ConfigError::Invalid {
+                    key: "ACTIONS",
+                    code: e.code(),
+                    detail: e.to_string(),
+                });
+            })
+            .ok();
+        match (definitions, verifier) {
+            (Some(definitions), Some(verifier)) if errors.is_empty() => Ok(Some(Self {
+                definitions,
+                verifier,
+                public_base_url: lookup
+                    .optional("PUBLIC_BASE_URL")
+                    .map(|u| u.trim_end_matches('/').to_owned()),
+                budget_ms,
+                callback_secret,
+            })),
+            _ => Err(errors),
+        }
     }
 
     /// The URL HubSpot signed for a request whose raw URL is `raw_url` and whose path and

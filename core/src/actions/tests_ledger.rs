@@ -105,7 +105,7 @@ fn settings_errors_name_the_key_and_a_stable_code() {
         (
             &[("ACTIONS_CALLBACK_SECRET", "plain")],
             "ACTIONS_CALLBACK_SECRET",
-            "config_invalid",
+            "actions_callback_secret_invalid",
         ),
     ];
     for (extra, key, code) in cases {
@@ -686,4 +686,213 @@ fn a_late_lookup_reply_completes_its_blocked_execution() {
         body: b"",
     };
     assert_eq!(late_lookup_completion(score, "cb-1", &later), None);
+}
+
+#[test]
+fn settings_and_the_health_check_agree_key_by_key() {
+    // One check, two callers: the routes' first error is the health check's first one.
+    type Case<'a> = &'a [(&'a str, &'a str)];
+    let cases: [Case<'_>; 6] = [
+        &[("HUBSPOT_CLIENT_SECRET", " ")],
+        &[("ACTIONS", "{")],
+        &[("ACTIONS_BUDGET_MS", "soon")],
+        &[("ACTIONS_CALLBACK_SECRET", "plain")],
+        &[
+            ("ACTIONS_BUDGET_MS", "0"),
+            ("ACTIONS_CALLBACK_SECRET", "plain"),
+        ],
+        &[("ACTIONS_COMPLETE_WINDOW_MS", "x"), ("ACTIONS", "[]")],
+    ];
+    for extra in cases {
+        let first = ActionSettings::from_lookup(keys(extra)).unwrap_err();
+        let all = crate::config::actions(&crate::config::Lookup::new(keys(extra)));
+        assert_eq!(all.first(), Some(&first), "{extra:?}");
+    }
+    // A bad map is the enrichment part's problem in the health check, but the routes refuse.
+    let extra: Case<'_> = &[("ENRICHMENT_MAP", "[]")];
+    assert_eq!(
+        ActionSettings::from_lookup(keys(extra)).unwrap_err().key(),
+        "ENRICHMENT_MAP"
+    );
+    assert!(
+        crate::config::actions(&crate::config::Lookup::new(keys(extra)))
+            .iter()
+            .all(|e| e.key() != "ENRICHMENT_MAP")
+    );
+    // Valid: no problem for either.
+    assert!(ActionSettings::from_lookup(keys(&[])).unwrap().is_some());
+    assert!(crate::config::actions(&crate::config::Lookup::new(keys(&[]))).is_empty());
+    // Off: the routes read nothing else; the health check still reports the other keys.
+    let off: Case<'_> = &[("ACTIONS", ""), ("ACTIONS_BUDGET_MS", "soon")];
+    assert!(ActionSettings::from_lookup(keys(off)).unwrap().is_none());
+    assert_eq!(
+        crate::config::actions(&crate::config::Lookup::new(keys(off)))[0].key(),
+        "ACTIONS_BUDGET_MS"
+    );
+}
+
+fn callback_settings() -> ActionSettings {
+    ActionSettings::from_lookup(keys(&[("ACTIONS_CALLBACK_SECRET", SECRET)]))
+        .unwrap()
+        .unwrap()
+}
+
+fn signed(body: &[u8], ts: u64) -> [String; 3] {
+    let secret = crate::outbound::WebhookSecret::parse(SECRET).unwrap();
+    [
+        "msg-1".into(),
+        ts.to_string(),
+        secret.sign("msg-1", ts, body),
+    ]
+}
+
+fn refused_code(step: CallbackStep) -> (u16, String) {
+    match step {
+        CallbackStep::Answer(CallbackAnswer::Refused { status, code, .. }) => (status, code),
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn callback_route_checks_in_order_then_completes() {
+    let now = 1_700_000_000;
+    let s = callback_settings();
+    let body = br#"{"portalId": 7, "outputs": {"score": 3}}"#;
+    let h = signed(body, now);
+    let headers = [h[0].as_str(), h[1].as_str(), h[2].as_str()];
+    let route = CallbackRoute::new(&s, "cb-1", Some(body));
+    assert_eq!(route.start(headers, now), CallbackStep::Load { portal: 7 });
+    // Off without the secret, before anything else (even a body too large).
+    let off = ActionSettings::from_lookup(keys(&[])).unwrap().unwrap();
+    assert_eq!(
+        refused_code(CallbackRoute::new(&off, "cb-1", None).start(headers, now)),
+        (404, "callbacks_off".into())
+    );
+    assert_eq!(
+        refused_code(CallbackRoute::new(&s, "cb-1", None).start(headers, now)),
+        (413, "callback_body_too_large".into())
+    );
+    // Stale (more than 5 minutes), forged, or another body: 401.
+    for (at, body) in [(now + 301, &body[..]), (now, br#"{"portalId": 8}"#)] {
+        assert_eq!(
+            refused_code(CallbackRoute::new(&s, "cb-1", Some(body)).start(headers, at)),
+            (401, "callback_signature_invalid".into())
+        );
+    }
+    assert_eq!(
+        CallbackRoute::new(&s, "cb-1", Some(body)).start(headers, now - 300),
+        CallbackStep::Load { portal: 7 }
+    );
+    // No portal in the body nor the id: 400.
+    let anon = br#"{"outputs": {}}"#;
+    let h2 = signed(anon, now);
+    assert_eq!(
+        refused_code(
+            CallbackRoute::new(&s, "cb-1", Some(anon))
+                .start([h2[0].as_str(), h2[1].as_str(), h2[2].as_str()], now)
+        ),
+        (400, "callback_portal_unknown".into())
+    );
+    // The record: store down, unknown execution, action no longer configured, bad outputs.
+    type RecordCase<'a> = (Result<Option<&'a str>, ()>, u16, &'a str);
+    let record_cases: [RecordCase<'_>; 3] = [
+        (Err(()), 503, "action_store_unavailable"),
+        (Ok(None), 404, "callback_unknown"),
+        (Ok(Some("gone")), 409, "action_unknown"),
+    ];
+    for (action, status, code) in record_cases {
+        assert_eq!(
+            refused_code(route.on_record(7, action)),
+            (status, code.into())
+        );
+    }
+    let bad = br#"{"portalId": 7, "outputs": {"nope": 1}}"#;
+    assert_eq!(
+        refused_code(CallbackRoute::new(&s, "cb-1", Some(bad)).on_record(7, Ok(Some("score")))),
+        (400, "action_output_unknown".into())
+    );
+    let CallbackStep::Complete { portal, completion } = route.on_record(7, Ok(Some("score")))
+    else {
+        panic!("a completion")
+    };
+    assert_eq!((portal, completion.callback_id.as_str()), (7, "cb-1"));
+    assert_eq!(Value::Object(completion.outputs), json!({"score": 3}));
+    // The store's answer: 202 queued, its refusal as is, 503 when unreachable.
+    assert_eq!(route.on_completed(Ok((202, ""))), CallbackAnswer::Accepted);
+    for (status, code) in [
+        (409, "callback_completed"),
+        (409, "callback_running"),
+        (410, "callback_expired"),
+    ] {
+        let CallbackAnswer::Refused {
+            status: s2,
+            code: c2,
+            ..
+        } = route.on_completed(Ok((status, code)))
+        else {
+            panic!("refused")
+        };
+        assert_eq!((s2, c2.as_str()), (status, code));
+    }
+    assert!(matches!(
+        route.on_completed(Err(())),
+        CallbackAnswer::Refused { status: 503, .. }
+    ));
+}
+
+#[test]
+fn late_completion_retries_only_while_running_ten_sends_at_most() {
+    let mut r = LateCompletionRetry::default();
+    for _ in 1..LateCompletionRetry::TRIES {
+        assert_eq!(r.again_after(409, "callback_running"), Some(200));
+    }
+    // The tenth send still running: final.
+    assert_eq!(r.again_after(409, "callback_running"), None);
+    // Any other answer is final at once.
+    for (status, code) in [
+        (202, ""),
+        (409, "callback_completed"),
+        (410, "callback_expired"),
+    ] {
+        assert_eq!(
+            LateCompletionRetry::default().again_after(status, code),
+            None
+        );
+    }
+}
+
+#[test]
+fn an_admission_reply_says_run_or_answer_now() {
+    let ledger = ExecutionLedger::new(T);
+    let run = ledger.admit(None, "score", None);
+    assert_eq!(ExecutionLedger::admitted(&run.reply), Ok(None));
+    let running = run.save.unwrap();
+    // A retry while it runs and a replay are logged `replayed`, with the body to answer.
+    let retry = ledger.admit(Some(&running), "score", None).reply;
+    assert_eq!(
+        ExecutionLedger::admitted(&retry),
+        Ok(Some((
+            "replayed",
+            body(&block(DEFAULT_EXPIRATION)).as_str()
+        )))
+    );
+    let answer = success(json!({"score": 7}));
+    let answered = ledger.finish(Some(&running), &answer).save.unwrap();
+    let replay = ledger.admit(Some(&answered), "score", None).reply;
+    assert_eq!(
+        ExecutionLedger::admitted(&replay),
+        Ok(Some(("replayed", body(&answer).as_str())))
+    );
+    // A known answer recorded at admission: logged with its state.
+    let done = ledger.admit(None, "approve", Some(block("P2D"))).reply;
+    let (outcome, _) = ExecutionLedger::admitted(&done).unwrap().unwrap();
+    assert_eq!(outcome, done["state"].as_str().unwrap());
+    // Not a reply: an error, never a run.
+    for bad in [
+        json!({}),
+        json!({"kind": "done", "body": "{}"}),
+        json!({"kind": "x"}),
+    ] {
+        assert!(ExecutionLedger::admitted(&bad).is_err(), "{bad}");
+    }
 }
