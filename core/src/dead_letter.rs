@@ -131,6 +131,90 @@ impl Default for Retention {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Arrivals
+
+/// A message of the dead-letter queue read as the letter the store keeps ([`Arrival::read`]);
+/// the host adds the letter's id and creation time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arrival {
+    /// What the letter holds.
+    pub kind: LetterKind,
+    /// Stable reason code.
+    pub reason: String,
+    /// Detail without property values.
+    pub detail: String,
+    /// Delivery attempts made.
+    pub attempts: u32,
+    /// The event's dedupe key, when it is one.
+    pub key: Option<String>,
+    /// The ingress request's id.
+    pub request_id: String,
+    /// When the ingress received it (Unix ms).
+    pub received_at: u64,
+    /// The event (or the message's text, for a message of unknown format).
+    pub payload: serde_json::Value,
+}
+
+impl Arrival {
+    /// Reads the queue message `text` received at `now_ms`; `loaded` is the event it carried by
+    /// reference, when it did (the letter keeps the event itself, not a key that expires).
+    ///
+    /// - A [`crate::queue::DeadLetterMessage`]: its reason; `message_invalid` keeps the
+    ///   message's text (a [`LetterKind::Message`]), any other reason the event.
+    /// - An [`crate::queue::EventMessage`]: the queue itself gave up on it (the consumer
+    ///   failed `max_retries` times): `queue_retries_exhausted`.
+    /// - Anything else: `message_unknown`, its text kept.
+    pub fn read(text: &str, now_ms: u64, loaded: Option<&str>) -> Self {
+        use crate::queue::{DeadLetterMessage, EventMessage, OwnedEvent};
+        let as_value = |raw: &serde_json::value::RawValue| {
+            let text = loaded.unwrap_or(raw.get());
+            serde_json::from_str(text).unwrap_or_else(|_| text.into())
+        };
+        if let Ok(m) = serde_json::from_str::<DeadLetterMessage<OwnedEvent>>(text) {
+            let (kind, payload) = if m.reason == "message_invalid" {
+                let payload = serde_json::from_str::<String>(m.event.get())
+                    .map_or_else(|_| as_value(&m.event), Into::into);
+                (LetterKind::Message, payload)
+            } else {
+                (LetterKind::Event, as_value(&m.event))
+            };
+            return Self {
+                kind,
+                reason: m.reason,
+                detail: m.detail,
+                attempts: m.attempts,
+                key: m.key,
+                request_id: m.request_id,
+                received_at: m.received_at,
+                payload,
+            };
+        }
+        if let Ok(m) = serde_json::from_str::<EventMessage<OwnedEvent>>(text) {
+            return Self {
+                kind: LetterKind::Event,
+                reason: "queue_retries_exhausted".into(),
+                detail: "the queue's max_retries was reached".into(),
+                attempts: m.attempt,
+                key: Some(m.key),
+                request_id: m.request_id,
+                received_at: m.received_at,
+                payload: as_value(&m.event),
+            };
+        }
+        Self {
+            kind: LetterKind::Message,
+            reason: "message_unknown".into(),
+            detail: "not a hubspot-edge queue message".into(),
+            attempts: 0,
+            key: None,
+            request_id: String::new(),
+            received_at: now_ms,
+            payload: text.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Re-drive planning
 
 /// What a stored letter holds, as its list entry says.
@@ -1075,6 +1159,71 @@ mod tests {
         assert_eq!(
             route(LetterKind::Batch, Some(json!({"not": "text"})), None, None),
             Err(SkipReason::PayloadMissing)
+        );
+    }
+
+    #[test]
+    fn a_queue_message_is_read_as_its_letter() {
+        use serde_json::json;
+        let dead = r#"{"v":1,"reason":"destination_rejected","detail":"HTTP 400","attempts":3,"key":"k","receivedAt":5,"requestId":"r","event":{"eventId":1}}"#;
+        let a = Arrival::read(dead, 99, None);
+        assert_eq!(
+            (a.kind, a.reason.as_str(), a.detail.as_str(), a.attempts),
+            (LetterKind::Event, "destination_rejected", "HTTP 400", 3)
+        );
+        assert_eq!(
+            (a.key.as_deref(), a.request_id.as_str(), a.received_at),
+            (Some("k"), "r", 5)
+        );
+        assert_eq!(a.payload, json!({"eventId": 1}));
+        // Carried by reference: the loaded event is kept, not the `null`.
+        let by_ref = r#"{"v":1,"reason":"x","detail":"","attempts":1,"receivedAt":5,"requestId":"r","eventRef":"evt:k","event":null}"#;
+        let a = Arrival::read(by_ref, 99, Some(r#"{"eventId":2}"#));
+        assert_eq!((a.payload, a.key), (json!({"eventId": 2}), None));
+        // An invalid message keeps its text.
+        let invalid = r#"{"v":1,"reason":"message_invalid","detail":"d","attempts":0,"receivedAt":5,"requestId":"r","event":"not json"}"#;
+        let a = Arrival::read(invalid, 99, None);
+        assert_eq!(
+            (a.kind, a.payload),
+            (LetterKind::Message, json!("not json"))
+        );
+        // The queue gave up on an event message.
+        let event = r#"{"v":1,"key":"k2","attempt":4,"receivedAt":6,"requestId":"r2","event":{"eventId":3}}"#;
+        let a = Arrival::read(event, 99, None);
+        assert_eq!(
+            (
+                a.kind,
+                a.reason.as_str(),
+                a.attempts,
+                a.key.as_deref(),
+                a.received_at
+            ),
+            (
+                LetterKind::Event,
+                "queue_retries_exhausted",
+                4,
+                Some("k2"),
+                6
+            )
+        );
+        assert_eq!(a.payload, json!({"eventId": 3}));
+        // Anything else: kept as text, received now.
+        let a = Arrival::read("garbage", 99, None);
+        assert_eq!(
+            (
+                a.kind,
+                a.reason.as_str(),
+                a.attempts,
+                a.received_at,
+                a.payload
+            ),
+            (
+                LetterKind::Message,
+                "message_unknown",
+                0,
+                99,
+                json!("garbage")
+            )
         );
     }
 }
