@@ -131,6 +131,90 @@ impl Default for Retention {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Arrivals
+
+/// A message of the dead-letter queue read as the letter the store keeps ([`Arrival::read`]);
+/// the host adds the letter's id and creation time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arrival {
+    /// What the letter holds.
+    pub kind: LetterKind,
+    /// Stable reason code.
+    pub reason: String,
+    /// Detail without property values.
+    pub detail: String,
+    /// Delivery attempts made.
+    pub attempts: u32,
+    /// The event's dedupe key, when it is one.
+    pub key: Option<String>,
+    /// The ingress request's id.
+    pub request_id: String,
+    /// When the ingress received it (Unix ms).
+    pub received_at: u64,
+    /// The event (or the message's text, for a message of unknown format).
+    pub payload: serde_json::Value,
+}
+
+impl Arrival {
+    /// Reads the queue message `text` received at `now_ms`; `loaded` is the event it carried by
+    /// reference, when it did (the letter keeps the event itself, not a key that expires).
+    ///
+    /// - A [`crate::queue::DeadLetterMessage`]: its reason; `message_invalid` keeps the
+    ///   message's text (a [`LetterKind::Message`]), any other reason the event.
+    /// - An [`crate::queue::EventMessage`]: the queue itself gave up on it (the consumer
+    ///   failed `max_retries` times): `queue_retries_exhausted`.
+    /// - Anything else: `message_unknown`, its text kept.
+    pub fn read(text: &str, now_ms: u64, loaded: Option<&str>) -> Self {
+        use crate::queue::{DeadLetterMessage, EventMessage, OwnedEvent};
+        let as_value = |raw: &serde_json::value::RawValue| {
+            let text = loaded.unwrap_or(raw.get());
+            serde_json::from_str(text).unwrap_or_else(|_| text.into())
+        };
+        if let Ok(m) = serde_json::from_str::<DeadLetterMessage<OwnedEvent>>(text) {
+            let (kind, payload) = if m.reason == "message_invalid" {
+                let payload = serde_json::from_str::<String>(m.event.get())
+                    .map_or_else(|_| as_value(&m.event), Into::into);
+                (LetterKind::Message, payload)
+            } else {
+                (LetterKind::Event, as_value(&m.event))
+            };
+            return Self {
+                kind,
+                reason: m.reason,
+                detail: m.detail,
+                attempts: m.attempts,
+                key: m.key,
+                request_id: m.request_id,
+                received_at: m.received_at,
+                payload,
+            };
+        }
+        if let Ok(m) = serde_json::from_str::<EventMessage<OwnedEvent>>(text) {
+            return Self {
+                kind: LetterKind::Event,
+                reason: "queue_retries_exhausted".into(),
+                detail: "the queue's max_retries was reached".into(),
+                attempts: m.attempt,
+                key: Some(m.key),
+                request_id: m.request_id,
+                received_at: m.received_at,
+                payload: as_value(&m.event),
+            };
+        }
+        Self {
+            kind: LetterKind::Message,
+            reason: "message_unknown".into(),
+            detail: "not a hubspot-edge queue message".into(),
+            attempts: 0,
+            key: None,
+            request_id: String::new(),
+            received_at: now_ms,
+            payload: text.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Re-drive planning
 
 /// What a stored letter holds, as its list entry says.
@@ -278,6 +362,187 @@ impl RedriveCursor {
             page: some(page),
             after: some(after),
         })
+    }
+}
+
+/// The query of `GET /admin/dead-letters`: `limit` (default 100, 1 to 1,000: one KV list),
+/// `cursor` (the listing's), `reason` (only letters with this reason code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Keys listed.
+    pub limit: u64,
+    /// The listing cursor to continue from.
+    pub cursor: Option<String>,
+    /// Only letters with this reason.
+    pub reason: Option<String>,
+}
+
+impl ListQuery {
+    /// Reads the query's `pairs`: an unknown key is ignored, an empty value or a `limit` that
+    /// is not a number is as if absent, a `limit` out of range is clamped.
+    pub fn parse(pairs: &[(String, String)]) -> Self {
+        let mut query = Self {
+            limit: 100,
+            cursor: None,
+            reason: None,
+        };
+        for (k, v) in pairs {
+            match k.as_str() {
+                "limit" => query.limit = v.parse::<u64>().unwrap_or(100).clamp(1, 1000),
+                "cursor" if !v.is_empty() => query.cursor = Some(v.clone()),
+                "reason" if !v.is_empty() => query.reason = Some(v.clone()),
+                _ => {}
+            }
+        }
+        query
+    }
+
+    /// Whether a listed letter with this `reason` (`None`: the entry has no metadata) is shown.
+    /// With `reason` asked, a page may show fewer (or none): the caller follows the cursor.
+    pub fn keeps(&self, reason: Option<&str>) -> bool {
+        self.reason
+            .as_deref()
+            .is_none_or(|wanted| reason == Some(wanted))
+    }
+}
+
+/// The query of `POST /admin/dead-letters/redrive`: `cursor` (a [`RedriveCursor`]), `reason`,
+/// `limit` (letters per call, 1 to [`RedriveLimits::MAX_LETTERS`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedriveQuery {
+    /// Where this call resumes.
+    pub cursor: RedriveCursor,
+    /// Only letters with this reason.
+    pub reason: Option<String>,
+    /// This call's bounds.
+    pub limits: RedriveLimits,
+}
+
+impl RedriveQuery {
+    /// Reads the query's `pairs` as [`ListQuery::parse`] does.
+    ///
+    /// # Errors
+    /// When `cursor` is not one [`RedriveCursor::encode`] produced.
+    pub fn parse(pairs: &[(String, String)]) -> Result<Self, CursorInvalid> {
+        let mut query = Self {
+            cursor: RedriveCursor::default(),
+            reason: None,
+            limits: RedriveLimits::DEFAULT,
+        };
+        for (k, v) in pairs {
+            match k.as_str() {
+                "cursor" if !v.is_empty() => query.cursor = RedriveCursor::parse(v)?,
+                "reason" if !v.is_empty() => query.reason = Some(v.clone()),
+                "limit" => {
+                    query.limits.max_letters = v
+                        .parse::<usize>()
+                        .unwrap_or(RedriveLimits::MAX_LETTERS)
+                        .clamp(1, RedriveLimits::MAX_LETTERS);
+                }
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
+}
+
+/// Where a stored letter goes when it is re-driven, read from its kind and payload
+/// ([`RedriveRoute::of`]); the host performs it and then deletes the letter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedriveRoute {
+    /// A record HubSpot refused on an inbound write (`"source": "inbound"`): back to its
+    /// type's pending writes, the payload as it is.
+    Inbound,
+    /// A workflow action's completion HubSpot refused (`"source": "action"`): back to its
+    /// portal's batcher, the payload as it is.
+    Action,
+    /// A record the outbound sync could not deliver: its type's coordinator reads it again.
+    Sync(crate::sync::SyncLetter),
+    /// A rule's effect ([`crate::rules::EFFECT_SOURCE`]): back on the events queue under its
+    /// own key, carried out again.
+    Effect {
+        /// The letter's dedupe key.
+        key: String,
+        /// The effect's JSON, as queued.
+        json: String,
+    },
+    /// One event: back on the events queue under its own dedupe key, as on its first trip (the
+    /// `webhook-id` the destination sees), so re-driving it twice delivers it once.
+    Event {
+        /// The letter's key, or the event's own ([`crate::dedupe::DedupeKey::of`]).
+        key: String,
+        /// The event's JSON.
+        json: String,
+    },
+    /// A whole webhook body, enqueued again as the ingress does.
+    Batch(Vec<u8>),
+}
+
+impl RedriveRoute {
+    /// The route of a letter of `kind` with its `payload` (JSON), its `payload_base64` (a
+    /// body that was not UTF-8) and its dedupe `key`; or why it cannot be re-driven as it is.
+    ///
+    /// # Errors
+    /// The [`SkipReason`]: a message of unknown format, no payload, or one that still does not
+    /// parse (an event missing a field, a body that is not a batch, an effect without key).
+    pub fn of(
+        kind: LetterKind,
+        payload: Option<&serde_json::Value>,
+        payload_base64: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Self, SkipReason> {
+        match kind {
+            LetterKind::Message => Err(SkipReason::NotRedrivable),
+            LetterKind::Batch => {
+                let body = match (payload, payload_base64) {
+                    (Some(serde_json::Value::String(s)), _) => s.clone().into_bytes(),
+                    (_, Some(b64)) => base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .unwrap_or_default(),
+                    _ => return Err(SkipReason::PayloadMissing),
+                };
+                if crate::event::parse_batch(&body).is_err() {
+                    return Err(SkipReason::StillInvalid);
+                }
+                Ok(Self::Batch(body))
+            }
+            LetterKind::Event => {
+                let payload = payload.ok_or(SkipReason::PayloadMissing)?;
+                if payload["source"] == "inbound" {
+                    return Ok(Self::Inbound);
+                }
+                if payload["source"] == "action" {
+                    return Ok(Self::Action);
+                }
+                if let Some(letter) = crate::sync::SyncLetter::parse(payload) {
+                    return Ok(Self::Sync(letter));
+                }
+                let json = serde_json::to_string(payload).map_err(|_| SkipReason::StillInvalid)?;
+                if payload["source"] == crate::rules::EFFECT_SOURCE {
+                    let (Some(key), Some(_)) = (key, crate::rules::EffectMessage::parse(&json))
+                    else {
+                        return Err(SkipReason::StillInvalid);
+                    };
+                    return Ok(Self::Effect {
+                        key: key.to_owned(),
+                        json,
+                    });
+                }
+                let raw = serde_json::value::RawValue::from_string(json)
+                    .map_err(|_| SkipReason::StillInvalid)?;
+                let Ok(event) = crate::event::Event::parse(&raw) else {
+                    return Err(SkipReason::StillInvalid);
+                };
+                let key = key.map_or_else(
+                    || crate::dedupe::DedupeKey::of(&event).as_str().to_owned(),
+                    str::to_owned,
+                );
+                Ok(Self::Event {
+                    key,
+                    json: raw.get().to_owned(),
+                })
+            }
+        }
     }
 }
 
@@ -735,5 +1000,230 @@ mod tests {
         assert_eq!(plan.next.unwrap().page.as_deref(), Some("P2"));
         let plan = plan_redrive(&page, Some("P1"), None, Some("02"), None, limits(1, 1));
         assert_eq!(plan.next, None);
+    }
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn list_query_defaults_clamps_and_filters() {
+        let q = ListQuery::parse(&[]);
+        assert_eq!((q.limit, q.cursor, q.reason), (100, None, None));
+        for (limit, want) in [
+            ("0", 1),
+            ("5000", 1000),
+            ("x", 100),
+            ("", 100),
+            ("250", 250),
+        ] {
+            assert_eq!(ListQuery::parse(&pairs(&[("limit", limit)])).limit, want);
+        }
+        let q = ListQuery::parse(&pairs(&[
+            ("cursor", "c1"),
+            ("reason", "delivery_failed"),
+            ("other", "x"),
+        ]));
+        assert_eq!(q.cursor.as_deref(), Some("c1"));
+        assert!(q.keeps(Some("delivery_failed")));
+        assert!(!q.keeps(Some("event_invalid")) && !q.keeps(None));
+        let q = ListQuery::parse(&pairs(&[("cursor", ""), ("reason", "")]));
+        assert_eq!((q.cursor.clone(), q.reason.clone()), (None, None));
+        assert!(q.keeps(None) && q.keeps(Some("any")));
+    }
+
+    #[test]
+    fn redrive_query_reads_its_cursor_and_bounds_its_limit() {
+        let q = RedriveQuery::parse(&[]).expect("empty query");
+        assert_eq!(q.cursor, RedriveCursor::default());
+        assert_eq!((q.reason, q.limits), (None, RedriveLimits::DEFAULT));
+        for (limit, want) in [("0", 1), ("1000", 100), ("x", 100), ("7", 7)] {
+            let q = RedriveQuery::parse(&pairs(&[("limit", limit)])).expect("query");
+            assert_eq!(q.limits.max_letters, want);
+            assert_eq!(q.limits.max_bytes, RedriveLimits::DEFAULT.max_bytes);
+        }
+        let cursor = RedriveCursor {
+            page: Some("p".into()),
+            after: Some("0a-1".into()),
+        };
+        let q = RedriveQuery::parse(&pairs(&[("cursor", &cursor.encode()), ("reason", "r")]))
+            .expect("query");
+        assert_eq!((q.cursor, q.reason.as_deref()), (cursor, Some("r")));
+        assert_eq!(
+            RedriveQuery::parse(&pairs(&[("cursor", "nope")])),
+            Err(CursorInvalid)
+        );
+        // An empty cursor is the start.
+        assert!(RedriveQuery::parse(&pairs(&[("cursor", "")])).is_ok());
+    }
+
+    #[test]
+    fn a_letter_is_routed_by_its_kind_and_payload() {
+        use serde_json::json;
+        let route = |kind, payload: Option<serde_json::Value>, b64: Option<&str>, key| {
+            RedriveRoute::of(kind, payload.as_ref(), b64, key)
+        };
+        assert_eq!(
+            route(LetterKind::Message, Some(json!("x")), None, None),
+            Err(SkipReason::NotRedrivable)
+        );
+        assert_eq!(
+            route(LetterKind::Event, None, None, None),
+            Err(SkipReason::PayloadMissing)
+        );
+        let inbound = json!({"source": "inbound", "objectType": "contacts"});
+        assert_eq!(
+            route(LetterKind::Event, Some(inbound), None, None),
+            Ok(RedriveRoute::Inbound)
+        );
+        let action = json!({"source": "action", "callbackId": "c"});
+        assert_eq!(
+            route(LetterKind::Event, Some(action), None, None),
+            Ok(RedriveRoute::Action)
+        );
+        let sync = crate::sync::SyncLetter::new(7, "contacts", "42");
+        let payload = serde_json::to_value(&sync).expect("letter");
+        assert_eq!(
+            route(LetterKind::Event, Some(payload), None, None),
+            Ok(RedriveRoute::Sync(sync))
+        );
+        // A rule's effect goes back under its key; without one, or malformed, it stays.
+        let effect = json!({"source":"rules","effect":"send","rule":"r","destination":"crm","id":"i","body":"{}"});
+        match route(LetterKind::Event, Some(effect.clone()), None, Some("k1")) {
+            Ok(RedriveRoute::Effect { key, json }) => {
+                assert_eq!(key, "k1");
+                assert_eq!(
+                    serde_json::from_str::<serde_json::Value>(&json).ok(),
+                    Some(effect.clone())
+                );
+            }
+            other => panic!("expected an effect, got {other:?}"),
+        }
+        assert_eq!(
+            route(LetterKind::Event, Some(effect), None, None),
+            Err(SkipReason::StillInvalid)
+        );
+        assert_eq!(
+            route(
+                LetterKind::Event,
+                Some(json!({"source":"rules","effect":"nope"})),
+                None,
+                Some("k")
+            ),
+            Err(SkipReason::StillInvalid)
+        );
+        // An event keeps the letter's key, else takes its own.
+        let event = json!({"eventId":1,"subscriptionId":12345,"portalId":62515,"occurredAt":1564113600000u64,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":123,"appId":54321});
+        let Ok(RedriveRoute::Event { key, json }) =
+            route(LetterKind::Event, Some(event.clone()), None, None)
+        else {
+            panic!("expected an event");
+        };
+        let raw = serde_json::value::RawValue::from_string(json.clone()).expect("json");
+        let own = crate::dedupe::DedupeKey::of(&crate::event::Event::parse(&raw).expect("event"));
+        assert_eq!(key, own.as_str());
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&json).ok(),
+            Some(event.clone())
+        );
+        assert!(matches!(
+            route(LetterKind::Event, Some(event), None, Some("kept")),
+            Ok(RedriveRoute::Event { key, .. }) if key == "kept"
+        ));
+        assert_eq!(
+            route(
+                LetterKind::Event,
+                Some(json!({"eventId": 1})),
+                None,
+                Some("k")
+            ),
+            Err(SkipReason::StillInvalid)
+        );
+        // A webhook body: as text, or as base64 when it was not UTF-8; it must be a batch.
+        let body = r#"[{"eventId":1,"portalId":2,"occurredAt":3,"subscriptionType":"x.y"}]"#;
+        assert_eq!(
+            route(LetterKind::Batch, Some(json!(body)), None, None),
+            Ok(RedriveRoute::Batch(body.as_bytes().to_vec()))
+        );
+        let b64 = base64::engine::general_purpose::STANDARD.encode(body);
+        assert_eq!(
+            route(LetterKind::Batch, None, Some(&b64), None),
+            Ok(RedriveRoute::Batch(body.as_bytes().to_vec()))
+        );
+        assert_eq!(
+            route(LetterKind::Batch, Some(json!("{}")), None, None),
+            Err(SkipReason::StillInvalid)
+        );
+        assert_eq!(
+            route(LetterKind::Batch, Some(json!({"not": "text"})), None, None),
+            Err(SkipReason::PayloadMissing)
+        );
+    }
+
+    #[test]
+    fn a_queue_message_is_read_as_its_letter() {
+        use serde_json::json;
+        let dead = r#"{"v":1,"reason":"destination_rejected","detail":"HTTP 400","attempts":3,"key":"k","receivedAt":5,"requestId":"r","event":{"eventId":1}}"#;
+        let a = Arrival::read(dead, 99, None);
+        assert_eq!(
+            (a.kind, a.reason.as_str(), a.detail.as_str(), a.attempts),
+            (LetterKind::Event, "destination_rejected", "HTTP 400", 3)
+        );
+        assert_eq!(
+            (a.key.as_deref(), a.request_id.as_str(), a.received_at),
+            (Some("k"), "r", 5)
+        );
+        assert_eq!(a.payload, json!({"eventId": 1}));
+        // Carried by reference: the loaded event is kept, not the `null`.
+        let by_ref = r#"{"v":1,"reason":"x","detail":"","attempts":1,"receivedAt":5,"requestId":"r","eventRef":"evt:k","event":null}"#;
+        let a = Arrival::read(by_ref, 99, Some(r#"{"eventId":2}"#));
+        assert_eq!((a.payload, a.key), (json!({"eventId": 2}), None));
+        // An invalid message keeps its text.
+        let invalid = r#"{"v":1,"reason":"message_invalid","detail":"d","attempts":0,"receivedAt":5,"requestId":"r","event":"not json"}"#;
+        let a = Arrival::read(invalid, 99, None);
+        assert_eq!(
+            (a.kind, a.payload),
+            (LetterKind::Message, json!("not json"))
+        );
+        // The queue gave up on an event message.
+        let event = r#"{"v":1,"key":"k2","attempt":4,"receivedAt":6,"requestId":"r2","event":{"eventId":3}}"#;
+        let a = Arrival::read(event, 99, None);
+        assert_eq!(
+            (
+                a.kind,
+                a.reason.as_str(),
+                a.attempts,
+                a.key.as_deref(),
+                a.received_at
+            ),
+            (
+                LetterKind::Event,
+                "queue_retries_exhausted",
+                4,
+                Some("k2"),
+                6
+            )
+        );
+        assert_eq!(a.payload, json!({"eventId": 3}));
+        // Anything else: kept as text, received now.
+        let a = Arrival::read("garbage", 99, None);
+        assert_eq!(
+            (
+                a.kind,
+                a.reason.as_str(),
+                a.attempts,
+                a.received_at,
+                a.payload
+            ),
+            (
+                LetterKind::Message,
+                "message_unknown",
+                0,
+                99,
+                json!("garbage")
+            )
+        );
     }
 }

@@ -205,6 +205,120 @@ pub fn apply(current: &Stored, commit: &Commit) -> (Option<Stored>, CommitOutcom
     )
 }
 
+/// One commit of a [`CommitBatch`], applied: what to store (`None`: nothing changes, a
+/// conflict) and the outcome to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The object id.
+    pub id: String,
+    /// The state to store for `id`, when the commit was written.
+    pub write: Option<Stored>,
+    /// What the commit did.
+    pub outcome: CommitOutcome,
+}
+
+/// The commits of one request to the store, applied in order against the states read once for
+/// the whole request (the host reads [`CommitBatch::reads`], not one read per commit): a
+/// second commit of one id sees the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitBatch {
+    commits: Vec<Commit>,
+}
+
+impl CommitBatch {
+    /// The batch of `commits`, in the order they apply.
+    pub fn new(commits: Vec<Commit>) -> Self {
+        Self { commits }
+    }
+
+    /// The ids whose stored state the batch needs: each once, sorted.
+    pub fn reads(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.commits.iter().map(|c| c.id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Applies the commits in order given the states `read` (ids not in it are absent): one
+    /// [`Applied`] per commit, in order; the host stores each `write` and answers each outcome.
+    pub fn apply(self, read: Vec<(String, Stored)>) -> Vec<Applied> {
+        // Found by scan (at most a request's ids, ≤ 100 a batch): no map instance in the wasm.
+        let mut states = read;
+        let mut out = Vec::with_capacity(self.commits.len());
+        for commit in self.commits {
+            let at = states.iter().position(|(id, _)| *id == commit.id);
+            let current = at.map_or_else(Stored::absent, |i| states[i].1.clone());
+            let (write, outcome) = apply(&current, &commit);
+            if let Some(next) = &write {
+                match at {
+                    Some(i) => states[i].1 = next.clone(),
+                    None => states.push((commit.id.clone(), next.clone())),
+                }
+            }
+            out.push(Applied {
+                id: commit.id,
+                write,
+                outcome,
+            });
+        }
+        out
+    }
+}
+
+/// The store's live ids (a snapshot kept, not a tombstone) in `[from, to)`, ascending, at most
+/// `max`, read page by page: [`LiveIdsWalk::ask`] the next query, perform it,
+/// [`LiveIdsWalk::answer`] its ids, until `ask` is `None`; then [`LiveIdsWalk::finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveIdsWalk {
+    from: u64,
+    to: u64,
+    max: usize,
+    ids: Vec<u64>,
+}
+
+impl LiveIdsWalk {
+    /// Ids per query: a reconcile window is one page (at most 200 ids read), so one query
+    /// usually answers it; more stored ids (records HubSpot no longer has) take more queries.
+    pub const PER_QUERY: u32 = 1_000;
+
+    /// The walk of `[from, to)`, at most `max` ids.
+    pub fn new(from: u64, to: u64, max: usize) -> Self {
+        Self {
+            from,
+            to,
+            max,
+            ids: Vec::new(),
+        }
+    }
+
+    /// The next query, `(from, to, limit)`: live ids in `[from, to)`, ascending, at most
+    /// `limit`; `None` when the walk is done.
+    pub fn ask(&self) -> Option<(u64, u64, u32)> {
+        (self.from < self.to && self.ids.len() < self.max).then_some((
+            self.from,
+            self.to,
+            Self::PER_QUERY,
+        ))
+    }
+
+    /// The ids the last query answered (ascending). A full page continues after its last id;
+    /// a short one ends the walk.
+    pub fn answer(&mut self, ids: Vec<u64>) {
+        let full = ids.len() >= Self::PER_QUERY as usize;
+        match ids.last() {
+            Some(&last) if full => self.from = last.saturating_add(1),
+            _ => self.from = self.to,
+        }
+        self.ids.extend(ids);
+    }
+
+    /// The ids found, at most `max`.
+    pub fn finish(mut self) -> Vec<u64> {
+        self.ids.truncate(self.max);
+        self.ids
+    }
+}
+
 /// The `webhook-id` of an enriched record event: `hsc1_` and 40 hex digits of SHA-256 over the
 /// object (portal, object type, id), the version its diff was made against, the outbound type and
 /// the forwarded content (`content`: the record, changes and merged ids as JSON).
@@ -409,5 +523,91 @@ mod tests {
             change_id(1, "ab", "c", 0, "t", ""),
             change_id(1, "a", "bc", 0, "t", "")
         );
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_against_one_read() {
+        let put = |id: &str, expect, s: &str| Commit {
+            id: id.into(),
+            expect,
+            write: Write::Put(s.into()),
+        };
+        let batch = CommitBatch::new(vec![
+            put("b", Some(2), "b3"),
+            put("a", Some(0), "a1"),
+            // Sees the first commit of `a`: expecting 0 again conflicts at 1.
+            put("a", Some(0), "a-stale"),
+            put("a", Some(1), "a2"),
+            Commit {
+                id: "b".into(),
+                expect: None,
+                write: Write::Delete,
+            },
+            put("c", Some(7), "c"),
+        ]);
+        assert_eq!(batch.reads(), ["a", "b", "c"]);
+        let stored = |version, s: Option<&str>| Stored {
+            version,
+            snapshot: s.map(Into::into),
+        };
+        let applied = batch.apply(vec![("b".into(), stored(2, Some("b2")))]);
+        let got: Vec<(&str, Option<Stored>, CommitOutcome)> = applied
+            .iter()
+            .map(|a| (a.id.as_str(), a.write.clone(), a.outcome))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "b",
+                    Some(stored(3, Some("b3"))),
+                    CommitOutcome::Committed { version: 3 }
+                ),
+                (
+                    "a",
+                    Some(stored(1, Some("a1"))),
+                    CommitOutcome::Committed { version: 1 }
+                ),
+                ("a", None, CommitOutcome::Conflict { current: 1 }),
+                (
+                    "a",
+                    Some(stored(2, Some("a2"))),
+                    CommitOutcome::Committed { version: 2 }
+                ),
+                (
+                    "b",
+                    Some(stored(4, None)),
+                    CommitOutcome::Committed { version: 4 }
+                ),
+                ("c", None, CommitOutcome::Conflict { current: 0 }),
+            ]
+        );
+    }
+
+    #[test]
+    fn live_ids_are_walked_page_by_page_up_to_max() {
+        let per = LiveIdsWalk::PER_QUERY as u64;
+        // A full page continues after its last id; a short one ends the walk.
+        let mut walk = LiveIdsWalk::new(10, 1_000_000, 5_000);
+        assert_eq!(walk.ask(), Some((10, 1_000_000, LiveIdsWalk::PER_QUERY)));
+        walk.answer((10..10 + per).collect());
+        assert_eq!(
+            walk.ask(),
+            Some((10 + per, 1_000_000, LiveIdsWalk::PER_QUERY))
+        );
+        walk.answer(vec![5_000, 5_001]);
+        assert_eq!(walk.ask(), None);
+        assert_eq!(walk.finish().len(), per as usize + 2);
+        // At most `max`, even from one page.
+        let mut walk = LiveIdsWalk::new(0, u64::MAX, 3);
+        walk.answer((0..per).collect());
+        assert_eq!(walk.ask(), None);
+        assert_eq!(walk.finish(), [0, 1, 2]);
+        // An empty range asks nothing; an empty answer ends it.
+        assert_eq!(LiveIdsWalk::new(5, 5, 10).ask(), None);
+        let mut walk = LiveIdsWalk::new(0, 9, 10);
+        walk.answer(Vec::new());
+        assert_eq!(walk.ask(), None);
+        assert!(walk.finish().is_empty());
     }
 }

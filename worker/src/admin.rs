@@ -17,18 +17,16 @@
 //!   whether a snapshot is kept (never its values).
 //! - `/admin/hubspot/…`: HubSpot API calls through the executor (see [`crate::hubspot`]).
 
-use base64::Engine as _;
 use futures_util::future::join_all;
 use hubspot_edge_core::auth::bearer_matches;
 use hubspot_edge_core::dead_letter::{
-    plan_redrive, Listed, RedriveCursor, RedriveLimits, SkipReason,
+    plan_redrive, ListQuery, Listed, RedriveQuery, RedriveRoute, SkipReason,
 };
-use hubspot_edge_core::dedupe::DedupeKey;
-use hubspot_edge_core::event::{parse_batch, Event};
+use hubspot_edge_core::event::parse_batch;
 use hubspot_edge_core::filter::Filter;
 use hubspot_edge_core::ingress::event_body_key;
 use hubspot_edge_core::sync::SyncLetter;
-use serde_json::{json, value::RawValue, Value};
+use serde_json::{json, Value};
 use worker::kv::KvStore;
 use worker::{Env, Method, Request, Response, Result};
 
@@ -36,7 +34,7 @@ use crate::config::{self, Ingress};
 use crate::ingress::{config_error, enqueue};
 use crate::queue::{self, EventMessage};
 use crate::respond;
-use crate::store::{self, DeadLetter, Kind};
+use crate::store::{self, DeadLetter};
 
 /// Keys listed per re-drive call: KV's largest page, one operation.
 const REDRIVE_LIST_PAGE: u64 = 1000;
@@ -96,7 +94,7 @@ pub(crate) async fn handle(
             let Some(letter) = store::get_dead_letter(&kv, id).await? else {
                 return not_found();
             };
-            match prepare(&letter)? {
+            match prepare(&letter) {
                 Err(skip) => respond::error(
                     409,
                     skip.code(),
@@ -154,27 +152,13 @@ fn query(req: &Request) -> Result<Vec<(String, String)>> {
 }
 
 async fn list(req: &Request, kv: &KvStore) -> Result<Response> {
-    let mut limit = 100;
-    let mut cursor = None;
-    let mut reason = None;
-    for (k, v) in query(req)? {
-        match k.as_str() {
-            "limit" => limit = v.parse::<u64>().unwrap_or(100).clamp(1, 1000),
-            "cursor" if !v.is_empty() => cursor = Some(v),
-            "reason" if !v.is_empty() => reason = Some(v),
-            _ => {}
-        }
-    }
+    let mut q = ListQuery::parse(&query(req)?);
     // One KV list per call; with `reason`, a page may hold fewer (or no) items: follow the
     // cursor until it is null.
-    let (items, next) = store::list_dead_letters(kv, limit, cursor).await?;
+    let (items, next) = store::list_dead_letters(kv, q.limit, q.cursor.take()).await?;
     let items: Vec<Value> = items
         .into_iter()
-        .filter(|(_, summary)| {
-            reason
-                .as_deref()
-                .is_none_or(|r| summary.as_ref().is_some_and(|s| s.reason == r))
-        })
+        .filter(|(_, summary)| q.keeps(summary.as_ref().map(|s| s.reason.as_str())))
         .map(|(id, summary)| {
             let mut v = summary
                 .map(|s| serde_json::to_value(s).unwrap_or(Value::Null))
@@ -197,28 +181,17 @@ async fn list(req: &Request, kv: &KvStore) -> Result<Response> {
 ///
 /// Order per letter: queued first, deleted after. A failure in between leaves a letter that was
 /// queued still in the store; re-driving it again queues it again under the same dedupe key
-/// (the event's own: [`DedupeKey::of`], kept from the original message), and the consumer's
+/// (the event's own: core's `DedupeKey::of`, kept from the original message), and the consumer's
 /// `seen:` check delivers it once.
 async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response> {
-    let mut cursor = RedriveCursor::default();
-    let mut reason = None;
-    let mut limits = RedriveLimits::DEFAULT;
-    for (k, v) in query(req)? {
-        match k.as_str() {
-            "cursor" if !v.is_empty() => match RedriveCursor::parse(&v) {
-                Ok(c) => cursor = c,
-                Err(e) => return respond::error(400, e.code(), &e.to_string()),
-            },
-            "reason" if !v.is_empty() => reason = Some(v),
-            "limit" => {
-                limits.max_letters = v
-                    .parse::<usize>()
-                    .unwrap_or(RedriveLimits::MAX_LETTERS)
-                    .clamp(1, RedriveLimits::MAX_LETTERS);
-            }
-            _ => {}
-        }
-    }
+    let RedriveQuery {
+        cursor,
+        reason,
+        limits,
+    } = match RedriveQuery::parse(&query(req)?) {
+        Ok(q) => q,
+        Err(e) => return respond::error(400, e.code(), &e.to_string()),
+    };
     let (items, next_page) =
         store::list_dead_letters(kv, REDRIVE_LIST_PAGE, cursor.page.clone()).await?;
     let listed: Vec<Listed<'_>> = items
@@ -265,7 +238,7 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
             gone += 1;
             continue;
         };
-        match prepare(&letter)? {
+        match prepare(&letter) {
             Err(skip) => skipped.push(json!({ "id": id, "code": skip.code() })),
             Ok(Ready::Event(message)) => {
                 event_ids.push(letter.id.clone());
@@ -341,7 +314,7 @@ async fn redrive_all(req: &Request, env: &Env, kv: &KvStore) -> Result<Response>
 
 /// A letter ready to be queued again.
 enum Ready {
-    /// The `EVENTS` message of one event.
+    /// The `EVENTS` message of one event (or of a rule's effect).
     Event(String),
     /// A whole webhook body to enqueue like the ingress does.
     Batch(Vec<u8>),
@@ -353,79 +326,34 @@ enum Ready {
     Action(Value),
 }
 
-/// What re-driving `letter` takes, or why it cannot be re-driven as it is.
-fn prepare(letter: &DeadLetter) -> Result<std::result::Result<Ready, SkipReason>> {
-    Ok(Ok(match letter.kind {
-        Kind::Event => {
-            let Some(payload) = &letter.payload else {
-                return Ok(Err(SkipReason::PayloadMissing));
-            };
-            if payload["source"] == "inbound" {
-                return Ok(Ok(Ready::Inbound(payload.clone())));
-            }
-            if payload["source"] == "action" {
-                return Ok(Ok(Ready::Action(payload.clone())));
-            }
-            if let Some(letter) = SyncLetter::parse(payload) {
-                return Ok(Ok(Ready::Sync(letter)));
-            }
-            if payload["source"] == hubspot_edge_core::rules::EFFECT_SOURCE {
-                // A rule's effect (a send to a named destination, an update): back on the
-                // queue under its own key, carried out again (README "Rules").
-                let (Some(key), Ok(text)) = (&letter.key, serde_json::to_string(payload)) else {
-                    return Ok(Err(SkipReason::StillInvalid));
-                };
-                if hubspot_edge_core::rules::EffectMessage::parse(&text).is_none() {
-                    return Ok(Err(SkipReason::StillInvalid));
-                }
-                return Ok(Ok(Ready::Event(queue::event_message_json(
-                    key,
-                    1,
-                    letter.received_at,
-                    &letter.request_id,
-                    crate::log::current_traceparent().as_deref(),
-                    &text,
-                    None,
-                ))));
-            }
-            let raw = RawValue::from_string(serde_json::to_string(payload)?)?;
-            let Ok(event) = Event::parse(&raw) else {
-                return Ok(Err(SkipReason::StillInvalid));
-            };
-            // The event's own dedupe key, as on its first trip (the `webhook-id` the
-            // destination sees): re-driving it twice delivers it once.
-            let key = letter
-                .key
-                .clone()
-                .unwrap_or_else(|| DedupeKey::of(&event).as_str().to_owned());
-            let message = EventMessage {
-                v: 1,
-                key,
-                attempt: 1,
-                received_at: letter.received_at,
-                request_id: letter.request_id.clone(),
-                // A re-drive continues the admin request's trace.
-                traceparent: crate::log::current_traceparent(),
-                event_ref: None,
-                event: &*raw,
-            };
-            Ready::Event(serde_json::to_string(&message)?)
+/// What re-driving `letter` takes (core's [`RedriveRoute`]), or why it cannot be re-driven as
+/// it is.
+fn prepare(letter: &DeadLetter) -> std::result::Result<Ready, SkipReason> {
+    let route = RedriveRoute::of(
+        letter.kind.into(),
+        letter.payload.as_ref(),
+        letter.payload_base64.as_deref(),
+        letter.key.as_deref(),
+    )?;
+    let payload = || letter.payload.clone().unwrap_or(Value::Null);
+    Ok(match route {
+        RedriveRoute::Inbound => Ready::Inbound(payload()),
+        RedriveRoute::Action => Ready::Action(payload()),
+        RedriveRoute::Sync(sync) => Ready::Sync(sync),
+        RedriveRoute::Batch(body) => Ready::Batch(body),
+        // Back on the queue under its key; a re-drive continues the admin request's trace.
+        RedriveRoute::Effect { key, json } | RedriveRoute::Event { key, json } => {
+            Ready::Event(queue::event_message_json(
+                &key,
+                1,
+                letter.received_at,
+                &letter.request_id,
+                crate::log::current_traceparent().as_deref(),
+                &json,
+                None,
+            ))
         }
-        Kind::Batch => {
-            let body = match (&letter.payload, &letter.payload_base64) {
-                (Some(Value::String(s)), _) => s.clone().into_bytes(),
-                (_, Some(b64)) => base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .unwrap_or_default(),
-                _ => return Ok(Err(SkipReason::PayloadMissing)),
-            };
-            if parse_batch(&body).is_err() {
-                return Ok(Err(SkipReason::StillInvalid));
-            }
-            Ready::Batch(body)
-        }
-        Kind::Message => return Ok(Err(SkipReason::NotRedrivable)),
-    }))
+    })
 }
 
 /// Enqueues a re-driven webhook body like the ingress does; the number of events queued.

@@ -14,15 +14,16 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures_util::future::join_all;
-use hubspot_edge_core::dead_letter::{after_store_failure, store_size, Retention, SIZE_PAGES};
+use hubspot_edge_core::dead_letter::{
+    after_store_failure, store_size, Arrival, LetterKind, Retention, SIZE_PAGES,
+};
 use hubspot_edge_core::metrics::{Counter, Gauge};
 use hubspot_edge_core::time::iso8601_ms;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use worker::{Date, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage, Result};
 
 use crate::log::Line;
-use crate::queue::{self, DeadLetterMessage, EventMessage, OwnedEvent};
+use crate::queue;
 use crate::store::{self, DeadLetter, Kind};
 
 /// A dead letter whose store write failed, queued again: its record (same id on every attempt)
@@ -253,7 +254,7 @@ pub(crate) async fn removed(kv: &worker::kv::KvStore, how: &str, ids: &[&str]) {
     report_store_size(kv, &[], ids).await;
 }
 
-/// The event a message carries by reference ([`EventMessage::event_ref`]), loaded from KV:
+/// The event a message carries by reference ([`queue::EventMessage::event_ref`]), loaded from KV:
 /// the dead letter keeps the event itself, not a key that expires.
 async fn referenced_event(kv: &worker::kv::KvStore, text: &str) -> Option<String> {
     #[derive(Deserialize)]
@@ -274,72 +275,25 @@ async fn referenced_event(kv: &worker::kv::KvStore, text: &str) -> Option<String
     }
 }
 
-/// The record of a dead-letter queue message; `loaded` is the event it carried by reference.
+/// The record of a dead-letter queue message (core's [`Arrival::read`]); `loaded` is the event
+/// it carried by reference.
 fn to_record(text: &str, now_ms: u64, loaded: Option<&str>) -> DeadLetter {
-    let base =
-        |kind, reason: String, detail: String, attempts, key, request_id, received_at, payload| {
-            DeadLetter {
-                id: store::new_id(now_ms),
-                kind,
-                reason,
-                detail,
-                attempts,
-                created_at: iso8601_ms(now_ms),
-                key,
-                request_id,
-                received_at,
-                payload: Some(payload),
-                payload_base64: None,
-            }
-        };
-    let as_value = |raw: &RawValue| {
-        let text = loaded.unwrap_or(raw.get());
-        serde_json::from_str(text).unwrap_or_else(|_| text.into())
-    };
-    if let Ok(m) = serde_json::from_str::<DeadLetterMessage<OwnedEvent>>(text) {
-        let kind = if m.reason == "message_invalid" {
-            Kind::Message
-        } else {
-            Kind::Event
-        };
-        let payload = if kind == Kind::Message {
-            serde_json::from_str::<String>(m.event.get())
-                .map_or_else(|_| as_value(&m.event), Into::into)
-        } else {
-            as_value(&m.event)
-        };
-        return base(
-            kind,
-            m.reason,
-            m.detail,
-            m.attempts,
-            m.key,
-            m.request_id,
-            m.received_at,
-            payload,
-        );
+    let a = Arrival::read(text, now_ms, loaded);
+    DeadLetter {
+        id: store::new_id(now_ms),
+        kind: match a.kind {
+            LetterKind::Event => Kind::Event,
+            LetterKind::Batch => Kind::Batch,
+            LetterKind::Message => Kind::Message,
+        },
+        reason: a.reason,
+        detail: a.detail,
+        attempts: a.attempts,
+        created_at: iso8601_ms(now_ms),
+        key: a.key,
+        request_id: a.request_id,
+        received_at: a.received_at,
+        payload: Some(a.payload),
+        payload_base64: None,
     }
-    if let Ok(m) = serde_json::from_str::<EventMessage<OwnedEvent>>(text) {
-        // The queue itself gave up on it (the consumer failed `max_retries` times).
-        return base(
-            Kind::Event,
-            "queue_retries_exhausted".into(),
-            "the queue's max_retries was reached".into(),
-            m.attempt,
-            Some(m.key),
-            m.request_id,
-            m.received_at,
-            as_value(&m.event),
-        );
-    }
-    base(
-        Kind::Message,
-        "message_unknown".into(),
-        "not a hubspot-edge queue message".into(),
-        0,
-        None,
-        String::new(),
-        now_ms,
-        text.into(),
-    )
 }

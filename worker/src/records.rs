@@ -12,7 +12,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use hubspot_edge_core::records::{self, Commit, CommitOutcome, Stored, Write};
+use hubspot_edge_core::records::{
+    Applied, Commit, CommitBatch, CommitOutcome, LiveIdsWalk, Stored, Write,
+};
 use serde::{Deserialize, Serialize};
 use worker::{
     durable_object, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result,
@@ -125,13 +127,10 @@ pub(crate) async fn get(
     }
 }
 
-/// Live ids per query: a window is one page (at most 200 ids read), so one query usually
-/// answers it; more stored ids (records HubSpot no longer has) take more queries.
-const LIVE_IDS_PER_QUERY: u32 = 1_000;
-
 /// The live ids (snapshot kept, not a tombstone) in `[from, to)`, ascending: the store's side
 /// of the reconcile's merge-join (core's `missing_in_window`). At most `max` ids (the caller's
-/// bound); ids that are not numbers are not listed (HubSpot ids are).
+/// bound), page by page as core's [`LiveIdsWalk`] asks; ids that are not numbers are not
+/// listed (HubSpot ids are).
 pub(crate) async fn live_ids(
     env: &Env,
     portal: u64,
@@ -140,26 +139,15 @@ pub(crate) async fn live_ids(
     to: u64,
     max: usize,
 ) -> Result<Vec<u64>> {
-    let mut out: Vec<u64> = Vec::new();
-    let mut from = from;
-    while from < to && out.len() < max {
-        let ask = Ask::LiveIds {
-            from,
-            to,
-            limit: LIVE_IDS_PER_QUERY,
-        };
+    let mut walk = LiveIdsWalk::new(from, to, max);
+    while let Some((from, to, limit)) = walk.ask() {
+        let ask = Ask::LiveIds { from, to, limit };
         let Answer::Ids(ids) = call(env, portal, object_type, &ask).await? else {
             return Err(worker::Error::RustError("unexpected answer".into()));
         };
-        let full = ids.len() >= LIVE_IDS_PER_QUERY as usize;
-        match ids.last() {
-            Some(&last) if full => from = last.saturating_add(1),
-            _ => from = to,
-        }
-        out.extend(ids);
+        walk.answer(ids);
     }
-    out.truncate(max);
-    Ok(out)
+    Ok(walk.finish())
 }
 
 /// Commits still to fail on purpose (`FAULT_INJECTION` only; per isolate, as `wrangler dev` runs
@@ -299,41 +287,38 @@ impl RecordStore {
         Ok(rows.into_iter().filter_map(|r| r.id.parse().ok()).collect())
     }
 
-    /// Applies the commits in order. No `await` between the reads and the writes, so nothing
-    /// interleaves: each compare-and-set is atomic. The current states are read once for the
-    /// whole request (one query per 100 ids, not one per commit: a sync batch commits 100
-    /// records, BENCHMARKS.md "Sync on wrangler dev") and kept up to date as commits apply, so
-    /// a second commit of one id sees the first.
+    /// Applies the commits in order (core's [`CommitBatch`]: the current states read once for
+    /// the whole request, one query per 100 ids, not one per commit: a sync batch commits 100
+    /// records, BENCHMARKS.md "Sync on wrangler dev"). No `await` between the reads and the
+    /// writes, so nothing interleaves: each compare-and-set is atomic.
     fn commit(&self, commits: Vec<WireCommit>) -> Result<Vec<WireOutcome>> {
         let sql = self.state.storage().sql();
         let now = Date::now().as_millis();
-        let mut outcomes = Vec::with_capacity(commits.len());
-        let mut ids: Vec<String> = commits.iter().map(|c| c.id.clone()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut states: HashMap<String, Stored> = self
-            .read(&ids)?
+        let batch = CommitBatch::new(
+            commits
+                .into_iter()
+                .map(|c| Commit {
+                    id: c.id,
+                    expect: c.expect,
+                    write: c.snapshot.map_or(Write::Delete, Write::Put),
+                })
+                .collect(),
+        );
+        let read = self
+            .read(&batch.reads())?
             .into_iter()
             .map(|s| {
-                (
-                    s.id,
-                    Stored {
-                        version: s.version,
-                        snapshot: s.snapshot,
-                    },
-                )
+                let stored = Stored {
+                    version: s.version,
+                    snapshot: s.snapshot,
+                };
+                (s.id, stored)
             })
             .collect();
-        for c in commits {
-            let current = states.remove(&c.id).unwrap_or_else(Stored::absent);
-            let commit = Commit {
-                id: c.id,
-                expect: c.expect,
-                write: c.snapshot.map_or(Write::Delete, Write::Put),
-            };
-            let (next, outcome) = records::apply(&current, &commit);
-            states.insert(commit.id.clone(), next.clone().unwrap_or(current));
-            if let Some(next) = next {
+        let applied = batch.apply(read);
+        let mut outcomes = Vec::with_capacity(applied.len());
+        for Applied { id, write, outcome } in applied {
+            if let Some(next) = write {
                 let version = i64::try_from(next.version).unwrap_or(i64::MAX);
                 let snapshot = next
                     .snapshot
@@ -343,7 +328,7 @@ impl RecordStore {
                      ON CONFLICT(id) DO UPDATE SET version = excluded.version, \
                      snapshot = excluded.snapshot, updated_ms = excluded.updated_ms",
                     vec![
-                        SqlStorageValue::from(commit.id.as_str()),
+                        SqlStorageValue::from(id.as_str()),
                         SqlStorageValue::try_from_i64(version)?,
                         snapshot,
                         SqlStorageValue::try_from_i64(i64::try_from(now).unwrap_or(0))?,
@@ -352,12 +337,12 @@ impl RecordStore {
             }
             outcomes.push(match outcome {
                 CommitOutcome::Committed { version } => WireOutcome {
-                    id: commit.id,
+                    id,
                     committed: true,
                     version,
                 },
                 CommitOutcome::Conflict { current } => WireOutcome {
-                    id: commit.id,
+                    id,
                     committed: false,
                     version: current,
                 },

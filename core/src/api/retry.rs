@@ -132,6 +132,50 @@ impl GiveUpReason {
             Self::RetriesExhausted => "retries_exhausted",
         }
     }
+
+    /// How a call that gave up for this reason, its `last` attempt ending so, is answered to
+    /// the host's caller (the admin API): HTTP status, stable error code and message. A
+    /// validation error's message is the default, for when HubSpot's body carries none.
+    pub fn answer(self, last: &Outcome) -> (u16, &'static str, &'static str) {
+        match (self, last) {
+            (Self::Unauthorized, _) => (
+                502,
+                "hubspot_unauthorized",
+                "HubSpot rejected the access token (HUBSPOT_ACCESS_TOKEN or the OAuth token)",
+            ),
+            (Self::Forbidden, _) => (
+                502,
+                "hubspot_forbidden",
+                "the access token lacks a scope for this call",
+            ),
+            (Self::NotFound, _) => (404, "not_found", "no such HubSpot record"),
+            (Self::Conflict, _) => (409, "conflict", "the record exists"),
+            (Self::Validation, _) => (400, "validation", "HubSpot rejected the request"),
+            (Self::DailyLimit, _) => (503, "daily_limit", "HubSpot's daily API limit is reached"),
+            (Self::MigrationInProgress, _) => (
+                503,
+                "migration_in_progress",
+                "the HubSpot account is being migrated",
+            ),
+            (Self::NotIdempotent, _) => (
+                504,
+                "not_idempotent",
+                "the create may or may not have happened; check before retrying",
+            ),
+            (Self::RetriesExhausted, Outcome::Failed(ApiError::RateLimited { .. })) => {
+                (503, "rate_limited", "HubSpot kept rate limiting")
+            }
+            (Self::RetriesExhausted, Outcome::Failed(ApiError::Locked { .. })) => {
+                (503, "locked", "the record stayed locked")
+            }
+            (Self::RetriesExhausted, Outcome::Timeout) => {
+                (504, "timeout", "HubSpot did not answer in time")
+            }
+            (Self::RetriesExhausted, _) => (502, "hubspot_unavailable", "HubSpot kept failing"),
+            (Self::Decode, _) => (502, "decode", "unexpected HubSpot response body"),
+            (Self::Rejected, _) => (502, "hubspot_rejected", "HubSpot refused the request"),
+        }
+    }
 }
 
 /// Retry limits. Defaults: 5 attempts; backoff 500 ms doubling to at most 30 s (the Node SDK
@@ -876,5 +920,60 @@ mod tests {
         assert!(state.is_usable(0, NOW + 20_000));
         assert!(!state.is_usable(300_000, NOW + 1_500_000));
         assert!(!format!("{state:?}").contains("t2"));
+    }
+
+    #[test]
+    fn a_give_up_is_answered_by_reason_and_last_outcome() {
+        use GiveUpReason as R;
+        let code = |r: R, last: &Outcome| {
+            let (status, code, _) = r.answer(last);
+            (status, code)
+        };
+        assert_eq!(
+            code(R::Unauthorized, &Outcome::Network),
+            (502, "hubspot_unauthorized")
+        );
+        assert_eq!(
+            code(R::Forbidden, &Outcome::Network),
+            (502, "hubspot_forbidden")
+        );
+        assert_eq!(code(R::NotFound, &Outcome::Network), (404, "not_found"));
+        assert_eq!(code(R::Conflict, &Outcome::Network), (409, "conflict"));
+        assert_eq!(code(R::Validation, &Outcome::Network), (400, "validation"));
+        assert_eq!(code(R::DailyLimit, &Outcome::Network), (503, "daily_limit"));
+        assert_eq!(
+            code(R::MigrationInProgress, &Outcome::Network),
+            (503, "migration_in_progress")
+        );
+        assert_eq!(
+            code(R::NotIdempotent, &Outcome::Timeout),
+            (504, "not_idempotent")
+        );
+        assert_eq!(code(R::Decode, &Outcome::Success), (502, "decode"));
+        assert_eq!(
+            code(R::Rejected, &Outcome::Network),
+            (502, "hubspot_rejected")
+        );
+        // Retries exhausted: told apart by how the last attempt ended.
+        assert_eq!(
+            code(R::RetriesExhausted, &Outcome::Timeout),
+            (504, "timeout")
+        );
+        assert_eq!(
+            code(R::RetriesExhausted, &Outcome::Network),
+            (502, "hubspot_unavailable")
+        );
+        assert_eq!(
+            code(
+                R::RetriesExhausted,
+                &limited(RateLimitPolicy::Secondly, None, None)
+            ),
+            (503, "rate_limited")
+        );
+        let locked = failed(ApiError::Locked {
+            retry_after: None,
+            body: body(),
+        });
+        assert_eq!(code(R::RetriesExhausted, &locked), (503, "locked"));
     }
 }

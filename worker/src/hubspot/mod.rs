@@ -264,64 +264,10 @@ fn error_response(error: &CallError) -> Result<Response> {
                 Outcome::Failed(e) => e.body().and_then(|b| b.correlation_id.clone()),
                 _ => None,
             };
-            let (status, code, message) = match (reason, last) {
-                (GiveUpReason::Unauthorized, _) => (
-                    502,
-                    "hubspot_unauthorized",
-                    "HubSpot rejected the access token (HUBSPOT_ACCESS_TOKEN or the OAuth token)"
-                        .to_owned(),
-                ),
-                (GiveUpReason::Forbidden, _) => (
-                    502,
-                    "hubspot_forbidden",
-                    "the access token lacks a scope for this call".to_owned(),
-                ),
-                (GiveUpReason::NotFound, _) => {
-                    (404, "not_found", "no such HubSpot record".to_owned())
-                }
-                (GiveUpReason::Conflict, _) => (409, "conflict", "the record exists".to_owned()),
-                (GiveUpReason::Validation, _) => (
-                    400,
-                    "validation",
-                    hubspot_message.unwrap_or_else(|| "HubSpot rejected the request".into()),
-                ),
-                (GiveUpReason::DailyLimit, _) => (
-                    503,
-                    "daily_limit",
-                    "HubSpot's daily API limit is reached".to_owned(),
-                ),
-                (GiveUpReason::MigrationInProgress, _) => (
-                    503,
-                    "migration_in_progress",
-                    "the HubSpot account is being migrated".to_owned(),
-                ),
-                (GiveUpReason::NotIdempotent, _) => (
-                    504,
-                    "not_idempotent",
-                    "the create may or may not have happened; check before retrying".to_owned(),
-                ),
-                (GiveUpReason::RetriesExhausted, Outcome::Failed(ApiError::RateLimited { .. })) => {
-                    (503, "rate_limited", "HubSpot kept rate limiting".to_owned())
-                }
-                (GiveUpReason::RetriesExhausted, Outcome::Failed(ApiError::Locked { .. })) => {
-                    (503, "locked", "the record stayed locked".to_owned())
-                }
-                (GiveUpReason::RetriesExhausted, Outcome::Timeout) => {
-                    (504, "timeout", "HubSpot did not answer in time".to_owned())
-                }
-                (GiveUpReason::RetriesExhausted, _) => (
-                    502,
-                    "hubspot_unavailable",
-                    "HubSpot kept failing".to_owned(),
-                ),
-                (GiveUpReason::Decode, _) => {
-                    (502, "decode", "unexpected HubSpot response body".to_owned())
-                }
-                (GiveUpReason::Rejected, _) => (
-                    502,
-                    "hubspot_rejected",
-                    "HubSpot refused the request".to_owned(),
-                ),
+            let (status, code, message) = reason.answer(last);
+            let message = match (reason, hubspot_message) {
+                (GiveUpReason::Validation, Some(m)) => m,
+                _ => message.to_owned(),
             };
             let mut extra = json!({
                 "attempts": attempts,
