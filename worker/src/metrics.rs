@@ -312,8 +312,10 @@ async fn send_alert(env: &Env, n: &Notice) -> Result<()> {
         .map_err(worker::Error::RustError)?;
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
-    for (name, value) in &post.headers {
-        headers.set(name, value)?;
+    if let Some((id, timestamp, signature)) = &post.signed {
+        headers.set("webhook-id", id)?;
+        headers.set("webhook-timestamp", timestamp)?;
+        headers.set("webhook-signature", signature)?;
     }
     let mut init = RequestInit::new();
     init.with_method(Method::Post)

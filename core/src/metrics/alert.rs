@@ -355,14 +355,14 @@ impl Notice {
 }
 
 /// A [`Notice`] as the POST to `ALERT_URL` ([`Notice::post`]): the host sends `body` with
-/// `content-type: application/json` and these headers.
+/// `content-type: application/json` and, when signed, the Standard Webhooks headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertPost {
     /// The JSON body.
     pub body: String,
-    /// The Standard Webhooks headers (`webhook-id`, `webhook-timestamp`,
-    /// `webhook-signature`); none for Slack.
-    pub headers: Vec<(&'static str, String)>,
+    /// The Standard Webhooks headers' values (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`); `None` for Slack.
+    pub signed: Option<(String, String, String)>,
 }
 
 impl Notice {
@@ -378,7 +378,7 @@ impl Notice {
         if format.is_some_and(|f| f.eq_ignore_ascii_case("slack")) {
             return Ok(AlertPost {
                 body: self.slack_json(),
-                headers: Vec::new(),
+                signed: None,
             });
         }
         let secret = secret.ok_or_else(|| "ALERT_SECRET is not set".to_owned())?;
@@ -390,11 +390,7 @@ impl Notice {
         let signature = secret.sign(&id, ts, body.as_bytes());
         Ok(AlertPost {
             body,
-            headers: vec![
-                ("webhook-id", id),
-                ("webhook-timestamp", ts.to_string()),
-                ("webhook-signature", signature),
-            ],
+            signed: Some((id, ts.to_string(), signature)),
         })
     }
 }

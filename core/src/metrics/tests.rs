@@ -538,30 +538,25 @@ fn an_alert_post_is_signed_or_in_slack_format() {
     let n = &notices[0];
     let slack = n.post(Some("SLACK"), None).expect("no secret needed");
     assert_eq!(slack.body, n.slack_json());
-    assert!(slack.headers.is_empty());
+    assert!(slack.signed.is_none());
     assert_eq!(n.post(None, None).unwrap_err(), "ALERT_SECRET is not set");
     let bad = n.post(Some("json"), Some("not-a-secret")).unwrap_err();
     assert!(bad.starts_with("ALERT_SECRET: "), "{bad}");
     assert!(!bad.contains("not-a-secret"));
     let signed = n.post(None, Some(SECRET)).expect("signed");
     assert_eq!(signed.body, n.to_json());
-    let header = |name: &str| {
-        signed
-            .headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-            .expect(name)
-    };
-    let id = format!("alert_delivery_error_rate_{}_{}", n.since_ms, n.at_ms);
-    assert_eq!(header("webhook-id"), id);
-    assert_eq!(header("webhook-timestamp"), (n.at_ms / 1000).to_string());
+    let (id, timestamp, signature) = signed.signed.clone().expect("signed");
+    assert_eq!(
+        id,
+        format!("alert_delivery_error_rate_{}_{}", n.since_ms, n.at_ms)
+    );
+    assert_eq!(timestamp, (n.at_ms / 1000).to_string());
     WebhookSecret::parse(SECRET)
         .unwrap()
         .verify(
             &id,
-            &header("webhook-timestamp"),
-            &header("webhook-signature"),
+            &timestamp,
+            &signature,
             signed.body.as_bytes(),
             n.at_ms / 1000,
             5,

@@ -128,12 +128,7 @@ impl JobRun {
     /// attempt's code (`status_503`, `timeout`, `network_error`), then the `Location` of a 3xx
     /// answer (recorded, never followed).
     pub fn sent(attempt: Attempt, what: Option<&str>, location: Option<&str>) -> Self {
-        let code = match attempt {
-            Attempt::Answered { status, .. } => format!("status_{status}"),
-            Attempt::TimedOut => "timeout".into(),
-            Attempt::NetworkError => "network_error".into(),
-            Attempt::StepFailed { .. } => "step_failed".into(),
-        };
+        let code = attempt.code();
         let mut detail = match what {
             Some(what) => format!("{what} {code}"),
             None => code,
