@@ -332,6 +332,18 @@ impl ConfigError {
         "config_invalid"
     }
 
+    /// The message a caller who is not an operator may see (the webhook endpoint, an admin
+    /// request before its token is checked): never a key's value or range, and no key except
+    /// for an unset `ADMIN_TOKEN`, which tells an admin caller that the admin API is disabled.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            Self::Missing { key: "ADMIN_TOKEN" } => {
+                "the admin API is disabled: ADMIN_TOKEN is not set"
+            }
+            _ => "the Worker's configuration is invalid; its log names the key",
+        }
+    }
+
     /// The key at fault.
     pub fn key(&self) -> &'static str {
         match self {
@@ -470,6 +482,15 @@ pub struct Ingress {
 }
 
 impl Ingress {
+    /// The URL HubSpot signed for a request whose raw URL is `raw_url`: the public base URL
+    /// with the request's path and query when configured (custom domains, proxies), else the
+    /// raw URL as the runtime received it.
+    pub fn signed_url(&self, raw_url: &str) -> String {
+        match &self.public_base_url {
+            Some(base) => format!("{base}{}", crate::ingress::path_and_query(raw_url)),
+            None => raw_url.to_owned(),
+        }
+    }
     /// Reads the ingress keys.
     ///
     /// # Errors
@@ -2402,5 +2423,40 @@ mod tests {
             ]
         );
         assert_eq!(problems, check(&table(&keys)));
+    }
+
+    #[test]
+    fn the_public_message_names_only_an_unset_admin_token() {
+        let unset = admin_token(&table(&[])).unwrap_err();
+        assert_eq!(
+            unset.public_message(),
+            "the admin API is disabled: ADMIN_TOKEN is not set"
+        );
+        assert_eq!(unset.public_code(), "config_invalid");
+        let generic = "the Worker's configuration is invalid; its log names the key";
+        // Another missing key, and an invalid one, say nothing about the key or the range.
+        let missing = Ingress::from_lookup(&table(&[])).unwrap_err();
+        assert!(matches!(missing, ConfigError::Missing { .. }));
+        assert_eq!(missing.public_message(), generic);
+        let invalid = forward(&[("FORWARD_MAX_ATTEMPTS", "0")]).unwrap_err();
+        assert_eq!(invalid.code(), "config_out_of_range");
+        assert_eq!(invalid.public_message(), generic);
+    }
+
+    #[test]
+    fn the_signed_url_is_the_public_base_with_the_path_or_the_raw_url() {
+        let base = [("HUBSPOT_CLIENT_SECRET", "s")];
+        let raw = "http://127.0.0.1:8787/webhooks/hubspot?a=1";
+        let plain = Ingress::from_lookup(&table(&base)).unwrap();
+        assert_eq!(plain.signed_url(raw), raw);
+        let public = Ingress::from_lookup(&table(&[
+            ("HUBSPOT_CLIENT_SECRET", "s"),
+            ("PUBLIC_BASE_URL", "https://edge.example/"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            public.signed_url(raw),
+            "https://edge.example/webhooks/hubspot?a=1"
+        );
     }
 }

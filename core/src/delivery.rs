@@ -34,6 +34,19 @@ pub enum Attempt {
     },
 }
 
+impl Attempt {
+    /// The attempt as a code for logs and dead letters: `status_503`, `timeout`,
+    /// `network_error` or `step_failed` (the metrics' failure class reads it).
+    pub fn code(self) -> String {
+        match self {
+            Self::Answered { status, .. } => format!("status_{status}"),
+            Self::TimedOut => "timeout".into(),
+            Self::NetworkError => "network_error".into(),
+            Self::StepFailed { .. } => "step_failed".into(),
+        }
+    }
+}
+
 /// The decision for one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryDecision {

@@ -27,6 +27,15 @@ pub fn event_body_key(key: &str) -> String {
     format!("{EVENT_BODY_PREFIX}{key}")
 }
 
+/// `/path?query` of an absolute URL string (`/` when it has no path), without re-encoding
+/// anything: what HubSpot signed after the public base URL.
+pub fn path_and_query(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    url[after_scheme..]
+        .find('/')
+        .map_or("/", |i| &url[after_scheme + i..])
+}
+
 /// What became of a batch's elements.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TriageCounts {
@@ -45,6 +54,31 @@ pub struct TriageCounts {
 }
 
 impl TriageCounts {
+    /// Counts the batch into `m`: the events by stage (`received`, `filtered`, `duplicate`,
+    /// `queued`, `dead_lettered`; stages with none are left out) and the messages put on the
+    /// `events` queue.
+    pub fn count_into(&self, m: &mut crate::metrics::Metrics) {
+        use crate::metrics::Counter;
+        for (stage, n) in [
+            ("received", self.events),
+            ("filtered", self.filtered),
+            ("duplicate", self.duplicates),
+            ("queued", self.queued),
+            ("dead_lettered", self.dead_lettered),
+        ] {
+            if n > 0 {
+                m.add(Counter::Events, &[("stage", stage)], n as u64);
+            }
+        }
+        if self.queued > 0 {
+            m.add(
+                Counter::QueueEnqueued,
+                &[("queue", "events")],
+                self.queued as u64,
+            );
+        }
+    }
+
     /// The body of the 200 answer to HubSpot (logged by HubSpot, read by people testing).
     pub fn response(&self, request_id: &str) -> serde_json::Value {
         json!({
@@ -288,5 +322,43 @@ mod tests {
         assert!(t.dead_letters.is_empty());
         assert_eq!(t.oversized_dead_letters.len(), 1);
         assert_eq!(t.counts.dead_lettered, 1);
+    }
+
+    #[test]
+    fn the_path_and_query_hubspot_signed() {
+        assert_eq!(
+            path_and_query("https://edge.example/webhooks/hubspot?x=1&y=%20"),
+            "/webhooks/hubspot?x=1&y=%20"
+        );
+        assert_eq!(path_and_query("https://edge.example"), "/");
+        assert_eq!(path_and_query("/already/a/path"), "/already/a/path");
+    }
+
+    #[test]
+    fn a_batch_counts_by_stage_and_queued_messages() {
+        use crate::metrics::{Counter, Metrics};
+        let counts = TriageCounts {
+            events: 5,
+            queued: 2,
+            filtered: 1,
+            duplicates: 1,
+            dead_lettered: 1,
+            by_reference: 1,
+        };
+        let mut m = Metrics::new();
+        counts.count_into(&mut m);
+        for (stage, n) in [
+            ("received", 5),
+            ("filtered", 1),
+            ("duplicate", 1),
+            ("queued", 2),
+            ("dead_lettered", 1),
+        ] {
+            assert_eq!(m.count(Counter::Events, &[("stage", stage)]), n, "{stage}");
+        }
+        assert_eq!(m.count(Counter::QueueEnqueued, &[("queue", "events")]), 2);
+        let mut none = Metrics::new();
+        TriageCounts::default().count_into(&mut none);
+        assert!(none.is_empty(), "no series for stages with nothing");
     }
 }

@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 use worker::kv::KvStore;
 use worker::{Env, Method, Request, Response, Result};
 
-use crate::config::{self, Ingress};
+use crate::config;
 use crate::ingress::{config_error, enqueue};
 use crate::queue::{self, EventMessage};
 use crate::respond;
@@ -361,7 +361,7 @@ async fn enqueue_batch(env: &Env, letter: &DeadLetter, body: &[u8]) -> Result<us
     let Ok(elements) = parse_batch(body) else {
         return Ok(0);
     };
-    let filter = Ingress::from_env(env)
+    let filter = config::ingress(env)
         .map(|c| c.filter)
         .unwrap_or_else(|_| Filter::default());
     Ok(enqueue(

@@ -22,8 +22,9 @@ pub(crate) struct ConfigError {
     pub(crate) problem: String,
     /// Core's specific code (`config_out_of_range`, `config_plain_http`, …).
     pub(crate) kind: &'static str,
-    /// A required key is simply unset (as opposed to set to something invalid).
-    pub(crate) missing: bool,
+    /// What a caller who is not an operator may see (core's
+    /// [`core_config::ConfigError::public_message`]).
+    pub(crate) public: &'static str,
 }
 
 impl ConfigError {
@@ -44,7 +45,7 @@ impl From<core_config::ConfigError> for ConfigError {
             key: e.key(),
             problem: e.to_string(),
             kind: e.code(),
-            missing: matches!(e, core_config::ConfigError::Missing { .. }),
+            public: e.public_message(),
         }
     }
 }
@@ -80,31 +81,9 @@ macro_rules! part {
     };
 }
 
-/// Everything the webhook ingress needs (core's [`core_config::Ingress`], fields owned so that
-/// callers can take the filter).
-#[derive(Debug)]
-pub(crate) struct Ingress {
-    pub(crate) verifier: hubspot_edge_core::signature::Verifier,
-    pub(crate) public_base_url: Option<String>,
-    pub(crate) max_body_bytes: u64,
-    pub(crate) filter: hubspot_edge_core::filter::Filter,
-}
-
-impl Ingress {
-    pub(crate) fn from_env(env: &Env) -> Result<Self> {
-        let core_config::Ingress {
-            verifier,
-            public_base_url,
-            max_body_bytes,
-            filter,
-        } = core_config::Ingress::from_lookup(&lookup(env))?;
-        Ok(Self {
-            verifier,
-            public_base_url,
-            max_body_bytes,
-            filter,
-        })
-    }
+/// Everything the webhook ingress needs (core's [`core_config::Ingress`]).
+pub(crate) fn ingress(env: &Env) -> Result<core_config::Ingress> {
+    Ok(core_config::Ingress::from_lookup(&lookup(env))?)
 }
 
 /// Everything the forwarding consumer needs (core's [`core_config::ForwardConfig`], dereferencing to

@@ -27,7 +27,7 @@ use worker::{
 };
 
 use crate::config::Forward;
-use crate::forward::{describe, send_signed};
+use crate::forward::send_signed;
 use crate::jobs::{Job, JobAction, Pending};
 use crate::log::{Line, Scope};
 use crate::queue::{self, DeadLetterMessage, EventMessage, OwnedEvent};
@@ -408,12 +408,8 @@ async fn run_job(config: &Forward, env: &Env, job: &Job, budget: &BatchBudget) -
         return JobRun::Deferred;
     }
     let sent = |(attempt, location): (hubspot_edge_core::delivery::Attempt, Option<String>)| {
-        let detail = match location {
-            // The Location is recorded, the body is not re-sent anywhere.
-            Some(l) => format!("{} location={l}", describe(attempt)),
-            None => describe(attempt),
-        };
-        JobRun::Sent { attempt, detail }
+        // The Location is recorded, the body is not re-sent anywhere.
+        JobRun::sent(attempt, None, location.as_deref())
     };
     match &job.action {
         JobAction::Thin => match job.members.first() {

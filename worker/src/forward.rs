@@ -131,11 +131,7 @@ fn answer_of(
     }
 }
 
+/// Core's code of the attempt (`status_503`, `timeout`…).
 pub(crate) fn describe(attempt: Attempt) -> String {
-    match attempt {
-        Attempt::Answered { status, .. } => format!("status_{status}"),
-        Attempt::TimedOut => "timeout".into(),
-        Attempt::NetworkError => "network_error".into(),
-        Attempt::StepFailed { .. } => "step_failed".into(),
-    }
+    attempt.code()
 }

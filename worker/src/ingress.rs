@@ -17,12 +17,13 @@ use hubspot_edge_core::time::iso8601_ms;
 use serde_json::json;
 use worker::{Date, Env, Request, Response, Result};
 
-use crate::config::{ConfigError, Ingress};
+use crate::config::ConfigError;
 use crate::log::Line;
 use crate::metrics;
 use crate::queue;
 use crate::respond;
 use crate::store::{self, DeadLetter, Kind};
+use hubspot_edge_core::config::Ingress;
 use hubspot_edge_core::metrics::{Counter, Histogram};
 
 pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Result<Response> {
@@ -47,7 +48,7 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
                 Date::now().as_millis().saturating_sub(started),
             )
     };
-    let config = match Ingress::from_env(env) {
+    let config = match crate::config::ingress(env) {
         Ok(c) => c,
         // Nothing can be verified, so nothing is accepted: 503, and HubSpot re-sends the batch
         // (up to 10 times over 24 hours, docs/hubspot.md §2.5,
@@ -74,13 +75,8 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
         return respond::error(413, "body_too_large", "request body exceeds MAX_BODY_BYTES");
     };
 
-    // The URL HubSpot signed: the raw request URL as the runtime received it, or the configured
-    // public base URL with this request's path and query (custom domains, proxies).
-    let raw_url = req.inner().url();
-    let signed_url = match &config.public_base_url {
-        Some(base) => format!("{base}{}", path_and_query(&raw_url)),
-        None => raw_url,
-    };
+    // The URL HubSpot signed (core: the public base URL, or the raw URL).
+    let signed_url = config.signed_url(&req.inner().url());
     let headers = signature_headers(&req)?;
     let now_ms = Date::now().as_millis();
     let signed = SignedRequest {
@@ -161,26 +157,7 @@ pub(crate) async fn handle(mut req: Request, env: &Env, request_id: &str) -> Res
         }
     };
 
-    metrics::count(|m| {
-        for (stage, n) in [
-            ("received", counts.events),
-            ("filtered", counts.filtered),
-            ("duplicate", counts.duplicates),
-            ("queued", counts.queued),
-            ("dead_lettered", counts.dead_lettered),
-        ] {
-            if n > 0 {
-                m.add(Counter::Events, &[("stage", stage)], n as u64);
-            }
-        }
-        if counts.queued > 0 {
-            m.add(
-                Counter::QueueEnqueued,
-                &[("queue", "events")],
-                counts.queued as u64,
-            );
-        }
-    });
+    metrics::count(|m| counts.count_into(m));
     log("accepted", 200)
         .field("signature_version", version.as_str())
         .field("body_bytes", body.len())
@@ -321,26 +298,15 @@ pub(crate) fn signature_headers(req: &Request) -> Result<HeaderMap> {
     Ok(map)
 }
 
-/// `/path?query` of an absolute URL string, without re-encoding anything.
-pub(crate) fn path_and_query(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    url[after_scheme..]
-        .find('/')
-        .map_or("/", |i| &url[after_scheme + i..])
-}
+pub(crate) use hubspot_edge_core::ingress::path_and_query;
 
 /// A configuration error answered to a caller who is not authenticated (the webhook endpoint,
 /// an admin request before its token is checked): the stable code only; the detail (key,
-/// accepted range) goes to the log. The one exception names no value or range: an unset
-/// `ADMIN_TOKEN` tells an admin caller that the admin API is disabled.
+/// accepted range) goes to the log; the message is core's (an unset `ADMIN_TOKEN` tells an
+/// admin caller that the admin API is disabled).
 pub(crate) fn config_error(e: &ConfigError, request_id: &str) -> Result<Response> {
     log_config_error(e, request_id);
-    let message = if e.missing && e.key == "ADMIN_TOKEN" {
-        "the admin API is disabled: ADMIN_TOKEN is not set"
-    } else {
-        "the Worker's configuration is invalid; its log names the key"
-    };
-    respond::error(500, e.code(), message)
+    respond::error(500, e.code(), e.public)
 }
 
 /// A configuration error answered to an authenticated operator (a valid admin token): the

@@ -23,7 +23,6 @@ use std::cell::RefCell;
 
 use hubspot_edge_core::metrics::alert::{AlertConfig, Alerts, Notice};
 use hubspot_edge_core::metrics::{openmetrics, BucketKey, Counter, Metrics, Span, Timeline};
-use hubspot_edge_core::outbound::WebhookSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::{
@@ -48,20 +47,7 @@ thread_local! {
     static PENDING: RefCell<Metrics> = RefCell::new(Metrics::new());
 }
 
-/// A code as a label value: lowercase letters, digits and `_`, at most 40 bytes (the stable
-/// codes this project writes); anything else `other`, so a label stays a small, closed set.
-pub(crate) fn code_label(code: &str) -> &str {
-    let ok = !code.is_empty()
-        && code.len() <= 40
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
-    if ok {
-        code
-    } else {
-        "other"
-    }
-}
+pub(crate) use hubspot_edge_core::metrics::code_label;
 
 /// Counts into this isolate's pending metrics.
 pub(crate) fn count(f: impl FnOnce(&mut Metrics)) {
@@ -311,39 +297,30 @@ fn alert_config(env: &Env) -> std::result::Result<AlertConfig, String> {
     }
 }
 
-/// POSTs `n` to `ALERT_URL` (nothing when unset): Standard Webhooks-signed with `ALERT_SECRET`,
-/// or Slack's `{"text": …}` when `ALERT_FORMAT=slack` (Slack's incoming webhooks take no
-/// signature).
+/// POSTs `n` to `ALERT_URL` (nothing when unset) as core's [`Notice::post`] builds it
+/// (`ALERT_FORMAT`, `ALERT_SECRET`).
 async fn send_alert(env: &Env, n: &Notice) -> Result<()> {
     let Ok(url) = env.var("ALERT_URL").map(|v| v.to_string()) else {
         return Ok(());
     };
-    let slack = env
-        .var("ALERT_FORMAT")
-        .is_ok_and(|v| v.to_string().eq_ignore_ascii_case("slack"));
+    let var = |key: &str| env.var(key).ok().map(|v| v.to_string());
+    let post = n
+        .post(
+            var("ALERT_FORMAT").as_deref(),
+            var("ALERT_SECRET").as_deref(),
+        )
+        .map_err(worker::Error::RustError)?;
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
-    let body = if slack {
-        n.slack_json()
-    } else {
-        let body = n.to_json();
-        let id = format!("alert_{}_{}_{}", n.alert, n.since_ms, n.at_ms);
-        let secret = env
-            .var("ALERT_SECRET")
-            .map(|s| s.to_string())
-            .map_err(|_| worker::Error::RustError("ALERT_SECRET is not set".into()))?;
-        let secret = WebhookSecret::parse(&secret)
-            .map_err(|e| worker::Error::RustError(format!("ALERT_SECRET: {}", e.code())))?;
-        let ts = n.at_ms / 1000;
-        headers.set("webhook-id", &id)?;
-        headers.set("webhook-timestamp", &ts.to_string())?;
-        headers.set("webhook-signature", &secret.sign(&id, ts, body.as_bytes()))?;
-        body
-    };
+    if let Some((id, timestamp, signature)) = &post.signed {
+        headers.set("webhook-id", id)?;
+        headers.set("webhook-timestamp", timestamp)?;
+        headers.set("webhook-signature", signature)?;
+    }
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
-        .with_body(Some(body.into()));
+        .with_body(Some(post.body.into()));
     let response = Fetch::Request(Request::new_with_init(&url, &init)?)
         .send()
         .await?;
@@ -403,16 +380,12 @@ impl DurableObject for MetricsStore {
                         .query_pairs()
                         .find(|(k, _)| k == "span")
                         .map_or_else(|| "hour".to_owned(), |(_, v)| v.into_owned());
-                    let span = match span_name.as_str() {
-                        "hour" => Span::HourByMinute,
-                        "day" => Span::DayByHour,
-                        _ => {
-                            return Response::from_json(&json!({
-                                "error": "metrics_span_invalid",
-                                "message": "span is `hour` (by minute) or `day` (by hour)",
-                            }))
-                            .map(|r| r.with_status(400))
-                        }
+                    let Some(span) = Span::parse(&span_name) else {
+                        return Response::from_json(&json!({
+                            "error": "metrics_span_invalid",
+                            "message": "span is `hour` (by minute) or `day` (by hour)",
+                        }))
+                        .map(|r| r.with_status(400));
                     };
                     let buckets = self.with_timeline(|t| {
                         t.window(span, now)
@@ -439,16 +412,12 @@ impl DurableObject for MetricsStore {
         let scope = crate::log::Scope::new(&crate::log::random_id(), None);
         crate::log::scoped(scope, async move {
             self.evaluate().await?;
-            // Keep evaluating while the last hour holds anything (an alert must be able to resolve
-            // after traffic stops); then sleep until the next record.
+            // Core decides whether the evaluations go on (traffic in the last hour, or a rule
+            // firing); otherwise they sleep until the next record.
             let now = Date::now().as_millis();
-            let active = self.with_timeline(|t| {
-                t.window(Span::HourByMinute, now)
-                    .iter()
-                    .any(|(_, m)| !m.is_empty())
-            })?;
-            let firing = self.alerts().await?.firing().next().is_some();
-            if active || firing {
+            let alerts = self.alerts().await?;
+            let keep = self.with_timeline(|t| alerts.keep_evaluating(t, now))?;
+            if keep {
                 self.state
                     .storage()
                     .set_alarm(alert_period_ms(&self.env))

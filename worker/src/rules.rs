@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use hubspot_edge_core::api::{
     AssociationResult, BatchReadOptions, BatchResponse, RequestKind, SimpleObject,
 };
-use hubspot_edge_core::delivery::Attempt;
 use hubspot_edge_core::queue::consume::JobRun;
 use hubspot_edge_core::rules::{EffectMessage, Queued, RuleUpdate, UpdateFailure, UpdateNeed};
 use worker::kv::KvStore;
@@ -34,35 +33,28 @@ use crate::jobs::{Job, JobAction, Pending};
 use crate::log::Line;
 use crate::queue::{event_message_json, MAX_MESSAGE_BYTES};
 
-/// Carries out one effect message.
+/// Carries out one effect message (core maps each outcome to the job's run).
 pub(crate) async fn run(config: &Forward, env: &Env, effect: &Queued) -> JobRun {
-    let what = effect.describe();
     match effect {
         Queued::Send {
             destination,
             id,
             body,
             ..
-        } => {
-            let Some(to) = config.destinations.get(destination) else {
-                // DESTINATIONS changed since the effect was queued: kept as a dead letter,
-                // re-drivable once the destination exists again.
-                return JobRun::Refused {
-                    reason: "destination_unknown".into(),
-                    detail: what,
-                };
-            };
-            let (attempt, location) =
-                crate::forward::send_signed_to(to, config.timeout_ms, id, body).await;
-            let mut detail = format!("{what} {}", crate::forward::describe(attempt));
-            if let Some(l) = location {
-                detail.push_str(&format!(" location={l}"));
+        } => match config.destinations.get(destination) {
+            Some(to) => {
+                let (attempt, location) =
+                    crate::forward::send_signed_to(to, config.timeout_ms, id, body).await;
+                effect.send_run(Some((attempt, location.as_deref())))
             }
-            JobRun::Sent { attempt, detail }
-        }
+            None => effect.send_run(None),
+        },
         Queued::Update {
             target, properties, ..
-        } => update(env, RuleUpdate::new(target, properties.clone(), what)).await,
+        } => {
+            let plan = RuleUpdate::new(target, properties.clone(), effect.describe());
+            update(env, plan).await
+        }
         Queued::CompleteBlocked {
             portal,
             object_type,
@@ -74,46 +66,12 @@ pub(crate) async fn run(config: &Forward, env: &Env, effect: &Queued) -> JobRun 
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            match crate::actions::complete_for_object(
-                env,
-                *portal,
-                object_type,
-                object_id,
-                &outputs,
-            )
-            .await
-            {
-                Ok(done) if done.refused.is_empty() => JobRun::Done {
-                    detail: format!(
-                        "{what} completed={} skipped={}",
-                        done.completed, done.skipped
-                    ),
-                },
-                // Kept as a dead letter naming each execution and why (codes, not values);
-                // a re-drive completes what is still blocked once ACTIONS or the rule is fixed.
-                Ok(done) => JobRun::Refused {
-                    reason: "complete_action_outputs_invalid".into(),
-                    detail: format!(
-                        "{what} completed={} refused={}",
-                        done.completed,
-                        done.refused
-                            .iter()
-                            .map(|(id, code)| format!("{id}:{code}"))
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    ),
-                },
-                Err((code, true)) => JobRun::Failed {
-                    attempt: Attempt::StepFailed {
-                        retry_after_secs: None,
-                    },
-                    code: code.into(),
-                    detail: what,
-                },
-                Err((code, false)) => JobRun::Refused {
-                    reason: code.into(),
-                    detail: what,
-                },
+            let done =
+                crate::actions::complete_for_object(env, *portal, object_type, object_id, &outputs)
+                    .await;
+            match done {
+                Ok(done) => effect.completed_run(done.completed, done.skipped, &done.refused),
+                Err((code, retryable)) => effect.step_failed_run(code, retryable),
             }
         }
     }

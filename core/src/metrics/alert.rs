@@ -354,6 +354,47 @@ impl Notice {
     }
 }
 
+/// A [`Notice`] as the POST to `ALERT_URL` ([`Notice::post`]): the host sends `body` with
+/// `content-type: application/json` and, when signed, the Standard Webhooks headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertPost {
+    /// The JSON body.
+    pub body: String,
+    /// The Standard Webhooks headers' values (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`); `None` for Slack.
+    pub signed: Option<(String, String, String)>,
+}
+
+impl Notice {
+    /// The POST for this notice: Slack's `{"text": …}` when `format` (`ALERT_FORMAT`) is
+    /// `slack` (any case; Slack's incoming webhooks take no signature), else
+    /// [`Self::to_json`] signed as Standard Webhooks with `secret` (`ALERT_SECRET`), its id
+    /// `alert_{name}_{since}_{at}` and its timestamp the decision's second.
+    ///
+    /// # Errors
+    /// `ALERT_SECRET` is unset or not a secret: the message names the key (and the secret
+    /// parser's code), never the value.
+    pub fn post(&self, format: Option<&str>, secret: Option<&str>) -> Result<AlertPost, String> {
+        if format.is_some_and(|f| f.eq_ignore_ascii_case("slack")) {
+            return Ok(AlertPost {
+                body: self.slack_json(),
+                signed: None,
+            });
+        }
+        let secret = secret.ok_or_else(|| "ALERT_SECRET is not set".to_owned())?;
+        let secret = crate::outbound::WebhookSecret::parse(secret)
+            .map_err(|e| format!("ALERT_SECRET: {}", e.code()))?;
+        let body = self.to_json();
+        let id = format!("alert_{}_{}_{}", self.alert, self.since_ms, self.at_ms);
+        let ts = self.at_ms / 1000;
+        let signature = secret.sign(&id, ts, body.as_bytes());
+        Ok(AlertPost {
+            body,
+            signed: Some((id, ts.to_string(), signature)),
+        })
+    }
+}
+
 impl Alerts {
     /// Evaluates every rule of `config` at `now_ms`; returns the notices to send (a rule fires
     /// once, resolves once; see the module's documentation). Rules no longer configured are
@@ -407,6 +448,17 @@ impl Alerts {
             }
         }
         out
+    }
+
+    /// Whether the evaluations go on (the host re-arms its timer): while the last hour of
+    /// `timeline` holds anything, so that an alert can resolve after traffic stops, or while
+    /// a rule fires; otherwise they sleep until metrics arrive again.
+    pub fn keep_evaluating(&self, timeline: &Timeline, now_ms: u64) -> bool {
+        let active = timeline
+            .window(super::Span::HourByMinute, now_ms)
+            .iter()
+            .any(|(_, m)| !m.is_empty());
+        active || self.firing().next().is_some()
     }
 
     /// The rules firing now, by name.

@@ -237,6 +237,22 @@ pub fn lag_secs(since_ms: u64, now_ms: u64) -> i64 {
     i64::try_from(now_ms.saturating_sub(since_ms) / 1_000).unwrap_or(i64::MAX)
 }
 
+/// A code as a label value: lowercase letters, digits and `_`, at most 40 bytes (the stable
+/// codes this project writes); anything else `other`, so that a label stays a small, closed
+/// set.
+pub fn code_label(code: &str) -> &str {
+    let ok = !code.is_empty()
+        && code.len() <= 40
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
+    if ok {
+        code
+    } else {
+        "other"
+    }
+}
+
 /// A series' labels: `(key, value)` pairs sorted by key, keys unique.
 pub type Labels = Vec<(String, String)>;
 

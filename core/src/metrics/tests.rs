@@ -507,3 +507,76 @@ fn lag_secs_table() {
         assert_eq!(lag_secs(since, now), want, "{since} {now}");
     }
 }
+
+#[test]
+fn a_code_label_is_a_short_lowercase_code_or_other() {
+    assert_eq!(code_label("destination_4xx"), "destination_4xx");
+    assert_eq!(code_label("Destination"), "other");
+    assert_eq!(code_label("a-b"), "other");
+    assert_eq!(code_label(""), "other");
+    assert_eq!(code_label(&"a".repeat(40)), "a".repeat(40));
+    assert_eq!(code_label(&"a".repeat(41)), "other");
+}
+
+#[test]
+fn a_span_is_read_by_name() {
+    assert_eq!(Span::parse("hour"), Some(Span::HourByMinute));
+    assert_eq!(Span::parse("day"), Some(Span::DayByHour));
+    assert_eq!(Span::parse("week"), None);
+    assert_eq!(Span::parse("Hour"), None);
+}
+
+#[test]
+fn an_alert_post_is_signed_or_in_slack_format() {
+    use crate::outbound::WebhookSecret;
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let config = only("delivery_error_rate");
+    let mut alerts = Alerts::default();
+    let mut t = Timeline::new();
+    let now = deliveries(&mut t, 0, &[(0, 30)]);
+    let notices = alerts.evaluate(&config, &t, now);
+    let n = &notices[0];
+    let slack = n.post(Some("SLACK"), None).expect("no secret needed");
+    assert_eq!(slack.body, n.slack_json());
+    assert!(slack.signed.is_none());
+    assert_eq!(n.post(None, None).unwrap_err(), "ALERT_SECRET is not set");
+    let bad = n.post(Some("json"), Some("not-a-secret")).unwrap_err();
+    assert!(bad.starts_with("ALERT_SECRET: "), "{bad}");
+    assert!(!bad.contains("not-a-secret"));
+    let signed = n.post(None, Some(SECRET)).expect("signed");
+    assert_eq!(signed.body, n.to_json());
+    let (id, timestamp, signature) = signed.signed.clone().expect("signed");
+    assert_eq!(
+        id,
+        format!("alert_delivery_error_rate_{}_{}", n.since_ms, n.at_ms)
+    );
+    assert_eq!(timestamp, (n.at_ms / 1000).to_string());
+    WebhookSecret::parse(SECRET)
+        .unwrap()
+        .verify(
+            &id,
+            &timestamp,
+            &signature,
+            signed.body.as_bytes(),
+            n.at_ms / 1000,
+            5,
+        )
+        .expect("the signature verifies");
+}
+
+#[test]
+fn evaluations_go_on_while_the_hour_has_traffic_or_a_rule_fires() {
+    let config = only("delivery_error_rate");
+    let mut alerts = Alerts::default();
+    let mut t = Timeline::new();
+    assert!(!alerts.keep_evaluating(&t, T0), "nothing recorded: sleep");
+    let now = deliveries(&mut t, 0, &[(0, 30)]);
+    assert_eq!(alerts.evaluate(&config, &t, now).len(), 1);
+    assert!(alerts.keep_evaluating(&t, now));
+    // Two hours later the hour is empty, but the rule still fires until it resolves.
+    let later = now + 120 * MIN;
+    assert!(alerts.firing().next().is_some());
+    assert!(alerts.keep_evaluating(&t, later));
+    let quiet = Alerts::default();
+    assert!(!quiet.keep_evaluating(&t, later));
+}

@@ -30,6 +30,17 @@ pub enum Span {
     DayByHour,
 }
 
+impl Span {
+    /// The span a reader names: `hour` (by minute) or `day` (by hour); `None` otherwise.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "hour" => Some(Self::HourByMinute),
+            "day" => Some(Self::DayByHour),
+            _ => None,
+        }
+    }
+}
+
 /// A stored row: what a host persists one row per (the Worker's metrics Durable Object stores
 /// each as one SQLite row). Read and write them with [`Timeline::row`] and
 /// [`Timeline::load_row`].

@@ -123,6 +123,24 @@ pub enum JobRun {
     },
 }
 
+impl JobRun {
+    /// A forward that was sent (or not answered): its detail is `what` (when given), then the
+    /// attempt's code (`status_503`, `timeout`, `network_error`), then the `Location` of a 3xx
+    /// answer (recorded, never followed).
+    pub fn sent(attempt: Attempt, what: Option<&str>, location: Option<&str>) -> Self {
+        let code = attempt.code();
+        let mut detail = match what {
+            Some(what) => format!("{what} {code}"),
+            None => code,
+        };
+        if let Some(l) = location {
+            detail.push_str(" location=");
+            detail.push_str(l);
+        }
+        Self::Sent { attempt, detail }
+    }
+}
+
 /// A job's decided forward ([`Consume::verdict`]), before its record-store writes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobVerdict {

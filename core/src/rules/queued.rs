@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{emit_body, Effect, EventContext, Target, DEFAULT_DESTINATION};
+use crate::delivery::Attempt;
+use crate::queue::consume::JobRun;
 
 /// The `source` of an [`EffectMessage`].
 pub const EFFECT_SOURCE: &str = "rules";
@@ -110,6 +112,73 @@ impl Queued {
             Self::CompleteBlocked {
                 rule, object_id, ..
             } => format!("rule={rule} effect=complete_blocked object_id={object_id}"),
+        }
+    }
+}
+
+impl Queued {
+    /// What a `send` came to: `None` when its destination is no longer configured (kept as a
+    /// dead letter `destination_unknown`, re-drivable once it exists again), else the attempt
+    /// and the `Location` of a 3xx answer.
+    pub fn send_run(&self, sent: Option<(Attempt, Option<&str>)>) -> JobRun {
+        let what = self.describe();
+        match sent {
+            None => JobRun::Refused {
+                reason: "destination_unknown".into(),
+                detail: what,
+            },
+            Some((attempt, location)) => JobRun::sent(attempt, Some(&what), location),
+        }
+    }
+
+    /// What a `complete_blocked` came to, once the blocked executions were looked up: done
+    /// with the counts when no execution refused the rule's outputs, else a dead letter
+    /// `complete_action_outputs_invalid` naming each refused `callbackId` and its code (codes,
+    /// never values), which a re-drive completes once `ACTIONS` or the rule is fixed.
+    pub fn completed_run(
+        &self,
+        completed: usize,
+        skipped: usize,
+        refused: &[(String, &str)],
+    ) -> JobRun {
+        let what = self.describe();
+        if refused.is_empty() {
+            return JobRun::Done {
+                detail: format!("{what} completed={completed} skipped={skipped}"),
+            };
+        }
+        let mut detail = format!("{what} completed={completed} refused=");
+        for (i, (id, code)) in refused.iter().enumerate() {
+            if i > 0 {
+                detail.push(',');
+            }
+            detail.push_str(id);
+            detail.push(':');
+            detail.push_str(code);
+        }
+        JobRun::Refused {
+            reason: "complete_action_outputs_invalid".into(),
+            detail,
+        }
+    }
+
+    /// A step of this effect could not be carried out (`code`): retried like a failed forward
+    /// when `retryable`, else dead-lettered now.
+    pub fn step_failed_run(&self, code: &str, retryable: bool) -> JobRun {
+        let detail = self.describe();
+        if retryable {
+            JobRun::Failed {
+                attempt: Attempt::StepFailed {
+                    retry_after_secs: None,
+                },
+                code: code.into(),
+                detail,
+            }
+        } else {
+            JobRun::Refused {
+                reason: code.into(),
+                detail,
+            }
         }
     }
 }

@@ -960,3 +960,76 @@ fn two_rules_emitting_the_same_type_are_two_events() {
         .collect();
     assert_eq!(ids, ["chg.a.custom.won", "chg.b.custom.won"]);
 }
+
+#[test]
+fn an_effect_run_names_the_rule_and_maps_its_outcome() {
+    use crate::delivery::Attempt;
+    use crate::queue::consume::JobRun;
+    let send = Queued::Send {
+        rule: "r".into(),
+        destination: "sales".into(),
+        id: "id".into(),
+        body: "{}".into(),
+    };
+    assert_eq!(
+        send.send_run(None),
+        JobRun::Refused {
+            reason: "destination_unknown".into(),
+            detail: "rule=r effect=send destination=sales".into(),
+        }
+    );
+    let answered = Attempt::Answered {
+        status: 307,
+        retry_after_secs: None,
+    };
+    assert_eq!(
+        send.send_run(Some((answered, Some("https://elsewhere/")))),
+        JobRun::Sent {
+            attempt: answered,
+            detail: "rule=r effect=send destination=sales status_307 location=https://elsewhere/"
+                .into(),
+        }
+    );
+    let complete = Queued::CompleteBlocked {
+        rule: "c".into(),
+        portal: 1,
+        object_type: "contact".into(),
+        object_id: "7".into(),
+        outputs: BTreeMap::new(),
+    };
+    let what = "rule=c effect=complete_blocked object_id=7";
+    assert_eq!(
+        complete.completed_run(2, 1, &[]),
+        JobRun::Done {
+            detail: format!("{what} completed=2 skipped=1"),
+        }
+    );
+    let refused = [
+        ("cb1".to_owned(), "output_invalid"),
+        ("cb2".to_owned(), "output_missing"),
+    ];
+    assert_eq!(
+        complete.completed_run(1, 0, &refused),
+        JobRun::Refused {
+            reason: "complete_action_outputs_invalid".into(),
+            detail: format!("{what} completed=1 refused=cb1:output_invalid,cb2:output_missing"),
+        }
+    );
+    assert_eq!(
+        complete.step_failed_run("action_store_unavailable", true),
+        JobRun::Failed {
+            attempt: Attempt::StepFailed {
+                retry_after_secs: None
+            },
+            code: "action_store_unavailable".into(),
+            detail: what.into(),
+        }
+    );
+    assert_eq!(
+        complete.step_failed_run("actions_off", false),
+        JobRun::Refused {
+            reason: "actions_off".into(),
+            detail: what.into(),
+        }
+    );
+}

@@ -391,3 +391,47 @@ fn failure_classes_and_counts() {
     assert_eq!(m.count(Counter::Events, &[("stage", "duplicate")]), 1);
     assert_eq!(m.count(Counter::Events, &[("stage", "echo_suppressed")]), 4);
 }
+
+#[test]
+fn a_sent_forward_names_the_attempt_then_the_location() {
+    let answered = |status| Attempt::Answered {
+        status,
+        retry_after_secs: None,
+    };
+    let detail = |run: JobRun| match run {
+        JobRun::Sent { detail, .. } => detail,
+        other => panic!("not sent: {other:?}"),
+    };
+    assert_eq!(
+        detail(JobRun::sent(answered(503), None, None)),
+        "status_503"
+    );
+    assert_eq!(
+        detail(JobRun::sent(answered(302), None, Some("https://x/y"))),
+        "status_302 location=https://x/y"
+    );
+    assert_eq!(
+        detail(JobRun::sent(
+            Attempt::TimedOut,
+            Some("rule=r effect=send"),
+            None
+        )),
+        "rule=r effect=send timeout"
+    );
+    assert_eq!(
+        detail(JobRun::sent(Attempt::NetworkError, None, None)),
+        "network_error"
+    );
+    // The detail's code is what the metrics' failure class reads.
+    assert_eq!(
+        failure_class(&detail(JobRun::sent(answered(429), None, None))),
+        "http_429"
+    );
+    assert_eq!(
+        JobRun::sent(answered(200), None, None),
+        JobRun::Sent {
+            attempt: answered(200),
+            detail: "status_200".into()
+        }
+    );
+}
