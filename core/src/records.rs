@@ -586,7 +586,7 @@ mod tests {
 
     #[test]
     fn live_ids_are_walked_page_by_page_up_to_max() {
-        let per = LiveIdsWalk::PER_QUERY as u64;
+        let per = u64::from(LiveIdsWalk::PER_QUERY);
         // A full page continues after its last id; a short one ends the walk.
         let mut walk = LiveIdsWalk::new(10, 1_000_000, 5_000);
         assert_eq!(walk.ask(), Some((10, 1_000_000, LiveIdsWalk::PER_QUERY)));
