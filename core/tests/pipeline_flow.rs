@@ -28,7 +28,7 @@ use hubspot_edge_core::enrich::{
 };
 use hubspot_edge_core::event::{parse_batch, Event};
 use hubspot_edge_core::filter::Filter;
-use hubspot_edge_core::ingress::{triage, Received};
+use hubspot_edge_core::ingress::{triage, Received, Triage};
 use hubspot_edge_core::mapping::Mapping;
 use hubspot_edge_core::outbound;
 use hubspot_edge_core::queue::consume::{Consume, Disposal, JobRun};
@@ -78,34 +78,7 @@ fn hubspot_read(ids: &[String]) -> BatchResponse {
 #[test]
 fn a_signed_batch_flows_through_triage_queue_enrichment_and_delivery() {
     // --- Ingress: verify, parse, triage.
-    let body = batch();
-    let ts = (T0 + 500).to_string();
-    let signature = sign_v3(
-        &ClientSecret::new(SECRET),
-        "POST",
-        URL,
-        body.as_bytes(),
-        &ts,
-    );
-    let mut headers = http::HeaderMap::new();
-    headers.insert("x-hubspot-signature-v3", signature.parse().unwrap());
-    headers.insert("x-hubspot-request-timestamp", ts.parse().unwrap());
-    let request = SignedRequest {
-        method: "POST",
-        uri: URL,
-        headers: &headers,
-        body: body.as_bytes(),
-    };
-    Verifier::new(ClientSecret::new(SECRET))
-        .verify(&request, T0 + 1_000)
-        .unwrap();
-    let elements = parse_batch(body.as_bytes()).unwrap();
-    let received = Received {
-        at_ms: T0 + 1_000,
-        request_id: "req-flow",
-        traceparent: None,
-    };
-    let t = triage(&elements, &Filter::default(), received);
+    let t = triaged("req-flow");
     assert_eq!(
         (t.counts.queued, t.counts.duplicates, t.counts.dead_lettered),
         (2, 1, 1)
@@ -209,8 +182,8 @@ fn a_signed_batch_flows_through_triage_queue_enrichment_and_delivery() {
     assert_eq!(seen.len(), 2);
 }
 
-/// The batch of [`batch`], signed, verified and triaged: its queue messages.
-fn triaged() -> Vec<String> {
+/// The batch of [`batch`], signed, verified and triaged as request `request_id`.
+fn triaged(request_id: &str) -> Triage {
     let body = batch();
     let ts = (T0 + 500).to_string();
     let signature = sign_v3(
@@ -241,15 +214,15 @@ fn triaged() -> Vec<String> {
     let elements = parse_batch(body.as_bytes()).expect("a batch");
     let received = Received {
         at_ms: T0 + 1_000,
-        request_id: "req-plans",
+        request_id,
         traceparent: None,
     };
-    triage(&elements, &Filter::default(), received).queue
+    triage(&elements, &Filter::default(), received)
 }
 
 #[test]
 fn a_batch_flows_through_the_consumer_and_enrichment_plans() {
-    let messages = triaged();
+    let messages = triaged("req-plans").queue;
     assert_eq!(messages.len(), 2);
     // At-least-once: the deal's message arrives twice in the first queue batch.
     let mut queue: Vec<String> = vec![
