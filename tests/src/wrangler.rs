@@ -30,6 +30,10 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(240);
 /// How many captured lines a startup error quotes.
 const ERROR_TAIL_LINES: usize = 60;
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How many times [`WranglerDev::start`] picks new ports when one was taken meanwhile.
+const PORT_ATTEMPTS: u32 = 3;
+/// What wrangler prints when its port was taken.
+const ADDRESS_IN_USE: &str = "Address already in use";
 
 /// Builds the Worker bundle (`scripts/build-worker.sh`, what wrangler.toml's `[build]` runs).
 ///
@@ -274,6 +278,32 @@ impl WranglerDev {
             )));
         }
 
+        // `free_port` releases the port before wrangler binds it, so a scenario starting in
+        // parallel can take it first (seen once in CI: "Address already in use"). That is
+        // the harness's race, not the Worker's: pick new ports and start again.
+        let mut attempt = 1;
+        loop {
+            match Self::launch(&opts, &root, &wrangler, &bin_dir) {
+                Err(e) if attempt < PORT_ATTEMPTS && e.to_string().contains(ADDRESS_IN_USE) => {
+                    if verbose() {
+                        eprintln!(
+                            "[wrangler] port taken before wrangler bound it; attempt {}",
+                            attempt + 1
+                        );
+                    }
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn launch(
+        opts: &WranglerOptions,
+        root: &std::path::Path,
+        wrangler: &std::path::Path,
+        bin_dir: &std::path::Path,
+    ) -> Result<Self> {
         let port = free_port()?;
         let inspector_port = loop {
             let p = free_port()?;
@@ -290,8 +320,8 @@ impl WranglerDev {
         std::fs::create_dir_all(&persist)?;
         std::fs::create_dir_all(&log_dir)?;
 
-        let mut cmd = Command::new(&wrangler);
-        cmd.current_dir(&root)
+        let mut cmd = Command::new(wrangler);
+        cmd.current_dir(root)
             .arg("dev")
             .args(["--port", &port.to_string()])
             .args(["--ip", "127.0.0.1"])
@@ -313,7 +343,7 @@ impl WranglerDev {
         cmd.args(&opts.extra_args);
 
         let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut paths = vec![bin_dir.clone()];
+        let mut paths = vec![bin_dir.to_path_buf()];
         paths.extend(std::env::split_paths(&path));
         cmd.env(
             "PATH",
@@ -362,7 +392,7 @@ impl WranglerDev {
             work_dir,
             persist,
         };
-        dev.wait_ready(&opts)?;
+        dev.wait_ready(opts)?;
         Ok(dev)
     }
 
