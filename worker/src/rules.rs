@@ -219,13 +219,7 @@ async fn update(env: &Env, mut plan: RuleUpdate) -> JobRun {
 
 /// A failed HubSpot call of an update, logged and classified by core.
 fn failed(plan: &mut RuleUpdate, e: &CallError, step: &str) {
-    let failure = match e {
-        CallError::GaveUp { reason, .. } => UpdateFailure::GaveUp(*reason),
-        CallError::Throttled { wait_ms } => UpdateFailure::Throttled { wait_ms: *wait_ms },
-        CallError::Build(_) => UpdateFailure::Build,
-        CallError::OAuthRefresh(_) => UpdateFailure::OAuthRefresh,
-        CallError::Gate(_) => UpdateFailure::Gate,
-    };
+    let failure = UpdateFailure::from(e);
     Line::warn("rule_update_failed")
         .field("effect", plan.what())
         .field("step", step)

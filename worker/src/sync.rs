@@ -228,7 +228,7 @@ impl SyncCoordinator {
                 let (a, b) = match (a, b) {
                     (Ok(a), Ok(b)) => (a, b),
                     (Err(e), _) | (_, Err(e)) => {
-                        return self.fail(&run_id, &describe_call(&e)).await;
+                        return self.fail(&run_id, &e.describe()).await;
                     }
                 };
                 let mut c = self.load().await?;
@@ -637,29 +637,6 @@ fn page(results: Vec<hubspot_edge_core::api::SimpleObject>) -> Page {
     }
 }
 
-fn describe_call(e: &CallError) -> String {
-    match e {
-        CallError::GaveUp {
-            reason, attempts, ..
-        } => {
-            format!("hubspot gave up after {attempts} attempts: {reason:?}")
-        }
-        CallError::Throttled { wait_ms } => format!("rate limited for {wait_ms} ms"),
-        CallError::Build(m) | CallError::OAuthRefresh(m) | CallError::Gate(m) => m.clone(),
-    }
-}
-
-/// Whether HubSpot refused the read as invalid (400): a list `after` it does not take.
-fn refused(e: &CallError) -> bool {
-    matches!(
-        e,
-        CallError::GaveUp {
-            last: hubspot_edge_core::api::Outcome::Failed(err),
-            ..
-        } if matches!(err, hubspot_edge_core::api::ApiError::Validation { .. })
-    )
-}
-
 /// The sync queue's consumer: each message is one unit, worked for up to `pagesPerUnit` pages,
 /// then reported. A unit that could make no progress (HubSpot limits, the destination down)
 /// is retried after [`RETRY_DELAY_SECS`] from the same state.
@@ -879,7 +856,7 @@ impl UnitContext<'_> {
                     self.time(0, t0);
                     match page {
                         Ok(p) => work.on_page(&p),
-                        Err(e) => work.on_read_failed(describe_call(&e), refused(&e)),
+                        Err(e) => work.on_read_failed(e.describe(), e.is_validation()),
                     }
                 }
                 UnitAsk::Associations(read) => {
@@ -892,7 +869,7 @@ impl UnitContext<'_> {
                         execute(self.api, self.env, RequestKind::Read, &request).await;
                     match answer {
                         Ok(a) => work.on_associations(&a),
-                        Err(e) => work.on_failed(describe_call(&e)),
+                        Err(e) => work.on_failed(e.describe()),
                     }
                 }
                 UnitAsk::Lookup(ids) => {

@@ -17,6 +17,7 @@
 
 mod call;
 mod config;
+mod error;
 mod request;
 mod response;
 mod retry;
@@ -25,6 +26,7 @@ mod token;
 pub use call::{Call, CallFailure, CallStep};
 pub(crate) use config::{encode as encode_segment, Query};
 pub use config::{ApiConfig, PathStyle, RequestError, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
+pub use error::{CallAnswer, CallError};
 pub use request::{
     AssociationCategory, AssociationPair, AssociationSpec, BatchReadOptions, CreateInput, FilterOp,
     ListOptions, OAuthClient, ReadOptions, SearchFilter, SearchRequest, Sort, SortDirection,

@@ -302,6 +302,16 @@ pub struct ErrorDetail {
 }
 
 impl ErrorDetail {
+    /// The entry as the admin API shows it: `{"category","code","message","context"}`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "category": self.category,
+            "code": self.code,
+            "message": self.message,
+            "context": self.context,
+        })
+    }
+
     /// The string values of `context[field]` (a list of strings, or a single string).
     pub fn context_values(&self, field: &str) -> Vec<&str> {
         context_strings(&self.context, field)

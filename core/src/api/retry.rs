@@ -67,6 +67,19 @@ pub enum Outcome {
     Network,
 }
 
+impl Outcome {
+    /// The outcome as a short label for logs and answers: `ok`, an [`ApiError::code`],
+    /// `timeout` or `network_error`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Success => "ok",
+            Self::Failed(e) => e.code(),
+            Self::Timeout => "timeout",
+            Self::Network => "network_error",
+        }
+    }
+}
+
 /// What to do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallDecision {

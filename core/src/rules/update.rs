@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::{to_write, Target};
-use crate::api::{GiveUpReason, UpdateInput, MAX_BATCH_INPUTS};
+use crate::api::{CallError, GiveUpReason, UpdateInput, MAX_BATCH_INPUTS};
 use crate::delivery::Attempt;
 use crate::queue::consume::JobRun;
 
@@ -91,6 +91,19 @@ pub enum UpdateFailure {
     OAuthRefresh,
     /// The rate gate could not be reached.
     Gate,
+}
+
+impl From<&CallError> for UpdateFailure {
+    /// The failure of a call of the update (the message of a host failure is left out).
+    fn from(e: &CallError) -> Self {
+        match e {
+            CallError::GaveUp { reason, .. } => Self::GaveUp(*reason),
+            CallError::Throttled { wait_ms } => Self::Throttled { wait_ms: *wait_ms },
+            CallError::Build(_) => Self::Build,
+            CallError::OAuthRefresh(_) => Self::OAuthRefresh,
+            CallError::Gate(_) => Self::Gate,
+        }
+    }
 }
 
 impl UpdateFailure {
@@ -301,6 +314,28 @@ mod tests {
                 _ => None,
             }
         }
+    }
+
+    #[test]
+    fn a_call_error_is_classified_with_the_same_code() {
+        let errors = [
+            CallError::GaveUp {
+                reason: GiveUpReason::Forbidden,
+                last: crate::api::Outcome::Timeout,
+                attempts: 1,
+            },
+            CallError::Throttled { wait_ms: 7 },
+            CallError::Build("b".into()),
+            CallError::OAuthRefresh("o".into()),
+            CallError::Gate("g".into()),
+        ];
+        for e in &errors {
+            assert_eq!(UpdateFailure::from(e).code(), e.code(), "{e:?}");
+        }
+        assert_eq!(
+            UpdateFailure::from(&errors[1]),
+            UpdateFailure::Throttled { wait_ms: 7 }
+        );
     }
 
     fn props() -> BTreeMap<String, String> {

@@ -56,9 +56,7 @@ pub(super) async fn overhead(req: &Request, config: &HubSpotApi, env: &Env) -> R
                     &format!("the bare read answered {status}; use an id that exists"),
                 )
             }
-            Err(outcome) => {
-                return respond::error(502, "diagnostics_failed", transport::outcome_code(&outcome))
-            }
+            Err(outcome) => return respond::error(502, "diagnostics_failed", outcome.code()),
         }
         bare.push(Date::now().as_millis().saturating_sub(started));
 

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use worker::{Date, Delay, Env};
 
 use super::gate;
-use super::transport::{outcome_code, send, CallError, MAX_WAIT_MS};
+use super::transport::{send, CallError, MAX_WAIT_MS};
 use crate::config::{AccessToken, HubSpotApi, HubSpotAuth};
 use crate::log::Line;
 
@@ -229,7 +229,7 @@ fn log_call(
         .field("path", template)
         .field("attempt", attempt)
         .field("duration_ms", duration_ms)
-        .field("outcome", outcome_code(outcome))
+        .field("outcome", outcome.code())
         .field("decision", decided);
     line = match status {
         Some(s) => line.field("status", s),

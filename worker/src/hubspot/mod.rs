@@ -21,9 +21,8 @@ mod transport;
 use std::collections::BTreeMap;
 
 use hubspot_edge_core::api::{
-    ApiError, BatchReadOptions, BatchResponse, CreateInput, ErrorDetail, FilterOp, GiveUpReason,
-    Outcome, Page, ReadOptions, RequestKind, SearchFilter, SearchRequest, SimpleObject, Sort,
-    SortDirection,
+    BatchReadOptions, BatchResponse, CreateInput, ErrorDetail, FilterOp, Page, ReadOptions,
+    RequestKind, SearchFilter, SearchRequest, SimpleObject, Sort, SortDirection,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -91,7 +90,7 @@ pub(crate) async fn handle(
                 json!({
                     "status": b.status,
                     "results": b.results.iter().map(object_json).collect::<Vec<_>>(),
-                    "errors": b.errors.iter().map(detail_json).collect::<Vec<_>>(),
+                    "errors": b.errors.iter().map(ErrorDetail::to_json).collect::<Vec<_>>(),
                 })
             })
         }
@@ -220,80 +219,15 @@ fn answer<T>(
     }
 }
 
-/// The one place where a failed HubSpot call becomes an HTTP answer. HubSpot's credential and
-/// server problems are 502 (the admin caller did nothing wrong); what the caller can fix keeps
-/// HubSpot's status (400, 404, 409); limits are 503 with `Retry-After` when known.
+/// The one place where a failed HubSpot call becomes an HTTP answer (core's
+/// [`CallError::answer`]).
 fn error_response(error: &CallError) -> Result<Response> {
-    let (status, code, message, extra) = match error {
-        CallError::Throttled { wait_ms } => {
-            let mut r = respond::error(
-                503,
-                "rate_limited",
-                "the HubSpot rate limit is reached; retry later",
-            )?;
-            r.headers_mut()
-                .set("retry-after", &wait_ms.div_ceil(1000).to_string())?;
-            return Ok(r);
-        }
-        CallError::Build(msg) => (500, "config_invalid", msg.clone(), json!({})),
-        CallError::Gate(msg) => (
-            503,
-            "hubspot_gate_unavailable",
-            format!(
-                "the HubSpot gate (Durable Object {}) failed: {msg}",
-                gate::BINDING
-            ),
-            json!({}),
-        ),
-        CallError::OAuthRefresh(msg) => (
-            502,
-            "hubspot_oauth_refresh_failed",
-            format!("could not obtain a HubSpot OAuth access token: {msg}"),
-            json!({}),
-        ),
-        CallError::GaveUp {
-            reason,
-            last,
-            attempts,
-        } => {
-            let hubspot_message = match last {
-                Outcome::Failed(e) => e.body().and_then(|b| b.message.clone()),
-                _ => None,
-            };
-            let correlation = match last {
-                Outcome::Failed(e) => e.body().and_then(|b| b.correlation_id.clone()),
-                _ => None,
-            };
-            let (status, code, message) = reason.answer(last);
-            let message = match (reason, hubspot_message) {
-                (GiveUpReason::Validation, Some(m)) => m,
-                _ => message.to_owned(),
-            };
-            let mut extra = json!({
-                "attempts": attempts,
-                "hubspot": transport::outcome_code(last),
-            });
-            if let Some(c) = correlation {
-                extra["correlationId"] = json!(c);
-            }
-            if let Outcome::Failed(ApiError::Conflict {
-                existing_id: Some(id),
-                ..
-            }) = last
-            {
-                extra["existingId"] = json!(id);
-            }
-            if let Outcome::Failed(ApiError::Validation { body }) = last {
-                extra["errors"] = json!(body.errors.iter().map(detail_json).collect::<Vec<_>>());
-            }
-            (status, code, message, extra)
-        }
-    };
-    let mut error = json!({ "code": code, "message": message });
-    if let (Value::Object(e), Value::Object(x)) = (&mut error, extra) {
-        e.extend(x);
+    let answer = error.answer(gate::BINDING);
+    let mut r = respond::json(answer.status, &answer.body)?;
+    if let Some(secs) = answer.retry_after_secs {
+        r.headers_mut().set("retry-after", &secs.to_string())?;
     }
-    respond::json(status, &json!({ "error": error }))
+    Ok(r)
 }
 
 fn object_json(o: &SimpleObject) -> Value {
@@ -303,15 +237,6 @@ fn object_json(o: &SimpleObject) -> Value {
         "createdAt": o.created_at,
         "updatedAt": o.updated_at,
         "archived": o.archived,
-    })
-}
-
-fn detail_json(d: &ErrorDetail) -> Value {
-    json!({
-        "category": d.category,
-        "code": d.code,
-        "message": d.message,
-        "context": d.context,
     })
 }
 

@@ -99,7 +99,7 @@ async fn attempt(config: &HubSpotApi, origin: TokenOrigin) -> Result<TokenState,
             refresh_answer(status, &body, sent_at, origin, Date::now().as_millis())
         }
         Err(outcome) => Err(RefreshFailure::unanswered(
-            super::transport::outcome_code(&outcome),
+            outcome.code(),
             Date::now().as_millis(),
         )),
     }

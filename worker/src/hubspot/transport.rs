@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use hubspot_edge_core::api::{GiveUpReason, Outcome};
+pub(crate) use hubspot_edge_core::api::CallError;
+use hubspot_edge_core::api::Outcome;
 use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
 
 use crate::config::{AccessToken, HubSpotApi};
@@ -14,25 +15,6 @@ use crate::config::{AccessToken, HubSpotApi};
 /// The longest this Worker waits for the governor or a retry within one call; beyond it the
 /// call fails with [`CallError::Throttled`] and the caller retries later.
 pub(crate) const MAX_WAIT_MS: u64 = 15_000;
-
-/// A call failed for good.
-#[derive(Debug)]
-pub(crate) enum CallError {
-    /// The retry policy gave up after `attempts`; `last` is how the last attempt ended.
-    GaveUp {
-        reason: GiveUpReason,
-        last: Outcome,
-        attempts: u32,
-    },
-    /// Sending (or retrying) would mean waiting more than [`MAX_WAIT_MS`].
-    Throttled { wait_ms: u64 },
-    /// The request could not be built (bad `HUBSPOT_API_BASE_URL`).
-    Build(String),
-    /// No OAuth access token: the refresh failed (message safe to show).
-    OAuthRefresh(String),
-    /// The gate (Durable Object) could not be reached or answered nonsense.
-    Gate(String),
-}
 
 /// One attempt: `Ok((status, headers, body))`, or `Err(Outcome::Timeout | Outcome::Network)`.
 /// `token`: the bearer token, if any.
@@ -103,14 +85,4 @@ fn to_worker_request(
         ));
     }
     Request::new_with_init(&request.uri().to_string(), &init)
-}
-
-/// The outcome as a short label: `ok`, an [`ApiError::code`], `timeout` or `network_error`.
-pub(crate) fn outcome_code(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Success => "ok",
-        Outcome::Failed(e) => e.code(),
-        Outcome::Timeout => "timeout",
-        Outcome::Network => "network_error",
-    }
 }
