@@ -10,18 +10,19 @@
 //! Every decision is core's ([`Consume`]); this module reads and writes KV, runs the jobs'
 //! forwards, sends to the queues and settles the messages.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 use hubspot_edge_core::dedupe::DedupeKey;
-use hubspot_edge_core::delivery::{Admit, BatchBudget, Recorded, Settle, MAX_CONCURRENT_FORWARDS};
+use hubspot_edge_core::delivery::{BatchBudget, Recorded, Settle, MAX_CONCURRENT_FORWARDS};
 use hubspot_edge_core::event::Event;
 use hubspot_edge_core::outbound;
-use hubspot_edge_core::queue::consume::{Consume, Disposal, JobRun, JobSettle, JobVerdict};
-use hubspot_edge_core::records::{Commit, CommitOutcome};
+use hubspot_edge_core::queue::consume::{
+    BatchCommits, Consume, Disposal, JobRun, JobSettle, JobVerdict,
+};
+use hubspot_edge_core::records::CommitOutcome;
 use worker::{
     Date, Env, MessageBatch, MessageExt, Queue, QueueRetryOptionsBuilder, RawMessage, Result,
 };
@@ -350,62 +351,47 @@ async fn requeue(
     }
 }
 
-/// Commits the writes of every delivered job, one record-store call per portal and object type:
-/// per job, what became of them ([`Recorded::Ok`] when there were none).
+/// Commits the writes of every delivered job, one record-store call per portal and object type
+/// (core's [`BatchCommits`]): per job, what became of them.
 async fn commit_all(env: &Env, jobs: &[Job], verdicts: &[JobVerdict]) -> Vec<Recorded> {
-    let mut by_store: BTreeMap<(u64, &str), Vec<(usize, &Commit)>> = BTreeMap::new();
-    for (index, (job, verdict)) in jobs.iter().zip(verdicts).enumerate() {
-        if !verdict.delivered() {
-            continue;
-        }
-        for write in &job.after {
-            by_store
-                .entry((write.portal, write.object_type.as_str()))
-                .or_default()
-                .push((index, &write.commit));
-        }
-    }
-    let mut out = vec![Recorded::Ok; jobs.len()];
+    let mut plan = BatchCommits::new(
+        verdicts
+            .iter()
+            .zip(jobs)
+            .map(|(verdict, job)| (verdict, job.after.as_slice())),
+    );
     let answers = join_all(
-        by_store
-            .into_iter()
-            .map(|((portal, object_type), items)| async move {
-                let commits: Vec<Commit> = items.iter().map(|(_, c)| (*c).clone()).collect();
-                let answer = crate::records::commit(env, portal, object_type, &commits).await;
-                (items, answer)
+        plan.calls()
+            .map(|(call, portal, object_type, commits)| async move {
+                (
+                    call,
+                    crate::records::commit(env, portal, object_type, commits).await,
+                )
             }),
     )
     .await;
-    for (items, answer) in answers {
+    for (call, answer) in answers {
         match answer {
             Ok(outcomes) => {
-                for ((index, _), (_, outcome)) in items.iter().zip(outcomes) {
-                    if matches!(outcome, CommitOutcome::Conflict { .. }) {
-                        out[*index] = Recorded::Conflict;
-                    }
-                }
+                let outcomes: Vec<CommitOutcome> = outcomes.into_iter().map(|(_, o)| o).collect();
+                plan.answered(call, Some(&outcomes));
             }
             Err(e) => {
                 Line::error("record_store_failed")
                     .field("error", e.to_string())
                     .emit();
-                for (index, _) in items {
-                    out[index] = Recorded::Failed;
-                }
+                plan.answered(call, None);
             }
         }
     }
-    out
+    plan.recorded()
 }
 
-/// Runs a job's forward, unless the batch's budget is spent.
+/// Runs a job's forward, unless the batch's budget is spent or there is nothing to send (core's
+/// [`JobAction::start`]).
 async fn run_job(config: &Forward, env: &Env, job: &Job, budget: &BatchBudget) -> JobRun {
-    let sends = matches!(
-        job.action,
-        JobAction::Thin | JobAction::Send { .. } | JobAction::Effect(_)
-    );
-    if sends && budget.admit(Date::now().as_millis()) == Admit::Defer {
-        return JobRun::Deferred;
+    if let Some(run) = job.action.start(budget, Date::now().as_millis()) {
+        return run;
     }
     let sent = |(attempt, location): (hubspot_edge_core::delivery::Attempt, Option<String>)| {
         // The Location is recorded, the body is not re-sent anywhere.
@@ -425,23 +411,11 @@ async fn run_job(config: &Forward, env: &Env, job: &Job, budget: &BatchBudget) -
             },
         },
         JobAction::Send { id, body } => sent(send_signed(config, id, body).await),
-        JobAction::Nothing => JobRun::Done {
+        JobAction::Effect(effect) => crate::rules::run(config, env, effect).await,
+        // Decided by `start`.
+        JobAction::Nothing | JobAction::Fail { .. } | JobAction::Retry { .. } => JobRun::Done {
             detail: "nothing_to_forward".into(),
         },
-        JobAction::Fail { reason, detail } => JobRun::Refused {
-            reason: reason.clone(),
-            detail: detail.clone(),
-        },
-        JobAction::Retry {
-            attempt,
-            code,
-            detail,
-        } => JobRun::Failed {
-            attempt: *attempt,
-            code: code.clone(),
-            detail: detail.clone(),
-        },
-        JobAction::Effect(effect) => crate::rules::run(config, env, effect).await,
     }
 }
 

@@ -2,8 +2,7 @@
 //! settles, built by the thin path, by enrichment ([`crate::enrich`]) or for a rule's effect
 //! ([`crate::rules`]), and run by the consumer ([`crate::consumer`]).
 
-use hubspot_edge_core::delivery::Attempt;
-use hubspot_edge_core::records::Commit;
+pub(crate) use hubspot_edge_core::queue::consume::{JobAction, StoreWrite};
 use worker::RawMessage;
 
 use crate::queue::{EventMessage, OwnedEvent};
@@ -22,33 +21,6 @@ pub(crate) struct Job {
 
 /// A queue message and its decoded envelope.
 pub(crate) type Pending = (RawMessage, EventMessage<OwnedEvent>);
-
-pub(crate) enum JobAction {
-    /// Forward the one member's event as the thin event.
-    Thin,
-    /// Forward this body with this `webhook-id`.
-    Send { id: String, body: String },
-    /// Nothing to forward: acknowledge (an unmapped change, an unchanged record, our echo).
-    Nothing,
-    /// The events cannot be forwarded: dead-letter them with this stable reason.
-    Fail { reason: String, detail: String },
-    /// A step before the forward failed (the HubSpot read, the record store): retry like a
-    /// failed forward, and dead-letter with `code` once the attempts are spent.
-    Retry {
-        attempt: Attempt,
-        code: String,
-        detail: String,
-    },
-    /// Carry out a rule's effect ([`crate::rules::run`]).
-    Effect(hubspot_edge_core::rules::Queued),
-}
-
-/// A record-store write that follows a successful forward.
-pub(crate) struct StoreWrite {
-    pub(crate) portal: u64,
-    pub(crate) object_type: String,
-    pub(crate) commit: Commit,
-}
 
 impl Job {
     pub(crate) fn thin(pending: Pending) -> Self {

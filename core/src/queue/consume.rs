@@ -17,6 +17,10 @@ use crate::delivery::{
 };
 use crate::metrics::{Counter, Histogram, Metrics};
 
+mod job;
+
+pub use job::{BatchCommits, JobAction, StoreWrite};
+
 /// The dead-letter reason of events whose record-store writes could not be made.
 const RECORD_STORE_UNAVAILABLE: &str = "record_store_unavailable";
 
