@@ -49,8 +49,8 @@ use hubspot_edge_core::actions::{
     object_key, ActionLetter, ActionSettings, Answer, AnswerWire, BatchFate, CallbackAnswer,
     CallbackRoute, CallbackStep, Completion, CompletionFlush, Definition, DefinitionsApi,
     ExecutionLedger, ExecutionRecord, ExecutionRefusal, ExecutionState, ExecutionStep,
-    LateCompletionRetry, LedgerStep, LookupReply, Pending, PublishNext, PublishRun,
-    DEFAULT_EXPIRATION,
+    LateCompletionRetry, LedgerStep, LookupReply, ObjectCompletion, Pending, PublishNext,
+    PublishRun, DEFAULT_EXPIRATION,
 };
 use hubspot_edge_core::api::{Call, CallStep, Outcome, RequestKind};
 use hubspot_edge_core::config::ACTIONS_COMPLETE_WINDOW_MS;
@@ -450,18 +450,6 @@ async fn callback(req: &mut Request, env: &Env, callback_id: &str) -> Result<Res
 /// blocking workflows at once is not a case we know of (the rest wait for the next effect).
 const MAX_BLOCKED_PER_OBJECT: u64 = hubspot_edge_core::actions::MAX_COMPLETION_BATCH as u64;
 
-/// What a rule's `complete_action` did for one object.
-#[derive(Debug, Default)]
-pub(crate) struct ObjectCompletion {
-    /// Executions queued for a batch completion.
-    pub(crate) completed: usize,
-    /// Executions that were no longer blocked when the completion arrived (completed,
-    /// expired): nothing to do.
-    pub(crate) skipped: usize,
-    /// `(callbackId, code)` of executions whose action cannot take the rule's outputs.
-    pub(crate) refused: Vec<(String, &'static str)>,
-}
-
 /// Completes the executions blocked for the object with the rule's `outputs`
 /// (core's [`rule_completion`] per action); `Err((code, retryable))` when it could not look.
 pub(crate) async fn complete_for_object(
@@ -481,16 +469,7 @@ pub(crate) async fn complete_for_object(
     let blocked = ask(env, portal, &Ask::Blocked { object })
         .await
         .map_err(|_| ("action_store_unavailable", true))?;
-    let pairs = blocked
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|b| Some((b["callbackId"].as_str()?, b["action"].as_str()?)));
-    let (completions, refused) = s.definitions.rule_completions(pairs, outputs);
-    let mut done = ObjectCompletion {
-        refused,
-        ..ObjectCompletion::default()
-    };
+    let (completions, mut done) = s.definitions.complete_blocked(&blocked, outputs);
     if completions.is_empty() {
         return Ok(done);
     }
@@ -504,13 +483,7 @@ pub(crate) async fn complete_for_object(
     let answers = ask(env, portal, &Ask::CompleteMany { completions: items })
         .await
         .map_err(|_| ("action_store_unavailable", true))?;
-    for answer in answers.as_object().into_iter().flat_map(Map::values) {
-        if answer["status"] == 202 {
-            done.completed += 1;
-        } else {
-            done.skipped += 1;
-        }
-    }
+    done.count(&answers);
     Ok(done)
 }
 

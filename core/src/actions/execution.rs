@@ -566,6 +566,61 @@ impl Definitions {
     }
 }
 
+/// What a rule's `complete_action` did for one object's blocked executions
+/// ([`Definitions::complete_blocked`], then [`ObjectCompletion::count`]): the effect's run
+/// reports these numbers.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ObjectCompletion {
+    /// Executions queued for a batch completion.
+    pub completed: usize,
+    /// Executions that were no longer blocked when the completion arrived (completed,
+    /// expired): nothing to do.
+    pub skipped: usize,
+    /// `(callbackId, code)` of executions whose action cannot take the rule's outputs.
+    pub refused: Vec<(String, &'static str)>,
+}
+
+impl Definitions {
+    /// A rule's `complete_action` for the executions the ledger lists as blocked for one object
+    /// ([`super::ExecutionLedger::blocked`]: `[{"callbackId","action"}]`): the completions to
+    /// hand to the ledger ([`Definitions::rule_completions`]), and the counts so far (the
+    /// refused ones).
+    pub fn complete_blocked(
+        &self,
+        blocked: &Value,
+        outputs: &Map<String, Value>,
+    ) -> (Vec<Completion>, ObjectCompletion) {
+        let pairs = blocked
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| Some((b["callbackId"].as_str()?, b["action"].as_str()?)));
+        let (completions, refused) = self.rule_completions(pairs, outputs);
+        (
+            completions,
+            ObjectCompletion {
+                refused,
+                ..ObjectCompletion::default()
+            },
+        )
+    }
+}
+
+impl ObjectCompletion {
+    /// Counts the ledger's replies to the completions (`{callbackId: reply}`): a reply with
+    /// `status` 202 was queued for a batch completion, any other found the execution no longer
+    /// blocked.
+    pub fn count(&mut self, answers: &Value) {
+        for answer in answers.as_object().into_iter().flat_map(Map::values) {
+            if answer["status"] == 202 {
+                self.completed += 1;
+            } else {
+                self.skipped += 1;
+            }
+        }
+    }
+}
+
 /// The portal of a callback (`POST /actions/callbacks/{callbackId}`): `portalId` in its JSON
 /// body, else the one in HubSpot's callback id (`ap-{portalId}-…`, the documented example's
 /// shape).

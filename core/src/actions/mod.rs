@@ -44,8 +44,8 @@ pub use execution::{
     admit, callback_completion, callback_portal, complete, duration_ms, execute, expire, fail,
     finish, hubspot_error_body, late_lookup_completion, lookup_answer, rule_completion,
     validate_inputs, validate_outputs, CallbackError, CompleteError, ExecuteContext, ExecuteError,
-    ExecutionAdmit, ExecutionRecord, ExecutionStep, FieldError, LookupCall, LookupReply, Reply,
-    DEFAULT_BUDGET_MS, STALE_RUN_MS,
+    ExecutionAdmit, ExecutionRecord, ExecutionStep, FieldError, LookupCall, LookupReply,
+    ObjectCompletion, Reply, DEFAULT_BUDGET_MS, STALE_RUN_MS,
 };
 
 pub use flush::CompletionFlush;

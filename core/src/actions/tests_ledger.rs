@@ -500,6 +500,33 @@ fn a_rule_completes_each_blocked_execution_its_action_can_take() {
 }
 
 #[test]
+fn a_rule_completion_counts_what_became_of_the_objects_blocked_executions() {
+    let d = defs();
+    let outputs = json!({"score": "7"});
+    let blocked = json!([
+        {"callbackId": "cb-1", "action": "score"},
+        {"callbackId": "cb-2", "action": "gone"},
+        {"callbackId": "cb-3"},
+        {"callbackId": "cb-4", "action": "score"},
+    ]);
+    let (completions, mut done) = d.complete_blocked(&blocked, outputs.as_object().unwrap());
+    let ids: Vec<&str> = completions.iter().map(|c| c.callback_id.as_str()).collect();
+    // A row without an action is left out; an unknown action is refused.
+    assert_eq!(ids, ["cb-1", "cb-4"]);
+    assert_eq!(done.refused, [("cb-2".to_owned(), "action_unknown")]);
+    assert_eq!((done.completed, done.skipped), (0, 0));
+    // The ledger's replies: queued (202), or no longer blocked (anything else).
+    done.count(&json!({"cb-1": {"status": 202}, "cb-4": {"status": 409, "state": "success"}}));
+    assert_eq!((done.completed, done.skipped), (1, 1));
+    done.count(&json!({"cb-5": {"status": 202}}));
+    assert_eq!((done.completed, done.skipped), (2, 1));
+    // Nothing blocked (or not a list): nothing to do.
+    let (none, done) = d.complete_blocked(&Value::Null, outputs.as_object().unwrap());
+    assert!(none.is_empty());
+    assert_eq!(done, ObjectCompletion::default());
+}
+
+#[test]
 fn a_callbacks_portal_is_in_its_body_or_its_id() {
     assert_eq!(callback_portal("x", br#"{"portalId": 7}"#), Some(7));
     assert_eq!(callback_portal("ap-123-456-7", b"{}"), Some(123));
