@@ -540,7 +540,7 @@ async fn call_with_key(
 ) -> std::result::Result<Value, String> {
     // The retry policy and the wait cap are core's `Call` (no token to refresh: the developer
     // API key rides in the request).
-    let mut call = Call::new(kind, false, crate::hubspot::MAX_WAIT_MS);
+    let mut call = Call::new(kind, false, Call::MAX_WAIT_MS);
     loop {
         let sent = crate::hubspot::send(api, request, None).await;
         let now = Date::now().as_millis();

@@ -58,7 +58,8 @@ pub(crate) const DEFAULT_SEARCH_QUEUE_NAME: &str = "hubspot-edge-sync-search";
 /// [`Coordinator::alarm_period_ms`] of `SYNC_LEASE_SECS`).
 fn alarm_ms(env: &Env) -> i64 {
     let lease = settings(env).ok().flatten().map(|s| s.lease_ms);
-    i64::try_from(Coordinator::alarm_period_ms(lease)).unwrap_or(60_000)
+    let period = Coordinator::alarm_period_ms(lease);
+    i64::try_from(period).unwrap_or(i64::MAX)
 }
 
 /// Unit messages still to drop on purpose (`FAULT_INJECTION` only, per isolate): a lost
@@ -69,9 +70,6 @@ static DROP_NEXT_UNITS: std::sync::atomic::AtomicU32 = std::sync::atomic::Atomic
 pub(crate) fn inject_lost_units(n: u32) {
     DROP_NEXT_UNITS.store(n, std::sync::atomic::Ordering::SeqCst);
 }
-/// Delay before a unit that failed without progress is tried again (a HubSpot limit, a
-/// destination that refused): long enough not to spin, short against the lease.
-const RETRY_DELAY_SECS: u32 = 30;
 /// Storage key of the coordinator's state.
 const STATE_KEY: &str = "sync";
 
@@ -391,10 +389,8 @@ impl DurableObject for SyncCoordinator {
         let scope = crate::log::Scope::new(&crate::log::random_id(), None);
         crate::log::scoped(scope, async move {
             let mut c = self.load().await?;
-            let lease = settings(&self.env)
-                .ok()
-                .flatten()
-                .map_or(900_000, |s| s.lease_ms);
+            let lease =
+                Coordinator::lease_ms(settings(&self.env).ok().flatten().map(|s| s.lease_ms));
             let again = match c.overdue(Date::now().as_millis(), lease) {
                 Ok(again) => again,
                 Err(state) => return Response::ok(state),
@@ -639,7 +635,7 @@ fn page(results: Vec<hubspot_edge_core::api::SimpleObject>) -> Page {
 
 /// The sync queue's consumer: each message is one unit, worked for up to `pagesPerUnit` pages,
 /// then reported. A unit that could make no progress (HubSpot limits, the destination down)
-/// is retried after [`RETRY_DELAY_SECS`] from the same state.
+/// is retried after core's [`UnitWork::RETRY_DELAY_SECS`] from the same state.
 ///
 /// The units of one batch are worked at the same time, sharing the invocation's 6 connections
 /// (Cloudflare's simultaneous open connections per invocation): each unit has one HubSpot read
@@ -664,7 +660,7 @@ async fn work(message: &Message<String>, env: &Env, deliveries: usize, busy: &Ce
     let retry = || {
         message.retry_with_options(
             &QueueRetryOptionsBuilder::new()
-                .with_delay_seconds(RETRY_DELAY_SECS)
+                .with_delay_seconds(UnitWork::RETRY_DELAY_SECS)
                 .build(),
         );
     };

@@ -66,6 +66,12 @@ pub struct Call {
 }
 
 impl Call {
+    /// The longest a host waits within one call, for the rate governor or before a retry (its
+    /// usual `max_wait_ms`): 15 s, a small share of a Worker invocation's wall time, so that a
+    /// longer wait becomes [`CallFailure::Throttled`] and the caller retries later (a queue
+    /// retry) instead of holding its invocation.
+    pub const MAX_WAIT_MS: u64 = 15_000;
+
     /// A call of `kind`. `refreshable`: its token can be refreshed (OAuth; a private app's token
     /// cannot, so a 401 ends the call). `max_wait_ms`: the longest it waits between attempts
     /// (a Worker invocation's wall time is the limit behind it).

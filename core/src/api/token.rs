@@ -120,6 +120,18 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
+    /// The longest a caller waits for another caller's refresh ([`TokenStep::Wait`]) before
+    /// giving up: the refresh's own timeout at most, and within [`super::Call::MAX_WAIT_MS`].
+    pub const MAX_REFRESH_WAIT_MS: u64 = 15_000;
+
+    /// How long a caller told to [`TokenStep::Wait`] waits before asking again, having waited
+    /// since `started_ms`: a short poll (20 ms: a refresh takes one HubSpot round trip), or
+    /// `None` once it has waited more than [`TokenCache::MAX_REFRESH_WAIT_MS`] and gives up.
+    pub fn refresh_wait(started_ms: u64, now_ms: u64) -> Option<u64> {
+        const POLL_MS: u64 = 20;
+        (now_ms.saturating_sub(started_ms) <= Self::MAX_REFRESH_WAIT_MS).then_some(POLL_MS)
+    }
+
     /// An empty cache: the first caller refreshes.
     pub fn new() -> Self {
         Self::default()
@@ -216,6 +228,15 @@ mod tests {
 
     const NOW: u64 = 1_700_000_000_000;
     const MARGIN: u64 = 300_000;
+
+    #[test]
+    fn a_waiter_polls_until_it_has_waited_fifteen_seconds() {
+        assert_eq!(TokenCache::refresh_wait(NOW, NOW), Some(20));
+        assert_eq!(TokenCache::refresh_wait(NOW, NOW + 15_000), Some(20));
+        assert_eq!(TokenCache::refresh_wait(NOW, NOW + 15_001), None);
+        // A clock that went back does not end the wait.
+        assert_eq!(TokenCache::refresh_wait(NOW, NOW - 5), Some(20));
+    }
 
     fn token(name: &str, expires_at_ms: u64, origin: TokenOrigin) -> TokenState {
         TokenState::new(name.into(), expires_at_ms, origin)

@@ -70,12 +70,29 @@ pub enum Rechecked {
 }
 
 impl Coordinator {
+    /// The lease when `SYNC_LEASE_SECS` cannot be read: its default, 15 minutes, Queues' wall
+    /// time per consumer invocation ([`crate::config::SYNC_LEASE_SECS`]), so that only a dead
+    /// unit is queued again.
+    pub const DEFAULT_LEASE_MS: u64 = crate::config::SYNC_LEASE_SECS.default * 1000;
+
+    /// The longest period of the coordinator's alarm while a run is going
+    /// ([`Coordinator::alarm_period_ms`]): a minute, so a lost unit waits at most a minute past
+    /// its lease.
+    pub const MAX_ALARM_PERIOD_MS: u64 = 60_000;
+
     /// How often the coordinator's alarm checks the leases while a run is going
-    /// ([`Coordinator::overdue`]): a minute, or half the lease (`lease_ms`, configured) when
-    /// that is shorter.
+    /// ([`Coordinator::overdue`]): [`Coordinator::MAX_ALARM_PERIOD_MS`], or half the lease
+    /// (`lease_ms`, configured) when that is shorter.
     pub fn alarm_period_ms(lease_ms: Option<u64>) -> u64 {
-        const MINUTE_MS: u64 = 60_000;
-        lease_ms.map_or(MINUTE_MS, |lease| MINUTE_MS.min(lease / 2))
+        lease_ms.map_or(Self::MAX_ALARM_PERIOD_MS, |lease| {
+            Self::MAX_ALARM_PERIOD_MS.min(lease / 2)
+        })
+    }
+
+    /// The lease the alarm checks: the configured one (`SYNC_LEASE_SECS`), else
+    /// [`Coordinator::DEFAULT_LEASE_MS`].
+    pub fn lease_ms(configured: Option<u64>) -> u64 {
+        configured.unwrap_or(Self::DEFAULT_LEASE_MS)
     }
 
     /// The status `POST /admin/sync/{type}/run` answers, from the coordinator's `status` and
@@ -710,5 +727,15 @@ mod tests {
         assert_eq!(Coordinator::alarm_period_ms(Some(900_000)), 60_000);
         assert_eq!(Coordinator::alarm_period_ms(Some(120_000)), 60_000);
         assert_eq!(Coordinator::alarm_period_ms(Some(30_000)), 15_000);
+    }
+
+    #[test]
+    fn without_a_readable_lease_the_alarm_uses_queues_fifteen_minutes() {
+        assert_eq!(Coordinator::DEFAULT_LEASE_MS, 900_000);
+        assert_eq!(Coordinator::lease_ms(None), 900_000);
+        assert_eq!(Coordinator::lease_ms(Some(20_000)), 20_000);
+        // A unit without progress is tried again well within the lease.
+        let retry_ms = u64::from(crate::sync::UnitWork::RETRY_DELAY_SECS) * 1000;
+        assert!(retry_ms < Coordinator::DEFAULT_LEASE_MS);
     }
 }

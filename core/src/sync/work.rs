@@ -108,6 +108,11 @@ pub struct UnitWork<'a> {
 }
 
 impl<'a> UnitWork<'a> {
+    /// Delay before a unit that stopped without progress (a HubSpot limit, a destination that
+    /// refused) is worked again from the same state, by the queue's own redelivery: long
+    /// enough not to spin, short against the lease ([`super::Coordinator::DEFAULT_LEASE_MS`]).
+    pub const RETRY_DELAY_SECS: u32 = 30;
+
     /// Starts on `msg` with the type's configuration and map.
     pub fn new(config: &'a SyncConfig, map: &'a ObjectMap, msg: &UnitMessage) -> Self {
         Self {

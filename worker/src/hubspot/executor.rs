@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use worker::{Date, Delay, Env};
 
 use super::gate;
-use super::transport::{send, CallError, MAX_WAIT_MS};
+use super::transport::{send, CallError};
 use crate::config::{AccessToken, HubSpotApi, HubSpotAuth};
 use crate::log::Line;
 
@@ -33,7 +33,7 @@ pub(crate) async fn execute<T: DeserializeOwned>(
     let template = path_template(request.uri().path());
     let oauth = matches!(config.auth, HubSpotAuth::OAuth { .. });
     // The policy, refresh-once on 401 and the wait cap are core's `Call`.
-    let mut call = Call::new(kind, oauth, MAX_WAIT_MS);
+    let mut call = Call::new(kind, oauth, Call::MAX_WAIT_MS);
     let mut next: Option<AccessToken> = None;
     loop {
         let attempt = call.attempt();

@@ -29,7 +29,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-use hubspot_edge_core::api::{TokenCache, TokenStep};
+use hubspot_edge_core::api::{Call, TokenCache, TokenStep};
 use hubspot_edge_core::metrics::Gauge;
 use hubspot_edge_core::ratelimit::{Acquire, Budget, Governor, LimitPolicy, RateLimitObservation};
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,7 @@ use worker::{
 };
 
 use super::oauth::{self, Cached};
-use super::transport::{CallError, MAX_WAIT_MS};
+use super::transport::CallError;
 use crate::config::{AccessToken, HubSpotApi, HubSpotAuth};
 
 /// The Durable Object binding (wrangler.toml).
@@ -48,8 +48,6 @@ pub(crate) const BINDING: &str = "HUBSPOT_GATE";
 const INSTANCE: &str = "default";
 /// Storage key of the cached OAuth access token.
 const TOKEN_KEY: &str = "oauth";
-/// The longest a permit request waits inside the gate for another call's token refresh.
-const WAIT_FOR_REFRESH_MS: u64 = 15_000;
 
 /// A request to the gate.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -243,7 +241,7 @@ async fn permit_or_refused(
             }
             Answer::Wait { wait_ms, .. } => {
                 let waited = Date::now().as_millis().saturating_sub(started);
-                if waited.saturating_add(wait_ms) > MAX_WAIT_MS {
+                if waited.saturating_add(wait_ms) > Call::MAX_WAIT_MS {
                     return Err(CallError::Throttled { wait_ms });
                 }
                 Delay::from(Duration::from_millis(wait_ms.max(1))).await;
@@ -459,12 +457,12 @@ impl HubSpotGate {
                 }
                 TokenStep::Wait => {}
             }
-            if now.saturating_sub(started) > WAIT_FOR_REFRESH_MS {
+            let Some(wait_ms) = TokenCache::refresh_wait(started, now) else {
                 return Err(TokenError::Failed(
                     "timed out waiting for the OAuth token refresh".into(),
                 ));
-            }
-            Delay::from(Duration::from_millis(20)).await;
+            };
+            Delay::from(Duration::from_millis(wait_ms)).await;
         };
         let flight = Flight(&self.inner);
         let result = oauth::refresh(config, origin).await;

@@ -33,7 +33,7 @@ use crate::ingress::config_error_for_operator as config_error;
 use crate::respond;
 
 pub(crate) use executor::execute;
-pub(crate) use transport::{send, CallError, MAX_WAIT_MS};
+pub(crate) use transport::{send, CallError};
 
 /// Routes `/admin/hubspot/…`; `segments` start after `hubspot`. The admin token is checked.
 pub(crate) async fn handle(

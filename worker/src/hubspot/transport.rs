@@ -12,10 +12,6 @@ use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestIni
 
 use crate::config::{AccessToken, HubSpotApi};
 
-/// The longest this Worker waits for the governor or a retry within one call; beyond it the
-/// call fails with [`CallError::Throttled`] and the caller retries later.
-pub(crate) const MAX_WAIT_MS: u64 = 15_000;
-
 /// One attempt: `Ok((status, headers, body))`, or `Err(Outcome::Timeout | Outcome::Network)`.
 /// `token`: the bearer token, if any.
 pub(crate) async fn send(
