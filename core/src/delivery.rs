@@ -35,6 +35,31 @@ pub enum Attempt {
 }
 
 impl Attempt {
+    /// The longest `Location` kept from a 3xx answer ([`Attempt::from_answer`]): a URL for the
+    /// operator, bounded so that a hostile one cannot bloat the dead letter.
+    pub const MAX_LOCATION_CHARS: usize = 512;
+
+    /// A destination's answer as an attempt: its `status`, its `Retry-After` header read at
+    /// `now_secs` ([`parse_retry_after`]), and for a 3xx its `Location` header (recorded, never
+    /// followed; at most [`Attempt::MAX_LOCATION_CHARS`]).
+    pub fn from_answer(
+        status: u16,
+        retry_after: Option<&str>,
+        location: Option<&str>,
+        now_secs: u64,
+    ) -> (Self, Option<String>) {
+        let location = if (300..400).contains(&status) {
+            location.map(|l| l.chars().take(Self::MAX_LOCATION_CHARS).collect())
+        } else {
+            None
+        };
+        let answered = Self::Answered {
+            status,
+            retry_after_secs: retry_after.and_then(|v| parse_retry_after(v, now_secs)),
+        };
+        (answered, location)
+    }
+
     /// The attempt as a code for logs and dead letters: `status_503`, `timeout`,
     /// `network_error` or `step_failed` (the metrics' failure class reads it).
     pub fn code(self) -> String {
@@ -368,6 +393,32 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    #[test]
+    fn an_answer_keeps_a_redirects_location_bounded_and_reads_retry_after() {
+        let long = "h".repeat(600);
+        let (attempt, location) = Attempt::from_answer(302, Some("7"), Some(&long), 1_000);
+        assert_eq!(
+            attempt,
+            Attempt::Answered {
+                status: 302,
+                retry_after_secs: Some(7)
+            }
+        );
+        assert_eq!(location.map(|l| l.len()), Some(Attempt::MAX_LOCATION_CHARS));
+        // Not a redirect: no location kept.
+        let (attempt, location) = Attempt::from_answer(503, None, Some("https://x"), 1_000);
+        assert_eq!(
+            attempt,
+            Attempt::Answered {
+                status: 503,
+                retry_after_secs: None
+            }
+        );
+        assert_eq!(location, None);
+        let (_, location) = Attempt::from_answer(301, Some("soon"), Some("https://x"), 1_000);
+        assert_eq!(location.as_deref(), Some("https://x"));
+    }
 
     fn answered(status: u16, retry_after_secs: Option<u64>) -> Attempt {
         Attempt::Answered {

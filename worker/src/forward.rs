@@ -4,7 +4,7 @@
 //! through here; what follows an attempt is core's `delivery` policy.
 
 use futures_util::future::{select, Either};
-use hubspot_edge_core::delivery::{parse_retry_after, Attempt};
+use hubspot_edge_core::delivery::Attempt;
 use hubspot_edge_core::metrics::Histogram;
 use hubspot_edge_core::outbound::{
     HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP,
@@ -106,21 +106,11 @@ fn answer_of(
     match raced {
         Some(Ok(response)) => {
             let header = |name: &str| response.headers().get(name).ok().flatten();
-            let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now_secs));
-            let status = response.status_code();
-            let location = if (300..400).contains(&status) {
-                // Kept for the operator (a URL, never a body); bounded so a hostile one cannot
-                // bloat the dead letter.
-                header("location").map(|l| l.chars().take(512).collect())
-            } else {
-                None
-            };
-            (
-                Attempt::Answered {
-                    status,
-                    retry_after_secs: retry_after,
-                },
-                location,
+            Attempt::from_answer(
+                response.status_code(),
+                header("retry-after").as_deref(),
+                header("location").as_deref(),
+                now_secs,
             )
         }
         Some(Err(_)) => (Attempt::NetworkError, None),
