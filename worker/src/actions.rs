@@ -45,12 +45,12 @@ use std::time::Duration;
 
 use futures_util::future::{join_all, select, Either};
 use hubspot_edge_core::actions::{
-    batch_fate, batch_request, expire, hubspot_error_body, late_lookup_completion, lookup_answer,
-    object_key, ActionLetter, ActionSettings, Answer, AnswerWire, BatchFate, CallbackAnswer,
-    CallbackRoute, CallbackStep, Completion, CompletionFlush, Definition, DefinitionsApi,
-    ExecutionLedger, ExecutionRecord, ExecutionRefusal, ExecutionState, ExecutionStep,
-    LateCompletionRetry, LedgerStep, LookupReply, ObjectCompletion, Pending, PublishNext,
-    PublishRun, DEFAULT_EXPIRATION,
+    batch_request, expire, hubspot_error_body, late_lookup_completion, lookup_answer, object_key,
+    ActionLetter, ActionSettings, Answer, AnswerWire, BatchFate, CallbackAnswer, CallbackRoute,
+    CallbackStep, Completion, CompletionFlush, Definition, DefinitionsApi, ExecutionLedger,
+    ExecutionRecord, ExecutionRefusal, ExecutionState, ExecutionStep, LateCompletionRetry,
+    LedgerStep, LookupReply, ObjectCompletion, Pending, PublishNext, PublishRun,
+    DEFAULT_EXPIRATION,
 };
 use hubspot_edge_core::api::{Call, CallStep, Outcome, RequestKind};
 use hubspot_edge_core::config::ACTIONS_COMPLETE_WINDOW_MS;
@@ -1197,32 +1197,19 @@ impl ActionExecutions {
             batch_request(&api.api, &list).map_err(|e| worker::Error::RustError(e.to_string()))?;
         let result = execute_api::<Value>(api, &self.env, RequestKind::Write, &request).await;
         let now = Date::now().as_millis();
-        let fate = match result {
-            Ok(_) => BatchFate::Completed,
-            Err(CallError::GaveUp { last, attempts, .. }) => {
-                batch_fate(&sent_ids, attempts, &last, now, 0.5)
-            }
-            Err(e) => {
+        let fate = BatchFate::of_call(&sent_ids, result.as_ref().map(drop), now, 0.5);
+        // HubSpot never answered for good (throttled, no token, the gate down).
+        if let Err(e) = &result {
+            if !matches!(e, CallError::GaveUp { .. }) {
                 Line::warn("action_completion_unsent")
                     .field("completions", list.len())
                     .field("error", format!("{e:?}"))
                     .emit();
-                BatchFate::Retry {
-                    after_ms: RETRY_DELAY_MS,
-                }
             }
-        };
+        }
         Line::info("action_completion_batch")
             .field("completions", list.len())
-            .field(
-                "outcome",
-                match &fate {
-                    BatchFate::Completed => "completed",
-                    BatchFate::Retry { .. } => "retry",
-                    BatchFate::DeadLetter { .. } => "dead_lettered",
-                    BatchFate::Split { .. } => "split",
-                },
-            )
+            .field("outcome", fate.code())
             .emit();
         match &fate {
             BatchFate::Completed => {

@@ -8,7 +8,7 @@
 //! request", <https://developers.hubspot.com/docs/api/crm/understanding-the-crm>, docs/hubspot.md
 //! §4.1), so no batch holds more.
 
-use crate::api::{decide, ApiError, CallDecision, Outcome, RequestKind};
+use crate::api::{decide, ApiError, CallDecision, CallError, Outcome, RequestKind};
 
 /// At most this many completions per batch call (see the module docs).
 pub const MAX_COMPLETION_BATCH: usize = 100;
@@ -102,6 +102,39 @@ pub enum BatchFate {
         /// when it named none (bisection: at most 2·log2(100) ≈ 14 calls find one bad input).
         resend: Vec<Vec<String>>,
     },
+}
+
+impl BatchFate {
+    /// The fate of `batch` whose call ended with `result`: completed when HubSpot accepted it,
+    /// [`batch_fate`] when the API retry policy gave up, and sent again after
+    /// [`super::CompletionFlush::RETRY_DELAY_MS`] when the call never got HubSpot's final
+    /// answer (throttled, the rate gate or the OAuth token unavailable). `jitter` in `[0, 1)`.
+    pub fn of_call(
+        batch: &[String],
+        result: Result<(), &CallError>,
+        now_ms: u64,
+        jitter: f64,
+    ) -> Self {
+        match result {
+            Ok(()) => Self::Completed,
+            Err(CallError::GaveUp { last, attempts, .. }) => {
+                batch_fate(batch, *attempts, last, now_ms, jitter)
+            }
+            Err(_) => Self::Retry {
+                after_ms: super::CompletionFlush::RETRY_DELAY_MS,
+            },
+        }
+    }
+
+    /// The fate as a label for logs: `completed`, `retry`, `dead_lettered`, `split`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Retry { .. } => "retry",
+            Self::DeadLetter { .. } => "dead_lettered",
+            Self::Split { .. } => "split",
+        }
+    }
 }
 
 /// The fate of `batch` (its callback ids, as sent) whose `attempt`-th call (1-based) ended in

@@ -887,6 +887,47 @@ fn completions_batch_by_100_within_the_window() {
 }
 
 #[test]
+fn a_batch_calls_end_decides_its_fate() {
+    use crate::api::{CallError, GiveUpReason};
+    let batch = vec!["cb-1".to_owned()];
+    let ok = BatchFate::of_call(&batch, Ok(()), 0, 0.5);
+    assert_eq!((ok.code(), ok), ("completed", BatchFate::Completed));
+    // The policy gave up on a 404: dead-lettered with the API error's code.
+    let gave_up = CallError::GaveUp {
+        reason: GiveUpReason::NotFound,
+        last: Outcome::Failed(ApiError::NotFound {
+            body: Box::default(),
+        }),
+        attempts: 1,
+    };
+    let fate = BatchFate::of_call(&batch, Err(&gave_up), 0, 0.5);
+    assert_eq!(fate.code(), "dead_lettered");
+    assert_eq!(
+        fate,
+        BatchFate::DeadLetter {
+            code: "not_found".into()
+        }
+    );
+    // HubSpot never answered for good: again after the flush's retry delay.
+    for e in [
+        CallError::Throttled { wait_ms: 60_000 },
+        CallError::Gate("down".into()),
+        CallError::OAuthRefresh("refused".into()),
+        CallError::Build("url".into()),
+    ] {
+        let fate = BatchFate::of_call(&batch, Err(&e), 0, 0.5);
+        assert_eq!(fate.code(), "retry");
+        assert_eq!(
+            fate,
+            BatchFate::Retry {
+                after_ms: CompletionFlush::RETRY_DELAY_MS
+            },
+            "{e:?}"
+        );
+    }
+}
+
+#[test]
 fn batch_fate_follows_the_api_retry_policy() {
     let one = vec!["cb-1".to_owned()];
     let server = Outcome::Failed(ApiError::Server {
