@@ -90,15 +90,24 @@ pub struct StoreWrite {
 /// the calls are answered ([`BatchCommits::recorded`]).
 #[derive(Debug)]
 pub struct BatchCommits {
-    /// Per store: the jobs' indices and their commits, in job order.
-    calls: Vec<((u64, String), Vec<usize>, Vec<Commit>)>,
+    calls: Vec<StoreCall>,
     recorded: Vec<Recorded>,
+}
+
+/// One store call: the commits of the delivered jobs about one portal and object type.
+#[derive(Debug, Default)]
+struct StoreCall {
+    portal: u64,
+    object_type: String,
+    /// The job of each commit.
+    jobs: Vec<usize>,
+    commits: Vec<Commit>,
 }
 
 impl BatchCommits {
     /// The writes of the batch's jobs, each with its verdict: only delivered jobs write.
     pub fn new<'a>(jobs: impl IntoIterator<Item = (&'a JobVerdict, &'a [StoreWrite])>) -> Self {
-        let mut by_store: BTreeMap<(u64, &str), (Vec<usize>, Vec<Commit>)> = BTreeMap::new();
+        let mut by_store: BTreeMap<(u64, &str), StoreCall> = BTreeMap::new();
         let mut count = 0;
         for (index, (verdict, writes)) in jobs.into_iter().enumerate() {
             count = index + 1;
@@ -106,20 +115,19 @@ impl BatchCommits {
                 continue;
             }
             for write in writes {
-                let (jobs, commits) = by_store
+                let call = by_store
                     .entry((write.portal, write.object_type.as_str()))
-                    .or_default();
-                jobs.push(index);
-                commits.push(write.commit.clone());
+                    .or_insert_with(|| StoreCall {
+                        portal: write.portal,
+                        object_type: write.object_type.clone(),
+                        ..StoreCall::default()
+                    });
+                call.jobs.push(index);
+                call.commits.push(write.commit.clone());
             }
         }
         Self {
-            calls: by_store
-                .into_iter()
-                .map(|((portal, object_type), (jobs, commits))| {
-                    ((portal, object_type.to_owned()), jobs, commits)
-                })
-                .collect(),
+            calls: by_store.into_values().collect(),
             recorded: vec![Recorded::Ok; count],
         }
     }
@@ -127,19 +135,21 @@ impl BatchCommits {
     /// The store calls to make: `(call, portal, object type, commits)`; answer each with
     /// [`BatchCommits::answered`].
     pub fn calls(&self) -> impl Iterator<Item = (usize, u64, &str, &[Commit])> + '_ {
-        self.calls
-            .iter()
-            .enumerate()
-            .map(|(call, ((portal, object_type), _, commits))| {
-                (call, *portal, object_type.as_str(), commits.as_slice())
-            })
+        self.calls.iter().enumerate().map(|(index, call)| {
+            (
+                index,
+                call.portal,
+                call.object_type.as_str(),
+                call.commits.as_slice(),
+            )
+        })
     }
 
     /// Feeds call `call`'s answer: an outcome per commit, in order, or `None` when the call
     /// failed. A job with a refused commit is [`Recorded::Conflict`] (another consumer wrote
     /// the object first); every job of a failed call is [`Recorded::Failed`].
     pub fn answered(&mut self, call: usize, outcomes: Option<&[CommitOutcome]>) {
-        let Some((_, jobs, _)) = self.calls.get(call) else {
+        let Some(StoreCall { jobs, .. }) = self.calls.get(call) else {
             return;
         };
         match outcomes {
