@@ -10,6 +10,7 @@
 //! Every decision is core's ([`Consume`]); this module reads and writes KV, runs the jobs'
 //! forwards, sends to the queues and settles the messages.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -22,7 +23,6 @@ use hubspot_edge_core::outbound;
 use hubspot_edge_core::queue::consume::{
     BatchCommits, Consume, Disposal, JobRun, JobSettle, JobVerdict,
 };
-use hubspot_edge_core::records::CommitOutcome;
 use worker::{
     Date, Env, MessageBatch, MessageExt, Queue, QueueRetryOptionsBuilder, RawMessage, Result,
 };
@@ -360,27 +360,28 @@ async fn commit_all(env: &Env, jobs: &[Job], verdicts: &[JobVerdict]) -> Vec<Rec
             .zip(jobs)
             .map(|(verdict, job)| (verdict, job.after.as_slice())),
     );
-    let answers = join_all(
-        plan.calls()
-            .map(|(call, portal, object_type, commits)| async move {
-                (
-                    call,
-                    crate::records::commit(env, portal, object_type, commits).await,
-                )
-            }),
-    )
-    .await;
-    for (call, answer) in answers {
+    // The answers as they come. The calls are boxed like the batch's follow-ups: one
+    // `join_all` instantiation for both.
+    let answers = RefCell::new(Vec::new());
+    let calls: FollowUps<'_> = plan
+        .calls()
+        .map(|(call, portal, object_type, commits)| {
+            let answers = &answers;
+            Box::pin(async move {
+                let answer = crate::records::commit(env, portal, object_type, commits).await;
+                answers.borrow_mut().push((call, answer));
+            }) as Pin<Box<dyn Future<Output = ()> + '_>>
+        })
+        .collect();
+    join_all(calls).await;
+    for (call, answer) in answers.into_inner() {
         match answer {
-            Ok(outcomes) => {
-                let outcomes: Vec<CommitOutcome> = outcomes.into_iter().map(|(_, o)| o).collect();
-                plan.answered(call, Some(&outcomes));
-            }
+            Ok(outcomes) => plan.answered(call, outcomes.into_iter().map(|(_, o)| o)),
             Err(e) => {
                 Line::error("record_store_failed")
                     .field("error", e.to_string())
                     .emit();
-                plan.answered(call, None);
+                plan.failed(call);
             }
         }
     }

@@ -94,8 +94,11 @@ pub struct BatchCommits {
     recorded: Vec<Recorded>,
 }
 
+/// The jobs and commits of one store call, while they are grouped.
+type Group = (Vec<usize>, Vec<Commit>);
+
 /// One store call: the commits of the delivered jobs about one portal and object type.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct StoreCall {
     portal: u64,
     object_type: String,
@@ -107,7 +110,7 @@ struct StoreCall {
 impl BatchCommits {
     /// The writes of the batch's jobs, each with its verdict: only delivered jobs write.
     pub fn new<'a>(jobs: impl IntoIterator<Item = (&'a JobVerdict, &'a [StoreWrite])>) -> Self {
-        let mut by_store: BTreeMap<(u64, &str), StoreCall> = BTreeMap::new();
+        let mut by_store: BTreeMap<(u64, &str), Group> = BTreeMap::new();
         let mut count = 0;
         for (index, (verdict, writes)) in jobs.into_iter().enumerate() {
             count = index + 1;
@@ -115,25 +118,29 @@ impl BatchCommits {
                 continue;
             }
             for write in writes {
-                let call = by_store
+                let (jobs, commits) = by_store
                     .entry((write.portal, write.object_type.as_str()))
-                    .or_insert_with(|| StoreCall {
-                        portal: write.portal,
-                        object_type: write.object_type.clone(),
-                        ..StoreCall::default()
-                    });
-                call.jobs.push(index);
-                call.commits.push(write.commit.clone());
+                    .or_default();
+                jobs.push(index);
+                commits.push(write.commit.clone());
             }
         }
+        let calls = by_store
+            .into_iter()
+            .map(|((portal, object_type), (jobs, commits))| StoreCall {
+                portal,
+                object_type: object_type.to_owned(),
+                jobs,
+                commits,
+            });
         Self {
-            calls: by_store.into_values().collect(),
+            calls: calls.collect(),
             recorded: vec![Recorded::Ok; count],
         }
     }
 
     /// The store calls to make: `(call, portal, object type, commits)`; answer each with
-    /// [`BatchCommits::answered`].
+    /// [`BatchCommits::answered`] or [`BatchCommits::failed`].
     pub fn calls(&self) -> impl Iterator<Item = (usize, u64, &str, &[Commit])> + '_ {
         self.calls.iter().enumerate().map(|(index, call)| {
             (
@@ -145,25 +152,27 @@ impl BatchCommits {
         })
     }
 
-    /// Feeds call `call`'s answer: an outcome per commit, in order, or `None` when the call
-    /// failed. A job with a refused commit is [`Recorded::Conflict`] (another consumer wrote
-    /// the object first); every job of a failed call is [`Recorded::Failed`].
-    pub fn answered(&mut self, call: usize, outcomes: Option<&[CommitOutcome]>) {
+    /// Feeds call `call`'s answer (the calls in any order): an outcome per commit, in order.
+    /// A job with a refused commit is [`Recorded::Conflict`] (another consumer wrote the object
+    /// first), unless another of its calls failed ([`BatchCommits::failed`]).
+    pub fn answered(&mut self, call: usize, outcomes: impl IntoIterator<Item = CommitOutcome>) {
         let Some(StoreCall { jobs, .. }) = self.calls.get(call) else {
             return;
         };
-        match outcomes {
-            Some(outcomes) => {
-                for (&job, outcome) in jobs.iter().zip(outcomes) {
-                    if matches!(outcome, CommitOutcome::Conflict { .. }) {
-                        self.recorded[job] = Recorded::Conflict;
-                    }
-                }
+        for (&job, outcome) in jobs.iter().zip(outcomes) {
+            let recorded = &mut self.recorded[job];
+            if matches!(outcome, CommitOutcome::Conflict { .. }) && *recorded != Recorded::Failed {
+                *recorded = Recorded::Conflict;
             }
-            None => {
-                for &job in jobs {
-                    self.recorded[job] = Recorded::Failed;
-                }
+        }
+    }
+
+    /// Call `call` failed: every job with a write in it is [`Recorded::Failed`], whatever its
+    /// other calls said (a job's writes are about one object, so one call, in practice).
+    pub fn failed(&mut self, call: usize) {
+        if let Some(StoreCall { jobs, .. }) = self.calls.get(call) {
+            for &job in jobs {
+                self.recorded[job] = Recorded::Failed;
             }
         }
     }
@@ -300,21 +309,29 @@ mod tests {
             (verdict(true), vec![write(1, "contacts", "b")]),
             (verdict(true), vec![write(1, "deals", "c")]),
             (verdict(false), vec![write(1, "deals", "d")]),
+            // Writes in two stores: call 0 (contacts) and call 1 (deals).
+            (
+                verdict(true),
+                vec![write(1, "contacts", "e"), write(1, "deals", "f")],
+            ),
         ];
         let mut plan = BatchCommits::new(jobs.iter().map(|(v, w)| (v, w.as_slice())));
         let committed = CommitOutcome::Committed { version: 2 };
         let conflict = CommitOutcome::Conflict { current: 3 };
-        plan.answered(0, Some(&[committed, conflict]));
-        plan.answered(1, None);
+        plan.failed(1);
+        plan.answered(0, [committed, conflict, conflict]);
         // An unknown call changes nothing.
-        plan.answered(7, None);
+        plan.failed(7);
+        plan.answered(9, [conflict]);
         assert_eq!(
             plan.recorded(),
             [
                 Recorded::Ok,
                 Recorded::Conflict,
                 Recorded::Failed,
-                Recorded::Ok
+                Recorded::Ok,
+                // Failed in one call: not made a conflict by another's answer.
+                Recorded::Failed,
             ]
         );
     }
