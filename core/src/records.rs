@@ -146,6 +146,58 @@ impl Default for Stored {
     }
 }
 
+/// Writes of ours to HubSpot in flight for one record store (one portal and object type):
+/// raised by the inbound sync before it sends a batch upsert, lowered once it has committed
+/// what HubSpot stored.
+///
+/// It closes a race. HubSpot notifies our own write like any other change, and its webhook can
+/// be consumed between HubSpot's answer and our commit of the new snapshot: enrichment would
+/// then diff it against the old snapshot and forward our write back to the system it came
+/// from. While a fence [`covers`](Self::covers) an object, enrichment defers its events (back
+/// on the queue as the same attempt, [`crate::enrich::EnrichAction::Defer`]); once the commit
+/// is in, they diff as unchanged.
+///
+/// What it covers: the HubSpot ids being updated, and, when the writes create records (an
+/// upsert whose `idProperty` value has no HubSpot id yet: HubSpot picks the id), every object
+/// the store has no snapshot of. A record we "create" that HubSpot already had under that
+/// `idProperty` value, and that enrichment had forwarded before, is covered by neither: its
+/// echo can still be forwarded (README, inbound "Guarantees").
+///
+/// The host keeps a fence for at most [`Self::LEASE_MS`] after raising it, so a writer that
+/// dies mid-flush delays events, never holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct WriteFence {
+    ids: std::collections::BTreeSet<String>,
+    creates: bool,
+}
+
+impl WriteFence {
+    /// How long a raised fence holds at most (ms). A batch upsert's call through the gate waits
+    /// at most 15 s per retry (the Worker's transport cap), with a few retries, then the
+    /// commit: a minute covers it. Past it the fence lapses, and an event is forwarded as if
+    /// there were none.
+    pub const LEASE_MS: u64 = 60_000;
+
+    /// A fence over updates of `ids` (HubSpot ids), and over records without a snapshot when
+    /// `creates`.
+    pub fn new(ids: impl IntoIterator<Item = String>, creates: bool) -> Self {
+        Self {
+            ids: ids.into_iter().collect(),
+            creates,
+        }
+    }
+
+    /// Whether it covers nothing (nothing to raise).
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty() && !self.creates
+    }
+
+    /// Whether events of object `id`, whose stored state is `stored`, wait for the write.
+    pub fn covers(&self, id: &str, stored: &Stored) -> bool {
+        self.ids.contains(id) || (self.creates && stored.snapshot.is_none())
+    }
+}
+
 /// What a commit writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
@@ -362,6 +414,35 @@ mod tests {
 
     use super::*;
     use crate::mapping::Record;
+
+    #[test]
+    fn a_write_fence_covers_its_updates_and_unstored_records_for_creations() {
+        let kept = Stored {
+            version: 2,
+            snapshot: Some("{}".into()),
+        };
+        let tombstone = Stored {
+            version: 3,
+            snapshot: None,
+        };
+        let updates = WriteFence::new(["7".to_owned()], false);
+        assert!(updates.covers("7", &kept) && updates.covers("7", &Stored::absent()));
+        assert!(
+            !updates.covers("8", &Stored::absent()),
+            "no creation: an unknown id waits not"
+        );
+        let creates = WriteFence::new([], true);
+        assert!(creates.covers("8", &Stored::absent()) && creates.covers("8", &tombstone));
+        assert!(
+            !creates.covers("8", &kept),
+            "a stored record is not ours to create"
+        );
+        assert!(WriteFence::new([], false).is_empty() && !creates.is_empty());
+        // The host stores it as JSON and reads it back.
+        let text = serde_json::to_string(&updates).unwrap();
+        assert_eq!(text, r#"{"ids":["7"],"creates":false}"#);
+        assert_eq!(serde_json::from_str::<WriteFence>(&text).unwrap(), updates);
+    }
 
     #[test]
     fn change_times_are_stamped_carried_and_cleared() {

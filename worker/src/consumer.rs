@@ -428,6 +428,7 @@ async fn run_job(config: &Forward, env: &Env, job: &Job, budget: &BatchBudget) -
         JobAction::Nothing => JobRun::Done {
             detail: "nothing_to_forward".into(),
         },
+        JobAction::Defer => JobRun::Deferred,
         JobAction::Fail { reason, detail } => JobRun::Refused {
             reason: reason.clone(),
             detail: detail.clone(),

@@ -30,6 +30,8 @@ pub(crate) enum JobAction {
     Send { id: String, body: String },
     /// Nothing to forward: acknowledge (an unmapped change, an unchanged record, our echo).
     Nothing,
+    /// A write of ours to the object is in flight: back on the queue as the same attempt.
+    Defer,
     /// The events cannot be forwarded: dead-letter them with this stable reason.
     Fail { reason: String, detail: String },
     /// A step before the forward failed (the HubSpot read, the record store): retry like a

@@ -713,6 +713,8 @@ impl Flusher<'_> {
         let object_type = self.object_type.to_owned();
         // The chunk's stored states (by HubSpot id): the commits' expected versions.
         let mut stored: HashMap<String, Stored> = HashMap::new();
+        // The chunk's write fence, once raised.
+        let mut fence_token: Option<String> = None;
         loop {
             match flush.ask() {
                 InboundFlushAsk::Take { fresh, keys } => {
@@ -736,6 +738,19 @@ impl Flusher<'_> {
                         .flat_map(|u| u.sources.iter().map(|s| s.receipt.clone()))
                         .collect();
                     self.with_receipts(sources, |r| r.record_plan(&planned))?;
+                }
+                InboundFlushAsk::Fence(fence) => {
+                    // Before the sends: HubSpot's webhooks for these writes are deferred by
+                    // enrichment until the commit (core's `WriteFence`). A fence that cannot be
+                    // raised only reopens that window: the writes go on.
+                    let token = crate::log::random_id();
+                    match records::raise(self.env, self.portal, self.store(), &token, fence).await {
+                        Ok(()) => fence_token = Some(token),
+                        Err(e) => Line::warn("write_fence_failed")
+                            .field("object_type", self.object_type)
+                            .field("error", e.to_string())
+                            .emit(),
+                    }
                 }
                 InboundFlushAsk::Send(wave) => {
                     // Each batch's accepted records are committed as soon as HubSpot answers it,
@@ -771,11 +786,24 @@ impl Flusher<'_> {
                     failed,
                     leftover,
                     done,
+                    lower,
                 } => {
                     self.dead_letter(&failed).await?;
                     // No await from here to the next chunk: leftovers back under anything newer.
                     self.object.merge_pending(&object_type, leftover)?;
                     self.object.delete_keys("inflight", &object_type, &done)?;
+                    if let Some(token) = fence_token.take().filter(|_| lower) {
+                        // Unlowered, it lapses after its lease (deferring events, never
+                        // holding them).
+                        if let Err(e) =
+                            records::lower(self.env, self.portal, self.store(), &token).await
+                        {
+                            Line::warn("write_fence_failed")
+                                .field("object_type", self.object_type)
+                                .field("error", e.to_string())
+                                .emit();
+                        }
+                    }
                 }
                 InboundFlushAsk::Done { put_back, retry } => {
                     if !put_back.is_empty() {
