@@ -449,7 +449,7 @@ pub(crate) async fn recheck(env: &Env, letter: &SyncLetter) -> Result<Response> 
         &letter.object_type,
         &Ask::Recheck {
             object_type: letter.object_type.clone(),
-            ids: vec![id],
+            ids: vec![id.get()],
         },
     )
     .await

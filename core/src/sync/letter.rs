@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::PortalId;
+use crate::id::{ObjectId, PortalId};
 
 /// The payload of a sync dead letter: a record that could not be delivered (its values do not
 /// map, or it is too large for a delivery), named by portal, object type and id only, so the
@@ -61,8 +61,9 @@ impl SyncLetter {
         format!("sync:{}:{}", self.object_type, self.object_id)
     }
 
-    /// The record id as a number (HubSpot's ids are 64-bit numbers); `None` if it is not one.
-    pub fn id(&self) -> Option<u64> {
+    /// The record id (HubSpot's ids are 64-bit numbers, printed in decimal); `None` if it is
+    /// not one.
+    pub fn id(&self) -> Option<ObjectId> {
         self.object_id.parse().ok()
     }
 }
@@ -81,7 +82,7 @@ mod tests {
             json!({"source": "sync", "objectType": "contacts", "objectId": "901", "portalId": 62515})
         );
         assert_eq!(SyncLetter::parse(&v), Some(letter.clone()));
-        assert_eq!(letter.id(), Some(901));
+        assert_eq!(letter.id(), Some(ObjectId::new(901)));
         assert_eq!(
             letter.detail(),
             "sync: contacts record 901 was not delivered"
@@ -96,9 +97,12 @@ mod tests {
                 "objectId": "1", "portalId": 1})),
             None
         );
-        assert_eq!(
-            SyncLetter::new(PortalId::new(1), "contacts", "x").id(),
-            None
-        );
+        // Decimal digits only (ObjectId's form): `+7`, which u64's parser took, is no id.
+        for bad in ["x", "+7", ""] {
+            assert_eq!(
+                SyncLetter::new(PortalId::new(1), "contacts", bad).id(),
+                None
+            );
+        }
     }
 }
