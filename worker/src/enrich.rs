@@ -185,10 +185,9 @@ pub(crate) async fn jobs(
 
 /// The consumer's job for a planned one: its messages, and its commits to its object's store.
 fn job_of(job: EnrichJob, items: &mut [Option<Pending>]) -> Job {
-    let (portal, object_type) = job.object.map_or(
-        (hubspot_edge_core::id::PortalId::new(0), String::new()),
-        |k| (k.portal, k.object_type),
-    );
+    let (portal, object_type) = job
+        .object
+        .map_or((0.into(), String::new()), |k| (k.portal, k.object_type));
     let store = |commit| StoreWrite {
         portal,
         object_type: object_type.clone(),
