@@ -379,7 +379,7 @@ impl LiveIdsWalk {
 /// the same content diffed against another version (a value that went back and forth) is another
 /// id, so it is not taken for a duplicate.
 pub fn change_id(
-    portal: u64,
+    portal: crate::id::PortalId,
     object_type: &str,
     object_id: &str,
     base_version: u64,
@@ -413,6 +413,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use crate::id::PortalId;
     use crate::mapping::Record;
 
     #[test]
@@ -530,14 +531,17 @@ mod tests {
             CommitOutcome::Conflict { current: 2 }
         );
         assert_eq!(after_a.snapshot.as_deref(), Some("new-a"));
-        let same = change_id(1, "contact", "9", 1, "t", "{\"x\":1}");
-        assert_eq!(same, change_id(1, "contact", "9", 1, "t", "{\"x\":1}"));
+        let same = change_id(PortalId::new(1), "contact", "9", 1, "t", "{\"x\":1}");
+        assert_eq!(
+            same,
+            change_id(PortalId::new(1), "contact", "9", 1, "t", "{\"x\":1}")
+        );
     }
 
     #[test]
     fn change_ids() {
         let id = change_id(
-            62515,
+            PortalId::new(62515),
             "contact",
             "5",
             3,
@@ -549,7 +553,7 @@ mod tests {
         // Every input matters.
         for other in [
             change_id(
-                62516,
+                PortalId::new(62516),
                 "contact",
                 "5",
                 3,
@@ -557,7 +561,7 @@ mod tests {
                 "[1]",
             ),
             change_id(
-                62515,
+                PortalId::new(62515),
                 "company",
                 "5",
                 3,
@@ -565,7 +569,7 @@ mod tests {
                 "[1]",
             ),
             change_id(
-                62515,
+                PortalId::new(62515),
                 "contact",
                 "6",
                 3,
@@ -573,7 +577,7 @@ mod tests {
                 "[1]",
             ),
             change_id(
-                62515,
+                PortalId::new(62515),
                 "contact",
                 "5",
                 4,
@@ -581,7 +585,7 @@ mod tests {
                 "[1]",
             ),
             change_id(
-                62515,
+                PortalId::new(62515),
                 "contact",
                 "5",
                 3,
@@ -589,7 +593,7 @@ mod tests {
                 "[1]",
             ),
             change_id(
-                62515,
+                PortalId::new(62515),
                 "contact",
                 "5",
                 3,
@@ -601,8 +605,8 @@ mod tests {
         }
         // Parts cannot run into each other.
         assert_ne!(
-            change_id(1, "ab", "c", 0, "t", ""),
-            change_id(1, "a", "bc", 0, "t", "")
+            change_id(PortalId::new(1), "ab", "c", 0, "t", ""),
+            change_id(PortalId::new(1), "a", "bc", 0, "t", "")
         );
     }
 

@@ -353,7 +353,8 @@ async fn requeue(
 /// Commits the writes of every delivered job, one record-store call per portal and object type:
 /// per job, what became of them ([`Recorded::Ok`] when there were none).
 async fn commit_all(env: &Env, jobs: &[Job], verdicts: &[JobVerdict]) -> Vec<Recorded> {
-    let mut by_store: BTreeMap<(u64, &str), Vec<(usize, &Commit)>> = BTreeMap::new();
+    let mut by_store: BTreeMap<(hubspot_edge_core::id::PortalId, &str), Vec<(usize, &Commit)>> =
+        BTreeMap::new();
     for (index, (job, verdict)) in jobs.iter().zip(verdicts).enumerate() {
         if !verdict.delivered() {
             continue;

@@ -191,7 +191,7 @@ pub(crate) async fn jobs(
 fn job_of(job: EnrichJob, items: &mut [Option<Pending>]) -> Job {
     let (portal, object_type) = job
         .object
-        .map_or((0, String::new()), |k| (k.portal, k.object_type));
+        .map_or((0.into(), String::new()), |k| (k.portal, k.object_type));
     let store = |commit| StoreWrite {
         portal,
         object_type: object_type.clone(),

@@ -47,7 +47,7 @@ pub(crate) enum JobAction {
 
 /// A record-store write that follows a successful forward.
 pub(crate) struct StoreWrite {
-    pub(crate) portal: u64,
+    pub(crate) portal: hubspot_edge_core::id::PortalId,
     pub(crate) object_type: String,
     pub(crate) commit: Commit,
 }

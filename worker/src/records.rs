@@ -96,11 +96,16 @@ enum Answer {
     Done,
 }
 
-fn instance(portal: u64, object_type: &str) -> String {
+fn instance(portal: hubspot_edge_core::id::PortalId, object_type: &str) -> String {
     format!("{portal}:{object_type}")
 }
 
-async fn call(env: &Env, portal: u64, object_type: &str, ask: &Ask) -> Result<Answer> {
+async fn call(
+    env: &Env,
+    portal: hubspot_edge_core::id::PortalId,
+    object_type: &str,
+    ask: &Ask,
+) -> Result<Answer> {
     let stub = env
         .durable_object(BINDING)?
         .id_from_name(&instance(portal, object_type))?
@@ -122,7 +127,7 @@ async fn call(env: &Env, portal: u64, object_type: &str, ask: &Ask) -> Result<An
 /// The stored state of `ids` (absent ones at version 0).
 pub(crate) async fn get(
     env: &Env,
-    portal: u64,
+    portal: hubspot_edge_core::id::PortalId,
     object_type: &str,
     ids: Vec<String>,
 ) -> Result<HashMap<String, Stored>> {
@@ -184,7 +189,7 @@ pub(crate) async fn lower(env: &Env, portal: u64, object_type: &str, token: &str
 /// listed (HubSpot ids are).
 pub(crate) async fn live_ids(
     env: &Env,
-    portal: u64,
+    portal: hubspot_edge_core::id::PortalId,
     object_type: &str,
     from: u64,
     to: u64,
@@ -213,7 +218,7 @@ pub(crate) fn inject_commit_failures(n: u32) {
 /// Commits `commits`; one outcome per commit, in order.
 pub(crate) async fn commit(
     env: &Env,
-    portal: u64,
+    portal: hubspot_edge_core::id::PortalId,
     object_type: &str,
     commits: &[Commit],
 ) -> Result<Vec<(String, CommitOutcome)>> {
@@ -546,8 +551,9 @@ pub(crate) async fn admin_get(
     object_type: &str,
     id: &str,
 ) -> Result<Response> {
-    let Ok(portal) = portal.parse::<u64>() else {
-        return crate::respond::error(400, "portal_invalid", "the portal id is a number");
+    let portal = match portal.parse::<hubspot_edge_core::id::PortalId>() {
+        Ok(portal) => portal,
+        Err(e) => return crate::respond::error(400, e.code(), &e.to_string()),
     };
     let found = get(env, portal, object_type, vec![id.to_owned()]).await?;
     let stored = found.get(id).cloned().unwrap_or_else(Stored::absent);

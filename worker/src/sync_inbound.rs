@@ -256,7 +256,8 @@ fn type_of<'a>(
 /// A letter whose payload is not an inbound update, or the state not reachable: nothing is
 /// deleted (the caller deletes the letters after this succeeds).
 pub(crate) async fn redrive(env: &Env, payloads: Vec<serde_json::Value>) -> Result<usize> {
-    let mut by_portal: BTreeMap<u64, Vec<(String, PendingUpdate)>> = BTreeMap::new();
+    let mut by_portal: BTreeMap<hubspot_edge_core::id::PortalId, Vec<(String, PendingUpdate)>> =
+        BTreeMap::new();
     let n = payloads.len();
     for p in &payloads {
         let (portal, object_type, update) =
@@ -303,7 +304,7 @@ enum Ask {
     },
 }
 
-async fn call(env: &Env, portal: u64, ask: &Ask) -> Result<Response> {
+async fn call(env: &Env, portal: hubspot_edge_core::id::PortalId, ask: &Ask) -> Result<Response> {
     let stub = env
         .durable_object(BINDING)?
         .id_from_name(&portal.to_string())?
@@ -680,7 +681,7 @@ struct Flusher<'a> {
     object: &'a InboundSync,
     env: &'a Env,
     api: &'a HubSpotApi,
-    portal: u64,
+    portal: hubspot_edge_core::id::PortalId,
     object_type: &'a str,
     map: &'a ObjectMap,
     config: &'a InboundConfig,

@@ -24,7 +24,7 @@ use super::{
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
     /// The HubSpot account.
-    pub portal: u64,
+    pub portal: crate::id::PortalId,
     /// In the events' vocabulary (`contact`, `2-123`): the record store's and the echo guard's.
     pub object_type: String,
     /// The object id (the survivor for a merge).
@@ -49,7 +49,7 @@ pub enum EnrichIo {
     /// ([`Enrichment::fail_reads`]).
     Lookup {
         /// `(portal, object type, ids)`, one per record-store call.
-        stored: Vec<(u64, String, Vec<String>)>,
+        stored: Vec<(crate::id::PortalId, String, Vec<String>)>,
         /// The changed objects whose echo guard to read.
         echo: Vec<ObjectKey>,
     },
@@ -311,7 +311,7 @@ pub struct Enrichment<'a> {
     /// The groups of the current step's drops or echo guards, by position.
     asked: Vec<usize>,
     /// The record stores of the current lookup step, by position.
-    stores: Vec<(u64, String)>,
+    stores: Vec<(crate::id::PortalId, String)>,
     /// Reads still to make, and the current step's (taken when answered).
     queue: Vec<(String, ReadChunk)>,
     wave: Vec<Option<(String, ReadChunk)>>,
@@ -371,7 +371,7 @@ impl<'a> Enrichment<'a> {
                 }
                 Route::Object(id) => grouped
                     .entry(ObjectKey {
-                        portal: event.portal_id().get(),
+                        portal: event.portal_id(),
                         object_type: event.object_type().to_owned(),
                         id,
                     })
@@ -443,7 +443,8 @@ impl<'a> Enrichment<'a> {
                     if self.abandoned.is_some() {
                         continue;
                     }
-                    let mut stored: BTreeMap<(u64, &str), Vec<String>> = BTreeMap::new();
+                    let mut stored: BTreeMap<(crate::id::PortalId, &str), Vec<String>> =
+                        BTreeMap::new();
                     let mut echo = Vec::new();
                     for (i, g) in self.groups.iter().enumerate() {
                         if let Wait::Read { need, .. } = &g.wait {
@@ -1100,7 +1101,7 @@ mod tests {
     use crate::mapping::Mapping;
     use crate::rules::{Destination, Destinations, Rules};
 
-    const PORTAL: u64 = 33;
+    const PORTAL: crate::id::PortalId = crate::id::PortalId::new(33);
     const MAP: &str = r#"{"objects":{
         "contacts":{"fields":[{"hubspot":"email","type":"email"},{"hubspot":"firstname","field":"first_name"}]},
         "companies":{"fields":[{"hubspot":"name"}]}}}"#;
