@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use hubspot_edge_core::id::PortalId;
 use hubspot_edge_core::records::{
     Applied, Commit, CommitBatch, CommitOutcome, LiveIdsWalk, Stored, Write, WriteFence,
 };
@@ -96,16 +97,11 @@ enum Answer {
     Done,
 }
 
-fn instance(portal: hubspot_edge_core::id::PortalId, object_type: &str) -> String {
+fn instance(portal: PortalId, object_type: &str) -> String {
     format!("{portal}:{object_type}")
 }
 
-async fn call(
-    env: &Env,
-    portal: hubspot_edge_core::id::PortalId,
-    object_type: &str,
-    ask: &Ask,
-) -> Result<Answer> {
+async fn call(env: &Env, portal: PortalId, object_type: &str, ask: &Ask) -> Result<Answer> {
     let stub = env
         .durable_object(BINDING)?
         .id_from_name(&instance(portal, object_type))?
@@ -127,7 +123,7 @@ async fn call(
 /// The stored state of `ids` (absent ones at version 0).
 pub(crate) async fn get(
     env: &Env,
-    portal: hubspot_edge_core::id::PortalId,
+    portal: PortalId,
     object_type: &str,
     ids: Vec<String>,
 ) -> Result<HashMap<String, Stored>> {
@@ -138,7 +134,7 @@ pub(crate) async fn get(
 /// covers, read at one instant.
 pub(crate) async fn lookup(
     env: &Env,
-    portal: u64,
+    portal: PortalId,
     object_type: &str,
     ids: Vec<String>,
 ) -> Result<(HashMap<String, Stored>, Vec<String>)> {
@@ -163,7 +159,7 @@ pub(crate) async fn lookup(
 /// Raises the write fence `fence` under `token` (the inbound sync, before its batch upserts).
 pub(crate) async fn raise(
     env: &Env,
-    portal: u64,
+    portal: PortalId,
     object_type: &str,
     token: &str,
     fence: WriteFence,
@@ -176,7 +172,12 @@ pub(crate) async fn raise(
 }
 
 /// Lowers the write fence `token` (the inbound sync, its writes committed).
-pub(crate) async fn lower(env: &Env, portal: u64, object_type: &str, token: &str) -> Result<()> {
+pub(crate) async fn lower(
+    env: &Env,
+    portal: PortalId,
+    object_type: &str,
+    token: &str,
+) -> Result<()> {
     let ask = Ask::Lower {
         token: token.to_owned(),
     };
@@ -189,7 +190,7 @@ pub(crate) async fn lower(env: &Env, portal: u64, object_type: &str, token: &str
 /// listed (HubSpot ids are).
 pub(crate) async fn live_ids(
     env: &Env,
-    portal: hubspot_edge_core::id::PortalId,
+    portal: PortalId,
     object_type: &str,
     from: u64,
     to: u64,
@@ -218,7 +219,7 @@ pub(crate) fn inject_commit_failures(n: u32) {
 /// Commits `commits`; one outcome per commit, in order.
 pub(crate) async fn commit(
     env: &Env,
-    portal: hubspot_edge_core::id::PortalId,
+    portal: PortalId,
     object_type: &str,
     commits: &[Commit],
 ) -> Result<Vec<(String, CommitOutcome)>> {
@@ -551,7 +552,7 @@ pub(crate) async fn admin_get(
     object_type: &str,
     id: &str,
 ) -> Result<Response> {
-    let portal = match portal.parse::<hubspot_edge_core::id::PortalId>() {
+    let portal = match portal.parse::<PortalId>() {
         Ok(portal) => portal,
         Err(e) => return crate::respond::error(400, e.code(), &e.to_string()),
     };
