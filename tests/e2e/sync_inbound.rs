@@ -229,7 +229,7 @@ pub(super) fn inbound_250_records_100_unchanged_writes_150_no_echo(_: &Fixture) 
             })?;
         }
         // Notifications that arrived before the commit waited behind the write fence.
-        println!(
+        eprintln!(
             "inbound echo: {} objects deferred behind the write fence, 0 forwarded",
             super::enrichment::log_lines(&fx, "enrich_deferred").len()
         );
