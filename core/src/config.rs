@@ -23,6 +23,7 @@ use crate::api::{ApiConfig, OAuthClient, PathStyle, DEFAULT_API_VERSION, DEFAULT
 use crate::dead_letter::Retention;
 use crate::delivery::{DeliveryRetryPolicy, MAX_QUEUE_DELAY_SECS};
 use crate::filter::Filter;
+use crate::id::PortalId;
 use crate::mapping::Mapping;
 use crate::outbound::WebhookSecret;
 use crate::ratelimit::{GovernorConfig, Tier};
@@ -806,7 +807,7 @@ pub fn admin_token<F: Fn(&str) -> Option<String>>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sync {
     /// `SYNC_PORTAL_ID`: the HubSpot account the token reads (the record store is per portal).
-    pub portal_id: u64,
+    pub portal_id: PortalId,
     /// `SYNC_OBJECT_TYPES`: object types as written in API paths (`contacts,companies`), each
     /// mapped by `ENRICHMENT_MAP`, each once.
     pub object_types: Vec<String>,
@@ -822,6 +823,21 @@ pub struct Sync {
     /// ids associated with each `from` record are read and delivered with it
     /// ([`crate::sync::SyncConfig::associations`]). Each pair once, `from` a synced type.
     pub associations: Vec<(String, String)>,
+}
+
+/// `SYNC_PORTAL_ID`, shared by the outbound and the inbound sync: decimal digits
+/// ([`PortalId`]'s form).
+fn sync_portal<F: Fn(&str) -> Option<String>>(lookup: &Lookup<F>) -> Result<PortalId, ConfigError> {
+    let Some(v) = lookup.optional("SYNC_PORTAL_ID") else {
+        return Err(ConfigError::Missing {
+            key: "SYNC_PORTAL_ID",
+        });
+    };
+    v.parse().map_err(|_| ConfigError::Invalid {
+        key: "SYNC_PORTAL_ID",
+        code: "config_not_an_integer",
+        detail: "the HubSpot portal (account) id is a number".into(),
+    })
 }
 
 /// The run a coordinator should start now, if any ([`Sync::due`]).
@@ -909,17 +925,7 @@ impl Sync {
                 associations.push((from.to_owned(), to.to_owned()));
             }
         }
-        let portal = match lookup.optional("SYNC_PORTAL_ID") {
-            None => Err(ConfigError::Missing {
-                key: "SYNC_PORTAL_ID",
-            }),
-            Some(v) => v.parse::<u64>().map_err(|_| ConfigError::Invalid {
-                key: "SYNC_PORTAL_ID",
-                code: "config_not_an_integer",
-                detail: "the HubSpot portal (account) id is a number".into(),
-            }),
-        };
-        let portal_id = errors.take(portal);
+        let portal_id = errors.take(sync_portal(lookup));
         let incremental = errors.take(lookup.number(SYNC_INCREMENTAL_MINUTES));
         let full = errors.take(lookup.number(SYNC_FULL_HOURS));
         let lag = errors.take(lookup.number(SYNC_LAG_SECS));
@@ -1148,7 +1154,7 @@ pub struct Inbound {
     /// against `ENRICHMENT_MAP`.
     pub settings: crate::sync::inbound::InboundSettings,
     /// `SYNC_PORTAL_ID`: the HubSpot account written (the record store is per portal).
-    pub portal_id: u64,
+    pub portal_id: PortalId,
     /// `ENRICHMENT_MAP`: the field map, used in its reverse direction.
     pub mapping: Mapping,
 }
@@ -1196,16 +1202,7 @@ impl Inbound {
             ),
             (Some(_), None) => None,
         };
-        let portal_id = errors.take(match lookup.optional("SYNC_PORTAL_ID") {
-            None => Err(ConfigError::Missing {
-                key: "SYNC_PORTAL_ID",
-            }),
-            Some(v) => v.parse::<u64>().map_err(|_| ConfigError::Invalid {
-                key: "SYNC_PORTAL_ID",
-                code: "config_not_an_integer",
-                detail: "the HubSpot portal (account) id is a number".into(),
-            }),
-        });
+        let portal_id = errors.take(sync_portal(lookup));
         match (secret, settings, portal_id, mapping) {
             (Some(secret), Some(settings), Some(portal_id), Some(mapping))
                 if errors.0.is_empty() =>
@@ -2238,7 +2235,7 @@ mod tests {
         assert_eq!(on.object_types, vec!["contacts".to_owned()]);
         assert_eq!(
             (on.portal_id, on.incremental_ms, on.full_ms),
-            (33, 300_000, 86_400_000)
+            (PortalId::new(33), 300_000, 86_400_000)
         );
         let codes = |r: Result<Option<Sync>, Vec<ConfigError>>| -> Vec<&'static str> {
             r.err()
@@ -2294,6 +2291,23 @@ mod tests {
                 "sync_association_invalid"
             ]
         );
+        // SYNC_PORTAL_ID is decimal digits ([`PortalId`]'s form; surrounding blanks trimmed):
+        // `+33`, which `u64`'s parser took, is refused like any other non-number.
+        for (value, codes_of) in [
+            (" 33 ", vec![]),
+            ("+33", vec!["config_not_an_integer"]),
+            ("3 3", vec!["config_not_an_integer"]),
+        ] {
+            assert_eq!(
+                codes(read(&[
+                    ("SYNC_OBJECT_TYPES", "contacts"),
+                    ("SYNC_PORTAL_ID", value),
+                    ("ENRICHMENT_MAP", map),
+                ])),
+                codes_of,
+                "{value:?}"
+            );
+        }
         // check() reports them under the sync part.
         let problems = check(&Lookup::new(|k: &str| {
             (k == "SYNC_OBJECT_TYPES").then(|| "contacts".to_owned())
@@ -2345,7 +2359,7 @@ mod tests {
         ]))
         .unwrap()
         .unwrap();
-        assert_eq!(on.portal_id, 33);
+        assert_eq!(on.portal_id, PortalId::new(33));
         let config = on.settings.get(&on.mapping, "contacts").unwrap();
         assert_eq!(
             (config.id_property.as_str(), config.coalesce_window_ms),

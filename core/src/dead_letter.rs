@@ -1083,7 +1083,7 @@ mod tests {
             route(LetterKind::Event, Some(action), None, None),
             Ok(RedriveRoute::Action)
         );
-        let sync = crate::sync::SyncLetter::new(7, "contacts", "42");
+        let sync = crate::sync::SyncLetter::new(crate::id::PortalId::new(7), "contacts", "42");
         let payload = serde_json::to_value(&sync).expect("letter");
         assert_eq!(
             route(LetterKind::Event, Some(payload), None, None),

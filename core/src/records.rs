@@ -146,6 +146,58 @@ impl Default for Stored {
     }
 }
 
+/// Writes of ours to HubSpot in flight for one record store (one portal and object type):
+/// raised by the inbound sync before it sends a batch upsert, lowered once it has committed
+/// what HubSpot stored.
+///
+/// It closes a race. HubSpot notifies our own write like any other change, and its webhook can
+/// be consumed between HubSpot's answer and our commit of the new snapshot: enrichment would
+/// then diff it against the old snapshot and forward our write back to the system it came
+/// from. While a fence [`covers`](Self::covers) an object, enrichment defers its events (back
+/// on the queue as the same attempt, [`crate::enrich::EnrichAction::Defer`]); once the commit
+/// is in, they diff as unchanged.
+///
+/// What it covers: the HubSpot ids being updated, and, when the writes create records (an
+/// upsert whose `idProperty` value has no HubSpot id yet: HubSpot picks the id), every object
+/// the store has no snapshot of. A record we "create" that HubSpot already had under that
+/// `idProperty` value, and that enrichment had forwarded before, is covered by neither: its
+/// echo can still be forwarded (README, inbound "Guarantees").
+///
+/// The host keeps a fence for at most [`Self::LEASE_MS`] after raising it, so a writer that
+/// dies mid-flush delays events, never holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct WriteFence {
+    ids: std::collections::BTreeSet<String>,
+    creates: bool,
+}
+
+impl WriteFence {
+    /// How long a raised fence holds at most (ms). A batch upsert's call through the gate waits
+    /// at most 15 s per retry (the Worker's transport cap), with a few retries, then the
+    /// commit: a minute covers it. Past it the fence lapses, and an event is forwarded as if
+    /// there were none.
+    pub const LEASE_MS: u64 = 60_000;
+
+    /// A fence over updates of `ids` (HubSpot ids), and over records without a snapshot when
+    /// `creates`.
+    pub fn new(ids: impl IntoIterator<Item = String>, creates: bool) -> Self {
+        Self {
+            ids: ids.into_iter().collect(),
+            creates,
+        }
+    }
+
+    /// Whether it covers nothing (nothing to raise).
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty() && !self.creates
+    }
+
+    /// Whether events of object `id`, whose stored state is `stored`, wait for the write.
+    pub fn covers(&self, id: &str, stored: &Stored) -> bool {
+        self.ids.contains(id) || (self.creates && stored.snapshot.is_none())
+    }
+}
+
 /// What a commit writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
@@ -327,7 +379,7 @@ impl LiveIdsWalk {
 /// the same content diffed against another version (a value that went back and forth) is another
 /// id, so it is not taken for a duplicate.
 pub fn change_id(
-    portal: u64,
+    portal: crate::id::PortalId,
     object_type: &str,
     object_id: &str,
     base_version: u64,
@@ -361,7 +413,37 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use crate::id::PortalId;
     use crate::mapping::Record;
+
+    #[test]
+    fn a_write_fence_covers_its_updates_and_unstored_records_for_creations() {
+        let kept = Stored {
+            version: 2,
+            snapshot: Some("{}".into()),
+        };
+        let tombstone = Stored {
+            version: 3,
+            snapshot: None,
+        };
+        let updates = WriteFence::new(["7".to_owned()], false);
+        assert!(updates.covers("7", &kept) && updates.covers("7", &Stored::absent()));
+        assert!(
+            !updates.covers("8", &Stored::absent()),
+            "no creation: an unknown id waits not"
+        );
+        let creates = WriteFence::new([], true);
+        assert!(creates.covers("8", &Stored::absent()) && creates.covers("8", &tombstone));
+        assert!(
+            !creates.covers("8", &kept),
+            "a stored record is not ours to create"
+        );
+        assert!(WriteFence::new([], false).is_empty() && !creates.is_empty());
+        // The host stores it as JSON and reads it back.
+        let text = serde_json::to_string(&updates).unwrap();
+        assert_eq!(text, r#"{"ids":["7"],"creates":false}"#);
+        assert_eq!(serde_json::from_str::<WriteFence>(&text).unwrap(), updates);
+    }
 
     #[test]
     fn change_times_are_stamped_carried_and_cleared() {
@@ -449,14 +531,17 @@ mod tests {
             CommitOutcome::Conflict { current: 2 }
         );
         assert_eq!(after_a.snapshot.as_deref(), Some("new-a"));
-        let same = change_id(1, "contact", "9", 1, "t", "{\"x\":1}");
-        assert_eq!(same, change_id(1, "contact", "9", 1, "t", "{\"x\":1}"));
+        let same = change_id(PortalId::new(1), "contact", "9", 1, "t", "{\"x\":1}");
+        assert_eq!(
+            same,
+            change_id(PortalId::new(1), "contact", "9", 1, "t", "{\"x\":1}")
+        );
     }
 
     #[test]
     fn change_ids() {
         let id = change_id(
-            62515,
+            PortalId::new(62515),
             "contact",
             "5",
             3,
@@ -468,7 +553,7 @@ mod tests {
         // Every input matters.
         for other in [
             change_id(
-                62516,
+                PortalId::new(62516),
                 "contact",
                 "5",
                 3,
@@ -476,7 +561,7 @@ mod tests {
                 "[1]",
             ),
             change_id(
-                62515,
+                PortalId::new(62515),
                 "company",
                 "5",
                 3,
@@ -484,7 +569,7 @@ mod tests {
                 "[1]",
             ),
             change_id(
-                62515,
+                PortalId::new(62515),
                 "contact",
                 "6",
                 3,
@@ -492,7 +577,7 @@ mod tests {
                 "[1]",
             ),
             change_id(
-                62515,
+                PortalId::new(62515),
                 "contact",
                 "5",
                 4,
@@ -500,7 +585,7 @@ mod tests {
                 "[1]",
             ),
             change_id(
-                62515,
+                PortalId::new(62515),
                 "contact",
                 "5",
                 3,
@@ -508,7 +593,7 @@ mod tests {
                 "[1]",
             ),
             change_id(
-                62515,
+                PortalId::new(62515),
                 "contact",
                 "5",
                 3,
@@ -520,8 +605,8 @@ mod tests {
         }
         // Parts cannot run into each other.
         assert_ne!(
-            change_id(1, "ab", "c", 0, "t", ""),
-            change_id(1, "a", "bc", 0, "t", "")
+            change_id(PortalId::new(1), "ab", "c", 0, "t", ""),
+            change_id(PortalId::new(1), "a", "bc", 0, "t", "")
         );
     }
 

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::actions::ExecutionRecord;
+use crate::id::PortalId;
 use crate::metrics::alert::{self, Condition, RateSource, Rule};
 use crate::rules::{EffectMessage, Queued, Target};
 use crate::search::SearchPlan;
@@ -180,7 +181,7 @@ pub(crate) struct EffectMessageWire {
     destination: Option<String>,
     id: Option<String>,
     body: Option<String>,
-    portal: Option<u64>,
+    portal: Option<PortalId>,
     target: Option<Target>,
     properties: Option<BTreeMap<String, String>>,
     object_type: Option<String>,
@@ -526,7 +527,7 @@ mod tests {
             r#"{"source":"rules","effect":"update","rule":"r","portal":7,"target":{"kind":"object","objectType":"deal","objectId":"1"},"properties":{"a":"b"}}"#,
             &message(Queued::Update {
                 rule: "r".into(),
-                portal: 7,
+                portal: PortalId::new(7),
                 target: object,
                 properties: BTreeMap::from([("a".into(), "b".into())]),
             }),
@@ -535,7 +536,7 @@ mod tests {
             r#"{"source":"rules","effect":"complete_blocked","rule":"r","portal":7,"object_type":"deal","object_id":"1","outputs":{"o":1}}"#,
             &message(Queued::CompleteBlocked {
                 rule: "r".into(),
-                portal: 7,
+                portal: PortalId::new(7),
                 object_type: "deal".into(),
                 object_id: "1".into(),
                 outputs: BTreeMap::from([("o".into(), json!(1))]),

@@ -54,6 +54,7 @@ use hubspot_edge_core::actions::{
 };
 use hubspot_edge_core::api::{Call, CallStep, Outcome, RequestKind};
 use hubspot_edge_core::config::ACTIONS_COMPLETE_WINDOW_MS;
+use hubspot_edge_core::id::PortalId;
 use hubspot_edge_core::metrics::{Counter, Gauge, Histogram};
 use hubspot_edge_core::signature::SignedRequest;
 use serde::{Deserialize, Serialize};
@@ -248,7 +249,7 @@ async fn run(req: &mut Request, env: &Env, ctx: &Context, key: &str) -> Result<R
 
 fn log_execution(
     key: &str,
-    portal: u64,
+    portal: PortalId,
     outcome: &str,
     status: u16,
     started: u64,
@@ -256,7 +257,7 @@ fn log_execution(
 ) {
     let mut line = Line::info("action_execution")
         .field("action", key)
-        .field("portal_id", portal)
+        .field("portal_id", portal.get())
         .field("outcome", outcome)
         .field("status", status)
         .field(
@@ -343,7 +344,7 @@ async fn lookup(
     env: &Env,
     ctx: &Context,
     definition: &Definition,
-    portal: u64,
+    portal: PortalId,
     callback_id: &str,
     call: hubspot_edge_core::actions::LookupCall,
 ) -> Answer {
@@ -454,7 +455,7 @@ const MAX_BLOCKED_PER_OBJECT: u64 = hubspot_edge_core::actions::MAX_COMPLETION_B
 /// (core's [`rule_completion`] per action); `Err((code, retryable))` when it could not look.
 pub(crate) async fn complete_for_object(
     env: &Env,
-    portal: u64,
+    portal: PortalId,
     object_type: &str,
     object_id: &str,
     outputs: &Map<String, Value>,
@@ -498,18 +499,20 @@ pub(crate) async fn admin(req: &mut Request, env: &Env, segments: &[&str]) -> Re
             publish(env, &origin).await
         }
         (Method::Get, ["executions", portal]) => {
-            let Ok(portal) = portal.parse::<u64>() else {
-                return respond::error(400, "portal_invalid", "the portal id is a number");
+            let portal = match portal.parse::<PortalId>() {
+                Ok(portal) => portal,
+                Err(e) => return respond::error(400, e.code(), &e.to_string()),
             };
             let mut v = ask(env, portal, &Ask::Waiting).await?;
             if let Value::Object(map) = &mut v {
-                map.insert("portalId".into(), portal.into());
+                map.insert("portalId".into(), portal.get().into());
             }
             respond::json(200, &v)
         }
         (Method::Get, ["executions", portal, id]) => {
-            let Ok(portal) = portal.parse::<u64>() else {
-                return respond::error(400, "portal_invalid", "the portal id is a number");
+            let portal = match portal.parse::<PortalId>() {
+                Ok(portal) => portal,
+                Err(e) => return respond::error(400, e.code(), &e.to_string()),
             };
             let v = ask(
                 env,
@@ -626,7 +629,7 @@ async fn publish(env: &Env, origin: &str) -> Result<Response> {
 /// # Errors
 /// A letter that is not an action completion, or the state unreachable: nothing is deleted.
 pub(crate) async fn redrive(env: &Env, payloads: Vec<Value>) -> Result<usize> {
-    let mut by_portal: BTreeMap<u64, Vec<ActionLetter>> = BTreeMap::new();
+    let mut by_portal: BTreeMap<PortalId, Vec<ActionLetter>> = BTreeMap::new();
     let n = payloads.len();
     for p in payloads {
         let letter: ActionLetter = serde_json::from_value(p)?;
@@ -701,7 +704,7 @@ struct ManyItem {
 }
 
 /// Asks the portal's object; its JSON answer (`null` for "none"), or an error when it failed.
-async fn ask(env: &Env, portal: u64, ask: &Ask) -> Result<Value> {
+async fn ask(env: &Env, portal: PortalId, ask: &Ask) -> Result<Value> {
     let stub = env
         .durable_object(BINDING)?
         .id_from_name(&portal.to_string())?
@@ -737,7 +740,7 @@ async fn ask(env: &Env, portal: u64, ask: &Ask) -> Result<Value> {
 /// `at_ms` is the object's clock when it counted, not the asking isolate's: two answers that
 /// reach their isolates in the other order must not leave the older count as the gauge's last
 /// value (a gauge keeps the value with the latest time).
-fn blocked_gauge(portal: u64, n: u64, at_ms: u64) {
+fn blocked_gauge(portal: PortalId, n: u64, at_ms: u64) {
     let portal = portal.to_string();
     crate::metrics::count(|m| {
         m.set(
@@ -751,7 +754,7 @@ fn blocked_gauge(portal: u64, n: u64, at_ms: u64) {
 
 async fn finish_remote(
     env: &Env,
-    portal: u64,
+    portal: PortalId,
     callback_id: &str,
     answer: &Answer,
 ) -> Result<String> {
@@ -771,7 +774,11 @@ async fn finish_remote(
 }
 
 /// `(status, code)`: 202 when the completion is queued, else the refusal's.
-async fn complete_remote(env: &Env, portal: u64, completion: &Completion) -> Result<(u16, String)> {
+async fn complete_remote(
+    env: &Env,
+    portal: PortalId,
+    completion: &Completion,
+) -> Result<(u16, String)> {
     let v = ask(
         env,
         portal,
@@ -913,7 +920,7 @@ impl ActionExecutions {
     }
 
     /// The portal this object keeps (written by the first request it gets).
-    fn portal(&self) -> Result<u64> {
+    fn portal(&self) -> Result<PortalId> {
         let rows: Vec<AtRow> = self
             .sql()
             .exec("SELECT v AS at FROM meta WHERE k = 'portal'", None)?
@@ -923,7 +930,7 @@ impl ActionExecutions {
             .next()
             .and_then(|r| r.at)
             .and_then(|p| u64::try_from(p).ok())
-            .unwrap_or(0))
+            .map_or(PortalId::new(0), PortalId::new))
     }
 
     fn window_ms(&self) -> u64 {
@@ -1301,10 +1308,10 @@ impl DurableObject for ActionExecutions {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let scope = crate::log::Scope::new(&crate::log::random_id(), None);
         crate::log::scoped(scope, async move {
-            if let Ok(portal) = req.path().trim_start_matches('/').parse::<u64>() {
+            if let Ok(portal) = req.path().trim_start_matches('/').parse::<PortalId>() {
                 self.sql().exec(
                     "INSERT INTO meta (k, v) VALUES ('portal', ?) ON CONFLICT(k) DO NOTHING",
-                    vec![int(portal)?],
+                    vec![int(portal.get())?],
                 )?;
             }
             let Ok(ask) = serde_json::from_str::<Ask>(&req.text().await?) else {
@@ -1338,7 +1345,11 @@ impl DurableObject for ActionExecutions {
             // What the alarm counted (completions, expiries, HubSpot calls) and the blocked count
             // after it: one update of the metrics object per alarm, not per completion.
             if let Ok(n) = self.blocked() {
-                blocked_gauge(self.portal().unwrap_or(0), n, Date::now().as_millis());
+                blocked_gauge(
+                    self.portal().unwrap_or(PortalId::new(0)),
+                    n,
+                    Date::now().as_millis(),
+                );
             }
             crate::metrics::flush_pending(&self.env).await;
             if let Err(e) = flushed {

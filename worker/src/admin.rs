@@ -12,7 +12,8 @@
 //!   a bounded slice per call (core's [`plan_redrive`]), then call again with the returned
 //!   `cursor` until it is `null`. What cannot be re-driven is skipped, reported and left in place.
 //! - `POST /admin/faults/dead-letter-store`, `POST /admin/faults/record-store`: only with
-//!   `FAULT_INJECTION=true` (tests): the next N store writes (dead letters, record commits) fail.
+//!   `FAULT_INJECTION=true` (tests): the next N store writes (dead letters, record commits) fail;
+//!   `POST /admin/faults/inbound-commit-delay`: the next N inbound commits wait 2 s.
 //! - `GET  /admin/records/{portal}/{objectType}/{id}`: an object's record-store version and
 //!   whether a snapshot is kept (never its values).
 //! - `/admin/hubspot/…`: HubSpot API calls through the executor (see [`crate::hubspot`]).
@@ -406,6 +407,7 @@ async fn faults(req: &mut Request, env: &Env, rest: &[&str]) -> Result<Response>
         (Method::Post, ["dead-letter-store"]) => crate::dead_letters::inject_store_failures,
         (Method::Post, ["record-store"]) => crate::records::inject_commit_failures,
         (Method::Post, ["sync-unit"]) => crate::sync::inject_lost_units,
+        (Method::Post, ["inbound-commit-delay"]) => crate::sync_inbound::inject_commit_delays,
         _ => return respond::error(404, "not_found", "no such fault"),
     };
     let body: Value = req.json().await.unwrap_or(Value::Null);

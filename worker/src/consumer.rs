@@ -413,10 +413,9 @@ async fn run_job(config: &Forward, env: &Env, job: &Job, budget: &BatchBudget) -
         },
         JobAction::Send { id, body } => sent(send_signed(config, id, body).await),
         JobAction::Effect(effect) => crate::rules::run(config, env, effect).await,
-        // Decided by `start`.
-        JobAction::Nothing | JobAction::Fail { .. } | JobAction::Retry { .. } => JobRun::Done {
-            detail: "nothing_to_forward".into(),
-        },
+        // Nothing, Defer, Fail, Retry: decided by `start` above, never here (were one to be, it
+        // would go back on the queue unchanged).
+        _ => JobRun::Deferred,
     }
 }
 

@@ -51,6 +51,7 @@ impl Counts {
             .field("enrich_echo", c.echo)
             .field("enrich_unmapped", c.unmapped)
             .field("enrich_failed", c.failed)
+            .field("enrich_deferred", c.deferred)
     }
 }
 
@@ -105,7 +106,7 @@ pub(crate) async fn jobs(
                 }
                 let (found, guards) = join(
                     join_all(stored.iter().map(|(portal, object_type, ids)| {
-                        crate::records::get(env, *portal, object_type, ids.clone())
+                        crate::records::lookup(env, *portal, object_type, ids.clone())
                     })),
                     // A short-lived mark, not state that must be exact: unreadable is none.
                     join_all(echo.iter().map(|k| async move {
@@ -122,7 +123,10 @@ pub(crate) async fn jobs(
                             .field("error", e.to_string())
                             .emit();
                     }
-                    plan.on_stored(i, answer.ok());
+                    let (stored, writing) =
+                        answer.map_or((None, Vec::new()), |(s, w)| (Some(s), w));
+                    plan.on_stored(i, stored);
+                    plan.on_writing(i, writing);
                 }
                 for (i, text) in guards.iter().enumerate() {
                     plan.on_echo_guard(i, text.as_deref());
@@ -187,7 +191,7 @@ pub(crate) async fn jobs(
 fn job_of(job: EnrichJob, items: &mut [Option<Pending>]) -> Job {
     let (portal, object_type) = job
         .object
-        .map_or((0, String::new()), |k| (k.portal, k.object_type));
+        .map_or((0.into(), String::new()), |k| (k.portal, k.object_type));
     let store = |commit| StoreWrite {
         portal,
         object_type: object_type.clone(),
@@ -197,6 +201,7 @@ fn job_of(job: EnrichJob, items: &mut [Option<Pending>]) -> Job {
         EnrichAction::Thin => JobAction::Thin,
         EnrichAction::Send { id, body } => JobAction::Send { id, body },
         EnrichAction::Nothing => JobAction::Nothing,
+        EnrichAction::Defer => JobAction::Defer,
         EnrichAction::Fail { reason, detail } => JobAction::Fail { reason, detail },
         EnrichAction::Retry {
             attempt,
@@ -224,6 +229,7 @@ fn job_of(job: EnrichJob, items: &mut [Option<Pending>]) -> Job {
 fn log_note(note: &EnrichNote, batch_id: &str) {
     let (line, object, reason) = match note {
         EnrichNote::Skipped { object, reason } => (Line::info("enrich_skipped"), object, *reason),
+        EnrichNote::Deferred { object } => (Line::info("enrich_deferred"), object, ""),
         EnrichNote::RuleMatched { object, rule } => (
             Line::info("rule_matched").field("rule", rule.as_str()),
             object,

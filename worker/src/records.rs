@@ -7,13 +7,20 @@
 //! writes are compare-and-set on the version read, deletes keep a tombstone (no snapshot, so no
 //! personal data). This module is the object and its client.
 //!
-//! Cost: one round trip per object type per queue batch to read, one to commit.
+//! It also keeps the inbound sync's write fences (core's [`WriteFence`], table `fences`, each
+//! held at most [`WriteFence::LEASE_MS`]): a read answers which of its ids a live fence covers,
+//! in the same call as their snapshots, so enrichment sees either the fence or the commit that
+//! lowers it, never neither.
+//!
+//! Cost: one round trip per object type per queue batch to read, one to commit; two more per
+//! inbound chunk (raise, lower).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use hubspot_edge_core::id::PortalId;
 use hubspot_edge_core::records::{
-    Applied, Commit, CommitBatch, CommitOutcome, LiveIdsWalk, Stored, Write,
+    Applied, Commit, CommitBatch, CommitOutcome, LiveIdsWalk, Stored, Write, WriteFence,
 };
 use serde::{Deserialize, Serialize};
 use worker::{
@@ -45,6 +52,15 @@ enum Ask {
         to: u64,
         limit: u32,
     },
+    /// Raise a write fence for [`WriteFence::LEASE_MS`] at most.
+    Raise {
+        token: String,
+        fence: WriteFence,
+    },
+    /// Lower it.
+    Lower {
+        token: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -60,6 +76,9 @@ struct WireStored {
     id: String,
     version: u64,
     snapshot: Option<String>,
+    /// A live write fence covers it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    writing: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,13 +94,14 @@ enum Answer {
     Records(Vec<WireStored>),
     Outcomes(Vec<WireOutcome>),
     Ids(Vec<u64>),
+    Done,
 }
 
-fn instance(portal: u64, object_type: &str) -> String {
+fn instance(portal: PortalId, object_type: &str) -> String {
     format!("{portal}:{object_type}")
 }
 
-async fn call(env: &Env, portal: u64, object_type: &str, ask: &Ask) -> Result<Answer> {
+async fn call(env: &Env, portal: PortalId, object_type: &str, ask: &Ask) -> Result<Answer> {
     let stub = env
         .durable_object(BINDING)?
         .id_from_name(&instance(portal, object_type))?
@@ -103,28 +123,65 @@ async fn call(env: &Env, portal: u64, object_type: &str, ask: &Ask) -> Result<An
 /// The stored state of `ids` (absent ones at version 0).
 pub(crate) async fn get(
     env: &Env,
-    portal: u64,
+    portal: PortalId,
     object_type: &str,
     ids: Vec<String>,
 ) -> Result<HashMap<String, Stored>> {
+    Ok(lookup(env, portal, object_type, ids).await?.0)
+}
+
+/// The stored state of `ids` (absent ones at version 0), and those of them a live write fence
+/// covers, read at one instant.
+pub(crate) async fn lookup(
+    env: &Env,
+    portal: PortalId,
+    object_type: &str,
+    ids: Vec<String>,
+) -> Result<(HashMap<String, Stored>, Vec<String>)> {
     let mut out = HashMap::with_capacity(ids.len());
-    match call(env, portal, object_type, &Ask::Get { ids }).await? {
-        Answer::Records(records) => {
-            for r in records {
-                out.insert(
-                    r.id,
-                    Stored {
-                        version: r.version,
-                        snapshot: r.snapshot,
-                    },
-                );
-            }
-            Ok(out)
+    let mut writing = Vec::new();
+    let Answer::Records(records) = call(env, portal, object_type, &Ask::Get { ids }).await? else {
+        return Err(worker::Error::RustError("unexpected answer".into()));
+    };
+    for r in records {
+        if r.writing {
+            writing.push(r.id.clone());
         }
-        Answer::Outcomes(_) | Answer::Ids(_) => {
-            Err(worker::Error::RustError("unexpected answer".into()))
-        }
+        let stored = Stored {
+            version: r.version,
+            snapshot: r.snapshot,
+        };
+        out.insert(r.id, stored);
     }
+    Ok((out, writing))
+}
+
+/// Raises the write fence `fence` under `token` (the inbound sync, before its batch upserts).
+pub(crate) async fn raise(
+    env: &Env,
+    portal: PortalId,
+    object_type: &str,
+    token: &str,
+    fence: WriteFence,
+) -> Result<()> {
+    let ask = Ask::Raise {
+        token: token.to_owned(),
+        fence,
+    };
+    call(env, portal, object_type, &ask).await.map(|_| ())
+}
+
+/// Lowers the write fence `token` (the inbound sync, its writes committed).
+pub(crate) async fn lower(
+    env: &Env,
+    portal: PortalId,
+    object_type: &str,
+    token: &str,
+) -> Result<()> {
+    let ask = Ask::Lower {
+        token: token.to_owned(),
+    };
+    call(env, portal, object_type, &ask).await.map(|_| ())
 }
 
 /// The live ids (snapshot kept, not a tombstone) in `[from, to)`, ascending: the store's side
@@ -133,7 +190,7 @@ pub(crate) async fn get(
 /// listed (HubSpot ids are).
 pub(crate) async fn live_ids(
     env: &Env,
-    portal: u64,
+    portal: PortalId,
     object_type: &str,
     from: u64,
     to: u64,
@@ -162,7 +219,7 @@ pub(crate) fn inject_commit_failures(n: u32) {
 /// Commits `commits`; one outcome per commit, in order.
 pub(crate) async fn commit(
     env: &Env,
-    portal: u64,
+    portal: PortalId,
     object_type: &str,
     commits: &[Commit],
 ) -> Result<Vec<(String, CommitOutcome)>> {
@@ -197,7 +254,7 @@ pub(crate) async fn commit(
                 (o.id, outcome)
             })
             .collect()),
-        Answer::Records(_) | Answer::Ids(_) => {
+        Answer::Records(_) | Answer::Ids(_) | Answer::Done => {
             Err(worker::Error::RustError("unexpected answer".into()))
         }
     }
@@ -251,9 +308,81 @@ impl RecordStore {
                     id: id.clone(),
                     version,
                     snapshot,
+                    writing: false,
                 }
             })
             .collect())
+    }
+
+    /// Marks the records a live write fence covers (core's [`WriteFence::covers`]).
+    fn mark_writing(&self, records: &mut [WireStored]) -> Result<()> {
+        let fences = self.fences()?;
+        if fences.is_empty() {
+            return Ok(());
+        }
+        for r in records {
+            let stored = Stored {
+                version: r.version,
+                snapshot: r.snapshot.take(),
+            };
+            r.writing = fences.iter().any(|f| f.covers(&r.id, &stored));
+            r.snapshot = stored.snapshot;
+        }
+        Ok(())
+    }
+
+    /// The live write fences (usually none: the table is empty between inbound chunks).
+    fn fences(&self) -> Result<Vec<WriteFence>> {
+        #[derive(Deserialize)]
+        struct FenceRow {
+            fence: String,
+        }
+        let now = Date::now().as_millis();
+        let rows: Vec<FenceRow> = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "SELECT fence FROM fences WHERE until_ms > ?",
+                vec![SqlStorageValue::try_from_i64(
+                    i64::try_from(now).unwrap_or(i64::MAX),
+                )?],
+            )?
+            .to_array()?;
+        // A fence that does not read covers nothing (it is ours, written just before).
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.fence).ok())
+            .collect())
+    }
+
+    /// Raises `fence` under `token` until [`WriteFence::LEASE_MS`] from now, dropping the
+    /// fences that lapsed.
+    fn raise(&self, token: &str, fence: &WriteFence) -> Result<()> {
+        let sql = self.state.storage().sql();
+        let now = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
+        let lease = i64::try_from(WriteFence::LEASE_MS).unwrap_or(i64::MAX);
+        sql.exec(
+            "DELETE FROM fences WHERE until_ms <= ?",
+            vec![SqlStorageValue::try_from_i64(now)?],
+        )?;
+        sql.exec(
+            "INSERT OR REPLACE INTO fences (token, until_ms, fence) VALUES (?, ?, ?)",
+            vec![
+                SqlStorageValue::from(token),
+                SqlStorageValue::try_from_i64(now.saturating_add(lease))?,
+                SqlStorageValue::from(serde_json::to_string(fence)?),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn lower(&self, token: &str) -> Result<()> {
+        self.state.storage().sql().exec(
+            "DELETE FROM fences WHERE token = ?",
+            vec![SqlStorageValue::from(token)],
+        )?;
+        Ok(())
     }
 
     /// Live ids in `[from, to)`, ascending, at most `limit`: one query, three bound parameters
@@ -368,6 +497,14 @@ impl DurableObject for RecordStore {
                 None,
             )
         });
+        // The inbound sync's write fences (a few rows at most, each for a minute at most).
+        let created = created.and_then(|_| {
+            state.storage().sql().exec(
+                "CREATE TABLE IF NOT EXISTS fences (token TEXT PRIMARY KEY, \
+                 until_ms INTEGER NOT NULL, fence TEXT NOT NULL)",
+                None,
+            )
+        });
         if let Err(e) = created {
             crate::log::Line::error("record_store_init_failed")
                 .field("error", e.to_string())
@@ -385,9 +522,21 @@ impl DurableObject for RecordStore {
                 return Response::error("bad record store request", 400);
             };
             let answer = match ask {
-                Ask::Get { ids } => Answer::Records(self.read(&ids)?),
+                Ask::Get { ids } => {
+                    let mut records = self.read(&ids)?;
+                    self.mark_writing(&mut records)?;
+                    Answer::Records(records)
+                }
                 Ask::Commit { commits } => Answer::Outcomes(self.commit(commits)?),
                 Ask::LiveIds { from, to, limit } => Answer::Ids(self.live_ids(from, to, limit)?),
+                Ask::Raise { token, fence } => {
+                    self.raise(&token, &fence)?;
+                    Answer::Done
+                }
+                Ask::Lower { token } => {
+                    self.lower(&token)?;
+                    Answer::Done
+                }
             };
             Response::from_json(&answer)
         })
@@ -403,8 +552,9 @@ pub(crate) async fn admin_get(
     object_type: &str,
     id: &str,
 ) -> Result<Response> {
-    let Ok(portal) = portal.parse::<u64>() else {
-        return crate::respond::error(400, "portal_invalid", "the portal id is a number");
+    let portal = match portal.parse::<PortalId>() {
+        Ok(portal) => portal,
+        Err(e) => return crate::respond::error(400, e.code(), &e.to_string()),
     };
     let found = get(env, portal, object_type, vec![id.to_owned()]).await?;
     let stored = found.get(id).cloned().unwrap_or_else(Stored::absent);

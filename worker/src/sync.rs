@@ -24,6 +24,7 @@ use hubspot_edge_core::api::{
 };
 use hubspot_edge_core::config::Sync as SyncSettings;
 use hubspot_edge_core::delivery::{Attempt, MAX_CONCURRENT_FORWARDS};
+use hubspot_edge_core::id::PortalId;
 use hubspot_edge_core::mapping::ObjectMap;
 use hubspot_edge_core::records::{CommitOutcome, Stored};
 use hubspot_edge_core::sync::{
@@ -411,7 +412,12 @@ impl DurableObject for SyncCoordinator {
     }
 }
 
-async fn coordinator(env: &Env, portal: u64, object_type: &str, ask: &Ask) -> Result<Response> {
+async fn coordinator(
+    env: &Env,
+    portal: PortalId,
+    object_type: &str,
+    ask: &Ask,
+) -> Result<Response> {
     let stub = env
         .durable_object(COORDINATOR)?
         .id_from_name(&format!("{portal}:{object_type}"))?
@@ -439,7 +445,7 @@ pub(crate) async fn recheck(env: &Env, letter: &SyncLetter) -> Result<Response> 
         &letter.object_type,
         &Ask::Recheck {
             object_type: letter.object_type.clone(),
-            ids: vec![id],
+            ids: vec![id.get()],
         },
     )
     .await
@@ -557,7 +563,7 @@ pub(crate) async fn admin(req: &Request, env: &Env, segments: &[&str]) -> Result
 /// [`lag_secs`](hubspot_edge_core::metrics::lag_secs)), per portal and type; nothing before the
 /// first run finished (no cursor yet). Set where the cursor is read anyway: a unit's report
 /// and `GET /admin/sync`.
-fn cursor_gauge(portal: u64, object_type: &str, cursor_ms: Option<u64>) {
+fn cursor_gauge(portal: PortalId, object_type: &str, cursor_ms: Option<u64>) {
     let Some(cursor_ms) = cursor_ms else { return };
     let now = Date::now().as_millis();
     let lag = hubspot_edge_core::metrics::lag_secs(cursor_ms, now);

@@ -67,6 +67,19 @@ const MAX_BATCHES_PER_ALARM: usize = 50;
 /// already makes HubSpot's webhook for our write an unchanged record. A wave of batches is
 /// admitted only if every record of it could need one (the worst case), so the limit holds.
 const MAX_KV_PER_ALARM: usize = 900;
+
+/// Commits still to delay on purpose (`FAULT_INJECTION` only; per isolate, as `wrangler dev`
+/// runs one): HubSpot's webhooks for the writes then arrive before the commit, the race the
+/// write fence closes. See `POST /admin/faults/inbound-commit-delay`.
+static DELAY_NEXT_COMMITS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// How long a delayed commit waits.
+const INJECTED_COMMIT_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Makes the next `n` inbound commits of this isolate wait [`INJECTED_COMMIT_DELAY`] first
+/// (test only).
+pub(crate) fn inject_commit_delays(n: u32) {
+    DELAY_NEXT_COMMITS.store(n, std::sync::atomic::Ordering::SeqCst);
+}
 /// Batch upserts in flight at once: an invocation keeps at most 6 connections (Cloudflare).
 const MAX_IN_FLIGHT: usize = 6;
 
@@ -243,7 +256,8 @@ fn type_of<'a>(
 /// A letter whose payload is not an inbound update, or the state not reachable: nothing is
 /// deleted (the caller deletes the letters after this succeeds).
 pub(crate) async fn redrive(env: &Env, payloads: Vec<serde_json::Value>) -> Result<usize> {
-    let mut by_portal: BTreeMap<u64, Vec<(String, PendingUpdate)>> = BTreeMap::new();
+    let mut by_portal: BTreeMap<hubspot_edge_core::id::PortalId, Vec<(String, PendingUpdate)>> =
+        BTreeMap::new();
     let n = payloads.len();
     for p in &payloads {
         let (portal, object_type, update) =
@@ -290,7 +304,7 @@ enum Ask {
     },
 }
 
-async fn call(env: &Env, portal: u64, ask: &Ask) -> Result<Response> {
+async fn call(env: &Env, portal: hubspot_edge_core::id::PortalId, ask: &Ask) -> Result<Response> {
     let stub = env
         .durable_object(BINDING)?
         .id_from_name(&portal.to_string())?
@@ -667,7 +681,7 @@ struct Flusher<'a> {
     object: &'a InboundSync,
     env: &'a Env,
     api: &'a HubSpotApi,
-    portal: u64,
+    portal: hubspot_edge_core::id::PortalId,
     object_type: &'a str,
     map: &'a ObjectMap,
     config: &'a InboundConfig,
@@ -713,6 +727,8 @@ impl Flusher<'_> {
         let object_type = self.object_type.to_owned();
         // The chunk's stored states (by HubSpot id): the commits' expected versions.
         let mut stored: HashMap<String, Stored> = HashMap::new();
+        // The chunk's write fence, once raised.
+        let mut fence_token: Option<String> = None;
         loop {
             match flush.ask() {
                 InboundFlushAsk::Take { fresh, keys } => {
@@ -736,6 +752,19 @@ impl Flusher<'_> {
                         .flat_map(|u| u.sources.iter().map(|s| s.receipt.clone()))
                         .collect();
                     self.with_receipts(sources, |r| r.record_plan(&planned))?;
+                }
+                InboundFlushAsk::Fence(fence) => {
+                    // Before the sends: HubSpot's webhooks for these writes are deferred by
+                    // enrichment until the commit (core's `WriteFence`). A fence that cannot be
+                    // raised only reopens that window: the writes go on.
+                    let token = crate::log::random_id();
+                    match records::raise(self.env, self.portal, self.store(), &token, fence).await {
+                        Ok(()) => fence_token = Some(token),
+                        Err(e) => Line::warn("write_fence_failed")
+                            .field("object_type", self.object_type)
+                            .field("error", e.to_string())
+                            .emit(),
+                    }
                 }
                 InboundFlushAsk::Send(wave) => {
                     // Each batch's accepted records are committed as soon as HubSpot answers it,
@@ -771,11 +800,24 @@ impl Flusher<'_> {
                     failed,
                     leftover,
                     done,
+                    lower,
                 } => {
                     self.dead_letter(&failed).await?;
                     // No await from here to the next chunk: leftovers back under anything newer.
                     self.object.merge_pending(&object_type, leftover)?;
                     self.object.delete_keys("inflight", &object_type, &done)?;
+                    if let Some(token) = fence_token.take().filter(|_| lower) {
+                        // Unlowered, it lapses after its lease (deferring events, never
+                        // holding them).
+                        if let Err(e) =
+                            records::lower(self.env, self.portal, self.store(), &token).await
+                        {
+                            Line::warn("write_fence_failed")
+                                .field("object_type", self.object_type)
+                                .field("error", e.to_string())
+                                .emit();
+                        }
+                    }
                 }
                 InboundFlushAsk::Done { put_back, retry } => {
                     if !put_back.is_empty() {
@@ -824,6 +866,16 @@ impl Flusher<'_> {
     async fn commit(&self, written: &[Written], stored: &HashMap<String, Stored>) -> Result<()> {
         if written.is_empty() {
             return Ok(());
+        }
+        if DELAY_NEXT_COMMITS
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+        {
+            worker::Delay::from(INJECTED_COMMIT_DELAY).await;
         }
         for w in written {
             self.object.map_id(self.store(), &w.key, &w.hubspot_id)?;

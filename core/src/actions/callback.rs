@@ -4,6 +4,7 @@
 
 use super::execution::{callback_completion, callback_portal};
 use super::{ActionSettings, Completion};
+use crate::id::PortalId;
 
 /// Standard Webhooks: callbacks further than 5 minutes from now are refused (replays;
 /// <https://www.standardwebhooks.com/>, "timestamp tolerance").
@@ -27,12 +28,12 @@ pub enum CallbackStep {
     /// [`CallbackRoute::on_record`].
     Load {
         /// The portal.
-        portal: u64,
+        portal: PortalId,
     },
     /// Queue this completion in the portal's store, then [`CallbackRoute::on_completed`].
     Complete {
         /// The portal.
-        portal: u64,
+        portal: PortalId,
         /// The completion.
         completion: Completion,
     },
@@ -113,7 +114,7 @@ impl<'a> CallbackRoute<'a> {
     /// execution), `Err(())` when the store could not be asked. [`CallbackStep::Complete`] or
     /// an answer (503, 404 `callback_unknown`, 409 `action_unknown`, 400 with the output's
     /// code).
-    pub fn on_record(&self, portal: u64, action: Result<Option<&str>, ()>) -> CallbackStep {
+    pub fn on_record(&self, portal: PortalId, action: Result<Option<&str>, ()>) -> CallbackStep {
         let Ok(action) = action else {
             let (status, code, message) = STORE_UNAVAILABLE;
             return refused(status, code, message);

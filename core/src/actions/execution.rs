@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use super::definition::{ActionFieldType, Definition, Definitions, Kind};
 use super::{Answer, Completion, ExecutionRequest, ExecutionState};
+use crate::id::PortalId;
 use crate::mapping::calendar::{parse_date, parse_datetime};
 
 /// An input or output value that does not fit the definition. Stable codes by
@@ -624,9 +625,10 @@ impl ObjectCompletion {
 /// The portal of a callback (`POST /actions/callbacks/{callbackId}`): `portalId` in its JSON
 /// body, else the one in HubSpot's callback id (`ap-{portalId}-…`, the documented example's
 /// shape).
-pub fn callback_portal(callback_id: &str, body: &[u8]) -> Option<u64> {
+pub fn callback_portal(callback_id: &str, body: &[u8]) -> Option<PortalId> {
     let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    value.get("portalId").and_then(Value::as_u64).or_else(|| {
+    let in_body = value.get("portalId").and_then(Value::as_u64);
+    in_body.map(PortalId::new).or_else(|| {
         callback_id
             .strip_prefix("ap-")
             .and_then(|rest| rest.split('-').next())

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use super::completion::{next_due_ms, Pending};
 use super::execution::{admit, complete, expire, finish, ExecutionAdmit, ExecutionRecord};
 use super::{Answer, Completion, ExecutionState};
+use crate::id::PortalId;
 use crate::queue::{DeadLetterMessage, OwnedEvent};
 
 /// An [`Answer`] between the host and its store: `{"outputs", "state", "expiration"}`.
@@ -60,7 +61,7 @@ pub struct ActionLetter {
     /// `action`.
     pub source: String,
     /// The portal whose store keeps the execution.
-    pub portal_id: u64,
+    pub portal_id: PortalId,
     /// The execution.
     pub callback_id: String,
     /// The action key.
@@ -77,7 +78,7 @@ impl ActionLetter {
     /// The letter of `completion` (of the execution `record`, in `portal_id`'s store) that
     /// failed for good with `code`.
     pub fn new(
-        portal_id: u64,
+        portal_id: PortalId,
         record: &ExecutionRecord,
         completion: &Completion,
         code: &str,

@@ -26,6 +26,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::id::PortalId;
+
 mod callback;
 mod completion;
 mod definition;
@@ -134,7 +136,7 @@ pub struct ExecutionRequest {
 pub struct ActionOrigin {
     /// The HubSpot account (portal) that runs the workflow: executions arrive from every
     /// account that installed the app; complete each with that account's credentials.
-    pub portal_id: u64,
+    pub portal_id: PortalId,
     /// The action definition.
     pub action_definition_id: u64,
     /// Its version, when sent.

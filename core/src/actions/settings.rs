@@ -1,6 +1,7 @@
 //! The actions' configuration, read from the host's keys.
 
 use crate::config::{ConfigError, Lookup, ACTIONS_BUDGET_MS, ACTIONS_COMPLETE_WINDOW_MS};
+use crate::id::PortalId;
 use crate::mapping::Mapping;
 use crate::outbound::WebhookSecret;
 use crate::signature::{ClientSecret, LegacySignatures, SignatureError, SignedRequest, Verifier};
@@ -49,7 +50,7 @@ pub enum ExecutionRefusal {
     /// portal).
     Refused {
         /// The portal the request came from.
-        portal_id: u64,
+        portal_id: PortalId,
         /// Why.
         error: ExecuteError,
     },

@@ -19,7 +19,7 @@ const DOC_EXAMPLE: &str = r#"{
 fn parses_the_documented_request() {
     let r = ExecutionRequest::parse(DOC_EXAMPLE.as_bytes()).expect("parses");
     assert_eq!(r.callback_id, "ap-102670506-56776413549-7-0");
-    assert_eq!(r.origin.portal_id, 102_670_506);
+    assert_eq!(r.origin.portal_id, crate::id::PortalId::new(102_670_506));
     assert_eq!(r.origin.action_definition_id, 10_646_377);
     assert_eq!(r.origin.action_definition_version, Some(1));
     assert_eq!(r.context.source, Source::Workflows);

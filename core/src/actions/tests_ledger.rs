@@ -9,6 +9,7 @@ use crate::api::RequestKind;
 
 use super::tests_flow::{config, defs, pending};
 use super::*;
+use crate::id::PortalId;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const MAP: &str = r#"{"objects":{"contacts":{"fields":[
@@ -306,7 +307,12 @@ fn ledger_redrives_a_failed_completion_unless_completed_since() {
         body: Some("{\"b\":1}".into()),
         code: "validation_error".into(),
     };
-    let letter = ActionLetter::new(9, &failed, &completion("cb", true), "validation_error");
+    let letter = ActionLetter::new(
+        PortalId::new(9),
+        &failed,
+        &completion("cb", true),
+        "validation_error",
+    );
     let again = ledger.redrive(Some(&failed), letter.clone()).unwrap();
     assert_eq!(
         again,
@@ -332,7 +338,12 @@ fn ledger_redrives_a_failed_completion_unless_completed_since() {
 #[test]
 fn letters_and_answers_keep_their_json() {
     let record = blocked_until(T);
-    let letter = ActionLetter::new(42, &record, &completion("cb-1", false), "not_found");
+    let letter = ActionLetter::new(
+        PortalId::new(42),
+        &record,
+        &completion("cb-1", false),
+        "not_found",
+    );
     let v = serde_json::to_value(&letter).unwrap();
     assert_eq!(
         v,
@@ -528,14 +539,25 @@ fn a_rule_completion_counts_what_became_of_the_objects_blocked_executions() {
 
 #[test]
 fn a_callbacks_portal_is_in_its_body_or_its_id() {
-    assert_eq!(callback_portal("x", br#"{"portalId": 7}"#), Some(7));
-    assert_eq!(callback_portal("ap-123-456-7", b"{}"), Some(123));
+    assert_eq!(
+        callback_portal("x", br#"{"portalId": 7}"#),
+        Some(PortalId::new(7))
+    );
+    assert_eq!(
+        callback_portal("ap-123-456-7", b"{}"),
+        Some(PortalId::new(123))
+    );
     assert_eq!(
         callback_portal("ap-123-456-7", br#"{"portalId": 9}"#),
-        Some(9)
+        Some(PortalId::new(9))
     );
-    assert_eq!(callback_portal("ap-123-456-7", b"not json"), Some(123));
+    assert_eq!(
+        callback_portal("ap-123-456-7", b"not json"),
+        Some(PortalId::new(123))
+    );
     assert_eq!(callback_portal("ap-x-1", b"{}"), None);
+    // Decimal digits only (PortalId's form): a sign, which u64's parser took, names no portal.
+    assert_eq!(callback_portal("ap-+123-456-7", b"{}"), None);
     assert_eq!(callback_portal("cb-1", br#"{"portalId": "7"}"#), None);
 }
 
@@ -788,7 +810,12 @@ fn callback_route_checks_in_order_then_completes() {
     let h = signed(body, now);
     let headers = [h[0].as_str(), h[1].as_str(), h[2].as_str()];
     let route = CallbackRoute::new(&s, "cb-1", Some(body));
-    assert_eq!(route.start(headers, now), CallbackStep::Load { portal: 7 });
+    assert_eq!(
+        route.start(headers, now),
+        CallbackStep::Load {
+            portal: PortalId::new(7)
+        }
+    );
     // Off without the secret, before anything else (even a body too large).
     let off = ActionSettings::from_lookup(keys(&[])).unwrap().unwrap();
     assert_eq!(
@@ -808,7 +835,9 @@ fn callback_route_checks_in_order_then_completes() {
     }
     assert_eq!(
         CallbackRoute::new(&s, "cb-1", Some(body)).start(headers, now - 300),
-        CallbackStep::Load { portal: 7 }
+        CallbackStep::Load {
+            portal: PortalId::new(7)
+        }
     );
     // No portal in the body nor the id: 400.
     let anon = br#"{"outputs": {}}"#;
@@ -829,20 +858,27 @@ fn callback_route_checks_in_order_then_completes() {
     ];
     for (action, status, code) in record_cases {
         assert_eq!(
-            refused_code(route.on_record(7, action)),
+            refused_code(route.on_record(PortalId::new(7), action)),
             (status, code.into())
         );
     }
     let bad = br#"{"portalId": 7, "outputs": {"nope": 1}}"#;
     assert_eq!(
-        refused_code(CallbackRoute::new(&s, "cb-1", Some(bad)).on_record(7, Ok(Some("score")))),
+        refused_code(
+            CallbackRoute::new(&s, "cb-1", Some(bad))
+                .on_record(PortalId::new(7), Ok(Some("score")))
+        ),
         (400, "action_output_unknown".into())
     );
-    let CallbackStep::Complete { portal, completion } = route.on_record(7, Ok(Some("score")))
+    let CallbackStep::Complete { portal, completion } =
+        route.on_record(PortalId::new(7), Ok(Some("score")))
     else {
         panic!("a completion")
     };
-    assert_eq!((portal, completion.callback_id.as_str()), (7, "cb-1"));
+    assert_eq!(
+        (portal, completion.callback_id.as_str()),
+        (PortalId::new(7), "cb-1")
+    );
     assert_eq!(Value::Object(completion.outputs), json!({"score": 3}));
     // The store's answer: 202 queued, its refusal as is, 503 when unreachable.
     assert_eq!(route.on_completed(Ok((202, ""))), CallbackAnswer::Accepted);

@@ -24,7 +24,7 @@ use super::{
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
     /// The HubSpot account.
-    pub portal: u64,
+    pub portal: crate::id::PortalId,
     /// In the events' vocabulary (`contact`, `2-123`): the record store's and the echo guard's.
     pub object_type: String,
     /// The object id (the survivor for a merge).
@@ -43,12 +43,13 @@ pub enum EnrichIo {
     Drop(Vec<(ObjectKey, Commit)>),
     /// The stored state of these objects (one record-store call per portal and object type:
     /// `ids` of `object_type`), and the echo guards of these objects (the host's short-lived
-    /// marks). Answer with [`Enrichment::on_stored`] and [`Enrichment::on_echo_guard`]. The
+    /// marks). Answer with [`Enrichment::on_stored`] and [`Enrichment::on_echo_guard`], and
+    /// with [`Enrichment::on_writing`] for the ids a write fence of the store covers. The
     /// HubSpot reads follow: a host that cannot make them says so now
     /// ([`Enrichment::fail_reads`]).
     Lookup {
         /// `(portal, object type, ids)`, one per record-store call.
-        stored: Vec<(u64, String, Vec<String>)>,
+        stored: Vec<(crate::id::PortalId, String, Vec<String>)>,
         /// The changed objects whose echo guard to read.
         echo: Vec<ObjectKey>,
     },
@@ -88,6 +89,10 @@ pub enum EnrichAction {
     },
     /// Nothing to forward: acknowledge.
     Nothing,
+    /// A write of ours to HubSpot for this object is in flight (the record store's
+    /// [`crate::records::WriteFence`]): put the messages back on the queue as the same attempt
+    /// (never counted as a failed one), to be enriched again once the write is committed.
+    Defer,
     /// Dead-letter the events with this stable reason.
     Fail {
         /// Stable reason code.
@@ -132,6 +137,11 @@ pub enum EnrichNote {
         object: ObjectKey,
         /// The code.
         reason: &'static str,
+    },
+    /// Deferred: a write of ours to it was in flight ([`EnrichAction::Defer`]).
+    Deferred {
+        /// The object.
+        object: ObjectKey,
     },
     /// A rule matched its change.
     RuleMatched {
@@ -179,6 +189,8 @@ pub struct EnrichCounts {
     pub unmapped: usize,
     /// Groups retried or dead-lettered because a step failed.
     pub failed: usize,
+    /// Objects deferred: a write of ours to them was in flight.
+    pub deferred: usize,
 }
 
 impl std::ops::AddAssign<&EnrichCounts> for EnrichCounts {
@@ -193,6 +205,7 @@ impl std::ops::AddAssign<&EnrichCounts> for EnrichCounts {
         self.echo += o.echo;
         self.unmapped += o.unmapped;
         self.failed += o.failed;
+        self.deferred += o.deferred;
     }
 }
 
@@ -241,6 +254,8 @@ enum Wait {
         /// The stored snapshot, parsed.
         snapshot: Option<Record>,
         echo: Option<EchoGuard>,
+        /// A write fence of the store covers it: deferred, not read.
+        writing: bool,
     },
 }
 
@@ -296,7 +311,7 @@ pub struct Enrichment<'a> {
     /// The groups of the current step's drops or echo guards, by position.
     asked: Vec<usize>,
     /// The record stores of the current lookup step, by position.
-    stores: Vec<(u64, String)>,
+    stores: Vec<(crate::id::PortalId, String)>,
     /// Reads still to make, and the current step's (taken when answered).
     queue: Vec<(String, ReadChunk)>,
     wave: Vec<Option<(String, ReadChunk)>>,
@@ -356,7 +371,7 @@ impl<'a> Enrichment<'a> {
                 }
                 Route::Object(id) => grouped
                     .entry(ObjectKey {
-                        portal: event.portal_id().get(),
+                        portal: event.portal_id(),
                         object_type: event.object_type().to_owned(),
                         id,
                     })
@@ -393,6 +408,7 @@ impl<'a> Enrichment<'a> {
                     stored: None,
                     snapshot: None,
                     echo: None,
+                    writing: false,
                 },
             };
             this.groups.push(Group { key, members, wait });
@@ -427,7 +443,8 @@ impl<'a> Enrichment<'a> {
                     if self.abandoned.is_some() {
                         continue;
                     }
-                    let mut stored: BTreeMap<(u64, &str), Vec<String>> = BTreeMap::new();
+                    let mut stored: BTreeMap<(crate::id::PortalId, &str), Vec<String>> =
+                        BTreeMap::new();
                     let mut echo = Vec::new();
                     for (i, g) in self.groups.iter().enumerate() {
                         if let Wait::Read { need, .. } = &g.wait {
@@ -555,6 +572,27 @@ impl<'a> Enrichment<'a> {
         }
     }
 
+    /// Feeds back the ids of the `index`th record-store call of an [`EnrichIo::Lookup`] step
+    /// that one of the store's write fences covers ([`crate::records::WriteFence::covers`]):
+    /// their events are deferred ([`EnrichAction::Defer`]), not read.
+    pub fn on_writing(&mut self, index: usize, ids: impl IntoIterator<Item = String>) {
+        let Some((portal, object_type)) = self.stores.get(index).cloned() else {
+            return;
+        };
+        for id in ids {
+            let key = ObjectKey {
+                portal,
+                object_type: object_type.clone(),
+                id,
+            };
+            if let Some(g) = self.groups.iter().position(|g| g.key == key) {
+                if let Wait::Read { writing, .. } = &mut self.groups[g].wait {
+                    *writing = true;
+                }
+            }
+        }
+    }
+
     /// Feeds back the echo guard of the `index`th object of an [`EnrichIo::Lookup`] step, as
     /// stored (JSON); `None` when there is none or it could not be read. One that does not
     /// parse counts as none.
@@ -647,11 +685,19 @@ impl<'a> Enrichment<'a> {
                     job(members, Some(key), action)
                 }
                 Wait::Drop(_) => self.retry(members, key, RECORD_STORE_UNAVAILABLE),
+                Wait::Read { writing: true, .. } if self.abandoned.is_none() => {
+                    self.counts.deferred += 1;
+                    self.notes.push(EnrichNote::Deferred {
+                        object: key.clone(),
+                    });
+                    job(members, Some(key), EnrichAction::Defer)
+                }
                 Wait::Read {
                     need,
                     stored,
                     snapshot,
                     echo,
+                    ..
                 } => {
                     let result = results
                         .iter()
@@ -975,6 +1021,7 @@ impl<'a> Enrichment<'a> {
                 need,
                 stored: Some(_),
                 snapshot,
+                writing: false,
                 ..
             } = &g.wait
             {
@@ -1054,7 +1101,7 @@ mod tests {
     use crate::mapping::Mapping;
     use crate::rules::{Destination, Destinations, Rules};
 
-    const PORTAL: u64 = 33;
+    const PORTAL: crate::id::PortalId = crate::id::PortalId::new(33);
     const MAP: &str = r#"{"objects":{
         "contacts":{"fields":[{"hubspot":"email","type":"email"},{"hubspot":"firstname","field":"first_name"}]},
         "companies":{"fields":[{"hubspot":"name"}]}}}"#;
@@ -1127,6 +1174,8 @@ mod tests {
         silent: bool,
         /// The host cannot read HubSpot.
         no_api: bool,
+        /// Ids a write fence of the store covers.
+        writing: Vec<String>,
         steps: Vec<EnrichIo>,
     }
 
@@ -1163,6 +1212,8 @@ mod tests {
                                     .collect()
                             });
                             plan.on_stored(i, answer);
+                            let fenced = ids.iter().filter(|id| self.writing.contains(id));
+                            plan.on_writing(i, fenced.cloned());
                         }
                         for (i, k) in echo.iter().enumerate() {
                             plan.on_echo_guard(i, self.echo.get(&k.id).map(String::as_str));
@@ -1642,6 +1693,50 @@ mod tests {
         host.steps.clear();
         enrich(&mut host, &Rules::default(), &messages);
         assert!(matches!(&host.steps[0], EnrichIo::Lookup { echo, .. } if echo.is_empty()));
+    }
+
+    #[test]
+    fn an_object_under_a_write_fence_is_deferred_not_read() {
+        // 5 is being written by the inbound sync; 6 is not.
+        let messages = [
+            change(1, 5, "firstname", "Bo"),
+            lifecycle(2, 5, "creation"),
+            change(3, 6, "firstname", "Cy"),
+        ];
+        let mut host = Host::default();
+        host.stored
+            .insert("6".into(), stored(1, Some(r#"{"first_name":"Ada"}"#)));
+        host.hubspot
+            .insert("5".into(), contact(json!({"firstname":"Bo"}), json!({})));
+        host.hubspot
+            .insert("6".into(), contact(json!({"firstname":"Cy"}), json!({})));
+        host.writing = vec!["5".into()];
+        let outcome = enrich(&mut host, &Rules::default(), &messages);
+        let job = job_of(&outcome, "5");
+        assert_eq!(job.action, EnrichAction::Defer);
+        assert_eq!(job.members, [0, 1], "both events wait");
+        assert!(job.after.is_empty(), "nothing stored for it");
+        assert!(outcome
+            .notes
+            .contains(&EnrichNote::Deferred { object: key("5") }));
+        assert_eq!(outcome.counts.deferred, 1);
+        assert!(
+            host.reads()
+                .iter()
+                .all(|r| !r.chunk.ids.contains(&"5".to_owned())),
+            "a deferred object is not read"
+        );
+        assert_eq!(body(job_of(&outcome, "6"))["changes"][0]["new"], "Cy");
+
+        // Fence lowered (the write committed): the same events are decided as usual.
+        host.writing.clear();
+        host.steps.clear();
+        let outcome = enrich(&mut host, &Rules::default(), &messages);
+        assert!(matches!(
+            job_of(&outcome, "5").action,
+            EnrichAction::Send { .. }
+        ));
+        assert_eq!(outcome.counts.deferred, 0);
     }
 
     #[test]

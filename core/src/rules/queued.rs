@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::{emit_body, Effect, EventContext, Target, DEFAULT_DESTINATION};
 use crate::delivery::Attempt;
+use crate::id::PortalId;
 use crate::queue::consume::JobRun;
 
 /// The `source` of an [`EffectMessage`].
@@ -55,7 +56,7 @@ pub enum Queued {
         /// The rule.
         rule: String,
         /// The HubSpot account.
-        portal: u64,
+        portal: PortalId,
         /// The object(s).
         target: Target,
         /// Property → value.
@@ -66,7 +67,7 @@ pub enum Queued {
         /// The rule.
         rule: String,
         /// The HubSpot account.
-        portal: u64,
+        portal: PortalId,
         /// Events' vocabulary.
         object_type: String,
         /// The object's id.
@@ -214,7 +215,7 @@ impl EffectMessage {
 /// again). `change_id` is the change's `webhook-id`, `forward_body` what `default` got for it.
 pub fn plan(
     effects: Vec<Effect>,
-    portal: u64,
+    portal: PortalId,
     change_id: &str,
     forward_body: &str,
     ctx: &EventContext<'_>,

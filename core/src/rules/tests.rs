@@ -4,6 +4,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use serde_json::json;
 
 use super::*;
+use crate::id::PortalId;
 use crate::mapping::Mapping;
 use crate::outbound::WebhookSecret;
 
@@ -874,7 +875,13 @@ fn effects_travel_as_queue_messages_and_back() {
         origin: Origin::External,
         now_ms: NOW,
     };
-    let planned = plan(evaluate(&rules, &ctx), 7, "chg1", "{\"body\":1}", &ctx);
+    let planned = plan(
+        evaluate(&rules, &ctx),
+        PortalId::new(7),
+        "chg1",
+        "{\"body\":1}",
+        &ctx,
+    );
     let keys: Vec<&str> = planned.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, ["chg1.r0", "chg1.r1"]);
     for (_, q) in &planned {
@@ -951,7 +958,7 @@ fn two_rules_emitting_the_same_type_are_two_events() {
         origin: Origin::External,
         now_ms: NOW,
     };
-    let ids: Vec<String> = plan(evaluate(&rules, &ctx), 7, "chg", "{}", &ctx)
+    let ids: Vec<String> = plan(evaluate(&rules, &ctx), PortalId::new(7), "chg", "{}", &ctx)
         .into_iter()
         .map(|(_, q)| match q {
             Queued::Send { id, .. } => id,
@@ -992,7 +999,7 @@ fn an_effect_run_names_the_rule_and_maps_its_outcome() {
     );
     let complete = Queued::CompleteBlocked {
         rule: "c".into(),
-        portal: 1,
+        portal: PortalId::new(1),
         object_type: "contact".into(),
         object_id: "7".into(),
         outputs: BTreeMap::new(),

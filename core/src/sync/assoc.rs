@@ -219,7 +219,7 @@ mod tests {
     fn config(types: &[&str]) -> SyncConfig {
         SyncConfig {
             associations: types.iter().map(|t| (*t).to_owned()).collect(),
-            ..SyncConfig::new(1, "contacts")
+            ..SyncConfig::new(crate::id::PortalId::new(1), "contacts")
         }
     }
 

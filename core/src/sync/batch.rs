@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::config::SyncConfig;
 use super::detect::{PendingChange, Rejection, SyncRecord};
+use crate::id::PortalId;
 use crate::records::{Commit, CommitOutcome};
 
 /// The `schema` of a sync delivery.
@@ -35,7 +36,7 @@ pub struct SyncBatchBody {
     #[serde(rename = "type")]
     pub kind: String,
     /// The HubSpot account.
-    pub portal_id: u64,
+    pub portal_id: PortalId,
     /// The object type as configured (`contacts`).
     pub object_type: String,
     /// The records, at least one.

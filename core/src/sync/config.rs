@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::{MAX_BATCH_INPUTS, MAX_LIST_LIMIT, MAX_SEARCH_LIMIT};
+use crate::id::PortalId;
 use crate::mapping::ObjectMap;
 use crate::ratelimit::GovernorConfig;
 use crate::search::OBJECT_ID;
@@ -41,7 +42,7 @@ pub fn modified_property(object_type: &str) -> &'static str {
 #[serde(rename_all = "camelCase")]
 pub struct SyncConfig {
     /// The HubSpot account.
-    pub portal_id: u64,
+    pub portal_id: PortalId,
     /// The object type as written in API paths (`contacts`, `2-123`).
     pub object_type: String,
     /// The last-modified property incremental runs walk ([`modified_property`]).
@@ -82,7 +83,7 @@ pub struct SyncConfig {
 
 impl SyncConfig {
     /// The defaults for one object type of one portal.
-    pub fn new(portal_id: u64, object_type: impl Into<String>) -> Self {
+    pub fn new(portal_id: PortalId, object_type: impl Into<String>) -> Self {
         let object_type = object_type.into();
         Self {
             portal_id,
@@ -291,7 +292,7 @@ mod tests {
         };
         let few = map(10);
         let many = map(400);
-        let config = SyncConfig::new(1, "contacts");
+        let config = SyncConfig::new(PortalId::new(1), "contacts");
         assert_eq!(
             config
                 .clone()
@@ -309,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_unit_reads_on_while_its_batch_is_busy_up_to_a_cap() {
-        let config = SyncConfig::new(1, "contacts");
+        let config = SyncConfig::new(PortalId::new(1), "contacts");
         assert_eq!(config.pages_per_unit, 5);
         // (pages read, others busy, reads another)
         let cases = [
@@ -354,14 +355,14 @@ mod tests {
         }
         let pro = GovernorConfig::for_tier(Tier::Professional);
         assert_eq!(
-            SyncConfig::new(1, "contacts")
+            SyncConfig::new(PortalId::new(1), "contacts")
                 .for_governor(&pro)
                 .list_share_percent,
             70
         );
         let search_only = SyncConfig {
             list_share_percent: 0,
-            ..SyncConfig::new(1, "contacts")
+            ..SyncConfig::new(PortalId::new(1), "contacts")
         };
         assert_eq!(search_only.for_governor(&pro).list_share_percent, 0);
         // At 70 %, 100,000 records: 700 list calls (36.8 s at 19 per second), 150 search
@@ -380,7 +381,7 @@ mod tests {
             assert_eq!(modified_property(t), "hs_lastmodifieddate");
         }
         assert_eq!(
-            SyncConfig::new(1, "contacts").modified_property,
+            SyncConfig::new(PortalId::new(1), "contacts").modified_property,
             "lastmodifieddate"
         );
     }

@@ -358,13 +358,13 @@ mod tests {
     fn config() -> SyncConfig {
         SyncConfig {
             initial_units: 2,
-            ..SyncConfig::new(62_515, "contacts")
+            ..SyncConfig::new(crate::id::PortalId::new(62_515), "contacts")
         }
     }
 
     fn settings() -> SyncSettings {
         SyncSettings {
-            portal_id: 62_515,
+            portal_id: crate::id::PortalId::new(62_515),
             object_types: vec!["contacts".into()],
             incremental_ms: 60_000,
             full_ms: 86_400_000,

@@ -464,9 +464,9 @@ mod tests {
     fn associations_are_delivered_and_an_association_change_alone_is_a_change() {
         let with = SyncConfig {
             associations: vec!["companies".to_owned()],
-            ..SyncConfig::new(1, "contacts")
+            ..SyncConfig::new(crate::id::PortalId::new(1), "contacts")
         };
-        let without = SyncConfig::new(1, "contacts");
+        let without = SyncConfig::new(crate::id::PortalId::new(1), "contacts");
         // New: delivered with its associations; the snapshot keeps their hash, not the ids.
         let (record, snapshot) = decide_one(&with, Some(assoc(&["20", "100"])), None).expect("new");
         assert_eq!(record.associations, Some(assoc(&["20", "100"])));

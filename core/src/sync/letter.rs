@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::id::{ObjectId, PortalId};
+
 /// The payload of a sync dead letter: a record that could not be delivered (its values do not
 /// map, or it is too large for a delivery), named by portal, object type and id only, so the
 /// store holds no personal data.
@@ -19,7 +21,7 @@ pub struct SyncLetter {
     /// The record's HubSpot id.
     pub object_id: String,
     /// The HubSpot account.
-    pub portal_id: u64,
+    pub portal_id: PortalId,
 }
 
 /// The `source` tag of a [`SyncLetter`].
@@ -32,7 +34,7 @@ pub enum SyncSource {
 
 impl SyncLetter {
     /// The letter of record `object_id` of `object_type` in `portal_id`.
-    pub fn new(portal_id: u64, object_type: &str, object_id: &str) -> Self {
+    pub fn new(portal_id: PortalId, object_type: &str, object_id: &str) -> Self {
         Self {
             source: SyncSource::Sync,
             object_type: object_type.to_owned(),
@@ -59,8 +61,9 @@ impl SyncLetter {
         format!("sync:{}:{}", self.object_type, self.object_id)
     }
 
-    /// The record id as a number (HubSpot's ids are 64-bit numbers); `None` if it is not one.
-    pub fn id(&self) -> Option<u64> {
+    /// The record id (HubSpot's ids are 64-bit numbers, printed in decimal); `None` if it is
+    /// not one.
+    pub fn id(&self) -> Option<ObjectId> {
         self.object_id.parse().ok()
     }
 }
@@ -72,14 +75,14 @@ mod tests {
 
     #[test]
     fn round_trips_and_tells_sync_letters_from_events() {
-        let letter = SyncLetter::new(62515, "contacts", "901");
+        let letter = SyncLetter::new(PortalId::new(62515), "contacts", "901");
         let v = serde_json::to_value(&letter).unwrap();
         assert_eq!(
             v,
             json!({"source": "sync", "objectType": "contacts", "objectId": "901", "portalId": 62515})
         );
         assert_eq!(SyncLetter::parse(&v), Some(letter.clone()));
-        assert_eq!(letter.id(), Some(901));
+        assert_eq!(letter.id(), Some(ObjectId::new(901)));
         assert_eq!(
             letter.detail(),
             "sync: contacts record 901 was not delivered"
@@ -94,6 +97,12 @@ mod tests {
                 "objectId": "1", "portalId": 1})),
             None
         );
-        assert_eq!(SyncLetter::new(1, "contacts", "x").id(), None);
+        // Decimal digits only (ObjectId's form): `+7`, which u64's parser took, is no id.
+        for bad in ["x", "+7", ""] {
+            assert_eq!(
+                SyncLetter::new(PortalId::new(1), "contacts", bad).id(),
+                None
+            );
+        }
     }
 }

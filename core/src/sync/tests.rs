@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use super::*;
 use crate::api::{FilterOp, Page, SearchRequest, SimpleObject, SortDirection};
+use crate::id::PortalId;
 use crate::mapping::{Mapping, ObjectMap, Record};
 use crate::records::{apply, Commit, CommitOutcome, Stored, Write};
 use crate::time::iso8601_ms;
@@ -829,7 +830,7 @@ fn small_config() -> SyncConfig {
         batch_records: 100,
         lag_ms: 2_000,
         overlap_ms: 3_000,
-        ..SyncConfig::new(62_515, "contacts")
+        ..SyncConfig::new(PortalId::new(62_515), "contacts")
     }
 }
 
@@ -1555,7 +1556,7 @@ fn probe_splits_the_id_span_between_list_and_search() {
 #[ignore = "benchmark; run explicitly"]
 #[cfg(not(target_arch = "wasm32"))]
 fn sync_100k() {
-    let config = SyncConfig::new(62_515, "contacts");
+    let config = SyncConfig::new(PortalId::new(62_515), "contacts");
     let mut w = World::new(config.clone());
     let ids = seed(&mut w, 100_000);
     let started = std::time::Instant::now();

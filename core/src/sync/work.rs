@@ -406,7 +406,7 @@ mod tests {
     fn config() -> SyncConfig {
         SyncConfig {
             pages_per_unit: 1,
-            ..SyncConfig::new(62_515, "contacts")
+            ..SyncConfig::new(crate::id::PortalId::new(62_515), "contacts")
         }
     }
 

@@ -385,7 +385,7 @@ fn enrollment_posts_the_documented_request_signed_v2_and_success_completes() {
     // The documented body (docs/hubspot.md §3.2), read by core's parser.
     let parsed = ExecutionRequest::parse(&req.body).unwrap();
     assert_eq!(parsed.callback_id, ids[0]);
-    assert_eq!(parsed.origin.portal_id, 33);
+    assert_eq!(parsed.origin.portal_id.get(), 33);
     assert_eq!(
         parsed.origin.action_definition_id,
         def.parse::<u64>().unwrap()

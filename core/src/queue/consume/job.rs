@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{JobRun, JobVerdict};
 use crate::delivery::{Admit, Attempt, BatchBudget, Recorded};
+use crate::id::PortalId;
 use crate::records::{Commit, CommitOutcome};
 use crate::rules::Queued;
 
@@ -23,6 +24,8 @@ pub enum JobAction {
     },
     /// Nothing to forward: acknowledge (an unmapped change, an unchanged record, our echo).
     Nothing,
+    /// A write of ours to the object is in flight: back on the queue as the same attempt.
+    Defer,
     /// The events cannot be forwarded: dead-letter them with this stable reason.
     Fail {
         /// Stable reason code.
@@ -48,7 +51,8 @@ impl JobAction {
     /// The job's run when the host has nothing to perform, else `None` (a forward or a rule's
     /// effect to carry out). A job that would send (a forward, an effect's HubSpot calls) once
     /// the batch's `budget` is spent at `now_ms` is [`JobRun::Deferred`]: back on the queue
-    /// unsent. Nothing to forward is done, a known failure refused or failed as it says.
+    /// unsent, like a [`JobAction::Defer`]. Nothing to forward is done, a known failure refused
+    /// or failed as it says.
     pub fn start(&self, budget: &BatchBudget, now_ms: u64) -> Option<JobRun> {
         match self {
             Self::Thin | Self::Send { .. } | Self::Effect(_) => {
@@ -57,6 +61,7 @@ impl JobAction {
             Self::Nothing => Some(JobRun::Done {
                 detail: "nothing_to_forward".into(),
             }),
+            Self::Defer => Some(JobRun::Deferred),
             Self::Fail { reason, detail } => Some(JobRun::Refused {
                 reason: reason.clone(),
                 detail: detail.clone(),
@@ -78,7 +83,7 @@ impl JobAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreWrite {
     /// The HubSpot portal of the object.
-    pub portal: u64,
+    pub portal: PortalId,
     /// Its object type.
     pub object_type: String,
     /// The compare-and-set write.
@@ -100,7 +105,7 @@ type Group = (Vec<usize>, Vec<Commit>);
 /// One store call: the commits of the delivered jobs about one portal and object type.
 #[derive(Debug)]
 struct StoreCall {
-    portal: u64,
+    portal: PortalId,
     object_type: String,
     /// The job of each commit.
     jobs: Vec<usize>,
@@ -110,7 +115,7 @@ struct StoreCall {
 impl BatchCommits {
     /// The writes of the batch's jobs, each with its verdict: only delivered jobs write.
     pub fn new<'a>(jobs: impl IntoIterator<Item = (&'a JobVerdict, &'a [StoreWrite])>) -> Self {
-        let mut by_store: BTreeMap<(u64, &str), Group> = BTreeMap::new();
+        let mut by_store: BTreeMap<(PortalId, &str), Group> = BTreeMap::new();
         let mut count = 0;
         for (index, (verdict, writes)) in jobs.into_iter().enumerate() {
             count = index + 1;
@@ -141,7 +146,7 @@ impl BatchCommits {
 
     /// The store calls to make: `(call, portal, object type, commits)`; answer each with
     /// [`BatchCommits::answered`] or [`BatchCommits::failed`].
-    pub fn calls(&self) -> impl Iterator<Item = (usize, u64, &str, &[Commit])> + '_ {
+    pub fn calls(&self) -> impl Iterator<Item = (usize, PortalId, &str, &[Commit])> + '_ {
         self.calls.iter().enumerate().map(|(index, call)| {
             (
                 index,
@@ -203,7 +208,7 @@ mod tests {
 
     fn write(portal: u64, object_type: &str, id: &str) -> StoreWrite {
         StoreWrite {
-            portal,
+            portal: PortalId::new(portal),
             object_type: object_type.into(),
             commit: Commit {
                 id: id.into(),
@@ -255,6 +260,7 @@ mod tests {
                 code: "c".into(),
                 detail: "d".into(),
             };
+            assert_eq!(JobAction::Defer.start(&budget, now), Some(JobRun::Deferred));
             assert_eq!(
                 retry.start(&budget, now),
                 Some(JobRun::Failed {
@@ -283,7 +289,7 @@ mod tests {
             .calls()
             .map(|(call, portal, object_type, commits)| {
                 let ids = commits.iter().map(|c| c.id.clone()).collect();
-                (call, portal, object_type.to_owned(), ids)
+                (call, portal.get(), object_type.to_owned(), ids)
             })
             .collect();
         assert_eq!(

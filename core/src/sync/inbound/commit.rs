@@ -115,7 +115,11 @@ impl Failed {
     /// (`source: inbound`, the type, portal, HubSpot's code, the properties it named, the
     /// first request line it answers and the update, to re-drive), its detail (HubSpot's code
     /// and the property names, never values) and its key (`inbound:{receipt}:{index}`).
-    pub fn letter(&self, portal_id: u64, object_type: &str) -> (Value, String, Option<String>) {
+    pub fn letter(
+        &self,
+        portal_id: crate::id::PortalId,
+        object_type: &str,
+    ) -> (Value, String, Option<String>) {
         let first = self.update.sources.first();
         let payload = json!({
             "source": "inbound",
@@ -143,9 +147,10 @@ impl PendingUpdate {
     ///
     /// # Errors
     /// What the payload lacks (`portalId`, `objectType`, or an update that does not read).
-    pub fn from_letter(payload: &Value) -> Result<(u64, String, Self), String> {
+    pub fn from_letter(payload: &Value) -> Result<(crate::id::PortalId, String, Self), String> {
         let portal = payload["portalId"]
             .as_u64()
+            .map(crate::id::PortalId::new)
             .ok_or("inbound letter without portalId")?;
         let object_type = payload["objectType"]
             .as_str()
@@ -292,7 +297,7 @@ mod tests {
             properties: vec!["lifecyclestage".into()],
             update: update.clone(),
         };
-        let (payload, detail, key) = failed.letter(62_515, "contacts");
+        let (payload, detail, key) = failed.letter(crate::id::PortalId::new(62_515), "contacts");
         assert_eq!(payload["source"], "inbound");
         assert_eq!(payload["receiptId"], "rcp_1");
         assert_eq!(payload["externalId"], "e3");
@@ -303,7 +308,10 @@ mod tests {
         );
         assert!(!detail.contains("Ann"), "no values in the detail");
         let (portal, object_type, back) = PendingUpdate::from_letter(&payload).expect("reads");
-        assert_eq!((portal, object_type.as_str()), (62_515, "contacts"));
+        assert_eq!(
+            (portal, object_type.as_str()),
+            (crate::id::PortalId::new(62_515), "contacts")
+        );
         assert_eq!(back, update);
         assert!(PendingUpdate::from_letter(&json!({"objectType": "contacts"})).is_err());
     }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::batch::{plan, BatchResult, Failed, InboundBatch, InboundPlan, Known};
 use super::{InboundConfig, PendingUpdate};
 use crate::mapping::{ObjectMap, Record};
-use crate::records::Stored;
+use crate::records::{Stored, WriteFence};
 
 /// Batch upserts in flight at once: an invocation keeps at most 6 connections (Cloudflare).
 const MAX_IN_FLIGHT: usize = 6;
@@ -27,13 +27,18 @@ pub enum InboundFlushAsk {
         /// The keys of the whole chunk (those carried from the last chunk included).
         keys: Vec<String>,
     },
+    /// Before the chunk's first batch upsert: raise this write fence in the record store
+    /// ([`WriteFence`]: HubSpot's webhooks for these writes wait until they are committed),
+    /// then ask again. Lowered at [`InboundFlushAsk::Settle`].
+    Fence(WriteFence),
     /// Send these batch upserts at once (through the gate); commit each accepted batch's
     /// written records as soon as HubSpot answers it (map their ids, keep their echo guards),
     /// record the results in the receipts, and feed them to [`InboundFlush::on_sent`].
     Send(Vec<InboundBatch>),
     /// The chunk is over: dead-letter `failed` (reason `inbound_rejected`), then, with no await
     /// between the two, put `leftover` back in pending (under anything newer) and delete
-    /// `done` from the in-flight table.
+    /// `done` from the in-flight table; then lower the write fence when `lower` (one was raised
+    /// for the chunk).
     Settle {
         /// The records HubSpot refused.
         failed: Vec<Failed>,
@@ -41,6 +46,8 @@ pub enum InboundFlushAsk {
         leftover: Vec<PendingUpdate>,
         /// The chunk's keys no longer in flight.
         done: Vec<String>,
+        /// Whether the chunk raised a [`InboundFlushAsk::Fence`] to lower now.
+        lower: bool,
     },
     /// The flush is over: put `put_back` (planned, held for a batch that never came) back in
     /// pending and delete their keys from the in-flight table. `retry`: HubSpot (or the way
@@ -81,6 +88,9 @@ struct Chunk {
     leftover: Vec<PendingUpdate>,
     held: Vec<PendingUpdate>,
     failed: Vec<Failed>,
+    /// The fence to raise before the first send; `raised` once asked.
+    fence: Option<WriteFence>,
+    raised: bool,
 }
 
 /// One type's flush within an alarm's budgets: `budget` batch upserts, and `kv_left` KV
@@ -184,6 +194,10 @@ impl<'a> InboundFlush<'a> {
     pub fn ask(&mut self) -> InboundFlushAsk {
         let batch_size = self.config.batch_size.max(1);
         if let Some(chunk) = self.chunk.as_mut() {
+            if let Some(fence) = chunk.fence.take() {
+                chunk.raised = true;
+                return InboundFlushAsk::Fence(fence);
+            }
             if !chunk.batches.is_empty() {
                 // Each record of the wave might need an echo guard: admitted only within the
                 // KV budget.
@@ -224,6 +238,7 @@ impl<'a> InboundFlush<'a> {
                     failed: chunk.failed,
                     leftover: chunk.leftover,
                     done,
+                    lower: chunk.raised,
                 };
             }
         }
@@ -274,6 +289,21 @@ impl<'a> InboundFlush<'a> {
                 chunk.held.extend(last.inputs.into_iter().map(|i| i.update));
             }
         }
+        // The fence over what the batches write: the HubSpot ids known, and creations (an
+        // `idProperty` value with no id yet).
+        let mut ids = Vec::new();
+        let mut creates = false;
+        for input in batches.iter().flat_map(|b| &b.inputs) {
+            match known
+                .get(&input.update.key)
+                .and_then(|k| k.hubspot_id.as_ref())
+            {
+                Some(id) => ids.push(id.clone()),
+                None => creates = true,
+            }
+        }
+        let fence = WriteFence::new(ids, creates);
+        chunk.fence = (!fence.is_empty()).then_some(fence);
         chunk.batches = batches;
         chunk.planned = true;
         planned
@@ -447,8 +477,14 @@ mod tests {
         let (map, config) = (map(), config());
         let mut sent = Vec::new();
         let mut settled = Vec::new();
+        // Every batch is sent under a raised fence, lowered when its chunk settles.
+        let mut raised = false;
         for _ in 0..1_000 {
             match flush.ask() {
+                InboundFlushAsk::Fence(fence) => {
+                    assert!(!raised && !fence.is_empty(), "one fence per chunk");
+                    raised = true;
+                }
                 InboundFlushAsk::Take { keys, .. } => {
                     let known: BTreeMap<String, Known> = keys
                         .iter()
@@ -458,6 +494,7 @@ mod tests {
                 }
                 InboundFlushAsk::Send(wave) => {
                     assert!(wave.len() <= MAX_IN_FLIGHT);
+                    assert!(raised, "sent without a fence");
                     let results = wave
                         .into_iter()
                         .map(|b| {
@@ -467,7 +504,11 @@ mod tests {
                         .collect();
                     flush.on_sent(results);
                 }
-                ask @ InboundFlushAsk::Settle { .. } => settled.push(ask),
+                ask @ InboundFlushAsk::Settle { lower, .. } => {
+                    assert_eq!(lower, raised, "the chunk's fence is lowered");
+                    raised = false;
+                    settled.push(ask);
+                }
                 ask @ InboundFlushAsk::Done { .. } => {
                     settled.push(ask);
                     return (sent, settled);
@@ -498,12 +539,91 @@ mod tests {
             failed,
             leftover,
             done,
+            ..
         }, InboundFlushAsk::Done { put_back, retry }] = &settled[..]
         else {
             panic!("{settled:?}");
         };
         assert!(failed.is_empty() && leftover.is_empty() && put_back.is_empty() && !retry);
         assert_eq!(done.len(), 250, "every key leaves the in-flight table");
+    }
+
+    #[test]
+    fn the_fence_covers_the_updated_ids_and_creations_before_any_send() {
+        let (map, config) = (map(), config());
+        let due = due(&map, &config, 150);
+        // Records 0..50 are known with other values (updates), the rest have no id (creations).
+        let store: BTreeMap<String, Known> = (0..50)
+            .map(|i| {
+                let stored = Stored {
+                    version: 3,
+                    snapshot: Some(
+                        json!({"email": format!("p{i}@example.com"), "first_name": "Old"})
+                            .to_string(),
+                    ),
+                };
+                (
+                    format!("p{i}@example.com"),
+                    Known::of(&format!("90{i}"), Some(&stored)),
+                )
+            })
+            .collect();
+        let mut flush = InboundFlush::new(&map, &config, due, 10, 900);
+        assert!(matches!(flush.ask(), InboundFlushAsk::Take { .. }));
+        flush.on_known(&store);
+        let InboundFlushAsk::Fence(fence) = flush.ask() else {
+            panic!("no fence before the sends");
+        };
+        let absent = Stored::absent();
+        let kept = Stored {
+            version: 1,
+            snapshot: Some("{}".into()),
+        };
+        assert!(fence.covers("900", &kept) && fence.covers("9049", &kept));
+        assert!(
+            fence.covers("123456", &absent),
+            "a creation's id is not known yet"
+        );
+        assert!(
+            !fence.covers("123456", &kept),
+            "another stored record is not held"
+        );
+        assert!(matches!(flush.ask(), InboundFlushAsk::Send(_)));
+
+        // Only updates: no creation is covered.
+        let all: BTreeMap<String, Known> = (0..3)
+            .map(|i| {
+                let stored = Stored {
+                    version: 1,
+                    snapshot: Some(
+                        json!({"email": format!("p{i}@example.com"), "first_name": "Old"})
+                            .to_string(),
+                    ),
+                };
+                (
+                    format!("p{i}@example.com"),
+                    Known::of(&format!("{i}"), Some(&stored)),
+                )
+            })
+            .collect();
+        let mut flush =
+            InboundFlush::new(&map, &config, super::tests::due(&map, &config, 3), 10, 900);
+        flush.ask();
+        flush.on_known(&all);
+        let InboundFlushAsk::Fence(fence) = flush.ask() else {
+            panic!("no fence");
+        };
+        assert!(fence.covers("2", &kept) && !fence.covers("3", &absent));
+
+        // Nothing to write: no fence.
+        let mut flush =
+            InboundFlush::new(&map, &config, super::tests::due(&map, &config, 3), 10, 900);
+        flush.ask();
+        flush.on_known(&known(3));
+        assert!(matches!(
+            flush.ask(),
+            InboundFlushAsk::Settle { lower: false, .. }
+        ));
     }
 
     #[test]
@@ -581,6 +701,7 @@ mod tests {
         let first = flush.ask();
         assert!(matches!(first, InboundFlushAsk::Take { .. }));
         flush.on_known(&BTreeMap::new());
+        assert!(matches!(flush.ask(), InboundFlushAsk::Fence(_)));
         let InboundFlushAsk::Send(wave) = flush.ask() else {
             panic!("sends");
         };

@@ -32,7 +32,9 @@
 //!    reported. The rest is cut into [`InboundBatch`]es of at most [`InboundConfig::batch_size`]
 //!    (≤ 100, HubSpot's batch limit) upserts by `idProperty`, each input with a unique
 //!    `objectWriteTraceId`.
-//! 6. **Write**: the host sends [`InboundBatch::request`] through the HubSpot gate and feeds the answer
+//! 6. **Write**: the host raises the chunk's [`crate::records::WriteFence`] in the record store
+//!    (so enrichment defers HubSpot's webhooks for these writes until they are committed),
+//!    then sends [`InboundBatch::request`] through the HubSpot gate and feeds the answer
 //!    to [`InboundBatch::complete`]: per input a [`Written`] (commit it with [`Written::commit`], keep
 //!    [`Written::echo`] so HubSpot's webhook for our write is not forwarded back, and map the
 //!    idProperty value to [`Written::hubspot_id`]) or a [`Failed`] (a dead letter with HubSpot's

@@ -4,13 +4,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{BatchResult, Conflict, InboundPlan, InboundRecord, SourceRef};
+use crate::id::PortalId;
 
 /// The receipt id of an inbound request: `hsr1_` and 40 hex digits of SHA-256 over the portal,
 /// the object type (as in the route) and the request's `webhook-id`.
 ///
 /// The `webhook-id` is the idempotency key: Standard Webhooks senders repeat it on every retry
 /// of one message, so a retry finds the receipt of the first attempt and is not processed again.
-pub fn receipt_id(portal: u64, object_type: &str, webhook_id: &str) -> String {
+pub fn receipt_id(portal: PortalId, object_type: &str, webhook_id: &str) -> String {
     let mut hash = Sha256::new();
     for part in [portal.to_string().as_str(), object_type, webhook_id] {
         hash.update(part.as_bytes());

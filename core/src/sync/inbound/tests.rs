@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::api::ApiConfig;
+use crate::id::PortalId;
 use crate::mapping::{Mapping, Record};
 use crate::records::{apply, CommitOutcome, Stored};
 
@@ -765,10 +766,10 @@ fn partial_failures_map_to_their_records() {
 
 #[test]
 fn receipts_are_stable_and_serialisable() {
-    let a = receipt_id(7, "contacts", "msg_1");
-    assert_eq!(a, receipt_id(7, "contacts", "msg_1"));
-    assert_ne!(a, receipt_id(7, "contacts", "msg_2"));
-    assert_ne!(a, receipt_id(8, "contacts", "msg_1"));
+    let a = receipt_id(PortalId::new(7), "contacts", "msg_1");
+    assert_eq!(a, receipt_id(PortalId::new(7), "contacts", "msg_1"));
+    assert_ne!(a, receipt_id(PortalId::new(7), "contacts", "msg_2"));
+    assert_ne!(a, receipt_id(PortalId::new(8), "contacts", "msg_1"));
     assert!(a.starts_with("hsr1_") && a.len() == 45);
     let m = mapping();
     let map = m.object("contacts").unwrap();
@@ -925,7 +926,7 @@ impl Host {
         body: &[u8],
         now: u64,
     ) -> Result<String, InboundError> {
-        let id = receipt_id(1, "contacts", webhook_id);
+        let id = receipt_id(PortalId::new(1), "contacts", webhook_id);
         if self.receipts.contains_key(&id) {
             return Ok(id);
         }
