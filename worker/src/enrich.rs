@@ -100,7 +100,10 @@ pub(crate) async fn jobs(
                         // `config_invalid` naming the key (`KEY: code`, as core's
                         // `config::summary`).
                         let detail = format!("{}: {}", e.key, e.kind);
-                        plan.fail_reads(step_failed(None), "config_invalid", &detail);
+                        let attempt = Attempt::StepFailed {
+                            retry_after_secs: None,
+                        };
+                        plan.fail_reads(attempt, "config_invalid", &detail);
                         continue;
                     }
                 }
@@ -273,21 +276,10 @@ async fn read_chunk(
     execute::<BatchResponse>(api, env, RequestKind::Read, &request).await
 }
 
-fn step_failed(retry_after_secs: Option<u64>) -> Attempt {
-    Attempt::StepFailed { retry_after_secs }
-}
-
 /// A failed read as a forwarding attempt (for the retry policy), a stable code, and the reason
 /// HubSpot refused it, if it did.
 fn failure(e: &CallError) -> (Attempt, String, Option<GiveUpReason>) {
-    let (retry_after_secs, code, refused) = match e {
-        CallError::Throttled { wait_ms } => (Some(wait_ms.div_ceil(1000)), "rate_limited", None),
-        CallError::GaveUp { reason, .. } => (None, reason.code(), Some(*reason)),
-        CallError::Build(_) => (None, "config_invalid", None),
-        CallError::OAuthRefresh(_) => (None, "hubspot_oauth_refresh_failed", None),
-        CallError::Gate(_) => (None, "hubspot_gate_unavailable", None),
-    };
-    (step_failed(retry_after_secs), code.to_owned(), refused)
+    (e.attempt(), e.code().to_owned(), e.give_up())
 }
 
 /// The API path segment of an object type in any spelling (`contact` → `contacts`; custom

@@ -605,7 +605,9 @@ impl InboundSync {
                 .field("part", "inbound")
                 .emit();
             // Kept pending; tried again in a minute.
-            return self.alarm_at(Date::now().as_millis() + 60_000).await;
+            return self
+                .alarm_at(Date::now().as_millis() + InboundFlush::SETTINGS_RETRY_MS)
+                .await;
         };
         let api =
             HubSpotApi::from_env(&self.env).map_err(|e| worker::Error::RustError(e.message()))?;

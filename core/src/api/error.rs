@@ -58,6 +58,24 @@ impl CallError {
         }
     }
 
+    /// The call as a failed step before a forward ([`crate::delivery::Attempt::StepFailed`]):
+    /// retried no sooner than the gate's throttle asked (whole seconds, rounded up).
+    pub fn attempt(&self) -> crate::delivery::Attempt {
+        let retry_after_secs = match self {
+            Self::Throttled { wait_ms } => Some(wait_ms.div_ceil(1000)),
+            _ => None,
+        };
+        crate::delivery::Attempt::StepFailed { retry_after_secs }
+    }
+
+    /// Why HubSpot refused, when the client gave up on its answer.
+    pub fn give_up(&self) -> Option<GiveUpReason> {
+        match self {
+            Self::GaveUp { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
     /// One line for a log or a run's error list (no record data: HubSpot's message is not
     /// included).
     pub fn describe(&self) -> String {
@@ -212,6 +230,28 @@ mod tests {
         for (error, code) in cases {
             assert_eq!(error.code(), code, "{error:?}");
         }
+    }
+
+    #[test]
+    fn as_a_failed_step_a_throttle_sets_the_earliest_retry_and_a_give_up_its_reason() {
+        use crate::delivery::Attempt;
+        let throttled = CallError::Throttled { wait_ms: 2_001 };
+        assert_eq!(
+            throttled.attempt(),
+            Attempt::StepFailed {
+                retry_after_secs: Some(3)
+            }
+        );
+        assert_eq!(throttled.give_up(), None);
+        let refused = gave_up(GiveUpReason::NotFound, Outcome::Timeout);
+        assert_eq!(
+            refused.attempt(),
+            Attempt::StepFailed {
+                retry_after_secs: None
+            }
+        );
+        assert_eq!(refused.give_up(), Some(GiveUpReason::NotFound));
+        assert_eq!(CallError::Gate("down".into()).give_up(), None);
     }
 
     #[test]

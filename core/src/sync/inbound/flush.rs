@@ -134,6 +134,11 @@ impl<'a> InboundFlush<'a> {
     /// tried again after this long at least (the gate's governor paces it further).
     pub const RETRY_DELAY_MS: u64 = 10_000;
 
+    /// When the inbound settings cannot be read (an invalid configuration), the pending
+    /// updates stay pending and the flush is tried again after this long: a minute, the time
+    /// for an operator's fix to be deployed, without an alarm loop meanwhile.
+    pub const SETTINGS_RETRY_MS: u64 = 60_000;
+
     /// When this type wants the next alarm (Unix ms), its flush over, with `pending` its
     /// updates still pending and `retry` what [`InboundFlushAsk::Done`] said: after
     /// [`Self::RETRY_DELAY_MS`] when HubSpot asked to wait; at once when the alarm's budget is
