@@ -165,7 +165,7 @@ impl Default for Stored {
 ///
 /// The host keeps a fence for at most [`Self::LEASE_MS`] after raising it, so a writer that
 /// dies mid-flush delays events, never holds them.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WriteFence {
     ids: std::collections::BTreeSet<String>,
     creates: bool,
@@ -185,6 +185,16 @@ impl WriteFence {
             ids: ids.into_iter().collect(),
             creates,
         }
+    }
+
+    /// The HubSpot ids being updated, in order (for the host to store).
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.ids.iter().map(String::as_str)
+    }
+
+    /// Whether the writes create records.
+    pub fn creates(&self) -> bool {
+        self.creates
     }
 
     /// Whether it covers nothing (nothing to raise).
@@ -439,10 +449,14 @@ mod tests {
             "a stored record is not ours to create"
         );
         assert!(WriteFence::new([], false).is_empty() && !creates.is_empty());
-        // The host stores it as JSON and reads it back.
-        let text = serde_json::to_string(&updates).unwrap();
-        assert_eq!(text, r#"{"ids":["7"],"creates":false}"#);
-        assert_eq!(serde_json::from_str::<WriteFence>(&text).unwrap(), updates);
+        // What the host stores, and builds it again from.
+        let both = WriteFence::new(["9".to_owned(), "7".to_owned()], true);
+        assert_eq!(both.ids().collect::<Vec<_>>(), ["7", "9"]);
+        assert!(both.creates() && !updates.creates());
+        assert_eq!(
+            WriteFence::new(both.ids().map(str::to_owned), both.creates()),
+            both
+        );
     }
 
     #[test]

@@ -55,7 +55,8 @@ enum Ask {
     /// Raise a write fence for [`WriteFence::LEASE_MS`] at most.
     Raise {
         token: String,
-        fence: WriteFence,
+        ids: Vec<String>,
+        creates: bool,
     },
     /// Lower it.
     Lower {
@@ -166,7 +167,8 @@ pub(crate) async fn raise(
 ) -> Result<()> {
     let ask = Ask::Raise {
         token: token.to_owned(),
-        fence,
+        ids: fence.ids().map(str::to_owned).collect(),
+        creates: fence.creates(),
     };
     call(env, portal, object_type, &ask).await.map(|_| ())
 }
@@ -335,7 +337,8 @@ impl RecordStore {
     fn fences(&self) -> Result<Vec<WriteFence>> {
         #[derive(Deserialize)]
         struct FenceRow {
-            fence: String,
+            ids: String,
+            creates: f64,
         }
         let now = Date::now().as_millis();
         let rows: Vec<FenceRow> = self
@@ -343,22 +346,25 @@ impl RecordStore {
             .storage()
             .sql()
             .exec(
-                "SELECT fence FROM fences WHERE until_ms > ?",
+                "SELECT ids, creates FROM fences WHERE until_ms > ?",
                 vec![SqlStorageValue::try_from_i64(
                     i64::try_from(now).unwrap_or(i64::MAX),
                 )?],
             )?
             .to_array()?;
-        // A fence that does not read covers nothing (it is ours, written just before).
+        // HubSpot ids are digits: one text, a line per id.
         Ok(rows
             .iter()
-            .filter_map(|r| serde_json::from_str(&r.fence).ok())
+            .map(|r| {
+                let ids = r.ids.lines().filter(|l| !l.is_empty()).map(str::to_owned);
+                WriteFence::new(ids, r.creates != 0.0)
+            })
             .collect())
     }
 
-    /// Raises `fence` under `token` until [`WriteFence::LEASE_MS`] from now, dropping the
-    /// fences that lapsed.
-    fn raise(&self, token: &str, fence: &WriteFence) -> Result<()> {
+    /// Raises a fence over `ids` (and creations when `creates`) under `token` until
+    /// [`WriteFence::LEASE_MS`] from now, dropping the fences that lapsed.
+    fn raise(&self, token: &str, ids: &[String], creates: bool) -> Result<()> {
         let sql = self.state.storage().sql();
         let now = i64::try_from(Date::now().as_millis()).unwrap_or(i64::MAX);
         let lease = i64::try_from(WriteFence::LEASE_MS).unwrap_or(i64::MAX);
@@ -367,11 +373,12 @@ impl RecordStore {
             vec![SqlStorageValue::try_from_i64(now)?],
         )?;
         sql.exec(
-            "INSERT OR REPLACE INTO fences (token, until_ms, fence) VALUES (?, ?, ?)",
+            "INSERT OR REPLACE INTO fences (token, until_ms, ids, creates) VALUES (?, ?, ?, ?)",
             vec![
                 SqlStorageValue::from(token),
                 SqlStorageValue::try_from_i64(now.saturating_add(lease))?,
-                SqlStorageValue::from(serde_json::to_string(fence)?),
+                SqlStorageValue::from(ids.join("\n")),
+                SqlStorageValue::try_from_i64(i64::from(creates))?,
             ],
         )?;
         Ok(())
@@ -501,7 +508,7 @@ impl DurableObject for RecordStore {
         let created = created.and_then(|_| {
             state.storage().sql().exec(
                 "CREATE TABLE IF NOT EXISTS fences (token TEXT PRIMARY KEY, \
-                 until_ms INTEGER NOT NULL, fence TEXT NOT NULL)",
+                 until_ms INTEGER NOT NULL, ids TEXT NOT NULL, creates INTEGER NOT NULL)",
                 None,
             )
         });
@@ -529,8 +536,12 @@ impl DurableObject for RecordStore {
                 }
                 Ask::Commit { commits } => Answer::Outcomes(self.commit(commits)?),
                 Ask::LiveIds { from, to, limit } => Answer::Ids(self.live_ids(from, to, limit)?),
-                Ask::Raise { token, fence } => {
-                    self.raise(&token, &fence)?;
+                Ask::Raise {
+                    token,
+                    ids,
+                    creates,
+                } => {
+                    self.raise(&token, &ids, creates)?;
                     Answer::Done
                 }
                 Ask::Lower { token } => {
