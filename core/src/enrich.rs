@@ -56,8 +56,8 @@ use crate::mapping::{MapError, Mapping, ObjectMap, Record};
 
 mod batch;
 pub use batch::{
-    EnrichAction, EnrichCounts, EnrichIo, EnrichJob, EnrichNote, EnrichOutcome, Enrichment,
-    HubSpotRead, ObjectKey,
+    EnrichCounts, EnrichIo, EnrichJob, EnrichNote, EnrichOutcome, Enrichment, HubSpotRead,
+    ObjectKey,
 };
 
 /// Where an event goes.

@@ -154,7 +154,7 @@ impl Default for Stored {
 /// be consumed between HubSpot's answer and our commit of the new snapshot: enrichment would
 /// then diff it against the old snapshot and forward our write back to the system it came
 /// from. While a fence [`covers`](Self::covers) an object, enrichment defers its events (back
-/// on the queue as the same attempt, [`crate::enrich::EnrichAction::Defer`]); once the commit
+/// on the queue as the same attempt, [`crate::queue::consume::JobAction::Defer`]); once the commit
 /// is in, they diff as unchanged.
 ///
 /// What it covers: the HubSpot ids being updated, and, when the writes create records (an

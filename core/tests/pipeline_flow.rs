@@ -24,14 +24,14 @@ use hubspot_edge_core::delivery::{
     Attempt, DeliveryDecision, DeliveryRetryPolicy, Recorded, Settle,
 };
 use hubspot_edge_core::enrich::{
-    self, Current, EnrichAction, EnrichIo, Enrichment, Forward, Plan, ReadOutcome, Route,
+    self, Current, EnrichIo, Enrichment, Forward, Plan, ReadOutcome, Route,
 };
 use hubspot_edge_core::event::{parse_batch, Event};
 use hubspot_edge_core::filter::Filter;
 use hubspot_edge_core::ingress::{triage, Received, Triage};
 use hubspot_edge_core::mapping::Mapping;
 use hubspot_edge_core::outbound;
-use hubspot_edge_core::queue::consume::{Consume, Disposal, JobRun};
+use hubspot_edge_core::queue::consume::{Consume, Disposal, JobAction, JobRun};
 use hubspot_edge_core::queue::{DeadLetterMessage, EventMessage, OwnedEvent};
 use hubspot_edge_core::records::{apply, Stored};
 use hubspot_edge_core::rules::Rules;
@@ -304,7 +304,7 @@ fn a_batch_flows_through_the_consumer_and_enrichment_plans() {
             let members: Vec<&EventMessage<OwnedEvent>> =
                 job.members.iter().map(|&i| envelopes[i]).collect();
             let body = match &job.action {
-                EnrichAction::Thin => {
+                JobAction::Thin => {
                     let event = Event::parse(&members[0].event).unwrap();
                     Some(outbound::event_body(
                         &event,
@@ -312,7 +312,7 @@ fn a_batch_flows_through_the_consumer_and_enrichment_plans() {
                         members[0].received_at,
                     ))
                 }
-                EnrichAction::Send { body, .. } => Some(body.clone()),
+                JobAction::Send { body, .. } => Some(body.clone()),
                 other => panic!("unexpected job {other:?}"),
             };
             let run = match body {

@@ -13,7 +13,7 @@ use futures_util::future::{join, join_all};
 use hubspot_edge_core::api::{BatchReadOptions, BatchResponse, GiveUpReason, RequestKind};
 use hubspot_edge_core::delivery::Attempt;
 use hubspot_edge_core::enrich::{
-    EnrichAction, EnrichCounts, EnrichIo, EnrichJob, EnrichNote, Enrichment, HubSpotRead,
+    EnrichCounts, EnrichIo, EnrichJob, EnrichNote, Enrichment, HubSpotRead,
 };
 use hubspot_edge_core::mapping::Mapping;
 use hubspot_edge_core::object_type::ObjectType;
@@ -23,7 +23,7 @@ use worker::Env;
 
 use crate::config::HubSpotApi;
 use crate::hubspot::{execute, CallError};
-use crate::jobs::{Job, JobAction, Pending, StoreWrite};
+use crate::jobs::{Job, Pending, StoreWrite};
 use crate::log::{Line, Scope};
 use crate::store;
 
@@ -200,29 +200,13 @@ fn job_of(job: EnrichJob, items: &mut [Option<Pending>]) -> Job {
         object_type: object_type.clone(),
         commit,
     };
-    let action = match job.action {
-        EnrichAction::Thin => JobAction::Thin,
-        EnrichAction::Send { id, body } => JobAction::Send { id, body },
-        EnrichAction::Nothing => JobAction::Nothing,
-        EnrichAction::Defer => JobAction::Defer,
-        EnrichAction::Fail { reason, detail } => JobAction::Fail { reason, detail },
-        EnrichAction::Retry {
-            attempt,
-            code,
-            detail,
-        } => JobAction::Retry {
-            attempt,
-            code,
-            detail,
-        },
-    };
     Job {
         members: job
             .members
             .iter()
             .filter_map(|&i| items[i].take())
             .collect(),
-        action,
+        action: job.action,
         after: job.after.into_iter().map(store).collect(),
         effects: job.effects,
     }

@@ -10,6 +10,7 @@ use crate::diff::EchoGuard;
 use crate::event::Event;
 use crate::mapping::{Mapping, Record};
 use crate::outbound::{self, RecordEvent, RecordEventKind};
+use crate::queue::consume::JobAction;
 use crate::queue::{EventMessage, OwnedEvent};
 use crate::records::{change_id, Commit, Stored, Write};
 use crate::rules::{self, Rules};
@@ -74,44 +75,6 @@ pub struct HubSpotRead {
     pub traced_by: Option<usize>,
 }
 
-/// What the consumer does with a job's messages.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EnrichAction {
-    /// Forward the one member's event as the thin event (unparseable events too: the thin path
-    /// dead-letters them with their code).
-    Thin,
-    /// Forward this body with this `webhook-id`.
-    Send {
-        /// The `webhook-id`.
-        id: String,
-        /// The body.
-        body: String,
-    },
-    /// Nothing to forward: acknowledge.
-    Nothing,
-    /// A write of ours to HubSpot for this object is in flight (the record store's
-    /// [`crate::records::WriteFence`]): put the messages back on the queue as the same attempt
-    /// (never counted as a failed one), to be enriched again once the write is committed.
-    Defer,
-    /// Dead-letter the events with this stable reason.
-    Fail {
-        /// Stable reason code.
-        reason: String,
-        /// Detail without property values.
-        detail: String,
-    },
-    /// A step before the forward failed: retry like a failed forward, dead-letter with `code`
-    /// once the attempts are spent.
-    Retry {
-        /// The attempt, for the retry policy.
-        attempt: Attempt,
-        /// Stable code.
-        code: String,
-        /// Detail without property values.
-        detail: String,
-    },
-}
-
 /// One forward (or none) and the messages it settles.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnrichJob {
@@ -119,8 +82,8 @@ pub struct EnrichJob {
     pub members: Vec<usize>,
     /// The object, for an enriched group (`None`: a thin event or an association change).
     pub object: Option<ObjectKey>,
-    /// What to do.
-    pub action: EnrichAction,
+    /// What to do (never a [`JobAction::Effect`]: effects follow in `effects`).
+    pub action: JobAction,
     /// Record-store writes of `object`'s store once the forward succeeded (at once when there
     /// is nothing to forward), compare-and-set on the version the decision read.
     pub after: Vec<Commit>,
@@ -138,7 +101,7 @@ pub enum EnrichNote {
         /// The code.
         reason: &'static str,
     },
-    /// Deferred: a write of ours to it was in flight ([`EnrichAction::Defer`]).
+    /// Deferred: a write of ours to it was in flight ([`JobAction::Defer`]).
     Deferred {
         /// The object.
         object: ObjectKey,
@@ -367,7 +330,7 @@ impl<'a> Enrichment<'a> {
                     this.counts.associations += 1;
                     let (id, body) = association(event, this.messages[index]);
                     this.jobs
-                        .push(job(vec![index], None, EnrichAction::Send { id, body }));
+                        .push(job(vec![index], None, JobAction::Send { id, body }));
                 }
                 Route::Object(id) => grouped
                     .entry(ObjectKey {
@@ -390,8 +353,7 @@ impl<'a> Enrichment<'a> {
                 Plan::Ignore => {
                     this.counts.unmapped += 1;
                     this.skipped(&key, "unmapped");
-                    this.jobs
-                        .push(job(members, Some(key), EnrichAction::Nothing));
+                    this.jobs.push(job(members, Some(key), JobAction::Nothing));
                     continue;
                 }
                 Plan::Delete { privacy: false } => {
@@ -574,7 +536,7 @@ impl<'a> Enrichment<'a> {
 
     /// Feeds back the ids of the `index`th record-store call of an [`EnrichIo::Lookup`] step
     /// that one of the store's write fences covers ([`crate::records::WriteFence::covers`]):
-    /// their events are deferred ([`EnrichAction::Defer`]), not read.
+    /// their events are deferred ([`JobAction::Defer`]), not read.
     pub fn on_writing(&mut self, index: usize, ids: impl IntoIterator<Item = String>) {
         let Some((portal, object_type)) = self.stores.get(index).cloned() else {
             return;
@@ -690,7 +652,7 @@ impl<'a> Enrichment<'a> {
                     self.notes.push(EnrichNote::Deferred {
                         object: key.clone(),
                     });
-                    job(members, Some(key), EnrichAction::Defer)
+                    job(members, Some(key), JobAction::Defer)
                 }
                 Wait::Read {
                     need,
@@ -733,7 +695,7 @@ impl<'a> Enrichment<'a> {
             return job(
                 members,
                 Some(key),
-                EnrichAction::Retry {
+                JobAction::Retry {
                     attempt,
                     code,
                     detail,
@@ -741,7 +703,7 @@ impl<'a> Enrichment<'a> {
             );
         }
         let Some(map) = self.mapping.object(&key.object_type) else {
-            return job(members, Some(key), EnrichAction::Thin);
+            return job(members, Some(key), JobAction::Thin);
         };
         // Without the stored version no change can be named or committed: retry the group.
         let Some(stored) = stored else {
@@ -761,7 +723,7 @@ impl<'a> Enrichment<'a> {
                 detail,
             }) => {
                 self.counts.failed += 1;
-                let action = EnrichAction::Retry {
+                let action = JobAction::Retry {
                     attempt: *attempt,
                     code: code.clone(),
                     detail: detail.clone(),
@@ -800,7 +762,7 @@ impl<'a> Enrichment<'a> {
                     object: key.clone(),
                     code: e.code(),
                 });
-                let action = EnrichAction::Fail {
+                let action = JobAction::Fail {
                     reason: e.code().to_owned(),
                     detail: e.to_string(),
                 };
@@ -852,7 +814,7 @@ impl<'a> Enrichment<'a> {
                     &forward.content(),
                 );
                 let action = self.send(&members, &key.id, forward, id);
-                if let EnrichAction::Send { id, body } = &action {
+                if let JobAction::Send { id, body } = &action {
                     effects = self.rule_effects(forward, &members, &key, id, body, old, new);
                 }
                 action
@@ -864,7 +826,7 @@ impl<'a> Enrichment<'a> {
                     Some(Skip::Unchanged) | None => self.counts.unchanged += 1,
                 }
                 self.skipped(&key, skip.map_or("none", |s| s.code()));
-                EnrichAction::Nothing
+                JobAction::Nothing
             }
         };
         EnrichJob {
@@ -937,7 +899,7 @@ impl<'a> Enrichment<'a> {
 
     /// The forward of a deletion: `webhook-id` from all the members' keys (the deletion events
     /// are what it is).
-    fn send_grouped(&self, members: &[usize], object_id: &str, forward: &Forward) -> EnrichAction {
+    fn send_grouped(&self, members: &[usize], object_id: &str, forward: &Forward) -> JobAction {
         let keys: Vec<&str> = members
             .iter()
             .map(|&i| self.messages[i].key.as_str())
@@ -947,17 +909,11 @@ impl<'a> Enrichment<'a> {
 
     /// The forward of `forward` for a group, under `id`, with the latest event (by
     /// `occurredAt`) as `hubspot`.
-    fn send(
-        &self,
-        members: &[usize],
-        object_id: &str,
-        forward: &Forward,
-        id: String,
-    ) -> EnrichAction {
+    fn send(&self, members: &[usize], object_id: &str, forward: &Forward, id: String) -> JobAction {
         let mut refs = self.refs(members);
         sort_events(&mut refs);
         let Some(latest) = refs.last() else {
-            return EnrichAction::Nothing;
+            return JobAction::Nothing;
         };
         let keys: Vec<&str> = members
             .iter()
@@ -976,12 +932,12 @@ impl<'a> Enrichment<'a> {
             object_id,
             what: RecordEventKind::Record(forward),
         });
-        EnrichAction::Send { id, body }
+        JobAction::Send { id, body }
     }
 
     fn retry(&mut self, members: Vec<usize>, key: ObjectKey, code: &str) -> EnrichJob {
         self.counts.failed += 1;
-        let action = EnrichAction::Retry {
+        let action = JobAction::Retry {
             attempt: Attempt::StepFailed {
                 retry_after_secs: None,
             },
@@ -1045,7 +1001,7 @@ impl<'a> Enrichment<'a> {
 
 const RECORD_STORE_UNAVAILABLE: &str = "record_store_unavailable";
 
-fn job(members: Vec<usize>, object: Option<ObjectKey>, action: EnrichAction) -> EnrichJob {
+fn job(members: Vec<usize>, object: Option<ObjectKey>, action: JobAction) -> EnrichJob {
     EnrichJob {
         members,
         object,
@@ -1056,7 +1012,7 @@ fn job(members: Vec<usize>, object: Option<ObjectKey>, action: EnrichAction) -> 
 }
 
 fn thin(index: usize) -> EnrichJob {
-    job(vec![index], None, EnrichAction::Thin)
+    job(vec![index], None, JobAction::Thin)
 }
 
 fn delete(id: &str) -> Commit {
@@ -1317,14 +1273,14 @@ mod tests {
 
     fn body(job: &EnrichJob) -> Value {
         match &job.action {
-            EnrichAction::Send { body, .. } => serde_json::from_str(body).unwrap(),
+            JobAction::Send { body, .. } => serde_json::from_str(body).unwrap(),
             other => panic!("{other:?}"),
         }
     }
 
     fn retry_code(job: &EnrichJob) -> (&str, &str) {
         match &job.action {
-            EnrichAction::Retry { code, detail, .. } => (code.as_str(), detail.as_str()),
+            JobAction::Retry { code, detail, .. } => (code.as_str(), detail.as_str()),
             other => panic!("{other:?}"),
         }
     }
@@ -1373,7 +1329,7 @@ mod tests {
         let thin: Vec<usize> = outcome
             .jobs
             .iter()
-            .filter(|j| j.action == EnrichAction::Thin)
+            .filter(|j| j.action == JobAction::Thin)
             .flat_map(|j| j.members.clone())
             .collect();
         assert_eq!(thin, [3, 4]);
@@ -1382,7 +1338,7 @@ mod tests {
             body(association)["type"],
             "hubspot-edge.association.changed"
         );
-        assert_eq!(job_of(&outcome, "7").action, EnrichAction::Nothing);
+        assert_eq!(job_of(&outcome, "7").action, JobAction::Nothing);
         assert!(outcome.notes.contains(&EnrichNote::Skipped {
             object: key("7"),
             reason: "unmapped"
@@ -1485,7 +1441,7 @@ mod tests {
             body(sent)["changes"],
             json!([{"field":"first_name","old":"Ada","new":"Bo"}])
         );
-        let EnrichAction::Send { id, .. } = &sent.action else {
+        let JobAction::Send { id, .. } = &sent.action else {
             unreachable!()
         };
         // Named by the change and the version it was diffed against; committed on that version.
@@ -1508,10 +1464,7 @@ mod tests {
         assert_eq!(sent.after[0].expect, Some(4));
         // Gone in between: skipped once, nothing stored.
         let gone = job_of(&outcome, "6");
-        assert_eq!(
-            (&gone.action, gone.after.len()),
-            (&EnrichAction::Nothing, 0)
-        );
+        assert_eq!((&gone.action, gone.after.len()), (&JobAction::Nothing, 0));
         assert!(outcome.notes.contains(&EnrichNote::Skipped {
             object: key("6"),
             reason: "missing"
@@ -1623,7 +1576,7 @@ mod tests {
             .insert("5".into(), contact(json!({"firstname":"Bo"}), json!({})));
         let outcome = enrich(&mut host, &Rules::default(), &messages);
         let job = job_of(&outcome, "5");
-        assert_eq!((&job.action, job.after.len()), (&EnrichAction::Nothing, 0));
+        assert_eq!((&job.action, job.after.len()), (&JobAction::Nothing, 0));
         assert_eq!(outcome.counts.unchanged, 1);
     }
 
@@ -1671,7 +1624,7 @@ mod tests {
             .insert("5".into(), contact(json!({"firstname":"Bo"}), json!({})));
         let outcome = enrich(&mut host, &Rules::default(), &messages);
         let job = job_of(&outcome, "5");
-        assert_eq!(job.action, EnrichAction::Nothing);
+        assert_eq!(job.action, JobAction::Nothing);
         // The snapshot follows HubSpot's values, for the next real change.
         assert_eq!(
             job.after[0].write,
@@ -1713,7 +1666,7 @@ mod tests {
         host.writing = vec!["5".into()];
         let outcome = enrich(&mut host, &Rules::default(), &messages);
         let job = job_of(&outcome, "5");
-        assert_eq!(job.action, EnrichAction::Defer);
+        assert_eq!(job.action, JobAction::Defer);
         assert_eq!(job.members, [0, 1], "both events wait");
         assert!(job.after.is_empty(), "nothing stored for it");
         assert!(outcome
@@ -1734,7 +1687,7 @@ mod tests {
         let outcome = enrich(&mut host, &Rules::default(), &messages);
         assert!(matches!(
             job_of(&outcome, "5").action,
-            EnrichAction::Send { .. }
+            JobAction::Send { .. }
         ));
         assert_eq!(outcome.counts.deferred, 0);
     }
@@ -1808,7 +1761,7 @@ mod tests {
             .insert("5".into(), contact(json!({"firstname":"Bo"}), json!({})));
         let outcome = enrich(&mut host, &rules, &messages);
         let job = job_of(&outcome, "5");
-        let EnrichAction::Send { id, .. } = &job.action else {
+        let JobAction::Send { id, .. } = &job.action else {
             panic!("{job:?}")
         };
         assert_eq!(job.effects.len(), 1);
