@@ -403,11 +403,11 @@ async fn faults(req: &mut Request, env: &Env, rest: &[&str]) -> Result<Response>
     if !config::fault_injection(env).unwrap_or(false) {
         return respond::error(404, "not_found", "no such admin endpoint");
     }
-    let inject: fn(u32) = match (req.method(), rest) {
-        (Method::Post, ["dead-letter-store"]) => crate::dead_letters::inject_store_failures,
-        (Method::Post, ["record-store"]) => crate::records::inject_commit_failures,
-        (Method::Post, ["sync-unit"]) => crate::sync::inject_lost_units,
-        (Method::Post, ["inbound-commit-delay"]) => crate::sync_inbound::inject_commit_delays,
+    let fault: &crate::fault::Countdown = match (req.method(), rest) {
+        (Method::Post, ["dead-letter-store"]) => &crate::dead_letters::STORE_FAILURES,
+        (Method::Post, ["record-store"]) => &crate::records::COMMIT_FAILURES,
+        (Method::Post, ["sync-unit"]) => &crate::sync::LOST_UNITS,
+        (Method::Post, ["inbound-commit-delay"]) => &crate::sync_inbound::COMMIT_DELAYS,
         _ => return respond::error(404, "not_found", "no such fault"),
     };
     let body: Value = req.json().await.unwrap_or(Value::Null);
@@ -417,6 +417,6 @@ async fn faults(req: &mut Request, env: &Env, rest: &[&str]) -> Result<Response>
     else {
         return respond::error(400, "fault_invalid", "expected {\"failNext\": N}");
     };
-    inject(n);
+    fault.arm(n);
     respond::json(200, &json!({ "failNext": n }))
 }

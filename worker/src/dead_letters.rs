@@ -11,8 +11,6 @@
 //! `FAULT_INJECTION=true` (tests only) lets `POST /admin/faults/dead-letter-store` make the next
 //! N store writes fail, so the end-to-end tests can prove the above.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use futures_util::future::join_all;
 use hubspot_edge_core::dead_letter::{
     after_store_failure, store_size, Arrival, LetterKind, Retention, SIZE_PAGES,
@@ -36,21 +34,8 @@ struct StoreRetry {
     letter: DeadLetter,
 }
 
-/// Store writes still to fail on purpose (`FAULT_INJECTION` only). Per isolate: `wrangler dev`
-/// runs one, so the admin request that sets it and the consumer that reads it share it.
-static FAIL_NEXT_STORES: AtomicU32 = AtomicU32::new(0);
-
-/// Makes the next `n` dead-letter store writes of this isolate fail (test only).
-pub(crate) fn inject_store_failures(n: u32) {
-    FAIL_NEXT_STORES.store(n, Ordering::SeqCst);
-}
-
-/// Takes one injected failure, if any are left.
-fn injected_failure() -> bool {
-    FAIL_NEXT_STORES
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-}
+/// Dead-letter store writes that fail on purpose: `POST /admin/faults/dead-letter-store`.
+pub(crate) static STORE_FAILURES: crate::fault::Countdown = crate::fault::Countdown::new();
 
 /// Consumer of the `DEAD_LETTERS` queue: keeps every message in the store.
 pub(crate) async fn store_dead_letters(batch: MessageBatch<String>, env: &Env) -> Result<()> {
@@ -127,7 +112,7 @@ async fn store_one(
     faults: bool,
 ) -> Option<String> {
     let attempt = failed_before.saturating_add(1);
-    let injected = faults && retention.is_ok() && injected_failure();
+    let injected = faults && retention.is_ok() && STORE_FAILURES.fires();
     let written = match retention {
         // `DEAD_LETTER_RETENTION_DAYS` is invalid: the letter cannot be written with an expiry
         // the operator chose, so it is held like any failed write.

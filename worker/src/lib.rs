@@ -12,6 +12,7 @@ mod dashboard;
 mod dead_letters;
 mod echo;
 mod enrich;
+mod fault;
 mod forward;
 mod hubspot;
 mod ingress;

@@ -16,7 +16,6 @@
 //! inbound chunk (raise, lower).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use hubspot_edge_core::id::PortalId;
 use hubspot_edge_core::records::{
@@ -209,14 +208,8 @@ pub(crate) async fn live_ids(
     Ok(walk.finish())
 }
 
-/// Commits still to fail on purpose (`FAULT_INJECTION` only; per isolate, as `wrangler dev` runs
-/// one). See `POST /admin/faults/record-store`.
-static FAIL_NEXT_COMMITS: AtomicU32 = AtomicU32::new(0);
-
-/// Makes the next `n` record-store commits of this isolate fail (test only).
-pub(crate) fn inject_commit_failures(n: u32) {
-    FAIL_NEXT_COMMITS.store(n, Ordering::SeqCst);
-}
+/// Commits that fail on purpose: `POST /admin/faults/record-store`.
+pub(crate) static COMMIT_FAILURES: crate::fault::Countdown = crate::fault::Countdown::new();
 
 /// Commits `commits`; one outcome per commit, in order.
 pub(crate) async fn commit(
@@ -225,10 +218,7 @@ pub(crate) async fn commit(
     object_type: &str,
     commits: &[Commit],
 ) -> Result<Vec<(String, CommitOutcome)>> {
-    if FAIL_NEXT_COMMITS
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-    {
+    if COMMIT_FAILURES.fires() {
         return Err(worker::Error::RustError(
             "injected record store failure".into(),
         ));

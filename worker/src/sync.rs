@@ -63,14 +63,10 @@ fn alarm_ms(env: &Env) -> i64 {
     i64::try_from(period).unwrap_or(i64::MAX)
 }
 
-/// Unit messages still to drop on purpose (`FAULT_INJECTION` only, per isolate): a lost
-/// message, which the coordinator's lease must re-queue. `POST /admin/faults/sync-unit`.
-static DROP_NEXT_UNITS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// Unit messages dropped unworked on purpose: a lost message, which the coordinator's lease
+/// must re-queue. `POST /admin/faults/sync-unit`.
+pub(crate) static LOST_UNITS: crate::fault::Countdown = crate::fault::Countdown::new();
 
-/// Makes the next `n` sync unit messages of this isolate vanish unworked (test only).
-pub(crate) fn inject_lost_units(n: u32) {
-    DROP_NEXT_UNITS.store(n, std::sync::atomic::Ordering::SeqCst);
-}
 /// Storage key of the coordinator's state.
 const STATE_KEY: &str = "sync";
 
@@ -670,14 +666,7 @@ async fn work(message: &Message<String>, env: &Env, deliveries: usize, busy: &Ce
                 .build(),
         );
     };
-    if DROP_NEXT_UNITS
-        .fetch_update(
-            std::sync::atomic::Ordering::SeqCst,
-            std::sync::atomic::Ordering::SeqCst,
-            |n| n.checked_sub(1),
-        )
-        .is_ok()
-    {
+    if LOST_UNITS.fires() {
         Line::warn("sync_unit_dropped_by_fault").emit();
         message.ack();
         return;

@@ -68,18 +68,12 @@ const MAX_BATCHES_PER_ALARM: usize = 50;
 /// admitted only if every record of it could need one (the worst case), so the limit holds.
 const MAX_KV_PER_ALARM: usize = 900;
 
-/// Commits still to delay on purpose (`FAULT_INJECTION` only; per isolate, as `wrangler dev`
-/// runs one): HubSpot's webhooks for the writes then arrive before the commit, the race the
-/// write fence closes. See `POST /admin/faults/inbound-commit-delay`.
-static DELAY_NEXT_COMMITS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// Commits delayed on purpose by [`INJECTED_COMMIT_DELAY`]: HubSpot's webhooks for the writes
+/// then arrive before the commit, the race the write fence closes.
+/// `POST /admin/faults/inbound-commit-delay`.
+pub(crate) static COMMIT_DELAYS: crate::fault::Countdown = crate::fault::Countdown::new();
 /// How long a delayed commit waits.
 const INJECTED_COMMIT_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Makes the next `n` inbound commits of this isolate wait [`INJECTED_COMMIT_DELAY`] first
-/// (test only).
-pub(crate) fn inject_commit_delays(n: u32) {
-    DELAY_NEXT_COMMITS.store(n, std::sync::atomic::Ordering::SeqCst);
-}
 /// Batch upserts in flight at once: an invocation keeps at most 6 connections (Cloudflare).
 const MAX_IN_FLIGHT: usize = 6;
 
@@ -869,14 +863,7 @@ impl Flusher<'_> {
         if written.is_empty() {
             return Ok(());
         }
-        if DELAY_NEXT_COMMITS
-            .fetch_update(
-                std::sync::atomic::Ordering::SeqCst,
-                std::sync::atomic::Ordering::SeqCst,
-                |n| n.checked_sub(1),
-            )
-            .is_ok()
-        {
+        if COMMIT_DELAYS.fires() {
             worker::Delay::from(INJECTED_COMMIT_DELAY).await;
         }
         for w in written {
