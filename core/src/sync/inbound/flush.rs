@@ -436,6 +436,25 @@ mod tests {
             .collect()
     }
 
+    /// The store knows `records` with another first name than the one sent (each an update),
+    /// record `i` under HubSpot id `id(i)`.
+    fn known_changed(
+        records: impl IntoIterator<Item = usize>,
+        id: impl Fn(usize) -> String,
+    ) -> BTreeMap<String, Known> {
+        records
+            .into_iter()
+            .map(|i| {
+                let email = format!("p{i}@example.com");
+                let stored = Stored {
+                    version: 1,
+                    snapshot: Some(json!({"email": email, "first_name": "Old"}).to_string()),
+                };
+                (email, Known::of(&id(i), Some(&stored)))
+            })
+            .collect()
+    }
+
     /// HubSpot accepting every input (200), or answering 503.
     fn answer(
         map: &ObjectMap,
@@ -556,24 +575,9 @@ mod tests {
     #[test]
     fn the_fence_covers_the_updated_ids_and_creations_before_any_send() {
         let (map, config) = (map(), config());
-        let due = due(&map, &config, 150);
         // Records 0..50 are known with other values (updates), the rest have no id (creations).
-        let store: BTreeMap<String, Known> = (0..50)
-            .map(|i| {
-                let stored = Stored {
-                    version: 3,
-                    snapshot: Some(
-                        json!({"email": format!("p{i}@example.com"), "first_name": "Old"})
-                            .to_string(),
-                    ),
-                };
-                (
-                    format!("p{i}@example.com"),
-                    Known::of(&format!("90{i}"), Some(&stored)),
-                )
-            })
-            .collect();
-        let mut flush = InboundFlush::new(&map, &config, due, 10, 900);
+        let store = known_changed(0..50, |i| format!("90{i}"));
+        let mut flush = InboundFlush::new(&map, &config, due(&map, &config, 150), 10, 900);
         assert!(matches!(flush.ask(), InboundFlushAsk::Take { .. }));
         flush.on_known(&store);
         let InboundFlushAsk::Fence(fence) = flush.ask() else {
@@ -596,23 +600,8 @@ mod tests {
         assert!(matches!(flush.ask(), InboundFlushAsk::Send(_)));
 
         // Only updates: no creation is covered.
-        let all: BTreeMap<String, Known> = (0..3)
-            .map(|i| {
-                let stored = Stored {
-                    version: 1,
-                    snapshot: Some(
-                        json!({"email": format!("p{i}@example.com"), "first_name": "Old"})
-                            .to_string(),
-                    ),
-                };
-                (
-                    format!("p{i}@example.com"),
-                    Known::of(&format!("{i}"), Some(&stored)),
-                )
-            })
-            .collect();
-        let mut flush =
-            InboundFlush::new(&map, &config, super::tests::due(&map, &config, 3), 10, 900);
+        let all = known_changed(0..3, |i| i.to_string());
+        let mut flush = InboundFlush::new(&map, &config, due(&map, &config, 3), 10, 900);
         flush.ask();
         flush.on_known(&all);
         let InboundFlushAsk::Fence(fence) = flush.ask() else {
@@ -621,8 +610,7 @@ mod tests {
         assert!(fence.covers("2", &kept) && !fence.covers("3", &absent));
 
         // Nothing to write: no fence.
-        let mut flush =
-            InboundFlush::new(&map, &config, super::tests::due(&map, &config, 3), 10, 900);
+        let mut flush = InboundFlush::new(&map, &config, due(&map, &config, 3), 10, 900);
         flush.ask();
         flush.on_known(&known(3));
         assert!(matches!(
